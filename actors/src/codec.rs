@@ -1,0 +1,363 @@
+//! The one codec for everything Plexus puts on the wire or on disk.
+//!
+//! The format is bincode 2 (`bincode = "=2.0.1"`, the last maintained release; the
+//! crates.io 3.0.0 release is only a `compile_error!`) with its standard
+//! configuration: little endian, variable-length integers. Nothing else in the
+//! workspace may call bincode directly; go through this module so the format can be
+//! swapped (for `wincode`, say) in one place.
+//!
+//! # Frames
+//!
+//! A *frame* is `[version: u8][body]`. [`WIRE_VERSION`] is the only version this
+//! build speaks; a frame with any other version is refused with
+//! [`CodecError::Version`] before its body is looked at.
+//!
+//! On a byte stream, frames travel length-delimited: `[len: u32 LE][frame]`, read by
+//! [`FrameReader`], a sans-IO reassembler that accepts bytes in whatever pieces the
+//! transport delivers.
+//!
+//! # Bounds
+//!
+//! Every decode takes a byte limit. An input longer than the limit is refused before
+//! decoding ([`CodecError::Oversized`]), and the decoder is configured with the same
+//! limit so a forged length prefix inside the body cannot make it allocate more.
+//! [`FRAME_BYTES_MAX`] is the default limit. No input makes these functions panic;
+//! `tests::arbitrary_bytes_never_panic` checks that with proptest.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The wire and disk format version this build writes and reads.
+pub const WIRE_VERSION: u8 = 1;
+
+/// Default upper bound on one frame, in bytes (16 MiB). Snapshots larger than this
+/// must be chunked by their owner.
+pub const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The hard ceiling the decoder itself enforces, whatever limit a caller passes.
+const DECODER_BYTES_CEILING: usize = 64 * 1024 * 1024;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODER_BYTES_CEILING>,
+>;
+
+const fn config() -> Config {
+    bincode::config::standard().with_limit::<DECODER_BYTES_CEILING>()
+}
+
+/// Why bytes could not be encoded or decoded.
+///
+/// Every variant except [`CodecError::Encode`] is the fault of whoever produced the
+/// bytes (a peer, a file); `Encode` is a local bug or an unencodable value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The input is longer than the limit in force.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    Oversized {
+        /// Length of the input, or the length its prefix claimed.
+        len: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The input has no bytes at all.
+    #[error("empty frame")]
+    Empty,
+    /// The version byte names a version this build does not speak.
+    #[error("unsupported wire version {found} (this build speaks {supported})")]
+    Version {
+        /// The version byte found.
+        found: u8,
+        /// [`WIRE_VERSION`].
+        supported: u8,
+    },
+    /// The input ended in the middle of a value.
+    #[error("truncated frame")]
+    Truncated,
+    /// The bytes are not a valid encoding of the expected type.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A whole value was decoded but bytes were left over.
+    #[error("{0} trailing bytes after the message")]
+    Trailing(usize),
+    /// The value could not be encoded (local fault).
+    #[error("cannot encode: {0}")]
+    Encode(String),
+}
+
+fn map_decode_error(err: bincode::error::DecodeError, max: usize, len: usize) -> CodecError {
+    use bincode::error::DecodeError as D;
+    match err {
+        D::UnexpectedEnd { .. } => CodecError::Truncated,
+        D::LimitExceeded => CodecError::Oversized { len, max },
+        other => CodecError::Malformed(other.to_string()),
+    }
+}
+
+/// Encodes `value` as a body (no version byte), appending to `out`.
+pub fn encode_body_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    bincode::serde::encode_into_std_write(value, out, config())
+        .map(|_| ())
+        .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Encodes `value` as a body (no version byte).
+pub fn encode_body<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::new();
+    encode_body_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a body (no version byte) that must span all of `bytes`.
+pub fn decode_body<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, CodecError> {
+    if bytes.len() > max {
+        return Err(CodecError::Oversized { len: bytes.len(), max });
+    }
+    let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config())
+        .map_err(|e| map_decode_error(e, max, bytes.len()))?;
+    if used != bytes.len() {
+        return Err(CodecError::Trailing(bytes.len() - used));
+    }
+    Ok(value)
+}
+
+/// Encodes `value` as a versioned frame: `[WIRE_VERSION][body]`.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![WIRE_VERSION];
+    encode_body_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a versioned frame with the default limit [`FRAME_BYTES_MAX`].
+pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
+    decode_with_limit(frame, FRAME_BYTES_MAX)
+}
+
+/// Decodes a versioned frame of at most `max` bytes.
+pub fn decode_with_limit<T: DeserializeOwned>(frame: &[u8], max: usize) -> Result<T, CodecError> {
+    if frame.len() > max {
+        return Err(CodecError::Oversized { len: frame.len(), max });
+    }
+    let (&version, body) = frame.split_first().ok_or(CodecError::Empty)?;
+    if version != WIRE_VERSION {
+        return Err(CodecError::Version { found: version, supported: WIRE_VERSION });
+    }
+    decode_body(body, max)
+}
+
+/// Appends `frame` to `out` with its `u32` little-endian length prefix.
+///
+/// Fails with [`CodecError::Oversized`] if the frame is longer than `max`, so a
+/// sender never emits what its peer must refuse.
+pub fn write_delimited(frame: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    if frame.len() > max || u32::try_from(frame.len()).is_err() {
+        return Err(CodecError::Oversized { len: frame.len(), max });
+    }
+    out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    out.extend_from_slice(frame);
+    Ok(())
+}
+
+/// Reassembles length-delimited frames from a byte stream. Sans-IO: feed it whatever
+/// the transport read, then take whole frames out.
+///
+/// Bound: it buffers at most one frame plus one read, and refuses a length prefix
+/// above its limit at once ([`CodecError::Oversized`]). After an error the stream is
+/// out of sync and must be closed; the reader keeps returning that error.
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    max: usize,
+    failed: Option<CodecError>,
+}
+
+impl FrameReader {
+    /// A reader that refuses frames longer than `max` bytes.
+    pub fn new(max: usize) -> Self {
+        Self { buf: Vec::new(), start: 0, max, failed: None }
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes buffered but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// The next whole frame, `Ok(None)` if more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, CodecError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let avail = &self.buf[self.start..];
+        if avail.len() < 4 {
+            self.compact();
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        if len > self.max {
+            let err = CodecError::Oversized { len, max: self.max };
+            self.failed = Some(err.clone());
+            return Err(err);
+        }
+        if avail.len() < 4 + len {
+            self.compact();
+            return Ok(None);
+        }
+        let begin = self.start + 4;
+        self.start = begin + len;
+        Ok(Some(&self.buf[begin..begin + len]))
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Sample {
+        id: u64,
+        name: String,
+        payload: Vec<u8>,
+        tags: Vec<(String, i32)>,
+        nested: Option<Box<Sample>>,
+    }
+
+    fn sample() -> Sample {
+        Sample {
+            id: 7,
+            name: "stage".into(),
+            payload: vec![1, 2, 3],
+            tags: vec![("a".into(), -1)],
+            nested: Some(Box::new(Sample {
+                id: 8,
+                name: String::new(),
+                payload: vec![],
+                tags: vec![],
+                nested: None,
+            })),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let frame = encode(&sample()).unwrap();
+        assert_eq!(frame[0], WIRE_VERSION);
+        assert_eq!(decode::<Sample>(&frame).unwrap(), sample());
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let frame = encode(&sample()).unwrap();
+        for cut in 0..frame.len() {
+            let err = decode::<Sample>(&frame[..cut]).unwrap_err();
+            match cut {
+                0 => assert_eq!(err, CodecError::Empty),
+                _ => assert_eq!(err, CodecError::Truncated, "cut at {cut}"),
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_decoding() {
+        let frame = encode(&vec![0u8; 1000]).unwrap();
+        let err = decode_with_limit::<Vec<u8>>(&frame, 100).unwrap_err();
+        assert_eq!(err, CodecError::Oversized { len: frame.len(), max: 100 });
+        // A length prefix inside the body that claims far more than the input holds.
+        let mut forged = vec![WIRE_VERSION];
+        encode_body_into(&u64::MAX, &mut forged).unwrap();
+        assert!(decode::<Vec<u8>>(&forged).is_err());
+    }
+
+    #[test]
+    fn wrong_version_and_trailing_bytes_are_refused() {
+        let mut frame = encode(&5u32).unwrap();
+        frame[0] = WIRE_VERSION + 1;
+        assert_eq!(
+            decode::<u32>(&frame).unwrap_err(),
+            CodecError::Version { found: WIRE_VERSION + 1, supported: WIRE_VERSION }
+        );
+        let mut frame = encode(&5u32).unwrap();
+        frame.push(0);
+        assert_eq!(decode::<u32>(&frame).unwrap_err(), CodecError::Trailing(1));
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        let frame = [WIRE_VERSION, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        assert!(decode::<Sample>(&frame).is_err());
+        // An invalid enum tag.
+        let frame = [WIRE_VERSION, 9];
+        assert!(matches!(decode::<Option<u8>>(&frame), Err(CodecError::Malformed(_))));
+    }
+
+    #[test]
+    fn frame_reader_reassembles_split_frames() {
+        let mut stream = Vec::new();
+        for i in 0..5u32 {
+            write_delimited(&encode(&i).unwrap(), 64, &mut stream).unwrap();
+        }
+        let mut reader = FrameReader::new(64);
+        let mut seen = Vec::new();
+        for chunk in stream.chunks(3) {
+            reader.extend(chunk);
+            while let Some(frame) = reader.next_frame().unwrap() {
+                seen.push(decode::<u32>(frame).unwrap());
+            }
+        }
+        assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+        assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
+    fn frame_reader_refuses_a_huge_prefix_and_stays_failed() {
+        let mut reader = FrameReader::new(16);
+        reader.extend(&1000u32.to_le_bytes());
+        assert_eq!(reader.next_frame().unwrap_err(), CodecError::Oversized { len: 1000, max: 16 });
+        reader.extend(&[0; 8]);
+        assert!(reader.next_frame().is_err());
+        let mut out = Vec::new();
+        assert!(write_delimited(&[0; 17], 16, &mut out).is_err());
+        assert!(out.is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode::<Sample>(&bytes);
+            let _ = decode::<Vec<String>>(&bytes);
+            let mut reader = FrameReader::new(64);
+            reader.extend(&bytes);
+            while let Ok(Some(frame)) = reader.next_frame() {
+                let _ = decode::<Sample>(frame);
+            }
+        }
+
+        #[test]
+        fn round_trip_any(id in any::<u64>(), name in ".{0,20}", payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let s = Sample { id, name, payload, tags: vec![], nested: None };
+            prop_assert_eq!(decode::<Sample>(&encode(&s).unwrap()).unwrap(), s);
+        }
+    }
+}

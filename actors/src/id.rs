@@ -1,0 +1,178 @@
+//! Identities: [`NodeId`] names a node, [`ActorId`] names an actor for its whole life.
+//!
+//! A `NodeId` is the node's ed25519 public key. Its text form is the libp2p
+//! `PeerId` of that key (base58 of the identity multihash of the protobuf-encoded
+//! key), so operators see one name everywhere. This module computes that form
+//! itself so that the core stays free of libp2p; the mesh driver tests that both agree.
+//!
+//! An `ActorId` is `(origin node, local number)`. It is minted once, on the node that
+//! first spawns the actor, and it never changes: a supervised restart or a live
+//! migration keeps the id, and only the actor's *location* (which node hosts it now)
+//! changes. Uniqueness holds because each node mints local numbers from its own
+//! monotonic counter and node ids are public keys.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Protobuf prefix of an ed25519 `PublicKey` message (`KeyType = Ed25519`, 32-byte data),
+/// wrapped in an identity multihash (`0x00`, length 36). This is how libp2p spells a
+/// `PeerId` for an ed25519 key.
+const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+
+/// A node's identity: its ed25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeId([u8; 32]);
+
+impl NodeId {
+    /// Wraps the 32 bytes of an ed25519 public key.
+    pub const fn from_public_key(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw public key bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A synthetic id for tests and the simulator: the index in the first eight
+    /// bytes, the rest zero. It is never a valid curve point in practice, so it
+    /// cannot collide with a real node's key.
+    pub fn synthetic(index: u64) -> Self {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&index.to_be_bytes());
+        bytes[31] = 0xff;
+        Self(bytes)
+    }
+
+    /// The libp2p `PeerId` text form of this key (`12D3KooW...`).
+    pub fn to_peer_id_string(&self) -> String {
+        let mut buf = [0u8; 38];
+        buf[..6].copy_from_slice(&PEER_ID_PREFIX);
+        buf[6..].copy_from_slice(&self.0);
+        bs58::encode(buf).into_string()
+    }
+
+    /// A short form for logs: the last 8 characters of the PeerId text.
+    pub fn short(&self) -> String {
+        let s = self.to_peer_id_string();
+        s[s.len().saturating_sub(8)..].to_string()
+    }
+}
+
+/// Why a text could not be read as a [`NodeId`] or [`ActorId`]. The caller supplied it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdParseError {
+    /// Not base58.
+    #[error("not a PeerId: {0} is not base58")]
+    NotBase58(String),
+    /// Base58, but not the PeerId of an ed25519 key.
+    #[error("not the PeerId of an ed25519 key: {0}")]
+    NotEd25519(String),
+    /// An actor id must read `PEER_ID/NUMBER`.
+    #[error("not an actor id (expected PEER_ID/NUMBER): {0}")]
+    NotActorId(String),
+}
+
+impl FromStr for NodeId {
+    type Err = IdParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = bs58::decode(s)
+            .into_vec()
+            .map_err(|_| IdParseError::NotBase58(s.to_string()))?;
+        if bytes.len() != 38 || bytes[..6] != PEER_ID_PREFIX {
+            return Err(IdParseError::NotEd25519(s.to_string()));
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&bytes[6..]);
+        Ok(Self(key))
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_peer_id_string())
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({})", self.short())
+    }
+}
+
+/// A globally unique, location-independent actor identity.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ActorId {
+    /// The node that minted the id. Not necessarily where the actor runs now.
+    pub origin: NodeId,
+    /// The minting node's counter value; never reused on that node.
+    pub local: u64,
+}
+
+impl ActorId {
+    /// Builds an id. Only a node's own id allocator should mint new ones.
+    pub const fn new(origin: NodeId, local: u64) -> Self {
+        Self { origin, local }
+    }
+}
+
+impl fmt::Display for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.origin, self.local)
+    }
+}
+
+impl fmt::Debug for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorId({}/{})", self.origin.short(), self.local)
+    }
+}
+
+impl FromStr for ActorId {
+    type Err = IdParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (node, local) = s
+            .split_once('/')
+            .ok_or_else(|| IdParseError::NotActorId(s.to_string()))?;
+        let origin = node.parse()?;
+        let local = local
+            .parse()
+            .map_err(|_| IdParseError::NotActorId(s.to_string()))?;
+        Ok(Self { origin, local })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_text_round_trips_and_looks_like_a_peer_id() {
+        let id = NodeId::from_public_key([7u8; 32]);
+        let text = id.to_string();
+        assert!(text.starts_with("12D3KooW"), "{text}");
+        assert_eq!(text.parse::<NodeId>(), Ok(id));
+        assert_ne!(NodeId::from_public_key([8u8; 32]).to_string(), text);
+    }
+
+    #[test]
+    fn actor_id_text_round_trips() {
+        let id = ActorId::new(NodeId::synthetic(3), 42);
+        let parsed: ActorId = id.to_string().parse().unwrap();
+        assert_eq!(parsed, id);
+    }
+
+    #[test]
+    fn bad_ids_are_typed_errors() {
+        assert!(matches!("0OIl".parse::<NodeId>(), Err(IdParseError::NotBase58(_))));
+        assert!(matches!("abc".parse::<NodeId>(), Err(IdParseError::NotEd25519(_))));
+        assert!(matches!("nope".parse::<ActorId>(), Err(IdParseError::NotActorId(_))));
+        let node = NodeId::synthetic(1).to_string();
+        assert!(matches!(format!("{node}/x").parse::<ActorId>(), Err(IdParseError::NotActorId(_))));
+    }
+}

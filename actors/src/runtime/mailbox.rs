@@ -1,0 +1,226 @@
+//! Bounded mailboxes on top of ractor's unbounded ones.
+//!
+//! ractor queues without limit. Plexus counts what sits in each mailbox and refuses
+//! to go past the actor's capacity:
+//!
+//! * `try_tell` fails at once with [`SendError::MailboxFull`], handing the message back;
+//! * `tell` waits until the actor has taken a message out, then enqueues (backpressure);
+//! * `ask` waits like `tell`, within its timeout.
+//!
+//! The count goes up (compare-and-swap, never past `capacity`) before a message is
+//! handed to ractor and down when the actor starts handling it, so at most
+//! `capacity` messages are ever queued. The counter never overshoots: a rollback
+//! would have to wake waiters, and a waiter could then wake itself in a loop.
+//!
+//! Waiting senders register on a `Notify`; the actor wakes one per message it takes
+//! out, and only when someone waits, so the uncontended path is two atomic updates.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+
+use tokio::sync::{Notify, oneshot, watch};
+
+use super::errors::SendError;
+use super::message::Message;
+
+/// Default mailbox capacity when neither the spawn nor the node says otherwise.
+pub const MAILBOX_CAPACITY_DEFAULT: usize = 1024;
+
+/// How an actor ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Exit {
+    /// It stopped on request or by itself, after its `stopped` hook ran.
+    Normal,
+    /// Its code returned an error or panicked; the string says what happened.
+    Failed(String),
+}
+
+/// Counters shared by an actor's refs and the actor itself.
+pub(crate) struct MailboxShared {
+    depth: AtomicUsize,
+    capacity: usize,
+    waiters: AtomicUsize,
+    space: Notify,
+    closed: AtomicBool,
+    pub(crate) handled: AtomicU64,
+    pub(crate) failure: Mutex<Option<String>>,
+    pub(crate) stopped_normally: AtomicBool,
+    exit: watch::Sender<Option<Exit>>,
+}
+
+impl MailboxShared {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            depth: AtomicUsize::new(0),
+            capacity: capacity.max(1),
+            waiters: AtomicUsize::new(0),
+            space: Notify::new(),
+            closed: AtomicBool::new(false),
+            handled: AtomicU64::new(0),
+            failure: Mutex::new(None),
+            stopped_normally: AtomicBool::new(false),
+            exit: watch::Sender::new(None),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn depth(&self) -> usize {
+        self.depth.load(SeqCst)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
+    /// Takes a slot if one is free.
+    #[inline]
+    fn try_reserve(&self) -> bool {
+        let mut current = self.depth.load(SeqCst);
+        loop {
+            if current >= self.capacity {
+                return false;
+            }
+            match self.depth.compare_exchange_weak(current, current + 1, SeqCst, SeqCst) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    #[inline]
+    fn release_slot(&self) {
+        self.depth.fetch_sub(1, SeqCst);
+        if self.waiters.load(SeqCst) > 0 {
+            self.space.notify_one();
+        }
+    }
+
+    /// Called by the actor as it takes a message out.
+    #[inline]
+    pub(crate) fn dequeued(&self) {
+        self.release_slot();
+        self.handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Called once when the actor is gone: fail waiting senders, publish the exit.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, SeqCst);
+        self.space.notify_waiters();
+        let exit = if self.stopped_normally.load(SeqCst) {
+            Exit::Normal
+        } else {
+            let why = self.failure.lock().map(|g| g.clone()).unwrap_or(None);
+            Exit::Failed(why.unwrap_or_else(|| "panicked or was killed".to_string()))
+        };
+        self.exit.send_replace(Some(exit));
+    }
+
+    pub(crate) fn subscribe_exit(&self) -> watch::Receiver<Option<Exit>> {
+        self.exit.subscribe()
+    }
+}
+
+/// How a reply gets back to an asker.
+pub(crate) enum ReplyTo<R> {
+    /// An asker in this process.
+    Local(oneshot::Sender<Result<R, String>>),
+    /// An asker elsewhere; the closure encodes and routes the reply.
+    Remote(Box<dyn FnOnce(Result<R, String>) + Send>),
+}
+
+impl<R> ReplyTo<R> {
+    pub(crate) fn send(self, result: Result<R, String>) {
+        match self {
+            ReplyTo::Local(tx) => {
+                let _ = tx.send(result);
+            }
+            ReplyTo::Remote(f) => f(result),
+        }
+    }
+}
+
+/// What travels through ractor's queue: the message and, for an ask, where the reply goes.
+pub(crate) struct Envelope<M: Message> {
+    pub(crate) msg: M,
+    pub(crate) reply: Option<ReplyTo<M::Reply>>,
+}
+
+/// The sending half of a local actor's bounded mailbox.
+pub(crate) struct LocalMailbox<M: Message> {
+    pub(crate) inner: ractor::ActorRef<Envelope<M>>,
+    pub(crate) shared: Arc<MailboxShared>,
+}
+
+impl<M: Message> Clone for LocalMailbox<M> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), shared: self.shared.clone() }
+    }
+}
+
+impl<M: Message> LocalMailbox<M> {
+    /// Enqueues after a slot was reserved; gives the slot back on failure.
+    #[inline]
+    fn enqueue(&self, env: Envelope<M>) -> Result<(), SendError<Envelope<M>>> {
+        match self.inner.send_message(env) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.shared.release_slot();
+                match err {
+                    ractor::MessagingErr::SendErr(env) => Err(SendError::Stopped(env)),
+                    // Neither variant returns the message; ractor only produces them
+                    // for receive-side or typed-cell misuse, which this module never does.
+                    _ => unreachable_send(),
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn try_send(&self, env: Envelope<M>) -> Result<(), SendError<Envelope<M>>> {
+        if self.shared.is_closed() {
+            return Err(SendError::Stopped(env));
+        }
+        if !self.shared.try_reserve() {
+            return Err(SendError::MailboxFull(env));
+        }
+        self.enqueue(env)
+    }
+
+    /// Waits for a free slot, then enqueues. Fails only if the actor stops.
+    pub(crate) async fn send(&self, env: Envelope<M>) -> Result<(), SendError<Envelope<M>>> {
+        loop {
+            if self.shared.is_closed() {
+                return Err(SendError::Stopped(env));
+            }
+            if self.shared.try_reserve() {
+                return self.enqueue(env);
+            }
+            let notified = self.shared.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.shared.waiters.fetch_add(1, SeqCst);
+            if self.shared.try_reserve() {
+                self.shared.waiters.fetch_sub(1, SeqCst);
+                return self.enqueue(env);
+            }
+            if self.shared.is_closed() {
+                self.shared.waiters.fetch_sub(1, SeqCst);
+                return Err(SendError::Stopped(env));
+            }
+            notified.await;
+            self.shared.waiters.fetch_sub(1, SeqCst);
+        }
+    }
+}
+
+#[cold]
+fn unreachable_send<T>() -> T {
+    // ractor's `ActorRef::send_message` returns `SendErr` with the message for a
+    // closed mailbox; the other variants cannot occur on a typed `ActorRef`.
+    panic!("ractor returned a send error without the message")
+}
