@@ -361,6 +361,11 @@ impl ActorSystem {
         Ok(ActorRef::local(id, mailbox, Some(self.downgrade())))
     }
 
+    /// The ractor cell of a local actor, for drivers that link or stop it.
+    pub fn cell_of(&self, id: ActorId) -> Option<ractor::ActorCell> {
+        self.tables().actors.get(&id).filter(|e| e.is_live()).map(|e| e.cell.clone())
+    }
+
     /// Whether an actor with this id runs here.
     pub fn contains(&self, id: ActorId) -> bool {
         self.tables().actors.get(&id).is_some_and(Entry::is_live)
