@@ -1,1 +1,33 @@
-//! placeholder
+//! # Plexus
+//!
+//! A decentralized actor-model runtime for AI workloads. This crate is the embedding
+//! API and the `plexus` binary; the building blocks live in the workspace crates it
+//! re-exports.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use plexus::Node;
+//! let node = Node::builder().build();
+//! let spec = plexus::actors::pipeline::spec::PipelineSpec::from_toml(
+//!     &std::fs::read_to_string("examples/pipeline.toml")?,
+//! )?;
+//! let report = node.run_pipeline(spec).await?;
+//! println!("{} results", report.results.len());
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+pub mod cli;
+pub mod node;
+pub mod stages;
+pub mod telemetry;
+
+pub use node::{Node, NodeBuilder, NodeConfig};
+pub use plexus_actors as actors;
+pub use plexus_actors::runtime::{
+    Actor, ActorError, ActorRef, ActorSystem, AskError, Context, Message, SendError, SpawnOptions,
+    Wire,
+};
+pub use plexus_actors::{ActorId, Datum, Migratable, NodeId};
+pub use plexus_supervisor as supervisor;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `plexus` command line.
+
+fn main() -> std::process::ExitCode {
+    plexus::cli::main()
+}

@@ -97,7 +97,10 @@ fn map_decode_error(err: bincode::error::DecodeError, max: usize, len: usize) ->
 }
 
 /// Encodes `value` as a body (no version byte), appending to `out`.
-pub fn encode_body_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+pub fn encode_body_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
     bincode::serde::encode_into_std_write(value, out, config())
         .map(|_| ())
         .map_err(|e| CodecError::Encode(e.to_string()))
@@ -113,7 +116,10 @@ pub fn encode_body<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecErr
 /// Decodes a body (no version byte) that must span all of `bytes`.
 pub fn decode_body<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, CodecError> {
     if bytes.len() > max {
-        return Err(CodecError::Oversized { len: bytes.len(), max });
+        return Err(CodecError::Oversized {
+            len: bytes.len(),
+            max,
+        });
     }
     let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config())
         .map_err(|e| map_decode_error(e, max, bytes.len()))?;
@@ -138,11 +144,17 @@ pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
 /// Decodes a versioned frame of at most `max` bytes.
 pub fn decode_with_limit<T: DeserializeOwned>(frame: &[u8], max: usize) -> Result<T, CodecError> {
     if frame.len() > max {
-        return Err(CodecError::Oversized { len: frame.len(), max });
+        return Err(CodecError::Oversized {
+            len: frame.len(),
+            max,
+        });
     }
     let (&version, body) = frame.split_first().ok_or(CodecError::Empty)?;
     if version != WIRE_VERSION {
-        return Err(CodecError::Version { found: version, supported: WIRE_VERSION });
+        return Err(CodecError::Version {
+            found: version,
+            supported: WIRE_VERSION,
+        });
     }
     decode_body(body, max)
 }
@@ -153,7 +165,10 @@ pub fn decode_with_limit<T: DeserializeOwned>(frame: &[u8], max: usize) -> Resul
 /// sender never emits what its peer must refuse.
 pub fn write_delimited(frame: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), CodecError> {
     if frame.len() > max || u32::try_from(frame.len()).is_err() {
-        return Err(CodecError::Oversized { len: frame.len(), max });
+        return Err(CodecError::Oversized {
+            len: frame.len(),
+            max,
+        });
     }
     out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
     out.extend_from_slice(frame);
@@ -177,7 +192,12 @@ pub struct FrameReader {
 impl FrameReader {
     /// A reader that refuses frames longer than `max` bytes.
     pub fn new(max: usize) -> Self {
-        Self { buf: Vec::new(), start: 0, max, failed: None }
+        Self {
+            buf: Vec::new(),
+            start: 0,
+            max,
+            failed: None,
+        }
     }
 
     /// Appends bytes read from the stream.
@@ -281,7 +301,13 @@ mod tests {
     fn oversized_input_is_refused_before_decoding() {
         let frame = encode(&vec![0u8; 1000]).unwrap();
         let err = decode_with_limit::<Vec<u8>>(&frame, 100).unwrap_err();
-        assert_eq!(err, CodecError::Oversized { len: frame.len(), max: 100 });
+        assert_eq!(
+            err,
+            CodecError::Oversized {
+                len: frame.len(),
+                max: 100
+            }
+        );
         // A length prefix inside the body that claims far more than the input holds.
         let mut forged = vec![WIRE_VERSION];
         encode_body_into(&u64::MAX, &mut forged).unwrap();
@@ -294,7 +320,10 @@ mod tests {
         frame[0] = WIRE_VERSION + 1;
         assert_eq!(
             decode::<u32>(&frame).unwrap_err(),
-            CodecError::Version { found: WIRE_VERSION + 1, supported: WIRE_VERSION }
+            CodecError::Version {
+                found: WIRE_VERSION + 1,
+                supported: WIRE_VERSION
+            }
         );
         let mut frame = encode(&5u32).unwrap();
         frame.push(0);
@@ -307,7 +336,10 @@ mod tests {
         assert!(decode::<Sample>(&frame).is_err());
         // An invalid enum tag.
         let frame = [WIRE_VERSION, 9];
-        assert!(matches!(decode::<Option<u8>>(&frame), Err(CodecError::Malformed(_))));
+        assert!(matches!(
+            decode::<Option<u8>>(&frame),
+            Err(CodecError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -332,7 +364,10 @@ mod tests {
     fn frame_reader_refuses_a_huge_prefix_and_stays_failed() {
         let mut reader = FrameReader::new(16);
         reader.extend(&1000u32.to_le_bytes());
-        assert_eq!(reader.next_frame().unwrap_err(), CodecError::Oversized { len: 1000, max: 16 });
+        assert_eq!(
+            reader.next_frame().unwrap_err(),
+            CodecError::Oversized { len: 1000, max: 16 }
+        );
         reader.extend(&[0; 8]);
         assert!(reader.next_frame().is_err());
         let mut out = Vec::new();

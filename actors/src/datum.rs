@@ -62,10 +62,17 @@ impl Datum {
         match value {
             J::Null => Datum::Null,
             J::Bool(b) => Datum::Bool(*b),
-            J::Number(n) => n.as_i64().map(Datum::Int).unwrap_or_else(|| Datum::Float(n.as_f64().unwrap_or(f64::NAN))),
+            J::Number(n) => n
+                .as_i64()
+                .map(Datum::Int)
+                .unwrap_or_else(|| Datum::Float(n.as_f64().unwrap_or(f64::NAN))),
             J::String(s) => Datum::Text(s.clone()),
             J::Array(items) => Datum::List(items.iter().map(Datum::from_json).collect()),
-            J::Object(map) => Datum::Map(map.iter().map(|(k, v)| (k.clone(), Datum::from_json(v))).collect()),
+            J::Object(map) => Datum::Map(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), Datum::from_json(v)))
+                    .collect(),
+            ),
         }
     }
 
@@ -77,7 +84,9 @@ impl Datum {
             Datum::Null => J::Null,
             Datum::Bool(b) => J::Bool(*b),
             Datum::Int(i) => J::from(*i),
-            Datum::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Datum::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Datum::Text(s) => J::String(s.clone()),
             Datum::Bytes(b) => J::Array(b.iter().map(|x| J::from(*x)).collect()),
             Datum::List(items) => J::Array(items.iter().map(Datum::to_json).collect()),
@@ -113,7 +122,10 @@ mod tests {
     fn datum_crosses_the_codec_and_json() {
         let json = serde_json::json!({"a": [1, 2.5, "x", null, true], "b": {"c": -3}});
         let d = Datum::from_json(&json);
-        assert_eq!(d.get("b").and_then(|b| b.get("c")).and_then(Datum::as_int), Some(-3));
+        assert_eq!(
+            d.get("b").and_then(|b| b.get("c")).and_then(Datum::as_int),
+            Some(-3)
+        );
         let back: Datum = codec::decode(&codec::encode(&d).unwrap()).unwrap();
         assert_eq!(back, d);
         assert_eq!(back.to_json(), json);

@@ -169,10 +169,22 @@ mod tests {
 
     #[test]
     fn bad_ids_are_typed_errors() {
-        assert!(matches!("0OIl".parse::<NodeId>(), Err(IdParseError::NotBase58(_))));
-        assert!(matches!("abc".parse::<NodeId>(), Err(IdParseError::NotEd25519(_))));
-        assert!(matches!("nope".parse::<ActorId>(), Err(IdParseError::NotActorId(_))));
+        assert!(matches!(
+            "0OIl".parse::<NodeId>(),
+            Err(IdParseError::NotBase58(_))
+        ));
+        assert!(matches!(
+            "abc".parse::<NodeId>(),
+            Err(IdParseError::NotEd25519(_))
+        ));
+        assert!(matches!(
+            "nope".parse::<ActorId>(),
+            Err(IdParseError::NotActorId(_))
+        ));
         let node = NodeId::synthetic(1).to_string();
-        assert!(matches!(format!("{node}/x").parse::<ActorId>(), Err(IdParseError::NotActorId(_))));
+        assert!(matches!(
+            format!("{node}/x").parse::<ActorId>(),
+            Err(IdParseError::NotActorId(_))
+        ));
     }
 }

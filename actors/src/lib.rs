@@ -31,4 +31,6 @@ pub use migratable::{Migratable, Snapshot};
 pub use time::Time;
 
 #[cfg(feature = "runtime")]
-pub use runtime::{Actor, ActorRef, ActorSystem, AskError, Context, Message, SendError, SpawnOptions, Wire};
+pub use runtime::{
+    Actor, ActorRef, ActorSystem, AskError, Context, Message, SendError, SpawnOptions, Wire,
+};

@@ -56,7 +56,10 @@ pub trait Migratable: Serialize + DeserializeOwned + Sized {
 
     /// Encodes the state.
     fn snapshot(&self) -> Result<Snapshot, CodecError> {
-        Ok(Snapshot { schema_version: Self::SCHEMA_VERSION, bytes: codec::encode_body(self)? })
+        Ok(Snapshot {
+            schema_version: Self::SCHEMA_VERSION,
+            bytes: codec::encode_body(self)?,
+        })
     }
 
     /// Decodes a snapshot of the current version, or upgrades an older one.
@@ -74,7 +77,10 @@ pub trait Migratable: Serialize + DeserializeOwned + Sized {
 
     /// Reads a snapshot written with an older schema. The default refuses.
     fn upgrade(snapshot: &Snapshot) -> Result<Self, RestoreError> {
-        Err(RestoreError::NoUpgrade { found: snapshot.schema_version, supported: Self::SCHEMA_VERSION })
+        Err(RestoreError::NoUpgrade {
+            found: snapshot.schema_version,
+            supported: Self::SCHEMA_VERSION,
+        })
     }
 }
 
@@ -101,9 +107,15 @@ mod tests {
             match s.schema_version {
                 1 => {
                     let old: CounterV1 = codec::decode_body(&s.bytes, 1024)?;
-                    Ok(Self { count: u64::from(old.count), label: String::new() })
+                    Ok(Self {
+                        count: u64::from(old.count),
+                        label: String::new(),
+                    })
                 }
-                found => Err(RestoreError::NoUpgrade { found, supported: 2 }),
+                found => Err(RestoreError::NoUpgrade {
+                    found,
+                    supported: 2,
+                }),
             }
         }
     }
@@ -113,15 +125,44 @@ mod tests {
         let v1 = CounterV1 { count: 5 };
         let snap = v1.snapshot().unwrap();
         assert_eq!(CounterV1::restore(&snap).unwrap(), v1);
-        assert_eq!(CounterV2::restore(&snap).unwrap(), CounterV2 { count: 5, label: String::new() });
-        let v2 = CounterV2 { count: 9, label: "x".into() }.snapshot().unwrap();
+        assert_eq!(
+            CounterV2::restore(&snap).unwrap(),
+            CounterV2 {
+                count: 5,
+                label: String::new()
+            }
+        );
+        let v2 = CounterV2 {
+            count: 9,
+            label: "x".into(),
+        }
+        .snapshot()
+        .unwrap();
         assert_eq!(
             CounterV1::restore(&v2).unwrap_err(),
-            RestoreError::SchemaTooNew { found: 2, supported: 1 }
+            RestoreError::SchemaTooNew {
+                found: 2,
+                supported: 1
+            }
         );
-        let v0 = Snapshot { schema_version: 0, bytes: vec![] };
-        assert_eq!(CounterV1::restore(&v0).unwrap_err(), RestoreError::NoUpgrade { found: 0, supported: 1 });
-        let bad = Snapshot { schema_version: 1, bytes: vec![] };
-        assert!(matches!(CounterV1::restore(&bad), Err(RestoreError::Codec(CodecError::Truncated))));
+        let v0 = Snapshot {
+            schema_version: 0,
+            bytes: vec![],
+        };
+        assert_eq!(
+            CounterV1::restore(&v0).unwrap_err(),
+            RestoreError::NoUpgrade {
+                found: 0,
+                supported: 1
+            }
+        );
+        let bad = Snapshot {
+            schema_version: 1,
+            bytes: vec![],
+        };
+        assert!(matches!(
+            CounterV1::restore(&bad),
+            Err(RestoreError::Codec(CodecError::Truncated))
+        ));
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// A point in time, in microseconds since the driver's origin.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Time(u64);
 
 impl Time {
@@ -68,7 +70,10 @@ mod tests {
         assert_eq!(Time::ZERO - Duration::from_secs(1), Time::ZERO);
         let t = Time::from_millis(5) + Duration::from_millis(7);
         assert_eq!(t, Time::from_millis(12));
-        assert_eq!(t.saturating_since(Time::from_millis(2)), Duration::from_millis(10));
+        assert_eq!(
+            t.saturating_since(Time::from_millis(2)),
+            Duration::from_millis(10)
+        );
         assert_eq!(Time::from_millis(2).saturating_since(t), Duration::ZERO);
     }
 }

@@ -1,13 +1,17 @@
 //! Runtime tests: bounded mailboxes, ask/tell, registry, groups, two systems in one
 //! process, and pipelines. No sleeps: every wait is on an event.
+// Driver-level tests: they run on tokio like the drivers they test.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use plexus_actors::pipeline::{Outbox, Pipeline, PipelineError, Produce, Stage, StageError, register_stage};
+use plexus_actors::pipeline::{
+    Outbox, Pipeline, PipelineError, Produce, Stage, StageError, register_stage,
+};
 use plexus_actors::runtime::{
-    Actor, ActorError, ActorSystem, AskError, Context, Exit, KindArgs, Message, RegistryError, SendError, SpawnError,
-    SpawnOptions, SystemConfig,
+    Actor, ActorError, ActorSystem, AskError, Context, Exit, KindArgs, Message, RegistryError,
+    SendError, SpawnError, SpawnOptions, SystemConfig,
 };
 use plexus_actors::{Datum, NodeId};
 use tokio::sync::{Semaphore, mpsc};
@@ -36,7 +40,12 @@ impl Actor for Gate {
         Ok(())
     }
 
-    async fn handle(&self, _: &Context<Hold>, Hold(n): Hold, _: &mut ()) -> Result<u32, ActorError> {
+    async fn handle(
+        &self,
+        _: &Context<Hold>,
+        Hold(n): Hold,
+        _: &mut (),
+    ) -> Result<u32, ActorError> {
         let _ = self.entered.send(n);
         self.permits.acquire().await?.forget();
         Ok(n * 10)
@@ -49,7 +58,14 @@ async fn a_full_mailbox_hands_the_message_back_and_tell_waits_for_space() {
     let permits = Arc::new(Semaphore::new(0));
     let (entered_tx, mut entered) = mpsc::unbounded_channel();
     let gate = sys
-        .spawn_with(Gate { permits: permits.clone(), entered: entered_tx }, (), SpawnOptions::default().capacity(2))
+        .spawn_with(
+            Gate {
+                permits: permits.clone(),
+                entered: entered_tx,
+            },
+            (),
+            SpawnOptions::default().capacity(2),
+        )
         .await
         .unwrap();
     gate.try_tell(Hold(0)).unwrap();
@@ -81,7 +97,16 @@ async fn ask_replies_and_times_out() {
     let sys = system(1);
     let permits = Arc::new(Semaphore::new(1));
     let (entered_tx, _entered) = mpsc::unbounded_channel();
-    let gate = sys.spawn(Gate { permits: permits.clone(), entered: entered_tx }, ()).await.unwrap();
+    let gate = sys
+        .spawn(
+            Gate {
+                permits: permits.clone(),
+                entered: entered_tx,
+            },
+            (),
+        )
+        .await
+        .unwrap();
     assert_eq!(gate.ask(Hold(4)).await.unwrap(), 40);
     // No permit left: the next ask blocks inside the actor and times out.
     match gate.ask_timeout(Hold(5), Duration::from_millis(50)).await {
@@ -129,7 +154,10 @@ async fn a_failing_actor_fails_the_ask_and_reports_its_exit() {
         other => panic!("expected Failed, got {other:?}"),
     }
     assert_eq!(c.wait_exit().await, Exit::Failed("asked to crash".into()));
-    assert!(matches!(c.try_tell(Count::Get), Err(SendError::Stopped(Count::Get))));
+    assert!(matches!(
+        c.try_tell(Count::Get),
+        Err(SendError::Stopped(Count::Get))
+    ));
     assert!(!sys.contains(c.id()));
 }
 
@@ -140,11 +168,30 @@ async fn a_respawn_under_the_same_id_is_found_through_old_refs() {
     let id = first.id();
     first.stop();
     assert_eq!(first.wait_exit().await, Exit::Normal);
-    let _second = sys.spawn_with(Counter, 100, SpawnOptions { id: Some(id), ..Default::default() }).await.unwrap();
+    let _second = sys
+        .spawn_with(
+            Counter,
+            100,
+            SpawnOptions {
+                id: Some(id),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     // The old ref finds the new incarnation, which started with fresh state.
     assert_eq!(first.ask(Count::Get).await.unwrap(), 100);
     // A second live actor under the same id is refused.
-    let dup = sys.spawn_with(Counter, 0, SpawnOptions { id: Some(id), ..Default::default() }).await;
+    let dup = sys
+        .spawn_with(
+            Counter,
+            0,
+            SpawnOptions {
+                id: Some(id),
+                ..Default::default()
+            },
+        )
+        .await;
     assert!(matches!(dup, Err(SpawnError::AlreadyRunning(d)) if d == id));
     sys.shutdown().await;
 }
@@ -153,17 +200,41 @@ async fn a_respawn_under_the_same_id_is_found_through_old_refs() {
 async fn names_and_groups_are_per_system_and_cleaned_on_exit() {
     let a = system(1);
     let b = system(2);
-    let ca = a.spawn_with(Counter, 1, SpawnOptions::named("counter")).await.unwrap();
+    let ca = a
+        .spawn_with(Counter, 1, SpawnOptions::named("counter"))
+        .await
+        .unwrap();
     // The same name in another system in the same process does not collide.
-    let cb = b.spawn_with(Counter, 2, SpawnOptions::named("counter")).await.unwrap();
+    let cb = b
+        .spawn_with(Counter, 2, SpawnOptions::named("counter"))
+        .await
+        .unwrap();
     assert_eq!(a.whereis("counter"), Some(ca.id()));
     assert_eq!(b.whereis("counter"), Some(cb.id()));
     assert_ne!(ca.id(), cb.id());
-    assert_eq!(a.whereis_typed::<Count>("counter").unwrap().ask(Count::Get).await.unwrap(), 1);
-    assert_eq!(b.whereis_typed::<Count>("counter").unwrap().ask(Count::Get).await.unwrap(), 2);
+    assert_eq!(
+        a.whereis_typed::<Count>("counter")
+            .unwrap()
+            .ask(Count::Get)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        b.whereis_typed::<Count>("counter")
+            .unwrap()
+            .ask(Count::Get)
+            .await
+            .unwrap(),
+        2
+    );
     // Taken names are refused with the holder named.
-    let clash = a.spawn_with(Counter, 0, SpawnOptions::named("counter")).await;
-    assert!(matches!(clash, Err(SpawnError::Registry(RegistryError::NameTaken { holder, .. })) if holder == ca.id()));
+    let clash = a
+        .spawn_with(Counter, 0, SpawnOptions::named("counter"))
+        .await;
+    assert!(
+        matches!(clash, Err(SpawnError::Registry(RegistryError::NameTaken { holder, .. })) if holder == ca.id())
+    );
     // Groups.
     let extra = a.spawn(Counter, 5).await.unwrap();
     a.join_group("workers", ca.id()).unwrap();
@@ -181,7 +252,10 @@ async fn names_and_groups_are_per_system_and_cleaned_on_exit() {
     a.shutdown().await;
     assert_eq!(a.actor_count(), 0);
     assert_eq!(b.actor_count(), 1);
-    assert!(matches!(a.spawn(Counter, 0).await, Err(SpawnError::ShuttingDown)));
+    assert!(matches!(
+        a.spawn(Counter, 0).await,
+        Err(SpawnError::ShuttingDown)
+    ));
     b.shutdown().await;
 }
 
@@ -189,16 +263,47 @@ async fn names_and_groups_are_per_system_and_cleaned_on_exit() {
 async fn kinds_spawn_by_name_and_refuse_bad_config() {
     let sys = system(1);
     sys.kinds().register_actor("counter", |args: &KindArgs| {
-        let start = args.config.get("start").and_then(|v| v.as_u64()).ok_or("config needs `start`")?;
+        let start = args
+            .config
+            .get("start")
+            .and_then(|v| v.as_u64())
+            .ok_or("config needs `start`")?;
         Ok((Counter, start))
     });
-    let id = sys.spawn_kind("counter", KindArgs::config(serde_json::json!({"start": 7})), SpawnOptions::default()).await.unwrap();
-    assert_eq!(sys.lookup::<Count>(id).unwrap().ask(Count::Get).await.unwrap(), 7);
-    assert!(sys.lookup::<Hold>(id).is_err(), "wrong message type must be refused");
-    let bad = sys.spawn_kind("counter", KindArgs::config(serde_json::json!({})), SpawnOptions::default()).await;
+    let id = sys
+        .spawn_kind(
+            "counter",
+            KindArgs::config(serde_json::json!({"start": 7})),
+            SpawnOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sys.lookup::<Count>(id)
+            .unwrap()
+            .ask(Count::Get)
+            .await
+            .unwrap(),
+        7
+    );
+    assert!(
+        sys.lookup::<Hold>(id).is_err(),
+        "wrong message type must be refused"
+    );
+    let bad = sys
+        .spawn_kind(
+            "counter",
+            KindArgs::config(serde_json::json!({})),
+            SpawnOptions::default(),
+        )
+        .await;
     assert!(matches!(bad, Err(SpawnError::InvalidConfig { .. })));
-    let unknown = sys.spawn_kind("nope", KindArgs::default(), SpawnOptions::default()).await;
-    assert!(matches!(unknown, Err(SpawnError::UnknownKind { ref known, .. }) if known == "counter"));
+    let unknown = sys
+        .spawn_kind("nope", KindArgs::default(), SpawnOptions::default())
+        .await;
+    assert!(
+        matches!(unknown, Err(SpawnError::UnknownKind { ref known, .. }) if known == "counter")
+    );
     let info = sys.actors();
     assert_eq!(info.len(), 1);
     assert_eq!(info[0].kind.as_deref(), Some("counter"));
@@ -251,12 +356,23 @@ impl Stage for Sum {
 
 #[tokio::test]
 async fn a_diamond_pipeline_runs_to_completion_with_backpressure() {
-    let sys = ActorSystem::new(SystemConfig { mailbox_capacity: 4, ..SystemConfig::new(NodeId::synthetic(1)) });
+    let sys = ActorSystem::new(SystemConfig {
+        mailbox_capacity: 4,
+        ..SystemConfig::new(NodeId::synthetic(1))
+    });
     register_stage(sys.kinds(), "scale", |cfg| {
-        Ok(Box::new(Scale(cfg.get("by").and_then(|v| v.as_i64()).ok_or("scale needs `by`")?)))
+        Ok(Box::new(Scale(
+            cfg.get("by")
+                .and_then(|v| v.as_i64())
+                .ok_or("scale needs `by`")?,
+        )))
     });
     let pipeline = Pipeline::builder("diamond")
-        .custom("numbers", Numbers { next: 0, end: 100 }, &["double", "triple"])
+        .custom(
+            "numbers",
+            Numbers { next: 0, end: 100 },
+            &["double", "triple"],
+        )
         .kind("double", "scale", serde_json::json!({"by": 2}), &["sum"])
         .kind("triple", "scale", serde_json::json!({"by": 3}), &["sum"])
         .custom("sum", Sum(0), &[])
@@ -269,7 +385,11 @@ async fn a_diamond_pipeline_runs_to_completion_with_backpressure() {
     assert_eq!(by_name("numbers").items_out, 100);
     assert_eq!(by_name("double").items_in, 100);
     assert_eq!(by_name("sum").items_in, 200);
-    assert_eq!(sys.actor_count(), 0, "every stage and the collector stopped");
+    assert_eq!(
+        sys.actor_count(),
+        0,
+        "every stage and the collector stopped"
+    );
 }
 
 #[tokio::test]
@@ -293,7 +413,9 @@ async fn a_failing_stage_fails_the_run_with_its_name() {
 #[tokio::test]
 async fn unknown_kinds_are_refused_before_anything_starts() {
     let sys = system(1);
-    let err = Pipeline::builder("p").kind("a", "missing", serde_json::json!({}), &[]).build(sys.kinds());
+    let err = Pipeline::builder("p")
+        .kind("a", "missing", serde_json::json!({}), &[])
+        .build(sys.kinds());
     assert!(matches!(err, Err(PipelineError::Spec(_))));
     assert_eq!(sys.actor_count(), 0);
 }

@@ -69,7 +69,10 @@ pub struct Intensity {
 impl Default for Intensity {
     /// OTP's default: 1 restart in 5 seconds.
     fn default() -> Self {
-        Self { max_restarts: 1, period: Duration::from_secs(5) }
+        Self {
+            max_restarts: 1,
+            period: Duration::from_secs(5),
+        }
     }
 }
 
@@ -94,7 +97,10 @@ pub struct ChildSpec {
 impl ChildSpec {
     /// A child spec.
     pub fn new(id: impl Into<String>, restart: Restart) -> Self {
-        Self { id: id.into(), restart }
+        Self {
+            id: id.into(),
+            restart,
+        }
     }
 }
 
@@ -213,7 +219,10 @@ impl Supervisor {
         self.next_incarnation += 1;
         let child = &mut self.children[index];
         child.status = ChildStatus::Running(incarnation);
-        Action::Start { child: child.spec.id.clone(), incarnation }
+        Action::Start {
+            child: child.spec.id.clone(),
+            incarnation,
+        }
     }
 
     fn stop_action(&mut self, index: usize) -> Option<Action> {
@@ -221,7 +230,10 @@ impl Supervisor {
         match child.status {
             ChildStatus::Running(incarnation) => {
                 child.status = ChildStatus::Stopping(incarnation);
-                Some(Action::Stop { child: child.spec.id.clone(), incarnation })
+                Some(Action::Stop {
+                    child: child.spec.id.clone(),
+                    incarnation,
+                })
             }
             _ => None,
         }
@@ -235,14 +247,19 @@ impl Supervisor {
         if self.position(&spec.id).is_some() {
             return Err(SupervisorError::DuplicateChild(spec.id));
         }
-        self.children.push(Child { spec, status: ChildStatus::Stopped });
+        self.children.push(Child {
+            spec,
+            status: ChildStatus::Stopped,
+        });
         let index = self.children.len() - 1;
         Ok(vec![self.start_action(index)])
     }
 
     /// Stops a child on request; it is not restarted (a temporary child is dropped).
     pub fn terminate_child(&mut self, id: &str) -> Result<Vec<Action>, SupervisorError> {
-        let index = self.position(id).ok_or_else(|| SupervisorError::NoSuchChild(id.to_string()))?;
+        let index = self
+            .position(id)
+            .ok_or_else(|| SupervisorError::NoSuchChild(id.to_string()))?;
         Ok(self.stop_action(index).into_iter().collect())
     }
 
@@ -251,7 +268,9 @@ impl Supervisor {
         if self.phase != Phase::Running {
             return Err(SupervisorError::NotRunning);
         }
-        let index = self.position(id).ok_or_else(|| SupervisorError::NoSuchChild(id.to_string()))?;
+        let index = self
+            .position(id)
+            .ok_or_else(|| SupervisorError::NoSuchChild(id.to_string()))?;
         if self.children[index].status != ChildStatus::Stopped {
             return Err(SupervisorError::StillRunning(id.to_string()));
         }
@@ -260,7 +279,9 @@ impl Supervisor {
 
     /// Forgets a stopped child.
     pub fn delete_child(&mut self, id: &str) -> Result<(), SupervisorError> {
-        let index = self.position(id).ok_or_else(|| SupervisorError::NoSuchChild(id.to_string()))?;
+        let index = self
+            .position(id)
+            .ok_or_else(|| SupervisorError::NoSuchChild(id.to_string()))?;
         if self.children[index].status != ChildStatus::Stopped {
             return Err(SupervisorError::StillRunning(id.to_string()));
         }
@@ -269,13 +290,27 @@ impl Supervisor {
     }
 
     /// A start the driver attempted failed; handled like a crash of that incarnation.
-    pub fn handle_start_failed(&mut self, now: Time, id: &str, incarnation: u64, reason: String) -> Vec<Action> {
+    pub fn handle_start_failed(
+        &mut self,
+        now: Time,
+        id: &str,
+        incarnation: u64,
+        reason: String,
+    ) -> Vec<Action> {
         self.handle_exit(now, id, incarnation, ExitReason::Failed(reason))
     }
 
     /// A child incarnation ended. Returns what to do about it.
-    pub fn handle_exit(&mut self, now: Time, id: &str, incarnation: u64, reason: ExitReason) -> Vec<Action> {
-        let Some(index) = self.position(id) else { return Vec::new() };
+    pub fn handle_exit(
+        &mut self,
+        now: Time,
+        id: &str,
+        incarnation: u64,
+        reason: ExitReason,
+    ) -> Vec<Action> {
+        let Some(index) = self.position(id) else {
+            return Vec::new();
+        };
         match self.children[index].status {
             ChildStatus::Running(i) if i == incarnation => {}
             ChildStatus::Stopping(i) if i == incarnation => {
@@ -345,7 +380,10 @@ impl Supervisor {
 
     fn escalate(&mut self, reason: String) -> Vec<Action> {
         self.phase = Phase::Escalated;
-        let mut actions: Vec<Action> = (0..self.children.len()).rev().filter_map(|i| self.stop_action(i)).collect();
+        let mut actions: Vec<Action> = (0..self.children.len())
+            .rev()
+            .filter_map(|i| self.stop_action(i))
+            .collect();
         actions.push(Action::Escalate { reason });
         actions
     }
@@ -355,7 +393,10 @@ impl Supervisor {
         if self.phase == Phase::Running {
             self.phase = Phase::ShuttingDown;
         }
-        (0..self.children.len()).rev().filter_map(|i| self.stop_action(i)).collect()
+        (0..self.children.len())
+            .rev()
+            .filter_map(|i| self.stop_action(i))
+            .collect()
     }
 
     /// Checks the core's invariants; the simulator and tests call it after every step.
@@ -365,18 +406,31 @@ impl Supervisor {
                 return Err(format!("duplicate child `{}`", a.spec.id));
             }
             match a.status {
-                ChildStatus::Running(n) | ChildStatus::Stopping(n) if n >= self.next_incarnation => {
-                    return Err(format!("child `{}` has unissued incarnation {n}", a.spec.id));
+                ChildStatus::Running(n) | ChildStatus::Stopping(n)
+                    if n >= self.next_incarnation =>
+                {
+                    return Err(format!(
+                        "child `{}` has unissued incarnation {n}",
+                        a.spec.id
+                    ));
                 }
                 _ => {}
             }
         }
         if self.phase == Phase::Escalated
-            && let Some(c) = self.children.iter().find(|c| matches!(c.status, ChildStatus::Running(_)))
+            && let Some(c) = self
+                .children
+                .iter()
+                .find(|c| matches!(c.status, ChildStatus::Running(_)))
         {
-            return Err(format!("escalated supervisor still has `{}` running", c.spec.id));
+            return Err(format!(
+                "escalated supervisor still has `{}` running",
+                c.spec.id
+            ));
         }
-        if self.phase == Phase::Running && self.restarts.len() > self.intensity.max_restarts as usize {
+        if self.phase == Phase::Running
+            && self.restarts.len() > self.intensity.max_restarts as usize
+        {
             return Err("restart intensity exceeded without escalating".into());
         }
         Ok(())

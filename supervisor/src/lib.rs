@@ -11,4 +11,7 @@ pub mod core;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 
-pub use core::{Action, ChildSpec, ChildStatus, ExitReason, Intensity, Restart, Strategy, Supervisor, SupervisorError};
+pub use core::{
+    Action, ChildSpec, ChildStatus, ExitReason, Intensity, Restart, Strategy, Supervisor,
+    SupervisorError,
+};

@@ -21,7 +21,10 @@ use plexus_actors::{ActorId, Time};
 use ractor::{ActorProcessingErr, SupervisionEvent};
 use tokio::sync::{oneshot, watch};
 
-use crate::core::{Action, ChildSpec, ChildStatus, ExitReason, Intensity, Restart, Strategy, Supervisor, SupervisorError};
+use crate::core::{
+    Action, ChildSpec, ChildStatus, ExitReason, Intensity, Restart, Strategy, Supervisor,
+    SupervisorError,
+};
 
 /// How long a child gets to stop before it is killed, unless its spec says otherwise.
 pub const CHILD_STOP_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
@@ -36,7 +39,11 @@ pub struct Started {
 
 /// Starts one incarnation of a child. `opts` carries the child's stable id and the
 /// supervisor link; pass it to the spawn unchanged.
-pub type StartFn = Arc<dyn Fn(ActorSystem, SpawnOptions) -> BoxFuture<'static, Result<Started, SpawnError>> + Send + Sync>;
+pub type StartFn = Arc<
+    dyn Fn(ActorSystem, SpawnOptions) -> BoxFuture<'static, Result<Started, SpawnError>>
+        + Send
+        + Sync,
+>;
 
 /// A child: what the core needs plus how to start it.
 ///
@@ -67,11 +74,18 @@ impl Child {
             let (actor, args) = make();
             Box::pin(async move {
                 let r = system.spawn_with(actor, args, opts).await?;
-                let cell = r.ractor_cell().ok_or_else(|| SpawnError::StartFailed("child is not local".into()))?;
+                let cell = r
+                    .ractor_cell()
+                    .ok_or_else(|| SpawnError::StartFailed("child is not local".into()))?;
                 Ok(Started { cell, id: r.id() })
             })
         });
-        Self { spec: ChildSpec::new(id, restart), start, stop_timeout: CHILD_STOP_TIMEOUT_DEFAULT, actor_id: Arc::default() }
+        Self {
+            spec: ChildSpec::new(id, restart),
+            start,
+            stop_timeout: CHILD_STOP_TIMEOUT_DEFAULT,
+            actor_id: Arc::default(),
+        }
     }
 
     /// A child of a registered kind.
@@ -82,11 +96,18 @@ impl Child {
             let args = args.clone();
             Box::pin(async move {
                 let id = system.spawn_kind(&kind, args, opts).await?;
-                let cell = system.cell_of(id).ok_or_else(|| SpawnError::StartFailed("child ended during start".into()))?;
+                let cell = system
+                    .cell_of(id)
+                    .ok_or_else(|| SpawnError::StartFailed("child ended during start".into()))?;
                 Ok(Started { cell, id })
             })
         });
-        Self { spec: ChildSpec::new(id, restart), start, stop_timeout: CHILD_STOP_TIMEOUT_DEFAULT, actor_id: Arc::default() }
+        Self {
+            spec: ChildSpec::new(id, restart),
+            start,
+            stop_timeout: CHILD_STOP_TIMEOUT_DEFAULT,
+            actor_id: Arc::default(),
+        }
     }
 
     /// A nested supervisor. Its escalation reaches this supervisor as a failure.
@@ -95,10 +116,18 @@ impl Child {
             let spec = spec.clone();
             Box::pin(async move {
                 let sup = spawn_supervisor(&system, spec, opts).await?;
-                Ok(Started { cell: sup.cell.clone(), id: sup.id })
+                Ok(Started {
+                    cell: sup.cell.clone(),
+                    id: sup.id,
+                })
             })
         });
-        Self { spec: ChildSpec::new(id, restart), start, stop_timeout: Duration::from_secs(30), actor_id: Arc::default() }
+        Self {
+            spec: ChildSpec::new(id, restart),
+            start,
+            stop_timeout: Duration::from_secs(30),
+            actor_id: Arc::default(),
+        }
     }
 
     /// Sets the stop timeout.
@@ -122,7 +151,11 @@ pub struct SupervisorSpec {
 impl SupervisorSpec {
     /// A spec with no children yet.
     pub fn new(strategy: Strategy, intensity: Intensity) -> Self {
-        Self { strategy, intensity, children: Vec::new() }
+        Self {
+            strategy,
+            intensity,
+            children: Vec::new(),
+        }
     }
 
     /// Adds an initial child.
@@ -182,21 +215,37 @@ impl std::fmt::Debug for SupervisorRef {
 }
 
 /// Starts a top-level supervisor and its initial children, in order.
-pub async fn start_supervisor(system: &ActorSystem, spec: SupervisorSpec) -> Result<SupervisorRef, SpawnError> {
+pub async fn start_supervisor(
+    system: &ActorSystem,
+    spec: SupervisorSpec,
+) -> Result<SupervisorRef, SpawnError> {
     spawn_supervisor(system, spec, SpawnOptions::default()).await
 }
 
-async fn spawn_supervisor(system: &ActorSystem, spec: SupervisorSpec, opts: SpawnOptions) -> Result<SupervisorRef, SpawnError> {
+async fn spawn_supervisor(
+    system: &ActorSystem,
+    spec: SupervisorSpec,
+    opts: SpawnOptions,
+) -> Result<SupervisorRef, SpawnError> {
     let id = opts.id.unwrap_or_else(|| system.mint_id());
     let (exit_tx, exit_rx) = watch::channel(None);
-    let actor = SupervisorActor { system: system.clone(), exit: exit_tx, span: tracing::info_span!("supervisor", id = %id) };
+    let actor = SupervisorActor {
+        system: system.clone(),
+        exit: exit_tx,
+        span: tracing::info_span!("supervisor", id = %id),
+    };
     let spawned = match opts.parent {
         Some(parent) => ractor::Actor::spawn_linked(None, actor, spec, parent).await,
         None => ractor::Actor::spawn(None, actor, spec).await,
     };
     let (inner, _join) = spawned.map_err(|e| SpawnError::StartFailed(e.to_string()))?;
     let cell = inner.get_cell();
-    Ok(SupervisorRef { inner, cell, id, exit: exit_rx })
+    Ok(SupervisorRef {
+        inner,
+        cell,
+        id,
+        exit: exit_rx,
+    })
 }
 
 impl SupervisorRef {
@@ -205,9 +254,14 @@ impl SupervisorRef {
         self.id
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> SupMsg) -> Result<T, SupervisionError> {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> SupMsg,
+    ) -> Result<T, SupervisionError> {
         let (tx, rx) = oneshot::channel();
-        self.inner.send_message(make(tx)).map_err(|_| SupervisionError::Gone)?;
+        self.inner
+            .send_message(make(tx))
+            .map_err(|_| SupervisionError::Gone)?;
         rx.await.map_err(|_| SupervisionError::Gone)
     }
 
@@ -218,12 +272,14 @@ impl SupervisorRef {
 
     /// Stops a child; it stays stopped until restarted.
     pub async fn terminate_child(&self, name: &str) -> Result<(), SupervisionError> {
-        self.call(|tx| SupMsg::Terminate(name.to_string(), tx)).await?
+        self.call(|tx| SupMsg::Terminate(name.to_string(), tx))
+            .await?
     }
 
     /// Starts a stopped child again.
     pub async fn restart_child(&self, name: &str) -> Result<(), SupervisionError> {
-        self.call(|tx| SupMsg::Restart(name.to_string(), tx)).await?
+        self.call(|tx| SupMsg::Restart(name.to_string(), tx))
+            .await?
     }
 
     /// Forgets a stopped child.
@@ -299,17 +355,29 @@ impl SupState {
 
 impl SupervisorActor {
     /// Carries out `actions` and whatever they lead to. Returns the escalation reason.
-    async fn execute(&self, myself: &ractor::ActorCell, st: &mut SupState, actions: Vec<Action>) -> Result<(), String> {
+    async fn execute(
+        &self,
+        myself: &ractor::ActorCell,
+        st: &mut SupState,
+        actions: Vec<Action>,
+    ) -> Result<(), String> {
         let mut queue: VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::Start { child, incarnation } => {
-                    let Some(slot) = st.slots.get(&child) else { continue };
-                    let opts = SpawnOptions { id: Some(slot.id), parent: Some(myself.clone()), ..SpawnOptions::default() };
+                    let Some(slot) = st.slots.get(&child) else {
+                        continue;
+                    };
+                    let opts = SpawnOptions {
+                        id: Some(slot.id),
+                        parent: Some(myself.clone()),
+                        ..SpawnOptions::default()
+                    };
                     match (slot.start)(self.system.clone(), opts).await {
                         Ok(started) => {
                             tracing::debug!(parent: &self.span, child = %child, incarnation, "child started");
-                            st.running.insert(started.cell.get_id(), (child.clone(), incarnation));
+                            st.running
+                                .insert(started.cell.get_id(), (child.clone(), incarnation));
                             if let Some(slot) = st.slots.get_mut(&child) {
                                 slot.cell = Some(started.cell);
                             }
@@ -317,18 +385,28 @@ impl SupervisorActor {
                         Err(err) => {
                             tracing::warn!(parent: &self.span, child = %child, %err, "child failed to start");
                             let now = st.now();
-                            queue.extend(st.core.handle_start_failed(now, &child, incarnation, err.to_string()));
+                            queue.extend(st.core.handle_start_failed(
+                                now,
+                                &child,
+                                incarnation,
+                                err.to_string(),
+                            ));
                         }
                     }
                 }
                 Action::Stop { child, incarnation } => {
-                    let Some(slot) = st.slots.get_mut(&child) else { continue };
+                    let Some(slot) = st.slots.get_mut(&child) else {
+                        continue;
+                    };
                     if let Some(cell) = slot.cell.take() {
                         stop_child(&cell, slot.stop_timeout).await;
                         st.running.remove(&cell.get_id());
                     }
                     let now = st.now();
-                    queue.extend(st.core.handle_exit(now, &child, incarnation, ExitReason::Normal));
+                    queue.extend(
+                        st.core
+                            .handle_exit(now, &child, incarnation, ExitReason::Normal),
+                    );
                 }
                 Action::Escalate { reason } => {
                     tracing::error!(parent: &self.span, %reason, "supervisor escalating");
@@ -336,7 +414,8 @@ impl SupervisorActor {
                 }
             }
         }
-        st.slots.retain(|name, _| st.core.children().any(|(s, _)| &s.id == name));
+        st.slots
+            .retain(|name, _| st.core.children().any(|(s, _)| &s.id == name));
         Ok(())
     }
 
@@ -344,7 +423,12 @@ impl SupervisorActor {
         let id = *child.actor_id.get_or_init(|| self.system.mint_id());
         st.slots.insert(
             child.spec.id.clone(),
-            ChildSlot { start: child.start.clone(), id, cell: None, stop_timeout: child.stop_timeout },
+            ChildSlot {
+                start: child.start.clone(),
+                id,
+                cell: None,
+                stop_timeout: child.stop_timeout,
+            },
         );
         id
     }
@@ -361,7 +445,11 @@ impl ractor::Actor for SupervisorActor {
     type State = SupState;
     type Arguments = SupervisorSpec;
 
-    async fn pre_start(&self, myself: ractor::ActorRef<SupMsg>, spec: SupervisorSpec) -> Result<SupState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ractor::ActorRef<SupMsg>,
+        spec: SupervisorSpec,
+    ) -> Result<SupState, ActorProcessingErr> {
         let mut st = SupState {
             core: Supervisor::new(spec.strategy, spec.intensity),
             slots: BTreeMap::new(),
@@ -380,18 +468,28 @@ impl ractor::Actor for SupervisorActor {
         Ok(st)
     }
 
-    async fn handle(&self, myself: ractor::ActorRef<SupMsg>, msg: SupMsg, st: &mut SupState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ractor::ActorRef<SupMsg>,
+        msg: SupMsg,
+        st: &mut SupState,
+    ) -> Result<(), ActorProcessingErr> {
         let cell = myself.get_cell();
         let escalation = match msg {
             SupMsg::Add(child, reply) => match st.core.add_child(child.spec.clone()) {
                 Ok(actions) => {
                     let id = self.add_slot(st, &child);
                     let result = self.execute(&cell, st, actions).await;
-                    let started = st.core.children().any(|(s, status)| s.id == child.spec.id && matches!(status, ChildStatus::Running(_)));
+                    let started = st.core.children().any(|(s, status)| {
+                        s.id == child.spec.id && matches!(status, ChildStatus::Running(_))
+                    });
                     let _ = reply.send(if started {
                         Ok(id)
                     } else {
-                        Err(SupervisionError::Spawn(SpawnError::StartFailed(format!("child `{}` did not start", child.spec.id))))
+                        Err(SupervisionError::Spawn(SpawnError::StartFailed(format!(
+                            "child `{}` did not start",
+                            child.spec.id
+                        ))))
                     });
                     result
                 }
@@ -421,7 +519,11 @@ impl ractor::Actor for SupervisorActor {
                     .core
                     .children()
                     .filter_map(|(spec, status)| {
-                        st.slots.get(&spec.id).map(|slot| ChildInfo { name: spec.id.clone(), actor: slot.id, status })
+                        st.slots.get(&spec.id).map(|slot| ChildInfo {
+                            name: spec.id.clone(),
+                            actor: slot.id,
+                            status,
+                        })
                     })
                     .collect();
                 let _ = reply.send(list);
@@ -442,13 +544,20 @@ impl ractor::Actor for SupervisorActor {
     ) -> Result<(), ActorProcessingErr> {
         let (cell, reason) = match event {
             SupervisionEvent::ActorFailed(cell, err) => (cell, ExitReason::Failed(err.to_string())),
-            SupervisionEvent::ActorTerminated(cell, _, Some(why)) if why == "killed" => (cell, ExitReason::Failed(why)),
+            SupervisionEvent::ActorTerminated(cell, _, Some(why)) if why == "killed" => {
+                (cell, ExitReason::Failed(why))
+            }
             SupervisionEvent::ActorTerminated(cell, _, _) => (cell, ExitReason::Normal),
             _ => return Ok(()),
         };
-        let Some((child, incarnation)) = st.running.remove(&cell.get_id()) else { return Ok(()) };
+        let Some((child, incarnation)) = st.running.remove(&cell.get_id()) else {
+            return Ok(());
+        };
         if let Some(slot) = st.slots.get_mut(&child)
-            && slot.cell.as_ref().is_some_and(|c| c.get_id() == cell.get_id())
+            && slot
+                .cell
+                .as_ref()
+                .is_some_and(|c| c.get_id() == cell.get_id())
         {
             slot.cell = None;
         }
@@ -462,7 +571,11 @@ impl ractor::Actor for SupervisorActor {
         Ok(())
     }
 
-    async fn post_stop(&self, myself: ractor::ActorRef<SupMsg>, st: &mut SupState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        myself: ractor::ActorRef<SupMsg>,
+        st: &mut SupState,
+    ) -> Result<(), ActorProcessingErr> {
         self.shutdown_children(&myself.get_cell(), st).await;
         self.exit.send_replace(Some(Exit::Normal));
         Ok(())

@@ -1,10 +1,14 @@
 //! The supervision driver on real actors. Every wait is on an event the children
 //! emit from their lifecycle hooks; nothing sleeps.
+// Driver-level tests: they run on tokio like the drivers they test.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::time::Duration;
 
 use plexus_actors::NodeId;
-use plexus_actors::runtime::{Actor, ActorError, ActorSystem, Context, Exit, Message, SystemConfig};
+use plexus_actors::runtime::{
+    Actor, ActorError, ActorSystem, Context, Exit, Message, SystemConfig,
+};
 use plexus_supervisor::runtime::{Child, SupervisorSpec, start_supervisor};
 use plexus_supervisor::{ChildStatus, Intensity, Restart, Strategy};
 use tokio::sync::mpsc;
@@ -53,7 +57,15 @@ impl Actor for Probe {
 
 fn probe(name: &'static str, restart: Restart, tx: &mpsc::UnboundedSender<Ev>) -> Child {
     let tx = tx.clone();
-    Child::actor(name, restart, move || (Probe { name, events: tx.clone() }, ()))
+    Child::actor(name, restart, move || {
+        (
+            Probe {
+                name,
+                events: tx.clone(),
+            },
+            (),
+        )
+    })
 }
 
 fn system() -> ActorSystem {
@@ -61,7 +73,10 @@ fn system() -> ActorSystem {
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<Ev>) -> Ev {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("event within 10 s").expect("channel open")
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("event within 10 s")
+        .expect("channel open")
 }
 
 async fn expect(rx: &mut mpsc::UnboundedReceiver<Ev>, want: &[Ev]) {
@@ -71,16 +86,26 @@ async fn expect(rx: &mut mpsc::UnboundedReceiver<Ev>, want: &[Ev]) {
 }
 
 fn lenient() -> Intensity {
-    Intensity { max_restarts: 10, period: Duration::from_secs(60) }
+    Intensity {
+        max_restarts: 10,
+        period: Duration::from_secs(60),
+    }
 }
 
 #[tokio::test]
 async fn a_panicking_child_is_restarted_with_fresh_state_under_the_same_id() {
     let sys = system();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let sup = start_supervisor(&sys, SupervisorSpec::new(Strategy::OneForOne, lenient()).child(probe("a", Restart::Permanent, &tx)))
-        .await
-        .unwrap();
+    let sup = start_supervisor(
+        &sys,
+        SupervisorSpec::new(Strategy::OneForOne, lenient()).child(probe(
+            "a",
+            Restart::Permanent,
+            &tx,
+        )),
+    )
+    .await
+    .unwrap();
     expect(&mut rx, &[Ev::Started("a")]).await;
     let id = sup.children().await.unwrap()[0].actor;
     let a = sys.lookup::<P>(id).unwrap();
@@ -104,17 +129,45 @@ async fn rest_for_one_restarts_exactly_the_later_siblings_in_order() {
         spec = spec.child(probe(name, Restart::Permanent, &tx));
     }
     let sup = start_supervisor(&sys, spec).await.unwrap();
-    expect(&mut rx, &[Ev::Started("a"), Ev::Started("b"), Ev::Started("c"), Ev::Started("d")]).await;
+    expect(
+        &mut rx,
+        &[
+            Ev::Started("a"),
+            Ev::Started("b"),
+            Ev::Started("c"),
+            Ev::Started("d"),
+        ],
+    )
+    .await;
     let children = sup.children().await.unwrap();
     let a = sys.lookup::<P>(children[0].actor).unwrap();
     a.ask(P::Bump).await.unwrap();
     let b = sys.lookup::<P>(children[1].actor).unwrap();
     let _ = b.ask(P::Panic).await;
     // Later siblings stop newest first, then b, c, d start in order; a is untouched.
-    expect(&mut rx, &[Ev::Stopped("d"), Ev::Stopped("c"), Ev::Started("b"), Ev::Started("c"), Ev::Started("d")]).await;
+    expect(
+        &mut rx,
+        &[
+            Ev::Stopped("d"),
+            Ev::Stopped("c"),
+            Ev::Started("b"),
+            Ev::Started("c"),
+            Ev::Started("d"),
+        ],
+    )
+    .await;
     assert_eq!(a.ask(P::Get).await.unwrap(), 1, "a kept its state");
     sup.shutdown().await;
-    expect(&mut rx, &[Ev::Stopped("d"), Ev::Stopped("c"), Ev::Stopped("b"), Ev::Stopped("a")]).await;
+    expect(
+        &mut rx,
+        &[
+            Ev::Stopped("d"),
+            Ev::Stopped("c"),
+            Ev::Stopped("b"),
+            Ev::Stopped("a"),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -126,9 +179,15 @@ async fn one_for_all_restarts_everyone() {
         .child(probe("b", Restart::Permanent, &tx));
     let sup = start_supervisor(&sys, spec).await.unwrap();
     expect(&mut rx, &[Ev::Started("a"), Ev::Started("b")]).await;
-    let a = sys.lookup::<P>(sup.children().await.unwrap()[0].actor).unwrap();
+    let a = sys
+        .lookup::<P>(sup.children().await.unwrap()[0].actor)
+        .unwrap();
     let _ = a.ask(P::Panic).await;
-    expect(&mut rx, &[Ev::Stopped("b"), Ev::Started("a"), Ev::Started("b")]).await;
+    expect(
+        &mut rx,
+        &[Ev::Stopped("b"), Ev::Started("a"), Ev::Started("b")],
+    )
+    .await;
     sup.shutdown().await;
 }
 
@@ -148,7 +207,10 @@ async fn temporary_children_are_not_restarted_and_transient_ones_only_on_failure
     temp.wait_exit().await;
     // The temporary child is gone from the supervisor, not restarted.
     let children = sup.children().await.unwrap();
-    assert_eq!(children.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["trans"]);
+    assert_eq!(
+        children.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        vec!["trans"]
+    );
     // A transient child that fails is restarted...
     let _ = trans.ask(P::Panic).await;
     expect(&mut rx, &[Ev::Started("trans")]).await;
@@ -167,18 +229,37 @@ async fn temporary_children_are_not_restarted_and_transient_ones_only_on_failure
 async fn exceeding_the_intensity_escalates_to_the_parent_supervisor() {
     let sys = system();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let inner = SupervisorSpec::new(Strategy::OneForOne, Intensity { max_restarts: 1, period: Duration::from_secs(60) })
-        .child(probe("leaf", Restart::Permanent, &tx))
-        .child(probe("sibling", Restart::Permanent, &tx));
-    let outer = SupervisorSpec::new(Strategy::OneForOne, Intensity { max_restarts: 1, period: Duration::from_secs(60) })
-        .child(Child::supervisor("inner", Restart::Permanent, inner));
+    let inner = SupervisorSpec::new(
+        Strategy::OneForOne,
+        Intensity {
+            max_restarts: 1,
+            period: Duration::from_secs(60),
+        },
+    )
+    .child(probe("leaf", Restart::Permanent, &tx))
+    .child(probe("sibling", Restart::Permanent, &tx));
+    let outer = SupervisorSpec::new(
+        Strategy::OneForOne,
+        Intensity {
+            max_restarts: 1,
+            period: Duration::from_secs(60),
+        },
+    )
+    .child(Child::supervisor("inner", Restart::Permanent, inner));
     let top = start_supervisor(&sys, outer).await.unwrap();
     expect(&mut rx, &[Ev::Started("leaf"), Ev::Started("sibling")]).await;
     let leaf_id = {
         let inner_id = top.children().await.unwrap()[0].actor;
-        assert!(sys.lookup::<P>(inner_id).is_err(), "the inner supervisor is not a probe");
+        assert!(
+            sys.lookup::<P>(inner_id).is_err(),
+            "the inner supervisor is not a probe"
+        );
         // The leaf is the first probe spawned; find it through the system listing.
-        sys.actors().into_iter().find(|a| a.message_type.ends_with("::P")).unwrap().id
+        sys.actors()
+            .into_iter()
+            .find(|a| a.message_type.ends_with("::P"))
+            .unwrap()
+            .id
     };
     let leaf = sys.lookup::<P>(leaf_id).unwrap();
     let _ = leaf.ask(P::Panic).await; // restart 1 of 1: tolerated
@@ -186,7 +267,15 @@ async fn exceeding_the_intensity_escalates_to_the_parent_supervisor() {
     let _ = leaf.ask(P::Panic).await; // restart 2: the inner supervisor gives up
     // The inner supervisor stops the sibling and fails; the outer one restarts it,
     // which starts both children afresh.
-    expect(&mut rx, &[Ev::Stopped("sibling"), Ev::Started("leaf"), Ev::Started("sibling")]).await;
+    expect(
+        &mut rx,
+        &[
+            Ev::Stopped("sibling"),
+            Ev::Started("leaf"),
+            Ev::Started("sibling"),
+        ],
+    )
+    .await;
     assert_eq!(leaf.ask(P::Get).await.unwrap(), 0);
     // A top-level supervisor that escalates ends with a failure.
     let _ = leaf.ask(P::Panic).await;
@@ -201,20 +290,40 @@ async fn exceeding_the_intensity_escalates_to_the_parent_supervisor() {
 async fn dynamic_children_and_ordered_shutdown() {
     let sys = system();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let sup = start_supervisor(&sys, SupervisorSpec::new(Strategy::OneForOne, lenient()).child(probe("a", Restart::Permanent, &tx)))
+    let sup = start_supervisor(
+        &sys,
+        SupervisorSpec::new(Strategy::OneForOne, lenient()).child(probe(
+            "a",
+            Restart::Permanent,
+            &tx,
+        )),
+    )
+    .await
+    .unwrap();
+    expect(&mut rx, &[Ev::Started("a")]).await;
+    sup.add_child(probe("b", Restart::Permanent, &tx))
         .await
         .unwrap();
-    expect(&mut rx, &[Ev::Started("a")]).await;
-    sup.add_child(probe("b", Restart::Permanent, &tx)).await.unwrap();
-    sup.add_child(probe("c", Restart::Transient, &tx)).await.unwrap();
+    sup.add_child(probe("c", Restart::Transient, &tx))
+        .await
+        .unwrap();
     expect(&mut rx, &[Ev::Started("b"), Ev::Started("c")]).await;
-    assert!(sup.add_child(probe("b", Restart::Permanent, &tx)).await.is_err(), "duplicate names are refused");
+    assert!(
+        sup.add_child(probe("b", Restart::Permanent, &tx))
+            .await
+            .is_err(),
+        "duplicate names are refused"
+    );
     sup.terminate_child("b").await.unwrap();
     expect(&mut rx, &[Ev::Stopped("b")]).await;
     sup.restart_child("b").await.unwrap();
     expect(&mut rx, &[Ev::Started("b")]).await;
     // b restarted, but start order is still a, b, c: shutdown goes c, b, a.
     assert_eq!(sup.shutdown().await, Exit::Normal);
-    expect(&mut rx, &[Ev::Stopped("c"), Ev::Stopped("b"), Ev::Stopped("a")]).await;
+    expect(
+        &mut rx,
+        &[Ev::Stopped("c"), Ev::Stopped("b"), Ev::Stopped("a")],
+    )
+    .await;
     assert_eq!(sys.actor_count(), 0);
 }

@@ -11,8 +11,8 @@ mod run;
 
 #[cfg(feature = "runtime")]
 pub use run::{
-    Outbox, Pipeline, PipelineBuilder, PipelineError, PipelineReport, Produce, RESULTS_MAX, Stage, StageError,
-    StageMsg, register_stage,
+    Outbox, Pipeline, PipelineBuilder, PipelineError, PipelineReport, Produce, RESULTS_MAX, Stage,
+    StageError, StageMsg, register_stage,
 };
 
 use serde::{Deserialize, Serialize};

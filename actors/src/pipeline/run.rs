@@ -25,8 +25,8 @@ use super::{StageReport, StageWiring};
 use crate::ActorId;
 use crate::datum::Datum;
 use crate::runtime::{
-    Actor, ActorError, ActorRef, ActorSystem, Context, Exit, KindArgs, Kinds, Message, SpawnError, SpawnOptions,
-    Wire,
+    Actor, ActorError, ActorRef, ActorSystem, Context, Exit, KindArgs, Kinds, Message, SpawnError,
+    SpawnOptions, Wire,
 };
 
 /// Most sink items a run keeps for its report; later ones are counted, not kept.
@@ -101,7 +101,10 @@ where
     F: Fn(&serde_json::Value) -> Result<Box<dyn Stage>, String> + Send + Sync + 'static,
 {
     kinds.register_actor(name, move |args: &KindArgs| {
-        let wiring = args.wiring.clone().ok_or_else(|| "a stage kind needs pipeline wiring".to_string())?;
+        let wiring = args
+            .wiring
+            .clone()
+            .ok_or_else(|| "a stage kind needs pipeline wiring".to_string())?;
         let stage = make(&args.config)?;
         Ok((StageActor, (stage, wiring)))
     });
@@ -128,9 +131,14 @@ impl StageState {
         for item in items {
             if let Some((last, rest)) = self.outputs.split_last() {
                 for output in rest {
-                    output.tell(StageMsg::Item(item.clone())).await.map_err(|e| e.to_string())?;
+                    output
+                        .tell(StageMsg::Item(item.clone()))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
-                last.tell(StageMsg::Item(item)).await.map_err(|e| e.to_string())?;
+                last.tell(StageMsg::Item(item))
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
         }
         Ok(())
@@ -140,10 +148,20 @@ impl StageState {
         self.stage.finish(&mut self.out)?;
         self.forward().await?;
         for output in &self.outputs {
-            output.tell(StageMsg::End).await.map_err(|e| e.to_string())?;
+            output
+                .tell(StageMsg::End)
+                .await
+                .map_err(|e| e.to_string())?;
         }
-        let report = StageReport { stage: self.name.clone(), items_in: self.items_in, items_out: self.items_out };
-        self.collector.tell(StageMsg::Report(report)).await.map_err(|e| e.to_string())?;
+        let report = StageReport {
+            stage: self.name.clone(),
+            items_in: self.items_in,
+            items_out: self.items_out,
+        };
+        self.collector
+            .tell(StageMsg::Report(report))
+            .await
+            .map_err(|e| e.to_string())?;
         ctx.stop();
         Ok(())
     }
@@ -154,10 +172,18 @@ impl Actor for StageActor {
     type State = StageState;
     type Args = (Box<dyn Stage>, StageWiring);
 
-    async fn started(&self, ctx: &Context<StageMsg>, (stage, wiring): Self::Args) -> Result<StageState, ActorError> {
+    async fn started(
+        &self,
+        ctx: &Context<StageMsg>,
+        (stage, wiring): Self::Args,
+    ) -> Result<StageState, ActorError> {
         let system = ctx.system();
         let resolve = |id: ActorId| system.lookup::<StageMsg>(id).map_err(|e| e.to_string());
-        let outputs = wiring.outputs.iter().map(|id| resolve(*id)).collect::<Result<Vec<_>, _>>()?;
+        let outputs = wiring
+            .outputs
+            .iter()
+            .map(|id| resolve(*id))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(StageState {
             stage,
             name: wiring.stage,
@@ -171,13 +197,21 @@ impl Actor for StageActor {
         })
     }
 
-    async fn handle(&self, ctx: &Context<StageMsg>, msg: StageMsg, st: &mut StageState) -> Result<(), ActorError> {
+    async fn handle(
+        &self,
+        ctx: &Context<StageMsg>,
+        msg: StageMsg,
+        st: &mut StageState,
+    ) -> Result<(), ActorError> {
         match msg {
             StageMsg::Produce => {
                 let more = st.stage.produce(&mut st.out)?;
                 st.forward().await?;
                 match more {
-                    Produce::More => ctx.myself().try_tell(StageMsg::Produce).map_err(|e| e.to_string())?,
+                    Produce::More => ctx
+                        .myself()
+                        .try_tell(StageMsg::Produce)
+                        .map_err(|e| e.to_string())?,
                     Produce::Done => st.end(ctx).await?,
                 }
             }
@@ -192,7 +226,9 @@ impl Actor for StageActor {
                     st.end(ctx).await?;
                 }
             }
-            StageMsg::Report(_) => return Err("a stage got a report meant for the collector".into()),
+            StageMsg::Report(_) => {
+                return Err("a stage got a report meant for the collector".into());
+            }
         }
         Ok(())
     }
@@ -297,9 +333,17 @@ impl PipelineBuilder {
             .spec
             .stages
             .iter()
-            .map(|s| custom.remove(&s.name).map(StageSource::Custom).unwrap_or(StageSource::Kind))
+            .map(|s| {
+                custom
+                    .remove(&s.name)
+                    .map(StageSource::Custom)
+                    .unwrap_or(StageSource::Kind)
+            })
             .collect();
-        Ok(Pipeline { spec: self.spec, sources })
+        Ok(Pipeline {
+            spec: self.spec,
+            sources,
+        })
     }
 }
 
@@ -312,12 +356,22 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts a builder.
     pub fn builder(name: &str) -> PipelineBuilder {
-        PipelineBuilder { spec: PipelineSpec { name: name.to_string(), stages: Vec::new() }, custom: BTreeMap::new() }
+        PipelineBuilder {
+            spec: PipelineSpec {
+                name: name.to_string(),
+                stages: Vec::new(),
+            },
+            custom: BTreeMap::new(),
+        }
     }
 
     /// A pipeline from a parsed spec; every kind must be registered in `kinds`.
     pub fn from_spec(spec: PipelineSpec, kinds: &Kinds) -> Result<Pipeline, PipelineError> {
-        PipelineBuilder { spec, custom: BTreeMap::new() }.build(kinds)
+        PipelineBuilder {
+            spec,
+            custom: BTreeMap::new(),
+        }
+        .build(kinds)
     }
 
     /// The spec it runs.
@@ -331,7 +385,11 @@ impl Pipeline {
     }
 
     /// Runs to completion or fails after `timeout`, stopping every stage.
-    pub async fn run_timeout(self, system: &ActorSystem, timeout: Duration) -> Result<PipelineReport, PipelineError> {
+    pub async fn run_timeout(
+        self,
+        system: &ActorSystem,
+        timeout: Duration,
+    ) -> Result<PipelineReport, PipelineError> {
         // Dropping the run on timeout drops its guard, which stops every stage.
         match tokio::time::timeout(timeout, self.run_inner(system)).await {
             Ok(result) => result,
@@ -344,21 +402,40 @@ impl Pipeline {
         let order = spec.topological_order()?;
         let inputs = spec.input_counts();
         let ids: Vec<ActorId> = spec.stages.iter().map(|_| system.mint_id()).collect();
-        let index: BTreeMap<&str, usize> = spec.stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+        let index: BTreeMap<&str, usize> = spec
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
         let sinks = spec.stages.iter().filter(|s| s.to.is_empty()).count();
 
         let (done_tx, done_rx) = oneshot::channel();
         let collector = system
             .spawn_with(
                 Collector,
-                CollectorArgs { reports_expected: spec.stages.len(), sink_ends_expected: sinks, done: Some(done_tx) },
-                SpawnOptions { kind: Some("pipeline-collector".into()), ..SpawnOptions::default() },
+                CollectorArgs {
+                    reports_expected: spec.stages.len(),
+                    sink_ends_expected: sinks,
+                    done: Some(done_tx),
+                },
+                SpawnOptions {
+                    kind: Some("pipeline-collector".into()),
+                    ..SpawnOptions::default()
+                },
             )
             .await
-            .map_err(|source| PipelineError::Spawn { stage: "<collector>".into(), source })?;
+            .map_err(|source| PipelineError::Spawn {
+                stage: "<collector>".into(),
+                source,
+            })?;
 
-        let mut guard = RunGuard { system: system.clone(), ids: vec![collector.id()] };
-        let mut refs: Vec<Option<ActorRef<StageMsg>>> = (0..spec.stages.len()).map(|_| None).collect();
+        let mut guard = RunGuard {
+            system: system.clone(),
+            ids: vec![collector.id()],
+        };
+        let mut refs: Vec<Option<ActorRef<StageMsg>>> =
+            (0..spec.stages.len()).map(|_| None).collect();
         let mut sources: Vec<Option<StageSource>> = sources.into_iter().map(Some).collect();
         // Downstream first, so every stage's outputs exist when it starts.
         for &i in order.iter().rev() {
@@ -369,29 +446,59 @@ impl Pipeline {
                 outputs: if stage.to.is_empty() {
                     vec![collector.id()]
                 } else {
-                    stage.to.iter().filter_map(|t| index.get(t.as_str()).map(|&j| ids[j])).collect()
+                    stage
+                        .to
+                        .iter()
+                        .filter_map(|t| index.get(t.as_str()).map(|&j| ids[j]))
+                        .collect()
                 },
                 inputs: inputs[i] as u32,
                 collector: collector.id(),
             };
-            let opts = SpawnOptions { id: Some(ids[i]), capacity: stage.capacity, ..SpawnOptions::default() };
+            let opts = SpawnOptions {
+                id: Some(ids[i]),
+                capacity: stage.capacity,
+                ..SpawnOptions::default()
+            };
             let spawned = match sources[i].take() {
                 Some(StageSource::Custom(instance)) => system
-                    .spawn_with(StageActor, (instance, wiring), SpawnOptions { kind: Some(stage.kind.clone()), ..opts })
+                    .spawn_with(
+                        StageActor,
+                        (instance, wiring),
+                        SpawnOptions {
+                            kind: Some(stage.kind.clone()),
+                            ..opts
+                        },
+                    )
                     .await
                     .map(|r| r.id()),
                 _ => {
                     system
-                        .spawn_kind(&stage.kind, KindArgs { config: stage.config.clone(), wiring: Some(wiring), restore: None }, opts)
+                        .spawn_kind(
+                            &stage.kind,
+                            KindArgs {
+                                config: stage.config.clone(),
+                                wiring: Some(wiring),
+                                restore: None,
+                            },
+                            opts,
+                        )
                         .await
                 }
             };
-            let id = spawned.map_err(|source| PipelineError::Spawn { stage: stage.name.clone(), source })?;
-            guard.ids.push(id);
-            refs[i] = Some(system.lookup::<StageMsg>(id).map_err(|e| PipelineError::Spawn {
+            let id = spawned.map_err(|source| PipelineError::Spawn {
                 stage: stage.name.clone(),
-                source: SpawnError::StartFailed(e.to_string()),
-            })?);
+                source,
+            })?;
+            guard.ids.push(id);
+            refs[i] = Some(
+                system
+                    .lookup::<StageMsg>(id)
+                    .map_err(|e| PipelineError::Spawn {
+                        stage: stage.name.clone(),
+                        source: SpawnError::StartFailed(e.to_string()),
+                    })?,
+            );
         }
 
         let started = std::time::Instant::now();
@@ -406,10 +513,12 @@ impl Pipeline {
             if inputs[i] == 0
                 && let Some(r) = r
             {
-                r.tell(StageMsg::Produce).await.map_err(|e| PipelineError::StageFailed {
-                    stage: spec.stages[i].name.clone(),
-                    reason: e.to_string(),
-                })?;
+                r.tell(StageMsg::Produce)
+                    .await
+                    .map_err(|e| PipelineError::StageFailed {
+                        stage: spec.stages[i].name.clone(),
+                        reason: e.to_string(),
+                    })?;
             }
         }
 
@@ -430,7 +539,16 @@ impl Pipeline {
         let stages: Vec<StageReport> = spec
             .stages
             .iter()
-            .map(|s| collected.reports.get(&s.name).cloned().unwrap_or_else(|| StageReport { stage: s.name.clone(), ..StageReport::default() }))
+            .map(|s| {
+                collected
+                    .reports
+                    .get(&s.name)
+                    .cloned()
+                    .unwrap_or_else(|| StageReport {
+                        stage: s.name.clone(),
+                        ..StageReport::default()
+                    })
+            })
             .collect();
         Ok(PipelineReport {
             name: spec.name,
@@ -483,15 +601,28 @@ impl Actor for Collector {
     type State = CollectorState;
     type Args = CollectorArgs;
 
-    async fn started(&self, _ctx: &Context<StageMsg>, args: CollectorArgs) -> Result<CollectorState, ActorError> {
+    async fn started(
+        &self,
+        _ctx: &Context<StageMsg>,
+        args: CollectorArgs,
+    ) -> Result<CollectorState, ActorError> {
         Ok(CollectorState {
             args,
             sink_ends: 0,
-            collected: Collected { results: Vec::new(), dropped: 0, reports: BTreeMap::new() },
+            collected: Collected {
+                results: Vec::new(),
+                dropped: 0,
+                reports: BTreeMap::new(),
+            },
         })
     }
 
-    async fn handle(&self, ctx: &Context<StageMsg>, msg: StageMsg, st: &mut CollectorState) -> Result<(), ActorError> {
+    async fn handle(
+        &self,
+        ctx: &Context<StageMsg>,
+        msg: StageMsg,
+        st: &mut CollectorState,
+    ) -> Result<(), ActorError> {
         match msg {
             StageMsg::Item(item) => {
                 if st.collected.results.len() < RESULTS_MAX {
@@ -506,11 +637,17 @@ impl Actor for Collector {
             }
             StageMsg::Produce => {}
         }
-        if st.sink_ends >= st.args.sink_ends_expected && st.collected.reports.len() >= st.args.reports_expected {
+        if st.sink_ends >= st.args.sink_ends_expected
+            && st.collected.reports.len() >= st.args.reports_expected
+        {
             if let Some(done) = st.args.done.take() {
                 let collected = std::mem::replace(
                     &mut st.collected,
-                    Collected { results: Vec::new(), dropped: 0, reports: BTreeMap::new() },
+                    Collected {
+                        results: Vec::new(),
+                        dropped: 0,
+                        reports: BTreeMap::new(),
+                    },
                 );
                 let _ = done.send(collected);
             }

@@ -137,8 +137,10 @@ impl PipelineSpec {
         if text.trim().is_empty() {
             return Err(SpecError::Empty);
         }
-        let spec: PipelineSpec = toml::from_str(text)
-            .map_err(|e| SpecError::Syntax { format: "TOML", message: e.to_string().trim_end().to_string() })?;
+        let spec: PipelineSpec = toml::from_str(text).map_err(|e| SpecError::Syntax {
+            format: "TOML",
+            message: e.to_string().trim_end().to_string(),
+        })?;
         spec.validate()?;
         Ok(spec)
     }
@@ -148,15 +150,21 @@ impl PipelineSpec {
         if text.trim().is_empty() {
             return Err(SpecError::Empty);
         }
-        let spec: PipelineSpec = serde_json::from_str(text)
-            .map_err(|e| SpecError::Syntax { format: "JSON", message: e.to_string() })?;
+        let spec: PipelineSpec = serde_json::from_str(text).map_err(|e| SpecError::Syntax {
+            format: "JSON",
+            message: e.to_string(),
+        })?;
         spec.validate()?;
         Ok(spec)
     }
 
     /// Parses JSON if the text starts with `{`, TOML otherwise.
     pub fn parse(text: &str) -> Result<Self, SpecError> {
-        if text.trim_start().starts_with('{') { Self::from_json(text) } else { Self::from_toml(text) }
+        if text.trim_start().starts_with('{') {
+            Self::from_json(text)
+        } else {
+            Self::from_toml(text)
+        }
     }
 
     /// Checks the structural rules listed in the module docs.
@@ -167,10 +175,16 @@ impl PipelineSpec {
         let mut names = BTreeSet::new();
         for (index, stage) in self.stages.iter().enumerate() {
             if stage.name.trim().is_empty() {
-                return Err(SpecError::EmptyField { index, field: "name" });
+                return Err(SpecError::EmptyField {
+                    index,
+                    field: "name",
+                });
             }
             if stage.kind.trim().is_empty() {
-                return Err(SpecError::EmptyField { index, field: "kind" });
+                return Err(SpecError::EmptyField {
+                    index,
+                    field: "kind",
+                });
             }
             if !names.insert(stage.name.as_str()) {
                 return Err(SpecError::DuplicateStage(stage.name.clone()));
@@ -178,17 +192,27 @@ impl PipelineSpec {
             if let Some(capacity) = stage.capacity
                 && !(1..=STAGE_CAPACITY_MAX).contains(&capacity)
             {
-                return Err(SpecError::Capacity { stage: stage.name.clone(), capacity, max: STAGE_CAPACITY_MAX });
+                return Err(SpecError::Capacity {
+                    stage: stage.name.clone(),
+                    capacity,
+                    max: STAGE_CAPACITY_MAX,
+                });
             }
         }
         for stage in &self.stages {
             let mut seen = BTreeSet::new();
             for target in &stage.to {
                 if !names.contains(target.as_str()) {
-                    return Err(SpecError::UnknownTarget { stage: stage.name.clone(), target: target.clone() });
+                    return Err(SpecError::UnknownTarget {
+                        stage: stage.name.clone(),
+                        target: target.clone(),
+                    });
                 }
                 if target == &stage.name || !seen.insert(target) {
-                    return Err(SpecError::BadEdge { stage: stage.name.clone(), target: target.clone() });
+                    return Err(SpecError::BadEdge {
+                        stage: stage.name.clone(),
+                        target: target.clone(),
+                    });
                 }
             }
         }
@@ -198,8 +222,12 @@ impl PipelineSpec {
     /// Stage indices in an order where every stage comes after all that feed it
     /// (Kahn's algorithm, ties broken by position so the order is deterministic).
     pub fn topological_order(&self) -> Result<Vec<usize>, SpecError> {
-        let index: BTreeMap<&str, usize> =
-            self.stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+        let index: BTreeMap<&str, usize> = self
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
         let mut indegree = vec![0usize; self.stages.len()];
         for stage in &self.stages {
             for target in &stage.to {
@@ -208,7 +236,9 @@ impl PipelineSpec {
                 }
             }
         }
-        let mut ready: BTreeSet<usize> = (0..self.stages.len()).filter(|&i| indegree[i] == 0).collect();
+        let mut ready: BTreeSet<usize> = (0..self.stages.len())
+            .filter(|&i| indegree[i] == 0)
+            .collect();
         let mut order = Vec::with_capacity(self.stages.len());
         while let Some(i) = ready.pop_first() {
             order.push(i);
@@ -245,7 +275,10 @@ impl PipelineSpec {
     }
 
     /// Checks every stage's kind against `known` (the registered kind names).
-    pub fn check_kinds<'a>(&self, known: impl IntoIterator<Item = &'a str> + Clone) -> Result<(), SpecError> {
+    pub fn check_kinds<'a>(
+        &self,
+        known: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Result<(), SpecError> {
         for stage in &self.stages {
             if !known.clone().into_iter().any(|k| k == stage.kind) {
                 let list: Vec<&str> = known.into_iter().collect();
@@ -300,7 +333,8 @@ kind = "sink"
 
     #[test]
     fn json_is_accepted_too() {
-        let spec = PipelineSpec::parse(r#"{"name":"j","stages":[{"name":"a","kind":"k"}]}"#).unwrap();
+        let spec =
+            PipelineSpec::parse(r#"{"name":"j","stages":[{"name":"a","kind":"k"}]}"#).unwrap();
         assert_eq!(spec.stages[0].name, "a");
     }
 
@@ -308,23 +342,54 @@ kind = "sink"
     fn bad_specs_get_precise_errors() {
         assert_eq!(PipelineSpec::parse("  \n"), Err(SpecError::Empty));
         let err = PipelineSpec::from_toml("name = \"p\"\n[[stage]\n").unwrap_err();
-        assert!(matches!(err, SpecError::Syntax { format: "TOML", ref message } if message.contains("line 2")), "{err}");
+        assert!(
+            matches!(err, SpecError::Syntax { format: "TOML", ref message } if message.contains("line 2")),
+            "{err}"
+        );
         let err = PipelineSpec::from_toml("name = \"p\"\nbogus = 1\n").unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
-        assert_eq!(PipelineSpec::from_toml("name = \"p\""), Err(SpecError::NoStages("p".into())));
-        let dup = "name=\"p\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\n";
-        assert_eq!(PipelineSpec::from_toml(dup), Err(SpecError::DuplicateStage("a".into())));
+        assert_eq!(
+            PipelineSpec::from_toml("name = \"p\""),
+            Err(SpecError::NoStages("p".into()))
+        );
+        let dup =
+            "name=\"p\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\n";
+        assert_eq!(
+            PipelineSpec::from_toml(dup),
+            Err(SpecError::DuplicateStage("a".into()))
+        );
         let missing = "name=\"p\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\nto=[\"zz\"]\n";
-        assert!(matches!(PipelineSpec::from_toml(missing), Err(SpecError::UnknownTarget { .. })));
+        assert!(matches!(
+            PipelineSpec::from_toml(missing),
+            Err(SpecError::UnknownTarget { .. })
+        ));
         let cyc = "name=\"p\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\nto=[\"b\"]\n[[stage]]\nname=\"b\"\nkind=\"k\"\nto=[\"a\"]\n";
-        assert!(matches!(PipelineSpec::from_toml(cyc), Err(SpecError::Cycle(_))));
+        assert!(matches!(
+            PipelineSpec::from_toml(cyc),
+            Err(SpecError::Cycle(_))
+        ));
         let selfie = "name=\"p\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\nto=[\"a\"]\n";
-        assert!(matches!(PipelineSpec::from_toml(selfie), Err(SpecError::BadEdge { .. })));
+        assert!(matches!(
+            PipelineSpec::from_toml(selfie),
+            Err(SpecError::BadEdge { .. })
+        ));
         let empty_kind = "name=\"p\"\n[[stage]]\nname=\"a\"\nkind=\"\"\n";
-        assert_eq!(PipelineSpec::from_toml(empty_kind), Err(SpecError::EmptyField { index: 0, field: "kind" }));
+        assert_eq!(
+            PipelineSpec::from_toml(empty_kind),
+            Err(SpecError::EmptyField {
+                index: 0,
+                field: "kind"
+            })
+        );
         let cap = "name=\"p\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\ncapacity=0\n";
-        assert!(matches!(PipelineSpec::from_toml(cap), Err(SpecError::Capacity { .. })));
+        assert!(matches!(
+            PipelineSpec::from_toml(cap),
+            Err(SpecError::Capacity { .. })
+        ));
         let neg = "name=\"p\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\ncapacity=-5\n";
-        assert!(matches!(PipelineSpec::from_toml(neg), Err(SpecError::Syntax { .. })));
+        assert!(matches!(
+            PipelineSpec::from_toml(neg),
+            Err(SpecError::Syntax { .. })
+        ));
     }
 }

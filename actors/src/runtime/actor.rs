@@ -48,7 +48,11 @@ pub trait Actor: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<Reply<Self>, ActorError>> + Send;
 
     /// Runs after a requested or self-initiated stop.
-    fn stopped(&self, ctx: &Context<Self::Msg>, state: &mut Self::State) -> impl Future<Output = ()> + Send {
+    fn stopped(
+        &self,
+        ctx: &Context<Self::Msg>,
+        state: &mut Self::State,
+    ) -> impl Future<Output = ()> + Send {
         let _ = (ctx, state);
         async {}
     }
@@ -111,13 +115,20 @@ impl<A: Actor> ractor::Actor for Host<A> {
         args: Self::Arguments,
     ) -> Result<Self::State, ractor::ActorProcessingErr> {
         let cell = myself.get_cell();
-        let mailbox = LocalMailbox { inner: myself, shared: self.shared.clone() };
+        let mailbox = LocalMailbox {
+            inner: myself,
+            shared: self.shared.clone(),
+        };
         let ctx = Context {
             myself: ActorRef::local(self.id, mailbox, Some(self.system.downgrade())),
             system: self.system.clone(),
             cell,
         };
-        let state = self.actor.started(&ctx, args).instrument(self.span.clone()).await?;
+        let state = self
+            .actor
+            .started(&ctx, args)
+            .instrument(self.span.clone())
+            .await?;
         Ok(HostState { ctx, state })
     }
 
@@ -130,7 +141,12 @@ impl<A: Actor> ractor::Actor for Host<A> {
         self.shared.dequeued();
         let Envelope { msg, reply } = env;
         let span = tracing::debug_span!(parent: &self.span, "handle");
-        match self.actor.handle(&st.ctx, msg, &mut st.state).instrument(span).await {
+        match self
+            .actor
+            .handle(&st.ctx, msg, &mut st.state)
+            .instrument(span)
+            .await
+        {
             Ok(value) => {
                 if let Some(reply) = reply {
                     reply.send(Ok(value));
@@ -155,7 +171,10 @@ impl<A: Actor> ractor::Actor for Host<A> {
         _myself: ractor::ActorRef<Self::Msg>,
         st: &mut Self::State,
     ) -> Result<(), ractor::ActorProcessingErr> {
-        self.actor.stopped(&st.ctx, &mut st.state).instrument(self.span.clone()).await;
+        self.actor
+            .stopped(&st.ctx, &mut st.state)
+            .instrument(self.span.clone())
+            .await;
         self.shared.stopped_normally.store(true, SeqCst);
         Ok(())
     }

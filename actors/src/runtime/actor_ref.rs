@@ -36,7 +36,11 @@ impl<M: Message> Clone for ActorRef<M> {
             Route::Local(m) => Route::Local(m.clone()),
             Route::Unbound => Route::Unbound,
         };
-        Self { id: self.id, route, system: self.system.clone() }
+        Self {
+            id: self.id,
+            route,
+            system: self.system.clone(),
+        }
     }
 }
 
@@ -52,13 +56,21 @@ impl<M: Message> fmt::Debug for ActorRef<M> {
 
 impl<M: Message> ActorRef<M> {
     pub(crate) fn local(id: ActorId, mailbox: LocalMailbox<M>, system: Option<WeakSystem>) -> Self {
-        Self { id, route: Route::Local(mailbox), system }
+        Self {
+            id,
+            route: Route::Local(mailbox),
+            system,
+        }
     }
 
     /// A ref that knows only the id; every send fails with `Unreachable` until the
     /// mesh can bind it.
     pub fn unbound(id: ActorId) -> Self {
-        Self { id, route: Route::Unbound, system: None }
+        Self {
+            id,
+            route: Route::Unbound,
+            system: None,
+        }
     }
 
     /// The actor's id.
@@ -98,7 +110,9 @@ impl<M: Message> ActorRef<M> {
     /// The current incarnation's mailbox if this ref's is gone (supervised restart).
     fn reincarnated(&self) -> Option<LocalMailbox<M>> {
         let system = self.system.as_ref()?.upgrade()?;
-        let Route::Local(old) = &self.route else { return None };
+        let Route::Local(old) = &self.route else {
+            return None;
+        };
         let fresh = system.local_mailbox::<M>(self.id).ok()?;
         (!std::sync::Arc::ptr_eq(&fresh.shared, &old.shared)).then_some(fresh)
     }
@@ -122,7 +136,9 @@ impl<M: Message> ActorRef<M> {
     /// Enqueues, waiting for mailbox space if needed (backpressure). Fails only if the
     /// actor is gone or unreachable. Wrap it in a timeout to bound the wait.
     pub async fn tell(&self, msg: M) -> Result<(), SendError<M>> {
-        self.send_envelope(Envelope { msg, reply: None }).await.map_err(map_env)
+        self.send_envelope(Envelope { msg, reply: None })
+            .await
+            .map_err(map_env)
     }
 
     async fn send_envelope(&self, env: Envelope<M>) -> Result<(), SendError<Envelope<M>>> {
@@ -152,9 +168,14 @@ impl<M: Message> ActorRef<M> {
     /// Sends a request and waits at most `timeout` (queueing included) for the reply.
     pub async fn ask_timeout(&self, msg: M, timeout: Duration) -> Result<M::Reply, AskError<M>> {
         let (tx, rx) = oneshot::channel();
-        let env = Envelope { msg, reply: Some(ReplyTo::Local(tx)) };
+        let env = Envelope {
+            msg,
+            reply: Some(ReplyTo::Local(tx)),
+        };
         let exchange = async {
-            self.send_envelope(env).await.map_err(|e| AskError::NotSent(map_env(e)))?;
+            self.send_envelope(env)
+                .await
+                .map_err(|e| AskError::NotSent(map_env(e)))?;
             match rx.await {
                 Ok(Ok(reply)) => Ok(reply),
                 Ok(Err(why)) => Err(AskError::Failed(why)),
@@ -177,7 +198,9 @@ impl<M: Message> ActorRef<M> {
     /// Waits until this incarnation of a local actor has ended, and says how.
     /// Returns at once with `Exit::Normal` for a non-local ref.
     pub async fn wait_exit(&self) -> Exit {
-        let Route::Local(m) = &self.route else { return Exit::Normal };
+        let Route::Local(m) = &self.route else {
+            return Exit::Normal;
+        };
         let mut rx = m.shared.subscribe_exit();
         loop {
             if let Some(exit) = rx.borrow_and_update().clone() {

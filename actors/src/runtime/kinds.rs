@@ -42,8 +42,11 @@ mod json_text {
 }
 
 /// A kind's factory: spawns one actor and returns its id.
-pub type KindFactory =
-    Arc<dyn Fn(ActorSystem, KindArgs, SpawnOptions) -> BoxFuture<'static, Result<ActorId, SpawnError>> + Send + Sync>;
+pub type KindFactory = Arc<
+    dyn Fn(ActorSystem, KindArgs, SpawnOptions) -> BoxFuture<'static, Result<ActorId, SpawnError>>
+        + Send
+        + Sync,
+>;
 
 /// The kinds registered on one node.
 #[derive(Default)]
@@ -58,8 +61,12 @@ impl Kinds {
         F: Fn(ActorSystem, KindArgs, SpawnOptions) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<ActorId, SpawnError>> + Send + 'static,
     {
-        let factory: KindFactory = Arc::new(move |system, args, opts| Box::pin(factory(system, args, opts)));
-        self.map.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), factory);
+        let factory: KindFactory =
+            Arc::new(move |system, args, opts| Box::pin(factory(system, args, opts)));
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), factory);
     }
 
     /// Registers an actor type: `make` turns the args into the actor and its spawn
@@ -71,27 +78,43 @@ impl Kinds {
     {
         let make = Arc::new(make);
         let kind = name.to_string();
-        self.register(name, move |system: ActorSystem, args: KindArgs, opts: SpawnOptions| {
-            let made = make(&args);
-            let kind = kind.clone();
-            async move {
-                let (actor, actor_args) = made.map_err(|reason| SpawnError::InvalidConfig { kind, reason })?;
-                Ok(system.spawn_with(actor, actor_args, opts).await?.id())
-            }
-        });
+        self.register(
+            name,
+            move |system: ActorSystem, args: KindArgs, opts: SpawnOptions| {
+                let made = make(&args);
+                let kind = kind.clone();
+                async move {
+                    let (actor, actor_args) =
+                        made.map_err(|reason| SpawnError::InvalidConfig { kind, reason })?;
+                    Ok(system.spawn_with(actor, actor_args, opts).await?.id())
+                }
+            },
+        );
     }
 
     /// Whether `name` is registered.
     pub fn contains(&self, name: &str) -> bool {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).contains_key(name)
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(name)
     }
 
     /// The registered names, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<KindFactory> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 }

@@ -85,7 +85,10 @@ impl MailboxShared {
             if current >= self.capacity {
                 return false;
             }
-            match self.depth.compare_exchange_weak(current, current + 1, SeqCst, SeqCst) {
+            match self
+                .depth
+                .compare_exchange_weak(current, current + 1, SeqCst, SeqCst)
+            {
                 Ok(_) => return true,
                 Err(actual) => current = actual,
             }
@@ -104,7 +107,8 @@ impl MailboxShared {
     #[inline]
     pub(crate) fn dequeued(&self) {
         self.release_slot();
-        self.handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.handled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Called once when the actor is gone: fail waiting senders, publish the exit.
@@ -129,8 +133,6 @@ impl MailboxShared {
 pub(crate) enum ReplyTo<R> {
     /// An asker in this process.
     Local(oneshot::Sender<Result<R, String>>),
-    /// An asker elsewhere; the closure encodes and routes the reply.
-    Remote(Box<dyn FnOnce(Result<R, String>) + Send>),
 }
 
 impl<R> ReplyTo<R> {
@@ -139,7 +141,6 @@ impl<R> ReplyTo<R> {
             ReplyTo::Local(tx) => {
                 let _ = tx.send(result);
             }
-            ReplyTo::Remote(f) => f(result),
         }
     }
 }
@@ -158,7 +159,10 @@ pub(crate) struct LocalMailbox<M: Message> {
 
 impl<M: Message> Clone for LocalMailbox<M> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), shared: self.shared.clone() }
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
     }
 }
 

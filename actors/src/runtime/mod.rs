@@ -19,4 +19,6 @@ pub use errors::{ActorError, AskError, LookupError, RegistryError, SendError, Sp
 pub use kinds::{KindArgs, KindFactory, Kinds};
 pub use mailbox::{Exit, MAILBOX_CAPACITY_DEFAULT};
 pub use message::{Message, Wire};
-pub use system::{ASK_TIMEOUT_DEFAULT, ActorInfo, ActorSystem, NAME_BYTES_MAX, SpawnOptions, SystemConfig};
+pub use system::{
+    ASK_TIMEOUT_DEFAULT, ActorInfo, ActorSystem, NAME_BYTES_MAX, SpawnOptions, SystemConfig,
+};

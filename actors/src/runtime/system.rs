@@ -69,7 +69,10 @@ pub struct SpawnOptions {
 impl SpawnOptions {
     /// Options with a registered name.
     pub fn named(name: impl Into<String>) -> Self {
-        Self { name: Some(name.into()), ..Self::default() }
+        Self {
+            name: Some(name.into()),
+            ..Self::default()
+        }
     }
 
     /// Sets the mailbox capacity.
@@ -116,7 +119,10 @@ struct Entry {
 impl Entry {
     fn is_live(&self) -> bool {
         !self.shared.is_closed()
-            && !matches!(self.cell.get_status(), ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped)
+            && !matches!(
+                self.cell.get_status(),
+                ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped
+            )
     }
 }
 
@@ -129,7 +135,9 @@ struct Tables {
 
 impl Tables {
     fn remove(&mut self, id: ActorId, incarnation: u64) {
-        let Some(entry) = self.actors.get(&id) else { return };
+        let Some(entry) = self.actors.get(&id) else {
+            return;
+        };
         if entry.incarnation != incarnation {
             return;
         }
@@ -235,11 +243,18 @@ impl ActorSystem {
 
     /// Mints a fresh actor id on this node.
     pub fn mint_id(&self) -> ActorId {
-        ActorId::new(self.inner.config.node, self.inner.next_local.fetch_add(1, SeqCst))
+        ActorId::new(
+            self.inner.config.node,
+            self.inner.next_local.fetch_add(1, SeqCst),
+        )
     }
 
     /// Spawns an actor with default options.
-    pub async fn spawn<A: Actor>(&self, actor: A, args: A::Args) -> Result<ActorRef<A::Msg>, SpawnError> {
+    pub async fn spawn<A: Actor>(
+        &self,
+        actor: A,
+        args: A::Args,
+    ) -> Result<ActorRef<A::Msg>, SpawnError> {
         self.spawn_with(actor, args, SpawnOptions::default()).await
     }
 
@@ -266,11 +281,18 @@ impl ActorSystem {
                 if let Some(holder) = tables.names.get(name)
                     && *holder != id
                 {
-                    return Err(RegistryError::NameTaken { name: name.clone(), holder: *holder }.into());
+                    return Err(RegistryError::NameTaken {
+                        name: name.clone(),
+                        holder: *holder,
+                    }
+                    .into());
                 }
             }
         }
-        let capacity = opts.capacity.unwrap_or(self.inner.config.mailbox_capacity).max(1);
+        let capacity = opts
+            .capacity
+            .unwrap_or(self.inner.config.mailbox_capacity)
+            .max(1);
         let shared = Arc::new(MailboxShared::new(capacity));
         let incarnation = self.inner.next_incarnation.fetch_add(1, SeqCst);
         let span = tracing::info_span!(
@@ -285,24 +307,39 @@ impl ActorSystem {
             shared: shared.clone(),
             system: self.clone(),
             span,
-            _guard: EntryGuard { system: self.downgrade(), id, incarnation, shared: shared.clone() },
+            _guard: EntryGuard {
+                system: self.downgrade(),
+                id,
+                incarnation,
+                shared: shared.clone(),
+            },
         };
         let spawned = match opts.parent.clone() {
             Some(parent) => ractor::Actor::spawn_linked(None, host, args, parent).await,
             None => ractor::Actor::spawn(None, host, args).await,
         };
         let (inner, _join) = spawned.map_err(|e| SpawnError::StartFailed(startup_reason(e)))?;
-        let mailbox = LocalMailbox { inner, shared: shared.clone() };
+        let mailbox = LocalMailbox {
+            inner,
+            shared: shared.clone(),
+        };
         let cell = mailbox.inner.get_cell();
         {
             let mut tables = self.tables();
             if let Some(name) = &opts.name {
                 match tables.names.get(name) {
-                    Some(holder) if *holder != id && tables.actors.get(holder).is_some_and(Entry::is_live) => {
+                    Some(holder)
+                        if *holder != id
+                            && tables.actors.get(holder).is_some_and(Entry::is_live) =>
+                    {
                         let holder = *holder;
                         drop(tables);
                         cell.stop(Some("name taken".into()));
-                        return Err(RegistryError::NameTaken { name: name.clone(), holder }.into());
+                        return Err(RegistryError::NameTaken {
+                            name: name.clone(),
+                            holder,
+                        }
+                        .into());
                     }
                     _ => {
                         tables.names.insert(name.clone(), id);
@@ -336,23 +373,39 @@ impl ActorSystem {
     }
 
     /// Spawns an actor of a registered kind.
-    pub async fn spawn_kind(&self, kind: &str, args: KindArgs, mut opts: SpawnOptions) -> Result<ActorId, SpawnError> {
-        let factory = self.inner.kinds.get(kind).ok_or_else(|| SpawnError::UnknownKind {
-            kind: kind.to_string(),
-            known: self.inner.kinds.names().join(", "),
-        })?;
+    pub async fn spawn_kind(
+        &self,
+        kind: &str,
+        args: KindArgs,
+        mut opts: SpawnOptions,
+    ) -> Result<ActorId, SpawnError> {
+        let factory = self
+            .inner
+            .kinds
+            .get(kind)
+            .ok_or_else(|| SpawnError::UnknownKind {
+                kind: kind.to_string(),
+                known: self.inner.kinds.names().join(", "),
+            })?;
         opts.kind = Some(kind.to_string());
         factory(self.clone(), args, opts).await
     }
 
-    pub(crate) fn local_mailbox<M: Message>(&self, id: ActorId) -> Result<LocalMailbox<M>, LookupError> {
+    pub(crate) fn local_mailbox<M: Message>(
+        &self,
+        id: ActorId,
+    ) -> Result<LocalMailbox<M>, LookupError> {
         let tables = self.tables();
         let entry = tables.actors.get(&id).ok_or(LookupError::NotFound(id))?;
         entry
             .mailbox
             .downcast_ref::<LocalMailbox<M>>()
             .cloned()
-            .ok_or(LookupError::WrongType { id, actual: entry.type_name, requested: std::any::type_name::<M>() })
+            .ok_or(LookupError::WrongType {
+                id,
+                actual: entry.type_name,
+                requested: std::any::type_name::<M>(),
+            })
     }
 
     /// A typed ref to an actor running on this node.
@@ -363,7 +416,11 @@ impl ActorSystem {
 
     /// The ractor cell of a local actor, for drivers that link or stop it.
     pub fn cell_of(&self, id: ActorId) -> Option<ractor::ActorCell> {
-        self.tables().actors.get(&id).filter(|e| e.is_live()).map(|e| e.cell.clone())
+        self.tables()
+            .actors
+            .get(&id)
+            .filter(|e| e.is_live())
+            .map(|e| e.cell.clone())
     }
 
     /// Whether an actor with this id runs here.
@@ -373,7 +430,10 @@ impl ActorSystem {
 
     /// The message type name of a local actor (used to check remote frames).
     pub fn message_type_of(&self, id: ActorId) -> Option<(&'static str, TypeId)> {
-        self.tables().actors.get(&id).map(|e| (e.type_name, e.type_id))
+        self.tables()
+            .actors
+            .get(&id)
+            .map(|e| (e.type_name, e.type_id))
     }
 
     /// Registers `name` for a running actor. Re-registering the same pair is a no-op.
@@ -386,15 +446,17 @@ impl ActorSystem {
         if let Some(holder) = tables.names.get(name)
             && *holder != id
         {
-            return Err(RegistryError::NameTaken { name: name.to_string(), holder: *holder });
+            return Err(RegistryError::NameTaken {
+                name: name.to_string(),
+                holder: *holder,
+            });
         }
         tables.names.insert(name.to_string(), id);
-        if let Some(entry) = tables.actors.get_mut(&id) {
-            if let Some(old) = entry.name.replace(name.to_string())
-                && old != name
-            {
-                tables.names.remove(&old);
-            }
+        if let Some(entry) = tables.actors.get_mut(&id)
+            && let Some(old) = entry.name.replace(name.to_string())
+            && old != name
+        {
+            tables.names.remove(&old);
         }
         Ok(())
     }
@@ -424,9 +486,16 @@ impl ActorSystem {
     pub fn join_group(&self, group: &str, id: ActorId) -> Result<(), RegistryError> {
         check_name(group)?;
         let mut tables = self.tables();
-        let entry = tables.actors.get_mut(&id).ok_or(RegistryError::NoSuchActor(id))?;
+        let entry = tables
+            .actors
+            .get_mut(&id)
+            .ok_or(RegistryError::NoSuchActor(id))?;
         entry.groups.insert(group.to_string());
-        tables.groups.entry(group.to_string()).or_default().insert(id);
+        tables
+            .groups
+            .entry(group.to_string())
+            .or_default()
+            .insert(id);
         Ok(())
     }
 
@@ -446,7 +515,11 @@ impl ActorSystem {
 
     /// The members of a process group on this node, in id order.
     pub fn group_members(&self, group: &str) -> Vec<ActorId> {
-        self.tables().groups.get(group).map(|m| m.iter().copied().collect()).unwrap_or_default()
+        self.tables()
+            .groups
+            .get(group)
+            .map(|m| m.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// The process groups with at least one member on this node.
@@ -475,37 +548,76 @@ impl ActorSystem {
 
     /// How many actors run here.
     pub fn actor_count(&self) -> usize {
-        self.tables().actors.values().filter(|e| e.is_live()).count()
+        self.tables()
+            .actors
+            .values()
+            .filter(|e| e.is_live())
+            .count()
     }
 
     /// Stops one actor and waits for it to end (killing it after the stop timeout).
     /// Returns `false` if no such actor runs here.
     pub async fn stop(&self, id: ActorId) -> bool {
-        let cell = self.tables().actors.get(&id).map(|e| (e.cell.clone(), e.shared.clone()));
-        let Some((cell, shared)) = cell else { return false };
+        let cell = self
+            .tables()
+            .actors
+            .get(&id)
+            .map(|e| (e.cell.clone(), e.shared.clone()));
+        let Some((cell, shared)) = cell else {
+            return false;
+        };
         stop_cell(cell, shared, self.inner.config.stop_timeout).await;
         true
     }
 
-    /// Stops every actor, newest first, and refuses new spawns. Idempotent.
+    /// Refuses new spawns, asks every actor to stop (newest first), waits for all of
+    /// them up to the stop timeout, and kills any still running. Idempotent.
+    ///
+    /// Actors stop concurrently; use a supervisor where the order of shutdown matters
+    /// (it stops its children one by one, newest first).
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, SeqCst);
         loop {
-            let newest = {
+            let mut live: Vec<(u64, ractor::ActorCell, Arc<MailboxShared>)> = {
                 let tables = self.tables();
-                tables
-                    .actors
-                    .values()
-                    .max_by_key(|e| e.incarnation)
-                    .map(|e| (e.cell.clone(), e.shared.clone(), e.incarnation))
+                tables.actors.values().map(|e| (e.incarnation, e.cell.clone(), e.shared.clone())).collect()
             };
-            let Some((cell, shared, incarnation)) = newest else { break };
-            stop_cell(cell, shared, self.inner.config.stop_timeout).await;
-            // Make progress even if the guard has not run yet.
+            if live.is_empty() {
+                break;
+            }
+            live.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            let mut exits = Vec::with_capacity(live.len());
+            for (_, cell, shared) in &live {
+                exits.push(shared.subscribe_exit());
+                cell.stop(None);
+            }
+            let wait_all = async {
+                for exit in &mut exits {
+                    while exit.borrow_and_update().is_none() {
+                        if exit.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            };
+            if tokio::time::timeout(self.inner.config.stop_timeout, wait_all).await.is_err() {
+                for (_, cell, shared) in &live {
+                    if !shared.is_closed() {
+                        tracing::warn!(actor = ?cell.get_id(), "actor did not stop in time; killing it");
+                        cell.kill();
+                    }
+                }
+            }
+            // Make progress even if a killed actor's guard has not run yet.
+            let asked: BTreeSet<u64> = live.iter().map(|(incarnation, _, _)| *incarnation).collect();
             let mut tables = self.tables();
-            let ids: Vec<ActorId> =
-                tables.actors.iter().filter(|(_, e)| e.incarnation == incarnation).map(|(id, _)| *id).collect();
-            for id in ids {
+            let leftovers: Vec<(ActorId, u64)> = tables
+                .actors
+                .iter()
+                .filter(|(_, e)| asked.contains(&e.incarnation))
+                .map(|(id, e)| (*id, e.incarnation))
+                .collect();
+            for (id, incarnation) in leftovers {
                 tables.remove(id, incarnation);
             }
         }
@@ -565,6 +677,9 @@ impl std::fmt::Debug for ActorSystem {
 impl KindArgs {
     /// Args holding only a config.
     pub fn config(config: serde_json::Value) -> Self {
-        Self { config, ..Self::default() }
+        Self {
+            config,
+            ..Self::default()
+        }
     }
 }

@@ -2,7 +2,9 @@
 //! properties over random event sequences.
 
 use super::*;
-use proptest::prelude::{Just, ProptestConfig, TestCaseError, any, prop_assert, prop_assert_eq, prop_oneof, proptest};
+use proptest::prelude::{
+    Just, ProptestConfig, TestCaseError, any, prop_assert, prop_assert_eq, prop_oneof, proptest,
+};
 use proptest::strategy::Strategy as Gen;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -40,7 +42,13 @@ fn incarnation(sup: &Supervisor, id: &str) -> u64 {
 
 /// Three children a, b, c with one restart policy, all started.
 fn three(strategy: Strategy, restart: Restart) -> Supervisor {
-    let mut sup = Supervisor::new(strategy, Intensity { max_restarts: 10, period: SECOND });
+    let mut sup = Supervisor::new(
+        strategy,
+        Intensity {
+            max_restarts: 10,
+            period: SECOND,
+        },
+    );
     for id in ["a", "b", "c"] {
         let actions = sup.add_child(ChildSpec::new(id, restart)).unwrap();
         assert_eq!(starts(&actions), vec![id]);
@@ -53,7 +61,10 @@ fn complete_stops(sup: &mut Supervisor, actions: &[Action], now: Time) {
     for action in actions {
         if let Action::Stop { child, incarnation } = action {
             let more = sup.handle_exit(now, child, *incarnation, ExitReason::Normal);
-            assert!(more.is_empty(), "a requested stop must not trigger anything: {more:?}");
+            assert!(
+                more.is_empty(),
+                "a requested stop must not trigger anything: {more:?}"
+            );
         }
     }
 }
@@ -61,13 +72,21 @@ fn complete_stops(sup: &mut Supervisor, actions: &[Action], now: Time) {
 #[test]
 fn every_strategy_policy_reason_and_position() {
     let names = ["a", "b", "c"];
-    for strategy in [Strategy::OneForOne, Strategy::OneForAll, Strategy::RestForOne] {
+    for strategy in [
+        Strategy::OneForOne,
+        Strategy::OneForAll,
+        Strategy::RestForOne,
+    ] {
         for restart in [Restart::Permanent, Restart::Transient, Restart::Temporary] {
             for failed in [false, true] {
                 for pos in 0..3 {
                     let mut sup = three(strategy, restart);
                     let id = names[pos];
-                    let reason = if failed { ExitReason::Failed("boom".into()) } else { ExitReason::Normal };
+                    let reason = if failed {
+                        ExitReason::Failed("boom".into())
+                    } else {
+                        ExitReason::Normal
+                    };
                     let inc = incarnation(&sup, id);
                     let actions = sup.handle_exit(t(0), id, inc, reason);
                     let should_restart = match restart {
@@ -79,7 +98,11 @@ fn every_strategy_policy_reason_and_position() {
                     if !should_restart {
                         assert!(actions.is_empty(), "{ctx}: {actions:?}");
                         let present = sup.children().any(|(s, _)| s.id == id);
-                        assert_eq!(present, restart != Restart::Temporary, "{ctx}: temporary specs are dropped");
+                        assert_eq!(
+                            present,
+                            restart != Restart::Temporary,
+                            "{ctx}: temporary specs are dropped"
+                        );
                         continue;
                     }
                     let (expect_stops, expect_starts): (Vec<&str>, Vec<&str>) = match strategy {
@@ -96,15 +119,22 @@ fn every_strategy_policy_reason_and_position() {
                     assert_eq!(stops(&actions), expect_stops, "{ctx}: stops, newest first");
                     assert_eq!(starts(&actions), expect_starts, "{ctx}: starts, in order");
                     // Stops come before starts.
-                    let first_start = actions.iter().position(|a| matches!(a, Action::Start { .. }));
-                    let last_stop = actions.iter().rposition(|a| matches!(a, Action::Stop { .. }));
+                    let first_start = actions
+                        .iter()
+                        .position(|a| matches!(a, Action::Start { .. }));
+                    let last_stop = actions
+                        .iter()
+                        .rposition(|a| matches!(a, Action::Stop { .. }));
                     if let (Some(s), Some(p)) = (first_start, last_stop) {
                         assert!(p < s, "{ctx}: {actions:?}");
                     }
                     complete_stops(&mut sup, &actions, t(0));
                     sup.check_invariants().unwrap();
                     for n in names {
-                        assert!(matches!(sup.children().find(|(s, _)| s.id == n).unwrap().1, ChildStatus::Running(_)));
+                        assert!(matches!(
+                            sup.children().find(|(s, _)| s.id == n).unwrap().1,
+                            ChildStatus::Running(_)
+                        ));
                     }
                 }
             }
@@ -114,28 +144,50 @@ fn every_strategy_policy_reason_and_position() {
 
 #[test]
 fn rest_for_one_restarts_exactly_the_later_siblings() {
-    let mut sup = Supervisor::new(Strategy::RestForOne, Intensity { max_restarts: 5, period: SECOND });
+    let mut sup = Supervisor::new(
+        Strategy::RestForOne,
+        Intensity {
+            max_restarts: 5,
+            period: SECOND,
+        },
+    );
     for id in ["a", "b", "c", "d"] {
-        sup.add_child(ChildSpec::new(id, Restart::Permanent)).unwrap();
+        sup.add_child(ChildSpec::new(id, Restart::Permanent))
+            .unwrap();
     }
     let a_inc = incarnation(&sup, "a");
     let b_inc = incarnation(&sup, "b");
     let actions = sup.handle_exit(t(0), "b", b_inc, ExitReason::Failed("x".into()));
     assert_eq!(stops(&actions), vec!["d", "c"]);
     assert_eq!(starts(&actions), vec!["b", "c", "d"]);
-    assert_eq!(incarnation(&sup, "a"), a_inc, "earlier siblings are untouched");
+    assert_eq!(
+        incarnation(&sup, "a"),
+        a_inc,
+        "earlier siblings are untouched"
+    );
 }
 
 #[test]
 fn intensity_exceeded_stops_everything_newest_first_and_escalates() {
-    let mut sup = Supervisor::new(Strategy::OneForOne, Intensity { max_restarts: 2, period: Duration::from_secs(10) });
+    let mut sup = Supervisor::new(
+        Strategy::OneForOne,
+        Intensity {
+            max_restarts: 2,
+            period: Duration::from_secs(10),
+        },
+    );
     for id in ["a", "b", "c"] {
-        sup.add_child(ChildSpec::new(id, Restart::Permanent)).unwrap();
+        sup.add_child(ChildSpec::new(id, Restart::Permanent))
+            .unwrap();
     }
     for i in 0..2 {
         let inc = incarnation(&sup, "b");
         let actions = sup.handle_exit(t(i), "b", inc, ExitReason::Failed("crash".into()));
-        assert_eq!(starts(&actions), vec!["b"], "restart {i} is within intensity");
+        assert_eq!(
+            starts(&actions),
+            vec!["b"],
+            "restart {i} is within intensity"
+        );
     }
     let inc = incarnation(&sup, "b");
     let actions = sup.handle_exit(t(2), "b", inc, ExitReason::Failed("crash".into()));
@@ -144,17 +196,31 @@ fn intensity_exceeded_stops_everything_newest_first_and_escalates() {
     assert!(matches!(actions.last(), Some(Action::Escalate { reason }) if reason.contains("`b`")));
     assert!(sup.has_escalated());
     sup.check_invariants().unwrap();
-    assert_eq!(sup.add_child(ChildSpec::new("d", Restart::Permanent)), Err(SupervisorError::NotRunning));
+    assert_eq!(
+        sup.add_child(ChildSpec::new("d", Restart::Permanent)),
+        Err(SupervisorError::NotRunning)
+    );
 }
 
 #[test]
 fn restarts_outside_the_window_do_not_count() {
-    let mut sup = Supervisor::new(Strategy::OneForOne, Intensity { max_restarts: 1, period: Duration::from_secs(5) });
-    sup.add_child(ChildSpec::new("a", Restart::Permanent)).unwrap();
+    let mut sup = Supervisor::new(
+        Strategy::OneForOne,
+        Intensity {
+            max_restarts: 1,
+            period: Duration::from_secs(5),
+        },
+    );
+    sup.add_child(ChildSpec::new("a", Restart::Permanent))
+        .unwrap();
     for i in 0..10 {
         let inc = incarnation(&sup, "a");
         let actions = sup.handle_exit(t(i * 6), "a", inc, ExitReason::Failed("x".into()));
-        assert_eq!(starts(&actions), vec!["a"], "crash {i}, 6 s after the last, is tolerated");
+        assert_eq!(
+            starts(&actions),
+            vec!["a"],
+            "crash {i}, 6 s after the last, is tolerated"
+        );
     }
     // Two within 5 s is one too many.
     let inc = incarnation(&sup, "a");
@@ -171,43 +237,73 @@ fn a_stale_exit_is_ignored() {
     // The driver restarted c before c's exit report arrived.
     assert!(stops(&actions).contains(&"c"));
     let before = sup.clone();
-    assert!(sup.handle_exit(t(0), "c", old_c, ExitReason::Failed("late".into())).is_empty());
-    assert_eq!(format!("{:?}", before.children().collect::<Vec<_>>()), format!("{:?}", sup.children().collect::<Vec<_>>()));
-    assert!(sup.handle_exit(t(0), "nobody", 1, ExitReason::Normal).is_empty());
+    assert!(
+        sup.handle_exit(t(0), "c", old_c, ExitReason::Failed("late".into()))
+            .is_empty()
+    );
+    assert_eq!(
+        format!("{:?}", before.children().collect::<Vec<_>>()),
+        format!("{:?}", sup.children().collect::<Vec<_>>())
+    );
+    assert!(
+        sup.handle_exit(t(0), "nobody", 1, ExitReason::Normal)
+            .is_empty()
+    );
 }
 
 #[test]
 fn shutdown_stops_in_reverse_start_order_including_dynamic_children() {
     let mut sup = three(Strategy::OneForOne, Restart::Permanent);
-    sup.add_child(ChildSpec::new("dyn", Restart::Transient)).unwrap();
+    sup.add_child(ChildSpec::new("dyn", Restart::Transient))
+        .unwrap();
     let actions = sup.shutdown();
     assert_eq!(stops(&actions), vec!["dyn", "c", "b", "a"]);
     // Exits during shutdown restart nothing, whatever the reason.
     let inc = incarnation(&sup, "a");
-    assert!(sup.handle_exit(t(0), "a", inc, ExitReason::Failed("x".into())).is_empty());
+    assert!(
+        sup.handle_exit(t(0), "a", inc, ExitReason::Failed("x".into()))
+            .is_empty()
+    );
 }
 
 #[test]
 fn dynamic_children_can_be_terminated_restarted_and_deleted() {
     let mut sup = Supervisor::new(Strategy::OneForOne, Intensity::default());
-    sup.add_child(ChildSpec::new("a", Restart::Permanent)).unwrap();
-    assert_eq!(sup.add_child(ChildSpec::new("a", Restart::Permanent)), Err(SupervisorError::DuplicateChild("a".into())));
+    sup.add_child(ChildSpec::new("a", Restart::Permanent))
+        .unwrap();
+    assert_eq!(
+        sup.add_child(ChildSpec::new("a", Restart::Permanent)),
+        Err(SupervisorError::DuplicateChild("a".into()))
+    );
     let actions = sup.terminate_child("a").unwrap();
     assert_eq!(stops(&actions), vec!["a"]);
-    assert_eq!(sup.delete_child("a"), Err(SupervisorError::StillRunning("a".into())));
+    assert_eq!(
+        sup.delete_child("a"),
+        Err(SupervisorError::StillRunning("a".into()))
+    );
     complete_stops(&mut sup, &actions, t(0));
     assert_eq!(starts(&sup.restart_child("a").unwrap()), vec!["a"]);
     let actions = sup.terminate_child("a").unwrap();
     complete_stops(&mut sup, &actions, t(0));
     sup.delete_child("a").unwrap();
     assert_eq!(sup.children().count(), 0);
-    assert_eq!(sup.terminate_child("a"), Err(SupervisorError::NoSuchChild("a".into())));
+    assert_eq!(
+        sup.terminate_child("a"),
+        Err(SupervisorError::NoSuchChild("a".into()))
+    );
 }
 
 #[test]
 fn a_failed_start_counts_as_a_crash() {
-    let mut sup = Supervisor::new(Strategy::OneForOne, Intensity { max_restarts: 0, period: SECOND });
-    sup.add_child(ChildSpec::new("a", Restart::Permanent)).unwrap();
+    let mut sup = Supervisor::new(
+        Strategy::OneForOne,
+        Intensity {
+            max_restarts: 0,
+            period: SECOND,
+        },
+    );
+    sup.add_child(ChildSpec::new("a", Restart::Permanent))
+        .unwrap();
     let inc = incarnation(&sup, "a");
     let actions = sup.handle_start_failed(t(0), "a", inc, "no config".into());
     assert!(matches!(actions.last(), Some(Action::Escalate { .. })));
@@ -233,9 +329,12 @@ fn event() -> impl Gen<Value = Event> {
 }
 
 fn strategy() -> impl Gen<Value = super::Strategy> {
-    prop_oneof![Just(super::Strategy::OneForOne), Just(super::Strategy::OneForAll), Just(super::Strategy::RestForOne)]
+    prop_oneof![
+        Just(super::Strategy::OneForOne),
+        Just(super::Strategy::OneForAll),
+        Just(super::Strategy::RestForOne)
+    ]
 }
-
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]

@@ -1,0 +1,30 @@
+# The two Quick start commands. Both install missing system packages first.
+#   make demo   runs the main job on embedded defaults
+#   make test   runs the whole test suite
+#
+# Builds go to a cache outside the clone so a fresh clone reuses earlier work;
+# nothing relies on the cache being warm.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/plexus/target
+export CARGO_TARGET_DIR
+
+.PHONY: demo test deps bench fmt lint
+
+deps:
+	@./scripts/ensure-deps.sh
+
+demo: deps
+	cargo run --release --bin plexus -- pipeline run examples/pipeline.toml
+
+test: deps
+	cargo test --workspace --all-targets --locked
+	cargo test --workspace --doc --locked
+
+bench: deps
+	cargo bench -p plexus-benches
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the system packages Plexus needs to build, if they are missing.
+# Today: libclang (rocksdb's bindgen) and a C/C++ toolchain. Idempotent and quick
+# when everything is present. As root it uses apt-get; otherwise sudo if available;
+# otherwise it prints the exact command to run and fails.
+set -euo pipefail
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo is not installed; install Rust (https://rustup.rs) first" >&2
+    exit 1
+fi
+if command -v dpkg-query >/dev/null 2>&1; then
+    have_pkg libclang-dev || need+=(libclang-dev)
+    have_pkg clang || need+=(clang)
+    command -v cc >/dev/null 2>&1 || need+=(build-essential)
+    command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+else
+    # Not Debian/Ubuntu: check for libclang by file and advise.
+    if ! ls /usr/lib*/libclang*.so* /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+        echo "error: libclang not found; install your distribution's libclang development package" >&2
+        exit 1
+    fi
+fi
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+echo "installing system packages: ${need[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+else
+    echo "error: missing system packages. Run:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2
+    exit 1
+fi
