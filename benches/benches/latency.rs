@@ -17,13 +17,26 @@ const WARMUP: usize = 20_000;
 const SAMPLES: usize = 200_000;
 
 fn report(name: &str, h: &Histogram<u64>) -> (u64, u64) {
-    let (p50, p99, p999) = (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.value_at_quantile(0.999));
-    println!("{name:<14} p50 {:>7.2} µs   p99 {:>7.2} µs   p99.9 {:>7.2} µs", p50 as f64 / 1e3, p99 as f64 / 1e3, p999 as f64 / 1e3);
+    let (p50, p99, p999) = (
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+    );
+    println!(
+        "{name:<14} p50 {:>7.2} µs   p99 {:>7.2} µs   p99.9 {:>7.2} µs",
+        p50 as f64 / 1e3,
+        p99 as f64 / 1e3,
+        p999 as f64 / 1e3
+    );
     (p50, p99)
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let results = rt.block_on(async {
         let mut out = Vec::new();
 
@@ -40,7 +53,9 @@ fn main() {
         out.push(("plexus", h));
         sys.shutdown().await;
 
-        let (r, _j) = ractor::Actor::spawn(None, RactorCounter, ()).await.expect("spawn");
+        let (r, _j) = ractor::Actor::spawn(None, RactorCounter, ())
+            .await
+            .expect("spawn");
         let mut h = Histogram::<u64>::new(3).expect("histogram");
         for i in 0..WARMUP + SAMPLES {
             let t = Instant::now();

@@ -23,18 +23,27 @@ const N: u64 = 100_000;
 const CAPACITY: usize = 1024;
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn system() -> ActorSystem {
-    ActorSystem::new(SystemConfig { mailbox_capacity: CAPACITY, ..SystemConfig::new(NodeId::synthetic(1)) })
+    ActorSystem::new(SystemConfig {
+        mailbox_capacity: CAPACITY,
+        ..SystemConfig::new(NodeId::synthetic(1))
+    })
 }
 
 fn tell_throughput(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("tell_throughput");
     group.throughput(Throughput::Elements(N));
-    group.sample_size(20).measurement_time(Duration::from_secs(6));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(6));
 
     let sys = system();
     let plexus = rt.block_on(sys.spawn(PlexusCounter, ())).expect("spawn");
@@ -47,7 +56,9 @@ fn tell_throughput(c: &mut Criterion) {
         })
     });
 
-    let (ractor_ref, _h) = rt.block_on(ractor::Actor::spawn(None, RactorCounter, ())).expect("spawn");
+    let (ractor_ref, _h) = rt
+        .block_on(ractor::Actor::spawn(None, RactorCounter, ()))
+        .expect("spawn");
     group.bench_function("ractor", |b| {
         b.to_async(&rt).iter(|| async {
             for _ in 0..N {
@@ -76,13 +87,21 @@ fn tell_throughput(c: &mut Criterion) {
 fn ask_roundtrip(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("ask_roundtrip");
-    group.sample_size(30).measurement_time(Duration::from_secs(4));
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(4));
     let sys = system();
     let plexus = rt.block_on(sys.spawn(PlexusCounter, ())).expect("spawn");
-    group.bench_function("plexus", |b| b.to_async(&rt).iter(|| async { plexus.ask(Count::Get).await.expect("reply") }));
-    let (ractor_ref, _h) = rt.block_on(ractor::Actor::spawn(None, RactorCounter, ())).expect("spawn");
+    group.bench_function("plexus", |b| {
+        b.to_async(&rt)
+            .iter(|| async { plexus.ask(Count::Get).await.expect("reply") })
+    });
+    let (ractor_ref, _h) = rt
+        .block_on(ractor::Actor::spawn(None, RactorCounter, ()))
+        .expect("spawn");
     group.bench_function("ractor", |b| {
-        b.to_async(&rt).iter(|| async { ractor::call!(ractor_ref, RCount::Get).expect("reply") })
+        b.to_async(&rt)
+            .iter(|| async { ractor::call!(ractor_ref, RCount::Get).expect("reply") })
     });
     let (tx, _task) = rt.block_on(async { spawn_tokio_counter(CAPACITY) });
     group.bench_function("tokio_oneshot", |b| {
@@ -100,7 +119,9 @@ fn ask_roundtrip(c: &mut Criterion) {
 fn spawn_10k(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("spawn_10k");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(10_000));
     group.bench_function("plexus", |b| {
         b.to_async(&rt).iter(|| async {
@@ -115,7 +136,11 @@ fn spawn_10k(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let mut refs = Vec::with_capacity(10_000);
             for _ in 0..10_000 {
-                refs.push(ractor::Actor::spawn(None, RactorCounter, ()).await.expect("spawn"));
+                refs.push(
+                    ractor::Actor::spawn(None, RactorCounter, ())
+                        .await
+                        .expect("spawn"),
+                );
             }
             // Stop all, then wait for all, as Plexus's shutdown does.
             for (r, _) in &refs {
@@ -133,13 +158,18 @@ fn codec_throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec");
     for size in [100usize, 10 * 1024] {
         let value = Datum::Map(
-            [("id".to_string(), Datum::Int(42)), ("payload".to_string(), Datum::Bytes(vec![7u8; size]))]
-                .into_iter()
-                .collect(),
+            [
+                ("id".to_string(), Datum::Int(42)),
+                ("payload".to_string(), Datum::Bytes(vec![7u8; size])),
+            ]
+            .into_iter()
+            .collect(),
         );
         let frame = codec::encode(&value).expect("encode");
         group.throughput(Throughput::Bytes(frame.len() as u64));
-        group.bench_with_input(BenchmarkId::new("encode", size), &value, |b, v| b.iter(|| codec::encode(v).expect("encode")));
+        group.bench_with_input(BenchmarkId::new("encode", size), &value, |b, v| {
+            b.iter(|| codec::encode(v).expect("encode"))
+        });
         group.bench_with_input(BenchmarkId::new("decode", size), &frame, |b, f| {
             b.iter(|| codec::decode::<Datum>(f).expect("decode"))
         });
@@ -147,5 +177,11 @@ fn codec_throughput(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tell_throughput, ask_roundtrip, spawn_10k, codec_throughput);
+criterion_group!(
+    benches,
+    tell_throughput,
+    ask_roundtrip,
+    spawn_10k,
+    codec_throughput
+);
 criterion_main!(benches);

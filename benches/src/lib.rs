@@ -55,7 +55,11 @@ impl ractor::Actor for RactorCounter {
     type State = u64;
     type Arguments = ();
 
-    async fn pre_start(&self, _: ractor::ActorRef<RCount>, _: ()) -> Result<u64, ractor::ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<RCount>,
+        _: (),
+    ) -> Result<u64, ractor::ActorProcessingErr> {
         Ok(0)
     }
 

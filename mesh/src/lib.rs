@@ -1,5 +1,18 @@
-//! # plexus-mesh: the cluster (roadmap step 2)
+//! # plexus-mesh: the cluster
 //!
-//! Node identity, permissioned admission, SWIM membership and failure detection, the
-//! cluster registry and remote actor delivery. The decision logic is sans-IO (always
-//! compiled); the libp2p driver comes with the `runtime` feature.
+//! Nodes are run by identified operators and talk peer to peer; there is no broker.
+//!
+//! Cores (always compiled, sans-IO):
+//! * [`identity`]: ed25519 keys and domain-separated signatures;
+//! * [`allowlist`]: the governance-signed allowlist and the rules for updating it;
+//! * [`resources`]: resources and tags nodes declare and advertise;
+//! * [`broadcast`]: the piggyback queue for epidemic dissemination;
+//! * [`membership`]: SWIM membership and failure detection with incarnations;
+//!
+//! The driver (feature `runtime`) adapts them to libp2p and tokio.
+
+pub mod allowlist;
+pub mod broadcast;
+pub mod identity;
+pub mod membership;
+pub mod resources;

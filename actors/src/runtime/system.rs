@@ -580,7 +580,11 @@ impl ActorSystem {
         loop {
             let mut live: Vec<(u64, ractor::ActorCell, Arc<MailboxShared>)> = {
                 let tables = self.tables();
-                tables.actors.values().map(|e| (e.incarnation, e.cell.clone(), e.shared.clone())).collect()
+                tables
+                    .actors
+                    .values()
+                    .map(|e| (e.incarnation, e.cell.clone(), e.shared.clone()))
+                    .collect()
             };
             if live.is_empty() {
                 break;
@@ -600,7 +604,10 @@ impl ActorSystem {
                     }
                 }
             };
-            if tokio::time::timeout(self.inner.config.stop_timeout, wait_all).await.is_err() {
+            if tokio::time::timeout(self.inner.config.stop_timeout, wait_all)
+                .await
+                .is_err()
+            {
                 for (_, cell, shared) in &live {
                     if !shared.is_closed() {
                         tracing::warn!(actor = ?cell.get_id(), "actor did not stop in time; killing it");
@@ -609,7 +616,10 @@ impl ActorSystem {
                 }
             }
             // Make progress even if a killed actor's guard has not run yet.
-            let asked: BTreeSet<u64> = live.iter().map(|(incarnation, _, _)| *incarnation).collect();
+            let asked: BTreeSet<u64> = live
+                .iter()
+                .map(|(incarnation, _, _)| *incarnation)
+                .collect();
             let mut tables = self.tables();
             let leftovers: Vec<(ActorId, u64)> = tables
                 .actors

@@ -1,0 +1,851 @@
+//! SWIM membership and failure detection, as a sans-IO state machine.
+//!
+//! Each probe period every node pings one member, chosen by randomised round-robin.
+//! No ack within `probe_timeout` and it asks `indirect_probes` others to ping the
+//! target for it (ping-req). Still nothing by the end of the period and the target is
+//! *suspected*. A suspect that does not refute within the suspicion timeout
+//! (`suspicion_mult * max(1, log10 n)` periods) is declared *dead*.
+//!
+//! **Incarnations.** Every member carries an incarnation number that only its owner
+//! raises. A node that hears it is suspected (or declared dead) at its current
+//! incarnation raises it and re-announces itself alive: the refutation. Updates are
+//! ordered: for the same member, a higher incarnation wins; at the same incarnation,
+//! `Dead`/`Left` beat `Suspect`, which beats `Alive`.
+//!
+//! **Dissemination.** State changes ride on the protocol's own messages through a
+//! [`BroadcastQueue`], each sent `O(log n)` times, so they reach every member in
+//! `O(log n)` rounds. Every `sync_interval` a node also exchanges its full member list
+//! with a random member (push-pull anti-entropy); half of those syncs go to a member
+//! it believes dead, so two sides of a healed partition rediscover each other.
+//! A message from a member believed dead, or from a stranger, also triggers a sync.
+//!
+//! **Bounds.** At most `members_max` members (more are ignored and counted); relay
+//! state for ping-reqs expires after one period; dead members are forgotten after
+//! `dead_retention`; piggybacked gossip is at most `gossip_per_message` updates.
+//!
+//! Inputs: [`Membership::handle_timeout`], [`Membership::handle_message`],
+//! [`Membership::handle_discovered`], [`Membership::apply`]. Outputs, polled in any
+//! order: [`Membership::poll_transmit`], [`Membership::poll_event`],
+//! [`Membership::poll_timeout`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use plexus_actors::rng::DetRng;
+use plexus_actors::{NodeId, Time};
+use serde::{Deserialize, Serialize};
+
+use crate::broadcast::{BroadcastQueue, ceil_log2};
+use crate::resources::NodeMeta;
+
+/// Tuning of the protocol. `Default` suits production; tests and the simulator
+/// shorten the periods.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MembershipConfig {
+    /// One probe per member per period.
+    pub probe_interval: Duration,
+    /// Wait this long for a direct ack before asking others (must be < interval).
+    pub probe_timeout: Duration,
+    /// How many members are asked to ping an unresponsive target.
+    pub indirect_probes: usize,
+    /// Suspicion lasts `suspicion_mult * max(1, log10 n)` probe intervals.
+    pub suspicion_mult: u32,
+    /// Each update is piggybacked `retransmit_mult * ceil(log2(n+1))` times.
+    pub retransmit_mult: u32,
+    /// Full-state push-pull with a random member this often.
+    pub sync_interval: Duration,
+    /// Dead members are forgotten after this long.
+    pub dead_retention: Duration,
+    /// Most members tracked.
+    pub members_max: usize,
+    /// Most updates piggybacked on one message.
+    pub gossip_per_message: usize,
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(400),
+            indirect_probes: 3,
+            suspicion_mult: 4,
+            retransmit_mult: 4,
+            sync_interval: Duration::from_secs(30),
+            dead_retention: Duration::from_secs(3600),
+            members_max: 10_000,
+            gossip_per_message: 8,
+        }
+    }
+}
+
+impl MembershipConfig {
+    /// The suspicion timeout for a cluster of `n` members.
+    pub fn suspicion_timeout(&self, n: usize) -> Duration {
+        let factor = (n.max(1) as f64).log10().max(1.0);
+        self.probe_interval
+            .mul_f64(f64::from(self.suspicion_mult) * factor)
+    }
+
+    /// An upper bound on the time from a member's crash until every other member
+    /// has declared it dead, absent message loss: the first probe of it within
+    /// `n - 1` periods (round-robin), its failure at the end of that period, the
+    /// suspicion timeout, then dissemination of the death in
+    /// `retransmit_mult * ceil(log2(n + 1))` periods.
+    pub fn detection_bound(&self, n: usize) -> Duration {
+        let periods =
+            n.saturating_sub(1) as u32 + 1 + self.retransmit_mult * ceil_log2(n as u64 + 1);
+        self.probe_interval * periods + self.suspicion_timeout(n)
+    }
+}
+
+/// A member's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MemberState {
+    /// Answering probes.
+    Alive,
+    /// Missed a probe; dead unless it refutes in time.
+    Suspect,
+    /// Declared failed.
+    Dead,
+    /// Left on purpose.
+    Left,
+}
+
+impl MemberState {
+    fn rank(self) -> u8 {
+        match self {
+            MemberState::Alive => 0,
+            MemberState::Suspect => 1,
+            MemberState::Dead | MemberState::Left => 2,
+        }
+    }
+
+    /// Dead or left.
+    pub fn is_down(self) -> bool {
+        matches!(self, MemberState::Dead | MemberState::Left)
+    }
+}
+
+/// A statement about a member, as gossiped and synced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberUpdate {
+    /// Whom it is about.
+    pub id: NodeId,
+    /// At which incarnation.
+    pub incarnation: u64,
+    /// The claimed state.
+    pub state: MemberState,
+    /// What the member advertises (carried with `Alive`; may be absent otherwise).
+    pub meta: Option<NodeMeta>,
+}
+
+/// The protocol's own messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Probe {
+    /// Are you there?
+    Ping {
+        /// Matches the ack.
+        seq: u32,
+    },
+    /// Yes.
+    Ack {
+        /// The ping's seq.
+        seq: u32,
+    },
+    /// Please ping `target` for me.
+    PingReq {
+        /// The requester's seq, echoed in the forwarded ack.
+        seq: u32,
+        /// Whom to ping.
+        target: NodeId,
+    },
+    /// My full view; answer with yours.
+    Sync {
+        /// Every member I know, and me.
+        members: Vec<MemberUpdate>,
+    },
+    /// My full view, in answer to a sync.
+    SyncReply {
+        /// Every member I know, and me.
+        members: Vec<MemberUpdate>,
+    },
+    /// Nothing but piggybacked gossip.
+    Gossip,
+}
+
+/// A member as seen locally.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Its id.
+    pub id: NodeId,
+    /// Latest incarnation seen.
+    pub incarnation: u64,
+    /// Current state.
+    pub state: MemberState,
+    /// What it advertises.
+    pub meta: NodeMeta,
+    /// When it entered `state`.
+    pub since: Time,
+}
+
+/// What changed, for the driver (and the registry) to act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipEvent {
+    /// A member became known and alive.
+    Joined(NodeId),
+    /// An alive member changed what it advertises.
+    Updated(NodeId),
+    /// A member is suspected.
+    Suspected(NodeId),
+    /// A suspected or dead member proved alive.
+    Recovered(NodeId),
+    /// A member was declared dead.
+    Died(NodeId),
+    /// A member left.
+    Left(NodeId),
+    /// This node refuted a suspicion about itself.
+    Refuted {
+        /// The incarnation it moved to.
+        incarnation: u64,
+    },
+}
+
+struct ProbeState {
+    target: NodeId,
+    seq: u32,
+    indirect_at: Time,
+    indirect_sent: bool,
+    acked: bool,
+}
+
+struct Relay {
+    origin: NodeId,
+    origin_seq: u32,
+    expires: Time,
+}
+
+/// Counters for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MembershipStats {
+    /// Probes started.
+    pub probes: u64,
+    /// Probes that needed ping-req.
+    pub indirect_probes: u64,
+    /// Suspicions raised by this node.
+    pub suspicions: u64,
+    /// Members ignored because `members_max` was reached.
+    pub over_capacity: u64,
+    /// Refutations of suspicions about this node.
+    pub refutations: u64,
+}
+
+/// One node's membership state machine.
+pub struct Membership {
+    me: NodeId,
+    incarnation: u64,
+    meta: NodeMeta,
+    config: MembershipConfig,
+    rng: DetRng,
+    members: BTreeMap<NodeId, Member>,
+    probe_order: Vec<NodeId>,
+    probe_next: usize,
+    next_probe_at: Time,
+    probe: Option<ProbeState>,
+    relays: BTreeMap<u32, Relay>,
+    suspicion_deadlines: BTreeMap<NodeId, Time>,
+    next_sync_at: Time,
+    sync_sent: BTreeMap<NodeId, Time>,
+    seq: u32,
+    gossip: BroadcastQueue<NodeId, MemberUpdate>,
+    out: VecDeque<(NodeId, Probe)>,
+    events: VecDeque<MembershipEvent>,
+    stats: MembershipStats,
+    left: bool,
+}
+
+impl Membership {
+    /// A node that knows only itself. `incarnation` must exceed any it used in an
+    /// earlier life (drivers use wall-clock milliseconds, the simulator a durable
+    /// counter), so a restarted node is not mistaken for its dead predecessor.
+    pub fn new(
+        me: NodeId,
+        incarnation: u64,
+        meta: NodeMeta,
+        config: MembershipConfig,
+        seed: u64,
+        now: Time,
+    ) -> Self {
+        let gossip = BroadcastQueue::new(config.retransmit_mult, config.members_max.max(16));
+        let mut this = Self {
+            me,
+            incarnation,
+            meta,
+            rng: DetRng::new(seed),
+            members: BTreeMap::new(),
+            probe_order: Vec::new(),
+            probe_next: 0,
+            next_probe_at: now + config.probe_interval,
+            probe: None,
+            relays: BTreeMap::new(),
+            suspicion_deadlines: BTreeMap::new(),
+            next_sync_at: now + config.sync_interval,
+            sync_sent: BTreeMap::new(),
+            seq: 0,
+            gossip,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: MembershipStats::default(),
+            left: false,
+            config,
+        };
+        this.announce_self();
+        this
+    }
+
+    // ----- getters -----
+
+    /// This node.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// This node's incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// This node's advertised metadata.
+    pub fn meta(&self) -> &NodeMeta {
+        &self.meta
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MembershipConfig {
+        &self.config
+    }
+
+    /// Every member known, this node excluded, in id order.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// One member.
+    pub fn member(&self, id: &NodeId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    /// `id`'s state; `Alive` for this node.
+    pub fn state_of(&self, id: &NodeId) -> Option<MemberState> {
+        if *id == self.me {
+            Some(MemberState::Alive)
+        } else {
+            self.members.get(id).map(|m| m.state)
+        }
+    }
+
+    /// Members alive or suspect, plus this node.
+    pub fn live_count(&self) -> usize {
+        1 + self.members.values().filter(|m| !m.state.is_down()).count()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MembershipStats {
+        self.stats
+    }
+
+    /// Updates waiting to be piggybacked.
+    pub fn gossip_backlog(&self) -> usize {
+        self.gossip.len()
+    }
+
+    // ----- inputs -----
+
+    /// A transport connected to `peer`, which may be new to us: exchange views.
+    pub fn handle_discovered(&mut self, now: Time, peer: NodeId) {
+        if peer == self.me {
+            return;
+        }
+        match self.members.get(&peer) {
+            Some(m) if !m.state.is_down() => {}
+            _ => self.send_sync(now, peer),
+        }
+    }
+
+    /// Advances timers: probes, ping-reqs, suspicion timeouts, syncs, expiries.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if self.left {
+            return;
+        }
+        if let Some(probe) = &mut self.probe
+            && !probe.acked
+            && !probe.indirect_sent
+            && now >= probe.indirect_at
+        {
+            probe.indirect_sent = true;
+            let (target, seq) = (probe.target, probe.seq);
+            self.stats.indirect_probes += 1;
+            let mut helpers: Vec<NodeId> = self
+                .members
+                .values()
+                .filter(|m| m.state == MemberState::Alive && m.id != target)
+                .map(|m| m.id)
+                .collect();
+            self.rng.shuffle(&mut helpers);
+            for helper in helpers.into_iter().take(self.config.indirect_probes) {
+                self.out.push_back((helper, Probe::PingReq { seq, target }));
+            }
+        }
+        if now >= self.next_probe_at {
+            if let Some(probe) = self.probe.take()
+                && !probe.acked
+            {
+                self.suspect(now, probe.target);
+            }
+            self.start_probe(now);
+            self.next_probe_at = now + self.config.probe_interval;
+        }
+        let expired: Vec<NodeId> = self
+            .suspicion_deadlines
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.suspicion_deadlines.remove(&id);
+            if let Some(m) = self.members.get(&id)
+                && m.state == MemberState::Suspect
+            {
+                let update = MemberUpdate {
+                    id,
+                    incarnation: m.incarnation,
+                    state: MemberState::Dead,
+                    meta: None,
+                };
+                self.apply(now, update);
+            }
+        }
+        self.relays.retain(|_, r| r.expires > now);
+        if now >= self.next_sync_at {
+            self.next_sync_at = now + self.config.sync_interval;
+            self.periodic_sync(now);
+        }
+        let retention = self.config.dead_retention;
+        let forget: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| m.state.is_down() && now.saturating_since(m.since) >= retention)
+            .map(|m| m.id)
+            .collect();
+        for id in forget {
+            self.members.remove(&id);
+            self.sync_sent.remove(&id);
+        }
+    }
+
+    /// Handles one protocol message from `from` (gossip is applied separately with
+    /// [`Membership::apply`]).
+    pub fn handle_message(&mut self, now: Time, from: NodeId, msg: Probe) {
+        if from == self.me {
+            return;
+        }
+        // A member we think is down, or a stranger, is talking to us: compare views.
+        if !matches!(msg, Probe::Sync { .. } | Probe::SyncReply { .. }) {
+            match self.members.get(&from) {
+                Some(m) if !m.state.is_down() => {}
+                _ => self.send_sync(now, from),
+            }
+        }
+        match msg {
+            Probe::Ping { seq } => self.out.push_back((from, Probe::Ack { seq })),
+            Probe::Ack { seq } => {
+                if let Some(probe) = &mut self.probe
+                    && probe.seq == seq
+                {
+                    probe.acked = true;
+                } else if let Some(relay) = self.relays.remove(&seq) {
+                    self.out.push_back((
+                        relay.origin,
+                        Probe::Ack {
+                            seq: relay.origin_seq,
+                        },
+                    ));
+                }
+            }
+            Probe::PingReq { seq, target } => {
+                if target == self.me {
+                    self.out.push_back((from, Probe::Ack { seq }));
+                } else {
+                    let mine = self.next_seq();
+                    self.relays.insert(
+                        mine,
+                        Relay {
+                            origin: from,
+                            origin_seq: seq,
+                            expires: now + self.config.probe_interval,
+                        },
+                    );
+                    self.out.push_back((target, Probe::Ping { seq: mine }));
+                }
+            }
+            Probe::Sync { members } => {
+                for update in members {
+                    self.apply(now, update);
+                }
+                let view = self.full_view();
+                self.out
+                    .push_back((from, Probe::SyncReply { members: view }));
+            }
+            Probe::SyncReply { members } => {
+                for update in members {
+                    self.apply(now, update);
+                }
+            }
+            Probe::Gossip => {}
+        }
+    }
+
+    /// Applies a gossiped or synced statement. Returns whether it changed anything
+    /// (changes are re-gossiped).
+    pub fn apply(&mut self, now: Time, update: MemberUpdate) -> bool {
+        if update.id == self.me {
+            return self.apply_about_me(update);
+        }
+        let Some(member) = self.members.get_mut(&update.id) else {
+            if update.state.is_down() {
+                return false;
+            }
+            if self.members.len() >= self.config.members_max {
+                self.stats.over_capacity += 1;
+                return false;
+            }
+            let Some(meta) = update.meta.clone() else {
+                return false;
+            };
+            self.members.insert(
+                update.id,
+                Member {
+                    id: update.id,
+                    incarnation: update.incarnation,
+                    state: update.state,
+                    meta,
+                    since: now,
+                },
+            );
+            self.events.push_back(MembershipEvent::Joined(update.id));
+            if update.state == MemberState::Suspect {
+                self.start_suspicion(now, update.id);
+                self.events.push_back(MembershipEvent::Suspected(update.id));
+            }
+            self.probe_order.push(update.id);
+            self.gossip.push(update.id, update);
+            return true;
+        };
+        let newer = update.incarnation > member.incarnation
+            || (update.incarnation == member.incarnation
+                && update.state.rank() > member.state.rank());
+        if !newer {
+            return false;
+        }
+        let before = member.state;
+        member.incarnation = update.incarnation;
+        let meta_changed = match &update.meta {
+            Some(meta) if *meta != member.meta => {
+                member.meta = meta.clone();
+                true
+            }
+            _ => false,
+        };
+        if member.state != update.state {
+            member.state = update.state;
+            member.since = now;
+        }
+        let id = update.id;
+        match (before, update.state) {
+            (MemberState::Alive, MemberState::Alive) => {
+                if meta_changed {
+                    self.events.push_back(MembershipEvent::Updated(id));
+                }
+            }
+            (b, MemberState::Alive) => {
+                self.suspicion_deadlines.remove(&id);
+                if b.is_down() {
+                    self.events.push_back(MembershipEvent::Joined(id));
+                    self.probe_order.push(id);
+                } else {
+                    self.events.push_back(MembershipEvent::Recovered(id));
+                }
+            }
+            (MemberState::Alive, MemberState::Suspect) => {
+                self.start_suspicion(now, id);
+                self.events.push_back(MembershipEvent::Suspected(id));
+            }
+            (MemberState::Suspect, MemberState::Suspect) => {}
+            (_, MemberState::Suspect) => {
+                // Back from the dead, but already suspected by someone.
+                self.events.push_back(MembershipEvent::Joined(id));
+                self.probe_order.push(id);
+                self.start_suspicion(now, id);
+                self.events.push_back(MembershipEvent::Suspected(id));
+            }
+            (b, MemberState::Dead) if !b.is_down() => {
+                self.suspicion_deadlines.remove(&id);
+                self.events.push_back(MembershipEvent::Died(id));
+            }
+            (b, MemberState::Left) if !b.is_down() => {
+                self.suspicion_deadlines.remove(&id);
+                self.events.push_back(MembershipEvent::Left(id));
+            }
+            _ => {}
+        }
+        self.gossip.push(id, update);
+        true
+    }
+
+    fn apply_about_me(&mut self, update: MemberUpdate) -> bool {
+        if self.left {
+            return false;
+        }
+        let refute = match update.state {
+            MemberState::Suspect | MemberState::Dead | MemberState::Left => {
+                update.incarnation >= self.incarnation
+            }
+            // Someone remembers an earlier life of ours with a higher incarnation.
+            MemberState::Alive => update.incarnation > self.incarnation,
+        };
+        if refute {
+            self.incarnation = update.incarnation + 1;
+            self.stats.refutations += 1;
+            self.events.push_back(MembershipEvent::Refuted {
+                incarnation: self.incarnation,
+            });
+            self.announce_self();
+        }
+        refute
+    }
+
+    /// Changes what this node advertises; raises its incarnation so the change wins.
+    pub fn set_meta(&mut self, meta: NodeMeta) {
+        if meta != self.meta {
+            self.meta = meta;
+            self.incarnation += 1;
+            self.announce_self();
+        }
+    }
+
+    /// Announces a graceful departure; keep driving for a few periods so it spreads.
+    pub fn leave(&mut self) {
+        self.incarnation += 1;
+        let update = MemberUpdate {
+            id: self.me,
+            incarnation: self.incarnation,
+            state: MemberState::Left,
+            meta: None,
+        };
+        self.gossip.push(self.me, update);
+        let targets: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| !m.state.is_down())
+            .map(|m| m.id)
+            .collect();
+        for t in targets {
+            self.out.push_back((t, Probe::Gossip));
+        }
+        self.left = true;
+    }
+
+    // ----- outputs -----
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<(NodeId, Probe)> {
+        self.out.pop_front()
+    }
+
+    /// Gossip to piggyback on an outgoing message.
+    pub fn take_gossip(&mut self, max: usize) -> Vec<MemberUpdate> {
+        let n = self.live_count();
+        self.gossip.take(max.min(self.config.gossip_per_message), n)
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<MembershipEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_timeout(&self) -> Time {
+        let mut t = self.next_probe_at.min(self.next_sync_at);
+        if let Some(p) = &self.probe
+            && !p.acked
+            && !p.indirect_sent
+        {
+            t = t.min(p.indirect_at);
+        }
+        if let Some(s) = self.suspicion_deadlines.values().min() {
+            t = t.min(*s);
+        }
+        t
+    }
+
+    // ----- internals -----
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn announce_self(&mut self) {
+        let update = MemberUpdate {
+            id: self.me,
+            incarnation: self.incarnation,
+            state: MemberState::Alive,
+            meta: Some(self.meta.clone()),
+        };
+        self.gossip.push(self.me, update);
+    }
+
+    fn full_view(&self) -> Vec<MemberUpdate> {
+        let mut view: Vec<MemberUpdate> = self
+            .members
+            .values()
+            .map(|m| MemberUpdate {
+                id: m.id,
+                incarnation: m.incarnation,
+                state: m.state,
+                meta: (!m.state.is_down()).then(|| m.meta.clone()),
+            })
+            .collect();
+        view.push(MemberUpdate {
+            id: self.me,
+            incarnation: self.incarnation,
+            state: MemberState::Alive,
+            meta: Some(self.meta.clone()),
+        });
+        view
+    }
+
+    fn send_sync(&mut self, now: Time, peer: NodeId) {
+        // At most one unsolicited sync per peer per probe interval.
+        if let Some(last) = self.sync_sent.get(&peer)
+            && now.saturating_since(*last) < self.config.probe_interval
+        {
+            return;
+        }
+        self.sync_sent.insert(peer, now);
+        let members = self.full_view();
+        self.out.push_back((peer, Probe::Sync { members }));
+    }
+
+    fn periodic_sync(&mut self, now: Time) {
+        let alive: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| !m.state.is_down())
+            .map(|m| m.id)
+            .collect();
+        let down: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| m.state.is_down())
+            .map(|m| m.id)
+            .collect();
+        let pick_down = !down.is_empty() && (alive.is_empty() || self.rng.chance(0.5));
+        let pool = if pick_down { &down } else { &alive };
+        if pool.is_empty() {
+            return;
+        }
+        let peer = pool[self.rng.index(pool.len())];
+        self.sync_sent.remove(&peer);
+        self.send_sync(now, peer);
+    }
+
+    fn start_probe(&mut self, now: Time) {
+        // Randomised round-robin over alive and suspect members.
+        let mut target = None;
+        for _ in 0..2 {
+            while self.probe_next < self.probe_order.len() {
+                let id = self.probe_order[self.probe_next];
+                self.probe_next += 1;
+                if self.members.get(&id).is_some_and(|m| !m.state.is_down()) {
+                    target = Some(id);
+                    break;
+                }
+            }
+            if target.is_some() {
+                break;
+            }
+            self.probe_order = self
+                .members
+                .values()
+                .filter(|m| !m.state.is_down())
+                .map(|m| m.id)
+                .collect();
+            self.rng.shuffle(&mut self.probe_order);
+            self.probe_next = 0;
+        }
+        let Some(target) = target else { return };
+        let seq = self.next_seq();
+        self.stats.probes += 1;
+        self.probe = Some(ProbeState {
+            target,
+            seq,
+            indirect_at: now + self.config.probe_timeout,
+            indirect_sent: false,
+            acked: false,
+        });
+        self.out.push_back((target, Probe::Ping { seq }));
+    }
+
+    fn suspect(&mut self, now: Time, id: NodeId) {
+        let Some(m) = self.members.get(&id) else {
+            return;
+        };
+        if m.state != MemberState::Alive {
+            return;
+        }
+        self.stats.suspicions += 1;
+        let update = MemberUpdate {
+            id,
+            incarnation: m.incarnation,
+            state: MemberState::Suspect,
+            meta: None,
+        };
+        self.apply(now, update);
+    }
+
+    fn start_suspicion(&mut self, now: Time, id: NodeId) {
+        let timeout = self.config.suspicion_timeout(self.live_count());
+        self.suspicion_deadlines.entry(id).or_insert(now + timeout);
+    }
+
+    /// Checks internal consistency; tests and the simulator call it after every step.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.members.contains_key(&self.me) {
+            return Err("a node lists itself as a member".into());
+        }
+        if self.members.len() > self.config.members_max {
+            return Err(format!("{} members exceed members_max", self.members.len()));
+        }
+        for (id, deadline) in &self.suspicion_deadlines {
+            match self.members.get(id) {
+                Some(m) if m.state == MemberState::Suspect => {}
+                other => {
+                    return Err(format!(
+                        "suspicion timer for {id:?} in state {:?}",
+                        other.map(|m| m.state)
+                    ));
+                }
+            }
+            let _ = deadline;
+        }
+        for m in self.members.values() {
+            if m.state == MemberState::Suspect && !self.suspicion_deadlines.contains_key(&m.id) {
+                return Err(format!("suspect {:?} has no suspicion timer", m.id));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

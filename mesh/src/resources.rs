@@ -1,0 +1,122 @@
+//! Resources and tags: what a node offers, as declared in the allowlist and as
+//! advertised (with what is free) over gossip.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// An amount of compute.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Resources {
+    /// CPU, in thousandths of a core.
+    pub cpu_millis: u64,
+    /// Memory, in bytes.
+    pub memory_bytes: u64,
+    /// Whole GPUs.
+    pub gpus: u32,
+}
+
+impl Resources {
+    /// Whether `self` covers `need` in every dimension.
+    pub fn covers(&self, need: &Resources) -> bool {
+        self.cpu_millis >= need.cpu_millis
+            && self.memory_bytes >= need.memory_bytes
+            && self.gpus >= need.gpus
+    }
+
+    /// `self - other`, saturating at zero per dimension.
+    pub fn saturating_sub(&self, other: &Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_sub(other.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_sub(other.memory_bytes),
+            gpus: self.gpus.saturating_sub(other.gpus),
+        }
+    }
+
+    /// `self + other`, saturating.
+    pub fn saturating_add(&self, other: &Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_add(other.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_add(other.memory_bytes),
+            gpus: self.gpus.saturating_add(other.gpus),
+        }
+    }
+}
+
+/// Tags: `key=value` pairs; a flag such as `kyc` is a key with an empty value.
+pub type Tags = BTreeMap<String, String>;
+
+/// Parses `key=value` or `flag` into a tag. Keys are non-empty and made of
+/// letters, digits, `-`, `_`, `.` and `:`.
+pub fn parse_tag(text: &str) -> Result<(String, String), String> {
+    let (key, value) = match text.split_once('=') {
+        Some((k, v)) => (k.trim(), v.trim()),
+        None => (text.trim(), ""),
+    };
+    let ok = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    };
+    if key.is_empty() || !ok(key) || !ok(value) {
+        return Err(format!(
+            "bad tag `{text}`: use key=value or flag, with letters, digits, - _ . :"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// What a node advertises about itself over gossip.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMeta {
+    /// Addresses others can dial (multiaddr text; opaque to the cores).
+    pub addrs: Vec<String>,
+    /// What the node has.
+    pub total: Resources,
+    /// What is not yet committed to actors.
+    pub free: Resources,
+    /// Tags (copied from the node's allowlist entry, plus any it adds).
+    pub tags: Tags,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_parse_and_refuse_junk() {
+        assert_eq!(parse_tag("region=eu"), Ok(("region".into(), "eu".into())));
+        assert_eq!(parse_tag("kyc"), Ok(("kyc".into(), String::new())));
+        assert_eq!(
+            parse_tag("country:fr"),
+            Ok(("country:fr".into(), String::new()))
+        );
+        assert!(parse_tag("=eu").is_err());
+        assert!(parse_tag("a b").is_err());
+    }
+
+    #[test]
+    fn resources_arithmetic() {
+        let a = Resources {
+            cpu_millis: 2000,
+            memory_bytes: 10,
+            gpus: 1,
+        };
+        let b = Resources {
+            cpu_millis: 500,
+            memory_bytes: 20,
+            gpus: 0,
+        };
+        assert!(!a.covers(&b));
+        assert_eq!(
+            a.saturating_sub(&b),
+            Resources {
+                cpu_millis: 1500,
+                memory_bytes: 0,
+                gpus: 1
+            }
+        );
+        assert!(a.saturating_add(&b).covers(&a));
+    }
+}
