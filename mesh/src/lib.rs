@@ -8,11 +8,20 @@
 //! * [`resources`]: resources and tags nodes declare and advertise;
 //! * [`broadcast`]: the piggyback queue for epidemic dissemination;
 //! * [`membership`]: SWIM membership and failure detection with incarnations;
+//! * [`registry`]: the cluster name registry, a convergent CRDT;
+//! * [`delivery`]: reliable, ordered, acknowledged links for actor traffic;
+//! * [`wire`]: the frames on a mesh stream and their (fuzzed) decoder;
+//! * [`cluster`]: one node's mesh state machine composing the above, the single
+//!   object both the libp2p driver and the simulator drive.
 //!
 //! The driver (feature `runtime`) adapts them to libp2p and tokio.
 
 pub mod allowlist;
 pub mod broadcast;
+pub mod cluster;
+pub mod delivery;
 pub mod identity;
 pub mod membership;
+pub mod registry;
 pub mod resources;
+pub mod wire;

@@ -1,0 +1,707 @@
+//! Remote delivery: reliable, ordered, acknowledged links between nodes, as a sans-IO
+//! state machine.
+//!
+//! Each ordered pair of nodes has a link. The sender numbers frames `1, 2, 3...`
+//! within a `(session, epoch)`; the receiver hands them to actors strictly in order,
+//! drops duplicates and anything out of order (go-back-N), and acknowledges
+//! cumulatively. That gives, per sender node and so per sending actor, FIFO order and
+//! at most one delivery of each frame.
+//!
+//! **What an acknowledgement means here:** every frame up to `up_to` has an outcome.
+//! It was either accepted into the target actor's mailbox, or refused for the reason
+//! listed with it (no such actor, wrong type, mailbox still full...). A sender that
+//! gets no ack resends everything unacked after `retransmit_after` or when the link
+//! comes back up; the receiver's deduplication makes that safe.
+//!
+//! **Sessions and epochs.** A sender's session is its incarnation, so a restarted
+//! sender starts a fresh sequence the receiver recognises. If a sender declares the
+//! receiver dead it fails every unacked frame (event [`DeliveryEvent::Unreachable`])
+//! and, should the receiver come back, starts a new epoch so the receiver resets its
+//! expectations instead of waiting forever for the failed frames.
+//!
+//! **Bounds.** Each outbound link holds at most `window_frames` frames and
+//! `window_bytes` bytes, queued or unacknowledged. At the bound [`Delivery::send`]
+//! refuses and hands the body back; the driver turns that into backpressure (an
+//! awaiting `tell` waits for acks) or `MailboxFull` (`try_tell`). Inbound state is one
+//! small record per peer. Retransmissions continue until the peer acks or membership
+//! declares it dead, so retries are bounded by the failure-detection bound.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use plexus_actors::{NodeId, Time};
+use serde::{Deserialize, Serialize};
+
+use crate::wire::{AckFrame, DataBody, DataFrame, Failure, Frame};
+
+/// Delivery tuning.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryConfig {
+    /// Most frames queued or unacked per peer.
+    pub window_frames: usize,
+    /// Most bytes queued or unacked per peer.
+    pub window_bytes: usize,
+    /// Acknowledge after this many completed frames...
+    pub ack_every: u64,
+    /// ...or this long after the first unacknowledged one.
+    pub ack_delay: Duration,
+    /// Resend unacked frames after this long without ack progress.
+    pub retransmit_after: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            window_frames: 8192,
+            window_bytes: 64 * 1024 * 1024,
+            ack_every: 128,
+            ack_delay: Duration::from_millis(2),
+            retransmit_after: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What happened to frames this node sent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeliveryEvent {
+    /// Every frame to `peer` up to `up_to` has an outcome (refusals reported apart).
+    Acked {
+        /// The receiver.
+        peer: NodeId,
+        /// The link epoch.
+        epoch: u32,
+        /// The highest acknowledged seq.
+        up_to: u64,
+    },
+    /// A frame was refused by the receiver.
+    Refused {
+        /// The receiver.
+        peer: NodeId,
+        /// Its seq.
+        seq: u64,
+        /// Why.
+        failure: Failure,
+        /// The frame's content.
+        body: Arc<DataBody>,
+    },
+    /// `peer` was declared dead with these frames unacknowledged; they may or may
+    /// not have been delivered.
+    Unreachable {
+        /// The peer.
+        peer: NodeId,
+        /// The frames, in order.
+        frames: Vec<(u64, Arc<DataBody>)>,
+    },
+    /// The window to `peer` has room again after being full.
+    WindowOpen {
+        /// The peer.
+        peer: NodeId,
+    },
+}
+
+/// What the receiver should do with an incoming data frame.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Inbound {
+    /// Deliver it, then call [`Delivery::complete`] with the outcome.
+    Deliver {
+        /// Its seq (pass it to `complete`).
+        seq: u64,
+        /// What to deliver.
+        body: Arc<DataBody>,
+    },
+    /// Already delivered (a retransmission): dropped.
+    Duplicate,
+    /// Ahead of the next expected frame, or from an old session: dropped; the sender
+    /// will resend.
+    Dropped,
+}
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryStats {
+    /// Data frames transmitted, retransmissions included.
+    pub frames_sent: u64,
+    /// Of which retransmissions.
+    pub retransmitted: u64,
+    /// Frames handed to the driver for delivery.
+    pub delivered: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Out-of-order or stale frames dropped.
+    pub dropped: u64,
+    /// Frames the receiver refused.
+    pub refused: u64,
+    /// Sends refused because a window was full.
+    pub window_full: u64,
+}
+
+struct Pending {
+    seq: u64,
+    body: Arc<DataBody>,
+    bytes: usize,
+}
+
+struct OutLink {
+    epoch: u32,
+    next_seq: u64,
+    queue: VecDeque<Pending>,
+    /// Index in `queue` of the first frame not yet transmitted.
+    cursor: usize,
+    bytes: usize,
+    up: bool,
+    last_progress: Time,
+    was_full: bool,
+}
+
+struct InLink {
+    session: u64,
+    epoch: u32,
+    /// Last seq handed out for delivery.
+    delivered: u64,
+    /// Last seq with an outcome.
+    completed: u64,
+    /// Last seq acknowledged to the sender.
+    acked: u64,
+    refused: Vec<(u64, Failure)>,
+    ack_due: Option<Time>,
+}
+
+/// One node's links.
+pub struct Delivery {
+    session: u64,
+    config: DeliveryConfig,
+    out: BTreeMap<NodeId, OutLink>,
+    /// Epoch counters survive a link's removal, so a rebuilt link starts a new epoch.
+    epochs: BTreeMap<NodeId, u32>,
+    inbound: BTreeMap<NodeId, InLink>,
+    ready: VecDeque<NodeId>,
+    events: VecDeque<DeliveryEvent>,
+    stats: DeliveryStats,
+}
+
+impl Delivery {
+    /// Links for a node whose session (incarnation) is `session`.
+    pub fn new(session: u64, config: DeliveryConfig) -> Self {
+        Self {
+            session,
+            config,
+            out: BTreeMap::new(),
+            epochs: BTreeMap::new(),
+            inbound: BTreeMap::new(),
+            ready: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: DeliveryStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> DeliveryStats {
+        self.stats
+    }
+
+    /// Frames queued or unacknowledged towards `peer`.
+    pub fn in_flight(&self, peer: &NodeId) -> usize {
+        self.out.get(peer).map_or(0, |l| l.queue.len())
+    }
+
+    /// Whether a send to `peer` would be accepted now.
+    pub fn has_room(&self, peer: &NodeId) -> bool {
+        self.out.get(peer).is_none_or(|l| {
+            l.queue.len() < self.config.window_frames && l.bytes < self.config.window_bytes
+        })
+    }
+
+    fn link(&mut self, peer: NodeId, now: Time) -> &mut OutLink {
+        let epochs = &mut self.epochs;
+        self.out.entry(peer).or_insert_with(|| {
+            let epoch = epochs.entry(peer).or_insert(0);
+            *epoch += 1;
+            OutLink {
+                epoch: *epoch,
+                next_seq: 1,
+                queue: VecDeque::new(),
+                cursor: 0,
+                bytes: 0,
+                up: true,
+                last_progress: now,
+                was_full: false,
+            }
+        })
+    }
+
+    /// Queues `body` for `peer`. Returns its seq, or the body back if the window is
+    /// full.
+    pub fn send(
+        &mut self,
+        now: Time,
+        peer: NodeId,
+        body: Arc<DataBody>,
+    ) -> Result<u64, Arc<DataBody>> {
+        let (frames_max, bytes_max) = (self.config.window_frames, self.config.window_bytes);
+        let bytes = body.size_bytes();
+        let link = self.link(peer, now);
+        if link.queue.len() >= frames_max || link.bytes + bytes > bytes_max.max(bytes) {
+            link.was_full = true;
+            self.stats.window_full += 1;
+            return Err(body);
+        }
+        let seq = link.next_seq;
+        link.next_seq += 1;
+        if link.queue.is_empty() {
+            link.last_progress = now;
+        }
+        link.queue.push_back(Pending { seq, body, bytes });
+        link.bytes += bytes;
+        if link.up && link.cursor == link.queue.len() - 1 {
+            self.ready.push_back(peer);
+        }
+        Ok(seq)
+    }
+
+    /// The transport to `peer` is (re)connected: resend everything unacked.
+    pub fn link_up(&mut self, now: Time, peer: NodeId) {
+        if let Some(link) = self.out.get_mut(&peer) {
+            link.up = true;
+            if link.cursor > 0 {
+                self.stats.retransmitted += link.cursor as u64;
+            }
+            link.cursor = 0;
+            link.last_progress = now;
+            if !link.queue.is_empty() {
+                self.ready.push_back(peer);
+            }
+        }
+    }
+
+    /// The transport to `peer` is down: hold frames until it is back.
+    pub fn link_down(&mut self, peer: NodeId) {
+        if let Some(link) = self.out.get_mut(&peer) {
+            link.up = false;
+        }
+    }
+
+    /// `peer` was declared dead: fail its unacked frames and forget both directions.
+    pub fn peer_failed(&mut self, peer: NodeId) {
+        if let Some(link) = self.out.remove(&peer)
+            && !link.queue.is_empty()
+        {
+            let frames = link.queue.into_iter().map(|p| (p.seq, p.body)).collect();
+            self.events
+                .push_back(DeliveryEvent::Unreachable { peer, frames });
+        }
+        self.inbound.remove(&peer);
+    }
+
+    /// An incoming data frame.
+    pub fn handle_data(&mut self, now: Time, from: NodeId, frame: DataFrame) -> Inbound {
+        let link = self.inbound.entry(from).or_insert(InLink {
+            session: frame.session,
+            epoch: frame.epoch,
+            delivered: frame.seq.saturating_sub(1),
+            completed: frame.seq.saturating_sub(1),
+            acked: frame.seq.saturating_sub(1),
+            refused: Vec::new(),
+            ack_due: None,
+        });
+        if (frame.session, frame.epoch) > (link.session, link.epoch) {
+            // A new sender life or a rebuilt link: start over from this frame.
+            *link = InLink {
+                session: frame.session,
+                epoch: frame.epoch,
+                delivered: frame.seq.saturating_sub(1),
+                completed: frame.seq.saturating_sub(1),
+                acked: frame.seq.saturating_sub(1),
+                refused: Vec::new(),
+                ack_due: None,
+            };
+        } else if (frame.session, frame.epoch) < (link.session, link.epoch) {
+            self.stats.dropped += 1;
+            return Inbound::Dropped;
+        }
+        if frame.seq <= link.completed {
+            // A retransmission of something already done: make sure the sender hears.
+            self.stats.duplicates += 1;
+            link.acked = link.acked.min(frame.seq.saturating_sub(1));
+            link.ack_due.get_or_insert(now);
+            return Inbound::Duplicate;
+        }
+        if frame.seq != link.completed + 1 || link.delivered != link.completed {
+            self.stats.dropped += 1;
+            return Inbound::Dropped;
+        }
+        link.delivered = frame.seq;
+        self.stats.delivered += 1;
+        Inbound::Deliver {
+            seq: frame.seq,
+            body: frame.body,
+        }
+    }
+
+    /// Records the outcome of a frame handed out by `handle_data`.
+    pub fn complete(&mut self, now: Time, from: NodeId, seq: u64, outcome: Result<(), Failure>) {
+        let Some(link) = self.inbound.get_mut(&from) else {
+            return;
+        };
+        if seq != link.delivered || seq != link.completed + 1 {
+            return;
+        }
+        link.completed = seq;
+        if let Err(failure) = outcome {
+            link.refused.push((seq, failure));
+        }
+        link.ack_due.get_or_insert(now + self.config.ack_delay);
+        if link.completed - link.acked >= self.config.ack_every {
+            link.ack_due = Some(now);
+        }
+    }
+
+    /// An acknowledgement from `from` for frames this node sent.
+    pub fn handle_ack(&mut self, now: Time, from: NodeId, ack: AckFrame) {
+        if ack.session != self.session {
+            return;
+        }
+        let Some(link) = self.out.get_mut(&from) else {
+            return;
+        };
+        if ack.epoch != link.epoch {
+            return;
+        }
+        let mut refused: BTreeMap<u64, Failure> = ack.refused.into_iter().collect();
+        let mut progressed = false;
+        while let Some(front) = link.queue.front() {
+            if front.seq > ack.up_to {
+                break;
+            }
+            let Some(done) = link.queue.pop_front() else {
+                break;
+            };
+            progressed = true;
+            link.bytes -= done.bytes;
+            link.cursor = link.cursor.saturating_sub(1);
+            if let Some(failure) = refused.remove(&done.seq) {
+                self.stats.refused += 1;
+                self.events.push_back(DeliveryEvent::Refused {
+                    peer: from,
+                    seq: done.seq,
+                    failure,
+                    body: done.body,
+                });
+            }
+        }
+        if progressed {
+            link.last_progress = now;
+            self.events.push_back(DeliveryEvent::Acked {
+                peer: from,
+                epoch: link.epoch,
+                up_to: ack.up_to,
+            });
+            if link.was_full {
+                link.was_full = false;
+                self.events
+                    .push_back(DeliveryEvent::WindowOpen { peer: from });
+            }
+        }
+    }
+
+    /// Handles retransmission and delayed-ack timers.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let after = self.config.retransmit_after;
+        for (peer, link) in self.out.iter_mut() {
+            if link.up && link.cursor > 0 && now.saturating_since(link.last_progress) >= after {
+                self.stats.retransmitted += link.cursor as u64;
+                link.cursor = 0;
+                link.last_progress = now;
+                self.ready.push_back(*peer);
+            }
+        }
+    }
+
+    /// The next frame to send: due acks first, then data, round-robin over peers.
+    pub fn poll_transmit(&mut self, now: Time) -> Option<(NodeId, Frame)> {
+        if let Some((peer, link)) = self
+            .inbound
+            .iter_mut()
+            .find(|(_, l)| l.ack_due.is_some_and(|t| t <= now) && l.completed >= l.acked)
+        {
+            link.acked = link.completed;
+            link.ack_due = None;
+            let ack = AckFrame {
+                session: link.session,
+                epoch: link.epoch,
+                up_to: link.completed,
+                refused: std::mem::take(&mut link.refused),
+            };
+            return Some((*peer, Frame::Ack(ack)));
+        }
+        while let Some(peer) = self.ready.pop_front() {
+            let Some(link) = self.out.get_mut(&peer) else {
+                continue;
+            };
+            if !link.up || link.cursor >= link.queue.len() {
+                continue;
+            }
+            let pending = &link.queue[link.cursor];
+            let frame = DataFrame {
+                session: self.session,
+                epoch: link.epoch,
+                seq: pending.seq,
+                body: pending.body.clone(),
+            };
+            link.cursor += 1;
+            if link.cursor < link.queue.len() {
+                self.ready.push_back(peer);
+            }
+            self.stats.frames_sent += 1;
+            return Some((peer, Frame::Data(frame)));
+        }
+        None
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<DeliveryEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` or `poll_transmit` next has work.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let acks = self.inbound.values().filter_map(|l| l.ack_due).min();
+        let resend = self
+            .out
+            .values()
+            .filter(|l| l.up && l.cursor > 0)
+            .map(|l| l.last_progress + self.config.retransmit_after)
+            .min();
+        match (acks, resend) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Checks internal consistency.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (peer, link) in &self.out {
+            if link.cursor > link.queue.len() {
+                return Err(format!("cursor past queue for {peer:?}"));
+            }
+            if link.queue.len() > self.config.window_frames {
+                return Err(format!("window exceeded for {peer:?}"));
+            }
+            let bytes: usize = link.queue.iter().map(|p| p.bytes).sum();
+            if bytes != link.bytes {
+                return Err(format!("byte count drift for {peer:?}"));
+            }
+            if link
+                .queue
+                .iter()
+                .zip(link.queue.iter().skip(1))
+                .any(|(a, b)| b.seq != a.seq + 1)
+            {
+                return Err(format!("non-contiguous queue for {peer:?}"));
+            }
+        }
+        for (peer, link) in &self.inbound {
+            if !(link.acked <= link.completed
+                && link.completed <= link.delivered
+                && link.delivered <= link.completed + 1)
+            {
+                return Err(format!("inbound counters out of order for {peer:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_actors::ActorId;
+
+    fn tell(n: u8) -> Arc<DataBody> {
+        Arc::new(DataBody::Tell {
+            target: ActorId::new(NodeId::synthetic(2), 1),
+            message_type: "t".into(),
+            payload: vec![n],
+            trace: None,
+        })
+    }
+
+    fn payload(body: &DataBody) -> u8 {
+        match body {
+            DataBody::Tell { payload, .. } => payload[0],
+            _ => panic!("not a tell"),
+        }
+    }
+
+    /// Moves frames from `a` to `b` (and acks back), delivering everything `b` accepts.
+    fn pump(
+        now: Time,
+        a: &mut Delivery,
+        an: NodeId,
+        b: &mut Delivery,
+        bn: NodeId,
+        lose: &mut dyn FnMut(u64) -> bool,
+    ) -> Vec<u8> {
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            let mut moved = false;
+            while let Some((to, frame)) = a.poll_transmit(now) {
+                assert_eq!(to, bn);
+                moved = true;
+                if let Frame::Data(f) = frame {
+                    if lose(f.seq) {
+                        continue;
+                    }
+                    if let Inbound::Deliver { seq, body } = b.handle_data(now, an, f) {
+                        got.push(payload(&body));
+                        b.complete(now, an, seq, Ok(()));
+                    }
+                }
+            }
+            while let Some((to, frame)) = b.poll_transmit(now + Duration::from_secs(1)) {
+                assert_eq!(to, an);
+                moved = true;
+                if let Frame::Ack(ack) = frame {
+                    a.handle_ack(now, bn, ack);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        a.check_invariants().unwrap();
+        b.check_invariants().unwrap();
+        got
+    }
+
+    #[test]
+    fn in_order_exactly_once_across_loss_and_retransmission() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let mut a = Delivery::new(10, DeliveryConfig::default());
+        let mut b = Delivery::new(20, DeliveryConfig::default());
+        for i in 0..10 {
+            a.send(Time::ZERO, bn, tell(i)).unwrap();
+        }
+        // Frame 4 is lost: 1..=3 delivered, 5.. dropped as out of order.
+        let got = pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |seq| seq == 4);
+        assert_eq!(got, vec![0, 1, 2]);
+        assert_eq!(a.in_flight(&bn), 7);
+        // After the retransmit timeout, everything unacked goes again, once.
+        let later = Time::ZERO + DeliveryConfig::default().retransmit_after;
+        a.handle_timeout(later);
+        let got = pump(later, &mut a, an, &mut b, bn, &mut |_| false);
+        assert_eq!(got, vec![3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(a.in_flight(&bn), 0);
+        // A duplicate of an old frame is recognised.
+        let dup = DataFrame {
+            session: 10,
+            epoch: 1,
+            seq: 2,
+            body: tell(1),
+        };
+        assert_eq!(b.handle_data(later, an, dup), Inbound::Duplicate);
+    }
+
+    #[test]
+    fn refusals_come_back_with_the_body() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let mut a = Delivery::new(10, DeliveryConfig::default());
+        let mut b = Delivery::new(20, DeliveryConfig::default());
+        a.send(Time::ZERO, bn, tell(7)).unwrap();
+        let (_, frame) = a.poll_transmit(Time::ZERO).unwrap();
+        let Frame::Data(f) = frame else { panic!() };
+        let Inbound::Deliver { seq, .. } = b.handle_data(Time::ZERO, an, f) else {
+            panic!()
+        };
+        b.complete(Time::ZERO, an, seq, Err(Failure::NoSuchActor));
+        let (_, Frame::Ack(ack)) = b.poll_transmit(Time::from_millis(10)).unwrap() else {
+            panic!()
+        };
+        a.handle_ack(Time::ZERO, bn, ack);
+        match a.poll_event() {
+            Some(DeliveryEvent::Refused {
+                seq: 1,
+                failure: Failure::NoSuchActor,
+                body,
+                ..
+            }) => assert_eq!(payload(&body), 7),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_window_hands_the_body_back_and_reopens() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let config = DeliveryConfig {
+            window_frames: 2,
+            ..DeliveryConfig::default()
+        };
+        let mut a = Delivery::new(10, config);
+        let mut b = Delivery::new(20, DeliveryConfig::default());
+        a.send(Time::ZERO, bn, tell(1)).unwrap();
+        a.send(Time::ZERO, bn, tell(2)).unwrap();
+        let back = a.send(Time::ZERO, bn, tell(3)).unwrap_err();
+        assert_eq!(payload(&back), 3);
+        assert!(!a.has_room(&bn));
+        pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false);
+        assert!(a.has_room(&bn));
+        let mut opened = false;
+        while let Some(e) = a.poll_event() {
+            opened |= matches!(e, DeliveryEvent::WindowOpen { .. });
+        }
+        assert!(opened);
+    }
+
+    #[test]
+    fn a_dead_peer_fails_its_frames_and_a_new_epoch_resyncs_the_receiver() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let mut a = Delivery::new(10, DeliveryConfig::default());
+        let mut b = Delivery::new(20, DeliveryConfig::default());
+        a.send(Time::ZERO, bn, tell(1)).unwrap();
+        pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false);
+        a.send(Time::ZERO, bn, tell(2)).unwrap();
+        a.send(Time::ZERO, bn, tell(3)).unwrap();
+        // b is (falsely) declared dead before these go out.
+        a.peer_failed(bn);
+        match a.poll_event() {
+            Some(DeliveryEvent::Acked { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        match a.poll_event() {
+            Some(DeliveryEvent::Unreachable { frames, .. }) => assert_eq!(frames.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        // b comes back; a new epoch starts at seq 1 and b accepts it.
+        a.send(Time::ZERO, bn, tell(4)).unwrap();
+        let got = pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false);
+        assert_eq!(got, vec![4]);
+    }
+
+    #[test]
+    fn a_restarted_sender_starts_a_new_session() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let mut b = Delivery::new(20, DeliveryConfig::default());
+        let mut a = Delivery::new(10, DeliveryConfig::default());
+        for i in 0..3 {
+            a.send(Time::ZERO, bn, tell(i)).unwrap();
+        }
+        assert_eq!(
+            pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false),
+            vec![0, 1, 2]
+        );
+        let mut a2 = Delivery::new(11, DeliveryConfig::default());
+        a2.send(Time::ZERO, bn, tell(9)).unwrap();
+        assert_eq!(
+            pump(Time::ZERO, &mut a2, an, &mut b, bn, &mut |_| false),
+            vec![9]
+        );
+        // Frames from the old session are now stale.
+        let old = DataFrame {
+            session: 10,
+            epoch: 1,
+            seq: 4,
+            body: tell(5),
+        };
+        assert_eq!(b.handle_data(Time::ZERO, an, old), Inbound::Dropped);
+    }
+}

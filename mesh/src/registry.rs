@@ -1,0 +1,707 @@
+//! The cluster registry: names mapped to actor locations, replicated by gossip as a
+//! convergent CRDT.
+//!
+//! # Data model
+//!
+//! Every `(name, node)` pair is a register written only by that node: the node's
+//! *claim* on the name, with the actor it names, a write `version` and a `removed`
+//! flag (a tombstone). Replicas merge a claim by keeping the higher version, so the
+//! state is a map of single-writer registers: merge is commutative, associative and
+//! idempotent, and every replica that has seen the same claims agrees.
+//!
+//! # Which claim wins a name
+//!
+//! A claim also carries the Lamport time at which the name was first claimed. Of the
+//! live claims on a name, the one with the smallest `(lamport, node id)` wins: the
+//! earliest claim, ties broken by node id. This is a pure function of the state, so
+//! all replicas pick the same winner. When two nodes claim a name concurrently, the
+//! loser sees a [`RegistryEvent::ConflictLost`] and should unregister (the daemon
+//! does); its actor keeps running, unnamed. A node's re-registration of a name it
+//! already holds (say, its actor restarted) keeps the original Lamport time, so it
+//! keeps its precedence.
+//!
+//! # Dead nodes and stale claims
+//!
+//! When membership declares a node dead, every replica drops that node's claims and
+//! ignores claims from it while it is down, so its entries disappear within the
+//! failure-detection bound. A node is the authority on its own claims: if a replica
+//! offers it a claim in its name that it does not hold (left over from before a
+//! restart), it answers with a tombstone at a higher version.
+//!
+//! # Bounds
+//!
+//! At most `names_max` claims are kept (further claims are refused with a counter);
+//! tombstones are forgotten after `tombstone_retention`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use plexus_actors::{ActorId, NodeId, Time};
+use serde::{Deserialize, Serialize};
+
+use crate::broadcast::BroadcastQueue;
+
+/// Longest name accepted, in bytes.
+pub const NAME_BYTES_MAX: usize = 256;
+
+/// A node's claim on a name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The name.
+    pub name: String,
+    /// The claimant, sole writer of this claim.
+    pub node: NodeId,
+    /// The actor the name points to.
+    pub actor: ActorId,
+    /// Lamport time of the first claim; earlier claims win.
+    pub lamport: u64,
+    /// The claimant's write counter for this claim; higher replaces lower.
+    pub version: u64,
+    /// A tombstone.
+    pub removed: bool,
+}
+
+/// Where a name points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// The node hosting the actor.
+    pub node: NodeId,
+    /// The actor.
+    pub actor: ActorId,
+}
+
+/// Changes of what names resolve to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistryEvent {
+    /// `name` now resolves to `location`.
+    Bound {
+        /// The name.
+        name: String,
+        /// Where it points.
+        location: Location,
+    },
+    /// `name` no longer resolves.
+    Unbound {
+        /// The name.
+        name: String,
+    },
+    /// This node's claim on `name` lost to an earlier claim elsewhere.
+    ConflictLost {
+        /// The name.
+        name: String,
+        /// This node's actor that was named.
+        actor: ActorId,
+        /// The winning location.
+        winner: Location,
+    },
+}
+
+/// Registry misuse by the caller.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Empty or longer than [`NAME_BYTES_MAX`].
+    #[error("invalid name `{0}`")]
+    InvalidName(String),
+    /// Already resolves to an actor on another node.
+    #[error("`{name}` is registered to {holder:?}")]
+    Taken {
+        /// The name.
+        name: String,
+        /// Its current holder.
+        holder: Location,
+    },
+    /// `names_max` claims are held already.
+    #[error("the registry is full ({0} claims)")]
+    Full(usize),
+}
+
+/// Registry tuning.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegistryConfig {
+    /// Most claims held (live and tombstones).
+    pub names_max: usize,
+    /// Tombstones are forgotten after this long.
+    pub tombstone_retention: Duration,
+    /// Piggyback transmissions per claim, times `ceil(log2(n+1))`.
+    pub retransmit_mult: u32,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            names_max: 100_000,
+            tombstone_retention: Duration::from_secs(600),
+            retransmit_mult: 4,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ClaimState {
+    actor: ActorId,
+    lamport: u64,
+    version: u64,
+    removed: bool,
+    changed_at: Time,
+}
+
+/// One replica of the registry.
+pub struct Registry {
+    me: NodeId,
+    config: RegistryConfig,
+    clock: u64,
+    claims: BTreeMap<String, BTreeMap<NodeId, ClaimState>>,
+    count: usize,
+    gossip: BroadcastQueue<(String, NodeId), Claim>,
+    events: VecDeque<RegistryEvent>,
+    refused_full: u64,
+}
+
+impl Registry {
+    /// An empty replica.
+    pub fn new(me: NodeId, config: RegistryConfig) -> Self {
+        let gossip =
+            BroadcastQueue::new(config.retransmit_mult, config.names_max.clamp(16, 65_536));
+        Self {
+            me,
+            config,
+            clock: 0,
+            claims: BTreeMap::new(),
+            count: 0,
+            gossip,
+            events: VecDeque::new(),
+            refused_full: 0,
+        }
+    }
+
+    /// Where `name` resolves, if anywhere.
+    pub fn lookup(&self, name: &str) -> Option<Location> {
+        winner(self.claims.get(name)?)
+    }
+
+    /// Every bound name and its location, in name order.
+    pub fn entries(&self) -> Vec<(String, Location)> {
+        self.claims
+            .iter()
+            .filter_map(|(name, c)| winner(c).map(|l| (name.clone(), l)))
+            .collect()
+    }
+
+    /// Names bound to actors on `node`.
+    pub fn names_on(&self, node: &NodeId) -> Vec<String> {
+        self.entries()
+            .into_iter()
+            .filter(|(_, l)| l.node == *node)
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Claims held, tombstones included.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no claims are held.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Claims refused because the registry was full.
+    pub fn refused_full(&self) -> u64 {
+        self.refused_full
+    }
+
+    /// Claims this node makes that are not tombstones.
+    pub fn my_claims(&self) -> Vec<Claim> {
+        self.snapshot()
+            .into_iter()
+            .filter(|c| c.node == self.me && !c.removed)
+            .collect()
+    }
+
+    /// Every claim, for a full-state sync.
+    pub fn snapshot(&self) -> Vec<Claim> {
+        let mut out = Vec::with_capacity(self.count);
+        for (name, by_node) in &self.claims {
+            for (node, s) in by_node {
+                out.push(Claim {
+                    name: name.clone(),
+                    node: *node,
+                    actor: s.actor,
+                    lamport: s.lamport,
+                    version: s.version,
+                    removed: s.removed,
+                });
+            }
+        }
+        out
+    }
+
+    /// Claims `name` for `actor` on this node.
+    pub fn register(
+        &mut self,
+        now: Time,
+        name: &str,
+        actor: ActorId,
+    ) -> Result<Claim, RegistryError> {
+        if name.is_empty() || name.len() > NAME_BYTES_MAX {
+            return Err(RegistryError::InvalidName(name.to_string()));
+        }
+        if let Some(holder) = self.lookup(name)
+            && holder.node != self.me
+        {
+            return Err(RegistryError::Taken {
+                name: name.to_string(),
+                holder,
+            });
+        }
+        let existing = self.claims.get(name).and_then(|c| c.get(&self.me)).cloned();
+        if let Some(e) = &existing
+            && !e.removed
+            && e.actor == actor
+        {
+            return Ok(self
+                .claim_of(name, self.me)
+                .unwrap_or_else(|| unreachable_claim(name, self.me)));
+        }
+        if existing.is_none() && self.count >= self.config.names_max {
+            self.refused_full += 1;
+            return Err(RegistryError::Full(self.count));
+        }
+        let lamport = match &existing {
+            Some(e) if !e.removed => e.lamport,
+            _ => {
+                self.clock += 1;
+                self.clock
+            }
+        };
+        let version = existing.map_or(1, |e| e.version + 1);
+        let claim = Claim {
+            name: name.to_string(),
+            node: self.me,
+            actor,
+            lamport,
+            version,
+            removed: false,
+        };
+        self.store(now, claim.clone());
+        Ok(claim)
+    }
+
+    /// Withdraws this node's claim on `name`. Returns whether there was one.
+    pub fn unregister(&mut self, now: Time, name: &str) -> bool {
+        let Some(e) = self.claims.get(name).and_then(|c| c.get(&self.me)).cloned() else {
+            return false;
+        };
+        if e.removed {
+            return false;
+        }
+        let claim = Claim {
+            name: name.to_string(),
+            node: self.me,
+            actor: e.actor,
+            lamport: e.lamport,
+            version: e.version + 1,
+            removed: true,
+        };
+        self.store(now, claim);
+        true
+    }
+
+    /// Merges a claim heard from another replica. `claimant_down` tells whether
+    /// membership considers the claimant dead or departed (its claims are ignored).
+    /// Returns whether the state changed.
+    pub fn merge(&mut self, now: Time, claim: Claim, claimant_down: bool) -> bool {
+        if claim.name.is_empty() || claim.name.len() > NAME_BYTES_MAX {
+            return false;
+        }
+        self.clock = self.clock.max(claim.lamport);
+        if claim.node == self.me {
+            // I am the authority on my claims. One I do not hold at that version is a
+            // leftover from an earlier life: bury it.
+            let mine = self
+                .claims
+                .get(&claim.name)
+                .and_then(|c| c.get(&self.me))
+                .cloned();
+            let stale = match &mine {
+                Some(m) => claim.version > m.version,
+                None => !claim.removed,
+            };
+            if stale {
+                let tomb = Claim {
+                    version: claim.version + 1,
+                    removed: true,
+                    ..claim
+                };
+                self.store(now, tomb);
+                return true;
+            }
+            return false;
+        }
+        if claimant_down {
+            return false;
+        }
+        match self
+            .claims
+            .get(&claim.name)
+            .and_then(|c| c.get(&claim.node))
+        {
+            Some(existing) if existing.version >= claim.version => false,
+            existing => {
+                if existing.is_none() && self.count >= self.config.names_max {
+                    self.refused_full += 1;
+                    return false;
+                }
+                self.store(now, claim);
+                true
+            }
+        }
+    }
+
+    /// Drops every claim of `node` (it was declared dead or left).
+    pub fn remove_node(&mut self, node: &NodeId) {
+        let names: Vec<String> = self
+            .claims
+            .iter()
+            .filter(|(_, c)| c.contains_key(node))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            let before = self.lookup(&name);
+            if let Some(by_node) = self.claims.get_mut(&name) {
+                by_node.remove(node);
+                self.count -= 1;
+                if by_node.is_empty() {
+                    self.claims.remove(&name);
+                }
+            }
+            self.note_change(&name, before);
+        }
+    }
+
+    /// Forgets tombstones older than the retention.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let retention = self.config.tombstone_retention;
+        let mut emptied = Vec::new();
+        for (name, by_node) in self.claims.iter_mut() {
+            let before = by_node.len();
+            by_node.retain(|_, s| !(s.removed && now.saturating_since(s.changed_at) >= retention));
+            self.count -= before - by_node.len();
+            if by_node.is_empty() {
+                emptied.push(name.clone());
+            }
+        }
+        for name in emptied {
+            self.claims.remove(&name);
+        }
+    }
+
+    /// Queues this node's live claims for gossip again (after it refuted being dead,
+    /// others may have dropped them).
+    pub fn announce_mine(&mut self) {
+        for claim in self.my_claims() {
+            self.gossip.push((claim.name.clone(), claim.node), claim);
+        }
+    }
+
+    /// Claims to piggyback on an outgoing message.
+    pub fn take_gossip(&mut self, max: usize, cluster_size: usize) -> Vec<Claim> {
+        self.gossip.take(max, cluster_size)
+    }
+
+    /// Claims waiting to be gossiped.
+    pub fn gossip_backlog(&self) -> usize {
+        self.gossip.len()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<RegistryEvent> {
+        self.events.pop_front()
+    }
+
+    fn claim_of(&self, name: &str, node: NodeId) -> Option<Claim> {
+        let s = self.claims.get(name)?.get(&node)?;
+        Some(Claim {
+            name: name.to_string(),
+            node,
+            actor: s.actor,
+            lamport: s.lamport,
+            version: s.version,
+            removed: s.removed,
+        })
+    }
+
+    fn store(&mut self, now: Time, claim: Claim) {
+        let before = self.lookup(&claim.name);
+        let by_node = self.claims.entry(claim.name.clone()).or_default();
+        let state = ClaimState {
+            actor: claim.actor,
+            lamport: claim.lamport,
+            version: claim.version,
+            removed: claim.removed,
+            changed_at: now,
+        };
+        if by_node.insert(claim.node, state).is_none() {
+            self.count += 1;
+        }
+        let name = claim.name.clone();
+        self.gossip.push((claim.name.clone(), claim.node), claim);
+        self.note_change(&name, before);
+    }
+
+    fn note_change(&mut self, name: &str, before: Option<Location>) {
+        let after = self.lookup(name);
+        if after == before {
+            return;
+        }
+        match after {
+            Some(location) => {
+                self.events.push_back(RegistryEvent::Bound {
+                    name: name.to_string(),
+                    location,
+                });
+                if location.node != self.me
+                    && let Some(mine) = self.claims.get(name).and_then(|c| c.get(&self.me))
+                    && !mine.removed
+                {
+                    self.events.push_back(RegistryEvent::ConflictLost {
+                        name: name.to_string(),
+                        actor: mine.actor,
+                        winner: location,
+                    });
+                }
+            }
+            None => self.events.push_back(RegistryEvent::Unbound {
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    /// Checks internal consistency.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let counted: usize = self.claims.values().map(BTreeMap::len).sum();
+        if counted != self.count {
+            return Err(format!("claim count {} but {} held", self.count, counted));
+        }
+        if self.claims.values().any(BTreeMap::is_empty) {
+            return Err("an empty claim set is kept".into());
+        }
+        if self.count > self.config.names_max {
+            return Err(format!(
+                "{} claims exceed names_max {}",
+                self.count, self.config.names_max
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn winner(by_node: &BTreeMap<NodeId, ClaimState>) -> Option<Location> {
+    by_node
+        .iter()
+        .filter(|(_, s)| !s.removed)
+        .min_by_key(|(node, s)| (s.lamport, **node))
+        .map(|(node, s)| Location {
+            node: *node,
+            actor: s.actor,
+        })
+}
+
+#[cold]
+fn unreachable_claim(name: &str, node: NodeId) -> Claim {
+    // `register` only calls this right after finding the claim; keep a total function.
+    Claim {
+        name: name.to_string(),
+        node,
+        actor: ActorId::new(node, 0),
+        lamport: 0,
+        version: 0,
+        removed: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn node(i: u64) -> NodeId {
+        NodeId::synthetic(i)
+    }
+
+    fn actor(n: u64, l: u64) -> ActorId {
+        ActorId::new(node(n), l)
+    }
+
+    #[test]
+    fn register_lookup_unregister() {
+        let mut r = Registry::new(node(1), RegistryConfig::default());
+        let c = r.register(Time::ZERO, "svc", actor(1, 7)).unwrap();
+        assert_eq!(
+            r.lookup("svc"),
+            Some(Location {
+                node: node(1),
+                actor: actor(1, 7)
+            })
+        );
+        assert_eq!(
+            r.poll_event(),
+            Some(RegistryEvent::Bound {
+                name: "svc".into(),
+                location: Location {
+                    node: node(1),
+                    actor: actor(1, 7)
+                }
+            })
+        );
+        // Re-registering the same actor is a no-op; a new actor keeps precedence.
+        assert_eq!(r.register(Time::ZERO, "svc", actor(1, 7)).unwrap(), c);
+        let c2 = r.register(Time::ZERO, "svc", actor(1, 8)).unwrap();
+        assert_eq!(c2.lamport, c.lamport);
+        assert_eq!(c2.version, c.version + 1);
+        assert!(r.unregister(Time::ZERO, "svc"));
+        assert_eq!(r.lookup("svc"), None);
+        assert!(!r.unregister(Time::ZERO, "svc"));
+        assert!(matches!(
+            r.register(Time::ZERO, "", actor(1, 1)),
+            Err(RegistryError::InvalidName(_))
+        ));
+        r.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn concurrent_claims_resolve_to_the_earliest_then_lowest_node() {
+        let mut a = Registry::new(node(1), RegistryConfig::default());
+        let mut b = Registry::new(node(2), RegistryConfig::default());
+        let ca = a.register(Time::ZERO, "leader", actor(1, 1)).unwrap();
+        let cb = b.register(Time::ZERO, "leader", actor(2, 1)).unwrap();
+        assert_eq!(ca.lamport, cb.lamport, "concurrent: same Lamport time");
+        a.merge(Time::ZERO, cb.clone(), false);
+        b.merge(Time::ZERO, ca.clone(), false);
+        let want = Some(Location {
+            node: node(1),
+            actor: actor(1, 1),
+        });
+        assert_eq!(a.lookup("leader"), want);
+        assert_eq!(b.lookup("leader"), want, "both replicas agree");
+        let mut lost = false;
+        while let Some(e) = b.poll_event() {
+            lost |= matches!(e, RegistryEvent::ConflictLost { ref name, .. } if name == "leader");
+        }
+        assert!(lost, "the loser is told");
+        // A later claim (higher Lamport time) does not displace the holder.
+        let mut c = Registry::new(node(0), RegistryConfig::default());
+        c.merge(Time::ZERO, ca.clone(), false);
+        assert!(matches!(
+            c.register(Time::ZERO, "leader", actor(0, 1)),
+            Err(RegistryError::Taken { .. })
+        ));
+    }
+
+    #[test]
+    fn dead_nodes_lose_their_names_and_stay_out_while_down() {
+        let mut r = Registry::new(node(1), RegistryConfig::default());
+        let claim = Claim {
+            name: "x".into(),
+            node: node(5),
+            actor: actor(5, 1),
+            lamport: 1,
+            version: 1,
+            removed: false,
+        };
+        assert!(r.merge(Time::ZERO, claim.clone(), false));
+        r.remove_node(&node(5));
+        assert_eq!(r.lookup("x"), None);
+        assert!(
+            !r.merge(Time::ZERO, claim.clone(), true),
+            "ignored while the claimant is down"
+        );
+        assert_eq!(r.lookup("x"), None);
+        assert!(
+            r.merge(Time::ZERO, claim, false),
+            "accepted once it is back"
+        );
+        r.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_node_buries_its_own_stale_claims() {
+        let mut r = Registry::new(node(1), RegistryConfig::default());
+        let stale = Claim {
+            name: "old".into(),
+            node: node(1),
+            actor: actor(1, 3),
+            lamport: 4,
+            version: 2,
+            removed: false,
+        };
+        assert!(r.merge(Time::ZERO, stale, false));
+        assert_eq!(r.lookup("old"), None);
+        let tomb = r.snapshot().into_iter().find(|c| c.name == "old").unwrap();
+        assert!(tomb.removed);
+        assert_eq!(tomb.version, 3);
+    }
+
+    #[test]
+    fn tombstones_expire_and_capacity_is_bounded() {
+        let config = RegistryConfig {
+            names_max: 2,
+            tombstone_retention: Duration::from_secs(10),
+            retransmit_mult: 1,
+        };
+        let mut r = Registry::new(node(1), config);
+        r.register(Time::ZERO, "a", actor(1, 1)).unwrap();
+        r.register(Time::ZERO, "b", actor(1, 2)).unwrap();
+        assert!(matches!(
+            r.register(Time::ZERO, "c", actor(1, 3)),
+            Err(RegistryError::Full(2))
+        ));
+        r.unregister(Time::ZERO, "a");
+        r.handle_timeout(Time::from_millis(9_000));
+        assert_eq!(r.len(), 2);
+        r.handle_timeout(Time::from_millis(10_000));
+        assert_eq!(r.len(), 1);
+        r.register(Time::from_millis(10_000), "c", actor(1, 3))
+            .unwrap();
+        r.check_invariants().unwrap();
+    }
+
+    fn arb_claim() -> impl Strategy<Value = Claim> {
+        (0u64..4, 0usize..3, 1u64..4, 1u64..5, any::<bool>(), 0u64..3).prop_map(
+            |(n, name, lamport, version, removed, l)| Claim {
+                name: ["a", "b", "c"][name].into(),
+                node: node(10 + n),
+                actor: actor(10 + n, l),
+                lamport,
+                version,
+                removed,
+            },
+        )
+    }
+
+    proptest! {
+        /// Merge order does not matter: two replicas that receive the same claims in
+        /// different orders (with duplicates) resolve every name the same way.
+        #[test]
+        fn replicas_converge_whatever_the_order(claims in proptest::collection::vec(arb_claim(), 0..40), seed in any::<u64>()) {
+            // Claims from one (node, name, version) must agree, as a single writer makes them.
+            let mut canonical: BTreeMap<(String, NodeId, u64), Claim> = BTreeMap::new();
+            for c in claims {
+                canonical.entry((c.name.clone(), c.node, c.version)).or_insert(c);
+            }
+            let claims: Vec<Claim> = canonical.into_values().collect();
+            let mut shuffled = claims.clone();
+            plexus_actors::rng::DetRng::new(seed).shuffle(&mut shuffled);
+            shuffled.extend(claims.iter().take(3).cloned());
+            let mut a = Registry::new(node(1), RegistryConfig::default());
+            let mut b = Registry::new(node(2), RegistryConfig::default());
+            for c in &claims { a.merge(Time::ZERO, c.clone(), false); }
+            for c in &shuffled { b.merge(Time::ZERO, c.clone(), false); }
+            prop_assert_eq!(a.entries(), b.entries());
+            a.check_invariants().map_err(TestCaseError::fail)?;
+            b.check_invariants().map_err(TestCaseError::fail)?;
+        }
+    }
+}
