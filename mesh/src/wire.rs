@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use plexus_actors::ActorId;
 use plexus_actors::codec::{self, CodecError};
+pub use plexus_actors::remote::{Failure, TraceContext};
 use serde::{Deserialize, Serialize};
 
 use crate::membership::{MemberUpdate, Probe};
@@ -49,17 +50,6 @@ pub struct DataFrame {
     pub seq: u64,
     /// What to deliver.
     pub body: Arc<DataBody>,
-}
-
-/// W3C trace context carried across nodes, so one request is one trace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraceContext {
-    /// Trace id.
-    pub trace_id: [u8; 16],
-    /// Parent span id.
-    pub span_id: [u8; 8],
-    /// Trace flags (bit 0: sampled).
-    pub flags: u8,
 }
 
 /// Actor traffic.
@@ -118,35 +108,6 @@ impl DataBody {
             DataBody::Reply { result: Err(_), .. } => 64,
         }
     }
-}
-
-/// Why a data frame was not delivered, or an ask not answered.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[non_exhaustive]
-pub enum Failure {
-    /// No actor with that id runs on the receiving node.
-    #[error("no such actor")]
-    NoSuchActor,
-    /// The actor takes another message type.
-    #[error("wrong message type: actor takes `{expected}`, got `{got}`")]
-    WrongType {
-        /// What the actor takes.
-        expected: String,
-        /// What was sent.
-        got: String,
-    },
-    /// The payload did not decode.
-    #[error("payload does not decode: {0}")]
-    Malformed(String),
-    /// The actor's mailbox stayed full.
-    #[error("mailbox full")]
-    MailboxFull,
-    /// The actor failed while handling the request.
-    #[error("actor failed: {0}")]
-    Failed(String),
-    /// The receiver refused for another reason.
-    #[error("rejected: {0}")]
-    Rejected(String),
 }
 
 /// Cumulative acknowledgement of a link, with the frames that were refused.

@@ -18,13 +18,18 @@ pub enum SendError<M> {
     Stopped(M),
     /// The actor's node cannot be reached, or the ref is not bound to a node.
     Unreachable(M),
+    /// The message could not be encoded for the wire (a bug in its serde impl).
+    Unencodable(M),
 }
 
 impl<M> SendError<M> {
     /// Takes the message back.
     pub fn into_inner(self) -> M {
         match self {
-            SendError::MailboxFull(m) | SendError::Stopped(m) | SendError::Unreachable(m) => m,
+            SendError::MailboxFull(m)
+            | SendError::Stopped(m)
+            | SendError::Unreachable(m)
+            | SendError::Unencodable(m) => m,
         }
     }
 
@@ -34,6 +39,7 @@ impl<M> SendError<M> {
             SendError::MailboxFull(_) => "mailbox full",
             SendError::Stopped(_) => "actor stopped",
             SendError::Unreachable(_) => "unreachable",
+            SendError::Unencodable(_) => "message does not encode",
         }
     }
 }
@@ -98,6 +104,19 @@ impl<M> fmt::Display for AskError<M> {
 }
 
 impl<M> std::error::Error for AskError<M> {}
+
+impl<M> AskError<M> {
+    /// Maps a remote failure to the ask error an asker sees.
+    pub fn from_failure(failure: crate::remote::Failure) -> Self {
+        use crate::remote::Failure as F;
+        match failure {
+            F::MailboxFull => AskError::MailboxFull,
+            F::Failed(why) => AskError::Failed(why),
+            F::Unreachable => AskError::Unreachable,
+            other => AskError::Rejected(other.to_string()),
+        }
+    }
+}
 
 /// Why a spawn failed.
 #[derive(Debug, thiserror::Error)]

@@ -133,6 +133,8 @@ impl MailboxShared {
 pub(crate) enum ReplyTo<R> {
     /// An asker in this process.
     Local(oneshot::Sender<Result<R, String>>),
+    /// An asker on another node; the closure encodes the reply and routes it back.
+    Remote(Box<dyn FnOnce(Result<R, String>) + Send>),
 }
 
 impl<R> ReplyTo<R> {
@@ -141,6 +143,7 @@ impl<R> ReplyTo<R> {
             ReplyTo::Local(tx) => {
                 let _ = tx.send(result);
             }
+            ReplyTo::Remote(f) => f(result),
         }
     }
 }

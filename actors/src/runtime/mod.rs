@@ -11,6 +11,7 @@ mod errors;
 mod kinds;
 mod mailbox;
 mod message;
+mod remote;
 mod system;
 
 pub use actor::{Actor, Context, Reply};
@@ -19,6 +20,10 @@ pub use errors::{ActorError, AskError, LookupError, RegistryError, SendError, Sp
 pub use kinds::{KindArgs, KindFactory, Kinds};
 pub use mailbox::{Exit, MAILBOX_CAPACITY_DEFAULT};
 pub use message::{Message, Wire};
+pub use remote::{
+    DeliverError, LinkError, Outgoing, PendingDelivery, RemoteLink, RemoteReply,
+    with_decode_context,
+};
 pub use system::{
     ASK_TIMEOUT_DEFAULT, ActorInfo, ActorSystem, NAME_BYTES_MAX, SpawnOptions, SystemConfig,
 };

@@ -12,11 +12,13 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use super::actor::{Actor, Host};
-use super::actor_ref::ActorRef;
+use super::actor_ref::{ActorRef, RemoteRoute};
 use super::errors::{LookupError, RegistryError, SpawnError};
 use super::kinds::{KindArgs, Kinds};
 use super::mailbox::{LocalMailbox, MAILBOX_CAPACITY_DEFAULT, MailboxShared};
 use super::message::Message;
+use super::remote::{DeliverError, Inbox, RemoteLink, RemoteReply, TypedInbox};
+use crate::remote::Failure;
 use crate::{ActorId, NodeId};
 
 /// Default time an `ask` waits for its reply.
@@ -114,6 +116,8 @@ struct Entry {
     name: Option<String>,
     kind: Option<String>,
     groups: BTreeSet<String>,
+    /// Present when the message type has a wire form.
+    inbox: Option<Arc<dyn Inbox>>,
 }
 
 impl Entry {
@@ -166,6 +170,7 @@ pub(crate) struct SystemInner {
     tables: Mutex<Tables>,
     kinds: Kinds,
     shutting_down: AtomicBool,
+    remote: std::sync::RwLock<Option<Arc<dyn RemoteLink>>>,
 }
 
 /// One node's actor system. Cheap to clone; all clones are the same system.
@@ -212,6 +217,7 @@ impl ActorSystem {
                 tables: Mutex::new(Tables::default()),
                 kinds: Kinds::default(),
                 shutting_down: AtomicBool::new(false),
+                remote: std::sync::RwLock::new(None),
             }),
         }
     }
@@ -361,6 +367,12 @@ impl ActorSystem {
                     name: opts.name.clone(),
                     kind: opts.kind.clone(),
                     groups: opts.groups.iter().cloned().collect(),
+                    inbox: <A::Msg as Message>::WIRE.map(|wire| {
+                        Arc::new(TypedInbox {
+                            mailbox: mailbox.clone(),
+                            wire,
+                        }) as Arc<dyn Inbox>
+                    }),
                 },
             );
             // The actor may have ended before we inserted it; its guard then found
@@ -406,6 +418,111 @@ impl ActorSystem {
                 actual: entry.type_name,
                 requested: std::any::type_name::<M>(),
             })
+    }
+
+    /// Installs the link to other nodes (done by the mesh driver when the node joins).
+    pub fn set_remote(&self, link: Arc<dyn RemoteLink>) {
+        *self.inner.remote.write().unwrap_or_else(|p| p.into_inner()) = Some(link);
+    }
+
+    /// Removes the link to other nodes (the mesh shut down).
+    pub fn clear_remote(&self) {
+        *self.inner.remote.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The installed link, if the node is part of a mesh.
+    pub fn remote(&self) -> Option<Arc<dyn RemoteLink>> {
+        self.inner
+            .remote
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A ref to `id` wherever it runs: local if it is here, routed through the mesh if
+    /// it is elsewhere and its message type has a wire form, unbound otherwise.
+    pub fn resolve<M: Message>(&self, id: ActorId) -> ActorRef<M> {
+        if let Ok(local) = self.lookup::<M>(id) {
+            return local;
+        }
+        if let (Some(link), Some(wire)) = (self.remote(), M::WIRE) {
+            let node = link.locate(id);
+            if node != self.node_id() {
+                return ActorRef::remote(
+                    id,
+                    RemoteRoute { link, node, wire },
+                    Some(self.downgrade()),
+                );
+            }
+        }
+        ActorRef::unbound_in(id, Some(self.downgrade()))
+    }
+
+    /// A ref to `id`, which runs on `node`.
+    pub fn resolve_at<M: Message>(&self, id: ActorId, node: NodeId) -> ActorRef<M> {
+        if node == self.node_id() {
+            return self
+                .lookup::<M>(id)
+                .unwrap_or_else(|_| ActorRef::unbound_in(id, Some(self.downgrade())));
+        }
+        match (self.remote(), M::WIRE) {
+            (Some(link), Some(wire)) => {
+                ActorRef::remote(id, RemoteRoute { link, node, wire }, Some(self.downgrade()))
+            }
+            _ => ActorRef::unbound_in(id, Some(self.downgrade())),
+        }
+    }
+
+    /// A ref to the actor a name points to: the cluster registry first (if the node is
+    /// in a mesh), then this node's local names.
+    pub fn resolve_name<M: Message>(&self, name: &str) -> Option<ActorRef<M>> {
+        if let Some(link) = self.remote()
+            && let Some((node, id)) = link.lookup_name(name)
+        {
+            return Some(self.resolve_at(id, node));
+        }
+        self.whereis_typed(name)
+    }
+
+    /// Hands a message that arrived from another node to a local actor, without
+    /// waiting. The payload is decoded here, with refs inside bound to this node.
+    pub fn try_deliver_remote(
+        &self,
+        target: ActorId,
+        message_type: &str,
+        payload: &[u8],
+        reply: Option<RemoteReply>,
+    ) -> Result<(), DeliverError> {
+        let refuse = |failure: Failure, reply: Option<RemoteReply>| {
+            // An asker learns the reason through its reply; a teller through the ack.
+            if let Some(reply) = reply {
+                reply.send(Err(failure.clone()));
+            }
+            Err(DeliverError::Refused(failure))
+        };
+        let inbox = {
+            let tables = self.tables();
+            match tables.actors.get(&target).filter(|e| e.is_live()) {
+                None => None,
+                Some(entry) => Some(entry.inbox.clone().ok_or(entry.type_name)),
+            }
+        };
+        let inbox = match inbox {
+            None => return refuse(Failure::NoSuchActor, reply),
+            Some(Err(type_name)) => {
+                let why = format!("`{type_name}` has no wire form; the actor is local-only");
+                return refuse(Failure::Rejected(why), reply);
+            }
+            Some(Ok(inbox)) => inbox,
+        };
+        if inbox.message_type() != message_type {
+            let failure = Failure::WrongType {
+                expected: inbox.message_type().to_string(),
+                got: message_type.to_string(),
+            };
+            return refuse(failure, reply);
+        }
+        inbox.try_deliver(self, payload, reply)
     }
 
     /// A typed ref to an actor running on this node.

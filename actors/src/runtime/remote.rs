@@ -1,0 +1,232 @@
+//! The seam between the actor runtime and the mesh.
+//!
+//! The runtime knows nothing about libp2p. A node that joins a mesh installs a
+//! [`RemoteLink`] in its [`ActorSystem`]; from then on refs to actors elsewhere route
+//! through it, and the mesh driver hands inbound traffic to
+//! [`ActorSystem::try_deliver_remote`].
+//!
+//! Refs inside messages: an [`ActorRef`] encodes as its [`ActorId`]. When a message is
+//! decoded on a node, the decoder runs inside [`with_decode_context`], so every ref in
+//! it is bound to that node's system: local if the actor is there, remote otherwise.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::sync::oneshot;
+
+use super::actor_ref::ActorRef;
+use super::mailbox::{Envelope, LocalMailbox, ReplyTo};
+use super::message::{Message, Wire};
+use super::system::{ActorSystem, WeakSystem};
+use crate::remote::{Failure, TraceContext};
+use crate::{ActorId, NodeId};
+
+/// A message on its way to an actor on another node.
+pub struct Outgoing {
+    /// The receiving actor.
+    pub target: ActorId,
+    /// Its message type's wire name.
+    pub message_type: &'static str,
+    /// The encoded message.
+    pub payload: Vec<u8>,
+    /// For an ask: where the encoded reply (or the failure) goes.
+    pub reply: Option<oneshot::Sender<Result<Vec<u8>, Failure>>>,
+    /// The sender's trace context.
+    pub trace: Option<TraceContext>,
+}
+
+/// Why the link did not take a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The outbound window to that node is full; retry after acks arrive.
+    WindowFull,
+    /// The node is unknown, down, or the link is shut.
+    Unreachable,
+}
+
+/// How an actor system reaches other nodes. Implemented by the mesh driver.
+pub trait RemoteLink: Send + Sync + 'static {
+    /// The node believed to host `id` now.
+    fn locate(&self, id: ActorId) -> NodeId;
+
+    /// Where a cluster-wide name resolves.
+    fn lookup_name(&self, name: &str) -> Option<(NodeId, ActorId)>;
+
+    /// Queues without waiting.
+    fn try_send(&self, node: NodeId, out: Outgoing) -> Result<(), (LinkError, Outgoing)>;
+
+    /// Queues, waiting for window space; fails only if the node is unreachable.
+    fn send(
+        self: Arc<Self>,
+        node: NodeId,
+        out: Outgoing,
+    ) -> BoxFuture<'static, Result<(), (LinkError, Outgoing)>>;
+}
+
+/// Sends a remote reply. Called at most once; if dropped uncalled (the actor died
+/// before answering) it reports a failure instead, so the asker is never left waiting.
+pub struct RemoteReply {
+    send: Option<Box<dyn FnOnce(Result<Vec<u8>, Failure>) + Send>>,
+}
+
+impl RemoteReply {
+    /// Wraps the function that routes the encoded reply back.
+    pub fn new(send: impl FnOnce(Result<Vec<u8>, Failure>) + Send + 'static) -> Self {
+        Self {
+            send: Some(Box::new(send)),
+        }
+    }
+
+    /// Sends the reply.
+    pub fn send(mut self, result: Result<Vec<u8>, Failure>) {
+        if let Some(f) = self.send.take() {
+            f(result);
+        }
+    }
+}
+
+impl Drop for RemoteReply {
+    fn drop(&mut self) {
+        if let Some(f) = self.send.take() {
+            f(Err(Failure::Failed(
+                "the actor stopped before replying".into(),
+            )));
+        }
+    }
+}
+
+/// A delivery that found the mailbox full; await it to wait for space.
+pub struct PendingDelivery {
+    wait: Box<
+        dyn FnOnce(Duration) -> Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>> + Send,
+    >,
+}
+
+impl PendingDelivery {
+    /// Waits up to `limit` for mailbox space; `MailboxFull` if none came.
+    pub async fn wait(self, limit: Duration) -> Result<(), Failure> {
+        (self.wait)(limit).await
+    }
+}
+
+/// Why an inbound remote message was not enqueued at once. A refusal has already been
+/// sent through the message's reply, if it was an ask.
+#[non_exhaustive]
+pub enum DeliverError {
+    /// Refused for good.
+    Refused(Failure),
+    /// The mailbox is full; the message waits inside.
+    Full(PendingDelivery),
+}
+
+/// The type-erased receiving end of a remotely reachable actor.
+pub(crate) trait Inbox: Send + Sync {
+    fn message_type(&self) -> &'static str;
+    fn try_deliver(
+        &self,
+        system: &ActorSystem,
+        payload: &[u8],
+        reply: Option<RemoteReply>,
+    ) -> Result<(), DeliverError>;
+}
+
+pub(crate) struct TypedInbox<M: Message> {
+    pub(crate) mailbox: LocalMailbox<M>,
+    pub(crate) wire: Wire<M>,
+}
+
+impl<M: Message> Inbox for TypedInbox<M> {
+    fn message_type(&self) -> &'static str {
+        (self.wire.type_name)()
+    }
+
+    fn try_deliver(
+        &self,
+        system: &ActorSystem,
+        payload: &[u8],
+        reply: Option<RemoteReply>,
+    ) -> Result<(), DeliverError> {
+        let msg = match with_decode_context(system, || (self.wire.decode)(payload)) {
+            Ok(msg) => msg,
+            Err(e) => {
+                let failure = Failure::Malformed(e.to_string());
+                if let Some(reply) = reply {
+                    reply.send(Err(failure.clone()));
+                }
+                return Err(DeliverError::Refused(failure));
+            }
+        };
+        let reply = reply.map(|r| {
+            let encode = self.wire.encode_reply;
+            ReplyTo::Remote(Box::new(move |result: Result<M::Reply, String>| {
+                let encoded = result.map_err(Failure::Failed).and_then(|value| {
+                    encode(&value)
+                        .map_err(|e| Failure::Failed(format!("reply does not encode: {e}")))
+                });
+                r.send(encoded);
+            }))
+        });
+        match self.mailbox.try_send(Envelope { msg, reply }) {
+            Ok(()) => Ok(()),
+            Err(super::errors::SendError::MailboxFull(env)) => {
+                let mailbox = self.mailbox.clone();
+                Err(DeliverError::Full(PendingDelivery {
+                    wait: Box::new(move |limit| {
+                        Box::pin(async move {
+                            match tokio::time::timeout(limit, mailbox.send(env)).await {
+                                Ok(Ok(())) => Ok(()),
+                                Ok(Err(_)) => Err(Failure::NoSuchActor),
+                                Err(_) => Err(Failure::MailboxFull),
+                            }
+                        })
+                    }),
+                }))
+            }
+            Err(_) => Err(DeliverError::Refused(Failure::NoSuchActor)),
+        }
+    }
+}
+
+thread_local! {
+    static DECODE_SYSTEM: RefCell<Option<WeakSystem>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a decode) with `system` as the place refs inside bind to.
+pub fn with_decode_context<R>(system: &ActorSystem, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<WeakSystem>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            DECODE_SYSTEM.with(|slot| *slot.borrow_mut() = previous);
+        }
+    }
+    let previous = DECODE_SYSTEM.with(|slot| slot.borrow_mut().replace(system.downgrade()));
+    let _restore = Restore(previous);
+    f()
+}
+
+fn decode_system() -> Option<ActorSystem> {
+    DECODE_SYSTEM.with(|slot| slot.borrow().as_ref().and_then(WeakSystem::upgrade))
+}
+
+impl<M: Message> Serialize for ActorRef<M> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.id().serialize(serializer)
+    }
+}
+
+impl<'de, M: Message> Deserialize<'de> for ActorRef<M> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let id = ActorId::deserialize(deserializer)?;
+        Ok(match decode_system() {
+            Some(system) => system.resolve(id),
+            None => ActorRef::unbound(id),
+        })
+    }
+}
