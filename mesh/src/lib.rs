@@ -25,3 +25,6 @@ pub mod membership;
 pub mod registry;
 pub mod resources;
 pub mod wire;
+
+#[cfg(feature = "runtime")]
+pub mod runtime;

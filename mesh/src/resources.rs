@@ -78,6 +78,9 @@ pub struct NodeMeta {
     pub free: Resources,
     /// Tags (copied from the node's allowlist entry, plus any it adds).
     pub tags: Tags,
+    /// The version of the allowlist this node holds; a peer that sees a higher one
+    /// elsewhere knows to fetch it.
+    pub allowlist_version: u64,
 }
 
 #[cfg(test)]

@@ -1,0 +1,258 @@
+//! Real meshes on 127.0.0.1 in one process: libp2p transport, real sockets, the
+//! production driver. Waits are on mesh events, each bounded by a deadline.
+
+// Driver-level tests: they run on tokio like the drivers they test.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::time::Duration;
+
+use plexus_actors::runtime::{
+    Actor, ActorError, ActorSystem, AskError, Context, Message, SystemConfig, Wire,
+};
+use plexus_actors::{ActorId, NodeId};
+use plexus_mesh::allowlist::{Allowlist, NodeEntry, SignedAllowlist};
+use plexus_mesh::cluster::ClusterConfig;
+use plexus_mesh::identity::NodeKey;
+use plexus_mesh::resources::{Resources, Tags};
+use plexus_mesh::runtime::{Mesh, MeshConfig, MeshEvent};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Echo(String);
+impl Message for Echo {
+    type Reply = (String, String);
+    const WIRE: Option<Wire<Self>> = Some(Wire::serde());
+}
+
+struct Echoer;
+impl Actor for Echoer {
+    type Msg = Echo;
+    type State = ();
+    type Args = ();
+    async fn started(&self, _: &Context<Echo>, _: ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+    async fn handle(
+        &self,
+        ctx: &Context<Echo>,
+        Echo(text): Echo,
+        _: &mut (),
+    ) -> Result<(String, String), ActorError> {
+        Ok((ctx.system().node_id().to_string(), text))
+    }
+}
+
+fn cluster_config() -> ClusterConfig {
+    let mut c = ClusterConfig::default();
+    c.membership.probe_interval = Duration::from_millis(200);
+    c.membership.probe_timeout = Duration::from_millis(80);
+    c.membership.sync_interval = Duration::from_secs(2);
+    c
+}
+
+fn network(keys: &[NodeKey], gov: &NodeKey) -> SignedAllowlist {
+    let mut list = Allowlist::new("test", gov.node_id());
+    for k in keys {
+        list.nodes.insert(
+            k.node_id(),
+            NodeEntry {
+                operator: "t".into(),
+                tags: Tags::new(),
+                declared: Resources::default(),
+            },
+        );
+    }
+    SignedAllowlist::sign(list, gov).unwrap()
+}
+
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+async fn node(
+    key: &NodeKey,
+    allowlist: &SignedAllowlist,
+    bootstrap: Vec<libp2p::Multiaddr>,
+) -> (ActorSystem, Mesh) {
+    logs();
+    let system = ActorSystem::new(SystemConfig::new(key.node_id()));
+    let mut config = MeshConfig::new(key.clone(), allowlist.clone());
+    config.bootstrap = bootstrap;
+    config.cluster = cluster_config();
+    let mesh = Mesh::start(config, system.clone()).await.unwrap();
+    (system, mesh)
+}
+
+async fn wait_for(mesh: &Mesh, limit: Duration, mut check: impl FnMut(&Mesh) -> bool) {
+    let mut events = mesh.subscribe();
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check(mesh) {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(_) => {}
+            Err(_) => panic!(
+                "condition not met within {limit:?}; stats {:?}; members {:?}",
+                mesh.stats(),
+                mesh.members()
+            ),
+        }
+    }
+}
+
+async fn first_addr(mesh: &Mesh) -> libp2p::Multiaddr {
+    wait_for(mesh, Duration::from_secs(5), |m| {
+        !m.listen_addrs().is_empty()
+    })
+    .await;
+    mesh.listen_addrs()[0].clone()
+}
+
+fn alive(mesh: &Mesh) -> usize {
+    mesh.members().iter().filter(|m| m.state == "alive").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_form_a_cluster_ask_across_and_resolve_names() {
+    let gov = NodeKey::from_seed([100; 32]);
+    let keys: Vec<NodeKey> = (1..=3).map(|i| NodeKey::from_seed([i; 32])).collect();
+    let allowlist = network(&keys, &gov);
+    let (s1, m1) = node(&keys[0], &allowlist, vec![]).await;
+    let boot = first_addr(&m1).await;
+    let (s2, m2) = node(&keys[1], &allowlist, vec![boot.clone()]).await;
+    let (s3, m3) = node(&keys[2], &allowlist, vec![boot]).await;
+    for m in [&m1, &m2, &m3] {
+        wait_for(m, Duration::from_secs(10), |m| alive(m) == 2).await;
+    }
+    // A remote ask crosses nodes.
+    let echo3 = s3.spawn(Echoer, ()).await.unwrap();
+    let remote = s1.resolve::<Echo>(echo3.id());
+    let (who, text) = remote.ask(Echo("hi".into())).await.unwrap();
+    assert_eq!(who, s3.node_id().to_string());
+    assert_eq!(text, "hi");
+    // A registered name resolves from every node.
+    m3.register("echo", echo3.id()).await.unwrap().unwrap();
+    for (s, m) in [(&s1, &m1), (&s2, &m2), (&s3, &m3)] {
+        wait_for(m, Duration::from_secs(10), |m| m.lookup("echo").is_some()).await;
+        let r = s.resolve_name::<Echo>("echo").unwrap();
+        assert_eq!(
+            r.ask(Echo("x".into())).await.unwrap().0,
+            s3.node_id().to_string()
+        );
+    }
+    // Many tells in order, then an ask observes them all (FIFO per sender).
+    let counter = s2.spawn(Echoer, ()).await.unwrap();
+    let r = s1.resolve::<Echo>(counter.id());
+    for i in 0..2000 {
+        r.tell(Echo(i.to_string())).await.unwrap();
+    }
+    assert_eq!(r.ask(Echo("last".into())).await.unwrap().1, "last");
+    // An unknown actor is a typed refusal.
+    let ghost = s1.resolve::<Echo>(ActorId::new(s2.node_id(), 9999));
+    assert!(matches!(
+        ghost.ask(Echo("?".into())).await,
+        Err(AskError::Rejected(_))
+    ));
+    for m in [&m1, &m2, &m3] {
+        assert_eq!(m.stats().malformed_frames, 0);
+    }
+    // Node 3 crashes (its driver stops without leaving): the others declare it dead,
+    // and its name disappears.
+    let bound = m1.detection_bound();
+    m3.shutdown_abruptly().await;
+    for m in [&m1, &m2] {
+        wait_for(m, bound + Duration::from_secs(2), |m| {
+            m.members()
+                .iter()
+                .any(|v| v.id == s3.node_id().to_string() && v.state == "dead")
+                && m.lookup("echo").is_none()
+        })
+        .await;
+    }
+    match remote.ask(Echo("gone".into())).await {
+        Err(AskError::Unreachable) | Err(AskError::NotSent(_)) | Err(AskError::Timeout) => {}
+        other => panic!("{other:?}"),
+    }
+    m1.shutdown().await;
+    m2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_not_on_the_allowlist_is_refused() {
+    let gov = NodeKey::from_seed([100; 32]);
+    let keys: Vec<NodeKey> = (1..=2).map(|i| NodeKey::from_seed([i; 32])).collect();
+    let allowlist = network(&keys, &gov);
+    let (_s1, m1) = node(&keys[0], &allowlist, vec![]).await;
+    let boot = first_addr(&m1).await;
+    let intruder = NodeKey::from_seed([66; 32]);
+    let (si, mi) = node(&intruder, &allowlist, vec![boot]).await;
+    wait_for(&m1, Duration::from_secs(10), |m| {
+        m.stats().connections_refused >= 1
+    })
+    .await;
+    assert_eq!(alive(&m1), 0, "the intruder never became a member");
+    // Whatever it sends goes nowhere: node 1 runs an actor, the intruder knows its id.
+    let echo = _s1.spawn(Echoer, ()).await.unwrap();
+    let target = si.resolve_at::<Echo>(echo.id(), m1.node_id());
+    let _ = target.try_tell(Echo("let me in".into()));
+    assert!(
+        target
+            .ask_timeout(Echo("let me in".into()), Duration::from_millis(500))
+            .await
+            .is_err()
+    );
+    assert_eq!(m1.stats().delivered, 0);
+    assert_eq!(
+        _s1.actors()
+            .iter()
+            .find(|a| a.id == echo.id())
+            .unwrap()
+            .handled,
+        0,
+        "nothing reached the actor"
+    );
+    mi.shutdown().await;
+    m1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlist_updates_spread_and_forgeries_are_refused() {
+    let gov = NodeKey::from_seed([100; 32]);
+    let keys: Vec<NodeKey> = (1..=3).map(|i| NodeKey::from_seed([i; 32])).collect();
+    let v1 = network(&keys[..2], &gov);
+    let (_s1, m1) = node(&keys[0], &v1, vec![]).await;
+    let boot = first_addr(&m1).await;
+    let (_s2, m2) = node(&keys[1], &v1, vec![boot.clone()]).await;
+    wait_for(&m2, Duration::from_secs(10), |m| alive(m) == 1).await;
+    // A forged update (signed by a key posing as governance) is refused.
+    let rogue = NodeKey::from_seed([7; 32]);
+    let mut forged = Allowlist::new("test", rogue.node_id());
+    forged.version = 99;
+    let forged = SignedAllowlist::sign(forged, &rogue).unwrap();
+    assert!(m1.publish_allowlist(forged).await.unwrap().is_err());
+    // A real v2 admits node 3; it spreads to node 2 by gossip.
+    let mut v2 = v1.allowlist.clone();
+    v2.version = 2;
+    v2.nodes.insert(
+        keys[2].node_id(),
+        NodeEntry {
+            operator: "t".into(),
+            tags: Tags::new(),
+            declared: Resources::default(),
+        },
+    );
+    let v2 = SignedAllowlist::sign(v2, &gov).unwrap();
+    m1.publish_allowlist(v2.clone()).await.unwrap().unwrap();
+    wait_for(&m2, Duration::from_secs(15), |m| {
+        m.allowlist().allowlist.version == 2
+    })
+    .await;
+    let (_s3, m3) = node(&keys[2], &v2, vec![boot]).await;
+    wait_for(&m2, Duration::from_secs(10), |m| alive(m) == 2).await;
+    for m in [&m1, &m2, &m3] {
+        m.shutdown().await;
+    }
+    let _ = MeshEvent::AllowlistUpdated { version: 2 };
+    let _ = NodeId::synthetic(0);
+}
