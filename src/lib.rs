@@ -18,16 +18,21 @@
 //! ```
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod agent;
+pub mod api;
 pub mod cli;
+pub mod config;
+pub mod kinds;
 pub mod node;
 pub mod stages;
 pub mod telemetry;
 
-pub use node::{Node, NodeBuilder, NodeConfig};
+pub use node::{Node, NodeBuilder, NodeConfig, NodeError};
 pub use plexus_actors as actors;
 pub use plexus_actors::runtime::{
     Actor, ActorError, ActorRef, ActorSystem, AskError, Context, Message, SendError, SpawnOptions,
     Wire,
 };
 pub use plexus_actors::{ActorId, Datum, Migratable, NodeId};
+pub use plexus_mesh as mesh;
 pub use plexus_supervisor as supervisor;

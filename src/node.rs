@@ -1,20 +1,25 @@
 //! [`Node`]: the embedding API. A host builds a node, spawns actors, supervisors and
-//! pipelines on it, and shuts it down.
+//! pipelines on it, optionally joins it to a mesh, and shuts it down.
 //!
 //! Nothing a node owns is process-global: two nodes in one process have separate
-//! actor tables, names, groups and kinds (`tests/embedding.rs` checks it).
+//! actor tables, names, groups, kinds and meshes (`tests/embedding.rs` checks it).
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use plexus_actors::NodeId;
 use plexus_actors::pipeline::spec::PipelineSpec;
 use plexus_actors::pipeline::{Pipeline, PipelineError, PipelineReport};
 use plexus_actors::runtime::{
-    Actor, ActorRef, ActorSystem, Kinds, MAILBOX_CAPACITY_DEFAULT, SpawnError, SpawnOptions,
-    SystemConfig,
+    Actor, ActorRef, ActorSystem, Exit, KindArgs, Kinds, MAILBOX_CAPACITY_DEFAULT, Message,
+    SpawnError, SpawnOptions, SystemConfig,
 };
+use plexus_actors::{ActorId, NodeId};
+use plexus_mesh::identity::NodeKey;
+use plexus_mesh::runtime::{Mesh, MeshConfig, MeshError, MeshEvent};
 use plexus_supervisor::runtime::{SupervisorRef, SupervisorSpec, start_supervisor};
+
+use crate::agent::{self, AgentMsg, AgentReply, ExitNotice, RELAY_LOCAL_ID, Watches};
 
 /// Settings of a node.
 #[derive(Clone, Debug)]
@@ -37,11 +42,29 @@ impl Default for NodeConfig {
     }
 }
 
+/// Why a node could not start or do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The mesh could not start.
+    #[error(transparent)]
+    Mesh(#[from] MeshError),
+    /// An actor could not be spawned.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// The operation needs a mesh and this node has none.
+    #[error("this node is not part of a mesh")]
+    NotMeshed,
+    /// Another node refused or failed the request.
+    #[error("remote request failed: {0}")]
+    Remote(String),
+}
+
 /// Builds a [`Node`].
 #[derive(Default)]
 pub struct NodeBuilder {
     config: NodeConfig,
-    node_id: Option<NodeId>,
+    key: Option<NodeKey>,
 }
 
 impl NodeBuilder {
@@ -57,15 +80,13 @@ impl NodeBuilder {
         self
     }
 
-    /// Uses this node id instead of a fresh ephemeral one.
-    pub fn node_id(mut self, id: NodeId) -> Self {
-        self.node_id = Some(id);
+    /// Uses this identity instead of a fresh ephemeral one.
+    pub fn key(mut self, key: NodeKey) -> Self {
+        self.key = Some(key);
         self
     }
 
-    /// Builds the node and registers the standard stage kinds.
-    pub fn build(self) -> Node {
-        let node = self.node_id.unwrap_or_else(ephemeral_node_id);
+    fn system(&self, node: NodeId) -> ActorSystem {
         let system = ActorSystem::new(SystemConfig {
             node,
             mailbox_capacity: self.config.mailbox_capacity,
@@ -73,30 +94,80 @@ impl NodeBuilder {
             stop_timeout: self.config.stop_timeout,
         });
         crate::stages::register_all(system.kinds());
-        Node {
-            system,
-            supervisors: Mutex::new(Vec::new()),
-        }
+        crate::kinds::register_all(system.kinds());
+        system
+    }
+
+    /// Builds a local node (no mesh).
+    pub fn build(self) -> Node {
+        let node = self
+            .key
+            .as_ref()
+            .map(NodeKey::node_id)
+            .unwrap_or_else(|| ephemeral_key().node_id());
+        Node::assemble(self.system(node), None, Arc::new(Watches::default()), None)
+    }
+
+    /// Builds a node and joins it to a mesh with `config` (whose key is the node's
+    /// identity).
+    pub async fn start_meshed(self, config: MeshConfig) -> Result<Node, NodeError> {
+        let system = self.system(config.key.node_id());
+        let mesh = Mesh::start(config, system.clone()).await?;
+        let watches = Arc::new(Watches::default());
+        agent::start(&system, mesh.clone(), watches.clone()).await?;
+        let mut events = mesh.subscribe();
+        let deaths = watches.clone();
+        let listener = tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(MeshEvent::MemberDied { node } | MeshEvent::MemberLeft { node }) => {
+                        if let Ok(node) = node.parse() {
+                            deaths.node_died(node);
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        Ok(Node::assemble(system, Some(mesh), watches, Some(listener)))
     }
 }
 
-/// A node id from a fresh ed25519 key, for nodes that never join a mesh.
-fn ephemeral_node_id() -> NodeId {
+/// A fresh identity for nodes that were not given one.
+pub fn ephemeral_key() -> NodeKey {
     let mut seed = [0u8; 32];
     // OS randomness is a driver concern; only a broken OS fails here, and then an
     // all-zero seed still yields a valid (if predictable) local-only id.
     let _ = getrandom::fill(&mut seed);
-    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    NodeId::from_public_key(key.verifying_key().to_bytes())
+    NodeKey::from_seed(seed)
 }
 
 /// One Plexus node in this process.
 pub struct Node {
     system: ActorSystem,
     supervisors: Mutex<Vec<SupervisorRef>>,
+    mesh: Option<Mesh>,
+    watches: Arc<Watches>,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Node {
+    fn assemble(
+        system: ActorSystem,
+        mesh: Option<Mesh>,
+        watches: Arc<Watches>,
+        listener: Option<tokio::task::JoinHandle<()>>,
+    ) -> Node {
+        Node {
+            system,
+            supervisors: Mutex::new(Vec::new()),
+            mesh,
+            watches,
+            listener: Mutex::new(listener),
+        }
+    }
+
     /// Starts building a node.
     pub fn builder() -> NodeBuilder {
         NodeBuilder::default()
@@ -117,6 +188,11 @@ impl Node {
         self.system.kinds()
     }
 
+    /// The mesh, if the node joined one.
+    pub fn mesh(&self) -> Option<&Mesh> {
+        self.mesh.as_ref()
+    }
+
     /// Spawns an unsupervised actor.
     pub async fn spawn<A: Actor>(
         &self,
@@ -134,6 +210,122 @@ impl Node {
         opts: SpawnOptions,
     ) -> Result<ActorRef<A::Msg>, SpawnError> {
         self.system.spawn_with(actor, args, opts).await
+    }
+
+    /// Registers `name` for a local actor: cluster-wide on a meshed node, on this
+    /// node only otherwise.
+    pub async fn register(&self, name: &str, actor: ActorId) -> Result<(), NodeError> {
+        match &self.mesh {
+            Some(mesh) => mesh
+                .register(name, actor)
+                .await?
+                .map_err(|e| NodeError::Remote(e.to_string())),
+            None => self
+                .system
+                .register(name, actor)
+                .map_err(|e| NodeError::Remote(e.to_string())),
+        }
+    }
+
+    /// A ref to whatever `name` resolves to, in the cluster or on this node.
+    pub fn resolve_name<M: Message>(&self, name: &str) -> Option<ActorRef<M>> {
+        self.system.resolve_name(name)
+    }
+
+    /// A ref to actor `id`, which runs on `node`.
+    pub fn resolve_at<M: Message>(&self, id: ActorId, node: NodeId) -> ActorRef<M> {
+        self.system.resolve_at(id, node)
+    }
+
+    /// Starts an actor of a registered kind on `node` (this one or another), and
+    /// registers `name` for it cluster-wide if given.
+    pub async fn spawn_on(
+        &self,
+        node: NodeId,
+        kind: &str,
+        args: KindArgs,
+        name: Option<&str>,
+    ) -> Result<ActorId, NodeError> {
+        if node == self.id() && self.mesh.is_none() {
+            let id = self
+                .system
+                .spawn_kind(kind, args, SpawnOptions::default())
+                .await?;
+            if let Some(name) = name {
+                self.register(name, id).await?;
+            }
+            return Ok(id);
+        }
+        let msg = AgentMsg::Spawn {
+            kind: kind.to_string(),
+            args,
+            name: name.map(str::to_string),
+        };
+        match self.agent(node).ask(msg).await {
+            Ok(AgentReply::Spawned(id)) => Ok(id),
+            Ok(AgentReply::Error(why)) => Err(NodeError::Remote(why)),
+            Ok(other) => Err(NodeError::Remote(format!(
+                "unexpected agent reply {other:?}"
+            ))),
+            Err(e) => Err(NodeError::Remote(e.to_string())),
+        }
+    }
+
+    /// Stops an actor on `node`. Returns whether it was running.
+    pub async fn stop_on(&self, node: NodeId, actor: ActorId) -> Result<bool, NodeError> {
+        if node == self.id() {
+            return Ok(self.system.stop(actor).await);
+        }
+        match self.agent(node).ask(AgentMsg::Stop { actor }).await {
+            Ok(AgentReply::Stopped(was)) => Ok(was),
+            Ok(other) => Err(NodeError::Remote(format!(
+                "unexpected agent reply {other:?}"
+            ))),
+            Err(e) => Err(NodeError::Remote(e.to_string())),
+        }
+    }
+
+    fn agent(&self, node: NodeId) -> ActorRef<AgentMsg> {
+        self.system.resolve_at(agent::agent_id(node), node)
+    }
+
+    /// Watches an actor on `node`. The future resolves when it ends: `Normal` if it
+    /// stopped cleanly, `Failed` if it failed or its node died.
+    pub async fn watch(
+        &self,
+        actor: ActorId,
+        node: NodeId,
+    ) -> Result<impl Future<Output = Exit> + Send + 'static, NodeError> {
+        if node == self.id() {
+            let exit = self.system.exit_of(actor);
+            return Ok(futures::future::Either::Left(async move {
+                match exit {
+                    Some(exit) => exit.await,
+                    None => Exit::Failed("no such actor".into()),
+                }
+            }));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.watches.add(actor, node, tx);
+        let relay = self
+            .system
+            .resolve_at::<ExitNotice>(ActorId::new(self.id(), RELAY_LOCAL_ID), self.id());
+        match self.agent(node).ask(AgentMsg::Watch { actor, relay }).await {
+            Ok(AgentReply::Watching(true)) => {}
+            Ok(AgentReply::Watching(false)) => self
+                .watches
+                .resolve(actor, Exit::Failed("no such actor".into())),
+            Ok(other) => {
+                return Err(NodeError::Remote(format!(
+                    "unexpected agent reply {other:?}"
+                )));
+            }
+            Err(e) => return Err(NodeError::Remote(e.to_string())),
+        }
+        Ok(futures::future::Either::Right(async move {
+            rx.await
+                .unwrap_or_else(|_| Exit::Failed("the watch was dropped".into()))
+        }))
     }
 
     /// Starts a top-level supervisor; the node stops it (and its tree) at shutdown.
@@ -157,7 +349,7 @@ impl Node {
     }
 
     /// Stops supervisors (newest first, each stopping its children newest first),
-    /// then every remaining actor. Idempotent.
+    /// then every remaining actor, then leaves the mesh. Idempotent.
     pub async fn shutdown(&self) {
         let supervisors: Vec<SupervisorRef> =
             std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(|p| p.into_inner()));
@@ -165,5 +357,17 @@ impl Node {
             sup.shutdown().await;
         }
         self.system.shutdown().await;
+        if let Some(mesh) = &self.mesh {
+            mesh.shutdown().await;
+            self.system.clear_remote();
+        }
+        if let Some(listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            listener.abort();
+        }
     }
 }

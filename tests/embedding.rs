@@ -65,9 +65,10 @@ async fn two_nodes_in_one_process_do_not_interfere() {
     // One node cannot see the other's actors.
     assert!(a.system().lookup::<Ping>(eb.id()).is_err());
     // Kinds registered on one node are not on the other.
-    a.kinds().register_actor("echo", |_| Ok((Echo("kind"), ())));
-    assert!(a.kinds().contains("echo"));
-    assert!(!b.kinds().contains("echo"));
+    a.kinds()
+        .register_actor("embedding-test-echo", |_| Ok((Echo("kind"), ())));
+    assert!(a.kinds().contains("embedding-test-echo"));
+    assert!(!b.kinds().contains("embedding-test-echo"));
     // Shutting one down leaves the other running.
     a.shutdown().await;
     assert_eq!(a.system().actor_count(), 0);

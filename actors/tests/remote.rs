@@ -32,9 +32,9 @@ impl RemoteLink for Loop {
         self.names.lock().unwrap().get(name).copied()
     }
 
-    fn try_send(&self, node: NodeId, out: Outgoing) -> Result<(), (LinkError, Outgoing)> {
+    fn try_send(&self, node: NodeId, out: Outgoing) -> Result<(), LinkError> {
         let Some(system) = self.systems.lock().unwrap().get(&node).cloned() else {
-            return Err((LinkError::Unreachable, out));
+            return Err(LinkError::Unreachable);
         };
         let Outgoing {
             target,
@@ -79,7 +79,7 @@ impl RemoteLink for Loop {
         self: Arc<Self>,
         node: NodeId,
         out: Outgoing,
-    ) -> BoxFuture<'static, Result<(), (LinkError, Outgoing)>> {
+    ) -> BoxFuture<'static, Result<(), LinkError>> {
         let result = self.try_send(node, out);
         Box::pin(async move { result })
     }

@@ -13,8 +13,14 @@ use plexus_actors::runtime::{ActorSystem, SystemConfig};
 use plexus_benches::{Count, PlexusCounter, RCount, RactorCounter, TCount, spawn_tokio_counter};
 use tokio::sync::oneshot;
 
-const WARMUP: usize = 20_000;
-const SAMPLES: usize = 200_000;
+/// `cargo bench` passes `--bench`; under `cargo test` the harness runs as a smoke test.
+fn sizes() -> (usize, usize) {
+    if std::env::args().any(|a| a == "--bench") {
+        (20_000, 200_000)
+    } else {
+        (100, 1_000)
+    }
+}
 
 fn report(name: &str, h: &Histogram<u64>) -> (u64, u64) {
     let (p50, p99, p999) = (
@@ -32,6 +38,7 @@ fn report(name: &str, h: &Histogram<u64>) -> (u64, u64) {
 }
 
 fn main() {
+    let (warmup, samples) = sizes();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -43,10 +50,10 @@ fn main() {
         let sys = ActorSystem::new(SystemConfig::new(NodeId::synthetic(1)));
         let plexus = sys.spawn(PlexusCounter, ()).await.expect("spawn");
         let mut h = Histogram::<u64>::new(3).expect("histogram");
-        for i in 0..WARMUP + SAMPLES {
+        for i in 0..warmup + samples {
             let t = Instant::now();
             plexus.ask(Count::Get).await.expect("reply");
-            if i >= WARMUP {
+            if i >= warmup {
                 let _ = h.record(t.elapsed().as_nanos() as u64);
             }
         }
@@ -57,10 +64,10 @@ fn main() {
             .await
             .expect("spawn");
         let mut h = Histogram::<u64>::new(3).expect("histogram");
-        for i in 0..WARMUP + SAMPLES {
+        for i in 0..warmup + samples {
             let t = Instant::now();
             ractor::call!(r, RCount::Get).expect("reply");
-            if i >= WARMUP {
+            if i >= warmup {
                 let _ = h.record(t.elapsed().as_nanos() as u64);
             }
         }
@@ -68,10 +75,10 @@ fn main() {
 
         // ractor with a timeout, like every Plexus ask (default 5 s).
         let mut h = Histogram::<u64>::new(3).expect("histogram");
-        for i in 0..WARMUP + SAMPLES {
+        for i in 0..warmup + samples {
             let t = Instant::now();
             ractor::call_t!(r, RCount::Get, 5000).expect("reply");
-            if i >= WARMUP {
+            if i >= warmup {
                 let _ = h.record(t.elapsed().as_nanos() as u64);
             }
         }
@@ -80,19 +87,19 @@ fn main() {
 
         let (tx, _task) = spawn_tokio_counter(1024);
         let mut h = Histogram::<u64>::new(3).expect("histogram");
-        for i in 0..WARMUP + SAMPLES {
+        for i in 0..warmup + samples {
             let t = Instant::now();
             let (rtx, rrx) = oneshot::channel();
             let _ = tx.send(TCount::Get(rtx)).await;
             rrx.await.expect("reply");
-            if i >= WARMUP {
+            if i >= warmup {
                 let _ = h.record(t.elapsed().as_nanos() as u64);
             }
         }
         out.push(("tokio_oneshot", h));
         out
     });
-    println!("ask round trip, {SAMPLES} samples each after {WARMUP} warm-up, 2 worker threads");
+    println!("ask round trip, {samples} samples each after {warmup} warm-up, 2 worker threads");
     let mut figures = Vec::new();
     for (name, h) in &results {
         figures.push((*name, report(name, h)));

@@ -561,11 +561,10 @@ impl Membership {
         }
         let id = update.id;
         match (before, update.state) {
-            (MemberState::Alive, MemberState::Alive) => {
-                if meta_changed {
-                    self.events.push_back(MembershipEvent::Updated(id));
-                }
+            (MemberState::Alive, MemberState::Alive) if meta_changed => {
+                self.events.push_back(MembershipEvent::Updated(id));
             }
+            (MemberState::Alive, MemberState::Alive) => {}
             (b, MemberState::Alive) => {
                 self.suspicion_deadlines.remove(&id);
                 if b.is_down() {

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod daemon;
+pub mod keys;
 mod pipeline;
 
 /// Plexus: a decentralized actor runtime for AI workloads.
@@ -31,6 +33,96 @@ pub enum Command {
     Pipeline(PipelineCommand),
     /// List the actor kinds a node registers by default.
     Kinds,
+    /// Manage this node's identity key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Create a network (governance key and an empty signed allowlist).
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Manage the network's signed allowlist.
+    #[command(subcommand)]
+    Allowlist(AllowlistCommand),
+    /// Run a node until SIGINT or SIGTERM.
+    Node(daemon::NodeArgs),
+}
+
+/// `plexus keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create this node's key (refuses to overwrite one) and print its PeerId.
+    New {
+        /// Data directory (default: the XDG data dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print this node's PeerId.
+    Show {
+        /// Data directory (default: the XDG data dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// `plexus network ...`
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a governance key and an empty signed allowlist (version 1).
+    Init {
+        /// Where to put them (default: <data dir>/network).
+        #[arg(long)]
+        network_dir: Option<PathBuf>,
+        /// The network's name.
+        #[arg(long, default_value = "plexus")]
+        name: String,
+    },
+}
+
+/// `plexus allowlist ...`
+#[derive(Debug, Subcommand)]
+pub enum AllowlistCommand {
+    /// Admit a node (or, with --submitter, a job-submission key); bumps the version.
+    Add {
+        /// The PeerId.
+        peer: String,
+        /// A tag, `key=value` or a flag such as `kyc` (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Who runs it.
+        #[arg(long)]
+        operator: Option<String>,
+        /// Declared cores.
+        #[arg(long)]
+        cpu: Option<f64>,
+        /// Declared memory, e.g. 8GiB.
+        #[arg(long)]
+        memory: Option<String>,
+        /// Declared GPUs.
+        #[arg(long)]
+        gpus: Option<u32>,
+        /// Admit the key as a job submitter instead of a node.
+        #[arg(long)]
+        submitter: bool,
+        /// The network directory (default: <data dir>/network).
+        #[arg(long)]
+        network_dir: Option<PathBuf>,
+    },
+    /// Remove a node or submitter; bumps the version.
+    Remove {
+        /// The PeerId.
+        peer: String,
+        /// The network directory.
+        #[arg(long)]
+        network_dir: Option<PathBuf>,
+    },
+    /// List the entries.
+    Show {
+        /// The network directory.
+        #[arg(long)]
+        network_dir: Option<PathBuf>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `plexus pipeline ...`
@@ -112,6 +204,39 @@ async fn run(command: Command) -> Result<(), CliError> {
             json,
         }) => pipeline::run(&spec, timeout, json).await,
         Command::Pipeline(PipelineCommand::Check { spec }) => pipeline::check(&spec),
+        Command::Keys(KeysCommand::New { data_dir }) => keys::keys_new(data_dir),
+        Command::Keys(KeysCommand::Show { data_dir }) => keys::keys_show(data_dir),
+        Command::Network(NetworkCommand::Init { network_dir, name }) => {
+            keys::network_init(network_dir, &name)
+        }
+        Command::Allowlist(AllowlistCommand::Add {
+            peer,
+            tags,
+            operator,
+            cpu,
+            memory,
+            gpus,
+            submitter,
+            network_dir,
+        }) => keys::allowlist_add(
+            network_dir,
+            &peer,
+            keys::AddOptions {
+                tags,
+                operator,
+                cpu,
+                memory,
+                gpus,
+                submitter,
+            },
+        ),
+        Command::Allowlist(AllowlistCommand::Remove { peer, network_dir }) => {
+            keys::allowlist_remove(network_dir, &peer)
+        }
+        Command::Allowlist(AllowlistCommand::Show { network_dir, json }) => {
+            keys::allowlist_show(network_dir, json)
+        }
+        Command::Node(args) => daemon::run(args).await,
         Command::Kinds => {
             let node = crate::Node::builder().build();
             for kind in node.kinds().names() {

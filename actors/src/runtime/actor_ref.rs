@@ -193,7 +193,7 @@ impl<M: Message> ActorRef<M> {
                 };
                 match r.link.try_send(r.node, out) {
                     Ok(()) => Ok(()),
-                    Err((LinkError::WindowFull, _)) => Err(SendError::MailboxFull(msg)),
+                    Err(LinkError::WindowFull) => Err(SendError::MailboxFull(msg)),
                     Err(_) => Err(SendError::Unreachable(msg)),
                 }
             }

@@ -25,5 +25,6 @@ pub use remote::{
     with_decode_context,
 };
 pub use system::{
-    ASK_TIMEOUT_DEFAULT, ActorInfo, ActorSystem, NAME_BYTES_MAX, SpawnOptions, SystemConfig,
+    ASK_TIMEOUT_DEFAULT, ActorInfo, ActorSystem, NAME_BYTES_MAX, RESERVED_LOCAL_IDS, SpawnOptions,
+    SystemConfig,
 };

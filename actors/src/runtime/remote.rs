@@ -58,21 +58,24 @@ pub trait RemoteLink: Send + Sync + 'static {
     /// Where a cluster-wide name resolves.
     fn lookup_name(&self, name: &str) -> Option<(NodeId, ActorId)>;
 
-    /// Queues without waiting.
-    fn try_send(&self, node: NodeId, out: Outgoing) -> Result<(), (LinkError, Outgoing)>;
+    /// Queues without waiting. The message is dropped on failure; callers keep
+    /// their own copy (refs encode by reference, so the typed message survives).
+    fn try_send(&self, node: NodeId, out: Outgoing) -> Result<(), LinkError>;
 
     /// Queues, waiting for window space; fails only if the node is unreachable.
     fn send(
         self: Arc<Self>,
         node: NodeId,
         out: Outgoing,
-    ) -> BoxFuture<'static, Result<(), (LinkError, Outgoing)>>;
+    ) -> BoxFuture<'static, Result<(), LinkError>>;
 }
 
 /// Sends a remote reply. Called at most once; if dropped uncalled (the actor died
 /// before answering) it reports a failure instead, so the asker is never left waiting.
+type ReplySender = Box<dyn FnOnce(Result<Vec<u8>, Failure>) + Send>;
+
 pub struct RemoteReply {
-    send: Option<Box<dyn FnOnce(Result<Vec<u8>, Failure>) + Send>>,
+    send: Option<ReplySender>,
 }
 
 impl RemoteReply {
@@ -101,11 +104,11 @@ impl Drop for RemoteReply {
     }
 }
 
+type WaitFuture = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
+
 /// A delivery that found the mailbox full; await it to wait for space.
 pub struct PendingDelivery {
-    wait: Box<
-        dyn FnOnce(Duration) -> Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>> + Send,
-    >,
+    wait: Box<dyn FnOnce(Duration) -> WaitFuture + Send>,
 }
 
 impl PendingDelivery {

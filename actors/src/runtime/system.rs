@@ -23,6 +23,9 @@ use crate::{ActorId, NodeId};
 
 /// Default time an `ask` waits for its reply.
 pub const ASK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+/// Local numbers below this are reserved for well-known system actors (the node
+/// agent is 0, the exit relay 1); minted ids start here.
+pub const RESERVED_LOCAL_IDS: u64 = 16;
 /// Longest name the registry accepts, in bytes.
 pub const NAME_BYTES_MAX: usize = 256;
 
@@ -212,7 +215,7 @@ impl ActorSystem {
         Self {
             inner: Arc::new(SystemInner {
                 config,
-                next_local: AtomicU64::new(1),
+                next_local: AtomicU64::new(RESERVED_LOCAL_IDS),
                 next_incarnation: AtomicU64::new(1),
                 tables: Mutex::new(Tables::default()),
                 kinds: Kinds::default(),
@@ -502,10 +505,11 @@ impl ActorSystem {
         };
         let inbox = {
             let tables = self.tables();
-            match tables.actors.get(&target).filter(|e| e.is_live()) {
-                None => None,
-                Some(entry) => Some(entry.inbox.clone().ok_or(entry.type_name)),
-            }
+            tables
+                .actors
+                .get(&target)
+                .filter(|e| e.is_live())
+                .map(|entry| entry.inbox.clone().ok_or(entry.type_name))
         };
         let inbox = match inbox {
             None => return refuse(Failure::NoSuchActor, reply),
@@ -672,6 +676,30 @@ impl ActorSystem {
             .count()
     }
 
+    /// Waits for a local actor (of any message type) to end and says how. `None` if
+    /// no such actor runs here.
+    pub fn exit_of(
+        &self,
+        id: ActorId,
+    ) -> Option<impl std::future::Future<Output = super::Exit> + Send + 'static> {
+        let mut rx = self
+            .tables()
+            .actors
+            .get(&id)
+            .filter(|e| e.is_live())
+            .map(|e| e.shared.subscribe_exit())?;
+        Some(async move {
+            loop {
+                if let Some(exit) = rx.borrow_and_update().clone() {
+                    return exit;
+                }
+                if rx.changed().await.is_err() {
+                    return super::Exit::Failed("exit channel closed".into());
+                }
+            }
+        })
+    }
+
     /// Stops one actor and waits for it to end (killing it after the stop timeout).
     /// Returns `false` if no such actor runs here.
     pub async fn stop(&self, id: ActorId) -> bool {
@@ -706,7 +734,7 @@ impl ActorSystem {
             if live.is_empty() {
                 break;
             }
-            live.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            live.sort_unstable_by_key(|(incarnation, _, _)| std::cmp::Reverse(*incarnation));
             let mut exits = Vec::with_capacity(live.len());
             for (_, cell, shared) in &live {
                 exits.push(shared.subscribe_exit());

@@ -391,6 +391,22 @@ struct Link {
     shared: Arc<Shared>,
 }
 
+impl Link {
+    fn admit(&self, node: NodeId) -> Result<(), LinkError> {
+        if self.shared.closed.load(SeqCst) || !self.shared.admitted(&node) {
+            return Err(LinkError::Unreachable);
+        }
+        Ok(())
+    }
+
+    fn push(&self, node: NodeId, out: Outgoing) -> Result<(), LinkError> {
+        self.shared
+            .cmd
+            .send(Command::Send { node, out })
+            .map_err(|_| LinkError::Unreachable)
+    }
+}
+
 impl RemoteLink for Link {
     fn locate(&self, id: ActorId) -> NodeId {
         id.origin
@@ -405,56 +421,37 @@ impl RemoteLink for Link {
             .map(|l| (l.node, l.actor))
     }
 
-    fn try_send(&self, node: NodeId, out: Outgoing) -> Result<(), (LinkError, Outgoing)> {
-        if self.shared.closed.load(SeqCst) || !self.shared.admitted(&node) {
-            return Err((LinkError::Unreachable, out));
-        }
+    fn try_send(&self, node: NodeId, out: Outgoing) -> Result<(), LinkError> {
+        self.admit(node)?;
         if !self.shared.gate(node).try_acquire() {
-            return Err((LinkError::WindowFull, out));
+            return Err(LinkError::WindowFull);
         }
-        self.shared
-            .cmd
-            .send(Command::Send { node, out })
-            .map_err(|e| match e.0 {
-                Command::Send { out, .. } => (LinkError::Unreachable, out),
-                _ => unreachable_command(),
-            })
+        self.push(node, out)
     }
 
     fn send(
         self: Arc<Self>,
         node: NodeId,
         out: Outgoing,
-    ) -> BoxFuture<'static, Result<(), (LinkError, Outgoing)>> {
+    ) -> BoxFuture<'static, Result<(), LinkError>> {
         Box::pin(async move {
-            let mut out = out;
             loop {
+                self.admit(node)?;
                 let gate = self.shared.gate(node);
                 let notified = gate.space.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 gate.waiters.fetch_add(1, SeqCst);
-                let result = self.try_send(node, out);
-                match result {
-                    Err((LinkError::WindowFull, back)) => {
-                        out = back;
-                        notified.await;
-                        gate.waiters.fetch_sub(1, SeqCst);
-                    }
-                    other => {
-                        gate.waiters.fetch_sub(1, SeqCst);
-                        return other;
-                    }
+                let acquired = gate.try_acquire();
+                if acquired {
+                    gate.waiters.fetch_sub(1, SeqCst);
+                    return self.push(node, out);
                 }
+                notified.await;
+                gate.waiters.fetch_sub(1, SeqCst);
             }
         })
     }
-}
-
-#[cold]
-fn unreachable_command<T>() -> T {
-    // `try_send` only ever sends `Command::Send`, so a returned command is one.
-    panic!("mesh command channel returned a different command")
 }
 
 impl Mesh {
@@ -992,7 +989,7 @@ enum Wake {
     Inbound(Option<(NodeId, Vec<Frame>)>),
     Slow((NodeId, u64, Result<(), Failure>)),
     WriterDone(NodeId),
-    Swarm(SwarmEvent<BehaviourEvent>),
+    Swarm(Box<SwarmEvent<BehaviourEvent>>),
     Timer,
     Sweep,
 }
@@ -1020,7 +1017,7 @@ impl Driver {
                 b = self.inbound_rx.recv() => Wake::Inbound(b),
                 Some(Ok(done)) = self.slow.join_next(), if !self.slow.is_empty() => Wake::Slow(done),
                 Some(Ok(node)) = self.writers.join_next(), if !self.writers.is_empty() => Wake::WriterDone(node),
-                ev = self.swarm.select_next_some() => Wake::Swarm(ev),
+                ev = self.swarm.select_next_some() => Wake::Swarm(Box::new(ev)),
                 _ = &mut timer => Wake::Timer,
                 _ = sweep.tick() => Wake::Sweep,
             };
@@ -1046,7 +1043,7 @@ impl Driver {
                 }
                 Wake::Slow((peer, seq, outcome)) => self.slow_done(peer, seq, outcome),
                 Wake::WriterDone(node) => self.writer_done(node),
-                Wake::Swarm(event) => self.handle_swarm(event),
+                Wake::Swarm(event) => self.handle_swarm(*event),
                 Wake::Timer => {
                     let now = self.now();
                     self.cluster.handle_timeout(now);
@@ -1055,12 +1052,13 @@ impl Driver {
             }
             self.flush();
             timer.as_mut().reset(self.deadline());
-            if let Some((until, _)) = &self.leaving
-                && Instant::now() >= *until
+            if self
+                .leaving
+                .as_ref()
+                .is_some_and(|(until, _)| Instant::now() >= *until)
+                && let Some((_, done)) = self.leaving.take()
             {
-                if let Some((_, done)) = self.leaving.take() {
-                    let _ = done.send(());
-                }
+                let _ = done.send(());
             }
         }
     }
@@ -1149,14 +1147,14 @@ impl Driver {
 
     fn handle_inbound(&mut self, peer: NodeId, frames: Vec<Frame>) {
         for frame in frames {
-            if let Some(held) = self.held.get_mut(&peer) {
-                if matches!(frame, Frame::Data(_)) {
-                    if held.len() < HELD_FRAMES_MAX {
-                        held.push_back(frame);
-                    }
-                    // Beyond the bound the frame is dropped; the sender retransmits it.
-                    continue;
+            if let Some(held) = self.held.get_mut(&peer)
+                && matches!(frame, Frame::Data(_))
+            {
+                if held.len() < HELD_FRAMES_MAX {
+                    held.push_back(frame);
                 }
+                // Beyond the bound the frame is dropped; the sender retransmits it.
+                continue;
             }
             self.handle_frame(peer, frame);
         }

@@ -1,0 +1,273 @@
+//! The node agent: the actor through which other nodes act on this one.
+//!
+//! Every meshed node runs one agent under the well-known id `(node, 0)`, so any node
+//! can reach any other's agent without a registry lookup. It spawns actors of
+//! registered kinds (remote spawn), stops them, and watches them for others: when a
+//! watched actor ends, the agent tells the watcher's exit relay.
+//!
+//! The watching side ([`Watches`]) also fails every watch on a node the moment the
+//! mesh declares that node dead, so a watcher learns of a child's death whether the
+//! child crashed or its whole node did.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use plexus_actors::runtime::{
+    Actor, ActorError, ActorRef, ActorSystem, Context, Exit, KindArgs, Message, SpawnOptions, Wire,
+};
+use plexus_actors::{ActorId, NodeId};
+use plexus_mesh::runtime::Mesh;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+
+/// The agent's local number on every node.
+pub const AGENT_LOCAL_ID: u64 = 0;
+/// The exit relay's local number on every node.
+pub const RELAY_LOCAL_ID: u64 = 1;
+/// Most watches one agent serves at once; more are refused.
+pub const WATCHES_MAX: usize = 100_000;
+
+/// The agent of `node`.
+pub fn agent_id(node: NodeId) -> ActorId {
+    ActorId::new(node, AGENT_LOCAL_ID)
+}
+
+/// Requests to a node's agent.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum AgentMsg {
+    /// Start an actor of a registered kind here; register `name` cluster-wide if set.
+    Spawn {
+        /// The kind.
+        kind: String,
+        /// Its arguments.
+        args: KindArgs,
+        /// A cluster-wide name for it.
+        name: Option<String>,
+    },
+    /// Stop a local actor.
+    Stop {
+        /// The actor.
+        actor: ActorId,
+    },
+    /// Tell `relay` when `actor` ends.
+    Watch {
+        /// The actor.
+        actor: ActorId,
+        /// Where to send the notice.
+        relay: ActorRef<ExitNotice>,
+    },
+}
+
+/// The agent's answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentReply {
+    /// Spawned with this id.
+    Spawned(ActorId),
+    /// Whether the actor was running.
+    Stopped(bool),
+    /// Whether the watch was set (false: no such actor).
+    Watching(bool),
+    /// The request failed; the string says why.
+    Error(String),
+}
+
+impl Message for AgentMsg {
+    type Reply = AgentReply;
+    const WIRE: Option<Wire<Self>> = Some(Wire::serde());
+}
+
+/// An actor ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitNotice {
+    /// Which.
+    pub actor: ActorId,
+    /// `None` for a normal stop, else why it failed.
+    pub failure: Option<String>,
+}
+
+impl Message for ExitNotice {
+    type Reply = ();
+    const WIRE: Option<Wire<Self>> = Some(Wire::serde());
+}
+
+pub(crate) struct Agent {
+    pub(crate) mesh: Mesh,
+}
+
+pub(crate) struct AgentState {
+    watchers: JoinSet<()>,
+}
+
+impl Actor for Agent {
+    type Msg = AgentMsg;
+    type State = AgentState;
+    type Args = ();
+
+    async fn started(&self, _: &Context<AgentMsg>, _: ()) -> Result<AgentState, ActorError> {
+        Ok(AgentState {
+            watchers: JoinSet::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        ctx: &Context<AgentMsg>,
+        msg: AgentMsg,
+        st: &mut AgentState,
+    ) -> Result<AgentReply, ActorError> {
+        let system = ctx.system();
+        while st.watchers.try_join_next().is_some() {}
+        Ok(match msg {
+            AgentMsg::Spawn { kind, args, name } => match system
+                .spawn_kind(&kind, args, SpawnOptions::default())
+                .await
+            {
+                Ok(id) => match name {
+                    Some(name) => match self.mesh.register(&name, id).await {
+                        Ok(Ok(())) => AgentReply::Spawned(id),
+                        Ok(Err(e)) => {
+                            system.stop(id).await;
+                            AgentReply::Error(e.to_string())
+                        }
+                        Err(e) => AgentReply::Error(e.to_string()),
+                    },
+                    None => AgentReply::Spawned(id),
+                },
+                Err(e) => AgentReply::Error(e.to_string()),
+            },
+            AgentMsg::Stop { actor } => AgentReply::Stopped(system.stop(actor).await),
+            AgentMsg::Watch { actor, relay } => {
+                if st.watchers.len() >= WATCHES_MAX {
+                    return Ok(AgentReply::Error(format!(
+                        "this node serves {WATCHES_MAX} watches already"
+                    )));
+                }
+                match system.exit_of(actor) {
+                    Some(exit) => {
+                        st.watchers.spawn(async move {
+                            let failure = match exit.await {
+                                Exit::Normal => None,
+                                Exit::Failed(why) => Some(why),
+                                other => Some(format!("{other:?}")),
+                            };
+                            let _ = relay.tell(ExitNotice { actor, failure }).await;
+                        });
+                        AgentReply::Watching(true)
+                    }
+                    None => AgentReply::Watching(false),
+                }
+            }
+        })
+    }
+}
+
+/// The watchers of one remote actor, and the node it lives on.
+type Watchers = (NodeId, Vec<oneshot::Sender<Exit>>);
+
+/// Watches this node holds on actors elsewhere.
+#[derive(Default)]
+pub struct Watches {
+    table: Mutex<BTreeMap<ActorId, Watchers>>,
+}
+
+impl Watches {
+    pub(crate) fn add(&self, actor: ActorId, node: NodeId, tx: oneshot::Sender<Exit>) {
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(actor)
+            .or_insert((node, Vec::new()))
+            .1
+            .push(tx);
+    }
+
+    pub(crate) fn resolve(&self, actor: ActorId, exit: Exit) {
+        let waiters = self
+            .table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&actor);
+        for tx in waiters.map(|(_, w)| w).unwrap_or_default() {
+            let _ = tx.send(exit.clone());
+        }
+    }
+
+    /// Fails every watch on an actor hosted by `node`.
+    pub(crate) fn node_died(&self, node: NodeId) {
+        let lost: Vec<ActorId> = {
+            let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            table
+                .iter()
+                .filter(|(_, (n, _))| *n == node)
+                .map(|(a, _)| *a)
+                .collect()
+        };
+        for actor in lost {
+            self.resolve(
+                actor,
+                Exit::Failed(format!("its node {} died", node.short())),
+            );
+        }
+    }
+}
+
+pub(crate) struct Relay {
+    pub(crate) watches: Arc<Watches>,
+}
+
+impl Actor for Relay {
+    type Msg = ExitNotice;
+    type State = ();
+    type Args = ();
+
+    async fn started(&self, _: &Context<ExitNotice>, _: ()) -> Result<(), ActorError> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: &Context<ExitNotice>,
+        notice: ExitNotice,
+        _: &mut (),
+    ) -> Result<(), ActorError> {
+        let exit = match notice.failure {
+            None => Exit::Normal,
+            Some(why) => Exit::Failed(why),
+        };
+        self.watches.resolve(notice.actor, exit);
+        Ok(())
+    }
+}
+
+/// Spawns the agent and the relay with their well-known ids.
+pub(crate) async fn start(
+    system: &ActorSystem,
+    mesh: Mesh,
+    watches: Arc<Watches>,
+) -> Result<(), plexus_actors::runtime::SpawnError> {
+    let node = system.node_id();
+    system
+        .spawn_with(
+            Agent { mesh },
+            (),
+            SpawnOptions {
+                id: Some(agent_id(node)),
+                kind: Some("plexus.agent".into()),
+                ..SpawnOptions::default()
+            },
+        )
+        .await?;
+    system
+        .spawn_with(
+            Relay { watches },
+            (),
+            SpawnOptions {
+                id: Some(ActorId::new(node, RELAY_LOCAL_ID)),
+                kind: Some("plexus.relay".into()),
+                ..SpawnOptions::default()
+            },
+        )
+        .await?;
+    Ok(())
+}

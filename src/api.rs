@@ -1,0 +1,277 @@
+//! The node's local HTTP API (JSON, loopback by default).
+//!
+//! | method | path            | does |
+//! |--------|-----------------|------|
+//! | GET    | `/v1/node`      | this node: id, addresses, allowlist version, detection bound |
+//! | GET    | `/v1/members`   | the membership view |
+//! | GET    | `/v1/names`     | the cluster registry |
+//! | GET    | `/v1/actors`    | actors running on this node |
+//! | POST   | `/v1/actors`    | spawn `{kind, config?, name?, node?}` here or on `node` |
+//! | POST   | `/v1/ask`       | ask an `echo` actor `{name \| actor+node, text}` |
+//! | POST   | `/v1/tell`      | tell an `echo` actor `{actor, node, text}` |
+//! | GET    | `/v1/stats`     | mesh counters |
+//! | GET    | `/metrics`      | the same, and actor gauges, in Prometheus text format |
+//!
+//! Bad requests get `400` with `{"error": ...}`; unknown names `404`; failures of
+//! other nodes `502`. Request bodies are limited to 1 MiB.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use plexus_actors::runtime::KindArgs;
+use plexus_actors::{ActorId, NodeId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Node;
+use crate::kinds::EchoMsg;
+
+/// Largest request body accepted.
+pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Shared by every handler.
+pub struct Api {
+    /// The node served.
+    pub node: Arc<Node>,
+    /// The address the API listens on.
+    pub addr: std::net::SocketAddr,
+}
+
+/// An API error: a status and a message.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn parse_node(text: &str) -> Result<NodeId, ApiError> {
+    text.parse().map_err(|e| bad(format!("`node`: {e}")))
+}
+
+fn parse_actor(text: &str) -> Result<ActorId, ApiError> {
+    text.parse().map_err(|e| bad(format!("`actor`: {e}")))
+}
+
+/// The router.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/v1/node", get(node_info))
+        .route("/v1/members", get(members))
+        .route("/v1/names", get(names))
+        .route("/v1/actors", get(actors).post(spawn))
+        .route("/v1/ask", post(ask))
+        .route("/v1/tell", post(tell))
+        .route("/v1/stats", get(stats))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(api)
+}
+
+async fn node_info(State(api): State<Arc<Api>>) -> Json<Value> {
+    let node = &api.node;
+    let mesh = node.mesh();
+    Json(json!({
+        "id": node.id().to_string(),
+        "api": format!("http://{}", api.addr),
+        "listen": mesh.map(|m| m.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
+        "allowlist_version": mesh.map(|m| m.allowlist().allowlist.version),
+        "detection_bound_ms": mesh.map(|m| m.detection_bound().as_millis() as u64),
+        "actors": node.system().actor_count(),
+    }))
+}
+
+async fn members(State(api): State<Arc<Api>>) -> Json<Value> {
+    Json(json!(
+        api.node.mesh().map(|m| m.members()).unwrap_or_default()
+    ))
+}
+
+async fn names(State(api): State<Arc<Api>>) -> Json<Value> {
+    let names: serde_json::Map<String, Value> = api
+        .node
+        .mesh()
+        .map(|m| m.names())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, l)| {
+            (
+                n,
+                json!({ "node": l.node.to_string(), "actor": l.actor.to_string() }),
+            )
+        })
+        .collect();
+    Json(Value::Object(names))
+}
+
+async fn actors(State(api): State<Arc<Api>>) -> Json<Value> {
+    let list: Vec<Value> = api
+        .node
+        .system()
+        .actors()
+        .into_iter()
+        .map(|a| {
+            json!({
+                "id": a.id.to_string(),
+                "name": a.name,
+                "kind": a.kind,
+                "message_type": a.message_type,
+                "mailbox_depth": a.mailbox_depth,
+                "mailbox_capacity": a.mailbox_capacity,
+                "handled": a.handled,
+            })
+        })
+        .collect();
+    Json(json!(list))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpawnRequest {
+    kind: String,
+    #[serde(default)]
+    config: Value,
+    name: Option<String>,
+    node: Option<String>,
+}
+
+async fn spawn(
+    State(api): State<Arc<Api>>,
+    Json(req): Json<SpawnRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let target = match &req.node {
+        Some(n) => parse_node(n)?,
+        None => api.node.id(),
+    };
+    let args = KindArgs::config(if req.config.is_null() {
+        json!({})
+    } else {
+        req.config
+    });
+    let id = api
+        .node
+        .spawn_on(target, &req.kind, args, req.name.as_deref())
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    Ok(Json(
+        json!({ "actor": id.to_string(), "node": target.to_string() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageRequest {
+    name: Option<String>,
+    actor: Option<String>,
+    node: Option<String>,
+    text: String,
+}
+
+fn echo_ref(api: &Api, req: &MessageRequest) -> Result<plexus_actors::ActorRef<EchoMsg>, ApiError> {
+    if let Some(name) = &req.name {
+        return api.node.resolve_name::<EchoMsg>(name).ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no actor is registered as `{name}`"),
+            )
+        });
+    }
+    let actor = parse_actor(
+        req.actor
+            .as_deref()
+            .ok_or_else(|| bad("give `name`, or `actor` and `node`"))?,
+    )?;
+    let node = match &req.node {
+        Some(n) => parse_node(n)?,
+        None => actor.origin,
+    };
+    Ok(api.node.resolve_at(actor, node))
+}
+
+async fn ask(
+    State(api): State<Arc<Api>>,
+    Json(req): Json<MessageRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let target = echo_ref(&api, &req)?;
+    let reply = target
+        .ask(EchoMsg { text: req.text })
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    Ok(Json(json!(reply)))
+}
+
+async fn tell(
+    State(api): State<Arc<Api>>,
+    Json(req): Json<MessageRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let target = echo_ref(&api, &req)?;
+    target
+        .try_tell(EchoMsg { text: req.text })
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(json!({ "queued": true })))
+}
+
+async fn stats(State(api): State<Arc<Api>>) -> Json<Value> {
+    Json(json!(api.node.mesh().map(|m| m.stats())))
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> String {
+    let mut out = String::new();
+    let system = api.node.system();
+    let actors = system.actors();
+    let _ = writeln!(
+        out,
+        "# TYPE plexus_actors gauge\nplexus_actors {}",
+        actors.len()
+    );
+    let _ = writeln!(out, "# TYPE plexus_mailbox_depth gauge");
+    for a in &actors {
+        let _ = writeln!(
+            out,
+            "plexus_mailbox_depth{{actor=\"{}\",kind=\"{}\"}} {}",
+            a.id,
+            a.kind.as_deref().unwrap_or(""),
+            a.mailbox_depth
+        );
+    }
+    let _ = writeln!(out, "# TYPE plexus_messages_handled_total counter");
+    let handled: u64 = actors.iter().map(|a| a.handled).sum();
+    let _ = writeln!(out, "plexus_messages_handled_total {handled}");
+    if let Some(mesh) = api.node.mesh() {
+        let s = mesh.stats();
+        for (name, value) in [
+            ("frames_in_total", s.frames_in),
+            ("frames_out_total", s.frames_out),
+            ("malformed_frames_total", s.malformed_frames),
+            ("unadmitted_dropped_total", s.unadmitted_dropped),
+            ("connections_refused_total", s.connections_refused),
+            ("remote_delivered_total", s.delivered),
+            ("remote_refused_total", s.refused),
+            ("retransmitted_total", s.retransmitted),
+        ] {
+            let _ = writeln!(
+                out,
+                "# TYPE plexus_mesh_{name} counter\nplexus_mesh_{name} {value}"
+            );
+        }
+        let _ = writeln!(out, "# TYPE plexus_mesh_members gauge");
+        let mut by_state = std::collections::BTreeMap::<String, u64>::new();
+        for m in mesh.members() {
+            *by_state.entry(m.state).or_default() += 1;
+        }
+        for (state, n) in by_state {
+            let _ = writeln!(out, "plexus_mesh_members{{state=\"{state}\"}} {n}");
+        }
+    }
+    out
+}

@@ -1,0 +1,191 @@
+//! `plexus node`: run one node of a cluster until SIGINT or SIGTERM.
+//!
+//! It prints one JSON object per line on stdout: first `{"event":"ready",...}` with
+//! the node id, listen addresses and API address, then mesh events as they happen
+//! (`member_joined`, `member_died`, `name_bound`, `connection_refused`...). Logs go
+//! to stderr.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use plexus_mesh::cluster::ClusterConfig;
+use plexus_mesh::runtime::{MeshConfig, load_or_create_node_key};
+
+use super::CliError;
+use crate::api::{Api, router};
+use crate::config::{NodeFile, NodeSettings, read_file};
+
+/// Flags of `plexus node`; each overrides the config file.
+#[derive(Debug, Default, clap::Args)]
+pub struct NodeArgs {
+    /// A TOML config file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Keys and state (default: the XDG data dir).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Listen multiaddr (repeatable).
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// Bootstrap peer multiaddr (repeatable).
+    #[arg(long)]
+    pub bootstrap: Vec<String>,
+    /// The signed allowlist file.
+    #[arg(long)]
+    pub allowlist: Option<PathBuf>,
+    /// The local HTTP API address (default 127.0.0.1:7070; port 0 picks one).
+    #[arg(long)]
+    pub api: Option<String>,
+}
+
+fn settle(args: NodeArgs) -> Result<NodeSettings, CliError> {
+    let mut file = match &args.config {
+        Some(path) => read_file(path).map_err(|e| CliError::Input(e.to_string()))?,
+        None => NodeFile::default(),
+    };
+    if args.data_dir.is_some() {
+        file.data_dir = args.data_dir;
+    }
+    if !args.listen.is_empty() {
+        file.listen = args.listen;
+    }
+    if !args.bootstrap.is_empty() {
+        file.bootstrap = args.bootstrap;
+    }
+    if args.allowlist.is_some() {
+        file.allowlist = args.allowlist;
+    }
+    if args.api.is_some() {
+        file.api = args.api;
+    }
+    file.settle().map_err(|e| CliError::Input(e.to_string()))
+}
+
+fn emit(value: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
+    let settings = settle(args)?;
+    // Validate everything before writing anything (the key is the only write).
+    let allowlist = super::keys::load_allowlist(&settings.allowlist)?;
+    let key = load_or_create_node_key(&settings.data_dir, || crate::node::ephemeral_key().seed())
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(settings.api)
+        .await
+        .map_err(|e| CliError::Input(format!("cannot bind the API on {}: {e}", settings.api)))?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+
+    let mut mesh_config = MeshConfig::new(key, allowlist);
+    mesh_config.listen = settings.listen.clone();
+    mesh_config.bootstrap = settings.bootstrap.clone();
+    mesh_config.resources = settings.resources;
+    mesh_config.tags = settings.tags.clone();
+    mesh_config.cluster = ClusterConfig {
+        membership: settings.membership.clone(),
+        ..ClusterConfig::default()
+    };
+    let mut builder = crate::Node::builder();
+    if let Some(capacity) = settings.mailbox_capacity {
+        builder = builder.mailbox_capacity(capacity);
+    }
+    let node = Arc::new(
+        builder
+            .start_meshed(mesh_config)
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))?,
+    );
+    let Some(mesh) = node.mesh().cloned() else {
+        return Err(CliError::Failed("no mesh".into()));
+    };
+    let mut events = mesh.subscribe();
+
+    // Wait for the transport to report its addresses, so `ready` carries them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while mesh.listen_addrs().is_empty() {
+        if tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .is_err()
+        {
+            return Err(CliError::Failed(
+                "the transport reported no listen address within 10 s".into(),
+            ));
+        }
+    }
+    let listen: Vec<String> = mesh
+        .listen_addrs()
+        .iter()
+        .map(Multiaddr::to_string)
+        .collect();
+    emit(serde_json::json!({
+        "event": "ready",
+        "node": node.id().to_string(),
+        "listen": listen,
+        "api": format!("http://{api_addr}"),
+        "data_dir": settings.data_dir,
+        "detection_bound_ms": mesh.detection_bound().as_millis() as u64,
+    }));
+
+    let api = Arc::new(Api {
+        node: node.clone(),
+        addr: api_addr,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router(api))
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+    let printer = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(event) => emit(serde_json::to_value(&event).unwrap_or_default()),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    emit(serde_json::json!({ "event": "events_dropped", "count": n }));
+                }
+                Err(_) => break,
+            }
+        }
+    });
+
+    let signal = wait_for_signal().await;
+    tracing::info!(%signal, "shutting down");
+    node.shutdown().await;
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    printer.abort();
+    emit(serde_json::json!({ "event": "stopped", "signal": signal }));
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

@@ -1,0 +1,394 @@
+//! The node daemon's configuration: a TOML file, overridden by command-line flags.
+//!
+//! ```toml
+//! data_dir = "/var/lib/plexus"            # keys and state; default: the XDG data dir
+//! listen = ["/ip4/0.0.0.0/tcp/7000"]     # multiaddrs
+//! bootstrap = ["/ip4/10.0.0.1/tcp/7000/p2p/12D3KooW..."]
+//! allowlist = "/etc/plexus/allowlist.bin" # default: <data_dir>/network/allowlist.bin
+//! api = "127.0.0.1:7070"                 # the local HTTP API (loopback by default)
+//! mailbox_capacity = 1024
+//!
+//! [resources]                            # what this node offers
+//! cpu = 4.0                              # cores
+//! memory = "8GiB"
+//! gpus = 0
+//!
+//! [tags]                                 # added to the allowlist entry's tags
+//! zone = "a"
+//!
+//! [membership]                           # failure detection tuning
+//! probe_interval = "1s"
+//! probe_timeout = "400ms"
+//! suspicion_mult = 4
+//! sync_interval = "30s"
+//! ```
+//!
+//! Every error names the field (and, for syntax, the line); nothing is written until
+//! the whole configuration is valid.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use plexus_mesh::membership::MembershipConfig;
+use plexus_mesh::resources::Resources;
+use serde::Deserialize;
+
+/// Default loopback address of the local HTTP API.
+pub const API_DEFAULT: &str = "127.0.0.1:7070";
+/// Default listen address.
+pub const LISTEN_DEFAULT: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// The file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// Keys and state.
+    pub data_dir: Option<PathBuf>,
+    /// Listen multiaddrs.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Bootstrap multiaddrs.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// The signed allowlist file.
+    pub allowlist: Option<PathBuf>,
+    /// The HTTP API address.
+    pub api: Option<String>,
+    /// Default mailbox capacity.
+    pub mailbox_capacity: Option<usize>,
+    /// Offered resources.
+    #[serde(default)]
+    pub resources: ResourcesFile,
+    /// Extra tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Membership tuning.
+    #[serde(default)]
+    pub membership: MembershipFile,
+}
+
+/// `[resources]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesFile {
+    /// Cores (fractions allowed).
+    pub cpu: Option<f64>,
+    /// Memory, e.g. `"8GiB"`.
+    pub memory: Option<String>,
+    /// GPUs.
+    pub gpus: Option<u32>,
+}
+
+/// `[membership]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipFile {
+    /// e.g. `"1s"`.
+    pub probe_interval: Option<String>,
+    /// e.g. `"400ms"`.
+    pub probe_timeout: Option<String>,
+    /// Suspicion multiplier.
+    pub suspicion_mult: Option<u32>,
+    /// e.g. `"30s"`.
+    pub sync_interval: Option<String>,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// Keys and state.
+    pub data_dir: PathBuf,
+    /// Listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peers.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Allowlist file.
+    pub allowlist: PathBuf,
+    /// API address.
+    pub api: SocketAddr,
+    /// Default mailbox capacity.
+    pub mailbox_capacity: Option<usize>,
+    /// Offered resources.
+    pub resources: Resources,
+    /// Extra tags.
+    pub tags: BTreeMap<String, String>,
+    /// Membership tuning.
+    pub membership: MembershipConfig,
+}
+
+/// Why a configuration was refused. Always the operator's fault; names the field.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse, or has an unknown key (the message gives the line).
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A field has an impossible value.
+    #[error("invalid `{field}`: {reason}")]
+    Field {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn field(field: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The default data directory: `$XDG_DATA_HOME/plexus` (or the platform's equivalent).
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("plexus")
+}
+
+/// Reads a config file.
+pub fn read_file(path: &Path) -> Result<NodeFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+/// Parses `8GiB`, `512MiB`, `1.5GB`, `1024` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 8GiB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" | "k" => 1024.0,
+        "mib" | "m" => 1024.0 * 1024.0,
+        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
+        "tib" | "t" => 1024.0_f64.powi(4),
+        other => return Err(format!("unknown size unit `{other}` in `{text}`")),
+    };
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("`{text}` is not a size"));
+    }
+    Ok((value * mult) as u64)
+}
+
+fn duration(
+    name: &str,
+    value: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => {
+            let d = humantime::parse_duration(v).map_err(|e| field(name, format!("`{v}`: {e}")))?;
+            if d.is_zero() {
+                return Err(field(name, "must be greater than zero"));
+            }
+            Ok(d)
+        }
+    }
+}
+
+impl NodeFile {
+    /// Validates and fills defaults.
+    pub fn settle(self) -> Result<NodeSettings, ConfigError> {
+        let data_dir = self.data_dir.unwrap_or_else(default_data_dir);
+        let parse_addrs = |name: &str, list: &[String]| -> Result<Vec<Multiaddr>, ConfigError> {
+            list.iter()
+                .map(|a| {
+                    a.parse::<Multiaddr>()
+                        .map_err(|e| field(name, format!("`{a}`: {e}")))
+                })
+                .collect()
+        };
+        let mut listen = parse_addrs("listen", &self.listen)?;
+        if listen.is_empty() {
+            listen.push(
+                LISTEN_DEFAULT
+                    .parse()
+                    .map_err(|e| field("listen", format!("{e}")))?,
+            );
+        }
+        let bootstrap = parse_addrs("bootstrap", &self.bootstrap)?;
+        let api_text = self.api.unwrap_or_else(|| API_DEFAULT.to_string());
+        let api: SocketAddr = api_text
+            .parse()
+            .map_err(|e| field("api", format!("`{api_text}`: {e}")))?;
+        if let Some(0) = self.mailbox_capacity {
+            return Err(field("mailbox_capacity", "must be at least 1"));
+        }
+        let cpu = self.resources.cpu.unwrap_or(0.0);
+        if !cpu.is_finite() || cpu < 0.0 {
+            return Err(field(
+                "resources.cpu",
+                format!("{cpu} is not a number of cores"),
+            ));
+        }
+        let memory_bytes = match &self.resources.memory {
+            Some(m) => parse_size(m).map_err(|e| field("resources.memory", e))?,
+            None => 0,
+        };
+        let resources = Resources {
+            cpu_millis: (cpu * 1000.0) as u64,
+            memory_bytes,
+            gpus: self.resources.gpus.unwrap_or(0),
+        };
+        for key in self.tags.keys() {
+            plexus_mesh::resources::parse_tag(key).map_err(|e| field("tags", e))?;
+        }
+        let defaults = MembershipConfig::default();
+        let membership = MembershipConfig {
+            probe_interval: duration(
+                "membership.probe_interval",
+                &self.membership.probe_interval,
+                defaults.probe_interval,
+            )?,
+            probe_timeout: duration(
+                "membership.probe_timeout",
+                &self.membership.probe_timeout,
+                defaults.probe_timeout,
+            )?,
+            sync_interval: duration(
+                "membership.sync_interval",
+                &self.membership.sync_interval,
+                defaults.sync_interval,
+            )?,
+            suspicion_mult: match self.membership.suspicion_mult {
+                Some(0) => return Err(field("membership.suspicion_mult", "must be at least 1")),
+                Some(m) => m,
+                None => defaults.suspicion_mult,
+            },
+            ..defaults
+        };
+        if membership.probe_timeout >= membership.probe_interval {
+            return Err(field(
+                "membership.probe_timeout",
+                "must be shorter than membership.probe_interval",
+            ));
+        }
+        let allowlist = self
+            .allowlist
+            .unwrap_or_else(|| data_dir.join("network").join("allowlist.bin"));
+        Ok(NodeSettings {
+            data_dir,
+            listen,
+            bootstrap,
+            allowlist,
+            api,
+            mailbox_capacity: self.mailbox_capacity,
+            resources,
+            tags: self.tags,
+            membership,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settle(text: &str) -> Result<NodeSettings, ConfigError> {
+        toml::from_str::<NodeFile>(text)
+            .map_err(|e| ConfigError::Syntax {
+                path: "t.toml".into(),
+                message: e.to_string(),
+            })?
+            .settle()
+    }
+
+    #[test]
+    fn a_full_file_settles() {
+        let s = settle(
+            r#"
+data_dir = "/tmp/x"
+listen = ["/ip4/127.0.0.1/tcp/7000"]
+api = "127.0.0.1:9000"
+[resources]
+cpu = 2.5
+memory = "4GiB"
+gpus = 1
+[tags]
+zone = "a"
+[membership]
+probe_interval = "200ms"
+probe_timeout = "80ms"
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.resources,
+            Resources {
+                cpu_millis: 2500,
+                memory_bytes: 4 << 30,
+                gpus: 1
+            }
+        );
+        assert_eq!(s.membership.probe_interval, Duration::from_millis(200));
+        assert_eq!(s.allowlist, PathBuf::from("/tmp/x/network/allowlist.bin"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("listen = [\"nope\"]", "listen"),
+            ("api = \"localhost\"", "api"),
+            ("[resources]\ncpu = -1.0", "resources.cpu"),
+            ("[resources]\nmemory = \"8 parsecs\"", "resources.memory"),
+            (
+                "[membership]\nprobe_interval = \"1s\"\nprobe_timeout = \"2s\"",
+                "membership.probe_timeout",
+            ),
+            (
+                "[membership]\nprobe_interval = \"soon\"",
+                "membership.probe_interval",
+            ),
+            ("mailbox_capacity = 0", "mailbox_capacity"),
+        ];
+        for (text, name) in cases {
+            let err = settle(text).unwrap_err().to_string();
+            assert!(err.contains(name), "{text}: {err}");
+        }
+        let err = settle("bogus = 1").unwrap_err().to_string();
+        assert!(err.contains("bogus") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert!(parse_size("-1GiB").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+}
