@@ -175,6 +175,28 @@ pub fn write_delimited(frame: &[u8], max: usize, out: &mut Vec<u8>) -> Result<()
     Ok(())
 }
 
+/// Encodes `value` as a versioned frame and appends it to `out` with its length
+/// prefix, in place (no intermediate buffer). On error `out` is left as it was.
+pub fn encode_delimited_into<T: Serialize + ?Sized>(
+    value: &T,
+    max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0, WIRE_VERSION]);
+    if let Err(e) = encode_body_into(value, out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    let len = out.len() - start - 4;
+    if len > max || u32::try_from(len).is_err() {
+        out.truncate(start);
+        return Err(CodecError::Oversized { len, max });
+    }
+    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
 /// Reassembles length-delimited frames from a byte stream. Sans-IO: feed it whatever
 /// the transport read, then take whole frames out.
 ///
@@ -358,6 +380,21 @@ mod tests {
         }
         assert_eq!(seen, vec![0, 1, 2, 3, 4]);
         assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
+    fn in_place_delimited_encoding_matches_and_refuses_oversize() {
+        let mut a = Vec::new();
+        write_delimited(&encode(&sample()).unwrap(), 1 << 20, &mut a).unwrap();
+        let mut b = vec![9u8];
+        encode_delimited_into(&sample(), 1 << 20, &mut b).unwrap();
+        assert_eq!(&b[1..], &a[..]);
+        let mut c = vec![9u8];
+        assert!(matches!(
+            encode_delimited_into(&vec![0u8; 100], 10, &mut c),
+            Err(CodecError::Oversized { .. })
+        ));
+        assert_eq!(c, vec![9u8], "left untouched");
     }
 
     #[test]

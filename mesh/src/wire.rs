@@ -61,7 +61,8 @@ pub enum DataBody {
         target: ActorId,
         /// The message type's wire name; a mismatch is refused.
         message_type: String,
-        /// The encoded message.
+        /// The encoded message (a byte string on the wire, not a sequence of bytes).
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
         /// The sender's trace context.
         trace: Option<TraceContext>,
@@ -72,7 +73,8 @@ pub enum DataBody {
         target: ActorId,
         /// The message type's wire name.
         message_type: String,
-        /// The encoded message.
+        /// The encoded message (a byte string on the wire, not a sequence of bytes).
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
         /// Correlates the reply, unique per asking node and session.
         corr: u64,
@@ -84,6 +86,7 @@ pub enum DataBody {
         /// The ask's `corr`.
         corr: u64,
         /// The encoded reply, or why there is none.
+        #[serde(with = "reply_bytes")]
         result: Result<Vec<u8>, Failure>,
     },
 }
@@ -222,5 +225,44 @@ mod tests {
             }
             let _ = decode_frame(&bytes, MESH_FRAME_BYTES_MAX);
         }
+    }
+}
+
+/// Encodes a reply's bytes as a byte string.
+mod reply_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Failure;
+
+    #[derive(Serialize)]
+    enum Out<'a> {
+        Ok(&'a serde_bytes::Bytes),
+        Err(&'a Failure),
+    }
+
+    #[derive(Deserialize)]
+    enum In {
+        Ok(serde_bytes::ByteBuf),
+        Err(Failure),
+    }
+
+    pub fn serialize<S: Serializer>(
+        value: &Result<Vec<u8>, Failure>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Ok(bytes) => Out::Ok(serde_bytes::Bytes::new(bytes)),
+            Err(f) => Out::Err(f),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Result<Vec<u8>, Failure>, D::Error> {
+        Ok(match In::deserialize(d)? {
+            In::Ok(bytes) => Ok(bytes.into_vec()),
+            In::Err(f) => Err(f),
+        })
     }
 }

@@ -2,6 +2,7 @@
 //! production driver. Waits are on mesh events, each bounded by a deadline.
 
 // Driver-level tests: they run on tokio like the drivers they test.
+#![cfg(feature = "runtime")]
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::time::Duration;

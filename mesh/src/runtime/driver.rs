@@ -1332,20 +1332,21 @@ impl Driver {
                     continue;
                 }
             }
-            let Ok(bytes) = wire::encode_frame(&frame) else {
-                continue;
-            };
             let batch = batches.entry(to).or_default();
-            if codec::write_delimited(&bytes, MESH_FRAME_BYTES_MAX, batch).is_ok() {
+            if codec::encode_delimited_into(&frame, MESH_FRAME_BYTES_MAX, batch).is_ok() {
                 sent += 1;
             }
         }
-        for (to, bytes) in batches {
+        for (to, mut bytes) in batches {
             if let Some(out) = self.outs.get(&to) {
-                out.buf
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend_from_slice(&bytes);
+                let mut buf = out.buf.lock().unwrap_or_else(|p| p.into_inner());
+                if buf.is_empty() {
+                    // The writer has drained what it had: hand over the batch, no copy.
+                    std::mem::swap(&mut *buf, &mut bytes);
+                } else {
+                    buf.extend_from_slice(&bytes);
+                }
+                drop(buf);
                 out.wake.notify_one();
             }
         }
