@@ -125,7 +125,17 @@ impl Actor for Agent {
             {
                 Ok(id) => match name {
                     Some(name) => match self.mesh.register(&name, id).await {
-                        Ok(Ok(())) => AgentReply::Spawned(id),
+                        Ok(Ok(())) => {
+                            if let Some(exit) = system.exit_of(id) {
+                                st.watchers.spawn(unregister_on_exit(
+                                    self.mesh.clone(),
+                                    name,
+                                    id,
+                                    exit,
+                                ));
+                            }
+                            AgentReply::Spawned(id)
+                        }
                         Ok(Err(e)) => {
                             system.stop(id).await;
                             AgentReply::Error(e.to_string())
@@ -164,6 +174,19 @@ impl Actor for Agent {
 
 /// The watchers of one remote actor, and the node it lives on.
 type Watchers = (NodeId, Vec<oneshot::Sender<Exit>>);
+
+/// Withdraws `name` once `actor` ends, unless the name has moved on meanwhile.
+pub(crate) async fn unregister_on_exit(
+    mesh: Mesh,
+    name: String,
+    actor: ActorId,
+    exit: impl std::future::Future<Output = Exit>,
+) {
+    exit.await;
+    if mesh.lookup(&name).is_some_and(|l| l.actor == actor) {
+        let _ = mesh.unregister(&name).await;
+    }
+}
 
 /// Watches this node holds on actors elsewhere.
 #[derive(Default)]

@@ -25,6 +25,7 @@ pub mod config;
 pub mod kinds;
 pub mod node;
 pub mod stages;
+pub mod supervision;
 pub mod telemetry;
 
 pub use node::{Node, NodeBuilder, NodeConfig, NodeError};

@@ -143,13 +143,30 @@ pub fn ephemeral_key() -> NodeKey {
     NodeKey::from_seed(seed)
 }
 
-/// One Plexus node in this process.
+/// One Plexus node in this process. Cheap to clone: clones are handles to the same
+/// node.
+#[derive(Clone)]
 pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+/// A node's state, shared by its handles.
+pub struct NodeInner {
     system: ActorSystem,
     supervisors: Mutex<Vec<SupervisorRef>>,
     mesh: Option<Mesh>,
     watches: Arc<Watches>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Background work owned by the node (name cleanup on exit), aborted at shutdown.
+    tasks: Mutex<tokio::task::JoinSet<()>>,
+}
+
+impl std::ops::Deref for Node {
+    type Target = NodeInner;
+
+    fn deref(&self) -> &NodeInner {
+        &self.inner
+    }
 }
 
 impl Node {
@@ -160,11 +177,14 @@ impl Node {
         listener: Option<tokio::task::JoinHandle<()>>,
     ) -> Node {
         Node {
-            system,
-            supervisors: Mutex::new(Vec::new()),
-            mesh,
-            watches,
-            listener: Mutex::new(listener),
+            inner: Arc::new(NodeInner {
+                system,
+                supervisors: Mutex::new(Vec::new()),
+                mesh,
+                watches,
+                listener: Mutex::new(listener),
+                tasks: Mutex::new(tokio::task::JoinSet::new()),
+            }),
         }
     }
 
@@ -216,10 +236,20 @@ impl Node {
     /// node only otherwise.
     pub async fn register(&self, name: &str, actor: ActorId) -> Result<(), NodeError> {
         match &self.mesh {
-            Some(mesh) => mesh
-                .register(name, actor)
-                .await?
-                .map_err(|e| NodeError::Remote(e.to_string())),
+            Some(mesh) => {
+                mesh.register(name, actor)
+                    .await?
+                    .map_err(|e| NodeError::Remote(e.to_string()))?;
+                if let Some(exit) = self.system.exit_of(actor) {
+                    let cleanup =
+                        agent::unregister_on_exit(mesh.clone(), name.to_string(), actor, exit);
+                    self.tasks
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .spawn(cleanup);
+                }
+                Ok(())
+            }
             None => self
                 .system
                 .register(name, actor)
@@ -369,5 +399,9 @@ impl Node {
         {
             listener.abort();
         }
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .abort_all();
     }
 }

@@ -226,6 +226,26 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// The allowlist decoder's fuzz target: junk and corrupted documents are
+        /// refused with an error, never a panic, and never accepted.
+        #[test]
+        fn arbitrary_and_corrupted_documents_are_refused(junk in proptest::collection::vec(any::<u8>(), 0..256),
+                                                         flips in proptest::collection::vec((any::<usize>(), 1u8..), 1..6)) {
+            let _ = SignedAllowlist::decode(&junk);
+            let a = NodeKey::from_seed([1; 32]).node_id();
+            let mut bytes = signed(3, &[a]).encode().unwrap();
+            for (at, x) in flips {
+                let i = at % bytes.len();
+                bytes[i] ^= x;
+            }
+            prop_assert!(SignedAllowlist::decode(&bytes).is_err(), "a corrupted allowlist was accepted");
+        }
+    }
 
     fn gov() -> NodeKey {
         NodeKey::from_seed([9; 32])

@@ -62,6 +62,17 @@ pub struct Child {
 }
 
 impl Child {
+    /// A child started by a custom function (for example one that spawns on another
+    /// node and links a local proxy).
+    pub fn new(id: &str, restart: Restart, start: StartFn) -> Self {
+        Self {
+            spec: ChildSpec::new(id, restart),
+            start,
+            stop_timeout: CHILD_STOP_TIMEOUT_DEFAULT,
+            actor_id: Arc::default(),
+        }
+    }
+
     /// A child made by `make`, called again for every restart so each incarnation
     /// starts from fresh arguments.
     pub fn actor<A, F>(id: &str, restart: Restart, make: F) -> Self
