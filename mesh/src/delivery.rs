@@ -26,7 +26,7 @@
 //! small record per peer. Retransmissions continue until the peer acks or membership
 //! declares it dead, so retries are bounded by the failure-detection bound.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,6 +152,8 @@ struct OutLink {
     up: bool,
     last_progress: Time,
     was_full: bool,
+    /// Its key in `Delivery::resends`, when it has unacked frames on a live link.
+    resend_at: Option<Time>,
 }
 
 struct InLink {
@@ -178,6 +180,11 @@ pub struct Delivery {
     ready: VecDeque<NodeId>,
     events: VecDeque<DeliveryEvent>,
     stats: DeliveryStats,
+    /// Due acknowledgements, ordered by due time: `poll_transmit` and `poll_timeout`
+    /// never scan the links.
+    acks_due: BTreeSet<(Time, NodeId)>,
+    /// Retransmission deadlines of links with unacked frames.
+    resends: BTreeSet<(Time, NodeId)>,
 }
 
 impl Delivery {
@@ -192,6 +199,8 @@ impl Delivery {
             ready: VecDeque::new(),
             events: VecDeque::new(),
             stats: DeliveryStats::default(),
+            acks_due: BTreeSet::new(),
+            resends: BTreeSet::new(),
         }
     }
 
@@ -226,8 +235,44 @@ impl Delivery {
                 up: true,
                 last_progress: now,
                 was_full: false,
+                resend_at: None,
             }
         })
+    }
+
+    /// Makes `peer`'s inbound link owe an ack no later than `at`.
+    fn schedule_ack(&mut self, peer: NodeId, at: Time) {
+        let Some(link) = self.inbound.get_mut(&peer) else {
+            return;
+        };
+        match link.ack_due {
+            Some(due) if due <= at => {}
+            old => {
+                if let Some(due) = old {
+                    self.acks_due.remove(&(due, peer));
+                }
+                link.ack_due = Some(at);
+                self.acks_due.insert((at, peer));
+            }
+        }
+    }
+
+    /// Brings `peer`'s entry in `resends` in line with its link.
+    fn reindex(&mut self, peer: NodeId) {
+        let after = self.config.retransmit_after;
+        let Some(link) = self.out.get_mut(&peer) else {
+            return;
+        };
+        let want = (link.up && link.cursor > 0).then(|| link.last_progress + after);
+        if want != link.resend_at {
+            if let Some(old) = link.resend_at {
+                self.resends.remove(&(old, peer));
+            }
+            if let Some(at) = want {
+                self.resends.insert((at, peer));
+            }
+            link.resend_at = want;
+        }
     }
 
     /// Queues `body` for `peer`. Returns its seq, or the body back if the window is
@@ -272,6 +317,7 @@ impl Delivery {
                 self.ready.push_back(peer);
             }
         }
+        self.reindex(peer);
     }
 
     /// The transport to `peer` is down: hold frames until it is back.
@@ -279,10 +325,17 @@ impl Delivery {
         if let Some(link) = self.out.get_mut(&peer) {
             link.up = false;
         }
+        self.reindex(peer);
     }
 
     /// `peer` was declared dead: fail its unacked frames and forget both directions.
     pub fn peer_failed(&mut self, peer: NodeId) {
+        if let Some(due) = self.inbound.get(&peer).and_then(|l| l.ack_due) {
+            self.acks_due.remove(&(due, peer));
+        }
+        if let Some(at) = self.out.get(&peer).and_then(|l| l.resend_at) {
+            self.resends.remove(&(at, peer));
+        }
         if let Some(link) = self.out.remove(&peer)
             && !link.queue.is_empty()
         {
@@ -323,7 +376,7 @@ impl Delivery {
             // A retransmission of something already done: make sure the sender hears.
             self.stats.duplicates += 1;
             link.acked = link.acked.min(frame.seq.saturating_sub(1));
-            link.ack_due.get_or_insert(now);
+            self.schedule_ack(from, now);
             return Inbound::Duplicate;
         }
         if frame.seq != link.completed + 1 || link.delivered != link.completed {
@@ -350,10 +403,12 @@ impl Delivery {
         if let Err(failure) = outcome {
             link.refused.push((seq, failure));
         }
-        link.ack_due.get_or_insert(now + self.config.ack_delay);
-        if link.completed - link.acked >= self.config.ack_every {
-            link.ack_due = Some(now);
-        }
+        let due = if link.completed - link.acked >= self.config.ack_every {
+            now
+        } else {
+            now + self.config.ack_delay
+        };
+        self.schedule_ack(from, due);
     }
 
     /// An acknowledgement from `from` for frames this node sent.
@@ -391,39 +446,56 @@ impl Delivery {
         }
         if progressed {
             link.last_progress = now;
+            let epoch = link.epoch;
+            let reopened = std::mem::take(&mut link.was_full);
+            self.reindex(from);
             self.events.push_back(DeliveryEvent::Acked {
                 peer: from,
-                epoch: link.epoch,
+                epoch,
                 up_to: ack.up_to,
             });
-            if link.was_full {
-                link.was_full = false;
+            if reopened {
                 self.events
                     .push_back(DeliveryEvent::WindowOpen { peer: from });
             }
         }
     }
 
-    /// Handles retransmission and delayed-ack timers.
+    /// Handles retransmission timers.
     pub fn handle_timeout(&mut self, now: Time) {
-        let after = self.config.retransmit_after;
-        for (peer, link) in self.out.iter_mut() {
-            if link.up && link.cursor > 0 && now.saturating_since(link.last_progress) >= after {
-                self.stats.retransmitted += link.cursor as u64;
-                link.cursor = 0;
-                link.last_progress = now;
-                self.ready.push_back(*peer);
+        while let Some(&(at, peer)) = self.resends.first() {
+            if at > now {
+                break;
             }
+            self.resends.pop_first();
+            let Some(link) = self.out.get_mut(&peer) else {
+                continue;
+            };
+            if link.resend_at != Some(at) {
+                continue;
+            }
+            link.resend_at = None;
+            self.stats.retransmitted += link.cursor as u64;
+            link.cursor = 0;
+            link.last_progress = now;
+            self.ready.push_back(peer);
+            self.reindex(peer);
         }
     }
 
     /// The next frame to send: due acks first, then data, round-robin over peers.
     pub fn poll_transmit(&mut self, now: Time) -> Option<(NodeId, Frame)> {
-        if let Some((peer, link)) = self
-            .inbound
-            .iter_mut()
-            .find(|(_, l)| l.ack_due.is_some_and(|t| t <= now) && l.completed >= l.acked)
-        {
+        while let Some(&(due, peer)) = self.acks_due.first() {
+            if due > now {
+                break;
+            }
+            self.acks_due.pop_first();
+            let Some(link) = self.inbound.get_mut(&peer) else {
+                continue;
+            };
+            if link.ack_due != Some(due) {
+                continue;
+            }
             link.acked = link.completed;
             link.ack_due = None;
             let ack = AckFrame {
@@ -432,7 +504,7 @@ impl Delivery {
                 up_to: link.completed,
                 refused: std::mem::take(&mut link.refused),
             };
-            return Some((*peer, Frame::Ack(ack)));
+            return Some((peer, Frame::Ack(ack)));
         }
         while let Some(peer) = self.ready.pop_front() {
             let Some(link) = self.out.get_mut(&peer) else {
@@ -449,8 +521,13 @@ impl Delivery {
                 body: pending.body.clone(),
             };
             link.cursor += 1;
-            if link.cursor < link.queue.len() {
+            let more = link.cursor < link.queue.len();
+            let first_in_flight = link.cursor == 1;
+            if more {
                 self.ready.push_back(peer);
+            }
+            if first_in_flight {
+                self.reindex(peer);
             }
             self.stats.frames_sent += 1;
             return Some((peer, Frame::Data(frame)));
@@ -463,15 +540,11 @@ impl Delivery {
         self.events.pop_front()
     }
 
-    /// When `handle_timeout` or `poll_transmit` next has work.
+    /// When `handle_timeout` or `poll_transmit` next has work (possibly a little
+    /// early: index entries are removed lazily).
     pub fn poll_timeout(&self) -> Option<Time> {
-        let acks = self.inbound.values().filter_map(|l| l.ack_due).min();
-        let resend = self
-            .out
-            .values()
-            .filter(|l| l.up && l.cursor > 0)
-            .map(|l| l.last_progress + self.config.retransmit_after)
-            .min();
+        let acks = self.acks_due.first().map(|(t, _)| *t);
+        let resend = self.resends.first().map(|(t, _)| *t);
         match (acks, resend) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -481,6 +554,11 @@ impl Delivery {
     /// Checks internal consistency.
     pub fn check_invariants(&self) -> Result<(), String> {
         for (peer, link) in &self.out {
+            let want = (link.up && link.cursor > 0)
+                .then(|| link.last_progress + self.config.retransmit_after);
+            if want != link.resend_at || want.is_some_and(|t| !self.resends.contains(&(t, *peer))) {
+                return Err(format!("retransmit index out of date for {peer:?}"));
+            }
             if link.cursor > link.queue.len() {
                 return Err(format!("cursor past queue for {peer:?}"));
             }
@@ -501,6 +579,12 @@ impl Delivery {
             }
         }
         for (peer, link) in &self.inbound {
+            if link
+                .ack_due
+                .is_some_and(|t| !self.acks_due.contains(&(t, *peer)))
+            {
+                return Err(format!("ack index missing {peer:?}"));
+            }
             if !(link.acked <= link.completed
                 && link.completed <= link.delivered
                 && link.delivered <= link.completed + 1)

@@ -29,6 +29,7 @@
 //! [`Membership::poll_timeout`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use plexus_actors::rng::DetRng;
@@ -37,6 +38,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::broadcast::{BroadcastQueue, ceil_log2};
 use crate::resources::NodeMeta;
+
+/// How often dead members past their retention are forgotten.
+const GC_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Tuning of the protocol. `Default` suits production; tests and the simulator
 /// shorten the periods.
@@ -136,7 +140,8 @@ pub struct MemberUpdate {
     /// The claimed state.
     pub state: MemberState,
     /// What the member advertises (carried with `Alive`; may be absent otherwise).
-    pub meta: Option<NodeMeta>,
+    /// Shared, so a view and the gossip about it do not copy it.
+    pub meta: Option<Arc<NodeMeta>>,
 }
 
 /// The protocol's own messages.
@@ -183,7 +188,7 @@ pub struct Member {
     /// Current state.
     pub state: MemberState,
     /// What it advertises.
-    pub meta: NodeMeta,
+    pub meta: Arc<NodeMeta>,
     /// When it entered `state`.
     pub since: Time,
 }
@@ -243,7 +248,7 @@ pub struct MembershipStats {
 pub struct Membership {
     me: NodeId,
     incarnation: u64,
-    meta: NodeMeta,
+    meta: Arc<NodeMeta>,
     config: MembershipConfig,
     rng: DetRng,
     members: BTreeMap<NodeId, Member>,
@@ -261,6 +266,9 @@ pub struct Membership {
     events: VecDeque<MembershipEvent>,
     stats: MembershipStats,
     left: bool,
+    /// Members alive or suspect (this node excluded), kept current on every change.
+    live: usize,
+    next_gc_at: Time,
 }
 
 impl Membership {
@@ -279,7 +287,7 @@ impl Membership {
         let mut this = Self {
             me,
             incarnation,
-            meta,
+            meta: Arc::new(meta),
             rng: DetRng::new(seed),
             members: BTreeMap::new(),
             probe_order: Vec::new(),
@@ -296,6 +304,8 @@ impl Membership {
             events: VecDeque::new(),
             stats: MembershipStats::default(),
             left: false,
+            live: 0,
+            next_gc_at: now + GC_INTERVAL,
             config,
         };
         this.announce_self();
@@ -345,7 +355,7 @@ impl Membership {
 
     /// Members alive or suspect, plus this node.
     pub fn live_count(&self) -> usize {
-        1 + self.members.values().filter(|m| !m.state.is_down()).count()
+        1 + self.live
     }
 
     /// Counters.
@@ -429,6 +439,10 @@ impl Membership {
             self.next_sync_at = now + self.config.sync_interval;
             self.periodic_sync(now);
         }
+        if now < self.next_gc_at {
+            return;
+        }
+        self.next_gc_at = now + GC_INTERVAL;
         let retention = self.config.dead_retention;
         let forget: Vec<NodeId> = self
             .members
@@ -521,6 +535,7 @@ impl Membership {
             let Some(meta) = update.meta.clone() else {
                 return false;
             };
+            self.live += 1;
             self.members.insert(
                 update.id,
                 Member {
@@ -549,12 +564,17 @@ impl Membership {
         let before = member.state;
         member.incarnation = update.incarnation;
         let meta_changed = match &update.meta {
-            Some(meta) if *meta != member.meta => {
+            Some(meta) if !Arc::ptr_eq(meta, &member.meta) && **meta != *member.meta => {
                 member.meta = meta.clone();
                 true
             }
             _ => false,
         };
+        match (before.is_down(), update.state.is_down()) {
+            (true, false) => self.live += 1,
+            (false, true) => self.live -= 1,
+            _ => {}
+        }
         if member.state != update.state {
             member.state = update.state;
             member.since = now;
@@ -624,8 +644,8 @@ impl Membership {
 
     /// Changes what this node advertises; raises its incarnation so the change wins.
     pub fn set_meta(&mut self, meta: NodeMeta) {
-        if meta != self.meta {
-            self.meta = meta;
+        if meta != *self.meta {
+            self.meta = Arc::new(meta);
             self.incarnation += 1;
             self.announce_self();
         }
@@ -836,6 +856,13 @@ impl Membership {
                 }
             }
             let _ = deadline;
+        }
+        let live = self.members.values().filter(|m| !m.state.is_down()).count();
+        if live != self.live {
+            return Err(format!(
+                "live count {} but {live} members are up",
+                self.live
+            ));
         }
         for m in self.members.values() {
             if m.state == MemberState::Suspect && !self.suspicion_deadlines.contains_key(&m.id) {

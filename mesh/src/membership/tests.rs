@@ -2,6 +2,7 @@
 //! routes messages between cores with a fixed latency and can drop nodes and links.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use super::*;
 
@@ -286,7 +287,7 @@ fn stale_and_older_updates_do_not_regress_state() {
         id: other,
         incarnation: inc,
         state: MemberState::Alive,
-        meta: Some(NodeMeta::default()),
+        meta: Some(Arc::new(NodeMeta::default())),
     };
     let dead = |inc| MemberUpdate {
         id: other,
