@@ -108,6 +108,17 @@ impl<K: Ord + Clone, V: Clone> BroadcastQueue<K, V> {
     }
 }
 
+/// Pops from an output queue, giving back memory once a burst has drained: a join
+/// storm can queue thousands of events on every node, and the capacity would
+/// otherwise stay allocated for the node's whole life.
+pub(crate) fn pop_shrinking<T>(queue: &mut std::collections::VecDeque<T>) -> Option<T> {
+    let item = queue.pop_front();
+    if queue.is_empty() && queue.capacity() > 64 {
+        queue.shrink_to(16);
+    }
+    item
+}
+
 /// `ceil(log2(x))` for `x >= 1`.
 pub fn ceil_log2(x: u64) -> u32 {
     if x <= 1 {

@@ -176,8 +176,14 @@ impl Cluster {
 
     /// Advances every timer.
     pub fn handle_timeout(&mut self, now: Time) {
-        self.membership.handle_timeout(now);
-        self.delivery.handle_timeout(now);
+        // Each core only when its own deadline has come: most wake-ups are for one of
+        // them (a delayed ack, say), and touching the others' state costs cache misses.
+        if now >= self.membership.poll_timeout() {
+            self.membership.handle_timeout(now);
+        }
+        if self.delivery.poll_timeout().is_some_and(|t| t <= now) {
+            self.delivery.handle_timeout(now);
+        }
         if now >= self.next_registry_gc {
             self.registry.handle_timeout(now);
             self.next_registry_gc = now + REGISTRY_GC_INTERVAL;
@@ -201,12 +207,17 @@ impl Cluster {
                 }
                 // Apply membership first so claims from members now known dead are dropped.
                 self.pump();
+                // With a sync the claims are the partner's whole registry: only its own
+                // claims are news to spread (see `Membership`'s sync handling).
+                let full_state =
+                    matches!(packet.probe, Probe::Sync { .. } | Probe::SyncReply { .. });
                 for claim in packet.claims {
                     let down = self
                         .membership
                         .state_of(&claim.node)
                         .is_some_and(|s| s.is_down());
-                    self.registry.merge(now, claim, down);
+                    let rebroadcast = !full_state || claim.node == from;
+                    self.registry.merge_with(now, claim, down, rebroadcast);
                 }
                 self.membership.handle_message(now, from, packet.probe);
                 None
@@ -248,7 +259,7 @@ impl Cluster {
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<ClusterEvent> {
-        self.events.pop_front()
+        crate::broadcast::pop_shrinking(&mut self.events)
     }
 
     /// When `handle_timeout` must next run.
@@ -290,7 +301,7 @@ impl Cluster {
         self.membership.check_invariants()?;
         self.registry.check_invariants()?;
         self.delivery.check_invariants()?;
-        for (name, location) in self.registry.entries() {
+        for (name, location) in self.registry.locations() {
             if location.node != self.me
                 && self
                     .membership

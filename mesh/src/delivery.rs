@@ -19,6 +19,10 @@
 //! and, should the receiver come back, starts a new epoch so the receiver resets its
 //! expectations instead of waiting forever for the failed frames.
 //!
+//! Inbound state survives a peer being declared dead (see [`Delivery::peer_failed`]);
+//! it is one small record per peer that has ever sent in a session, and only admitted
+//! peers can send.
+//!
 //! **Bounds.** Each outbound link holds at most `window_frames` frames and
 //! `window_bytes` bytes, queued or unacknowledged. At the bound [`Delivery::send`]
 //! refuses and hands the body back; the driver turns that into backpressure (an
@@ -328,11 +332,15 @@ impl Delivery {
         self.reindex(peer);
     }
 
-    /// `peer` was declared dead: fail its unacked frames and forget both directions.
+    /// `peer` was declared dead: fail its unacked frames.
+    ///
+    /// The inbound side is kept on purpose. A peer declared dead may only have been
+    /// partitioned or paused; it then keeps resending its unacked frames in the same
+    /// session, and only the inbound record of what was delivered stops them being
+    /// delivered twice. A peer that really restarted shows a new session and resets
+    /// the record itself. (The simulator found this: dropping the record here
+    /// redelivered frames after every false suspicion.)
     pub fn peer_failed(&mut self, peer: NodeId) {
-        if let Some(due) = self.inbound.get(&peer).and_then(|l| l.ack_due) {
-            self.acks_due.remove(&(due, peer));
-        }
         if let Some(at) = self.out.get(&peer).and_then(|l| l.resend_at) {
             self.resends.remove(&(at, peer));
         }
@@ -343,7 +351,6 @@ impl Delivery {
             self.events
                 .push_back(DeliveryEvent::Unreachable { peer, frames });
         }
-        self.inbound.remove(&peer);
     }
 
     /// An incoming data frame.
@@ -537,7 +544,7 @@ impl Delivery {
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<DeliveryEvent> {
-        self.events.pop_front()
+        crate::broadcast::pop_shrinking(&mut self.events)
     }
 
     /// When `handle_timeout` or `poll_transmit` next has work (possibly a little
@@ -759,6 +766,33 @@ mod tests {
         a.send(Time::ZERO, bn, tell(4)).unwrap();
         let got = pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false);
         assert_eq!(got, vec![4]);
+    }
+
+    /// Regression (found by the simulator): a receiver that falsely declares the
+    /// sender dead must still recognise the sender's retransmissions.
+    #[test]
+    fn a_false_death_does_not_make_the_receiver_redeliver() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let mut a = Delivery::new(10, DeliveryConfig::default());
+        let mut b = Delivery::new(20, DeliveryConfig::default());
+        for i in 0..3 {
+            a.send(Time::ZERO, bn, tell(i)).unwrap();
+        }
+        // b delivers all three, but its acks never reach a.
+        while let Some((_, frame)) = a.poll_transmit(Time::ZERO) {
+            let Frame::Data(f) = frame else { continue };
+            if let Inbound::Deliver { seq, .. } = b.handle_data(Time::ZERO, an, f) {
+                b.complete(Time::ZERO, an, seq, Ok(()));
+            }
+        }
+        while b.poll_transmit(Time::from_millis(10)).is_some() {}
+        b.peer_failed(an); // b wrongly thinks a is dead
+        let later = Time::ZERO + DeliveryConfig::default().retransmit_after;
+        a.handle_timeout(later);
+        let got = pump(later, &mut a, an, &mut b, bn, &mut |_| false);
+        assert!(got.is_empty(), "redelivered {got:?}");
+        assert_eq!(a.in_flight(&bn), 0, "the duplicates were acknowledged");
+        assert_eq!(b.stats().duplicates, 3);
     }
 
     #[test]

@@ -78,8 +78,8 @@ pub fn verify(
     let sig: [u8; 64] = signature
         .try_into()
         .map_err(|_| SignatureError::Length(signature.len()))?;
-    let key =
-        VerifyingKey::from_bytes(signer.as_bytes()).map_err(|_| SignatureError::BadKey(*signer))?;
+    let key = VerifyingKey::from_bytes(&signer.to_bytes())
+        .map_err(|_| SignatureError::BadKey(*signer))?;
     key.verify(
         &framed(domain, message),
         &ed25519_dalek::Signature::from_bytes(&sig),

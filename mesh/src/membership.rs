@@ -14,7 +14,7 @@
 //!
 //! **Dissemination.** State changes ride on the protocol's own messages through a
 //! [`BroadcastQueue`], each sent `O(log n)` times, so they reach every member in
-//! `O(log n)` rounds. Every `sync_interval` a node also exchanges its full member list
+//! `O(log n)` rounds. Every sync period a node also exchanges its full member list
 //! with a random member (push-pull anti-entropy); half of those syncs go to a member
 //! it believes dead, so two sides of a healed partition rediscover each other.
 //! A message from a member believed dead, or from a stranger, also triggers a sync.
@@ -38,6 +38,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::broadcast::{BroadcastQueue, ceil_log2};
 use crate::resources::NodeMeta;
+
+/// Most bootstrap peers remembered.
+const SEEDS_MAX: usize = 64;
 
 /// How often dead members past their retention are forgotten.
 const GC_INTERVAL: Duration = Duration::from_secs(10);
@@ -88,6 +91,18 @@ impl MembershipConfig {
         let factor = (n.max(1) as f64).log10().max(1.0);
         self.probe_interval
             .mul_f64(f64::from(self.suspicion_mult) * factor)
+    }
+
+    /// The push-pull period for a cluster of `n`: `sync_interval`, stretched by
+    /// `ceil(log2 n) - 4` above 32 members (as memberlist does), because each sync costs
+    /// O(n) on both ends and n nodes run them.
+    pub fn sync_period(&self, n: usize) -> Duration {
+        let factor = if n <= 32 {
+            1
+        } else {
+            ceil_log2(n as u64).saturating_sub(4).max(1)
+        };
+        self.sync_interval * factor
     }
 
     /// An upper bound on the time from a member's crash until every other member
@@ -269,6 +284,9 @@ pub struct Membership {
     /// Members alive or suspect (this node excluded), kept current on every change.
     live: usize,
     next_gc_at: Time,
+    /// Peers the transport introduced (bootstrap peers): while this node knows no
+    /// live member it keeps syncing with one of them, so a lost first contact is retried.
+    seeds: std::collections::BTreeSet<NodeId>,
 }
 
 impl Membership {
@@ -306,6 +324,7 @@ impl Membership {
             left: false,
             live: 0,
             next_gc_at: now + GC_INTERVAL,
+            seeds: std::collections::BTreeSet::new(),
             config,
         };
         this.announce_self();
@@ -375,6 +394,9 @@ impl Membership {
         if peer == self.me {
             return;
         }
+        if self.seeds.len() < SEEDS_MAX {
+            self.seeds.insert(peer);
+        }
         match self.members.get(&peer) {
             Some(m) if !m.state.is_down() => {}
             _ => self.send_sync(now, peer),
@@ -413,6 +435,13 @@ impl Membership {
             }
             self.start_probe(now);
             self.next_probe_at = now + self.config.probe_interval;
+            if self.live == 0 && !self.seeds.is_empty() && !self.left {
+                // Alone: the first contact may have been lost. Try a seed again (at
+                // most one sync per seed per probe interval).
+                let seeds: Vec<NodeId> = self.seeds.iter().copied().collect();
+                let seed = seeds[self.rng.index(seeds.len())];
+                self.send_sync(now, seed);
+            }
         }
         let expired: Vec<NodeId> = self
             .suspicion_deadlines
@@ -434,12 +463,15 @@ impl Membership {
                 self.apply(now, update);
             }
         }
-        self.relays.retain(|_, r| r.expires > now);
+        if !self.relays.is_empty() {
+            self.relays.retain(|_, r| r.expires > now);
+        }
         if now >= self.next_sync_at {
-            self.next_sync_at = now + self.config.sync_interval;
+            self.next_sync_at = now + self.config.sync_period(self.live_count());
             self.periodic_sync(now);
         }
-        if now < self.next_gc_at {
+        // Only down members are ever forgotten, and `live` counts the others.
+        if now < self.next_gc_at || self.members.len() == self.live {
             return;
         }
         self.next_gc_at = now + GC_INTERVAL;
@@ -503,7 +535,8 @@ impl Membership {
             }
             Probe::Sync { members } => {
                 for update in members {
-                    self.apply(now, update);
+                    let news = update.id == from;
+                    self.apply_with(now, update, news);
                 }
                 let view = self.full_view();
                 self.out
@@ -511,7 +544,8 @@ impl Membership {
             }
             Probe::SyncReply { members } => {
                 for update in members {
-                    self.apply(now, update);
+                    let news = update.id == from;
+                    self.apply_with(now, update, news);
                 }
             }
             Probe::Gossip => {}
@@ -521,6 +555,18 @@ impl Membership {
     /// Applies a gossiped or synced statement. Returns whether it changed anything
     /// (changes are re-gossiped).
     pub fn apply(&mut self, now: Time, update: MemberUpdate) -> bool {
+        self.apply_with(now, update, true)
+    }
+
+    /// Applies a statement; re-gossips it only if `rebroadcast`.
+    ///
+    /// A full-state sync hands over the partner's whole view. Re-gossiping all of it
+    /// would make every joining node rebroadcast the entire cluster λ·log n times
+    /// (quadratic traffic in a mass join), so only what a sync says about the partner
+    /// itself is news to spread; the rest is applied quietly. Partitions still heal:
+    /// one sync carries the other side's full view, and refutations are about their
+    /// sender.
+    fn apply_with(&mut self, now: Time, update: MemberUpdate, rebroadcast: bool) -> bool {
         if update.id == self.me {
             return self.apply_about_me(update);
         }
@@ -552,7 +598,9 @@ impl Membership {
                 self.events.push_back(MembershipEvent::Suspected(update.id));
             }
             self.probe_order.push(update.id);
-            self.gossip.push(update.id, update);
+            if rebroadcast {
+                self.gossip.push(update.id, update);
+            }
             return true;
         };
         let newer = update.incarnation > member.incarnation
@@ -616,7 +664,9 @@ impl Membership {
             }
             _ => {}
         }
-        self.gossip.push(id, update);
+        if rebroadcast {
+            self.gossip.push(id, update);
+        }
         true
     }
 
@@ -677,7 +727,7 @@ impl Membership {
 
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<(NodeId, Probe)> {
-        self.out.pop_front()
+        crate::broadcast::pop_shrinking(&mut self.out)
     }
 
     /// Gossip to piggyback on an outgoing message.
@@ -688,7 +738,7 @@ impl Membership {
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<MembershipEvent> {
-        self.events.pop_front()
+        crate::broadcast::pop_shrinking(&mut self.events)
     }
 
     /// When `handle_timeout` must next be called.

@@ -34,6 +34,7 @@
 //! tombstones are forgotten after `tombstone_retention`.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use plexus_actors::{ActorId, NodeId, Time};
@@ -47,8 +48,8 @@ pub const NAME_BYTES_MAX: usize = 256;
 /// A node's claim on a name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
-    /// The name.
-    pub name: String,
+    /// The name (shared: claims are cloned into every piggybacked message).
+    pub name: Arc<str>,
     /// The claimant, sole writer of this claim.
     pub node: NodeId,
     /// The actor the name points to.
@@ -132,8 +133,63 @@ impl Default for RegistryConfig {
         Self {
             names_max: 100_000,
             tombstone_retention: Duration::from_secs(600),
-            retransmit_mult: 4,
+            // Names are not failure detection: each node forwards a claim
+            // 2·ceil(log2(n+1)) times (20 at a thousand nodes), and anti-entropy
+            // syncs repair any node the epidemic misses.
+            retransmit_mult: 2,
         }
+    }
+}
+
+/// The claims on one name, sorted by node. Almost always one or two, so a vector:
+/// a B-tree node per name cost ten times the memory.
+#[derive(Clone, Debug, Default)]
+struct Claimants(Vec<(NodeId, ClaimState)>);
+
+impl Claimants {
+    fn position(&self, node: &NodeId) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| n.cmp(node))
+    }
+
+    fn get(&self, node: &NodeId) -> Option<&ClaimState> {
+        self.position(node).ok().map(|i| &self.0[i].1)
+    }
+
+    fn contains_key(&self, node: &NodeId) -> bool {
+        self.position(node).is_ok()
+    }
+
+    /// Inserts or replaces; returns the old state.
+    fn insert(&mut self, node: NodeId, state: ClaimState) -> Option<ClaimState> {
+        match self.position(&node) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, state)),
+            Err(i) => {
+                // Grow one at a time: most names have a single claimant forever.
+                self.0.reserve_exact(1);
+                self.0.insert(i, (node, state));
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, node: &NodeId) -> Option<ClaimState> {
+        self.position(node).ok().map(|i| self.0.remove(i).1)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&NodeId, &ClaimState)> {
+        self.0.iter().map(|(n, s)| (n, s))
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&NodeId, &ClaimState) -> bool) {
+        self.0.retain(|(n, s)| keep(n, s));
     }
 }
 
@@ -151,9 +207,11 @@ pub struct Registry {
     me: NodeId,
     config: RegistryConfig,
     clock: u64,
-    claims: BTreeMap<String, BTreeMap<NodeId, ClaimState>>,
+    claims: BTreeMap<Arc<str>, Claimants>,
+    /// Tombstones held, so the collector only runs when there is something to collect.
+    tombstones: usize,
     count: usize,
-    gossip: BroadcastQueue<(String, NodeId), Claim>,
+    gossip: BroadcastQueue<(Arc<str>, NodeId), Claim>,
     events: VecDeque<RegistryEvent>,
     refused_full: u64,
 }
@@ -168,6 +226,7 @@ impl Registry {
             config,
             clock: 0,
             claims: BTreeMap::new(),
+            tombstones: 0,
             count: 0,
             gossip,
             events: VecDeque::new(),
@@ -184,8 +243,15 @@ impl Registry {
     pub fn entries(&self) -> Vec<(String, Location)> {
         self.claims
             .iter()
-            .filter_map(|(name, c)| winner(c).map(|l| (name.clone(), l)))
+            .filter_map(|(name, c)| winner(c).map(|l| (name.to_string(), l)))
             .collect()
+    }
+
+    /// Every bound name and its location, borrowed (no allocation).
+    pub fn locations(&self) -> impl Iterator<Item = (&str, Location)> {
+        self.claims
+            .iter()
+            .filter_map(|(name, c)| winner(c).map(|l| (&**name, l)))
     }
 
     /// Names bound to actors on `node`.
@@ -224,7 +290,7 @@ impl Registry {
     pub fn snapshot(&self) -> Vec<Claim> {
         let mut out = Vec::with_capacity(self.count);
         for (name, by_node) in &self.claims {
-            for (node, s) in by_node {
+            for (node, s) in by_node.iter() {
                 out.push(Claim {
                     name: name.clone(),
                     node: *node,
@@ -278,14 +344,14 @@ impl Registry {
         };
         let version = existing.map_or(1, |e| e.version + 1);
         let claim = Claim {
-            name: name.to_string(),
+            name: Arc::from(name),
             node: self.me,
             actor,
             lamport,
             version,
             removed: false,
         };
-        self.store(now, claim.clone());
+        self.store(now, claim.clone(), true);
         Ok(claim)
     }
 
@@ -298,14 +364,14 @@ impl Registry {
             return false;
         }
         let claim = Claim {
-            name: name.to_string(),
+            name: Arc::from(name),
             node: self.me,
             actor: e.actor,
             lamport: e.lamport,
             version: e.version + 1,
             removed: true,
         };
-        self.store(now, claim);
+        self.store(now, claim, true);
         true
     }
 
@@ -313,6 +379,19 @@ impl Registry {
     /// membership considers the claimant dead or departed (its claims are ignored).
     /// Returns whether the state changed.
     pub fn merge(&mut self, now: Time, claim: Claim, claimant_down: bool) -> bool {
+        self.merge_with(now, claim, claimant_down, true)
+    }
+
+    /// Merges a claim, re-gossiping it only if `rebroadcast` (claims read from a
+    /// full-state sync are applied quietly unless they are the partner's own; see
+    /// `Membership`'s sync handling for why).
+    pub fn merge_with(
+        &mut self,
+        now: Time,
+        claim: Claim,
+        claimant_down: bool,
+        rebroadcast: bool,
+    ) -> bool {
         if claim.name.is_empty() || claim.name.len() > NAME_BYTES_MAX {
             return false;
         }
@@ -335,7 +414,7 @@ impl Registry {
                     removed: true,
                     ..claim
                 };
-                self.store(now, tomb);
+                self.store(now, tomb, true);
                 return true;
             }
             return false;
@@ -354,7 +433,7 @@ impl Registry {
                     self.refused_full += 1;
                     return false;
                 }
-                self.store(now, claim);
+                self.store(now, claim, rebroadcast);
                 true
             }
         }
@@ -362,7 +441,7 @@ impl Registry {
 
     /// Drops every claim of `node` (it was declared dead or left).
     pub fn remove_node(&mut self, node: &NodeId) {
-        let names: Vec<String> = self
+        let names: Vec<Arc<str>> = self
             .claims
             .iter()
             .filter(|(_, c)| c.contains_key(node))
@@ -371,7 +450,9 @@ impl Registry {
         for name in names {
             let before = self.lookup(&name);
             if let Some(by_node) = self.claims.get_mut(&name) {
-                by_node.remove(node);
+                if by_node.remove(node).is_some_and(|old| old.removed) {
+                    self.tombstones -= 1;
+                }
                 self.count -= 1;
                 if by_node.is_empty() {
                     self.claims.remove(&name);
@@ -385,6 +466,9 @@ impl Registry {
     pub fn handle_timeout(&mut self, now: Time) {
         let retention = self.config.tombstone_retention;
         let mut emptied = Vec::new();
+        if self.tombstones == 0 {
+            return;
+        }
         for (name, by_node) in self.claims.iter_mut() {
             let before = by_node.len();
             by_node.retain(|_, s| !(s.removed && now.saturating_since(s.changed_at) >= retention));
@@ -396,6 +480,12 @@ impl Registry {
         for name in emptied {
             self.claims.remove(&name);
         }
+        self.tombstones = self
+            .claims
+            .values()
+            .flat_map(Claimants::iter)
+            .filter(|(_, s)| s.removed)
+            .count();
     }
 
     /// Queues this node's live claims for gossip again (after it refuted being dead,
@@ -418,13 +508,13 @@ impl Registry {
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<RegistryEvent> {
-        self.events.pop_front()
+        crate::broadcast::pop_shrinking(&mut self.events)
     }
 
     fn claim_of(&self, name: &str, node: NodeId) -> Option<Claim> {
         let s = self.claims.get(name)?.get(&node)?;
         Some(Claim {
-            name: name.to_string(),
+            name: Arc::from(name),
             node,
             actor: s.actor,
             lamport: s.lamport,
@@ -433,7 +523,7 @@ impl Registry {
         })
     }
 
-    fn store(&mut self, now: Time, claim: Claim) {
+    fn store(&mut self, now: Time, claim: Claim, rebroadcast: bool) {
         let before = self.lookup(&claim.name);
         let by_node = self.claims.entry(claim.name.clone()).or_default();
         let state = ClaimState {
@@ -443,11 +533,19 @@ impl Registry {
             removed: claim.removed,
             changed_at: now,
         };
-        if by_node.insert(claim.node, state).is_none() {
-            self.count += 1;
+        let removed = state.removed;
+        match by_node.insert(claim.node, state) {
+            None => self.count += 1,
+            Some(old) if old.removed => self.tombstones -= 1,
+            Some(_) => {}
+        }
+        if removed {
+            self.tombstones += 1;
         }
         let name = claim.name.clone();
-        self.gossip.push((claim.name.clone(), claim.node), claim);
+        if rebroadcast {
+            self.gossip.push((claim.name.clone(), claim.node), claim);
+        }
         self.note_change(&name, before);
     }
 
@@ -481,11 +579,23 @@ impl Registry {
 
     /// Checks internal consistency.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let counted: usize = self.claims.values().map(BTreeMap::len).sum();
+        let counted: usize = self.claims.values().map(Claimants::len).sum();
         if counted != self.count {
             return Err(format!("claim count {} but {} held", self.count, counted));
         }
-        if self.claims.values().any(BTreeMap::is_empty) {
+        let tombstones = self
+            .claims
+            .values()
+            .flat_map(Claimants::iter)
+            .filter(|(_, s)| s.removed)
+            .count();
+        if tombstones != self.tombstones {
+            return Err(format!(
+                "{} tombstones counted, {tombstones} held",
+                self.tombstones
+            ));
+        }
+        if self.claims.values().any(Claimants::is_empty) {
             return Err("an empty claim set is kept".into());
         }
         if self.count > self.config.names_max {
@@ -498,7 +608,7 @@ impl Registry {
     }
 }
 
-fn winner(by_node: &BTreeMap<NodeId, ClaimState>) -> Option<Location> {
+fn winner(by_node: &Claimants) -> Option<Location> {
     by_node
         .iter()
         .filter(|(_, s)| !s.removed)
@@ -513,7 +623,7 @@ fn winner(by_node: &BTreeMap<NodeId, ClaimState>) -> Option<Location> {
 fn unreachable_claim(name: &str, node: NodeId) -> Claim {
     // `register` only calls this right after finding the claim; keep a total function.
     Claim {
-        name: name.to_string(),
+        name: Arc::from(name),
         node,
         actor: ActorId::new(node, 0),
         lamport: 0,
@@ -639,7 +749,11 @@ mod tests {
         };
         assert!(r.merge(Time::ZERO, stale, false));
         assert_eq!(r.lookup("old"), None);
-        let tomb = r.snapshot().into_iter().find(|c| c.name == "old").unwrap();
+        let tomb = r
+            .snapshot()
+            .into_iter()
+            .find(|c| &*c.name == "old")
+            .unwrap();
         assert!(tomb.removed);
         assert_eq!(tomb.version, 3);
     }
@@ -689,7 +803,7 @@ mod tests {
             // Claims from one (node, name, version) must agree, as a single writer makes them.
             let mut canonical: BTreeMap<(String, NodeId, u64), Claim> = BTreeMap::new();
             for c in claims {
-                canonical.entry((c.name.clone(), c.node, c.version)).or_insert(c);
+                canonical.entry((c.name.to_string(), c.node, c.version)).or_insert(c);
             }
             let claims: Vec<Claim> = canonical.into_values().collect();
             let mut shuffled = claims.clone();

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod daemon;
 pub mod keys;
 mod pipeline;
+mod sim;
 
 /// Plexus: a decentralized actor runtime for AI workloads.
 #[derive(Debug, Parser)]
@@ -44,6 +45,42 @@ pub enum Command {
     Allowlist(AllowlistCommand),
     /// Run a node until SIGINT or SIGTERM.
     Node(daemon::NodeArgs),
+    /// The deterministic simulator.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+/// `plexus sim ...`
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Run one scenario with one seed; print metrics and the trace hash.
+    Run {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// The seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write the metrics as CSV.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// Run many seeds in parallel; fail if any seed fails.
+    Sweep {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Seeds, e.g. `1..101` or `1..=100`.
+        #[arg(long, value_parser = sim::parse_seeds)]
+        seeds: std::ops::Range<u64>,
+        /// Parallel runs (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Write every seed's metrics as CSV.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
 }
 
 /// `plexus keys ...`
@@ -237,6 +274,18 @@ async fn run(command: Command) -> Result<(), CliError> {
             keys::allowlist_show(network_dir, json)
         }
         Command::Node(args) => daemon::run(args).await,
+        Command::Sim(SimCommand::Run {
+            scenario,
+            seed,
+            json,
+            csv,
+        }) => sim::run(&scenario, seed, json, csv.as_deref()),
+        Command::Sim(SimCommand::Sweep {
+            scenario,
+            seeds,
+            jobs,
+            csv,
+        }) => sim::sweep(&scenario, seeds, jobs, csv.as_deref()),
         Command::Kinds => {
             let node = crate::Node::builder().build();
             for kind in node.kinds().names() {

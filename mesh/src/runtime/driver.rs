@@ -44,7 +44,7 @@ const DIAL_RETRY: Duration = Duration::from_millis(500);
 
 /// The libp2p `PeerId` of a node.
 pub fn peer_id_of(node: &NodeId) -> Result<PeerId, String> {
-    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(node.as_bytes())
+    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(&node.to_bytes())
         .map_err(|e| e.to_string())?;
     Ok(libp2p::identity::PublicKey::from(key).to_peer_id())
 }
@@ -587,6 +587,7 @@ impl Mesh {
             _tasks: tasks,
             leaving: None,
             pending_events: Vec::new(),
+            bootstrap: config.bootstrap.clone(),
         };
         let task = tokio::spawn(driver.run());
         system.set_remote(Arc::new(Link {
@@ -982,6 +983,8 @@ struct Driver {
     _tasks: JoinSet<()>,
     leaving: Option<(Instant, oneshot::Sender<()>)>,
     pending_events: Vec<MeshEvent>,
+    /// Bootstrap addresses, redialled once a second while this node knows no member.
+    bootstrap: Vec<Multiaddr>,
 }
 
 enum Wake {
@@ -1733,6 +1736,12 @@ impl Driver {
     }
 
     fn sweep(&mut self) {
+        // Alone (the bootstrap dials failed, or every peer left): dial again.
+        if self.cluster.membership().live_count() == 1 && !self.shared.closed.load(SeqCst) {
+            for addr in self.bootstrap.clone() {
+                let _ = self.swarm.dial(addr);
+            }
+        }
         let before = self.asks.len();
         self.asks.retain(|_, w| !w.tx.is_closed());
         if self.asks.len() != before {

@@ -1,0 +1,169 @@
+//! What a run produced: metrics, violations, and the trace hash.
+
+use serde::Serialize;
+
+use crate::scenario::Scenario;
+
+/// A checker's finding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// Simulated time, ms.
+    pub at_ms: u64,
+    /// Which checker.
+    pub check: String,
+    /// What it saw.
+    pub detail: String,
+}
+
+/// The outcome of one run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// Node count.
+    pub nodes: usize,
+    /// Simulated time, ms.
+    pub sim_ms: u64,
+    /// Wall time, ms (not part of the trace).
+    pub wall_ms: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Hash of the ordered event log: equal for equal seeds and scenarios.
+    pub trace_hash: String,
+    /// Frames the cores sent (each copy counts once).
+    pub frames_sent: u64,
+    /// Frames lost to loss or partitions.
+    pub frames_lost: u64,
+    /// Remote tells accepted by the delivery core.
+    pub tells_sent: u64,
+    /// Tells refused because a window was full.
+    pub tells_refused: u64,
+    /// Tells handed to actors.
+    pub tells_delivered: u64,
+    /// Tells failed because their receiver was declared dead.
+    pub tells_unreachable: u64,
+    /// Suspicions raised.
+    pub suspicions: u64,
+    /// Suspicions of nodes that had not crashed.
+    pub false_suspicions: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Node restarts.
+    pub restarts: u64,
+    /// Partitions.
+    pub partitions: u64,
+    /// Pauses.
+    pub pauses: u64,
+    /// Supervised child restarts.
+    pub child_restarts: u64,
+    /// Supervisor escalations.
+    pub escalations: u64,
+    /// For each crash detected: ms from the crash until every live node saw it dead.
+    pub detections_ms: Vec<u64>,
+    /// The configured detection bound, ms.
+    pub detection_bound_ms: u64,
+    /// When the last fault ended, ms.
+    pub quiet_at_ms: u64,
+    /// Time from the last fault's end until views agreed, ms.
+    pub converge_ms: Option<u64>,
+    /// What the checkers found.
+    pub violations: Vec<Violation>,
+}
+
+impl Report {
+    pub(crate) fn new(scenario: &Scenario, seed: u64) -> Self {
+        Report {
+            seed,
+            nodes: scenario.nodes,
+            ..Report::default()
+        }
+    }
+
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// Simulated seconds per wall second.
+    pub fn speedup(&self) -> f64 {
+        if self.wall_ms == 0 {
+            f64::INFINITY
+        } else {
+            self.sim_ms as f64 / self.wall_ms as f64
+        }
+    }
+
+    /// Frames per node per simulated second.
+    pub fn msgs_per_node_per_sec(&self) -> f64 {
+        let secs = self.sim_ms as f64 / 1e3;
+        if secs == 0.0 || self.nodes == 0 {
+            0.0
+        } else {
+            self.frames_sent as f64 / self.nodes as f64 / secs
+        }
+    }
+
+    /// Mean and max detection time, ms.
+    pub fn detection(&self) -> (Option<f64>, Option<u64>) {
+        if self.detections_ms.is_empty() {
+            return (None, None);
+        }
+        let mean = self.detections_ms.iter().sum::<u64>() as f64 / self.detections_ms.len() as f64;
+        (Some(mean), self.detections_ms.iter().max().copied())
+    }
+
+    /// The report as JSON, with derived figures added.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        let (mean, max) = self.detection();
+        if let Some(map) = v.as_object_mut() {
+            map.insert("speedup".into(), serde_json::json!(self.speedup()));
+            map.insert(
+                "msgs_per_node_per_sec".into(),
+                serde_json::json!(self.msgs_per_node_per_sec()),
+            );
+            map.insert("detect_ms_mean".into(), serde_json::json!(mean));
+            map.insert("detect_ms_max".into(), serde_json::json!(max));
+            map.insert("passed".into(), serde_json::json!(self.passed()));
+        }
+        v
+    }
+
+    /// The CSV header matching [`Report::csv_row`].
+    pub fn csv_header() -> &'static str {
+        "seed,nodes,sim_ms,wall_ms,speedup,events,msgs_per_node_per_sec,frames_lost,tells_sent,tells_delivered,tells_unreachable,suspicions,false_suspicions,crashes,restarts,partitions,pauses,detect_ms_mean,detect_ms_max,converge_ms,child_restarts,escalations,violations,trace_hash"
+    }
+
+    /// One CSV row.
+    pub fn csv_row(&self) -> String {
+        let (mean, max) = self.detection();
+        let opt = |x: Option<String>| x.unwrap_or_default();
+        format!(
+            "{},{},{},{},{:.1},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            self.seed,
+            self.nodes,
+            self.sim_ms,
+            self.wall_ms,
+            self.speedup(),
+            self.events,
+            self.msgs_per_node_per_sec(),
+            self.frames_lost,
+            self.tells_sent,
+            self.tells_delivered,
+            self.tells_unreachable,
+            self.suspicions,
+            self.false_suspicions,
+            self.crashes,
+            self.restarts,
+            self.partitions,
+            self.pauses,
+            opt(mean.map(|m| format!("{m:.0}"))),
+            opt(max.map(|m| m.to_string())),
+            opt(self.converge_ms.map(|m| m.to_string())),
+            self.child_restarts,
+            self.escalations,
+            self.violations.len(),
+            self.trace_hash
+        )
+    }
+}

@@ -1,0 +1,132 @@
+//! `plexus sim` as CI runs it: a 100-seed sweep of the faulty scenario with zero
+//! violations, the same trace hash from two separate processes, and clear errors.
+
+mod common;
+
+use common::{TempDir, plexus};
+
+fn trace_hash(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("trace-hash: "))
+        .expect("a trace-hash line")
+        .to_string()
+}
+
+#[test]
+fn two_processes_with_the_same_seed_print_the_same_trace_hash() {
+    let run = |seed: &str| {
+        let out = plexus()
+            .args(["sim", "run", "sim/scenarios/faulty.toml", "--seed", seed])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        trace_hash(&String::from_utf8_lossy(&out.stdout))
+    };
+    let first = run("42");
+    assert_eq!(first.len(), 64);
+    assert_eq!(run("42"), first, "the same seed replays exactly");
+    assert_ne!(run("43"), first);
+}
+
+#[test]
+fn a_sweep_of_100_faulty_seeds_has_no_violations() {
+    let out = plexus()
+        .args([
+            "sim",
+            "sweep",
+            "sim/scenarios/faulty.toml",
+            "--seeds",
+            "1..101",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("100 seeds, 100 passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_failing_seed_is_reported_with_the_command_that_reproduces_it() {
+    let dir = TempDir::new("sim-fail");
+    let path = dir.0.join("impossible.toml");
+    // Converging within a millisecond of a partition healing is impossible.
+    std::fs::write(
+        &path,
+        "nodes = 6\nduration = \"2m\"\n[[fault]]\nat = \"30s\"\nkind = \"partition\"\nduration = \"20s\"\n[check]\nconverge_within = \"1ms\"\ndeep_interval = \"1ms\"\n",
+    )
+    .unwrap();
+    let out = plexus()
+        .args(["sim", "run", path.to_str().unwrap(), "--seed", "5"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("[convergence]"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("plexus sim run {} --seed 5", path.display())),
+        "{stderr}"
+    );
+    let sweep = plexus()
+        .args(["sim", "sweep", path.to_str().unwrap(), "--seeds", "1..=3"])
+        .output()
+        .unwrap();
+    assert_eq!(sweep.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&sweep.stdout).contains("reproduce: plexus sim run"));
+}
+
+#[test]
+fn malformed_scenarios_name_the_field_and_line() {
+    let dir = TempDir::new("sim-bad");
+    let cases = [
+        ("zero.toml", "nodes = 0\nduration = \"1m\"\n", "line 1"),
+        (
+            "loss.toml",
+            "nodes = 3\nduration = \"1m\"\n[network]\nloss = -0.5\n",
+            "line 4",
+        ),
+        (
+            "key.toml",
+            "nodes = 3\nduration = \"1m\"\nspeed = 11\n",
+            "speed",
+        ),
+        ("syntax.toml", "nodes = 3\nduration = \"1m\n", "line 2"),
+    ];
+    for (name, text, needle) in cases {
+        let path = dir.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = plexus()
+            .args(["sim", "run", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(needle), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"));
+    }
+    let out = plexus()
+        .args([
+            "sim",
+            "sweep",
+            "sim/scenarios/smoke.toml",
+            "--seeds",
+            "9..3",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
