@@ -44,6 +44,10 @@ impl<'de> Deserialize<'de> for NodeId {
 }
 
 impl NodeId {
+    /// The all-zero key: no node has it (it is not a valid ed25519 point), so it
+    /// serves as the least id in orders and "nobody" in ballots.
+    pub const ZERO: NodeId = NodeId([0; 4]);
+
     /// Wraps the 32 bytes of an ed25519 public key.
     pub fn from_public_key(bytes: [u8; 32]) -> Self {
         let w = |i: usize| {

@@ -1,0 +1,1475 @@
+//! One activation of a durable actor: the sans-IO state machine that restores it,
+//! commits its state, acknowledges its inputs, releases its outputs, and migrates it.
+//!
+//! # Lifecycle
+//!
+//! ```text
+//!            fence a majority of every replica set given
+//! Fencing ────────────────────────────────────────────► Active ◄──┐
+//!    │ refused (a higher ballot holds)                    │  │      │ handoff refused /
+//!    ▼                                                    │  │      │ timed out: re-fence
+//!  Gone ◄──── fenced by a later activation, stalled, ─────┘  │      │
+//!   ▲          released, or the user code keeps failing      ▼      │
+//!   └───────────── handoff accepted ◄──── HandingOff ◄──── Draining
+//! ```
+//!
+//! # What an acknowledgement promises
+//!
+//! An input is acknowledged only after a record containing its effect (the user
+//! state after applying it, the sender's sequence number in the dedup table, and
+//! every output it produced, numbered) is stored by a majority of the replica set.
+//! Any later activation fences a majority first, so it restores that record or a
+//! newer one: an acknowledged input's effect is never lost and never applied twice.
+//! Outputs and scheduler commands are released only after the record holding them is
+//! committed, so nothing downstream ever sees an effect that a crash could undo.
+//!
+//! # Commits
+//!
+//! Inputs are applied in batches; at most one commit is in flight, and inputs keep
+//! being applied while it is (group commit). A commit waits at least
+//! `snapshot bytes / snapshot_bandwidth` after the previous one started, so a large
+//! state is committed less often (its acks wait longer) instead of saturating disks
+//! and links.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use plexus_actors::codec;
+use plexus_actors::migratable::Snapshot;
+use plexus_actors::remote::TraceContext;
+use plexus_actors::{NodeId, Time};
+use serde::{Deserialize, Serialize};
+
+use crate::stream::{OutStream, StreamConfig, StreamEvent, Streams};
+use crate::types::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
+use crate::wire::{
+    Ack, Command, DurableMsg, Envelope, Handoff, Nack, Redirect, Reply, ReplicaOp, ReplicaReply,
+};
+
+/// What a sender's entry in the dedup table holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inbound {
+    /// The last sequence number applied.
+    pub last: u64,
+    /// The reply to `last`, kept so a retried request gets its answer (only if at
+    /// most [`ActivationConfig::reply_bytes_max`]).
+    pub reply: Option<Reply>,
+    /// The actor's applied-input counter when the sender was last heard; the least
+    /// recent client is evicted first when the table is full.
+    pub touched: u64,
+}
+
+/// Everything a commit stores: the user's snapshot plus what exactly-once needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DurableState {
+    /// The user code's state.
+    pub user: Snapshot,
+    /// Per sender: the last sequence number applied.
+    pub inbound: BTreeMap<SenderId, Inbound>,
+    /// Per receiver: numbered outputs not yet acknowledged.
+    pub streams: BTreeMap<DurableKey, OutStream>,
+    /// Inputs applied over the actor's whole life.
+    pub applied: u64,
+}
+
+impl DurableState {
+    /// The state of an actor that never ran.
+    pub fn empty() -> Self {
+        Self {
+            user: Snapshot {
+                schema_version: 0,
+                bytes: Vec::new(),
+            },
+            inbound: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            applied: 0,
+        }
+    }
+
+    /// Decodes a record body.
+    pub fn decode(body: &[u8]) -> Result<Self, codec::CodecError> {
+        codec::decode_body(body, codec::FRAME_BYTES_MAX)
+    }
+}
+
+/// Settings of activations.
+#[derive(Clone, Copy, Debug)]
+pub struct ActivationConfig {
+    /// Outbound stream settings.
+    pub stream: StreamConfig,
+    /// Most inputs handed to the user code at once.
+    pub apply_batch_max: usize,
+    /// Most inputs accepted and waiting to be applied; past it senders are told to
+    /// retry later (they keep the messages, so nothing is lost).
+    pub pending_max: usize,
+    /// Shortest time between the starts of two commits.
+    pub commit_interval_min: Duration,
+    /// Snapshot bytes per second one actor may commit; bounds commit frequency for
+    /// large states.
+    pub snapshot_bandwidth: u64,
+    /// Resend unanswered replica requests after this long.
+    pub retry_interval: Duration,
+    /// Give up fencing after this long.
+    pub activate_timeout: Duration,
+    /// Give up (deactivate) when a commit finds no majority for this long: the
+    /// activation is cut off, and the scheduler will place the actor where a
+    /// majority is reachable.
+    pub stall_timeout: Duration,
+    /// Resume on the source if the target does not answer a handoff in this long.
+    pub handoff_timeout: Duration,
+    /// Most senders in the dedup table; past it the least recently heard client
+    /// session is forgotten (actor senders are never evicted).
+    pub senders_max: usize,
+    /// Longest reply kept in the dedup table for retried requests.
+    pub reply_bytes_max: usize,
+    /// User-code failures tolerated within `restart_period` before the actor is
+    /// deactivated as failed.
+    pub restarts_max: u32,
+    /// See `restarts_max`.
+    pub restart_period: Duration,
+    /// Fences retried after a refusal before giving up.
+    pub fence_attempts_max: u32,
+}
+
+impl Default for ActivationConfig {
+    fn default() -> Self {
+        Self {
+            stream: StreamConfig::default(),
+            apply_batch_max: 256,
+            pending_max: 8_192,
+            commit_interval_min: Duration::ZERO,
+            snapshot_bandwidth: 64 * 1024 * 1024,
+            retry_interval: Duration::from_millis(250),
+            activate_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(10),
+            handoff_timeout: Duration::from_secs(5),
+            senders_max: 65_536,
+            reply_bytes_max: 64 * 1024,
+            restarts_max: 5,
+            restart_period: Duration::from_secs(10),
+            fence_attempts_max: 5,
+        }
+    }
+}
+
+/// One input for the user code.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Input {
+    /// The sender; `None` for a local input (a scheduler tick).
+    pub from: Option<SenderId>,
+    /// The sender's number for it (0 for local inputs).
+    pub seq: u64,
+    /// The encoded message.
+    pub payload: Vec<u8>,
+    /// Its trace context.
+    pub trace: Option<TraceContext>,
+}
+
+/// Something the user code produced while applying inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// A message to another durable actor (exactly once, in order).
+    Send {
+        /// The receiver.
+        to: DurableKey,
+        /// The encoded message.
+        payload: Vec<u8>,
+        /// Its trace context.
+        trace: Option<TraceContext>,
+    },
+    /// An order to a node (the scheduler's); sent once after the commit, not retried
+    /// (the scheduler reconciles).
+    Command {
+        /// The node.
+        to: NodeId,
+        /// The order.
+        command: Command,
+    },
+}
+
+/// What the user code returns for one batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Applied {
+    /// One reply per input, in order: `Some` for inputs that answer.
+    pub replies: Vec<Option<Reply>>,
+    /// What the batch produced.
+    pub outputs: Vec<Output>,
+    /// The state after the batch, if the batch asked for it.
+    pub snapshot: Option<Snapshot>,
+    /// Whether local inputs changed the state (sender inputs always count).
+    pub changed: bool,
+}
+
+/// Why an activation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Deactivation {
+    /// A later activation holds the replicas.
+    Superseded(Ballot),
+    /// No majority answered the fence in time.
+    NoQuorum,
+    /// No majority accepted a commit in time.
+    Stalled,
+    /// Moved to another node.
+    Migrated {
+        /// The new host.
+        to: NodeId,
+        /// Its ballot.
+        ballot: Ballot,
+    },
+    /// Stopped for good.
+    Released,
+    /// The user code failed too often, or its state does not restore.
+    Failed(String),
+}
+
+/// What an activation tells its owner.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ActivationEvent {
+    /// Build (or rebuild) the user code from this state; later `Apply`s follow it.
+    Restore {
+        /// The state.
+        user: Snapshot,
+    },
+    /// Apply these inputs in order, then call [`Activation::applied`] with `token`,
+    /// including a snapshot if `snapshot` is set.
+    Apply {
+        /// Echo it.
+        token: u64,
+        /// The inputs.
+        inputs: Vec<Input>,
+        /// Whether to return a snapshot.
+        snapshot: bool,
+    },
+    /// The actor serves here now: register it.
+    Activated {
+        /// Its ballot.
+        ballot: Ballot,
+        /// Where it commits.
+        set: ReplicaSet,
+        /// The order of the record it restored, if any.
+        restored: Option<(Ballot, u64)>,
+    },
+    /// A record reached a majority.
+    Committed {
+        /// Its version.
+        version: u64,
+        /// Its size.
+        bytes: usize,
+    },
+    /// A scheduler command released by a commit.
+    Command {
+        /// The node.
+        to: NodeId,
+        /// The order.
+        command: Command,
+    },
+    /// The replica set changed (report it to the scheduler).
+    Reconfigured {
+        /// The new set.
+        set: ReplicaSet,
+    },
+    /// A live migration completed; `pause` is how long the actor applied nothing.
+    Migrated {
+        /// The new host.
+        to: NodeId,
+        /// From quiescing to the target's confirmation.
+        pause: Duration,
+    },
+    /// The activation ended; the owner removes it.
+    Deactivated(Deactivation),
+}
+
+/// A migration's source-side progress.
+#[derive(Clone, Debug)]
+struct Migration {
+    id: u64,
+    to: NodeId,
+    since: Time,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Fencing(Fencing),
+    Active,
+    Draining(Migration),
+    HandingOff { mig: Migration, deadline: Time },
+    Gone,
+}
+
+#[derive(Debug)]
+struct Fencing {
+    sets: Vec<ReplicaSet>,
+    members: BTreeSet<NodeId>,
+    replied: BTreeSet<NodeId>,
+    best: Option<Record>,
+    req: u64,
+    started: Time,
+    next_retry: Time,
+    attempts: u32,
+    handoff: Option<(NodeId, u64)>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    from: Option<SenderId>,
+    seq: u64,
+    payload: Vec<u8>,
+    trace: Option<TraceContext>,
+    reply_to: Option<NodeId>,
+}
+
+#[derive(Debug)]
+struct Applying {
+    token: u64,
+    inputs: Vec<(Option<SenderId>, u64)>,
+    snapshot: bool,
+}
+
+/// Effects of applied inputs that wait for the commit holding them.
+#[derive(Debug, Default)]
+struct Unsnapshotted {
+    acks: Vec<(SenderId, u64, Option<Reply>)>,
+    commands: Vec<(NodeId, Command)>,
+}
+
+#[derive(Debug)]
+struct Commit {
+    record: Record,
+    set: ReplicaSet,
+    req: u64,
+    acked: BTreeSet<NodeId>,
+    effects: Unsnapshotted,
+    marks: BTreeMap<DurableKey, u64>,
+    started: Time,
+    next_retry: Time,
+}
+
+/// One activation of a durable actor.
+pub struct Activation {
+    key: DurableKey,
+    me: NodeId,
+    config: ActivationConfig,
+    ballot: Ballot,
+    set: ReplicaSet,
+    /// Set by a reconfiguration: the next commit goes here, then it becomes `set`.
+    next_set: Option<ReplicaSet>,
+    spec: Vec<u8>,
+    phase: Phase,
+    // The state as of the last applied input.
+    inbound: BTreeMap<SenderId, Inbound>,
+    streams: Streams,
+    applied_total: u64,
+    // Acceptance (ahead of application).
+    accepted: BTreeMap<SenderId, u64>,
+    reply_to: BTreeMap<SenderId, NodeId>,
+    committed_last: BTreeMap<SenderId, u64>,
+    pending: VecDeque<Pending>,
+    /// Envelopes that arrived before the actor was active (or while it drains).
+    held: VecDeque<Envelope>,
+    applying: Option<Applying>,
+    unsnap: Unsnapshotted,
+    dirty: bool,
+    // Commits.
+    version: u64,
+    in_flight: Option<Commit>,
+    /// The newest record handed to the replicas (in flight or committed): what a
+    /// rollback returns to.
+    base: Option<Record>,
+    committed: Option<Record>,
+    first_commit_done: bool,
+    last_commit_start: Time,
+    last_bytes: usize,
+    commit_timer: Option<Time>,
+    // Bookkeeping.
+    next_token: u64,
+    next_req: u64,
+    next_migration: u64,
+    restarts: VecDeque<Time>,
+    transmit: VecDeque<(NodeId, DurableMsg)>,
+    events: VecDeque<ActivationEvent>,
+    /// Counters, for metrics.
+    pub stats: ActivationStats,
+}
+
+/// Counters of one activation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ActivationStats {
+    /// Commits that reached a majority.
+    pub commits: u64,
+    /// Inputs applied by this activation.
+    pub applied: u64,
+    /// Duplicate inputs dropped.
+    pub duplicates: u64,
+    /// Inputs refused for being out of order or over `pending_max`.
+    pub refused: u64,
+}
+
+/// How an activation starts.
+#[derive(Clone, Debug)]
+pub struct Start {
+    /// The actor.
+    pub key: DurableKey,
+    /// This node.
+    pub me: NodeId,
+    /// Every replica set that may hold the newest record; the last is where it
+    /// commits.
+    pub sets: Vec<ReplicaSet>,
+    /// What the actor runs (opaque here).
+    pub spec: Vec<u8>,
+    /// The highest ballot known for the key (the new one goes above it).
+    pub seen: Ballot,
+    /// For a migration target: the source's record, queued messages, the source
+    /// node and the migration number.
+    pub handoff: Option<(Record, Vec<Envelope>, NodeId, u64)>,
+}
+
+impl Activation {
+    /// Starts an activation: it fences the replicas, then restores and serves.
+    /// `None` if `sets` is empty.
+    pub fn start(now: Time, config: ActivationConfig, start: Start) -> Option<Activation> {
+        let set = start.sets.last()?.clone();
+        let me = start.me;
+        let mut seen = start.seen;
+        let mut best = None;
+        let mut handoff = None;
+        let mut held = VecDeque::new();
+        if let Some((record, queued, from, migration)) = start.handoff {
+            seen = seen.max(record.ballot);
+            best = Some(record);
+            held.extend(queued);
+            handoff = Some((from, migration));
+        }
+        let mut a = Activation {
+            key: start.key.clone(),
+            me,
+            config,
+            ballot: Ballot::above(seen, me),
+            set,
+            next_set: None,
+            spec: start.spec,
+            phase: Phase::Gone,
+            inbound: BTreeMap::new(),
+            streams: Streams::new(SenderId::Actor(start.key), config.stream),
+            applied_total: 0,
+            accepted: BTreeMap::new(),
+            reply_to: BTreeMap::new(),
+            committed_last: BTreeMap::new(),
+            pending: VecDeque::new(),
+            held,
+            applying: None,
+            unsnap: Unsnapshotted::default(),
+            dirty: false,
+            version: 0,
+            in_flight: None,
+            base: None,
+            committed: None,
+            first_commit_done: false,
+            last_commit_start: Time::ZERO,
+            last_bytes: 0,
+            commit_timer: None,
+            next_token: 1,
+            next_req: 1,
+            next_migration: 1,
+            restarts: VecDeque::new(),
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: ActivationStats::default(),
+        };
+        a.begin_fence(now, start.sets, best, handoff, 0);
+        Some(a)
+    }
+
+    /// The actor.
+    pub fn key(&self) -> &DurableKey {
+        &self.key
+    }
+
+    /// Its ballot.
+    pub fn ballot(&self) -> Ballot {
+        self.ballot
+    }
+
+    /// Where it commits.
+    pub fn set(&self) -> &ReplicaSet {
+        &self.set
+    }
+
+    /// What it runs.
+    pub fn spec(&self) -> &[u8] {
+        &self.spec
+    }
+
+    /// Whether it serves (active, or draining for a migration).
+    pub fn is_active(&self) -> bool {
+        matches!(self.phase, Phase::Active | Phase::Draining(_))
+    }
+
+    /// Whether it is still restoring.
+    pub fn is_fencing(&self) -> bool {
+        matches!(self.phase, Phase::Fencing(_))
+    }
+
+    /// Whether it is handing off or draining for a migration.
+    pub fn is_migrating(&self) -> bool {
+        matches!(self.phase, Phase::Draining(_) | Phase::HandingOff { .. })
+    }
+
+    /// Whether it ended.
+    pub fn is_gone(&self) -> bool {
+        matches!(self.phase, Phase::Gone)
+    }
+
+    /// The last committed record.
+    pub fn committed(&self) -> Option<&Record> {
+        self.committed.as_ref()
+    }
+
+    /// Inputs waiting to be applied.
+    pub fn backlog(&self) -> usize {
+        self.pending.len() + self.held.len()
+    }
+
+    /// Outputs waiting for acks.
+    pub fn unacked_outputs(&self) -> usize {
+        self.streams.unacked()
+    }
+
+    fn req(&mut self) -> u64 {
+        let r = self.next_req;
+        self.next_req += 1;
+        r
+    }
+
+    // ----- fencing -----
+
+    fn begin_fence(
+        &mut self,
+        now: Time,
+        sets: Vec<ReplicaSet>,
+        best: Option<Record>,
+        handoff: Option<(NodeId, u64)>,
+        attempts: u32,
+    ) {
+        let req = self.req();
+        let members: BTreeSet<NodeId> = sets.iter().flat_map(|s| s.nodes().iter().copied()).collect();
+        let have = best.as_ref().map(Record::order);
+        for n in &members {
+            self.transmit.push_back((
+                *n,
+                DurableMsg::Replica {
+                    from: self.me,
+                    req,
+                    key: self.key.clone(),
+                    op: ReplicaOp::Fence {
+                        ballot: self.ballot,
+                        have,
+                    },
+                },
+            ));
+        }
+        self.phase = Phase::Fencing(Fencing {
+            sets,
+            members,
+            replied: BTreeSet::new(),
+            best,
+            req,
+            started: now,
+            next_retry: now + self.config.retry_interval,
+            attempts,
+            handoff,
+        });
+    }
+
+    fn on_fence_reply(&mut self, now: Time, from: NodeId, req: u64, reply: ReplicaReply) {
+        let Phase::Fencing(f) = &mut self.phase else {
+            return;
+        };
+        if req != f.req || !f.members.contains(&from) {
+            return;
+        }
+        match reply {
+            ReplicaReply::Promised { record, .. } => {
+                if let Some(r) = record
+                    && f.best.as_ref().is_none_or(|b| r.order() > b.order())
+                {
+                    f.best = Some(r);
+                }
+                f.replied.insert(from);
+                let done = f
+                    .sets
+                    .iter()
+                    .all(|s| s.nodes().iter().filter(|n| f.replied.contains(n)).count() >= s.quorum());
+                if done {
+                    self.fence_done(now);
+                }
+            }
+            ReplicaReply::Refused { promised } => {
+                let attempts = f.attempts + 1;
+                if f.handoff.is_none() && attempts < self.config.fence_attempts_max {
+                    // Someone fenced in between: go above them.
+                    let sets = std::mem::take(&mut f.sets);
+                    let best = f.best.take();
+                    self.ballot = Ballot::above(promised.max(self.ballot), self.me);
+                    self.begin_fence(now, sets, best, None, attempts);
+                } else {
+                    let handoff = f.handoff;
+                    self.refuse_handoff(handoff, format!("superseded by ballot {promised}"));
+                    self.end(Deactivation::Superseded(promised));
+                }
+            }
+            ReplicaReply::Written | ReplicaReply::Dropped | ReplicaReply::Failed(_) => {}
+        }
+    }
+
+    fn refuse_handoff(&mut self, handoff: Option<(NodeId, u64)>, why: String) {
+        if let Some((source, migration)) = handoff {
+            self.transmit.push_back((
+                source,
+                DurableMsg::HandoffReply {
+                    key: self.key.clone(),
+                    migration,
+                    from: self.me,
+                    result: Err(why),
+                },
+            ));
+        }
+    }
+
+    fn fence_done(&mut self, now: Time) {
+        let Phase::Fencing(f) = std::mem::replace(&mut self.phase, Phase::Active) else {
+            return;
+        };
+        let restored = f.best.as_ref().map(Record::order);
+        let state = match &f.best {
+            Some(r) => match DurableState::decode(&r.body) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.refuse_handoff(f.handoff, format!("state does not decode: {e}"));
+                    self.end(Deactivation::Failed(format!(
+                        "the stored state does not decode: {e}"
+                    )));
+                    return;
+                }
+            },
+            None => DurableState::empty(),
+        };
+        if let Some(set) = f.sets.last() {
+            self.set = set.clone();
+        }
+        self.install(state);
+        // Nothing restored is released until it is committed under this ballot.
+        self.base = f.best.clone();
+        self.committed = None;
+        self.first_commit_done = false;
+        self.dirty = true;
+        self.commit_timer = None;
+        self.events.push_back(ActivationEvent::Activated {
+            ballot: self.ballot,
+            set: self.set.clone(),
+            restored,
+        });
+        if let Some((source, migration)) = f.handoff {
+            self.transmit.push_back((
+                source,
+                DurableMsg::HandoffReply {
+                    key: self.key.clone(),
+                    migration,
+                    from: self.me,
+                    result: Ok(self.ballot),
+                },
+            ));
+        }
+        let held: Vec<Envelope> = self.held.drain(..).collect();
+        for env in held {
+            self.accept(now, env);
+        }
+        self.pump(now);
+    }
+
+    /// Loads a state into memory and tells the owner to rebuild the user code.
+    fn install(&mut self, state: DurableState) {
+        let me = SenderId::Actor(self.key.clone());
+        self.accepted = state.inbound.iter().map(|(s, i)| (s.clone(), i.last)).collect();
+        self.committed_last = self.accepted.clone();
+        self.inbound = state.inbound;
+        self.streams = Streams::restore(me, self.config.stream, state.streams);
+        // Restored outputs wait for the first commit under this ballot.
+        self.streams.hold_all();
+        self.applied_total = state.applied;
+        self.pending.clear();
+        self.applying = None;
+        self.unsnap = Unsnapshotted::default();
+        self.events.push_back(ActivationEvent::Restore { user: state.user });
+    }
+
+    // ----- inputs -----
+
+    /// A message for this actor arrived.
+    pub fn handle_envelope(&mut self, now: Time, env: Envelope) {
+        match self.phase {
+            Phase::Fencing(_) | Phase::Draining(_) | Phase::HandingOff { .. } => {
+                if self.held.len() >= self.config.pending_max {
+                    self.stats.refused += 1;
+                    self.nack(&env.from, env.reply_to, env.seq, 50);
+                } else {
+                    self.held.push_back(env);
+                }
+            }
+            Phase::Active => {
+                self.accept(now, env);
+                self.pump(now);
+            }
+            Phase::Gone => {}
+        }
+    }
+
+    /// A local input (not from a sender: not deduplicated, not acknowledged).
+    pub fn local_input(&mut self, now: Time, payload: Vec<u8>) {
+        if matches!(self.phase, Phase::Active) && self.pending.len() < self.config.pending_max {
+            self.pending.push_back(Pending {
+                from: None,
+                seq: 0,
+                payload,
+                trace: None,
+                reply_to: None,
+            });
+            self.pump(now);
+        }
+    }
+
+    fn nack(&mut self, to: &SenderId, node: NodeId, expected: u64, retry_after_ms: u32) {
+        self.transmit.push_back((
+            node,
+            DurableMsg::Nack(Nack {
+                key: self.key.clone(),
+                to: to.clone(),
+                expected,
+                retry_after_ms,
+            }),
+        ));
+    }
+
+    fn accept(&mut self, _now: Time, env: Envelope) {
+        let sender = env.from.clone();
+        let last = self.accepted.get(&sender).copied().unwrap_or(0);
+        self.reply_to.insert(sender.clone(), env.reply_to);
+        if env.seq <= last {
+            self.stats.duplicates += 1;
+            let committed = self.committed_last.get(&sender).copied().unwrap_or(0);
+            if env.seq <= committed && self.first_commit_done {
+                let replies = self
+                    .inbound
+                    .get(&sender)
+                    .filter(|i| i.last == env.seq)
+                    .and_then(|i| i.reply.clone())
+                    .map(|r| vec![(env.seq, r)])
+                    .unwrap_or_default();
+                self.transmit.push_back((
+                    env.reply_to,
+                    DurableMsg::Ack(Ack {
+                        key: self.key.clone(),
+                        to: sender,
+                        up_to: committed,
+                        replies,
+                    }),
+                ));
+            }
+            return;
+        }
+        if env.seq > last + 1 {
+            self.stats.refused += 1;
+            self.nack(&sender, env.reply_to, last + 1, 0);
+            return;
+        }
+        if self.pending.len() >= self.config.pending_max {
+            self.stats.refused += 1;
+            self.nack(&sender, env.reply_to, env.seq, 50);
+            return;
+        }
+        self.accepted.insert(sender.clone(), env.seq);
+        self.pending.push_back(Pending {
+            from: Some(sender),
+            seq: env.seq,
+            payload: env.payload,
+            trace: env.trace,
+            reply_to: Some(env.reply_to),
+        });
+    }
+
+    /// The user code applied batch `token`.
+    pub fn applied(&mut self, now: Time, token: u64, result: Applied) {
+        let Some(batch) = self.applying.take_if(|a| a.token == token) else {
+            return;
+        };
+        if !matches!(self.phase, Phase::Active | Phase::Draining(_)) {
+            return;
+        }
+        let mut replies = result.replies.into_iter();
+        for (from, seq) in batch.inputs {
+            let reply = replies.next().flatten();
+            let Some(sender) = from else {
+                continue;
+            };
+            self.applied_total += 1;
+            self.stats.applied += 1;
+            self.dirty = true;
+            let kept = reply
+                .as_ref()
+                .filter(|r| reply_len(r) <= self.config.reply_bytes_max)
+                .cloned();
+            self.inbound.insert(
+                sender.clone(),
+                Inbound {
+                    last: seq,
+                    reply: kept,
+                    touched: self.applied_total,
+                },
+            );
+            self.unsnap.acks.push((sender, seq, reply));
+        }
+        self.evict_senders();
+        if result.changed {
+            self.dirty = true;
+        }
+        for out in result.outputs {
+            match out {
+                Output::Send { to, payload, trace } => {
+                    self.streams.push(&to, payload, trace);
+                    self.dirty = true;
+                }
+                Output::Command { to, command } => {
+                    self.unsnap.commands.push((to, command));
+                    self.dirty = true;
+                }
+            }
+        }
+        if batch.snapshot {
+            match result.snapshot {
+                Some(snapshot) => self.begin_commit(now, snapshot),
+                None => {
+                    self.user_failed(now, "the user code returned no snapshot".into());
+                    return;
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    fn evict_senders(&mut self) {
+        while self.inbound.len() > self.config.senders_max {
+            let victim = self
+                .inbound
+                .iter()
+                .filter(|(s, _)| matches!(s, SenderId::Client(_)))
+                .min_by_key(|(_, i)| i.touched)
+                .map(|(s, _)| s.clone());
+            let Some(victim) = victim else {
+                break;
+            };
+            self.inbound.remove(&victim);
+            self.accepted.remove(&victim);
+            self.committed_last.remove(&victim);
+            self.reply_to.remove(&victim);
+        }
+    }
+
+    /// The user code failed (panicked, or its state did not restore): roll back to
+    /// the newest record handed to the replicas and rebuild it, or give up after
+    /// too many failures.
+    pub fn user_failed(&mut self, now: Time, why: String) {
+        if !matches!(self.phase, Phase::Active | Phase::Draining(_)) {
+            return;
+        }
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.saturating_since(*t) > self.config.restart_period)
+        {
+            self.restarts.pop_front();
+        }
+        self.restarts.push_back(now);
+        if self.restarts.len() as u32 > self.config.restarts_max {
+            self.end(Deactivation::Failed(why));
+            return;
+        }
+        let state = match &self.base {
+            Some(r) => match DurableState::decode(&r.body) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.end(Deactivation::Failed(format!("state does not decode: {e}")));
+                    return;
+                }
+            },
+            None => DurableState::empty(),
+        };
+        // Senders whose inputs were dropped resend from what the base holds.
+        let rolled: Vec<(SenderId, u64)> = self
+            .accepted
+            .iter()
+            .filter(|(s, last)| state.inbound.get(*s).map_or(0, |i| i.last) < **last)
+            .map(|(s, _)| (s.clone(), state.inbound.get(s).map_or(0, |i| i.last) + 1))
+            .collect();
+        let committed_last = std::mem::take(&mut self.committed_last);
+        let released = self.first_commit_done;
+        self.install(state);
+        self.committed_last = committed_last;
+        if released && let Some(c) = &self.committed {
+            // What the committed record holds stays released.
+            if let Ok(s) = DurableState::decode(&c.body) {
+                let marks = s
+                    .streams
+                    .iter()
+                    .map(|(k, o)| (k.clone(), o.next_seq.saturating_sub(1)))
+                    .collect();
+                self.streams.release(&marks);
+            }
+        }
+        self.dirty = self.in_flight.is_none() && !self.first_commit_done;
+        for (sender, expected) in rolled {
+            if let Some(node) = self.reply_to.get(&sender).copied() {
+                self.nack(&sender, node, expected, 0);
+            }
+        }
+        self.pump(now);
+    }
+
+    // ----- commits -----
+
+    fn commit_interval(&self) -> Duration {
+        let by_size = Duration::from_secs_f64(
+            self.last_bytes as f64 / self.config.snapshot_bandwidth.max(1) as f64,
+        );
+        by_size.max(self.config.commit_interval_min)
+    }
+
+    fn commit_due(&self, now: Time) -> bool {
+        self.in_flight.is_none()
+            && (!self.first_commit_done
+                || now >= self.last_commit_start + self.commit_interval())
+    }
+
+    fn begin_commit(&mut self, now: Time, user: Snapshot) {
+        let state = DurableState {
+            user,
+            inbound: self.inbound.clone(),
+            streams: self.streams.durable(),
+            applied: self.applied_total,
+        };
+        let body = match codec::encode_body(&state) {
+            Ok(b) => b,
+            Err(e) => {
+                self.user_failed(now, format!("the state does not encode: {e}"));
+                return;
+            }
+        };
+        self.version += 1;
+        let record = Record {
+            ballot: self.ballot,
+            version: self.version,
+            body,
+        };
+        self.last_bytes = record.body.len();
+        self.last_commit_start = now;
+        let set = self.next_set.clone().unwrap_or_else(|| self.set.clone());
+        let req = self.req();
+        let commit = Commit {
+            record,
+            set,
+            req,
+            acked: BTreeSet::new(),
+            effects: std::mem::take(&mut self.unsnap),
+            marks: self.streams.marks(),
+            started: now,
+            next_retry: now + self.config.retry_interval,
+        };
+        self.dirty = false;
+        self.base = Some(commit.record.clone());
+        self.send_writes(&commit, None);
+        self.in_flight = Some(commit);
+    }
+
+    fn send_writes(&mut self, commit: &Commit, skip: Option<&BTreeSet<NodeId>>) {
+        for n in commit.set.nodes() {
+            if skip.is_some_and(|s| s.contains(n)) {
+                continue;
+            }
+            self.transmit.push_back((
+                *n,
+                DurableMsg::Replica {
+                    from: self.me,
+                    req: commit.req,
+                    key: self.key.clone(),
+                    op: ReplicaOp::Write {
+                        record: commit.record.clone(),
+                    },
+                },
+            ));
+        }
+    }
+
+    fn on_write_reply(&mut self, now: Time, from: NodeId, req: u64, reply: ReplicaReply) {
+        let Some(c) = self.in_flight.as_mut() else {
+            return;
+        };
+        if c.req != req || !c.set.contains(&from) {
+            return;
+        }
+        match reply {
+            ReplicaReply::Written => {
+                c.acked.insert(from);
+                if c.acked.len() >= c.set.quorum() {
+                    self.commit_done(now);
+                }
+            }
+            ReplicaReply::Refused { promised } if promised > self.ballot => {
+                self.end(Deactivation::Superseded(promised));
+            }
+            _ => {}
+        }
+    }
+
+    fn commit_done(&mut self, now: Time) {
+        let Some(c) = self.in_flight.take() else {
+            return;
+        };
+        if self.next_set.as_ref() == Some(&c.set) {
+            self.set = c.set.clone();
+            self.next_set = None;
+            self.events
+                .push_back(ActivationEvent::Reconfigured { set: c.set.clone() });
+        }
+        self.stats.commits += 1;
+        self.first_commit_done = true;
+        self.events.push_back(ActivationEvent::Committed {
+            version: c.record.version,
+            bytes: c.record.body.len(),
+        });
+        // Acks, grouped per sender.
+        let mut per_sender: BTreeMap<SenderId, (u64, Vec<(u64, Reply)>)> = BTreeMap::new();
+        for (sender, seq, reply) in c.effects.acks {
+            let e = per_sender.entry(sender).or_insert((0, Vec::new()));
+            e.0 = e.0.max(seq);
+            if let Some(r) = reply {
+                e.1.push((seq, r));
+            }
+        }
+        for (sender, (up_to, replies)) in per_sender {
+            self.committed_last.insert(sender.clone(), up_to);
+            if let Some(node) = self.reply_to.get(&sender).copied() {
+                self.transmit.push_back((
+                    node,
+                    DurableMsg::Ack(Ack {
+                        key: self.key.clone(),
+                        to: sender,
+                        up_to,
+                        replies,
+                    }),
+                ));
+            }
+        }
+        self.streams.release(&c.marks);
+        for (to, command) in c.effects.commands {
+            self.events.push_back(ActivationEvent::Command { to, command });
+        }
+        self.committed = Some(c.record);
+        self.pump(now);
+    }
+
+    // ----- streams (this actor as a sender) -----
+
+    /// A receiver acknowledged this actor's outputs.
+    pub fn on_ack(&mut self, now: Time, ack: Ack) {
+        self.streams.on_ack(now, &ack.key, ack.up_to, ack.replies);
+        while self.streams.poll_event().is_some() {}
+        self.pump(now);
+    }
+
+    /// A receiver asked this actor to resend.
+    pub fn on_nack(&mut self, now: Time, nack: Nack) {
+        self.streams.on_nack(
+            now,
+            &nack.key,
+            nack.expected,
+            Duration::from_millis(u64::from(nack.retry_after_ms)),
+        );
+    }
+
+    /// A receiver moved.
+    pub fn on_redirect(&mut self, now: Time, r: Redirect) {
+        self.streams.on_redirect(now, &r.key, r.node);
+    }
+
+    /// Envelopes this actor's streams want sent now.
+    pub fn poll_streams(
+        &mut self,
+        now: Time,
+        resolve: &mut dyn FnMut(&DurableKey) -> Option<(NodeId, Ballot)>,
+        out: &mut Vec<(NodeId, Envelope)>,
+    ) {
+        if self.is_active() || matches!(self.phase, Phase::HandingOff { .. }) {
+            self.streams.poll_transmit(now, self.me, resolve, out);
+        }
+    }
+
+    // ----- migration -----
+
+    /// Starts a live migration to `to`. Returns false if the actor is not in a state
+    /// to move (restoring, moving already, or gone).
+    pub fn migrate(&mut self, now: Time, to: NodeId) -> bool {
+        if !matches!(self.phase, Phase::Active) || to == self.me {
+            return false;
+        }
+        let id = self.next_migration;
+        self.next_migration += 1;
+        self.phase = Phase::Draining(Migration { id, to, since: now });
+        self.pump(now);
+        true
+    }
+
+    fn try_hand_off(&mut self, now: Time) {
+        let Phase::Draining(mig) = &self.phase else {
+            return;
+        };
+        if self.applying.is_some() || self.in_flight.is_some() || self.dirty {
+            return;
+        }
+        let Some(record) = self.committed.clone() else {
+            return;
+        };
+        let mig = mig.clone();
+        let mut queued: Vec<Envelope> = self
+            .pending
+            .drain(..)
+            .filter_map(|p| {
+                Some(Envelope {
+                    to: self.key.clone(),
+                    from: p.from?,
+                    reply_to: p.reply_to?,
+                    seq: p.seq,
+                    payload: p.payload,
+                    trace: p.trace,
+                    hops: 0,
+                })
+            })
+            .collect();
+        queued.extend(self.held.drain(..));
+        self.transmit.push_back((
+            mig.to,
+            DurableMsg::Handoff(Handoff {
+                key: self.key.clone(),
+                migration: mig.id,
+                from: self.me,
+                record,
+                set: self.set.clone(),
+                spec: self.spec.clone(),
+                queued,
+            }),
+        ));
+        let deadline = now + self.config.handoff_timeout;
+        self.phase = Phase::HandingOff { mig, deadline };
+    }
+
+    /// The target's answer to a handoff.
+    pub fn on_handoff_reply(&mut self, now: Time, migration: u64, result: Result<Ballot, String>) {
+        let Phase::HandingOff { mig, .. } = &self.phase else {
+            return;
+        };
+        if mig.id != migration {
+            return;
+        }
+        let mig = mig.clone();
+        match result {
+            Ok(ballot) => {
+                // Tell every sender heard from where the actor is now.
+                let senders: Vec<(SenderId, NodeId)> =
+                    self.reply_to.iter().map(|(s, n)| (s.clone(), *n)).collect();
+                for (sender, node) in senders {
+                    self.transmit.push_back((
+                        node,
+                        DurableMsg::Redirect(Redirect {
+                            key: self.key.clone(),
+                            to: sender,
+                            node: Some((mig.to, ballot)),
+                        }),
+                    ));
+                }
+                let held: Vec<Envelope> = self.held.drain(..).collect();
+                for mut env in held {
+                    env.hops = env.hops.saturating_add(1);
+                    self.transmit.push_back((mig.to, DurableMsg::Envelope(env)));
+                }
+                self.events.push_back(ActivationEvent::Migrated {
+                    to: mig.to,
+                    pause: now.saturating_since(mig.since),
+                });
+                self.end(Deactivation::Migrated { to: mig.to, ballot });
+            }
+            Err(_) => self.resume(now),
+        }
+    }
+
+    /// The handoff failed or timed out: fence again (the target may have fenced) and
+    /// serve here.
+    fn resume(&mut self, now: Time) {
+        let best = self.committed.clone();
+        let sets = vec![self.set.clone()];
+        let queued: Vec<Envelope> = std::mem::take(&mut self.held).into_iter().collect();
+        self.ballot = Ballot::above(self.ballot, self.me);
+        self.begin_fence(now, sets, best, None, 0);
+        self.held.extend(queued);
+    }
+
+    /// Commits go to `set` from the next commit on (after which the owner hears
+    /// `Reconfigured`).
+    pub fn reconfigure(&mut self, now: Time, set: ReplicaSet) {
+        if set == self.set || !self.is_active() {
+            return;
+        }
+        self.next_set = Some(set);
+        self.dirty = true;
+        self.pump(now);
+    }
+
+    /// Stops the actor for good and drops its replicas.
+    pub fn release(&mut self) {
+        let nodes: Vec<NodeId> = self.set.nodes().to_vec();
+        for n in nodes {
+            let req = self.req();
+            self.transmit.push_back((
+                n,
+                DurableMsg::Replica {
+                    from: self.me,
+                    req,
+                    key: self.key.clone(),
+                    op: ReplicaOp::Drop {
+                        ballot: self.ballot,
+                    },
+                },
+            ));
+        }
+        self.end(Deactivation::Released);
+    }
+
+    fn end(&mut self, why: Deactivation) {
+        if matches!(self.phase, Phase::Gone) {
+            return;
+        }
+        self.phase = Phase::Gone;
+        self.in_flight = None;
+        self.applying = None;
+        self.pending.clear();
+        self.events.push_back(ActivationEvent::Deactivated(why));
+    }
+
+    /// Stops without further ado (the node is shutting down or lost the actor).
+    pub fn abandon(&mut self, why: Deactivation) {
+        self.end(why);
+    }
+
+    /// Envelopes that arrived too late to hand off (the owner forwards them).
+    pub fn take_held(&mut self) -> Vec<Envelope> {
+        self.held.drain(..).collect()
+    }
+
+    // ----- replica replies -----
+
+    /// A replica answered.
+    pub fn on_replica_reply(&mut self, now: Time, from: NodeId, req: u64, reply: ReplicaReply) {
+        match self.phase {
+            Phase::Fencing(_) => self.on_fence_reply(now, from, req, reply),
+            Phase::Active | Phase::Draining(_) => self.on_write_reply(now, from, req, reply),
+            Phase::HandingOff { .. } | Phase::Gone => {}
+        }
+    }
+
+    // ----- driving -----
+
+    /// Hands the next batch to the user code, or starts a commit, as due.
+    fn pump(&mut self, now: Time) {
+        if self.applying.is_none() {
+            let draining = matches!(self.phase, Phase::Draining(_));
+            let active = matches!(self.phase, Phase::Active);
+            if active && !self.pending.is_empty() && !self.streams.is_full() {
+                let n = self.pending.len().min(self.config.apply_batch_max);
+                let batch: Vec<Pending> = self.pending.drain(..n).collect();
+                let snapshot = self.commit_due(now);
+                let token = self.next_token;
+                self.next_token += 1;
+                self.applying = Some(Applying {
+                    token,
+                    inputs: batch.iter().map(|p| (p.from.clone(), p.seq)).collect(),
+                    snapshot,
+                });
+                let inputs = batch
+                    .into_iter()
+                    .map(|p| Input {
+                        from: p.from,
+                        seq: p.seq,
+                        payload: p.payload,
+                        trace: p.trace,
+                    })
+                    .collect();
+                self.events.push_back(ActivationEvent::Apply {
+                    token,
+                    inputs,
+                    snapshot,
+                });
+            } else if (active || draining) && self.dirty {
+                if self.commit_due(now) || (draining && self.in_flight.is_none()) {
+                    let token = self.next_token;
+                    self.next_token += 1;
+                    self.applying = Some(Applying {
+                        token,
+                        inputs: Vec::new(),
+                        snapshot: true,
+                    });
+                    self.events.push_back(ActivationEvent::Apply {
+                        token,
+                        inputs: Vec::new(),
+                        snapshot: true,
+                    });
+                    self.commit_timer = None;
+                } else if self.in_flight.is_none() {
+                    self.commit_timer = Some(self.last_commit_start + self.commit_interval());
+                }
+            }
+        }
+        if matches!(self.phase, Phase::Draining(_)) {
+            self.try_hand_off(now);
+        }
+    }
+
+    /// Timers: retries, deadlines, the commit pacing timer.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.streams.handle_timeout(now);
+        match &mut self.phase {
+            Phase::Fencing(f) => {
+                if now.saturating_since(f.started) >= self.config.activate_timeout {
+                    let handoff = f.handoff;
+                    self.refuse_handoff(handoff, "no majority of replicas answered".into());
+                    self.end(Deactivation::NoQuorum);
+                    return;
+                }
+                if now >= f.next_retry {
+                    f.next_retry = now + self.config.retry_interval;
+                    let missing: Vec<NodeId> = f.members.difference(&f.replied).copied().collect();
+                    let (req, have) = (f.req, f.best.as_ref().map(Record::order));
+                    for n in missing {
+                        self.transmit.push_back((
+                            n,
+                            DurableMsg::Replica {
+                                from: self.me,
+                                req,
+                                key: self.key.clone(),
+                                op: ReplicaOp::Fence {
+                                    ballot: self.ballot,
+                                    have,
+                                },
+                            },
+                        ));
+                    }
+                }
+            }
+            Phase::HandingOff { deadline, .. } => {
+                if now >= *deadline {
+                    self.resume(now);
+                    return;
+                }
+            }
+            Phase::Active | Phase::Draining(_) | Phase::Gone => {}
+        }
+        if let Some(c) = self.in_flight.as_mut() {
+            if now.saturating_since(c.started) >= self.config.stall_timeout {
+                self.end(Deactivation::Stalled);
+                return;
+            }
+            if now >= c.next_retry {
+                c.next_retry = now + self.config.retry_interval;
+                let acked = c.acked.clone();
+                if let Some(c) = self.in_flight.take() {
+                    self.send_writes(&c, Some(&acked));
+                    self.in_flight = Some(c);
+                }
+            }
+        }
+        if self.commit_timer.is_some_and(|t| t <= now) {
+            self.commit_timer = None;
+        }
+        self.pump(now);
+    }
+
+    /// The next deadline.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let phase = match &self.phase {
+            Phase::Fencing(f) => Some(f.next_retry.min(f.started + self.config.activate_timeout)),
+            Phase::HandingOff { deadline, .. } => Some(*deadline),
+            _ => None,
+        };
+        let commit = self
+            .in_flight
+            .as_ref()
+            .map(|c| c.next_retry.min(c.started + self.config.stall_timeout));
+        [phase, commit, self.commit_timer, self.streams.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<(NodeId, DurableMsg)> {
+        self.transmit.pop_front()
+    }
+
+    /// The next event for the owner.
+    pub fn poll_event(&mut self) -> Option<ActivationEvent> {
+        self.events.pop_front()
+    }
+
+    /// Checks internal invariants (tests and the simulator).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if let Some(c) = &self.in_flight
+            && c.record.ballot != self.ballot
+        {
+            return Err(format!("{}: commit in flight under a foreign ballot", self.key));
+        }
+        for (s, last) in &self.accepted {
+            let applied = self.inbound.get(s).map_or(0, |i| i.last);
+            if *last < applied {
+                return Err(format!("{}: {s} accepted {last} < applied {applied}", self.key));
+            }
+        }
+        if let Some(c) = &self.committed
+            && self.base.as_ref().is_some_and(|b| b.order() < c.order())
+        {
+            return Err(format!("{}: base older than the committed record", self.key));
+        }
+        Ok(())
+    }
+
+    /// Handles a stream event (drains them; activations do not use stream replies).
+    pub fn drain_stream_events(&mut self) -> Vec<StreamEvent> {
+        let mut v = Vec::new();
+        while let Some(e) = self.streams.poll_event() {
+            v.push(e);
+        }
+        v
+    }
+}
+
+fn reply_len(r: &Reply) -> usize {
+    match r {
+        Ok(b) => b.len(),
+        Err(s) => s.len(),
+    }
+}
+
+impl std::fmt::Debug for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activation")
+            .field("key", &self.key)
+            .field("ballot", &self.ballot)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}

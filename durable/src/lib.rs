@@ -1,0 +1,32 @@
+//! Durable actors: state that survives crashes and moves between nodes, with
+//! exactly-once, per-sender-FIFO delivery.
+//!
+//! Every module is a sans-IO core: no clock, no sockets, no threads, no randomness.
+//! The production driver (in the `plexus` crate) adapts them to ractor, libp2p and
+//! rocksdb; the simulator (`plexus-sim`) drives the same code in virtual time.
+//!
+//! * [`types`]: keys, senders, ballots, replica sets, records.
+//! * [`wire`]: the protocol messages.
+//! * [`replica`]: a node's snapshot store rules (Paxos acceptor rules per key).
+//! * [`stream`]: the sender side (numbering, windows, retransmission).
+//! * [`activation`]: one hosted actor (restore, apply, commit, ack, migrate).
+//! * [`node`]: a node's whole service (routing, forwarding, client sessions).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod activation;
+pub mod node;
+pub mod replica;
+pub mod stream;
+pub mod types;
+pub mod wire;
+
+pub use activation::{
+    Activation, ActivationConfig, ActivationEvent, Applied, Deactivation, DurableState, Input,
+    Output,
+};
+pub use node::{DurableNode, NodeConfig, NodeEvent};
+pub use replica::{MemStore, Slot, SlotStore, StoreError};
+pub use types::{Ballot, DurableKey, Record, ReplicaSet, SenderId, rendezvous};
+pub use wire::{Command, DurableMsg, Envelope};

@@ -1,0 +1,348 @@
+//! The replica: one node's slots for the durable actors it keeps snapshots of.
+//!
+//! A slot holds a promise (the highest ballot that fenced it) and the newest record
+//! written to it. The rules are single-decree Paxos's acceptor rules, applied to a
+//! stream of records:
+//!
+//! * `Fence(b)` succeeds iff `b > promised`; the slot then promises `b` and returns
+//!   its record (if newer than what the fencer already has).
+//! * `Write(r)` succeeds iff `r.ballot >= promised`; the slot then promises
+//!   `r.ballot` and keeps `r` if it orders after the stored record.
+//! * `Drop(b)` succeeds iff `b >= promised`, and forgets the key.
+//!
+//! A record is *committed* once a majority of its replica set stored it. Because
+//! an activation fences a majority before it serves, and every two majorities of a
+//! set intersect, the activation sees every committed record, and no activation with
+//! a lower ballot can commit afterwards: at most one activation commits at a time.
+//!
+//! [`apply`] is the whole decision, a pure function of the slot and the request;
+//! [`Replica`] runs it against a [`SlotStore`] (rocksdb in production, a map in the
+//! simulator and tests). A store error is answered with `Failed`, which the
+//! requester counts as no answer.
+
+use std::collections::BTreeMap;
+
+use plexus_actors::codec::{self, CodecError};
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Ballot, DurableKey, Record};
+use crate::wire::{ReplicaOp, ReplicaReply};
+
+/// What a replica keeps for one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    /// The highest ballot that fenced or wrote the slot.
+    pub promised: Ballot,
+    /// The newest record stored.
+    pub record: Option<Record>,
+}
+
+/// What to do to the stored slot after a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SlotChange {
+    /// Leave it.
+    Keep,
+    /// Store this.
+    Put(Slot),
+    /// Forget the key.
+    Delete,
+}
+
+/// Decides a request against the current slot: the change to store, then the reply.
+/// The reply may be sent only once the change is stored.
+pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) {
+    let promised = slot.map_or(Ballot::ZERO, |s| s.promised);
+    let record = slot.and_then(|s| s.record.as_ref());
+    match op {
+        ReplicaOp::Fence { ballot, have } => {
+            if *ballot <= promised {
+                return (SlotChange::Keep, ReplicaReply::Refused { promised });
+            }
+            let order = record.map(Record::order);
+            let newer = match (order, have) {
+                (Some(o), Some(h)) => o > *h,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            let reply = ReplicaReply::Promised {
+                record: if newer { record.cloned() } else { None },
+                order,
+            };
+            let change = SlotChange::Put(Slot {
+                promised: *ballot,
+                record: record.cloned(),
+            });
+            (change, reply)
+        }
+        ReplicaOp::Write { record: new } => {
+            if new.ballot < promised {
+                return (SlotChange::Keep, ReplicaReply::Refused { promised });
+            }
+            let keep_old = record.is_some_and(|old| old.order() >= new.order());
+            let stored = if keep_old { record.cloned() } else { Some(new.clone()) };
+            if keep_old && promised == new.ballot {
+                return (SlotChange::Keep, ReplicaReply::Written);
+            }
+            let change = SlotChange::Put(Slot {
+                promised: new.ballot,
+                record: stored,
+            });
+            (change, ReplicaReply::Written)
+        }
+        ReplicaOp::Drop { ballot } => {
+            if *ballot < promised {
+                return (SlotChange::Keep, ReplicaReply::Refused { promised });
+            }
+            let change = if slot.is_some() {
+                SlotChange::Delete
+            } else {
+                SlotChange::Keep
+            };
+            (change, ReplicaReply::Dropped)
+        }
+    }
+}
+
+/// Why a store failed. The local disk (or its configuration) is at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The storage engine failed.
+    #[error("storage failed: {0}")]
+    Io(String),
+    /// A stored slot does not decode (corruption, or written by a newer build).
+    #[error("stored slot for `{key}` does not decode: {error}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// Why.
+        error: CodecError,
+    },
+}
+
+/// Where a replica keeps its slots. Implementations must make `put` and `delete`
+/// durable (at least against a process crash) before returning.
+pub trait SlotStore: Send {
+    /// The slot for `key`.
+    fn get(&self, key: &DurableKey) -> Result<Option<Slot>, StoreError>;
+    /// Stores the slot for `key`.
+    fn put(&mut self, key: &DurableKey, slot: &Slot) -> Result<(), StoreError>;
+    /// Forgets `key`.
+    fn delete(&mut self, key: &DurableKey) -> Result<(), StoreError>;
+    /// Every key with a slot, in order (for listings; not on any hot path).
+    fn keys(&self) -> Result<Vec<DurableKey>, StoreError>;
+}
+
+/// Encodes a slot for a store (a versioned codec frame).
+pub fn encode_slot(slot: &Slot) -> Result<Vec<u8>, CodecError> {
+    codec::encode(slot)
+}
+
+/// Decodes a stored slot.
+pub fn decode_slot(bytes: &[u8]) -> Result<Slot, CodecError> {
+    codec::decode_with_limit(bytes, codec::FRAME_BYTES_MAX)
+}
+
+/// An in-memory store: the simulator's disk (it survives a simulated crash, since the
+/// simulator keeps it outside the crashed node's cores) and the tests'.
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    slots: BTreeMap<DurableKey, Slot>,
+}
+
+impl MemStore {
+    /// The slots, for checkers.
+    pub fn slots(&self) -> &BTreeMap<DurableKey, Slot> {
+        &self.slots
+    }
+}
+
+impl SlotStore for MemStore {
+    fn get(&self, key: &DurableKey) -> Result<Option<Slot>, StoreError> {
+        Ok(self.slots.get(key).cloned())
+    }
+    fn put(&mut self, key: &DurableKey, slot: &Slot) -> Result<(), StoreError> {
+        self.slots.insert(key.clone(), slot.clone());
+        Ok(())
+    }
+    fn delete(&mut self, key: &DurableKey) -> Result<(), StoreError> {
+        self.slots.remove(key);
+        Ok(())
+    }
+    fn keys(&self) -> Result<Vec<DurableKey>, StoreError> {
+        Ok(self.slots.keys().cloned().collect())
+    }
+}
+
+/// A replica: the rules applied to a store.
+pub struct Replica<S: SlotStore> {
+    store: S,
+    /// Requests answered `Failed` because the store failed.
+    pub store_failures: u64,
+}
+
+impl<S: SlotStore> Replica<S> {
+    /// A replica over `store`.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            store_failures: 0,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Gives the store back (a simulated crash keeps the disk).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// Handles one request; the change is stored before the reply is returned.
+    pub fn handle(&mut self, key: &DurableKey, op: &ReplicaOp) -> ReplicaReply {
+        let slot = match self.store.get(key) {
+            Ok(slot) => slot,
+            Err(e) => {
+                self.store_failures += 1;
+                return ReplicaReply::Failed(e.to_string());
+            }
+        };
+        let (change, reply) = apply(slot.as_ref(), op);
+        let stored = match change {
+            SlotChange::Keep => Ok(()),
+            SlotChange::Put(slot) => self.store.put(key, &slot),
+            SlotChange::Delete => self.store.delete(key),
+        };
+        match stored {
+            Ok(()) => reply,
+            Err(e) => {
+                self.store_failures += 1;
+                ReplicaReply::Failed(e.to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_actors::NodeId;
+    use proptest::prelude::*;
+
+    fn b(round: u64, node: u64) -> Ballot {
+        Ballot {
+            round,
+            node: NodeId::synthetic(node),
+        }
+    }
+
+    fn rec(ballot: Ballot, version: u64) -> Record {
+        Record {
+            ballot,
+            version,
+            body: version.to_le_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn fence_then_writes_from_lower_ballots_are_refused() {
+        let key = DurableKey::new("k").unwrap();
+        let mut r = Replica::new(MemStore::default());
+        let w1 = ReplicaOp::Write {
+            record: rec(b(1, 1), 1),
+        };
+        assert_eq!(r.handle(&key, &w1), ReplicaReply::Written);
+        let fence = ReplicaOp::Fence {
+            ballot: b(2, 2),
+            have: None,
+        };
+        assert_eq!(
+            r.handle(&key, &fence),
+            ReplicaReply::Promised {
+                record: Some(rec(b(1, 1), 1)),
+                order: Some((b(1, 1), 1))
+            }
+        );
+        let w2 = ReplicaOp::Write {
+            record: rec(b(1, 1), 2),
+        };
+        assert_eq!(
+            r.handle(&key, &w2),
+            ReplicaReply::Refused { promised: b(2, 2) }
+        );
+        // The same fence again is refused (not strictly higher).
+        assert!(matches!(
+            r.handle(&key, &fence),
+            ReplicaReply::Refused { .. }
+        ));
+        // The fencer already has the record: it is not sent again.
+        let fence3 = ReplicaOp::Fence {
+            ballot: b(3, 1),
+            have: Some((b(1, 1), 1)),
+        };
+        assert_eq!(
+            r.handle(&key, &fence3),
+            ReplicaReply::Promised {
+                record: None,
+                order: Some((b(1, 1), 1))
+            }
+        );
+        assert_eq!(
+            r.handle(&key, &ReplicaOp::Drop { ballot: b(2, 9) }),
+            ReplicaReply::Refused { promised: b(3, 1) }
+        );
+        assert_eq!(
+            r.handle(&key, &ReplicaOp::Drop { ballot: b(3, 1) }),
+            ReplicaReply::Dropped
+        );
+        assert!(r.store().slots().is_empty());
+    }
+
+    #[test]
+    fn slots_round_trip_through_the_codec() {
+        let slot = Slot {
+            promised: b(4, 2),
+            record: Some(rec(b(4, 2), 7)),
+        };
+        assert_eq!(decode_slot(&encode_slot(&slot).unwrap()).unwrap(), slot);
+        assert!(decode_slot(&[9, 9, 9]).is_err());
+    }
+
+    fn op_strategy() -> impl Strategy<Value = ReplicaOp> {
+        prop_oneof![
+            (0u64..6, 0u64..3).prop_map(|(r, n)| ReplicaOp::Fence {
+                ballot: b(r, n),
+                have: None
+            }),
+            (0u64..6, 0u64..3, 0u64..5).prop_map(|(r, n, v)| ReplicaOp::Write {
+                record: rec(b(r, n), v)
+            }),
+        ]
+    }
+
+    proptest! {
+        /// The promise never goes down, and a stored record never goes backwards.
+        #[test]
+        fn promises_and_records_only_grow(ops in proptest::collection::vec(op_strategy(), 1..40)) {
+            let key = DurableKey::new("k").unwrap();
+            let mut r = Replica::new(MemStore::default());
+            let mut last: Option<Slot> = None;
+            for op in ops {
+                let reply = r.handle(&key, &op);
+                let now = r.store().get(&key).unwrap();
+                if let (Some(a), Some(n)) = (&last, &now) {
+                    prop_assert!(n.promised >= a.promised);
+                    let ao = a.record.as_ref().map(Record::order);
+                    let no = n.record.as_ref().map(Record::order);
+                    prop_assert!(no >= ao);
+                }
+                if let ReplicaReply::Refused { promised } = reply {
+                    prop_assert_eq!(Some(promised), last.as_ref().map(|s| s.promised).or(Some(Ballot::ZERO)));
+                }
+                last = now;
+            }
+        }
+    }
+}

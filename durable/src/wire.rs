@@ -1,0 +1,359 @@
+//! Everything durable actors say to each other, as one enum carried by the mesh
+//! (a tell to the durable service of the receiving node).
+//!
+//! Decoding goes through [`decode`], which bounds the input and never panics
+//! (`tests::arbitrary_bytes_never_panic`).
+
+use plexus_actors::NodeId;
+use plexus_actors::codec::{self, CodecError};
+use plexus_actors::remote::TraceContext;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
+
+/// Largest encoded message accepted (a handoff carries a snapshot and queued
+/// messages).
+pub const MSG_BYTES_MAX: usize = codec::FRAME_BYTES_MAX;
+
+/// One protocol message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DurableMsg {
+    /// A request to a replica.
+    Replica {
+        /// Where to answer.
+        from: NodeId,
+        /// Echoed in the reply.
+        req: u64,
+        /// The actor.
+        key: DurableKey,
+        /// What to do.
+        op: ReplicaOp,
+    },
+    /// A replica's answer.
+    ReplicaReply {
+        /// The replica.
+        from: NodeId,
+        /// The request's number.
+        req: u64,
+        /// The actor.
+        key: DurableKey,
+        /// The answer.
+        reply: ReplicaReply,
+    },
+    /// A message to a durable actor.
+    Envelope(Envelope),
+    /// A durable actor committed messages from a sender.
+    Ack(Ack),
+    /// A durable actor asks a sender to resend from `expected`.
+    Nack(Nack),
+    /// A durable actor is elsewhere (or nowhere known).
+    Redirect(Redirect),
+    /// Live migration: the source hands the actor to the target.
+    Handoff(Handoff),
+    /// The target's answer to a handoff.
+    HandoffReply {
+        /// The actor.
+        key: DurableKey,
+        /// The migration's number.
+        migration: u64,
+        /// The target.
+        from: NodeId,
+        /// The target's ballot once active, or why it refused.
+        result: Result<Ballot, String>,
+    },
+    /// An order from the scheduler to a node.
+    Command(Command),
+}
+
+/// Operations on a replica's slot for one key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReplicaOp {
+    /// Promise to refuse ballots below `ballot`, and return the record if it is newer
+    /// than `have`.
+    Fence {
+        /// The fencing ballot.
+        ballot: Ballot,
+        /// The newest record the fencer holds already (a handoff's), if any.
+        have: Option<(Ballot, u64)>,
+    },
+    /// Store a record.
+    Write {
+        /// The record (its ballot must not be below the promise).
+        record: Record,
+    },
+    /// Forget the key (its job stopped).
+    Drop {
+        /// Must not be below the promise.
+        ballot: Ballot,
+    },
+}
+
+/// A replica's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReplicaReply {
+    /// The fence holds. `record` is the stored record if it is newer than what the
+    /// fencer has; `order` is the stored record's order either way.
+    Promised {
+        /// The record, when newer than the fencer's.
+        record: Option<Record>,
+        /// The stored record's `(ballot, version)`.
+        order: Option<(Ballot, u64)>,
+    },
+    /// The record is stored.
+    Written,
+    /// The key is forgotten.
+    Dropped,
+    /// A higher ballot holds the slot; the request's activation is superseded.
+    Refused {
+        /// The promise in force.
+        promised: Ballot,
+    },
+    /// The replica could not use its storage; counts as no answer.
+    Failed(String),
+}
+
+/// A message to a durable actor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The receiving actor.
+    pub to: DurableKey,
+    /// The sender.
+    pub from: SenderId,
+    /// The node where the sender takes acks now.
+    pub reply_to: NodeId,
+    /// The sender's sequence number for this receiver, from 1.
+    pub seq: u64,
+    /// The encoded message.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    /// The sender's trace context.
+    pub trace: Option<TraceContext>,
+    /// How many times nodes forwarded it; dropped past [`HOPS_MAX`].
+    pub hops: u8,
+}
+
+/// Most forwards an envelope may take before it is dropped (its sender resends).
+pub const HOPS_MAX: u8 = 4;
+
+/// A receiver committed a sender's messages up to `up_to`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The receiving actor.
+    pub key: DurableKey,
+    /// The sender being acknowledged.
+    pub to: SenderId,
+    /// Every message up to this sequence number is committed.
+    pub up_to: u64,
+    /// Replies to acknowledged messages that produced one, by sequence number.
+    pub replies: Vec<(u64, Reply)>,
+}
+
+/// A reply to one message: what the actor returned, or why it failed the message.
+pub type Reply = Result<serde_bytes::ByteBuf, String>;
+
+/// Resend from `expected` (after `retry_after_ms`, when the receiver is busy).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Nack {
+    /// The receiving actor.
+    pub key: DurableKey,
+    /// The sender.
+    pub to: SenderId,
+    /// The next sequence number the receiver takes.
+    pub expected: u64,
+    /// Wait this long before resending.
+    pub retry_after_ms: u32,
+}
+
+/// Where a durable actor is now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Redirect {
+    /// The actor.
+    pub key: DurableKey,
+    /// The sender being told.
+    pub to: SenderId,
+    /// Its host, with the ballot it runs under; `None`: not here, look it up again.
+    pub node: Option<(NodeId, Ballot)>,
+}
+
+/// The source's half of a live migration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Handoff {
+    /// The actor.
+    pub key: DurableKey,
+    /// The migration's number (echoed in the reply).
+    pub migration: u64,
+    /// The source.
+    pub from: NodeId,
+    /// The source's last committed record (it stopped before sending it).
+    pub record: Record,
+    /// The replica set that record is committed to.
+    pub set: ReplicaSet,
+    /// What the actor runs (opaque to the core; the node driver reads it).
+    #[serde(with = "serde_bytes")]
+    pub spec: Vec<u8>,
+    /// Messages the source had accepted but not applied, in arrival order.
+    pub queued: Vec<Envelope>,
+}
+
+/// What the scheduler orders a node to do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Host this actor (restoring it from its replicas); a no-op if it runs here.
+    Activate {
+        /// The actor.
+        key: DurableKey,
+        /// Every replica set that may hold its newest record (the last one is where
+        /// it commits from now on).
+        sets: Vec<ReplicaSet>,
+        /// What it runs.
+        #[serde(with = "serde_bytes")]
+        spec: Vec<u8>,
+    },
+    /// Move this actor, live, to `to`.
+    Migrate {
+        /// The actor.
+        key: DurableKey,
+        /// The target node.
+        to: NodeId,
+    },
+    /// Commit from now on to `set` (after copying the state there).
+    Reconfigure {
+        /// The actor.
+        key: DurableKey,
+        /// The new replica set.
+        set: ReplicaSet,
+    },
+    /// Stop this actor for good and drop its replicas.
+    Release {
+        /// The actor.
+        key: DurableKey,
+    },
+}
+
+impl Command {
+    /// The actor the command is about.
+    pub fn key(&self) -> &DurableKey {
+        match self {
+            Command::Activate { key, .. }
+            | Command::Migrate { key, .. }
+            | Command::Reconfigure { key, .. }
+            | Command::Release { key } => key,
+        }
+    }
+}
+
+impl DurableMsg {
+    /// The actor a message is about.
+    pub fn key(&self) -> &DurableKey {
+        match self {
+            DurableMsg::Replica { key, .. }
+            | DurableMsg::ReplicaReply { key, .. }
+            | DurableMsg::HandoffReply { key, .. } => key,
+            DurableMsg::Envelope(e) => &e.to,
+            DurableMsg::Ack(a) => &a.key,
+            DurableMsg::Nack(n) => &n.key,
+            DurableMsg::Redirect(r) => &r.key,
+            DurableMsg::Handoff(h) => &h.key,
+            DurableMsg::Command(c) => c.key(),
+        }
+    }
+}
+
+/// Encodes a message as a codec body.
+pub fn encode(msg: &DurableMsg) -> Result<Vec<u8>, CodecError> {
+    codec::encode_body(msg)
+}
+
+/// Decodes a message body, refusing anything over [`MSG_BYTES_MAX`].
+pub fn decode(bytes: &[u8]) -> Result<DurableMsg, CodecError> {
+    codec::decode_body(bytes, MSG_BYTES_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(s: &str) -> DurableKey {
+        DurableKey::new(s).unwrap()
+    }
+
+    fn samples() -> Vec<DurableMsg> {
+        let node = NodeId::synthetic(1);
+        let ballot = Ballot { round: 3, node };
+        let set = ReplicaSet::new(vec![node, NodeId::synthetic(2)]).unwrap();
+        let env = Envelope {
+            to: key("j/s/0"),
+            from: SenderId::Client(7),
+            reply_to: node,
+            seq: 9,
+            payload: vec![1, 2, 3],
+            trace: None,
+            hops: 0,
+        };
+        vec![
+            DurableMsg::Replica {
+                from: node,
+                req: 1,
+                key: key("a"),
+                op: ReplicaOp::Fence { ballot, have: None },
+            },
+            DurableMsg::ReplicaReply {
+                from: node,
+                req: 1,
+                key: key("a"),
+                reply: ReplicaReply::Refused { promised: ballot },
+            },
+            DurableMsg::Envelope(env.clone()),
+            DurableMsg::Ack(Ack {
+                key: key("a"),
+                to: SenderId::Actor(key("b")),
+                up_to: 4,
+                replies: vec![(4, Ok(serde_bytes::ByteBuf::from(vec![1])))],
+            }),
+            DurableMsg::Handoff(Handoff {
+                key: key("a"),
+                migration: 2,
+                from: node,
+                record: Record {
+                    ballot,
+                    version: 5,
+                    body: vec![0; 10],
+                },
+                set: set.clone(),
+                spec: vec![],
+                queued: vec![env],
+            }),
+            DurableMsg::Command(Command::Activate {
+                key: key("a"),
+                sets: vec![set],
+                spec: vec![1],
+            }),
+        ]
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        for msg in samples() {
+            let bytes = encode(&msg).unwrap();
+            assert_eq!(decode(&bytes).unwrap(), msg);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_messages_never_panic(i in 0usize..6, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+            let mut bytes = encode(&samples()[i]).unwrap();
+            for (at, x) in flips {
+                let n = bytes.len();
+                bytes[at % n] ^= x;
+            }
+            let _ = decode(&bytes);
+        }
+    }
+}

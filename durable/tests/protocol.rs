@@ -1,0 +1,438 @@
+//! The durable-actor protocol end to end over a deterministic in-memory network:
+//! commits and acks, pipelines, live migration under load, host crashes, split
+//! brain and replica-set changes. The simulator sweeps the same code under random
+//! faults; these are the named scenarios.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use plexus_actors::codec;
+use plexus_actors::migratable::Snapshot;
+use plexus_actors::{NodeId, Time};
+use plexus_durable::node::{DurableNode, NodeConfig, NodeEvent};
+use plexus_durable::stream::StreamEvent;
+use plexus_durable::{
+    ActivationEvent, Applied, Ballot, Deactivation, DurableKey, DurableMsg, MemStore, Output,
+    ReplicaSet,
+};
+use serde::{Deserialize, Serialize};
+
+/// The toy actor: counts inputs, checks per-sender order, forwards to `next`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+struct App {
+    last: BTreeMap<String, u64>,
+    count: u64,
+    violations: Vec<String>,
+}
+
+fn key(s: &str) -> DurableKey {
+    DurableKey::new(s).unwrap()
+}
+
+fn n(i: u64) -> NodeId {
+    NodeId::synthetic(i)
+}
+
+fn set(ids: &[u64]) -> ReplicaSet {
+    ReplicaSet::new(ids.iter().map(|i| n(*i)).collect()).unwrap()
+}
+
+struct Net {
+    now: Time,
+    nodes: BTreeMap<NodeId, DurableNode<MemStore>>,
+    disks: BTreeMap<NodeId, MemStore>,
+    apps: BTreeMap<(NodeId, DurableKey), App>,
+    queue: VecDeque<(NodeId, NodeId, DurableMsg)>,
+    registry: BTreeMap<DurableKey, (NodeId, Ballot)>,
+    /// key -> next key in the pipeline.
+    pipeline: BTreeMap<DurableKey, DurableKey>,
+    acked: BTreeMap<u64, u64>,
+    /// (key, ballot, version) of every commit, in completion order.
+    commits: Vec<(DurableKey, Ballot, u64)>,
+    deactivations: Vec<(NodeId, DurableKey, Deactivation)>,
+    cut: Vec<NodeId>,
+}
+
+impl Net {
+    fn new(count: u64) -> Net {
+        let mut net = Net {
+            now: Time::from_millis(1),
+            nodes: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            apps: BTreeMap::new(),
+            queue: VecDeque::new(),
+            registry: BTreeMap::new(),
+            pipeline: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            commits: Vec::new(),
+            deactivations: Vec::new(),
+            cut: Vec::new(),
+        };
+        for i in 1..=count {
+            net.boot(n(i));
+        }
+        net
+    }
+
+    fn boot(&mut self, id: NodeId) {
+        let disk = self.disks.remove(&id).unwrap_or_default();
+        self.nodes
+            .insert(id, DurableNode::new(id, NodeConfig::default(), disk));
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        if let Some(node) = self.nodes.remove(&id) {
+            self.disks.insert(id, node.into_store());
+        }
+        self.apps.retain(|(node, _), _| *node != id);
+        self.registry.retain(|_, (node, _)| *node != id);
+    }
+
+    fn node(&mut self, id: NodeId) -> &mut DurableNode<MemStore> {
+        self.nodes.get_mut(&id).unwrap()
+    }
+
+    fn flush(&mut self, id: NodeId) {
+        let now = self.now;
+        let registry = self.registry.clone();
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        node.flush(now, &mut |k| registry.get(k).copied());
+        let mut sends = Vec::new();
+        while let Some((to, msg)) = node.poll_transmit() {
+            sends.push((to, msg));
+        }
+        let mut events = Vec::new();
+        while let Some(e) = node.poll_event() {
+            events.push(e);
+        }
+        for (to, msg) in sends {
+            self.queue.push_back((id, to, msg));
+        }
+        for e in events {
+            self.on_event(id, e);
+        }
+    }
+
+    fn on_event(&mut self, id: NodeId, e: NodeEvent) {
+        match e {
+            NodeEvent::Actor { key, event } => match event {
+                ActivationEvent::Restore { user } => {
+                    let app = if user.bytes.is_empty() {
+                        App::default()
+                    } else {
+                        codec::decode_body(&user.bytes, 1 << 20).unwrap()
+                    };
+                    self.apps.insert((id, key), app);
+                }
+                ActivationEvent::Apply {
+                    token,
+                    inputs,
+                    snapshot,
+                } => {
+                    let next = self.pipeline.get(&key).cloned();
+                    let app = self.apps.get_mut(&(id, key.clone())).expect("restored first");
+                    let mut out = Applied::default();
+                    for input in inputs {
+                        let sender = input.from.clone().map(|s| s.to_string()).unwrap_or_default();
+                        let last = app.last.entry(sender.clone()).or_insert(0);
+                        if input.seq != *last + 1 {
+                            app.violations
+                                .push(format!("{key}: {sender} seq {} after {last}", input.seq));
+                        }
+                        *last = input.seq;
+                        app.count += 1;
+                        out.replies.push(Some(Ok(serde_bytes::ByteBuf::from(
+                            app.count.to_le_bytes().to_vec(),
+                        ))));
+                        if let Some(next) = &next {
+                            out.outputs.push(Output::Send {
+                                to: next.clone(),
+                                payload: input.payload.clone(),
+                                trace: None,
+                            });
+                        }
+                    }
+                    if snapshot {
+                        out.snapshot = Some(Snapshot {
+                            schema_version: 1,
+                            bytes: codec::encode_body(&*app).unwrap(),
+                        });
+                    }
+                    let now = self.now;
+                    self.node(id).applied(now, &key, token, out);
+                    self.flush(id);
+                }
+                ActivationEvent::Activated { ballot, .. } => {
+                    self.registry.insert(key, (id, ballot));
+                }
+                ActivationEvent::Committed { version, .. } => {
+                    let ballot = self.nodes[&id].actor(&key).unwrap().ballot();
+                    self.commits.push((key, ballot, version));
+                }
+                ActivationEvent::Deactivated(why) => {
+                    self.apps.remove(&(id, key.clone()));
+                    if self.registry.get(&key).is_some_and(|(node, _)| *node == id) {
+                        self.registry.remove(&key);
+                    }
+                    self.deactivations.push((id, key, why));
+                }
+                _ => {}
+            },
+            NodeEvent::Session { id: _, event } => {
+                let StreamEvent::Acked { up_to, .. } = event;
+                let e = self.acked.entry(0).or_insert(0);
+                *e = (*e).max(up_to);
+            }
+            NodeEvent::Refused { .. } => {}
+        }
+    }
+
+    /// Delivers messages until none are left, advancing time by 1 ms per step and
+    /// firing timers.
+    fn run(&mut self, steps: usize) {
+        for _ in 0..steps {
+            if let Some((from, to, msg)) = self.queue.pop_front() {
+                if self.cut.contains(&from) || self.cut.contains(&to) {
+                    continue;
+                }
+                let now = self.now;
+                if let Some(node) = self.nodes.get_mut(&to) {
+                    node.handle(now, msg);
+                    self.flush(to);
+                }
+            } else {
+                self.now = self.now + Duration::from_millis(5);
+                let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+                for id in ids {
+                    let now = self.now;
+                    let node = self.node(id);
+                    if node.poll_timeout().is_some_and(|t| t <= now) {
+                        node.handle_timeout(now);
+                    }
+                    self.flush(id);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, from: NodeId, to: &DurableKey, count: u64) {
+        self.node(from).session_open(0);
+        for i in 0..count {
+            self.node(from)
+                .session_send(0, to, i.to_le_bytes().to_vec(), None)
+                .unwrap();
+        }
+        self.flush(from);
+    }
+
+    fn activate(&mut self, at: NodeId, k: &DurableKey, sets: Vec<ReplicaSet>) {
+        let now = self.now;
+        self.node(at).activate(now, k.clone(), sets, vec![], Ballot::ZERO);
+        self.flush(at);
+    }
+
+    fn app_of(&self, k: &DurableKey) -> Option<(NodeId, &App)> {
+        self.apps
+            .iter()
+            .find(|((_, key), _)| key == k)
+            .map(|((node, _), app)| (*node, app))
+    }
+
+    fn hosts(&self, k: &DurableKey) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, node)| node.actor(k).is_some_and(|a| a.is_active()))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Commits of one key complete in (ballot, version) order.
+    fn check_commits_linear(&self, k: &DurableKey) {
+        let mine: Vec<(Ballot, u64)> = self
+            .commits
+            .iter()
+            .filter(|(key, _, _)| key == k)
+            .map(|(_, b, v)| (*b, *v))
+            .collect();
+        for w in mine.windows(2) {
+            assert!(w[0] < w[1], "commits out of order for {k}: {w:?}");
+        }
+    }
+}
+
+#[test]
+fn inputs_are_acked_after_a_majority_commit_and_applied_once_in_order() {
+    let mut net = Net::new(3);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(50);
+    assert_eq!(net.hosts(&a), vec![n(1)]);
+    net.send(n(2), &a, 100);
+    net.run(5_000);
+    assert_eq!(net.acked.get(&0), Some(&100));
+    let (_, app) = net.app_of(&a).unwrap();
+    assert_eq!(app.count, 100);
+    assert!(app.violations.is_empty(), "{:?}", app.violations);
+    // A majority of the replicas hold a record with all of it.
+    let with_all = [1, 2, 3]
+        .iter()
+        .filter(|i| {
+            net.nodes[&n(**i)]
+                .replica()
+                .store()
+                .slots()
+                .get(&a)
+                .and_then(|s| s.record.as_ref())
+                .and_then(|r| plexus_durable::DurableState::decode(&r.body).ok())
+                .is_some_and(|s| s.applied == 100)
+        })
+        .count();
+    assert!(with_all >= 2, "only {with_all} replicas hold the final state");
+    net.check_commits_linear(&a);
+}
+
+#[test]
+fn pipeline_outputs_are_delivered_exactly_once() {
+    let mut net = Net::new(3);
+    let (a, b) = (key("a"), key("b"));
+    net.pipeline.insert(a.clone(), b.clone());
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.activate(n(2), &b, vec![set(&[1, 2, 3])]);
+    net.run(100);
+    net.send(n(3), &a, 200);
+    net.run(20_000);
+    assert_eq!(net.acked.get(&0), Some(&200));
+    let (_, app_b) = net.app_of(&b).unwrap();
+    assert_eq!(app_b.count, 200);
+    assert!(app_b.violations.is_empty(), "{:?}", app_b.violations);
+    assert!(net.nodes[&n(1)].actor(&a).unwrap().unacked_outputs() == 0);
+}
+
+#[test]
+fn live_migration_under_load_loses_and_duplicates_nothing() {
+    let mut net = Net::new(3);
+    let (a, b) = (key("a"), key("b"));
+    net.pipeline.insert(a.clone(), b.clone());
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.activate(n(2), &b, vec![set(&[1, 2, 3])]);
+    net.run(100);
+    net.send(n(3), &a, 150);
+    net.run(40);
+    let now = net.now;
+    assert!(net.node(n(1)).migrate(now, &a, n(2)));
+    net.flush(n(1));
+    net.send(n(3), &a, 150);
+    net.run(400);
+    assert!(net.nodes[&n(1)].forward_of(&a).is_some(), "the old host forwards");
+    net.run(30_000);
+    assert_eq!(net.acked.get(&0), Some(&300));
+    assert_eq!(net.hosts(&a), vec![n(2)], "exactly one host after the move");
+    let (_, app_a) = net.app_of(&a).unwrap();
+    assert_eq!(app_a.count, 300);
+    assert!(app_a.violations.is_empty(), "{:?}", app_a.violations);
+    let (_, app_b) = net.app_of(&b).unwrap();
+    assert_eq!(app_b.count, 300);
+    assert!(app_b.violations.is_empty(), "{:?}", app_b.violations);
+    assert!(
+        net.deactivations
+            .iter()
+            .any(|(node, k, why)| *node == n(1) && *k == a && matches!(why, Deactivation::Migrated { .. }))
+    );
+    net.check_commits_linear(&a);
+}
+
+#[test]
+fn a_crashed_hosts_actor_restores_elsewhere_with_every_acked_message() {
+    let mut net = Net::new(4);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(50);
+    net.send(n(4), &a, 100);
+    for _ in 0..1_000 {
+        net.run(1);
+        if net.acked.get(&0).is_some_and(|a| *a > 0) {
+            break;
+        }
+    }
+    let acked_before = net.acked.get(&0).copied().unwrap_or(0);
+    assert!(acked_before > 0 && acked_before < 100, "crash mid-stream ({acked_before})");
+    net.crash(n(1));
+    net.activate(n(2), &a, vec![set(&[1, 2, 3])]);
+    net.run(30_000);
+    assert_eq!(net.acked.get(&0), Some(&100));
+    let (host, app) = net.app_of(&a).unwrap();
+    assert_eq!(host, n(2));
+    assert_eq!(app.count, 100, "each message applied once in the surviving history");
+    assert!(app.violations.is_empty(), "{:?}", app.violations);
+    net.check_commits_linear(&a);
+}
+
+#[test]
+fn two_activations_racing_leave_exactly_one() {
+    let mut net = Net::new(3);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.activate(n(2), &a, vec![set(&[1, 2, 3])]);
+    net.run(200);
+    net.send(n(3), &a, 20);
+    net.run(5_000);
+    let hosts = net.hosts(&a);
+    assert_eq!(hosts.len(), 1, "hosts: {hosts:?}");
+    assert_eq!(net.acked.get(&0), Some(&20));
+    net.check_commits_linear(&a);
+}
+
+#[test]
+fn a_partitioned_host_is_fenced_and_steps_down() {
+    let mut net = Net::new(3);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(50);
+    net.cut.push(n(1));
+    net.activate(n(2), &a, vec![set(&[1, 2, 3])]);
+    net.send(n(3), &a, 10);
+    net.run(3_000);
+    assert_eq!(net.acked.get(&0), Some(&10));
+    // Healed: the old host's next commit is refused and it steps down.
+    net.cut.clear();
+    let now = net.now;
+    net.node(n(1)).local_input(now, &a, vec![1]);
+    net.flush(n(1));
+    net.run(3_000);
+    assert_eq!(net.hosts(&a), vec![n(2)]);
+    assert!(net.deactivations.iter().any(|(node, _, why)| *node == n(1)
+        && matches!(why, Deactivation::Superseded(_) | Deactivation::Stalled)));
+    net.check_commits_linear(&a);
+}
+
+#[test]
+fn reconfigured_replicas_keep_the_state_through_a_crash() {
+    let mut net = Net::new(5);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(50);
+    net.send(n(5), &a, 30);
+    net.run(2_000);
+    let now = net.now;
+    net.node(n(1))
+        .command(now, plexus_durable::Command::Reconfigure { key: a.clone(), set: set(&[1, 4, 5]) });
+    net.flush(n(1));
+    net.run(2_000);
+    assert_eq!(net.nodes[&n(1)].actor(&a).unwrap().set(), &set(&[1, 4, 5]));
+    net.send(n(5), &a, 30);
+    net.run(2_000);
+    assert_eq!(net.acked.get(&0), Some(&60));
+    // Nodes 2 and 3 lose their disks for good; 1 crashes. 4 restores from {1,4,5}.
+    net.crash(n(1));
+    net.crash(n(2));
+    net.crash(n(3));
+    net.disks.remove(&n(2));
+    net.disks.remove(&n(3));
+    net.activate(n(4), &a, vec![set(&[1, 4, 5])]);
+    net.run(2_000);
+    let (host, app) = net.app_of(&a).unwrap();
+    assert_eq!(host, n(4));
+    assert_eq!(app.count, 60);
+}
