@@ -175,33 +175,7 @@ pub fn read_file(path: &Path) -> Result<NodeFile, ConfigError> {
     })
 }
 
-/// Parses `8GiB`, `512MiB`, `1.5GB`, `1024` (bytes).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size like 8GiB"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "tb" => 1e12,
-        "kib" | "k" => 1024.0,
-        "mib" | "m" => 1024.0 * 1024.0,
-        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
-        "tib" | "t" => 1024.0_f64.powi(4),
-        other => return Err(format!("unknown size unit `{other}` in `{text}`")),
-    };
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!("`{text}` is not a size"));
-    }
-    Ok((value * mult) as u64)
-}
+pub use plexus_mesh::resources::parse_size;
 
 fn duration(
     name: &str,

@@ -157,6 +157,11 @@ impl ReplicaSet {
         Some(Self(nodes))
     }
 
+    /// A set of one node.
+    pub fn single(node: NodeId) -> Self {
+        Self(vec![node])
+    }
+
     /// The members.
     pub fn nodes(&self) -> &[NodeId] {
         &self.0

@@ -67,6 +67,51 @@ pub fn parse_tag(text: &str) -> Result<(String, String), String> {
     Ok((key.to_string(), value.to_string()))
 }
 
+/// Parses `8GiB`, `512MiB`, `1.5GB`, `1024` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 8GiB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" | "k" => 1024.0,
+        "mib" | "m" => 1024.0 * 1024.0,
+        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
+        "tib" | "t" => 1024.0_f64.powi(4),
+        other => return Err(format!("unknown size unit `{other}` in `{text}`")),
+    };
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("`{text}` is not a size"));
+    }
+    Ok((value * mult) as u64)
+}
+
+/// Parses a CPU amount: cores (`2`, `0.5`) or millicores (`500m`).
+pub fn parse_cpu(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, scale) = match t.strip_suffix('m') {
+        Some(n) => (n, 1.0),
+        None => (t, 1000.0),
+    };
+    let value: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a CPU amount like 2, 0.5 or 500m"))?;
+    if !value.is_finite() || value < 0.0 || value * scale > 1e12 {
+        return Err(format!("`{text}` is not a CPU amount"));
+    }
+    Ok((value * scale).round() as u64)
+}
+
 /// What a node advertises about itself over gossip.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeMeta {
@@ -97,6 +142,17 @@ mod tests {
         );
         assert!(parse_tag("=eu").is_err());
         assert!(parse_tag("a b").is_err());
+    }
+
+    #[test]
+    fn sizes_and_cpu_amounts_parse() {
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert!(parse_size("x").is_err());
+        assert_eq!(parse_cpu("2"), Ok(2000));
+        assert_eq!(parse_cpu("0.25"), Ok(250));
+        assert_eq!(parse_cpu("500m"), Ok(500));
+        assert!(parse_cpu("-1").is_err());
+        assert!(parse_cpu("lots").is_err());
     }
 
     #[test]

@@ -1,0 +1,178 @@
+use super::*;
+use plexus_mesh::identity::NodeKey;
+
+fn node(i: u64) -> NodeId {
+    NodeId::synthetic(i)
+}
+
+fn info(i: u64, tags: &[&str], alive: bool) -> NodeInfo {
+    NodeInfo {
+        id: node(i),
+        tags: tags.iter().map(|t| (t.to_string(), String::new())).collect(),
+        capacity: Resources {
+            cpu_millis: 4000,
+            memory_bytes: 8 << 30,
+            gpus: 0,
+        },
+        alive,
+        draining: false,
+    }
+}
+
+fn client() -> NodeKey {
+    NodeKey::from_seed([9; 32])
+}
+
+fn view(nodes: Vec<NodeInfo>) -> View {
+    View {
+        me: Some(node(1)),
+        nodes,
+        locations: BTreeMap::new(),
+        submitters: [client().node_id()].into(),
+        members: (1..=5).map(node).collect(),
+        kinds: ["tokenize", "word-count"].iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+const JOB: &str = r#"
+name = "wc"
+[resources]
+cpu = 1
+[[stage]]
+name = "parse"
+kind = "tokenize"
+to = ["count"]
+replicas = 2
+[[stage]]
+name = "count"
+kind = "word-count"
+"#;
+
+fn signed(r: Request) -> Signed {
+    Signed::sign(r, 1, &client()).unwrap()
+}
+
+fn deployed(s: &mut Scheduler) -> Vec<(String, NodeId)> {
+    let out = s.request(&signed(Request::Deploy { spec: JOB.into() }));
+    match out.response {
+        Some(Response::Deployed { actors, .. }) => {
+            assert_eq!(out.commands.len(), 3);
+            assert!(out.changed);
+            actors
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_signed_deploy_places_every_actor_spread_out() {
+    let mut s = Scheduler::default();
+    s.tick(view(vec![info(1, &[], true), info(2, &[], true), info(3, &[], true)]));
+    let actors = deployed(&mut s);
+    assert_eq!(actors.len(), 3);
+    let parse: Vec<NodeId> = actors.iter().filter(|(k, _)| k.starts_with("wc/parse")).map(|(_, n)| *n).collect();
+    assert_ne!(parse[0], parse[1], "replicas of a stage spread over nodes");
+    // Deploying the same spec again is idempotent.
+    let again = s.request(&signed(Request::Deploy { spec: JOB.into() }));
+    assert!(matches!(again.response, Some(Response::Deployed { .. })));
+    assert!(again.commands.is_empty() && !again.changed);
+}
+
+#[test]
+fn forged_unauthorized_and_unsatisfiable_deploys_change_nothing() {
+    let mut s = Scheduler::default();
+    s.tick(view(vec![info(1, &[], true), info(2, &[], true)]));
+    let before = s.state().clone();
+    let mut forged = signed(Request::Deploy { spec: JOB.into() });
+    forged.request = Request::Deploy { spec: JOB.replace("wc", "evil") };
+    let out = s.request(&forged);
+    assert!(matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("signature")), "{out:?}");
+    let stranger = Signed::sign(Request::Deploy { spec: JOB.into() }, 1, &NodeKey::from_seed([7; 32])).unwrap();
+    let out = s.request(&stranger);
+    assert!(matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("submitter")), "{out:?}");
+    let gpu = JOB.replace("cpu = 1", "cpu = 1\ngpu = 1");
+    let out = s.request(&signed(Request::Deploy { spec: gpu }));
+    assert!(matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("unsatisfiable")), "{out:?}");
+    let tagged = JOB.replace("name = \"wc\"", "name = \"wc\"\nconstraints = \"region in [eu] && kyc\"");
+    let out = s.request(&signed(Request::Deploy { spec: tagged }));
+    assert!(matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("region in [eu] && kyc")), "{out:?}");
+    // Three cpu-1 actors on one 4-cpu node fit; on one 2-cpu node they do not.
+    let tight = JOB.replace("cpu = 1", "cpu = 3");
+    let out = s.request(&signed(Request::Deploy { spec: tight }));
+    assert!(matches!(&out.response, Some(Response::Rejected { .. })), "{out:?}");
+    assert!(out.commands.is_empty());
+    assert_eq!(s.state(), &before, "nothing partially deployed");
+}
+
+#[test]
+fn a_dead_hosts_actors_are_placed_elsewhere_and_dead_replicas_replaced() {
+    let mut s = Scheduler::default();
+    let nodes = vec![info(1, &[], true), info(2, &[], true), info(3, &[], true), info(4, &[], true)];
+    s.tick(view(nodes.clone()));
+    let actors = deployed(&mut s);
+    let mut v = view(nodes.clone());
+    v.locations = actors.iter().cloned().collect();
+    s.tick(v.clone());
+    let (victim_key, victim) = actors[0].clone();
+    let mut dead = nodes.clone();
+    dead.iter_mut().find(|n| n.id == victim).unwrap().alive = false;
+    let mut v2 = view(dead);
+    v2.locations = actors.iter().filter(|(_, n)| *n != victim).cloned().collect();
+    let out = s.tick(v2);
+    let activated: Vec<&Command> = out.commands.iter().filter(|(n, c)| *n != victim && matches!(c, Command::Activate { key, .. } if key.as_str() == victim_key)).map(|(_, c)| c).collect();
+    assert_eq!(activated.len(), 1, "{:?}", out.commands);
+    assert_ne!(s.state().actors[&victim_key].node, victim);
+    // Actors whose replica set held the dead node get a new set.
+    assert!(out.commands.iter().any(|(_, c)| matches!(c, Command::Reconfigure { .. })), "{:?}", out.commands);
+}
+
+#[test]
+fn drains_migrate_everything_off_and_joins_rebalance() {
+    let mut s = Scheduler::default();
+    let nodes = vec![info(1, &[], true), info(2, &[], true)];
+    s.tick(view(nodes.clone()));
+    let actors = deployed(&mut s);
+    let mut v = view(nodes.clone());
+    v.locations = actors.iter().cloned().collect();
+    s.tick(v.clone());
+    let drained = node(2);
+    let drain = Signed::sign(Request::Drain { node: drained }, 1, &client()).unwrap();
+    assert!(matches!(s.request(&drain).response, Some(Response::Draining { .. })));
+    let out = s.tick(v.clone());
+    let on_drained = actors.iter().filter(|(_, n)| *n == drained).count();
+    let moves = out.commands.iter().filter(|(n, c)| *n == drained && matches!(c, Command::Migrate { to, .. } if *to != drained)).count();
+    assert_eq!(moves, on_drained);
+    // Once moved, a fresh node joins: the busiest node hands it an actor.
+    let mut v3 = view(vec![info(1, &[], true), info(2, &[], false), info(3, &[], true)]);
+    v3.locations = actors.iter().map(|(k, _)| (k.clone(), node(1))).collect();
+    let out = s.tick(v3);
+    assert!(out.commands.iter().any(|(n, c)| *n == node(1) && matches!(c, Command::Migrate { to, .. } if *to == node(3))), "{:?}", out.commands);
+}
+
+#[test]
+fn stop_releases_every_actor_and_replica() {
+    let mut s = Scheduler::default();
+    s.tick(view(vec![info(1, &[], true), info(2, &[], true), info(3, &[], true)]));
+    deployed(&mut s);
+    let out = s.request(&signed(Request::Stop { job: "wc".into() }));
+    assert!(matches!(out.response, Some(Response::Stopped { actors: 3, .. })));
+    assert!(out.commands.iter().all(|(_, c)| matches!(c, Command::Release { .. })));
+    assert!(out.commands.len() >= 3);
+    assert!(s.state().actors.is_empty() && s.state().jobs.is_empty());
+}
+
+#[test]
+fn migrate_requests_are_checked() {
+    let mut s = Scheduler::default();
+    s.tick(view(vec![info(1, &["a"], true), info(2, &[], true), info(3, &[], false)]));
+    let actors = deployed(&mut s);
+    let (key, from) = actors[0].clone();
+    let to = if from == node(1) { node(2) } else { node(1) };
+    let out = s.request(&signed(Request::Migrate { actor: key.clone(), to }));
+    assert!(matches!(out.response, Some(Response::Migrating { .. })), "{out:?}");
+    assert_eq!(out.commands, vec![(from, Command::Migrate { key: DurableKey::new(&key).unwrap(), to })]);
+    let out = s.request(&signed(Request::Migrate { actor: key.clone(), to: node(3) }));
+    assert!(matches!(out.response, Some(Response::Rejected { .. })));
+    let out = s.request(&signed(Request::Migrate { actor: "nope".into(), to }));
+    assert!(matches!(out.response, Some(Response::Rejected { .. })));
+}
