@@ -32,6 +32,15 @@ impl DetRng {
         Self::new(z ^ (z >> 31))
     }
 
+    /// 32 random bytes (a key seed, say).
+    pub fn bytes32(&mut self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for chunk in out.chunks_mut(8) {
+            chunk.copy_from_slice(&self.next_u64().to_le_bytes());
+        }
+        out
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.inner.next_u64()
@@ -111,5 +120,11 @@ mod tests {
         let mut sorted = v.clone();
         sorted.sort();
         assert_eq!(sorted, (0..20).collect::<Vec<_>>());
+    }
+}
+
+impl Default for DetRng {
+    fn default() -> Self {
+        DetRng::new(0)
     }
 }

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::stream::{OutStream, StreamConfig, StreamEvent, Streams};
 use crate::types::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
 use crate::wire::{
-    Ack, Command, DurableMsg, Envelope, Handoff, Nack, Redirect, Reply, ReplicaOp, ReplicaReply,
+    Ack, Command, DurableMsg, Envelope, Handoff, Nack, Redirect, ReplicaOp, ReplicaReply, Reply,
 };
 
 /// What a sender's entry in the dedup table holds.
@@ -129,6 +129,11 @@ pub struct ActivationConfig {
     pub restart_period: Duration,
     /// Fences retried after a refusal before giving up.
     pub fence_attempts_max: u32,
+    /// How often an active actor with no commit in flight checks that no newer
+    /// activation fenced its replicas ([`ReplicaOp::Check`], one small message per
+    /// replica). Bounds how long a superseded activation that has nothing to
+    /// commit stays up (and registered) after a partition or a duel.
+    pub lease_check: Duration,
 }
 
 impl Default for ActivationConfig {
@@ -140,6 +145,7 @@ impl Default for ActivationConfig {
             commit_interval_min: Duration::ZERO,
             snapshot_bandwidth: 64 * 1024 * 1024,
             retry_interval: Duration::from_millis(250),
+            lease_check: Duration::from_secs(3),
             activate_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(10),
             handoff_timeout: Duration::from_secs(5),
@@ -299,7 +305,11 @@ enum Phase {
 
 #[derive(Debug)]
 struct Fencing {
+    /// The sets named by the command; the last is where the actor should commit.
     sets: Vec<ReplicaSet>,
+    /// Sets the newest record found so far points to (fenced too; see
+    /// `on_fence_reply`).
+    found: Vec<ReplicaSet>,
     members: BTreeSet<NodeId>,
     replied: BTreeSet<NodeId>,
     best: Option<Record>,
@@ -336,13 +346,74 @@ struct Unsnapshotted {
 #[derive(Debug)]
 struct Commit {
     record: Record,
+    /// Where the record commits: a majority of `set`, and during a
+    /// reconfiguration also a majority of `old` (the set the activation fenced or
+    /// last committed to). The joint majority keeps an activation that a newer one
+    /// fenced through `old` from committing on a fresh set alone.
     set: ReplicaSet,
+    old: Option<ReplicaSet>,
     req: u64,
     acked: BTreeSet<NodeId>,
     effects: Unsnapshotted,
     marks: BTreeMap<DurableKey, u64>,
     started: Time,
     next_retry: Time,
+}
+
+impl Fencing {
+    /// Follows the newest record found so far: if it was committed to a set not
+    /// fenced yet, fence that set too (its members go to `extra`). A record moves
+    /// to a new set only through a joint commit that reached a majority of the old
+    /// set as well, so following the newest record from any fenced set ends at
+    /// the set holding the newest state.
+    fn follow(&mut self, extra: &mut Vec<NodeId>) {
+        let Some(best) = &self.best else {
+            return;
+        };
+        if self.sets.contains(&best.set) || self.found.contains(&best.set) {
+            return;
+        }
+        self.found.push(best.set.clone());
+        for n in best.set.nodes() {
+            if self.members.insert(*n) {
+                extra.push(*n);
+            }
+        }
+    }
+
+    /// A majority of every commanded set, and of the set the newest record
+    /// found lives in.
+    fn is_done(&self) -> bool {
+        let enough = |s: &ReplicaSet| {
+            s.nodes()
+                .iter()
+                .filter(|n| self.replied.contains(n))
+                .count()
+                >= s.quorum()
+        };
+        self.sets.iter().all(enough) && self.best.as_ref().is_none_or(|b| enough(&b.set))
+    }
+}
+
+impl Commit {
+    fn members(&self) -> BTreeSet<NodeId> {
+        let mut m: BTreeSet<NodeId> = self.set.nodes().iter().copied().collect();
+        if let Some(old) = &self.old {
+            m.extend(old.nodes().iter().copied());
+        }
+        m
+    }
+
+    fn is_member(&self, n: &NodeId) -> bool {
+        self.set.contains(n) || self.old.as_ref().is_some_and(|o| o.contains(n))
+    }
+
+    fn has_quorum(&self) -> bool {
+        let enough = |s: &ReplicaSet| {
+            s.nodes().iter().filter(|n| self.acked.contains(n)).count() >= s.quorum()
+        };
+        enough(&self.set) && self.old.as_ref().is_none_or(enough)
+    }
 }
 
 /// One activation of a durable actor.
@@ -381,6 +452,9 @@ pub struct Activation {
     last_commit_start: Time,
     last_bytes: usize,
     commit_timer: Option<Time>,
+    /// The next lease check, and the request number of the last one.
+    next_check: Time,
+    check_req: u64,
     // Bookkeeping.
     next_token: u64,
     next_req: u64,
@@ -422,6 +496,9 @@ pub struct Start {
     /// For a migration target: the source's record, queued messages, the source
     /// node and the migration number.
     pub handoff: Option<(Record, Vec<Envelope>, NodeId, u64)>,
+    /// Where this activation's request numbers start (the node keeps them unique
+    /// across its activations).
+    pub req_base: u64,
 }
 
 impl Activation {
@@ -469,7 +546,9 @@ impl Activation {
             last_bytes: 0,
             commit_timer: None,
             next_token: 1,
-            next_req: 1,
+            next_req: start.req_base.max(1),
+            next_check: Time::ZERO,
+            check_req: 0,
             next_migration: 1,
             restarts: VecDeque::new(),
             transmit: VecDeque::new(),
@@ -552,7 +631,10 @@ impl Activation {
         attempts: u32,
     ) {
         let req = self.req();
-        let members: BTreeSet<NodeId> = sets.iter().flat_map(|s| s.nodes().iter().copied()).collect();
+        let members: BTreeSet<NodeId> = sets
+            .iter()
+            .flat_map(|s| s.nodes().iter().copied())
+            .collect();
         let have = best.as_ref().map(Record::order);
         for n in &members {
             self.transmit.push_back((
@@ -568,8 +650,9 @@ impl Activation {
                 },
             ));
         }
-        self.phase = Phase::Fencing(Fencing {
+        let mut f = Fencing {
             sets,
+            found: Vec::new(),
             members,
             replied: BTreeSet::new(),
             best,
@@ -578,7 +661,33 @@ impl Activation {
             next_retry: now + self.config.retry_interval,
             attempts,
             handoff,
-        });
+        };
+        // A handoff's record may already point elsewhere.
+        let mut extra = Vec::new();
+        f.follow(&mut extra);
+        self.phase = Phase::Fencing(f);
+        self.send_fences(req, extra);
+    }
+
+    fn send_fences(&mut self, req: u64, to: Vec<NodeId>) {
+        let Phase::Fencing(f) = &self.phase else {
+            return;
+        };
+        let have = f.best.as_ref().map(Record::order);
+        for n in to {
+            self.transmit.push_back((
+                n,
+                DurableMsg::Replica {
+                    from: self.me,
+                    req,
+                    key: self.key.clone(),
+                    op: ReplicaOp::Fence {
+                        ballot: self.ballot,
+                        have,
+                    },
+                },
+            ));
+        }
     }
 
     fn on_fence_reply(&mut self, now: Time, from: NodeId, req: u64, reply: ReplicaReply) {
@@ -589,19 +698,23 @@ impl Activation {
             return;
         }
         match reply {
-            ReplicaReply::Promised { record, .. } => {
+            ReplicaReply::Promised { ballot, record, .. } => {
+                if ballot != self.ballot {
+                    return;
+                }
                 if let Some(r) = record
                     && f.best.as_ref().is_none_or(|b| r.order() > b.order())
                 {
                     f.best = Some(r);
                 }
                 f.replied.insert(from);
-                let done = f
-                    .sets
-                    .iter()
-                    .all(|s| s.nodes().iter().filter(|n| f.replied.contains(n)).count() >= s.quorum());
-                if done {
+                let mut extra = Vec::new();
+                f.follow(&mut extra);
+                let req = f.req;
+                if f.is_done() {
                     self.fence_done(now);
+                } else if !extra.is_empty() {
+                    self.send_fences(req, extra);
                 }
             }
             ReplicaReply::Refused { promised } => {
@@ -618,7 +731,10 @@ impl Activation {
                     self.end(Deactivation::Superseded(promised));
                 }
             }
-            ReplicaReply::Written | ReplicaReply::Dropped | ReplicaReply::Failed(_) => {}
+            ReplicaReply::Written { .. }
+            | ReplicaReply::Dropped
+            | ReplicaReply::Holds
+            | ReplicaReply::Failed(_) => {}
         }
     }
 
@@ -654,9 +770,15 @@ impl Activation {
             },
             None => DurableState::empty(),
         };
-        if let Some(set) = f.sets.last() {
-            self.set = set.clone();
+        // Commit where the restored state lives; if the command names another set,
+        // the first commit is a joint one that moves it there (so a fencer of the
+        // old set finds the record pointing to the new one).
+        let target = f.sets.last().cloned();
+        let home = f.best.as_ref().map(|r| r.set.clone()).or(target.clone());
+        if let Some(home) = home {
+            self.set = home;
         }
+        self.next_set = target.filter(|t| *t != self.set);
         self.install(state);
         // Nothing restored is released until it is committed under this ballot.
         self.base = f.best.clone();
@@ -664,6 +786,7 @@ impl Activation {
         self.first_commit_done = false;
         self.dirty = true;
         self.commit_timer = None;
+        self.next_check = now + self.config.lease_check;
         self.events.push_back(ActivationEvent::Activated {
             ballot: self.ballot,
             set: self.set.clone(),
@@ -690,7 +813,11 @@ impl Activation {
     /// Loads a state into memory and tells the owner to rebuild the user code.
     fn install(&mut self, state: DurableState) {
         let me = SenderId::Actor(self.key.clone());
-        self.accepted = state.inbound.iter().map(|(s, i)| (s.clone(), i.last)).collect();
+        self.accepted = state
+            .inbound
+            .iter()
+            .map(|(s, i)| (s.clone(), i.last))
+            .collect();
         self.committed_last = self.accepted.clone();
         self.inbound = state.inbound;
         self.streams = Streams::restore(me, self.config.stream, state.streams);
@@ -700,13 +827,28 @@ impl Activation {
         self.pending.clear();
         self.applying = None;
         self.unsnap = Unsnapshotted::default();
-        self.events.push_back(ActivationEvent::Restore { user: state.user });
+        self.events
+            .push_back(ActivationEvent::Restore { user: state.user });
     }
 
     // ----- inputs -----
 
     /// A message for this actor arrived.
     pub fn handle_envelope(&mut self, now: Time, env: Envelope) {
+        if env.ballot > self.ballot && matches!(self.phase, Phase::Active | Phase::Draining(_)) {
+            // The sender heard from a newer activation: this one can never commit
+            // again. Step down and send the sender back to its resolver.
+            self.transmit.push_back((
+                env.reply_to,
+                DurableMsg::Redirect(Redirect {
+                    key: self.key.clone(),
+                    to: env.from.clone(),
+                    node: None,
+                }),
+            ));
+            self.end(Deactivation::Superseded(env.ballot));
+            return;
+        }
         match self.phase {
             Phase::Fencing(_) | Phase::Draining(_) | Phase::HandingOff { .. } => {
                 if self.held.len() >= self.config.pending_max {
@@ -772,6 +914,7 @@ impl Activation {
                         to: sender,
                         up_to: committed,
                         replies,
+                        ballot: self.ballot,
                     }),
                 ));
             }
@@ -945,8 +1088,7 @@ impl Activation {
 
     fn commit_due(&self, now: Time) -> bool {
         self.in_flight.is_none()
-            && (!self.first_commit_done
-                || now >= self.last_commit_start + self.commit_interval())
+            && (!self.first_commit_done || now >= self.last_commit_start + self.commit_interval())
     }
 
     fn begin_commit(&mut self, now: Time, user: Snapshot) {
@@ -964,18 +1106,23 @@ impl Activation {
             }
         };
         self.version += 1;
+        let (set, old) = match &self.next_set {
+            Some(next) => (next.clone(), Some(self.set.clone())),
+            None => (self.set.clone(), None),
+        };
         let record = Record {
             ballot: self.ballot,
             version: self.version,
+            set: set.clone(),
             body,
         };
         self.last_bytes = record.body.len();
         self.last_commit_start = now;
-        let set = self.next_set.clone().unwrap_or_else(|| self.set.clone());
         let req = self.req();
         let commit = Commit {
             record,
             set,
+            old,
             req,
             acked: BTreeSet::new(),
             effects: std::mem::take(&mut self.unsnap),
@@ -990,12 +1137,12 @@ impl Activation {
     }
 
     fn send_writes(&mut self, commit: &Commit, skip: Option<&BTreeSet<NodeId>>) {
-        for n in commit.set.nodes() {
-            if skip.is_some_and(|s| s.contains(n)) {
+        for n in commit.members() {
+            if skip.is_some_and(|s| s.contains(&n)) {
                 continue;
             }
             self.transmit.push_back((
-                *n,
+                n,
                 DurableMsg::Replica {
                     from: self.me,
                     req: commit.req,
@@ -1012,13 +1159,16 @@ impl Activation {
         let Some(c) = self.in_flight.as_mut() else {
             return;
         };
-        if c.req != req || !c.set.contains(&from) {
+        if c.req != req || !c.is_member(&from) {
             return;
         }
         match reply {
-            ReplicaReply::Written => {
+            ReplicaReply::Written { ballot, version } => {
+                if (ballot, version) != c.record.order() {
+                    return;
+                }
                 c.acked.insert(from);
-                if c.acked.len() >= c.set.quorum() {
+                if c.has_quorum() {
                     self.commit_done(now);
                 }
             }
@@ -1064,13 +1214,15 @@ impl Activation {
                         to: sender,
                         up_to,
                         replies,
+                        ballot: self.ballot,
                     }),
                 ));
             }
         }
         self.streams.release(&c.marks);
         for (to, command) in c.effects.commands {
-            self.events.push_back(ActivationEvent::Command { to, command });
+            self.events
+                .push_back(ActivationEvent::Command { to, command });
         }
         self.committed = Some(c.record);
         self.pump(now);
@@ -1080,7 +1232,8 @@ impl Activation {
 
     /// A receiver acknowledged this actor's outputs.
     pub fn on_ack(&mut self, now: Time, ack: Ack) {
-        self.streams.on_ack(now, &ack.key, ack.up_to, ack.replies);
+        self.streams
+            .on_ack(now, &ack.key, ack.up_to, ack.ballot, ack.replies);
         while self.streams.poll_event().is_some() {}
         self.pump(now);
     }
@@ -1150,6 +1303,7 @@ impl Activation {
                     payload: p.payload,
                     trace: p.trace,
                     hops: 0,
+                    ballot: Ballot::ZERO,
                 })
             })
             .collect();
@@ -1233,7 +1387,10 @@ impl Activation {
 
     /// Stops the actor for good and drops its replicas.
     pub fn release(&mut self) {
-        let nodes: Vec<NodeId> = self.set.nodes().to_vec();
+        let mut nodes: Vec<NodeId> = self.set.nodes().to_vec();
+        if let Some(next) = &self.next_set {
+            nodes.extend(next.nodes().iter().filter(|n| !self.set.contains(n)));
+        }
         for n in nodes {
             let req = self.req();
             self.transmit.push_back((
@@ -1278,7 +1435,18 @@ impl Activation {
     pub fn on_replica_reply(&mut self, now: Time, from: NodeId, req: u64, reply: ReplicaReply) {
         match self.phase {
             Phase::Fencing(_) => self.on_fence_reply(now, from, req, reply),
-            Phase::Active | Phase::Draining(_) => self.on_write_reply(now, from, req, reply),
+            Phase::Active | Phase::Draining(_) => {
+                if req == self.check_req {
+                    if let ReplicaReply::Refused { promised } = reply
+                        && promised > self.ballot
+                        && self.set.contains(&from)
+                    {
+                        self.end(Deactivation::Superseded(promised));
+                    }
+                    return;
+                }
+                self.on_write_reply(now, from, req, reply)
+            }
             Phase::HandingOff { .. } | Phase::Gone => {}
         }
     }
@@ -1377,7 +1545,29 @@ impl Activation {
                     return;
                 }
             }
-            Phase::Active | Phase::Draining(_) | Phase::Gone => {}
+            Phase::Active | Phase::Draining(_) => {
+                if now >= self.next_check {
+                    self.next_check = now + self.config.lease_check;
+                    // A commit in flight checks the same thing.
+                    if self.in_flight.is_none() {
+                        self.check_req = self.req();
+                        for &n in self.set.nodes() {
+                            self.transmit.push_back((
+                                n,
+                                DurableMsg::Replica {
+                                    from: self.me,
+                                    req: self.check_req,
+                                    key: self.key.clone(),
+                                    op: ReplicaOp::Check {
+                                        ballot: self.ballot,
+                                    },
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+            Phase::Gone => {}
         }
         if let Some(c) = self.in_flight.as_mut() {
             if now.saturating_since(c.started) >= self.config.stall_timeout {
@@ -1404,16 +1594,22 @@ impl Activation {
         let phase = match &self.phase {
             Phase::Fencing(f) => Some(f.next_retry.min(f.started + self.config.activate_timeout)),
             Phase::HandingOff { deadline, .. } => Some(*deadline),
-            _ => None,
+            Phase::Active | Phase::Draining(_) => Some(self.next_check),
+            Phase::Gone => None,
         };
         let commit = self
             .in_flight
             .as_ref()
             .map(|c| c.next_retry.min(c.started + self.config.stall_timeout));
-        [phase, commit, self.commit_timer, self.streams.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            phase,
+            commit,
+            self.commit_timer,
+            self.streams.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next message to send.
@@ -1431,18 +1627,27 @@ impl Activation {
         if let Some(c) = &self.in_flight
             && c.record.ballot != self.ballot
         {
-            return Err(format!("{}: commit in flight under a foreign ballot", self.key));
+            return Err(format!(
+                "{}: commit in flight under a foreign ballot",
+                self.key
+            ));
         }
         for (s, last) in &self.accepted {
             let applied = self.inbound.get(s).map_or(0, |i| i.last);
             if *last < applied {
-                return Err(format!("{}: {s} accepted {last} < applied {applied}", self.key));
+                return Err(format!(
+                    "{}: {s} accepted {last} < applied {applied}",
+                    self.key
+                ));
             }
         }
         if let Some(c) = &self.committed
             && self.base.as_ref().is_some_and(|b| b.order() < c.order())
         {
-            return Err(format!("{}: base older than the committed record", self.key));
+            return Err(format!(
+                "{}: base older than the committed record",
+                self.key
+            ));
         }
         Ok(())
     }

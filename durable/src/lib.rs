@@ -22,6 +22,12 @@ pub mod stream;
 pub mod types;
 pub mod wire;
 
+/// The local number of every node's durable service actor (the mesh routes
+/// [`wire::DurableMsg`]s to `(node, SERVICE_LOCAL_ID)`).
+pub const SERVICE_LOCAL_ID: u64 = 2;
+/// The message type name durable messages travel under.
+pub const MESSAGE_TYPE: &str = "plexus.durable";
+
 pub use activation::{
     Activation, ActivationConfig, ActivationEvent, Applied, Deactivation, DurableState, Input,
     Output,

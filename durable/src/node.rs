@@ -114,6 +114,8 @@ pub struct DurableNode<S: SlotStore> {
     by_deadline: BTreeSet<(Time, DurableKey)>,
     transmit: VecDeque<(NodeId, DurableMsg)>,
     events: VecDeque<NodeEvent>,
+    /// Each activation gets its own range of request numbers.
+    next_req_base: u64,
     /// Counters.
     pub stats: NodeStats,
 }
@@ -133,6 +135,7 @@ impl<S: SlotStore> DurableNode<S> {
             by_deadline: BTreeSet::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            next_req_base: 1 << 32,
             stats: NodeStats::default(),
         }
     }
@@ -208,7 +211,7 @@ impl<S: SlotStore> DurableNode<S> {
                 }
                 SenderId::Client(id) => {
                     if let Some(s) = self.sessions.get_mut(&id) {
-                        s.on_ack(now, &ack.key, ack.up_to, ack.replies);
+                        s.on_ack(now, &ack.key, ack.up_to, ack.ballot, ack.replies);
                     }
                 }
             },
@@ -279,6 +282,7 @@ impl<S: SlotStore> DurableNode<S> {
                     spec: h.spec,
                     seen: Ballot::ZERO,
                     handoff: Some((h.record, h.queued, h.from, h.migration)),
+                    req_base: 0,
                 };
                 self.start_activation(now, start);
             }
@@ -388,11 +392,14 @@ impl<S: SlotStore> DurableNode<S> {
             spec,
             seen,
             handoff: None,
+            req_base: 0,
         };
         self.start_activation(now, start);
     }
 
-    fn start_activation(&mut self, now: Time, start: Start) {
+    fn start_activation(&mut self, now: Time, mut start: Start) {
+        start.req_base = self.next_req_base;
+        self.next_req_base += 1 << 32;
         let key = start.key.clone();
         match Activation::start(now, self.config.activation, start) {
             Some(a) => {
@@ -512,6 +519,15 @@ impl<S: SlotStore> DurableNode<S> {
     /// Messages a session still waits to have acknowledged.
     pub fn session_unacked(&self, id: u64) -> Option<usize> {
         self.sessions.get(&id).map(Streams::unacked)
+    }
+
+    /// A client session's streams with unacknowledged messages (see
+    /// [`Streams::pending`]).
+    pub fn session_pending(&self, id: u64) -> Vec<(DurableKey, u64, usize, Option<NodeId>)> {
+        self.sessions
+            .get(&id)
+            .map(Streams::pending)
+            .unwrap_or_default()
     }
 
     /// Closes a session (its unacknowledged messages are abandoned).
@@ -640,7 +656,11 @@ impl<S: SlotStore> DurableNode<S> {
     /// The next deadline.
     pub fn poll_timeout(&self) -> Option<Time> {
         let actors = self.by_deadline.first().map(|(t, _)| *t);
-        let sessions = self.sessions.values().filter_map(Streams::poll_timeout).min();
+        let sessions = self
+            .sessions
+            .values()
+            .filter_map(Streams::poll_timeout)
+            .min();
         let forwards = self.forwards.values().map(|f| f.until).min();
         [actors, sessions, forwards].into_iter().flatten().min()
     }

@@ -65,6 +65,7 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
                 (None, _) => false,
             };
             let reply = ReplicaReply::Promised {
+                ballot: *ballot,
                 record: if newer { record.cloned() } else { None },
                 order,
             };
@@ -79,15 +80,31 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
                 return (SlotChange::Keep, ReplicaReply::Refused { promised });
             }
             let keep_old = record.is_some_and(|old| old.order() >= new.order());
-            let stored = if keep_old { record.cloned() } else { Some(new.clone()) };
+            let stored = if keep_old {
+                record.cloned()
+            } else {
+                Some(new.clone())
+            };
+            let written = ReplicaReply::Written {
+                ballot: new.ballot,
+                version: new.version,
+            };
             if keep_old && promised == new.ballot {
-                return (SlotChange::Keep, ReplicaReply::Written);
+                return (SlotChange::Keep, written);
             }
             let change = SlotChange::Put(Slot {
                 promised: new.ballot,
                 record: stored,
             });
-            (change, ReplicaReply::Written)
+            (change, written)
+        }
+        ReplicaOp::Check { ballot } => {
+            let reply = if *ballot < promised {
+                ReplicaReply::Refused { promised }
+            } else {
+                ReplicaReply::Holds
+            };
+            (SlotChange::Keep, reply)
         }
         ReplicaOp::Drop { ballot } => {
             if *ballot < promised {
@@ -242,6 +259,7 @@ mod tests {
         Record {
             ballot,
             version,
+            set: crate::types::ReplicaSet::single(NodeId::synthetic(1)),
             body: version.to_le_bytes().to_vec(),
         }
     }
@@ -253,7 +271,13 @@ mod tests {
         let w1 = ReplicaOp::Write {
             record: rec(b(1, 1), 1),
         };
-        assert_eq!(r.handle(&key, &w1), ReplicaReply::Written);
+        assert_eq!(
+            r.handle(&key, &w1),
+            ReplicaReply::Written {
+                ballot: b(1, 1),
+                version: 1
+            }
+        );
         let fence = ReplicaOp::Fence {
             ballot: b(2, 2),
             have: None,
@@ -261,6 +285,7 @@ mod tests {
         assert_eq!(
             r.handle(&key, &fence),
             ReplicaReply::Promised {
+                ballot: b(2, 2),
                 record: Some(rec(b(1, 1), 1)),
                 order: Some((b(1, 1), 1))
             }
@@ -285,6 +310,7 @@ mod tests {
         assert_eq!(
             r.handle(&key, &fence3),
             ReplicaReply::Promised {
+                ballot: b(3, 1),
                 record: None,
                 order: Some((b(1, 1), 1))
             }

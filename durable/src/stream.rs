@@ -86,6 +86,9 @@ struct Link {
     rto: Duration,
     /// Do not transmit before this (the receiver asked to wait).
     hold_until: Time,
+    /// The newest ballot of the receiver heard from (acks, redirects); sent in
+    /// envelopes so that a stale activation steps down.
+    seen: Ballot,
 }
 
 struct Stream {
@@ -132,15 +135,22 @@ impl Streams {
     }
 
     /// Streams restored from committed state; everything in them is released.
-    pub fn restore(me: SenderId, config: StreamConfig, durable: BTreeMap<DurableKey, OutStream>) -> Self {
+    pub fn restore(
+        me: SenderId,
+        config: StreamConfig,
+        durable: BTreeMap<DurableKey, OutStream>,
+    ) -> Self {
         let mut s = Self::new(me, config);
         for (key, out) in durable {
             let released = out.next_seq.saturating_sub(1);
             s.unacked += out.unacked.len();
-            s.streams.insert(key, Stream {
-                durable: out,
-                link: Link::new(config, released),
-            });
+            s.streams.insert(
+                key,
+                Stream {
+                    durable: out,
+                    link: Link::new(config, released),
+                },
+            );
         }
         s
     }
@@ -222,16 +232,41 @@ impl Streams {
         self.unacked
     }
 
+    /// Streams with unacknowledged messages: receiver, first unacknowledged
+    /// number, how many, and where the receiver is believed to be.
+    pub fn pending(&self) -> Vec<(DurableKey, u64, usize, Option<NodeId>)> {
+        self.streams
+            .iter()
+            .filter(|(_, s)| !s.durable.unacked.is_empty())
+            .map(|(k, s)| {
+                (
+                    k.clone(),
+                    first(s),
+                    s.durable.unacked.len(),
+                    s.link.location.map(|(n, _)| n),
+                )
+            })
+            .collect()
+    }
+
     /// Whether every message has been acknowledged.
     pub fn is_idle(&self) -> bool {
         self.unacked == 0
     }
 
     /// The receiver acknowledged up to `up_to`.
-    pub fn on_ack(&mut self, now: Time, from: &DurableKey, up_to: u64, replies: Vec<(u64, Reply)>) {
+    pub fn on_ack(
+        &mut self,
+        now: Time,
+        from: &DurableKey,
+        up_to: u64,
+        ballot: Ballot,
+        replies: Vec<(u64, Reply)>,
+    ) {
         let Some(s) = self.streams.get_mut(from) else {
             return;
         };
+        s.link.seen = s.link.seen.max(ballot);
         let mut progressed = false;
         while s.durable.unacked.front().is_some_and(|m| m.seq <= up_to) {
             s.durable.unacked.pop_front();
@@ -258,10 +293,19 @@ impl Streams {
 
     /// The receiver takes `expected` next: resend from there (after a pause if it
     /// asked for one).
+    ///
+    /// A receiver that expects a message this stream already had acknowledged is a
+    /// stale activation (a newer one committed those messages): the stream forgets
+    /// the location and asks the resolver again after a pause, as for a redirect
+    /// to nowhere, instead of resending into it.
     pub fn on_nack(&mut self, now: Time, from: &DurableKey, expected: u64, retry_after: Duration) {
         let Some(s) = self.streams.get_mut(from) else {
             return;
         };
+        if expected < first(s) {
+            self.on_redirect(now, from, None);
+            return;
+        }
         let from_seq = expected.max(first(s));
         s.link.sent_up_to = from_seq.saturating_sub(1);
         s.link.hold_until = now + retry_after;
@@ -275,9 +319,10 @@ impl Streams {
         };
         match node {
             Some((n, ballot)) => {
-                if s.link.location.is_some_and(|(_, b)| b > ballot) {
+                if s.link.location.is_some_and(|(_, b)| b > ballot) || s.link.seen > ballot {
                     return;
                 }
+                s.link.seen = ballot;
                 s.link.location = Some((n, ballot));
                 s.link.hold_until = now;
             }
@@ -310,7 +355,8 @@ impl Streams {
         self.streams
             .values()
             .filter_map(|s| {
-                let hold = (s.link.sent_up_to < s.link.released_up_to.min(last(s))).then_some(s.link.hold_until);
+                let hold = (s.link.sent_up_to < s.link.released_up_to.min(last(s)))
+                    .then_some(s.link.hold_until);
                 match (s.link.deadline, hold) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -350,7 +396,13 @@ impl Streams {
                 continue;
             }
             let skip = (from - base) as usize;
-            for m in s.durable.unacked.iter().skip(skip).take((to - from + 1) as usize) {
+            for m in s
+                .durable
+                .unacked
+                .iter()
+                .skip(skip)
+                .take((to - from + 1) as usize)
+            {
                 out.push((
                     node,
                     Envelope {
@@ -361,6 +413,7 @@ impl Streams {
                         payload: m.payload.clone(),
                         trace: m.trace,
                         hops: 0,
+                        ballot: s.link.seen,
                     },
                 ));
             }
@@ -381,8 +434,9 @@ impl Streams {
     pub fn reset_links(&mut self) {
         let config = self.config;
         for s in self.streams.values_mut() {
-            let released = s.link.released_up_to;
+            let (released, seen) = (s.link.released_up_to, s.link.seen);
             s.link = Link::new(config, released);
+            s.link.seen = seen;
         }
     }
 
@@ -415,6 +469,7 @@ impl Link {
             deadline: None,
             rto: config.rto_min,
             hold_until: Time::ZERO,
+            seen: Ballot::ZERO,
         }
     }
 }
@@ -458,7 +513,7 @@ mod tests {
         s.release(&marks);
         assert_eq!(send(&mut s, at(0), loc), vec![1, 2, 3]);
         assert!(send(&mut s, at(1), loc).is_empty(), "window full");
-        s.on_ack(at(2), &k, 2, vec![]);
+        s.on_ack(at(2), &k, 2, Ballot::ZERO, vec![]);
         assert_eq!(send(&mut s, at(2), loc), vec![4, 5]);
         assert_eq!(s.unacked(), 3);
         // A nack rewinds to the receiver's expectation.
@@ -468,7 +523,7 @@ mod tests {
         s.handle_timeout(at(1_000));
         assert_eq!(send(&mut s, at(1_000), loc), vec![3, 4, 5]);
         assert!(s.retransmits >= 1);
-        s.on_ack(at(1_001), &k, 5, vec![]);
+        s.on_ack(at(1_001), &k, 5, Ballot::ZERO, vec![]);
         assert!(s.is_idle());
     }
 
@@ -480,7 +535,10 @@ mod tests {
         s.push(&k, b"b".to_vec(), None);
         let durable = s.durable();
         let mut r = Streams::restore(SenderId::Client(1), StreamConfig::default(), durable);
-        assert_eq!(send(&mut r, at(0), Some((node(3), Ballot::ZERO))), vec![1, 2]);
+        assert_eq!(
+            send(&mut r, at(0), Some((node(3), Ballot::ZERO))),
+            vec![1, 2]
+        );
         assert_eq!(r.push(&k, b"c".to_vec(), None), 3);
     }
 
@@ -490,12 +548,76 @@ mod tests {
         let k = key("r");
         s.push(&k, vec![], None);
         s.release_all();
-        let hi = Ballot { round: 5, node: node(1) };
-        let lo = Ballot { round: 4, node: node(2) };
+        let hi = Ballot {
+            round: 5,
+            node: node(1),
+        };
+        let lo = Ballot {
+            round: 4,
+            node: node(2),
+        };
         s.on_redirect(at(0), &k, Some((node(1), hi)));
         s.on_redirect(at(0), &k, Some((node(2), lo)));
         let mut out = Vec::new();
         s.poll_transmit(at(0), node(0), &mut |_| None, &mut out);
         assert_eq!(out[0].0, node(1));
+    }
+
+    #[test]
+    fn a_nack_from_behind_the_acks_sends_the_stream_back_to_its_resolver() {
+        let mut s = Streams::new(SenderId::Client(1), StreamConfig::default());
+        let k = key("r");
+        for i in 0..4u8 {
+            s.push(&k, vec![i], None);
+        }
+        s.release_all();
+        let newer = Ballot {
+            round: 7,
+            node: node(2),
+        };
+        assert_eq!(
+            send(&mut s, at(0), Some((node(2), newer))),
+            vec![1, 2, 3, 4]
+        );
+        s.on_ack(at(1), &k, 2, newer, vec![]);
+        // Envelopes now carry the ballot the acks came under.
+        s.on_nack(at(2), &k, 3, Duration::ZERO);
+        let mut out = Vec::new();
+        s.poll_transmit(at(2), node(0), &mut |_| None, &mut out);
+        assert_eq!(
+            out.iter().map(|(_, e)| e.seq).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
+        assert!(out.iter().all(|(_, e)| e.ballot == newer));
+        // A receiver asking for 1 again forgot acknowledged messages: it is a stale
+        // activation, so the stream does not resend into it but re-resolves.
+        s.on_nack(at(3), &k, 1, Duration::ZERO);
+        let mut asked = 0;
+        let mut out = Vec::new();
+        s.poll_transmit(
+            at(3),
+            node(0),
+            &mut |_| {
+                asked += 1;
+                None
+            },
+            &mut out,
+        );
+        assert!(out.is_empty(), "held back after a stale nack");
+        let later = at(3) + StreamConfig::default().rto_min;
+        s.poll_transmit(
+            later,
+            node(0),
+            &mut |_| {
+                asked += 1;
+                Some((node(5), Ballot::ZERO))
+            },
+            &mut out,
+        );
+        assert_eq!(asked, 1, "the location is looked up again");
+        assert_eq!(
+            out.iter().map(|(n, e)| (*n, e.seq)).collect::<Vec<_>>(),
+            vec![(node(5), 3), (node(5), 4)]
+        );
     }
 }

@@ -209,6 +209,10 @@ pub struct Record {
     pub ballot: Ballot,
     /// That activation's commit counter.
     pub version: u64,
+    /// The replica set the record commits to. A fencer that restores this record
+    /// from another set follows it there, so state a reconfiguration moved is
+    /// always found (see [`crate::activation`]).
+    pub set: ReplicaSet,
     /// The encoded [`crate::activation::DurableState`].
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,

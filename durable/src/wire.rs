@@ -81,6 +81,13 @@ pub enum ReplicaOp {
         /// The record (its ballot must not be below the promise).
         record: Record,
     },
+    /// Is `ballot` still the highest promise? Changes nothing. An idle activation
+    /// asks this now and then, so that one superseded while it had nothing to
+    /// commit finds out and steps down.
+    Check {
+        /// The asking activation's ballot.
+        ballot: Ballot,
+    },
     /// Forget the key (its job stopped).
     Drop {
         /// Must not be below the promise.
@@ -94,15 +101,25 @@ pub enum ReplicaReply {
     /// The fence holds. `record` is the stored record if it is newer than what the
     /// fencer has; `order` is the stored record's order either way.
     Promised {
+        /// The ballot the promise is for (replies are matched on it, not only on
+        /// the request number, so a stale reply can never count for a new request).
+        ballot: Ballot,
         /// The record, when newer than the fencer's.
         record: Option<Record>,
         /// The stored record's `(ballot, version)`.
         order: Option<(Ballot, u64)>,
     },
-    /// The record is stored.
-    Written,
+    /// The record `(ballot, version)` is stored.
+    Written {
+        /// Its ballot.
+        ballot: Ballot,
+        /// Its version.
+        version: u64,
+    },
     /// The key is forgotten.
     Dropped,
+    /// No promise above the checked ballot.
+    Holds,
     /// A higher ballot holds the slot; the request's activation is superseded.
     Refused {
         /// The promise in force.
@@ -130,6 +147,10 @@ pub struct Envelope {
     pub trace: Option<TraceContext>,
     /// How many times nodes forwarded it; dropped past [`HOPS_MAX`].
     pub hops: u8,
+    /// The newest ballot of the receiver the sender has heard from (in an ack or a
+    /// redirect). An activation under a lower ballot is stale: a newer one has
+    /// committed since, so it steps down instead of answering.
+    pub ballot: Ballot,
 }
 
 /// Most forwards an envelope may take before it is dropped (its sender resends).
@@ -146,6 +167,8 @@ pub struct Ack {
     pub up_to: u64,
     /// Replies to acknowledged messages that produced one, by sequence number.
     pub replies: Vec<(u64, Reply)>,
+    /// The ballot of the activation that committed them.
+    pub ballot: Ballot,
 }
 
 /// A reply to one message: what the actor returned, or why it failed the message.
@@ -290,6 +313,7 @@ mod tests {
             payload: vec![1, 2, 3],
             trace: None,
             hops: 0,
+            ballot,
         };
         vec![
             DurableMsg::Replica {
@@ -310,6 +334,7 @@ mod tests {
                 to: SenderId::Actor(key("b")),
                 up_to: 4,
                 replies: vec![(4, Ok(serde_bytes::ByteBuf::from(vec![1])))],
+                ballot,
             }),
             DurableMsg::Handoff(Handoff {
                 key: key("a"),
@@ -318,6 +343,7 @@ mod tests {
                 record: Record {
                     ballot,
                     version: 5,
+                    set: set.clone(),
                     body: vec![0; 10],
                 },
                 set: set.clone(),

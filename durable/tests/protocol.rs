@@ -132,10 +132,17 @@ impl Net {
                     snapshot,
                 } => {
                     let next = self.pipeline.get(&key).cloned();
-                    let app = self.apps.get_mut(&(id, key.clone())).expect("restored first");
+                    let app = self
+                        .apps
+                        .get_mut(&(id, key.clone()))
+                        .expect("restored first");
                     let mut out = Applied::default();
                     for input in inputs {
-                        let sender = input.from.clone().map(|s| s.to_string()).unwrap_or_default();
+                        let sender = input
+                            .from
+                            .clone()
+                            .map(|s| s.to_string())
+                            .unwrap_or_default();
                         let last = app.last.entry(sender.clone()).or_insert(0);
                         if input.seq != *last + 1 {
                             app.violations
@@ -229,7 +236,8 @@ impl Net {
 
     fn activate(&mut self, at: NodeId, k: &DurableKey, sets: Vec<ReplicaSet>) {
         let now = self.now;
-        self.node(at).activate(now, k.clone(), sets, vec![], Ballot::ZERO);
+        self.node(at)
+            .activate(now, k.clone(), sets, vec![], Ballot::ZERO);
         self.flush(at);
     }
 
@@ -289,7 +297,10 @@ fn inputs_are_acked_after_a_majority_commit_and_applied_once_in_order() {
                 .is_some_and(|s| s.applied == 100)
         })
         .count();
-    assert!(with_all >= 2, "only {with_all} replicas hold the final state");
+    assert!(
+        with_all >= 2,
+        "only {with_all} replicas hold the final state"
+    );
     net.check_commits_linear(&a);
 }
 
@@ -325,7 +336,10 @@ fn live_migration_under_load_loses_and_duplicates_nothing() {
     net.flush(n(1));
     net.send(n(3), &a, 150);
     net.run(400);
-    assert!(net.nodes[&n(1)].forward_of(&a).is_some(), "the old host forwards");
+    assert!(
+        net.nodes[&n(1)].forward_of(&a).is_some(),
+        "the old host forwards"
+    );
     net.run(30_000);
     assert_eq!(net.acked.get(&0), Some(&300));
     assert_eq!(net.hosts(&a), vec![n(2)], "exactly one host after the move");
@@ -335,11 +349,9 @@ fn live_migration_under_load_loses_and_duplicates_nothing() {
     let (_, app_b) = net.app_of(&b).unwrap();
     assert_eq!(app_b.count, 300);
     assert!(app_b.violations.is_empty(), "{:?}", app_b.violations);
-    assert!(
-        net.deactivations
-            .iter()
-            .any(|(node, k, why)| *node == n(1) && *k == a && matches!(why, Deactivation::Migrated { .. }))
-    );
+    assert!(net.deactivations.iter().any(|(node, k, why)| *node == n(1)
+        && *k == a
+        && matches!(why, Deactivation::Migrated { .. })));
     net.check_commits_linear(&a);
 }
 
@@ -357,14 +369,20 @@ fn a_crashed_hosts_actor_restores_elsewhere_with_every_acked_message() {
         }
     }
     let acked_before = net.acked.get(&0).copied().unwrap_or(0);
-    assert!(acked_before > 0 && acked_before < 100, "crash mid-stream ({acked_before})");
+    assert!(
+        acked_before > 0 && acked_before < 100,
+        "crash mid-stream ({acked_before})"
+    );
     net.crash(n(1));
     net.activate(n(2), &a, vec![set(&[1, 2, 3])]);
     net.run(30_000);
     assert_eq!(net.acked.get(&0), Some(&100));
     let (host, app) = net.app_of(&a).unwrap();
     assert_eq!(host, n(2));
-    assert_eq!(app.count, 100, "each message applied once in the surviving history");
+    assert_eq!(
+        app.count, 100,
+        "each message applied once in the surviving history"
+    );
     assert!(app.violations.is_empty(), "{:?}", app.violations);
     net.check_commits_linear(&a);
 }
@@ -416,8 +434,13 @@ fn reconfigured_replicas_keep_the_state_through_a_crash() {
     net.send(n(5), &a, 30);
     net.run(2_000);
     let now = net.now;
-    net.node(n(1))
-        .command(now, plexus_durable::Command::Reconfigure { key: a.clone(), set: set(&[1, 4, 5]) });
+    net.node(n(1)).command(
+        now,
+        plexus_durable::Command::Reconfigure {
+            key: a.clone(),
+            set: set(&[1, 4, 5]),
+        },
+    );
     net.flush(n(1));
     net.run(2_000);
     assert_eq!(net.nodes[&n(1)].actor(&a).unwrap().set(), &set(&[1, 4, 5]));
@@ -435,4 +458,99 @@ fn reconfigured_replicas_keep_the_state_through_a_crash() {
     let (host, app) = net.app_of(&a).unwrap();
     assert_eq!(host, n(4));
     assert_eq!(app.count, 60);
+}
+
+#[test]
+fn a_superseded_activation_cannot_commit_through_a_reconfiguration() {
+    let mut net = Net::new(5);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(50);
+    net.send(n(4), &a, 5);
+    net.run(500);
+    // Node 1 is cut off; node 2 fences {1,2,3} through 2 and 3.
+    net.cut.push(n(1));
+    net.activate(n(2), &a, vec![set(&[1, 2, 3])]);
+    net.run(500);
+    assert!(net.hosts(&a).contains(&n(2)));
+    // Now node 1 reaches only 4 and 5, and a confused scheduler moves its
+    // replicas there. A commit on {1,4,5} alone would succeed: none of them
+    // promised node 2's ballot. The joint majority (old set too) stops it.
+    net.cut = vec![n(2), n(3)];
+    let stale = net.nodes[&n(1)].actor(&a).unwrap().ballot();
+    let now = net.now;
+    net.node(n(1)).command(
+        now,
+        plexus_durable::Command::Reconfigure {
+            key: a.clone(),
+            set: set(&[1, 4, 5]),
+        },
+    );
+    net.node(n(1)).local_input(now, &a, vec![1]);
+    net.flush(n(1));
+    let before = net.commits.len();
+    net.run(5_000);
+    assert!(
+        !net.commits[before..]
+            .iter()
+            .any(|(k, b, _)| k == &a && *b == stale),
+        "the superseded activation committed: {:?}",
+        &net.commits[before..]
+    );
+    assert!(!net.hosts(&a).contains(&n(1)), "it gave up");
+}
+
+#[test]
+fn an_idle_superseded_activation_finds_out_and_steps_down() {
+    let mut net = Net::new(3);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(50);
+    net.cut.push(n(1));
+    net.activate(n(2), &a, vec![set(&[1, 2, 3])]);
+    net.run(50);
+    net.cut.clear();
+    assert_eq!(net.hosts(&a).len(), 2, "both think they host it");
+    // No input reaches node 1, so only its lease check can tell it.
+    net.run(2_000);
+    assert_eq!(net.hosts(&a), vec![n(2)]);
+    assert!(
+        net.deactivations
+            .iter()
+            .any(|(node, _, why)| *node == n(1) && matches!(why, Deactivation::Superseded(_)))
+    );
+}
+
+#[test]
+fn a_fence_of_a_retired_set_follows_the_state_to_its_new_set() {
+    let mut net = Net::new(6);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(50);
+    net.send(n(6), &a, 30);
+    net.run(2_000);
+    let now = net.now;
+    net.node(n(1)).command(
+        now,
+        plexus_durable::Command::Reconfigure {
+            key: a.clone(),
+            set: set(&[4, 5, 6]),
+        },
+    );
+    net.flush(n(1));
+    net.run(2_000);
+    assert_eq!(net.nodes[&n(1)].actor(&a).unwrap().set(), &set(&[4, 5, 6]));
+    // These commit on {4,5,6} only.
+    net.send(n(6), &a, 30);
+    net.run(2_000);
+    assert_eq!(net.acked.get(&0), Some(&60));
+    net.crash(n(1));
+    // A command that still names only the old set: its majority holds the
+    // joint record, which points to {4,5,6}, and the fence follows it.
+    net.activate(n(2), &a, vec![set(&[1, 2, 3])]);
+    net.run(2_000);
+    let (host, app) = net.app_of(&a).unwrap();
+    assert_eq!(host, n(2));
+    assert_eq!(app.count, 60, "every acked message survives");
+    net.check_commits_linear(&a);
 }

@@ -118,6 +118,20 @@ impl Cluster {
         claim
     }
 
+    /// Registers `name` for a local actor with precedence `rank` (see
+    /// [`crate::registry::Registry::register_ranked`]).
+    pub fn register_ranked(
+        &mut self,
+        now: Time,
+        name: &str,
+        actor: ActorId,
+        rank: u64,
+    ) -> Result<Claim, RegistryError> {
+        let claim = self.registry.register_ranked(now, name, actor, rank);
+        self.pump();
+        claim
+    }
+
     /// Withdraws this node's claim on `name`.
     pub fn unregister(&mut self, now: Time, name: &str) -> bool {
         let done = self.registry.unregister(now, name);

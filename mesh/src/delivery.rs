@@ -52,6 +52,9 @@ pub struct DeliveryConfig {
     pub ack_delay: Duration,
     /// Resend unacked frames after this long without ack progress.
     pub retransmit_after: Duration,
+    /// When the receiver reports a gap (it dropped a frame that came after a
+    /// missing one), resend from the missing frame at once, but at most this often.
+    pub fast_retransmit_gap: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -62,6 +65,7 @@ impl Default for DeliveryConfig {
             ack_every: 128,
             ack_delay: Duration::from_millis(2),
             retransmit_after: Duration::from_secs(2),
+            fast_retransmit_gap: Duration::from_millis(20),
         }
     }
 }
@@ -158,8 +162,11 @@ struct OutLink {
     was_full: bool,
     /// Its key in `Delivery::resends`, when it has unacked frames on a live link.
     resend_at: Option<Time>,
+    /// No fast retransmission before this.
+    fast_after: Time,
 }
 
+#[derive(Clone)]
 struct InLink {
     session: u64,
     epoch: u32,
@@ -240,6 +247,7 @@ impl Delivery {
                 last_progress: now,
                 was_full: false,
                 resend_at: None,
+                fast_after: now,
             }
         })
     }
@@ -355,26 +363,22 @@ impl Delivery {
 
     /// An incoming data frame.
     pub fn handle_data(&mut self, now: Time, from: NodeId, frame: DataFrame) -> Inbound {
-        let link = self.inbound.entry(from).or_insert(InLink {
+        // Every (session, epoch) numbers its frames from 1, so a new one is expected
+        // from 1 whatever frame shows up first. (The simulator found this: starting
+        // from the first frame seen skipped frame 1 whenever frame 2 overtook it.)
+        let fresh = InLink {
             session: frame.session,
             epoch: frame.epoch,
-            delivered: frame.seq.saturating_sub(1),
-            completed: frame.seq.saturating_sub(1),
-            acked: frame.seq.saturating_sub(1),
+            delivered: 0,
+            completed: 0,
+            acked: 0,
             refused: Vec::new(),
             ack_due: None,
-        });
+        };
+        let link = self.inbound.entry(from).or_insert_with(|| fresh.clone());
         if (frame.session, frame.epoch) > (link.session, link.epoch) {
-            // A new sender life or a rebuilt link: start over from this frame.
-            *link = InLink {
-                session: frame.session,
-                epoch: frame.epoch,
-                delivered: frame.seq.saturating_sub(1),
-                completed: frame.seq.saturating_sub(1),
-                acked: frame.seq.saturating_sub(1),
-                refused: Vec::new(),
-                ack_due: None,
-            };
+            // A new sender life or a rebuilt link: start over.
+            *link = fresh;
         } else if (frame.session, frame.epoch) < (link.session, link.epoch) {
             self.stats.dropped += 1;
             return Inbound::Dropped;
@@ -388,6 +392,13 @@ impl Delivery {
         }
         if frame.seq != link.completed + 1 || link.delivered != link.completed {
             self.stats.dropped += 1;
+            let gap = link.delivered == link.completed;
+            if gap {
+                // A frame before this one is missing. Say at once where this side
+                // stands, so the sender resends from there (fast retransmit) instead
+                // of waiting out its timer.
+                self.schedule_ack(from, now);
+            }
             return Inbound::Dropped;
         }
         link.delivered = frame.seq;
@@ -451,7 +462,23 @@ impl Delivery {
                 });
             }
         }
-        if progressed {
+        if !progressed {
+            // An ack that moves nothing while frames are in flight: the receiver
+            // reports a gap at the first unacked frame. Go back to it now.
+            let gap = link.cursor > 0
+                && link.queue.front().is_some_and(|f| f.seq == ack.up_to + 1)
+                && now >= link.fast_after;
+            if gap {
+                self.stats.retransmitted += link.cursor as u64;
+                link.cursor = 0;
+                link.fast_after = now + self.config.fast_retransmit_gap;
+                link.last_progress = now;
+                self.ready.push_back(from);
+                self.reindex(from);
+            }
+            return;
+        }
+        {
             link.last_progress = now;
             let epoch = link.epoch;
             let reopened = std::mem::take(&mut link.was_full);
@@ -766,6 +793,34 @@ mod tests {
         a.send(Time::ZERO, bn, tell(4)).unwrap();
         let got = pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false);
         assert_eq!(got, vec![4]);
+    }
+
+    /// Regression (found by the durable-actor simulation): when frame 2 of a new link
+    /// overtakes frame 1, frame 2 must wait, not become the start of the link.
+    #[test]
+    fn an_overtaken_first_frame_is_not_skipped() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let mut a = Delivery::new(10, DeliveryConfig::default());
+        let mut b = Delivery::new(20, DeliveryConfig::default());
+        a.send(Time::ZERO, bn, tell(1)).unwrap();
+        a.send(Time::ZERO, bn, tell(2)).unwrap();
+        let mut frames = Vec::new();
+        while let Some((_, Frame::Data(f))) = a.poll_transmit(Time::ZERO) {
+            frames.push(f);
+        }
+        assert_eq!(frames.len(), 2);
+        let second = frames.pop().unwrap();
+        let first = frames.pop().unwrap();
+        assert_eq!(b.handle_data(Time::ZERO, an, second), Inbound::Dropped);
+        match b.handle_data(Time::ZERO, an, first) {
+            Inbound::Deliver { seq: 1, .. } => b.complete(Time::ZERO, an, 1, Ok(())),
+            other => panic!("{other:?}"),
+        }
+        // The dropped frame comes again on retransmission and is delivered.
+        let later = Time::ZERO + DeliveryConfig::default().retransmit_after;
+        a.handle_timeout(later);
+        let got = pump(later, &mut a, an, &mut b, bn, &mut |_| false);
+        assert_eq!(got, vec![2]);
     }
 
     /// Regression (found by the simulator): a receiver that falsely declares the

@@ -13,7 +13,11 @@
 //!
 //! A claim also carries the Lamport time at which the name was first claimed. Of the
 //! live claims on a name, the one with the smallest `(lamport, node id)` wins: the
-//! earliest claim, ties broken by node id. This is a pure function of the state, so
+//! earliest claim, ties broken by node id — unless claims carry a *rank*: a higher
+//! rank wins first ([`Registry::register_ranked`]). Durable actors register under
+//! their activation's ballot round as rank, so the newest activation's claim wins
+//! as soon as a replica hears it, whatever order claims and withdrawals arrive in.
+//! This is a pure function of the state, so
 //! all replicas pick the same winner. When two nodes claim a name concurrently, the
 //! loser sees a [`RegistryEvent::ConflictLost`] and should unregister (the daemon
 //! does); its actor keeps running, unnamed. A node's re-registration of a name it
@@ -56,6 +60,9 @@ pub struct Claim {
     pub actor: ActorId,
     /// Lamport time of the first claim; earlier claims win.
     pub lamport: u64,
+    /// Precedence over the Lamport order: the highest rank wins (0 for plain
+    /// names).
+    pub rank: u64,
     /// The claimant's write counter for this claim; higher replaces lower.
     pub version: u64,
     /// A tombstone.
@@ -197,6 +204,7 @@ impl Claimants {
 struct ClaimState {
     actor: ActorId,
     lamport: u64,
+    rank: u64,
     version: u64,
     removed: bool,
     changed_at: Time,
@@ -296,6 +304,7 @@ impl Registry {
                     node: *node,
                     actor: s.actor,
                     lamport: s.lamport,
+                    rank: s.rank,
                     version: s.version,
                     removed: s.removed,
                 });
@@ -322,10 +331,38 @@ impl Registry {
                 holder,
             });
         }
+        self.claim(now, name, actor, 0)
+    }
+
+    /// Claims `name` with precedence `rank`: the live claim with the highest rank
+    /// wins, whoever else holds the name (a claim of equal rank falls back to the
+    /// Lamport order). Re-registering with another rank or actor replaces this
+    /// node's claim.
+    pub fn register_ranked(
+        &mut self,
+        now: Time,
+        name: &str,
+        actor: ActorId,
+        rank: u64,
+    ) -> Result<Claim, RegistryError> {
+        if name.is_empty() || name.len() > NAME_BYTES_MAX {
+            return Err(RegistryError::InvalidName(name.to_string()));
+        }
+        self.claim(now, name, actor, rank)
+    }
+
+    fn claim(
+        &mut self,
+        now: Time,
+        name: &str,
+        actor: ActorId,
+        rank: u64,
+    ) -> Result<Claim, RegistryError> {
         let existing = self.claims.get(name).and_then(|c| c.get(&self.me)).cloned();
         if let Some(e) = &existing
             && !e.removed
             && e.actor == actor
+            && e.rank == rank
         {
             return Ok(self
                 .claim_of(name, self.me)
@@ -348,6 +385,7 @@ impl Registry {
             node: self.me,
             actor,
             lamport,
+            rank,
             version,
             removed: false,
         };
@@ -368,6 +406,7 @@ impl Registry {
             node: self.me,
             actor: e.actor,
             lamport: e.lamport,
+            rank: e.rank,
             version: e.version + 1,
             removed: true,
         };
@@ -518,6 +557,7 @@ impl Registry {
             node,
             actor: s.actor,
             lamport: s.lamport,
+            rank: s.rank,
             version: s.version,
             removed: s.removed,
         })
@@ -529,6 +569,7 @@ impl Registry {
         let state = ClaimState {
             actor: claim.actor,
             lamport: claim.lamport,
+            rank: claim.rank,
             version: claim.version,
             removed: claim.removed,
             changed_at: now,
@@ -612,7 +653,7 @@ fn winner(by_node: &Claimants) -> Option<Location> {
     by_node
         .iter()
         .filter(|(_, s)| !s.removed)
-        .min_by_key(|(node, s)| (s.lamport, **node))
+        .min_by_key(|(node, s)| (std::cmp::Reverse(s.rank), s.lamport, **node))
         .map(|(node, s)| Location {
             node: *node,
             actor: s.actor,
@@ -627,6 +668,7 @@ fn unreachable_claim(name: &str, node: NodeId) -> Claim {
         node,
         actor: ActorId::new(node, 0),
         lamport: 0,
+        rank: 0,
         version: 0,
         removed: true,
     }
@@ -718,6 +760,7 @@ mod tests {
             node: node(5),
             actor: actor(5, 1),
             lamport: 1,
+            rank: 0,
             version: 1,
             removed: false,
         };
@@ -744,6 +787,7 @@ mod tests {
             node: node(1),
             actor: actor(1, 3),
             lamport: 4,
+            rank: 0,
             version: 2,
             removed: false,
         };
@@ -789,6 +833,7 @@ mod tests {
                 node: node(10 + n),
                 actor: actor(10 + n, l),
                 lamport,
+                rank: l % 2,
                 version,
                 removed,
             },
@@ -817,5 +862,38 @@ mod tests {
             a.check_invariants().map_err(TestCaseError::fail)?;
             b.check_invariants().map_err(TestCaseError::fail)?;
         }
+    }
+
+    #[test]
+    fn the_highest_rank_wins_whatever_the_order() {
+        let mut a = Registry::new(node(1), RegistryConfig::default());
+        let mut b = Registry::new(node(2), RegistryConfig::default());
+        let old = a
+            .register_ranked(Time::ZERO, "durable:k", actor(1, 2), 3)
+            .unwrap();
+        b.merge(Time::ZERO, old.clone(), false);
+        // The newer activation claims the name although node 1 holds it.
+        let new = b
+            .register_ranked(Time::ZERO, "durable:k", actor(2, 2), 4)
+            .unwrap();
+        assert_eq!(b.lookup("durable:k").map(|l| l.node), Some(node(2)));
+        // Node 1 hears it before it withdraws its own claim: it still resolves to
+        // the higher rank, not to its own earlier claim.
+        a.merge(Time::ZERO, new, false);
+        assert_eq!(a.lookup("durable:k").map(|l| l.node), Some(node(2)));
+        // A plain registration still refuses a taken name.
+        assert!(matches!(
+            a.register(Time::ZERO, "durable:k", actor(1, 3)),
+            Err(RegistryError::Taken { .. })
+        ));
+        // Once the winner withdraws, the lower-ranked claim resolves again.
+        b.unregister(Time::ZERO, "durable:k");
+        let tomb = b
+            .snapshot()
+            .into_iter()
+            .find(|c| c.node == node(2))
+            .unwrap();
+        a.merge(Time::ZERO, tomb, false);
+        assert_eq!(a.lookup("durable:k").map(|l| l.node), Some(node(1)));
     }
 }

@@ -162,6 +162,7 @@ mod tests {
                     node: NodeId::synthetic(2),
                     actor: a,
                     lamport: 1,
+                    rank: 0,
                     version: 2,
                     removed: false,
                 }],

@@ -58,11 +58,13 @@ impl SchedulerApp {
                     Some(self.scheduler.tick(view))
                 }
                 Ok(SchedulerInput::Tick(_)) => {
-                    out.replies.push(Some(Err("ticks are local to the scheduler's host".into())));
+                    out.replies
+                        .push(Some(Err("ticks are local to the scheduler's host".into())));
                     continue;
                 }
                 Err(e) => {
-                    out.replies.push(Some(Err(format!("not a scheduler request: {e}"))));
+                    out.replies
+                        .push(Some(Err(format!("not a scheduler request: {e}"))));
                     continue;
                 }
             };
@@ -88,5 +90,75 @@ impl SchedulerApp {
             out.snapshot = Some(self.scheduler.state().snapshot()?);
         }
         Ok(out)
+    }
+}
+
+/// Scheduler ticks the registry must show no scheduler before the lowest live
+/// node restores it: long enough for a migrated scheduler's new registration to
+/// spread by gossip (a dead host is noticed only after failure detection anyway).
+pub const WATCHDOG_GRACE_TICKS: u32 = 10;
+
+/// How many nodes keep the scheduler's snapshots.
+pub const SCHEDULER_REPLICAS: usize = 3;
+
+/// The scheduler's replica set: chosen by rendezvous hashing from the allowlisted
+/// nodes, so every node computes the same set without asking anyone.
+pub fn scheduler_set(allowlisted: &[plexus_actors::NodeId]) -> Option<plexus_durable::ReplicaSet> {
+    let chosen = plexus_durable::rendezvous(crate::SCHEDULER_KEY, allowlisted, SCHEDULER_REPLICAS);
+    plexus_durable::ReplicaSet::new(chosen)
+}
+
+/// Decides when a node should (re)activate the scheduler: when the registry has
+/// shown no scheduler for `grace` consecutive checks and this node is the lowest
+/// live node. Ballot fencing keeps two nodes that disagree on that safe; this only
+/// keeps them from racing needlessly.
+#[derive(Clone, Debug, Default)]
+pub struct Watchdog {
+    missing: u32,
+}
+
+impl Watchdog {
+    /// Checks once. `located`: the registry resolves the scheduler; `here`: this
+    /// node hosts (or is restoring) it already.
+    pub fn check(
+        &mut self,
+        me: plexus_actors::NodeId,
+        live: &[plexus_actors::NodeId],
+        located: bool,
+        here: bool,
+        grace: u32,
+    ) -> bool {
+        if located || here {
+            self.missing = 0;
+            return false;
+        }
+        self.missing = self.missing.saturating_add(1);
+        let lowest = live.iter().copied().chain(std::iter::once(me)).min();
+        self.missing >= grace && lowest == Some(me)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_actors::NodeId;
+
+    #[test]
+    fn only_the_lowest_live_node_takes_over_after_the_grace() {
+        let live = [NodeId::synthetic(2), NodeId::synthetic(5)];
+        let mut w = Watchdog::default();
+        assert!(!w.check(NodeId::synthetic(1), &live, false, false, 2));
+        assert!(w.check(NodeId::synthetic(1), &live, false, false, 2));
+        assert!(
+            !w.check(NodeId::synthetic(1), &live, true, false, 2),
+            "found again"
+        );
+        let mut other = Watchdog::default();
+        for _ in 0..5 {
+            assert!(!other.check(NodeId::synthetic(5), &live, false, false, 2));
+        }
+        let nodes: Vec<NodeId> = (0..10).map(NodeId::synthetic).collect();
+        assert_eq!(scheduler_set(&nodes).unwrap().len(), 3);
+        assert_eq!(scheduler_set(&nodes), scheduler_set(&nodes));
     }
 }

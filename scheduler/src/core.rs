@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use plexus_actors::NodeId;
 use plexus_actors::migratable::Migratable;
-use plexus_durable::types::{DurableKey, ReplicaSet};
+use plexus_durable::types::{Ballot, DurableKey, ReplicaSet};
 use plexus_durable::wire::Command;
 use plexus_mesh::resources::Resources;
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,8 @@ pub struct Placement {
     pub migrating: Option<(NodeId, u64)>,
     /// Whether the registry showed it active at the last tick.
     pub active: bool,
+    /// The highest ballot an activation reported under.
+    pub ballot: Ballot,
 }
 
 /// The scheduler's durable state.
@@ -193,9 +195,7 @@ impl Scheduler {
         match &signed.request {
             Request::Deploy { spec } => {
                 if !submitter {
-                    return reject(format!(
-                        "{signer} is not an allowlisted submitter"
-                    ));
+                    return reject(format!("{signer} is not an allowlisted submitter"));
                 }
                 self.deploy(spec, signer)
             }
@@ -215,7 +215,12 @@ impl Scheduler {
                 if !(submitter || signer == *node) {
                     return reject(format!("{signer} may not drain {node}"));
                 }
-                let count = self.state.actors.values().filter(|p| p.node == *node).count();
+                let count = self
+                    .state
+                    .actors
+                    .values()
+                    .filter(|p| p.node == *node)
+                    .count();
                 let tick = self.state.tick;
                 let changed = self.state.draining.insert(*node, tick).is_none();
                 Outcome {
@@ -237,7 +242,7 @@ impl Scheduler {
                 }
             }
             Request::Report(report) => {
-                if !member {
+                if !(member || submitter) {
                     return reject(format!("{signer} is not an allowlisted node"));
                 }
                 let changed = self.report(report);
@@ -371,6 +376,7 @@ impl Scheduler {
                     last_command: tick,
                     migrating: None,
                     active: false,
+                    ballot: Ballot::ZERO,
                 },
             );
         }
@@ -409,8 +415,11 @@ impl Scheduler {
             if let Some(p) = self.state.actors.remove(k)
                 && let Some(dkey) = key_of(k)
             {
-                let mut nodes: BTreeSet<NodeId> =
-                    p.sets.iter().flat_map(|s| s.nodes().iter().copied()).collect();
+                let mut nodes: BTreeSet<NodeId> = p
+                    .sets
+                    .iter()
+                    .flat_map(|s| s.nodes().iter().copied())
+                    .collect();
                 nodes.insert(p.node);
                 for n in nodes {
                     commands.push((n, Command::Release { key: dkey.clone() }));
@@ -493,16 +502,28 @@ impl Scheduler {
 
     fn report(&mut self, report: &Report) -> bool {
         match report {
-            Report::Active { key, node, set } => {
+            Report::Active {
+                key,
+                node,
+                set,
+                ballot,
+            } => {
                 let Some(p) = self.state.actors.get_mut(key) else {
                     return false;
                 };
-                let before = (p.node, p.sets.clone());
+                if *ballot < p.ballot {
+                    return false;
+                }
+                let before = (p.node, p.sets.clone(), p.ballot);
                 p.node = *node;
-                if p.sets.last() == Some(set) || p.sets.contains(set) {
+                p.ballot = *ballot;
+                // Only the newest set retires the older ones: an activation still on
+                // an older set has not committed to the new one, so a successor must
+                // keep fencing both.
+                if p.sets.last() == Some(set) {
                     p.sets = vec![set.clone()];
                 }
-                before != (p.node, p.sets.clone())
+                before != (p.node, p.sets.clone(), p.ballot)
             }
             Report::Failed { key, why, .. } => {
                 let Some(p) = self.state.actors.get(key) else {
@@ -577,7 +598,13 @@ impl Scheduler {
                         l.remove(n, p.resources);
                         if let Ok(to) = pick(&nodes, &l, &d, p.strategy) {
                             p.migrating = Some((to, tick));
-                            out.commands.push((n, Command::Migrate { key: dkey.clone(), to }));
+                            out.commands.push((
+                                n,
+                                Command::Migrate {
+                                    key: dkey.clone(),
+                                    to,
+                                },
+                            ));
                         }
                     }
                     // Replace dead replicas.
@@ -589,19 +616,38 @@ impl Scheduler {
                             if new != cur {
                                 p.sets.push(new.clone());
                                 p.last_command = tick;
-                                out.commands.push((n, Command::Reconfigure { key: dkey.clone(), set: new }));
+                                out.commands.push((
+                                    n,
+                                    Command::Reconfigure {
+                                        key: dkey.clone(),
+                                        set: new,
+                                    },
+                                ));
                             }
                         } else if p.sets.len() > 1
                             && tick.saturating_sub(p.last_command) >= RETRY_TICKS
                         {
                             p.last_command = tick;
-                            out.commands.push((n, Command::Reconfigure { key: dkey.clone(), set: cur }));
+                            out.commands.push((
+                                n,
+                                Command::Reconfigure {
+                                    key: dkey.clone(),
+                                    set: cur,
+                                },
+                            ));
                         }
                     }
                 }
                 None => {
                     let host_ok = live.contains(&p.node) && !draining.contains_key(&p.node);
-                    if !host_ok {
+                    let moving = p.migrating.is_some_and(|(to, since)| {
+                        live.contains(&to) && tick.saturating_sub(since) <= MIGRATION_TICKS
+                    });
+                    if moving {
+                        // Between the source's deregistration and the target's
+                        // registration the actor is nowhere in the view: wait for
+                        // the migration rather than start a rival activation.
+                    } else if !host_ok {
                         let d = Demand {
                             resources: p.resources,
                             constraints: &p.constraints,
@@ -645,13 +691,17 @@ impl Scheduler {
         // The scheduler itself leaves a draining host.
         if let Some(me) = self.view.me
             && self.state.draining.contains_key(&me)
-            && let Some(to) = live.iter().copied().find(|n| *n != me && !self.state.draining.contains_key(n))
+            && let Some(to) = live
+                .iter()
+                .copied()
+                .find(|n| *n != me && !self.state.draining.contains_key(n))
             && let Some(key) = key_of(SCHEDULER_KEY)
         {
             out.commands.push((me, Command::Migrate { key, to }));
         }
         // Orphans: active actors no job owns.
-        self.released.retain(|_, t| tick.saturating_sub(*t) < RETRY_TICKS);
+        self.released
+            .retain(|_, t| tick.saturating_sub(*t) < RETRY_TICKS);
         for (key, node) in &self.view.locations {
             if key == SCHEDULER_KEY || self.state.actors.contains_key(key) {
                 continue;
@@ -674,33 +724,56 @@ impl Scheduler {
     /// Moves one actor of a `spread` job from the busiest node to the idlest when
     /// they differ by two or more, if nothing is moving already.
     fn rebalance(&mut self, nodes: &[NodeInfo], ledger: &Ledger) -> Option<(NodeId, Command)> {
-        if self.state.actors.values().any(|p| p.migrating.is_some() || !p.active) {
+        if self
+            .state
+            .actors
+            .values()
+            .any(|p| p.migrating.is_some() || !p.active)
+        {
             return None;
         }
         let usable: Vec<&NodeInfo> = nodes.iter().filter(|n| n.alive && !n.draining).collect();
         let idlest = usable.iter().min_by_key(|n| (ledger.count(&n.id), n.id))?;
-        let busiest = usable.iter().max_by_key(|n| (ledger.count(&n.id), std::cmp::Reverse(n.id)))?;
+        let busiest = usable
+            .iter()
+            .max_by_key(|n| (ledger.count(&n.id), std::cmp::Reverse(n.id)))?;
         if ledger.count(&busiest.id) < ledger.count(&idlest.id) + 2 {
             return None;
         }
         let tick = self.state.tick;
         let free = idlest.capacity.saturating_sub(&ledger.used(&idlest.id));
-        let (key, p) = self.state.actors.iter_mut().filter(|(_, p)| {
-            p.node == busiest.id
-                && p.strategy == Strategy::Spread
-                && p.constraints.eval(&idlest.tags)
-                && free.covers(&p.resources)
-        }).min_by_key(|(k, p)| (p.priority, (*k).clone()))?;
+        let (key, p) = self
+            .state
+            .actors
+            .iter_mut()
+            .filter(|(_, p)| {
+                p.node == busiest.id
+                    && p.strategy == Strategy::Spread
+                    && p.constraints.eval(&idlest.tags)
+                    && free.covers(&p.resources)
+            })
+            .min_by_key(|(k, p)| (p.priority, (*k).clone()))?;
         let dkey = key_of(key)?;
         p.migrating = Some((idlest.id, tick));
-        Some((busiest.id, Command::Migrate { key: dkey, to: idlest.id }))
+        Some((
+            busiest.id,
+            Command::Migrate {
+                key: dkey,
+                to: idlest.id,
+            },
+        ))
     }
 
     /// The state in listing form.
     pub fn status(&self) -> Status {
         let mut jobs = Vec::new();
         for (name, j) in &self.state.jobs {
-            let actors: Vec<&Placement> = self.state.actors.values().filter(|p| p.job == *name).collect();
+            let actors: Vec<&Placement> = self
+                .state
+                .actors
+                .values()
+                .filter(|p| p.job == *name)
+                .collect();
             let running = actors.iter().filter(|p| p.active).count();
             let state = match &j.failure {
                 Some(f) => format!("failed: {f}"),
@@ -727,7 +800,11 @@ impl Scheduler {
                 kind: p.kind.clone(),
                 node: p.node,
                 active: p.active,
-                replicas: p.sets.last().map(|s| s.nodes().to_vec()).unwrap_or_default(),
+                replicas: p
+                    .sets
+                    .last()
+                    .map(|s| s.nodes().to_vec())
+                    .unwrap_or_default(),
                 moving_to: p.migrating.map(|(to, _)| to),
             })
             .collect();

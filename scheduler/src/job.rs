@@ -181,7 +181,12 @@ fn resources(file: &ResourcesFile, at: &str) -> Result<Resources, JobError> {
             parse_cpu(&f.to_string()).map_err(|e| field(format!("{at}.cpu"), e))?
         }
         Some(toml::Value::String(s)) => parse_cpu(s).map_err(|e| field(format!("{at}.cpu"), e))?,
-        Some(other) => return Err(field(format!("{at}.cpu"), format!("`{other}` is not a CPU amount"))),
+        Some(other) => {
+            return Err(field(
+                format!("{at}.cpu"),
+                format!("`{other}` is not a CPU amount"),
+            ));
+        }
     };
     let memory_bytes = match &file.memory {
         None => 0,
@@ -212,20 +217,29 @@ impl JobSpec {
         if text.trim().is_empty() {
             return Err(JobError::Empty);
         }
-        let file: JobFile =
-            toml::from_str(text).map_err(|e| JobError::Syntax(e.to_string().trim_end().to_string()))?;
+        let file: JobFile = toml::from_str(text)
+            .map_err(|e| JobError::Syntax(e.to_string().trim_end().to_string()))?;
         if !valid_name(&file.name) {
-            return Err(field("name", format!("`{}` must be 1-64 of a-z 0-9 - _ .", file.name)));
+            return Err(field(
+                "name",
+                format!("`{}` must be 1-64 of a-z 0-9 - _ .", file.name),
+            ));
         }
         let priority = file.priority.unwrap_or(0);
         if priority > PRIORITY_MAX {
-            return Err(field("priority", format!("{priority} is above {PRIORITY_MAX}")));
+            return Err(field(
+                "priority",
+                format!("{priority} is above {PRIORITY_MAX}"),
+            ));
         }
         let durability = file.durability.unwrap_or(3);
         if durability == 0 || durability > plexus_durable::types::REPLICAS_MAX {
             return Err(field(
                 "durability",
-                format!("{durability} must be 1..={}", plexus_durable::types::REPLICAS_MAX),
+                format!(
+                    "{durability} must be 1..={}",
+                    plexus_durable::types::REPLICAS_MAX
+                ),
             ));
         }
         let job_replicas = file.replicas.unwrap_or(1);
@@ -235,7 +249,10 @@ impl JobSpec {
             None => Expr::True,
         };
         if file.stages.len() > STAGES_MAX {
-            return Err(field("stage", format!("{} stages; the limit is {STAGES_MAX}", file.stages.len())));
+            return Err(field(
+                "stage",
+                format!("{} stages; the limit is {STAGES_MAX}", file.stages.len()),
+            ));
         }
         let mut stages = Vec::new();
         for s in &file.stages {
@@ -256,12 +273,14 @@ impl JobSpec {
             };
             let constraints = match &s.constraints {
                 Some(c) => job_constraints.clone().and(
-                    Expr::parse(c).map_err(|e| field(format!("{at}.constraints"), e.to_string()))?,
+                    Expr::parse(c)
+                        .map_err(|e| field(format!("{at}.constraints"), e.to_string()))?,
                 ),
                 None => job_constraints.clone(),
             };
             let config = match &s.config {
-                Some(v) => serde_json::to_string(v).map_err(|e| field(format!("{at}.config"), e.to_string()))?,
+                Some(v) => serde_json::to_string(v)
+                    .map_err(|e| field(format!("{at}.config"), e.to_string()))?,
                 None => "{}".to_string(),
             };
             stages.push(StageJob {
@@ -321,8 +340,15 @@ impl JobSpec {
 
     /// Stages nothing feeds: where client traffic enters.
     pub fn entry_stages(&self) -> Vec<&StageJob> {
-        let fed: BTreeSet<&str> = self.stages.iter().flat_map(|s| s.to.iter().map(String::as_str)).collect();
-        self.stages.iter().filter(|s| !fed.contains(s.name.as_str())).collect()
+        let fed: BTreeSet<&str> = self
+            .stages
+            .iter()
+            .flat_map(|s| s.to.iter().map(String::as_str))
+            .collect();
+        self.stages
+            .iter()
+            .filter(|s| !fed.contains(s.name.as_str()))
+            .collect()
     }
 
     /// The stage named `name`.
@@ -387,7 +413,10 @@ resources = { cpu = "2", memory = "1GiB", gpu = 1 }
         assert_eq!(count.replicas, 1);
         assert_eq!(count.resources.gpus, 1);
         assert_eq!(count.resources.cpu_millis, 2000);
-        assert_eq!(count.constraints.to_string(), "region in [eu, us] && kyc && ssd");
+        assert_eq!(
+            count.constraints.to_string(),
+            "region in [eu, us] && kyc && ssd"
+        );
         assert_eq!(count.config, r#"{"top":5}"#);
         assert_eq!(job.actors().len(), 3);
         assert_eq!(job.entry_stages()[0].name, "parse");
@@ -397,12 +426,30 @@ resources = { cpu = "2", memory = "1GiB", gpu = 1 }
     fn bad_specs_name_the_field() {
         let cases = [
             ("", "empty"),
-            ("name = \"Bad Name\"\n[[stage]]\nname=\"a\"\nkind=\"k\"", "`name`"),
-            ("name = \"j\"\npriority = 5000\n[[stage]]\nname=\"a\"\nkind=\"k\"", "`priority`"),
-            ("name = \"j\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\nreplicas = 0", "`stage.a.replicas`"),
-            ("name = \"j\"\nconstraints = \"a &&\"\n[[stage]]\nname=\"a\"\nkind=\"k\"", "`constraints`"),
-            ("name = \"j\"\n[resources]\nmemory = \"lots\"\n[[stage]]\nname=\"a\"\nkind=\"k\"", "`resources.memory`"),
-            ("name = \"j\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\nto=[\"b\"]", "pipeline"),
+            (
+                "name = \"Bad Name\"\n[[stage]]\nname=\"a\"\nkind=\"k\"",
+                "`name`",
+            ),
+            (
+                "name = \"j\"\npriority = 5000\n[[stage]]\nname=\"a\"\nkind=\"k\"",
+                "`priority`",
+            ),
+            (
+                "name = \"j\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\nreplicas = 0",
+                "`stage.a.replicas`",
+            ),
+            (
+                "name = \"j\"\nconstraints = \"a &&\"\n[[stage]]\nname=\"a\"\nkind=\"k\"",
+                "`constraints`",
+            ),
+            (
+                "name = \"j\"\n[resources]\nmemory = \"lots\"\n[[stage]]\nname=\"a\"\nkind=\"k\"",
+                "`resources.memory`",
+            ),
+            (
+                "name = \"j\"\n[[stage]]\nname=\"a\"\nkind=\"k\"\nto=[\"b\"]",
+                "pipeline",
+            ),
             ("name = \"j\"\nbogus = 1", "bogus"),
             ("name = \"j\"", "no stages"),
         ];

@@ -178,7 +178,13 @@ pub fn pick(
 /// How full a node is, in thousandths of its scarcest dimension.
 fn load_permille(n: &NodeInfo, ledger: &Ledger) -> u64 {
     let u = ledger.used(&n.id);
-    let frac = |used: u64, cap: u64| if cap == 0 { 0 } else { used.saturating_mul(1000) / cap };
+    let frac = |used: u64, cap: u64| {
+        if cap == 0 {
+            0
+        } else {
+            used.saturating_mul(1000) / cap
+        }
+    };
     frac(u.cpu_millis, n.capacity.cpu_millis)
         .max(frac(u.memory_bytes, n.capacity.memory_bytes))
         .max(frac(u64::from(u.gpus), u64::from(n.capacity.gpus)))
@@ -222,7 +228,10 @@ mod tests {
     fn node(i: u64, cpu: u64, tags: &[&str], alive: bool) -> NodeInfo {
         NodeInfo {
             id: NodeId::synthetic(i),
-            tags: tags.iter().map(|t| (t.to_string(), String::new())).collect(),
+            tags: tags
+                .iter()
+                .map(|t| (t.to_string(), String::new()))
+                .collect(),
             capacity: Resources {
                 cpu_millis: cpu,
                 memory_bytes: 1 << 30,
@@ -250,10 +259,22 @@ mod tests {
     fn spread_and_pack_choose_differently() {
         let nodes = vec![node(1, 4000, &[], true), node(2, 4000, &[], true)];
         let mut ledger = Ledger::default();
-        ledger.add(NodeId::synthetic(1), Resources { cpu_millis: 1000, ..Resources::default() });
+        ledger.add(
+            NodeId::synthetic(1),
+            Resources {
+                cpu_millis: 1000,
+                ..Resources::default()
+            },
+        );
         let t = Expr::True;
-        assert_eq!(pick(&nodes, &ledger, &demand(1000, &t), Place::Spread), Ok(NodeId::synthetic(2)));
-        assert_eq!(pick(&nodes, &ledger, &demand(1000, &t), Place::Pack), Ok(NodeId::synthetic(1)));
+        assert_eq!(
+            pick(&nodes, &ledger, &demand(1000, &t), Place::Spread),
+            Ok(NodeId::synthetic(2))
+        );
+        assert_eq!(
+            pick(&nodes, &ledger, &demand(1000, &t), Place::Pack),
+            Ok(NodeId::synthetic(1))
+        );
     }
 
     #[test]
@@ -261,10 +282,25 @@ mod tests {
         let nodes = vec![node(1, 1000, &["a"], true), node(2, 4000, &[], false)];
         let a = Expr::parse("a").unwrap();
         let b = Expr::parse("b").unwrap();
-        assert!(matches!(pick(&nodes, &Ledger::default(), &demand(2000, &a), Place::Spread), Err(Unsatisfiable::Capacity { .. })));
-        assert!(matches!(pick(&nodes, &Ledger::default(), &demand(1, &b), Place::Spread), Err(Unsatisfiable::Constraint(_))));
-        assert_eq!(pick(&[], &Ledger::default(), &demand(1, &a), Place::Spread), Err(Unsatisfiable::NoNodes));
-        let err = place_all(&nodes, &Ledger::default(), &[demand(600, &a), demand(600, &a)], Place::Spread).unwrap_err();
+        assert!(matches!(
+            pick(&nodes, &Ledger::default(), &demand(2000, &a), Place::Spread),
+            Err(Unsatisfiable::Capacity { .. })
+        ));
+        assert!(matches!(
+            pick(&nodes, &Ledger::default(), &demand(1, &b), Place::Spread),
+            Err(Unsatisfiable::Constraint(_))
+        ));
+        assert_eq!(
+            pick(&[], &Ledger::default(), &demand(1, &a), Place::Spread),
+            Err(Unsatisfiable::NoNodes)
+        );
+        let err = place_all(
+            &nodes,
+            &Ledger::default(),
+            &[demand(600, &a), demand(600, &a)],
+            Place::Spread,
+        )
+        .unwrap_err();
         assert_eq!(err.0, 1, "the second does not fit after the first");
     }
 
@@ -274,12 +310,21 @@ mod tests {
         let s = replica_set("k", NodeId::synthetic(4), &live, 3);
         assert_eq!(s.len(), 3);
         assert!(s.contains(&NodeId::synthetic(4)));
-        assert_eq!(replica_set("k", NodeId::synthetic(4), &live[4..5], 3).len(), 1);
+        assert_eq!(
+            replica_set("k", NodeId::synthetic(4), &live[4..5], 3).len(),
+            1
+        );
     }
 
     fn nodes_strategy() -> impl Strategy<Value = Vec<NodeInfo>> {
         prop::collection::vec(
-            (0u64..8000, prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 0..3), any::<bool>(), prop::bool::weighted(0.1), 0u32..3),
+            (
+                0u64..8000,
+                prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 0..3),
+                any::<bool>(),
+                prop::bool::weighted(0.1),
+                0u32..3,
+            ),
             0..8,
         )
         .prop_map(|v| {
@@ -287,8 +332,15 @@ mod tests {
                 .enumerate()
                 .map(|(i, (cpu, tags, alive, draining, gpus))| NodeInfo {
                     id: NodeId::synthetic(i as u64),
-                    tags: tags.into_iter().map(|t| (t.to_string(), String::new())).collect(),
-                    capacity: Resources { cpu_millis: cpu, memory_bytes: 1 << 32, gpus },
+                    tags: tags
+                        .into_iter()
+                        .map(|t| (t.to_string(), String::new()))
+                        .collect(),
+                    capacity: Resources {
+                        cpu_millis: cpu,
+                        memory_bytes: 1 << 32,
+                        gpus,
+                    },
                     alive,
                     draining,
                 })

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use plexus_actors::NodeId;
 use plexus_actors::codec::{self, CodecError};
-use plexus_durable::types::ReplicaSet;
+use plexus_durable::types::{Ballot, ReplicaSet};
 use plexus_mesh::identity::{self, NodeKey, SignatureError};
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +62,9 @@ pub enum Report {
         node: NodeId,
         /// Its replica set.
         set: ReplicaSet,
+        /// The activation's ballot: a report under a lower ballot than one already
+        /// heard is stale (it crossed a newer activation's) and is ignored.
+        ballot: Ballot,
     },
     /// The actor failed for good (its code keeps failing, or its state does not
     /// restore).

@@ -435,8 +435,14 @@ mod tests {
             Expr::parse("a $ b"),
             Err(ParseError::Unexpected { at: 2, .. })
         ));
-        assert!(matches!(Expr::parse("(a"), Err(ParseError::Unexpected { .. })));
-        assert!(matches!(Expr::parse("a b"), Err(ParseError::Unexpected { .. })));
+        assert!(matches!(
+            Expr::parse("(a"),
+            Err(ParseError::Unexpected { .. })
+        ));
+        assert!(matches!(
+            Expr::parse("a b"),
+            Err(ParseError::Unexpected { .. })
+        ));
         assert_eq!(
             Expr::parse(&format!("{}a", "!".repeat(100))),
             Err(ParseError::TooDeep)
@@ -468,7 +474,11 @@ mod tests {
     }
 
     fn tag_set() -> impl Strategy<Value = Tags> {
-        prop::collection::btree_map(name(), prop::sample::select(vec!["", "eu", "us", "y"]).prop_map(String::from), 0..4)
+        prop::collection::btree_map(
+            name(),
+            prop::sample::select(vec!["", "eu", "us", "y"]).prop_map(String::from),
+            0..4,
+        )
     }
 
     proptest! {

@@ -66,6 +66,22 @@ pub struct Report {
     pub quiet_at_ms: u64,
     /// Time from the last fault's end until views agreed, ms.
     pub converge_ms: Option<u64>,
+    /// Durable layer: client messages sent.
+    pub durable_sent: u64,
+    /// Durable layer: client messages acknowledged.
+    pub durable_acked: u64,
+    /// Durable layer: activations (restores, handoffs, the scheduler's too).
+    pub durable_activations: u64,
+    /// Durable layer: the scheduler's activations.
+    pub scheduler_activations: u64,
+    /// Durable layer: commits.
+    pub durable_commits: u64,
+    /// Durable layer: live migrations completed.
+    pub migrations: u64,
+    /// Durable layer: the longest migration pause, ms.
+    pub migration_pause_max_ms: u64,
+    /// Durable layer: deactivations by reason.
+    pub deactivations: std::collections::BTreeMap<String, u64>,
     /// What the checkers found.
     pub violations: Vec<Violation>,
 }

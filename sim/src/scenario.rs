@@ -42,6 +42,58 @@ pub struct Scenario {
     /// What the checkers demand.
     #[serde(default)]
     pub check: CheckSection,
+    /// Durable actors, the scheduler and live migration (absent: not simulated).
+    #[serde(default)]
+    pub durable: Option<DurableSection>,
+}
+
+/// `[durable]`: a job of durable actors deployed through the scheduler, client
+/// traffic into it, and live migrations, under whatever faults the rest asks for.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurableSection {
+    /// When the operator deploys the job.
+    #[serde(default = "s5", deserialize_with = "duration")]
+    pub deploy_at: Duration,
+    /// Actors per stage (the job is `relay` feeding `sink`).
+    #[serde(default = "three_u32")]
+    pub replicas: u32,
+    /// Snapshot replicas per actor.
+    #[serde(default = "three")]
+    pub durability: usize,
+    /// Client messages per second, cluster-wide.
+    #[serde(default = "ten", deserialize_with = "rate")]
+    pub send_rate: f64,
+    /// Live migrations the operator requests per minute.
+    #[serde(default = "six", deserialize_with = "rate")]
+    pub migrate_rate: f64,
+    /// The scheduler's tick.
+    #[serde(default = "ms500", deserialize_with = "duration")]
+    pub tick: Duration,
+    /// After the last fault ends, within this every client message must be
+    /// acknowledged and every actor active on exactly one node.
+    #[serde(default = "s90", deserialize_with = "duration")]
+    pub settle: Duration,
+}
+
+fn three_u32() -> u32 {
+    3
+}
+
+fn ten() -> f64 {
+    10.0
+}
+
+fn six() -> f64 {
+    6.0
+}
+
+fn ms500() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn s90() -> Duration {
+    Duration::from_secs(90)
 }
 
 fn three() -> usize {
@@ -381,6 +433,29 @@ impl Scenario {
                 "suspicion_mult",
                 "must be at least 1".into(),
             ));
+        }
+        if let Some(d) = &self.durable {
+            if d.replicas == 0 || d.replicas > 64 {
+                return Err(invalid(
+                    "durable.replicas",
+                    "replicas",
+                    "must be 1..=64".into(),
+                ));
+            }
+            if d.durability == 0 || d.durability > 7 {
+                return Err(invalid(
+                    "durable.durability",
+                    "durability",
+                    "must be 1..=7".into(),
+                ));
+            }
+            if d.tick.is_zero() {
+                return Err(invalid(
+                    "durable.tick",
+                    "tick",
+                    "must be longer than zero".into(),
+                ));
+            }
         }
         for (i, fault) in self.faults.iter().enumerate() {
             if let Some(bad) = fault.nodes.iter().find(|n| **n >= self.nodes) {

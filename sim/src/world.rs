@@ -17,15 +17,26 @@ use std::time::Duration;
 
 use plexus_actors::rng::DetRng;
 use plexus_actors::{ActorId, NodeId, Time};
+use plexus_durable::activation::{ActivationEvent, DurableState};
+use plexus_durable::node::{DurableNode, NodeConfig as DurableConfig, NodeEvent};
+use plexus_durable::stream::StreamEvent;
+use plexus_durable::types::{Ballot, DurableKey, SenderId};
+use plexus_durable::wire::DurableMsg;
+use plexus_durable::{MemStore, SERVICE_LOCAL_ID};
 use plexus_mesh::cluster::{Cluster, ClusterConfig, ClusterEvent};
 use plexus_mesh::delivery::DeliveryEvent;
+use plexus_mesh::identity::NodeKey;
 use plexus_mesh::membership::{MemberState, MembershipConfig, MembershipEvent};
 use plexus_mesh::resources::NodeMeta;
 use plexus_mesh::wire::{DataBody, Frame};
+use plexus_scheduler::app::{Watchdog, encode_request, encode_tick, scheduler_set};
+use plexus_scheduler::placement::NodeInfo;
+use plexus_scheduler::protocol::{Report as SchedReport, Request, Response, Signed, View};
 use plexus_supervisor::{
     Action, ChildSpec, ChildStatus, ExitReason, Intensity, Restart, Supervisor,
 };
 
+use crate::durable::{Hosted, JOB, RELAY, SINK, Toy, job_spec};
 use crate::report::{Report, Violation};
 use crate::scenario::{FaultKind, LatencyDist, Scenario};
 
@@ -46,6 +57,12 @@ pub enum Bug {
     /// Drop the registry claims in every full-state sync a node receives, as a driver
     /// that mishandled sync packets would: names never reach late joiners.
     DropSyncClaims,
+    /// Hand every 20th batch of durable inputs to the user code twice, as a driver
+    /// that retried a batch would.
+    DurableDoubleApply,
+    /// Wipe a node's disk when it crashes, breaking the storage promise the
+    /// durability argument rests on.
+    DurableWipeDisks,
 }
 
 /// Options of one run.
@@ -82,6 +99,11 @@ enum Ev {
         node: usize,
         incarnation: u64,
     },
+    DurableTick,
+    DurableDeploy,
+    DurableSend,
+    DurableMigrate,
+    DurableSettle,
 }
 
 struct Queued {
@@ -120,6 +142,13 @@ struct SimNode {
     supervisor: Supervisor,
     children: Vec<Child>,
     crashed_at: Option<u64>,
+    /// The durable service (with `[durable]`); its disk survives crashes.
+    durable: Option<DurableNode<MemStore>>,
+    disk: MemStore,
+    hosted: BTreeMap<DurableKey, Hosted>,
+    watchdog: Watchdog,
+    /// This incarnation's client session.
+    session: u64,
 }
 
 /// Per (sender, sender session, receiver, receiver incarnation): the last tell seq seen.
@@ -156,6 +185,31 @@ pub struct World {
     deep_cursor: usize,
     /// Each node's registered names and the actor each must resolve to.
     names: Vec<Vec<(String, ActorId)>>,
+    durable: DurableWorld,
+    /// Per link: when its last frame arrives (links are FIFO; see `arrival`).
+    link_clock: BTreeMap<(usize, usize), u64>,
+}
+
+/// The durable layer's workload and checker state.
+#[derive(Default)]
+struct DurableWorld {
+    on: bool,
+    rng: DetRng,
+    operator: Option<NodeKey>,
+    nonce: u64,
+    deployed: bool,
+    /// Highest sequence number acknowledged per (actor, client session).
+    acked: BTreeMap<(DurableKey, u64), u64>,
+    /// The newest commit seen per actor.
+    last_commit: BTreeMap<DurableKey, (Ballot, u64)>,
+    /// Per actor and activation ballot: the record it restored.
+    restores: BTreeMap<(DurableKey, Ballot), Option<(Ballot, u64)>>,
+    /// Client traffic and migrations stop here (the last fault's end).
+    traffic_until: u64,
+    relays: Vec<DurableKey>,
+    sinks: Vec<DurableKey>,
+    scheduler: Option<DurableKey>,
+    pending_deploy_session: Option<u64>,
 }
 
 fn us(d: Duration) -> u64 {
@@ -242,6 +296,11 @@ impl World {
                     supervisor,
                     children,
                     crashed_at: None,
+                    durable: None,
+                    disk: MemStore::default(),
+                    hosted: BTreeMap::new(),
+                    watchdog: Watchdog::default(),
+                    session: 0,
                 }
             })
             .collect();
@@ -298,7 +357,21 @@ impl World {
                         .collect()
                 })
                 .collect(),
+            durable: DurableWorld::default(),
+            link_clock: BTreeMap::new(),
         };
+        if let Some(d) = &scenario.durable {
+            let key = |stage: &str, i: u32| DurableKey::new(&format!("{JOB}/{stage}/{i}")).ok();
+            world.durable = DurableWorld {
+                on: true,
+                rng: DetRng::split(seed, 5),
+                operator: Some(NodeKey::from_seed(DetRng::split(seed, 6).bytes32())),
+                relays: (0..d.replicas).filter_map(|i| key("relay", i)).collect(),
+                sinks: (0..d.replicas).filter_map(|i| key("sink", i)).collect(),
+                scheduler: DurableKey::new(plexus_scheduler::SCHEDULER_KEY).ok(),
+                ..DurableWorld::default()
+            };
+        }
         world.report.detection_bound_ms = detection.as_millis() as u64;
         world.schedule_initial(converge_within);
         world
@@ -414,6 +487,17 @@ impl World {
             self.push(last_start, Ev::Chaos);
         }
         self.quiet_at = quiet;
+        if let Some(d) = self.scenario.durable.clone() {
+            self.durable.traffic_until = quiet.max(us(d.deploy_at) + us(d.tick) * 20);
+            self.push(us(d.tick), Ev::DurableTick);
+            self.push(us(d.deploy_at), Ev::DurableDeploy);
+            let after = us(d.deploy_at) + us(d.tick) * 10;
+            self.push(after, Ev::DurableSend);
+            if d.migrate_rate > 0.0 {
+                self.push(after, Ev::DurableMigrate);
+            }
+            self.push(self.durable.traffic_until + us(d.settle), Ev::DurableSettle);
+        }
         self.converge_deadline = quiet.saturating_add(converge_within);
         self.report.quiet_at_ms = quiet / 1_000;
         self.push(self.deep_interval, Ev::Deep);
@@ -531,6 +615,11 @@ impl World {
                 if let Some(core) = self.nodes[i].core.as_mut() {
                     core.handle_timeout(now);
                 }
+                if let Some(d) = self.nodes[i].durable.as_mut()
+                    && d.poll_timeout().is_some_and(|t| t <= now)
+                {
+                    d.handle_timeout(now);
+                }
                 self.pump(i);
             }
             Ev::Deliver { from, to, frame } => self.deliver(from, to, frame),
@@ -596,6 +685,11 @@ impl World {
                 self.push(next, Ev::Deep);
             }
             Ev::DeadNames { node, incarnation } => self.check_dead_names(node, incarnation),
+            Ev::DurableTick => self.durable_tick(),
+            Ev::DurableDeploy => self.durable_deploy(),
+            Ev::DurableSend => self.durable_traffic(),
+            Ev::DurableMigrate => self.durable_migrate(),
+            Ev::DurableSettle => self.durable_settle(),
         }
     }
 
@@ -643,6 +737,14 @@ impl World {
         self.nodes[i].core = Some(core);
         self.nodes[i].next_seq.clear();
         self.nodes[i].crashed_at = None;
+        if self.durable.on {
+            let node = &mut self.nodes[i];
+            let disk = std::mem::take(&mut node.disk);
+            node.durable = Some(DurableNode::new(node.id, DurableConfig::default(), disk));
+            node.hosted.clear();
+            node.watchdog = Watchdog::default();
+            node.session = ((i as u64 + 1) << 24) | incarnation;
+        }
         self.record(i, 2, incarnation, 0);
         self.pump(i);
         let rate = self.scenario.workload.tell_rate;
@@ -674,6 +776,13 @@ impl World {
         node.timer_gen += 1;
         node.timer_at = u64::MAX;
         node.crashed_at = Some(self.now);
+        if let Some(d) = node.durable.take() {
+            node.disk = d.into_store();
+            if self.options.bug == Some(Bug::DurableWipeDisks) {
+                node.disk = MemStore::default();
+            }
+        }
+        node.hosted.clear();
         let incarnation = node.incarnation;
         self.report.crashes += 1;
         self.record(i, 3, incarnation, 0);
@@ -772,7 +881,8 @@ impl World {
         }
     }
 
-    fn latency(&mut self) -> u64 {
+    /// A one-way latency, and whether this frame is one the network reorders.
+    fn latency(&mut self) -> (u64, bool) {
         let net = &self.scenario.network;
         let (min, max) = (us(net.latency_min), us(net.latency_max));
         let base = match net.latency {
@@ -784,10 +894,26 @@ impl World {
             }
         };
         if self.net_rng.chance(net.reorder) {
-            base + self.net_rng.below(4 * max + 1)
+            (base + self.net_rng.below(4 * max + 1), true)
         } else {
-            base
+            (base, false)
         }
+    }
+
+    /// When a frame sent now from `from` reaches `to`. Links are FIFO, as the
+    /// production transport's streams are: a frame never overtakes an earlier one on
+    /// the same link unless the network reorders it (`reorder`), and a reordered
+    /// frame does not hold back later ones.
+    fn arrival(&mut self, from: usize, to: usize) -> u64 {
+        let (latency, reordered) = self.latency();
+        let at = self.now + latency;
+        if reordered {
+            return at;
+        }
+        let last = self.link_clock.entry((from, to)).or_insert(0);
+        let at = at.max(*last);
+        *last = at;
+        at
     }
 
     fn send(&mut self, from: usize, to: usize, frame: Frame) {
@@ -797,7 +923,7 @@ impl World {
             return;
         }
         if self.net_rng.chance(self.scenario.network.duplicate) {
-            let at = self.now + self.latency();
+            let at = self.arrival(from, to);
             self.push(
                 at,
                 Ev::Deliver {
@@ -807,7 +933,7 @@ impl World {
                 },
             );
         }
-        let at = self.now + self.latency();
+        let at = self.arrival(from, to);
         self.push(at, Ev::Deliver { from, to, frame });
     }
 
@@ -842,7 +968,15 @@ impl World {
             packet.claims.clear();
         }
         if let Some((seq, body)) = core.handle_frame(now, from_id, frame) {
-            self.on_data(to, from, seq, &body);
+            if let DataBody::Tell {
+                target, payload, ..
+            } = &*body
+                && target.local == SERVICE_LOCAL_ID
+            {
+                self.on_durable(to, payload);
+            } else {
+                self.on_data(to, from, seq, &body);
+            }
             if let Some(core) = self.nodes[to].core.as_mut() {
                 core.complete(now, from_id, seq, Ok(()));
             }
@@ -1057,7 +1191,12 @@ impl World {
 
     /// Sends what node `i`'s core wants sent, handles its events, reschedules its timer.
     fn pump(&mut self, i: usize) {
+        self.pump_durable(i);
         let now = self.local(i, self.now);
+        let durable_next = self.nodes[i]
+            .durable
+            .as_ref()
+            .and_then(DurableNode::poll_timeout);
         let mut out = Vec::new();
         let mut events = Vec::new();
         let next;
@@ -1071,7 +1210,10 @@ impl World {
             while let Some(ev) = core.poll_event() {
                 events.push(ev);
             }
-            next = core.poll_timeout();
+            next = match durable_next {
+                Some(t) => core.poll_timeout().min(t),
+                None => core.poll_timeout(),
+            };
         }
         for (to, frame) in out {
             if to < self.nodes.len() {
@@ -1127,6 +1269,9 @@ impl World {
 
     /// Full-state checks, every `deep_interval` (or every step).
     fn deep_check(&mut self) {
+        // Links with nothing in flight no longer constrain arrivals.
+        let now = self.now;
+        self.link_clock.retain(|_, at| *at > now);
         // The cores' full-state invariants cost O(state) each, so they rotate over the
         // nodes (all of them with `every_step`); the per-event checks (delivery order
         // and duplicates, supervisor invariants) run on every event regardless.
@@ -1296,5 +1441,745 @@ impl World {
         self.report.sim_ms = end / 1_000;
         self.report.trace_hash = self.trace.finalize().to_hex().to_string();
         self.report
+    }
+}
+
+// ----- durable actors -----
+
+/// Marks the sessions of one-shot operator requests.
+const ONE_SHOT: u64 = 1 << 63;
+
+enum RequestKind {
+    Report,
+    OneShot,
+}
+
+impl World {
+    fn durable_cfg(&self) -> Option<crate::scenario::DurableSection> {
+        self.scenario.durable.clone()
+    }
+
+    /// A durable message arrived at node `to` over the mesh.
+    fn on_durable(&mut self, to: usize, payload: &[u8]) {
+        let now = self.local(to, self.now);
+        match plexus_durable::wire::decode(payload) {
+            Ok(msg) => {
+                if let Some(d) = self.nodes[to].durable.as_mut() {
+                    d.handle(now, msg);
+                }
+            }
+            Err(e) => self.violate(
+                "durable-wire",
+                format!("node {to}: undecodable message: {e}"),
+            ),
+        }
+    }
+
+    /// Runs node `i`'s durable service until it has nothing more to say.
+    fn pump_durable(&mut self, i: usize) {
+        if self.nodes[i].durable.is_none() {
+            return;
+        }
+        let now = self.local(i, self.now);
+        for _round in 0..10_000 {
+            let mut sends = Vec::new();
+            let mut events = Vec::new();
+            {
+                let node = &mut self.nodes[i];
+                let (Some(core), Some(d)) = (node.core.as_ref(), node.durable.as_mut()) else {
+                    return;
+                };
+                d.flush(now, &mut |k| {
+                    core.lookup(&k.registry_name())
+                        .map(|l| (l.node, Ballot::ZERO))
+                });
+                while let Some(t) = d.poll_transmit() {
+                    sends.push(t);
+                }
+                while let Some(e) = d.poll_event() {
+                    events.push(e);
+                }
+            }
+            if sends.is_empty() && events.is_empty() {
+                return;
+            }
+            if _round > 9990 {
+                for (to, m) in &sends {
+                    eprintln!("LOOP send {i}->{to:?} {m:?}");
+                }
+                for e in &events {
+                    eprintln!("LOOP ev {i} {e:?}");
+                }
+            }
+            for (to, msg) in sends {
+                self.durable_send(i, to, msg);
+            }
+            for e in events {
+                self.durable_event(i, e);
+            }
+        }
+        self.violate("durable-livelock", format!("node {i} never quiesced"));
+    }
+
+    fn durable_send(&mut self, i: usize, to: NodeId, msg: DurableMsg) {
+        let now = self.local(i, self.now);
+        if let Ok(k) = std::env::var("SIMTRACE")
+            && msg.key().as_str() == k
+            && !matches!(msg, DurableMsg::Envelope(_))
+        {
+            let text = match &msg {
+                DurableMsg::Replica {
+                    req,
+                    op: plexus_durable::wire::ReplicaOp::Fence { ballot, have },
+                    ..
+                } => format!(
+                    "fence req {req} {}/{} have {have:?}",
+                    ballot.round,
+                    index_of(&ballot.node)
+                ),
+                DurableMsg::Replica {
+                    req,
+                    op: plexus_durable::wire::ReplicaOp::Write { record },
+                    ..
+                } => format!(
+                    "write req {req} {}/{} v{}",
+                    record.ballot.round,
+                    index_of(&record.ballot.node),
+                    record.version
+                ),
+                DurableMsg::ReplicaReply { req, reply, .. } => format!(
+                    "reply req {req} {}",
+                    match reply {
+                        plexus_durable::wire::ReplicaReply::Promised {
+                            ballot,
+                            order,
+                            record,
+                        } => format!(
+                            "promised {}/{} order {:?} rec {}",
+                            ballot.round,
+                            index_of(&ballot.node),
+                            order.map(|(b, v)| (b.round, index_of(&b.node), v)),
+                            record.is_some()
+                        ),
+                        plexus_durable::wire::ReplicaReply::Written { ballot, version } => format!(
+                            "written {}/{} v{version}",
+                            ballot.round,
+                            index_of(&ballot.node)
+                        ),
+                        plexus_durable::wire::ReplicaReply::Refused { promised } =>
+                            format!("refused {}/{}", promised.round, index_of(&promised.node)),
+                        other => format!("{other:?}"),
+                    }
+                ),
+                other => {
+                    let t = format!("{other:?}");
+                    t[..t.len().min(150)].to_string()
+                }
+            };
+            eprintln!(
+                "{} ms node {i} -> {}: {}",
+                self.now / 1000,
+                index_of(&to),
+                text
+            );
+        }
+        if to == self.nodes[i].id {
+            if let Some(d) = self.nodes[i].durable.as_mut() {
+                d.handle(now, msg);
+            }
+            return;
+        }
+        let Ok(payload) = plexus_durable::wire::encode(&msg) else {
+            self.violate(
+                "durable-wire",
+                format!("node {i}: a message does not encode"),
+            );
+            return;
+        };
+        let body = Arc::new(DataBody::Tell {
+            target: ActorId::new(to, SERVICE_LOCAL_ID),
+            message_type: plexus_durable::MESSAGE_TYPE.to_string(),
+            payload,
+            trace: None,
+        });
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            // Refused (window full, peer down): the durable layer retries.
+            let _ = core.send(now, to, body);
+        }
+    }
+
+    fn durable_event(&mut self, i: usize, e: NodeEvent) {
+        let now = self.local(i, self.now);
+        let me = self.nodes[i].id;
+        if let Ok(k) = std::env::var("SIMTRACE")
+            && let NodeEvent::Actor { key, event } = &e
+            && key.as_str() == k
+            && !matches!(event, ActivationEvent::Apply { .. })
+        {
+            let extra = match event {
+                ActivationEvent::Committed { .. } => format!(
+                    "{:?}",
+                    self.nodes[i]
+                        .durable
+                        .as_ref()
+                        .and_then(|d| d.actor(key))
+                        .and_then(|a| a.committed())
+                        .map(|r| r.order())
+                ),
+                _ => String::new(),
+            };
+            eprintln!("{} ms node {i}: {event:?} {extra}", self.now / 1000);
+        }
+        match e {
+            NodeEvent::Actor { key, event } => match event {
+                ActivationEvent::Restore { user } => {
+                    let spec = self.nodes[i]
+                        .durable
+                        .as_ref()
+                        .and_then(|d| d.actor(&key))
+                        .map(|a| a.spec().to_vec())
+                        .unwrap_or_default();
+                    match Hosted::restore(&key, &spec, &user) {
+                        Ok(h) => {
+                            self.nodes[i].hosted.insert(key, h);
+                        }
+                        Err(why) => {
+                            self.nodes[i].hosted.remove(&key);
+                            if let Some(d) = self.nodes[i].durable.as_mut() {
+                                d.user_failed(now, &key, why);
+                            }
+                        }
+                    }
+                }
+                ActivationEvent::Apply {
+                    token,
+                    inputs,
+                    snapshot,
+                } => {
+                    let mut order = Vec::new();
+                    let twice = self.options.bug == Some(Bug::DurableDoubleApply) && {
+                        self.redeliver_counter += 1;
+                        self.redeliver_counter.is_multiple_of(20)
+                    };
+                    let result = match self.nodes[i].hosted.get_mut(&key) {
+                        Some(h) => {
+                            if twice {
+                                let _ = h.apply(&key, inputs.clone(), false, &mut order);
+                            }
+                            h.apply(&key, inputs, snapshot, &mut order)
+                        }
+                        None => Err("no user code".to_string()),
+                    };
+                    for v in order {
+                        self.violate("durable-order", format!("node {i}: {v}"));
+                    }
+                    if let Some(d) = self.nodes[i].durable.as_mut() {
+                        match result {
+                            Ok(applied) => d.applied(now, &key, token, applied),
+                            Err(why) => d.user_failed(now, &key, why),
+                        }
+                    }
+                }
+                ActivationEvent::Activated {
+                    ballot,
+                    set,
+                    restored,
+                } => {
+                    self.record(i, 50, ballot.round, set.len() as u64);
+                    self.durable
+                        .restores
+                        .insert((key.clone(), ballot), restored);
+                    self.report.durable_activations += 1;
+                    if let Some(core) = self.nodes[i].core.as_mut() {
+                        let _ = core.register_ranked(
+                            now,
+                            &key.registry_name(),
+                            ActorId::new(me, SERVICE_LOCAL_ID),
+                            ballot.round,
+                        );
+                    }
+                    if self.durable.scheduler.as_ref() != Some(&key) {
+                        self.operator_request(
+                            i,
+                            Request::Report(SchedReport::Active {
+                                key: key.to_string(),
+                                node: me,
+                                set,
+                                ballot,
+                            }),
+                        );
+                    } else {
+                        self.report.scheduler_activations += 1;
+                    }
+                }
+                ActivationEvent::Reconfigured { set } => {
+                    self.record(i, 51, set.len() as u64, 0);
+                    let ballot = self.nodes[i]
+                        .durable
+                        .as_ref()
+                        .and_then(|d| d.actor(&key))
+                        .map_or(Ballot::ZERO, |a| a.ballot());
+                    self.operator_request(
+                        i,
+                        Request::Report(SchedReport::Active {
+                            key: key.to_string(),
+                            node: me,
+                            set,
+                            ballot,
+                        }),
+                    );
+                }
+                ActivationEvent::Committed { version, .. } => {
+                    self.report.durable_commits += 1;
+                    self.check_commit(i, &key, version);
+                }
+                ActivationEvent::Command { to, command } => {
+                    self.durable_send(i, to, DurableMsg::Command(command));
+                }
+                ActivationEvent::Migrated { pause, .. } => {
+                    self.record(i, 52, 0, 0);
+                    self.report.migrations += 1;
+                    let ms = pause.as_millis() as u64;
+                    self.report.migration_pause_max_ms = self.report.migration_pause_max_ms.max(ms);
+                }
+                ActivationEvent::Deactivated(why) => {
+                    self.record(i, 53, 0, 0);
+                    let reason = format!("{why:?}");
+                    let reason = reason
+                        .split(['(', ' ', '{'])
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    *self.report.deactivations.entry(reason).or_default() += 1;
+                    self.nodes[i].hosted.remove(&key);
+                    let name = key.registry_name();
+                    if let Some(core) = self.nodes[i].core.as_mut()
+                        && core
+                            .registry()
+                            .my_claims()
+                            .iter()
+                            .any(|c| *c.name == *name && !c.removed)
+                    {
+                        core.unregister(now, &name);
+                    }
+                }
+            },
+            NodeEvent::Session { id, event } => {
+                let StreamEvent::Acked { to, up_to, replies } = event;
+                let entry = self.durable.acked.entry((to.clone(), id)).or_insert(0);
+                if up_to > *entry {
+                    if Some(&to) != self.durable.scheduler.as_ref() {
+                        self.report.durable_acked += up_to - *entry;
+                    }
+                    *entry = up_to;
+                }
+                for (_, reply) in replies {
+                    let decoded = reply
+                        .ok()
+                        .and_then(|b| plexus_scheduler::app::decode_response(&b).ok());
+                    if let Some(Response::Deployed { .. }) = decoded {
+                        self.durable.deployed = true;
+                    }
+                }
+                if id & ONE_SHOT != 0
+                    && let Some(d) = self.nodes[i].durable.as_mut()
+                    && d.session_unacked(id) == Some(0)
+                {
+                    d.session_close(id);
+                }
+            }
+            NodeEvent::Refused { .. } => {}
+        }
+    }
+
+    /// Commits of one actor must form one history. A commit newer than every earlier
+    /// one must hold every message acknowledged so far. A commit that completes late
+    /// (an older activation's record reaching a majority after a newer activation
+    /// took over) is safe only if every newer activation restored it or something
+    /// newer: otherwise two activations were both committing.
+    fn check_commit(&mut self, i: usize, key: &DurableKey, version: u64) {
+        let Some(record) = self.nodes[i]
+            .durable
+            .as_ref()
+            .and_then(|d| d.actor(key))
+            .and_then(|a| a.committed())
+            .cloned()
+        else {
+            return;
+        };
+        let order = (record.ballot, record.version);
+        debug_assert_eq!(version, record.version);
+        if self
+            .durable
+            .last_commit
+            .get(key)
+            .is_some_and(|prev| *prev >= order)
+        {
+            let missed: Vec<String> = self
+                .durable
+                .restores
+                .range((key.clone(), record.ballot)..)
+                .filter(|((k, b), restored)| k == key && *b > record.ballot && restored.is_none_or(|r| r < order))
+                .map(|((_, b), restored)| format!("{key}: {order:?} committed late, but activation {b} restored only {restored:?}"))
+                .collect();
+            for m in missed {
+                self.violate("durable-single-active", m);
+            }
+            return;
+        }
+        self.durable.last_commit.insert(key.clone(), order);
+        let Ok(state) = DurableState::decode(&record.body) else {
+            self.violate(
+                "durable-record",
+                format!("{key}: a committed record does not decode"),
+            );
+            return;
+        };
+        let lost: Vec<String> = self
+            .durable
+            .acked
+            .range((key.clone(), 0)..=(key.clone(), u64::MAX))
+            .filter_map(|((_, session), acked)| {
+                let have = state.inbound.get(&SenderId::Client(*session)).map_or(0, |i| i.last);
+                (have < *acked).then(|| format!("{key}: session {session:x} acked up to {acked}, committed state holds {have}"))
+            })
+            .collect();
+        for l in lost {
+            self.violate("durable-lost", l);
+        }
+    }
+
+    fn operator_request(&mut self, i: usize, request: Request) {
+        let request_kind = match request {
+            Request::Report(_) => RequestKind::Report,
+            _ => RequestKind::OneShot,
+        };
+        let Some(key) = self.durable.scheduler.clone() else {
+            return;
+        };
+        let Some(op) = self.durable.operator.as_ref() else {
+            return;
+        };
+        self.durable.nonce += 1;
+        let Ok(signed) = Signed::sign(request, self.durable.nonce, op) else {
+            return;
+        };
+        let Ok(payload) = encode_request(&signed) else {
+            return;
+        };
+        // Requests that want an answer go on a session of their own: an ack covers
+        // its one message, so a lost ack is followed by a retransmission that gets
+        // the kept reply (a shared session's cumulative ack can cover a request
+        // whose own ack, and reply, was lost).
+        let session = if matches!(request_kind, RequestKind::Report) {
+            self.nodes[i].session
+        } else {
+            self.durable.nonce | ONE_SHOT
+        };
+        if let Some(d) = self.nodes[i].durable.as_mut() {
+            d.session_open(session);
+            d.session_send(session, &key, payload, None);
+        }
+    }
+
+    fn view_of(&self, i: usize) -> View {
+        let capacity = plexus_mesh::resources::Resources {
+            cpu_millis: 64_000,
+            memory_bytes: 64 << 30,
+            gpus: 0,
+        };
+        let mut view = View {
+            me: Some(self.nodes[i].id),
+            submitters: self.durable.operator.iter().map(NodeKey::node_id).collect(),
+            members: self.nodes.iter().map(|n| n.id).collect(),
+            kinds: [RELAY, SINK].iter().map(|s| s.to_string()).collect(),
+            ..View::default()
+        };
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return view;
+        };
+        view.nodes.push(NodeInfo {
+            id: self.nodes[i].id,
+            tags: Default::default(),
+            capacity,
+            alive: true,
+            draining: false,
+        });
+        for m in core.membership().members() {
+            if m.id == self.nodes[i].id {
+                continue;
+            }
+            view.nodes.push(NodeInfo {
+                id: m.id,
+                tags: Default::default(),
+                capacity,
+                alive: !m.state.is_down(),
+                draining: false,
+            });
+        }
+        for (name, loc) in core.registry().locations() {
+            if let Some(key) = name.strip_prefix("durable:") {
+                view.locations.insert(key.to_string(), loc.node);
+            }
+        }
+        view
+    }
+
+    fn durable_tick(&mut self) {
+        let Some(cfg) = self.durable_cfg() else {
+            return;
+        };
+        let next = self.now + us(cfg.tick);
+        self.push(next, Ev::DurableTick);
+        let Some(sched) = self.durable.scheduler.clone() else {
+            return;
+        };
+        let all: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+        let set = scheduler_set(&all);
+        for i in 0..self.nodes.len() {
+            if !self.up(i) {
+                continue;
+            }
+            let now = self.local(i, self.now);
+            let me = self.nodes[i].id;
+            let (located, live) = match self.nodes[i].core.as_ref() {
+                Some(core) => (
+                    core.lookup(&sched.registry_name()).is_some(),
+                    core.membership()
+                        .members()
+                        .filter(|m| !m.state.is_down())
+                        .map(|m| m.id)
+                        .collect::<Vec<_>>(),
+                ),
+                None => continue,
+            };
+            let here = self.nodes[i]
+                .durable
+                .as_ref()
+                .is_some_and(|d| d.actor(&sched).is_some());
+            let forwarded = self.nodes[i]
+                .durable
+                .as_ref()
+                .is_some_and(|d| d.forward_of(&sched).is_some());
+            let activate = self.nodes[i].watchdog.check(
+                me,
+                &live,
+                located || forwarded,
+                here,
+                plexus_scheduler::app::WATCHDOG_GRACE_TICKS,
+            );
+            let hosting = self.nodes[i]
+                .durable
+                .as_ref()
+                .and_then(|d| d.actor(&sched))
+                .is_some_and(|a| a.is_active());
+            let view = hosting.then(|| self.view_of(i));
+            if let Some(d) = self.nodes[i].durable.as_mut() {
+                if activate && let Some(set) = set.clone() {
+                    d.activate(now, sched.clone(), vec![set], Vec::new(), Ballot::ZERO);
+                }
+                if let Some(view) = view
+                    && let Ok(tick) = encode_tick(&view)
+                {
+                    d.local_input(now, &sched, tick);
+                }
+            }
+            self.pump(i);
+        }
+    }
+
+    fn operator_node(&mut self) -> Option<usize> {
+        let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.up(i)).collect();
+        if up.is_empty() {
+            return None;
+        }
+        Some(up[self.durable.rng.index(up.len())])
+    }
+
+    fn durable_deploy(&mut self) {
+        let Some(cfg) = self.durable_cfg() else {
+            return;
+        };
+        if self.durable.deployed {
+            return;
+        }
+        // Retried until the scheduler answers `Deployed` (deploying is idempotent).
+        self.push(self.now + 10_000_000, Ev::DurableDeploy);
+        if let Some(i) = self.operator_node() {
+            self.record(i, 54, 0, 0);
+            self.durable.pending_deploy_session = Some(self.nodes[i].session);
+            self.operator_request(
+                i,
+                Request::Deploy {
+                    spec: job_spec(cfg.replicas, cfg.durability),
+                },
+            );
+            self.pump(i);
+        }
+    }
+
+    fn durable_traffic(&mut self) {
+        let Some(cfg) = self.durable_cfg() else {
+            return;
+        };
+        if self.now >= self.durable.traffic_until || cfg.send_rate <= 0.0 {
+            return;
+        }
+        let u = self.durable.rng.unit();
+        let next = self.now + ((-(1.0 - u).ln() / cfg.send_rate) * 1e6) as u64 + 1;
+        self.push(next, Ev::DurableSend);
+        if !self.durable.deployed || self.durable.relays.is_empty() {
+            return;
+        }
+        let Some(i) = self.operator_node() else {
+            return;
+        };
+        let k = self.durable.rng.index(self.durable.relays.len());
+        let to = self.durable.relays[k].clone();
+        let session = self.nodes[i].session;
+        let payload = self.durable.rng.next_u64().to_le_bytes().to_vec();
+        if let Some(d) = self.nodes[i].durable.as_mut() {
+            d.session_open(session);
+            if d.session_send(session, &to, payload, None).is_some() {
+                self.report.durable_sent += 1;
+            }
+        }
+        self.record(i, 55, k as u64, 0);
+        self.pump(i);
+    }
+
+    fn durable_migrate(&mut self) {
+        let Some(cfg) = self.durable_cfg() else {
+            return;
+        };
+        if self.now >= self.durable.traffic_until {
+            return;
+        }
+        let u = self.durable.rng.unit();
+        let next = self.now + ((-(1.0 - u).ln() / (cfg.migrate_rate / 60.0)) * 1e6) as u64 + 1;
+        self.push(next, Ev::DurableMigrate);
+        if !self.durable.deployed {
+            return;
+        }
+        let actors: Vec<DurableKey> = self
+            .durable
+            .relays
+            .iter()
+            .chain(self.durable.sinks.iter())
+            .cloned()
+            .chain(self.durable.scheduler.clone())
+            .collect();
+        let actor = actors[self.durable.rng.index(actors.len())].to_string();
+        let to = self.nodes[self.durable.rng.index(self.nodes.len())].id;
+        if let Some(i) = self.operator_node() {
+            self.record(i, 56, 0, 0);
+            self.operator_request(i, Request::Migrate { actor, to });
+            self.pump(i);
+        }
+    }
+
+    /// After the faults and a settling period: every client message acknowledged,
+    /// every actor active on exactly one node, every relay's output delivered
+    /// exactly once.
+    fn durable_settle(&mut self) {
+        if !self.durable.deployed {
+            self.violate("durable-deploy", "the job was never deployed".into());
+            return;
+        }
+        let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.up(i)).collect();
+        for &i in &up {
+            let session = self.nodes[i].session;
+            if let Some(n) = self.nodes[i]
+                .durable
+                .as_ref()
+                .and_then(|d| d.session_unacked(session))
+                && n > 0
+            {
+                let pending = self.nodes[i]
+                    .durable
+                    .as_ref()
+                    .map(|d| d.session_pending(session))
+                    .unwrap_or_default();
+                self.violate(
+                    "durable-liveness",
+                    format!("node {i}'s client still waits for {n} acks: {pending:?}"),
+                );
+            }
+        }
+        let keys: Vec<DurableKey> = self
+            .durable
+            .relays
+            .iter()
+            .chain(self.durable.sinks.iter())
+            .cloned()
+            .chain(self.durable.scheduler.clone())
+            .collect();
+        let mut committed: BTreeMap<DurableKey, Toy> = BTreeMap::new();
+        for key in &keys {
+            let hosts: Vec<usize> = up
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    self.nodes[i]
+                        .durable
+                        .as_ref()
+                        .and_then(|d| d.actor(key))
+                        .is_some_and(|a| a.is_active())
+                })
+                .collect();
+            if hosts.len() != 1 {
+                self.violate(
+                    "durable-liveness",
+                    format!("{key} is active on nodes {hosts:?}"),
+                );
+                continue;
+            }
+            let Some(a) = self.nodes[hosts[0]]
+                .durable
+                .as_ref()
+                .and_then(|d| d.actor(key))
+            else {
+                continue;
+            };
+            let unacked = a.unacked_outputs();
+            let toy = a
+                .committed()
+                .and_then(|r| DurableState::decode(&r.body).ok())
+                .filter(|s| !s.user.bytes.is_empty())
+                .and_then(|s| {
+                    plexus_actors::codec::decode_body::<Toy>(&s.user.bytes, 1 << 24).ok()
+                });
+            if unacked > 0 {
+                self.violate(
+                    "durable-liveness",
+                    format!("{key} still waits for {unacked} output acks"),
+                );
+            }
+            if let Some(toy) = toy {
+                committed.insert(key.clone(), toy);
+            }
+        }
+        for relay in self.durable.relays.clone() {
+            let sent = committed.get(&relay).map_or(0, |t| t.count);
+            let sender = SenderId::Actor(relay.clone()).to_string();
+            let received: u64 = self
+                .durable
+                .sinks
+                .iter()
+                .map(|s| {
+                    committed
+                        .get(s)
+                        .and_then(|t| t.last.get(&sender))
+                        .copied()
+                        .unwrap_or(0)
+                })
+                .sum();
+            if sent != received {
+                self.violate(
+                    "durable-exactly-once",
+                    format!("{relay} applied {sent} messages but its sinks received {received}"),
+                );
+            }
+        }
     }
 }

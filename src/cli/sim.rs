@@ -88,6 +88,28 @@ fn print_report(path: &Path, report: &Report) {
         "supervision:     {} child restarts, {} escalations",
         report.child_restarts, report.escalations
     );
+    if report.durable_activations > 0 || report.durable_sent > 0 {
+        let reasons: Vec<String> = report
+            .deactivations
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        println!(
+            "durable:         {} sent, {} acked, {} commits, {} activations ({} of the scheduler), {} migrations (longest pause {} ms), deactivations: {}",
+            report.durable_sent,
+            report.durable_acked,
+            report.durable_commits,
+            report.durable_activations,
+            report.scheduler_activations,
+            report.migrations,
+            report.migration_pause_max_ms,
+            if reasons.is_empty() {
+                "none".to_string()
+            } else {
+                reasons.join(", ")
+            }
+        );
+    }
 }
 
 pub(crate) fn run(path: &Path, seed: u64, json: bool, csv: Option<&Path>) -> Result<(), CliError> {

@@ -8,7 +8,10 @@ fn node(i: u64) -> NodeId {
 fn info(i: u64, tags: &[&str], alive: bool) -> NodeInfo {
     NodeInfo {
         id: node(i),
-        tags: tags.iter().map(|t| (t.to_string(), String::new())).collect(),
+        tags: tags
+            .iter()
+            .map(|t| (t.to_string(), String::new()))
+            .collect(),
         capacity: Resources {
             cpu_millis: 4000,
             memory_bytes: 8 << 30,
@@ -30,7 +33,10 @@ fn view(nodes: Vec<NodeInfo>) -> View {
         locations: BTreeMap::new(),
         submitters: [client().node_id()].into(),
         members: (1..=5).map(node).collect(),
-        kinds: ["tokenize", "word-count"].iter().map(|s| s.to_string()).collect(),
+        kinds: ["tokenize", "word-count"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
     }
 }
 
@@ -67,10 +73,18 @@ fn deployed(s: &mut Scheduler) -> Vec<(String, NodeId)> {
 #[test]
 fn a_signed_deploy_places_every_actor_spread_out() {
     let mut s = Scheduler::default();
-    s.tick(view(vec![info(1, &[], true), info(2, &[], true), info(3, &[], true)]));
+    s.tick(view(vec![
+        info(1, &[], true),
+        info(2, &[], true),
+        info(3, &[], true),
+    ]));
     let actors = deployed(&mut s);
     assert_eq!(actors.len(), 3);
-    let parse: Vec<NodeId> = actors.iter().filter(|(k, _)| k.starts_with("wc/parse")).map(|(_, n)| *n).collect();
+    let parse: Vec<NodeId> = actors
+        .iter()
+        .filter(|(k, _)| k.starts_with("wc/parse"))
+        .map(|(_, n)| *n)
+        .collect();
     assert_ne!(parse[0], parse[1], "replicas of a stage spread over nodes");
     // Deploying the same spec again is idempotent.
     let again = s.request(&signed(Request::Deploy { spec: JOB.into() }));
@@ -84,22 +98,47 @@ fn forged_unauthorized_and_unsatisfiable_deploys_change_nothing() {
     s.tick(view(vec![info(1, &[], true), info(2, &[], true)]));
     let before = s.state().clone();
     let mut forged = signed(Request::Deploy { spec: JOB.into() });
-    forged.request = Request::Deploy { spec: JOB.replace("wc", "evil") };
+    forged.request = Request::Deploy {
+        spec: JOB.replace("wc", "evil"),
+    };
     let out = s.request(&forged);
-    assert!(matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("signature")), "{out:?}");
-    let stranger = Signed::sign(Request::Deploy { spec: JOB.into() }, 1, &NodeKey::from_seed([7; 32])).unwrap();
+    assert!(
+        matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("signature")),
+        "{out:?}"
+    );
+    let stranger = Signed::sign(
+        Request::Deploy { spec: JOB.into() },
+        1,
+        &NodeKey::from_seed([7; 32]),
+    )
+    .unwrap();
     let out = s.request(&stranger);
-    assert!(matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("submitter")), "{out:?}");
+    assert!(
+        matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("submitter")),
+        "{out:?}"
+    );
     let gpu = JOB.replace("cpu = 1", "cpu = 1\ngpu = 1");
     let out = s.request(&signed(Request::Deploy { spec: gpu }));
-    assert!(matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("unsatisfiable")), "{out:?}");
-    let tagged = JOB.replace("name = \"wc\"", "name = \"wc\"\nconstraints = \"region in [eu] && kyc\"");
+    assert!(
+        matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("unsatisfiable")),
+        "{out:?}"
+    );
+    let tagged = JOB.replace(
+        "name = \"wc\"",
+        "name = \"wc\"\nconstraints = \"region in [eu] && kyc\"",
+    );
     let out = s.request(&signed(Request::Deploy { spec: tagged }));
-    assert!(matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("region in [eu] && kyc")), "{out:?}");
+    assert!(
+        matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("region in [eu] && kyc")),
+        "{out:?}"
+    );
     // Three cpu-1 actors on one 4-cpu node fit; on one 2-cpu node they do not.
     let tight = JOB.replace("cpu = 1", "cpu = 3");
     let out = s.request(&signed(Request::Deploy { spec: tight }));
-    assert!(matches!(&out.response, Some(Response::Rejected { .. })), "{out:?}");
+    assert!(
+        matches!(&out.response, Some(Response::Rejected { .. })),
+        "{out:?}"
+    );
     assert!(out.commands.is_empty());
     assert_eq!(s.state(), &before, "nothing partially deployed");
 }
@@ -107,7 +146,12 @@ fn forged_unauthorized_and_unsatisfiable_deploys_change_nothing() {
 #[test]
 fn a_dead_hosts_actors_are_placed_elsewhere_and_dead_replicas_replaced() {
     let mut s = Scheduler::default();
-    let nodes = vec![info(1, &[], true), info(2, &[], true), info(3, &[], true), info(4, &[], true)];
+    let nodes = vec![
+        info(1, &[], true),
+        info(2, &[], true),
+        info(3, &[], true),
+        info(4, &[], true),
+    ];
     s.tick(view(nodes.clone()));
     let actors = deployed(&mut s);
     let mut v = view(nodes.clone());
@@ -117,13 +161,30 @@ fn a_dead_hosts_actors_are_placed_elsewhere_and_dead_replicas_replaced() {
     let mut dead = nodes.clone();
     dead.iter_mut().find(|n| n.id == victim).unwrap().alive = false;
     let mut v2 = view(dead);
-    v2.locations = actors.iter().filter(|(_, n)| *n != victim).cloned().collect();
+    v2.locations = actors
+        .iter()
+        .filter(|(_, n)| *n != victim)
+        .cloned()
+        .collect();
     let out = s.tick(v2);
-    let activated: Vec<&Command> = out.commands.iter().filter(|(n, c)| *n != victim && matches!(c, Command::Activate { key, .. } if key.as_str() == victim_key)).map(|(_, c)| c).collect();
+    let activated: Vec<&Command> = out
+        .commands
+        .iter()
+        .filter(|(n, c)| {
+            *n != victim && matches!(c, Command::Activate { key, .. } if key.as_str() == victim_key)
+        })
+        .map(|(_, c)| c)
+        .collect();
     assert_eq!(activated.len(), 1, "{:?}", out.commands);
     assert_ne!(s.state().actors[&victim_key].node, victim);
     // Actors whose replica set held the dead node get a new set.
-    assert!(out.commands.iter().any(|(_, c)| matches!(c, Command::Reconfigure { .. })), "{:?}", out.commands);
+    assert!(
+        out.commands
+            .iter()
+            .any(|(_, c)| matches!(c, Command::Reconfigure { .. })),
+        "{:?}",
+        out.commands
+    );
 }
 
 #[test]
@@ -137,26 +198,57 @@ fn drains_migrate_everything_off_and_joins_rebalance() {
     s.tick(v.clone());
     let drained = node(2);
     let drain = Signed::sign(Request::Drain { node: drained }, 1, &client()).unwrap();
-    assert!(matches!(s.request(&drain).response, Some(Response::Draining { .. })));
+    assert!(matches!(
+        s.request(&drain).response,
+        Some(Response::Draining { .. })
+    ));
     let out = s.tick(v.clone());
     let on_drained = actors.iter().filter(|(_, n)| *n == drained).count();
-    let moves = out.commands.iter().filter(|(n, c)| *n == drained && matches!(c, Command::Migrate { to, .. } if *to != drained)).count();
+    let moves = out
+        .commands
+        .iter()
+        .filter(|(n, c)| {
+            *n == drained && matches!(c, Command::Migrate { to, .. } if *to != drained)
+        })
+        .count();
     assert_eq!(moves, on_drained);
     // Once moved, a fresh node joins: the busiest node hands it an actor.
-    let mut v3 = view(vec![info(1, &[], true), info(2, &[], false), info(3, &[], true)]);
+    let mut v3 = view(vec![
+        info(1, &[], true),
+        info(2, &[], false),
+        info(3, &[], true),
+    ]);
     v3.locations = actors.iter().map(|(k, _)| (k.clone(), node(1))).collect();
     let out = s.tick(v3);
-    assert!(out.commands.iter().any(|(n, c)| *n == node(1) && matches!(c, Command::Migrate { to, .. } if *to == node(3))), "{:?}", out.commands);
+    assert!(
+        out.commands
+            .iter()
+            .any(|(n, c)| *n == node(1)
+                && matches!(c, Command::Migrate { to, .. } if *to == node(3))),
+        "{:?}",
+        out.commands
+    );
 }
 
 #[test]
 fn stop_releases_every_actor_and_replica() {
     let mut s = Scheduler::default();
-    s.tick(view(vec![info(1, &[], true), info(2, &[], true), info(3, &[], true)]));
+    s.tick(view(vec![
+        info(1, &[], true),
+        info(2, &[], true),
+        info(3, &[], true),
+    ]));
     deployed(&mut s);
     let out = s.request(&signed(Request::Stop { job: "wc".into() }));
-    assert!(matches!(out.response, Some(Response::Stopped { actors: 3, .. })));
-    assert!(out.commands.iter().all(|(_, c)| matches!(c, Command::Release { .. })));
+    assert!(matches!(
+        out.response,
+        Some(Response::Stopped { actors: 3, .. })
+    ));
+    assert!(
+        out.commands
+            .iter()
+            .all(|(_, c)| matches!(c, Command::Release { .. }))
+    );
     assert!(out.commands.len() >= 3);
     assert!(s.state().actors.is_empty() && s.state().jobs.is_empty());
 }
@@ -164,15 +256,90 @@ fn stop_releases_every_actor_and_replica() {
 #[test]
 fn migrate_requests_are_checked() {
     let mut s = Scheduler::default();
-    s.tick(view(vec![info(1, &["a"], true), info(2, &[], true), info(3, &[], false)]));
+    s.tick(view(vec![
+        info(1, &["a"], true),
+        info(2, &[], true),
+        info(3, &[], false),
+    ]));
     let actors = deployed(&mut s);
     let (key, from) = actors[0].clone();
     let to = if from == node(1) { node(2) } else { node(1) };
-    let out = s.request(&signed(Request::Migrate { actor: key.clone(), to }));
-    assert!(matches!(out.response, Some(Response::Migrating { .. })), "{out:?}");
-    assert_eq!(out.commands, vec![(from, Command::Migrate { key: DurableKey::new(&key).unwrap(), to })]);
-    let out = s.request(&signed(Request::Migrate { actor: key.clone(), to: node(3) }));
+    let out = s.request(&signed(Request::Migrate {
+        actor: key.clone(),
+        to,
+    }));
+    assert!(
+        matches!(out.response, Some(Response::Migrating { .. })),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.commands,
+        vec![(
+            from,
+            Command::Migrate {
+                key: DurableKey::new(&key).unwrap(),
+                to
+            }
+        )]
+    );
+    let out = s.request(&signed(Request::Migrate {
+        actor: key.clone(),
+        to: node(3),
+    }));
     assert!(matches!(out.response, Some(Response::Rejected { .. })));
-    let out = s.request(&signed(Request::Migrate { actor: "nope".into(), to }));
+    let out = s.request(&signed(Request::Migrate {
+        actor: "nope".into(),
+        to,
+    }));
     assert!(matches!(out.response, Some(Response::Rejected { .. })));
+}
+
+#[test]
+fn only_a_current_report_of_the_newest_set_retires_older_sets() {
+    let mut s = Scheduler::default();
+    let nodes: Vec<NodeInfo> = (1..=5).map(|i| info(i, &[], true)).collect();
+    s.tick(view(nodes.clone()));
+    let actors = deployed(&mut s);
+    let mut v = view(nodes.clone());
+    v.locations = actors.iter().cloned().collect();
+    s.tick(v.clone());
+    // Kill a replica that hosts nothing, so every actor stays put.
+    let hosts: BTreeSet<NodeId> = actors.iter().map(|(_, n)| *n).collect();
+    let (key, victim) = s
+        .state()
+        .actors
+        .iter()
+        .find_map(|(k, p)| {
+            let set = p.sets.last()?;
+            let v = set.nodes().iter().find(|n| !hosts.contains(n))?;
+            Some((k.clone(), *v))
+        })
+        .expect("some replica set holds a node that hosts nothing");
+    let old = s.state().actors[&key].sets[0].clone();
+    let mut dead = nodes.clone();
+    dead.iter_mut().find(|n| n.id == victim).unwrap().alive = false;
+    let mut v2 = view(dead);
+    v2.locations = v.locations.clone();
+    s.tick(v2);
+    let sets = s.state().actors[&key].sets.clone();
+    assert_eq!(sets.len(), 2, "joint: old and new");
+    let new = sets[1].clone();
+    let host = s.state().actors[&key].node;
+    let report = |set: &ReplicaSet, round: u64| {
+        signed(Request::Report(Report::Active {
+            key: key.clone(),
+            node: host,
+            set: set.clone(),
+            ballot: Ballot { round, node: host },
+        }))
+    };
+    // An activation still on the old set keeps both.
+    s.request(&report(&old, 2));
+    assert_eq!(s.state().actors[&key].sets, vec![old.clone(), new.clone()]);
+    // The newest set, reported, retires the old one.
+    s.request(&report(&new, 3));
+    assert_eq!(s.state().actors[&key].sets, vec![new.clone()]);
+    // A late report from an older activation changes nothing.
+    s.request(&report(&old, 2));
+    assert_eq!(s.state().actors[&key].sets, vec![new]);
 }
