@@ -1,5 +1,5 @@
-//! `plexus sim` as CI runs it: a 100-seed sweep of the faulty scenario with zero
-//! violations, the same trace hash from two separate processes, and clear errors.
+//! `plexus sim` as CI runs it: 100-seed sweeps of the faulty and durable scenarios
+//! with zero violations, the same trace hash from two separate processes, and clear errors.
 
 mod common;
 
@@ -41,6 +41,34 @@ fn a_sweep_of_100_faulty_seeds_has_no_violations() {
             "sim",
             "sweep",
             "sim/scenarios/faulty.toml",
+            "--seeds",
+            "1..101",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("100 seeds, 100 passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_sweep_of_100_durable_seeds_has_no_violations() {
+    // Durable actors deployed by the scheduler, client traffic and live
+    // migrations while nodes crash, restart, pause and partition: no acked
+    // message lost, none applied twice, one active copy of each actor after.
+    let out = plexus()
+        .args([
+            "sim",
+            "sweep",
+            "sim/scenarios/durable.toml",
             "--seeds",
             "1..101",
         ])

@@ -19,6 +19,10 @@
 //! and, should the receiver come back, starts a new epoch so the receiver resets its
 //! expectations instead of waiting forever for the failed frames.
 //!
+//! A *receiver* that restarts starts with no inbound state and expects every link
+//! from seq 1. Its acks carry its session, so the sender notices the change, fails
+//! the link's unacknowledged frames as for a dead peer and opens a new epoch.
+//!
 //! Inbound state survives a peer being declared dead (see [`Delivery::peer_failed`]);
 //! it is one small record per peer that has ever sent in a session, and only admitted
 //! peers can send.
@@ -164,6 +168,8 @@ struct OutLink {
     resend_at: Option<Time>,
     /// No fast retransmission before this.
     fast_after: Time,
+    /// The receiver's session, from its first ack on this link.
+    peer_session: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -248,6 +254,7 @@ impl Delivery {
                 was_full: false,
                 resend_at: None,
                 fast_after: now,
+                peer_session: None,
             }
         })
     }
@@ -440,6 +447,18 @@ impl Delivery {
         if ack.epoch != link.epoch {
             return;
         }
+        match link.peer_session {
+            None => link.peer_session = Some(ack.receiver),
+            Some(s) if s != ack.receiver => {
+                // The receiver restarted and expects a new link from seq 1; what it
+                // had not acknowledged may or may not have reached its previous
+                // life. Fail those frames as for a dead peer; the next send opens a
+                // new epoch.
+                self.peer_failed(from);
+                return;
+            }
+            Some(_) => {}
+        }
         let mut refused: BTreeMap<u64, Failure> = ack.refused.into_iter().collect();
         let mut progressed = false;
         while let Some(front) = link.queue.front() {
@@ -537,6 +556,7 @@ impl Delivery {
                 epoch: link.epoch,
                 up_to: link.completed,
                 refused: std::mem::take(&mut link.refused),
+                receiver: self.session,
             };
             return Some((peer, Frame::Ack(ack)));
         }
@@ -821,6 +841,38 @@ mod tests {
         a.handle_timeout(later);
         let got = pump(later, &mut a, an, &mut b, bn, &mut |_| false);
         assert_eq!(got, vec![2]);
+    }
+
+    /// Regression (found by the simulator): a receiver that restarts expects seq 1
+    /// on every link; the sender must notice and open a new epoch instead of
+    /// resending frames the new receiver can never take.
+    #[test]
+    fn a_restarted_receiver_gets_a_new_link() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let mut a = Delivery::new(10, DeliveryConfig::default());
+        let mut b = Delivery::new(20, DeliveryConfig::default());
+        for i in 0..3 {
+            a.send(Time::ZERO, bn, tell(i)).unwrap();
+        }
+        assert_eq!(
+            pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false),
+            vec![0, 1, 2]
+        );
+        // b restarts (new session, no inbound state); a's next frame is seq 4.
+        let mut b = Delivery::new(21, DeliveryConfig::default());
+        a.send(Time::ZERO, bn, tell(3)).unwrap();
+        let t = Time::from_millis(5);
+        let got = pump(t, &mut a, an, &mut b, bn, &mut |_| false);
+        assert!(got.is_empty(), "seq 4 cannot start a fresh link");
+        assert!(
+            std::iter::from_fn(|| a.poll_event()).any(
+                |e| matches!(e, DeliveryEvent::Unreachable { ref frames, .. } if frames.len() == 1)
+            ),
+            "the frame the old receiver never acked is failed"
+        );
+        // The next send opens a new epoch from seq 1, which the new receiver takes.
+        a.send(t, bn, tell(4)).unwrap();
+        assert_eq!(pump(t, &mut a, an, &mut b, bn, &mut |_| false), vec![4]);
     }
 
     /// Regression (found by the simulator): a receiver that falsely declares the

@@ -124,6 +124,9 @@ pub struct AckFrame {
     pub up_to: u64,
     /// Frames among those that were refused, and why.
     pub refused: Vec<(u64, Failure)>,
+    /// The acknowledging node's session: a change tells the sender the receiver
+    /// restarted and forgot the link.
+    pub receiver: u64,
 }
 
 /// Encodes a frame.
@@ -188,6 +191,7 @@ mod tests {
                 epoch: 1,
                 up_to: 77,
                 refused: vec![(70, Failure::MailboxFull)],
+                receiver: 9,
             }),
         ]
     }

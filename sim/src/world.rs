@@ -1481,7 +1481,7 @@ impl World {
             return;
         }
         let now = self.local(i, self.now);
-        for _round in 0..10_000 {
+        for _ in 0..10_000 {
             let mut sends = Vec::new();
             let mut events = Vec::new();
             {
@@ -1503,14 +1503,6 @@ impl World {
             if sends.is_empty() && events.is_empty() {
                 return;
             }
-            if _round > 9990 {
-                for (to, m) in &sends {
-                    eprintln!("LOOP send {i}->{to:?} {m:?}");
-                }
-                for e in &events {
-                    eprintln!("LOOP ev {i} {e:?}");
-                }
-            }
             for (to, msg) in sends {
                 self.durable_send(i, to, msg);
             }
@@ -1523,66 +1515,6 @@ impl World {
 
     fn durable_send(&mut self, i: usize, to: NodeId, msg: DurableMsg) {
         let now = self.local(i, self.now);
-        if let Ok(k) = std::env::var("SIMTRACE")
-            && msg.key().as_str() == k
-            && !matches!(msg, DurableMsg::Envelope(_))
-        {
-            let text = match &msg {
-                DurableMsg::Replica {
-                    req,
-                    op: plexus_durable::wire::ReplicaOp::Fence { ballot, have },
-                    ..
-                } => format!(
-                    "fence req {req} {}/{} have {have:?}",
-                    ballot.round,
-                    index_of(&ballot.node)
-                ),
-                DurableMsg::Replica {
-                    req,
-                    op: plexus_durable::wire::ReplicaOp::Write { record },
-                    ..
-                } => format!(
-                    "write req {req} {}/{} v{}",
-                    record.ballot.round,
-                    index_of(&record.ballot.node),
-                    record.version
-                ),
-                DurableMsg::ReplicaReply { req, reply, .. } => format!(
-                    "reply req {req} {}",
-                    match reply {
-                        plexus_durable::wire::ReplicaReply::Promised {
-                            ballot,
-                            order,
-                            record,
-                        } => format!(
-                            "promised {}/{} order {:?} rec {}",
-                            ballot.round,
-                            index_of(&ballot.node),
-                            order.map(|(b, v)| (b.round, index_of(&b.node), v)),
-                            record.is_some()
-                        ),
-                        plexus_durable::wire::ReplicaReply::Written { ballot, version } => format!(
-                            "written {}/{} v{version}",
-                            ballot.round,
-                            index_of(&ballot.node)
-                        ),
-                        plexus_durable::wire::ReplicaReply::Refused { promised } =>
-                            format!("refused {}/{}", promised.round, index_of(&promised.node)),
-                        other => format!("{other:?}"),
-                    }
-                ),
-                other => {
-                    let t = format!("{other:?}");
-                    t[..t.len().min(150)].to_string()
-                }
-            };
-            eprintln!(
-                "{} ms node {i} -> {}: {}",
-                self.now / 1000,
-                index_of(&to),
-                text
-            );
-        }
         if to == self.nodes[i].id {
             if let Some(d) = self.nodes[i].durable.as_mut() {
                 d.handle(now, msg);
@@ -1611,25 +1543,6 @@ impl World {
     fn durable_event(&mut self, i: usize, e: NodeEvent) {
         let now = self.local(i, self.now);
         let me = self.nodes[i].id;
-        if let Ok(k) = std::env::var("SIMTRACE")
-            && let NodeEvent::Actor { key, event } = &e
-            && key.as_str() == k
-            && !matches!(event, ActivationEvent::Apply { .. })
-        {
-            let extra = match event {
-                ActivationEvent::Committed { .. } => format!(
-                    "{:?}",
-                    self.nodes[i]
-                        .durable
-                        .as_ref()
-                        .and_then(|d| d.actor(key))
-                        .and_then(|a| a.committed())
-                        .map(|r| r.order())
-                ),
-                _ => String::new(),
-            };
-            eprintln!("{} ms node {i}: {event:?} {extra}", self.now / 1000);
-        }
         match e {
             NodeEvent::Actor { key, event } => match event {
                 ActivationEvent::Restore { user } => {
