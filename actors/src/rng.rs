@@ -81,6 +81,12 @@ impl DetRng {
     }
 }
 
+impl Default for DetRng {
+    fn default() -> Self {
+        DetRng::new(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,11 +126,5 @@ mod tests {
         let mut sorted = v.clone();
         sorted.sort();
         assert_eq!(sorted, (0..20).collect::<Vec<_>>());
-    }
-}
-
-impl Default for DetRng {
-    fn default() -> Self {
-        DetRng::new(0)
     }
 }

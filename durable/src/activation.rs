@@ -296,7 +296,7 @@ struct Migration {
 
 #[derive(Debug)]
 enum Phase {
-    Fencing(Fencing),
+    Fencing(Box<Fencing>),
     Active,
     Draining(Migration),
     HandingOff { mig: Migration, deadline: Time },
@@ -665,7 +665,7 @@ impl Activation {
         // A handoff's record may already point elsewhere.
         let mut extra = Vec::new();
         f.follow(&mut extra);
-        self.phase = Phase::Fencing(f);
+        self.phase = Phase::Fencing(Box::new(f));
         self.send_fences(req, extra);
     }
 

@@ -578,10 +578,7 @@ impl<S: SlotStore> DurableNode<S> {
         resolve: &mut dyn FnMut(&DurableKey) -> Option<(NodeId, Ballot)>,
     ) {
         let mut envelopes = Vec::new();
-        loop {
-            let Some(key) = self.touched.pop_first() else {
-                break;
-            };
+        while let Some(key) = self.touched.pop_first() {
             let Some(a) = self.actors.get_mut(&key) else {
                 continue;
             };

@@ -289,7 +289,10 @@ mod tests {
             2
         );
         assert!(ReplicaSet::new(vec![]).is_none());
-        let too_many = codec::encode_body(&vec![NodeId::synthetic(1); 0]).unwrap();
+        let empty = codec::encode_body(&Vec::<NodeId>::new()).unwrap();
+        assert!(codec::decode_body::<ReplicaSet>(&empty, 1024).is_err());
+        let too_many: Vec<NodeId> = (0..=REPLICAS_MAX as u64).map(NodeId::synthetic).collect();
+        let too_many = codec::encode_body(&too_many).unwrap();
         assert!(codec::decode_body::<ReplicaSet>(&too_many, 1024).is_err());
     }
 

@@ -76,14 +76,11 @@ impl SchedulerApp {
                     .into_iter()
                     .map(|(to, command)| Output::Command { to, command }),
             );
-            let reply = match outcome.response {
-                Some(r) => Some(
-                    codec::encode_body(&r)
-                        .map(serde_bytes::ByteBuf::from)
-                        .map_err(|e| e.to_string()),
-                ),
-                None => None,
-            };
+            let reply = outcome.response.map(|r| {
+                codec::encode_body(&r)
+                    .map(serde_bytes::ByteBuf::from)
+                    .map_err(|e| e.to_string())
+            });
             out.replies.push(reply);
         }
         if snapshot {

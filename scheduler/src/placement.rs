@@ -178,13 +178,7 @@ pub fn pick(
 /// How full a node is, in thousandths of its scarcest dimension.
 fn load_permille(n: &NodeInfo, ledger: &Ledger) -> u64 {
     let u = ledger.used(&n.id);
-    let frac = |used: u64, cap: u64| {
-        if cap == 0 {
-            0
-        } else {
-            used.saturating_mul(1000) / cap
-        }
-    };
+    let frac = |used: u64, cap: u64| used.saturating_mul(1000).checked_div(cap).unwrap_or(0);
     frac(u.cpu_millis, n.capacity.cpu_millis)
         .max(frac(u.memory_bytes, n.capacity.memory_bytes))
         .max(frac(u64::from(u.gpus), u64::from(n.capacity.gpus)))
