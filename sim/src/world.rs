@@ -188,6 +188,9 @@ pub struct World {
     durable: DurableWorld,
     /// Per link: when its last frame arrives (links are FIFO; see `arrival`).
     link_clock: BTreeMap<(usize, usize), u64>,
+    link_prune_at: usize,
+    /// The pair of nodes whose views disagreed at the last convergence check.
+    gap_hint: Option<(usize, usize)>,
 }
 
 /// The durable layer's workload and checker state.
@@ -359,6 +362,8 @@ impl World {
                 .collect(),
             durable: DurableWorld::default(),
             link_clock: BTreeMap::new(),
+            link_prune_at: 4096,
+            gap_hint: None,
         };
         if let Some(d) = &scenario.durable {
             let key = |stage: &str, i: u32| DurableKey::new(&format!("{JOB}/{stage}/{i}")).ok();
@@ -910,6 +915,14 @@ impl World {
         if reordered {
             return at;
         }
+        if self.link_clock.len() >= self.link_prune_at {
+            // Only links with a frame still in flight constrain anything: forget
+            // the rest, so the map stays near the size of the traffic in flight
+            // (amortised O(1) per frame: the next sweep waits for the map to double).
+            let now = self.now;
+            self.link_clock.retain(|_, t| *t > now);
+            self.link_prune_at = (self.link_clock.len() * 2).max(4096);
+        }
         let last = self.link_clock.entry((from, to)).or_insert(0);
         let at = at.max(*last);
         *last = at;
@@ -1333,7 +1346,11 @@ impl World {
     }
 
     /// `None` if every live node agrees on membership and names; else one disagreement.
-    fn convergence_gap(&self) -> Option<String> {
+    ///
+    /// Until views converge this runs at every deep check and the full comparison is
+    /// O(n²), so the pair that disagreed last time is checked first: while it still
+    /// disagrees the answer costs O(1).
+    fn convergence_gap(&mut self) -> Option<String> {
         let n = self.nodes.len();
         let up: Vec<bool> = (0..n).map(|i| self.up(i)).collect();
         let up_count = up.iter().filter(|u| **u).count();
@@ -1349,29 +1366,45 @@ impl World {
                 ));
             }
         }
+        if let Some((i, j)) = self.gap_hint
+            && i < n
+            && j < n
+            && up[i]
+            && let Some(gap) = self.pair_gap(i, j, &up)
+        {
+            return Some(gap);
+        }
         for i in (0..n).filter(|&i| up[i]) {
-            let Some(core) = self.nodes[i].core.as_ref() else {
-                continue;
-            };
             for j in (0..n).filter(|&j| j != i) {
-                let state = core.membership().state_of(&self.nodes[j].id);
-                let ok = if up[j] {
-                    state == Some(MemberState::Alive)
-                } else {
-                    state.is_none_or(MemberState::is_down)
-                };
-                if !ok {
-                    return Some(format!("node {i} sees node {j} as {state:?}"));
+                if let Some(gap) = self.pair_gap(i, j, &up) {
+                    self.gap_hint = Some((i, j));
+                    return Some(gap);
                 }
-                if up[j] {
-                    for (name, want) in &self.names[j] {
-                        if core.lookup(name).map(|l| l.actor) != Some(*want) {
-                            return Some(format!(
-                                "node {i} resolves `{name}` to {:?}",
-                                core.lookup(name)
-                            ));
-                        }
-                    }
+            }
+        }
+        self.gap_hint = None;
+        None
+    }
+
+    /// Whether live node `i` sees node `j` as it is (state, and names if up).
+    fn pair_gap(&self, i: usize, j: usize, up: &[bool]) -> Option<String> {
+        let core = self.nodes[i].core.as_ref()?;
+        let state = core.membership().state_of(&self.nodes[j].id);
+        let ok = if up[j] {
+            state == Some(MemberState::Alive)
+        } else {
+            state.is_none_or(MemberState::is_down)
+        };
+        if !ok {
+            return Some(format!("node {i} sees node {j} as {state:?}"));
+        }
+        if up[j] {
+            for (name, want) in &self.names[j] {
+                if core.lookup(name).map(|l| l.actor) != Some(*want) {
+                    return Some(format!(
+                        "node {i} resolves `{name}` to {:?}",
+                        core.lookup(name)
+                    ));
                 }
             }
         }
