@@ -13,7 +13,7 @@ deps:
 	@./scripts/ensure-deps.sh
 
 demo: deps
-	cargo run --release --bin plexus -- pipeline run examples/pipeline.toml
+	cargo run --locked --bin plexus -- demo
 
 test: deps
 	cargo test --workspace --all-targets --locked

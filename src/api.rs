@@ -10,6 +10,10 @@
 //! | POST   | `/v1/ask`       | ask an `echo` actor `{name \| actor+node, text}` |
 //! | POST   | `/v1/tell`      | tell an `echo` actor `{actor, node, text}` |
 //! | GET    | `/v1/stats`     | mesh counters |
+//! | POST   | `/v1/scheduler` | a signed scheduler request `{signed: hex}` (deploy, stop, migrate, drain, status); answers the scheduler's response |
+//! | GET    | `/v1/jobs`      | the scheduler's status (jobs, actors, where they run) |
+//! | POST   | `/v1/send`      | client messages `{actor, messages: [text]}` to a durable actor, exactly once |
+//! | GET    | `/v1/durable`   | durable actors active here, client traffic sent and acknowledged, migrations |
 //! | GET    | `/metrics`      | the same, and actor gauges, in Prometheus text format |
 //!
 //! Bad requests get `400` with `{"error": ...}`; unknown names `404`; failures of
@@ -29,7 +33,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Node;
+use crate::durable::{Local, ServiceMsg};
 use crate::kinds::EchoMsg;
+use plexus_durable::types::DurableKey;
+use plexus_scheduler::protocol::{Request, Response as SchedulerResponse, Signed};
 
 /// Largest request body accepted.
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
@@ -40,6 +47,10 @@ pub struct Api {
     pub node: Arc<Node>,
     /// The address the API listens on.
     pub addr: std::net::SocketAddr,
+    /// The durable-actor service, on daemons.
+    pub durable: Option<plexus_actors::runtime::ActorRef<ServiceMsg>>,
+    /// This node's key (it signs the status requests it makes for clients).
+    pub key: Option<plexus_mesh::identity::NodeKey>,
 }
 
 /// An API error: a status and a message.
@@ -73,6 +84,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/ask", post(ask))
         .route("/v1/tell", post(tell))
         .route("/v1/stats", get(stats))
+        .route("/v1/scheduler", post(scheduler))
+        .route("/v1/jobs", get(jobs))
+        .route("/v1/send", post(send))
+        .route("/v1/durable", get(durable_status))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(api)
@@ -273,5 +288,194 @@ async fn metrics(State(api): State<Arc<Api>>) -> String {
             let _ = writeln!(out, "plexus_mesh_members{{state=\"{state}\"}} {n}");
         }
     }
+    if let Some(service) = &api.durable {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if service
+            .tell(ServiceMsg::Local(Local::Status { reply: tx }))
+            .await
+            .is_ok()
+            && let Ok(s) = rx.await
+        {
+            for (name, kind, value) in [
+                ("durable_actors", "gauge", s.actors.len() as u64),
+                ("durable_activations_total", "counter", s.activations),
+                ("durable_commits_total", "counter", s.commits),
+                ("durable_migrations_total", "counter", s.migrations),
+                (
+                    "durable_migration_pause_max_ms",
+                    "gauge",
+                    s.migration_pause_max_ms,
+                ),
+                ("client_messages_sent_total", "counter", s.sent),
+                ("client_messages_acked_total", "counter", s.acked),
+            ] {
+                let _ = writeln!(out, "# TYPE plexus_{name} {kind}\nplexus_{name} {value}");
+            }
+        }
+    }
     out
+}
+
+fn service(api: &Api) -> Result<&plexus_actors::runtime::ActorRef<ServiceMsg>, ApiError> {
+    api.durable.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "this node runs no durable-actor service".into(),
+        )
+    })
+}
+
+/// How long the API waits for the scheduler to answer.
+const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn ask_scheduler(api: &Api, signed: Signed) -> Result<SchedulerResponse, ApiError> {
+    // A scheduler that just (re)started answers "starting" until its first view of
+    // the cluster, half a second at most: ask again, within the same bound.
+    let deadline = tokio::time::Instant::now() + SCHEDULER_WAIT;
+    loop {
+        let answer = ask_scheduler_once(api, signed.clone()).await?;
+        match &answer {
+            SchedulerResponse::Rejected { reason }
+                if reason == plexus_scheduler::core::STARTING
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            _ => return Ok(answer),
+        }
+    }
+}
+
+async fn ask_scheduler_once(api: &Api, signed: Signed) -> Result<SchedulerResponse, ApiError> {
+    let service = service(api)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    service
+        .tell(ServiceMsg::Local(Local::Scheduler { signed, reply: tx }))
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    match tokio::time::timeout(SCHEDULER_WAIT, rx).await {
+        Ok(Ok(Ok(response))) => Ok(response),
+        Ok(Ok(Err(why))) => Err(ApiError(StatusCode::BAD_GATEWAY, why)),
+        Ok(Err(_)) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the durable service stopped".into(),
+        )),
+        Err(_) => Err(ApiError(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the scheduler did not answer within {} s (is a majority of its replicas up?)",
+                SCHEDULER_WAIT.as_secs()
+            ),
+        )),
+    }
+}
+
+fn response_json(response: SchedulerResponse) -> Result<Json<Value>, ApiError> {
+    match response {
+        SchedulerResponse::Rejected { reason } => Err(ApiError(StatusCode::BAD_REQUEST, reason)),
+        other => Ok(Json(json!(other))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchedulerRequest {
+    /// The codec encoding of a `Signed` request, in hex.
+    signed: String,
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, ApiError> {
+    let text = text.trim();
+    if text.len() % 2 != 0 {
+        return Err(bad("`signed`: odd number of hex digits"));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+                .ok_or_else(|| bad("`signed`: not hex"))
+        })
+        .collect()
+}
+
+async fn scheduler(
+    State(api): State<Arc<Api>>,
+    Json(req): Json<SchedulerRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let bytes = unhex(&req.signed)?;
+    let signed = Signed::decode(&bytes).map_err(|e| bad(format!("`signed`: {e}")))?;
+    response_json(ask_scheduler(&api, signed).await?)
+}
+
+async fn jobs(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+    let key = api
+        .key
+        .as_ref()
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no node key".into()))?;
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let signed = Signed::sign(Request::Status, nonce, key)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    response_json(ask_scheduler(&api, signed).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    actor: String,
+    messages: Vec<String>,
+}
+
+async fn send(
+    State(api): State<Arc<Api>>,
+    Json(req): Json<SendRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let to = DurableKey::new(&req.actor).map_err(|e| bad(format!("`actor`: {e}")))?;
+    let service = service(&api)?;
+    let mut accepted = 0u64;
+    for text in req.messages {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        service
+            .tell(ServiceMsg::Local(Local::Send {
+                to: to.clone(),
+                payload: text.into_bytes(),
+                reply: tx,
+            }))
+            .await
+            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        match rx.await {
+            Ok(Ok(_)) => accepted += 1,
+            Ok(Err(why)) => {
+                return Err(ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{why} ({accepted} accepted before)"),
+                ));
+            }
+            Err(_) => {
+                return Err(ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the durable service stopped".into(),
+                ));
+            }
+        }
+    }
+    Ok(Json(json!({ "accepted": accepted })))
+}
+
+async fn durable_status(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+    let service = service(&api)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    service
+        .tell(ServiceMsg::Local(Local::Status { reply: tx }))
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let status = rx.await.map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the durable service stopped".into(),
+        )
+    })?;
+    Ok(Json(json!(status)))
 }

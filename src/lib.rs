@@ -22,6 +22,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod durable;
 pub mod kinds;
 pub mod node;
 pub mod stages;

@@ -29,17 +29,28 @@ const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId([u64; 4]);
 
+/// Binary formats (the codec) carry the 32 key bytes; human-readable ones (JSON for
+/// the API, TOML) the PeerId text.
 impl Serialize for NodeId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_bytes().serialize(serializer)
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            self.to_bytes().serialize(serializer)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for NodeId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(NodeId::from_public_key(<[u8; 32]>::deserialize(
-            deserializer,
-        )?))
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            Ok(NodeId::from_public_key(<[u8; 32]>::deserialize(
+                deserializer,
+            )?))
+        }
     }
 }
 
@@ -182,6 +193,20 @@ impl FromStr for ActorId {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn node_ids_are_bytes_on_the_wire_and_peer_ids_in_json() {
+        let id = NodeId::synthetic(7);
+        let bin = crate::codec::encode_body(&id).unwrap();
+        assert_eq!(bin, id.to_bytes().to_vec(), "32 raw bytes in the codec");
+        let back: NodeId = crate::codec::decode_body(&bin, 64).unwrap();
+        assert_eq!(back, id);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<NodeId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<NodeId>("\"not a peer id\"").is_err());
+    }
+
     use super::*;
 
     #[test]

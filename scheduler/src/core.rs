@@ -40,6 +40,10 @@ pub const RETRY_TICKS: u64 = 6;
 /// retried).
 pub const MIGRATION_TICKS: u64 = 40;
 
+/// The reason given for requests that arrive before the scheduler's first view of
+/// the cluster; clients retry them.
+pub const STARTING: &str = "the scheduler is starting (no view of the cluster yet); retry";
+
 /// One job as recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -96,6 +100,9 @@ pub struct State {
     pub draining: BTreeMap<NodeId, u64>,
     /// Ticks so far.
     pub tick: u64,
+    /// The last view of the cluster, so a restored scheduler can judge requests
+    /// (who may submit, which nodes exist) before its first tick.
+    pub view: View,
 }
 
 impl Migratable for State {
@@ -140,8 +147,8 @@ impl Scheduler {
     /// A scheduler restored from `state`.
     pub fn new(state: State) -> Self {
         Self {
+            view: state.view.clone(),
             state,
-            view: View::default(),
             released: BTreeMap::new(),
         }
     }
@@ -188,6 +195,9 @@ impl Scheduler {
     pub fn request(&mut self, signed: &Signed) -> Outcome {
         if let Err(e) = signed.verify() {
             return reject(format!("bad signature: {e}"));
+        }
+        if self.view.me.is_none() {
+            return reject(STARTING.to_string());
         }
         let signer = signed.signer;
         let submitter = self.view.submitters.contains(&signer);
@@ -541,6 +551,7 @@ impl Scheduler {
 
     /// One reconciliation pass over `view`.
     pub fn tick(&mut self, view: View) -> Outcome {
+        self.state.view = view.clone();
         self.view = view;
         self.state.tick += 1;
         let tick = self.state.tick;

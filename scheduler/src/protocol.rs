@@ -78,6 +78,9 @@ pub enum Report {
     },
 }
 
+/// Largest encoded client request accepted (a job spec is a few KiB).
+pub const REQUEST_BYTES_MAX: usize = 1 << 20;
+
 /// A signed request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Signed {
@@ -102,6 +105,16 @@ impl Signed {
             signer: key.node_id(),
             signature: key.sign(DOMAIN, &body).to_vec(),
         })
+    }
+
+    /// Encodes for a client to send (a versioned codec frame).
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode(self)
+    }
+
+    /// Decodes what a client sent; malformed or oversized input is an error.
+    pub fn decode(bytes: &[u8]) -> Result<Signed, CodecError> {
+        codec::decode_with_limit(bytes, REQUEST_BYTES_MAX)
     }
 
     /// Checks the signature.
@@ -278,5 +291,29 @@ mod tests {
         let mut other = s;
         other.signer = NodeKey::from_seed([4; 32]).node_id();
         assert!(other.verify().is_err());
+    }
+
+    #[test]
+    fn client_requests_round_trip() {
+        let key = NodeKey::from_seed([3; 32]);
+        let s = Signed::sign(
+            Request::Deploy {
+                spec: "name = \"x\"".into(),
+            },
+            9,
+            &key,
+        )
+        .unwrap();
+        let back = Signed::decode(&s.encode().unwrap()).unwrap();
+        assert_eq!(back, s);
+        back.verify().unwrap();
+    }
+
+    proptest::proptest! {
+        /// The client-facing decoder never panics, whatever arrives.
+        #[test]
+        fn client_request_decoding_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = Signed::decode(&bytes);
+        }
     }
 }

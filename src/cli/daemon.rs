@@ -83,6 +83,9 @@ pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
         .local_addr()
         .map_err(|e| CliError::Failed(e.to_string()))?;
 
+    let service_key = plexus_mesh::identity::NodeKey::from_seed(key.seed());
+    let drain_key = plexus_mesh::identity::NodeKey::from_seed(key.seed());
+    let api_key = plexus_mesh::identity::NodeKey::from_seed(key.seed());
     let mut mesh_config = MeshConfig::new(key, allowlist);
     mesh_config.listen = settings.listen.clone();
     mesh_config.bootstrap = settings.bootstrap.clone();
@@ -106,6 +109,16 @@ pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
         return Err(CliError::Failed("no mesh".into()));
     };
     let mut events = mesh.subscribe();
+    let durable = crate::durable::DurableService::start(
+        node.system(),
+        mesh.clone(),
+        service_key,
+        &settings.data_dir,
+        settings.resources,
+        settings.tags.clone(),
+    )
+    .await
+    .map_err(|e| CliError::Failed(format!("the durable-actor service did not start: {e}")))?;
 
     // Wait for the transport to report its addresses, so `ready` carries them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -136,6 +149,8 @@ pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
     let api = Arc::new(Api {
         node: node.clone(),
         addr: api_addr,
+        durable: Some(durable.clone()),
+        key: Some(api_key),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -159,6 +174,11 @@ pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
 
     let signal = wait_for_signal().await;
     tracing::info!(%signal, "shutting down");
+    if signal == "SIGTERM" {
+        emit(serde_json::json!({ "event": "draining" }));
+        let moved = drain(&durable, &drain_key, DRAIN_WAIT).await;
+        emit(serde_json::json!({ "event": "drained", "actors_left": moved }));
+    }
     node.shutdown().await;
     let _ = stop_tx.send(());
     let _ = server.await;
@@ -187,5 +207,60 @@ async fn wait_for_signal() -> &'static str {
     {
         let _ = tokio::signal::ctrl_c().await;
         "SIGINT"
+    }
+}
+
+/// How long a SIGTERM waits for this node's durable actors to move away.
+const DRAIN_WAIT: Duration = Duration::from_secs(30);
+
+/// Asks the scheduler to move every durable actor off this node, then waits until
+/// none is active here (or `limit` passes). Returns how many were left.
+async fn drain(
+    durable: &plexus_actors::runtime::ActorRef<crate::durable::ServiceMsg>,
+    key: &plexus_mesh::identity::NodeKey,
+    limit: Duration,
+) -> usize {
+    use crate::durable::{Local, ServiceMsg};
+    use plexus_scheduler::protocol::{Request, Signed};
+    let deadline = tokio::time::Instant::now() + limit;
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    if let Ok(signed) = Signed::sign(
+        Request::Drain {
+            node: key.node_id(),
+        },
+        nonce,
+        key,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if durable
+            .tell(ServiceMsg::Local(Local::Scheduler { signed, reply: tx }))
+            .await
+            .is_ok()
+        {
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(Ok(answer))) => tracing::info!(?answer, "drain requested"),
+                other => tracing::warn!(?other, "the scheduler did not take the drain"),
+            }
+        }
+    }
+    loop {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if durable
+            .tell(ServiceMsg::Local(Local::Status { reply: tx }))
+            .await
+            .is_err()
+        {
+            return 0;
+        }
+        let left = match rx.await {
+            Ok(status) => status.actors.len(),
+            Err(_) => return 0,
+        };
+        if left == 0 || tokio::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

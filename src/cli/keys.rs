@@ -44,6 +44,14 @@ pub(crate) fn keys_show(data_dir: Option<PathBuf>) -> Result<(), CliError> {
 }
 
 pub(crate) fn network_init(dir: Option<PathBuf>, name: &str) -> Result<(), CliError> {
+    network_create(dir, name, false)
+}
+
+pub(crate) fn network_create(
+    dir: Option<PathBuf>,
+    name: &str,
+    quiet: bool,
+) -> Result<(), CliError> {
     let dir = dir.unwrap_or_else(default_network_dir);
     let key_path = dir.join(GOVERNANCE_KEY_FILE);
     let list_path = dir.join(ALLOWLIST_FILE);
@@ -58,9 +66,11 @@ pub(crate) fn network_init(dir: Option<PathBuf>, name: &str) -> Result<(), CliEr
     let signed = SignedAllowlist::sign(Allowlist::new(name, key.node_id()), &key)
         .map_err(|e| CliError::Failed(e.to_string()))?;
     save_allowlist(&list_path, &signed)?;
-    println!("network `{name}` created; governance key {}", key.node_id());
-    println!("  {}", key_path.display());
-    println!("  {}", list_path.display());
+    if !quiet {
+        println!("network `{name}` created; governance key {}", key.node_id());
+        println!("  {}", key_path.display());
+        println!("  {}", list_path.display());
+    }
     Ok(())
 }
 
@@ -103,6 +113,8 @@ pub(crate) struct AddOptions {
     pub memory: Option<String>,
     pub gpus: Option<u32>,
     pub submitter: bool,
+    /// Print nothing.
+    pub quiet: bool,
 }
 
 pub(crate) fn allowlist_add(
@@ -148,10 +160,12 @@ pub(crate) fn allowlist_add(
         }
         Ok(())
     })?;
-    println!(
-        "added {node}; allowlist is now version {}",
-        signed.allowlist.version
-    );
+    if !opts.quiet {
+        println!(
+            "added {node}; allowlist is now version {}",
+            signed.allowlist.version
+        );
+    }
     Ok(())
 }
 
@@ -224,4 +238,13 @@ pub(crate) fn allowlist_show(dir: Option<PathBuf>, json: bool) -> Result<(), Cli
         }
     }
     Ok(())
+}
+
+/// Writes a small file atomically (0644), creating its directory.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::Failed(format!("{}: {e}", dir.display())))?;
+    }
+    write_atomic(path, bytes, 0o644).map_err(|e| CliError::Failed(e.to_string()))
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+pub mod client;
 mod daemon;
+mod demo;
 pub mod keys;
 mod pipeline;
 mod sim;
@@ -48,6 +50,81 @@ pub enum Command {
     /// The deterministic simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Start a single-node dev cluster on embedded defaults (keys, network and
+    /// data in the default data dir; API on 127.0.0.1:7070); runs until stopped.
+    Up {
+        /// Data directory (default: the XDG data dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// API address.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        api: String,
+    },
+    /// Sign and submit a job spec (TOML), then show its actors starting.
+    Deploy {
+        /// The job spec.
+        file: PathBuf,
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// Give up waiting for the actors after this long.
+        #[arg(long, value_parser = parse_duration, default_value = "60s")]
+        wait: Duration,
+    },
+    /// List the jobs.
+    Jobs {
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// List the durable actors and where they run.
+    Actors {
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// List the nodes of the mesh.
+    Nodes {
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Move a durable actor to another node, live.
+    Migrate {
+        /// The actor (`job/stage/index`).
+        actor: String,
+        /// The target node (PeerId).
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// Give up waiting after this long.
+        #[arg(long, value_parser = parse_duration, default_value = "30s")]
+        wait: Duration,
+    },
+    /// Stop a job and forget its actors' state.
+    Stop {
+        /// The job.
+        job: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Send text messages to a durable actor, exactly once.
+    Send {
+        /// The actor (`job/stage/index`).
+        actor: String,
+        /// The messages.
+        #[arg(required = true)]
+        texts: Vec<String>,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Run the demo: a 3-node cluster of real processes on loopback, a pipeline
+    /// deployed to it, traffic, a live migration and a node killed with SIGKILL.
+    Demo {
+        /// Client messages to send.
+        #[arg(long, default_value_t = 3000)]
+        messages: u64,
+        /// Keep the demo's directory (data dirs and logs) instead of deleting it.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 /// `plexus sim ...`
@@ -265,6 +342,7 @@ async fn run(command: Command) -> Result<(), CliError> {
                 memory,
                 gpus,
                 submitter,
+                quiet: false,
             },
         ),
         Command::Allowlist(AllowlistCommand::Remove { peer, network_dir }) => {
@@ -286,6 +364,26 @@ async fn run(command: Command) -> Result<(), CliError> {
             jobs,
             csv,
         }) => sim::sweep(&scenario, seeds, jobs, csv.as_deref()),
+        Command::Up { data_dir, api } => demo::up(data_dir, api).await,
+        Command::Deploy { file, client, wait } => {
+            blocking(move || client::deploy(&client, &file, wait)).await
+        }
+        Command::Jobs { client } => blocking(move || client::jobs(&client)).await,
+        Command::Actors { client } => blocking(move || client::actors(&client)).await,
+        Command::Nodes { client } => blocking(move || client::nodes(&client)).await,
+        Command::Migrate {
+            actor,
+            to,
+            client,
+            wait,
+        } => blocking(move || client::migrate(&client, &actor, &to, wait)).await,
+        Command::Stop { job, client } => blocking(move || client::stop(&client, &job)).await,
+        Command::Send {
+            actor,
+            texts,
+            client,
+        } => blocking(move || client::send(&client, &actor, texts)).await,
+        Command::Demo { messages, keep } => blocking(move || demo::run(messages, keep)).await,
         Command::Kinds => {
             let node = crate::Node::builder().build();
             for kind in node.kinds().names() {
@@ -294,4 +392,13 @@ async fn run(command: Command) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Runs blocking client code off the async workers.
+async fn blocking(
+    f: impl FnOnce() -> Result<(), CliError> + Send + 'static,
+) -> Result<(), CliError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CliError::Failed(format!("the command panicked: {e}")))?
 }

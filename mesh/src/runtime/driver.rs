@@ -326,6 +326,7 @@ enum Command {
     Register {
         name: String,
         actor: ActorId,
+        rank: Option<u64>,
         reply: oneshot::Sender<Result<(), RegistryError>>,
     },
     Unregister {
@@ -723,6 +724,25 @@ impl Mesh {
         self.command(Command::Register {
             name: name.to_string(),
             actor,
+            rank: None,
+            reply: tx,
+        })?;
+        rx.await.map_err(|_| MeshError::Closed)
+    }
+
+    /// Registers `name` for a local actor with precedence `rank`: the highest-ranked
+    /// live claim wins, whoever holds the name (durable actors use their ballot).
+    pub async fn register_ranked(
+        &self,
+        name: &str,
+        actor: ActorId,
+        rank: u64,
+    ) -> Result<Result<(), RegistryError>, MeshError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Register {
+            name: name.to_string(),
+            actor,
+            rank: Some(rank),
             reply: tx,
         })?;
         rx.await.map_err(|_| MeshError::Closed)
@@ -1121,8 +1141,17 @@ impl Driver {
                     tracing::warn!(peer = %to, corr, "reply dropped: window to the asker is full");
                 }
             }
-            Command::Register { name, actor, reply } => {
-                let _ = reply.send(self.cluster.register(now, &name, actor).map(|_| ()));
+            Command::Register {
+                name,
+                actor,
+                rank,
+                reply,
+            } => {
+                let result = match rank {
+                    None => self.cluster.register(now, &name, actor),
+                    Some(rank) => self.cluster.register_ranked(now, &name, actor, rank),
+                };
+                let _ = reply.send(result.map(|_| ()));
             }
             Command::Unregister { name, reply } => {
                 let _ = reply.send(self.cluster.unregister(now, &name));

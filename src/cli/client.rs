@@ -1,0 +1,321 @@
+//! Client commands: they sign requests with the client key and talk to a node's
+//! HTTP API (default: the local node `plexus up` starts).
+//!
+//! Every command exits non-zero with a clear message when the node is down, the
+//! request is invalid or the scheduler rejects it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use plexus_mesh::identity::NodeKey;
+use plexus_mesh::runtime::{read_key, write_new_key};
+use plexus_scheduler::protocol::{Request, Signed};
+use serde_json::{Value, json};
+
+use super::CliError;
+
+/// The client key's file name in a data dir.
+pub const CLIENT_KEY_FILE: &str = "client.key";
+/// The API a client talks to by default.
+pub const DEFAULT_API: &str = "http://127.0.0.1:7070";
+
+/// Where a client command goes and who signs it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// The node's API.
+    #[arg(long, default_value = DEFAULT_API)]
+    pub api: String,
+    /// The client key (default: <data dir>/client.key, created on first use).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+}
+
+/// The client key at `path`, created if missing.
+pub fn client_key(path: &Path) -> Result<NodeKey, CliError> {
+    if path.exists() {
+        return read_key(path).map_err(|e| CliError::Input(e.to_string()));
+    }
+    if let Some(dir) = path.parent() {
+        plexus_mesh::runtime::create_private_dir(dir)
+            .map_err(|e| CliError::Input(e.to_string()))?;
+    }
+    let key = crate::node::ephemeral_key();
+    write_new_key(path, &key).map_err(|e| CliError::Input(e.to_string()))?;
+    Ok(key)
+}
+
+fn key_of(args: &ClientArgs) -> Result<NodeKey, CliError> {
+    let path = args
+        .key
+        .clone()
+        .unwrap_or_else(|| crate::config::default_data_dir().join(CLIENT_KEY_FILE));
+    client_key(&path)
+}
+
+/// A tiny JSON-over-HTTP client for the node API.
+pub struct ApiClient {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl ApiClient {
+    /// A client for the API at `base` (`http://host:port`).
+    pub fn new(base: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+        }
+    }
+
+    fn check(
+        &self,
+        path: &str,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, CliError> {
+        let mut response = result.map_err(|e| {
+            CliError::Failed(format!(
+                "cannot reach the node at {} ({e}); is it running? (`plexus up` starts one)",
+                self.base
+            ))
+        })?;
+        let status = response.status();
+        let body: Value = response
+            .body_mut()
+            .read_json()
+            .unwrap_or_else(|e| json!({ "error": format!("unreadable answer: {e}") }));
+        if status.is_success() {
+            return Ok(body);
+        }
+        let why = body
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| body.to_string());
+        if status.is_client_error() {
+            Err(CliError::Input(format!("{path}: {why}")))
+        } else {
+            Err(CliError::Failed(format!("{path}: {why}")))
+        }
+    }
+
+    /// GET `path`.
+    pub fn get(&self, path: &str) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.base);
+        self.check(path, self.agent.get(&url).call())
+    }
+
+    /// POST `body` to `path`.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.base);
+        self.check(path, self.agent.post(&url).send_json(body))
+    }
+
+    /// Signs `request` with `key` and sends it to the scheduler.
+    pub fn scheduler(&self, request: Request, key: &NodeKey) -> Result<Value, CliError> {
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let signed =
+            Signed::sign(request, nonce, key).map_err(|e| CliError::Failed(e.to_string()))?;
+        let bytes = signed
+            .encode()
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.post("/v1/scheduler", &json!({ "signed": hex }))
+    }
+
+    /// The scheduler's status.
+    pub fn status(&self) -> Result<Value, CliError> {
+        let v = self.get("/v1/jobs")?;
+        Ok(v.get("Status").cloned().unwrap_or(v))
+    }
+}
+
+/// `plexus deploy JOB.toml`: signs and submits, then shows the actors starting.
+pub fn deploy(args: &ClientArgs, file: &Path, wait: Duration) -> Result<(), CliError> {
+    let spec = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
+    // Check locally first, for an error that names the field before any network.
+    let job = plexus_scheduler::job::JobSpec::from_toml(&spec)
+        .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
+    let key = key_of(args)?;
+    let api = ApiClient::new(&args.api);
+    let answer = api.scheduler(Request::Deploy { spec }, &key)?;
+    let placed = answer
+        .pointer("/Deployed/actors")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    println!("deployed `{}`: {placed} actors placed", job.name);
+    wait_for_job(&api, &job.name, placed, wait)
+}
+
+fn wait_for_job(api: &ApiClient, job: &str, want: usize, wait: Duration) -> Result<(), CliError> {
+    let started = Instant::now();
+    let mut last = usize::MAX;
+    loop {
+        let status = api.status()?;
+        let active = status
+            .get("actors")
+            .and_then(Value::as_array)
+            .map_or(0, |a| {
+                a.iter()
+                    .filter(|x| x.get("job").and_then(Value::as_str) == Some(job))
+                    .filter(|x| x.get("active").and_then(Value::as_bool) == Some(true))
+                    .count()
+            });
+        if active != last {
+            println!(
+                "  {active}/{want} actors active ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+            last = active;
+        }
+        if active >= want {
+            return Ok(());
+        }
+        if started.elapsed() > wait {
+            return Err(CliError::Failed(format!(
+                "only {active} of {want} actors of `{job}` became active within {} s",
+                wait.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `plexus jobs`.
+pub fn jobs(args: &ClientArgs) -> Result<(), CliError> {
+    let status = ApiClient::new(&args.api).status()?;
+    let jobs = status
+        .get("jobs")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if jobs.is_empty() {
+        println!("no jobs");
+    }
+    for j in jobs {
+        println!(
+            "{:<20} {:>3}/{:<3} actors  priority {:<3} {}",
+            j["name"].as_str().unwrap_or("?"),
+            j["running"],
+            j["actors"],
+            j["priority"],
+            j["state"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// `plexus actors`.
+pub fn actors(args: &ClientArgs) -> Result<(), CliError> {
+    let status = ApiClient::new(&args.api).status()?;
+    let actors = status
+        .get("actors")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if actors.is_empty() {
+        println!("no durable actors");
+    }
+    for a in actors {
+        println!(
+            "{:<32} {:<12} {:<54} {}",
+            a["key"].as_str().unwrap_or("?"),
+            a["kind"].as_str().unwrap_or("?"),
+            a["node"].as_str().unwrap_or("?"),
+            if a["active"].as_bool() == Some(true) {
+                "active"
+            } else {
+                "starting"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `plexus nodes`.
+pub fn nodes(args: &ClientArgs) -> Result<(), CliError> {
+    let members = ApiClient::new(&args.api).get("/v1/members")?;
+    for m in members.as_array().cloned().unwrap_or_default() {
+        println!(
+            "{:<54} {:<8} tags {}",
+            m["id"].as_str().unwrap_or("?"),
+            m["state"].as_str().unwrap_or("?"),
+            m["tags"]
+        );
+    }
+    Ok(())
+}
+
+/// `plexus migrate ACTOR --to NODE`: asks, then shows the move complete.
+pub fn migrate(args: &ClientArgs, actor: &str, to: &str, wait: Duration) -> Result<(), CliError> {
+    let to_node = to
+        .parse()
+        .map_err(|e| CliError::Input(format!("--to: {e}")))?;
+    let key = key_of(args)?;
+    let api = ApiClient::new(&args.api);
+    let started = Instant::now();
+    api.scheduler(
+        Request::Migrate {
+            actor: actor.to_string(),
+            to: to_node,
+        },
+        &key,
+    )?;
+    println!("migrating {actor} to {to}...");
+    loop {
+        let status = api.status()?;
+        let there = status
+            .get("actors")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find(|x| x["key"].as_str() == Some(actor)))
+            .is_some_and(|x| x["node"].as_str() == Some(to) && x["active"].as_bool() == Some(true));
+        if there {
+            println!(
+                "{actor} serves on {to} ({:.2} s)",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > wait {
+            return Err(CliError::Failed(format!(
+                "{actor} was not serving on {to} within {} s",
+                wait.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `plexus stop JOB`.
+pub fn stop(args: &ClientArgs, job: &str) -> Result<(), CliError> {
+    let key = key_of(args)?;
+    let answer = ApiClient::new(&args.api).scheduler(
+        Request::Stop {
+            job: job.to_string(),
+        },
+        &key,
+    )?;
+    println!(
+        "stopped `{job}` ({} actors)",
+        answer
+            .pointer("/Stopped/actors")
+            .cloned()
+            .unwrap_or(Value::Null)
+    );
+    Ok(())
+}
+
+/// `plexus send ACTOR TEXT...`: client messages, exactly once.
+pub fn send(args: &ClientArgs, actor: &str, texts: Vec<String>) -> Result<(), CliError> {
+    let answer = ApiClient::new(&args.api)
+        .post("/v1/send", &json!({ "actor": actor, "messages": texts }))?;
+    println!("accepted {}", answer["accepted"]);
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! The user code durable actors run: the scheduler, and the stage kinds a job spec
+//! can name.
+//!
+//! | kind | does | state |
+//! |------|------|-------|
+//! | `relay` | forwards each message to one downstream actor (by hash of the message) | a count |
+//! | `word-count` | counts the words of each message (UTF-8 text), then forwards it like `relay` | a count per word |
+//! | `tally` | a sink: counts messages per sender and checks each sender's numbers arrive once, in order | counts, last number per sender |
+//!
+//! Every kind's state is its snapshot, so it moves with the actor and survives its
+//! node: that is the point of durable actors.
+
+use std::collections::BTreeMap;
+
+use plexus_actors::codec;
+use plexus_actors::migratable::Snapshot;
+use plexus_durable::activation::{Applied, Input, Output};
+use plexus_durable::types::DurableKey;
+use plexus_scheduler::SCHEDULER_KEY;
+use plexus_scheduler::app::SchedulerApp;
+use plexus_scheduler::protocol::ActorSpec;
+use serde::{Deserialize, Serialize};
+
+/// The stage kinds durable actors can run.
+pub const KINDS: [&str; 3] = ["relay", "word-count", "tally"];
+
+/// Most distinct words a `word-count` actor keeps; past it new words are counted
+/// only in the total (the state, and so each snapshot, stays bounded).
+pub const WORDS_MAX: usize = 100_000;
+
+/// One actor's user code.
+pub trait DurableCode: Send {
+    /// Applies a batch in order; returns a snapshot if asked.
+    fn apply(&mut self, inputs: Vec<Input>, snapshot: bool) -> Result<Applied, String>;
+    /// A summary of the state, for the API.
+    fn describe(&self) -> serde_json::Value;
+}
+
+/// Builds the user code for `key` from its spec and restored state.
+pub fn build(
+    key: &DurableKey,
+    spec: &[u8],
+    user: &Snapshot,
+) -> Result<Box<dyn DurableCode>, String> {
+    if key.as_str() == SCHEDULER_KEY {
+        return SchedulerApp::restore(user)
+            .map(|a| Box::new(Sched(a)) as Box<dyn DurableCode>)
+            .map_err(|e| e.to_string());
+    }
+    let spec = ActorSpec::decode(spec).map_err(|e| format!("bad actor spec: {e}"))?;
+    if !KINDS.contains(&spec.kind.as_str()) {
+        return Err(format!("unknown durable kind `{}`", spec.kind));
+    }
+    let state = if user.bytes.is_empty() {
+        StageState::default()
+    } else {
+        codec::decode_body(&user.bytes, codec::FRAME_BYTES_MAX)
+            .map_err(|e| format!("the state does not decode: {e}"))?
+    };
+    let outputs = spec
+        .outputs
+        .iter()
+        .flat_map(|(stage, n)| {
+            let prefix = format!("{}/{stage}", spec.job);
+            (0..*n).filter_map(move |i| DurableKey::new(&format!("{prefix}/{i}")).ok())
+        })
+        .collect();
+    Ok(Box::new(Stage {
+        kind: spec.kind,
+        state,
+        outputs,
+    }))
+}
+
+struct Sched(SchedulerApp);
+
+impl DurableCode for Sched {
+    fn apply(&mut self, inputs: Vec<Input>, snapshot: bool) -> Result<Applied, String> {
+        self.0.apply(inputs, snapshot).map_err(|e| e.to_string())
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        let s = self.0.scheduler().state();
+        serde_json::json!({ "jobs": s.jobs.len(), "actors": s.actors.len(), "tick": s.tick })
+    }
+}
+
+/// The state of a stage actor.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageState {
+    /// Messages applied.
+    pub count: u64,
+    /// Per sender: the last number applied (`tally`).
+    pub last: BTreeMap<String, u64>,
+    /// Per sender: messages applied (`tally`).
+    pub per_sender: BTreeMap<String, u64>,
+    /// Numbers that arrived out of order or twice (`tally`); must stay 0.
+    pub out_of_order: u64,
+    /// Word counts (`word-count`).
+    pub words: BTreeMap<String, u64>,
+    /// Words not kept because `WORDS_MAX` was reached.
+    pub words_dropped: u64,
+}
+
+struct Stage {
+    kind: String,
+    state: StageState,
+    outputs: Vec<DurableKey>,
+}
+
+impl DurableCode for Stage {
+    fn apply(&mut self, inputs: Vec<Input>, snapshot: bool) -> Result<Applied, String> {
+        let mut out = Applied::default();
+        for input in inputs {
+            let st = &mut self.state;
+            st.count += 1;
+            match self.kind.as_str() {
+                "tally" => {
+                    if let Some(from) = &input.from {
+                        let from = from.to_string();
+                        let last = st.last.entry(from.clone()).or_insert(0);
+                        if input.seq != *last + 1 {
+                            st.out_of_order += 1;
+                        }
+                        *last = input.seq;
+                        *st.per_sender.entry(from).or_insert(0) += 1;
+                    }
+                }
+                "word-count" => {
+                    let text = String::from_utf8_lossy(&input.payload);
+                    for w in text.split_whitespace() {
+                        let w = w.to_lowercase();
+                        if let Some(n) = st.words.get_mut(&w) {
+                            *n += 1;
+                        } else if st.words.len() < WORDS_MAX {
+                            st.words.insert(w, 1);
+                        } else {
+                            st.words_dropped += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            out.replies.push(None);
+            if !self.outputs.is_empty() {
+                let h = blake3::hash(&input.payload);
+                let i = (h.as_bytes()[0] as usize) % self.outputs.len();
+                out.outputs.push(Output::Send {
+                    to: self.outputs[i].clone(),
+                    payload: input.payload,
+                    trace: input.trace,
+                });
+            }
+        }
+        if snapshot {
+            out.snapshot = Some(Snapshot {
+                schema_version: 1,
+                bytes: codec::encode_body(&self.state).map_err(|e| e.to_string())?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        let st = &self.state;
+        let mut top: Vec<(&String, &u64)> = st.words.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        top.truncate(5);
+        serde_json::json!({
+            "kind": self.kind,
+            "count": st.count,
+            "senders": st.per_sender,
+            "out_of_order": st.out_of_order,
+            "distinct_words": st.words.len(),
+            "top_words": top,
+        })
+    }
+}
