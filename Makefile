@@ -12,8 +12,11 @@ export CARGO_TARGET_DIR
 deps:
 	@./scripts/ensure-deps.sh
 
+# The demo runs the binary from the same build `make test` uses (one feature
+# resolution, so rocksdb's C++ is compiled once for both).
 demo: deps
-	cargo run --locked --bin plexus -- demo
+	cargo test --workspace --all-targets --locked --no-run
+	$(CARGO_TARGET_DIR)/debug/plexus demo
 
 test: deps
 	cargo test --workspace --all-targets --locked

@@ -267,11 +267,13 @@ pub fn run(messages: u64, keep: bool) -> Result<(), CliError> {
     result
 }
 
-fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
-    let exe = std::env::current_exe().map_err(|e| CliError::Failed(e.to_string()))?;
-    let t0 = Instant::now();
-    println!("== plexus demo: 3 nodes on 127.0.0.1, pipeline ingest -> count -> tally");
-
+/// Starts a 3-node cluster of `plexus node` processes under `dir`, with a client
+/// key on the allowlist; returns the nodes (the first takes client traffic) and
+/// the client key.
+fn cluster(
+    dir: &Path,
+    exe: &Path,
+) -> Result<(Vec<DemoNode>, plexus_mesh::identity::NodeKey), CliError> {
     // A network, three node keys and a client key on its allowlist.
     let net = dir.join("net");
     keys::network_create(Some(net.clone()), "demo", true)?;
@@ -331,7 +333,7 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
         );
         let path = data.join("node.toml");
         keys::write_file(&path, config.as_bytes())?;
-        let node = DemoNode::start(&exe, &path, &dir.join(format!("n{i}.log")))?;
+        let node = DemoNode::start(exe, &path, &dir.join(format!("n{i}.log")))?;
         println!("node {i}: {} (api {})", node.id, node.api_url);
         nodes.push(node);
     }
@@ -350,6 +352,16 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
         },
     )?;
     println!("mesh formed in {:.1} s", took.as_secs_f64());
+
+    Ok((nodes, client))
+}
+
+fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
+    let exe = std::env::current_exe().map_err(|e| CliError::Failed(e.to_string()))?;
+    let t0 = Instant::now();
+    println!("== plexus demo: 3 nodes on 127.0.0.1, pipeline ingest -> count -> tally");
+
+    let (mut nodes, client) = cluster(dir, &exe)?;
 
     // Deploy, signed by the client key.
     let deploy_start = Instant::now();
@@ -452,7 +464,9 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
         {
             failover = Some(at.elapsed());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // About 500 messages a second, so the migration and the kill happen
+        // while traffic flows.
+        std::thread::sleep(Duration::from_millis(100));
     }
     println!(
         "sent {sent} messages in {:.1} s",
@@ -512,7 +526,7 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
         .filter(|n| n.alive())
         .filter_map(|n| n.api.get("/v1/durable").ok())
         .flat_map(|s| {
-            s["migration_pauses_ms"]
+            s["migration_pauses_us"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
@@ -520,7 +534,11 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
         .filter_map(|v| v.as_u64())
         .collect();
     if !pauses.is_empty() {
-        println!("migration pauses (ms): {pauses:?}");
+        let ms: Vec<String> = pauses
+            .iter()
+            .map(|us| format!("{:.1}", *us as f64 / 1000.0))
+            .collect();
+        println!("migration hand-off pauses (ms): {}", ms.join(", "));
     }
     println!(
         "acked {acked}, duplicates {duplicated}, total time {:.1} s",
@@ -612,4 +630,208 @@ fn terminate(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// `plexus bench-migration`: the migration hand-off pause, p50 and p99, for an
+/// actor carrying `state_bytes` of state while it receives `rate` messages a
+/// second, over `moves` live migrations between two nodes; then zero loss checked
+/// at the sink, and the time from a SIGKILL of the actor's host to the actor
+/// serving again elsewhere.
+pub fn bench_migration(state_bytes: u64, rate: u64, moves: u32) -> Result<(), CliError> {
+    let dir = std::env::temp_dir().join(format!("plexus-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::Failed(e.to_string()))?;
+    let result = bench(&dir, state_bytes, rate, moves);
+    if result.is_err() {
+        eprintln!("bench files (data dirs, node logs): {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn bench(dir: &Path, state_bytes: u64, rate: u64, moves: u32) -> Result<(), CliError> {
+    let exe = std::env::current_exe().map_err(|e| CliError::Failed(e.to_string()))?;
+    let (mut nodes, client) = cluster(dir, &exe)?;
+    let job = format!(
+        r#"name = "bench"
+durability = 3
+[resources]
+cpu = "100m"
+[[stage]]
+name = "hot"
+kind = "word-count"
+to = ["sink"]
+config = {{ ballast_bytes = {state_bytes} }}
+[[stage]]
+name = "sink"
+kind = "tally"
+"#
+    );
+    let (answer, _) = wait_until(
+        "the scheduler to accept the job",
+        Duration::from_secs(60),
+        || match nodes[0]
+            .api
+            .scheduler(Request::Deploy { spec: job.clone() }, &client)
+        {
+            Ok(v) => Some(Ok(v)),
+            Err(CliError::Input(why)) => Some(Err(CliError::Input(why))),
+            Err(_) => None,
+        },
+    )?;
+    answer?;
+    let hot = "bench/hot/0";
+    let host_of = |nodes: &[DemoNode]| -> Option<usize> {
+        nodes.iter().position(|n| {
+            n.alive()
+                && n.api
+                    .get("/v1/durable")
+                    .ok()
+                    .is_some_and(|s| s["actors"].get(hot).is_some())
+        })
+    };
+    wait_until("the actors to start", Duration::from_secs(60), || {
+        let s = status_of(&nodes)?;
+        let all = s["actors"].as_array()?;
+        (all.iter()
+            .filter(|a| a["job"] == "bench" && a["active"] == true)
+            .count()
+            == 2)
+            .then_some(())
+    })?;
+    println!(
+        "== migration bench: {state_bytes} B of state, {rate} msg/s, {moves} moves, 3 nodes on loopback"
+    );
+    // Traffic from a thread at `rate`, in batches every 20 ms, through node 1.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let traffic = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        let api = ApiClient::new(&nodes[0].api_url);
+        std::thread::spawn(move || {
+            let per_batch = (rate / 50).max(1);
+            let start = Instant::now();
+            let mut batches = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let texts: Vec<String> = (0..per_batch)
+                    .map(|i| WORDS[(i % 16) as usize].to_string())
+                    .collect();
+                if let Ok(v) = api.post(
+                    "/v1/send",
+                    &serde_json::json!({ "actor": hot, "messages": texts }),
+                ) {
+                    sent.fetch_add(
+                        v["accepted"].as_u64().unwrap_or(0),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                }
+                batches += 1;
+                let due = start + Duration::from_millis(20 * batches);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let mut pauses = Vec::new();
+    for m in 0..moves {
+        let from =
+            host_of(&nodes).ok_or_else(|| CliError::Failed("the actor is nowhere".into()))?;
+        // Between nodes 2 and 3, so node 1 only takes the client traffic.
+        let to = if from == 1 { 2 } else { 1 };
+        let before: usize = pauses_on(&nodes[from]).len();
+        nodes[0].api.scheduler(
+            Request::Migrate {
+                actor: hot.into(),
+                to: nodes[to]
+                    .id
+                    .parse()
+                    .map_err(|e| CliError::Failed(format!("{e}")))?,
+            },
+            &client,
+        )?;
+        let (p, _) = wait_until("the migration", Duration::from_secs(30), || {
+            let now = pauses_on(&nodes[from]);
+            (now.len() > before).then(|| now[now.len() - 1])
+        })?;
+        pauses.push(p);
+        let _ = m;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let rate_seen = sent.load(std::sync::atomic::Ordering::Relaxed);
+    // Failover: kill the host, time until the actor serves on another node.
+    let victim = host_of(&nodes).ok_or_else(|| CliError::Failed("the actor is nowhere".into()))?;
+    let victim = if victim == 0 { 1 } else { victim };
+    let killed_at = Instant::now();
+    if let Some(mut c) = nodes[victim].child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let (_, failover) = wait_until("the actor to serve again", Duration::from_secs(60), || {
+        host_of(&nodes).filter(|&h| h != victim)
+    })?;
+    let _ = killed_at;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = traffic.join();
+    let total = sent.load(std::sync::atomic::Ordering::Relaxed);
+    wait_until(
+        "every message to be acknowledged",
+        Duration::from_secs(120),
+        || {
+            let s = nodes[0].api.get("/v1/durable").ok()?;
+            (s["acked"].as_u64()? >= total).then_some(())
+        },
+    )?;
+    let (delivered, _) = wait_until(
+        "the sink to count every message",
+        Duration::from_secs(60),
+        || {
+            let n = nodes.iter().filter(|n| n.alive()).find_map(|n| {
+                let s = n.api.get("/v1/durable").ok()?;
+                s["actors"].get("bench/sink/0")?["count"].as_u64()
+            })?;
+            (n >= total).then_some(n)
+        },
+    )?;
+    pauses.sort_unstable();
+    let pct = |q: f64| pauses[((pauses.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0;
+    println!(
+        "hand-off pause: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} moves",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        pauses.len()
+    );
+    println!(
+        "failover after SIGKILL of the host: {:.2} s to serving again (includes failure detection)",
+        failover.as_secs_f64()
+    );
+    println!(
+        "traffic: {total} messages ({rate_seen} during the moves), delivered {delivered}, lost {}",
+        total.saturating_sub(delivered)
+    );
+    for n in nodes.iter_mut() {
+        if let Some(c) = n.child.as_mut() {
+            terminate(c);
+        }
+    }
+    if delivered != total {
+        return Err(CliError::Failed(format!(
+            "sent {total}, delivered {delivered}"
+        )));
+    }
+    Ok(())
+}
+
+fn pauses_on(node: &DemoNode) -> Vec<u64> {
+    node.api
+        .get("/v1/durable")
+        .ok()
+        .and_then(|s| s["migration_pauses_us"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect()
 }

@@ -115,6 +115,20 @@ pub enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// Benchmark live migration: hand-off pause percentiles and failover time on a
+    /// 3-node loopback cluster (see docs/benchmarks.md).
+    #[command(hide = true)]
+    BenchMigration {
+        /// Bytes of state the migrated actor carries.
+        #[arg(long, default_value_t = 1024)]
+        state_bytes: u64,
+        /// Messages per second it receives meanwhile.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// Migrations to time.
+        #[arg(long, default_value_t = 40)]
+        moves: u32,
+    },
     /// Run the demo: a 3-node cluster of real processes on loopback, a pipeline
     /// deployed to it, traffic, a live migration and a node killed with SIGKILL.
     Demo {
@@ -383,6 +397,11 @@ async fn run(command: Command) -> Result<(), CliError> {
             texts,
             client,
         } => blocking(move || client::send(&client, &actor, texts)).await,
+        Command::BenchMigration {
+            state_bytes,
+            rate,
+            moves,
+        } => blocking(move || demo::bench_migration(state_bytes, rate, moves)).await,
         Command::Demo { messages, keep } => blocking(move || demo::run(messages, keep)).await,
         Command::Kinds => {
             let node = crate::Node::builder().build();

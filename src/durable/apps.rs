@@ -28,6 +28,9 @@ pub const KINDS: [&str; 3] = ["relay", "word-count", "tally"];
 /// only in the total (the state, and so each snapshot, stays bounded).
 pub const WORDS_MAX: usize = 100_000;
 
+/// Most ballast an actor may carry (its snapshot must fit a frame).
+pub const BALLAST_MAX: u64 = 8 << 20;
+
 /// One actor's user code.
 pub trait DurableCode: Send {
     /// Applies a batch in order; returns a snapshot if asked.
@@ -52,7 +55,20 @@ pub fn build(
         return Err(format!("unknown durable kind `{}`", spec.kind));
     }
     let state = if user.bytes.is_empty() {
-        StageState::default()
+        // A fresh actor: `{"ballast_bytes": N}` in its config gives it N bytes of
+        // state to carry (for migration benchmarks), at most `BALLAST_MAX`.
+        let config: serde_json::Value = serde_json::from_str(&spec.config).unwrap_or_default();
+        let ballast = config
+            .get("ballast_bytes")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        if ballast > BALLAST_MAX {
+            return Err(format!("ballast_bytes {ballast} is over {BALLAST_MAX}"));
+        }
+        StageState {
+            ballast: vec![0x5a; ballast as usize],
+            ..StageState::default()
+        }
     } else {
         codec::decode_body(&user.bytes, codec::FRAME_BYTES_MAX)
             .map_err(|e| format!("the state does not decode: {e}"))?
@@ -100,6 +116,9 @@ pub struct StageState {
     pub words: BTreeMap<String, u64>,
     /// Words not kept because `WORDS_MAX` was reached.
     pub words_dropped: u64,
+    /// Extra state carried along (config `ballast_bytes`).
+    #[serde(with = "serde_bytes")]
+    pub ballast: Vec<u8>,
 }
 
 struct Stage {
@@ -172,6 +191,7 @@ impl DurableCode for Stage {
             "senders": st.per_sender,
             "out_of_order": st.out_of_order,
             "distinct_words": st.words.len(),
+            "state_bytes": st.ballast.len(),
             "top_words": top,
         })
     }

@@ -115,8 +115,8 @@ pub struct ServiceStatus {
     pub migrations: u64,
     /// Longest migration pause seen here, ms.
     pub migration_pause_max_ms: u64,
-    /// Migration pauses, ms (the last 1,000).
-    pub migration_pauses_ms: Vec<u64>,
+    /// Migration pauses, µs (the last 1,000).
+    pub migration_pauses_us: Vec<u64>,
     /// Activations started here.
     pub activations: u64,
     /// Commits by actors here.
@@ -211,9 +211,16 @@ impl Actor for DurableService {
         let store = RocksStore::open(&path).map_err(|e| ActorError::from(e.to_string()))?;
         let me = ctx.system().node_id();
         // A fresh client session per process life: its numbering restarts at 1.
-        let mut seed = [0u8; 8];
+        // Receivers deduplicate by session number, cluster-wide, so every session
+        // (this node's, and each one-shot request's) takes a random 63-bit number.
+        let mut seed = [0u8; 24];
         getrandom::fill(&mut seed).map_err(|e| ActorError::from(e.to_string()))?;
-        let session = u64::from_le_bytes(seed) & !ONE_SHOT;
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&seed[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(b)
+        };
+        let session = word(0) & !ONE_SHOT;
         let mut core = DurableNode::new(me, NodeConfig::default(), store);
         core.session_open(session);
         Ok(ServiceState {
@@ -223,8 +230,8 @@ impl Actor for DurableService {
             watchdog: Watchdog::default(),
             next_scheduler_tick: Time::ZERO,
             session,
-            next_one_shot: 1,
-            nonce: u64::from_le_bytes(seed) >> 16,
+            next_one_shot: word(1) & !ONE_SHOT,
+            nonce: word(2) >> 16,
             waiting: BTreeMap::new(),
             status: ServiceStatus::default(),
             acked_by: BTreeMap::new(),
@@ -296,7 +303,7 @@ impl DurableService {
                 };
                 // One session per request: its ack carries the reply.
                 let session = ONE_SHOT | st.next_one_shot;
-                st.next_one_shot += 1;
+                st.next_one_shot = (st.next_one_shot + 1) & !ONE_SHOT;
                 if !st.core.session_open(session) {
                     let _ = reply.send(Err("too many client sessions open".into()));
                     return;
@@ -542,18 +549,18 @@ impl DurableService {
                     let ms = pause.as_millis() as u64;
                     st.status.migrations += 1;
                     st.status.migration_pause_max_ms = st.status.migration_pause_max_ms.max(ms);
-                    if st.status.migration_pauses_ms.len() >= 1_000 {
-                        st.status.migration_pauses_ms.remove(0);
+                    if st.status.migration_pauses_us.len() >= 1_000 {
+                        st.status.migration_pauses_us.remove(0);
                     }
-                    st.status.migration_pauses_ms.push(ms);
+                    st.status.migration_pauses_us.push(pause.as_micros() as u64);
                     tracing::info!(%key, to = %to.short(), pause_ms = ms, "migrated");
                 }
                 ActivationEvent::Deactivated(why) => {
                     st.code.remove(&key);
-                    let name = key.registry_name();
-                    if self.mesh.lookup(&name).is_some_and(|l| l.node == me) {
-                        let _ = self.mesh.unregister(&name).await;
-                    }
+                    // Withdraw this node's claim whether or not it still wins: a
+                    // stale claim left behind would resolve again once the newer
+                    // holder's node died.
+                    let _ = self.mesh.unregister(&key.registry_name()).await;
                     tracing::info!(%key, ?why, "durable actor deactivated here");
                 }
             },
