@@ -386,7 +386,7 @@ struct SchedulerRequest {
 
 fn unhex(text: &str) -> Result<Vec<u8>, ApiError> {
     let text = text.trim();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(bad("`signed`: odd number of hex digits"));
     }
     (0..text.len())
