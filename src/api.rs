@@ -426,6 +426,9 @@ async fn jobs(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
 struct SendRequest {
     actor: String,
     messages: Vec<String>,
+    /// A W3C traceparent the messages (and what they cause) carry along.
+    #[serde(default)]
+    traceparent: Option<String>,
 }
 
 async fn send(
@@ -433,6 +436,12 @@ async fn send(
     Json(req): Json<SendRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let to = DurableKey::new(&req.actor).map_err(|e| bad(format!("`actor`: {e}")))?;
+    let trace = req
+        .traceparent
+        .as_deref()
+        .map(crate::durable::apps::parse_traceparent)
+        .transpose()
+        .map_err(|e| bad(format!("`traceparent`: {e}")))?;
     let service = service(&api)?;
     let mut accepted = 0u64;
     for text in req.messages {
@@ -441,6 +450,7 @@ async fn send(
             .tell(ServiceMsg::Local(Local::Send {
                 to: to.clone(),
                 payload: text.into_bytes(),
+                trace,
                 reply: tx,
             }))
             .await

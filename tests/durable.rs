@@ -147,9 +147,56 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
     let (ok, _, out, _) = client(&["jobs"], &api, &key);
     assert!(ok && out.contains("wc"), "{out}");
 
-    // Traffic through a stage, exactly once.
-    let (ok, _, _, err) = client(&["send", "wc/ingest/0", "a b", "b c", "c d"], &api, &key);
+    // Traffic through a stage, exactly once, carrying a trace context from the
+    // client through the API node, the ingest actor and the count actor (spread
+    // placement: three actors on three nodes, so it crosses nodes).
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (ok, _, _, err) = client(
+        &[
+            "send",
+            "wc/ingest/0",
+            "a b",
+            "b c",
+            "c d",
+            "--traceparent",
+            tp,
+        ],
+        &api,
+        &key,
+    );
     assert!(ok, "{err}");
+    let hosts: std::collections::BTreeSet<String> = nodes
+        .iter()
+        .filter(|n| durable_actors(n).iter().any(|k| k.starts_with("wc/")))
+        .map(|n| n.id.clone())
+        .collect();
+    assert!(hosts.len() >= 2, "the job spans nodes: {hosts:?}");
+    let start = Instant::now();
+    loop {
+        let seen = nodes.iter().any(|n| {
+            n.get("/v1/durable")["actors"].as_object().is_some_and(|a| {
+                a.iter()
+                    .any(|(k, v)| k.starts_with("wc/count/") && v["last_trace"] == tp)
+            })
+        });
+        if seen {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the trace context never reached the count stage"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bad_tp = client(
+        &["send", "wc/ingest/0", "x", "--traceparent", "00-zz"],
+        &api,
+        &key,
+    );
+    assert!(
+        !bad_tp.0 && bad_tp.1 == 2 && bad_tp.3.contains("traceparent"),
+        "{bad_tp:?}"
+    );
 
     // SIGTERM a node that hosts actors (not the API node): it drains them first.
     let victim = (1..3)

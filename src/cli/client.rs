@@ -313,9 +313,17 @@ pub fn stop(args: &ClientArgs, job: &str) -> Result<(), CliError> {
 }
 
 /// `plexus send ACTOR TEXT...`: client messages, exactly once.
-pub fn send(args: &ClientArgs, actor: &str, texts: Vec<String>) -> Result<(), CliError> {
-    let answer = ApiClient::new(&args.api)
-        .post("/v1/send", &json!({ "actor": actor, "messages": texts }))?;
+pub fn send(
+    args: &ClientArgs,
+    actor: &str,
+    texts: Vec<String>,
+    traceparent: Option<String>,
+) -> Result<(), CliError> {
+    let mut body = json!({ "actor": actor, "messages": texts });
+    if let Some(t) = traceparent {
+        body["traceparent"] = json!(t);
+    }
+    let answer = ApiClient::new(&args.api).post("/v1/send", &body)?;
     println!("accepted {}", answer["accepted"]);
     Ok(())
 }

@@ -112,6 +112,9 @@ pub enum Command {
         /// The messages.
         #[arg(required = true)]
         texts: Vec<String>,
+        /// A W3C traceparent they (and what they cause) carry along.
+        #[arg(long)]
+        traceparent: Option<String>,
         #[command(flatten)]
         client: client::ClientArgs,
     },
@@ -395,8 +398,9 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Send {
             actor,
             texts,
+            traceparent,
             client,
-        } => blocking(move || client::send(&client, &actor, texts)).await,
+        } => blocking(move || client::send(&client, &actor, texts, traceparent)).await,
         Command::BenchMigration {
             state_bytes,
             rate,

@@ -92,6 +92,9 @@ pub enum Local {
         to: DurableKey,
         /// The message.
         payload: Vec<u8>,
+        /// The caller's trace context; it travels with the message and with
+        /// everything the message causes, across stages and nodes.
+        trace: Option<plexus_actors::remote::TraceContext>,
         /// Its number in this node's client session, or why not.
         reply: oneshot::Sender<Result<u64, String>>,
     },
@@ -255,6 +258,16 @@ impl Actor for DurableService {
                 if now >= st.next_scheduler_tick {
                     st.next_scheduler_tick = now + SCHEDULER_TICK;
                     self.scheduler_tick(st, now);
+                    // Requests whose asker gave up (the API timed out): stop
+                    // resending them.
+                    let core = &mut st.core;
+                    st.waiting.retain(|id, reply| {
+                        let keep = !reply.is_closed();
+                        if !keep {
+                            core.session_close(*id);
+                        }
+                        keep
+                    });
                 }
             }
             ServiceMsg::Local(local) => self.local(st, now, local),
@@ -319,9 +332,14 @@ impl DurableService {
                 }
                 st.waiting.insert(session, reply);
             }
-            Local::Send { to, payload, reply } => {
+            Local::Send {
+                to,
+                payload,
+                trace,
+                reply,
+            } => {
                 let session = st.session;
-                match st.core.session_send(session, &to, payload, None) {
+                match st.core.session_send(session, &to, payload, trace) {
                     Some(seq) => {
                         st.status.sent += 1;
                         let _ = reply.send(Ok(seq));
@@ -494,6 +512,8 @@ impl DurableService {
                     inputs,
                     snapshot,
                 } => {
+                    let span = apply_span(&key, &inputs);
+                    let _entered = span.enter();
                     let result = match st.code.get_mut(&key) {
                         Some(code) => code.apply(inputs, snapshot),
                         None => Err("no user code".to_string()),
@@ -593,4 +613,26 @@ impl DurableService {
             }
         }
     }
+}
+
+/// A span for applying a batch, whose parent is the trace context the batch's
+/// first traced input carried (from another node, usually): with the exporter on,
+/// a request through several stages on several nodes shows as one trace.
+fn apply_span(key: &DurableKey, inputs: &[plexus_durable::activation::Input]) -> tracing::Span {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::debug_span!("durable.apply", %key, inputs = inputs.len());
+    if let Some(t) = inputs.iter().find_map(|i| i.trace) {
+        let remote = SpanContext::new(
+            TraceId::from_bytes(t.trace_id),
+            SpanId::from_bytes(t.span_id),
+            TraceFlags::new(t.flags),
+            true,
+            TraceState::default(),
+        );
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+    span
 }
