@@ -174,7 +174,9 @@ pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
 
     let signal = wait_for_signal().await;
     tracing::info!(%signal, "shutting down");
-    if signal == "SIGTERM" {
+    // Draining needs somewhere to go: a lone node just stops.
+    let others = mesh.members().iter().any(|m| m.state == "alive");
+    if signal == "SIGTERM" && others {
         emit(serde_json::json!({ "event": "draining" }));
         let moved = drain(&durable, &drain_key, DRAIN_WAIT).await;
         emit(serde_json::json!({ "event": "drained", "actors_left": moved }));
