@@ -59,6 +59,13 @@ fn the_simulator_runs_only_cores() {
 }
 
 #[test]
+fn the_durable_and_scheduler_cores_are_sans_io() {
+    for core in ["plexus-durable", "plexus-scheduler"] {
+        assert_pure(core, &[]);
+    }
+}
+
+#[test]
 fn the_check_can_fail() {
     // The root crate is a driver and does pull in tokio; if this found nothing, the
     // checks above would prove nothing.
