@@ -635,21 +635,6 @@ impl Activation {
             .iter()
             .flat_map(|s| s.nodes().iter().copied())
             .collect();
-        let have = best.as_ref().map(Record::order);
-        for n in &members {
-            self.transmit.push_back((
-                *n,
-                DurableMsg::Replica {
-                    from: self.me,
-                    req,
-                    key: self.key.clone(),
-                    op: ReplicaOp::Fence {
-                        ballot: self.ballot,
-                        have,
-                    },
-                },
-            ));
-        }
         let mut f = Fencing {
             sets,
             found: Vec::new(),
@@ -662,11 +647,11 @@ impl Activation {
             attempts,
             handoff,
         };
-        // A handoff's record may already point elsewhere.
-        let mut extra = Vec::new();
-        f.follow(&mut extra);
+        // A handoff's record may already point elsewhere: fence there too.
+        f.follow(&mut Vec::new());
+        let to: Vec<NodeId> = f.members.iter().copied().collect();
         self.phase = Phase::Fencing(Box::new(f));
-        self.send_fences(req, extra);
+        self.send_fences(req, to);
     }
 
     fn send_fences(&mut self, req: u64, to: Vec<NodeId>) {
@@ -1522,21 +1507,8 @@ impl Activation {
                 if now >= f.next_retry {
                     f.next_retry = now + self.config.retry_interval;
                     let missing: Vec<NodeId> = f.members.difference(&f.replied).copied().collect();
-                    let (req, have) = (f.req, f.best.as_ref().map(Record::order));
-                    for n in missing {
-                        self.transmit.push_back((
-                            n,
-                            DurableMsg::Replica {
-                                from: self.me,
-                                req,
-                                key: self.key.clone(),
-                                op: ReplicaOp::Fence {
-                                    ballot: self.ballot,
-                                    have,
-                                },
-                            },
-                        ));
-                    }
+                    let req = f.req;
+                    self.send_fences(req, missing);
                 }
             }
             Phase::HandingOff { deadline, .. } => {

@@ -59,32 +59,8 @@ pub async fn up(data_dir: Option<PathBuf>, api: String) -> Result<(), CliError> 
     let client = client_key(&dir.join(CLIENT_KEY_FILE))?;
     if !net.join(keys::ALLOWLIST_FILE).exists() {
         keys::network_init(Some(net.clone()), "dev")?;
-        keys::allowlist_add(
-            Some(net.clone()),
-            &key.node_id().to_string(),
-            keys::AddOptions {
-                tags: vec!["dev".into()],
-                operator: Some("plexus up".into()),
-                cpu: None,
-                memory: None,
-                gpus: None,
-                submitter: false,
-                quiet: true,
-            },
-        )?;
-        keys::allowlist_add(
-            Some(net.clone()),
-            &client.node_id().to_string(),
-            keys::AddOptions {
-                tags: vec![],
-                operator: Some("local client".into()),
-                cpu: None,
-                memory: None,
-                gpus: None,
-                submitter: true,
-                quiet: true,
-            },
-        )?;
+        admit_node(&net, &key, vec!["dev".into()], "plexus up".into(), None)?;
+        admit_submitter(&net, &client, "local client")?;
     }
     let config = dir.join("up.toml");
     if !config.exists() {
@@ -285,35 +261,17 @@ fn cluster(
             .map_err(|e| CliError::Failed(e.to_string()))?;
         ids.push(key.node_id().to_string());
         {
-            keys::allowlist_add(
-                Some(net.clone()),
-                &key.node_id().to_string(),
-                keys::AddOptions {
-                    tags: vec![format!("zone=z{i}")],
-                    operator: Some(format!("operator-{i}")),
-                    cpu: Some(4.0),
-                    memory: Some("8GiB".into()),
-                    gpus: None,
-                    submitter: false,
-                    quiet: true,
-                },
+            admit_node(
+                &net,
+                &key,
+                vec![format!("zone=z{i}")],
+                format!("operator-{i}"),
+                Some((4.0, "8GiB")),
             )?;
         }
     }
     {
-        keys::allowlist_add(
-            Some(net.clone()),
-            &client.node_id().to_string(),
-            keys::AddOptions {
-                tags: vec![],
-                operator: Some("demo client".into()),
-                cpu: None,
-                memory: None,
-                gpus: None,
-                submitter: true,
-                quiet: true,
-            },
-        )?;
+        admit_submitter(&net, &client, "demo client")?;
     }
 
     // Three real processes.
@@ -869,4 +827,48 @@ fn pauses_on(node: &DemoNode) -> Vec<u64> {
         .iter()
         .filter_map(Value::as_u64)
         .collect()
+}
+
+/// Adds a node key to the allowlist in `net`, with tags and declared resources.
+fn admit_node(
+    net: &Path,
+    key: &plexus_mesh::identity::NodeKey,
+    tags: Vec<String>,
+    operator: String,
+    declared: Option<(f64, &str)>,
+) -> Result<(), CliError> {
+    keys::allowlist_add(
+        Some(net.to_path_buf()),
+        &key.node_id().to_string(),
+        keys::AddOptions {
+            tags,
+            operator: Some(operator),
+            cpu: declared.map(|d| d.0),
+            memory: declared.map(|d| d.1.to_string()),
+            gpus: None,
+            submitter: false,
+            quiet: true,
+        },
+    )
+}
+
+/// Adds a client key to the allowlist in `net` as a job submitter.
+fn admit_submitter(
+    net: &Path,
+    key: &plexus_mesh::identity::NodeKey,
+    name: &str,
+) -> Result<(), CliError> {
+    keys::allowlist_add(
+        Some(net.to_path_buf()),
+        &key.node_id().to_string(),
+        keys::AddOptions {
+            tags: vec![],
+            operator: Some(name.into()),
+            cpu: None,
+            memory: None,
+            gpus: None,
+            submitter: true,
+            quiet: true,
+        },
+    )
 }
