@@ -16,6 +16,7 @@ use plexus_actors::runtime::{
     Actor, ActorError, ActorRef, ActorSystem, Context, Exit, KindArgs, Message, SpawnOptions, Wire,
 };
 use plexus_actors::{ActorId, NodeId};
+use plexus_mesh::registry::{Location, RegistryError};
 use plexus_mesh::runtime::Mesh;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -68,6 +69,14 @@ pub enum AgentReply {
     Stopped(bool),
     /// Whether the watch was set (false: no such actor).
     Watching(bool),
+    /// The name asked for is held by another actor in the asked node's view; the
+    /// spawned actor was stopped again.
+    NameTaken {
+        /// The name.
+        name: String,
+        /// Its holder, as the asked node sees it.
+        holder: Location,
+    },
     /// The request failed; the string says why.
     Error(String),
 }
@@ -135,6 +144,10 @@ impl Actor for Agent {
                                 ));
                             }
                             AgentReply::Spawned(id)
+                        }
+                        Ok(Err(RegistryError::Taken { name, holder })) => {
+                            system.stop(id).await;
+                            AgentReply::NameTaken { name, holder }
                         }
                         Ok(Err(e)) => {
                             system.stop(id).await;

@@ -16,6 +16,7 @@ use plexus_actors::runtime::{
 };
 use plexus_actors::{ActorId, NodeId};
 use plexus_mesh::identity::NodeKey;
+use plexus_mesh::registry::{Location, RegistryError};
 use plexus_mesh::runtime::{Mesh, MeshConfig, MeshError, MeshEvent};
 use plexus_supervisor::runtime::{SupervisorRef, SupervisorSpec, start_supervisor};
 
@@ -55,6 +56,15 @@ pub enum NodeError {
     /// The operation needs a mesh and this node has none.
     #[error("this node is not part of a mesh")]
     NotMeshed,
+    /// The cluster-wide name asked for is held by another actor, as the node asked
+    /// to host the new one sees it. The new actor was stopped again.
+    #[error("`{name}` is registered to {} on {}", holder.actor, holder.node.short())]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// Its holder.
+        holder: Location,
+    },
     /// Another node refused or failed the request.
     #[error("remote request failed: {0}")]
     Remote(String),
@@ -237,9 +247,10 @@ impl Node {
     pub async fn register(&self, name: &str, actor: ActorId) -> Result<(), NodeError> {
         match &self.mesh {
             Some(mesh) => {
-                mesh.register(name, actor)
-                    .await?
-                    .map_err(|e| NodeError::Remote(e.to_string()))?;
+                mesh.register(name, actor).await?.map_err(|e| match e {
+                    RegistryError::Taken { name, holder } => NodeError::NameTaken { name, holder },
+                    other => NodeError::Remote(other.to_string()),
+                })?;
                 if let Some(exit) = self.system.exit_of(actor) {
                     let cleanup =
                         agent::unregister_on_exit(mesh.clone(), name.to_string(), actor, exit);
@@ -293,6 +304,9 @@ impl Node {
         };
         match self.agent(node).ask(msg).await {
             Ok(AgentReply::Spawned(id)) => Ok(id),
+            Ok(AgentReply::NameTaken { name, holder }) => {
+                Err(NodeError::NameTaken { name, holder })
+            }
             Ok(AgentReply::Error(why)) => Err(NodeError::Remote(why)),
             Ok(other) => Err(NodeError::Remote(format!(
                 "unexpected agent reply {other:?}"

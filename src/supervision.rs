@@ -7,8 +7,16 @@
 //! with the reason, so the supervisor applies its strategy exactly as for a local
 //! child, and a restart places a fresh incarnation on a node chosen anew. Stopping the
 //! proxy (shutdown, or a sibling's restart under one_for_all) stops the remote actor.
+//!
+//! Views of membership converge, they do not agree at once: the supervisor's node may
+//! declare the old host dead before the new host does, and the new host then still
+//! holds the old incarnation's name claim and refuses the name. A start that meets
+//! such a claim, held on a node the supervisor's node no longer sees alive, retries
+//! with backoff for up to [`HANDOVER_WAIT`] before it counts as a failed start (which
+//! the supervisor handles like a crash, against its restart intensity).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use plexus_actors::runtime::{
@@ -18,7 +26,14 @@ use plexus_actors::{ActorId, NodeId};
 use plexus_supervisor::Restart;
 use plexus_supervisor::runtime::{Child, StartFn, Started};
 
-use crate::Node;
+use crate::{Node, NodeError};
+
+/// How long a start waits for the new host to learn that the holder of the child's
+/// name is dead (see the module docs).
+pub const HANDOVER_WAIT: Duration = Duration::from_secs(10);
+/// The first pause between such retries; it doubles up to [`HANDOVER_BACKOFF_MAX`].
+const HANDOVER_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const HANDOVER_BACKOFF_MAX: Duration = Duration::from_millis(800);
 
 /// Chooses a node for a remote child.
 pub type Chooser = Arc<dyn Fn(&Node) -> Option<NodeId> + Send + Sync>;
@@ -51,6 +66,15 @@ impl Placement {
     }
 }
 
+/// Whether `node`'s membership sees `other` alive (itself always is).
+fn is_alive(node: &Node, other: NodeId) -> bool {
+    other == node.id()
+        || node
+            .mesh()
+            .and_then(|m| m.member_map().get(&other).map(|v| v.state == "alive"))
+            .unwrap_or(false)
+}
+
 /// A child of kind `kind` that runs on the node `placement` picks, registered
 /// cluster-wide under `name` if given (so callers can find each incarnation).
 pub fn remote_child(
@@ -77,13 +101,32 @@ pub fn remote_child(
                 placement.clone(),
             );
             Box::pin(async move {
-                let target = placement.pick(&node).ok_or_else(|| {
-                    SpawnError::StartFailed("no node to place the child on".into())
-                })?;
-                let remote = node
-                    .spawn_on(target, &kind, args, name.as_deref())
-                    .await
-                    .map_err(|e| SpawnError::StartFailed(e.to_string()))?;
+                let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
+                let mut pause = HANDOVER_BACKOFF_MIN;
+                let (remote, target) = loop {
+                    let target = placement.pick(&node).ok_or_else(|| {
+                        SpawnError::StartFailed("no node to place the child on".into())
+                    })?;
+                    match node
+                        .spawn_on(target, &kind, args.clone(), name.as_deref())
+                        .await
+                    {
+                        Ok(remote) => break (remote, target),
+                        Err(NodeError::NameTaken { holder, .. })
+                            if !is_alive(&node, holder.node)
+                                && tokio::time::Instant::now() + pause < deadline =>
+                        {
+                            tracing::debug!(
+                                holder = %holder.actor,
+                                on = %target.short(),
+                                "name still held by a dead node's actor there; retrying"
+                            );
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(HANDOVER_BACKOFF_MAX);
+                        }
+                        Err(e) => return Err(SpawnError::StartFailed(e.to_string())),
+                    }
+                };
                 let proxy = system
                     .spawn_with(Proxy { node: node.clone() }, (remote, target), opts)
                     .await?;
