@@ -4,7 +4,11 @@
 use plexus_sim::{Bug, RunOptions, Scenario, repro_command, run};
 
 fn scenario(name: &str) -> Scenario {
-    let path = format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"));
+    // Cargo sets the manifest dir at run time too; prefer it, so a test binary built
+    // in a checkout elsewhere (a shared target dir) still finds this checkout's files.
+    let dir = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let path = format!("{dir}/scenarios/{name}");
     Scenario::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
