@@ -442,6 +442,12 @@ async fn send(
         .map(crate::durable::apps::parse_traceparent)
         .transpose()
         .map_err(|e| bad(format!("`traceparent`: {e}")))?;
+    // The API's own span joins the caller's trace; the messages carry it on.
+    let span = tracing::info_span!("api.send", actor = %to, messages = req.messages.len());
+    if let Some(t) = &trace {
+        crate::telemetry::adopt(&span, t);
+    }
+    let trace = crate::telemetry::pass_on(&span, trace);
     let service = service(&api)?;
     let mut accepted = 0u64;
     for text in req.messages {

@@ -68,6 +68,18 @@ pub struct NodeFile {
     /// Membership tuning.
     #[serde(default)]
     pub membership: MembershipFile,
+    /// Tracing export.
+    #[serde(default)]
+    pub telemetry: TelemetryFile,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryFile {
+    /// An OTLP/HTTP collector: a base URL (`http://127.0.0.1:4318`) or a full
+    /// traces URL. Unset: the `OTEL_EXPORTER_OTLP_*` variables decide.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `[resources]`.
@@ -117,6 +129,8 @@ pub struct NodeSettings {
     pub tags: BTreeMap<String, String>,
     /// Membership tuning.
     pub membership: MembershipConfig,
+    /// The OTLP/HTTP traces URL, if one is configured (checked, completed).
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Why a configuration was refused. Always the operator's fault; names the field.
@@ -271,6 +285,13 @@ impl NodeFile {
                 "must be shorter than membership.probe_interval",
             ));
         }
+        let otlp_endpoint = match &self.telemetry.otlp_endpoint {
+            Some(e) => Some(
+                crate::telemetry::traces_url(e)
+                    .map_err(|e| field("telemetry.otlp_endpoint", e.to_string()))?,
+            ),
+            None => None,
+        };
         let allowlist = self
             .allowlist
             .unwrap_or_else(|| data_dir.join("network").join("allowlist.bin"));
@@ -284,6 +305,7 @@ impl NodeFile {
             resources,
             tags: self.tags,
             membership,
+            otlp_endpoint,
         })
     }
 }
@@ -317,6 +339,8 @@ zone = "a"
 [membership]
 probe_interval = "200ms"
 probe_timeout = "80ms"
+[telemetry]
+otlp_endpoint = "http://127.0.0.1:4318"
 "#,
         )
         .unwrap();
@@ -330,6 +354,10 @@ probe_timeout = "80ms"
         );
         assert_eq!(s.membership.probe_interval, Duration::from_millis(200));
         assert_eq!(s.allowlist, PathBuf::from("/tmp/x/network/allowlist.bin"));
+        assert_eq!(
+            s.otlp_endpoint.as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
     }
 
     #[test]
@@ -348,6 +376,10 @@ probe_timeout = "80ms"
                 "membership.probe_interval",
             ),
             ("mailbox_capacity = 0", "mailbox_capacity"),
+            (
+                "[telemetry]\notlp_endpoint = \"collector:4318\"",
+                "telemetry.otlp_endpoint",
+            ),
         ];
         for (text, name) in cases {
             let err = settle(text).unwrap_err().to_string();

@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Network, NodeProc, SIGTERM, plexus};
+use common::{Network, NodeProc, SIGTERM, otlp, plexus};
 
 #[test]
 fn the_demo_migrates_and_survives_a_kill_without_losing_a_message() {
@@ -87,7 +87,12 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
     let (forger_home, _) = net.new_key("forger");
     let key = client_home.join("node.key");
     let forged = forger_home.join("node.key");
+    // Every node exports its spans to one collector.
+    let collector = otlp::Collector::start();
     let config = net.fast_config("fast");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("[telemetry]\notlp_endpoint = \"{}\"\n", collector.url));
+    std::fs::write(&config, text).unwrap();
     let mut nodes = vec![NodeProc::start(
         "n1",
         &homes[0],
@@ -150,6 +155,7 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
     // Traffic through a stage, exactly once, carrying a trace context from the
     // client through the API node, the ingest actor and the count actor (spread
     // placement: three actors on three nodes, so it crosses nodes).
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let (ok, _, _, err) = client(
         &[
@@ -175,8 +181,12 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
     loop {
         let seen = nodes.iter().any(|n| {
             n.get("/v1/durable")["actors"].as_object().is_some_and(|a| {
-                a.iter()
-                    .any(|(k, v)| k.starts_with("wc/count/") && v["last_trace"] == tp)
+                a.iter().any(|(k, v)| {
+                    k.starts_with("wc/count/")
+                        && v["last_trace"]
+                            .as_str()
+                            .is_some_and(|t| t.starts_with(&format!("00-{trace_id}-")))
+                })
             })
         });
         if seen {
@@ -188,6 +198,65 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The collector gets one trace from several nodes, each hop the child of the
+    // one before: the client's span -> `api.send` on the API node -> the ingest
+    // stage's `durable.apply` -> a count stage's `durable.apply`.
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let start = Instant::now();
+    let (api_send, ingest, count) = loop {
+        let spans: Vec<otlp::SeenSpan> = collector
+            .spans()
+            .into_iter()
+            .filter(|s| hex(&s.trace_id) == trace_id)
+            .collect();
+        let api_send = spans
+            .iter()
+            .find(|s| s.name == "api.send" && hex(&s.parent_span_id) == "00f067aa0ba902b7")
+            .cloned();
+        let ingest = api_send.as_ref().and_then(|a| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.name == "durable.apply"
+                        && s.attribute("key") == Some("wc/ingest/0")
+                        && s.parent_span_id == a.span_id
+                })
+                .cloned()
+        });
+        let count = ingest.as_ref().and_then(|i| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.attribute("key").is_some_and(|k| k.starts_with("wc/count/"))
+                        && s.parent_span_id == i.span_id
+                })
+                .cloned()
+        });
+        if let (Some(a), Some(i), Some(c)) = (api_send, ingest, count) {
+            break (a, i, c);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the trace never reached the collector whole: {spans:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(api_send.instance, nodes[0].id, "api.send is the API node's");
+    let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+    for span in [&ingest, &count] {
+        assert!(ids.contains(&span.instance.as_str()), "{span:?}");
+    }
+    let on: std::collections::BTreeSet<&str> = [&api_send, &ingest, &count]
+        .iter()
+        .map(|s| s.instance.as_str())
+        .collect();
+    assert!(on.len() >= 2, "one trace across nodes: {on:?}");
+    assert!(
+        collector.bad.lock().unwrap().is_empty(),
+        "{:?}",
+        collector.bad
+    );
+
     let bad_tp = client(
         &["send", "wc/ingest/0", "x", "--traceparent", "00-zz"],
         &api,

@@ -39,6 +39,9 @@ pub struct NodeArgs {
     /// The local HTTP API address (default 127.0.0.1:7070; port 0 picks one).
     #[arg(long)]
     pub api: Option<String>,
+    /// Export spans to this OTLP/HTTP collector (`http://host:4318`).
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
 }
 
 fn settle(args: NodeArgs) -> Result<NodeSettings, CliError> {
@@ -61,6 +64,9 @@ fn settle(args: NodeArgs) -> Result<NodeSettings, CliError> {
     if args.api.is_some() {
         file.api = args.api;
     }
+    if args.otlp_endpoint.is_some() {
+        file.telemetry.otlp_endpoint = args.otlp_endpoint;
+    }
     file.settle().map_err(|e| CliError::Input(e.to_string()))
 }
 
@@ -70,12 +76,21 @@ fn emit(value: serde_json::Value) {
     let _ = out.flush();
 }
 
-pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
+/// Runs a node. Tracing is set up here, not in `main`, once the config (which may
+/// name a collector) and the node's id (which tags its spans) are known; `log` is
+/// the filter when `RUST_LOG` is unset.
+pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     let settings = settle(args)?;
     // Validate everything before writing anything (the key is the only write).
     let allowlist = super::keys::load_allowlist(&settings.allowlist)?;
     let key = load_or_create_node_key(&settings.data_dir, || crate::node::ephemeral_key().seed())
         .map_err(|e| CliError::Input(e.to_string()))?;
+    let _telemetry = crate::telemetry::init_with(&crate::telemetry::TelemetryConfig {
+        filter: log.to_string(),
+        otlp_endpoint: settings.otlp_endpoint.clone(),
+        instance: Some(key.node_id().to_string()),
+    })
+    .map_err(|e| CliError::Input(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(settings.api)
         .await
         .map_err(|e| CliError::Input(format!("cannot bind the API on {}: {e}", settings.api)))?;

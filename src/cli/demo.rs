@@ -51,7 +51,7 @@ const WORDS: [&str; 16] = [
 ];
 
 /// `plexus up`: a single-node dev cluster on embedded defaults.
-pub async fn up(data_dir: Option<PathBuf>, api: String) -> Result<(), CliError> {
+pub async fn up(data_dir: Option<PathBuf>, api: String, log: &str) -> Result<(), CliError> {
     let dir = data_dir.unwrap_or_else(crate::config::default_data_dir);
     let net = dir.join("network");
     let key = load_or_create_node_key(&dir, || crate::node::ephemeral_key().seed())
@@ -80,7 +80,7 @@ pub async fn up(data_dir: Option<PathBuf>, api: String) -> Result<(), CliError> 
         data_dir: Some(dir),
         api: Some(api),
         ..super::daemon::NodeArgs::default()
-    })
+    }, log)
     .await
 }
 

@@ -307,7 +307,11 @@ impl CliError {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _telemetry = crate::telemetry::init(&cli.log);
+    // A node sets tracing up itself, once its config and id are known.
+    let _telemetry = match cli.command {
+        Command::Node(_) | Command::Up { .. } => None,
+        _ => crate::telemetry::init(&cli.log),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -318,7 +322,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, &cli.log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
@@ -327,7 +331,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<(), CliError> {
+async fn run(command: Command, log: &str) -> Result<(), CliError> {
     match command {
         Command::Pipeline(PipelineCommand::Run {
             spec,
@@ -368,7 +372,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Allowlist(AllowlistCommand::Show { network_dir, json }) => {
             keys::allowlist_show(network_dir, json)
         }
-        Command::Node(args) => daemon::run(args).await,
+        Command::Node(args) => daemon::run(args, log).await,
         Command::Sim(SimCommand::Run {
             scenario,
             seed,
@@ -381,7 +385,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             jobs,
             csv,
         }) => sim::sweep(&scenario, seeds, jobs, csv.as_deref()),
-        Command::Up { data_dir, api } => demo::up(data_dir, api).await,
+        Command::Up { data_dir, api } => demo::up(data_dir, api, log).await,
         Command::Deploy { file, client, wait } => {
             blocking(move || client::deploy(&client, &file, wait)).await
         }

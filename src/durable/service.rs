@@ -519,7 +519,10 @@ impl DurableService {
                         None => Err("no user code".to_string()),
                     };
                     match result {
-                        Ok(applied) => st.core.applied(now, &key, token, applied),
+                        Ok(mut applied) => {
+                            pass_on_trace(&span, &mut applied);
+                            st.core.applied(now, &key, token, applied)
+                        }
                         Err(why) => st.core.user_failed(now, &key, why),
                     }
                 }
@@ -619,20 +622,19 @@ impl DurableService {
 /// first traced input carried (from another node, usually): with the exporter on,
 /// a request through several stages on several nodes shows as one trace.
 fn apply_span(key: &DurableKey, inputs: &[plexus_durable::activation::Input]) -> tracing::Span {
-    use opentelemetry::trace::{
-        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-    };
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let span = tracing::debug_span!("durable.apply", %key, inputs = inputs.len());
+    let span = tracing::info_span!("durable.apply", %key, inputs = inputs.len());
     if let Some(t) = inputs.iter().find_map(|i| i.trace) {
-        let remote = SpanContext::new(
-            TraceId::from_bytes(t.trace_id),
-            SpanId::from_bytes(t.span_id),
-            TraceFlags::new(t.flags),
-            true,
-            TraceState::default(),
-        );
-        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+        crate::telemetry::adopt(&span, &t);
     }
     span
+}
+
+/// Outputs of a traced batch carry the apply span's context on, so the receiver's
+/// span is a child of this one.
+fn pass_on_trace(span: &tracing::Span, applied: &mut plexus_durable::activation::Applied) {
+    for output in &mut applied.outputs {
+        if let plexus_durable::activation::Output::Send { trace, .. } = output {
+            *trace = crate::telemetry::pass_on(span, *trace);
+        }
+    }
 }

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod otlp;
+
 pub fn plexus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_plexus"))
 }
