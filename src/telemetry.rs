@@ -205,9 +205,12 @@ fn provider(config: &TelemetryConfig) -> Result<(SdkTracerProvider, bool), Telem
         resource = resource.with_attribute(KeyValue::new("service.instance.id", instance.clone()));
     }
     let builder = SdkTracerProvider::builder().with_resource(resource.build());
-    let from_env = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
+    let from_env = [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
     if config.otlp_endpoint.is_none() && !from_env {
         return Ok((builder.build(), false));
     }

@@ -3,7 +3,9 @@
 //! * `plexus demo`: migration under load and a SIGKILLed node, with every message
 //!   accounted for (zero lost, none applied twice).
 //! * Signed deploys run; forged and unsatisfiable ones are refused with a reason
-//!   and leave nothing deployed; SIGTERM drains a node's actors to the others.
+//!   and leave nothing deployed; a request's trace crosses nodes and reaches an
+//!   OTLP collector whole; SIGTERM drains a node's actors to the others.
+//! * A node that joins takes actors over by live migration (rebalancing).
 
 // Process-level tests: they wait on real processes.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -12,6 +14,8 @@ mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use common::{Network, NodeProc, SIGTERM, otlp, plexus};
 
@@ -91,7 +95,10 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
     let collector = otlp::Collector::start();
     let config = net.fast_config("fast");
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!("[telemetry]\notlp_endpoint = \"{}\"\n", collector.url));
+    text.push_str(&format!(
+        "[telemetry]\notlp_endpoint = \"{}\"\n",
+        collector.url
+    ));
     std::fs::write(&config, text).unwrap();
     let mut nodes = vec![NodeProc::start(
         "n1",
@@ -227,7 +234,8 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
             spans
                 .iter()
                 .find(|s| {
-                    s.attribute("key").is_some_and(|k| k.starts_with("wc/count/"))
+                    s.attribute("key")
+                        .is_some_and(|k| k.starts_with("wc/count/"))
                         && s.parent_span_id == i.span_id
                 })
                 .cloned()
@@ -318,6 +326,148 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "the count stage holds {counted} of 3 messages"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sums the `count` of a job's count stage over `nodes`.
+fn counted(nodes: &[NodeProc], job: &str) -> u64 {
+    nodes
+        .iter()
+        .map(|n| n.get("/v1/durable"))
+        .flat_map(|s| {
+            s["actors"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| k.starts_with(&format!("{job}/count/")))
+                .map(|(_, v)| v["count"].as_u64().unwrap_or(0))
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+#[test]
+fn a_node_that_joins_takes_over_actors_by_live_migration() {
+    let net = Network::new("rebalance");
+    let mut homes = Vec::new();
+    for i in 1..=3 {
+        let (data, id) = net.new_key(&format!("n{i}"));
+        net.admit(&id, &[]);
+        homes.push(data);
+    }
+    let (client_home, client_id) = net.new_key("client");
+    common::run_ok(&[
+        "allowlist",
+        "add",
+        &client_id,
+        "--submitter",
+        "--network-dir",
+        net.net_dir().to_str().unwrap(),
+    ]);
+    let key = client_home.join("node.key");
+    let config = net.fast_config("fast");
+    let mut nodes = vec![NodeProc::start(
+        "n1",
+        &homes[0],
+        &net.allowlist(),
+        &config,
+        None,
+    )];
+    let boot = nodes[0].listen.clone();
+    nodes.push(NodeProc::start(
+        "n2",
+        &homes[1],
+        &net.allowlist(),
+        &config,
+        Some(&boot),
+    ));
+    nodes[0].wait_members(1, Duration::from_secs(30));
+    let api = nodes[0].api.clone();
+
+    // Four actors spread over two nodes: two each.
+    let job = net.dir.0.join("rb.toml");
+    std::fs::write(
+        &job,
+        JOB.replace("name = \"wc\"", "name = \"rb\"")
+            .replace("durability = 3", "durability = 2")
+            .replace("replicas = 2", "replicas = 3"),
+    )
+    .unwrap();
+    let (ok, _, out, err) = client(&["deploy", job.to_str().unwrap()], &api, &key);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("4/4 actors active"), "{out}");
+    for n in &nodes {
+        assert_eq!(
+            durable_actors(n)
+                .iter()
+                .filter(|k| k.starts_with("rb/"))
+                .count(),
+            2,
+            "spread: {:?}",
+            durable_actors(n)
+        );
+    }
+    let (ok, _, _, err) = client(&["send", "rb/ingest/0", "a b", "c d"], &api, &key);
+    assert!(ok, "{err}");
+
+    // A third node joins: the scheduler moves an actor to it, live.
+    nodes.push(NodeProc::start(
+        "n3",
+        &homes[2],
+        &net.allowlist(),
+        &config,
+        Some(&boot),
+    ));
+    let start = Instant::now();
+    loop {
+        let (ok, _, out, _) = client(&["actors"], &api, &key);
+        let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("rb/")).collect();
+        let on_new = rows.iter().any(|l| l.contains(&nodes[2].id));
+        if ok && on_new && rows.len() == 4 && rows.iter().all(|l| l.ends_with("active")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no actor moved to the new node: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        durable_actors(&nodes[2])
+            .iter()
+            .any(|k| k.starts_with("rb/")),
+        "the new node hosts an actor: {:?}",
+        durable_actors(&nodes[2])
+    );
+    // It was a migration: the source node counts it, and nobody died.
+    let migrations: u64 = nodes
+        .iter()
+        .map(|n| n.get("/v1/durable")["migrations"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(migrations >= 1, "moved by migration, not a restart");
+    let deaths: Vec<Value> = nodes
+        .iter_mut()
+        .flat_map(|n| n.drain().to_vec())
+        .filter(|v| v["event"] == "member_died")
+        .collect();
+    assert!(deaths.is_empty(), "nothing died: {deaths:?}");
+
+    // Traffic before and after the move is applied exactly once.
+    let (ok, _, _, err) = client(&["send", "rb/ingest/0", "e f", "g h"], &api, &key);
+    assert!(ok, "{err}");
+    let start = Instant::now();
+    loop {
+        let n = counted(&nodes, "rb");
+        if n == 4 {
+            break;
+        }
+        assert!(n < 4, "a message was applied twice: {n}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the count stage holds {n} of 4 messages"
         );
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -75,12 +75,15 @@ pub async fn up(data_dir: Option<PathBuf>, api: String, log: &str) -> Result<(),
         dir.display(),
         dir.join(CLIENT_KEY_FILE).display()
     );
-    super::daemon::run(super::daemon::NodeArgs {
-        config: Some(config),
-        data_dir: Some(dir),
-        api: Some(api),
-        ..super::daemon::NodeArgs::default()
-    }, log)
+    super::daemon::run(
+        super::daemon::NodeArgs {
+            config: Some(config),
+            data_dir: Some(dir),
+            api: Some(api),
+            ..super::daemon::NodeArgs::default()
+        },
+        log,
+    )
     .await
 }
 

@@ -206,6 +206,14 @@ impl NodeProc {
         }
     }
 
+    /// Takes every event printed so far into `seen`, without waiting.
+    pub fn drain(&mut self) -> &[Value] {
+        while let Ok(v) = self.events.try_recv() {
+            self.seen.push(v);
+        }
+        &self.seen
+    }
+
     /// Waits until `count` distinct members have joined.
     pub fn wait_members(&mut self, count: usize, limit: Duration) {
         let deadline = Instant::now() + limit;

@@ -100,7 +100,8 @@ fn serve(stream: TcpStream, spans: &Mutex<Vec<SeenSpan>>, bad: &Mutex<Vec<String
                 Err(e) => bad.lock().unwrap().push(format!("{request_line}: {e}")),
             }
         }
-        let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+        let reply =
+            "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
         if writer.write_all(reply.as_bytes()).is_err() {
             return;
         }
