@@ -44,6 +44,9 @@ pub enum SlotChange {
     Keep,
     /// Store this.
     Put(Slot),
+    /// Raise the promise to this ballot; the record stays as stored (a fence must
+    /// not rewrite a large record just to move the promise).
+    Promise(Ballot),
     /// Forget the key.
     Delete,
 }
@@ -69,32 +72,28 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
                 record: if newer { record.cloned() } else { None },
                 order,
             };
-            let change = SlotChange::Put(Slot {
-                promised: *ballot,
-                record: record.cloned(),
-            });
-            (change, reply)
+            (SlotChange::Promise(*ballot), reply)
         }
         ReplicaOp::Write { record: new } => {
             if new.ballot < promised {
                 return (SlotChange::Keep, ReplicaReply::Refused { promised });
             }
             let keep_old = record.is_some_and(|old| old.order() >= new.order());
-            let stored = if keep_old {
-                record.cloned()
-            } else {
-                Some(new.clone())
-            };
             let written = ReplicaReply::Written {
                 ballot: new.ballot,
                 version: new.version,
             };
-            if keep_old && promised == new.ballot {
-                return (SlotChange::Keep, written);
+            if keep_old {
+                let change = if promised == new.ballot {
+                    SlotChange::Keep
+                } else {
+                    SlotChange::Promise(new.ballot)
+                };
+                return (change, written);
             }
             let change = SlotChange::Put(Slot {
                 promised: new.ballot,
-                record: stored,
+                record: Some(new.clone()),
             });
             (change, written)
         }
@@ -144,6 +143,10 @@ pub trait SlotStore: Send {
     fn get(&self, key: &DurableKey) -> Result<Option<Slot>, StoreError>;
     /// Stores the slot for `key`.
     fn put(&mut self, key: &DurableKey, slot: &Slot) -> Result<(), StoreError>;
+    /// Raises `key`'s promise to `ballot`, keeping its record; afterwards `get`
+    /// returns the slot with `promised == ballot`. Stores should make this cheap
+    /// (not rewrite the record): every fence does it.
+    fn promise(&mut self, key: &DurableKey, ballot: Ballot) -> Result<(), StoreError>;
     /// Forgets `key`.
     fn delete(&mut self, key: &DurableKey) -> Result<(), StoreError>;
     /// Every key with a slot, in order (for listings; not on any hot path).
@@ -180,6 +183,16 @@ impl SlotStore for MemStore {
     }
     fn put(&mut self, key: &DurableKey, slot: &Slot) -> Result<(), StoreError> {
         self.slots.insert(key.clone(), slot.clone());
+        Ok(())
+    }
+    fn promise(&mut self, key: &DurableKey, ballot: Ballot) -> Result<(), StoreError> {
+        self.slots
+            .entry(key.clone())
+            .or_insert(Slot {
+                promised: ballot,
+                record: None,
+            })
+            .promised = ballot;
         Ok(())
     }
     fn delete(&mut self, key: &DurableKey) -> Result<(), StoreError> {
@@ -230,6 +243,7 @@ impl<S: SlotStore> Replica<S> {
         let stored = match change {
             SlotChange::Keep => Ok(()),
             SlotChange::Put(slot) => self.store.put(key, &slot),
+            SlotChange::Promise(ballot) => self.store.promise(key, ballot),
             SlotChange::Delete => self.store.delete(key),
         };
         match stored {

@@ -7,12 +7,22 @@
 //! once the write-ahead log is on disk. A write that fails is reported to the
 //! replica, which answers `Failed` (counted as no answer), so nothing is promised
 //! that is not stored.
+//!
+//! Layout: the `default` column family holds each key's slot (promise and record,
+//! one codec frame); the `promises` family holds a promise raised since the slot was
+//! last written. A fence only raises the promise, so it writes a few bytes there
+//! instead of rewriting a record of up to megabytes; `get` returns the higher of the
+//! two promises; `put` and `delete` write both families in one atomic, synced batch.
 
 use std::path::{Path, PathBuf};
 
+use plexus_actors::codec;
 use plexus_durable::replica::{Slot, SlotStore, StoreError, decode_slot, encode_slot};
-use plexus_durable::types::DurableKey;
-use rocksdb::{DB, Options, WriteOptions};
+use plexus_durable::types::{Ballot, DurableKey};
+use rocksdb::{ColumnFamily, DB, Options, WriteBatch, WriteOptions};
+
+/// The column family of promises raised by fences.
+const PROMISES: &str = "promises";
 
 /// Where a node's replica store lives under its data dir.
 pub fn store_dir(data_dir: &Path) -> PathBuf {
@@ -30,14 +40,38 @@ impl RocksStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
         // Small values, few keys per node: keep the footprint modest.
         opts.set_max_open_files(256);
         opts.set_keep_log_file_num(4);
-        let db = DB::open(&opts, path).map_err(|e| store_error(path, e))?;
+        let db = DB::open_cf(&opts, path, ["default", PROMISES])
+            .map_err(|e| store_error(path, e))?;
         Ok(Self {
             db,
             path: path.to_path_buf(),
         })
+    }
+
+    fn promises(&self) -> Result<&ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(PROMISES)
+            .ok_or_else(|| StoreError::Io(format!("{}: no `{PROMISES}` family", self.path.display())))
+    }
+
+    fn raised(&self, key: &DurableKey) -> Result<Option<Ballot>, StoreError> {
+        let Some(bytes) = self
+            .db
+            .get_cf(self.promises()?, key.as_str().as_bytes())
+            .map_err(|e| store_error(&self.path, e))?
+        else {
+            return Ok(None);
+        };
+        codec::decode_with_limit(&bytes, 1024)
+            .map(Some)
+            .map_err(|error| StoreError::Corrupt {
+                key: key.to_string(),
+                error,
+            })
     }
 
     fn synced() -> WriteOptions {
@@ -53,44 +87,82 @@ fn store_error(path: &Path, e: rocksdb::Error) -> StoreError {
 
 impl SlotStore for RocksStore {
     fn get(&self, key: &DurableKey) -> Result<Option<Slot>, StoreError> {
-        let Some(bytes) = self
+        let slot = match self
             .db
             .get(key.as_str().as_bytes())
             .map_err(|e| store_error(&self.path, e))?
-        else {
-            return Ok(None);
-        };
-        decode_slot(&bytes)
-            .map(Some)
-            .map_err(|error| StoreError::Corrupt {
+        {
+            Some(bytes) => Some(decode_slot(&bytes).map_err(|error| StoreError::Corrupt {
                 key: key.to_string(),
                 error,
-            })
+            })?),
+            None => None,
+        };
+        Ok(match (slot, self.raised(key)?) {
+            (Some(mut slot), Some(p)) => {
+                slot.promised = slot.promised.max(p);
+                Some(slot)
+            }
+            (slot, None) => slot,
+            (None, Some(p)) => Some(Slot {
+                promised: p,
+                record: None,
+            }),
+        })
     }
 
     fn put(&mut self, key: &DurableKey, slot: &Slot) -> Result<(), StoreError> {
         let bytes = encode_slot(slot).map_err(|e| StoreError::Io(e.to_string()))?;
+        let mut batch = WriteBatch::default();
+        batch.put(key.as_str().as_bytes(), bytes);
+        // Only fences write promises: most puts find none to clear, and a tombstone
+        // per put would keep the family's memtable and the shared log growing.
+        if self.raised(key)?.is_some() {
+            batch.delete_cf(self.promises()?, key.as_str().as_bytes());
+        }
         self.db
-            .put_opt(key.as_str().as_bytes(), bytes, &Self::synced())
+            .write_opt(batch, &Self::synced())
+            .map_err(|e| store_error(&self.path, e))
+    }
+
+    fn promise(&mut self, key: &DurableKey, ballot: Ballot) -> Result<(), StoreError> {
+        let bytes = codec::encode(&ballot).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.db
+            .put_cf_opt(
+                self.promises()?,
+                key.as_str().as_bytes(),
+                bytes,
+                &Self::synced(),
+            )
             .map_err(|e| store_error(&self.path, e))
     }
 
     fn delete(&mut self, key: &DurableKey) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.delete(key.as_str().as_bytes());
+        batch.delete_cf(self.promises()?, key.as_str().as_bytes());
         self.db
-            .delete_opt(key.as_str().as_bytes(), &Self::synced())
+            .write_opt(batch, &Self::synced())
             .map_err(|e| store_error(&self.path, e))
     }
 
     fn keys(&self) -> Result<Vec<DurableKey>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.db.iterator(rocksdb::IteratorMode::Start) {
+        let mut out = std::collections::BTreeSet::new();
+        let items = self
+            .db
+            .iterator(rocksdb::IteratorMode::Start)
+            .chain(
+                self.db
+                    .iterator_cf(self.promises()?, rocksdb::IteratorMode::Start),
+            );
+        for item in items {
             let (k, _) = item.map_err(|e| store_error(&self.path, e))?;
             let text = String::from_utf8_lossy(&k);
             if let Ok(key) = DurableKey::new(&text) {
-                out.push(key);
+                out.insert(key);
             }
         }
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
 }
 
@@ -134,10 +206,36 @@ mod tests {
             s.put(&b, &slot(5)).unwrap();
             s.delete(&b).unwrap();
         }
-        let s = RocksStore::open(&dir).unwrap();
+        let mut s = RocksStore::open(&dir).unwrap();
         assert_eq!(s.get(&a).unwrap(), Some(slot(2)));
         assert_eq!(s.get(&b).unwrap(), None);
-        assert_eq!(s.keys().unwrap(), vec![a]);
+        assert_eq!(s.keys().unwrap(), vec![a.clone()]);
+        // A promise raised alone (a fence) keeps the record and survives reopening;
+        // the next put supersedes it.
+        let higher = Ballot {
+            round: 9,
+            node: NodeId::synthetic(3),
+        };
+        s.promise(&a, higher).unwrap();
+        let c = DurableKey::new("job/stage/2").unwrap();
+        s.promise(&c, higher).unwrap();
+        drop(s);
+        let mut s = RocksStore::open(&dir).unwrap();
+        let mut expect = slot(2);
+        expect.promised = higher;
+        assert_eq!(s.get(&a).unwrap(), Some(expect));
+        assert_eq!(
+            s.get(&c).unwrap(),
+            Some(Slot {
+                promised: higher,
+                record: None
+            })
+        );
+        assert_eq!(s.keys().unwrap(), vec![a.clone(), c.clone()]);
+        s.put(&a, &slot(3)).unwrap();
+        assert_eq!(s.get(&a).unwrap(), Some(slot(3)), "the put's promise stands");
+        s.delete(&c).unwrap();
+        assert_eq!(s.get(&c).unwrap(), None);
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }
