@@ -44,8 +44,8 @@ impl RocksStore {
         // Small values, few keys per node: keep the footprint modest.
         opts.set_max_open_files(256);
         opts.set_keep_log_file_num(4);
-        let db = DB::open_cf(&opts, path, ["default", PROMISES])
-            .map_err(|e| store_error(path, e))?;
+        let db =
+            DB::open_cf(&opts, path, ["default", PROMISES]).map_err(|e| store_error(path, e))?;
         Ok(Self {
             db,
             path: path.to_path_buf(),
@@ -53,9 +53,9 @@ impl RocksStore {
     }
 
     fn promises(&self) -> Result<&ColumnFamily, StoreError> {
-        self.db
-            .cf_handle(PROMISES)
-            .ok_or_else(|| StoreError::Io(format!("{}: no `{PROMISES}` family", self.path.display())))
+        self.db.cf_handle(PROMISES).ok_or_else(|| {
+            StoreError::Io(format!("{}: no `{PROMISES}` family", self.path.display()))
+        })
     }
 
     fn raised(&self, key: &DurableKey) -> Result<Option<Ballot>, StoreError> {
@@ -148,13 +148,10 @@ impl SlotStore for RocksStore {
 
     fn keys(&self) -> Result<Vec<DurableKey>, StoreError> {
         let mut out = std::collections::BTreeSet::new();
-        let items = self
-            .db
-            .iterator(rocksdb::IteratorMode::Start)
-            .chain(
-                self.db
-                    .iterator_cf(self.promises()?, rocksdb::IteratorMode::Start),
-            );
+        let items = self.db.iterator(rocksdb::IteratorMode::Start).chain(
+            self.db
+                .iterator_cf(self.promises()?, rocksdb::IteratorMode::Start),
+        );
         for item in items {
             let (k, _) = item.map_err(|e| store_error(&self.path, e))?;
             let text = String::from_utf8_lossy(&k);
@@ -233,7 +230,11 @@ mod tests {
         );
         assert_eq!(s.keys().unwrap(), vec![a.clone(), c.clone()]);
         s.put(&a, &slot(3)).unwrap();
-        assert_eq!(s.get(&a).unwrap(), Some(slot(3)), "the put's promise stands");
+        assert_eq!(
+            s.get(&a).unwrap(),
+            Some(slot(3)),
+            "the put's promise stands"
+        );
         s.delete(&c).unwrap();
         assert_eq!(s.get(&c).unwrap(), None);
         drop(s);
