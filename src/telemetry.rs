@@ -1,17 +1,18 @@
 //! Tracing for the `plexus` binary and for hosts that want the same setup.
 //!
-//! Installs a `tracing` subscriber with a filter (from `RUST_LOG`, else the given
-//! default), a human-readable layer on stderr, and an OpenTelemetry layer. Every
+//! Installs a `tracing` subscriber: a human-readable layer on stderr with its own
+//! filter (from `RUST_LOG`, else the given default) and, when an exporter is
+//! configured, an OpenTelemetry layer with another ([`SPAN_FILTER_DEFAULT`]). Every
 //! actor gets an `actor` span and every handled message a `handle` span (at debug
-//! level, so they cost nothing unless enabled); durable actors open an `apply` span
-//! whose parent is the trace context their input carried, so one request across
-//! several nodes is one trace.
+//! level, so they cost nothing unless enabled); durable actors open a
+//! `durable.apply` span whose parent is the trace context their input carried, so
+//! one request across several nodes is one trace.
 //!
 //! Spans leave the process through an OTLP/HTTP (protobuf) exporter when an endpoint
 //! is configured: [`TelemetryConfig::otlp_endpoint`] (the node's `[telemetry]
 //! otlp_endpoint` or `--otlp-endpoint`), else the standard
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT` variables.
-//! Without one, spans are dropped at the end of the pipeline.
+//! Without one there is no OpenTelemetry layer at all.
 //!
 //! Export is batched on the SDK's own thread, off the async workers. Its bounds: at
 //! most 2048 spans queued (`OTEL_BSP_MAX_QUEUE_SIZE`); when the queue is full new

@@ -12,7 +12,8 @@
 //! one codec frame); the `promises` family holds a promise raised since the slot was
 //! last written. A fence only raises the promise, so it writes a few bytes there
 //! instead of rewriting a record of up to megabytes; `get` returns the higher of the
-//! two promises; `put` and `delete` write both families in one atomic, synced batch.
+//! two promises; `put` and `delete` write the slot and clear a raised promise in one
+//! atomic, synced batch.
 
 use std::path::{Path, PathBuf};
 
