@@ -651,23 +651,33 @@ impl Scheduler {
                 }
                 None => {
                     let host_ok = live.contains(&p.node) && !draining.contains_key(&p.node);
-                    let moving = p.migrating.is_some_and(|(to, since)| {
-                        live.contains(&to) && tick.saturating_sub(since) <= MIGRATION_TICKS
-                    });
-                    if moving {
+                    let moving_to = p
+                        .migrating
+                        .filter(|&(to, since)| {
+                            live.contains(&to) && tick.saturating_sub(since) <= MIGRATION_TICKS
+                        })
+                        .map(|(to, _)| to);
+                    if moving_to.is_some() && host_ok {
                         // Between the source's deregistration and the target's
                         // registration the actor is nowhere in the view: wait for
                         // the migration rather than start a rival activation.
                     } else if !host_ok {
-                        let d = Demand {
-                            resources: p.resources,
-                            constraints: &p.constraints,
-                            avoid: BTreeSet::new(),
-                            exclude: BTreeSet::new(),
-                        };
-                        let mut l = ledger.clone();
-                        l.remove(p.node, p.resources);
-                        if let Ok(to) = pick(&nodes, &l, &d, p.strategy) {
+                        // The host is gone. A move under way restores on its target
+                        // (which may hold the hand-off already: the command is then
+                        // a no-op there), so no rival starts elsewhere and nothing
+                        // waits out a move that cannot finish; else place anew.
+                        let target = moving_to.or_else(|| {
+                            let d = Demand {
+                                resources: p.resources,
+                                constraints: &p.constraints,
+                                avoid: BTreeSet::new(),
+                                exclude: BTreeSet::new(),
+                            };
+                            let mut l = ledger.clone();
+                            l.remove(p.node, p.resources);
+                            pick(&nodes, &l, &d, p.strategy).ok()
+                        });
+                        if let Some(to) = target {
                             ledger.remove(p.node, p.resources);
                             ledger.add(to, p.resources);
                             p.node = to;

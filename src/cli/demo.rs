@@ -651,15 +651,20 @@ kind = "tally"
     )?;
     answer?;
     let hot = "bench/hot/0";
-    let host_of = |nodes: &[DemoNode]| -> Option<usize> {
-        nodes.iter().position(|n| {
-            n.alive()
-                && n.api
-                    .get("/v1/durable")
-                    .ok()
-                    .is_some_and(|s| s["actors"].get(hot).is_some())
-        })
+    // Every live node that lists the actor active (two, briefly, during a hand-off).
+    let hosts_of = |nodes: &[DemoNode]| -> Vec<usize> {
+        (0..nodes.len())
+            .filter(|&i| {
+                nodes[i].alive()
+                    && nodes[i]
+                        .api
+                        .get("/v1/durable")
+                        .ok()
+                        .is_some_and(|s| s["actors"].get(hot).is_some())
+            })
+            .collect()
     };
+    let host_of = |nodes: &[DemoNode]| hosts_of(nodes).first().copied();
     wait_until("the actors to start", Duration::from_secs(60), || {
         let s = status_of(&nodes)?;
         let all = s["actors"].as_array()?;
@@ -750,8 +755,17 @@ kind = "tally"
     }
     let rate_seen = sent.load(std::sync::atomic::Ordering::Relaxed);
     // Failover: kill the host, time until the actor serves on another node.
-    let victim = host_of(&nodes).ok_or_else(|| CliError::Failed("the actor is nowhere".into()))?;
-    let victim = if victim == 0 { 1 } else { victim };
+    // The victim is the actor's one host: wait until no other node (a source still
+    // finishing a hand-off) lists it too, or the kill could miss the actor and
+    // time nothing. Node 0 carries the traffic, so the actor must be elsewhere.
+    let (victim, _) = wait_until(
+        "the actor to have one host",
+        Duration::from_secs(30),
+        || match hosts_of(&nodes).as_slice() {
+            [only] if *only != 0 => Some(*only),
+            _ => None,
+        },
+    )?;
     let killed_at = Instant::now();
     if let Some(mut c) = nodes[victim].child.take() {
         let _ = c.kill();

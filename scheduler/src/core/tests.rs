@@ -343,3 +343,51 @@ fn only_a_current_report_of_the_newest_set_retires_older_sets() {
     s.request(&report(&old, 2));
     assert_eq!(s.state().actors[&key].sets, vec![new]);
 }
+
+#[test]
+fn a_host_that_dies_during_a_move_is_restored_on_the_target_at_once() {
+    let mut s = Scheduler::default();
+    let nodes: Vec<NodeInfo> = (1..=4).map(|i| info(i, &[], true)).collect();
+    s.tick(view(nodes.clone()));
+    let actors = deployed(&mut s);
+    let mut v = view(nodes.clone());
+    v.locations = actors.iter().cloned().collect();
+    s.tick(v.clone());
+    let (key, from) = actors[0].clone();
+    let to = nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|n| *n != from && actors.iter().all(|(_, h)| h != n))
+        .unwrap();
+    let out = s.request(&signed(Request::Migrate {
+        actor: key.clone(),
+        to,
+    }));
+    assert!(matches!(out.response, Some(Response::Migrating { .. })));
+
+    // While the host is alive and the actor is between homes, the move is awaited.
+    let mut between = v.clone();
+    between.locations.remove(&key);
+    let out = s.tick(between.clone());
+    assert!(
+        !out.commands
+            .iter()
+            .any(|(_, c)| matches!(c, Command::Activate { key: k, .. } if k.as_str() == key)),
+        "no rival activation while the move may finish: {:?}",
+        out.commands
+    );
+
+    // The host dies mid-move: the target is told to serve it now, not after the
+    // move's timeout, and nowhere else.
+    let mut dead = between;
+    dead.nodes.iter_mut().find(|n| n.id == from).unwrap().alive = false;
+    let out = s.tick(dead);
+    let activations: Vec<NodeId> = out
+        .commands
+        .iter()
+        .filter(|(_, c)| matches!(c, Command::Activate { key: k, .. } if k.as_str() == key))
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(activations, vec![to], "{:?}", out.commands);
+    assert_eq!(s.state().actors[&key].node, to);
+}
