@@ -598,6 +598,24 @@ impl Scheduler {
                     }) {
                         p.migrating = None;
                     }
+                    // Still at the source a while after the move was ordered: the
+                    // host may have refused it (busy finishing another move, or a
+                    // hand-off that failed and resumed). Order it again; a host
+                    // that is moving it already ignores the repeat.
+                    if let Some((to, since)) = p.migrating
+                        && live.contains(&to)
+                        && tick.saturating_sub(since) >= RETRY_TICKS
+                        && tick.saturating_sub(p.last_command) >= RETRY_TICKS
+                    {
+                        p.last_command = tick;
+                        out.commands.push((
+                            n,
+                            Command::Migrate {
+                                key: dkey.clone(),
+                                to,
+                            },
+                        ));
+                    }
                     if draining.contains_key(&n) && p.migrating.is_none() {
                         let d = Demand {
                             resources: p.resources,

@@ -391,3 +391,56 @@ fn a_host_that_dies_during_a_move_is_restored_on_the_target_at_once() {
     assert_eq!(activations, vec![to], "{:?}", out.commands);
     assert_eq!(s.state().actors[&key].node, to);
 }
+
+#[test]
+fn a_move_the_host_did_not_start_is_ordered_again() {
+    let mut s = Scheduler::default();
+    let nodes: Vec<NodeInfo> = (1..=4).map(|i| info(i, &[], true)).collect();
+    s.tick(view(nodes.clone()));
+    let actors = deployed(&mut s);
+    let mut v = view(nodes.clone());
+    v.locations = actors.iter().cloned().collect();
+    s.tick(v.clone());
+    let (key, from) = actors[0].clone();
+    let to = nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|n| *n != from && actors.iter().all(|(_, h)| h != n))
+        .unwrap();
+    let out = s.request(&signed(Request::Migrate {
+        actor: key.clone(),
+        to,
+    }));
+    assert!(matches!(out.response, Some(Response::Migrating { .. })));
+    let order = (
+        from,
+        Command::Migrate {
+            key: DurableKey::new(&key).unwrap(),
+            to,
+        },
+    );
+    // The host ignored it: the actor stays put. Not re-ordered at once...
+    let mut repeats = Vec::new();
+    for t in 1..=RETRY_TICKS + 1 {
+        let out = s.tick(v.clone());
+        if out.commands.contains(&order) {
+            repeats.push(t);
+        }
+    }
+    // ...but once the retry spacing has passed, exactly once.
+    assert_eq!(repeats.len(), 1, "{repeats:?}");
+    assert!(repeats[0] >= RETRY_TICKS - 1, "{repeats:?}");
+    // Once it is at the target, nothing more is ordered.
+    let mut arrived = v.clone();
+    arrived.locations.insert(key.clone(), to);
+    for _ in 0..2 * RETRY_TICKS {
+        let out = s.tick(arrived.clone());
+        assert!(
+            !out.commands
+                .iter()
+                .any(|(_, c)| matches!(c, Command::Migrate { .. })),
+            "{:?}",
+            out.commands
+        );
+    }
+}
