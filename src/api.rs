@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Node;
-use crate::durable::{Local, ServiceMsg};
+use crate::durable::{AskError, Local, ServiceMsg};
 use crate::kinds::EchoMsg;
 use plexus_durable::types::DurableKey;
 use plexus_scheduler::protocol::{Request, Response as SchedulerResponse, Signed};
@@ -329,45 +329,17 @@ fn service(api: &Api) -> Result<&plexus_actors::runtime::ActorRef<ServiceMsg>, A
 const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn ask_scheduler(api: &Api, signed: Signed) -> Result<SchedulerResponse, ApiError> {
-    // A scheduler that just (re)started answers "starting" until its first view of
-    // the cluster, half a second at most: ask again, within the same bound.
     let deadline = tokio::time::Instant::now() + SCHEDULER_WAIT;
-    loop {
-        let answer = ask_scheduler_once(api, signed.clone()).await?;
-        match &answer {
-            SchedulerResponse::Rejected { reason }
-                if reason == plexus_scheduler::core::STARTING
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            _ => return Ok(answer),
-        }
-    }
-}
-
-async fn ask_scheduler_once(api: &Api, signed: Signed) -> Result<SchedulerResponse, ApiError> {
-    let service = service(api)?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    service
-        .tell(ServiceMsg::Local(Local::Scheduler { signed, reply: tx }))
+    crate::durable::ask_scheduler(service(api)?, &signed, deadline)
         .await
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    match tokio::time::timeout(SCHEDULER_WAIT, rx).await {
-        Ok(Ok(Ok(response))) => Ok(response),
-        Ok(Ok(Err(why))) => Err(ApiError(StatusCode::BAD_GATEWAY, why)),
-        Ok(Err(_)) => Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the durable service stopped".into(),
-        )),
-        Err(_) => Err(ApiError(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "the scheduler did not answer within {} s (is a majority of its replicas up?)",
-                SCHEDULER_WAIT.as_secs()
-            ),
-        )),
-    }
+        .map_err(|e| {
+            let status = match e {
+                AskError::Failed(_) => StatusCode::BAD_GATEWAY,
+                AskError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            ApiError(status, e.to_string())
+        })
 }
 
 fn response_json(response: SchedulerResponse) -> Result<Json<Value>, ApiError> {

@@ -25,23 +25,9 @@ fn four_processes_form_a_cluster_detect_a_kill_and_refuse_an_intruder() {
     let (intruder_home, _intruder_id) = net.new_key("intruder");
     let config = net.fast_config("fast");
 
-    let mut nodes = vec![NodeProc::start(
-        "n1",
-        &homes[0].0,
-        &net.allowlist(),
-        &config,
-        None,
-    )];
+    let data: Vec<std::path::PathBuf> = homes.iter().map(|(d, _)| d.clone()).collect();
+    let mut nodes = net.start_all(&data, &config);
     let boot = nodes[0].listen.clone();
-    for (i, (data, _)) in homes.iter().enumerate().skip(1) {
-        nodes.push(NodeProc::start(
-            &format!("n{}", i + 1),
-            data,
-            &net.allowlist(),
-            &config,
-            Some(&boot),
-        ));
-    }
     for node in nodes.iter_mut() {
         node.wait_members(3, Duration::from_secs(20));
     }

@@ -13,11 +13,11 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use common::{Network, NodeProc, SIGTERM, otlp, plexus};
+use common::{Network, NodeProc, SIGTERM, otlp, plexus, poll};
 
 #[test]
 fn the_demo_migrates_and_survives_a_kill_without_losing_a_message() {
@@ -73,23 +73,9 @@ fn durable_actors(node: &NodeProc) -> Vec<String> {
 #[test]
 fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drains() {
     let net = Network::new("durable");
-    let mut homes = Vec::new();
-    for i in 1..=3 {
-        let (data, id) = net.new_key(&format!("n{i}"));
-        net.admit(&id, &["region=eu"]);
-        homes.push(data);
-    }
-    let (client_home, client_id) = net.new_key("client");
-    common::run_ok(&[
-        "allowlist",
-        "add",
-        &client_id,
-        "--submitter",
-        "--network-dir",
-        net.net_dir().to_str().unwrap(),
-    ]);
+    let homes = admitted(&net, 3, &["region=eu"]);
+    let key = net.submitter("client");
     let (forger_home, _) = net.new_key("forger");
-    let key = client_home.join("node.key");
     let forged = forger_home.join("node.key");
     // Every node exports its spans to one collector.
     let collector = otlp::Collector::start();
@@ -100,23 +86,7 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
         collector.url
     ));
     std::fs::write(&config, text).unwrap();
-    let mut nodes = vec![NodeProc::start(
-        "n1",
-        &homes[0],
-        &net.allowlist(),
-        &config,
-        None,
-    )];
-    let boot = nodes[0].listen.clone();
-    for (i, home) in homes.iter().enumerate().skip(1) {
-        nodes.push(NodeProc::start(
-            &format!("n{}", i + 1),
-            home,
-            &net.allowlist(),
-            &config,
-            Some(&boot),
-        ));
-    }
+    let mut nodes = net.start_all(&homes, &config);
     nodes[0].wait_members(2, Duration::from_secs(30));
     let api = nodes[0].api.clone();
     let job = net.dir.0.join("wc.toml");
@@ -184,8 +154,7 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
         .map(|n| n.id.clone())
         .collect();
     assert!(hosts.len() >= 2, "the job spans nodes: {hosts:?}");
-    let start = Instant::now();
-    loop {
+    poll(Duration::from_secs(20), || {
         let seen = nodes.iter().any(|n| {
             n.get("/v1/durable")["actors"].as_object().is_some_and(|a| {
                 a.iter().any(|(k, v)| {
@@ -196,21 +165,14 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
                 })
             })
         });
-        if seen {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the trace context never reached the count stage"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        seen.then_some(())
+            .ok_or("the trace context never reached the count stage".to_string())
+    });
     // The collector gets one trace from several nodes, each hop the child of the
     // one before: the client's span -> `api.send` on the API node -> the ingest
     // stage's `durable.apply` -> a count stage's `durable.apply`.
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let start = Instant::now();
-    let (api_send, ingest, count) = loop {
+    let (api_send, ingest, count) = poll(Duration::from_secs(30), || {
         let spans: Vec<otlp::SeenSpan> = collector
             .spans()
             .into_iter()
@@ -240,15 +202,13 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
                 })
                 .cloned()
         });
-        if let (Some(a), Some(i), Some(c)) = (api_send, ingest, count) {
-            break (a, i, c);
+        match (api_send, ingest, count) {
+            (Some(a), Some(i), Some(c)) => Ok((a, i, c)),
+            _ => Err(format!(
+                "the trace never reached the collector whole: {spans:#?}"
+            )),
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the trace never reached the collector whole: {spans:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    });
     assert_eq!(api_send.instance, nodes[0].id, "api.send is the API node's");
     let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
     for span in [&ingest, &count] {
@@ -284,57 +244,65 @@ fn signed_deploys_run_forged_and_unsatisfiable_ones_are_refused_and_sigterm_drai
     let drained = nodes[victim].wait_event(Duration::from_secs(60), |v| v["event"] == "drained");
     assert_eq!(drained["actors_left"], 0, "{drained}; it hosted {had:?}");
     nodes[victim].wait_event(Duration::from_secs(30), |v| v["event"] == "stopped");
-    let start = Instant::now();
-    loop {
-        let (ok, _, out, _) = client(&["actors"], &api, &key);
-        let all_active = ok
-            && out.lines().filter(|l| l.starts_with("wc/")).count() == 3
-            && out
-                .lines()
-                .filter(|l| l.starts_with("wc/"))
-                .all(|l| l.ends_with("active") && !l.contains(&nodes[victim].id));
-        if all_active {
-            break;
+    poll(Duration::from_secs(30), || {
+        let rows = active_rows(&api, &key, "wc/", 3)?;
+        match rows.iter().find(|l| l.contains(&nodes[victim].id)) {
+            Some(l) => Err(format!("still on the drained node: {l}")),
+            None => Ok(()),
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "{out}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     // The messages' effects moved with the actors (they may still be in flight
     // between the stages: wait for them, within a bound).
-    let start = Instant::now();
-    loop {
-        let counted: u64 = nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != victim)
-            .map(|(_, n)| n.get("/v1/durable"))
-            .flat_map(|s| {
-                s["actors"]
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|(k, _)| k.starts_with("wc/count/"))
-                    .map(|(_, v)| v["count"].as_u64().unwrap_or(0))
-                    .collect::<Vec<_>>()
-            })
-            .sum();
-        if counted == 3 {
-            break;
-        }
-        assert!(counted < 3, "a message was applied twice: {counted}");
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the count stage holds {counted} of 3 messages"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    let survivors = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| n);
+    applied_exactly(survivors, "wc", 3);
+}
+
+/// The `plexus actors` rows of actors whose key starts with `prefix`, once there are
+/// `n` of them and all are active.
+fn active_rows(api: &str, key: &Path, prefix: &str, n: usize) -> Result<Vec<String>, String> {
+    let (ok, _, out, err) = client(&["actors"], api, key);
+    let rows: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_string)
+        .collect();
+    if ok && rows.len() == n && rows.iter().all(|l| l.ends_with("active")) {
+        Ok(rows)
+    } else {
+        Err(format!("{out}{err}"))
     }
 }
 
+/// `n` data dirs of node keys admitted with `tags`.
+fn admitted(net: &Network, n: usize, tags: &[&str]) -> Vec<std::path::PathBuf> {
+    (1..=n)
+        .map(|i| {
+            let (data, id) = net.new_key(&format!("n{i}"));
+            net.admit(&id, tags);
+            data
+        })
+        .collect()
+}
+
+/// Waits until the job's count stage, over `nodes`, has applied `n` messages, and
+/// fails at once if it applied more (a message applied twice).
+fn applied_exactly<'a>(nodes: impl Iterator<Item = &'a NodeProc> + Clone, job: &str, n: u64) {
+    poll(Duration::from_secs(30), || {
+        let got = counted(nodes.clone(), job);
+        assert!(got <= n, "a message was applied twice: {got} of {n}");
+        (got == n)
+            .then_some(())
+            .ok_or(format!("the count stage holds {got} of {n} messages"))
+    });
+}
+
 /// Sums the `count` of a job's count stage over `nodes`.
-fn counted(nodes: &[NodeProc], job: &str) -> u64 {
+fn counted<'a>(nodes: impl Iterator<Item = &'a NodeProc>, job: &str) -> u64 {
     nodes
-        .iter()
         .map(|n| n.get("/v1/durable"))
         .flat_map(|s| {
             s["actors"]
@@ -352,38 +320,10 @@ fn counted(nodes: &[NodeProc], job: &str) -> u64 {
 #[test]
 fn a_node_that_joins_takes_over_actors_by_live_migration() {
     let net = Network::new("rebalance");
-    let mut homes = Vec::new();
-    for i in 1..=3 {
-        let (data, id) = net.new_key(&format!("n{i}"));
-        net.admit(&id, &[]);
-        homes.push(data);
-    }
-    let (client_home, client_id) = net.new_key("client");
-    common::run_ok(&[
-        "allowlist",
-        "add",
-        &client_id,
-        "--submitter",
-        "--network-dir",
-        net.net_dir().to_str().unwrap(),
-    ]);
-    let key = client_home.join("node.key");
+    let homes = admitted(&net, 3, &[]);
+    let key = net.submitter("client");
     let config = net.fast_config("fast");
-    let mut nodes = vec![NodeProc::start(
-        "n1",
-        &homes[0],
-        &net.allowlist(),
-        &config,
-        None,
-    )];
-    let boot = nodes[0].listen.clone();
-    nodes.push(NodeProc::start(
-        "n2",
-        &homes[1],
-        &net.allowlist(),
-        &config,
-        Some(&boot),
-    ));
+    let mut nodes = net.start_all(&homes[..2], &config);
     nodes[0].wait_members(1, Duration::from_secs(30));
     let api = nodes[0].api.clone();
 
@@ -414,27 +354,16 @@ fn a_node_that_joins_takes_over_actors_by_live_migration() {
     assert!(ok, "{err}");
 
     // A third node joins: the scheduler moves an actor to it, live.
-    nodes.push(NodeProc::start(
-        "n3",
-        &homes[2],
-        &net.allowlist(),
-        &config,
-        Some(&boot),
-    ));
-    let start = Instant::now();
-    loop {
-        let (ok, _, out, _) = client(&["actors"], &api, &key);
-        let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("rb/")).collect();
-        let on_new = rows.iter().any(|l| l.contains(&nodes[2].id));
-        if ok && on_new && rows.len() == 4 && rows.iter().all(|l| l.ends_with("active")) {
-            break;
+    let boot = nodes[0].listen.clone();
+    nodes.push(net.start(2, &homes[2], &config, Some(&boot)));
+    poll(Duration::from_secs(60), || {
+        let rows = active_rows(&api, &key, "rb/", 4)?;
+        if rows.iter().any(|l| l.contains(&nodes[2].id)) {
+            Ok(())
+        } else {
+            Err(format!("no actor moved to the new node: {rows:?}"))
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no actor moved to the new node: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     assert!(
         durable_actors(&nodes[2])
             .iter()
@@ -458,17 +387,5 @@ fn a_node_that_joins_takes_over_actors_by_live_migration() {
     // Traffic before and after the move is applied exactly once.
     let (ok, _, _, err) = client(&["send", "rb/ingest/0", "e f", "g h"], &api, &key);
     assert!(ok, "{err}");
-    let start = Instant::now();
-    loop {
-        let n = counted(&nodes, "rb");
-        if n == 4 {
-            break;
-        }
-        assert!(n < 4, "a message was applied twice: {n}");
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the count stage holds {n} of 4 messages"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    applied_exactly(nodes.iter(), "rb", 4);
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use plexus_actors::NodeId;
 use plexus_actors::codec::{self, CodecError};
-use plexus_durable::types::{Ballot, ReplicaSet};
+use plexus_durable::types::{Ballot, DurableKey, ReplicaSet};
 use plexus_mesh::identity::{self, NodeKey, SignatureError};
 use serde::{Deserialize, Serialize};
 
@@ -270,6 +270,19 @@ impl ActorSpec {
     /// Decodes a command's spec.
     pub fn decode(bytes: &[u8]) -> Result<ActorSpec, CodecError> {
         codec::decode_body(bytes, 1 << 20)
+    }
+
+    /// The keys of every downstream actor, in stage then replica order (a name that
+    /// is not a valid key is skipped; the job parser admits none).
+    pub fn output_keys(&self) -> Vec<DurableKey> {
+        self.outputs
+            .iter()
+            .flat_map(|(stage, n)| {
+                (0..*n).filter_map(move |i| {
+                    DurableKey::new(&crate::job::actor_key(&self.job, stage, i)).ok()
+                })
+            })
+            .collect()
     }
 }
 

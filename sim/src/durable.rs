@@ -80,14 +80,7 @@ impl Hosted {
         } else {
             codec::decode_body(&user.bytes, codec::FRAME_BYTES_MAX).map_err(|e| e.to_string())?
         };
-        let sinks = spec
-            .outputs
-            .iter()
-            .flat_map(|(stage, n)| {
-                let prefix = format!("{}/{stage}", spec.job);
-                (0..*n).filter_map(move |i| DurableKey::new(&format!("{prefix}/{i}")).ok())
-            })
-            .collect();
+        let sinks = spec.output_keys();
         Ok(Hosted::Toy { state, sinks })
     }
 

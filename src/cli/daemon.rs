@@ -250,31 +250,9 @@ async fn drain(
         nonce,
         key,
     ) {
-        // A scheduler that just started answers "starting" until its first view.
-        while tokio::time::Instant::now() < deadline {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let request = ServiceMsg::Local(Local::Scheduler {
-                signed: signed.clone(),
-                reply: tx,
-            });
-            if durable.tell(request).await.is_err() {
-                break;
-            }
-            match tokio::time::timeout_at(deadline, rx).await {
-                Ok(Ok(Ok(plexus_scheduler::protocol::Response::Rejected { reason })))
-                    if reason == plexus_scheduler::core::STARTING =>
-                {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Ok(Ok(Ok(answer))) => {
-                    tracing::info!(?answer, "drain requested");
-                    break;
-                }
-                other => {
-                    tracing::warn!(?other, "the scheduler did not take the drain");
-                    break;
-                }
-            }
+        match crate::durable::ask_scheduler(durable, &signed, deadline).await {
+            Ok(answer) => tracing::info!(?answer, "drain requested"),
+            Err(e) => tracing::warn!(error = %e, "the scheduler did not take the drain"),
         }
     }
     loop {

@@ -74,14 +74,7 @@ pub fn build(
         codec::decode_body(&user.bytes, codec::FRAME_BYTES_MAX)
             .map_err(|e| format!("the state does not decode: {e}"))?
     };
-    let outputs = spec
-        .outputs
-        .iter()
-        .flat_map(|(stage, n)| {
-            let prefix = format!("{}/{stage}", spec.job);
-            (0..*n).filter_map(move |i| DurableKey::new(&format!("{prefix}/{i}")).ok())
-        })
-        .collect();
+    let outputs = spec.output_keys();
     Ok(Box::new(Stage {
         kind: spec.kind,
         state,

@@ -6,4 +6,4 @@ pub mod apps;
 pub mod service;
 pub mod store;
 
-pub use service::{DurableService, Local, ServiceMsg, ServiceStatus};
+pub use service::{AskError, DurableService, Local, ServiceMsg, ServiceStatus, ask_scheduler};

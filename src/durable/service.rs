@@ -105,6 +105,59 @@ pub enum Local {
     },
 }
 
+/// Why a request to the scheduler got no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    /// The local durable service is gone (the node is stopping).
+    #[error("the durable service stopped")]
+    Stopped,
+    /// The service could not pass the request on; the string says why.
+    #[error("{0}")]
+    Failed(String),
+    /// No answer before the deadline.
+    #[error("the scheduler did not answer in time (is a majority of its replicas up?)")]
+    Timeout,
+}
+
+/// How often a request is asked again while the scheduler answers
+/// [`plexus_scheduler::core::STARTING`].
+const STARTING_RETRY: Duration = Duration::from_millis(200);
+
+/// Hands `signed` to the scheduler through this node's service and waits for the
+/// answer until `deadline`. A scheduler that just (re)started answers
+/// [`plexus_scheduler::core::STARTING`] until its first view of the cluster (half a
+/// second at most); the request is then asked again, within the same deadline.
+pub async fn ask_scheduler(
+    service: &ActorRef<ServiceMsg>,
+    signed: &Signed,
+    deadline: tokio::time::Instant,
+) -> Result<Response, AskError> {
+    loop {
+        let (tx, rx) = oneshot::channel();
+        let request = ServiceMsg::Local(Local::Scheduler {
+            signed: signed.clone(),
+            reply: tx,
+        });
+        service.tell(request).await.map_err(|_| AskError::Stopped)?;
+        let answer = match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(answer))) => answer,
+            Ok(Ok(Err(why))) => return Err(AskError::Failed(why)),
+            Ok(Err(_)) => return Err(AskError::Stopped),
+            Err(_) => return Err(AskError::Timeout),
+        };
+        match &answer {
+            Response::Rejected { reason }
+                if reason == plexus_scheduler::core::STARTING
+                    && tokio::time::Instant::now() + STARTING_RETRY < deadline =>
+            {
+                tokio::time::sleep(STARTING_RETRY).await;
+            }
+            _ => return Ok(answer),
+        }
+    }
+}
+
 /// What the service reports about this node.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ServiceStatus {
@@ -300,6 +353,23 @@ impl DurableService {
             let session = st.session;
             let _ = st.core.session_send(session, &sched, payload, None);
         }
+    }
+
+    /// Tells the scheduler `key` is active here under `ballot`, committing to `set`.
+    fn report_active(
+        &self,
+        st: &mut ServiceState,
+        key: &DurableKey,
+        set: plexus_durable::ReplicaSet,
+        ballot: Ballot,
+    ) {
+        let report = Report::Active {
+            key: key.to_string(),
+            node: st.me,
+            set,
+            ballot,
+        };
+        self.report(st, report);
     }
 
     fn local(&self, st: &mut ServiceState, now: Time, local: Local) {
@@ -533,29 +603,13 @@ impl DurableService {
                         tracing::warn!(%key, error = %e, "cannot register a durable actor");
                     }
                     if key.as_str() != SCHEDULER_KEY {
-                        self.report(
-                            st,
-                            Report::Active {
-                                key: key.to_string(),
-                                node: me,
-                                set,
-                                ballot,
-                            },
-                        );
+                        self.report_active(st, &key, set, ballot);
                     }
                     tracing::info!(%key, round = ballot.round, "durable actor active here");
                 }
                 ActivationEvent::Reconfigured { set } => {
                     let ballot = st.core.actor(&key).map_or(Ballot::ZERO, |a| a.ballot());
-                    self.report(
-                        st,
-                        Report::Active {
-                            key: key.to_string(),
-                            node: me,
-                            set,
-                            ballot,
-                        },
-                    );
+                    self.report_active(st, &key, set, ballot);
                 }
                 ActivationEvent::Committed { .. } => {}
                 ActivationEvent::Command { to, command } => {

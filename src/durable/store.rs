@@ -186,14 +186,17 @@ mod tests {
         }
     }
 
+    /// An empty directory for one test (`tag` tells tests apart).
+    fn fresh_dir(tag: u32) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("plexus-store-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
     #[test]
     fn slots_survive_reopening_and_deletes_stick() {
-        let dir = std::env::temp_dir().join(format!(
-            "plexus-store-test-{}-{}",
-            std::process::id(),
-            line!()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = fresh_dir(line!());
         let a = DurableKey::new("job/stage/0").unwrap();
         let b = DurableKey::new("job/stage/1").unwrap();
         {
@@ -244,12 +247,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_slot_is_an_error_not_a_panic() {
-        let dir = std::env::temp_dir().join(format!(
-            "plexus-store-test-{}-{}",
-            std::process::id(),
-            line!()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = fresh_dir(line!());
         let s = RocksStore::open(&dir).unwrap();
         s.db.put(b"k", b"\xff garbage").unwrap();
         let k = DurableKey::new("k").unwrap();

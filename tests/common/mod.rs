@@ -13,6 +13,22 @@ use serde_json::Value;
 
 pub mod otlp;
 
+/// Asks `probe` until it answers `Ok`, at most `limit` long, and panics with its
+/// last `Err` after that. For state only a real process can tell (through its HTTP
+/// API): there is no in-process event to wait on, so this polls, with a bound.
+pub fn poll<T>(limit: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(why) => {
+                assert!(Instant::now() < deadline, "not within {limit:?}: {why}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
 pub fn plexus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_plexus"))
 }
@@ -104,6 +120,42 @@ impl Network {
             args.push(t);
         }
         run_ok(&args);
+    }
+
+    /// A key allowlisted as a job submitter; returns its key file.
+    pub fn submitter(&self, name: &str) -> PathBuf {
+        let (home, id) = self.new_key(name);
+        run_ok(&[
+            "allowlist",
+            "add",
+            &id,
+            "--submitter",
+            "--network-dir",
+            self.net_dir().to_str().unwrap(),
+        ]);
+        home.join("node.key")
+    }
+
+    /// Starts node `n{index + 1}` from its data dir; every node but the first
+    /// bootstraps from `boot` (the first node's listen address).
+    pub fn start(&self, index: usize, home: &Path, config: &Path, boot: Option<&str>) -> NodeProc {
+        NodeProc::start(
+            &format!("n{}", index + 1),
+            home,
+            &self.allowlist(),
+            config,
+            boot,
+        )
+    }
+
+    /// Starts a node from each data dir, the first as the others' bootstrap.
+    pub fn start_all(&self, homes: &[PathBuf], config: &Path) -> Vec<NodeProc> {
+        let mut nodes: Vec<NodeProc> = Vec::new();
+        for (i, home) in homes.iter().enumerate() {
+            let boot = nodes.first().map(|n| n.listen.clone());
+            nodes.push(self.start(i, home, config, boot.as_deref()));
+        }
+        nodes
     }
 
     /// A config file with fast failure detection.

@@ -344,8 +344,10 @@ fn only_a_current_report_of_the_newest_set_retires_older_sets() {
     assert_eq!(s.state().actors[&key].sets, vec![new]);
 }
 
-#[test]
-fn a_host_that_dies_during_a_move_is_restored_on_the_target_at_once() {
+/// Four nodes, a deployed job, and one actor ordered from `from` to `to` (a node
+/// that hosts nothing). Returns the scheduler, the view with every actor at home,
+/// the actor's key, `from` and `to`.
+fn one_move_ordered() -> (Scheduler, View, String, NodeId, NodeId) {
     let mut s = Scheduler::default();
     let nodes: Vec<NodeInfo> = (1..=4).map(|i| info(i, &[], true)).collect();
     s.tick(view(nodes.clone()));
@@ -364,6 +366,12 @@ fn a_host_that_dies_during_a_move_is_restored_on_the_target_at_once() {
         to,
     }));
     assert!(matches!(out.response, Some(Response::Migrating { .. })));
+    (s, v, key, from, to)
+}
+
+#[test]
+fn a_host_that_dies_during_a_move_is_restored_on_the_target_at_once() {
+    let (mut s, v, key, from, to) = one_move_ordered();
 
     // While the host is alive and the actor is between homes, the move is awaited.
     let mut between = v.clone();
@@ -394,24 +402,7 @@ fn a_host_that_dies_during_a_move_is_restored_on_the_target_at_once() {
 
 #[test]
 fn a_move_the_host_did_not_start_is_ordered_again() {
-    let mut s = Scheduler::default();
-    let nodes: Vec<NodeInfo> = (1..=4).map(|i| info(i, &[], true)).collect();
-    s.tick(view(nodes.clone()));
-    let actors = deployed(&mut s);
-    let mut v = view(nodes.clone());
-    v.locations = actors.iter().cloned().collect();
-    s.tick(v.clone());
-    let (key, from) = actors[0].clone();
-    let to = nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|n| *n != from && actors.iter().all(|(_, h)| h != n))
-        .unwrap();
-    let out = s.request(&signed(Request::Migrate {
-        actor: key.clone(),
-        to,
-    }));
-    assert!(matches!(out.response, Some(Response::Migrating { .. })));
+    let (mut s, v, key, from, to) = one_move_ordered();
     let order = (
         from,
         Command::Migrate {
