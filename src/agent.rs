@@ -17,7 +17,7 @@ use plexus_actors::runtime::{
 };
 use plexus_actors::{ActorId, NodeId};
 use plexus_mesh::registry::{Location, RegistryError};
-use plexus_mesh::runtime::Mesh;
+use plexus_mesh::driver::Mesh;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;

@@ -50,7 +50,7 @@ pub struct Api {
     /// The durable-actor service, on daemons.
     pub durable: Option<plexus_actors::runtime::ActorRef<ServiceMsg>>,
     /// This node's key (it signs the status requests it makes for clients).
-    pub key: Option<plexus_mesh::identity::NodeKey>,
+    pub key: Option<plexus_vocab::identity::NodeKey>,
 }
 
 /// An API error: a status and a message.

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use plexus_mesh::membership::MembershipConfig;
-use plexus_mesh::resources::Resources;
+use plexus_vocab::resources::Resources;
 use serde::Deserialize;
 
 /// Default loopback address of the local HTTP API.
@@ -189,7 +189,7 @@ pub fn read_file(path: &Path) -> Result<NodeFile, ConfigError> {
     })
 }
 
-pub use plexus_mesh::resources::parse_size;
+pub use plexus_vocab::resources::parse_size;
 
 fn duration(
     name: &str,
@@ -253,7 +253,7 @@ impl NodeFile {
             gpus: self.resources.gpus.unwrap_or(0),
         };
         for key in self.tags.keys() {
-            plexus_mesh::resources::parse_tag(key).map_err(|e| field("tags", e))?;
+            plexus_vocab::resources::parse_tag(key).map_err(|e| field("tags", e))?;
         }
         let defaults = MembershipConfig::default();
         let membership = MembershipConfig {

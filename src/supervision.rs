@@ -24,7 +24,7 @@ use plexus_actors::runtime::{
 };
 use plexus_actors::{ActorId, NodeId};
 use plexus_supervisor::Restart;
-use plexus_supervisor::runtime::{Child, StartFn, Started};
+use plexus_supervisor::driver::{Child, StartFn, Started};
 
 use crate::{Node, NodeError};
 

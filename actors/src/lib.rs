@@ -20,7 +20,7 @@ pub mod datum;
 pub mod id;
 pub mod migratable;
 pub mod pipeline;
-pub mod remote;
+pub mod envelope;
 pub mod rng;
 pub mod time;
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use plexus_actors::remote::Failure;
+use plexus_actors::envelope::Failure;
 use plexus_actors::runtime::{
     Actor, ActorError, ActorRef, ActorSystem, AskError, Context, DeliverError, LinkError, Message,
     Outgoing, RemoteLink, RemoteReply, SystemConfig, Wire,

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use plexus_actors::codec;
 use plexus_actors::migratable::Snapshot;
-use plexus_actors::remote::TraceContext;
+use plexus_actors::envelope::TraceContext;
 use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use plexus_actors::remote::TraceContext;
+use plexus_actors::envelope::TraceContext;
 use plexus_actors::{NodeId, Time};
 
 use crate::activation::{

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use plexus_actors::remote::TraceContext;
+use plexus_actors::envelope::TraceContext;
 use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 

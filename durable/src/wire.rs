@@ -6,7 +6,7 @@
 
 use plexus_actors::NodeId;
 use plexus_actors::codec::{self, CodecError};
-use plexus_actors::remote::TraceContext;
+use plexus_actors::envelope::TraceContext;
 use serde::{Deserialize, Serialize};
 
 use crate::types::{Ballot, DurableKey, Record, ReplicaSet, SenderId};

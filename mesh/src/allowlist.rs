@@ -13,8 +13,8 @@ use plexus_actors::NodeId;
 use plexus_actors::codec::{self, CodecError};
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{self, NodeKey, SignatureError};
-use crate::resources::{Resources, Tags};
+use plexus_vocab::identity::{self, NodeKey, SignatureError};
+use plexus_vocab::resources::{Resources, Tags};
 
 /// Signature domain for allowlists.
 const DOMAIN: &[u8] = b"plexus/allowlist/v1";

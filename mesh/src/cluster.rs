@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::delivery::{Delivery, DeliveryConfig, DeliveryEvent, Inbound};
 use crate::membership::{Membership, MembershipConfig, MembershipEvent, Probe};
 use crate::registry::{Claim, Location, Registry, RegistryConfig, RegistryError, RegistryEvent};
-use crate::resources::NodeMeta;
+use plexus_vocab::resources::NodeMeta;
 use crate::wire::{ControlPacket, DataBody, Failure, Frame};
 
 /// Everything tunable about one node's mesh cores.

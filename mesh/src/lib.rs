@@ -3,9 +3,7 @@
 //! Nodes are run by identified operators and talk peer to peer; there is no broker.
 //!
 //! Cores (always compiled, sans-IO):
-//! * [`identity`]: ed25519 keys and domain-separated signatures;
 //! * [`allowlist`]: the governance-signed allowlist and the rules for updating it;
-//! * [`resources`]: resources and tags nodes declare and advertise;
 //! * [`broadcast`]: the piggyback queue for epidemic dissemination;
 //! * [`membership`]: SWIM membership and failure detection with incarnations;
 //! * [`registry`]: the cluster name registry, a convergent CRDT;
@@ -20,11 +18,9 @@ pub mod allowlist;
 pub mod broadcast;
 pub mod cluster;
 pub mod delivery;
-pub mod identity;
 pub mod membership;
 pub mod registry;
-pub mod resources;
 pub mod wire;
 
 #[cfg(feature = "runtime")]
-pub mod runtime;
+pub mod driver;

@@ -37,7 +37,7 @@ use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::broadcast::{BroadcastQueue, ceil_log2};
-use crate::resources::NodeMeta;
+use plexus_vocab::resources::NodeMeta;
 
 /// Most bootstrap peers remembered.
 const SEEDS_MAX: usize = 64;

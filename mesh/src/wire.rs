@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use plexus_actors::ActorId;
 use plexus_actors::codec::{self, CodecError};
-pub use plexus_actors::remote::{Failure, TraceContext};
+pub use plexus_actors::envelope::{Failure, TraceContext};
 use serde::{Deserialize, Serialize};
 
 use crate::membership::{MemberUpdate, Probe};

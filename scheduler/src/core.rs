@@ -23,7 +23,7 @@ use plexus_actors::NodeId;
 use plexus_actors::migratable::Migratable;
 use plexus_durable::types::{Ballot, DurableKey, ReplicaSet};
 use plexus_durable::wire::Command;
-use plexus_mesh::resources::Resources;
+use plexus_vocab::resources::Resources;
 use serde::{Deserialize, Serialize};
 
 use crate::job::{JobSpec, Strategy, actor_key};

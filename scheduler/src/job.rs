@@ -33,7 +33,7 @@
 use std::collections::BTreeSet;
 
 use plexus_actors::pipeline::spec::{PipelineSpec, StageSpec};
-use plexus_mesh::resources::{Resources, parse_cpu, parse_size};
+use plexus_vocab::resources::{Resources, parse_cpu, parse_size};
 use serde::{Deserialize, Serialize};
 
 use crate::tags::Expr;

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use plexus_actors::NodeId;
 use plexus_durable::types::{ReplicaSet, rendezvous};
-use plexus_mesh::resources::{Resources, Tags};
+use plexus_vocab::resources::{Resources, Tags};
 use serde::{Deserialize, Serialize};
 
 use crate::job::Strategy;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use plexus_actors::NodeId;
 use plexus_actors::codec::{self, CodecError};
 use plexus_durable::types::{Ballot, DurableKey, ReplicaSet};
-use plexus_mesh::identity::{self, NodeKey, SignatureError};
+use plexus_vocab::identity::{self, NodeKey, SignatureError};
 use serde::{Deserialize, Serialize};
 
 use crate::placement::NodeInfo;

@@ -22,7 +22,7 @@
 
 use std::fmt;
 
-use plexus_mesh::resources::Tags;
+use plexus_vocab::resources::Tags;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest expression accepted, in bytes.

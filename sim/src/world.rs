@@ -25,9 +25,9 @@ use plexus_durable::wire::DurableMsg;
 use plexus_durable::{MemStore, SERVICE_LOCAL_ID};
 use plexus_mesh::cluster::{Cluster, ClusterConfig, ClusterEvent};
 use plexus_mesh::delivery::DeliveryEvent;
-use plexus_mesh::identity::NodeKey;
+use plexus_vocab::identity::NodeKey;
 use plexus_mesh::membership::{MemberState, MembershipConfig, MembershipEvent};
-use plexus_mesh::resources::NodeMeta;
+use plexus_vocab::resources::NodeMeta;
 use plexus_mesh::wire::{DataBody, Frame};
 use plexus_scheduler::app::{Watchdog, encode_request, encode_tick, scheduler_set};
 use plexus_scheduler::placement::NodeInfo;
@@ -1829,7 +1829,7 @@ impl World {
     }
 
     fn view_of(&self, i: usize) -> View {
-        let capacity = plexus_mesh::resources::Resources {
+        let capacity = plexus_vocab::resources::Resources {
             cpu_millis: 64_000,
             memory_bytes: 64 << 30,
             gpus: 0,

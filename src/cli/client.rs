@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use plexus_mesh::identity::NodeKey;
-use plexus_mesh::runtime::{read_key, write_new_key};
+use plexus_vocab::identity::NodeKey;
+use plexus_mesh::driver::{read_key, write_new_key};
 use plexus_scheduler::protocol::{Request, Signed};
 use serde_json::{Value, json};
 
@@ -36,7 +36,7 @@ pub fn client_key(path: &Path) -> Result<NodeKey, CliError> {
         return read_key(path).map_err(|e| CliError::Input(e.to_string()));
     }
     if let Some(dir) = path.parent() {
-        plexus_mesh::runtime::create_private_dir(dir)
+        plexus_mesh::driver::create_private_dir(dir)
             .map_err(|e| CliError::Input(e.to_string()))?;
     }
     let key = crate::node::ephemeral_key();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use plexus_mesh::cluster::ClusterConfig;
-use plexus_mesh::runtime::{MeshConfig, load_or_create_node_key};
+use plexus_mesh::driver::{MeshConfig, load_or_create_node_key};
 
 use super::CliError;
 use crate::api::{Api, router};
@@ -98,9 +98,9 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         .local_addr()
         .map_err(|e| CliError::Failed(e.to_string()))?;
 
-    let service_key = plexus_mesh::identity::NodeKey::from_seed(key.seed());
-    let drain_key = plexus_mesh::identity::NodeKey::from_seed(key.seed());
-    let api_key = plexus_mesh::identity::NodeKey::from_seed(key.seed());
+    let service_key = plexus_vocab::identity::NodeKey::from_seed(key.seed());
+    let drain_key = plexus_vocab::identity::NodeKey::from_seed(key.seed());
+    let api_key = plexus_vocab::identity::NodeKey::from_seed(key.seed());
     let mut mesh_config = MeshConfig::new(key, allowlist);
     mesh_config.listen = settings.listen.clone();
     mesh_config.bootstrap = settings.bootstrap.clone();
@@ -234,7 +234,7 @@ const DRAIN_WAIT: Duration = Duration::from_secs(30);
 /// none is active here (or `limit` passes). Returns how many were left.
 async fn drain(
     durable: &plexus_actors::runtime::ActorRef<crate::durable::ServiceMsg>,
-    key: &plexus_mesh::identity::NodeKey,
+    key: &plexus_vocab::identity::NodeKey,
     limit: Duration,
 ) -> usize {
     use crate::durable::{Local, ServiceMsg};

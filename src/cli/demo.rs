@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use plexus_mesh::runtime::load_or_create_node_key;
+use plexus_mesh::driver::load_or_create_node_key;
 use plexus_scheduler::protocol::Request;
 use serde_json::Value;
 
@@ -252,7 +252,7 @@ pub fn run(messages: u64, keep: bool) -> Result<(), CliError> {
 fn cluster(
     dir: &Path,
     exe: &Path,
-) -> Result<(Vec<DemoNode>, plexus_mesh::identity::NodeKey), CliError> {
+) -> Result<(Vec<DemoNode>, plexus_vocab::identity::NodeKey), CliError> {
     // A network, three node keys and a client key on its allowlist.
     let net = dir.join("net");
     keys::network_create(Some(net.clone()), "demo", true)?;
@@ -531,7 +531,7 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
 /// how long the request took to complete.
 fn migrate_count(
     nodes: &[DemoNode],
-    client: &plexus_mesh::identity::NodeKey,
+    client: &plexus_vocab::identity::NodeKey,
 ) -> Result<(String, String, String, Duration), CliError> {
     let actor = "demo/count/0";
     let status = status_of(nodes).ok_or_else(|| CliError::Failed("no scheduler status".into()))?;
@@ -849,7 +849,7 @@ fn pauses_on(node: &DemoNode) -> Vec<u64> {
 /// Adds a node key to the allowlist in `net`, with tags and declared resources.
 fn admit_node(
     net: &Path,
-    key: &plexus_mesh::identity::NodeKey,
+    key: &plexus_vocab::identity::NodeKey,
     tags: Vec<String>,
     operator: String,
     declared: Option<(f64, &str)>,
@@ -872,7 +872,7 @@ fn admit_node(
 /// Adds a client key to the allowlist in `net` as a job submitter.
 fn admit_submitter(
     net: &Path,
-    key: &plexus_mesh::identity::NodeKey,
+    key: &plexus_vocab::identity::NodeKey,
     name: &str,
 ) -> Result<(), CliError> {
     keys::allowlist_add(

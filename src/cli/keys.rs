@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use plexus_actors::NodeId;
 use plexus_mesh::allowlist::{Allowlist, NodeEntry, SignedAllowlist, SubmitterEntry};
-use plexus_mesh::identity::NodeKey;
-use plexus_mesh::resources::{Resources, parse_tag};
-use plexus_mesh::runtime::{NODE_KEY_FILE, read_key, write_atomic, write_new_key};
+use plexus_vocab::identity::NodeKey;
+use plexus_vocab::resources::{Resources, parse_tag};
+use plexus_mesh::driver::{NODE_KEY_FILE, read_key, write_atomic, write_new_key};
 
 use super::CliError;
 use crate::config::{default_data_dir, parse_size};
@@ -123,7 +123,7 @@ pub(crate) fn allowlist_add(
     opts: AddOptions,
 ) -> Result<(), CliError> {
     let node: NodeId = peer.parse().map_err(|e| CliError::Input(format!("{e}")))?;
-    let mut tags = plexus_mesh::resources::Tags::new();
+    let mut tags = plexus_vocab::resources::Tags::new();
     for t in &opts.tags {
         let (k, v) = parse_tag(t).map_err(CliError::Input)?;
         tags.insert(k, v);

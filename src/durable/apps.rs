@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use plexus_actors::codec;
 use plexus_actors::migratable::Snapshot;
-use plexus_actors::remote::TraceContext;
+use plexus_actors::envelope::TraceContext;
 use plexus_durable::activation::{Applied, Input, Output};
 use plexus_durable::types::DurableKey;
 use plexus_scheduler::SCHEDULER_KEY;

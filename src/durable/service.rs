@@ -29,9 +29,9 @@ use plexus_durable::node::{DurableNode, NodeConfig, NodeEvent};
 use plexus_durable::stream::StreamEvent;
 use plexus_durable::types::{Ballot, DurableKey};
 use plexus_durable::wire::DurableMsg;
-use plexus_mesh::identity::NodeKey;
-use plexus_mesh::resources::{Resources, Tags};
-use plexus_mesh::runtime::Mesh;
+use plexus_vocab::identity::NodeKey;
+use plexus_vocab::resources::{Resources, Tags};
+use plexus_mesh::driver::Mesh;
 use plexus_scheduler::SCHEDULER_KEY;
 use plexus_scheduler::app::{
     WATCHDOG_GRACE_TICKS, Watchdog, decode_response, encode_request, encode_tick, scheduler_set,
@@ -94,7 +94,7 @@ pub enum Local {
         payload: Vec<u8>,
         /// The caller's trace context; it travels with the message and with
         /// everything the message causes, across stages and nodes.
-        trace: Option<plexus_actors::remote::TraceContext>,
+        trace: Option<plexus_actors::envelope::TraceContext>,
         /// Its number in this node's client session, or why not.
         reply: oneshot::Sender<Result<u64, String>>,
     },

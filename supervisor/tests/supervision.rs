@@ -9,7 +9,7 @@ use plexus_actors::NodeId;
 use plexus_actors::runtime::{
     Actor, ActorError, ActorSystem, Context, Exit, Message, SystemConfig,
 };
-use plexus_supervisor::runtime::{Child, SupervisorSpec, start_supervisor};
+use plexus_supervisor::driver::{Child, SupervisorSpec, start_supervisor};
 use plexus_supervisor::{ChildStatus, Intensity, Restart, Strategy};
 use tokio::sync::mpsc;
 

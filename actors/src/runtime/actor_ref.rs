@@ -11,7 +11,7 @@ use super::mailbox::{Envelope, Exit, LocalMailbox, ReplyTo};
 use super::message::{Message, Wire};
 use super::remote::{LinkError, Outgoing, RemoteLink, with_decode_context};
 use super::system::WeakSystem;
-use crate::remote::Failure;
+use crate::envelope::Failure;
 use crate::{ActorId, NodeId};
 
 /// A handle to an actor. Cheap to clone. The same methods work whether the actor

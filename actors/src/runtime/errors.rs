@@ -107,8 +107,8 @@ impl<M> std::error::Error for AskError<M> {}
 
 impl<M> AskError<M> {
     /// Maps a remote failure to the ask error an asker sees.
-    pub fn from_failure(failure: crate::remote::Failure) -> Self {
-        use crate::remote::Failure as F;
+    pub fn from_failure(failure: crate::envelope::Failure) -> Self {
+        use crate::envelope::Failure as F;
         match failure {
             F::MailboxFull => AskError::MailboxFull,
             F::Failed(why) => AskError::Failed(why),

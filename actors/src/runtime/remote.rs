@@ -23,7 +23,7 @@ use super::actor_ref::ActorRef;
 use super::mailbox::{Envelope, LocalMailbox, ReplyTo};
 use super::message::{Message, Wire};
 use super::system::{ActorSystem, WeakSystem};
-use crate::remote::{Failure, TraceContext};
+use crate::envelope::{Failure, TraceContext};
 use crate::{ActorId, NodeId};
 
 /// A message on its way to an actor on another node.

@@ -18,7 +18,7 @@ use super::kinds::{KindArgs, Kinds};
 use super::mailbox::{LocalMailbox, MAILBOX_CAPACITY_DEFAULT, MailboxShared};
 use super::message::Message;
 use super::remote::{DeliverError, Inbox, RemoteLink, RemoteReply, TypedInbox};
-use crate::remote::Failure;
+use crate::envelope::Failure;
 use crate::{ActorId, NodeId};
 
 /// Default time an `ask` waits for its reply.

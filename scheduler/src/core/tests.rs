@@ -1,5 +1,5 @@
 use super::*;
-use plexus_mesh::identity::NodeKey;
+use plexus_vocab::identity::NodeKey;
 
 fn node(i: u64) -> NodeId {
     NodeId::synthetic(i)

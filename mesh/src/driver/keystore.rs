@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use plexus_actors::codec;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::NodeKey;
+use plexus_vocab::identity::NodeKey;
 
 /// File name of a node's identity key inside its data directory.
 pub const NODE_KEY_FILE: &str = "node.key";

@@ -14,7 +14,7 @@ use libp2p::{
     tcp, yamux,
 };
 use plexus_actors::codec::{self, FrameReader};
-use plexus_actors::remote::Failure;
+use plexus_actors::envelope::Failure;
 use plexus_actors::runtime::{
     ActorSystem, DeliverError, LinkError, Outgoing, RemoteLink, RemoteReply,
 };
@@ -26,10 +26,10 @@ use tokio::task::JoinSet;
 use crate::allowlist::{Admission, AllowlistError, SignedAllowlist};
 use crate::cluster::{Cluster, ClusterConfig, ClusterEvent};
 use crate::delivery::DeliveryEvent;
-use crate::identity::NodeKey;
+use plexus_vocab::identity::NodeKey;
 use crate::membership::{MemberState, MembershipEvent};
 use crate::registry::{Location, RegistryError, RegistryEvent};
-use crate::resources::{NodeMeta, Resources, Tags};
+use plexus_vocab::resources::{NodeMeta, Resources, Tags};
 use crate::wire::{self, DataBody, Frame, MESH_FRAME_BYTES_MAX};
 
 /// The stream protocol actor and membership traffic runs on.

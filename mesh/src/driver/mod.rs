@@ -35,10 +35,10 @@
 //! * Pending asks are swept once a second when their asker has given up.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-mod driver;
+mod task;
 mod keystore;
 
-pub use driver::{
+pub use task::{
     MemberView, Mesh, MeshConfig, MeshError, MeshEvent, MeshStats, PROTOCOL_NAME, node_id_of,
     peer_id_of,
 };
