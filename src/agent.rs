@@ -16,8 +16,8 @@ use plexus_actors::runtime::{
     Actor, ActorError, ActorRef, ActorSystem, Context, Exit, KindArgs, Message, SpawnOptions, Wire,
 };
 use plexus_actors::{ActorId, NodeId};
-use plexus_mesh::registry::{Location, RegistryError};
 use plexus_mesh::driver::Mesh;
+use plexus_mesh::registry::{Location, RegistryError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;

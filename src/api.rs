@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Node;
-use crate::durable::{AskError, Local, ServiceMsg};
+use crate::hosting::{AskError, Local, ServiceMsg};
 use crate::kinds::EchoMsg;
 use plexus_durable::types::DurableKey;
 use plexus_scheduler::protocol::{Request, Response as SchedulerResponse, Signed};
@@ -330,11 +330,12 @@ const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn ask_scheduler(api: &Api, signed: Signed) -> Result<SchedulerResponse, ApiError> {
     let deadline = tokio::time::Instant::now() + SCHEDULER_WAIT;
-    crate::durable::ask_scheduler(service(api)?, &signed, deadline)
+    crate::hosting::ask_scheduler(service(api)?, &signed, deadline)
         .await
         .map_err(|e| {
             let status = match e {
-                AskError::Failed(_) => StatusCode::BAD_GATEWAY,
+                AskError::Answer(_) => StatusCode::BAD_GATEWAY,
+                AskError::Submit(plexus_host::SubmitError::Encode(_)) => StatusCode::BAD_REQUEST,
                 AskError::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             };
@@ -411,7 +412,7 @@ async fn send(
     let trace = req
         .traceparent
         .as_deref()
-        .map(crate::durable::apps::parse_traceparent)
+        .map(crate::telemetry::parse_traceparent)
         .transpose()
         .map_err(|e| bad(format!("`traceparent`: {e}")))?;
     // The API's own span joins the caller's trace; the messages carry it on.

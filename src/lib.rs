@@ -22,7 +22,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
-pub mod durable;
+pub mod hosting;
 pub mod kinds;
 pub mod node;
 pub mod stages;
@@ -38,3 +38,4 @@ pub use plexus_actors::runtime::{
 pub use plexus_actors::{ActorId, Datum, Migratable, NodeId};
 pub use plexus_mesh as mesh;
 pub use plexus_supervisor as supervisor;
+pub use plexus_vocab as vocab;

@@ -15,10 +15,10 @@ use plexus_actors::runtime::{
     SpawnError, SpawnOptions, SystemConfig,
 };
 use plexus_actors::{ActorId, NodeId};
-use plexus_vocab::identity::NodeKey;
-use plexus_mesh::registry::{Location, RegistryError};
 use plexus_mesh::driver::{Mesh, MeshConfig, MeshError, MeshEvent};
+use plexus_mesh::registry::{Location, RegistryError};
 use plexus_supervisor::driver::{SupervisorRef, SupervisorSpec, start_supervisor};
+use plexus_vocab::identity::NodeKey;
 
 use crate::agent::{self, AgentMsg, AgentReply, ExitNotice, RELAY_LOCAL_ID, Watches};
 

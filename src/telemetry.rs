@@ -264,6 +264,53 @@ impl HttpClient for Ureq {
     }
 }
 
+/// The W3C `traceparent` text of a trace context.
+pub fn traceparent(t: &TraceContext) -> String {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!(
+        "00-{}-{}-{:02x}",
+        hex(&t.trace_id),
+        hex(&t.span_id),
+        t.flags
+    )
+}
+
+/// Parses a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+pub fn parse_traceparent(text: &str) -> Result<TraceContext, String> {
+    let parts: Vec<&str> = text.trim().split('-').collect();
+    let bad = || format!("`{text}` is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)");
+    if parts.len() != 4
+        || parts[0] != "00"
+        || parts[1].len() != 32
+        || parts[2].len() != 16
+        || parts[3].len() != 2
+    {
+        return Err(bad());
+    }
+    let bytes = |h: &str| -> Result<Vec<u8>, String> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| {
+                h.get(i..i + 2)
+                    .and_then(|b| u8::from_str_radix(b, 16).ok())
+                    .ok_or_else(bad)
+            })
+            .collect()
+    };
+    let mut trace_id = [0u8; 16];
+    trace_id.copy_from_slice(&bytes(parts[1])?);
+    let mut span_id = [0u8; 8];
+    span_id.copy_from_slice(&bytes(parts[2])?);
+    if trace_id == [0; 16] || span_id == [0; 8] {
+        return Err(bad());
+    }
+    Ok(TraceContext {
+        trace_id,
+        span_id,
+        flags: bytes(parts[3])?[0],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +334,24 @@ mod tests {
                 matches!(traces_url(bad), Err(TelemetryError::Endpoint { .. })),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn traceparents_round_trip_and_bad_ones_are_refused() {
+        let text = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let t = parse_traceparent(text).unwrap();
+        assert_eq!(t.flags, 1);
+        assert_eq!(traceparent(&t), text);
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz",
+            "00-4bf92f3577b34da6a3ce929d0e0e47é6-00f067aa0ba902b7-01",
+        ] {
+            assert!(parse_traceparent(bad).is_err(), "{bad}");
         }
     }
 }

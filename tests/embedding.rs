@@ -2,7 +2,7 @@
 // Driver-level tests: they run on tokio like the drivers they test.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use plexus::supervisor::runtime::{Child, SupervisorSpec};
+use plexus::supervisor::driver::{Child, SupervisorSpec};
 use plexus::supervisor::{Intensity, Restart, Strategy};
 use plexus::{Actor, ActorError, Context, Message, Node, SpawnOptions};
 

@@ -59,8 +59,13 @@ fn the_simulator_runs_only_cores() {
 }
 
 #[test]
-fn the_durable_and_scheduler_cores_are_sans_io() {
-    for core in ["plexus-durable", "plexus-scheduler"] {
+fn the_durable_host_and_scheduler_cores_are_sans_io() {
+    for core in [
+        "plexus-vocab",
+        "plexus-durable",
+        "plexus-scheduler",
+        "plexus-host",
+    ] {
         assert_pure(core, &[]);
     }
 }

@@ -11,12 +11,12 @@ use plexus::Node;
 use plexus::actors::runtime::{Actor, ActorError, Context, Exit, KindArgs, Message, Wire};
 use plexus::mesh::allowlist::{Allowlist, NodeEntry, SignedAllowlist};
 use plexus::mesh::cluster::ClusterConfig;
-use plexus::mesh::identity::NodeKey;
-use plexus::mesh::resources::{Resources, Tags};
-use plexus::mesh::runtime::MeshConfig;
+use plexus::mesh::driver::MeshConfig;
 use plexus::supervision::{Placement, remote_child};
-use plexus::supervisor::runtime::SupervisorSpec;
+use plexus::supervisor::driver::SupervisorSpec;
 use plexus::supervisor::{Intensity, Restart, Strategy};
+use plexus::vocab::identity::NodeKey;
+use plexus::vocab::resources::{Resources, Tags};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]

@@ -17,10 +17,10 @@
 
 pub mod codec;
 pub mod datum;
+pub mod envelope;
 pub mod id;
 pub mod migratable;
 pub mod pipeline;
-pub mod envelope;
 pub mod rng;
 pub mod time;
 

@@ -28,9 +28,9 @@ use plexus::Node;
 use plexus::actors::runtime::{Actor, ActorError, Context, Message, Wire};
 use plexus::mesh::allowlist::{Allowlist, NodeEntry, SignedAllowlist};
 use plexus::mesh::cluster::ClusterConfig;
-use plexus::mesh::identity::NodeKey;
-use plexus::mesh::resources::{Resources, Tags};
-use plexus::mesh::runtime::MeshConfig;
+use plexus::mesh::driver::MeshConfig;
+use plexus::vocab::identity::NodeKey;
+use plexus::vocab::resources::{Resources, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

@@ -35,8 +35,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use plexus_actors::codec;
-use plexus_actors::migratable::Snapshot;
 use plexus_actors::envelope::TraceContext;
+use plexus_actors::migratable::Snapshot;
 use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 

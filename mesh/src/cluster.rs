@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::delivery::{Delivery, DeliveryConfig, DeliveryEvent, Inbound};
 use crate::membership::{Membership, MembershipConfig, MembershipEvent, Probe};
 use crate::registry::{Claim, Location, Registry, RegistryConfig, RegistryError, RegistryEvent};
-use plexus_vocab::resources::NodeMeta;
 use crate::wire::{ControlPacket, DataBody, Failure, Frame};
+use plexus_vocab::resources::NodeMeta;
 
 /// Everything tunable about one node's mesh cores.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

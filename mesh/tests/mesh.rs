@@ -13,9 +13,9 @@ use plexus_actors::runtime::{
 use plexus_actors::{ActorId, NodeId};
 use plexus_mesh::allowlist::{Allowlist, NodeEntry, SignedAllowlist};
 use plexus_mesh::cluster::ClusterConfig;
+use plexus_mesh::driver::{Mesh, MeshConfig, MeshEvent};
 use plexus_vocab::identity::NodeKey;
 use plexus_vocab::resources::{Resources, Tags};
-use plexus_mesh::driver::{Mesh, MeshConfig, MeshEvent};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]

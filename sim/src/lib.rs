@@ -10,9 +10,9 @@
 //! It depends on the core crates without their `runtime` features: no tokio, no
 //! libp2p, no clock (`tests/layering.rs` checks it). See `docs/simulator.md`.
 
-pub mod durable;
 pub mod report;
 pub mod scenario;
+pub mod toy_kinds;
 pub mod world;
 
 pub use report::{Report, Violation};

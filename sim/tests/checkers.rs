@@ -119,22 +119,30 @@ fn a_host_that_applies_inputs_twice_is_caught() {
 #[test]
 fn replicas_that_lose_their_disks_are_caught_losing_acked_state() {
     let mut s = scenario("durable.toml");
-    // Two nodes may be down at once, so a key can lose two of its three disks.
-    s.chaos.max_down_fraction = 0.3;
-    s.chaos.crash_rate = 4.0;
-    let report = run(
-        &s,
-        9,
-        RunOptions {
-            bug: Some(Bug::DurableWipeDisks),
-        },
-    );
-    assert!(
-        report.violations.iter().any(|v| v.check == "durable-lost"),
-        "{:?}",
-        report.violations
-    );
-    // With disks that keep what they stored, the same seed is clean.
-    let clean = run(&s, 9, RunOptions::default());
-    assert!(clean.passed(), "{:?}", clean.violations);
+    // Three nodes may be down at once, so a key can lose two of its three disks.
+    s.chaos.max_down_fraction = 0.45;
+    s.chaos.crash_rate = 8.0;
+    // A wipe loses committed state only when two replicas of one key lose their
+    // disks close together, so not every seed shows it. Lost state surfaces as an
+    // acknowledged message missing from a later commit (`durable-lost`), or as a
+    // late commit that a newer activation did not restore because the replicas
+    // that held it forgot it (`durable-single-active`). The first seed that shows
+    // either must be clean with disks that keep what they stored.
+    let lost =
+        |v: &plexus_sim::Violation| v.check == "durable-lost" || v.check == "durable-single-active";
+    let caught = (1..=8).find(|&seed| {
+        let report = run(
+            &s,
+            seed,
+            RunOptions {
+                bug: Some(Bug::DurableWipeDisks),
+            },
+        );
+        report.violations.iter().any(lost)
+    });
+    let Some(seed) = caught else {
+        panic!("no seed in 1..=8 caught replicas losing their disks");
+    };
+    let clean = run(&s, seed, RunOptions::default());
+    assert!(clean.passed(), "seed {seed}: {:?}", clean.violations);
 }

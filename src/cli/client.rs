@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use plexus_vocab::identity::NodeKey;
 use plexus_mesh::driver::{read_key, write_new_key};
 use plexus_scheduler::protocol::{Request, Signed};
+use plexus_vocab::identity::NodeKey;
 use serde_json::{Value, json};
 
 use super::CliError;
@@ -36,8 +36,7 @@ pub fn client_key(path: &Path) -> Result<NodeKey, CliError> {
         return read_key(path).map_err(|e| CliError::Input(e.to_string()));
     }
     if let Some(dir) = path.parent() {
-        plexus_mesh::driver::create_private_dir(dir)
-            .map_err(|e| CliError::Input(e.to_string()))?;
+        plexus_mesh::driver::create_private_dir(dir).map_err(|e| CliError::Input(e.to_string()))?;
     }
     let key = crate::node::ephemeral_key();
     write_new_key(path, &key).map_err(|e| CliError::Input(e.to_string()))?;

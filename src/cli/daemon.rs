@@ -124,13 +124,14 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         return Err(CliError::Failed("no mesh".into()));
     };
     let mut events = mesh.subscribe();
-    let durable = crate::durable::DurableService::start(
+    let durable = crate::hosting::DurableService::start(
         node.system(),
         mesh.clone(),
         service_key,
         &settings.data_dir,
         settings.resources,
         settings.tags.clone(),
+        crate::hosting::kinds::standard(),
     )
     .await
     .map_err(|e| CliError::Failed(format!("the durable-actor service did not start: {e}")))?;
@@ -233,11 +234,11 @@ const DRAIN_WAIT: Duration = Duration::from_secs(30);
 /// Asks the scheduler to move every durable actor off this node, then waits until
 /// none is active here (or `limit` passes). Returns how many were left.
 async fn drain(
-    durable: &plexus_actors::runtime::ActorRef<crate::durable::ServiceMsg>,
+    durable: &plexus_actors::runtime::ActorRef<crate::hosting::ServiceMsg>,
     key: &plexus_vocab::identity::NodeKey,
     limit: Duration,
 ) -> usize {
-    use crate::durable::{Local, ServiceMsg};
+    use crate::hosting::{Local, ServiceMsg};
     use plexus_scheduler::protocol::{Request, Signed};
     let deadline = tokio::time::Instant::now() + limit;
     let nonce = std::time::SystemTime::now()
@@ -250,7 +251,7 @@ async fn drain(
         nonce,
         key,
     ) {
-        match crate::durable::ask_scheduler(durable, &signed, deadline).await {
+        match crate::hosting::ask_scheduler(durable, &signed, deadline).await {
             Ok(answer) => tracing::info!(?answer, "drain requested"),
             Err(e) => tracing::warn!(error = %e, "the scheduler did not take the drain"),
         }

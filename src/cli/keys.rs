@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use plexus_actors::NodeId;
 use plexus_mesh::allowlist::{Allowlist, NodeEntry, SignedAllowlist, SubmitterEntry};
+use plexus_mesh::driver::{NODE_KEY_FILE, read_key, write_atomic, write_new_key};
 use plexus_vocab::identity::NodeKey;
 use plexus_vocab::resources::{Resources, parse_tag};
-use plexus_mesh::driver::{NODE_KEY_FILE, read_key, write_atomic, write_new_key};
 
 use super::CliError;
 use crate::config::{default_data_dir, parse_size};

@@ -35,14 +35,14 @@
 //! * Pending asks are swept once a second when their asker has given up.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-mod task;
 mod keystore;
+mod task;
 
-pub use task::{
-    MemberView, Mesh, MeshConfig, MeshError, MeshEvent, MeshStats, PROTOCOL_NAME, node_id_of,
-    peer_id_of,
-};
 pub use keystore::{
     KeyStoreError, NODE_KEY_FILE, create_private_dir, load_or_create_node_key, read_key,
     write_atomic, write_new_key,
+};
+pub use task::{
+    MemberView, Mesh, MeshConfig, MeshError, MeshEvent, MeshStats, PROTOCOL_NAME, node_id_of,
+    peer_id_of,
 };

@@ -26,11 +26,11 @@ use tokio::task::JoinSet;
 use crate::allowlist::{Admission, AllowlistError, SignedAllowlist};
 use crate::cluster::{Cluster, ClusterConfig, ClusterEvent};
 use crate::delivery::DeliveryEvent;
-use plexus_vocab::identity::NodeKey;
 use crate::membership::{MemberState, MembershipEvent};
 use crate::registry::{Location, RegistryError, RegistryEvent};
-use plexus_vocab::resources::{NodeMeta, Resources, Tags};
 use crate::wire::{self, DataBody, Frame, MESH_FRAME_BYTES_MAX};
+use plexus_vocab::identity::NodeKey;
+use plexus_vocab::resources::{NodeMeta, Resources, Tags};
 
 /// The stream protocol actor and membership traffic runs on.
 pub const PROTOCOL_NAME: &str = "/plexus/mesh/1";

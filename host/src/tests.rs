@@ -1,0 +1,397 @@
+//! Hosts driven in one process on a virtual clock: a tiny network that delivers
+//! every `Effect::Send` in order, and a registry that keeps the highest-ranked
+//! claim per name, as the mesh's does.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use plexus_actors::codec;
+use plexus_actors::migratable::Snapshot;
+use plexus_actors::{NodeId, Time};
+use plexus_durable::MemStore;
+use plexus_durable::activation::{Applied, Input};
+use plexus_durable::types::DurableKey;
+use plexus_mesh::membership::MemberState;
+use plexus_scheduler::protocol::{ActorSpec, Request, Response, Signed};
+use plexus_vocab::identity::NodeKey;
+use plexus_vocab::resources::Resources;
+
+use super::*;
+
+/// A kind that counts what it applies and checks each sender's numbers.
+struct Counter;
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Count {
+    applied: u64,
+    last: BTreeMap<String, u64>,
+}
+
+struct CounterCode(Count);
+
+impl DurableKind for Counter {
+    fn name(&self) -> &str {
+        "counter"
+    }
+    fn build(
+        &self,
+        _: &DurableKey,
+        _: &ActorSpec,
+        state: &Snapshot,
+    ) -> Result<Box<dyn DurableCode>, CodeError> {
+        let count = if state.bytes.is_empty() {
+            Count::default()
+        } else {
+            codec::decode_body(&state.bytes, 1 << 20).map_err(CodeError::State)?
+        };
+        Ok(Box::new(CounterCode(count)))
+    }
+}
+
+impl DurableCode for CounterCode {
+    fn apply(&mut self, inputs: Vec<Input>, snapshot: bool) -> Result<Applied, CodeError> {
+        let mut out = Applied::default();
+        for input in inputs {
+            let sender = input.from.map(|s| s.to_string()).unwrap_or_default();
+            let last = self.0.last.entry(sender).or_insert(0);
+            if input.seq != *last + 1 {
+                return Err(CodeError::Failed(format!("seq {} after {last}", input.seq)));
+            }
+            *last = input.seq;
+            self.0.applied += 1;
+            out.replies.push(None);
+        }
+        if snapshot {
+            out.snapshot = Some(Snapshot {
+                schema_version: 1,
+                bytes: codec::encode_body(&self.0).map_err(|e| CodeError::Failed(e.to_string()))?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({ "applied": self.0.applied })
+    }
+}
+
+struct Net {
+    now: Time,
+    hosts: Vec<DurableHost<MemStore>>,
+    names: BTreeMap<String, BTreeMap<NodeId, u64>>,
+    operator: NodeKey,
+    answers: Vec<(usize, RequestId, Result<Response, AnswerError>)>,
+    notes: Vec<(usize, Note)>,
+    unregistered: Vec<(usize, String, Option<NodeId>)>,
+}
+
+struct Dir {
+    me: NodeId,
+    ids: Vec<NodeId>,
+    names: BTreeMap<String, BTreeMap<NodeId, u64>>,
+    operator: NodeId,
+}
+
+fn winner(claims: &BTreeMap<NodeId, u64>) -> Option<NodeId> {
+    claims
+        .iter()
+        .max_by_key(|(node, rank)| (**rank, std::cmp::Reverse(**node)))
+        .map(|(node, _)| *node)
+}
+
+impl Directory for Dir {
+    fn lookup(&self, name: &str) -> Option<NodeId> {
+        self.names.get(name).and_then(winner)
+    }
+    fn facts(&self) -> ClusterFacts {
+        ClusterFacts {
+            capacity: Resources {
+                cpu_millis: 8_000,
+                memory_bytes: 8 << 30,
+                gpus: 0,
+            },
+            members: self
+                .ids
+                .iter()
+                .filter(|id| **id != self.me)
+                .map(|id| MemberFacts {
+                    id: *id,
+                    state: MemberState::Alive,
+                    capacity: Resources {
+                        cpu_millis: 8_000,
+                        memory_bytes: 8 << 30,
+                        gpus: 0,
+                    },
+                    tags: Default::default(),
+                })
+                .collect(),
+            allowlisted: self.ids.clone(),
+            submitters: vec![self.operator],
+            names: self
+                .names
+                .iter()
+                .filter_map(|(n, c)| winner(c).map(|w| (n.clone(), w)))
+                .collect(),
+            ..ClusterFacts::default()
+        }
+    }
+}
+
+impl Net {
+    fn new(n: u64, config: HostConfig) -> Net {
+        let operator = NodeKey::from_seed([7; 32]);
+        let hosts = (0..n)
+            .map(|i| {
+                let mut kinds = Kinds::new();
+                kinds.register(Counter).unwrap();
+                DurableHost::new(
+                    NodeId::synthetic(i),
+                    config,
+                    MemStore::default(),
+                    kinds,
+                    operator.clone(),
+                    1_000 + i,
+                )
+            })
+            .collect();
+        Net {
+            now: Time::from_micros(1_000_000),
+            hosts,
+            names: BTreeMap::new(),
+            operator,
+            answers: Vec::new(),
+            notes: Vec::new(),
+            unregistered: Vec::new(),
+        }
+    }
+
+    fn index(&self, id: NodeId) -> usize {
+        id.synthetic_index() as usize
+    }
+
+    fn dir(&self, i: usize) -> Dir {
+        Dir {
+            me: self.hosts[i].id(),
+            ids: self.hosts.iter().map(DurableHost::id).collect(),
+            names: self.names.clone(),
+            operator: self.operator.node_id(),
+        }
+    }
+
+    /// Pumps every host and carries out effects until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..1_000 {
+            let mut moved = false;
+            for i in 0..self.hosts.len() {
+                let dir = self.dir(i);
+                let notes = &mut self.notes;
+                self.hosts[i]
+                    .pump(self.now, &dir, &mut |_, note| notes.push((i, note.clone())))
+                    .unwrap();
+                self.hosts[i].check_invariants().unwrap();
+                while let Some(effect) = self.hosts[i].poll_effect() {
+                    moved = true;
+                    let me = self.hosts[i].id();
+                    match effect {
+                        Effect::Send { to, bytes } => {
+                            let j = self.index(to);
+                            self.hosts[j].handle_wire(self.now, &bytes).unwrap();
+                        }
+                        Effect::Register { name, rank, actor } => {
+                            assert_eq!(actor.origin, me);
+                            self.names.entry(name).or_default().insert(me, rank);
+                        }
+                        Effect::Unregister { name } => {
+                            let winner_before = self.names.get(&name).and_then(winner);
+                            self.unregistered.push((i, name.clone(), winner_before));
+                            if let Some(c) = self.names.get_mut(&name) {
+                                c.remove(&me);
+                            }
+                        }
+                        Effect::Answer { request, answer } => {
+                            self.answers.push((i, request, answer))
+                        }
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the network never settled");
+    }
+
+    /// Advances the clock by `step`, `times` times.
+    fn run(&mut self, step: Duration, times: u32) {
+        for _ in 0..times {
+            self.now = self.now + step;
+            for i in 0..self.hosts.len() {
+                let dir = self.dir(i);
+                self.hosts[i].handle_timeout(self.now, &dir);
+            }
+            self.settle();
+        }
+    }
+
+    fn submit(&mut self, i: usize, request: Request) -> RequestId {
+        let signed = Signed::sign(request, 1, &self.operator).unwrap();
+        let id = self.hosts[i].submit(&signed).unwrap();
+        self.settle();
+        id
+    }
+
+    fn answer(&self, request: RequestId) -> Option<&Result<Response, AnswerError>> {
+        self.answers
+            .iter()
+            .find(|(_, r, _)| *r == request)
+            .map(|(_, _, a)| a)
+    }
+
+    fn host_of(&self, key: &DurableKey) -> Vec<usize> {
+        (0..self.hosts.len())
+            .filter(|&i| {
+                self.hosts[i]
+                    .core()
+                    .actor(key)
+                    .is_some_and(|a| a.is_active())
+            })
+            .collect()
+    }
+}
+
+const JOB: &str = r#"name = "t"
+durability = 3
+[resources]
+cpu = "100m"
+[[stage]]
+name = "c"
+kind = "counter"
+"#;
+
+fn deployed(n: u64) -> (Net, DurableKey) {
+    let mut net = Net::new(n, HostConfig::default());
+    // The watchdog's grace, then the scheduler's first view.
+    net.run(Duration::from_millis(500), 14);
+    let sched = net.hosts[0].scheduler().clone();
+    assert_eq!(net.host_of(&sched).len(), 1, "one scheduler");
+    let req = net.submit(1, Request::Deploy { spec: JOB.into() });
+    net.run(Duration::from_millis(500), 6);
+    assert!(
+        matches!(net.answer(req), Some(Ok(Response::Deployed { .. }))),
+        "{:?}",
+        net.answer(req)
+    );
+    let key = DurableKey::new("t/c/0").unwrap();
+    assert_eq!(net.host_of(&key).len(), 1, "the actor is active once");
+    (net, key)
+}
+
+#[test]
+fn a_deployed_actor_applies_and_acknowledges_client_messages_once() {
+    let (mut net, key) = deployed(3);
+    for k in 0..20u64 {
+        net.hosts[2]
+            .send(&key, k.to_le_bytes().to_vec(), None)
+            .unwrap();
+    }
+    net.run(Duration::from_millis(10), 20);
+    let status = net.hosts[2].status();
+    assert_eq!((status.sent, status.acked), (20, 20));
+    let host = net.host_of(&key)[0];
+    let applied = &net.hosts[host].status().actors[key.as_str()]["applied"];
+    assert_eq!(applied, 20, "each message applied exactly once");
+    let acked = net
+        .notes
+        .iter()
+        .filter_map(|(i, n)| match n {
+            Note::Acked { session, up_to, .. } if *i == 2 && *session == net.hosts[2].session() => {
+                Some(*up_to)
+            }
+            _ => None,
+        })
+        .max();
+    assert_eq!(acked, Some(20));
+}
+
+#[test]
+fn deactivation_withdraws_the_claim_even_when_a_newer_activation_holds_the_name() {
+    let (mut net, key) = deployed(3);
+    let from = net.host_of(&key)[0];
+    let to = (from + 1) % 3;
+    let target = net.hosts[to].id();
+    let req = net.submit(
+        0,
+        Request::Migrate {
+            actor: key.to_string(),
+            to: target,
+        },
+    );
+    net.run(Duration::from_millis(100), 30);
+    assert!(matches!(
+        net.answer(req),
+        Some(Ok(Response::Migrating { .. }))
+    ));
+    assert_eq!(net.host_of(&key), vec![to]);
+    let name = key.registry_name();
+    let withdrawn: Vec<&(usize, String, Option<NodeId>)> = net
+        .unregistered
+        .iter()
+        .filter(|(i, n, _)| *i == from && *n == name)
+        .collect();
+    assert_eq!(withdrawn.len(), 1, "{:?}", net.unregistered);
+    assert_eq!(
+        withdrawn[0].2,
+        Some(target),
+        "the new host already won the name when the old one withdrew"
+    );
+    assert!(
+        net.notes
+            .iter()
+            .any(|(i, n)| *i == from && matches!(n, Note::Migrated { key: k, .. } if *k == key))
+    );
+}
+
+#[test]
+fn requests_waiting_for_the_scheduler_are_bounded_and_cancellable() {
+    let config = HostConfig {
+        waiters_max: 2,
+        ..HostConfig::default()
+    };
+    let mut net = Net::new(1, config);
+    let signed = Signed::sign(Request::Status, 1, &net.operator).unwrap();
+    let a = net.hosts[0].submit(&signed).unwrap();
+    net.hosts[0].submit(&signed).unwrap();
+    assert_eq!(
+        net.hosts[0].submit(&signed),
+        Err(SubmitError::TooManyWaiting)
+    );
+    net.hosts[0].cancel(a);
+    assert!(
+        net.hosts[0].submit(&signed).is_ok(),
+        "a cancelled request frees its place"
+    );
+    assert_eq!(
+        net.hosts[0].core().session_unacked(a),
+        None,
+        "its session is closed"
+    );
+    net.hosts[0].check_invariants().unwrap();
+}
+
+#[test]
+fn what_goes_on_the_wire_is_the_durable_codec() {
+    let (mut net, key) = deployed(3);
+    net.hosts[2].send(&key, vec![1, 2, 3], None).unwrap();
+    let dir = net.dir(2);
+    net.hosts[2].pump(net.now, &dir, &mut |_, _| {}).unwrap();
+    let mut sent = 0;
+    while let Some(effect) = net.hosts[2].poll_effect() {
+        if let Effect::Send { bytes, .. } = effect {
+            plexus_durable::wire::decode(&bytes).unwrap();
+            sent += 1;
+        }
+    }
+    let host = net.host_of(&key)[0];
+    assert_eq!(sent, usize::from(host != 2));
+    assert!(net.hosts[0].handle_wire(net.now, b"garbage").is_err());
+}

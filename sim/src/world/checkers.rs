@@ -1,0 +1,218 @@
+//! Checkers that look across nodes: core invariants in rotation, detection times,
+//! convergence after the last fault, names of dead nodes, durable commits.
+
+use plexus_durable::types::{DurableKey, SenderId};
+use plexus_durable::{DurableState, Record};
+
+use super::*;
+
+impl World {
+    // ----- checkers -----
+
+    pub(in crate::world) fn up(&self, i: usize) -> bool {
+        self.nodes[i].core.is_some() && !self.nodes[i].paused
+    }
+
+    /// Full-state checks, every `deep_interval` (or every step).
+    pub(in crate::world) fn deep_check(&mut self) {
+        // Links with nothing in flight no longer constrain arrivals.
+        let now = self.now;
+        self.link_clock.retain(|_, at| *at > now);
+        // The cores' full-state invariants cost O(state) each, so they rotate over the
+        // nodes (all of them with `every_step`); the per-event checks (delivery order
+        // and duplicates, supervisor invariants) run on every event regardless.
+        let n = self.nodes.len();
+        let k = if self.scenario.check.every_step {
+            n
+        } else {
+            self.scenario.check.deep_nodes.unwrap_or(16).clamp(1, n)
+        };
+        let mut failures = Vec::new();
+        for _ in 0..k {
+            let i = self.deep_cursor % n;
+            self.deep_cursor = self.deep_cursor.wrapping_add(1);
+            if let Some(core) = &self.nodes[i].core
+                && let Err(e) = core.check_invariants()
+            {
+                failures.push(format!("node {i}: {e}"));
+            }
+            if let Err(e) = self.durable_invariants(i) {
+                failures.push(format!("node {i}: durable host: {e}"));
+            }
+        }
+        for f in failures {
+            self.violate("core-invariant", f);
+        }
+        // Detection times of crashed nodes.
+        let pending: Vec<(usize, u64)> = self.detecting.iter().map(|(k, v)| (*k, *v)).collect();
+        for (dead, since) in pending {
+            let id = self.nodes[dead].id;
+            let all = (0..self.nodes.len())
+                .filter(|&i| i != dead && self.up(i))
+                .all(|i| {
+                    self.nodes[i].core.as_ref().is_some_and(|c| {
+                        c.membership()
+                            .state_of(&id)
+                            .is_none_or(MemberState::is_down)
+                    })
+                });
+            if all {
+                self.detecting.remove(&dead);
+                self.report.detections_ms.push((self.now - since) / 1_000);
+            }
+        }
+        // Liveness after the last fault.
+        if self.now >= self.quiet_at && self.converged_at.is_none() {
+            match self.convergence_gap() {
+                None => {
+                    self.converged_at = Some(self.now);
+                    self.report.converge_ms = Some((self.now - self.quiet_at) / 1_000);
+                }
+                Some(gap) if self.now >= self.converge_deadline => {
+                    let within = (self.converge_deadline - self.quiet_at) / 1_000;
+                    self.violate(
+                        "convergence",
+                        format!("views still disagree {within} ms after the last fault: {gap}"),
+                    );
+                    self.converged_at = Some(u64::MAX);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// `None` if every live node agrees on membership and names; else one disagreement.
+    ///
+    /// Until views converge this runs at every deep check and the full comparison is
+    /// O(n²), so the pair that disagreed last time is checked first: while it still
+    /// disagrees the answer costs O(1).
+    pub(in crate::world) fn convergence_gap(&mut self) -> Option<String> {
+        let n = self.nodes.len();
+        let up: Vec<bool> = (0..n).map(|i| self.up(i)).collect();
+        let up_count = up.iter().filter(|u| **u).count();
+        // A cheap necessary condition first: every live node counts the live nodes right.
+        for i in (0..n).filter(|&i| up[i]) {
+            let live = self.nodes[i]
+                .core
+                .as_ref()
+                .map_or(0, |c| c.membership().live_count());
+            if live != up_count {
+                return Some(format!(
+                    "node {i} counts {live} live nodes, {up_count} are up"
+                ));
+            }
+        }
+        if let Some((i, j)) = self.gap_hint
+            && i < n
+            && j < n
+            && up[i]
+            && let Some(gap) = self.pair_gap(i, j, &up)
+        {
+            return Some(gap);
+        }
+        for i in (0..n).filter(|&i| up[i]) {
+            for j in (0..n).filter(|&j| j != i) {
+                if let Some(gap) = self.pair_gap(i, j, &up) {
+                    self.gap_hint = Some((i, j));
+                    return Some(gap);
+                }
+            }
+        }
+        self.gap_hint = None;
+        None
+    }
+
+    /// Whether live node `i` sees node `j` as it is (state, and names if up).
+    pub(in crate::world) fn pair_gap(&self, i: usize, j: usize, up: &[bool]) -> Option<String> {
+        let core = self.nodes[i].core.as_ref()?;
+        let state = core.membership().state_of(&self.nodes[j].id);
+        let ok = if up[j] {
+            state == Some(MemberState::Alive)
+        } else {
+            state.is_none_or(MemberState::is_down)
+        };
+        if !ok {
+            return Some(format!("node {i} sees node {j} as {state:?}"));
+        }
+        if up[j] {
+            for (name, want) in &self.names[j] {
+                if core.lookup(name).map(|l| l.actor) != Some(*want) {
+                    return Some(format!(
+                        "node {i} resolves `{name}` to {:?}",
+                        core.lookup(name)
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    pub(in crate::world) fn check_dead_names(&mut self, dead: usize, incarnation: u64) {
+        if self.nodes[dead].core.is_some() || self.nodes[dead].incarnation != incarnation {
+            return; // restarted meanwhile
+        }
+        let id = self.nodes[dead].id;
+        for i in 0..self.nodes.len() {
+            if i == dead || !self.up(i) {
+                continue;
+            }
+            let names = self.nodes[i]
+                .core
+                .as_ref()
+                .map(|c| c.registry().names_on(&id))
+                .unwrap_or_default();
+            if let Some(name) = names.first() {
+                let within = self.dead_names_within / 1_000;
+                self.violate("dead-names", format!("node {i} still resolves `{name}` to crashed node {dead} {within} ms after the crash"));
+                return;
+            }
+        }
+    }
+
+    /// Commits of one actor must form one history. A commit newer than every earlier
+    /// one must hold every message acknowledged so far. A commit that completes late
+    /// (an older activation's record reaching a majority after a newer activation
+    /// took over) is safe only if every newer activation restored it or something
+    /// newer: otherwise two activations were both committing.
+    pub(in crate::world) fn check_commit(&mut self, key: &DurableKey, record: &Record) {
+        let order = (record.ballot, record.version);
+        if self
+            .durable
+            .last_commit
+            .get(key)
+            .is_some_and(|prev| *prev >= order)
+        {
+            let missed: Vec<String> = self
+                .durable
+                .restores
+                .range((key.clone(), record.ballot)..)
+                .filter(|((k, b), restored)| k == key && *b > record.ballot && restored.is_none_or(|r| r < order))
+                .map(|((_, b), restored)| format!("{key}: {order:?} committed late, but activation {b} restored only {restored:?}"))
+                .collect();
+            for m in missed {
+                self.violate("durable-single-active", m);
+            }
+            return;
+        }
+        self.durable.last_commit.insert(key.clone(), order);
+        let Ok(state) = DurableState::decode(&record.body) else {
+            self.violate(
+                "durable-record",
+                format!("{key}: a committed record does not decode"),
+            );
+            return;
+        };
+        let lost: Vec<String> = self
+            .durable
+            .acked
+            .range((key.clone(), 0)..=(key.clone(), u64::MAX))
+            .filter_map(|((_, session), acked)| {
+                let have = state.inbound.get(&SenderId::Client(*session)).map_or(0, |i| i.last);
+                (have < *acked).then(|| format!("{key}: session {session:x} acked up to {acked}, committed state holds {have}"))
+            })
+            .collect();
+        for l in lost {
+            self.violate("durable-lost", l);
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! The durable workload: every simulated node runs the shared durable host core
+//! (`plexus-host`), exactly the code the daemon's service runs, over a simulated
+//! disk that survives crashes. This module is its driver, as
+//! `src/hosting/service.rs` is in production: it hands the host wire bytes and
+//! time, answers its questions from the node's simulated `Cluster`, and carries
+//! out its effects on that `Cluster`. On top, an operator deploys a job of toy
+//! actors, sends client traffic and orders migrations, and the checkers watch
+//! every note the host makes.
+
+use std::sync::Arc;
+
+use plexus_actors::rng::DetRng;
+use plexus_actors::{NodeId, Time};
+use plexus_durable::types::{Ballot, DurableKey, SenderId};
+use plexus_durable::{DurableState, MESSAGE_TYPE, Record};
+use plexus_host::{
+    ClusterFacts, Directory, DurableHost, Effect, Fault, HostConfig, Kinds, MemberFacts, Note,
+};
+use plexus_mesh::cluster::Cluster;
+use plexus_scheduler::protocol::{Request, Response, Signed};
+use plexus_vocab::identity::NodeKey;
+use plexus_vocab::resources::Resources;
+
+use crate::scenario::DurableSection;
+use crate::toy_kinds::{JOB, OrderLog, Toy, job_spec, kinds};
+use crate::world::*;
+use plexus_durable::SERVICE_LOCAL_ID;
+
+/// What every simulated node offers the scheduler.
+const CAPACITY: Resources = Resources {
+    cpu_millis: 64_000,
+    memory_bytes: 64 << 30,
+    gpus: 0,
+};
+
+/// The durable layer's workload and checker state.
+#[derive(Default)]
+pub(in crate::world) struct DurableWorld {
+    rng: DetRng,
+    operator: Option<NodeKey>,
+    nonce: u64,
+    deployed: bool,
+    /// Every node, in index order (the simulated allowlist).
+    ids: Vec<NodeId>,
+    kinds: Kinds,
+    order_log: OrderLog,
+    /// Highest sequence number acknowledged per (actor, client session).
+    pub(in crate::world) acked: BTreeMap<(DurableKey, u64), u64>,
+    /// The newest commit seen per actor.
+    pub(in crate::world) last_commit: BTreeMap<DurableKey, (Ballot, u64)>,
+    /// Per actor and activation ballot: the record it restored.
+    pub(in crate::world) restores: BTreeMap<(DurableKey, Ballot), Option<(Ballot, u64)>>,
+    /// Client traffic and migrations stop here (the last fault's end).
+    pub(in crate::world) traffic_until: u64,
+    relays: Vec<DurableKey>,
+    sinks: Vec<DurableKey>,
+    scheduler: Option<DurableKey>,
+}
+
+impl DurableWorld {
+    pub(in crate::world) fn new(d: &DurableSection, nodes: usize, seed: u64) -> DurableWorld {
+        let key = |stage: &str, i: u32| DurableKey::new(&format!("{JOB}/{stage}/{i}")).ok();
+        let order_log = OrderLog::default();
+        DurableWorld {
+            rng: DetRng::split(seed, 5),
+            operator: Some(NodeKey::from_seed(DetRng::split(seed, 6).bytes32())),
+            ids: (0..nodes as u64).map(NodeId::synthetic).collect(),
+            kinds: kinds(&order_log),
+            order_log,
+            relays: (0..d.replicas).filter_map(|i| key("relay", i)).collect(),
+            sinks: (0..d.replicas).filter_map(|i| key("sink", i)).collect(),
+            scheduler: DurableKey::new(plexus_scheduler::SCHEDULER_KEY).ok(),
+            ..DurableWorld::default()
+        }
+    }
+}
+
+/// The host's questions, answered from a node's simulated `Cluster`.
+struct SimDirectory<'a> {
+    core: &'a Cluster,
+    ids: &'a [NodeId],
+    operator: Option<NodeId>,
+}
+
+impl Directory for SimDirectory<'_> {
+    fn lookup(&self, name: &str) -> Option<NodeId> {
+        self.core.lookup(name).map(|l| l.node)
+    }
+
+    fn facts(&self) -> ClusterFacts {
+        let me = self.core.me();
+        ClusterFacts {
+            capacity: CAPACITY,
+            tags: Default::default(),
+            members: self
+                .core
+                .membership()
+                .members()
+                .filter(|m| m.id != me)
+                .map(|m| MemberFacts {
+                    id: m.id,
+                    state: m.state,
+                    capacity: CAPACITY,
+                    tags: Default::default(),
+                })
+                .collect(),
+            allowlisted: self.ids.to_vec(),
+            submitters: self.operator.into_iter().collect(),
+            names: self
+                .core
+                .registry()
+                .locations()
+                .map(|(name, loc)| (name.to_string(), loc.node))
+                .collect(),
+        }
+    }
+}
+
+impl World {
+    fn durable_cfg(&self) -> Option<DurableSection> {
+        self.scenario.durable.clone()
+    }
+
+    /// Starts node `i`'s host over the disk its earlier lives left.
+    pub(in crate::world) fn start_host(&mut self, i: usize, incarnation: u64) {
+        let Some(cfg) = self.durable_cfg() else {
+            return;
+        };
+        let Some(operator) = self.durable.operator.clone() else {
+            return;
+        };
+        let config = HostConfig {
+            scheduler_tick: cfg.tick,
+            fault: (self.options.bug == Some(Bug::DurableDoubleApply))
+                .then_some(Fault::DoubleApply { every: 20 }),
+            ..HostConfig::default()
+        };
+        let seed = DetRng::split(self.seed, 20_000 + (i as u64) * 1_000 + incarnation).next_u64();
+        let node = &mut self.nodes[i];
+        let disk = std::mem::take(&mut node.disk);
+        // Simulated nodes have synthetic ids and no keys of their own: they sign
+        // their reports with the operator's key, which the scheduler accepts.
+        node.host = Some(DurableHost::new(
+            node.id,
+            config,
+            disk,
+            self.durable.kinds.clone(),
+            operator,
+            seed,
+        ));
+    }
+
+    /// A durable message arrived at node `to` over the mesh.
+    pub(in crate::world) fn on_durable(&mut self, to: usize, payload: &[u8]) {
+        let now = self.local(to, self.now);
+        let Some(host) = self.nodes[to].host.as_mut() else {
+            return;
+        };
+        if let Err(e) = host.handle_wire(now, payload) {
+            self.violate(
+                "durable-wire",
+                format!("node {to}: undecodable message: {e}"),
+            );
+        }
+    }
+
+    /// Node `i`'s timer fired.
+    pub(in crate::world) fn durable_timeout(&mut self, i: usize, now: Time) {
+        let World { nodes, durable, .. } = self;
+        let node = &mut nodes[i];
+        let (Some(core), Some(host)) = (node.core.as_ref(), node.host.as_mut()) else {
+            return;
+        };
+        let dir = SimDirectory {
+            core,
+            ids: &durable.ids,
+            operator: durable.operator.as_ref().map(NodeKey::node_id),
+        };
+        host.handle_timeout(now, &dir);
+    }
+
+    /// Runs node `i`'s host until it has nothing more to say, checks what it
+    /// noted, and carries out its effects on the node's `Cluster`.
+    pub(in crate::world) fn pump_durable(&mut self, i: usize) {
+        let now = self.local(i, self.now);
+        let mut notes: Vec<(Note, Option<Record>)> = Vec::new();
+        let pumped = {
+            let World { nodes, durable, .. } = self;
+            let node = &mut nodes[i];
+            let (Some(core), Some(host)) = (node.core.as_ref(), node.host.as_mut()) else {
+                return;
+            };
+            let dir = SimDirectory {
+                core,
+                ids: &durable.ids,
+                operator: durable.operator.as_ref().map(NodeKey::node_id),
+            };
+            host.pump(now, &dir, &mut |host, note| {
+                // A commit is checked against the record as it is at this moment.
+                let record = match note {
+                    Note::Committed { key, .. } => host.committed(key).cloned(),
+                    _ => None,
+                };
+                notes.push((note.clone(), record));
+            })
+        };
+        if let Err(e) = pumped {
+            self.violate("durable-livelock", format!("node {i}: {e}"));
+        }
+        for (note, record) in notes {
+            self.durable_note(i, note, record);
+        }
+        let order: Vec<String> = self
+            .durable
+            .order_log
+            .lock()
+            .map(|mut log| std::mem::take(&mut *log))
+            .unwrap_or_default();
+        for v in order {
+            self.violate("durable-order", format!("node {i}: {v}"));
+        }
+        while let Some(effect) = self.nodes[i].host.as_mut().and_then(|h| h.poll_effect()) {
+            self.durable_effect(i, now, effect);
+        }
+    }
+
+    fn durable_effect(&mut self, i: usize, now: Time, effect: Effect) {
+        match effect {
+            Effect::Send { to, bytes } => {
+                let body = Arc::new(DataBody::Tell {
+                    target: ActorId::new(to, SERVICE_LOCAL_ID),
+                    message_type: MESSAGE_TYPE.to_string(),
+                    payload: bytes,
+                    trace: None,
+                });
+                if let Some(core) = self.nodes[i].core.as_mut() {
+                    // Refused (window full, peer down): the durable layer retries.
+                    let _ = core.send(now, to, body);
+                }
+            }
+            Effect::Register { name, actor, rank } => {
+                if let Some(core) = self.nodes[i].core.as_mut() {
+                    let _ = core.register_ranked(now, &name, actor, rank);
+                }
+            }
+            Effect::Unregister { name } => {
+                if let Some(core) = self.nodes[i].core.as_mut() {
+                    core.unregister(now, &name);
+                }
+            }
+            Effect::Answer {
+                answer: Ok(Response::Deployed { .. }),
+                ..
+            } => self.durable.deployed = true,
+            _ => {}
+        }
+    }
+
+    fn durable_note(&mut self, i: usize, note: Note, record: Option<Record>) {
+        match note {
+            Note::Activated {
+                key,
+                ballot,
+                set,
+                restored,
+            } => {
+                self.record(i, 50, ballot.round, set.len() as u64);
+                self.durable
+                    .restores
+                    .insert((key.clone(), ballot), restored);
+                self.report.durable_activations += 1;
+                if self.durable.scheduler.as_ref() == Some(&key) {
+                    self.report.scheduler_activations += 1;
+                }
+            }
+            Note::Reconfigured { set, .. } => self.record(i, 51, set.len() as u64, 0),
+            Note::Committed { key, .. } => {
+                self.report.durable_commits += 1;
+                if let Some(record) = record {
+                    self.check_commit(&key, &record);
+                }
+            }
+            Note::Migrated { pause, .. } => {
+                self.record(i, 52, 0, 0);
+                self.report.migrations += 1;
+                let ms = pause.as_millis() as u64;
+                self.report.migration_pause_max_ms = self.report.migration_pause_max_ms.max(ms);
+            }
+            Note::Deactivated { why, .. } => {
+                self.record(i, 53, 0, 0);
+                let reason = format!("{why:?}");
+                let reason = reason
+                    .split(['(', ' ', '{'])
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                *self.report.deactivations.entry(reason).or_default() += 1;
+            }
+            Note::Acked {
+                session, to, up_to, ..
+            } => {
+                let entry = self.durable.acked.entry((to.clone(), session)).or_insert(0);
+                if up_to > *entry {
+                    if Some(&to) != self.durable.scheduler.as_ref() {
+                        self.report.durable_acked += up_to - *entry;
+                    }
+                    *entry = up_to;
+                }
+            }
+            Note::Unencodable { to, error } => self.violate(
+                "durable-wire",
+                format!("node {i}: a message for {to:?} does not encode: {error}"),
+            ),
+            _ => {}
+        }
+    }
+
+    /// The operator signs `request` and hands it to node `i`'s host.
+    fn operator_request(&mut self, i: usize, request: Request) {
+        let Some(op) = self.durable.operator.as_ref() else {
+            return;
+        };
+        self.durable.nonce += 1;
+        let Ok(signed) = Signed::sign(request, self.durable.nonce, op) else {
+            return;
+        };
+        if let Some(host) = self.nodes[i].host.as_mut() {
+            // Refused at a bound: the operator retries (deploys) or moves on.
+            let _ = host.submit(&signed);
+        }
+    }
+
+    fn operator_node(&mut self) -> Option<usize> {
+        let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.up(i)).collect();
+        if up.is_empty() {
+            return None;
+        }
+        Some(up[self.durable.rng.index(up.len())])
+    }
+
+    pub(in crate::world) fn durable_deploy(&mut self) {
+        let Some(cfg) = self.durable_cfg() else {
+            return;
+        };
+        if self.durable.deployed {
+            return;
+        }
+        // Retried until the scheduler answers `Deployed` (deploying is idempotent).
+        self.push(self.now + 10_000_000, Ev::DurableDeploy);
+        if let Some(i) = self.operator_node() {
+            self.record(i, 54, 0, 0);
+            self.operator_request(
+                i,
+                Request::Deploy {
+                    spec: job_spec(cfg.replicas, cfg.durability),
+                },
+            );
+            self.pump(i);
+        }
+    }
+
+    pub(in crate::world) fn durable_traffic(&mut self) {
+        let Some(cfg) = self.durable_cfg() else {
+            return;
+        };
+        if self.now >= self.durable.traffic_until || cfg.send_rate <= 0.0 {
+            return;
+        }
+        let u = self.durable.rng.unit();
+        let next = self.now + ((-(1.0 - u).ln() / cfg.send_rate) * 1e6) as u64 + 1;
+        self.push(next, Ev::DurableSend);
+        if !self.durable.deployed || self.durable.relays.is_empty() {
+            return;
+        }
+        let Some(i) = self.operator_node() else {
+            return;
+        };
+        let k = self.durable.rng.index(self.durable.relays.len());
+        let to = self.durable.relays[k].clone();
+        let payload = self.durable.rng.next_u64().to_le_bytes().to_vec();
+        if let Some(host) = self.nodes[i].host.as_mut()
+            && host.send(&to, payload, None).is_ok()
+        {
+            self.report.durable_sent += 1;
+        }
+        self.record(i, 55, k as u64, 0);
+        self.pump(i);
+    }
+
+    pub(in crate::world) fn durable_migrate(&mut self) {
+        let Some(cfg) = self.durable_cfg() else {
+            return;
+        };
+        if self.now >= self.durable.traffic_until {
+            return;
+        }
+        let u = self.durable.rng.unit();
+        let next = self.now + ((-(1.0 - u).ln() / (cfg.migrate_rate / 60.0)) * 1e6) as u64 + 1;
+        self.push(next, Ev::DurableMigrate);
+        if !self.durable.deployed {
+            return;
+        }
+        let actors = self.durable_keys();
+        let actor = actors[self.durable.rng.index(actors.len())].to_string();
+        let to = self.nodes[self.durable.rng.index(self.nodes.len())].id;
+        if let Some(i) = self.operator_node() {
+            self.record(i, 56, 0, 0);
+            self.operator_request(i, Request::Migrate { actor, to });
+            self.pump(i);
+        }
+    }
+
+    /// Every actor of the job, then the scheduler.
+    fn durable_keys(&self) -> Vec<DurableKey> {
+        self.durable
+            .relays
+            .iter()
+            .chain(self.durable.sinks.iter())
+            .cloned()
+            .chain(self.durable.scheduler.clone())
+            .collect()
+    }
+
+    /// After the faults and a settling period: every client message acknowledged,
+    /// every actor active on exactly one node, every relay's output delivered
+    /// exactly once.
+    pub(in crate::world) fn durable_settle(&mut self) {
+        if !self.durable.deployed {
+            self.violate("durable-deploy", "the job was never deployed".into());
+            return;
+        }
+        let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.up(i)).collect();
+        for &i in &up {
+            let Some(host) = self.nodes[i].host.as_ref() else {
+                continue;
+            };
+            let session = host.session();
+            if let Some(n) = host.core().session_unacked(session)
+                && n > 0
+            {
+                let pending = host.core().session_pending(session);
+                self.violate(
+                    "durable-liveness",
+                    format!("node {i}'s client still waits for {n} acks: {pending:?}"),
+                );
+            }
+        }
+        let mut committed: BTreeMap<DurableKey, Toy> = BTreeMap::new();
+        for key in self.durable_keys() {
+            let hosts: Vec<usize> = up
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    self.nodes[i]
+                        .host
+                        .as_ref()
+                        .and_then(|h| h.core().actor(&key))
+                        .is_some_and(|a| a.is_active())
+                })
+                .collect();
+            if hosts.len() != 1 {
+                self.violate(
+                    "durable-liveness",
+                    format!("{key} is active on nodes {hosts:?}"),
+                );
+                continue;
+            }
+            let Some(a) = self.nodes[hosts[0]]
+                .host
+                .as_ref()
+                .and_then(|h| h.core().actor(&key))
+            else {
+                continue;
+            };
+            let unacked = a.unacked_outputs();
+            let toy = a
+                .committed()
+                .and_then(|r| DurableState::decode(&r.body).ok())
+                .filter(|s| !s.user.bytes.is_empty())
+                .and_then(|s| {
+                    plexus_actors::codec::decode_body::<Toy>(&s.user.bytes, 1 << 24).ok()
+                });
+            if unacked > 0 {
+                self.violate(
+                    "durable-liveness",
+                    format!("{key} still waits for {unacked} output acks"),
+                );
+            }
+            if let Some(toy) = toy {
+                committed.insert(key.clone(), toy);
+            }
+        }
+        for relay in self.durable.relays.clone() {
+            let sent = committed.get(&relay).map_or(0, |t| t.count);
+            let sender = SenderId::Actor(relay.clone()).to_string();
+            let received: u64 = self
+                .durable
+                .sinks
+                .iter()
+                .map(|s| {
+                    committed
+                        .get(s)
+                        .and_then(|t| t.last.get(&sender))
+                        .copied()
+                        .unwrap_or(0)
+                })
+                .sum();
+            if sent != received {
+                self.violate(
+                    "durable-exactly-once",
+                    format!("{relay} applied {sent} messages but its sinks received {received}"),
+                );
+            }
+        }
+    }
+
+    /// The invariants of node `i`'s host (part of the deep-check rotation).
+    pub(in crate::world) fn durable_invariants(&self, i: usize) -> Result<(), String> {
+        let Some(host) = self.nodes[i].host.as_ref() else {
+            return Ok(());
+        };
+        // The durable core's (every activation's included), the host's own, and
+        // those of the user code it runs (the scheduler's among them).
+        host.check_invariants()
+    }
+}

@@ -1,0 +1,492 @@
+//! The durable-actor service of a daemon: the production driver of
+//! [`plexus_host::DurableHost`].
+//!
+//! One actor per node, at the well-known local id [`SERVICE_LOCAL_ID`], owns the
+//! node's host (with its rocksdb replica store). It only carries things in and out:
+//! durable protocol bytes from other nodes' services arrive as [`ServiceMsg::Wire`]
+//! and go into the host; a ticker hands it time; the node's API hands it requests.
+//! What the host emits goes out: bytes to the other services over the mesh,
+//! registrations to the cluster registry, answers to the API. Every decision
+//! (routing, user code, sessions, the scheduler's watchdog and tick, reports) is
+//! the host's, and the simulator drives the same host.
+//!
+//! Bounds: the service's mailbox ([`MAILBOX`]; remote messages past it are refused
+//! and resent by their senders' streams, a tick past it is skipped), and the host's
+//! own (requests waiting for the scheduler, sessions, activations, per-actor input).
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use plexus_actors::codec::{self, CodecError};
+use plexus_actors::envelope::TraceContext;
+use plexus_actors::runtime::{
+    Actor, ActorError, ActorRef, ActorSystem, Context, Message, SpawnOptions, Wire,
+};
+use plexus_actors::{ActorId, NodeId, Time};
+use plexus_durable::activation::{Applied, Output};
+use plexus_durable::types::DurableKey;
+use plexus_host::{
+    AnswerError, ApplyTracer, ClusterFacts, CodeError, Directory, DurableHost, Effect, HostConfig,
+    Kinds, MemberFacts, Note, RequestId, SendError, SubmitError,
+};
+use plexus_mesh::driver::Mesh;
+use plexus_mesh::membership::MemberState;
+use plexus_scheduler::protocol::{Response, Signed};
+use plexus_vocab::identity::NodeKey;
+use plexus_vocab::resources::{Resources, Tags};
+use tokio::sync::oneshot;
+
+use super::store::RocksStore;
+
+pub use plexus_durable::SERVICE_LOCAL_ID;
+pub use plexus_host::HostStatus as ServiceStatus;
+
+/// The service's mailbox capacity; remote messages past it are refused and resent
+/// by their senders' streams.
+pub const MAILBOX: usize = 16_384;
+/// How often the host's timers are checked.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// Messages to the service.
+pub enum ServiceMsg {
+    /// A durable protocol message from another node's service: the bytes
+    /// `plexus_durable::wire::encode` made, decoded by the host.
+    Wire(Vec<u8>),
+    /// Time passes (local only).
+    Tick,
+    /// A request from this node's API (local only).
+    Local(Local),
+}
+
+fn encode_wire(msg: &ServiceMsg) -> Result<Vec<u8>, CodecError> {
+    match msg {
+        ServiceMsg::Wire(bytes) => Ok(bytes.clone()),
+        ServiceMsg::Tick | ServiceMsg::Local(_) => Err(CodecError::Encode(
+            "only durable protocol messages leave the node".into(),
+        )),
+    }
+}
+
+fn decode_wire(bytes: &[u8]) -> Result<ServiceMsg, CodecError> {
+    Ok(ServiceMsg::Wire(bytes.to_vec()))
+}
+
+fn encode_unit(_: &()) -> Result<Vec<u8>, CodecError> {
+    codec::encode_body(&())
+}
+
+fn decode_unit(bytes: &[u8]) -> Result<(), CodecError> {
+    codec::decode_body(bytes, 16)
+}
+
+impl Message for ServiceMsg {
+    type Reply = ();
+    /// The durable wire format, under the durable message type: on the mesh these
+    /// are exactly the tells the simulator sends.
+    const WIRE: Option<Wire<Self>> = Some(Wire {
+        type_name: || plexus_durable::MESSAGE_TYPE,
+        encode: encode_wire,
+        decode: decode_wire,
+        encode_reply: encode_unit,
+        decode_reply: decode_unit,
+    });
+}
+
+/// Requests from the node's own API.
+pub enum Local {
+    /// Send a signed request to the scheduler and wait for its answer.
+    Scheduler {
+        /// The request.
+        signed: Signed,
+        /// The answer.
+        reply: oneshot::Sender<Result<Response, AskError>>,
+    },
+    /// Send a client message to a durable actor (exactly once); answered when it is
+    /// accepted for sending (its ack comes later, see `Status`).
+    Send {
+        /// The actor.
+        to: DurableKey,
+        /// The message.
+        payload: Vec<u8>,
+        /// The caller's trace context; it travels with the message and with
+        /// everything the message causes, across stages and nodes.
+        trace: Option<TraceContext>,
+        /// Its number in this node's client session, or why not.
+        reply: oneshot::Sender<Result<u64, SendError>>,
+    },
+    /// What runs here.
+    Status {
+        /// The answer.
+        reply: oneshot::Sender<ServiceStatus>,
+    },
+}
+
+/// Why a request to the scheduler got no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    /// The local durable service is gone (the node is stopping).
+    #[error("the durable service stopped")]
+    Stopped,
+    /// The host could not hand the request on.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// The scheduler's answer was not a response.
+    #[error(transparent)]
+    Answer(#[from] AnswerError),
+    /// No answer before the deadline.
+    #[error("the scheduler did not answer in time (is a majority of its replicas up?)")]
+    Timeout,
+}
+
+/// How often a request is asked again while the scheduler answers
+/// [`plexus_scheduler::core::STARTING`].
+const STARTING_RETRY: Duration = Duration::from_millis(200);
+
+/// Hands `signed` to the scheduler through this node's service and waits for the
+/// answer until `deadline`. A scheduler that just (re)started answers
+/// [`plexus_scheduler::core::STARTING`] until its first view of the cluster (half a
+/// second at most); the request is then asked again, within the same deadline.
+pub async fn ask_scheduler(
+    service: &ActorRef<ServiceMsg>,
+    signed: &Signed,
+    deadline: tokio::time::Instant,
+) -> Result<Response, AskError> {
+    loop {
+        let (tx, rx) = oneshot::channel();
+        let request = ServiceMsg::Local(Local::Scheduler {
+            signed: signed.clone(),
+            reply: tx,
+        });
+        service.tell(request).await.map_err(|_| AskError::Stopped)?;
+        let answer = match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(answer)) => answer?,
+            Ok(Err(_)) => return Err(AskError::Stopped),
+            Err(_) => return Err(AskError::Timeout),
+        };
+        match &answer {
+            Response::Rejected { reason }
+                if reason == plexus_scheduler::core::STARTING
+                    && tokio::time::Instant::now() + STARTING_RETRY < deadline =>
+            {
+                tokio::time::sleep(STARTING_RETRY).await;
+            }
+            _ => return Ok(answer),
+        }
+    }
+}
+
+/// The service actor.
+pub struct DurableService {
+    mesh: Mesh,
+    key: NodeKey,
+    data_dir: std::path::PathBuf,
+    kinds: Kinds,
+    /// What this node offers and its tags (the mesh lists only the others).
+    local: (Resources, Tags),
+}
+
+/// Its state.
+pub struct ServiceState {
+    start: std::time::Instant,
+    host: DurableHost<RocksStore>,
+    /// Local requests waiting for the scheduler's answer.
+    waiting: BTreeMap<RequestId, oneshot::Sender<Result<Response, AskError>>>,
+}
+
+impl DurableService {
+    /// Starts the service on a meshed node, running `kinds` (see
+    /// [`super::kinds::standard`]) besides the scheduler.
+    pub async fn start(
+        system: &ActorSystem,
+        mesh: Mesh,
+        key: NodeKey,
+        data_dir: &std::path::Path,
+        resources: Resources,
+        tags: Tags,
+        kinds: Kinds,
+    ) -> Result<ActorRef<ServiceMsg>, String> {
+        let me = system.node_id();
+        let service = system
+            .spawn_with(
+                DurableService {
+                    mesh,
+                    key,
+                    data_dir: data_dir.to_path_buf(),
+                    kinds,
+                    local: (resources, tags),
+                },
+                (),
+                SpawnOptions {
+                    id: Some(ActorId::new(me, SERVICE_LOCAL_ID)),
+                    kind: Some("plexus.durable".into()),
+                    capacity: Some(MAILBOX),
+                    ..SpawnOptions::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let ticker = service.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(TICK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                // A full mailbox already has work queued: skip this tick.
+                match ticker.try_tell(ServiceMsg::Tick) {
+                    Ok(()) => {}
+                    Err(plexus_actors::runtime::SendError::MailboxFull(_)) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        Ok(service)
+    }
+}
+
+impl Actor for DurableService {
+    type Msg = ServiceMsg;
+    type State = ServiceState;
+    type Args = ();
+
+    async fn started(&self, ctx: &Context<ServiceMsg>, _: ()) -> Result<ServiceState, ActorError> {
+        let path = super::store::store_dir(&self.data_dir);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| ActorError::from(format!("cannot create {}: {e}", path.display())))?;
+        let store = RocksStore::open(&path).map_err(|e| ActorError::from(e.to_string()))?;
+        // Client session numbers must differ per process life, cluster-wide: the
+        // host derives them from this seed.
+        let mut seed = [0u8; 8];
+        getrandom::fill(&mut seed).map_err(|e| ActorError::from(e.to_string()))?;
+        let mut host = DurableHost::new(
+            ctx.system().node_id(),
+            HostConfig::default(),
+            store,
+            self.kinds.clone(),
+            NodeKey::from_seed(self.key.seed()),
+            u64::from_le_bytes(seed),
+        );
+        host.set_tracer(Box::new(SpanTracer));
+        Ok(ServiceState {
+            start: std::time::Instant::now(),
+            host,
+            waiting: BTreeMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        ctx: &Context<ServiceMsg>,
+        msg: ServiceMsg,
+        st: &mut ServiceState,
+    ) -> Result<(), ActorError> {
+        let now = st.now();
+        match msg {
+            ServiceMsg::Wire(bytes) => {
+                if let Err(e) = st.host.handle_wire(now, &bytes) {
+                    tracing::warn!(error = %e, "an undecodable durable message was dropped");
+                }
+            }
+            ServiceMsg::Tick => {
+                st.host.handle_timeout(now, &self.directory());
+                // Requests whose asker gave up (the API timed out): stop resending.
+                let host = &mut st.host;
+                st.waiting.retain(|id, reply| {
+                    let keep = !reply.is_closed();
+                    if !keep {
+                        host.cancel(*id);
+                    }
+                    keep
+                });
+            }
+            ServiceMsg::Local(local) => self.local(st, local),
+        }
+        self.pump(ctx.system(), st).await;
+        Ok(())
+    }
+}
+
+impl ServiceState {
+    fn now(&self) -> Time {
+        Time::from_micros(u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+}
+
+impl DurableService {
+    fn directory(&self) -> MeshDirectory<'_> {
+        MeshDirectory {
+            mesh: &self.mesh,
+            local: &self.local,
+        }
+    }
+
+    fn local(&self, st: &mut ServiceState, local: Local) {
+        match local {
+            Local::Scheduler { signed, reply } => match st.host.submit(&signed) {
+                Ok(id) => {
+                    st.waiting.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
+            Local::Send {
+                to,
+                payload,
+                trace,
+                reply,
+            } => {
+                let _ = reply.send(st.host.send(&to, payload, trace));
+            }
+            Local::Status { reply } => {
+                let _ = reply.send(st.host.status());
+            }
+        }
+    }
+
+    /// Runs the host until it is quiet, then carries out what it asked for.
+    async fn pump(&self, system: &ActorSystem, st: &mut ServiceState) {
+        let now = st.now();
+        let dir = self.directory();
+        if let Err(e) = st.host.pump(now, &dir, &mut |_, note| log(note)) {
+            tracing::warn!(error = %e, "the durable host is busy; the rest waits for the next tick");
+        }
+        while let Some(effect) = st.host.poll_effect() {
+            match effect {
+                Effect::Send { to, bytes } => {
+                    let peer = system.resolve::<ServiceMsg>(ActorId::new(to, SERVICE_LOCAL_ID));
+                    // Refused (window or mailbox full, peer down): the host resends
+                    // what matters.
+                    let _ = peer.try_tell(ServiceMsg::Wire(bytes));
+                }
+                Effect::Register { name, actor, rank } => {
+                    if let Ok(Err(e)) = self.mesh.register_ranked(&name, actor, rank).await {
+                        tracing::warn!(%name, error = %e, "cannot register a durable actor");
+                    }
+                }
+                Effect::Unregister { name } => {
+                    let _ = self.mesh.unregister(&name).await;
+                }
+                Effect::Answer { request, answer } => {
+                    if let Some(reply) = st.waiting.remove(&request) {
+                        let _ = reply.send(answer.map_err(AskError::from));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn log(note: &Note) {
+    match note {
+        Note::Activated { key, ballot, .. } => {
+            tracing::info!(%key, round = ballot.round, "durable actor active here");
+        }
+        Note::Migrated { key, to, pause } => {
+            let pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+            tracing::info!(%key, to = %to.short(), pause_ms, "migrated");
+        }
+        Note::Deactivated { key, why } => {
+            tracing::info!(%key, ?why, "durable actor deactivated here");
+        }
+        Note::Refused { key, why } => {
+            tracing::warn!(%key, %why, "a durable command was refused here");
+        }
+        Note::Unencodable { to, error } => {
+            tracing::warn!(to = %to.short(), %error, "a durable message does not encode");
+        }
+        _ => {}
+    }
+}
+
+/// The host's questions, answered from the libp2p mesh.
+struct MeshDirectory<'a> {
+    mesh: &'a Mesh,
+    local: &'a (Resources, Tags),
+}
+
+fn member_state(text: &str) -> Option<MemberState> {
+    match text {
+        "alive" => Some(MemberState::Alive),
+        "suspect" => Some(MemberState::Suspect),
+        "dead" => Some(MemberState::Dead),
+        "left" => Some(MemberState::Left),
+        _ => None,
+    }
+}
+
+impl Directory for MeshDirectory<'_> {
+    fn lookup(&self, name: &str) -> Option<NodeId> {
+        self.mesh.lookup(name).map(|l| l.node)
+    }
+
+    fn facts(&self) -> ClusterFacts {
+        let allowlist = self.mesh.allowlist().allowlist;
+        let me = self.mesh.node_id();
+        let mut tags = allowlist
+            .nodes
+            .get(&me)
+            .map(|e| e.tags.clone())
+            .unwrap_or_default();
+        tags.extend(self.local.1.clone());
+        ClusterFacts {
+            capacity: self.local.0,
+            tags,
+            members: self
+                .mesh
+                .members()
+                .into_iter()
+                .filter_map(|m| {
+                    Some(MemberFacts {
+                        id: m.id.parse().ok()?,
+                        state: member_state(&m.state)?,
+                        capacity: m.total,
+                        tags: m.tags,
+                    })
+                })
+                .collect(),
+            allowlisted: allowlist.nodes.keys().copied().collect(),
+            submitters: allowlist.submitters.keys().copied().collect(),
+            names: self
+                .mesh
+                .names()
+                .into_iter()
+                .map(|(name, loc)| (name, loc.node))
+                .collect(),
+        }
+    }
+}
+
+/// Opens a `durable.apply` span around each batch, whose parent is the trace
+/// context the batch's first traced input carried (from another node, usually),
+/// and passes the span's context on to the batch's outputs: with the exporter on,
+/// a request through several stages on several nodes shows as one trace.
+struct SpanTracer;
+
+impl ApplyTracer for SpanTracer {
+    fn around(
+        &self,
+        key: &DurableKey,
+        inputs: usize,
+        parent: Option<TraceContext>,
+        apply: &mut dyn FnMut() -> Result<Applied, CodeError>,
+    ) -> Result<Applied, CodeError> {
+        let span = tracing::info_span!("durable.apply", %key, inputs);
+        if let Some(t) = parent {
+            crate::telemetry::adopt(&span, &t);
+        }
+        let _entered = span.enter();
+        let mut result = apply();
+        if let Ok(applied) = &mut result {
+            for output in &mut applied.outputs {
+                if let Output::Send { trace, .. } = output {
+                    *trace = crate::telemetry::pass_on(&span, *trace);
+                }
+            }
+        }
+        result
+    }
+}
