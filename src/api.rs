@@ -36,7 +36,9 @@ use crate::Node;
 use crate::hosting::{AskError, Local, ServiceMsg};
 use crate::kinds::EchoMsg;
 use plexus_durable::types::DurableKey;
-use plexus_scheduler::protocol::{Request, Response as SchedulerResponse, Signed};
+use plexus_scheduler::protocol::{
+    Fault, Rejection, Request, Response as SchedulerResponse, Signed,
+};
 
 /// Largest request body accepted.
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
@@ -345,7 +347,16 @@ async fn ask_scheduler(api: &Api, signed: Signed) -> Result<SchedulerResponse, A
 
 fn response_json(response: SchedulerResponse) -> Result<Json<Value>, ApiError> {
     match response {
-        SchedulerResponse::Rejected { reason } => Err(ApiError(StatusCode::BAD_REQUEST, reason)),
+        SchedulerResponse::Rejected(why) => {
+            let status = match why.fault() {
+                Fault::Request => StatusCode::BAD_REQUEST,
+                // Asked again unchanged, it may succeed: retry now, or later.
+                Fault::Cluster if why == Rejection::Starting => StatusCode::SERVICE_UNAVAILABLE,
+                Fault::Cluster => StatusCode::CONFLICT,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Err(ApiError(status, why.to_string()))
+        }
         other => Ok(Json(json!(other))),
     }
 }

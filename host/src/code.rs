@@ -181,6 +181,10 @@ impl DurableCode for SchedulerCode {
         let s = self.0.scheduler().state();
         serde_json::json!({ "jobs": s.jobs.len(), "actors": s.actors.len(), "tick": s.tick })
     }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        self.0.scheduler().check_invariants()
+    }
 }
 
 #[cfg(test)]

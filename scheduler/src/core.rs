@@ -9,13 +9,18 @@
 //!
 //! Each tick, in priority order (then key order):
 //! * an actor whose host is dead (or draining) and that runs nowhere is placed on
-//!   another node, which restores it from its replicas;
+//!   another node, which restores it from its replicas (if no node can take it,
+//!   it is marked stranded, and tried again next tick);
 //! * an actor found running elsewhere than planned (it migrated) is re-recorded;
 //! * an actor on a draining node is migrated off it;
 //! * an actor whose replica set lost a member gets a new set (a reconfiguration);
 //! * an actor running that belongs to no job is released;
 //! * when a node joins empty, one actor of a `spread` job moves to it per tick,
 //!   until no node has two more actors than another.
+//!
+//! A move holds room on its target until it lands or times out
+//! ([`MIGRATION_TICKS`]); [`Scheduler::check_invariants`] lists what the state
+//! promises.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,8 +34,8 @@ use serde::{Deserialize, Serialize};
 use crate::job::{JobSpec, Strategy, actor_key};
 use crate::placement::{Demand, Ledger, NodeInfo, pick, place_all, replica_set};
 use crate::protocol::{
-    ActorSpec, ActorStatus, JobStatus, Report, Request, Response, SCHEDULER_KEY, Signed, Status,
-    View,
+    ActorSpec, ActorStatus, JobStatus, Rejection, Report, Request, Response, SCHEDULER_KEY, Signed,
+    Status, View,
 };
 use crate::tags::Expr;
 
@@ -39,10 +44,6 @@ pub const RETRY_TICKS: u64 = 6;
 /// Ticks after which a migration that has not happened is forgotten (and may be
 /// retried).
 pub const MIGRATION_TICKS: u64 = 40;
-
-/// The reason given for requests that arrive before the scheduler's first view of
-/// the cluster; clients retry them.
-pub const STARTING: &str = "the scheduler is starting (no view of the cluster yet); retry";
 
 /// One job as recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -81,12 +82,16 @@ pub struct Placement {
     pub spec: Vec<u8>,
     /// When a command was last sent for it.
     pub last_command: u64,
-    /// A migration under way: target and start tick.
+    /// A migration under way: target and start tick. The target's room is held
+    /// for it until the move lands or times out (after [`MIGRATION_TICKS`]).
     pub migrating: Option<(NodeId, u64)>,
     /// Whether the registry showed it active at the last tick.
     pub active: bool,
     /// The highest ballot an activation reported under.
     pub ballot: Ballot,
+    /// Its host is down (or draining) and it runs nowhere, and the last tick found
+    /// no node that can take it; every tick tries again.
+    pub stranded: bool,
 }
 
 /// The scheduler's durable state.
@@ -106,7 +111,8 @@ pub struct State {
 }
 
 impl Migratable for State {
-    const SCHEMA_VERSION: u32 = 1;
+    // 2: `Placement::stranded`. Version 1 is not read: no cluster ran it.
+    const SCHEMA_VERSION: u32 = 2;
 }
 
 /// What handling one input produced.
@@ -130,12 +136,27 @@ pub struct Scheduler {
     released: BTreeMap<String, u64>,
 }
 
-fn reject(reason: impl Into<String>) -> Outcome {
+fn reject(why: Rejection) -> Outcome {
     Outcome {
-        response: Some(Response::Rejected {
-            reason: reason.into(),
-        }),
+        response: Some(Response::Rejected(why)),
         ..Outcome::default()
+    }
+}
+
+/// Holds `p`'s room in `ledger`: on its host, and on its move's target while the
+/// move is under way (so nothing else takes the room it will land in).
+fn charge(ledger: &mut Ledger, p: &Placement) {
+    ledger.add(p.node, p.resources);
+    if let Some((to, _)) = p.migrating {
+        ledger.add(to, p.resources);
+    }
+}
+
+/// Undoes [`charge`].
+fn discharge(ledger: &mut Ledger, p: &Placement) {
+    ledger.remove(p.node, p.resources);
+    if let Some((to, _)) = p.migrating {
+        ledger.remove(to, p.resources);
     }
 }
 
@@ -156,6 +177,100 @@ impl Scheduler {
     /// The state (for snapshots).
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// Checks what the state promises, against the last view the scheduler saw;
+    /// `Err` names the first broken promise. Holds after every request and tick
+    /// (the unit and property tests check it after each step; the simulator on the
+    /// hosted scheduler), given nodes that run only what they were told while the
+    /// order is current and declared capacities that do not shrink:
+    ///
+    /// * the durable copy of the view is the working one;
+    /// * every actor belongs to a recorded job, and every job has exactly the
+    ///   actors its spec names, with its kind and priority; the scheduler's own key
+    ///   is never among them;
+    /// * every actor has one or two replica sets (two only while it reconfigures);
+    /// * every move started at or before this tick, has not outlived
+    ///   [`MIGRATION_TICKS`], and leads away from the actor's host;
+    /// * every actor is on a live member, or where the registry last saw it, or is
+    ///   marked stranded; and only an actor whose host is down or draining is;
+    /// * no live node is over-committed: what its actors need, counting actors
+    ///   moving to it, fits in what it declared.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.state.view != self.view {
+            return Err("the durable view is not the view in use".into());
+        }
+        let tick = self.state.tick;
+        // What each job's spec names: key -> (job, kind, priority).
+        let mut named: BTreeMap<String, (&str, &str, u32)> = BTreeMap::new();
+        for (name, job) in &self.state.jobs {
+            for (stage, i) in job.spec.actors() {
+                let entry = (name.as_str(), stage.kind.as_str(), job.spec.priority);
+                named.insert(actor_key(name, &stage.name, i), entry);
+            }
+        }
+        for (key, p) in &self.state.actors {
+            if key == SCHEDULER_KEY || key_of(key).is_none() {
+                return Err(format!("`{key}` is not an actor key a job can have"));
+            }
+            if !self.state.jobs.contains_key(&p.job) {
+                return Err(format!("`{key}` belongs to `{}`, which is no job", p.job));
+            }
+            let Some(&(job, kind, priority)) = named.get(key) else {
+                return Err(format!("job `{}` names no actor `{key}`", p.job));
+            };
+            if job != p.job || kind != p.kind || priority != p.priority {
+                return Err(format!("`{key}` differs from its job's spec"));
+            }
+            if p.sets.is_empty() || p.sets.len() > 2 {
+                return Err(format!("`{key}` has {} replica sets", p.sets.len()));
+            }
+            if p.last_command > tick {
+                return Err(format!("`{key}` was last commanded in the future"));
+            }
+            if let Some((to, since)) = p.migrating {
+                if since > tick {
+                    return Err(format!("`{key}` moves since tick {since}, after {tick}"));
+                }
+                if tick - since > MIGRATION_TICKS {
+                    return Err(format!("`{key}`'s move outlived its timeout"));
+                }
+                if to == p.node {
+                    return Err(format!("`{key}` moves to {to}, where it is"));
+                }
+            }
+            let seen_there = self.view.locations.get(key) == Some(&p.node);
+            if !(self.alive(&p.node) || seen_there || p.stranded) {
+                return Err(format!(
+                    "`{key}` is on {}, which is down, and not marked stranded",
+                    p.node
+                ));
+            }
+            if p.stranded && self.alive(&p.node) && !self.state.draining.contains_key(&p.node) {
+                return Err(format!(
+                    "`{key}` is marked stranded on {}, a live, undrained host",
+                    p.node
+                ));
+            }
+        }
+        for (key, (job, _, _)) in &named {
+            if self.state.actors.get(key).is_none_or(|p| p.job != *job) {
+                return Err(format!("job `{job}` lacks its actor `{key}`"));
+            }
+        }
+        let ledger = self.ledger();
+        for n in self.view.nodes.iter().filter(|n| n.alive) {
+            let used = ledger.used(&n.id);
+            if !n.capacity.covers(&used) {
+                return Err(format!(
+                    "{} is over-committed: {} placed, {} declared",
+                    n.id,
+                    crate::placement::describe(&used),
+                    crate::placement::describe(&n.capacity)
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn alive(&self, n: &NodeId) -> bool {
@@ -183,10 +298,12 @@ impl Scheduler {
             .collect()
     }
 
+    /// What is allocated where: every actor on its host, and on its move's target
+    /// while it moves.
     fn ledger(&self) -> Ledger {
         let mut l = Ledger::default();
         for p in self.state.actors.values() {
-            l.add(p.node, p.resources);
+            charge(&mut l, p);
         }
         l
     }
@@ -194,10 +311,10 @@ impl Scheduler {
     /// Handles a signed request.
     pub fn request(&mut self, signed: &Signed) -> Outcome {
         if let Err(e) = signed.verify() {
-            return reject(format!("bad signature: {e}"));
+            return reject(Rejection::BadSignature(e.to_string()));
         }
         if self.view.me.is_none() {
-            return reject(STARTING.to_string());
+            return reject(Rejection::Starting);
         }
         let signer = signed.signer;
         let submitter = self.view.submitters.contains(&signer);
@@ -205,25 +322,28 @@ impl Scheduler {
         match &signed.request {
             Request::Deploy { spec } => {
                 if !submitter {
-                    return reject(format!("{signer} is not an allowlisted submitter"));
+                    return reject(Rejection::NotSubmitter { signer });
                 }
                 self.deploy(spec, signer)
             }
             Request::Stop { job } => {
                 if !submitter {
-                    return reject(format!("{signer} is not an allowlisted submitter"));
+                    return reject(Rejection::NotSubmitter { signer });
                 }
                 self.stop(job)
             }
             Request::Migrate { actor, to } => {
                 if !submitter {
-                    return reject(format!("{signer} is not an allowlisted submitter"));
+                    return reject(Rejection::NotSubmitter { signer });
                 }
                 self.migrate(actor, *to)
             }
             Request::Drain { node } => {
                 if !(submitter || signer == *node) {
-                    return reject(format!("{signer} may not drain {node}"));
+                    return reject(Rejection::MayNotDrain {
+                        signer,
+                        node: *node,
+                    });
                 }
                 let count = self
                     .state
@@ -244,7 +364,7 @@ impl Scheduler {
             }
             Request::Status => {
                 if !(submitter || member) {
-                    return reject(format!("{signer} is neither a node nor a submitter"));
+                    return reject(Rejection::NotNodeOrSubmitter { signer });
                 }
                 Outcome {
                     response: Some(Response::Status(self.status())),
@@ -253,7 +373,7 @@ impl Scheduler {
             }
             Request::Report(report) => {
                 if !(member || submitter) {
-                    return reject(format!("{signer} is not an allowlisted node"));
+                    return reject(Rejection::NotNode { signer });
                 }
                 let changed = self.report(report);
                 Outcome {
@@ -268,7 +388,7 @@ impl Scheduler {
     fn deploy(&mut self, text: &str, submitter: NodeId) -> Outcome {
         let spec = match JobSpec::from_toml(text) {
             Ok(s) => s,
-            Err(e) => return reject(e.to_string()),
+            Err(e) => return reject(Rejection::Spec(e)),
         };
         if let Some(existing) = self.state.jobs.get(&spec.name) {
             if existing.spec == spec {
@@ -287,15 +407,12 @@ impl Scheduler {
                     ..Outcome::default()
                 };
             }
-            return reject(format!(
-                "job `{}` already runs with another spec; stop it first",
-                spec.name
-            ));
+            return reject(Rejection::JobExists { job: spec.name });
         }
         if !self.view.kinds.is_empty()
             && let Err(e) = spec.check_kinds(&self.view.kinds)
         {
-            return reject(e.to_string());
+            return reject(Rejection::Spec(e));
         }
         let actors = spec.actors();
         let mut demands = Vec::with_capacity(actors.len());
@@ -328,10 +445,11 @@ impl Scheduler {
                     chosen.push(node);
                 }
                 Err((_, why)) => {
-                    return reject(format!(
-                        "unsatisfiable: stage `{}` replica {index}: {why}",
-                        stage.name
-                    ));
+                    return reject(Rejection::Unsatisfiable {
+                        stage: stage.name.clone(),
+                        replica: *index,
+                        why,
+                    });
                 }
             }
         }
@@ -354,11 +472,16 @@ impl Scheduler {
                 config: stage.config.clone(),
                 outputs,
             };
-            let Ok(bytes) = actor_spec.encode() else {
-                return reject("the actor spec does not encode");
+            let bytes = match actor_spec.encode() {
+                Ok(b) => b,
+                Err(e) => {
+                    return reject(Rejection::Internal(format!(
+                        "the actor spec does not encode: {e}"
+                    )));
+                }
             };
             let Some(dkey) = key_of(&key) else {
-                return reject(format!("`{key}` is not a valid actor key"));
+                return reject(Rejection::InvalidKey { key });
             };
             let set = replica_set(&key, node, &live, spec.durability);
             commands.push((
@@ -387,6 +510,7 @@ impl Scheduler {
                     migrating: None,
                     active: false,
                     ballot: Ballot::ZERO,
+                    stranded: false,
                 },
             );
         }
@@ -411,7 +535,9 @@ impl Scheduler {
 
     fn stop(&mut self, job: &str) -> Outcome {
         if self.state.jobs.remove(job).is_none() {
-            return reject(format!("no job named `{job}`"));
+            return reject(Rejection::UnknownJob {
+                job: job.to_string(),
+            });
         }
         let keys: Vec<String> = self
             .state
@@ -449,13 +575,15 @@ impl Scheduler {
     fn migrate(&mut self, actor: &str, to: NodeId) -> Outcome {
         if actor == SCHEDULER_KEY {
             let Some(me) = self.view.me else {
-                return reject("the scheduler does not know its host yet");
+                return reject(Rejection::Starting);
             };
             if !self.alive(&to) {
-                return reject(format!("{to} is not a live member"));
+                return reject(Rejection::NotLive { node: to });
             }
             let Some(key) = key_of(SCHEDULER_KEY) else {
-                return reject("bad scheduler key");
+                return reject(Rejection::Internal(format!(
+                    "`{SCHEDULER_KEY}` is not a valid key"
+                )));
             };
             return Outcome {
                 response: Some(Response::Migrating {
@@ -470,30 +598,45 @@ impl Scheduler {
         let nodes = self.nodes_for_placement();
         let mut ledger = self.ledger();
         let Some(p) = self.state.actors.get(actor) else {
-            return reject(format!("no actor `{actor}`"));
+            return reject(Rejection::UnknownActor {
+                actor: actor.to_string(),
+            });
         };
         if p.node == to {
-            return reject(format!("`{actor}` already runs on {to}"));
+            return reject(Rejection::AlreadyThere {
+                actor: actor.to_string(),
+                node: to,
+            });
         }
         let Some(target) = nodes.iter().find(|n| n.id == to) else {
-            return reject(format!("{to} is not a member"));
+            return reject(Rejection::UnknownNode { node: to });
         };
         if !target.alive || target.draining {
-            return reject(format!("{to} is not a live, undrained member"));
+            return reject(Rejection::Unavailable { node: to });
         }
         if !p.constraints.eval(&target.tags) {
-            return reject(format!("{to} does not satisfy `{}`", p.constraints));
+            return reject(Rejection::ConstraintUnmet {
+                node: to,
+                constraint: p.constraints.to_string(),
+            });
         }
-        ledger.remove(p.node, p.resources);
+        // Its own room (on its host, and on the target of a move this one
+        // replaces) does not count against it.
+        discharge(&mut ledger, p);
         if !target
             .capacity
             .saturating_sub(&ledger.used(&to))
             .covers(&p.resources)
         {
-            return reject(format!("{to} has no room for `{actor}`"));
+            return reject(Rejection::NoRoom {
+                node: to,
+                actor: actor.to_string(),
+            });
         }
         let (from, Some(key)) = (p.node, key_of(actor)) else {
-            return reject(format!("`{actor}` is not a valid key"));
+            return reject(Rejection::InvalidKey {
+                key: actor.to_string(),
+            });
         };
         let tick = self.state.tick;
         if let Some(p) = self.state.actors.get_mut(actor) {
@@ -518,14 +661,23 @@ impl Scheduler {
                 set,
                 ballot,
             } => {
+                let live = self.alive(node);
                 let Some(p) = self.state.actors.get_mut(key) else {
                     return false;
                 };
                 if *ballot < p.ballot {
                     return false;
                 }
-                let before = (p.node, p.sets.clone(), p.ballot);
-                p.node = *node;
+                let before = (p.node, p.sets.clone(), p.ballot, p.migrating, p.stranded);
+                // A node the view shows down sent it before it died: the actor is
+                // not there any more, and the next tick places it.
+                if live {
+                    p.node = *node;
+                    p.stranded = false;
+                    if p.migrating.is_some_and(|(to, _)| to == *node) {
+                        p.migrating = None;
+                    }
+                }
                 p.ballot = *ballot;
                 // Only the newest set retires the older ones: an activation still on
                 // an older set has not committed to the new one, so a successor must
@@ -533,7 +685,7 @@ impl Scheduler {
                 if p.sets.last() == Some(set) {
                     p.sets = vec![set.clone()];
                 }
-                before != (p.node, p.sets.clone(), p.ballot)
+                before != (p.node, p.sets.clone(), p.ballot, p.migrating, p.stranded)
             }
             Report::Failed { key, why, .. } => {
                 let Some(p) = self.state.actors.get(key) else {
@@ -577,25 +729,30 @@ impl Scheduler {
             .map(|(k, p)| (p.priority, k.clone()))
             .collect();
         order.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let draining = self.state.draining.clone();
         for (_, key) in order {
             let Some(dkey) = key_of(&key) else { continue };
             let loc = self.view.locations.get(&key).copied();
-            let draining = self.state.draining.clone();
             let Some(p) = self.state.actors.get_mut(&key) else {
                 continue;
             };
             let was = p.clone();
+            // Its room is taken out while it is decided on, and put back where the
+            // decision leaves it, so the ledger stays exact whatever happens below.
+            discharge(&mut ledger, p);
             p.active = loc.is_some();
+            p.stranded = false;
+            // A move that has not landed by its deadline is forgotten (and its
+            // target's room freed); it may be ordered again.
+            if p.migrating
+                .is_some_and(|(_, since)| tick.saturating_sub(since) > MIGRATION_TICKS)
+            {
+                p.migrating = None;
+            }
             match loc {
                 Some(n) => {
-                    if p.node != n {
-                        ledger.remove(p.node, p.resources);
-                        ledger.add(n, p.resources);
-                        p.node = n;
-                    }
-                    if p.migrating.is_some_and(|(to, since)| {
-                        to == n || tick.saturating_sub(since) > MIGRATION_TICKS
-                    }) {
+                    p.node = n;
+                    if p.migrating.is_some_and(|(to, _)| to == n) {
                         p.migrating = None;
                     }
                     // Still at the source a while after the move was ordered: the
@@ -623,9 +780,7 @@ impl Scheduler {
                             avoid: BTreeSet::new(),
                             exclude: [n].into(),
                         };
-                        let mut l = ledger.clone();
-                        l.remove(n, p.resources);
-                        if let Ok(to) = pick(&nodes, &l, &d, p.strategy) {
+                        if let Ok(to) = pick(&nodes, &ledger, &d, p.strategy) {
                             p.migrating = Some((to, tick));
                             out.commands.push((
                                 n,
@@ -671,9 +826,7 @@ impl Scheduler {
                     let host_ok = live.contains(&p.node) && !draining.contains_key(&p.node);
                     let moving_to = p
                         .migrating
-                        .filter(|&(to, since)| {
-                            live.contains(&to) && tick.saturating_sub(since) <= MIGRATION_TICKS
-                        })
+                        .filter(|&(to, _)| live.contains(&to))
                         .map(|(to, _)| to);
                     if moving_to.is_some() && host_ok {
                         // Between the source's deregistration and the target's
@@ -682,8 +835,9 @@ impl Scheduler {
                     } else if !host_ok {
                         // The host is gone. A move under way restores on its target
                         // (which may hold the hand-off already: the command is then
-                        // a no-op there), so no rival starts elsewhere and nothing
-                        // waits out a move that cannot finish; else place anew.
+                        // a no-op there, and its room is held already), so no rival
+                        // starts elsewhere and nothing waits out a move that cannot
+                        // finish; else place anew.
                         let target = moving_to.or_else(|| {
                             let d = Demand {
                                 resources: p.resources,
@@ -691,13 +845,9 @@ impl Scheduler {
                                 avoid: BTreeSet::new(),
                                 exclude: BTreeSet::new(),
                             };
-                            let mut l = ledger.clone();
-                            l.remove(p.node, p.resources);
-                            pick(&nodes, &l, &d, p.strategy).ok()
+                            pick(&nodes, &ledger, &d, p.strategy).ok()
                         });
                         if let Some(to) = target {
-                            ledger.remove(p.node, p.resources);
-                            ledger.add(to, p.resources);
                             p.node = to;
                             p.migrating = None;
                             p.last_command = tick;
@@ -709,6 +859,8 @@ impl Scheduler {
                                     spec: p.spec.clone(),
                                 },
                             ));
+                        } else {
+                            p.stranded = true;
                         }
                     } else if tick.saturating_sub(p.last_command) >= RETRY_TICKS {
                         p.last_command = tick;
@@ -723,6 +875,7 @@ impl Scheduler {
                     }
                 }
             }
+            charge(&mut ledger, p);
             if *p != was {
                 out.changed = true;
             }

@@ -93,7 +93,7 @@ pub struct StageJob {
 }
 
 /// Why a job spec was refused. The submitter is at fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum JobError {
     /// Empty text.

@@ -22,4 +22,4 @@ pub mod tags;
 
 pub use core::{Scheduler, State};
 pub use job::{JobError, JobSpec, Strategy};
-pub use protocol::{ActorSpec, Request, Response, SCHEDULER_KEY, Signed, View};
+pub use protocol::{ActorSpec, Fault, Rejection, Request, Response, SCHEDULER_KEY, Signed, View};

@@ -12,7 +12,8 @@ use plexus_durable::types::{Ballot, DurableKey, ReplicaSet};
 use plexus_vocab::identity::{self, NodeKey, SignatureError};
 use serde::{Deserialize, Serialize};
 
-use crate::placement::NodeInfo;
+use crate::job::JobError;
+use crate::placement::{NodeInfo, Unsatisfiable};
 
 /// Signature domain of scheduler requests.
 const DOMAIN: &[u8] = b"plexus/scheduler-request/v1";
@@ -162,10 +163,7 @@ pub enum Response {
         actors: Vec<(String, NodeId)>,
     },
     /// Refused; nothing changed.
-    Rejected {
-        /// Why.
-        reason: String,
-    },
+    Rejected(Rejection),
     /// The job is gone.
     Stopped {
         /// The job.
@@ -193,6 +191,175 @@ pub enum Response {
     Status(Status),
     /// A report was taken.
     Noted,
+}
+
+/// Why the scheduler refused a request; nothing changed. [`Rejection::fault`] says
+/// whose fault it is: the request's (asking again unchanged gets the same answer),
+/// the cluster's present state (the same request may succeed later), or the
+/// scheduler's own. The text is what clients print.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    // The request is at fault.
+    /// The signature does not verify over the request and nonce.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    /// Deploy, stop and migrate need an allowlisted submitter's key.
+    #[error("{signer} is not an allowlisted submitter")]
+    NotSubmitter {
+        /// Who signed.
+        signer: NodeId,
+    },
+    /// A drain needs a submitter's key or the drained node's own.
+    #[error("{signer} may not drain {node}")]
+    MayNotDrain {
+        /// Who signed.
+        signer: NodeId,
+        /// The node to drain.
+        node: NodeId,
+    },
+    /// A status request needs a node's or a submitter's key.
+    #[error("{signer} is neither a node nor a submitter")]
+    NotNodeOrSubmitter {
+        /// Who signed.
+        signer: NodeId,
+    },
+    /// Reports need an allowlisted node's key.
+    #[error("{signer} is not an allowlisted node")]
+    NotNode {
+        /// Who signed.
+        signer: NodeId,
+    },
+    /// The job spec does not parse or validate (or names a kind no node has).
+    #[error("{0}")]
+    Spec(JobError),
+    /// A name that makes no valid actor key.
+    #[error("`{key}` is not a valid actor key")]
+    InvalidKey {
+        /// The name.
+        key: String,
+    },
+    /// No such job.
+    #[error("no job named `{job}`")]
+    UnknownJob {
+        /// The name asked for.
+        job: String,
+    },
+    /// No such actor.
+    #[error("no actor `{actor}`")]
+    UnknownActor {
+        /// The key asked for.
+        actor: String,
+    },
+    /// No such node.
+    #[error("{node} is not a member")]
+    UnknownNode {
+        /// The node asked for.
+        node: NodeId,
+    },
+    /// The target node's tags do not satisfy the actor's constraints.
+    #[error("{node} does not satisfy `{constraint}`")]
+    ConstraintUnmet {
+        /// The target.
+        node: NodeId,
+        /// The actor's constraint expression.
+        constraint: String,
+    },
+
+    // The cluster's present state is at fault.
+    /// The scheduler has no view of the cluster yet (it just started or was
+    /// restored); the request may be asked again at once.
+    #[error("the scheduler is starting (no view of the cluster yet); retry")]
+    Starting,
+    /// A job of that name runs with another spec.
+    #[error("job `{job}` already runs with another spec; stop it first")]
+    JobExists {
+        /// The name.
+        job: String,
+    },
+    /// No node can take one of the job's actors now; nothing was deployed.
+    #[error("unsatisfiable: stage `{stage}` replica {replica}: {why}")]
+    Unsatisfiable {
+        /// The stage.
+        stage: String,
+        /// Which of its replicas.
+        replica: u32,
+        /// Why nothing fits.
+        why: Unsatisfiable,
+    },
+    /// The actor is already where the move would take it (the scheduler's
+    /// placement may be a report behind the hosts').
+    #[error("`{actor}` already runs on {node}")]
+    AlreadyThere {
+        /// The actor.
+        actor: String,
+        /// Its host.
+        node: NodeId,
+    },
+    /// The target node is not alive.
+    #[error("{node} is not a live member")]
+    NotLive {
+        /// The target.
+        node: NodeId,
+    },
+    /// The target node is not alive, or is being drained.
+    #[error("{node} is not a live, undrained member")]
+    Unavailable {
+        /// The target.
+        node: NodeId,
+    },
+    /// The target node lacks the room.
+    #[error("{node} has no room for `{actor}`")]
+    NoRoom {
+        /// The target.
+        node: NodeId,
+        /// The actor.
+        actor: String,
+    },
+
+    // The scheduler is at fault.
+    /// Something the scheduler built itself failed (a bug).
+    #[error("internal scheduler error: {0}")]
+    Internal(String),
+}
+
+/// Whose fault a [`Rejection`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The request: change it before asking again.
+    Request,
+    /// The cluster's present state: the same request may succeed later.
+    Cluster,
+    /// The scheduler (a bug).
+    Scheduler,
+}
+
+impl Rejection {
+    /// Whose fault it is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Rejection::BadSignature(_)
+            | Rejection::NotSubmitter { .. }
+            | Rejection::MayNotDrain { .. }
+            | Rejection::NotNodeOrSubmitter { .. }
+            | Rejection::NotNode { .. }
+            | Rejection::Spec(_)
+            | Rejection::InvalidKey { .. }
+            | Rejection::UnknownJob { .. }
+            | Rejection::UnknownActor { .. }
+            | Rejection::UnknownNode { .. }
+            | Rejection::ConstraintUnmet { .. } => Fault::Request,
+            Rejection::Starting
+            | Rejection::JobExists { .. }
+            | Rejection::Unsatisfiable { .. }
+            | Rejection::AlreadyThere { .. }
+            | Rejection::NotLive { .. }
+            | Rejection::Unavailable { .. }
+            | Rejection::NoRoom { .. } => Fault::Cluster,
+            Rejection::Internal(_) => Fault::Scheduler,
+        }
+    }
 }
 
 /// A snapshot of the scheduler's state.

@@ -14,6 +14,7 @@ pub mod client;
 mod daemon;
 mod demo;
 pub mod keys;
+pub mod local;
 mod pipeline;
 mod sim;
 
@@ -117,20 +118,6 @@ pub enum Command {
         traceparent: Option<String>,
         #[command(flatten)]
         client: client::ClientArgs,
-    },
-    /// Benchmark live migration: hand-off pause percentiles and failover time on a
-    /// 3-node loopback cluster (see docs/benchmarks.md).
-    #[command(hide = true)]
-    BenchMigration {
-        /// Bytes of state the migrated actor carries.
-        #[arg(long, default_value_t = 1024)]
-        state_bytes: u64,
-        /// Messages per second it receives meanwhile.
-        #[arg(long, default_value_t = 10_000)]
-        rate: u64,
-        /// Migrations to time.
-        #[arg(long, default_value_t = 40)]
-        moves: u32,
     },
     /// Run the demo: a 3-node cluster of real processes on loopback, a pipeline
     /// deployed to it, traffic, a live migration and a node killed with SIGKILL.
@@ -405,11 +392,6 @@ async fn run(command: Command, log: &str) -> Result<(), CliError> {
             traceparent,
             client,
         } => blocking(move || client::send(&client, &actor, texts, traceparent)).await,
-        Command::BenchMigration {
-            state_bytes,
-            rate,
-            moves,
-        } => blocking(move || demo::bench_migration(state_bytes, rate, moves)).await,
         Command::Demo { messages, keep } => blocking(move || demo::run(messages, keep)).await,
         Command::Kinds => {
             let node = crate::Node::builder().build();

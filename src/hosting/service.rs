@@ -142,13 +142,14 @@ pub enum AskError {
 }
 
 /// How often a request is asked again while the scheduler answers
-/// [`plexus_scheduler::core::STARTING`].
+/// [`Rejection::Starting`](plexus_scheduler::Rejection::Starting).
 const STARTING_RETRY: Duration = Duration::from_millis(200);
 
 /// Hands `signed` to the scheduler through this node's service and waits for the
 /// answer until `deadline`. A scheduler that just (re)started answers
-/// [`plexus_scheduler::core::STARTING`] until its first view of the cluster (half a
-/// second at most); the request is then asked again, within the same deadline.
+/// [`Rejection::Starting`](plexus_scheduler::Rejection::Starting) until its first
+/// view of the cluster (half a second at most); the request is then asked again,
+/// within the same deadline.
 pub async fn ask_scheduler(
     service: &ActorRef<ServiceMsg>,
     signed: &Signed,
@@ -167,9 +168,8 @@ pub async fn ask_scheduler(
             Err(_) => return Err(AskError::Timeout),
         };
         match &answer {
-            Response::Rejected { reason }
-                if reason == plexus_scheduler::core::STARTING
-                    && tokio::time::Instant::now() + STARTING_RETRY < deadline =>
+            Response::Rejected(plexus_scheduler::Rejection::Starting)
+                if tokio::time::Instant::now() + STARTING_RETRY < deadline =>
             {
                 tokio::time::sleep(STARTING_RETRY).await;
             }

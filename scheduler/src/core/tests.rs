@@ -1,6 +1,34 @@
 use super::*;
 use plexus_vocab::identity::NodeKey;
 
+/// The scheduler, its invariants checked after every step.
+#[derive(Clone, Default)]
+struct Checked(Scheduler);
+
+impl Checked {
+    fn request(&mut self, signed: &Signed) -> Outcome {
+        let out = self.0.request(signed);
+        self.check();
+        out
+    }
+
+    fn tick(&mut self, view: View) -> Outcome {
+        let out = self.0.tick(view);
+        self.check();
+        out
+    }
+
+    fn state(&self) -> &State {
+        self.0.state()
+    }
+
+    fn check(&self) {
+        if let Err(e) = self.0.check_invariants() {
+            panic!("invariant broken: {e}\n{:#?}", self.0.state());
+        }
+    }
+}
+
 fn node(i: u64) -> NodeId {
     NodeId::synthetic(i)
 }
@@ -58,7 +86,7 @@ fn signed(r: Request) -> Signed {
     Signed::sign(r, 1, &client()).unwrap()
 }
 
-fn deployed(s: &mut Scheduler) -> Vec<(String, NodeId)> {
+fn deployed(s: &mut Checked) -> Vec<(String, NodeId)> {
     let out = s.request(&signed(Request::Deploy { spec: JOB.into() }));
     match out.response {
         Some(Response::Deployed { actors, .. }) => {
@@ -72,7 +100,7 @@ fn deployed(s: &mut Scheduler) -> Vec<(String, NodeId)> {
 
 #[test]
 fn a_signed_deploy_places_every_actor_spread_out() {
-    let mut s = Scheduler::default();
+    let mut s = Checked::default();
     s.tick(view(vec![
         info(1, &[], true),
         info(2, &[], true),
@@ -94,7 +122,7 @@ fn a_signed_deploy_places_every_actor_spread_out() {
 
 #[test]
 fn forged_unauthorized_and_unsatisfiable_deploys_change_nothing() {
-    let mut s = Scheduler::default();
+    let mut s = Checked::default();
     s.tick(view(vec![info(1, &[], true), info(2, &[], true)]));
     let before = s.state().clone();
     let mut forged = signed(Request::Deploy { spec: JOB.into() });
@@ -103,7 +131,10 @@ fn forged_unauthorized_and_unsatisfiable_deploys_change_nothing() {
     };
     let out = s.request(&forged);
     assert!(
-        matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("signature")),
+        matches!(
+            &out.response,
+            Some(Response::Rejected(Rejection::BadSignature(_)))
+        ),
         "{out:?}"
     );
     let stranger = Signed::sign(
@@ -114,13 +145,23 @@ fn forged_unauthorized_and_unsatisfiable_deploys_change_nothing() {
     .unwrap();
     let out = s.request(&stranger);
     assert!(
-        matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("submitter")),
+        matches!(
+            &out.response,
+            Some(Response::Rejected(r @ Rejection::NotSubmitter { signer }))
+                if *signer == stranger.signer && r.to_string().contains("not an allowlisted submitter")
+        ),
         "{out:?}"
     );
     let gpu = JOB.replace("cpu = 1", "cpu = 1\ngpu = 1");
     let out = s.request(&signed(Request::Deploy { spec: gpu }));
     assert!(
-        matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("unsatisfiable")),
+        matches!(
+            &out.response,
+            Some(Response::Rejected(Rejection::Unsatisfiable {
+                why: crate::placement::Unsatisfiable::Capacity { .. },
+                ..
+            }))
+        ),
         "{out:?}"
     );
     let tagged = JOB.replace(
@@ -129,23 +170,42 @@ fn forged_unauthorized_and_unsatisfiable_deploys_change_nothing() {
     );
     let out = s.request(&signed(Request::Deploy { spec: tagged }));
     assert!(
-        matches!(&out.response, Some(Response::Rejected { reason }) if reason.contains("region in [eu] && kyc")),
+        matches!(
+            &out.response,
+            Some(Response::Rejected(r @ Rejection::Unsatisfiable { .. }))
+                if r.to_string().starts_with("unsatisfiable: ")
+                    && r.to_string().contains("region in [eu] && kyc")
+        ),
         "{out:?}"
     );
     // Three cpu-1 actors on one 4-cpu node fit; on one 2-cpu node they do not.
     let tight = JOB.replace("cpu = 1", "cpu = 3");
     let out = s.request(&signed(Request::Deploy { spec: tight }));
     assert!(
-        matches!(&out.response, Some(Response::Rejected { .. })),
+        matches!(
+            &out.response,
+            Some(Response::Rejected(Rejection::Unsatisfiable { .. }))
+        ),
         "{out:?}"
     );
+    // A spec that does not parse is the request's fault, with the parser's words.
+    let out = s.request(&signed(Request::Deploy {
+        spec: "name = 3".into(),
+    }));
+    match &out.response {
+        Some(Response::Rejected(r @ Rejection::Spec(crate::job::JobError::Syntax(_)))) => {
+            assert_eq!(r.fault(), crate::protocol::Fault::Request);
+            assert!(r.to_string().starts_with("invalid job spec: "), "{r}");
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(out.commands.is_empty());
     assert_eq!(s.state(), &before, "nothing partially deployed");
 }
 
 #[test]
 fn a_dead_hosts_actors_are_placed_elsewhere_and_dead_replicas_replaced() {
-    let mut s = Scheduler::default();
+    let mut s = Checked::default();
     let nodes = vec![
         info(1, &[], true),
         info(2, &[], true),
@@ -189,7 +249,7 @@ fn a_dead_hosts_actors_are_placed_elsewhere_and_dead_replicas_replaced() {
 
 #[test]
 fn drains_migrate_everything_off_and_joins_rebalance() {
-    let mut s = Scheduler::default();
+    let mut s = Checked::default();
     let nodes = vec![info(1, &[], true), info(2, &[], true)];
     s.tick(view(nodes.clone()));
     let actors = deployed(&mut s);
@@ -232,7 +292,7 @@ fn drains_migrate_everything_off_and_joins_rebalance() {
 
 #[test]
 fn stop_releases_every_actor_and_replica() {
-    let mut s = Scheduler::default();
+    let mut s = Checked::default();
     s.tick(view(vec![
         info(1, &[], true),
         info(2, &[], true),
@@ -255,7 +315,7 @@ fn stop_releases_every_actor_and_replica() {
 
 #[test]
 fn migrate_requests_are_checked() {
-    let mut s = Scheduler::default();
+    let mut s = Checked::default();
     s.tick(view(vec![
         info(1, &["a"], true),
         info(2, &[], true),
@@ -286,17 +346,37 @@ fn migrate_requests_are_checked() {
         actor: key.clone(),
         to: node(3),
     }));
-    assert!(matches!(out.response, Some(Response::Rejected { .. })));
+    assert_eq!(
+        out.response,
+        Some(Response::Rejected(Rejection::Unavailable { node: node(3) }))
+    );
     let out = s.request(&signed(Request::Migrate {
         actor: "nope".into(),
         to,
     }));
-    assert!(matches!(out.response, Some(Response::Rejected { .. })));
+    assert_eq!(
+        out.response,
+        Some(Response::Rejected(Rejection::UnknownActor {
+            actor: "nope".into()
+        }))
+    );
+    // Where it is already: the cluster's state, not the request, is in the way.
+    let out = s.request(&signed(Request::Migrate {
+        actor: key.clone(),
+        to: from,
+    }));
+    match &out.response {
+        Some(Response::Rejected(r @ Rejection::AlreadyThere { node, .. })) => {
+            assert_eq!(*node, from);
+            assert_eq!(r.fault(), crate::protocol::Fault::Cluster);
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
 fn only_a_current_report_of_the_newest_set_retires_older_sets() {
-    let mut s = Scheduler::default();
+    let mut s = Checked::default();
     let nodes: Vec<NodeInfo> = (1..=5).map(|i| info(i, &[], true)).collect();
     s.tick(view(nodes.clone()));
     let actors = deployed(&mut s);
@@ -347,8 +427,8 @@ fn only_a_current_report_of_the_newest_set_retires_older_sets() {
 /// Four nodes, a deployed job, and one actor ordered from `from` to `to` (a node
 /// that hosts nothing). Returns the scheduler, the view with every actor at home,
 /// the actor's key, `from` and `to`.
-fn one_move_ordered() -> (Scheduler, View, String, NodeId, NodeId) {
-    let mut s = Scheduler::default();
+fn one_move_ordered() -> (Checked, View, String, NodeId, NodeId) {
+    let mut s = Checked::default();
     let nodes: Vec<NodeInfo> = (1..=4).map(|i| info(i, &[], true)).collect();
     s.tick(view(nodes.clone()));
     let actors = deployed(&mut s);
@@ -433,5 +513,447 @@ fn a_move_the_host_did_not_start_is_ordered_again() {
             "{:?}",
             out.commands
         );
+    }
+}
+
+/// Four nodes, the job deployed and running, one tick later: a healthy scheduler.
+fn healthy() -> Scheduler {
+    let mut s = Checked::default();
+    let nodes: Vec<NodeInfo> = (1..=4).map(|i| info(i, &[], true)).collect();
+    s.tick(view(nodes.clone()));
+    let actors = deployed(&mut s);
+    let mut v = view(nodes);
+    v.locations = actors.into_iter().collect();
+    s.tick(v);
+    s.0
+}
+
+#[test]
+fn each_broken_invariant_is_caught() {
+    let good = healthy();
+    assert_eq!(good.check_invariants(), Ok(()));
+    let tick = good.state.tick;
+    let key = "wc/count/0".to_string();
+    let host = good.state.actors[&key].node;
+    // A node that hosts nothing.
+    let idle = (1..=4)
+        .map(node)
+        .find(|n| good.state.actors.values().all(|p| p.node != *n))
+        .expect("four nodes, three actors");
+    type Break = Box<dyn Fn(&mut Scheduler)>;
+    let p = |f: fn(&mut Placement)| -> Break {
+        Box::new(move |s: &mut Scheduler| f(s.state.actors.get_mut("wc/count/0").unwrap()))
+    };
+    let cases: Vec<(&str, Break)> = vec![
+        (
+            "durable view",
+            Box::new(|s: &mut Scheduler| s.view.me = Some(node(9))),
+        ),
+        (
+            "not an actor key",
+            Box::new(|s: &mut Scheduler| {
+                let copy = s.state.actors["wc/count/0"].clone();
+                s.state.actors.insert(SCHEDULER_KEY.into(), copy);
+            }),
+        ),
+        ("which is no job", p(|p| p.job = "ghost".into())),
+        (
+            "names no actor",
+            Box::new(|s: &mut Scheduler| {
+                let copy = s.state.actors["wc/count/0"].clone();
+                s.state.actors.insert("wc/count/7".into(), copy);
+            }),
+        ),
+        (
+            "lacks its actor",
+            Box::new(|s: &mut Scheduler| {
+                s.state.actors.remove("wc/count/0");
+            }),
+        ),
+        (
+            "differs from its job's spec",
+            p(|p| p.kind = "other".into()),
+        ),
+        ("replica sets", p(|p| p.sets.clear())),
+        (
+            "replica sets",
+            p(|p| {
+                let s = p.sets[0].clone();
+                p.sets.extend([s.clone(), s]);
+            }),
+        ),
+        ("in the future", p(|p| p.last_command = u64::MAX)),
+        (
+            "moves since tick",
+            Box::new(move |s: &mut Scheduler| {
+                let p = s.state.actors.get_mut("wc/count/0").unwrap();
+                p.migrating = Some((idle, tick + 1));
+            }),
+        ),
+        (
+            "outlived its timeout",
+            Box::new(move |s: &mut Scheduler| {
+                s.state.tick += MIGRATION_TICKS + 1;
+                let p = s.state.actors.get_mut("wc/count/0").unwrap();
+                p.migrating = Some((idle, tick));
+            }),
+        ),
+        (
+            "where it is",
+            Box::new(move |s: &mut Scheduler| {
+                let p = s.state.actors.get_mut("wc/count/0").unwrap();
+                p.migrating = Some((host, tick));
+            }),
+        ),
+        (
+            "not marked stranded",
+            Box::new(|s: &mut Scheduler| {
+                s.state.actors.get_mut("wc/count/0").unwrap().node = node(9);
+            }),
+        ),
+        ("live, undrained host", p(|p| p.stranded = true)),
+        ("over-committed", p(|p| p.resources.cpu_millis = 100_000)),
+        (
+            // Only through the room a move holds on its target.
+            "over-committed",
+            Box::new(move |s: &mut Scheduler| {
+                for v in [&mut s.view, &mut s.state.view] {
+                    let n = v.nodes.iter_mut().find(|n| n.id == idle).unwrap();
+                    n.capacity.cpu_millis = 500;
+                }
+                let p = s.state.actors.get_mut("wc/count/0").unwrap();
+                p.migrating = Some((idle, tick));
+            }),
+        ),
+    ];
+    for (want, break_it) in cases {
+        let mut s = good.clone();
+        break_it(&mut s);
+        match s.check_invariants() {
+            Err(e) => assert!(e.contains(want), "wanted `{want}`, got `{e}`"),
+            Ok(()) => panic!("`{want}` was not caught"),
+        }
+    }
+    // The allowed forms of the same states pass: a stranded actor on a dead host,
+    // an actor where the registry saw it, a move that holds room it has.
+    let mut stranded = good.clone();
+    let p = stranded.state.actors.get_mut(&key).unwrap();
+    p.node = node(9);
+    p.stranded = true;
+    assert_eq!(stranded.check_invariants(), Ok(()));
+    let mut seen = good.clone();
+    seen.state.actors.get_mut(&key).unwrap().node = node(9);
+    for v in [&mut seen.view, &mut seen.state.view] {
+        v.locations.insert(key.clone(), node(9));
+    }
+    assert_eq!(seen.check_invariants(), Ok(()));
+    let mut moving = good.clone();
+    moving.state.actors.get_mut(&key).unwrap().migrating = Some((idle, tick));
+    assert_eq!(moving.check_invariants(), Ok(()));
+}
+
+#[test]
+fn a_restored_scheduler_keeps_its_invariants_and_rejects_until_it_has_a_view() {
+    let good = healthy();
+    let snapshot = good.state().snapshot().unwrap();
+    let back = Scheduler::new(State::restore(&snapshot).unwrap());
+    assert_eq!(back.state(), good.state());
+    assert_eq!(back.check_invariants(), Ok(()));
+    let mut fresh = Scheduler::default();
+    let out = fresh.request(&signed(Request::Status));
+    assert_eq!(out.response, Some(Response::Rejected(Rejection::Starting)));
+    assert_eq!(
+        Rejection::Starting.to_string(),
+        "the scheduler is starting (no view of the cluster yet); retry"
+    );
+    assert_eq!(fresh.check_invariants(), Ok(()));
+}
+
+/// A drain that sends several actors off one node in one tick holds each one's
+/// room on its target, so two never land where only one fits.
+#[test]
+fn a_drain_holds_room_on_each_target() {
+    let mut s = Checked::default();
+    let small = |i: u64, cpu: u64| NodeInfo {
+        capacity: Resources {
+            cpu_millis: cpu,
+            memory_bytes: 8 << 30,
+            gpus: 0,
+        },
+        ..info(i, &[], true)
+    };
+    // Node 1 takes all three (the others are down); nodes 2 and 3, back, have room
+    // for one each.
+    let mut nodes = vec![small(1, 4000), small(2, 1000), small(3, 1000)];
+    nodes[1].alive = false;
+    nodes[2].alive = false;
+    s.tick(view(nodes.clone()));
+    let actors = deployed(&mut s);
+    assert!(actors.iter().all(|(_, n)| *n == node(1)), "{actors:?}");
+    nodes[1].alive = true;
+    nodes[2].alive = true;
+    let mut v = view(nodes);
+    v.locations = actors.into_iter().collect();
+    s.tick(v.clone());
+    let drain = signed(Request::Drain { node: node(1) });
+    s.request(&drain);
+    let out = s.tick(v);
+    let targets: Vec<NodeId> = out
+        .commands
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Command::Migrate { to, .. } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    let distinct: BTreeSet<NodeId> = targets.iter().copied().collect();
+    assert_eq!(targets.len(), 2, "{:?}", out.commands);
+    assert_eq!(distinct, [node(2), node(3)].into(), "{:?}", out.commands);
+}
+
+mod model {
+    //! The scheduler against a small model of a cluster that carries out its
+    //! commands (or loses them), with nodes dying and coming back, requests of
+    //! every kind, and restores from snapshots; invariants after every step.
+
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::strategy::Strategy;
+
+    const JOBS: usize = 4;
+
+    /// The jobs deployed: the usual one, a wider copy, a packed one with a
+    /// constraint, and a big one of high priority.
+    fn job(i: usize) -> String {
+        match i {
+            0 => JOB.into(),
+            1 => JOB
+                .replace("\"wc\"", "\"wide\"\ndurability = 3")
+                .replace("cpu = 1", "cpu = \"250m\"")
+                .replace("replicas = 2", "replicas = 4"),
+            2 => r#"
+name = "pk"
+placement = "pack"
+constraints = "eu"
+[resources]
+cpu = "500m"
+[[stage]]
+name = "s"
+kind = "tokenize"
+replicas = 3
+"#
+            .into(),
+            _ => r#"
+name = "big"
+priority = 10
+[resources]
+cpu = 3
+[[stage]]
+name = "s"
+kind = "word-count"
+"#
+            .into(),
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Deploy(usize),
+        Stop(usize),
+        Migrate(usize, u64),
+        Drain(u64),
+        Kill(u64),
+        Revive(u64),
+        Vanish(usize),
+        Tick,
+        Restore,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            2 => (0..JOBS).prop_map(Step::Deploy),
+            1 => (0..JOBS).prop_map(Step::Stop),
+            2 => (0usize..16, 1u64..=5).prop_map(|(a, n)| Step::Migrate(a, n)),
+            1 => (1u64..=5).prop_map(Step::Drain),
+            1 => (1u64..=5).prop_map(Step::Kill),
+            2 => (1u64..=5).prop_map(Step::Revive),
+            1 => (0usize..16).prop_map(Step::Vanish),
+            8 => Just(Step::Tick),
+            1 => Just(Step::Restore),
+        ]
+    }
+
+    struct World {
+        nodes: Vec<NodeInfo>,
+        /// Where each actor is active (the registry).
+        registry: BTreeMap<String, NodeId>,
+        round: u64,
+        /// Which commands get lost, one bit each, in turn.
+        losses: u64,
+        sent: u32,
+    }
+
+    impl World {
+        fn view(&self) -> View {
+            let mut v = view(self.nodes.clone());
+            v.me = self.nodes.iter().find(|n| n.alive).map(|n| n.id);
+            v.locations = self.registry.clone();
+            v
+        }
+
+        fn alive(&self, n: NodeId) -> bool {
+            self.nodes.iter().any(|x| x.id == n && x.alive)
+        }
+
+        /// Carries out what `out` commands (unless lost), reporting activations.
+        fn carry_out(&mut self, s: &mut Checked, out: Outcome) {
+            for (at, command) in out.commands {
+                self.sent = self.sent.wrapping_add(1);
+                // A host may refuse an activation or a move (busy with another
+                // move, a restore that failed); a release it always carries out
+                // (commands travel on reliable streams, and a stopped job's actor
+                // that lingered would be adopted by a redeploy of the same name:
+                // the one way a node comes to run what it was not told).
+                let refused = self.losses >> (self.sent % 64) & 1 == 1
+                    && !matches!(command, Command::Release { .. });
+                if refused || !self.alive(at) {
+                    continue;
+                }
+                let (key, node, set) = match command {
+                    Command::Activate { key, sets, .. } => {
+                        (key, at, sets.last().cloned().expect("a set"))
+                    }
+                    Command::Migrate { key, to } => {
+                        if self.registry.get(key.as_str()) != Some(&at) || !self.alive(to) {
+                            continue;
+                        }
+                        let set = s
+                            .state()
+                            .actors
+                            .get(key.as_str())
+                            .and_then(|p| p.sets.last().cloned());
+                        let Some(set) = set else { continue };
+                        (key, to, set)
+                    }
+                    Command::Reconfigure { key, set } => {
+                        if self.registry.get(key.as_str()) != Some(&at) {
+                            continue;
+                        }
+                        (key, at, set)
+                    }
+                    Command::Release { key } => {
+                        if self.registry.get(key.as_str()) == Some(&at) {
+                            self.registry.remove(key.as_str());
+                        }
+                        continue;
+                    }
+                };
+                self.registry.insert(key.to_string(), node);
+                self.round += 1;
+                let report = Report::Active {
+                    key: key.to_string(),
+                    node,
+                    set,
+                    ballot: Ballot {
+                        round: self.round,
+                        node,
+                    },
+                };
+                s.request(&signed(Request::Report(report)));
+            }
+        }
+    }
+
+    fn world(losses: u64) -> World {
+        let tags: [&[&str]; 5] = [&["eu"], &[], &["eu"], &[], &["eu"]];
+        let cpu = [4000, 1000, 2000, 3000, 1500];
+        let nodes = (0..5)
+            .map(|i| NodeInfo {
+                capacity: Resources {
+                    cpu_millis: cpu[i],
+                    memory_bytes: 8 << 30,
+                    gpus: 0,
+                },
+                ..info(i as u64 + 1, tags[i], true)
+            })
+            .collect();
+        World {
+            nodes,
+            registry: BTreeMap::new(),
+            round: 0,
+            losses,
+            sent: 0,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn invariants_hold_after_every_step(
+            steps in prop::collection::vec(step(), 1..120),
+            losses in prop_oneof![Just(0u64), any::<u64>()],
+        ) {
+            let mut w = world(losses);
+            let mut s = Checked::default();
+            for step in steps {
+                match step {
+                    Step::Deploy(j) => {
+                        let out = s.request(&signed(Request::Deploy { spec: job(j) }));
+                        // A new job is placed only on live, undrained nodes (the
+                        // same spec again answers where its actors are now).
+                        if let Some(Response::Deployed { actors, .. }) = &out.response
+                            && out.changed
+                        {
+                            for (_, n) in actors {
+                                prop_assert!(s.0.alive(n));
+                                prop_assert!(!s.state().draining.contains_key(n));
+                            }
+                        }
+                        w.carry_out(&mut s, out);
+                    }
+                    Step::Stop(j) => {
+                        let name = JobSpec::from_toml(&job(j)).unwrap().name;
+                        let out = s.request(&signed(Request::Stop { job: name.clone() }));
+                        prop_assert!(!s.state().jobs.contains_key(&name));
+                        w.carry_out(&mut s, out);
+                    }
+                    Step::Migrate(a, n) => {
+                        let keys: Vec<String> = s.state().actors.keys().cloned().collect();
+                        let actor = keys.get(a % keys.len().max(1)).cloned().unwrap_or("x/y/0".into());
+                        let out = s.request(&signed(Request::Migrate { actor, to: node(n) }));
+                        w.carry_out(&mut s, out);
+                    }
+                    Step::Drain(n) => {
+                        let out = s.request(&signed(Request::Drain { node: node(n) }));
+                        w.carry_out(&mut s, out);
+                    }
+                    Step::Kill(n) => {
+                        w.nodes.iter_mut().filter(|x| x.id == node(n)).for_each(|x| x.alive = false);
+                        w.registry.retain(|_, at| *at != node(n));
+                    }
+                    Step::Revive(n) => {
+                        w.nodes.iter_mut().filter(|x| x.id == node(n)).for_each(|x| x.alive = true);
+                    }
+                    Step::Vanish(a) => {
+                        // An activation stops on its own (a failed hand-off, a
+                        // lost lease): the actor runs nowhere until re-placed.
+                        let keys: Vec<String> = w.registry.keys().cloned().collect();
+                        if let Some(k) = keys.get(a % keys.len().max(1)) {
+                            w.registry.remove(k);
+                        }
+                    }
+                    Step::Tick => {
+                        let out = s.tick(w.view());
+                        w.carry_out(&mut s, out);
+                    }
+                    Step::Restore => {
+                        let snapshot = s.state().snapshot().unwrap();
+                        s = Checked(Scheduler::new(State::restore(&snapshot).unwrap()));
+                        s.check();
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,277 @@
+//! Live migration and failover: the hand-off pause, p50 and p99, of a durable actor
+//! carrying `--state-bytes` of state while it receives `--rate` messages a second,
+//! over `--moves` live migrations between two nodes; then zero loss, checked at the
+//! sink, and the time from a SIGKILL of the actor's host to the actor serving again
+//! elsewhere.
+//!
+//! Three real `plexus node` processes on 127.0.0.1 (`plexus::cli::local`, the
+//! cluster `plexus demo` runs). This binary is their program too: started with
+//! `PLEXUS_BENCH_ROLE=node` it is the `plexus` command line, so the nodes run the
+//! build being measured.
+//!
+//! `cargo bench -p plexus-benches --bench migration -- --state-bytes 1048576`
+//! (defaults: `--state-bytes 1024 --rate 10000 --moves 40`). Under `cargo test` it
+//! runs as a smoke test: 3 moves at 200 msg/s. No peer runs here: Orleans and Akka
+//! publish no migration-pause figures, and no Rust actor runtime migrates actors.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use plexus::NodeId;
+use plexus::cli::CliError;
+use plexus::cli::client::ApiClient;
+use plexus::cli::local::{LocalCluster, Settled, WORDS, in_scratch_dir, wait_until};
+use plexus_scheduler::{Rejection, Request};
+use serde_json::Value;
+
+/// Set to `node` in the environment of the node processes.
+const ROLE: &str = "PLEXUS_BENCH_ROLE";
+
+struct Params {
+    state_bytes: u64,
+    rate: u64,
+    moves: u32,
+}
+
+/// The value after `--name` (or in `--name=N`); other arguments are cargo's or
+/// libtest's and are ignored.
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
+    let inline = format!("{name}=");
+    let value = args.iter().enumerate().find_map(|(i, a)| {
+        if a == name {
+            Some(args.get(i + 1).cloned().unwrap_or_default())
+        } else {
+            a.strip_prefix(&inline).map(str::to_string)
+        }
+    });
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("{name}: `{v}` is not a number")),
+    }
+}
+
+fn params(args: &[String]) -> Result<Params, String> {
+    // `cargo bench` passes `--bench`; under `cargo test` the bench is a smoke test.
+    let full = args.iter().any(|a| a == "--bench");
+    let (rate, moves) = if full { (10_000, 40) } else { (200, 3) };
+    Ok(Params {
+        state_bytes: flag(args, "--state-bytes", 1024)?,
+        rate: flag(args, "--rate", rate)?,
+        moves: flag(args, "--moves", moves)?,
+    })
+}
+
+fn main() -> ExitCode {
+    if std::env::var_os(ROLE).is_some_and(|r| r == "node") {
+        return plexus::cli::main();
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let p = match params(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match in_scratch_dir("bench", false, |dir| bench(dir, &p)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The migration hand-off pauses recorded on `node`, µs.
+fn pauses_on(cluster: &LocalCluster, node: usize) -> Vec<u64> {
+    cluster.nodes[node]
+        .durable()
+        .and_then(|s| s["migration_pauses_us"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect()
+}
+
+const HOT: &str = "bench/hot/0";
+
+/// Every live node that lists the actor active (two, briefly, during a hand-off).
+fn hosts_of(cluster: &LocalCluster) -> Vec<usize> {
+    (0..cluster.nodes.len())
+        .filter(|&i| {
+            cluster.nodes[i]
+                .durable()
+                .is_some_and(|s| s["actors"].get(HOT).is_some())
+        })
+        .collect()
+}
+
+fn bench(dir: &Path, p: &Params) -> Result<(), CliError> {
+    let (state_bytes, rate, moves) = (p.state_bytes, p.rate, p.moves);
+    let exe = std::env::current_exe().map_err(|e| CliError::Failed(e.to_string()))?;
+    let mut cluster = LocalCluster::start(dir, || {
+        let mut c = Command::new(&exe);
+        c.env(ROLE, "node");
+        c
+    })?;
+    cluster.deploy(&format!(
+        r#"name = "bench"
+durability = 3
+[resources]
+cpu = "100m"
+[[stage]]
+name = "hot"
+kind = "word-count"
+to = ["sink"]
+config = {{ ballast_bytes = {state_bytes} }}
+[[stage]]
+name = "sink"
+kind = "tally"
+"#
+    ))?;
+    wait_until("the actors to start", Duration::from_secs(60), || {
+        let s = cluster.status()?;
+        let all = s["actors"].as_array()?;
+        (all.iter()
+            .filter(|a| a["job"] == "bench" && a["active"] == true)
+            .count()
+            == 2)
+            .then_some(())
+    })?;
+    println!(
+        "== migration bench: {state_bytes} B of state, {rate} msg/s, {moves} moves, 3 nodes on loopback"
+    );
+    // Traffic from a thread at `rate`, in batches every 20 ms, through node 1.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let traffic = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        let api = ApiClient::new(&cluster.nodes[0].api_url);
+        std::thread::spawn(move || {
+            let per_batch = (rate / 50).max(1);
+            let start = Instant::now();
+            let mut batches = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let texts: Vec<String> = (0..per_batch)
+                    .map(|i| WORDS[(i % 16) as usize].to_string())
+                    .collect();
+                if let Ok(v) = api.post(
+                    "/v1/send",
+                    &serde_json::json!({ "actor": HOT, "messages": texts }),
+                ) {
+                    sent.fetch_add(v["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
+                }
+                batches += 1;
+                let due = start + Duration::from_millis(20 * batches);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        })
+    };
+    // Pacing, not synchronisation: let traffic reach its rate before moving.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut pauses = Vec::new();
+    while pauses.len() < moves as usize {
+        // Where it serves, as its host and the scheduler both see it (right after
+        // a move the scheduler may not have heard the report yet).
+        let (from, _) = wait_until("the actor to settle", Duration::from_secs(30), || {
+            let host = *hosts_of(&cluster).first()?;
+            let status = cluster.status()?;
+            let placed = status["actors"]
+                .as_array()?
+                .iter()
+                .find(|a| a["key"] == HOT)?["node"]
+                .as_str()?
+                .to_string();
+            (placed == cluster.nodes[host].id).then_some(host)
+        })?;
+        // Between nodes 2 and 3, so node 1 only takes the client traffic.
+        let to = if from == 1 { 2 } else { 1 };
+        let to_id: NodeId = cluster.nodes[to]
+            .id
+            .parse()
+            .map_err(|e| CliError::Failed(format!("{e}")))?;
+        let before = pauses_on(&cluster, from).len();
+        let already = Rejection::AlreadyThere {
+            actor: HOT.into(),
+            node: to_id,
+        }
+        .to_string();
+        match cluster.ask(Request::Migrate {
+            actor: HOT.into(),
+            to: to_id,
+        }) {
+            Ok(_) => {}
+            // The scheduler's placement is a report behind the hosts': ask again
+            // shortly.
+            Err(CliError::Input(why)) if why.ends_with(&already) => {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let (pause, _) = wait_until("the migration", Duration::from_secs(30), || {
+            let now = pauses_on(&cluster, from);
+            (now.len() > before).then(|| now[now.len() - 1])
+        })?;
+        pauses.push(pause);
+        // Pacing: traffic flows between moves.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let sent_during_moves = sent.load(Ordering::Relaxed);
+    // Failover: kill the host, time until the actor serves on another node.
+    // The victim is the actor's one host: wait until no other node (a source still
+    // finishing a hand-off) lists it too, or the kill could miss the actor and
+    // time nothing. Node 1 carries the traffic, so the actor must be elsewhere.
+    let (victim, _) = wait_until(
+        "the actor to have one host",
+        Duration::from_secs(30),
+        || match hosts_of(&cluster).as_slice() {
+            [only] if *only != 0 => Some(*only),
+            _ => None,
+        },
+    )?;
+    cluster.nodes[victim].kill();
+    let (_, failover) = wait_until("the actor to serve again", Duration::from_secs(60), || {
+        hosts_of(&cluster).into_iter().find(|&h| h != victim)
+    })?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = traffic.join();
+    let Settled {
+        sent: total,
+        delivered,
+        out_of_order,
+        ..
+    } = cluster.settle("bench/sink/0", sent.load(Ordering::Relaxed))?;
+    pauses.sort_unstable();
+    let pct = |q: f64| pauses[((pauses.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0;
+    println!(
+        "hand-off pause: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} moves",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        pauses.len()
+    );
+    println!(
+        "failover after SIGKILL of the host: {:.2} s to serving again (includes failure detection)",
+        failover.as_secs_f64()
+    );
+    println!(
+        "traffic: {total} messages ({sent_during_moves} during the moves), delivered {delivered}, lost {}",
+        total.saturating_sub(delivered)
+    );
+    cluster.stop();
+    if delivered != total || out_of_order > 0 {
+        return Err(CliError::Failed(format!(
+            "sent {total}, delivered {delivered}, {out_of_order} out of order"
+        )));
+    }
+    Ok(())
+}
