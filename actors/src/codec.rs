@@ -37,14 +37,46 @@ pub const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// The hard ceiling the decoder itself enforces, whatever limit a caller passes.
 const DECODER_BYTES_CEILING: usize = 64 * 1024 * 1024;
 
-type Config = bincode::config::Configuration<
+type Config<const LIMIT: usize> = bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
-    bincode::config::Limit<DECODER_BYTES_CEILING>,
+    bincode::config::Limit<LIMIT>,
 >;
 
-const fn config() -> Config {
+const fn config() -> Config<DECODER_BYTES_CEILING> {
     bincode::config::standard().with_limit::<DECODER_BYTES_CEILING>()
+}
+
+/// The decoder's own limits, in steps; a decode runs under the smallest step at or
+/// above the caller's `max`. bincode takes its limit as a constant, so the limit a
+/// length claim inside the body meets is the caller's `max` rounded up to a step
+/// (at most 4x for small limits), never the 64 MiB ceiling.
+const DECODER_STEPS: [usize; 5] = [4 << 10, 64 << 10, 1 << 20, 16 << 20, DECODER_BYTES_CEILING];
+
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    let config: Config<LIMIT> = bincode::config::standard().with_limit::<LIMIT>();
+    bincode::serde::decode_from_slice::<T, _>(bytes, config)
+}
+
+/// Decodes under the smallest decoder limit at or above `max`.
+fn decode_stepped<T: DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    const S: [usize; 5] = DECODER_STEPS;
+    if max <= S[0] {
+        decode_limited::<T, { S[0] }>(bytes)
+    } else if max <= S[1] {
+        decode_limited::<T, { S[1] }>(bytes)
+    } else if max <= S[2] {
+        decode_limited::<T, { S[2] }>(bytes)
+    } else if max <= S[3] {
+        decode_limited::<T, { S[3] }>(bytes)
+    } else {
+        decode_limited::<T, { S[4] }>(bytes)
+    }
 }
 
 /// Why bytes could not be encoded or decoded.
@@ -121,8 +153,8 @@ pub fn decode_body<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, C
             max,
         });
     }
-    let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config())
-        .map_err(|e| map_decode_error(e, max, bytes.len()))?;
+    let (value, used) =
+        decode_stepped::<T>(bytes, max).map_err(|e| map_decode_error(e, max, bytes.len()))?;
     if used != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - used));
     }
@@ -298,6 +330,24 @@ mod tests {
                 nested: None,
             })),
         }
+    }
+
+    #[test]
+    fn a_length_claim_inside_the_body_meets_the_callers_limit() {
+        // 9 bytes that claim a 2 MiB byte string: with a 64 KiB limit this is an
+        // oversized claim, refused as such, not a truncated frame of the 64 MiB
+        // ceiling's.
+        let mut body = Vec::new();
+        encode_body_into(&(2u64 << 20), &mut body).unwrap();
+        body.extend_from_slice(b"abcd");
+        let small: Result<Vec<u8>, _> = decode_body(&body, 64 << 10);
+        assert!(
+            matches!(small, Err(CodecError::Oversized { .. })),
+            "{small:?}"
+        );
+        // Under a limit above the claim, the same bytes are merely truncated.
+        let large: Result<Vec<u8>, _> = decode_body(&body, 4 << 20);
+        assert_eq!(large, Err(CodecError::Truncated));
     }
 
     #[test]

@@ -477,3 +477,31 @@ impl ApplyTracer for SpanTracer {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_messages_travel_as_the_durable_wire_bytes_under_the_durable_type() {
+        let Some(wire) = ServiceMsg::WIRE else {
+            panic!("the service must be reachable from other nodes");
+        };
+        assert_eq!((wire.type_name)(), plexus_durable::MESSAGE_TYPE);
+        let msg =
+            plexus_durable::wire::DurableMsg::Command(plexus_durable::wire::Command::Release {
+                key: DurableKey::new("a/b/0").unwrap(),
+            });
+        let bytes = plexus_durable::wire::encode(&msg).unwrap();
+        let sent = (wire.encode)(&ServiceMsg::Wire(bytes.clone())).unwrap();
+        assert_eq!(sent, bytes, "no second envelope around the durable codec");
+        let Ok(ServiceMsg::Wire(received)) = (wire.decode)(&sent) else {
+            panic!("not decoded as wire bytes");
+        };
+        assert_eq!(plexus_durable::wire::decode(&received).unwrap(), msg);
+        assert!(
+            (wire.encode)(&ServiceMsg::Tick).is_err(),
+            "ticks stay local"
+        );
+    }
+}
