@@ -284,7 +284,7 @@ async fn metrics(State(api): State<Arc<Api>>) -> String {
         let _ = writeln!(out, "# TYPE plexus_mesh_members gauge");
         let mut by_state = std::collections::BTreeMap::<String, u64>::new();
         for m in mesh.members() {
-            *by_state.entry(m.state).or_default() += 1;
+            *by_state.entry(m.state.to_string()).or_default() += 1;
         }
         for (state, n) in by_state {
             let _ = writeln!(out, "plexus_mesh_members{{state=\"{state}\"}} {n}");

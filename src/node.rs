@@ -131,9 +131,7 @@ impl NodeBuilder {
             loop {
                 match events.recv().await {
                     Ok(MeshEvent::MemberDied { node } | MeshEvent::MemberLeft { node }) => {
-                        if let Ok(node) = node.parse() {
-                            deaths.node_died(node);
-                        }
+                        deaths.node_died(node);
                     }
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => break,

@@ -23,6 +23,7 @@ use plexus_actors::runtime::{
     Actor, ActorError, ActorSystem, Context, Exit, KindArgs, Message, SpawnError, SpawnOptions,
 };
 use plexus_actors::{ActorId, NodeId};
+use plexus_mesh::membership::MemberState;
 use plexus_supervisor::Restart;
 use plexus_supervisor::driver::{Child, StartFn, Started};
 
@@ -57,7 +58,7 @@ impl Placement {
                 let members = node.mesh().map(|m| m.member_map()).unwrap_or_default();
                 members
                     .into_iter()
-                    .find(|(_, v)| v.state == "alive")
+                    .find(|(_, v)| v.state == MemberState::Alive)
                     .map(|(id, _)| id)
                     .or(Some(node.id()))
             }
@@ -71,7 +72,11 @@ fn is_alive(node: &Node, other: NodeId) -> bool {
     other == node.id()
         || node
             .mesh()
-            .and_then(|m| m.member_map().get(&other).map(|v| v.state == "alive"))
+            .and_then(|m| {
+                m.member_map()
+                    .get(&other)
+                    .map(|v| v.state == MemberState::Alive)
+            })
             .unwrap_or(false)
 }
 

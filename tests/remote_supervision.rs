@@ -12,6 +12,7 @@ use plexus::actors::runtime::{Actor, ActorError, Context, Exit, KindArgs, Messag
 use plexus::mesh::allowlist::{Allowlist, NodeEntry, SignedAllowlist};
 use plexus::mesh::cluster::ClusterConfig;
 use plexus::mesh::driver::MeshConfig;
+use plexus::mesh::membership::MemberState;
 use plexus::supervision::{Placement, remote_child};
 use plexus::supervisor::driver::SupervisorSpec;
 use plexus::supervisor::{Intensity, Restart, Strategy};
@@ -89,7 +90,7 @@ async fn cluster(n: u8) -> Vec<Node> {
                 .unwrap()
                 .members()
                 .iter()
-                .filter(|m| m.state == "alive")
+                .filter(|m| m.state == MemberState::Alive)
                 .count()
                 == n as usize - 1
         })

@@ -33,6 +33,11 @@ pub enum Failure {
     /// The node hosting the actor is unreachable or was declared dead.
     #[error("unreachable")]
     Unreachable,
+    /// No answer came before the ask's deadline. The asking node's own mesh core
+    /// decides this; a correct node never sends it. The request may or may not have
+    /// been handled.
+    #[error("timed out")]
+    TimedOut,
 }
 
 /// W3C trace context carried with a message, so a request that crosses nodes stays

@@ -6,11 +6,15 @@
 //! with and accept an update only if it is signed by the same key, names the same
 //! network, and carries a higher version. There are no shared secrets: admission is
 //! a public-key check on the identity proven by the transport handshake.
+//!
+//! [`Republish`] is the policy for gossiping the allowlist in force: when it is due
+//! and how often it may go out.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use plexus_actors::NodeId;
 use plexus_actors::codec::{self, CodecError};
+use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 
 use plexus_vocab::identity::{self, NodeKey, SignatureError};
@@ -223,6 +227,59 @@ impl Admission {
     }
 }
 
+/// Least time between two publications of the allowlist.
+pub const PUBLISH_SPACING: Duration = Duration::from_secs(2);
+
+/// When to gossip the allowlist in force, sans-IO (run by
+/// [`crate::cluster::Cluster`]).
+///
+/// A publication is due when this node published an update itself, when a gossip
+/// peer subscribed (it may have missed earlier ones), and when a member advertises
+/// an older allowlist version than this node's. A due publication is attempted at
+/// most once per [`PUBLISH_SPACING`], and again every `PUBLISH_SPACING` until the
+/// driver reports one went out (gossip drops a publication while it has no peers).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Republish {
+    due: bool,
+    last: Option<Time>,
+}
+
+impl Republish {
+    /// Makes a publication due.
+    pub fn request(&mut self) {
+        self.due = true;
+    }
+
+    /// Whether a publication is due (possibly waiting out the spacing).
+    pub fn is_due(&self) -> bool {
+        self.due
+    }
+
+    /// Whether to attempt a publication now; if so the attempt is counted from
+    /// `now`.
+    pub fn poll(&mut self, now: Time) -> bool {
+        if !self.due || self.last.is_some_and(|t| now < t + PUBLISH_SPACING) {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+
+    /// The driver's report on an attempt: `sent` if gossip took the document (or
+    /// already had it).
+    pub fn published(&mut self, sent: bool) {
+        if sent {
+            self.due = false;
+        }
+    }
+
+    /// When [`Republish::poll`] next says yes, if a publication is due.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.due
+            .then(|| self.last.map_or(Time::ZERO, |t| t + PUBLISH_SPACING))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +409,24 @@ mod tests {
         assert_eq!(adm.apply_update(signed(3, &[a])).unwrap(), vec![b]);
         assert!(!adm.admits(&b));
         assert_eq!(adm.version(), 3);
+    }
+
+    #[test]
+    fn republish_is_spaced_and_retried_until_sent() {
+        let mut r = Republish::default();
+        assert!(!r.poll(Time::ZERO), "nothing due");
+        assert_eq!(r.poll_timeout(), None);
+        r.request();
+        assert!(r.poll(Time::from_millis(10)));
+        assert!(!r.poll(Time::from_millis(11)), "spaced");
+        r.published(false);
+        let retry = Time::from_millis(10) + PUBLISH_SPACING;
+        assert_eq!(r.poll_timeout(), Some(retry));
+        assert!(!r.poll(retry - Duration::from_micros(1)));
+        assert!(r.poll(retry), "retried after a failed attempt");
+        r.published(true);
+        assert!(!r.is_due());
+        assert_eq!(r.poll_timeout(), None);
+        assert!(!r.poll(retry + PUBLISH_SPACING));
     }
 }

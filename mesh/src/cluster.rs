@@ -1,27 +1,45 @@
 //! [`Cluster`]: one node's complete mesh state machine, composing membership, the
-//! registry and delivery. This is the object both drivers run: the libp2p driver in
-//! production, the simulator in research and testing.
+//! registry, delivery, ask correlation and the allowlist gossip policy. This is the
+//! object both drivers run: the libp2p driver in production, the simulator in
+//! research and testing.
 //!
-//! It owns the glue that must not differ between them: membership messages carry
-//! piggybacked member updates and registry claims; a sync carries the whole registry;
-//! a member declared dead loses its registry entries and its delivery links (its
-//! unacknowledged frames fail); claims from dead members are ignored.
+//! It owns the glue that must not differ between them:
+//!
+//! * membership messages carry piggybacked member updates and registry claims; a
+//!   sync carries the whole registry; claims from dead members are ignored;
+//! * a member declared dead loses its registry entries, its delivery links (its
+//!   unacknowledged frames fail) and the asks pending on it (answered
+//!   `Unreachable`);
+//! * a claim of this node that loses a name to another node's claim is withdrawn
+//!   (its actor keeps running, unnamed), and the `ConflictLost` event says so;
+//! * asks are numbered here and each gets exactly one answer ([`crate::asks`]): a
+//!   reply counts only from the peer that was asked;
+//! * the allowlist is due for gossip when a member advertises an older version
+//!   ([`crate::allowlist::Republish`]).
 //!
 //! Inputs: `handle_timeout`, `handle_frame`, `handle_discovered`, `link_up`,
-//! `link_down`, `send`, `complete`, `register`, `unregister`, `set_meta`, `leave`.
+//! `link_down`, `send`, `ask`, `reply`, `complete`, `register`, `unregister`,
+//! `set_meta`, `leave`, `publish_allowlist_soon`, `allowlist_published`.
 //! Outputs: `poll_transmit`, `poll_event`, `poll_timeout`.
+//!
+//! Invariants ([`Cluster::check_invariants`], besides each core's): no name resolves
+//! to a down node; no ask is pending on a down node; pending asks within
+//! `asks.pending_max`, each with a deadline, and `asked == answered + pending`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use plexus_actors::rng::DetRng;
 use plexus_actors::{ActorId, NodeId, Time};
 use serde::{Deserialize, Serialize};
 
+use crate::allowlist::Republish;
+use crate::asks::{Answer, AskConfig, Asks};
 use crate::delivery::{Delivery, DeliveryConfig, DeliveryEvent, Inbound};
 use crate::membership::{Membership, MembershipConfig, MembershipEvent, Probe};
 use crate::registry::{Claim, Location, Registry, RegistryConfig, RegistryError, RegistryEvent};
-use crate::wire::{ControlPacket, DataBody, Failure, Frame};
+use crate::wire::{ControlPacket, DataBody, Failure, Frame, TraceContext};
 use plexus_vocab::resources::NodeMeta;
 
 /// Everything tunable about one node's mesh cores.
@@ -33,6 +51,9 @@ pub struct ClusterConfig {
     pub registry: RegistryConfig,
     /// Delivery links.
     pub delivery: DeliveryConfig,
+    /// Asks.
+    #[serde(default)]
+    pub asks: AskConfig,
 }
 
 /// Something the driver (or simulator) should know.
@@ -44,12 +65,62 @@ pub enum ClusterEvent {
     Registry(RegistryEvent),
     /// Something happened to frames this node sent.
     Delivery(DeliveryEvent),
+    /// An ask this node sent is answered (exactly once per ask).
+    Answer(Answer),
+    /// Gossip the allowlist in force now, then report with
+    /// [`Cluster::allowlist_published`].
+    PublishAllowlist,
+}
+
+/// A request for [`Cluster::ask`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AskRequest {
+    /// The receiving actor.
+    pub target: ActorId,
+    /// Its message type's wire name.
+    pub message_type: String,
+    /// The encoded message.
+    pub payload: Vec<u8>,
+    /// The sender's trace context.
+    pub trace: Option<TraceContext>,
+}
+
+/// Why [`Cluster::ask`] did not take an ask. The request comes back inside.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskRefused {
+    /// The user window to the peer is full: back off until frames are acknowledged.
+    #[error("the window to the peer is full")]
+    WindowFull(AskRequest),
+    /// `asks.pending_max` asks are pending already.
+    #[error("too many asks pending")]
+    TooMany(AskRequest),
+    /// Membership has the peer dead or departed.
+    #[error("the peer is down")]
+    PeerDown(AskRequest),
+    /// The peer is this node (the caller's mistake: local actors are asked locally).
+    #[error("an ask addressed to this node itself")]
+    ToSelf(AskRequest),
+}
+
+impl AskRefused {
+    /// Takes the request back.
+    pub fn into_request(self) -> AskRequest {
+        match self {
+            AskRefused::WindowFull(r)
+            | AskRefused::TooMany(r)
+            | AskRefused::PeerDown(r)
+            | AskRefused::ToSelf(r) => r,
+        }
+    }
 }
 
 /// How often tombstones are collected.
 const REGISTRY_GC_INTERVAL: Duration = Duration::from_secs(10);
 /// Most registry claims piggybacked on one message.
 const CLAIMS_PER_MESSAGE: usize = 8;
+/// The RNG stream ask numbers are drawn from (apart from membership's).
+const ASK_RNG_STREAM: u64 = 0xa5c5;
 
 /// One node's mesh state.
 pub struct Cluster {
@@ -57,8 +128,12 @@ pub struct Cluster {
     membership: Membership,
     registry: Registry,
     delivery: Delivery,
+    asks: Asks,
+    republish: Republish,
     events: VecDeque<ClusterEvent>,
     next_registry_gc: Time,
+    /// The latest time handed in, for decisions taken on inputs without one.
+    now: Time,
 }
 
 impl Cluster {
@@ -76,9 +151,16 @@ impl Cluster {
             membership: Membership::new(me, incarnation, meta, config.membership, seed, now),
             registry: Registry::new(me, config.registry),
             delivery: Delivery::new(incarnation, config.delivery),
+            asks: Asks::new(config.asks, DetRng::split(seed, ASK_RNG_STREAM).next_u64()),
+            republish: Republish::default(),
             events: VecDeque::new(),
             next_registry_gc: now + REGISTRY_GC_INTERVAL,
+            now,
         }
+    }
+
+    fn clock(&mut self, now: Time) {
+        self.now = self.now.max(now);
     }
 
     /// This node.
@@ -101,6 +183,11 @@ impl Cluster {
         &self.delivery
     }
 
+    /// The pending asks (read-only).
+    pub fn asks(&self) -> &Asks {
+        &self.asks
+    }
+
     /// Where a name resolves.
     pub fn lookup(&self, name: &str) -> Option<Location> {
         self.registry.lookup(name)
@@ -113,6 +200,7 @@ impl Cluster {
         name: &str,
         actor: ActorId,
     ) -> Result<Claim, RegistryError> {
+        self.clock(now);
         let claim = self.registry.register(now, name, actor);
         self.pump();
         claim
@@ -127,6 +215,7 @@ impl Cluster {
         actor: ActorId,
         rank: u64,
     ) -> Result<Claim, RegistryError> {
+        self.clock(now);
         let claim = self.registry.register_ranked(now, name, actor, rank);
         self.pump();
         claim
@@ -134,6 +223,7 @@ impl Cluster {
 
     /// Withdraws this node's claim on `name`.
     pub fn unregister(&mut self, now: Time, name: &str) -> bool {
+        self.clock(now);
         let done = self.registry.unregister(now, name);
         self.pump();
         done
@@ -153,6 +243,7 @@ impl Cluster {
 
     /// A transport connected to `peer`.
     pub fn handle_discovered(&mut self, now: Time, peer: NodeId) {
+        self.clock(now);
         self.membership.handle_discovered(now, peer);
         self.delivery.link_up(now, peer);
         self.pump();
@@ -160,6 +251,7 @@ impl Cluster {
 
     /// The transport to `peer` came back.
     pub fn link_up(&mut self, now: Time, peer: NodeId) {
+        self.clock(now);
         self.delivery.link_up(now, peer);
     }
 
@@ -168,30 +260,124 @@ impl Cluster {
         self.delivery.link_down(peer);
     }
 
-    /// Queues actor traffic for `peer`; the body comes back if the window is full.
+    /// Queues a tell ([`DataBody::Tell`]) for `peer`. The body comes back if the
+    /// user window to `peer` is full, or if it is not a tell (asks go through
+    /// [`Cluster::ask`], replies through [`Cluster::reply`]).
     pub fn send(
         &mut self,
         now: Time,
         peer: NodeId,
         body: Arc<DataBody>,
     ) -> Result<u64, Arc<DataBody>> {
+        self.clock(now);
+        if !matches!(*body, DataBody::Tell { .. }) {
+            return Err(body);
+        }
         self.delivery.send(now, peer, body)
     }
 
-    /// Whether `send` to `peer` would be accepted now.
+    /// Sends an ask to `peer`, waiting at most `timeout` (cut to
+    /// `asks.timeout_max`) for the answer. Returns its number; its one
+    /// [`ClusterEvent::Answer`] comes later. A refused ask gets no answer: the
+    /// refusal is its outcome, with the request handed back.
+    pub fn ask(
+        &mut self,
+        now: Time,
+        peer: NodeId,
+        request: AskRequest,
+        timeout: Duration,
+    ) -> Result<u64, AskRefused> {
+        self.clock(now);
+        if peer == self.me {
+            return Err(AskRefused::ToSelf(request));
+        }
+        if self.membership.state_of(&peer).is_some_and(|s| s.is_down()) {
+            return Err(AskRefused::PeerDown(request));
+        }
+        if self.asks.is_full() {
+            return Err(AskRefused::TooMany(request));
+        }
+        let bytes = crate::wire::request_size_bytes(&request.message_type, &request.payload);
+        if !self
+            .delivery
+            .user_window(&peer)
+            .admits(bytes, self.delivery.config())
+        {
+            return Err(AskRefused::WindowFull(request));
+        }
+        let corr = self.asks.allocate();
+        let AskRequest {
+            target,
+            message_type,
+            payload,
+            trace,
+        } = request;
+        let body = Arc::new(DataBody::Ask {
+            target,
+            message_type,
+            payload,
+            corr,
+            trace,
+        });
+        let sent = self.delivery.send(now, peer, body).is_ok();
+        self.asks.insert(now, corr, peer, timeout);
+        if !sent {
+            // Cannot happen (the window admitted it above); if it did, the ask still
+            // gets its one answer.
+            self.asks.handle_failure(peer, corr, Failure::MailboxFull);
+            self.pump();
+        }
+        Ok(corr)
+    }
+
+    /// Queues the reply to ask `corr` from `to`. The body comes back if the reply
+    /// window to `to` is full (the asker then times out).
+    pub fn reply(
+        &mut self,
+        now: Time,
+        to: NodeId,
+        corr: u64,
+        result: Result<Vec<u8>, Failure>,
+    ) -> Result<u64, Arc<DataBody>> {
+        self.clock(now);
+        self.delivery
+            .send(now, to, Arc::new(DataBody::Reply { corr, result }))
+    }
+
+    /// Whether a small tell or ask to `peer` would be accepted now.
     pub fn has_room(&self, peer: &NodeId) -> bool {
         self.delivery.has_room(peer)
     }
 
     /// The outcome of a frame returned by `handle_frame`.
     pub fn complete(&mut self, now: Time, from: NodeId, seq: u64, outcome: Result<(), Failure>) {
+        self.clock(now);
         self.delivery.complete(now, from, seq, outcome);
+    }
+
+    /// Makes a publication of the allowlist due (this node published an update,
+    /// or a gossip peer subscribed); [`ClusterEvent::PublishAllowlist`] follows,
+    /// spaced by [`crate::allowlist::PUBLISH_SPACING`].
+    pub fn publish_allowlist_soon(&mut self, now: Time) {
+        self.clock(now);
+        self.republish.request();
+        self.pump();
+    }
+
+    /// The driver's report on a [`ClusterEvent::PublishAllowlist`]: `sent` if gossip
+    /// took the document. Until then it is asked again every `PUBLISH_SPACING`.
+    pub fn allowlist_published(&mut self, sent: bool) {
+        self.republish.published(sent);
     }
 
     /// Advances every timer.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.clock(now);
         // Each core only when its own deadline has come: most wake-ups are for one of
         // them (a delayed ack, say), and touching the others' state costs cache misses.
+        if self.asks.poll_timeout().is_some_and(|t| t <= now) {
+            self.asks.handle_timeout(now);
+        }
         if now >= self.membership.poll_timeout() {
             self.membership.handle_timeout(now);
         }
@@ -205,15 +391,17 @@ impl Cluster {
         self.pump();
     }
 
-    /// Handles a frame from `from`. Returns actor traffic to deliver: deliver it, then
-    /// call [`Cluster::complete`] with its seq before handing in the next data frame
-    /// from the same peer.
+    /// Handles a frame from `from`, the transport-authenticated sender. Returns a
+    /// tell or an ask to deliver: deliver it, then call [`Cluster::complete`] with its
+    /// seq before handing in the next data frame from the same peer. Replies are
+    /// handled here: they come out as [`ClusterEvent::Answer`].
     pub fn handle_frame(
         &mut self,
         now: Time,
         from: NodeId,
         frame: Frame,
     ) -> Option<(u64, Arc<DataBody>)> {
+        self.clock(now);
         let out = match frame {
             Frame::Control(packet) => {
                 for update in packet.members {
@@ -237,7 +425,14 @@ impl Cluster {
                 None
             }
             Frame::Data(data) => match self.delivery.handle_data(now, from, data) {
-                Inbound::Deliver { seq, body } => Some((seq, body)),
+                Inbound::Deliver { seq, body } => match &*body {
+                    DataBody::Reply { corr, result } => {
+                        self.asks.handle_reply(from, *corr, result.clone());
+                        self.delivery.complete(now, from, seq, Ok(()));
+                        None
+                    }
+                    DataBody::Tell { .. } | DataBody::Ask { .. } => Some((seq, body)),
+                },
                 Inbound::Duplicate | Inbound::Dropped => None,
             },
             Frame::Ack(ack) => {
@@ -251,6 +446,7 @@ impl Cluster {
 
     /// The next frame to send, with gossip piggybacked on membership messages.
     pub fn poll_transmit(&mut self, now: Time) -> Option<(NodeId, Frame)> {
+        self.clock(now);
         if let Some((to, probe)) = self.membership.poll_transmit() {
             let members = self.membership.take_gossip(usize::MAX);
             let claims = match probe {
@@ -279,34 +475,94 @@ impl Cluster {
     /// When `handle_timeout` must next run.
     pub fn poll_timeout(&self) -> Time {
         let mut t = self.membership.poll_timeout().min(self.next_registry_gc);
-        if let Some(d) = self.delivery.poll_timeout() {
+        for d in [
+            self.delivery.poll_timeout(),
+            self.asks.poll_timeout(),
+            self.republish.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             t = t.min(d);
         }
         t
     }
 
-    /// Moves events between the cores and out to the driver.
+    /// Moves events between the cores and out to the driver, until none has more.
     fn pump(&mut self) {
-        while let Some(event) = self.membership.poll_event() {
-            match &event {
-                MembershipEvent::Died(node) | MembershipEvent::Left(node) => {
-                    self.registry.remove_node(node);
-                    self.delivery.peer_failed(*node);
+        loop {
+            let mut moved = false;
+            while let Some(event) = self.membership.poll_event() {
+                moved = true;
+                match &event {
+                    MembershipEvent::Died(node) | MembershipEvent::Left(node) => {
+                        self.registry.remove_node(node);
+                        self.delivery.peer_failed(*node);
+                        self.asks.peer_down(*node);
+                    }
+                    MembershipEvent::Refuted { .. } => {
+                        // Others may have dropped our claims while they thought us
+                        // dead: spread them again.
+                        self.registry.announce_mine();
+                    }
+                    MembershipEvent::Joined(node) | MembershipEvent::Updated(node) => {
+                        let theirs = self
+                            .membership
+                            .member(node)
+                            .map_or(0, |m| m.meta.allowlist_version);
+                        if theirs < self.membership.meta().allowlist_version {
+                            self.republish.request();
+                        }
+                    }
+                    _ => {}
                 }
-                MembershipEvent::Refuted { .. } => {
-                    // Others may have dropped our claims while they thought us dead:
-                    // spread them again.
-                    self.registry.announce_mine();
-                }
-                _ => {}
+                self.events.push_back(ClusterEvent::Member(event));
             }
-            self.events.push_back(ClusterEvent::Member(event));
+            while let Some(event) = self.registry.poll_event() {
+                moved = true;
+                if let RegistryEvent::ConflictLost { name, .. } = &event {
+                    // Two nodes claimed the name concurrently and the other won:
+                    // withdraw ours, so the name has one holder once the winner is
+                    // gone too. (The withdrawal's own events follow.)
+                    let now = self.now;
+                    self.registry.unregister(now, name);
+                }
+                self.events.push_back(ClusterEvent::Registry(event));
+            }
+            while let Some(event) = self.delivery.poll_event() {
+                moved = true;
+                match &event {
+                    DeliveryEvent::Refused {
+                        peer,
+                        failure,
+                        body,
+                        ..
+                    } => {
+                        if let DataBody::Ask { corr, .. } = &**body {
+                            self.asks.handle_failure(*peer, *corr, failure.clone());
+                        }
+                    }
+                    DeliveryEvent::Unreachable { peer, frames } => {
+                        for (_, body) in frames {
+                            if let DataBody::Ask { corr, .. } = &**body {
+                                self.asks.handle_failure(*peer, *corr, Failure::Unreachable);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                self.events.push_back(ClusterEvent::Delivery(event));
+            }
+            while let Some(answer) = self.asks.poll_answer() {
+                moved = true;
+                self.events.push_back(ClusterEvent::Answer(answer));
+            }
+            if !moved {
+                break;
+            }
         }
-        while let Some(event) = self.registry.poll_event() {
-            self.events.push_back(ClusterEvent::Registry(event));
-        }
-        while let Some(event) = self.delivery.poll_event() {
-            self.events.push_back(ClusterEvent::Delivery(event));
+        if self.republish.poll(self.now) {
+            self.events.push_back(ClusterEvent::PublishAllowlist);
         }
     }
 
@@ -315,6 +571,12 @@ impl Cluster {
         self.membership.check_invariants()?;
         self.registry.check_invariants()?;
         self.delivery.check_invariants()?;
+        self.asks.check_invariants()?;
+        for peer in self.asks.peers() {
+            if self.membership.state_of(&peer).is_some_and(|s| s.is_down()) {
+                return Err(format!("an ask is pending on down node {peer:?}"));
+            }
+        }
         for (name, location) in self.registry.locations() {
             if location.node != self.me
                 && self
@@ -333,152 +595,4 @@ impl Cluster {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::*;
-    use crate::membership::MemberState;
-    use crate::registry::RegistryEvent;
-    use crate::wire;
-
-    fn config() -> ClusterConfig {
-        let mut c = ClusterConfig::default();
-        c.membership.probe_interval = Duration::from_millis(100);
-        c.membership.probe_timeout = Duration::from_millis(40);
-        c.membership.sync_interval = Duration::from_secs(1);
-        c
-    }
-
-    struct Net {
-        nodes: Vec<Cluster>,
-        ids: Vec<NodeId>,
-        now: Time,
-        crashed: BTreeSet<usize>,
-        delivered: Vec<(usize, NodeId, Vec<u8>)>,
-    }
-
-    impl Net {
-        fn new(n: usize) -> Self {
-            let ids: Vec<NodeId> = (0..n as u64).map(NodeId::synthetic).collect();
-            let mut nodes: Vec<Cluster> = ids
-                .iter()
-                .enumerate()
-                .map(|(i, id)| {
-                    Cluster::new(*id, 1, NodeMeta::default(), config(), i as u64, Time::ZERO)
-                })
-                .collect();
-            for node in nodes.iter_mut().skip(1) {
-                node.handle_discovered(Time::ZERO, ids[0]);
-            }
-            Self {
-                nodes,
-                ids,
-                now: Time::ZERO,
-                crashed: BTreeSet::new(),
-                delivered: Vec::new(),
-            }
-        }
-
-        fn step(&mut self) {
-            self.now = self.now + Duration::from_millis(5);
-            let now = self.now;
-            let mut frames = Vec::new();
-            for (i, node) in self.nodes.iter_mut().enumerate() {
-                if self.crashed.contains(&i) {
-                    continue;
-                }
-                if node.poll_timeout() <= now {
-                    node.handle_timeout(now);
-                }
-                while let Some((to, frame)) = node.poll_transmit(now) {
-                    // Every frame crosses the real codec, as on the wire.
-                    let bytes = wire::encode_frame(&frame).unwrap();
-                    frames.push((i, to, bytes));
-                }
-                node.check_invariants().unwrap();
-            }
-            for (from, to, bytes) in frames {
-                let to = self.ids.iter().position(|x| *x == to).unwrap();
-                if self.crashed.contains(&to) {
-                    continue;
-                }
-                let frame = wire::decode_frame(&bytes, wire::MESH_FRAME_BYTES_MAX).unwrap();
-                if let Some((seq, body)) = self.nodes[to].handle_frame(now, self.ids[from], frame) {
-                    if let DataBody::Tell { payload, .. } = &*body {
-                        self.delivered.push((to, self.ids[from], payload.clone()));
-                    }
-                    self.nodes[to].complete(now, self.ids[from], seq, Ok(()));
-                }
-            }
-        }
-
-        fn until(&mut self, limit: Duration, mut cond: impl FnMut(&Self) -> bool) {
-            let start = self.now;
-            while !cond(self) {
-                assert!(
-                    self.now.saturating_since(start) < limit,
-                    "not reached within {limit:?}"
-                );
-                self.step();
-            }
-        }
-    }
-
-    #[test]
-    fn names_resolve_everywhere_and_vanish_with_their_node() {
-        let mut net = Net::new(5);
-        net.until(Duration::from_secs(3), |n| {
-            n.nodes.iter().all(|c| c.membership().live_count() == 5)
-        });
-        let actor = ActorId::new(net.ids[3], 42);
-        net.nodes[3].register(net.now, "svc", actor).unwrap();
-        net.until(Duration::from_secs(3), |n| {
-            n.nodes
-                .iter()
-                .all(|c| c.lookup("svc").map(|l| l.actor) == Some(actor))
-        });
-        net.crashed.insert(3);
-        let bound = config().membership.detection_bound(5);
-        net.until(bound, |n| {
-            (0..5).filter(|i| *i != 3).all(|i| {
-                n.nodes[i].membership().state_of(&n.ids[3]) == Some(MemberState::Dead)
-                    && n.nodes[i].lookup("svc").is_none()
-            })
-        });
-        let unbound = net.nodes[0]
-            .poll_event_all()
-            .into_iter()
-            .any(|e| matches!(e, ClusterEvent::Registry(RegistryEvent::Unbound { .. })));
-        assert!(unbound);
-    }
-
-    #[test]
-    fn data_flows_in_order_between_members() {
-        let mut net = Net::new(3);
-        net.until(Duration::from_secs(3), |n| {
-            n.nodes.iter().all(|c| c.membership().live_count() == 3)
-        });
-        let target = ActorId::new(net.ids[2], 1);
-        for i in 0..50u8 {
-            let body = Arc::new(DataBody::Tell {
-                target,
-                message_type: "t".into(),
-                payload: vec![i],
-                trace: None,
-            });
-            net.nodes[0].send(net.now, net.ids[2], body).unwrap();
-        }
-        net.until(Duration::from_secs(2), |n| n.delivered.len() == 50);
-        let got: Vec<u8> = net.delivered.iter().map(|(_, _, p)| p[0]).collect();
-        assert_eq!(got, (0..50).collect::<Vec<u8>>());
-        net.until(Duration::from_secs(1), |n| {
-            n.nodes[0].delivery().in_flight(&n.ids[2]) == 0
-        });
-    }
-
-    impl Cluster {
-        fn poll_event_all(&mut self) -> Vec<ClusterEvent> {
-            std::iter::from_fn(|| self.poll_event()).collect()
-        }
-    }
-}
+mod tests;

@@ -27,12 +27,19 @@
 //! it is one small record per peer that has ever sent in a session, and only admitted
 //! peers can send.
 //!
-//! **Bounds.** Each outbound link holds at most `window_frames` frames and
-//! `window_bytes` bytes, queued or unacknowledged. At the bound [`Delivery::send`]
-//! refuses and hands the body back; the driver turns that into backpressure (an
-//! awaiting `tell` waits for acks) or `MailboxFull` (`try_tell`). Inbound state is one
-//! small record per peer. Retransmissions continue until the peer acks or membership
-//! declares it dead, so retries are bounded by the failure-detection bound.
+//! **Bounds.** Each outbound link has two windows, each of at most `window_frames`
+//! frames and `window_bytes` bytes queued or unacknowledged: one for tells and asks
+//! (the *user window*), one for replies, so a peer flooding this node with asks
+//! cannot starve its own tells, nor tells the replies it is owed. At a bound
+//! [`Delivery::send`] refuses and hands the body back. The user window is the only
+//! flow control on outbound actor traffic: the rule is [`Window::admits`], and the
+//! libp2p driver keeps a concurrent copy of each user window (so `try_tell` can
+//! answer on the caller's thread) that it releases as [`DeliveryEvent::Released`]
+//! says; `try_tell` then fails with `MailboxFull` and an awaiting `tell` waits for
+//! that event. A reply that finds its window full is dropped, and its asker times
+//! out. Inbound state is one small record per peer. Retransmissions continue until
+//! the peer acks or membership declares it dead, so retries are bounded by the
+//! failure-detection bound.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -46,9 +53,9 @@ use crate::wire::{AckFrame, DataBody, DataFrame, Failure, Frame};
 /// Delivery tuning.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryConfig {
-    /// Most frames queued or unacked per peer.
+    /// Most frames queued or unacked per peer and window (user frames; replies).
     pub window_frames: usize,
-    /// Most bytes queued or unacked per peer.
+    /// Most bytes queued or unacked per peer and window.
     pub window_bytes: usize,
     /// Acknowledge after this many completed frames...
     pub ack_every: u64,
@@ -64,13 +71,48 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
-            window_frames: 8192,
+            window_frames: 4096,
             window_bytes: 64 * 1024 * 1024,
             ack_every: 128,
             ack_delay: Duration::from_millis(2),
             retransmit_after: Duration::from_secs(2),
             fast_retransmit_gap: Duration::from_millis(20),
         }
+    }
+}
+
+/// Frames and bytes held against one window of a link (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Frames held.
+    pub frames: usize,
+    /// Bytes held.
+    pub bytes: usize,
+}
+
+impl Window {
+    /// Whether a frame of `bytes` fits under `config`'s bounds: fewer than
+    /// `window_frames` frames held, and `window_bytes` not exceeded (a single frame
+    /// larger than `window_bytes` fits an empty window, so it is never stuck).
+    ///
+    /// The one admission rule: the core applies it, and the driver's concurrent
+    /// copy of a user window applies it too. It is monotone: whatever fits a window
+    /// fits any window holding less.
+    pub fn admits(&self, bytes: usize, config: &DeliveryConfig) -> bool {
+        self.frames < config.window_frames
+            && self.bytes.saturating_add(bytes) <= config.window_bytes.max(bytes)
+    }
+
+    /// Holds a frame of `bytes`.
+    pub fn take(&mut self, bytes: usize) {
+        self.frames += 1;
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+
+    /// Gives back `frames` frames of `bytes` bytes in all.
+    pub fn release(&mut self, frames: usize, bytes: usize) {
+        self.frames = self.frames.saturating_sub(frames);
+        self.bytes = self.bytes.saturating_sub(bytes);
     }
 }
 
@@ -105,10 +147,15 @@ pub enum DeliveryEvent {
         /// The frames, in order.
         frames: Vec<(u64, Arc<DataBody>)>,
     },
-    /// The window to `peer` has room again after being full.
-    WindowOpen {
+    /// User frames (tells and asks) to `peer` left its user window (acknowledged,
+    /// refused or given up): so much room opened.
+    Released {
         /// The peer.
         peer: NodeId,
+        /// Frames released.
+        frames: usize,
+        /// Their bytes.
+        bytes: usize,
     },
 }
 
@@ -154,16 +201,28 @@ struct Pending {
     bytes: usize,
 }
 
+impl Pending {
+    fn is_reply(&self) -> bool {
+        is_reply(&self.body)
+    }
+}
+
+fn is_reply(body: &DataBody) -> bool {
+    matches!(body, DataBody::Reply { .. })
+}
+
 struct OutLink {
     epoch: u32,
     next_seq: u64,
     queue: VecDeque<Pending>,
     /// Index in `queue` of the first frame not yet transmitted.
     cursor: usize,
-    bytes: usize,
+    /// Tells and asks in `queue`.
+    user: Window,
+    /// Replies in `queue`.
+    replies: Window,
     up: bool,
     last_progress: Time,
-    was_full: bool,
     /// Its key in `Delivery::resends`, when it has unacked frames on a live link.
     resend_at: Option<Time>,
     /// No fast retransmission before this.
@@ -231,11 +290,19 @@ impl Delivery {
         self.out.get(peer).map_or(0, |l| l.queue.len())
     }
 
-    /// Whether a send to `peer` would be accepted now.
+    /// Whether a small tell or ask to `peer` would be accepted now.
     pub fn has_room(&self, peer: &NodeId) -> bool {
-        self.out.get(peer).is_none_or(|l| {
-            l.queue.len() < self.config.window_frames && l.bytes < self.config.window_bytes
-        })
+        self.user_window(peer).admits(1, &self.config)
+    }
+
+    /// What the tells and asks to `peer` hold of its user window.
+    pub fn user_window(&self, peer: &NodeId) -> Window {
+        self.out.get(peer).map_or(Window::default(), |l| l.user)
+    }
+
+    /// The tuning in force.
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.config
     }
 
     fn link(&mut self, peer: NodeId, now: Time) -> &mut OutLink {
@@ -248,10 +315,10 @@ impl Delivery {
                 next_seq: 1,
                 queue: VecDeque::new(),
                 cursor: 0,
-                bytes: 0,
+                user: Window::default(),
+                replies: Window::default(),
                 up: true,
                 last_progress: now,
-                was_full: false,
                 resend_at: None,
                 fast_after: now,
                 peer_session: None,
@@ -294,29 +361,34 @@ impl Delivery {
         }
     }
 
-    /// Queues `body` for `peer`. Returns its seq, or the body back if the window is
-    /// full.
+    /// Queues `body` for `peer`. Returns its seq, or the body back if its window
+    /// (replies', or the user window for tells and asks) is full.
     pub fn send(
         &mut self,
         now: Time,
         peer: NodeId,
         body: Arc<DataBody>,
     ) -> Result<u64, Arc<DataBody>> {
-        let (frames_max, bytes_max) = (self.config.window_frames, self.config.window_bytes);
+        let config = self.config.clone();
         let bytes = body.size_bytes();
+        let reply = is_reply(&body);
         let link = self.link(peer, now);
-        if link.queue.len() >= frames_max || link.bytes + bytes > bytes_max.max(bytes) {
-            link.was_full = true;
+        let window = if reply {
+            &mut link.replies
+        } else {
+            &mut link.user
+        };
+        if !window.admits(bytes, &config) {
             self.stats.window_full += 1;
             return Err(body);
         }
+        window.take(bytes);
         let seq = link.next_seq;
         link.next_seq += 1;
         if link.queue.is_empty() {
             link.last_progress = now;
         }
         link.queue.push_back(Pending { seq, body, bytes });
-        link.bytes += bytes;
         if link.up && link.cursor == link.queue.len() - 1 {
             self.ready.push_back(peer);
         }
@@ -362,6 +434,13 @@ impl Delivery {
         if let Some(link) = self.out.remove(&peer)
             && !link.queue.is_empty()
         {
+            if link.user.frames > 0 {
+                self.events.push_back(DeliveryEvent::Released {
+                    peer,
+                    frames: link.user.frames,
+                    bytes: link.user.bytes,
+                });
+            }
             let frames = link.queue.into_iter().map(|p| (p.seq, p.body)).collect();
             self.events
                 .push_back(DeliveryEvent::Unreachable { peer, frames });
@@ -461,6 +540,7 @@ impl Delivery {
         }
         let mut refused: BTreeMap<u64, Failure> = ack.refused.into_iter().collect();
         let mut progressed = false;
+        let mut released = Window::default();
         while let Some(front) = link.queue.front() {
             if front.seq > ack.up_to {
                 break;
@@ -469,7 +549,12 @@ impl Delivery {
                 break;
             };
             progressed = true;
-            link.bytes -= done.bytes;
+            if done.is_reply() {
+                link.replies.release(1, done.bytes);
+            } else {
+                link.user.release(1, done.bytes);
+                released.take(done.bytes);
+            }
             link.cursor = link.cursor.saturating_sub(1);
             if let Some(failure) = refused.remove(&done.seq) {
                 self.stats.refused += 1;
@@ -500,16 +585,18 @@ impl Delivery {
         {
             link.last_progress = now;
             let epoch = link.epoch;
-            let reopened = std::mem::take(&mut link.was_full);
             self.reindex(from);
             self.events.push_back(DeliveryEvent::Acked {
                 peer: from,
                 epoch,
                 up_to: ack.up_to,
             });
-            if reopened {
-                self.events
-                    .push_back(DeliveryEvent::WindowOpen { peer: from });
+            if released.frames > 0 {
+                self.events.push_back(DeliveryEvent::Released {
+                    peer: from,
+                    frames: released.frames,
+                    bytes: released.bytes,
+                });
             }
         }
     }
@@ -616,12 +703,21 @@ impl Delivery {
             if link.cursor > link.queue.len() {
                 return Err(format!("cursor past queue for {peer:?}"));
             }
-            if link.queue.len() > self.config.window_frames {
+            if link.user.frames > self.config.window_frames
+                || link.replies.frames > self.config.window_frames
+            {
                 return Err(format!("window exceeded for {peer:?}"));
             }
-            let bytes: usize = link.queue.iter().map(|p| p.bytes).sum();
-            if bytes != link.bytes {
-                return Err(format!("byte count drift for {peer:?}"));
+            let mut held = (Window::default(), Window::default());
+            for p in &link.queue {
+                if p.is_reply() {
+                    held.1.take(p.bytes);
+                } else {
+                    held.0.take(p.bytes);
+                }
+            }
+            if held != (link.user, link.replies) {
+                return Err(format!("window count drift for {peer:?}"));
             }
             if link
                 .queue
@@ -667,6 +763,7 @@ mod tests {
     fn payload(body: &DataBody) -> u8 {
         match body {
             DataBody::Tell { payload, .. } => payload[0],
+            DataBody::Reply { .. } => u8::MAX,
             _ => panic!("not a tell"),
         }
     }
@@ -781,13 +878,56 @@ mod tests {
         let back = a.send(Time::ZERO, bn, tell(3)).unwrap_err();
         assert_eq!(payload(&back), 3);
         assert!(!a.has_room(&bn));
+        // Replies have a window of their own: a full user window does not block them.
+        let reply = Arc::new(DataBody::Reply {
+            corr: 1,
+            result: Ok(vec![]),
+        });
+        a.send(Time::ZERO, bn, reply).unwrap();
+        assert_eq!(a.user_window(&bn).frames, 2);
         pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false);
         assert!(a.has_room(&bn));
-        let mut opened = false;
+        assert_eq!(a.user_window(&bn), Window::default());
+        let mut opened = 0;
         while let Some(e) = a.poll_event() {
-            opened |= matches!(e, DeliveryEvent::WindowOpen { .. });
+            if let DeliveryEvent::Released { frames, bytes, .. } = e {
+                opened += frames;
+                assert_eq!(bytes, tell(1).size_bytes() * frames);
+            }
         }
-        assert!(opened);
+        assert_eq!(
+            opened, 2,
+            "both user frames released, the reply not counted"
+        );
+    }
+
+    #[test]
+    fn the_window_rule_is_monotone_and_lets_a_big_frame_through_alone() {
+        let config = DeliveryConfig {
+            window_frames: 2,
+            window_bytes: 100,
+            ..DeliveryConfig::default()
+        };
+        let empty = Window::default();
+        assert!(
+            empty.admits(1_000, &config),
+            "an oversized frame fits alone"
+        );
+        let mut w = empty;
+        w.take(60);
+        assert!(!w.admits(41, &config));
+        assert!(w.admits(40, &config));
+        w.take(40);
+        assert!(!w.admits(0, &config), "frames bound");
+        w.release(1, 60);
+        assert_eq!(
+            w,
+            Window {
+                frames: 1,
+                bytes: 40
+            }
+        );
+        assert!(w.admits(60, &config));
     }
 
     #[test]
@@ -801,14 +941,21 @@ mod tests {
         a.send(Time::ZERO, bn, tell(3)).unwrap();
         // b is (falsely) declared dead before these go out.
         a.peer_failed(bn);
-        match a.poll_event() {
-            Some(DeliveryEvent::Acked { .. }) => {}
-            other => panic!("{other:?}"),
-        }
-        match a.poll_event() {
-            Some(DeliveryEvent::Unreachable { frames, .. }) => assert_eq!(frames.len(), 2),
-            other => panic!("{other:?}"),
-        }
+        let events: Vec<DeliveryEvent> = std::iter::from_fn(|| a.poll_event()).collect();
+        let one = tell(1).size_bytes();
+        assert!(
+            matches!(
+                &events[..],
+                [
+                    DeliveryEvent::Acked { .. },
+                    DeliveryEvent::Released { frames: 1, bytes: b1, .. },
+                    DeliveryEvent::Released { frames: 2, bytes: b2, .. },
+                    DeliveryEvent::Unreachable { frames, .. },
+                ] if frames.len() == 2 && *b1 == one && *b2 == 2 * one
+            ),
+            "{events:?}"
+        );
+        assert_eq!(a.user_window(&bn), Window::default());
         // b comes back; a new epoch starts at seq 1 and b accepts it.
         a.send(Time::ZERO, bn, tell(4)).unwrap();
         let got = pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false);

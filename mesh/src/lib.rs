@@ -3,11 +3,14 @@
 //! Nodes are run by identified operators and talk peer to peer; there is no broker.
 //!
 //! Cores (always compiled, sans-IO):
-//! * [`allowlist`]: the governance-signed allowlist and the rules for updating it;
+//! * [`allowlist`]: the governance-signed allowlist, the rules for updating it and
+//!   when to gossip it;
 //! * [`broadcast`]: the piggyback queue for epidemic dissemination;
 //! * [`membership`]: SWIM membership and failure detection with incarnations;
 //! * [`registry`]: the cluster name registry, a convergent CRDT;
-//! * [`delivery`]: reliable, ordered, acknowledged links for actor traffic;
+//! * [`delivery`]: reliable, ordered, acknowledged links for actor traffic, and the
+//!   window that is their flow control;
+//! * [`asks`]: ask correlation (every ask gets exactly one answer);
 //! * [`wire`]: the frames on a mesh stream and their (fuzzed) decoder;
 //! * [`cluster`]: one node's mesh state machine composing the above, the single
 //!   object both the libp2p driver and the simulator drive.
@@ -15,6 +18,7 @@
 //! The driver (feature `runtime`) adapts them to libp2p and tokio.
 
 pub mod allowlist;
+pub mod asks;
 pub mod broadcast;
 pub mod cluster;
 pub mod delivery;

@@ -117,8 +117,11 @@ impl MembershipConfig {
     }
 }
 
-/// A member's state.
+/// A member's state. In human-readable formats (the HTTP API's JSON, the daemon's
+/// event lines) it is written `alive`, `suspect`, `dead` or `left`; on the wire it is
+/// the variant's index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MemberState {
     /// Answering probes.
     Alive,
@@ -142,6 +145,22 @@ impl MemberState {
     /// Dead or left.
     pub fn is_down(self) -> bool {
         matches!(self, MemberState::Dead | MemberState::Left)
+    }
+
+    /// The state's name, as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Dead => "dead",
+            MemberState::Left => "left",
+        }
+    }
+}
+
+impl std::fmt::Display for MemberState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

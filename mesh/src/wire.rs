@@ -91,10 +91,16 @@ pub enum DataBody {
     },
 }
 
+/// The size [`DataBody::size_bytes`] gives a tell or an ask of `message_type` and
+/// `payload`, for callers that account for one before building it.
+pub fn request_size_bytes(message_type: &str, payload: &[u8]) -> usize {
+    64 + payload.len() + message_type.len()
+}
+
 impl DataBody {
     /// Approximate size, for window accounting.
     pub fn size_bytes(&self) -> usize {
-        64 + match self {
+        match self {
             DataBody::Tell {
                 payload,
                 message_type,
@@ -104,11 +110,11 @@ impl DataBody {
                 payload,
                 message_type,
                 ..
-            } => payload.len() + message_type.len(),
+            } => request_size_bytes(message_type, payload),
             DataBody::Reply {
                 result: Ok(bytes), ..
-            } => bytes.len(),
-            DataBody::Reply { result: Err(_), .. } => 64,
+            } => 64 + bytes.len(),
+            DataBody::Reply { result: Err(_), .. } => 128,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use plexus_actors::envelope::Failure;
 use plexus_actors::runtime::{
     Actor, ActorError, ActorSystem, AskError, Context, Message, SystemConfig, Wire,
 };
@@ -14,6 +15,7 @@ use plexus_actors::{ActorId, NodeId};
 use plexus_mesh::allowlist::{Allowlist, NodeEntry, SignedAllowlist};
 use plexus_mesh::cluster::ClusterConfig;
 use plexus_mesh::driver::{Mesh, MeshConfig, MeshEvent};
+use plexus_mesh::membership::MemberState;
 use plexus_vocab::identity::NodeKey;
 use plexus_vocab::resources::{Resources, Tags};
 use serde::{Deserialize, Serialize};
@@ -111,7 +113,10 @@ async fn first_addr(mesh: &Mesh) -> libp2p::Multiaddr {
 }
 
 fn alive(mesh: &Mesh) -> usize {
-    mesh.members().iter().filter(|m| m.state == "alive").count()
+    mesh.members()
+        .iter()
+        .filter(|m| m.state == MemberState::Alive)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +158,7 @@ async fn three_nodes_form_a_cluster_ask_across_and_resolve_names() {
     let ghost = s1.resolve::<Echo>(ActorId::new(s2.node_id(), 9999));
     assert!(matches!(
         ghost.ask(Echo("?".into())).await,
-        Err(AskError::Rejected(_))
+        Err(AskError::Rejected(Failure::NoSuchActor))
     ));
     for m in [&m1, &m2, &m3] {
         assert_eq!(m.stats().malformed_frames, 0);
@@ -166,7 +171,7 @@ async fn three_nodes_form_a_cluster_ask_across_and_resolve_names() {
         wait_for(m, bound + Duration::from_secs(2), |m| {
             m.members()
                 .iter()
-                .any(|v| v.id == s3.node_id().to_string() && v.state == "dead")
+                .any(|v| v.id == s3.node_id() && v.state == MemberState::Dead)
                 && m.lookup("echo").is_none()
         })
         .await;
@@ -256,4 +261,51 @@ async fn allowlist_updates_spread_and_forgeries_are_refused() {
     }
     let _ = MeshEvent::AllowlistUpdated { version: 2 };
     let _ = NodeId::synthetic(0);
+}
+
+/// The delivery core's user window is the only outbound flow control: `try_tell`
+/// fails with `MailboxFull` at the core's bound, and an awaiting `tell` is woken when
+/// the core releases room (here, when the peer finally connects and acknowledges).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_core_window_bounds_remote_tells_and_wakes_waiters() {
+    use plexus_actors::runtime::SendError;
+    let gov = NodeKey::from_seed([100; 32]);
+    let keys: Vec<NodeKey> = (1..=2).map(|i| NodeKey::from_seed([i; 32])).collect();
+    let allowlist = network(&keys, &gov);
+    logs();
+    let system = ActorSystem::new(SystemConfig::new(keys[0].node_id()));
+    let mut config = MeshConfig::new(keys[0].clone(), allowlist.clone());
+    config.cluster = cluster_config();
+    config.cluster.delivery.window_frames = 4;
+    let m1 = Mesh::start(config, system.clone()).await.unwrap();
+    let boot = first_addr(&m1).await;
+    // Node 2 is on the allowlist but not running: nothing can be acknowledged.
+    let peer = keys[1].node_id();
+    let target = system.resolve_at::<Echo>(ActorId::new(peer, 9999), peer);
+    for i in 0..4 {
+        target.try_tell(Echo(i.to_string())).unwrap();
+    }
+    match target.try_tell(Echo("one too many".into())) {
+        Err(SendError::MailboxFull(Echo(text))) => assert_eq!(text, "one too many"),
+        other => panic!("{other:?}"),
+    }
+    let mut waiting = Box::pin(target.tell(Echo("waits".into())));
+    assert!(
+        futures::poll!(waiting.as_mut()).is_pending(),
+        "the window is full"
+    );
+    // Node 2 starts and connects; the frames are delivered (refused: no such actor),
+    // acknowledged, and the core's release wakes the waiting tell.
+    let (_s2, m2) = node(&keys[1], &allowlist, vec![boot]).await;
+    tokio::time::timeout(Duration::from_secs(15), waiting)
+        .await
+        .expect("the waiting tell was woken")
+        .unwrap();
+    assert!(
+        m2.stats().refused >= 1,
+        "acknowledged after node 2 refused them"
+    );
+    target.try_tell(Echo("room again".into())).unwrap();
+    m1.shutdown().await;
+    m2.shutdown().await;
 }

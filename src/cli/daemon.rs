@@ -13,6 +13,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use plexus_mesh::cluster::ClusterConfig;
 use plexus_mesh::driver::{MeshConfig, load_or_create_node_key};
+use plexus_mesh::membership::MemberState;
 
 use super::CliError;
 use crate::api::{Api, router};
@@ -191,7 +192,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     let signal = wait_for_signal().await;
     tracing::info!(%signal, "shutting down");
     // Draining needs somewhere to go: a lone node just stops.
-    let others = mesh.members().iter().any(|m| m.state == "alive");
+    let others = mesh.members().iter().any(|m| m.state == MemberState::Alive);
     if signal == "SIGTERM" && others {
         emit(serde_json::json!({ "event": "draining" }));
         let moved = drain(&durable, &drain_key, DRAIN_WAIT).await;

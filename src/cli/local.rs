@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use plexus_mesh::driver::load_or_create_node_key;
+use plexus_mesh::driver::{MemberView, load_or_create_node_key};
+use plexus_mesh::membership::MemberState;
 use plexus_scheduler::protocol::Request;
 use plexus_vocab::identity::NodeKey;
 use serde_json::Value;
@@ -242,10 +243,10 @@ impl LocalCluster {
             Duration::from_secs(30),
             || {
                 let members = nodes[0].api.get("/v1/members").ok()?;
+                let members: Vec<MemberView> = serde_json::from_value(members).ok()?;
                 let alive = members
-                    .as_array()?
                     .iter()
-                    .filter(|m| m["state"].as_str() == Some("alive"))
+                    .filter(|m| m.state == MemberState::Alive)
                     .count();
                 // A node does not list itself.
                 (alive == 2).then_some(())

@@ -32,7 +32,6 @@ use plexus_host::{
     Kinds, MemberFacts, Note, RequestId, SendError, SubmitError,
 };
 use plexus_mesh::driver::Mesh;
-use plexus_mesh::membership::MemberState;
 use plexus_scheduler::protocol::{Response, Signed};
 use plexus_vocab::identity::NodeKey;
 use plexus_vocab::resources::{Resources, Tags};
@@ -408,16 +407,6 @@ struct MeshDirectory<'a> {
     local: &'a (Resources, Tags),
 }
 
-fn member_state(text: &str) -> Option<MemberState> {
-    match text {
-        "alive" => Some(MemberState::Alive),
-        "suspect" => Some(MemberState::Suspect),
-        "dead" => Some(MemberState::Dead),
-        "left" => Some(MemberState::Left),
-        _ => None,
-    }
-}
-
 impl Directory for MeshDirectory<'_> {
     fn lookup(&self, name: &str) -> Option<NodeId> {
         self.mesh.lookup(name).map(|l| l.node)
@@ -439,13 +428,11 @@ impl Directory for MeshDirectory<'_> {
                 .mesh
                 .members()
                 .into_iter()
-                .filter_map(|m| {
-                    Some(MemberFacts {
-                        id: m.id.parse().ok()?,
-                        state: member_state(&m.state)?,
-                        capacity: m.total,
-                        tags: m.tags,
-                    })
+                .map(|m| MemberFacts {
+                    id: m.id,
+                    state: m.state,
+                    capacity: m.total,
+                    tags: m.tags,
                 })
                 .collect(),
             allowlisted: allowlist.nodes.keys().copied().collect(),

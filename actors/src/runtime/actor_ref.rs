@@ -170,6 +170,7 @@ impl<M: Message> ActorRef<M> {
             message_type: (r.wire.type_name)(),
             payload,
             reply: None,
+            timeout: None,
             trace: None,
         })
     }
@@ -255,19 +256,22 @@ impl<M: Message> ActorRef<M> {
 
     /// Sends a request and waits at most `timeout` (queueing included) for the reply.
     pub async fn ask_timeout(&self, msg: M, timeout: Duration) -> Result<M::Reply, AskError<M>> {
-        match tokio::time::timeout(timeout, self.ask_inner(msg)).await {
+        match tokio::time::timeout(timeout, self.ask_inner(msg, timeout)).await {
             Ok(result) => result,
             Err(_) => Err(AskError::Timeout),
         }
     }
 
-    async fn ask_inner(&self, msg: M) -> Result<M::Reply, AskError<M>> {
+    async fn ask_inner(&self, msg: M, timeout: Duration) -> Result<M::Reply, AskError<M>> {
         if let Route::Remote(r) = &self.route {
             let Ok(mut out) = Self::outgoing(r, self.id, &msg) else {
                 return Err(AskError::NotSent(SendError::Unencodable(msg)));
             };
             let (tx, rx) = oneshot::channel();
             out.reply = Some(tx);
+            // The link's own deadline: it answers `TimedOut` after this, so a pending
+            // ask never outlives its asker's patience for long.
+            out.timeout = Some(timeout);
             if r.link.clone().send(r.node, out).await.is_err() {
                 return Err(AskError::NotSent(SendError::Unreachable(msg)));
             }
@@ -279,7 +283,11 @@ impl<M: Message> ActorRef<M> {
                         Some(s) => with_decode_context(s, decode),
                         None => decode(),
                     };
-                    decoded.map_err(|e| AskError::Rejected(format!("reply does not decode: {e}")))
+                    decoded.map_err(|e| {
+                        AskError::Rejected(Failure::Malformed(format!(
+                            "reply does not decode: {e}"
+                        )))
+                    })
                 }
                 Ok(Err(failure)) => Err(AskError::from_failure(failure)),
                 Err(_) => Err(AskError::from_failure(Failure::Unreachable)),

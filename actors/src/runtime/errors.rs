@@ -71,8 +71,10 @@ pub enum AskError<M> {
     /// The actor's node became unreachable after the request was sent.
     Unreachable,
     /// The receiving node refused the request (unknown actor, wrong message type,
-    /// sender not admitted). The string says why.
-    Rejected(String),
+    /// local-only actor), or its reply did not decode here
+    /// ([`Failure::Malformed`](crate::envelope::Failure::Malformed)): the failure says
+    /// which.
+    Rejected(crate::envelope::Failure),
     /// The remote actor's mailbox was full when the request arrived.
     MailboxFull,
 }
@@ -113,7 +115,8 @@ impl<M> AskError<M> {
             F::MailboxFull => AskError::MailboxFull,
             F::Failed(why) => AskError::Failed(why),
             F::Unreachable => AskError::Unreachable,
-            other => AskError::Rejected(other.to_string()),
+            F::TimedOut => AskError::Timeout,
+            other => AskError::Rejected(other),
         }
     }
 }

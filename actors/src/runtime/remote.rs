@@ -36,6 +36,10 @@ pub struct Outgoing {
     pub payload: Vec<u8>,
     /// For an ask: where the encoded reply (or the failure) goes.
     pub reply: Option<oneshot::Sender<Result<Vec<u8>, Failure>>>,
+    /// For an ask: how long the asker waits. The link answers
+    /// [`Failure::TimedOut`] once this has passed since it took the ask; `None`
+    /// leaves the deadline to the link's own bound. Ignored for a tell.
+    pub timeout: Option<Duration>,
     /// The sender's trace context.
     pub trace: Option<TraceContext>,
 }

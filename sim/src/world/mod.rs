@@ -773,7 +773,9 @@ impl World {
             ClusterEvent::Delivery(DeliveryEvent::Unreachable { frames, .. }) => {
                 self.report.tells_unreachable += frames.len() as u64;
             }
-            ClusterEvent::Delivery(_) => {}
+            ClusterEvent::Delivery(_)
+            | ClusterEvent::Answer(_)
+            | ClusterEvent::PublishAllowlist => {}
         }
     }
 

@@ -1,0 +1,547 @@
+//! Clusters on a hand-driven clock: every frame crosses the real codec, nodes crash
+//! by being skipped, and invariants are checked after every step.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use plexus_actors::rng::DetRng;
+use proptest::prelude::*;
+
+use super::*;
+use crate::membership::MemberState;
+use crate::registry::RegistryEvent;
+use crate::wire;
+
+fn config() -> ClusterConfig {
+    let mut c = ClusterConfig::default();
+    c.membership.probe_interval = Duration::from_millis(100);
+    c.membership.probe_timeout = Duration::from_millis(40);
+    c.membership.sync_interval = Duration::from_secs(1);
+    c
+}
+
+/// An ask handed to a receiving node's "actor".
+#[derive(Clone, Debug)]
+struct AskIn {
+    to: usize,
+    from: NodeId,
+    corr: u64,
+    payload: Vec<u8>,
+}
+
+struct Net {
+    nodes: Vec<Cluster>,
+    ids: Vec<NodeId>,
+    now: Time,
+    crashed: BTreeSet<usize>,
+    delivered: Vec<(usize, NodeId, Vec<u8>)>,
+    asks_in: Vec<AskIn>,
+    events: Vec<(usize, ClusterEvent)>,
+    /// When each answer came, by (asker, corr).
+    answered_at: BTreeMap<(usize, u64), Time>,
+    /// Drops each frame with probability `loss`, from `rng`.
+    loss: f64,
+    rng: DetRng,
+}
+
+impl Net {
+    fn new(n: usize) -> Self {
+        Self::with(n, config(), |_| NodeMeta::default())
+    }
+
+    fn with(n: usize, config: ClusterConfig, meta: impl Fn(usize) -> NodeMeta) -> Self {
+        let ids: Vec<NodeId> = (0..n as u64).map(NodeId::synthetic).collect();
+        let mut nodes: Vec<Cluster> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Cluster::new(*id, 1, meta(i), config.clone(), i as u64, Time::ZERO))
+            .collect();
+        for node in nodes.iter_mut().skip(1) {
+            node.handle_discovered(Time::ZERO, ids[0]);
+        }
+        Self {
+            nodes,
+            ids,
+            now: Time::ZERO,
+            crashed: BTreeSet::new(),
+            delivered: Vec::new(),
+            asks_in: Vec::new(),
+            events: Vec::new(),
+            answered_at: BTreeMap::new(),
+            loss: 0.0,
+            rng: DetRng::new(0),
+        }
+    }
+
+    fn index(&self, id: NodeId) -> usize {
+        self.ids.iter().position(|x| *x == id).unwrap()
+    }
+
+    fn step(&mut self) {
+        self.now = self.now + Duration::from_millis(5);
+        let now = self.now;
+        let mut frames = Vec::new();
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if self.crashed.contains(&i) {
+                continue;
+            }
+            if node.poll_timeout() <= now {
+                node.handle_timeout(now);
+            }
+            while let Some((to, frame)) = node.poll_transmit(now) {
+                // Every frame crosses the real codec, as on the wire.
+                let bytes = wire::encode_frame(&frame).unwrap();
+                frames.push((i, to, bytes));
+            }
+            node.check_invariants().unwrap();
+        }
+        for (from, to, bytes) in frames {
+            let to = self.index(to);
+            if self.crashed.contains(&to) || (self.loss > 0.0 && self.rng.chance(self.loss)) {
+                continue;
+            }
+            let frame = wire::decode_frame(&bytes, wire::MESH_FRAME_BYTES_MAX).unwrap();
+            let from_id = self.ids[from];
+            if let Some((seq, body)) = self.nodes[to].handle_frame(now, from_id, frame) {
+                match &*body {
+                    DataBody::Tell { payload, .. } => {
+                        self.delivered.push((to, from_id, payload.clone()))
+                    }
+                    DataBody::Ask { corr, payload, .. } => self.asks_in.push(AskIn {
+                        to,
+                        from: from_id,
+                        corr: *corr,
+                        payload: payload.clone(),
+                    }),
+                    DataBody::Reply { .. } => panic!("the core handed out a reply"),
+                }
+                self.nodes[to].complete(now, from_id, seq, Ok(()));
+            }
+        }
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if !self.crashed.contains(&i) {
+                while let Some(event) = node.poll_event() {
+                    if let ClusterEvent::Answer(a) = &event {
+                        self.answered_at.insert((i, a.corr), now);
+                    }
+                    self.events.push((i, event));
+                }
+                node.check_invariants().unwrap();
+            }
+        }
+    }
+
+    fn until(&mut self, limit: Duration, mut cond: impl FnMut(&Self) -> bool) {
+        let start = self.now;
+        while !cond(self) {
+            assert!(
+                self.now.saturating_since(start) < limit,
+                "not reached within {limit:?}"
+            );
+            self.step();
+        }
+    }
+
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step();
+        }
+    }
+
+    fn converge(&mut self) {
+        let n = self.nodes.len();
+        self.until(Duration::from_secs(3), |net| {
+            net.nodes.iter().all(|c| c.membership().live_count() == n)
+        });
+    }
+
+    /// Answers node `i` received, in order.
+    fn answers(&self, i: usize) -> Vec<Answer> {
+        self.events
+            .iter()
+            .filter(|(at, _)| *at == i)
+            .filter_map(|(_, e)| match e {
+                ClusterEvent::Answer(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ask(&mut self, from: usize, to: usize, payload: &[u8], timeout: Duration) -> u64 {
+        let now = self.now;
+        let peer = self.ids[to];
+        self.nodes[from]
+            .ask(now, peer, request(peer, payload), timeout)
+            .unwrap()
+    }
+}
+
+fn request(peer: NodeId, payload: &[u8]) -> AskRequest {
+    AskRequest {
+        target: ActorId::new(peer, 1),
+        message_type: "q".into(),
+        payload: payload.to_vec(),
+        trace: None,
+    }
+}
+
+#[test]
+fn names_resolve_everywhere_and_vanish_with_their_node() {
+    let mut net = Net::new(5);
+    net.converge();
+    let actor = ActorId::new(net.ids[3], 42);
+    net.nodes[3].register(net.now, "svc", actor).unwrap();
+    net.until(Duration::from_secs(3), |n| {
+        n.nodes
+            .iter()
+            .all(|c| c.lookup("svc").map(|l| l.actor) == Some(actor))
+    });
+    net.crashed.insert(3);
+    let bound = config().membership.detection_bound(5);
+    net.until(bound, |n| {
+        (0..5).filter(|i| *i != 3).all(|i| {
+            n.nodes[i].membership().state_of(&n.ids[3]) == Some(MemberState::Dead)
+                && n.nodes[i].lookup("svc").is_none()
+        })
+    });
+    let unbound = net.events.iter().any(|(i, e)| {
+        *i == 0 && matches!(e, ClusterEvent::Registry(RegistryEvent::Unbound { .. }))
+    });
+    assert!(unbound);
+}
+
+#[test]
+fn data_flows_in_order_between_members() {
+    let mut net = Net::new(3);
+    net.converge();
+    let target = ActorId::new(net.ids[2], 1);
+    for i in 0..50u8 {
+        let body = Arc::new(DataBody::Tell {
+            target,
+            message_type: "t".into(),
+            payload: vec![i],
+            trace: None,
+        });
+        net.nodes[0].send(net.now, net.ids[2], body).unwrap();
+    }
+    net.until(Duration::from_secs(2), |n| n.delivered.len() == 50);
+    let got: Vec<u8> = net.delivered.iter().map(|(_, _, p)| p[0]).collect();
+    assert_eq!(got, (0..50).collect::<Vec<u8>>());
+    net.until(Duration::from_secs(1), |n| {
+        n.nodes[0].delivery().in_flight(&n.ids[2]) == 0
+    });
+}
+
+#[test]
+fn send_takes_only_tells() {
+    let mut net = Net::new(2);
+    let reply = Arc::new(DataBody::Reply {
+        corr: 1,
+        result: Ok(vec![]),
+    });
+    let back = net.nodes[0].send(Time::ZERO, net.ids[1], reply.clone());
+    assert_eq!(back, Err(reply), "replies go through `reply`");
+    assert_eq!(net.nodes[0].delivery().in_flight(&net.ids[1]), 0);
+}
+
+/// A reply answers an ask only when it comes from the peer that was asked: another
+/// member naming the same number is ignored, and so is a second reply.
+#[test]
+fn an_ask_is_answered_once_and_only_by_the_peer_asked() {
+    let mut net = Net::new(3);
+    net.converge();
+    let corr = net.ask(0, 1, b"question", Duration::from_secs(5));
+    net.until(Duration::from_secs(1), |n| !n.asks_in.is_empty());
+    let ask = net.asks_in[0].clone();
+    assert_eq!((ask.to, ask.from, ask.corr), (1, net.ids[0], corr));
+    assert_eq!(ask.payload, b"question");
+    // Node 2 forges a reply to node 0's ask.
+    let now = net.now;
+    let to = net.ids[0];
+    net.nodes[2]
+        .reply(now, to, corr, Ok(b"forged".to_vec()))
+        .unwrap();
+    net.run(Duration::from_millis(100));
+    assert!(net.answers(0).is_empty(), "a forged reply answered an ask");
+    assert_eq!(net.nodes[0].asks().stats().stray_replies, 1);
+    assert!(net.nodes[0].asks().is_pending(corr));
+    // The real reply answers.
+    net.nodes[1]
+        .reply(now, to, corr, Ok(b"answer".to_vec()))
+        .unwrap();
+    net.until(Duration::from_secs(1), |n| !n.answers(0).is_empty());
+    assert_eq!(
+        net.answers(0),
+        vec![Answer {
+            corr,
+            peer: net.ids[1],
+            result: Ok(b"answer".to_vec())
+        }]
+    );
+    // A duplicate reply finds nothing pending.
+    let now = net.now;
+    net.nodes[1]
+        .reply(now, to, corr, Ok(b"again".to_vec()))
+        .unwrap();
+    net.run(Duration::from_millis(100));
+    assert_eq!(net.answers(0).len(), 1);
+    assert_eq!(net.nodes[0].asks().pending(), 0);
+    assert_eq!(net.nodes[0].asks().stats().stray_replies, 2);
+}
+
+#[test]
+fn an_unanswered_ask_times_out_at_its_deadline_and_not_before() {
+    let mut net = Net::new(2);
+    net.converge();
+    let asked_at = net.now;
+    let corr = net.ask(0, 1, b"?", Duration::from_millis(300));
+    net.until(Duration::from_secs(1), |n| !n.answers(0).is_empty());
+    let answered_after = net.now.saturating_since(asked_at);
+    assert!(
+        answered_after >= Duration::from_millis(300) && answered_after < Duration::from_millis(310),
+        "{answered_after:?}"
+    );
+    assert_eq!(net.answers(0)[0].result, Err(Failure::TimedOut));
+    assert_eq!(net.answers(0)[0].corr, corr);
+    // The late reply is no second answer.
+    let now = net.now;
+    let to = net.ids[0];
+    net.nodes[1].reply(now, to, corr, Ok(vec![1])).unwrap();
+    net.run(Duration::from_millis(100));
+    assert_eq!(net.answers(0).len(), 1);
+}
+
+#[test]
+fn asks_on_a_dead_peer_are_answered_unreachable() {
+    let mut net = Net::new(3);
+    net.converge();
+    let pending = net.ask(0, 1, b"a", Duration::from_secs(60));
+    net.until(Duration::from_secs(1), |n| !n.asks_in.is_empty());
+    net.crashed.insert(1);
+    // Asked after the crash, before anyone noticed: its frame is never acked.
+    let unacked = net.ask(0, 1, b"b", Duration::from_secs(60));
+    let bound = config().membership.detection_bound(3);
+    net.until(bound, |n| n.answers(0).len() == 2);
+    let answers: BTreeMap<u64, Result<Vec<u8>, Failure>> = net
+        .answers(0)
+        .into_iter()
+        .map(|a| (a.corr, a.result))
+        .collect();
+    assert_eq!(answers[&pending], Err(Failure::Unreachable));
+    assert_eq!(answers[&unacked], Err(Failure::Unreachable));
+    // Now the peer is known dead, asks are refused at once, the request back.
+    let now = net.now;
+    let peer = net.ids[1];
+    match net.nodes[0].ask(now, peer, request(peer, b"c"), Duration::from_secs(1)) {
+        Err(AskRefused::PeerDown(r)) => assert_eq!(r.payload, b"c"),
+        other => panic!("{other:?}"),
+    }
+    net.run(Duration::from_secs(1));
+    assert_eq!(net.answers(0).len(), 2, "no answer for a refused ask");
+}
+
+#[test]
+fn refused_asks_hand_the_request_back() {
+    let mut c = config();
+    c.asks.pending_max = 1;
+    c.delivery.window_frames = 1;
+    let mut net = Net::with(3, c, |_| NodeMeta::default());
+    let (me, a, b) = (net.ids[0], net.ids[1], net.ids[2]);
+    let node = &mut net.nodes[0];
+    match node.ask(Time::ZERO, me, request(me, b"self"), Duration::from_secs(1)) {
+        Err(AskRefused::ToSelf(r)) => assert_eq!(r.payload, b"self"),
+        other => panic!("{other:?}"),
+    }
+    // A tell fills the window to `a` (its link is not up, so it stays).
+    let tell = Arc::new(DataBody::Tell {
+        target: ActorId::new(a, 1),
+        message_type: "t".into(),
+        payload: vec![],
+        trace: None,
+    });
+    node.send(Time::ZERO, a, tell).unwrap();
+    match node.ask(Time::ZERO, a, request(a, b"full"), Duration::from_secs(1)) {
+        Err(e @ AskRefused::WindowFull(_)) => assert_eq!(e.into_request().payload, b"full"),
+        other => panic!("{other:?}"),
+    }
+    node.ask(Time::ZERO, b, request(b, b"one"), Duration::from_secs(1))
+        .unwrap();
+    match node.ask(Time::ZERO, b, request(b, b"two"), Duration::from_secs(1)) {
+        Err(AskRefused::TooMany(r)) => assert_eq!(r.payload, b"two"),
+        other => panic!("{other:?}"),
+    }
+    node.check_invariants().unwrap();
+}
+
+/// Two nodes claim a name concurrently; the loser withdraws its claim itself (the
+/// core, not a driver), so when the winner dies the name is gone, not handed back.
+#[test]
+fn the_loser_of_a_concurrent_claim_withdraws_it() {
+    let mut net = Net::new(3);
+    net.converge();
+    let now = net.now;
+    let (a0, a1) = (ActorId::new(net.ids[0], 5), ActorId::new(net.ids[1], 5));
+    net.nodes[0].register(now, "leader", a0).unwrap();
+    net.nodes[1].register(now, "leader", a1).unwrap();
+    net.until(Duration::from_secs(3), |n| {
+        n.nodes
+            .iter()
+            .all(|c| c.lookup("leader").map(|l| l.actor) == Some(a0))
+    });
+    let lost = net.events.iter().any(|(i, e)| {
+        *i == 1
+            && matches!(
+                e,
+                ClusterEvent::Registry(RegistryEvent::ConflictLost { .. })
+            )
+    });
+    assert!(lost, "node 1 is told it lost");
+    assert!(
+        net.nodes[1]
+            .registry()
+            .my_claims()
+            .iter()
+            .all(|c| &*c.name != "leader" || c.removed),
+        "node 1 withdrew its claim"
+    );
+    net.crashed.insert(0);
+    let bound = config().membership.detection_bound(3);
+    net.until(bound + Duration::from_secs(1), |n| {
+        n.nodes[1].membership().state_of(&n.ids[0]) == Some(MemberState::Dead)
+            && n.nodes[2].membership().state_of(&n.ids[0]) == Some(MemberState::Dead)
+    });
+    net.run(Duration::from_secs(1));
+    assert_eq!(net.nodes[1].lookup("leader"), None);
+    assert_eq!(net.nodes[2].lookup("leader"), None);
+}
+
+#[test]
+fn an_older_allowlist_on_a_member_makes_a_publication_due() {
+    let meta = |i: usize| NodeMeta {
+        allowlist_version: if i == 0 { 2 } else { 1 },
+        ..NodeMeta::default()
+    };
+    let mut net = Net::with(3, config(), meta);
+    net.converge();
+    let publications = |net: &Net, i: usize| {
+        net.events
+            .iter()
+            .filter(|(at, e)| *at == i && matches!(e, ClusterEvent::PublishAllowlist))
+            .count()
+    };
+    assert!(publications(&net, 0) >= 1, "node 0 has the newer version");
+    assert_eq!(publications(&net, 1), 0, "nobody is behind node 1");
+    // Not confirmed: asked again every PUBLISH_SPACING.
+    let spacing = crate::allowlist::PUBLISH_SPACING;
+    let before = publications(&net, 0);
+    net.until(spacing + Duration::from_millis(10), |n| {
+        publications(n, 0) == before + 1
+    });
+    net.run(spacing - Duration::from_millis(10));
+    assert_eq!(publications(&net, 0), before + 1, "spaced");
+    net.run(Duration::from_millis(20));
+    assert_eq!(publications(&net, 0), before + 2, "retried");
+    let before = before + 1;
+    // Confirmed: no more.
+    net.nodes[0].allowlist_published(true);
+    net.run(crate::allowlist::PUBLISH_SPACING * 3);
+    assert_eq!(publications(&net, 0), before + 1);
+    // A local publication makes one due at once.
+    let now = net.now;
+    net.nodes[1].publish_allowlist_soon(now);
+    net.step();
+    assert_eq!(publications(&net, 1), 1);
+}
+
+/// Random asks between three nodes over a lossy network, replies given or withheld,
+/// and a crash: every ask taken gets exactly one answer, the right one, within its
+/// timeout (or the failure detector's bound); invariants hold after every step.
+fn asks_get_exactly_one_answer(seed: u64) {
+    let mut net = Net::new(3);
+    net.converge();
+    net.rng = DetRng::new(seed);
+    net.loss = 0.05;
+    let mut rng = DetRng::split(seed, 1);
+    // What each taken ask was: (asker, corr) -> (peer, payload, deadline).
+    let mut taken: BTreeMap<(usize, u64), (usize, Vec<u8>, Time)> = BTreeMap::new();
+    let mut handled = 0;
+    let crash_at = rng.below(400);
+    for round in 0..400u64 {
+        if round == crash_at {
+            net.crashed.insert(2);
+        }
+        let from = rng.index(3);
+        let to = (from + 1 + rng.index(2)) % 3;
+        if !net.crashed.contains(&from) && rng.chance(0.3) {
+            let payload = round.to_le_bytes().to_vec();
+            let timeout = Duration::from_millis(20 + rng.below(500));
+            let now = net.now;
+            let peer = net.ids[to];
+            if let Ok(corr) = net.nodes[from].ask(now, peer, request(peer, &payload), timeout) {
+                taken.insert((from, corr), (to, payload, now + timeout));
+            }
+        }
+        // Receivers answer most asks by echoing them, some twice, some never.
+        for ask in net.asks_in[handled..].iter().cloned() {
+            if net.crashed.contains(&ask.to) || rng.chance(0.2) {
+                continue;
+            }
+            let now = net.now;
+            for _ in 0..(1 + u32::from(rng.chance(0.1))) {
+                let _ = net.nodes[ask.to].reply(now, ask.from, ask.corr, Ok(ask.payload.clone()));
+            }
+        }
+        handled = net.asks_in.len();
+        net.step();
+    }
+    net.loss = 0.0;
+    net.run(Duration::from_millis(600) + config().membership.detection_bound(3));
+    let mut answered: BTreeMap<(usize, u64), Answer> = BTreeMap::new();
+    for (i, event) in &net.events {
+        if let ClusterEvent::Answer(a) = event {
+            let key = (*i, a.corr);
+            assert!(taken.contains_key(&key), "an answer for no ask: {a:?}");
+            assert!(
+                answered.insert(key, a.clone()).is_none(),
+                "ask {key:?} answered twice"
+            );
+        }
+    }
+    for (key, (to, payload, deadline)) in &taken {
+        if net.crashed.contains(&key.0) {
+            continue; // the asker itself crashed: nobody to answer
+        }
+        let Some(a) = answered.get(key) else {
+            panic!("ask {key:?} never answered");
+        };
+        let at = net.answered_at[key];
+        assert!(
+            at <= *deadline + Duration::from_millis(5),
+            "ask {key:?} answered at {at:?}, after its deadline {deadline:?}"
+        );
+        assert_eq!(a.peer, net.ids[*to]);
+        match &a.result {
+            Ok(bytes) => assert_eq!(bytes, payload, "a reply to another ask"),
+            Err(Failure::TimedOut | Failure::Unreachable) => {}
+            Err(other) => panic!("unexpected failure {other}"),
+        }
+    }
+    for (i, node) in net.nodes.iter().enumerate() {
+        if !net.crashed.contains(&i) {
+            assert_eq!(node.asks().pending(), 0);
+        }
+    }
+}
+
+#[test]
+fn asks_get_exactly_one_answer_seed_zero() {
+    asks_get_exactly_one_answer(0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn asks_get_exactly_one_answer_any_seed(seed in any::<u64>()) {
+        asks_get_exactly_one_answer(seed);
+    }
+}
