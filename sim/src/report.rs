@@ -42,6 +42,16 @@ pub struct Report {
     pub tells_delivered: u64,
     /// Tells failed because their receiver was declared dead.
     pub tells_unreachable: u64,
+    /// Asks taken by the mesh core.
+    pub asks_sent: u64,
+    /// Asks the core refused at once (window full, too many pending, peer down).
+    pub asks_refused: u64,
+    /// Asks answered with a reply.
+    pub asks_replied: u64,
+    /// Asks answered with a timeout.
+    pub asks_timed_out: u64,
+    /// Asks answered with another failure (unreachable, refused by the peer).
+    pub asks_failed: u64,
     /// Suspicions raised.
     pub suspicions: u64,
     /// Suspicions of nodes that had not crashed.

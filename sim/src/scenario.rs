@@ -185,6 +185,12 @@ pub struct WorkloadSection {
     /// Remote tells each node sends per second (Poisson).
     #[serde(default = "one", deserialize_with = "rate")]
     pub tell_rate: f64,
+    /// Remote asks each node sends per second (Poisson; default none).
+    #[serde(default, deserialize_with = "rate")]
+    pub ask_rate: f64,
+    /// How long an asker waits for its answer (default 1 s).
+    #[serde(default = "s1", deserialize_with = "positive_duration")]
+    pub ask_timeout: Duration,
     /// Names each node registers in the cluster registry.
     #[serde(default = "one_usize")]
     pub names_per_node: usize,
@@ -201,6 +207,10 @@ pub struct WorkloadSection {
 
 fn four() -> usize {
     4
+}
+
+fn s1() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn one() -> f64 {
@@ -220,6 +230,8 @@ impl Default for WorkloadSection {
         Self {
             actors_per_node: 4,
             tell_rate: 1.0,
+            ask_rate: 0.0,
+            ask_timeout: s1(),
             names_per_node: 1,
             children_per_node: 3,
             child_crash_rate: 0.0,

@@ -43,6 +43,7 @@ impl World {
         for f in failures {
             self.violate("core-invariant", f);
         }
+        self.check_asks();
         // Detection times of crashed nodes.
         let pending: Vec<(usize, u64)> = self.detecting.iter().map(|(k, v)| (*k, *v)).collect();
         for (dead, since) in pending {

@@ -11,7 +11,7 @@
 //! Rooms: this module is the engine (event queue, clocks, node lifecycle, pumping a
 //! node's cores); `network` models the links, `faults` injects crashes, partitions
 //! and pauses, `checkers` holds the cross-node checks, and `workload/` has one
-//! module per workload (tells, supervision, durable actors).
+//! module per workload (tells, asks, supervision, durable actors).
 //!
 //! Determinism: all maps are ordered; every random choice comes from [`DetRng`]s split
 //! from the run's seed; node clocks are functions of virtual time; nothing reads the
@@ -43,6 +43,7 @@ mod faults;
 mod network;
 mod workload;
 
+use workload::asks::AskWorld;
 use workload::durable::DurableWorld;
 
 /// Node clocks start this far from zero, so a negative skew stays a valid time.
@@ -69,6 +70,12 @@ pub enum Bug {
     /// Wipe a node's disk when it crashes, breaking the storage promise the
     /// durability argument rests on.
     DurableWipeDisks,
+    /// Hand every 10th answer to an ask to its asker twice, as a driver that
+    /// completed an ask from two places would.
+    AnswerAsksTwice,
+    /// Lose every 10th answer to an ask before it reaches its asker, as a driver
+    /// that dropped its waiter would.
+    DropAnswers,
 }
 
 /// Options of one run.
@@ -88,6 +95,8 @@ enum Ev {
         frame: Frame,
     },
     Tell(usize),
+    /// Node `.0`, in incarnation `.1`, sends an ask.
+    Ask(usize, u64),
     ChildCrash(usize),
     Crash(Vec<usize>),
     Restart(Vec<usize>),
@@ -187,6 +196,7 @@ pub struct World {
     /// Each node's registered names and the actor each must resolve to.
     names: Vec<Vec<(String, ActorId)>>,
     durable: DurableWorld,
+    asks: AskWorld,
     /// Per link: when its last frame arrives (links are FIFO; see `arrival`).
     link_clock: BTreeMap<(usize, usize), u64>,
     link_prune_at: usize,
@@ -337,6 +347,7 @@ impl World {
                 })
                 .collect(),
             durable: DurableWorld::default(),
+            asks: AskWorld::default(),
             link_clock: BTreeMap::new(),
             link_prune_at: 4096,
             gap_hint: None,
@@ -544,7 +555,9 @@ impl World {
 
     fn step(&mut self, q: Queued) {
         let node = match &q.ev {
-            Ev::Start(i) | Ev::Timer(i, _) | Ev::Tell(i) | Ev::ChildCrash(i) => Some(*i),
+            Ev::Start(i) | Ev::Timer(i, _) | Ev::Tell(i) | Ev::Ask(i, _) | Ev::ChildCrash(i) => {
+                Some(*i)
+            }
             Ev::Deliver { to, .. } => Some(*to),
             _ => None,
         };
@@ -573,6 +586,7 @@ impl World {
             }
             Ev::Deliver { from, to, frame } => self.deliver(from, to, frame),
             Ev::Tell(i) => self.tell(i),
+            Ev::Ask(i, incarnation) => self.ask(i, incarnation),
             Ev::ChildCrash(i) => self.child_crash(i),
             Ev::Crash(nodes) => {
                 for i in nodes {
@@ -693,6 +707,10 @@ impl World {
             let at = self.now + self.exp(i, rate);
             self.push(at, Ev::Tell(i));
         }
+        if self.scenario.workload.ask_rate > 0.0 {
+            let at = self.now + self.exp(i, self.scenario.workload.ask_rate);
+            self.push(at, Ev::Ask(i, incarnation));
+        }
         let crash_rate = self.scenario.workload.child_crash_rate / 60.0;
         if crash_rate > 0.0 {
             let at = self.now + self.exp(i, crash_rate);
@@ -773,9 +791,8 @@ impl World {
             ClusterEvent::Delivery(DeliveryEvent::Unreachable { frames, .. }) => {
                 self.report.tells_unreachable += frames.len() as u64;
             }
-            ClusterEvent::Delivery(_)
-            | ClusterEvent::Answer(_)
-            | ClusterEvent::PublishAllowlist => {}
+            ClusterEvent::Answer(answer) => self.on_answer(i, answer),
+            ClusterEvent::Delivery(_) | ClusterEvent::PublishAllowlist => {}
         }
     }
 

@@ -120,6 +120,8 @@ impl World {
                 && target.local == SERVICE_LOCAL_ID
             {
                 self.on_durable(to, payload);
+            } else if let DataBody::Ask { corr, payload, .. } = &*body {
+                self.on_ask(to, from, *corr, payload);
             } else {
                 self.on_data(to, from, seq, &body);
             }
