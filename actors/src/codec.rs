@@ -340,13 +340,13 @@ mod tests {
         let mut body = Vec::new();
         encode_body_into(&(2u64 << 20), &mut body).unwrap();
         body.extend_from_slice(b"abcd");
-        let small: Result<Vec<u8>, _> = decode_body(&body, 64 << 10);
+        let small: Result<serde_bytes::ByteBuf, _> = decode_body(&body, 64 << 10);
         assert!(
             matches!(small, Err(CodecError::Oversized { .. })),
             "{small:?}"
         );
         // Under a limit above the claim, the same bytes are merely truncated.
-        let large: Result<Vec<u8>, _> = decode_body(&body, 4 << 20);
+        let large: Result<serde_bytes::ByteBuf, _> = decode_body(&body, 4 << 20);
         assert_eq!(large, Err(CodecError::Truncated));
     }
 
