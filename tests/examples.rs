@@ -6,14 +6,34 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-/// `target/debug/examples/NAME`, beside this test's own `target/debug/deps/`.
+/// The built example `NAME` in `target/<profile>/examples/`, beside this test's own
+/// `deps/`: `NAME` when cargo copied it there, else `NAME-<hash>` as `cargo test`
+/// leaves it.
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its path");
-    let debug = exe
+    let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .expect("tests run from target/<profile>/deps");
-    debug.join("examples").join(name)
+        .expect("tests run from target/<profile>/deps")
+        .join("examples");
+    let plain = dir.join(name);
+    if plain.exists() {
+        return plain;
+    }
+    let prefix = format!("{name}-");
+    std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_none()
+                && p.file_name()
+                    .and_then(|f| f.to_str())
+                    .is_some_and(|f| f.starts_with(&prefix))
+        })
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .unwrap_or(plain)
 }
 
 #[test]
