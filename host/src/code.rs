@@ -101,6 +101,20 @@ pub enum KindError {
     Invalid(String),
 }
 
+/// Encodes `state` as a snapshot of `schema_version`, the way user code answers a
+/// batch that asks for one.
+pub fn snapshot_of<T: serde::Serialize>(
+    state: &T,
+    schema_version: u32,
+) -> Result<Snapshot, CodeError> {
+    let bytes =
+        plexus_actors::codec::encode_body(state).map_err(|e| CodeError::Failed(e.to_string()))?;
+    Ok(Snapshot {
+        schema_version,
+        bytes,
+    })
+}
+
 /// The kinds a node can run.
 #[derive(Clone, Default)]
 pub struct Kinds {

@@ -138,11 +138,7 @@ impl DurableCode for ToyCode {
             }
         }
         if snapshot {
-            out.snapshot = Some(Snapshot {
-                schema_version: 1,
-                bytes: codec::encode_body(&self.state)
-                    .map_err(|e| CodeError::Failed(e.to_string()))?,
-            });
+            out.snapshot = Some(plexus_host::code::snapshot_of(&self.state, 1)?);
         }
         Ok(out)
     }
