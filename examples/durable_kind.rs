@@ -16,6 +16,7 @@ use std::time::Duration;
 use plexus::Node;
 use plexus::actors::codec;
 use plexus::actors::migratable::Snapshot;
+use plexus::hosting::store::{RocksStore, store_dir};
 use plexus::hosting::{DurableService, Local, ServiceMsg, ServiceStatus, ask_scheduler};
 use plexus_durable::activation::{Applied, Input};
 use plexus_durable::types::DurableKey;
@@ -133,9 +134,9 @@ async fn status(service: &plexus::ActorRef<ServiceMsg>) -> Result<ServiceStatus,
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     // A network of one: a governance key admits this node and a client key.
-    let governance = plexus::node::ephemeral_key();
-    let node_key = plexus::node::ephemeral_key();
-    let client = plexus::node::ephemeral_key();
+    let governance = plexus::node::ephemeral_key()?;
+    let node_key = plexus::node::ephemeral_key()?;
+    let client = plexus::node::ephemeral_key()?;
     let mut allowlist = Allowlist::new("example", governance.node_id());
     allowlist.nodes.insert(
         node_key.node_id(),
@@ -152,6 +153,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         },
     );
     let allowlist = SignedAllowlist::sign(allowlist, &governance)?;
+    // The replica store opens before the node joins the mesh: a node whose store
+    // cannot open never offers itself as a replica.
+    let data_dir = std::env::temp_dir().join(format!("plexus-durable-kind-{}", std::process::id()));
+    let store = RocksStore::open(&store_dir(&data_dir))?;
     let mut config = MeshConfig::new(node_key.clone(), allowlist);
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?];
     let node = Node::builder()
@@ -163,7 +168,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // The standard kinds, plus ours.
     let mut kinds = plexus::hosting::kinds::standard();
     kinds.register(Histogram)?;
-    let data_dir = std::env::temp_dir().join(format!("plexus-durable-kind-{}", std::process::id()));
     let resources = Resources {
         cpu_millis: 2_000,
         memory_bytes: 1 << 30,
@@ -173,7 +177,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         node.system(),
         mesh,
         node_key,
-        &data_dir,
+        store,
         resources,
         Tags::new(),
         kinds,

@@ -6,6 +6,12 @@
 //! bootstrap = ["/ip4/10.0.0.1/tcp/7000/p2p/12D3KooW..."]
 //! allowlist = "/etc/plexus/allowlist.bin" # default: <data_dir>/network/allowlist.bin
 //! api = "127.0.0.1:7070"                 # the local HTTP API (loopback by default)
+//! api_hosts = ["plexus.internal"]        # Host names the API answers besides loopback
+//! api_tls_cert = "/etc/plexus/api.crt"   # PEM; a non-loopback `api` needs TLS,
+//! api_tls_key = "/etc/plexus/api.key"    #   or api_insecure_http = true (warned)
+//! api_connections_max = 256
+//! api_rate_per_s = 100                   # requests per second per client IP
+//! api_header_timeout = "10s"             # slower clients are disconnected
 //! mailbox_capacity = 1024
 //!
 //! [resources]                            # what this node offers
@@ -57,6 +63,22 @@ pub struct NodeFile {
     pub allowlist: Option<PathBuf>,
     /// The HTTP API address.
     pub api: Option<String>,
+    /// Host names the API answers besides the loopback names.
+    #[serde(default)]
+    pub api_hosts: Vec<String>,
+    /// The API's TLS certificate chain (PEM).
+    pub api_tls_cert: Option<PathBuf>,
+    /// The API's TLS private key (PEM).
+    pub api_tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address anyway.
+    #[serde(default)]
+    pub api_insecure_http: bool,
+    /// Open API connections at most.
+    pub api_connections_max: Option<usize>,
+    /// API requests per second per client IP.
+    pub api_rate_per_s: Option<u32>,
+    /// Time a client has to send a request's headers, e.g. `"10s"`.
+    pub api_header_timeout: Option<String>,
     /// Default mailbox capacity.
     pub mailbox_capacity: Option<usize>,
     /// Offered resources.
@@ -121,6 +143,8 @@ pub struct NodeSettings {
     pub allowlist: PathBuf,
     /// API address.
     pub api: SocketAddr,
+    /// How the API is exposed.
+    pub api_access: ApiAccess,
     /// Default mailbox capacity.
     pub mailbox_capacity: Option<usize>,
     /// Offered resources.
@@ -131,6 +155,19 @@ pub struct NodeSettings {
     pub membership: MembershipConfig,
     /// The OTLP/HTTP traces URL, if one is configured (checked, completed).
     pub otlp_endpoint: Option<String>,
+}
+
+/// How the API is exposed: to whom, over what, within which limits.
+#[derive(Clone, Debug)]
+pub struct ApiAccess {
+    /// Host names it answers besides the loopback names.
+    pub hosts: Vec<String>,
+    /// TLS certificate chain and key files (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP on a non-loopback address, as the operator insisted.
+    pub insecure_http: bool,
+    /// The server's bounds.
+    pub limits: crate::api::serve::Limits,
 }
 
 /// Why a configuration was refused. Always the operator's fault; names the field.
@@ -233,6 +270,53 @@ impl NodeFile {
         let api: SocketAddr = api_text
             .parse()
             .map_err(|e| field("api", format!("`{api_text}`: {e}")))?;
+        let tls = match (self.api_tls_cert, self.api_tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => return Err(field("api_tls_key", "api_tls_cert needs a key")),
+            (None, Some(_)) => {
+                return Err(field("api_tls_cert", "api_tls_key needs a certificate"));
+            }
+        };
+        if !api.ip().is_loopback() && tls.is_none() && !self.api_insecure_http {
+            return Err(field(
+                "api",
+                format!(
+                    "`{api}` is not a loopback address: serve it over TLS (api_tls_cert, \
+                     api_tls_key) or pass --insecure-http (api_insecure_http = true)"
+                ),
+            ));
+        }
+        for host in &self.api_hosts {
+            if host.is_empty() || host.contains([':', '/', ' ']) && !host.starts_with('[') {
+                return Err(field("api_hosts", format!("`{host}` is not a host name")));
+            }
+        }
+        let mut limits = crate::api::serve::Limits::default();
+        match self.api_connections_max {
+            Some(0) => return Err(field("api_connections_max", "must be at least 1")),
+            Some(n) => limits.connections_max = n,
+            None => {}
+        }
+        match self.api_rate_per_s {
+            Some(0) => return Err(field("api_rate_per_s", "must be at least 1")),
+            Some(n) => {
+                limits.rate_per_s = n;
+                limits.burst = n.saturating_mul(2);
+            }
+            None => {}
+        }
+        limits.header_timeout = duration(
+            "api_header_timeout",
+            &self.api_header_timeout,
+            limits.header_timeout,
+        )?;
+        let api_access = ApiAccess {
+            hosts: self.api_hosts,
+            tls,
+            insecure_http: self.api_insecure_http,
+            limits,
+        };
         if let Some(0) = self.mailbox_capacity {
             return Err(field("mailbox_capacity", "must be at least 1"));
         }
@@ -301,6 +385,7 @@ impl NodeFile {
             bootstrap,
             allowlist,
             api,
+            api_access,
             mailbox_capacity: self.mailbox_capacity,
             resources,
             tags: self.tags,
@@ -361,6 +446,21 @@ otlp_endpoint = "http://127.0.0.1:4318"
     }
 
     #[test]
+    fn a_public_api_needs_tls_or_an_explicit_insecure_flag() {
+        let public = "api = \"0.0.0.0:7070\"";
+        assert!(settle(public).is_err(), "plain HTTP on 0.0.0.0 is refused");
+        let insecure = settle(&format!("{public}\napi_insecure_http = true")).unwrap();
+        assert!(insecure.api_access.insecure_http && insecure.api_access.tls.is_none());
+        let tls = settle(&format!(
+            "{public}\napi_tls_cert = \"c.pem\"\napi_tls_key = \"k.pem\""
+        ))
+        .unwrap();
+        assert!(tls.api_access.tls.is_some());
+        let loopback = settle("api = \"127.0.0.1:7070\"").unwrap();
+        assert!(!loopback.api_access.insecure_http && loopback.api_access.tls.is_none());
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let cases = [
             ("listen = [\"nope\"]", "listen"),
@@ -376,6 +476,11 @@ otlp_endpoint = "http://127.0.0.1:4318"
                 "membership.probe_interval",
             ),
             ("mailbox_capacity = 0", "mailbox_capacity"),
+            ("api = \"0.0.0.0:7070\"", "not a loopback address"),
+            ("api_tls_cert = \"c.pem\"", "api_tls_key"),
+            ("api_connections_max = 0", "api_connections_max"),
+            ("api_rate_per_s = 0", "api_rate_per_s"),
+            ("api_hosts = [\"evil.example/x\"]", "api_hosts"),
             (
                 "[telemetry]\notlp_endpoint = \"collector:4318\"",
                 "telemetry.otlp_endpoint",

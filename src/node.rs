@@ -109,12 +109,18 @@ impl NodeBuilder {
     }
 
     /// Builds a local node (no mesh).
+    ///
+    /// # Panics
+    /// Without a key given, if the OS random source fails: the node's id must not
+    /// be predictable, and there is no input to blame (see [`ephemeral_key`]).
     pub fn build(self) -> Node {
-        let node = self
-            .key
-            .as_ref()
-            .map(NodeKey::node_id)
-            .unwrap_or_else(|| ephemeral_key().node_id());
+        #[allow(clippy::expect_used)] // an OS failure, not input; failing closed
+        let node = match &self.key {
+            Some(key) => key.node_id(),
+            None => ephemeral_key()
+                .expect("a node id from OS randomness")
+                .node_id(),
+        };
         Node::assemble(self.system(node), None, Arc::new(Watches::default()), None)
     }
 
@@ -142,13 +148,24 @@ impl NodeBuilder {
     }
 }
 
-/// A fresh identity for nodes that were not given one.
-pub fn ephemeral_key() -> NodeKey {
+/// The OS random source failed, so no key was made. Keys are never made from a
+/// fallback seed: a predictable key is worse than none.
+#[derive(Debug, thiserror::Error)]
+#[error("the OS random source failed ({0}); refusing to make a predictable key")]
+pub struct RandomnessError(String);
+
+/// A fresh identity from OS randomness. Fails closed: there is no fallback seed.
+pub fn ephemeral_key() -> Result<NodeKey, RandomnessError> {
     let mut seed = [0u8; 32];
-    // OS randomness is a driver concern; only a broken OS fails here, and then an
-    // all-zero seed still yields a valid (if predictable) local-only id.
-    let _ = getrandom::fill(&mut seed);
-    NodeKey::from_seed(seed)
+    getrandom::fill(&mut seed).map_err(|e| RandomnessError(e.to_string()))?;
+    Ok(NodeKey::from_seed(seed))
+}
+
+/// A fresh key seed for a key file (see [`ephemeral_key`]).
+pub fn fresh_seed() -> Result<[u8; 32], plexus_mesh::driver::KeyStoreError> {
+    ephemeral_key()
+        .map(|k| k.seed())
+        .map_err(|e| plexus_mesh::driver::KeyStoreError::Randomness(e.0))
 }
 
 /// One Plexus node in this process. Cheap to clone: clones are handles to the same

@@ -152,3 +152,33 @@ fn manifest_dir() -> std::path::PathBuf {
         .map(Into::into)
         .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }
+
+/// `plexus ... | head -1`: a reader that goes away must not make the command
+/// panic. The pipe's read end is closed before the command starts, so its first
+/// write meets a broken pipe; it must die quietly (SIGPIPE, as Unix tools do),
+/// never with Rust's "failed printing to stdout" panic.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = std::env::temp_dir().join(format!("plexus-cli-pipe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["keys", "new", "--data-dir", dir.to_str().unwrap()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+    assert_ne!(out.status.code(), Some(101), "not Rust's panic exit code");
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "SIGPIPE, quietly: {:?}",
+        out.status
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -38,9 +38,15 @@ pub fn client_key(path: &Path) -> Result<NodeKey, CliError> {
     if let Some(dir) = path.parent() {
         plexus_mesh::driver::create_private_dir(dir).map_err(|e| CliError::Input(e.to_string()))?;
     }
-    let key = crate::node::ephemeral_key();
-    write_new_key(path, &key).map_err(|e| CliError::Input(e.to_string()))?;
-    Ok(key)
+    let key = crate::node::ephemeral_key().map_err(|e| CliError::Failed(e.to_string()))?;
+    match write_new_key(path, &key) {
+        Ok(()) => Ok(key),
+        // Another command created it meanwhile: use that one.
+        Err(plexus_mesh::driver::KeyStoreError::Exists(_)) => {
+            read_key(path).map_err(|e| CliError::Input(e.to_string()))
+        }
+        Err(e) => Err(CliError::Input(e.to_string())),
+    }
 }
 
 fn key_of(args: &ClientArgs) -> Result<NodeKey, CliError> {
@@ -55,11 +61,21 @@ fn key_of(args: &ClientArgs) -> Result<NodeKey, CliError> {
 pub struct ApiClient {
     base: String,
     agent: ureq::Agent,
+    /// The node's API token: `$PLEXUS_API_TOKEN`, else the one the node at `base`
+    /// published for local clients (see [`crate::api::auth`]).
+    token: Option<String>,
 }
 
 impl ApiClient {
-    /// A client for the API at `base` (`http://host:port`).
+    /// A client for the API at `base` (`http://host:port`), with the token the
+    /// node there published, if any.
     pub fn new(base: &str) -> Self {
+        let token = crate::api::auth::token_for(base);
+        Self::with_token(base, token)
+    }
+
+    /// A client for the API at `base` presenting `token`.
+    pub fn with_token(base: &str, token: Option<String>) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(60)))
             .http_status_as_error(false)
@@ -68,7 +84,12 @@ impl ApiClient {
         Self {
             base: base.trim_end_matches('/').to_string(),
             agent,
+            token,
         }
+    }
+
+    fn bearer(&self) -> Option<String> {
+        self.token.as_ref().map(|t| format!("Bearer {t}"))
     }
 
     fn check(
@@ -95,7 +116,14 @@ impl ApiClient {
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| body.to_string());
-        if status.is_client_error() {
+        if status == ureq::http::StatusCode::UNAUTHORIZED {
+            Err(CliError::Input(format!(
+                "{path}: {why} (no token found for {}: set {} or run the client as the \
+                 node's user)",
+                self.base,
+                crate::api::auth::TOKEN_ENV
+            )))
+        } else if status.is_client_error() {
             Err(CliError::Input(format!("{path}: {why}")))
         } else {
             Err(CliError::Failed(format!("{path}: {why}")))
@@ -105,13 +133,21 @@ impl ApiClient {
     /// GET `path`.
     pub fn get(&self, path: &str) -> Result<Value, CliError> {
         let url = format!("{}{path}", self.base);
-        self.check(path, self.agent.get(&url).call())
+        let mut request = self.agent.get(&url);
+        if let Some(b) = self.bearer() {
+            request = request.header("authorization", b);
+        }
+        self.check(path, request.call())
     }
 
     /// POST `body` to `path`.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         let url = format!("{}{path}", self.base);
-        self.check(path, self.agent.post(&url).send_json(body))
+        let mut request = self.agent.post(&url);
+        if let Some(b) = self.bearer() {
+            request = request.header("authorization", b);
+        }
+        self.check(path, request.send_json(body))
     }
 
     /// Signs `request` with `key` and sends it to the scheduler.

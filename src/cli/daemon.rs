@@ -16,8 +16,11 @@ use plexus_mesh::driver::{MeshConfig, load_or_create_node_key};
 use plexus_mesh::membership::MemberState;
 
 use super::CliError;
+use crate::api::auth::{Guard, TOKEN_FILE, publish};
+use crate::api::serve::{ServeStats, serve};
 use crate::api::{Api, router};
 use crate::config::{NodeFile, NodeSettings, read_file};
+use crate::hosting::store::{OpenError, RocksStore, store_dir};
 
 /// Flags of `plexus node`; each overrides the config file.
 #[derive(Debug, Default, clap::Args)]
@@ -43,6 +46,15 @@ pub struct NodeArgs {
     /// Export spans to this OTLP/HTTP collector (`http://host:4318`).
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
+    /// Serve the API over TLS with this certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback `--api` address (prints a warning).
+    #[arg(long)]
+    pub insecure_http: bool,
 }
 
 fn settle(args: NodeArgs) -> Result<NodeSettings, CliError> {
@@ -68,8 +80,18 @@ fn settle(args: NodeArgs) -> Result<NodeSettings, CliError> {
     if args.otlp_endpoint.is_some() {
         file.telemetry.otlp_endpoint = args.otlp_endpoint;
     }
+    if args.tls_cert.is_some() {
+        file.api_tls_cert = args.tls_cert;
+        file.api_tls_key = args.tls_key;
+    }
+    if args.insecure_http {
+        file.api_insecure_http = true;
+    }
     file.settle().map_err(|e| CliError::Input(e.to_string()))
 }
+
+/// Where a node keeps the newest allowlist it accepted, in its data dir.
+pub const ACCEPTED_ALLOWLIST_FILE: &str = "allowlist.accepted.bin";
 
 fn emit(value: serde_json::Value) {
     let mut out = std::io::stdout().lock();
@@ -84,7 +106,14 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     let settings = settle(args)?;
     // Validate everything before writing anything (the key is the only write).
     let allowlist = super::keys::load_allowlist(&settings.allowlist)?;
-    let key = load_or_create_node_key(&settings.data_dir, || crate::node::ephemeral_key().seed())
+    let tls = match &settings.api_access.tls {
+        Some((cert, key)) => Some(
+            crate::api::serve::tls_acceptor(cert, key)
+                .map_err(|e| CliError::Input(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let key = load_or_create_node_key(&settings.data_dir, crate::node::fresh_seed)
         .map_err(|e| CliError::Input(e.to_string()))?;
     let _telemetry = crate::telemetry::init_with(&crate::telemetry::TelemetryConfig {
         filter: log.to_string(),
@@ -92,12 +121,33 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         instance: Some(key.node_id().to_string()),
     })
     .map_err(|e| CliError::Input(e.to_string()))?;
+    if !settings.api.ip().is_loopback() && tls.is_none() {
+        tracing::warn!(
+            api = %settings.api,
+            "the API is served over plain HTTP on a non-loopback address (--insecure-http): \
+             its token crosses the network in the clear"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(settings.api)
         .await
         .map_err(|e| CliError::Input(format!("cannot bind the API on {}: {e}", settings.api)))?;
     let api_addr = listener
         .local_addr()
         .map_err(|e| CliError::Failed(e.to_string()))?;
+
+    // The replica store opens before the node joins the mesh, so a node never
+    // offers itself to peers with a store it cannot serve. A corrupt store leaves
+    // the node up (it still runs actors and answers its API) but it serves no
+    // durable actors, and says so in its log, its API and its metrics.
+    let store = match RocksStore::open(&store_dir(&settings.data_dir)) {
+        Ok(store) => Ok(store),
+        Err(e @ OpenError::Corrupt { .. }) => {
+            tracing::error!(error = %e, "the replica store is corrupt");
+            emit(serde_json::json!({ "event": "store_corrupt", "error": e.to_string() }));
+            Err(e.to_string())
+        }
+        Err(e) => return Err(CliError::Failed(e.to_string())),
+    };
 
     let service_key = plexus_vocab::identity::NodeKey::from_seed(key.seed());
     let drain_key = plexus_vocab::identity::NodeKey::from_seed(key.seed());
@@ -107,6 +157,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     mesh_config.bootstrap = settings.bootstrap.clone();
     mesh_config.resources = settings.resources;
     mesh_config.tags = settings.tags.clone();
+    mesh_config.allowlist_store = Some(settings.data_dir.join(ACCEPTED_ALLOWLIST_FILE));
     mesh_config.cluster = ClusterConfig {
         membership: settings.membership.clone(),
         ..ClusterConfig::default()
@@ -125,17 +176,25 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         return Err(CliError::Failed("no mesh".into()));
     };
     let mut events = mesh.subscribe();
-    let durable = crate::hosting::DurableService::start(
-        node.system(),
-        mesh.clone(),
-        service_key,
-        &settings.data_dir,
-        settings.resources,
-        settings.tags.clone(),
-        crate::hosting::kinds::standard(),
-    )
-    .await
-    .map_err(|e| CliError::Failed(format!("the durable-actor service did not start: {e}")))?;
+    let (durable, store_error) = match store {
+        Ok(store) => {
+            let service = crate::hosting::DurableService::start(
+                node.system(),
+                mesh.clone(),
+                service_key,
+                store,
+                settings.resources,
+                settings.tags.clone(),
+                crate::hosting::kinds::standard(),
+            )
+            .await
+            .map_err(|e| {
+                CliError::Failed(format!("the durable-actor service did not start: {e}"))
+            })?;
+            (Some(service), None)
+        }
+        Err(why) => (None, Some(why)),
+    };
 
     // Wait for the transport to report its addresses, so `ready` carries them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -154,28 +213,51 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         .iter()
         .map(Multiaddr::to_string)
         .collect();
+    // A fresh API token for this process life, where local clients find it.
+    let published = publish(&settings.data_dir, &api_addr)
+        .map_err(|e| CliError::Failed(format!("cannot write the API token: {e}")))?;
     emit(serde_json::json!({
         "event": "ready",
         "node": node.id().to_string(),
         "listen": listen,
         "api": format!("http://{api_addr}"),
         "data_dir": settings.data_dir,
+        "api_token_file": settings.data_dir.join(TOKEN_FILE),
         "detection_bound_ms": mesh.detection_bound().as_millis() as u64,
     }));
 
+    let serve_stats = Arc::new(ServeStats::default());
     let api = Arc::new(Api {
         node: node.clone(),
         addr: api_addr,
-        durable: Some(durable.clone()),
+        durable: durable.clone(),
         key: Some(api_key),
+        store_error,
+        serve_stats: serve_stats.clone(),
     });
+    let guard = Arc::new(Guard::new(
+        published.token().clone(),
+        &api_addr,
+        &settings.api_access.hosts,
+    ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let limits = settings.api_access.limits.clone();
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router(api))
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await;
+        let stopped = async move {
+            let _ = stop_rx.await;
+        };
+        if let Err(e) = serve(
+            listener,
+            router(api, guard),
+            limits,
+            tls,
+            serve_stats,
+            stopped,
+        )
+        .await
+        {
+            tracing::error!(error = %e, "the API server stopped");
+        }
     });
     let printer = tokio::spawn(async move {
         loop {
@@ -193,15 +275,16 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     tracing::info!(%signal, "shutting down");
     // Draining needs somewhere to go: a lone node just stops.
     let others = mesh.members().iter().any(|m| m.state == MemberState::Alive);
-    if signal == "SIGTERM" && others {
+    if let Some(durable) = durable.as_ref().filter(|_| signal == "SIGTERM" && others) {
         emit(serde_json::json!({ "event": "draining" }));
-        let moved = drain(&durable, &drain_key, DRAIN_WAIT).await;
+        let moved = drain(durable, &drain_key, DRAIN_WAIT).await;
         emit(serde_json::json!({ "event": "drained", "actors_left": moved }));
     }
     node.shutdown().await;
     let _ = stop_tx.send(());
     let _ = server.await;
     printer.abort();
+    drop(published);
     emit(serde_json::json!({ "event": "stopped", "signal": signal }));
     Ok(())
 }

@@ -134,7 +134,7 @@ pub fn run(messages: u64, keep: bool) -> Result<(), CliError> {
 fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
     let exe = std::env::current_exe().map_err(|e| CliError::Failed(e.to_string()))?;
     let t0 = Instant::now();
-    println!("== plexus demo: 3 nodes on 127.0.0.1, pipeline ingest -> count -> tally");
+    say!("== plexus demo: 3 nodes on 127.0.0.1, pipeline ingest -> count -> tally");
 
     let mut cluster = LocalCluster::start(dir, || Command::new(&exe))?;
 
@@ -146,7 +146,7 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
         Duration::from_secs(60),
         || all_active(&cluster),
     )?;
-    println!(
+    say!(
         "deployed `demo` in {:.2} s: {}",
         deploy_start.elapsed().as_secs_f64(),
         placed
@@ -208,7 +208,7 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
                 })
                 .unwrap_or(2);
             nodes[victim].kill();
-            println!(
+            say!(
                 "killed node {} ({}) with SIGKILL after {sent} messages",
                 victim + 1,
                 short(&nodes[victim].id)
@@ -225,7 +225,7 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
         // while traffic flows.
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!(
+    say!(
         "sent {sent} messages in {:.1} s",
         traffic_start.elapsed().as_secs_f64()
     );
@@ -238,7 +238,7 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
         failover = killed.map(|(_, at)| at.elapsed().max(took));
     }
     if let Some(f) = failover {
-        println!(
+        say!(
             "restored every actor of the killed node elsewhere {:.2} s after the kill",
             f.as_secs_f64()
         );
@@ -254,7 +254,7 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
     let lost = sent.saturating_sub(delivered);
     let duplicated = delivered.saturating_sub(sent) + out_of_order;
     if let Some((actor, from, to, took)) = &migrated {
-        println!(
+        say!(
             "live migration of {actor}: {} -> {} in {:.2} s end to end",
             short(from),
             short(to),
@@ -278,14 +278,14 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
             .iter()
             .map(|us| format!("{:.1}", *us as f64 / 1000.0))
             .collect();
-        println!("migration hand-off pauses (ms): {}", ms.join(", "));
+        say!("migration hand-off pauses (ms): {}", ms.join(", "));
     }
-    println!(
+    say!(
         "acked {acked}, duplicates {duplicated}, total time {:.1} s",
         t0.elapsed().as_secs_f64()
     );
     cluster.stop();
-    println!("sent: {sent} delivered: {delivered} lost: {lost}");
+    say!("sent: {sent} delivered: {delivered} lost: {lost}");
     if lost > 0 || duplicated > 0 {
         return Err(CliError::Failed(format!(
             "{lost} messages lost, {duplicated} duplicated"
@@ -324,7 +324,7 @@ fn migrate_count(cluster: &LocalCluster) -> Result<(String, String, String, Dura
         s["actors"].get(actor).map(|_| ())
     })?;
     let took = start.elapsed();
-    println!(
+    say!(
         "migrated {actor} live: {} -> {} ({:.2} s from request to serving)",
         short(&from),
         short(&to),

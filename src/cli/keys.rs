@@ -22,14 +22,14 @@ pub fn default_network_dir() -> PathBuf {
     default_data_dir().join("network")
 }
 
-fn fresh_key() -> NodeKey {
-    crate::node::ephemeral_key()
+fn fresh_key() -> Result<NodeKey, CliError> {
+    crate::node::ephemeral_key().map_err(|e| CliError::Failed(e.to_string()))
 }
 
 pub(crate) fn keys_new(data_dir: Option<PathBuf>) -> Result<(), CliError> {
     let dir = data_dir.unwrap_or_else(default_data_dir);
     let path = dir.join(NODE_KEY_FILE);
-    let key = fresh_key();
+    let key = fresh_key()?;
     write_new_key(&path, &key).map_err(|e| CliError::Input(e.to_string()))?;
     println!("{}", key.node_id());
     eprintln!("created {}", path.display());
@@ -61,7 +61,7 @@ pub(crate) fn network_create(
             list_path.display()
         )));
     }
-    let key = fresh_key();
+    let key = fresh_key()?;
     write_new_key(&key_path, &key).map_err(|e| CliError::Input(e.to_string()))?;
     let signed = SignedAllowlist::sign(Allowlist::new(name, key.node_id()), &key)
         .map_err(|e| CliError::Failed(e.to_string()))?;

@@ -235,7 +235,7 @@ impl LocalCluster {
             let path = data.join("node.toml");
             keys::write_file(&path, config.as_bytes())?;
             let node = LocalNode::start(plexus(), &path, &dir.join(format!("n{i}.log")))?;
-            println!("node {i}: {} (api {})", node.id, node.api_url);
+            say!("node {i}: {} (api {})", node.id, node.api_url);
             nodes.push(node);
         }
         let (_, took) = wait_until(
@@ -252,7 +252,7 @@ impl LocalCluster {
                 (alive == 2).then_some(())
             },
         )?;
-        println!("mesh formed in {:.1} s", took.as_secs_f64());
+        say!("mesh formed in {:.1} s", took.as_secs_f64());
         Ok(LocalCluster { nodes, client })
     }
 
@@ -345,7 +345,7 @@ impl LocalCluster {
 
 /// The node key in `data`, created if missing.
 pub(super) fn node_key(data: &Path) -> Result<NodeKey, CliError> {
-    load_or_create_node_key(data, || crate::node::ephemeral_key().seed())
+    load_or_create_node_key(data, crate::node::fresh_seed)
         .map_err(|e| CliError::Failed(e.to_string()))
 }
 

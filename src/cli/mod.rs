@@ -4,6 +4,15 @@
 //! argument, a file, a spec) was refused. Errors print as `error: ...` on stderr,
 //! never as a panic.
 
+/// `println!` for commands that keep running with SIGPIPE ignored: output to a
+/// closed pipe is dropped instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -294,6 +303,17 @@ impl CliError {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One-shot commands die quietly of SIGPIPE when their reader goes away
+    // (`plexus status | head -1`), as Unix tools do; Rust ignores SIGPIPE, so a
+    // `println!` into a closed pipe would panic instead. Commands that own sockets
+    // or child processes keep ignoring it (a peer's closed socket must not kill a
+    // node) and write their output with `say!`, which drops it on a broken pipe.
+    if !matches!(
+        cli.command,
+        Command::Node(_) | Command::Up { .. } | Command::Demo { .. }
+    ) {
+        restore_default_sigpipe();
+    }
     // A node sets tracing up itself, once its config and id are known.
     let _telemetry = match cli.command {
         Command::Node(_) | Command::Up { .. } => None,
@@ -317,6 +337,18 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(unix)]
+fn restore_default_sigpipe() {
+    // SAFETY: called once at start-up, before any other thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_default_sigpipe() {}
 
 async fn run(command: Command, log: &str) -> Result<(), CliError> {
     match command {

@@ -181,7 +181,6 @@ pub async fn ask_scheduler(
 pub struct DurableService {
     mesh: Mesh,
     key: NodeKey,
-    data_dir: std::path::PathBuf,
     kinds: Kinds,
     /// What this node offers and its tags (the mesh lists only the others).
     local: (Resources, Tags),
@@ -202,7 +201,7 @@ impl DurableService {
         system: &ActorSystem,
         mesh: Mesh,
         key: NodeKey,
-        data_dir: &std::path::Path,
+        store: RocksStore,
         resources: Resources,
         tags: Tags,
         kinds: Kinds,
@@ -213,11 +212,10 @@ impl DurableService {
                 DurableService {
                     mesh,
                     key,
-                    data_dir: data_dir.to_path_buf(),
                     kinds,
                     local: (resources, tags),
                 },
-                (),
+                store,
                 SpawnOptions {
                     id: Some(ActorId::new(me, SERVICE_LOCAL_ID)),
                     kind: Some("plexus.durable".into()),
@@ -248,13 +246,14 @@ impl DurableService {
 impl Actor for DurableService {
     type Msg = ServiceMsg;
     type State = ServiceState;
-    type Args = ();
+    /// The store, opened by the caller before the node joined the mesh.
+    type Args = RocksStore;
 
-    async fn started(&self, ctx: &Context<ServiceMsg>, _: ()) -> Result<ServiceState, ActorError> {
-        let path = super::store::store_dir(&self.data_dir);
-        std::fs::create_dir_all(&path)
-            .map_err(|e| ActorError::from(format!("cannot create {}: {e}", path.display())))?;
-        let store = RocksStore::open(&path).map_err(|e| ActorError::from(e.to_string()))?;
+    async fn started(
+        &self,
+        ctx: &Context<ServiceMsg>,
+        store: RocksStore,
+    ) -> Result<ServiceState, ActorError> {
         // Client session numbers must differ per process life, cluster-wide: the
         // host derives them from this seed.
         let mut seed = [0u8; 8];

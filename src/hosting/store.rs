@@ -14,13 +14,22 @@
 //! instead of rewriting a record of up to megabytes; `get` returns the higher of the
 //! two promises; `put` and `delete` write the slot and clear a raised promise in one
 //! atomic, synced batch.
+//!
+//! Recovery refuses a damaged log. rocksdb's default recovery mode stops replaying
+//! the write-ahead log at the first bad record and silently drops everything after
+//! it, so a replica would forget writes it had acknowledged. The store opens in
+//! `TolerateCorruptedTailRecords` mode instead: only an incomplete last record (a
+//! write torn by a machine crash, never acknowledged, since every acknowledged
+//! write was synced first) is dropped; damage anywhere else fails the open with
+//! [`OpenError::Corrupt`], and the node then serves no replica until an operator
+//! repairs or removes the store (see `DurableService`).
 
 use std::path::{Path, PathBuf};
 
 use plexus_actors::codec;
 use plexus_durable::replica::{Slot, SlotStore, StoreError, decode_slot, encode_slot};
 use plexus_durable::types::{Ballot, DurableKey};
-use rocksdb::{ColumnFamily, DB, Options, WriteBatch, WriteOptions};
+use rocksdb::{ColumnFamily, DB, DBRecoveryMode, Options, WriteBatch, WriteOptions};
 
 /// The column family of promises raised by fences.
 const PROMISES: &str = "promises";
@@ -28,6 +37,34 @@ const PROMISES: &str = "promises";
 /// Where a node's replica store lives under its data dir.
 pub fn store_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("durable")
+}
+
+/// Why the store did not open.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The data on disk is damaged (a bad log record, a bad table, a bad
+    /// manifest): the node must not serve as a replica until it is repaired.
+    #[error(
+        "the replica store at {path} is corrupt ({why}); this node serves no durable \
+         actors until it is repaired: move the directory aside to rebuild it from \
+         the other replicas"
+    )]
+    Corrupt {
+        /// The store's directory.
+        path: PathBuf,
+        /// rocksdb's words.
+        why: String,
+    },
+    /// Anything else: the directory cannot be created, another process holds the
+    /// store's lock, the disk fails.
+    #[error("the replica store at {path}: {why}")]
+    Io {
+        /// The store's directory.
+        path: PathBuf,
+        /// What failed.
+        why: String,
+    },
 }
 
 /// A rocksdb-backed [`SlotStore`].
@@ -38,15 +75,33 @@ pub struct RocksStore {
 
 impl RocksStore {
     /// Opens (creating it if missing) the store at `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(path).map_err(|e| OpenError::Io {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+        opts.set_paranoid_checks(true);
         // Small values, few keys per node: keep the footprint modest.
         opts.set_max_open_files(256);
         opts.set_keep_log_file_num(4);
-        let db =
-            DB::open_cf(&opts, path, ["default", PROMISES]).map_err(|e| store_error(path, e))?;
+        let db = DB::open_cf(&opts, path, ["default", PROMISES]).map_err(|e| {
+            let why = e.to_string();
+            if e.kind() == rocksdb::ErrorKind::Corruption {
+                OpenError::Corrupt {
+                    path: path.to_path_buf(),
+                    why,
+                }
+            } else {
+                OpenError::Io {
+                    path: path.to_path_buf(),
+                    why,
+                }
+            }
+        })?;
         Ok(Self {
             db,
             path: path.to_path_buf(),
@@ -253,6 +308,50 @@ mod tests {
         let k = DurableKey::new("k").unwrap();
         assert!(s.get(&k).is_err());
         drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A record damaged in the middle of the write-ahead log fails the open, where
+    /// rocksdb's default recovery would drop it and every later write without a
+    /// word. The test writes three slots, flips bytes inside the log after the
+    /// first, and reopens.
+    #[test]
+    fn a_damaged_log_is_refused_not_truncated() {
+        let dir = fresh_dir(line!());
+        let keys: Vec<DurableKey> = (0..3)
+            .map(|i| DurableKey::new(&format!("job/stage/{i}")).unwrap())
+            .collect();
+        {
+            let mut s = RocksStore::open(&dir).unwrap();
+            for (i, k) in keys.iter().enumerate() {
+                s.put(k, &slot(i as u64 + 1)).unwrap();
+            }
+        }
+        let log = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .expect("a write-ahead log");
+        let mut bytes = std::fs::read(&log).unwrap();
+        assert!(bytes.len() > 300, "the log holds the three writes");
+        // Inside the second record's payload (each holds a 100-byte body).
+        let at = bytes.len() / 2;
+        for b in &mut bytes[at..at + 8] {
+            *b ^= 0xff;
+        }
+        std::fs::write(&log, &bytes).unwrap();
+        match RocksStore::open(&dir) {
+            Err(OpenError::Corrupt { .. }) => {}
+            Err(other) => panic!("expected Corrupt, got {other}"),
+            Ok(s) => panic!(
+                "a damaged log opened; slots left: {:?}",
+                keys.iter()
+                    .map(|k| s.get(k).unwrap().is_some())
+                    .collect::<Vec<_>>()
+            ),
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -176,6 +176,8 @@ pub struct NodeProc {
     pub child: Child,
     pub id: String,
     pub api: String,
+    /// The API token the node wrote into its data dir.
+    pub token: String,
     pub listen: String,
     pub detection_bound: Duration,
     events: mpsc::Receiver<Value>,
@@ -228,6 +230,10 @@ impl NodeProc {
             child,
             id: ready["node"].as_str().unwrap().to_string(),
             api: ready["api"].as_str().unwrap().to_string(),
+            token: std::fs::read_to_string(ready["api_token_file"].as_str().unwrap())
+                .expect("the node wrote its API token")
+                .trim()
+                .to_string(),
             listen: ready["listen"][0].as_str().unwrap().to_string(),
             detection_bound: Duration::from_millis(ready["detection_bound_ms"].as_u64().unwrap()),
             events: rx,
@@ -294,6 +300,7 @@ impl NodeProc {
 
     pub fn get(&self, path: &str) -> Value {
         let mut resp = ureq::get(&format!("{}{path}", self.api))
+            .header("authorization", format!("Bearer {}", self.token))
             .call()
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         resp.body_mut().read_json().unwrap()
@@ -306,6 +313,7 @@ impl NodeProc {
             .into();
         let mut resp = agent
             .post(&format!("{}{path}", self.api))
+            .header("authorization", format!("Bearer {}", self.token))
             .send_json(&body)
             .map_err(|e| e.to_string())?;
         let status = resp.status();

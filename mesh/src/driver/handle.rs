@@ -60,6 +60,11 @@ pub struct MeshConfig {
     pub incarnation: Option<u64>,
     /// Seed of the cores' RNG; OS randomness if `None`.
     pub seed: Option<u64>,
+    /// Where accepted allowlist updates are persisted, so a restarted node never
+    /// goes back to an older list (re-admitting revoked peers until gossip catches
+    /// up). At start a stored list newer than `allowlist`, signed by the same
+    /// governance for the same network, takes its place.
+    pub allowlist_store: Option<std::path::PathBuf>,
 }
 
 impl MeshConfig {
@@ -80,6 +85,7 @@ impl MeshConfig {
             remote_enqueue_wait: Duration::from_secs(1),
             incarnation: None,
             seed: None,
+            allowlist_store: None,
         }
     }
 }
@@ -235,7 +241,10 @@ impl Mesh {
     /// Starts the mesh for `system`'s node: verifies the allowlist, listens, dials the
     /// bootstrap peers and installs the remote link in the actor system.
     pub async fn start(config: MeshConfig, system: ActorSystem) -> Result<Mesh, MeshError> {
-        let admission = Admission::new(config.allowlist.clone())?;
+        let mut admission = Admission::new(config.allowlist.clone())?;
+        if let Some(path) = &config.allowlist_store {
+            restore_allowlist(&mut admission, path);
+        }
         let me = config.key.node_id();
         if me != system.node_id() {
             return Err(MeshError::Transport(format!(
@@ -282,11 +291,17 @@ impl Mesh {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(1)
         });
-        let seed = config.seed.unwrap_or_else(|| {
-            let mut b = [0u8; 8];
-            let _ = getrandom::fill(&mut b);
-            u64::from_le_bytes(b)
-        });
+        let seed = match config.seed {
+            Some(seed) => seed,
+            None => {
+                // Fail closed: a predictable seed makes probe targets guessable.
+                let mut b = [0u8; 8];
+                getrandom::fill(&mut b).map_err(|e| {
+                    MeshError::Transport(format!("the OS random source failed: {e}"))
+                })?;
+                u64::from_le_bytes(b)
+            }
+        };
         let mut tags = admission
             .entry(&me)
             .map(|e| e.tags.clone())
@@ -325,6 +340,7 @@ impl Mesh {
             closed: AtomicBool::new(false),
             detection_period: cluster_config.membership.detection_bound(n),
             config: cluster_config,
+            allowlist_store: config.allowlist_store.clone(),
         });
         let control = swarm.behaviour().stream.new_control();
         let mut accept_control = control.clone();
@@ -607,5 +623,39 @@ mod tests {
             .unwrap(),
             format!(r#"{{"event":"name_bound","name":"svc","actor":"{text}/12"}}"#)
         );
+    }
+}
+
+/// Replaces the configured allowlist with the stored one if that is a valid update
+/// of it (same network and governance, newer, correctly signed). A stored list that
+/// is unreadable or not an update is logged and ignored: the configured list, which
+/// the operator gave, stands.
+fn restore_allowlist(admission: &mut Admission, path: &std::path::Path) {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the stored allowlist");
+            return;
+        }
+    };
+    let stored = match SignedAllowlist::decode(&bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "the stored allowlist is malformed; ignored");
+            return;
+        }
+    };
+    if stored.allowlist.version <= admission.version() {
+        return;
+    }
+    match admission.apply_update(stored) {
+        Ok(_) => tracing::info!(
+            version = admission.version(),
+            "using the newer allowlist accepted before the restart"
+        ),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "the stored allowlist is not an update of the configured one; ignored");
+        }
     }
 }

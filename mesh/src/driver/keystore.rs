@@ -56,6 +56,9 @@ pub enum KeyStoreError {
     /// Refusing to overwrite an existing key.
     #[error("{0}: a key exists already")]
     Exists(PathBuf),
+    /// The OS random source failed, so no key (or temporary name) was made.
+    #[error("the OS random source failed ({0}); refusing to make a predictable key")]
+    Randomness(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyStoreError + '_ {
@@ -93,11 +96,11 @@ pub fn read_key(path: &Path) -> Result<NodeKey, KeyStoreError> {
     Ok(NodeKey::from_seed(file.seed))
 }
 
-/// Writes `key` to `path`, atomically, mode 0600. Fails if the file exists.
+/// Writes `key` to `path`, atomically, mode 0600. Fails if the file exists, even
+/// when another process creates it at the same moment: the key is written to a
+/// fresh temporary file and then hard-linked into place, and a link never replaces
+/// an existing file (no check-then-rename race).
 pub fn write_new_key(path: &Path, key: &NodeKey) -> Result<(), KeyStoreError> {
-    if path.exists() {
-        return Err(KeyStoreError::Exists(path.to_path_buf()));
-    }
     let bytes = codec::encode(&KeyFile {
         algorithm: "ed25519".into(),
         seed: key.seed(),
@@ -106,40 +109,89 @@ pub fn write_new_key(path: &Path, key: &NodeKey) -> Result<(), KeyStoreError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    write_atomic(path, &bytes, 0o600)
+    write_new(path, &bytes, 0o600)
+}
+
+/// Writes `bytes` to a new file at `path` (mode `mode`), atomically; fails with
+/// [`KeyStoreError::Exists`] if `path` exists.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyStoreError> {
+    let (dir, tmp) = write_temp(path, bytes, mode)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(KeyStoreError::Exists(path.to_path_buf()));
+        }
+        Err(e) => return Err(io(path)(e)),
+    }
+    sync_dir(&dir);
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync directory),
-/// creating parent directories (mode 0700).
+/// creating parent directories (mode 0700). Replaces an existing file.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyStoreError> {
+    let (dir, tmp) = write_temp(path, bytes, mode)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(io(path)(e));
+    }
+    sync_dir(&dir);
+    Ok(())
+}
+
+/// How many random temporary names are tried before giving up.
+const TEMP_TRIES_MAX: usize = 8;
+
+/// Writes `bytes` to a new temporary file beside `path`, created exclusively
+/// (`O_EXCL`) under a random name, with `mode` from the start, and synced. The
+/// name is unpredictable, so another local user cannot pre-create it or link it
+/// somewhere else.
+fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<(PathBuf, PathBuf), KeyStoreError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    create_private_dir(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    {
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    create_private_dir(&dir)?;
+    let base = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    for _ in 0..TEMP_TRIES_MAX {
+        let mut suffix = [0u8; 12];
+        // Fail closed: without OS randomness the name would be guessable.
+        getrandom::fill(&mut suffix).map_err(|e| KeyStoreError::Randomness(e.to_string()))?;
+        let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = dir.join(format!(".{base}.tmp-{suffix}"));
         let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(mode);
         }
         let _ = mode;
-        let mut file = options.open(&tmp).map_err(io(&tmp))?;
-        file.write_all(bytes).map_err(io(&tmp))?;
-        file.sync_all().map_err(io(&tmp))?;
+        let mut file = match options.open(&tmp) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&tmp)(e)),
+        };
+        let written = file.write_all(bytes).and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io(&tmp)(e));
+        }
+        return Ok((dir, tmp));
     }
-    fs::rename(&tmp, path).map_err(io(path))?;
+    Err(io(path)(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "no free temporary name",
+    )))
+}
+
+fn sync_dir(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(())
 }
 
 /// Creates a directory (and parents) readable by its owner only.
@@ -157,15 +209,19 @@ pub fn create_private_dir(dir: &Path) -> Result<(), KeyStoreError> {
 /// Loads the node key from `data_dir`, creating one from `fresh_seed` on first start.
 pub fn load_or_create_node_key(
     data_dir: &Path,
-    fresh_seed: impl FnOnce() -> [u8; 32],
+    fresh_seed: impl FnOnce() -> Result<[u8; 32], KeyStoreError>,
 ) -> Result<NodeKey, KeyStoreError> {
     let path = data_dir.join(NODE_KEY_FILE);
     if path.exists() {
         return read_key(&path);
     }
-    let key = NodeKey::from_seed(fresh_seed());
-    write_new_key(&path, &key)?;
-    Ok(key)
+    let key = NodeKey::from_seed(fresh_seed()?);
+    match write_new_key(&path, &key) {
+        Ok(()) => Ok(key),
+        // Another process created it between the check and the link: use theirs.
+        Err(KeyStoreError::Exists(_)) => read_key(&path),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -182,8 +238,8 @@ mod tests {
     #[test]
     fn created_once_with_0600_and_reused() {
         let dir = temp_dir("reuse");
-        let a = load_or_create_node_key(&dir, || [3; 32]).unwrap();
-        let b = load_or_create_node_key(&dir, || [4; 32]).unwrap();
+        let a = load_or_create_node_key(&dir, || Ok([3; 32])).unwrap();
+        let b = load_or_create_node_key(&dir, || Ok([4; 32])).unwrap();
         assert_eq!(a.node_id(), b.node_id(), "the second start reuses the key");
         #[cfg(unix)]
         {
@@ -227,6 +283,50 @@ mod tests {
             read_key(&dir.join("missing.key")),
             Err(KeyStoreError::Io { .. })
         ));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Many writers racing for one key file: exactly one wins, the file holds the
+    /// winner's key, and no temporary file is left behind. With the old
+    /// check-then-rename, every racer "won" and the last rename silently replaced
+    /// the key the others had already returned.
+    #[test]
+    fn racing_creators_never_replace_a_key() {
+        let dir = temp_dir("race");
+        create_private_dir(&dir).unwrap();
+        let path = dir.join("race.key");
+        let results: Vec<(u8, bool)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..=8u8)
+                .map(|i| {
+                    let path = path.clone();
+                    s.spawn(move || {
+                        (
+                            i,
+                            write_new_key(&path, &NodeKey::from_seed([i; 32])).is_ok(),
+                        )
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: Vec<u8> = results
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(winners.len(), 1, "exactly one creator wins: {results:?}");
+        let on_disk = read_key(&path).unwrap();
+        assert_eq!(
+            on_disk.seed(),
+            [winners[0]; 32],
+            "the file holds the winner's key"
+        );
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -162,6 +162,8 @@ struct Shared {
     closed: AtomicBool,
     detection_period: Duration,
     config: ClusterConfig,
+    /// Where accepted allowlist updates are written (see `MeshConfig`).
+    allowlist_store: Option<std::path::PathBuf>,
 }
 
 impl Shared {

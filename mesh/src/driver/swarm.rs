@@ -769,6 +769,20 @@ impl Driver {
                 .unwrap_or_else(|p| p.into_inner());
             admission.apply_update(signed.clone())?
         };
+        // Persist what was accepted, so a restart never re-admits a revoked peer.
+        // A failed write is logged, not fatal: refusing a revocation because the
+        // disk failed would be worse.
+        if let Some(path) = &self.shared.allowlist_store {
+            let written = signed
+                .encode()
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    super::keystore::write_atomic(path, &bytes, 0o644).map_err(|e| e.to_string())
+                });
+            if let Err(error) = written {
+                tracing::error!(path = %path.display(), %error, "cannot persist the accepted allowlist");
+            }
+        }
         for node in signed.allowlist.nodes.keys() {
             if let Ok(peer) = peer_id_of(node) {
                 self.swarm.behaviour_mut().allow.allow_peer(peer);

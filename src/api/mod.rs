@@ -16,8 +16,16 @@
 //! | GET    | `/v1/durable`   | durable actors active here, client traffic sent and acknowledged, migrations |
 //! | GET    | `/metrics`      | the same, and actor gauges, in Prometheus text format |
 //!
+//! Every route but `GET /v1/node` and `POST /v1/scheduler` (whose body is a signed
+//! request) needs the node's bearer token, and every request a loopback or
+//! configured `Host` ([`auth`]); the server's bounds are in [`serve`].
+//!
 //! Bad requests get `400` with `{"error": ...}`; unknown names `404`; failures of
-//! other nodes `502`. Request bodies are limited to 1 MiB.
+//! other nodes `502`; a missing token `401`; a wrong Host `403`; too many requests
+//! `429`. Request bodies are limited to 1 MiB.
+
+pub mod auth;
+pub mod serve;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -53,6 +61,10 @@ pub struct Api {
     pub durable: Option<plexus_actors::runtime::ActorRef<ServiceMsg>>,
     /// This node's key (it signs the status requests it makes for clients).
     pub key: Option<plexus_vocab::identity::NodeKey>,
+    /// Why the durable-actor service is not running, when its store is corrupt.
+    pub store_error: Option<String>,
+    /// The server's refusal counters.
+    pub serve_stats: Arc<serve::ServeStats>,
 }
 
 /// An API error: a status and a message.
@@ -76,8 +88,8 @@ fn parse_actor(text: &str) -> Result<ActorId, ApiError> {
     text.parse().map_err(|e| bad(format!("`actor`: {e}")))
 }
 
-/// The router.
-pub fn router(api: Arc<Api>) -> Router {
+/// The router, behind `guard` (Host, then token).
+pub fn router(api: Arc<Api>, guard: Arc<auth::Guard>) -> Router {
     Router::new()
         .route("/v1/node", get(node_info))
         .route("/v1/members", get(members))
@@ -92,6 +104,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/durable", get(durable_status))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(guard, auth::guard))
         .with_state(api)
 }
 
@@ -105,6 +118,11 @@ async fn node_info(State(api): State<Arc<Api>>) -> Json<Value> {
         "allowlist_version": mesh.map(|m| m.allowlist().allowlist.version),
         "detection_bound_ms": mesh.map(|m| m.detection_bound().as_millis() as u64),
         "actors": node.system().actor_count(),
+        "store": match &api.store_error {
+            None if api.durable.is_some() => json!({ "state": "ok" }),
+            None => json!({ "state": "none" }),
+            Some(why) => json!({ "state": "corrupt", "error": why }),
+        },
     }))
 }
 
@@ -290,6 +308,21 @@ async fn metrics(State(api): State<Arc<Api>>) -> String {
             let _ = writeln!(out, "plexus_mesh_members{{state=\"{state}\"}} {n}");
         }
     }
+    let _ = writeln!(
+        out,
+        "# TYPE plexus_store_corrupt gauge\nplexus_store_corrupt {}",
+        u8::from(api.store_error.is_some())
+    );
+    for (name, value) in [
+        (
+            "api_connections_refused_total",
+            &api.serve_stats.connections_refused,
+        ),
+        ("api_tls_failed_total", &api.serve_stats.tls_failed),
+    ] {
+        let value = value.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(out, "# TYPE plexus_{name} counter\nplexus_{name} {value}");
+    }
     if let Some(service) = &api.durable {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if service
@@ -319,11 +352,12 @@ async fn metrics(State(api): State<Arc<Api>>) -> String {
 }
 
 fn service(api: &Api) -> Result<&plexus_actors::runtime::ActorRef<ServiceMsg>, ApiError> {
-    api.durable.as_ref().ok_or_else(|| {
-        ApiError(
+    api.durable.as_ref().ok_or_else(|| match &api.store_error {
+        Some(why) => ApiError(StatusCode::SERVICE_UNAVAILABLE, why.clone()),
+        None => ApiError(
             StatusCode::NOT_FOUND,
             "this node runs no durable-actor service".into(),
-        )
+        ),
     })
 }
 
