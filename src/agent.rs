@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use plexus_actors::runtime::{
-    Actor, ActorError, ActorRef, ActorSystem, Context, Exit, KindArgs, Message, SpawnOptions, Wire,
+    Actor, ActorError, ActorRef, ActorSystem, Context, Exit, KindArgs, Message, Origin,
+    SpawnOptions, Wire,
 };
 use plexus_actors::{ActorId, NodeId};
 use plexus_mesh::driver::Mesh;
@@ -45,11 +46,16 @@ pub enum AgentMsg {
         args: KindArgs,
         /// A cluster-wide name for it.
         name: Option<String>,
+        /// Who asks (authenticated; it becomes the actor's owner here).
+        origin: Origin,
     },
-    /// Stop a local actor.
+    /// Stop a local actor. Only its owner (the node that had it spawned here) or
+    /// this node itself may; system actors are never stopped this way.
     Stop {
         /// The actor.
         actor: ActorId,
+        /// Who asks (authenticated).
+        origin: Origin,
     },
     /// Tell `relay` when `actor` ends.
     Watch {
@@ -79,6 +85,8 @@ pub enum AgentReply {
     },
     /// The request failed; the string says why.
     Error(String),
+    /// The asking node may not do this (not the actor's owner, or a system actor).
+    Forbidden(String),
 }
 
 impl Message for AgentMsg {
@@ -106,6 +114,31 @@ pub(crate) struct Agent {
 
 pub(crate) struct AgentState {
     watchers: JoinSet<()>,
+    /// Which node had each live actor spawned here through the agent (its owner).
+    /// Entries of ended actors are dropped at the next request, so this is bounded
+    /// by the actors running here.
+    owners: BTreeMap<ActorId, NodeId>,
+}
+
+/// Whether `origin` may stop `actor` on the node `me`: never a system actor (the
+/// agent, the exit relay, the durable service: local numbers below
+/// `RESERVED_LOCAL_IDS`); otherwise this node itself, or the actor's owner.
+pub(crate) fn may_stop(
+    me: NodeId,
+    owners: &BTreeMap<ActorId, NodeId>,
+    actor: ActorId,
+    origin: NodeId,
+) -> Result<(), String> {
+    if actor.local < plexus_actors::runtime::RESERVED_LOCAL_IDS {
+        return Err(format!("{actor} is a system actor"));
+    }
+    if origin == me || owners.get(&actor) == Some(&origin) {
+        return Ok(());
+    }
+    Err(format!(
+        "{} may not stop {actor}: only the node that spawned it may",
+        origin.short()
+    ))
 }
 
 impl Actor for Agent {
@@ -116,6 +149,7 @@ impl Actor for Agent {
     async fn started(&self, _: &Context<AgentMsg>, _: ()) -> Result<AgentState, ActorError> {
         Ok(AgentState {
             watchers: JoinSet::new(),
+            owners: BTreeMap::new(),
         })
     }
 
@@ -127,8 +161,14 @@ impl Actor for Agent {
     ) -> Result<AgentReply, ActorError> {
         let system = ctx.system();
         while st.watchers.try_join_next().is_some() {}
+        st.owners.retain(|id, _| system.contains(*id));
         Ok(match msg {
-            AgentMsg::Spawn { kind, args, name } => match system
+            AgentMsg::Spawn {
+                kind,
+                args,
+                name,
+                origin,
+            } => match system
                 .spawn_kind(&kind, args, SpawnOptions::default())
                 .await
             {
@@ -143,6 +183,7 @@ impl Actor for Agent {
                                     exit,
                                 ));
                             }
+                            st.owners.insert(id, origin.node());
                             AgentReply::Spawned(id)
                         }
                         Ok(Err(RegistryError::Taken { name, holder })) => {
@@ -155,11 +196,22 @@ impl Actor for Agent {
                         }
                         Err(e) => AgentReply::Error(e.to_string()),
                     },
-                    None => AgentReply::Spawned(id),
+                    None => {
+                        st.owners.insert(id, origin.node());
+                        AgentReply::Spawned(id)
+                    }
                 },
                 Err(e) => AgentReply::Error(e.to_string()),
             },
-            AgentMsg::Stop { actor } => AgentReply::Stopped(system.stop(actor).await),
+            AgentMsg::Stop { actor, origin } => {
+                match may_stop(system.node_id(), &st.owners, actor, origin.node()) {
+                    Ok(()) => AgentReply::Stopped(system.stop(actor).await),
+                    Err(why) => {
+                        tracing::warn!(%actor, from = %origin.node(), "refused a stop");
+                        AgentReply::Forbidden(why)
+                    }
+                }
+            }
             AgentMsg::Watch { actor, relay } => {
                 if st.watchers.len() >= WATCHES_MAX {
                     return Ok(AgentReply::Error(format!(
@@ -306,4 +358,40 @@ pub(crate) async fn start(
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer may stop only what it had spawned here; nobody stops system actors
+    /// through the agent; the node itself may stop its user actors.
+    #[test]
+    fn only_the_owner_or_the_node_stops_an_actor_and_system_actors_never() {
+        let me = NodeId::synthetic(1);
+        let owner = NodeId::synthetic(2);
+        let other = NodeId::synthetic(3);
+        let user = ActorId::new(me, plexus_actors::runtime::RESERVED_LOCAL_IDS + 5);
+        let unowned = ActorId::new(me, plexus_actors::runtime::RESERVED_LOCAL_IDS + 6);
+        let owners = BTreeMap::from([(user, owner)]);
+        assert!(may_stop(me, &owners, user, owner).is_ok());
+        assert!(may_stop(me, &owners, user, me).is_ok());
+        assert!(may_stop(me, &owners, user, other).is_err(), "not the owner");
+        assert!(
+            may_stop(me, &owners, unowned, owner).is_err(),
+            "owns another one"
+        );
+        assert!(may_stop(me, &owners, unowned, me).is_ok());
+        for system in [AGENT_LOCAL_ID, RELAY_LOCAL_ID, 15] {
+            let id = ActorId::new(me, system);
+            assert!(
+                may_stop(me, &owners, id, me).is_err(),
+                "system actor {system}"
+            );
+            assert!(
+                may_stop(me, &owners, id, owner).is_err(),
+                "system actor {system}"
+            );
+        }
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use plexus_actors::pipeline::spec::PipelineSpec;
 use plexus_actors::pipeline::{Pipeline, PipelineError, PipelineReport};
 use plexus_actors::runtime::{
-    Actor, ActorRef, ActorSystem, Exit, KindArgs, Kinds, MAILBOX_CAPACITY_DEFAULT, Message,
+    Actor, ActorRef, ActorSystem, Exit, KindArgs, Kinds, MAILBOX_CAPACITY_DEFAULT, Message, Origin,
     SpawnError, SpawnOptions, SystemConfig,
 };
 use plexus_actors::{ActorId, NodeId};
@@ -316,6 +316,7 @@ impl Node {
             kind: kind.to_string(),
             args,
             name: name.map(str::to_string),
+            origin: Origin::local(&self.system),
         };
         match self.agent(node).ask(msg).await {
             Ok(AgentReply::Spawned(id)) => Ok(id),
@@ -335,8 +336,13 @@ impl Node {
         if node == self.id() {
             return Ok(self.system.stop(actor).await);
         }
-        match self.agent(node).ask(AgentMsg::Stop { actor }).await {
+        let stop = AgentMsg::Stop {
+            actor,
+            origin: Origin::local(&self.system),
+        };
+        match self.agent(node).ask(stop).await {
             Ok(AgentReply::Stopped(was)) => Ok(was),
+            Ok(AgentReply::Forbidden(why)) => Err(NodeError::Remote(why)),
             Ok(other) => Err(NodeError::Remote(format!(
                 "unexpected agent reply {other:?}"
             ))),

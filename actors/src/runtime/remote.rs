@@ -202,6 +202,60 @@ impl<M: Message> Inbox for TypedInbox<M> {
 
 thread_local! {
     static DECODE_SYSTEM: RefCell<Option<WeakSystem>> = const { RefCell::new(None) };
+    static DECODE_SENDER: std::cell::Cell<Option<NodeId>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` (a decode of a message from `sender`, as the transport authenticated
+/// it) so that [`Origin`] fields decode to `sender`.
+pub fn with_sender<R>(sender: NodeId, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<NodeId>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DECODE_SENDER.with(|slot| slot.set(self.0));
+        }
+    }
+    let previous = DECODE_SENDER.with(|slot| slot.replace(Some(sender)));
+    let _restore = Restore(previous);
+    f()
+}
+
+/// The node a message came from, for a message that needs to know who asks (the
+/// node agent: may this node stop that actor?).
+///
+/// It never travels: it encodes as nothing, and decodes as the sender the
+/// transport authenticated (the peer's Noise key), so a peer cannot claim to be
+/// another. A message built in this process says [`Origin::local`]: code in the
+/// process is trusted, peers are not. Decoding one outside a remote delivery
+/// fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Origin(NodeId);
+
+impl Origin {
+    /// A message from this node.
+    pub fn local(system: &ActorSystem) -> Origin {
+        Origin(system.node_id())
+    }
+
+    /// The sending node.
+    pub fn node(self) -> NodeId {
+        self.0
+    }
+}
+
+impl Serialize for Origin {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <()>::deserialize(deserializer)?;
+        DECODE_SENDER
+            .with(std::cell::Cell::get)
+            .map(Origin)
+            .ok_or_else(|| serde::de::Error::custom("no authenticated sender for this message"))
+    }
 }
 
 /// Runs `f` (a decode) with `system` as the place refs inside bind to.

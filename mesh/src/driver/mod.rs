@@ -74,6 +74,7 @@ use plexus_vocab::resources::Resources;
 
 mod handle;
 mod keystore;
+mod limits;
 mod link;
 mod streams;
 mod swarm;

@@ -33,6 +33,8 @@ use crate::wire::{DataBody, Frame, MESH_FRAME_BYTES_MAX};
 
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
+    limits: libp2p::connection_limits::Behaviour,
+    per_ip: super::limits::PerIp,
     pub(super) allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -75,6 +77,8 @@ pub(super) fn build_swarm(
                     as Box<dyn std::error::Error + Send + Sync>
             })?;
             Ok(Behaviour {
+                limits: super::limits::global(),
+                per_ip: super::limits::PerIp::new(super::limits::PER_IP_MAX),
                 allow: allow_block_list::Behaviour::default(),
                 identify: identify::Behaviour::new(identify::Config::new(
                     protocol.clone(),
@@ -115,9 +119,19 @@ pub(super) struct Driver {
     _tasks: JoinSet<()>,
     leaving: Option<(Instant, oneshot::Sender<()>)>,
     pending_events: Vec<MeshEvent>,
-    /// Bootstrap addresses, redialled once a second while this node knows no member.
+    /// Bootstrap addresses, redialled while this node knows no member, with
+    /// exponential backoff (a node the others refuse must not hammer them).
     bootstrap: Vec<Multiaddr>,
+    /// The wait before the next bootstrap redial, doubling to `REDIAL_WAIT_MAX`.
+    redial_wait: Duration,
+    /// When the next bootstrap redial may happen.
+    redial_at: Instant,
 }
+
+/// The first wait between bootstrap redials.
+const REDIAL_WAIT_MIN: Duration = Duration::from_secs(1);
+/// The longest wait between bootstrap redials.
+const REDIAL_WAIT_MAX: Duration = Duration::from_secs(60);
 
 enum Wake {
     Command(Option<Command>),
@@ -164,6 +178,9 @@ impl Driver {
             leaving: None,
             pending_events: Vec::new(),
             bootstrap: config.bootstrap.clone(),
+            redial_wait: REDIAL_WAIT_MIN,
+            // The start-up dial just happened: the first redial waits a second.
+            redial_at: Instant::now() + REDIAL_WAIT_MIN,
         }
     }
 
@@ -361,7 +378,7 @@ impl Driver {
                 ..
             } => self
                 .system
-                .try_deliver_remote(*target, message_type, payload, None),
+                .try_deliver_remote(peer, *target, message_type, payload, None),
             DataBody::Ask {
                 target,
                 message_type,
@@ -379,7 +396,7 @@ impl Driver {
                     });
                 });
                 self.system
-                    .try_deliver_remote(*target, message_type, payload, Some(reply))
+                    .try_deliver_remote(peer, *target, message_type, payload, Some(reply))
             }
             // The core answers replies itself; it never hands one out.
             DataBody::Reply { .. } => Ok(()),
@@ -830,11 +847,20 @@ impl Driver {
     }
 
     fn redial(&mut self) {
-        // Alone (the bootstrap dials failed, or every peer left): dial again.
-        if self.cluster.membership().live_count() == 1 && !self.shared.closed.load(SeqCst) {
-            for addr in self.bootstrap.clone() {
-                let _ = self.swarm.dial(addr);
-            }
+        // Alone (the bootstrap dials failed, every peer left, or they refuse this
+        // node): dial again, waiting twice as long each time, up to a minute.
+        if self.cluster.membership().live_count() > 1 {
+            self.redial_wait = REDIAL_WAIT_MIN;
+            return;
         }
+        let now = Instant::now();
+        if self.shared.closed.load(SeqCst) || now < self.redial_at {
+            return;
+        }
+        for addr in self.bootstrap.clone() {
+            let _ = self.swarm.dial(addr);
+        }
+        self.redial_at = now + self.redial_wait;
+        self.redial_wait = (self.redial_wait * 2).min(REDIAL_WAIT_MAX);
     }
 }
