@@ -430,6 +430,14 @@ impl Mesh {
             .copied()
     }
 
+    /// Test-only (feature `evil`): sends `frame` to `to` exactly as given, past
+    /// the core, so a test can play an admitted node that lies. Never built into
+    /// a release binary.
+    #[cfg(feature = "evil")]
+    pub fn evil_send_frame(&self, to: NodeId, frame: crate::wire::Frame) -> Result<(), MeshError> {
+        self.command(Command::RawFrame { to, frame })
+    }
+
     /// The allowlist in force.
     pub fn allowlist(&self) -> SignedAllowlist {
         self.shared

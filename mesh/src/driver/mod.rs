@@ -145,6 +145,12 @@ enum Command {
     },
     StreamReady(NodeId),
     Leave(oneshot::Sender<()>),
+    /// Test-only: put `frame` on the wire to `to` as it is.
+    #[cfg(feature = "evil")]
+    RawFrame {
+        to: NodeId,
+        frame: crate::wire::Frame,
+    },
 }
 
 /// State the loop publishes and the handle, the link and the streams read.

@@ -256,6 +256,17 @@ impl Driver {
         let now = self.now();
         match cmd {
             Command::Send { node, out, bytes } => self.send(now, node, out, bytes),
+            #[cfg(feature = "evil")]
+            Command::RawFrame { to, frame } => {
+                if let Some(out) = self.out_for(to) {
+                    let mut bytes = Vec::new();
+                    if codec::encode_delimited_into(&frame, MESH_FRAME_BYTES_MAX, &mut bytes)
+                        .is_ok()
+                    {
+                        out.append(bytes);
+                    }
+                }
+            }
             Command::Reply { to, corr, result } => {
                 if self.cluster.reply(now, to, corr, result).is_err() {
                     tracing::warn!(peer = %to, corr, "reply dropped: the reply window to the asker is full");
