@@ -25,7 +25,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use plexus_actors::NodeId;
-use plexus_actors::migratable::Migratable;
+use plexus_actors::codec::FRAME_BYTES_MAX;
+use plexus_actors::migratable::{Migratable, RestoreError, Snapshot};
 use plexus_durable::types::{Ballot, DurableKey, ReplicaSet};
 use plexus_durable::wire::Command;
 use plexus_vocab::resources::Resources;
@@ -125,8 +126,59 @@ pub struct State {
 
 impl Migratable for State {
     // 3: `State::seqs`, `View::network` (signed requests name their network and
-    // sequence). Versions 1 and 2 are not read: no cluster ran them.
+    // sequence); version 2 is upgraded (no sequences yet, and the network comes
+    // with the first tick). Version 1 is not read: no cluster ran it.
     const SCHEMA_VERSION: u32 = 3;
+
+    fn upgrade(snapshot: &Snapshot) -> Result<Self, RestoreError> {
+        match snapshot.schema_version {
+            2 => {
+                let old: StateV2 =
+                    plexus_actors::codec::decode_body(&snapshot.bytes, FRAME_BYTES_MAX)?;
+                Ok(State {
+                    jobs: old.jobs,
+                    actors: old.actors,
+                    draining: old.draining,
+                    tick: old.tick,
+                    view: View {
+                        me: old.view.me,
+                        nodes: old.view.nodes,
+                        locations: old.view.locations,
+                        submitters: old.view.submitters,
+                        members: old.view.members,
+                        kinds: old.view.kinds,
+                        network: String::new(),
+                    },
+                    seqs: BTreeMap::new(),
+                })
+            }
+            found => Err(RestoreError::NoUpgrade {
+                found,
+                supported: Self::SCHEMA_VERSION,
+            }),
+        }
+    }
+}
+
+/// [`State`] as schema version 2 wrote it.
+#[derive(Serialize, Deserialize)]
+struct StateV2 {
+    jobs: BTreeMap<String, JobRecord>,
+    actors: BTreeMap<String, Placement>,
+    draining: BTreeMap<NodeId, u64>,
+    tick: u64,
+    view: ViewV2,
+}
+
+/// [`View`] as schema version 2 wrote it (no network).
+#[derive(Serialize, Deserialize)]
+struct ViewV2 {
+    me: Option<NodeId>,
+    nodes: Vec<NodeInfo>,
+    locations: BTreeMap<String, NodeId>,
+    submitters: BTreeSet<NodeId>,
+    members: BTreeSet<NodeId>,
+    kinds: BTreeSet<String>,
 }
 
 /// What handling one input produced.
