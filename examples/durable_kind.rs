@@ -186,7 +186,18 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     // Deploy through the scheduler (it starts within a few seconds).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let deploy = Signed::sign(Request::Deploy { spec: JOB.into() }, 1, &client)?;
+    // A signed request names its network, a sequence number above the signer's
+    // last, and an expiry (wall-clock milliseconds), so a copy cannot be replayed.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    let deploy = Signed::sign(
+        Request::Deploy { spec: JOB.into() },
+        "example",
+        1,
+        now_ms + 60_000,
+        &client,
+    )?;
     let answer = ask_scheduler(&service, &deploy, deadline).await?;
     let Response::Deployed { actors, .. } = answer else {
         return Err(format!("not deployed: {answer:?}").into());

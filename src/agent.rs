@@ -163,6 +163,18 @@ impl Actor for Agent {
         while st.watchers.try_join_next().is_some() {}
         st.owners.retain(|id, _| system.contains(*id));
         Ok(match msg {
+            AgentMsg::Spawn { kind, name, .. }
+                if [Some(kind.as_str()), name.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .any(plexus_vocab::names::is_reserved) =>
+            {
+                tracing::warn!(%kind, ?name, "refused a spawn of a reserved name");
+                AgentReply::Forbidden(format!(
+                    "`{}` is a reserved system name",
+                    name.unwrap_or(kind)
+                ))
+            }
             AgentMsg::Spawn {
                 kind,
                 args,

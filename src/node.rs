@@ -323,6 +323,7 @@ impl Node {
             Ok(AgentReply::NameTaken { name, holder }) => {
                 Err(NodeError::NameTaken { name, holder })
             }
+            Ok(AgentReply::Forbidden(why)) => Err(NodeError::Remote(why)),
             Ok(AgentReply::Error(why)) => Err(NodeError::Remote(why)),
             Ok(other) => Err(NodeError::Remote(format!(
                 "unexpected agent reply {other:?}"

@@ -55,7 +55,7 @@ use plexus_scheduler::SCHEDULER_KEY;
 use plexus_scheduler::app::{
     WATCHDOG_GRACE_TICKS, Watchdog, decode_response, encode_request, encode_tick, scheduler_set,
 };
-use plexus_scheduler::protocol::{Report, Request, Response, Signed};
+use plexus_scheduler::protocol::{Rejection, Report, Request, Response, Rights, Signed, admit};
 use plexus_vocab::identity::NodeKey;
 use serde::{Deserialize, Serialize};
 
@@ -236,6 +236,12 @@ pub enum SubmitError {
     /// The request does not encode (the caller's fault).
     #[error("the request does not encode: {0}")]
     Encode(CodecError),
+    /// The request fails the scheduler's stateless checks (signature, network,
+    /// expiry, the signer's rights in the allowlist); it was refused before any
+    /// session or state was created for it. The same [`Rejection`] the scheduler
+    /// would answer.
+    #[error("{0}")]
+    Refused(Rejection),
 }
 
 /// Why a client message was not sent.
@@ -315,6 +321,8 @@ pub struct DurableHost<S: SlotStore> {
     /// Signs this node's reports to the scheduler.
     signer: NodeKey,
     nonce: u64,
+    /// The network's name, from the last facts seen (reports are signed for it).
+    network: String,
     scheduler: DurableKey,
     watchdog: Watchdog,
     next_scheduler_tick: Time,
@@ -357,6 +365,7 @@ impl<S: SlotStore> DurableHost<S> {
             tracer: None,
             signer,
             nonce,
+            network: String::new(),
             scheduler: scheduler_key(),
             watchdog: Watchdog::default(),
             next_scheduler_tick: Time::ZERO,
@@ -496,11 +505,33 @@ impl<S: SlotStore> DurableHost<S> {
     /// carries the reply, and a lost ack is followed by a retransmission that gets
     /// the kept reply (a shared session's cumulative ack could cover a request
     /// whose own ack, and reply, was lost). Answered by [`Effect::Answer`].
-    pub fn submit(&mut self, signed: &Signed) -> Result<RequestId, SubmitError> {
+    ///
+    /// `now_ms` is the driver's wall clock (milliseconds since the Unix epoch): the
+    /// request's expiry is judged against it, here and, recorded with the request,
+    /// by the scheduler. Before anything is opened or stored, the request is
+    /// checked against the allowlist `dir` reports ([`admit`]: signature, network,
+    /// expiry, the signer's rights); a request that fails is refused with
+    /// [`SubmitError::Refused`] and leaves no trace. Replays of valid requests are
+    /// the scheduler's to refuse (it keeps the signers' sequence numbers).
+    pub fn submit(
+        &mut self,
+        signed: &Signed,
+        now_ms: u64,
+        dir: &dyn Directory,
+    ) -> Result<RequestId, SubmitError> {
+        let facts = dir.facts();
+        let submitters = facts.submitters.iter().copied().collect();
+        let members = facts.allowlisted.keys().copied().collect();
+        let rights = Rights {
+            network: &facts.network,
+            submitters: &submitters,
+            members: &members,
+        };
+        admit(signed, rights, now_ms).map_err(SubmitError::Refused)?;
         if self.waiting.len() >= self.config.waiters_max {
             return Err(SubmitError::TooManyWaiting);
         }
-        let payload = encode_request(signed).map_err(SubmitError::Encode)?;
+        let payload = encode_request(signed, now_ms).map_err(SubmitError::Encode)?;
         let session = ONE_SHOT | self.next_one_shot;
         self.next_one_shot = (self.next_one_shot.wrapping_add(1)) & !ONE_SHOT;
         if !self.core.session_open(session) {
@@ -766,6 +797,7 @@ impl<S: SlotStore> DurableHost<S> {
         let located =
             dir.lookup(&sched.registry_name()).is_some() || self.core.forward_of(&sched).is_some();
         let here = self.core.actor(&sched).is_some();
+        facts.network.clone_into(&mut self.network);
         let live = facts.live();
         if self.watchdog.check(
             self.me,
@@ -773,7 +805,7 @@ impl<S: SlotStore> DurableHost<S> {
             located,
             here,
             self.config.watchdog_grace_ticks,
-        ) && let Some(set) = scheduler_set(&facts.allowlisted)
+        ) && let Some(set) = scheduler_set(&facts.allowlisted_ids())
         {
             self.core
                 .activate(now, sched.clone(), vec![set], Vec::new(), Ballot::ZERO);
@@ -795,10 +827,18 @@ impl<S: SlotStore> DurableHost<S> {
             ballot,
         };
         self.nonce = self.nonce.wrapping_add(1);
-        let Ok(signed) = Signed::sign(Request::Report(report), self.nonce, &self.signer) else {
+        // Reports are judged by signer and ballot, not by expiry or sequence (see
+        // `plexus_scheduler::protocol`): no wall clock is needed here.
+        let Ok(signed) = Signed::sign(
+            Request::Report(report),
+            &self.network,
+            self.nonce,
+            0,
+            &self.signer,
+        ) else {
             return;
         };
-        if let Ok(payload) = encode_request(&signed) {
+        if let Ok(payload) = encode_request(&signed, 0) {
             let sched = self.scheduler.clone();
             // A full session drops the report; the scheduler learns the location
             // from the registry at its next tick anyway.

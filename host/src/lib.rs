@@ -25,7 +25,7 @@ pub mod facts;
 pub mod host;
 
 pub use code::{CodeError, DurableCode, DurableKind, KindError, Kinds};
-pub use facts::{ClusterFacts, Directory, MemberFacts};
+pub use facts::{ClusterFacts, Directory, Grant, MemberFacts};
 pub use host::{
     AnswerError, ApplyTracer, DurableHost, Effect, Fault, HostConfig, HostStatus, Livelock, Note,
     ONE_SHOT, RequestId, SendError, SubmitError,

@@ -12,7 +12,7 @@ use plexus_durable::MemStore;
 use plexus_durable::activation::{Applied, Input};
 use plexus_durable::types::DurableKey;
 use plexus_mesh::membership::MemberState;
-use plexus_scheduler::protocol::{ActorSpec, Request, Response, Signed};
+use plexus_scheduler::protocol::{ActorSpec, Rejection, Request, Response, Signed};
 use plexus_vocab::identity::NodeKey;
 use plexus_vocab::resources::Resources;
 
@@ -75,8 +75,15 @@ impl DurableCode for CounterCode {
     }
 }
 
+/// The tests' network name.
+const NET: &str = "host-test-net";
+
+/// The wall clock the tests' drivers pass (ms since the epoch).
+const WALL_MS: u64 = 1_700_000_000_000;
+
 struct Net {
     now: Time,
+    seq: u64,
     hosts: Vec<DurableHost<MemStore>>,
     names: BTreeMap<String, BTreeMap<NodeId, u64>>,
     operator: NodeKey,
@@ -125,7 +132,12 @@ impl Directory for Dir {
                     tags: Default::default(),
                 })
                 .collect(),
-            allowlisted: self.ids.clone(),
+            network: NET.into(),
+            allowlisted: self
+                .ids
+                .iter()
+                .map(|id| (*id, crate::Grant::default()))
+                .collect(),
             submitters: vec![self.operator],
             names: self
                 .names
@@ -156,6 +168,7 @@ impl Net {
             .collect();
         Net {
             now: Time::from_micros(1_000_000),
+            seq: 0,
             hosts,
             names: BTreeMap::new(),
             operator,
@@ -233,9 +246,15 @@ impl Net {
         }
     }
 
+    fn sign(&mut self, request: Request) -> Signed {
+        self.seq += 1;
+        Signed::sign(request, NET, self.seq, WALL_MS + 60_000, &self.operator).unwrap()
+    }
+
     fn submit(&mut self, i: usize, request: Request) -> RequestId {
-        let signed = Signed::sign(request, 1, &self.operator).unwrap();
-        let id = self.hosts[i].submit(&signed).unwrap();
+        let signed = self.sign(request);
+        let dir = self.dir(i);
+        let id = self.hosts[i].submit(&signed, WALL_MS, &dir).unwrap();
         self.settle();
         id
     }
@@ -358,16 +377,17 @@ fn requests_waiting_for_the_scheduler_are_bounded_and_cancellable() {
         ..HostConfig::default()
     };
     let mut net = Net::new(1, config);
-    let signed = Signed::sign(Request::Status, 1, &net.operator).unwrap();
-    let a = net.hosts[0].submit(&signed).unwrap();
-    net.hosts[0].submit(&signed).unwrap();
+    let signed = net.sign(Request::Status);
+    let dir = net.dir(0);
+    let a = net.hosts[0].submit(&signed, WALL_MS, &dir).unwrap();
+    net.hosts[0].submit(&signed, WALL_MS, &dir).unwrap();
     assert_eq!(
-        net.hosts[0].submit(&signed),
+        net.hosts[0].submit(&signed, WALL_MS, &dir),
         Err(SubmitError::TooManyWaiting)
     );
     net.hosts[0].cancel(a);
     assert!(
-        net.hosts[0].submit(&signed).is_ok(),
+        net.hosts[0].submit(&signed, WALL_MS, &dir).is_ok(),
         "a cancelled request frees its place"
     );
     assert_eq!(
@@ -394,4 +414,81 @@ fn what_goes_on_the_wire_is_the_durable_codec() {
     let host = net.host_of(&key)[0];
     assert_eq!(sent, usize::from(host != 2));
     assert!(net.hosts[0].handle_wire(net.now, b"garbage").is_err());
+}
+
+/// The bytes every host's store holds (the in-memory `SlotStore`, encoded as a
+/// real store would write it).
+fn store_bytes(net: &Net) -> usize {
+    net.hosts
+        .iter()
+        .flat_map(|h| h.core().replica().store().slots().values())
+        .map(|slot| plexus_durable::replica::encode_slot(slot).unwrap().len())
+        .sum()
+}
+
+/// Requests with bad signatures, from strangers, for another network or expired
+/// are refused by `submit` itself: no session opens, nothing reaches the
+/// scheduler, and the store does not grow by a byte. A replayed deploy reaches the
+/// scheduler and is refused there as a replay.
+#[test]
+fn refused_requests_leave_the_store_unchanged_and_replays_are_refused() {
+    let (mut net, _key) = deployed(3);
+    net.run(Duration::from_millis(500), 4);
+    net.settle();
+    let before = store_bytes(&net);
+    assert!(before > 0);
+    let stranger = NodeKey::from_seed([99; 32]);
+    let deploy = |name: &str| Request::Deploy {
+        spec: JOB.replace("name = \"t\"", &format!("name = \"{name}\"")),
+    };
+    for i in 0..300u64 {
+        let mut bad = net.sign(deploy(&format!("evil{i}")));
+        bad.signature[(i % 64) as usize] ^= 1;
+        let stranger_req = Signed::sign(deploy("s"), NET, i, WALL_MS + 1, &stranger).unwrap();
+        let foreign = Signed::sign(deploy("f"), "other", i, WALL_MS + 1, &net.operator).unwrap();
+        let expired = net.sign(deploy("e"));
+        let dir = net.dir(0);
+        let host = &mut net.hosts[0];
+        assert!(matches!(
+            host.submit(&bad, WALL_MS, &dir),
+            Err(SubmitError::Refused(Rejection::BadSignature(_)))
+        ));
+        assert!(matches!(
+            host.submit(&stranger_req, WALL_MS, &dir),
+            Err(SubmitError::Refused(Rejection::NotSubmitter { .. }))
+        ));
+        assert!(matches!(
+            host.submit(&foreign, WALL_MS, &dir),
+            Err(SubmitError::Refused(Rejection::WrongNetwork { .. }))
+        ));
+        assert!(matches!(
+            host.submit(&expired, expired.expires_ms + 1, &dir),
+            Err(SubmitError::Refused(Rejection::Expired { .. }))
+        ));
+    }
+    net.settle();
+    assert_eq!(store_bytes(&net), before, "refused requests were stored");
+
+    // A valid stop is applied once; the same bytes again are a replay.
+    let stop = net.sign(Request::Stop { job: "t".into() });
+    let dir = net.dir(1);
+    let first = net.hosts[1].submit(&stop, WALL_MS, &dir).unwrap();
+    net.settle();
+    net.run(Duration::from_millis(500), 2);
+    assert!(matches!(
+        net.answer(first),
+        Some(Ok(Response::Stopped { .. }))
+    ));
+    let dir = net.dir(1);
+    let again = net.hosts[1].submit(&stop, WALL_MS, &dir).unwrap();
+    net.settle();
+    net.run(Duration::from_millis(500), 2);
+    assert!(
+        matches!(
+            net.answer(again),
+            Some(Ok(Response::Rejected(Rejection::Replayed { .. })))
+        ),
+        "{:?}",
+        net.answer(again)
+    );
 }

@@ -9,9 +9,14 @@ use plexus_durable::activation::{Applied, Input, Output};
 use crate::core::{Scheduler, State};
 use crate::protocol::{Input as SchedulerInput, Response, Signed, View};
 
-/// Encodes a request for the scheduler's inbox.
-pub fn encode_request(signed: &Signed) -> Result<Vec<u8>, CodecError> {
-    codec::encode_body(&SchedulerInput::Signed(signed.clone()))
+/// Encodes a request for the scheduler's inbox, stamped with the submitting
+/// host's clock `now_ms` (milliseconds since the Unix epoch): the time its expiry
+/// is judged at (see [`crate::protocol::admit`]).
+pub fn encode_request(signed: &Signed, now_ms: u64) -> Result<Vec<u8>, CodecError> {
+    codec::encode_body(&SchedulerInput::Signed {
+        signed: signed.clone(),
+        now_ms,
+    })
 }
 
 /// Encodes a tick (a local input of the scheduler's host).
@@ -53,7 +58,9 @@ impl SchedulerApp {
             let decoded: Result<SchedulerInput, CodecError> =
                 codec::decode_body(&input.payload, codec::FRAME_BYTES_MAX);
             let outcome = match decoded {
-                Ok(SchedulerInput::Signed(s)) => Some(self.scheduler.request(&s)),
+                Ok(SchedulerInput::Signed { signed, now_ms }) => {
+                    Some(self.scheduler.request(&signed, now_ms))
+                }
                 Ok(SchedulerInput::Tick(view)) if input.from.is_none() => {
                     Some(self.scheduler.tick(view))
                 }

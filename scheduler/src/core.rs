@@ -25,7 +25,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use plexus_actors::NodeId;
-use plexus_actors::migratable::Migratable;
+use plexus_actors::codec::FRAME_BYTES_MAX;
+use plexus_actors::migratable::{Migratable, RestoreError, Snapshot};
 use plexus_durable::types::{Ballot, DurableKey, ReplicaSet};
 use plexus_durable::wire::Command;
 use plexus_vocab::resources::Resources;
@@ -34,8 +35,8 @@ use serde::{Deserialize, Serialize};
 use crate::job::{JobSpec, Strategy, actor_key};
 use crate::placement::{Demand, Ledger, NodeInfo, pick, place_all, replica_set};
 use crate::protocol::{
-    ActorSpec, ActorStatus, JobStatus, Rejection, Report, Request, Response, SCHEDULER_KEY, Signed,
-    Status, View,
+    ActorSpec, ActorStatus, JobStatus, Rejection, Report, Request, Response, Rights, SCHEDULER_KEY,
+    Signed, Status, View, admit,
 };
 use crate::tags::Expr;
 
@@ -44,6 +45,12 @@ pub const RETRY_TICKS: u64 = 6;
 /// Ticks after which a migration that has not happened is forgotten (and may be
 /// retried).
 pub const MIGRATION_TICKS: u64 = 40;
+/// Most signers whose sequence numbers the scheduler keeps. Only signers with a
+/// right in the allowlist get an entry (the allowlist, at most 4 MiB, bounds them
+/// first), and each tick forgets signers the allowlist no longer names; past this
+/// bound a new signer's requests are refused with [`Rejection::TooManySigners`]
+/// until the allowlist shrinks.
+pub const SIGNERS_MAX: usize = 100_000;
 
 /// One job as recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,11 +115,70 @@ pub struct State {
     /// The last view of the cluster, so a restored scheduler can judge requests
     /// (who may submit, which nodes exist) before its first tick.
     pub view: View,
+    /// Per signer: the highest sequence number of a deploy, stop, migrate or drain
+    /// that changed the state (a refused or idempotent request commits nothing,
+    /// and leaves no number; within its expiry it can still do, once, only what its
+    /// signer asked). A request at or below it is
+    /// a replay, refused with [`Rejection::Replayed`] and changing nothing. At most
+    /// [`SIGNERS_MAX`] entries, for signers the allowlist names.
+    pub seqs: BTreeMap<NodeId, u64>,
 }
 
 impl Migratable for State {
-    // 2: `Placement::stranded`. Version 1 is not read: no cluster ran it.
-    const SCHEMA_VERSION: u32 = 2;
+    // 3: `State::seqs`, `View::network` (signed requests name their network and
+    // sequence); version 2 is upgraded (no sequences yet, and the network comes
+    // with the first tick). Version 1 is not read: no cluster ran it.
+    const SCHEMA_VERSION: u32 = 3;
+
+    fn upgrade(snapshot: &Snapshot) -> Result<Self, RestoreError> {
+        match snapshot.schema_version {
+            2 => {
+                let old: StateV2 =
+                    plexus_actors::codec::decode_body(&snapshot.bytes, FRAME_BYTES_MAX)?;
+                Ok(State {
+                    jobs: old.jobs,
+                    actors: old.actors,
+                    draining: old.draining,
+                    tick: old.tick,
+                    view: View {
+                        me: old.view.me,
+                        nodes: old.view.nodes,
+                        locations: old.view.locations,
+                        submitters: old.view.submitters,
+                        members: old.view.members,
+                        kinds: old.view.kinds,
+                        network: String::new(),
+                    },
+                    seqs: BTreeMap::new(),
+                })
+            }
+            found => Err(RestoreError::NoUpgrade {
+                found,
+                supported: Self::SCHEMA_VERSION,
+            }),
+        }
+    }
+}
+
+/// [`State`] as schema version 2 wrote it.
+#[derive(Serialize, Deserialize)]
+struct StateV2 {
+    jobs: BTreeMap<String, JobRecord>,
+    actors: BTreeMap<String, Placement>,
+    draining: BTreeMap<NodeId, u64>,
+    tick: u64,
+    view: ViewV2,
+}
+
+/// [`View`] as schema version 2 wrote it (no network).
+#[derive(Serialize, Deserialize)]
+struct ViewV2 {
+    me: Option<NodeId>,
+    nodes: Vec<NodeInfo>,
+    locations: BTreeMap<String, NodeId>,
+    submitters: BTreeSet<NodeId>,
+    members: BTreeSet<NodeId>,
+    kinds: BTreeSet<String>,
 }
 
 /// What handling one input produced.
@@ -186,6 +252,7 @@ impl Scheduler {
     /// order is current and declared capacities that do not shrink:
     ///
     /// * the durable copy of the view is the working one;
+    /// * at most [`SIGNERS_MAX`] signers' sequence numbers are kept;
     /// * every actor belongs to a recorded job, and every job has exactly the
     ///   actors its spec names, with its kind and priority; the scheduler's own key
     ///   is never among them;
@@ -199,6 +266,12 @@ impl Scheduler {
     pub fn check_invariants(&self) -> Result<(), String> {
         if self.state.view != self.view {
             return Err("the durable view is not the view in use".into());
+        }
+        if self.state.seqs.len() > SIGNERS_MAX {
+            return Err(format!(
+                "{} signers' sequences kept, over {SIGNERS_MAX}",
+                self.state.seqs.len()
+            ));
         }
         let tick = self.state.tick;
         // What each job's spec names: key -> (job, kind, priority).
@@ -308,43 +381,55 @@ impl Scheduler {
         l
     }
 
-    /// Handles a signed request.
-    pub fn request(&mut self, signed: &Signed) -> Outcome {
+    /// Handles a signed request, submitted when the submitting host's clock read
+    /// `now_ms` (milliseconds since the Unix epoch; see [`admit`]). A request
+    /// refused by admission (signature, network, expiry, rights) or as a replay
+    /// changes nothing.
+    pub fn request(&mut self, signed: &Signed, now_ms: u64) -> Outcome {
         if let Err(e) = signed.verify() {
             return reject(Rejection::BadSignature(e.to_string()));
         }
         if self.view.me.is_none() {
             return reject(Rejection::Starting);
         }
+        let rights = Rights {
+            network: &self.view.network,
+            submitters: &self.view.submitters,
+            members: &self.view.members,
+        };
+        if let Err(why) = admit(signed, rights, now_ms) {
+            return reject(why);
+        }
         let signer = signed.signer;
-        let submitter = self.view.submitters.contains(&signer);
-        let member = self.view.members.contains(&signer);
-        match &signed.request {
-            Request::Deploy { spec } => {
-                if !submitter {
-                    return reject(Rejection::NotSubmitter { signer });
-                }
-                self.deploy(spec, signer)
-            }
-            Request::Stop { job } => {
-                if !submitter {
-                    return reject(Rejection::NotSubmitter { signer });
-                }
-                self.stop(job)
-            }
-            Request::Migrate { actor, to } => {
-                if !submitter {
-                    return reject(Rejection::NotSubmitter { signer });
-                }
-                self.migrate(actor, *to)
-            }
-            Request::Drain { node } => {
-                if !(submitter || signer == *node) {
-                    return reject(Rejection::MayNotDrain {
+        // Requests that change the state are applied at most once per signer and
+        // sequence number; status requests read, and reports are ordered by ballot.
+        let sequenced = matches!(
+            signed.request,
+            Request::Deploy { .. }
+                | Request::Stop { .. }
+                | Request::Migrate { .. }
+                | Request::Drain { .. }
+        );
+        if sequenced {
+            match self.state.seqs.get(&signer) {
+                Some(&last) if signed.seq <= last => {
+                    return reject(Rejection::Replayed {
                         signer,
-                        node: *node,
+                        seq: signed.seq,
+                        last,
                     });
                 }
+                None if self.state.seqs.len() >= SIGNERS_MAX => {
+                    return reject(Rejection::TooManySigners);
+                }
+                _ => {}
+            }
+        }
+        let out = match &signed.request {
+            Request::Deploy { spec } => self.deploy(spec, signer),
+            Request::Stop { job } => self.stop(job),
+            Request::Migrate { actor, to } => self.migrate(actor, *to),
+            Request::Drain { node } => {
                 let count = self
                     .state
                     .actors
@@ -362,19 +447,11 @@ impl Scheduler {
                     changed,
                 }
             }
-            Request::Status => {
-                if !(submitter || member) {
-                    return reject(Rejection::NotNodeOrSubmitter { signer });
-                }
-                Outcome {
-                    response: Some(Response::Status(self.status())),
-                    ..Outcome::default()
-                }
-            }
+            Request::Status => Outcome {
+                response: Some(Response::Status(self.status())),
+                ..Outcome::default()
+            },
             Request::Report(report) => {
-                if !(member || submitter) {
-                    return reject(Rejection::NotNode { signer });
-                }
                 let changed = self.report(report);
                 Outcome {
                     response: Some(Response::Noted),
@@ -382,7 +459,14 @@ impl Scheduler {
                     changed,
                 }
             }
+        };
+        // Only a request that changed the state leaves its number: a refused or
+        // idempotent one commits nothing, and replayed within its expiry it could
+        // do at most what its signer asked, once.
+        if sequenced && out.changed {
+            self.state.seqs.insert(signer, signed.seq);
         }
+        out
     }
 
     fn deploy(&mut self, text: &str, submitter: NodeId) -> Outcome {
@@ -687,8 +771,9 @@ impl Scheduler {
                 }
                 before != (p.node, p.sets.clone(), p.ballot, p.migrating, p.stranded)
             }
-            Report::Failed { key, why, .. } => {
-                let Some(p) = self.state.actors.get(key) else {
+            Report::Failed { key, node, why } => {
+                // Only the actor's host may fail it (the reporter is `node`).
+                let Some(p) = self.state.actors.get(key).filter(|p| p.node == *node) else {
                     return false;
                 };
                 let job = p.job.clone();
@@ -711,6 +796,15 @@ impl Scheduler {
             changed: false,
             ..Outcome::default()
         };
+        // Signers the allowlist no longer names lose their sequence state (their
+        // requests are refused anyway; one re-admitted later is still held to its
+        // requests' expiry).
+        let (submitters, members) = (&self.view.submitters, &self.view.members);
+        let signers = self.state.seqs.len();
+        self.state
+            .seqs
+            .retain(|k, _| submitters.contains(k) || members.contains(k));
+        out.changed |= signers != self.state.seqs.len();
         // Drains end when the node is gone.
         let before = self.state.draining.len();
         let nodes = &self.view.nodes;

@@ -225,6 +225,17 @@ impl JobSpec {
                 format!("`{}` must be 1-64 of a-z 0-9 - _ .", file.name),
             ));
         }
+        // Every actor key starts with the job's name, so a job outside the reserved
+        // prefixes names no reserved actor.
+        if plexus_vocab::names::is_reserved(&file.name) {
+            return Err(field(
+                "name",
+                format!(
+                    "`{}` is reserved for the system (see plexus_vocab::names)",
+                    file.name
+                ),
+            ));
+        }
         let priority = file.priority.unwrap_or(0);
         if priority > PRIORITY_MAX {
             return Err(field(
@@ -373,6 +384,26 @@ pub fn actor_key(job: &str, stage: &str, index: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_may_not_take_reserved_names() {
+        for name in ["plexus", "plexus-demo", "plexus.x"] {
+            let text = format!("name = \"{name}\"\n[[stage]]\nname = \"a\"\nkind = \"relay\"\n");
+            match JobSpec::from_toml(&text) {
+                Err(JobError::Field { field, .. }) => assert_eq!(field, "name"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let ok = "name = \"demo\"\n[[stage]]\nname = \"a\"\nkind = \"relay\"\n";
+        JobSpec::from_toml(ok).unwrap();
+        for (stage, i) in JobSpec::from_toml(ok).unwrap().actors() {
+            assert!(!plexus_vocab::names::is_reserved(&actor_key(
+                "demo",
+                &stage.name,
+                i
+            )));
+        }
+    }
 
     const SPEC: &str = r#"
 name = "wordcount"

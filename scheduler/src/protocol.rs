@@ -2,7 +2,25 @@
 //!
 //! Every request is signed by its sender's ed25519 key. Deploy, stop and migrate
 //! need an allowlisted submitter key; a drain needs the drained node's own key (or
-//! a submitter's); reports need an allowlisted node's key.
+//! a submitter's); a report needs the key of the node it is about.
+//!
+//! # Replay
+//! The signature covers the request, the network's name, a per-signer sequence
+//! number and an expiry (milliseconds since the Unix epoch). [`admit`] checks, with
+//! no state, the signature, the network, the expiry against the time the
+//! submitting host stamped on the request (no later than
+//! [`VALIDITY_MAX_MS`] ahead), and the signer's rights; the host runs it before it
+//! opens any session, and the scheduler again on apply. The scheduler then keeps
+//! the highest sequence number it accepted from each signer and refuses any
+//! request at or below it (see [`crate::core::State::seqs`]), so a captured
+//! request is applied at most once, and not at all once it expires.
+//!
+//! Reports are the exception: they carry no expiry or sequence check (a node's
+//! host has no wall clock, and its session numbers restart with the process).
+//! They are bound to the reporting node instead (the signer must be the node the
+//! report is about), travel on that node's exactly-once session, and are ordered
+//! by ballot: a replayed report restates an activation the scheduler already
+//! heard of, or is older than one it heard of and is ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,8 +33,16 @@ use serde::{Deserialize, Serialize};
 use crate::job::JobError;
 use crate::placement::{NodeInfo, Unsatisfiable};
 
-/// Signature domain of scheduler requests.
-const DOMAIN: &[u8] = b"plexus/scheduler-request/v1";
+/// Signature domain of scheduler requests (v2: network, sequence and expiry).
+const DOMAIN: &[u8] = b"plexus/scheduler-request/v2";
+
+/// Furthest ahead of the host's clock an expiry may lie: bounds how long a
+/// captured request stays usable, whatever its signer chose.
+pub const VALIDITY_MAX_MS: u64 = 10 * 60 * 1000;
+
+/// How long clients make their requests valid for (well under
+/// [`VALIDITY_MAX_MS`], leaving room for clock skew).
+pub const VALIDITY_DEFAULT_MS: u64 = 2 * 60 * 1000;
 
 /// The scheduler's durable key.
 pub const SCHEDULER_KEY: &str = "plexus/scheduler";
@@ -87,24 +113,48 @@ pub const REQUEST_BYTES_MAX: usize = 1 << 20;
 pub struct Signed {
     /// The request.
     pub request: Request,
-    /// Makes each signature unique.
-    pub nonce: u64,
+    /// The network it is meant for (the allowlist's name).
+    pub network: String,
+    /// The signer's sequence number: higher than any the signer used before
+    /// (clients use their clock's microseconds).
+    pub seq: u64,
+    /// Not valid after this (milliseconds since the Unix epoch).
+    pub expires_ms: u64,
     /// The signing key.
     pub signer: NodeId,
-    /// ed25519 over the encoded `(request, nonce)`.
+    /// ed25519 over the encoded `(request, network, seq, expires_ms)`.
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 
+/// What a signature covers.
+fn body(
+    request: &Request,
+    network: &str,
+    seq: u64,
+    expires_ms: u64,
+) -> Result<Vec<u8>, CodecError> {
+    codec::encode_body(&(request, network, seq, expires_ms))
+}
+
 impl Signed {
-    /// Signs a request.
-    pub fn sign(request: Request, nonce: u64, key: &NodeKey) -> Result<Signed, CodecError> {
-        let body = codec::encode_body(&(&request, nonce))?;
+    /// Signs a request for `network`, as the signer's `seq`th, valid until
+    /// `expires_ms`.
+    pub fn sign(
+        request: Request,
+        network: &str,
+        seq: u64,
+        expires_ms: u64,
+        key: &NodeKey,
+    ) -> Result<Signed, CodecError> {
+        let bytes = body(&request, network, seq, expires_ms)?;
         Ok(Signed {
             request,
-            nonce,
+            network: network.to_string(),
+            seq,
+            expires_ms,
             signer: key.node_id(),
-            signature: key.sign(DOMAIN, &body).to_vec(),
+            signature: key.sign(DOMAIN, &bytes).to_vec(),
         })
     }
 
@@ -120,9 +170,93 @@ impl Signed {
 
     /// Checks the signature.
     pub fn verify(&self) -> Result<(), SignatureError> {
-        let body = codec::encode_body(&(&self.request, self.nonce))
+        let bytes = body(&self.request, &self.network, self.seq, self.expires_ms)
             .map_err(|_| SignatureError::Length(0))?;
-        identity::verify(&self.signer, DOMAIN, &body, &self.signature)
+        identity::verify(&self.signer, DOMAIN, &bytes, &self.signature)
+    }
+}
+
+/// Who may ask the scheduler anything, as the allowlist says.
+#[derive(Clone, Copy, Debug)]
+pub struct Rights<'a> {
+    /// The network's name.
+    pub network: &'a str,
+    /// Keys allowed to submit.
+    pub submitters: &'a BTreeSet<NodeId>,
+    /// Allowlisted nodes.
+    pub members: &'a BTreeSet<NodeId>,
+}
+
+/// Checks a request without any state: the signature, the network, the expiry
+/// against `now_ms` (the submitting host's clock, milliseconds since the Unix
+/// epoch; reports excepted, see the module doc), and whether the signer may ask
+/// it. The host runs this before it opens a session for the request, and the
+/// scheduler again before it looks at the request.
+pub fn admit(signed: &Signed, rights: Rights<'_>, now_ms: u64) -> Result<(), Rejection> {
+    signed
+        .verify()
+        .map_err(|e| Rejection::BadSignature(e.to_string()))?;
+    if signed.network != rights.network {
+        return Err(Rejection::WrongNetwork {
+            found: signed.network.clone(),
+            expected: rights.network.to_string(),
+        });
+    }
+    let signer = signed.signer;
+    let submitter = rights.submitters.contains(&signer);
+    let member = rights.members.contains(&signer);
+    if let Request::Report(report) = &signed.request {
+        let node = report.node();
+        if !member {
+            return Err(Rejection::NotNode { signer });
+        }
+        if node != signer {
+            return Err(Rejection::NotTheReporter { signer, node });
+        }
+        return Ok(());
+    }
+    if signed.expires_ms < now_ms {
+        return Err(Rejection::Expired {
+            expires_ms: signed.expires_ms,
+            now_ms,
+        });
+    }
+    if signed.expires_ms - now_ms > VALIDITY_MAX_MS {
+        return Err(Rejection::ExpiryTooFar {
+            expires_ms: signed.expires_ms,
+            now_ms,
+        });
+    }
+    match &signed.request {
+        Request::Deploy { .. } | Request::Stop { .. } | Request::Migrate { .. } => {
+            if !submitter {
+                return Err(Rejection::NotSubmitter { signer });
+            }
+        }
+        Request::Drain { node } => {
+            if !(submitter || signer == *node) {
+                return Err(Rejection::MayNotDrain {
+                    signer,
+                    node: *node,
+                });
+            }
+        }
+        Request::Status => {
+            if !(submitter || member) {
+                return Err(Rejection::NotNodeOrSubmitter { signer });
+            }
+        }
+        Request::Report(_) => {}
+    }
+    Ok(())
+}
+
+impl Report {
+    /// The node the report is about.
+    pub fn node(&self) -> NodeId {
+        match self {
+            Report::Active { node, .. } | Report::Failed { node, .. } => *node,
+        }
     }
 }
 
@@ -141,13 +275,23 @@ pub struct View {
     pub members: BTreeSet<NodeId>,
     /// Actor kinds the scheduler's node knows (all nodes run the same build).
     pub kinds: BTreeSet<String>,
+    /// The network's name (the allowlist's): requests must be signed for it.
+    pub network: String,
 }
 
 /// The scheduler's inputs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Input {
-    /// A signed request from a client or a node.
-    Signed(Signed),
+    /// A signed request from a client or a node, stamped with the submitting
+    /// host's clock (milliseconds since the Unix epoch) when it was submitted:
+    /// the time its expiry is judged at, recorded with the input so every replay
+    /// of the input log judges it alike.
+    Signed {
+        /// The request.
+        signed: Signed,
+        /// The submitting host's clock.
+        now_ms: u64,
+    },
     /// A tick (local only: refused from senders).
     Tick(View),
 }
@@ -201,9 +345,53 @@ pub enum Response {
 #[non_exhaustive]
 pub enum Rejection {
     // The request is at fault.
-    /// The signature does not verify over the request and nonce.
+    /// The signature does not verify over the request, network, sequence and
+    /// expiry.
     #[error("bad signature: {0}")]
     BadSignature(String),
+    /// Signed for another network.
+    #[error("the request is for network `{found}`, not `{expected}`")]
+    WrongNetwork {
+        /// The request's network.
+        found: String,
+        /// This network.
+        expected: String,
+    },
+    /// Its expiry has passed.
+    #[error("the request expired at {expires_ms} ms (now {now_ms} ms); sign it again")]
+    Expired {
+        /// Its expiry.
+        expires_ms: u64,
+        /// The host's clock.
+        now_ms: u64,
+    },
+    /// Its expiry is further ahead than [`VALIDITY_MAX_MS`].
+    #[error("the request's expiry {expires_ms} ms is too far past now ({now_ms} ms)")]
+    ExpiryTooFar {
+        /// Its expiry.
+        expires_ms: u64,
+        /// The host's clock.
+        now_ms: u64,
+    },
+    /// The signer used this sequence number, or a higher one, before: a replay
+    /// (or two clients sharing a key raced; sign it again).
+    #[error("{signer} already used sequence {last}; {seq} is a replay or stale")]
+    Replayed {
+        /// Who signed.
+        signer: NodeId,
+        /// The request's sequence number.
+        seq: u64,
+        /// The highest the scheduler accepted from the signer.
+        last: u64,
+    },
+    /// A report must be signed by the node it is about.
+    #[error("{signer} may not report about {node}")]
+    NotTheReporter {
+        /// Who signed.
+        signer: NodeId,
+        /// The node the report is about.
+        node: NodeId,
+    },
     /// Deploy, stop and migrate need an allowlisted submitter's key.
     #[error("{signer} is not an allowlisted submitter")]
     NotSubmitter {
@@ -321,6 +509,10 @@ pub enum Rejection {
     /// Something the scheduler built itself failed (a bug).
     #[error("internal scheduler error: {0}")]
     Internal(String),
+    /// The scheduler keeps sequence numbers for [`crate::core::SIGNERS_MAX`]
+    /// signers, and this one is new.
+    #[error("the scheduler tracks too many signers already")]
+    TooManySigners,
 }
 
 /// Whose fault a [`Rejection`] is.
@@ -340,6 +532,11 @@ impl Rejection {
     pub fn fault(&self) -> Fault {
         match self {
             Rejection::BadSignature(_)
+            | Rejection::WrongNetwork { .. }
+            | Rejection::Expired { .. }
+            | Rejection::ExpiryTooFar { .. }
+            | Rejection::Replayed { .. }
+            | Rejection::NotTheReporter { .. }
             | Rejection::NotSubmitter { .. }
             | Rejection::MayNotDrain { .. }
             | Rejection::NotNodeOrSubmitter { .. }
@@ -356,7 +553,8 @@ impl Rejection {
             | Rejection::AlreadyThere { .. }
             | Rejection::NotLive { .. }
             | Rejection::Unavailable { .. }
-            | Rejection::NoRoom { .. } => Fault::Cluster,
+            | Rejection::NoRoom { .. }
+            | Rejection::TooManySigners => Fault::Cluster,
             Rejection::Internal(_) => Fault::Scheduler,
         }
     }
@@ -458,19 +656,85 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signatures_cover_request_and_nonce() {
+    fn signatures_cover_request_network_sequence_and_expiry() {
         let key = NodeKey::from_seed([3; 32]);
-        let s = Signed::sign(Request::Status, 1, &key).unwrap();
+        let s = Signed::sign(Request::Status, "net", 1, 1_000, &key).unwrap();
         s.verify().unwrap();
         let mut forged = s.clone();
         forged.request = Request::Stop { job: "x".into() };
         assert!(forged.verify().is_err());
-        let mut replayed = s.clone();
-        replayed.nonce = 2;
-        assert!(replayed.verify().is_err());
+        let mut renumbered = s.clone();
+        renumbered.seq = 2;
+        assert!(renumbered.verify().is_err());
+        let mut other_net = s.clone();
+        other_net.network = "other".into();
+        assert!(other_net.verify().is_err());
+        let mut extended = s.clone();
+        extended.expires_ms = 2_000;
+        assert!(extended.verify().is_err());
         let mut other = s;
         other.signer = NodeKey::from_seed([4; 32]).node_id();
         assert!(other.verify().is_err());
+    }
+
+    #[test]
+    fn admission_checks_network_expiry_rights_and_reporters() {
+        let client = NodeKey::from_seed([3; 32]);
+        let node = NodeKey::from_seed([4; 32]);
+        let submitters: BTreeSet<NodeId> = [client.node_id()].into();
+        let members: BTreeSet<NodeId> = [node.node_id(), NodeId::synthetic(7)].into();
+        let rights = Rights {
+            network: "net",
+            submitters: &submitters,
+            members: &members,
+        };
+        let stop = |net: &str, exp: u64, key: &NodeKey| {
+            Signed::sign(Request::Stop { job: "x".into() }, net, 1, exp, key).unwrap()
+        };
+        admit(&stop("net", 1_000, &client), rights, 1_000).unwrap();
+        assert!(matches!(
+            admit(&stop("other", 1_000, &client), rights, 1_000),
+            Err(Rejection::WrongNetwork { .. })
+        ));
+        assert!(matches!(
+            admit(&stop("net", 999, &client), rights, 1_000),
+            Err(Rejection::Expired { .. })
+        ));
+        assert!(matches!(
+            admit(
+                &stop("net", 1_001 + VALIDITY_MAX_MS, &client),
+                rights,
+                1_000
+            ),
+            Err(Rejection::ExpiryTooFar { .. })
+        ));
+        assert!(matches!(
+            admit(&stop("net", 1_000, &node), rights, 1_000),
+            Err(Rejection::NotSubmitter { .. })
+        ));
+        let mut bad = stop("net", 1_000, &client);
+        bad.signature[0] ^= 1;
+        assert!(matches!(
+            admit(&bad, rights, 1_000),
+            Err(Rejection::BadSignature(_))
+        ));
+        let report = |about: NodeId, key: &NodeKey| {
+            let r = Report::Failed {
+                key: "j/a/0".into(),
+                node: about,
+                why: "x".into(),
+            };
+            Signed::sign(Request::Report(r), "net", 1, 0, key).unwrap()
+        };
+        admit(&report(node.node_id(), &node), rights, 1_000).unwrap();
+        assert!(matches!(
+            admit(&report(NodeId::synthetic(7), &node), rights, 1_000),
+            Err(Rejection::NotTheReporter { .. })
+        ));
+        assert!(matches!(
+            admit(&report(client.node_id(), &client), rights, 1_000),
+            Err(Rejection::NotNode { .. })
+        ));
     }
 
     #[test]
@@ -480,7 +744,9 @@ mod tests {
             Request::Deploy {
                 spec: "name = \"x\"".into(),
             },
+            "net",
             9,
+            5,
             &key,
         )
         .unwrap();

@@ -116,6 +116,7 @@ async fn node_info(State(api): State<Arc<Api>>) -> Json<Value> {
         "api": format!("http://{}", api.addr),
         "listen": mesh.map(|m| m.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
         "allowlist_version": mesh.map(|m| m.allowlist().allowlist.version),
+        "network": mesh.map(|m| m.allowlist().allowlist.network),
         "detection_bound_ms": mesh.map(|m| m.detection_bound().as_millis() as u64),
         "actors": node.system().actor_count(),
         "store": match &api.store_error {
@@ -188,6 +189,16 @@ async fn spawn(
         Some(n) => parse_node(n)?,
         None => api.node.id(),
     };
+    for reserved in [Some(req.kind.as_str()), req.name.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|n| plexus_vocab::names::is_reserved(n))
+    {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("`{reserved}` is a reserved system name"),
+        ));
+    }
     let args = KindArgs::config(if req.config.is_null() {
         json!({})
     } else {
@@ -431,10 +442,19 @@ async fn jobs(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
         .key
         .as_ref()
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no node key".into()))?;
-    let nonce = std::time::SystemTime::now()
+    let network = api
+        .node
+        .mesh()
+        .map(|m| m.allowlist().allowlist.network)
+        .unwrap_or_default();
+    let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let signed = Signed::sign(Request::Status, nonce, key)
+        .unwrap_or_default();
+    let seq = u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX);
+    let expires_ms = u64::try_from(since_epoch.as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(plexus_scheduler::protocol::VALIDITY_DEFAULT_MS);
+    let signed = Signed::sign(Request::Status, &network, seq, expires_ms, key)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     response_json(ask_scheduler(&api, signed).await?)
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use plexus_mesh::driver::{read_key, write_new_key};
-use plexus_scheduler::protocol::{Request, Signed};
+use plexus_scheduler::protocol::{Request, Signed, VALIDITY_DEFAULT_MS};
 use plexus_vocab::identity::NodeKey;
 use serde_json::{Value, json};
 
@@ -150,13 +150,26 @@ impl ApiClient {
         self.check(path, request.send_json(body))
     }
 
-    /// Signs `request` with `key` and sends it to the scheduler.
+    /// Signs `request` with `key` for the network the node serves (its
+    /// `/v1/node` says which), as the key's next request (the clock's
+    /// microseconds), valid for [`VALIDITY_DEFAULT_MS`], and sends it to the
+    /// scheduler.
     pub fn scheduler(&self, request: Request, key: &NodeKey) -> Result<Value, CliError> {
-        let nonce = std::time::SystemTime::now()
+        let node = self.get("/v1/node")?;
+        let network = node
+            .get("network")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CliError::Failed("the node names no network".into()))?
+            .to_string();
+        let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let signed =
-            Signed::sign(request, nonce, key).map_err(|e| CliError::Failed(e.to_string()))?;
+            .unwrap_or_default();
+        let seq = u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX);
+        let expires_ms = u64::try_from(since_epoch.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(VALIDITY_DEFAULT_MS);
+        let signed = Signed::sign(request, &network, seq, expires_ms, key)
+            .map_err(|e| CliError::Failed(e.to_string()))?;
         let bytes = signed
             .encode()
             .map_err(|e| CliError::Failed(e.to_string()))?;

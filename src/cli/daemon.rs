@@ -277,7 +277,8 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     let others = mesh.members().iter().any(|m| m.state == MemberState::Alive);
     if let Some(durable) = durable.as_ref().filter(|_| signal == "SIGTERM" && others) {
         emit(serde_json::json!({ "event": "draining" }));
-        let moved = drain(durable, &drain_key, DRAIN_WAIT).await;
+        let network = mesh.allowlist().allowlist.network;
+        let moved = drain(durable, &drain_key, &network, DRAIN_WAIT).await;
         emit(serde_json::json!({ "event": "drained", "actors_left": moved }));
     }
     node.shutdown().await;
@@ -320,19 +321,27 @@ const DRAIN_WAIT: Duration = Duration::from_secs(30);
 async fn drain(
     durable: &plexus_actors::runtime::ActorRef<crate::hosting::ServiceMsg>,
     key: &plexus_vocab::identity::NodeKey,
+    network: &str,
     limit: Duration,
 ) -> usize {
     use crate::hosting::{Local, ServiceMsg};
-    use plexus_scheduler::protocol::{Request, Signed};
+    use plexus_scheduler::protocol::{Request, Signed, VALIDITY_DEFAULT_MS};
     let deadline = tokio::time::Instant::now() + limit;
-    let nonce = std::time::SystemTime::now()
+    let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+        .unwrap_or_default();
+    // The sequence: the clock's microseconds (higher than any earlier request's).
+    let seq = u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX);
+    let expires_ms = u64::try_from(since_epoch.as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(VALIDITY_DEFAULT_MS);
     if let Ok(signed) = Signed::sign(
         Request::Drain {
             node: key.node_id(),
         },
-        nonce,
+        network,
+        seq,
+        expires_ms,
         key,
     ) {
         match crate::hosting::ask_scheduler(durable, &signed, deadline).await {

@@ -28,8 +28,8 @@ use plexus_actors::{ActorId, NodeId, Time};
 use plexus_durable::activation::{Applied, Output};
 use plexus_durable::types::DurableKey;
 use plexus_host::{
-    AnswerError, ApplyTracer, ClusterFacts, CodeError, Directory, DurableHost, Effect, HostConfig,
-    Kinds, MemberFacts, Note, RequestId, SendError, SubmitError,
+    AnswerError, ApplyTracer, ClusterFacts, CodeError, Directory, DurableHost, Effect, Grant,
+    HostConfig, Kinds, MemberFacts, Note, RequestId, SendError, SubmitError,
 };
 use plexus_mesh::driver::Mesh;
 use plexus_scheduler::protocol::{Response, Signed};
@@ -322,14 +322,25 @@ impl DurableService {
 
     fn local(&self, st: &mut ServiceState, local: Local) {
         match local {
-            Local::Scheduler { signed, reply } => match st.host.submit(&signed) {
-                Ok(id) => {
-                    st.waiting.insert(id, reply);
+            Local::Scheduler { signed, reply } => {
+                // The wall clock judges the request's expiry (recorded with it).
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                match st.host.submit(&signed, now_ms, &self.directory()) {
+                    Ok(id) => {
+                        st.waiting.insert(id, reply);
+                    }
+                    // Refused before any session opened: answered as the
+                    // scheduler would.
+                    Err(SubmitError::Refused(why)) => {
+                        let _ = reply.send(Ok(Response::Rejected(why)));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e.into()));
-                }
-            },
+            }
             Local::Send {
                 to,
                 payload,
@@ -413,16 +424,13 @@ impl Directory for MeshDirectory<'_> {
 
     fn facts(&self) -> ClusterFacts {
         let allowlist = self.mesh.allowlist().allowlist;
-        let me = self.mesh.node_id();
-        let mut tags = allowlist
-            .nodes
-            .get(&me)
-            .map(|e| e.tags.clone())
-            .unwrap_or_default();
-        tags.extend(self.local.1.clone());
+        // Placement takes tags and capacity grants from the governance-signed
+        // allowlist only; what nodes say of themselves (config tags, gossiped
+        // totals) is display, or capped by the grant (see plexus_host::facts).
         ClusterFacts {
+            network: allowlist.network.clone(),
             capacity: self.local.0,
-            tags,
+            tags: self.local.1.clone(),
             members: self
                 .mesh
                 .members()
@@ -434,7 +442,19 @@ impl Directory for MeshDirectory<'_> {
                     tags: m.tags,
                 })
                 .collect(),
-            allowlisted: allowlist.nodes.keys().copied().collect(),
+            allowlisted: allowlist
+                .nodes
+                .iter()
+                .map(|(id, e)| {
+                    (
+                        *id,
+                        Grant {
+                            tags: e.tags.clone(),
+                            capacity: e.declared,
+                        },
+                    )
+                })
+                .collect(),
             submitters: allowlist.submitters.keys().copied().collect(),
             names: self
                 .mesh

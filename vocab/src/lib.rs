@@ -2,7 +2,8 @@
 //!
 //! * [`identity`]: ed25519 node, governance and client keys, and domain-separated
 //!   signatures;
-//! * [`resources`]: the resources and tags a node declares.
+//! * [`resources`]: the resources and tags a node declares;
+//! * [`names`]: which actor and registry names are reserved for the system.
 //!
 //! This crate sits below the mesh, the durable layer and the scheduler, so a core
 //! that only needs to name a key or a resource need not depend on the whole mesh.
@@ -10,4 +11,5 @@
 //! caller), no I/O.
 
 pub mod identity;
+pub mod names;
 pub mod resources;

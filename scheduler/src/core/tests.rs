@@ -1,5 +1,11 @@
 use super::*;
 use plexus_vocab::identity::NodeKey;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The network the tests' views name.
+const NET: &str = "test-net";
+/// The submitting host's clock in the tests (ms since the epoch).
+const NOW_MS: u64 = 1_000_000;
 
 /// The scheduler, its invariants checked after every step.
 #[derive(Clone, Default)]
@@ -7,9 +13,21 @@ struct Checked(Scheduler);
 
 impl Checked {
     fn request(&mut self, signed: &Signed) -> Outcome {
-        let out = self.0.request(signed);
+        self.request_at(signed, NOW_MS)
+    }
+
+    fn request_at(&mut self, signed: &Signed, now_ms: u64) -> Outcome {
+        let out = self.0.request(signed, now_ms);
         self.check();
         out
+    }
+
+    /// Hands a report straight to the scheduler's report logic (the tests' nodes
+    /// are synthetic ids without keys; signing is tested on its own).
+    fn report(&mut self, report: &Report) -> bool {
+        let changed = self.0.report(report);
+        self.check();
+        changed
     }
 
     fn tick(&mut self, view: View) -> Outcome {
@@ -65,6 +83,7 @@ fn view(nodes: Vec<NodeInfo>) -> View {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+        network: NET.into(),
     }
 }
 
@@ -82,8 +101,13 @@ name = "count"
 kind = "word-count"
 "#;
 
+/// Sequence numbers for the client's requests: each request signed gets a higher
+/// one than the last (tests sign and submit in order).
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
 fn signed(r: Request) -> Signed {
-    Signed::sign(r, 1, &client()).unwrap()
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    Signed::sign(r, NET, seq, NOW_MS + 60_000, &client()).unwrap()
 }
 
 fn deployed(s: &mut Checked) -> Vec<(String, NodeId)> {
@@ -139,7 +163,9 @@ fn forged_unauthorized_and_unsatisfiable_deploys_change_nothing() {
     );
     let stranger = Signed::sign(
         Request::Deploy { spec: JOB.into() },
+        NET,
         1,
+        NOW_MS + 60_000,
         &NodeKey::from_seed([7; 32]),
     )
     .unwrap();
@@ -257,7 +283,7 @@ fn drains_migrate_everything_off_and_joins_rebalance() {
     v.locations = actors.iter().cloned().collect();
     s.tick(v.clone());
     let drained = node(2);
-    let drain = Signed::sign(Request::Drain { node: drained }, 1, &client()).unwrap();
+    let drain = signed(Request::Drain { node: drained });
     assert!(matches!(
         s.request(&drain).response,
         Some(Response::Draining { .. })
@@ -405,22 +431,20 @@ fn only_a_current_report_of_the_newest_set_retires_older_sets() {
     assert_eq!(sets.len(), 2, "joint: old and new");
     let new = sets[1].clone();
     let host = s.state().actors[&key].node;
-    let report = |set: &ReplicaSet, round: u64| {
-        signed(Request::Report(Report::Active {
-            key: key.clone(),
-            node: host,
-            set: set.clone(),
-            ballot: Ballot { round, node: host },
-        }))
+    let report = |set: &ReplicaSet, round: u64| Report::Active {
+        key: key.clone(),
+        node: host,
+        set: set.clone(),
+        ballot: Ballot { round, node: host },
     };
     // An activation still on the old set keeps both.
-    s.request(&report(&old, 2));
+    s.report(&report(&old, 2));
     assert_eq!(s.state().actors[&key].sets, vec![old.clone(), new.clone()]);
     // The newest set, reported, retires the old one.
-    s.request(&report(&new, 3));
+    s.report(&report(&new, 3));
     assert_eq!(s.state().actors[&key].sets, vec![new.clone()]);
     // A late report from an older activation changes nothing.
-    s.request(&report(&old, 2));
+    s.report(&report(&old, 2));
     assert_eq!(s.state().actors[&key].sets, vec![new]);
 }
 
@@ -660,7 +684,7 @@ fn a_restored_scheduler_keeps_its_invariants_and_rejects_until_it_has_a_view() {
     assert_eq!(back.state(), good.state());
     assert_eq!(back.check_invariants(), Ok(()));
     let mut fresh = Scheduler::default();
-    let out = fresh.request(&signed(Request::Status));
+    let out = fresh.request(&signed(Request::Status), NOW_MS);
     assert_eq!(out.response, Some(Response::Rejected(Rejection::Starting)));
     assert_eq!(
         Rejection::Starting.to_string(),
@@ -859,7 +883,7 @@ kind = "word-count"
                         node,
                     },
                 };
-                s.request(&signed(Request::Report(report)));
+                s.report(&report);
             }
         }
     }
@@ -956,4 +980,183 @@ kind = "word-count"
             }
         }
     }
+}
+
+/// A captured deploy or stop is refused when replayed, as is one past its expiry,
+/// signed for another network or too far ahead; none of them changes anything.
+#[test]
+fn replayed_expired_and_foreign_requests_are_refused_and_change_nothing() {
+    let mut s = Checked::default();
+    s.tick(view(vec![info(1, &[], true), info(2, &[], true)]));
+    let deploy = signed(Request::Deploy { spec: JOB.into() });
+    assert!(matches!(
+        s.request(&deploy).response,
+        Some(Response::Deployed { .. })
+    ));
+    let stop = signed(Request::Stop { job: "wc".into() });
+    assert!(matches!(
+        s.request(&stop).response,
+        Some(Response::Stopped { .. })
+    ));
+    let refused = |s: &mut Checked, r: &Signed, now_ms: u64| {
+        let before = s.state().clone();
+        let out = s.request_at(r, now_ms);
+        assert!(!out.changed && out.commands.is_empty(), "{out:?}");
+        assert_eq!(s.state(), &before);
+        match out.response {
+            Some(Response::Rejected(why)) => why,
+            other => panic!("{other:?}"),
+        }
+    };
+    // The captured deploy, replayed after the stop, would bring the job back.
+    let why = refused(&mut s, &deploy, NOW_MS);
+    assert!(
+        matches!(why, Rejection::Replayed { seq, last, .. } if seq == deploy.seq && last == stop.seq),
+        "{why:?}"
+    );
+    assert_eq!(why.fault(), crate::protocol::Fault::Request);
+    assert!(matches!(
+        refused(&mut s, &stop, NOW_MS),
+        Rejection::Replayed { .. }
+    ));
+    // A fresh request past its expiry.
+    let late = signed(Request::Deploy { spec: JOB.into() });
+    assert!(matches!(
+        refused(&mut s, &late, late.expires_ms + 1),
+        Rejection::Expired { .. }
+    ));
+    // Valid too long.
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let long = Signed::sign(
+        Request::Deploy { spec: JOB.into() },
+        NET,
+        seq,
+        NOW_MS + crate::protocol::VALIDITY_MAX_MS + 1,
+        &client(),
+    )
+    .unwrap();
+    assert!(matches!(
+        refused(&mut s, &long, NOW_MS),
+        Rejection::ExpiryTooFar { .. }
+    ));
+    // Signed for another network.
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let foreign = Signed::sign(
+        Request::Deploy { spec: JOB.into() },
+        "other-net",
+        seq,
+        NOW_MS + 60_000,
+        &client(),
+    )
+    .unwrap();
+    assert!(matches!(
+        refused(&mut s, &foreign, NOW_MS),
+        Rejection::WrongNetwork { .. }
+    ));
+    // The late one, within its expiry, still deploys (it was never applied).
+    assert!(matches!(
+        s.request(&late).response,
+        Some(Response::Deployed { .. })
+    ));
+}
+
+/// A report about node X is taken only when X signed it.
+#[test]
+fn reports_are_taken_only_from_the_node_they_describe() {
+    let host_key = NodeKey::from_seed([21; 32]);
+    let liar_key = NodeKey::from_seed([22; 32]);
+    let (host, liar) = (host_key.node_id(), liar_key.node_id());
+    let mut s = Checked::default();
+    let mut v = view(vec![
+        NodeInfo {
+            id: host,
+            ..info(1, &[], true)
+        },
+        NodeInfo {
+            id: liar,
+            ..info(2, &[], true)
+        },
+    ]);
+    v.members.extend([host, liar]);
+    s.tick(v.clone());
+    let actors = deployed(&mut s);
+    let (key, at) = actors[0].clone();
+    let other = if at == host { liar } else { host };
+    let other_key = if at == host { &liar_key } else { &host_key };
+    v.locations = actors.iter().cloned().collect();
+    s.tick(v);
+    let set = s.state().actors[&key].sets[0].clone();
+    let claim = |about: NodeId, key_: &NodeKey| {
+        let r = Report::Active {
+            key: key.clone(),
+            node: about,
+            set: set.clone(),
+            ballot: Ballot {
+                round: 99,
+                node: about,
+            },
+        };
+        Signed::sign(Request::Report(r), NET, 1, 0, key_).unwrap()
+    };
+    // `other` speaks for the actor's host `at`.
+    let before = s.state().clone();
+    let out = s.request(&claim(at, other_key));
+    assert!(
+        matches!(
+            out.response,
+            Some(Response::Rejected(Rejection::NotTheReporter { signer, node })) if signer == other && node == at
+        ),
+        "{out:?}"
+    );
+    assert_eq!(s.state(), &before);
+    // The same claim by the client key (a submitter, not the node) is refused too.
+    let out = s.request(&claim(at, &client()));
+    assert!(
+        matches!(out.response, Some(Response::Rejected(_))),
+        "{out:?}"
+    );
+    assert_eq!(s.state(), &before);
+    // `other` speaking for itself is heard.
+    let out = s.request(&claim(other, other_key));
+    assert_eq!(out.response, Some(Response::Noted));
+    assert_eq!(s.state().actors[&key].node, other);
+}
+
+/// A scheduler state written before requests carried sequences (schema 2) is read:
+/// everything but the new fields carried over.
+#[test]
+fn a_schema_2_state_is_upgraded() {
+    let good = healthy();
+    let st = good.state();
+    let old = StateV2 {
+        jobs: st.jobs.clone(),
+        actors: st.actors.clone(),
+        draining: st.draining.clone(),
+        tick: st.tick,
+        view: ViewV2 {
+            me: st.view.me,
+            nodes: st.view.nodes.clone(),
+            locations: st.view.locations.clone(),
+            submitters: st.view.submitters.clone(),
+            members: st.view.members.clone(),
+            kinds: st.view.kinds.clone(),
+        },
+    };
+    let snapshot = Snapshot {
+        schema_version: 2,
+        bytes: plexus_actors::codec::encode_body(&old).unwrap(),
+    };
+    let back = State::restore(&snapshot).unwrap();
+    let mut expected = st.clone();
+    expected.view.network = String::new();
+    expected.seqs.clear();
+    assert_eq!(back, expected);
+    let v1 = Snapshot {
+        schema_version: 1,
+        bytes: snapshot.bytes,
+    };
+    assert!(matches!(
+        State::restore(&v1),
+        Err(RestoreError::NoUpgrade { found: 1, .. })
+    ));
 }

@@ -27,6 +27,9 @@ use crate::world::*;
 use plexus_durable::SERVICE_LOCAL_ID;
 
 /// What every simulated node offers the scheduler.
+/// The simulated network's name (the allowlist's).
+const NETWORK: &str = "sim";
+
 const CAPACITY: Resources = Resources {
     cpu_millis: 64_000,
     memory_bytes: 64 << 30,
@@ -104,7 +107,12 @@ impl Directory for SimDirectory<'_> {
                     tags: Default::default(),
                 })
                 .collect(),
-            allowlisted: self.ids.to_vec(),
+            network: NETWORK.into(),
+            allowlisted: self
+                .ids
+                .iter()
+                .map(|id| (*id, Default::default()))
+                .collect(),
             submitters: self.operator.into_iter().collect(),
             names: self
                 .core
@@ -139,7 +147,9 @@ impl World {
         let node = &mut self.nodes[i];
         let disk = std::mem::take(&mut node.disk);
         // Simulated nodes have synthetic ids and no keys of their own: they sign
-        // their reports with the operator's key, which the scheduler accepts.
+        // their reports with the operator's key, which the scheduler refuses (a
+        // report must be signed by the node it describes), so the simulated
+        // scheduler learns where actors run from the registry alone.
         node.host = Some(DurableHost::new(
             node.id,
             config,
@@ -317,17 +327,34 @@ impl World {
 
     /// The operator signs `request` and hands it to node `i`'s host.
     fn operator_request(&mut self, i: usize, request: Request) {
-        let Some(op) = self.durable.operator.as_ref() else {
+        let World {
+            nodes,
+            durable,
+            now,
+            ..
+        } = self;
+        let Some(op) = durable.operator.as_ref() else {
             return;
         };
-        self.durable.nonce += 1;
-        let Ok(signed) = Signed::sign(request, self.durable.nonce, op) else {
+        durable.nonce += 1;
+        // The simulated clock stands in for the wall clock: requests are valid for
+        // the default window from when they are signed, and submitted at once.
+        let now_ms = *now / 1_000;
+        let expires = now_ms.saturating_add(plexus_scheduler::protocol::VALIDITY_DEFAULT_MS);
+        let Ok(signed) = Signed::sign(request, NETWORK, durable.nonce, expires, op) else {
             return;
         };
-        if let Some(host) = self.nodes[i].host.as_mut() {
-            // Refused at a bound: the operator retries (deploys) or moves on.
-            let _ = host.submit(&signed);
-        }
+        let node = &mut nodes[i];
+        let (Some(core), Some(host)) = (node.core.as_ref(), node.host.as_mut()) else {
+            return;
+        };
+        let dir = SimDirectory {
+            core,
+            ids: &durable.ids,
+            operator: Some(op.node_id()),
+        };
+        // Refused at a bound: the operator retries (deploys) or moves on.
+        let _ = host.submit(&signed, now_ms, &dir);
     }
 
     fn operator_node(&mut self) -> Option<usize> {
