@@ -37,5 +37,6 @@ pub use plexus_actors::runtime::{
 };
 pub use plexus_actors::{ActorId, Datum, Migratable, NodeId};
 pub use plexus_mesh as mesh;
+pub use plexus_scheduler as scheduler;
 pub use plexus_supervisor as supervisor;
 pub use plexus_vocab as vocab;

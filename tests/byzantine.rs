@@ -18,14 +18,19 @@ use plexus::mesh::driver::{MeshConfig, read_key};
 use plexus::{Node, NodeId};
 use serde_json::{Value, json};
 
-/// Three honest nodes and the evil one's key (admitted like any operator).
+/// Three honest nodes tagged `kyc`, and the keys of the others, all admitted
+/// before anyone starts: the evil node's and a liar's (operators without tags)
+/// and a job submitter's. The scheduler's replicas are drawn from the allowlisted
+/// nodes, so a test admits only the extra operators it will run.
 struct Cluster {
     net: Network,
     nodes: Vec<NodeProc>,
     evil_key: plexus::vocab::identity::NodeKey,
+    liar_home: std::path::PathBuf,
+    client: plexus::vocab::identity::NodeKey,
 }
 
-fn cluster(tag: &str) -> Cluster {
+fn cluster(tag: &str, evil: bool, liar: bool) -> Cluster {
     let net = Network::new(tag);
     let mut homes = Vec::new();
     for i in 1..=3 {
@@ -34,8 +39,15 @@ fn cluster(tag: &str) -> Cluster {
         homes.push(data);
     }
     let (evil_home, evil_id) = net.new_key("evil");
-    net.admit(&evil_id, &[]);
+    if evil {
+        net.admit(&evil_id, &[]);
+    }
     let evil_key = read_key(&evil_home.join("node.key")).unwrap();
+    let (liar_home, liar_id) = net.new_key("liar");
+    if liar {
+        net.admit(&liar_id, &[]);
+    }
+    let client = read_key(&net.submitter("client")).unwrap();
     let config = net.fast_config("fast");
     let mut nodes = net.start_all(&homes, &config);
     for node in nodes.iter_mut() {
@@ -45,6 +57,8 @@ fn cluster(tag: &str) -> Cluster {
         net,
         nodes,
         evil_key,
+        liar_home,
+        client,
     }
 }
 
@@ -89,7 +103,7 @@ fn actor_ids(node: &NodeProc) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admitted_node_cannot_stop_actors_it_did_not_spawn() {
-    let c = cluster("byz-stop");
+    let c = cluster("byz-stop", true, false);
     let evil = evil_node(&c).await;
     let victim: NodeId = c.nodes[1].id.parse().unwrap();
 
@@ -138,4 +152,182 @@ async fn an_admitted_node_cannot_stop_actors_it_did_not_spawn() {
         .unwrap();
     assert_eq!(evil.stop_on(victim, own).await.unwrap(), true);
     evil.shutdown().await;
+}
+
+/// The bytes on disk of a node's replica store (tables and logs, not rocksdb's
+/// own info logs).
+fn store_bytes(data_dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(data_dir.join("durable"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.ends_with(".log") || name.ends_with(".sst") || name.starts_with("MANIFEST")
+                })
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn replayed_requests_are_refused_and_forged_ones_store_nothing() {
+    use plexus::scheduler::protocol::{Request, Signed};
+    let c = cluster("byz-replay", false, false);
+    let key = c.client.clone();
+    let homes: Vec<std::path::PathBuf> = (1..=3).map(|i| c.net.dir.0.join(format!("n{i}"))).collect();
+    let api = &c.nodes[0];
+    let spec = "name = \"echoes\"\ndurability = 3\n[[stage]]\nname = \"relay\"\nkind = \"relay\"\n";
+    let deploy = Signed::sign(
+        Request::Deploy { spec: spec.into() },
+        "test",
+        1,
+        now_ms() + 60_000,
+        &key,
+    )
+    .unwrap();
+    // Wait for the scheduler (a status answer), then for the stores to settle:
+    // with no job there are no reports, and idle ticks commit nothing.
+    common::poll(Duration::from_secs(60), || {
+        let status = Signed::sign(Request::Status, "test", 1, now_ms() + 60_000, &key).unwrap();
+        api.post("/v1/scheduler", json!({ "signed": hex(&status.encode().unwrap()) }))
+            .map(|_| ())
+    });
+    // Commits are what a request that got in would cost; idle ticks commit
+    // nothing. (The stores' files still change a little while idle: leases are
+    // renewed, rocksdb rolls its log. So the exact check is on commits, and the
+    // bytes are bounded: the old code stored a session per forged request,
+    // 3,000 of them 500 MB.)
+    let commits = || -> u64 {
+        c.nodes
+            .iter()
+            .map(|n| n.get("/v1/durable")["commits"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let mut before = commits();
+    common::poll(Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = commits();
+        if now == before {
+            Ok(())
+        } else {
+            before = now;
+            Err(format!("commits are still happening: {before}"))
+        }
+    });
+    let bytes_before: Vec<u64> = homes.iter().map(|h| store_bytes(h)).collect();
+    let stranger = plexus::node::ephemeral_key().unwrap();
+    for i in 0..200u64 {
+        let stop = Request::Stop { job: "echoes".into() };
+        let forged = match i % 4 {
+            0 => {
+                let mut s = Signed::sign(stop, "test", 100 + i, now_ms() + 60_000, &key).unwrap();
+                s.signature[i as usize % 64] ^= 1;
+                s
+            }
+            1 => Signed::sign(stop, "test", 100 + i, now_ms() + 60_000, &stranger).unwrap(),
+            2 => Signed::sign(stop, "another-net", 100 + i, now_ms() + 60_000, &key).unwrap(),
+            _ => Signed::sign(stop, "test", 100 + i, now_ms() - 1, &key).unwrap(),
+        };
+        let answer = api.post("/v1/scheduler", json!({ "signed": hex(&forged.encode().unwrap()) }));
+        assert!(answer.is_err(), "forged request {i} is refused: {answer:?}");
+    }
+    assert_eq!(commits(), before, "refused requests committed nothing");
+    let bytes_after: Vec<u64> = homes.iter().map(|h| store_bytes(h)).collect();
+    for (b, a) in bytes_before.iter().zip(&bytes_after) {
+        assert!(
+            a.saturating_sub(*b) < 256 * 1024,
+            "refused requests did not grow the stores: {bytes_before:?} -> {bytes_after:?}"
+        );
+    }
+
+    // A real deploy runs; the same bytes again, as an eavesdropper would send
+    // them, are refused.
+    let bytes = hex(&deploy.encode().unwrap());
+    let first = api.post("/v1/scheduler", json!({ "signed": bytes }));
+    assert!(first.is_ok(), "the signed deploy runs: {first:?}");
+    let again = api.post("/v1/scheduler", json!({ "signed": bytes }));
+    assert!(
+        again.as_ref().is_err_and(|e| e.contains("replay")),
+        "a replayed deploy is refused: {again:?}"
+    );
+    // And the job still runs: nothing was stopped.
+    let jobs = api.get("/v1/jobs");
+    assert!(jobs.to_string().contains("echoes"), "{jobs}");
+}
+
+#[test]
+fn a_node_that_calls_itself_kyc_is_not_placed_as_kyc() {
+    use plexus::scheduler::protocol::{Request, Signed};
+    let mut c = cluster("byz-tags", false, true);
+    // A fourth operator, admitted without `kyc`, says it has it.
+    let liar_home = c.liar_home.clone();
+    let config = c.net.dir.0.join("liar.toml");
+    let fast = std::fs::read_to_string(c.net.fast_config("fast")).unwrap();
+    std::fs::write(&config, format!("{fast}[tags]\nkyc = \"\"\n")).unwrap();
+    let boot = c.nodes[0].listen.clone();
+    let mut liar = NodeProc::start("liar", &liar_home, &c.net.allowlist(), &config, Some(&boot));
+    liar.wait_members(3, Duration::from_secs(30));
+    for node in c.nodes.iter_mut() {
+        node.wait_members(3, Duration::from_secs(30));
+    }
+    let key = c.client.clone();
+    // Eight kyc-only actors spread over the nodes: before the fix the liar, the
+    // emptiest node, got its share.
+    let spec = "name = \"kyc\"\nconstraints = \"kyc\"\n[[stage]]\nname = \"relay\"\nkind = \"relay\"\nreplicas = 8\n";
+    let deploy = Signed::sign(
+        Request::Deploy { spec: spec.into() },
+        "test",
+        1,
+        now_ms() + 60_000,
+        &key,
+    )
+    .unwrap();
+    let bytes = hex(&deploy.encode().unwrap());
+    let answer = common::poll(Duration::from_secs(60), || {
+        match c.nodes[0].post("/v1/scheduler", json!({ "signed": bytes })) {
+            Err(e) if e.contains("503") => Err(e),
+            other => Ok(other),
+        }
+    })
+    .expect("the kyc job deploys on the three kyc nodes");
+    let placed: Vec<String> = answer["Deployed"]["actors"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p[1].as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    assert_eq!(placed.len(), 8, "eight actors placed: {answer}");
+    let kyc: Vec<&String> = c.nodes.iter().map(|n| &n.id).collect();
+    assert!(
+        placed.iter().all(|n| kyc.contains(&n)),
+        "every actor is on a governance-tagged kyc node, none on the liar {}: {placed:?}",
+        liar.id
+    );
+    // Nor do their replicas live there (the scheduler itself may: the liar is an
+    // admitted operator like the others).
+    let jobs = c.nodes[0].get("/v1/jobs");
+    let actors = jobs["Status"]["actors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(actors.len(), 8, "{jobs}");
+    for a in &actors {
+        assert_ne!(a["node"].as_str(), Some(liar.id.as_str()), "{a}");
+        let replicas: Vec<&str> = a["replicas"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(replicas.len(), 3, "{a}");
+        assert!(!replicas.contains(&liar.id.as_str()), "no replica on the liar: {a}");
+    }
+    liar.kill();
 }

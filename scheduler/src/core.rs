@@ -230,6 +230,15 @@ fn key_of(text: &str) -> Option<DurableKey> {
     DurableKey::new(text).ok()
 }
 
+/// Live nodes of `view` meeting `constraints` (see [`Scheduler::live_meeting`]).
+fn live_meeting(view: &View, constraints: &Expr) -> Vec<NodeId> {
+    view.nodes
+        .iter()
+        .filter(|n| n.alive && constraints.eval(&n.tags))
+        .map(|n| n.id)
+        .collect()
+}
+
 impl Scheduler {
     /// A scheduler restored from `state`.
     pub fn new(state: State) -> Self {
@@ -348,6 +357,13 @@ impl Scheduler {
 
     fn alive(&self, n: &NodeId) -> bool {
         self.view.nodes.iter().any(|x| x.id == *n && x.alive)
+    }
+
+    /// Live nodes meeting `constraints` (on governance tags): where replicas of an
+    /// actor under those constraints may be kept. An actor's state is the data its
+    /// constraints protect, so a `kyc` actor's replicas stay on `kyc` nodes too.
+    fn live_meeting(&self, constraints: &Expr) -> Vec<NodeId> {
+        live_meeting(&self.view, constraints)
     }
 
     fn live_nodes(&self) -> Vec<NodeId> {
@@ -537,7 +553,6 @@ impl Scheduler {
                 }
             }
         }
-        let live = self.live_nodes();
         let tick = self.state.tick;
         let mut commands = Vec::new();
         let mut placed = Vec::new();
@@ -567,7 +582,8 @@ impl Scheduler {
             let Some(dkey) = key_of(&key) else {
                 return reject(Rejection::InvalidKey { key });
             };
-            let set = replica_set(&key, node, &live, spec.durability);
+            let eligible = self.live_meeting(&stage.constraints);
+            let set = replica_set(&key, node, &eligible, spec.durability);
             commands.push((
                 node,
                 Command::Activate {
@@ -890,7 +906,8 @@ impl Scheduler {
                     if let Some(cur) = current {
                         let dead = cur.nodes().iter().any(|m| !live.contains(m));
                         if p.sets.len() == 1 && dead && p.migrating.is_none() {
-                            let new = replica_set(&key, n, &live, p.durability);
+                            let eligible = live_meeting(&self.view, &p.constraints);
+                            let new = replica_set(&key, n, &eligible, p.durability);
                             if new != cur {
                                 p.sets.push(new.clone());
                                 p.last_command = tick;

@@ -1160,3 +1160,36 @@ fn a_schema_2_state_is_upgraded() {
         Err(RestoreError::NoUpgrade { found: 1, .. })
     ));
 }
+
+/// A constrained actor's replicas are kept on nodes meeting its constraints too:
+/// its state is the data the constraint protects. Before, replica sets were drawn
+/// from every live node, so a `kyc` actor's state landed on untagged operators.
+#[test]
+fn replicas_of_a_constrained_actor_stay_on_nodes_meeting_it() {
+    let mut s = Checked::default();
+    let kyc = [node(1), node(2), node(3)];
+    s.tick(view(vec![
+        info(1, &["kyc"], true),
+        info(2, &["kyc"], true),
+        info(3, &["kyc"], true),
+        info(4, &[], true),
+        info(5, &[], true),
+    ]));
+    let spec = "name = \"k\"\ndurability = 3\nconstraints = \"kyc\"\n[[stage]]\nname = \"a\"\nkind = \"word-count\"\nreplicas = 4\n";
+    let out = s.request(&signed(Request::Deploy { spec: spec.into() }));
+    assert!(matches!(out.response, Some(Response::Deployed { .. })), "{:?}", out.response);
+    assert_eq!(out.commands.len(), 4);
+    for (host, command) in &out.commands {
+        assert!(kyc.contains(host), "hosted on a kyc node: {host}");
+        let Command::Activate { sets, .. } = command else {
+            panic!("{command:?}");
+        };
+        for set in sets {
+            assert_eq!(set.nodes().len(), 3, "full durability from the kyc nodes");
+            assert!(
+                set.nodes().iter().all(|n| kyc.contains(n)),
+                "replicas only on kyc nodes: {set:?}"
+            );
+        }
+    }
+}
