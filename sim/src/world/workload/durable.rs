@@ -15,6 +15,7 @@ use plexus_durable::types::{Ballot, DurableKey, SenderId};
 use plexus_durable::{DurableState, MESSAGE_TYPE, Record};
 use plexus_host::{
     ClusterFacts, Directory, DurableHost, Effect, Fault, HostConfig, Kinds, MemberFacts, Note,
+    WireError,
 };
 use plexus_mesh::cluster::Cluster;
 use plexus_scheduler::protocol::{Request, Response, Signed};
@@ -150,17 +151,25 @@ impl World {
         ));
     }
 
-    /// A durable message arrived at node `to` over the mesh.
-    pub(in crate::world) fn on_durable(&mut self, to: usize, payload: &[u8]) {
+    /// A durable message arrived at node `to` over the mesh from node `from`,
+    /// the sender the simulated transport authenticated (the node the frame
+    /// really came from).
+    pub(in crate::world) fn on_durable(&mut self, to: usize, from: NodeId, payload: &[u8]) {
         let now = self.local(to, self.now);
         let Some(host) = self.nodes[to].host.as_mut() else {
             return;
         };
-        if let Err(e) = host.handle_wire(now, payload) {
-            self.violate(
+        match host.handle_wire(now, from, payload) {
+            Ok(()) => {}
+            Err(WireError::Undecodable(e)) => self.violate(
                 "durable-wire",
                 format!("node {to}: undecodable message: {e}"),
-            );
+            ),
+            // Refusals are counted by the core (`HostStatus::refused`); honest
+            // nodes cause some (a late ack from a receiver's old host, a command
+            // from a scheduler host the registry does not show yet), which the
+            // protocol retries.
+            Err(_) => {}
         }
     }
 
