@@ -1374,13 +1374,13 @@ impl Activation {
         if from != mig.to {
             return Err(Refusal::NotHolder { sender: from });
         }
-        if let Ok(ballot) = &result {
-            if ballot.node != from {
-                return Err(Refusal::ForeignBallot {
-                    ballot: *ballot,
-                    sender: from,
-                });
-            }
+        if let Ok(ballot) = &result
+            && ballot.node != from
+        {
+            return Err(Refusal::ForeignBallot {
+                ballot: *ballot,
+                sender: from,
+            });
         }
         let mig = mig.clone();
         match result {

@@ -252,7 +252,15 @@ impl Net {
 
     /// The record of `k` at replica `i`, decoded.
     fn stored(&self, i: u64, k: &DurableKey) -> Option<(Record, DurableState)> {
-        let r = self.nodes.get(&n(i))?.replica().store().slots().get(k)?.record.clone()?;
+        let r = self
+            .nodes
+            .get(&n(i))?
+            .replica()
+            .store()
+            .slots()
+            .get(k)?
+            .record
+            .clone()?;
         let s = DurableState::decode(&r.body).ok()?;
         Some((r, s))
     }
@@ -260,7 +268,10 @@ impl Net {
     /// Replicas among `ids` holding a record of `k` with at least `applied` inputs.
     fn holding(&self, ids: &[u64], k: &DurableKey, applied: u64) -> usize {
         ids.iter()
-            .filter(|i| self.stored(**i, k).is_some_and(|(_, s)| s.applied >= applied))
+            .filter(|i| {
+                self.stored(**i, k)
+                    .is_some_and(|(_, s)| s.applied >= applied)
+            })
             .count()
     }
 
@@ -309,7 +320,6 @@ impl Net {
         }
     }
 }
-
 
 /// The lying node: admitted (its messages are delivered, authenticated as its own),
 /// in no replica set, hosting nothing.
@@ -385,7 +395,10 @@ fn forged_drops_and_releases_delete_nothing() {
             },
         );
         // Orders the node to stop the actor for good.
-        net.inject(n(i), DurableMsg::Command(Command::Release { key: a.clone() }));
+        net.inject(
+            n(i),
+            DurableMsg::Command(Command::Release { key: a.clone() }),
+        );
     }
     net.run(2_000);
     assert!(
@@ -404,7 +417,11 @@ fn forged_drops_and_releases_delete_nothing() {
             .any(|r| matches!(r, Refusal::NotCommander { .. }))
     );
     assert_eq!(net.nodes[&n(1)].stats.refused.not_commander, 1);
-    assert_eq!(net.holding(&[1, 2, 3], &a, 20), 3, "a replica forgot the state");
+    assert_eq!(
+        net.holding(&[1, 2, 3], &a, 20),
+        3,
+        "a replica forgot the state"
+    );
     still_serves(&mut net, &a);
 }
 
@@ -435,7 +452,10 @@ fn a_max_ballot_cannot_wedge_a_key() {
     );
     for i in [1, 2, 3] {
         let promised = net.nodes[&n(i)].replica().store().slots()[&a].promised;
-        assert!(promised.round < u64::MAX / 2, "replica {i} promised {promised}");
+        assert!(
+            promised.round < u64::MAX / 2,
+            "replica {i} promised {promised}"
+        );
     }
     // The host dies; the actor comes back elsewhere with everything acknowledged.
     net.crash(n(1));
@@ -491,10 +511,15 @@ fn a_forged_handoff_cannot_replace_the_state() {
         *node == n(3) && *key == a && matches!(why, Deactivation::Failed(_))
     }));
     assert!(
-        !net.commits.iter().any(|(k, b, _)| *k == a && b.round > holder.round),
+        !net.commits
+            .iter()
+            .any(|(k, b, _)| *k == a && b.round > holder.round),
         "a made-up state was committed"
     );
-    assert!(net.holding(&[1, 2, 3], &a, 20) >= 2, "the state was replaced");
+    assert!(
+        net.holding(&[1, 2, 3], &a, 20) >= 2,
+        "the state was replaced"
+    );
     // Node 3's fence superseded node 1 (fencing is not restricted: see the
     // module docs of `node`); activated again, the actor has everything.
     net.run(10_000);
@@ -623,7 +648,11 @@ fn a_seeded_liar_breaks_no_promise() {
                 continue;
             }
             let (_, to, mut msg) = net.tap[rng.index(net.tap.len())].clone();
-            let to = if rng.chance(0.5) { to } else { n(1 + rng.below(3)) };
+            let to = if rng.chance(0.5) {
+                to
+            } else {
+                n(1 + rng.below(3))
+            };
             match rng.below(4) {
                 // A plain replay.
                 0 => {}
@@ -632,7 +661,11 @@ fn a_seeded_liar_breaks_no_promise() {
                 // Forged in the liar's own name.
                 2 => own_name(&mut msg),
                 _ => {
-                    let k = if rng.chance(0.5) { a.clone() } else { c.clone() };
+                    let k = if rng.chance(0.5) {
+                        a.clone()
+                    } else {
+                        c.clone()
+                    };
                     msg = match rng.below(4) {
                         0 => DurableMsg::Ack(Ack {
                             key: k,
@@ -667,7 +700,11 @@ fn a_seeded_liar_breaks_no_promise() {
             assert_eq!(net.hosts(k).len(), 1, "seed {seed}: hosts of {k}");
             let (_, app) = net.app_of(k).unwrap();
             assert_eq!(app.count, 60, "seed {seed}: {k}");
-            assert!(app.violations.is_empty(), "seed {seed}: {:?}", app.violations);
+            assert!(
+                app.violations.is_empty(),
+                "seed {seed}: {:?}",
+                app.violations
+            );
             assert!(net.holding(&[1, 2, 3], k, 60) >= 2, "seed {seed}: {k}");
             net.check_commits_linear(k);
         }

@@ -487,10 +487,13 @@ impl ActorSystem {
         self.whereis_typed(name)
     }
 
-    /// Hands a message that arrived from another node to a local actor, without
-    /// waiting. The payload is decoded here, with refs inside bound to this node.
+    /// Hands a message that arrived from node `from` (the sender the transport
+    /// authenticated) to a local actor, without waiting. The payload is decoded
+    /// here, with refs inside bound to this node and `from` readable through
+    /// [`super::remote::decode_sender`].
     pub fn try_deliver_remote(
         &self,
+        from: NodeId,
         target: ActorId,
         message_type: &str,
         payload: &[u8],
@@ -526,7 +529,7 @@ impl ActorSystem {
             };
             return refuse(failure, reply);
         }
-        inbox.try_deliver(self, payload, reply)
+        inbox.try_deliver(self, from, payload, reply)
     }
 
     /// A typed ref to an actor running on this node.

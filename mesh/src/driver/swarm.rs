@@ -361,7 +361,7 @@ impl Driver {
                 ..
             } => self
                 .system
-                .try_deliver_remote(*target, message_type, payload, None),
+                .try_deliver_remote(peer, *target, message_type, payload, None),
             DataBody::Ask {
                 target,
                 message_type,
@@ -379,7 +379,7 @@ impl Driver {
                     });
                 });
                 self.system
-                    .try_deliver_remote(*target, message_type, payload, Some(reply))
+                    .try_deliver_remote(peer, *target, message_type, payload, Some(reply))
             }
             // The core answers replies itself; it never hands one out.
             DataBody::Reply { .. } => Ok(()),
