@@ -58,8 +58,9 @@ impl RemoteLink for Loop {
             }
             None => (None, None),
         };
-        // This loop does not track senders; nothing here reads an `Origin`.
-        match system.try_deliver_remote(node, target, message_type, &payload, remote_reply) {
+        // This loopback link does not know the sending node; nothing here reads it.
+        match system.try_deliver_remote(NodeId::ZERO, target, message_type, &payload, remote_reply)
+        {
             Ok(()) => Ok(()),
             // A tell has nobody to tell; the real driver reports refusals in acks.
             Err(_) if reply_tx.is_none() => Ok(()),
@@ -203,7 +204,7 @@ async fn remote_refusals_are_typed() {
     // Garbage payload.
     let counter = a.spawn(Counter, 0).await.unwrap();
     let name = std::any::type_name::<Cmd>();
-    match a.try_deliver_remote(a.node_id(), counter.id(), name, &[0xff, 0xff, 0xff], None) {
+    match a.try_deliver_remote(NodeId::ZERO, counter.id(), name, &[0xff, 0xff, 0xff], None) {
         Err(DeliverError::Refused(Failure::Malformed(_))) => {}
         _ => panic!("garbage must be refused as malformed"),
     }

@@ -43,7 +43,8 @@ use serde::{Deserialize, Serialize};
 use crate::stream::{OutStream, StreamConfig, StreamEvent, Streams};
 use crate::types::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
 use crate::wire::{
-    Ack, Command, DurableMsg, Envelope, Handoff, Nack, Redirect, ReplicaOp, ReplicaReply, Reply,
+    Ack, Command, DurableMsg, Envelope, Handoff, Nack, Redirect, Refusal, ReplicaOp, ReplicaReply,
+    Reply, ballot_step_ok,
 };
 
 /// What a sender's entry in the dedup table holds.
@@ -318,6 +319,10 @@ struct Fencing {
     next_retry: Time,
     attempts: u32,
     handoff: Option<(NodeId, u64)>,
+    /// For a migration target: the order and body digest of the record the
+    /// handoff brought, until a replica confirms it holds exactly that record.
+    /// A handoff record no replica vouches for is not restored.
+    unconfirmed: Option<((Ballot, u64), [u8; 32])>,
 }
 
 #[derive(Debug)]
@@ -461,6 +466,9 @@ pub struct Activation {
     next_migration: u64,
     restarts: VecDeque<Time>,
     transmit: VecDeque<(NodeId, DurableMsg)>,
+    /// Every node sent a replica request (whose replies count); members of
+    /// replica sets, so as bounded as the cluster.
+    asked: BTreeSet<NodeId>,
     events: VecDeque<ActivationEvent>,
     /// Counters, for metrics.
     pub stats: ActivationStats,
@@ -552,6 +560,7 @@ impl Activation {
             next_migration: 1,
             restarts: VecDeque::new(),
             transmit: VecDeque::new(),
+            asked: BTreeSet::new(),
             events: VecDeque::new(),
             stats: ActivationStats::default(),
         };
@@ -616,7 +625,8 @@ impl Activation {
 
     fn req(&mut self) -> u64 {
         let r = self.next_req;
-        self.next_req += 1;
+        // Local: unique within this activation's range of 2^32 numbers.
+        self.next_req = self.next_req.wrapping_add(1);
         r
     }
 
@@ -635,11 +645,16 @@ impl Activation {
             .iter()
             .flat_map(|s| s.nodes().iter().copied())
             .collect();
+        let unconfirmed = match (&handoff, &best) {
+            (Some(_), Some(r)) => Some((r.order(), *blake3::hash(&r.body).as_bytes())),
+            _ => None,
+        };
         let mut f = Fencing {
             sets,
             found: Vec::new(),
             members,
             replied: BTreeSet::new(),
+            unconfirmed,
             best,
             req,
             started: now,
@@ -683,9 +698,26 @@ impl Activation {
             return;
         }
         match reply {
-            ReplicaReply::Promised { ballot, record, .. } => {
+            ReplicaReply::Promised {
+                ballot,
+                record,
+                order,
+                digest,
+            } => {
                 if ballot != self.ballot {
                     return;
+                }
+                // A replica that promised this ballot cannot hold a record
+                // written under it or above: such a record is made up.
+                if record.as_ref().is_some_and(|r| r.ballot >= self.ballot)
+                    || order.is_some_and(|(b, _)| b >= self.ballot)
+                {
+                    return;
+                }
+                if let (Some(u), Some(o), Some(d)) = (f.unconfirmed, order, digest)
+                    && u == (o, d)
+                {
+                    f.unconfirmed = None;
                 }
                 if let Some(r) = record
                     && f.best.as_ref().is_none_or(|b| r.order() > b.order())
@@ -741,6 +773,17 @@ impl Activation {
         let Phase::Fencing(f) = std::mem::replace(&mut self.phase, Phase::Active) else {
             return;
         };
+        if let Some((order, _)) = f.unconfirmed
+            && f.best.as_ref().is_some_and(|b| b.order() == order)
+        {
+            // No replica holds the record the handoff brought: whoever sent it is
+            // not the actor's holder, or made the state up. Restore nothing.
+            self.refuse_handoff(f.handoff, "no replica holds the handed-off record".into());
+            self.end(Deactivation::Failed(
+                "a handoff brought a record no replica holds".into(),
+            ));
+            return;
+        }
         let restored = f.best.as_ref().map(Record::order);
         let state = match &f.best {
             Some(r) => match DurableState::decode(&r.body) {
@@ -820,7 +863,10 @@ impl Activation {
 
     /// A message for this actor arrived.
     pub fn handle_envelope(&mut self, now: Time, env: Envelope) {
-        if env.ballot > self.ballot && matches!(self.phase, Phase::Active | Phase::Draining(_)) {
+        if env.ballot > self.ballot
+            && ballot_step_ok(env.ballot, self.ballot)
+            && matches!(self.phase, Phase::Active | Phase::Draining(_))
+        {
             // The sender heard from a newer activation: this one can never commit
             // again. Step down and send the sender back to its resolver.
             self.transmit.push_back((
@@ -905,9 +951,10 @@ impl Activation {
             }
             return;
         }
-        if env.seq > last + 1 {
+        let next = last.saturating_add(1);
+        if env.seq > next {
             self.stats.refused += 1;
-            self.nack(&sender, env.reply_to, last + 1, 0);
+            self.nack(&sender, env.reply_to, next, 0);
             return;
         }
         if self.pending.len() >= self.config.pending_max {
@@ -1309,13 +1356,31 @@ impl Activation {
         self.phase = Phase::HandingOff { mig, deadline };
     }
 
-    /// The target's answer to a handoff.
-    pub fn on_handoff_reply(&mut self, now: Time, migration: u64, result: Result<Ballot, String>) {
+    /// The target's answer to a handoff, from node `from` (authenticated). Only
+    /// the migration's target may answer, and a ballot it reports must be its own.
+    pub fn on_handoff_reply(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        migration: u64,
+        result: Result<Ballot, String>,
+    ) -> Result<(), Refusal> {
         let Phase::HandingOff { mig, .. } = &self.phase else {
-            return;
+            return Ok(());
         };
         if mig.id != migration {
-            return;
+            return Ok(());
+        }
+        if from != mig.to {
+            return Err(Refusal::NotHolder { sender: from });
+        }
+        if let Ok(ballot) = &result
+            && ballot.node != from
+        {
+            return Err(Refusal::ForeignBallot {
+                ballot: *ballot,
+                sender: from,
+            });
         }
         let mig = mig.clone();
         match result {
@@ -1346,6 +1411,18 @@ impl Activation {
             }
             Err(_) => self.resume(now),
         }
+        Ok(())
+    }
+
+    /// Whether `node` is a replica this activation sent requests to (members of
+    /// the sets it fenced, committed or moved to). Replies from others are refused.
+    pub fn asks(&self, node: &NodeId) -> bool {
+        self.asked.contains(node)
+    }
+
+    /// The streams of this actor's outputs (for checking who may ack them).
+    pub fn streams(&self) -> &Streams {
+        &self.streams
     }
 
     /// The handoff failed or timed out: fence again (the target may have fenced) and
@@ -1586,7 +1663,11 @@ impl Activation {
 
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<(NodeId, DurableMsg)> {
-        self.transmit.pop_front()
+        let t = self.transmit.pop_front()?;
+        if matches!(t.1, DurableMsg::Replica { .. }) {
+            self.asked.insert(t.0);
+        }
+        Some(t)
     }
 
     /// The next event for the owner.

@@ -9,8 +9,69 @@
 //!   moved away less than `forward_ttl` ago, it is forwarded to the new host and its
 //!   sender is told where the actor went; otherwise the sender is told the actor is
 //!   not here (it looks it up again);
-//! * acks, nacks and redirects go to the sender they name: an activation here, one
-//!   that moved (forwarded), or a client session.
+//! * acks, nacks and redirects go to the sender they name: an activation here or a
+//!   client session. They are not forwarded after the sender moved (the node
+//!   forwarding them would not be the stream's peer): the moved sender resends
+//!   and hears again.
+//!
+//! # Trust: who may say what
+//!
+//! Nodes are admitted, not trusted. [`DurableNode::handle`] takes the sender the
+//! transport authenticated (the Noise peer id) with every message, and refuses,
+//! with a typed [`Refusal`] counted in [`NodeStats::refused`], any message that
+//! sender may not send:
+//!
+//! * **Origin.** Every field naming the message's origin (`from` of replica
+//!   requests, replica replies, handoffs and handoff replies; `reply_to` of an
+//!   envelope on its first hop) must be the sender.
+//! * **Ballots are their node's.** A ballot names the node that activated under
+//!   it. A replica request (fence, write, check, drop) carries the sender's own
+//!   ballot; an ack's ballot is the acking node's; a redirect's `(node, ballot)`
+//!   agree; a handed-off record was written under the handing node's ballot; a
+//!   handoff reply's ballot is the target's. So nothing done to a slot can be
+//!   passed off as another node's doing.
+//! * **Bounded ballots.** A ballot more than [`crate::wire::BALLOT_STEP_MAX`]
+//!   rounds above the highest this node knows for the key (its replica's promise)
+//!   is refused, so no single message can push a key near `u64::MAX`; all ballot,
+//!   sequence and request arithmetic saturates or is checked.
+//! * **Replica replies** count only from replicas the activation asked (members of
+//!   the sets it fences or commits to). A promise naming a record at or above the
+//!   fencing ballot is ignored (no honest replica can hold one).
+//! * **Holders.** A replica drops a key only for the ballot holding its promise
+//!   (not a higher one that never fenced). A handoff is restored only once a
+//!   replica confirms it holds exactly the handed-off record (order and blake3
+//!   digest): a node cannot hand over a state the replicas do not hold. A handoff
+//!   reply counts only from the migration's target.
+//! * **Streams.** An ack, nack or redirect for a stream counts only from the node
+//!   the stream sends to (or last sent to), and an ack or nack cannot reach past
+//!   the last number the stream gave.
+//! * **Commands** (activate, migrate, reconfigure, release) count only from this
+//!   node and from the node the registry resolves the scheduler to
+//!   ([`DurableNode::set_commander`]); commands are not signed, so that is the
+//!   only issuer that can be checked.
+//!
+//! What a malicious admitted node can still do, and what would close it:
+//! * fence any key under its own ballot (replicas cannot tell a node the
+//!   scheduler placed the actor on from any other without signed placement
+//!   grants), and then write or drop under that ballot: the holder steps down,
+//!   and the liar's node id is in the promise, so the act is attributable;
+//! * as a member of a replica set, answer its fences with a made-up record
+//!   (below the fencing ballot) or refuse them: one Byzantine replica among a
+//!   crash-tolerant set is not tolerated (that needs signed records);
+//! * forward an envelope (hops > 0) that names another sender, or send one as a
+//!   durable actor or client session it does not host: envelope senders are not
+//!   signed. Acks of such an envelope still go back to the node it names, not to
+//!   the liar;
+//! * make an activation step down by sending it an envelope claiming a ballot one
+//!   round above it (the scheduler activates it again);
+//! * if the registry resolves the scheduler to it, command this node (the
+//!   registry's claims are the registry's to authenticate).
+//!
+//! It can no longer: act under another node's identity or ballot, wedge a key at
+//! `u64::MAX`, drop a key it does not hold the promise of, hand over a made-up
+//! state, ack, nack or redirect a stream it is not the peer of (so it cannot make
+//! acknowledged messages vanish), answer replica requests it was not asked, or
+//! command a node unless it hosts the scheduler.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -24,7 +85,9 @@ use crate::activation::{
 use crate::replica::{Replica, SlotStore};
 use crate::stream::{StreamEvent, Streams};
 use crate::types::{Ballot, DurableKey, ReplicaSet, SenderId};
-use crate::wire::{Command, DurableMsg, Envelope, HOPS_MAX, Redirect, ReplicaOp};
+use crate::wire::{
+    Command, DurableMsg, Envelope, HOPS_MAX, Handoff, Redirect, Refusal, ReplicaOp, ballot_step_ok,
+};
 
 /// Settings of a node's durable service.
 #[derive(Clone, Copy, Debug)]
@@ -92,6 +155,69 @@ pub struct NodeStats {
     pub activations: u64,
     /// Commits completed by actors here.
     pub commits: u64,
+    /// Messages refused, by reason.
+    pub refused: RefusalStats,
+}
+
+/// Messages a node refused, by [`Refusal`] reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefusalStats {
+    /// [`Refusal::ForgedOrigin`].
+    pub forged_origin: u64,
+    /// [`Refusal::ForeignBallot`].
+    pub foreign_ballot: u64,
+    /// [`Refusal::BallotStep`].
+    pub ballot_step: u64,
+    /// [`Refusal::NotReplica`].
+    pub not_replica: u64,
+    /// [`Refusal::NotHolder`].
+    pub not_holder: u64,
+    /// [`Refusal::NotStreamPeer`].
+    pub not_stream_peer: u64,
+    /// [`Refusal::CounterRange`].
+    pub counter_range: u64,
+    /// [`Refusal::NotCommander`].
+    pub not_commander: u64,
+}
+
+impl RefusalStats {
+    fn count(&mut self, why: &Refusal) {
+        let c = match why {
+            Refusal::ForgedOrigin { .. } => &mut self.forged_origin,
+            Refusal::ForeignBallot { .. } => &mut self.foreign_ballot,
+            Refusal::BallotStep { .. } => &mut self.ballot_step,
+            Refusal::NotReplica { .. } => &mut self.not_replica,
+            Refusal::NotHolder { .. } => &mut self.not_holder,
+            Refusal::NotStreamPeer { .. } => &mut self.not_stream_peer,
+            Refusal::CounterRange { .. } => &mut self.counter_range,
+            Refusal::NotCommander { .. } => &mut self.not_commander,
+        };
+        *c = c.saturating_add(1);
+    }
+
+    /// Every refusal.
+    pub fn total(&self) -> u64 {
+        [
+            self.forged_origin,
+            self.foreign_ballot,
+            self.ballot_step,
+            self.not_replica,
+            self.not_holder,
+            self.not_stream_peer,
+            self.counter_range,
+            self.not_commander,
+        ]
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(*b))
+    }
+}
+
+fn origin(claimed: NodeId, sender: NodeId) -> Result<(), Refusal> {
+    if claimed == sender {
+        Ok(())
+    } else {
+        Err(Refusal::ForgedOrigin { claimed, sender })
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -116,6 +242,8 @@ pub struct DurableNode<S: SlotStore> {
     events: VecDeque<NodeEvent>,
     /// Each activation gets its own range of request numbers.
     next_req_base: u64,
+    /// The node that may command this one besides itself (the scheduler's host).
+    commander: Option<NodeId>,
     /// Counters.
     pub stats: NodeStats,
 }
@@ -136,6 +264,7 @@ impl<S: SlotStore> DurableNode<S> {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             next_req_base: 1 << 32,
+            commander: None,
             stats: NodeStats::default(),
         }
     }
@@ -172,11 +301,52 @@ impl<S: SlotStore> DurableNode<S> {
 
     // ----- inputs -----
 
-    /// A message from another node (or this one: the driver loops back messages a
-    /// node sends itself).
-    pub fn handle(&mut self, now: Time, msg: DurableMsg) {
+    /// Says which node may command this one besides itself: the node the
+    /// cluster registry resolves the scheduler to (`None`: no one else). The
+    /// driver updates it whenever its registry view may have changed.
+    pub fn set_commander(&mut self, node: Option<NodeId>) {
+        self.commander = node;
+    }
+
+    /// A message from node `from`, as the transport authenticated it (or from
+    /// this node: the driver loops back messages a node sends itself). A message
+    /// `from` may not send is refused, changes nothing, and is counted in
+    /// [`NodeStats::refused`]; see the module docs for the rules.
+    pub fn handle(&mut self, now: Time, from: NodeId, msg: DurableMsg) -> Result<(), Refusal> {
+        let result = self.admit(now, from, msg);
+        if let Err(why) = &result {
+            self.stats.refused.count(why);
+        }
+        result
+    }
+
+    fn admit(&mut self, now: Time, from: NodeId, msg: DurableMsg) -> Result<(), Refusal> {
         match msg {
-            DurableMsg::Replica { from, req, key, op } => {
+            DurableMsg::Replica {
+                from: claimed,
+                req,
+                key,
+                op,
+            } => {
+                origin(claimed, from)?;
+                let ballot = match &op {
+                    ReplicaOp::Fence { ballot, .. }
+                    | ReplicaOp::Check { ballot }
+                    | ReplicaOp::Drop { ballot } => *ballot,
+                    ReplicaOp::Write { record } => record.ballot,
+                };
+                // A node fences, writes, checks and drops only under its own
+                // ballots, so whatever it does to a slot is attributable to it.
+                if ballot.node != from {
+                    return Err(Refusal::ForeignBallot {
+                        ballot,
+                        sender: from,
+                    });
+                }
+                let known = self.replica.promised(&key);
+                if !ballot_step_ok(ballot, known) {
+                    return Err(Refusal::BallotStep { ballot, known });
+                }
                 let reply = self.replica.handle(&key, &op);
                 self.transmit.push_back((
                     from,
@@ -189,126 +359,178 @@ impl<S: SlotStore> DurableNode<S> {
                 ));
             }
             DurableMsg::ReplicaReply {
-                from,
+                from: claimed,
                 req,
                 key,
                 reply,
             } => {
+                origin(claimed, from)?;
                 if let Some(a) = self.actors.get_mut(&key) {
+                    if !a.asks(&from) {
+                        return Err(Refusal::NotReplica { sender: from });
+                    }
                     a.on_replica_reply(now, from, req, reply);
                     self.touched.insert(key);
                 }
             }
-            DurableMsg::Envelope(env) => self.route_envelope(now, env),
-            DurableMsg::Ack(ack) => match ack.to.clone() {
-                SenderId::Actor(k) => {
-                    if let Some(a) = self.actors.get_mut(&k) {
-                        a.on_ack(now, ack);
-                        self.touched.insert(k);
-                    } else if let Some(f) = self.forward(&k, now) {
-                        self.transmit.push_back((f, DurableMsg::Ack(ack)));
+            DurableMsg::Envelope(env) => {
+                // The first hop comes from the sender's own node; later hops from
+                // forwarders (whose word on `reply_to` the receiver cannot check:
+                // see the module docs).
+                if env.hops == 0 {
+                    origin(env.reply_to, from)?;
+                }
+                self.route_envelope(now, env);
+            }
+            DurableMsg::Ack(ack) => {
+                if ack.ballot.node != from {
+                    return Err(Refusal::ForeignBallot {
+                        ballot: ack.ballot,
+                        sender: from,
+                    });
+                }
+                match ack.to.clone() {
+                    SenderId::Actor(k) => {
+                        if let Some(a) = self.actors.get_mut(&k) {
+                            a.streams().check_peer(&ack.key, from)?;
+                            a.streams().check_seq(&ack.key, ack.up_to, false)?;
+                            a.on_ack(now, ack);
+                            self.touched.insert(k);
+                        }
+                    }
+                    SenderId::Client(id) => {
+                        if let Some(s) = self.sessions.get_mut(&id) {
+                            s.check_peer(&ack.key, from)?;
+                            s.check_seq(&ack.key, ack.up_to, false)?;
+                            s.on_ack(now, &ack.key, ack.up_to, ack.ballot, ack.replies);
+                        }
                     }
                 }
-                SenderId::Client(id) => {
-                    if let Some(s) = self.sessions.get_mut(&id) {
-                        s.on_ack(now, &ack.key, ack.up_to, ack.ballot, ack.replies);
-                    }
-                }
-            },
+            }
             DurableMsg::Nack(nack) => match nack.to.clone() {
                 SenderId::Actor(k) => {
                     if let Some(a) = self.actors.get_mut(&k) {
+                        a.streams().check_peer(&nack.key, from)?;
+                        a.streams().check_seq(&nack.key, nack.expected, true)?;
                         a.on_nack(now, nack);
                         self.touched.insert(k);
-                    } else if let Some(f) = self.forward(&k, now) {
-                        self.transmit.push_back((f, DurableMsg::Nack(nack)));
                     }
                 }
                 SenderId::Client(id) => {
                     if let Some(s) = self.sessions.get_mut(&id) {
+                        s.check_peer(&nack.key, from)?;
+                        s.check_seq(&nack.key, nack.expected, true)?;
                         let wait = Duration::from_millis(u64::from(nack.retry_after_ms));
                         s.on_nack(now, &nack.key, nack.expected, wait);
                     }
                 }
             },
-            DurableMsg::Redirect(r) => match r.to.clone() {
-                SenderId::Actor(k) => {
-                    if let Some(a) = self.actors.get_mut(&k) {
-                        a.on_redirect(now, r);
-                        self.touched.insert(k);
-                    } else if let Some(f) = self.forward(&k, now) {
-                        self.transmit.push_back((f, DurableMsg::Redirect(r)));
+            DurableMsg::Redirect(r) => {
+                if let Some((node, ballot)) = r.node
+                    && ballot.node != node
+                {
+                    return Err(Refusal::ForeignBallot {
+                        ballot,
+                        sender: from,
+                    });
+                }
+                match r.to.clone() {
+                    SenderId::Actor(k) => {
+                        if let Some(a) = self.actors.get_mut(&k) {
+                            a.streams().check_peer(&r.key, from)?;
+                            a.on_redirect(now, r);
+                            self.touched.insert(k);
+                        }
+                    }
+                    SenderId::Client(id) => {
+                        if let Some(s) = self.sessions.get_mut(&id) {
+                            s.check_peer(&r.key, from)?;
+                            s.on_redirect(now, &r.key, r.node);
+                        }
                     }
                 }
-                SenderId::Client(id) => {
-                    if let Some(s) = self.sessions.get_mut(&id) {
-                        s.on_redirect(now, &r.key, r.node);
-                    }
-                }
-            },
+            }
             DurableMsg::Handoff(h) => {
-                let key = h.key.clone();
-                if self.actors.contains_key(&key) {
-                    self.transmit.push_back((
-                        h.from,
-                        DurableMsg::HandoffReply {
-                            key,
-                            migration: h.migration,
-                            from: self.me,
-                            result: Err("the actor is already (being) activated here".into()),
-                        },
-                    ));
-                    return;
+                origin(h.from, from)?;
+                // The holder hands off the record it committed under its own
+                // ballot; the target then checks with the replicas that they hold
+                // exactly that record (see `activation`).
+                if h.record.ballot.node != from {
+                    return Err(Refusal::ForeignBallot {
+                        ballot: h.record.ballot,
+                        sender: from,
+                    });
                 }
-                if self.actors.len() >= self.config.actors_max {
-                    self.transmit.push_back((
-                        h.from,
-                        DurableMsg::HandoffReply {
-                            key,
-                            migration: h.migration,
-                            from: self.me,
-                            result: Err(format!(
-                                "this node hosts {} actors already",
-                                self.config.actors_max
-                            )),
-                        },
-                    ));
-                    return;
+                let known = self.replica.promised(&h.key);
+                if !ballot_step_ok(h.record.ballot, known) {
+                    return Err(Refusal::BallotStep {
+                        ballot: h.record.ballot,
+                        known,
+                    });
                 }
-                let start = Start {
-                    key: key.clone(),
-                    me: self.me,
-                    sets: vec![h.set],
-                    spec: h.spec,
-                    seen: Ballot::ZERO,
-                    handoff: Some((h.record, h.queued, h.from, h.migration)),
-                    req_base: 0,
-                };
-                self.start_activation(now, start);
+                self.handoff(now, h);
             }
             DurableMsg::HandoffReply {
                 key,
                 migration,
+                from: claimed,
                 result,
-                ..
             } => {
+                origin(claimed, from)?;
                 if let Some(a) = self.actors.get_mut(&key) {
-                    a.on_handoff_reply(now, migration, result);
+                    a.on_handoff_reply(now, from, migration, result)?;
                     self.touched.insert(key);
                 }
             }
-            DurableMsg::Command(c) => self.command(now, c),
+            DurableMsg::Command(c) => {
+                if from != self.me && Some(from) != self.commander {
+                    return Err(Refusal::NotCommander { sender: from });
+                }
+                self.command(now, c);
+            }
         }
+        Ok(())
     }
 
-    fn forward(&mut self, key: &DurableKey, now: Time) -> Option<NodeId> {
-        let f = self.forwards.get(key)?;
-        if f.until <= now {
-            self.forwards.remove(key);
-            return None;
+    fn handoff(&mut self, now: Time, h: Handoff) {
+        let key = h.key.clone();
+        if self.actors.contains_key(&key) {
+            self.transmit.push_back((
+                h.from,
+                DurableMsg::HandoffReply {
+                    key,
+                    migration: h.migration,
+                    from: self.me,
+                    result: Err("the actor is already (being) activated here".into()),
+                },
+            ));
+            return;
         }
-        self.stats.forwarded += 1;
-        Some(f.node)
+        if self.actors.len() >= self.config.actors_max {
+            self.transmit.push_back((
+                h.from,
+                DurableMsg::HandoffReply {
+                    key,
+                    migration: h.migration,
+                    from: self.me,
+                    result: Err(format!(
+                        "this node hosts {} actors already",
+                        self.config.actors_max
+                    )),
+                },
+            ));
+            return;
+        }
+        let start = Start {
+            key: key.clone(),
+            me: self.me,
+            sets: vec![h.set],
+            spec: h.spec,
+            seen: Ballot::ZERO,
+            handoff: Some((h.record, h.queued, h.from, h.migration)),
+            req_base: 0,
+        };
+        self.start_activation(now, start);
     }
 
     fn route_envelope(&mut self, now: Time, mut env: Envelope) {
@@ -399,7 +621,8 @@ impl<S: SlotStore> DurableNode<S> {
 
     fn start_activation(&mut self, now: Time, mut start: Start) {
         start.req_base = self.next_req_base;
-        self.next_req_base += 1 << 32;
+        // Local: wraps after 2^32 activations, long after older ones are gone.
+        self.next_req_base = self.next_req_base.wrapping_add(1 << 32);
         let key = start.key.clone();
         match Activation::start(now, self.config.activation, start) {
             Some(a) => {
@@ -433,16 +656,8 @@ impl<S: SlotStore> DurableNode<S> {
         }
         self.forwards.remove(key);
         // This node's own copy goes whatever the promise: the scheduler owns the
-        // actor's lifetime.
-        let _ = self.replica.handle(
-            key,
-            &ReplicaOp::Drop {
-                ballot: Ballot {
-                    round: u64::MAX,
-                    node: NodeId::ZERO,
-                },
-            },
-        );
+        // actor's lifetime. (A store failure is counted by the replica.)
+        let _ = self.replica.forget(key);
     }
 
     /// The user code of `key` applied batch `token`.

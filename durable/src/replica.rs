@@ -8,7 +8,8 @@
 //!   its record (if newer than what the fencer already has).
 //! * `Write(r)` succeeds iff `r.ballot >= promised`; the slot then promises
 //!   `r.ballot` and keeps `r` if it orders after the stored record.
-//! * `Drop(b)` succeeds iff `b >= promised`, and forgets the key.
+//! * `Drop(b)` succeeds iff `b == promised` (the holder's own ballot), and forgets
+//!   the key.
 //!
 //! A record is *committed* once a majority of its replica set stored it. Because
 //! an activation fences a majority before it serves, and every two majorities of a
@@ -67,10 +68,14 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
                 (Some(_), None) => true,
                 (None, _) => false,
             };
+            let digest = record
+                .filter(|_| !newer)
+                .map(|r| *blake3::hash(&r.body).as_bytes());
             let reply = ReplicaReply::Promised {
                 ballot: *ballot,
                 record: if newer { record.cloned() } else { None },
                 order,
+                digest,
             };
             (SlotChange::Promise(*ballot), reply)
         }
@@ -106,7 +111,9 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
             (SlotChange::Keep, reply)
         }
         ReplicaOp::Drop { ballot } => {
-            if *ballot < promised {
+            // Only the holder of the promise may drop: a higher ballot that never
+            // fenced this slot is not the holder.
+            if slot.is_some() && *ballot != promised {
                 return (SlotChange::Keep, ReplicaReply::Refused { promised });
             }
             let change = if slot.is_some() {
@@ -230,6 +237,23 @@ impl<S: SlotStore> Replica<S> {
         self.store
     }
 
+    /// The promise in force for `key` (`Ballot::ZERO` if none, or if the store
+    /// fails: the request itself then fails too).
+    pub fn promised(&self, key: &DurableKey) -> Ballot {
+        match self.store.get(key) {
+            Ok(Some(slot)) => slot.promised,
+            _ => Ballot::ZERO,
+        }
+    }
+
+    /// Forgets `key` whatever the promise (the node's own release: the
+    /// scheduler owns the actor's lifetime).
+    pub fn forget(&mut self, key: &DurableKey) -> Result<(), StoreError> {
+        self.store
+            .delete(key)
+            .inspect_err(|_| self.store_failures += 1)
+    }
+
     /// Handles one request; the change is stored before the reply is returned.
     pub fn handle(&mut self, key: &DurableKey, op: &ReplicaOp) -> ReplicaReply {
         let slot = match self.store.get(key) {
@@ -301,7 +325,8 @@ mod tests {
             ReplicaReply::Promised {
                 ballot: b(2, 2),
                 record: Some(rec(b(1, 1), 1)),
-                order: Some((b(1, 1), 1))
+                order: Some((b(1, 1), 1)),
+                digest: None,
             }
         );
         let w2 = ReplicaOp::Write {
@@ -326,11 +351,17 @@ mod tests {
             ReplicaReply::Promised {
                 ballot: b(3, 1),
                 record: None,
-                order: Some((b(1, 1), 1))
+                order: Some((b(1, 1), 1)),
+                digest: Some(*blake3::hash(&rec(b(1, 1), 1).body).as_bytes()),
             }
         );
         assert_eq!(
             r.handle(&key, &ReplicaOp::Drop { ballot: b(2, 9) }),
+            ReplicaReply::Refused { promised: b(3, 1) }
+        );
+        // A higher ballot that never fenced the slot is not its holder.
+        assert_eq!(
+            r.handle(&key, &ReplicaOp::Drop { ballot: b(4, 9) }),
             ReplicaReply::Refused { promised: b(3, 1) }
         );
         assert_eq!(

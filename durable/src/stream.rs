@@ -23,7 +23,7 @@ use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{Ballot, DurableKey, SenderId};
-use crate::wire::{Envelope, Reply};
+use crate::wire::{Envelope, Refusal, Reply};
 
 /// One numbered message waiting for its ack.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +89,9 @@ struct Link {
     /// The newest ballot of the receiver heard from (acks, redirects); sent in
     /// envelopes so that a stale activation steps down.
     seen: Ballot,
+    /// The node last transmitted to (kept when `location` is forgotten, so its
+    /// late acks still count).
+    peer: Option<NodeId>,
 }
 
 struct Stream {
@@ -185,7 +188,8 @@ impl Streams {
             link: Link::new(config, 0),
         });
         let seq = stream.durable.next_seq.max(1);
-        stream.durable.next_seq = seq + 1;
+        // 2^64 messages to one receiver are beyond any run; saturate, not wrap.
+        stream.durable.next_seq = seq.saturating_add(1);
         stream.durable.unacked.push_back(OutMsg {
             seq,
             payload,
@@ -252,6 +256,37 @@ impl Streams {
     /// Whether every message has been acknowledged.
     pub fn is_idle(&self) -> bool {
         self.unacked == 0
+    }
+
+    /// Whether `peer` may speak for the receiver `key` of one of these streams
+    /// (ack, nack or redirect it): only the node the stream sends to, or last
+    /// sent to, may. Anything about a receiver with no stream is ignored anyway.
+    pub fn check_peer(&self, key: &DurableKey, peer: NodeId) -> Result<(), Refusal> {
+        let Some(s) = self.streams.get(key) else {
+            return Ok(());
+        };
+        if s.link.location.is_some_and(|(n, _)| n == peer) || s.link.peer == Some(peer) {
+            Ok(())
+        } else {
+            Err(Refusal::NotStreamPeer { sender: peer })
+        }
+    }
+
+    /// Whether `seq` could be a number of the stream to `key`: at most the last
+    /// number given (`next` is the next number instead, for a nack's `expected`).
+    pub fn check_seq(&self, key: &DurableKey, seq: u64, next: bool) -> Result<(), Refusal> {
+        let Some(s) = self.streams.get(key) else {
+            return Ok(());
+        };
+        let max = if next {
+            s.durable.next_seq.max(1)
+        } else {
+            s.durable.next_seq.saturating_sub(1)
+        };
+        if seq > max {
+            return Err(Refusal::CounterRange { got: seq, max });
+        }
+        Ok(())
     }
 
     /// The receiver acknowledged up to `up_to`.
@@ -390,7 +425,11 @@ impl Streams {
             };
             let base = first(s);
             let window_end = base.saturating_add(config.window as u64).saturating_sub(1);
-            let from = s.link.sent_up_to.max(base.saturating_sub(1)) + 1;
+            let from = s
+                .link
+                .sent_up_to
+                .max(base.saturating_sub(1))
+                .saturating_add(1);
             let to = limit.min(window_end);
             if from > to {
                 continue;
@@ -418,6 +457,7 @@ impl Streams {
                 ));
             }
             s.link.sent_up_to = to;
+            s.link.peer = Some(node);
             if s.link.deadline.is_none() {
                 s.link.deadline = Some(now + s.link.rto);
             }
@@ -470,6 +510,7 @@ impl Link {
             rto: config.rto_min,
             hold_until: Time::ZERO,
             seen: Ballot::ZERO,
+            peer: None,
         }
     }
 }

@@ -11,6 +11,84 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
 
+/// Most a peer-supplied ballot round may exceed the highest round the receiver
+/// knows for the key. Honest activations go one round above what they have seen, so
+/// they never come near it; a node that claims more is refused, so it takes a liar
+/// at least 2^32 accepted messages, each one attributable to it (a ballot names
+/// its node), to push a key's round to `u64::MAX`.
+pub const BALLOT_STEP_MAX: u64 = 1 << 32;
+
+/// Whether `ballot` is at most [`BALLOT_STEP_MAX`] rounds above `known`.
+pub fn ballot_step_ok(ballot: Ballot, known: Ballot) -> bool {
+    ballot.round <= known.round.saturating_add(BALLOT_STEP_MAX)
+}
+
+/// Why a node refused a message. The sending node is at fault (it is admitted, but
+/// said something it may not say); the message changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// A field naming the message's origin names another node than the one the
+    /// transport authenticated.
+    #[error("the message says it is from {claimed}, but {sender} sent it")]
+    ForgedOrigin {
+        /// The node the message names.
+        claimed: NodeId,
+        /// The authenticated sender.
+        sender: NodeId,
+    },
+    /// A ballot the sender uses as its own belongs to another node.
+    #[error("ballot {ballot} is not the sender {sender}'s")]
+    ForeignBallot {
+        /// The ballot.
+        ballot: Ballot,
+        /// The authenticated sender.
+        sender: NodeId,
+    },
+    /// A ballot more than [`BALLOT_STEP_MAX`] rounds above the highest known.
+    #[error("ballot {ballot} is too far above {known}")]
+    BallotStep {
+        /// The ballot.
+        ballot: Ballot,
+        /// The highest the receiver knows for the key.
+        known: Ballot,
+    },
+    /// A replica reply from a node that was not asked (not in the replica sets
+    /// the activation sent to).
+    #[error("{sender} is not a replica this activation asked")]
+    NotReplica {
+        /// The authenticated sender.
+        sender: NodeId,
+    },
+    /// A handoff, a handoff reply or a release from a node that does not hold
+    /// the actor (or is not the migration's target).
+    #[error("{sender} does not hold the actor")]
+    NotHolder {
+        /// The authenticated sender.
+        sender: NodeId,
+    },
+    /// An ack, nack or redirect from a node the stream did not send to.
+    #[error("{sender} is not where the stream sends")]
+    NotStreamPeer {
+        /// The authenticated sender.
+        sender: NodeId,
+    },
+    /// A counter (sequence number) beyond what the receiver could have sent.
+    #[error("sequence number {got} beyond {max}")]
+    CounterRange {
+        /// The number claimed.
+        got: u64,
+        /// The most it could be.
+        max: u64,
+    },
+    /// A command from a node other than this one and the scheduler's host.
+    #[error("{sender} may not command this node")]
+    NotCommander {
+        /// The authenticated sender.
+        sender: NodeId,
+    },
+}
+
 /// Largest encoded message accepted (a handoff carries a snapshot and queued
 /// messages).
 pub const MSG_BYTES_MAX: usize = codec::FRAME_BYTES_MAX;
@@ -108,6 +186,10 @@ pub enum ReplicaReply {
         record: Option<Record>,
         /// The stored record's `(ballot, version)`.
         order: Option<(Ballot, u64)>,
+        /// blake3 of the stored record's body when `record` is not returned: a
+        /// migration target checks the record a handoff brought against it, so a
+        /// node cannot hand over a state the replicas do not hold.
+        digest: Option<[u8; 32]>,
     },
     /// The record `(ballot, version)` is stored.
     Written {

@@ -206,7 +206,7 @@ impl Net {
                 }
                 let now = self.now;
                 if let Some(node) = self.nodes.get_mut(&to) {
-                    node.handle(now, msg);
+                    node.handle(now, from, msg).unwrap();
                     self.flush(to);
                 }
             } else {

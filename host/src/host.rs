@@ -12,7 +12,10 @@
 //! * [`DurableHost::handle_wire`]: a durable protocol message from another node,
 //!   as the bytes [`plexus_durable::wire::encode`] made (both drivers carry these
 //!   exact bytes as a mesh tell to `(node, SERVICE_LOCAL_ID)` under
-//!   [`plexus_durable::MESSAGE_TYPE`]);
+//!   [`plexus_durable::MESSAGE_TYPE`]), with the sender the transport
+//!   authenticated; the core refuses what that sender may not say (see
+//!   [`plexus_durable::node`]). Commands are taken only from this node and from
+//!   the node the registry resolves the scheduler to;
 //! * [`DurableHost::handle_timeout`]: time passes; runs the core's timers and, when
 //!   due, the scheduler tick (watchdog, then the scheduler's view);
 //! * [`DurableHost::submit`] (a signed request for the scheduler, answered later by
@@ -49,7 +52,7 @@ use plexus_durable::node::{DurableNode, NodeConfig, NodeEvent};
 use plexus_durable::replica::SlotStore;
 use plexus_durable::stream::StreamEvent;
 use plexus_durable::types::{Ballot, DurableKey, ReplicaSet};
-use plexus_durable::wire::{self, DurableMsg};
+use plexus_durable::wire::{self, DurableMsg, Refusal};
 use plexus_durable::{Record, SERVICE_LOCAL_ID};
 use plexus_scheduler::SCHEDULER_KEY;
 use plexus_scheduler::app::{
@@ -223,6 +226,19 @@ pub enum Note {
     },
 }
 
+/// Why a durable message from another node was dropped. The sending node is at
+/// fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The bytes are not a durable message.
+    #[error("undecodable durable message: {0}")]
+    Undecodable(CodecError),
+    /// The sender may not say what the message says.
+    #[error("refused durable message: {0}")]
+    Refused(Refusal),
+}
+
 /// Why a request could not be handed to the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -294,6 +310,10 @@ pub struct HostStatus {
     pub commits: u64,
     /// Whether the scheduler is active here.
     pub scheduler_here: bool,
+    /// Durable messages refused because their sender may not say them (see
+    /// `plexus_durable::node`; by reason in the core's stats).
+    #[serde(default)]
+    pub refused: u64,
 }
 
 /// Wraps each batch a user code applies; the daemon opens a tracing span around
@@ -428,6 +448,7 @@ impl<S: SlotStore> DurableHost<S> {
         let mut status = self.status.clone();
         status.activations = self.core.stats.activations;
         status.commits = self.core.stats.commits;
+        status.refused = self.core.stats.refused.total();
         status.actors = self
             .core
             .actors()
@@ -483,15 +504,24 @@ impl<S: SlotStore> DurableHost<S> {
 
     // ----- inputs -----
 
-    /// A durable message from another node's service.
-    pub fn handle_wire(&mut self, now: Time, bytes: &[u8]) -> Result<(), CodecError> {
-        let msg = wire::decode(bytes)?;
-        self.core.handle(now, msg);
-        Ok(())
+    /// A durable message from another node's service; `from` is the sender the
+    /// transport authenticated (never a field of the message).
+    pub fn handle_wire(&mut self, now: Time, from: NodeId, bytes: &[u8]) -> Result<(), WireError> {
+        let msg = wire::decode(bytes).map_err(WireError::Undecodable)?;
+        self.core.handle(now, from, msg).map_err(WireError::Refused)
+    }
+
+    /// Lets the core take commands from the node the registry resolves the
+    /// scheduler to (the scheduler's commands are not signed; its host is the one
+    /// issuer that can be checked).
+    fn update_commander(&mut self, dir: &dyn Directory) {
+        let commander = dir.lookup(&self.scheduler.registry_name());
+        self.core.set_commander(commander);
     }
 
     /// Time passes: the core's timers, then the scheduler tick if it is due.
     pub fn handle_timeout(&mut self, now: Time, dir: &dyn Directory) {
+        self.update_commander(dir);
         if self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.core.handle_timeout(now);
         }
@@ -596,6 +626,7 @@ impl<S: SlotStore> DurableHost<S> {
         dir: &dyn Directory,
         observe: &mut dyn FnMut(&Self, &Note),
     ) -> Result<(), Livelock> {
+        self.update_commander(dir);
         for _ in 0..self.config.pump_rounds_max {
             self.core.flush(now, &mut |k| {
                 dir.lookup(&k.registry_name()).map(|n| (n, Ballot::ZERO))
@@ -631,7 +662,9 @@ impl<S: SlotStore> DurableHost<S> {
         observe: &mut dyn FnMut(&Self, &Note),
     ) {
         if to == self.me {
-            self.core.handle(now, msg);
+            // This node's own word: refused only if the core's own checks fail,
+            // which the core counts in its stats.
+            let _ = self.core.handle(now, self.me, msg);
             return;
         }
         match wire::encode(&msg) {

@@ -28,7 +28,7 @@ pub use code::{CodeError, DurableCode, DurableKind, KindError, Kinds};
 pub use facts::{ClusterFacts, Directory, Grant, MemberFacts};
 pub use host::{
     AnswerError, ApplyTracer, DurableHost, Effect, Fault, HostConfig, HostStatus, Livelock, Note,
-    ONE_SHOT, RequestId, SendError, SubmitError,
+    ONE_SHOT, RequestId, SendError, SubmitError, WireError,
 };
 
 #[cfg(test)]

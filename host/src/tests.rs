@@ -208,7 +208,7 @@ impl Net {
                     match effect {
                         Effect::Send { to, bytes } => {
                             let j = self.index(to);
-                            self.hosts[j].handle_wire(self.now, &bytes).unwrap();
+                            self.hosts[j].handle_wire(self.now, me, &bytes).unwrap();
                         }
                         Effect::Register { name, rank, actor } => {
                             assert_eq!(actor.origin, me);
@@ -413,7 +413,8 @@ fn what_goes_on_the_wire_is_the_durable_codec() {
     }
     let host = net.host_of(&key)[0];
     assert_eq!(sent, usize::from(host != 2));
-    assert!(net.hosts[0].handle_wire(net.now, b"garbage").is_err());
+    let from = net.hosts[1].id();
+    assert!(net.hosts[0].handle_wire(net.now, from, b"garbage").is_err());
 }
 
 /// The bytes every host's store holds (the in-memory `SlotStore`, encoded as a

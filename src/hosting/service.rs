@@ -51,8 +51,14 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// Messages to the service.
 pub enum ServiceMsg {
     /// A durable protocol message from another node's service: the bytes
-    /// `plexus_durable::wire::encode` made, decoded by the host.
-    Wire(Vec<u8>),
+    /// `plexus_durable::wire::encode` made, decoded by the host, with `from`, the
+    /// node the mesh authenticated as its sender (never a field of the message).
+    Wire {
+        /// The sending node, as the transport authenticated it.
+        from: NodeId,
+        /// The encoded message.
+        bytes: Vec<u8>,
+    },
     /// Time passes (local only).
     Tick,
     /// A request from this node's API (local only).
@@ -61,15 +67,24 @@ pub enum ServiceMsg {
 
 fn encode_wire(msg: &ServiceMsg) -> Result<Vec<u8>, CodecError> {
     match msg {
-        ServiceMsg::Wire(bytes) => Ok(bytes.clone()),
+        ServiceMsg::Wire { bytes, .. } => Ok(bytes.clone()),
         ServiceMsg::Tick | ServiceMsg::Local(_) => Err(CodecError::Encode(
             "only durable protocol messages leave the node".into(),
         )),
     }
 }
 
+/// Decodes a durable message from another node. The mesh decodes it inside
+/// `ActorSystem::try_deliver_remote`, which says who sent it; a message with no
+/// authenticated sender is refused.
 fn decode_wire(bytes: &[u8]) -> Result<ServiceMsg, CodecError> {
-    Ok(ServiceMsg::Wire(bytes.to_vec()))
+    let from = plexus_actors::runtime::decode_sender().ok_or_else(|| {
+        CodecError::Malformed("a durable message without an authenticated sender".into())
+    })?;
+    Ok(ServiceMsg::Wire {
+        from,
+        bytes: bytes.to_vec(),
+    })
 }
 
 fn encode_unit(_: &()) -> Result<Vec<u8>, CodecError> {
@@ -282,9 +297,13 @@ impl Actor for DurableService {
     ) -> Result<(), ActorError> {
         let now = st.now();
         match msg {
-            ServiceMsg::Wire(bytes) => {
-                if let Err(e) = st.host.handle_wire(now, &bytes) {
-                    tracing::warn!(error = %e, "an undecodable durable message was dropped");
+            ServiceMsg::Wire { from, bytes } => {
+                if let Err(e) = st.host.handle_wire(now, from, &bytes) {
+                    tracing::warn!(
+                        error = %e,
+                        %from,
+                        "a durable message was dropped"
+                    );
                 }
             }
             ServiceMsg::Tick => {
@@ -368,7 +387,12 @@ impl DurableService {
                     let peer = system.resolve::<ServiceMsg>(ActorId::new(to, SERVICE_LOCAL_ID));
                     // Refused (window or mailbox full, peer down): the host resends
                     // what matters.
-                    let _ = peer.try_tell(ServiceMsg::Wire(bytes));
+                    // `from` does not travel (only the bytes do): the receiver's
+                    // mesh says who sent them.
+                    let _ = peer.try_tell(ServiceMsg::Wire {
+                        from: system.node_id(),
+                        bytes,
+                    });
                 }
                 Effect::Register { name, actor, rank } => {
                     if let Ok(Err(e)) = self.mesh.register_ranked(&name, actor, rank).await {
@@ -512,11 +536,25 @@ mod tests {
                 key: DurableKey::new("a/b/0").unwrap(),
             });
         let bytes = plexus_durable::wire::encode(&msg).unwrap();
-        let sent = (wire.encode)(&ServiceMsg::Wire(bytes.clone())).unwrap();
+        let me = NodeId::synthetic(1);
+        let sent = (wire.encode)(&ServiceMsg::Wire {
+            from: me,
+            bytes: bytes.clone(),
+        })
+        .unwrap();
         assert_eq!(sent, bytes, "no second envelope around the durable codec");
-        let Ok(ServiceMsg::Wire(received)) = (wire.decode)(&sent) else {
+        // Outside a delivery from another node there is no authenticated sender.
+        assert!((wire.decode)(&sent).is_err());
+        let peer = NodeId::synthetic(2);
+        let decoded = plexus_actors::runtime::with_decode_sender(peer, || (wire.decode)(&sent));
+        let Ok(ServiceMsg::Wire {
+            from,
+            bytes: received,
+        }) = decoded
+        else {
             panic!("not decoded as wire bytes");
         };
+        assert_eq!(from, peer, "the sender is the one the mesh authenticated");
         assert_eq!(plexus_durable::wire::decode(&received).unwrap(), msg);
         assert!(
             (wire.encode)(&ServiceMsg::Tick).is_err(),

@@ -22,7 +22,7 @@ pub use mailbox::{Exit, MAILBOX_CAPACITY_DEFAULT};
 pub use message::{Message, Wire};
 pub use remote::{
     DeliverError, LinkError, Origin, Outgoing, PendingDelivery, RemoteLink, RemoteReply,
-    with_decode_context, with_sender,
+    decode_sender, with_decode_context, with_decode_sender,
 };
 pub use system::{
     ASK_TIMEOUT_DEFAULT, ActorInfo, ActorSystem, NAME_BYTES_MAX, RESERVED_LOCAL_IDS, SpawnOptions,

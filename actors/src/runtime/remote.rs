@@ -138,6 +138,7 @@ pub(crate) trait Inbox: Send + Sync {
     fn try_deliver(
         &self,
         system: &ActorSystem,
+        from: NodeId,
         payload: &[u8],
         reply: Option<RemoteReply>,
     ) -> Result<(), DeliverError>;
@@ -156,10 +157,12 @@ impl<M: Message> Inbox for TypedInbox<M> {
     fn try_deliver(
         &self,
         system: &ActorSystem,
+        from: NodeId,
         payload: &[u8],
         reply: Option<RemoteReply>,
     ) -> Result<(), DeliverError> {
-        let msg = match with_decode_context(system, || (self.wire.decode)(payload)) {
+        let decode = || with_decode_sender(from, || (self.wire.decode)(payload));
+        let msg = match with_decode_context(system, decode) {
             Ok(msg) => msg,
             Err(e) => {
                 let failure = Failure::Malformed(e.to_string());
@@ -205,18 +208,27 @@ thread_local! {
     static DECODE_SENDER: std::cell::Cell<Option<NodeId>> = const { std::cell::Cell::new(None) };
 }
 
-/// Runs `f` (a decode of a message from `sender`, as the transport authenticated
-/// it) so that [`Origin`] fields decode to `sender`.
-pub fn with_sender<R>(sender: NodeId, f: impl FnOnce() -> R) -> R {
+/// Runs `f` (a decode) knowing that the message came from node `from`, as the
+/// transport authenticated it; a decoder reads it with [`decode_sender`].
+pub fn with_decode_sender<R>(from: NodeId, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<NodeId>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            DECODE_SENDER.with(|slot| slot.set(self.0));
+            let previous = self.0.take();
+            DECODE_SENDER.with(|slot| slot.set(previous));
         }
     }
-    let previous = DECODE_SENDER.with(|slot| slot.replace(Some(sender)));
+    let previous = DECODE_SENDER.with(|slot| slot.replace(Some(from)));
     let _restore = Restore(previous);
     f()
+}
+
+/// Inside a decoder of a message from another node: the node it came from, as the
+/// transport authenticated it (never a field of the message). `None` outside
+/// [`ActorSystem::try_deliver_remote`]. Decoders of protocol messages pass it on,
+/// so the protocol's core can check the sender may say what it says.
+pub fn decode_sender() -> Option<NodeId> {
+    DECODE_SENDER.with(std::cell::Cell::get)
 }
 
 /// The node a message came from, for a message that needs to know who asks (the
@@ -251,8 +263,7 @@ impl Serialize for Origin {
 impl<'de> Deserialize<'de> for Origin {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         <()>::deserialize(deserializer)?;
-        DECODE_SENDER
-            .with(std::cell::Cell::get)
+        decode_sender()
             .map(Origin)
             .ok_or_else(|| serde::de::Error::custom("no authenticated sender for this message"))
     }
@@ -289,5 +300,22 @@ impl<'de, M: Message> Deserialize<'de> for ActorRef<M> {
             Some(system) => system.resolve(id),
             None => ActorRef::unbound(id),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_decode_sender_is_set_only_inside_and_restored() {
+        assert_eq!(decode_sender(), None);
+        let (a, b) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        with_decode_sender(a, || {
+            assert_eq!(decode_sender(), Some(a));
+            with_decode_sender(b, || assert_eq!(decode_sender(), Some(b)));
+            assert_eq!(decode_sender(), Some(a));
+        });
+        assert_eq!(decode_sender(), None);
     }
 }

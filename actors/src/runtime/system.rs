@@ -487,10 +487,10 @@ impl ActorSystem {
         self.whereis_typed(name)
     }
 
-    /// Hands a message that arrived from `from` (the node the transport
+    /// Hands a message that arrived from node `from` (the sender the transport
     /// authenticated) to a local actor, without waiting. The payload is decoded
-    /// here, with refs inside bound to this node and [`super::Origin`] fields set to
-    /// `from`.
+    /// here, with refs inside bound to this node and `from` readable through
+    /// [`super::remote::decode_sender`] (and so in [`super::Origin`] fields).
     pub fn try_deliver_remote(
         &self,
         from: NodeId,
@@ -529,7 +529,7 @@ impl ActorSystem {
             };
             return refuse(failure, reply);
         }
-        super::remote::with_sender(from, || inbox.try_deliver(self, payload, reply))
+        inbox.try_deliver(self, from, payload, reply)
     }
 
     /// A typed ref to an actor running on this node.

@@ -119,7 +119,7 @@ impl World {
             } = &*body
                 && target.local == SERVICE_LOCAL_ID
             {
-                self.on_durable(to, payload);
+                self.on_durable(to, from_id, payload);
             } else if let DataBody::Ask { corr, payload, .. } = &*body {
                 self.on_ask(to, from, *corr, payload);
             } else {

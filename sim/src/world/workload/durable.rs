@@ -15,6 +15,7 @@ use plexus_durable::types::{Ballot, DurableKey, SenderId};
 use plexus_durable::{DurableState, MESSAGE_TYPE, Record};
 use plexus_host::{
     ClusterFacts, Directory, DurableHost, Effect, Fault, HostConfig, Kinds, MemberFacts, Note,
+    WireError,
 };
 use plexus_mesh::cluster::Cluster;
 use plexus_scheduler::protocol::{Request, Response, Signed};
@@ -160,17 +161,25 @@ impl World {
         ));
     }
 
-    /// A durable message arrived at node `to` over the mesh.
-    pub(in crate::world) fn on_durable(&mut self, to: usize, payload: &[u8]) {
+    /// A durable message arrived at node `to` over the mesh from node `from`,
+    /// the sender the simulated transport authenticated (the node the frame
+    /// really came from).
+    pub(in crate::world) fn on_durable(&mut self, to: usize, from: NodeId, payload: &[u8]) {
         let now = self.local(to, self.now);
         let Some(host) = self.nodes[to].host.as_mut() else {
             return;
         };
-        if let Err(e) = host.handle_wire(now, payload) {
-            self.violate(
+        match host.handle_wire(now, from, payload) {
+            Ok(()) => {}
+            Err(WireError::Undecodable(e)) => self.violate(
                 "durable-wire",
                 format!("node {to}: undecodable message: {e}"),
-            );
+            ),
+            // Refusals are counted by the core (`HostStatus::refused`); honest
+            // nodes cause some (a late ack from a receiver's old host, a command
+            // from a scheduler host the registry does not show yet), which the
+            // protocol retries.
+            Err(_) => {}
         }
     }
 
@@ -549,5 +558,215 @@ impl World {
         // The durable core's (every activation's included), the host's own, and
         // those of the user code it runs (the scheduler's among them).
         host.check_invariants()
+    }
+}
+
+/// Durable-protocol lies a Byzantine node can tell: encoded durable messages (the
+/// payloads of tells to `(to, SERVICE_LOCAL_ID)` under [`MESSAGE_TYPE`]) that the
+/// liar `liar` sends in its own, authenticated name while they claim otherwise.
+/// `honest` are the nodes to lie to and about, `keys` the durable actors to lie
+/// about, `overheard` durable payloads the liar received (replayed as they are, or
+/// with their ballots pushed to `u64::MAX`). The honest cores refuse every lie
+/// that claims another node's identity, ballot or authority (see
+/// `plexus_durable::node`); plain replays are duplicates they already handled.
+///
+/// A Byzantine node's driver calls this now and then and sends each `(to,
+/// payload)` as a tell from the liar's mesh core; its checkers are the durable
+/// workload's (no acknowledged message lost, one activation per key, committed
+/// state never goes back).
+#[cfg_attr(
+    not(test),
+    allow(
+        dead_code,
+        reason = "for the Byzantine role's driver to call once hooked in"
+    )
+)]
+pub(crate) fn durable_lies(
+    rng: &mut DetRng,
+    liar: NodeId,
+    honest: &[NodeId],
+    keys: &[DurableKey],
+    overheard: &[Vec<u8>],
+) -> Vec<(NodeId, Vec<u8>)> {
+    use plexus_durable::wire::{self, Ack, Command, DurableMsg, Redirect, ReplicaOp};
+    if honest.is_empty() || keys.is_empty() {
+        return Vec::new();
+    }
+    let victim = honest[rng.index(honest.len())];
+    let to = honest[rng.index(honest.len())];
+    let key = keys[rng.index(keys.len())].clone();
+    let round = rng.below(8);
+    let msg = match rng.below(7) {
+        // Another node's name on a replica request.
+        0 => DurableMsg::Replica {
+            from: victim,
+            req: rng.next_u64(),
+            key,
+            op: ReplicaOp::Drop {
+                ballot: Ballot {
+                    round,
+                    node: victim,
+                },
+            },
+        },
+        // A fence at the end of the ballot space.
+        1 => DurableMsg::Replica {
+            from: liar,
+            req: rng.next_u64(),
+            key,
+            op: ReplicaOp::Fence {
+                ballot: Ballot {
+                    round: u64::MAX,
+                    node: liar,
+                },
+                have: None,
+            },
+        },
+        // A drop under a ballot that never fenced.
+        2 => DurableMsg::Replica {
+            from: liar,
+            req: rng.next_u64(),
+            key,
+            op: ReplicaOp::Drop {
+                ballot: Ballot { round, node: liar },
+            },
+        },
+        // Acks and redirects for streams that never sent to the liar.
+        3 => DurableMsg::Ack(Ack {
+            key,
+            to: SenderId::Client(rng.next_u64()),
+            up_to: u64::MAX,
+            replies: Vec::new(),
+            ballot: Ballot { round, node: liar },
+        }),
+        4 => DurableMsg::Redirect(Redirect {
+            key: key.clone(),
+            to: SenderId::Actor(key),
+            node: Some((
+                liar,
+                Ballot {
+                    round: u64::MAX,
+                    node: liar,
+                },
+            )),
+        }),
+        // An order only the scheduler's host may give.
+        5 => DurableMsg::Command(Command::Release { key }),
+        // A replay, as heard or with its ballots pushed to the end.
+        _ => {
+            let Some(bytes) = overheard.get(rng.index(overheard.len().max(1))) else {
+                return Vec::new();
+            };
+            let Ok(mut msg) = wire::decode(bytes) else {
+                return vec![(to, bytes.clone())];
+            };
+            if rng.chance(0.5) {
+                max_ballots(&mut msg);
+            }
+            msg
+        }
+    };
+    match wire::encode(&msg) {
+        Ok(bytes) => vec![(to, bytes)],
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Pushes every ballot in `msg` to round `u64::MAX`.
+#[cfg_attr(not(test), allow(dead_code, reason = "see `durable_lies`"))]
+fn max_ballots(msg: &mut plexus_durable::wire::DurableMsg) {
+    use plexus_durable::wire::{DurableMsg, ReplicaOp};
+    let max = |b: &mut Ballot| b.round = u64::MAX;
+    match msg {
+        DurableMsg::Replica { op, .. } => match op {
+            ReplicaOp::Fence { ballot, .. }
+            | ReplicaOp::Check { ballot }
+            | ReplicaOp::Drop { ballot } => max(ballot),
+            ReplicaOp::Write { record } => max(&mut record.ballot),
+        },
+        DurableMsg::Envelope(e) => max(&mut e.ballot),
+        DurableMsg::Ack(a) => max(&mut a.ballot),
+        DurableMsg::Redirect(r) => {
+            if let Some((_, b)) = &mut r.node {
+                max(b);
+            }
+        }
+        DurableMsg::Handoff(h) => max(&mut h.record.ballot),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod lie_tests {
+    use super::*;
+    use plexus_durable::node::{DurableNode, NodeConfig};
+    use plexus_durable::replica::{MemStore, Slot, SlotStore};
+    use plexus_durable::types::ReplicaSet;
+    use plexus_durable::wire::{self, DurableMsg, ReplicaOp};
+
+    /// Every lie reaches an honest node's core and changes none of its slots:
+    /// a replica the liar is not the holder of keeps its promise and its record.
+    #[test]
+    fn durable_lies_leave_an_honest_replica_unchanged() {
+        let (honest, liar) = (NodeId::synthetic(1), NodeId::synthetic(9));
+        let key = DurableKey::new("j/s/0").unwrap_or_else(|_| unreachable!());
+        let holder = Ballot {
+            round: 3,
+            node: honest,
+        };
+        let slot = Slot {
+            promised: holder,
+            record: Some(Record {
+                ballot: holder,
+                version: 2,
+                set: ReplicaSet::single(honest),
+                body: vec![7; 16],
+            }),
+        };
+        let mut store = MemStore::default();
+        store.put(&key, &slot).unwrap();
+        let mut node = DurableNode::new(honest, NodeConfig::default(), store);
+        // What the liar overheard: the holder's own write.
+        let overheard = vec![
+            wire::encode(&DurableMsg::Replica {
+                from: honest,
+                req: 1,
+                key: key.clone(),
+                op: ReplicaOp::Write {
+                    record: slot.record.clone().unwrap(),
+                },
+            })
+            .unwrap(),
+        ];
+        let mut rng = DetRng::new(11);
+        let mut told = 0;
+        for _ in 0..300 {
+            for (to, bytes) in durable_lies(
+                &mut rng,
+                liar,
+                &[honest],
+                std::slice::from_ref(&key),
+                &overheard,
+            ) {
+                assert_eq!(to, honest);
+                if let Ok(msg) = wire::decode(&bytes) {
+                    let _ = node.handle(Time::from_millis(1), liar, msg);
+                    told += 1;
+                }
+            }
+        }
+        assert!(told > 250, "{told} lies told");
+        // Drops under the liar's own ballot are answered `Refused` by the replica
+        // rules, and acks or redirects for streams this node lacks are ignored;
+        // the rest the core refuses.
+        assert!(node.stats.refused.total() > 100);
+        assert!(node.stats.refused.forged_origin > 0);
+        assert!(node.stats.refused.ballot_step > 0);
+        assert!(node.stats.refused.not_commander > 0);
+        assert_eq!(
+            node.replica().store().slots().get(&key),
+            Some(&slot),
+            "a lie changed the honest replica's slot"
+        );
     }
 }
