@@ -1019,7 +1019,10 @@ impl Activation {
                 }
             }
         }
-        if batch.snapshot {
+        // A batch that changed nothing (local inputs only, none of them changing
+        // the state, no outputs) commits nothing: an idle scheduler's ticks must
+        // not rewrite its record at a majority twice a second.
+        if batch.snapshot && self.dirty {
             match result.snapshot {
                 Some(snapshot) => self.begin_commit(now, snapshot),
                 None => {
