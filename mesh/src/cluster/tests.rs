@@ -28,6 +28,13 @@ struct AskIn {
     payload: Vec<u8>,
 }
 
+/// Node `i`'s key (deterministic).
+fn key(i: u64) -> NodeKey {
+    let mut seed = [9u8; 32];
+    seed[..8].copy_from_slice(&i.to_le_bytes());
+    NodeKey::from_seed(seed)
+}
+
 struct Net {
     nodes: Vec<Cluster>,
     ids: Vec<NodeId>,
@@ -49,11 +56,12 @@ impl Net {
     }
 
     fn with(n: usize, config: ClusterConfig, meta: impl Fn(usize) -> NodeMeta) -> Self {
-        let ids: Vec<NodeId> = (0..n as u64).map(NodeId::synthetic).collect();
-        let mut nodes: Vec<Cluster> = ids
-            .iter()
+        let keys: Vec<NodeKey> = (0..n as u64).map(key).collect();
+        let ids: Vec<NodeId> = keys.iter().map(NodeKey::node_id).collect();
+        let mut nodes: Vec<Cluster> = keys
+            .into_iter()
             .enumerate()
-            .map(|(i, id)| Cluster::new(*id, 1, meta(i), config.clone(), i as u64, Time::ZERO))
+            .map(|(i, k)| Cluster::new(k, 1, meta(i), config.clone(), i as u64, Time::ZERO))
             .collect();
         for node in nodes.iter_mut().skip(1) {
             node.handle_discovered(Time::ZERO, ids[0]);
@@ -380,38 +388,44 @@ fn the_loser_of_a_concurrent_claim_withdraws_it() {
     let mut net = Net::new(3);
     net.converge();
     let now = net.now;
-    let (a0, a1) = (ActorId::new(net.ids[0], 5), ActorId::new(net.ids[1], 5));
-    net.nodes[0].register(now, "leader", a0).unwrap();
-    net.nodes[1].register(now, "leader", a1).unwrap();
+    // Equal Lamport times: the lower node id wins.
+    let (w, l) = if net.ids[0] < net.ids[1] {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let (a0, a1) = (ActorId::new(net.ids[w], 5), ActorId::new(net.ids[l], 5));
+    net.nodes[w].register(now, "leader", a0).unwrap();
+    net.nodes[l].register(now, "leader", a1).unwrap();
     net.until(Duration::from_secs(3), |n| {
         n.nodes
             .iter()
             .all(|c| c.lookup("leader").map(|l| l.actor) == Some(a0))
     });
     let lost = net.events.iter().any(|(i, e)| {
-        *i == 1
+        *i == l
             && matches!(
                 e,
                 ClusterEvent::Registry(RegistryEvent::ConflictLost { .. })
             )
     });
-    assert!(lost, "node 1 is told it lost");
+    assert!(lost, "the loser is told it lost");
     assert!(
-        net.nodes[1]
+        net.nodes[l]
             .registry()
             .my_claims()
             .iter()
             .all(|c| &*c.name != "leader" || c.removed),
-        "node 1 withdrew its claim"
+        "the loser withdrew its claim"
     );
-    net.crashed.insert(0);
+    net.crashed.insert(w);
     let bound = config().membership.detection_bound(3);
     net.until(bound + Duration::from_secs(1), |n| {
-        n.nodes[1].membership().state_of(&n.ids[0]) == Some(MemberState::Dead)
-            && n.nodes[2].membership().state_of(&n.ids[0]) == Some(MemberState::Dead)
+        n.nodes[l].membership().state_of(&n.ids[w]) == Some(MemberState::Dead)
+            && n.nodes[2].membership().state_of(&n.ids[w]) == Some(MemberState::Dead)
     });
     net.run(Duration::from_secs(1));
-    assert_eq!(net.nodes[1].lookup("leader"), None);
+    assert_eq!(net.nodes[l].lookup("leader"), None);
     assert_eq!(net.nodes[2].lookup("leader"), None);
 }
 
