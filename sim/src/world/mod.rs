@@ -39,6 +39,7 @@ use plexus_vocab::resources::NodeMeta;
 use crate::report::{Report, Violation};
 use crate::scenario::{FaultKind, LatencyDist, Scenario};
 
+pub mod byzantine;
 mod checkers;
 mod faults;
 mod network;
@@ -119,6 +120,8 @@ enum Ev {
     DurableSend,
     DurableMigrate,
     DurableSettle,
+    /// Byzantine node `.0` tells its next lies.
+    Lie(usize),
 }
 
 struct Queued {
@@ -206,6 +209,8 @@ pub struct World {
     gap_hint: Option<(usize, usize)>,
     /// Node ids to node indices.
     index: BTreeMap<NodeId, usize>,
+    /// The Byzantine nodes.
+    byz: byzantine::Liars,
 }
 
 fn us(d: Duration) -> u64 {
@@ -363,12 +368,14 @@ impl World {
             link_prune_at: 4096,
             gap_hint: None,
             index,
+            byz: byzantine::Liars::new(&scenario.byzantine, seed),
         };
         if let Some(d) = &scenario.durable {
             world.durable = DurableWorld::new(d, &ids, seed);
         }
         world.report.detection_bound_ms = detection.as_millis() as u64;
         world.schedule_initial(converge_within);
+        world.schedule_lies();
         world
     }
 
@@ -601,7 +608,11 @@ impl World {
                 self.durable_timeout(i, now);
                 self.pump(i);
             }
-            Ev::Deliver { from, to, frame } => self.deliver(from, to, frame),
+            Ev::Deliver { from, to, frame } => {
+                self.byzantine_heard(to, &frame);
+                self.deliver(from, to, frame)
+            }
+            Ev::Lie(i) => self.lie(i),
             Ev::Tell(i) => self.tell(i),
             Ev::Ask(i, incarnation) => self.ask(i, incarnation),
             Ev::ChildCrash(i) => self.child_crash(i),
@@ -714,6 +725,7 @@ impl World {
             core.handle_discovered(now, self.nodes[p].id);
         }
         self.nodes[i].core = Some(core);
+        self.byzantine_start(i, now);
         self.nodes[i].next_seq.clear();
         self.nodes[i].crashed_at = None;
         self.start_host(i, incarnation);
