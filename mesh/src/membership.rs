@@ -561,11 +561,11 @@ impl Membership {
             .copied()
             .collect();
         for id in gone {
-            if let Some(m) = self.members.remove(&id) {
-                if !m.state.is_down() {
-                    self.live -= 1;
-                    self.events.push_back(MembershipEvent::Left(id));
-                }
+            if let Some(m) = self.members.remove(&id)
+                && !m.state.is_down()
+            {
+                self.live -= 1;
+                self.events.push_back(MembershipEvent::Left(id));
             }
             self.suspicion_deadlines.remove(&id);
             self.hinted.remove(&id);

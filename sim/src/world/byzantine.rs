@@ -130,20 +130,21 @@ impl Liars {
 
 /// The meta a [`Behaviour::MetaLies`] liar advertises.
 pub(in crate::world) fn lying_meta() -> NodeMeta {
-    let mut meta = NodeMeta::default();
-    meta.tags = [("kyc", "yes"), ("gpu", "h200")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
     let huge = plexus_vocab::resources::Resources {
         cpu_millis: u64::MAX,
         memory_bytes: u64::MAX,
         gpus: u32::MAX,
     };
-    meta.total = huge;
-    meta.free = huge;
-    meta.addrs = vec!["lie:1".into()];
-    meta
+    NodeMeta {
+        tags: [("kyc", "yes"), ("gpu", "h200")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        addrs: vec!["lie:1".into()],
+        total: huge,
+        free: huge,
+        ..NodeMeta::default()
+    }
 }
 
 fn phantom_key(k: u64) -> NodeKey {
