@@ -48,6 +48,10 @@
 //!   messages from non-admitted nodes are ignored, and members no longer admitted are
 //!   dropped.
 //!
+//! * *Acks count only from whom they must come:* the probed member, or a member this
+//!   node asked to ping it; a relayed ack only from the member the relay pinged. A
+//!   liar cannot keep a dead member alive by acking for it.
+//!
 //! Every refusal is counted by reason in [`MembershipStats::refused`], so an operator
 //! can see a liar.
 //!
@@ -363,6 +367,9 @@ pub enum MembershipEvent {
 
 struct ProbeState {
     target: NodeId,
+    /// Members asked to ping the target for us: with the target, the only ones whose
+    /// ack counts (anyone else's is a lie that would keep a dead member alive).
+    helpers: Vec<NodeId>,
     seq: u32,
     indirect_at: Time,
     indirect_sent: bool,
@@ -370,6 +377,8 @@ struct ProbeState {
 }
 
 struct Relay {
+    /// Whom we pinged for the origin: only its ack is forwarded.
+    target: NodeId,
     origin: NodeId,
     origin_seq: u32,
     expires: Time,
@@ -611,8 +620,13 @@ impl Membership {
                 .map(|m| m.id)
                 .collect();
             self.rng.shuffle(&mut helpers);
-            for helper in helpers.into_iter().take(self.config.indirect_probes) {
-                self.out.push_back((helper, Probe::PingReq { seq, target }));
+            helpers.truncate(self.config.indirect_probes);
+            for helper in &helpers {
+                self.out
+                    .push_back((*helper, Probe::PingReq { seq, target }));
+            }
+            if let Some(probe) = &mut self.probe {
+                probe.helpers = helpers;
             }
         }
         if now >= self.next_probe_at {
@@ -693,8 +707,13 @@ impl Membership {
                 if let Some(probe) = &mut self.probe
                     && probe.seq == seq
                 {
-                    probe.acked = true;
-                } else if let Some(relay) = self.relays.remove(&seq) {
+                    if from == probe.target || probe.helpers.contains(&from) {
+                        probe.acked = true;
+                    }
+                } else if let Some(relay) = self.relays.get(&seq)
+                    && relay.target == from
+                    && let Some(relay) = self.relays.remove(&seq)
+                {
                     self.out.push_back((
                         relay.origin,
                         Probe::Ack {
@@ -713,6 +732,7 @@ impl Membership {
                     self.relays.insert(
                         mine,
                         Relay {
+                            target,
                             origin: from,
                             origin_seq: seq,
                             expires: now + self.config.probe_interval,
@@ -1192,6 +1212,7 @@ impl Membership {
         self.stats.probes += 1;
         self.probe = Some(ProbeState {
             target,
+            helpers: Vec::new(),
             seq,
             indirect_at: now + self.config.probe_timeout,
             indirect_sent: false,

@@ -461,6 +461,32 @@ fn the_own_detector_still_kills_and_the_suspect_can_refute() {
 }
 
 #[test]
+fn a_liar_cannot_ack_for_a_dead_member() {
+    let (mut m, kv, kl) = with_victim();
+    let (victim, liar) = (kv.node_id(), kl.node_id());
+    // The victim is dead; the liar acks every ping (it sees their seqs: say it
+    // guesses them) on its behalf, and every relayed ping too.
+    while m.state_of(&victim) != Some(MemberState::Dead) {
+        let now = m.poll_timeout();
+        m.handle_timeout(now);
+        while let Some((to, p)) = m.poll_transmit() {
+            match p {
+                Probe::Ping { seq } if to == victim => {
+                    m.handle_message(now, liar, Probe::Ack { seq })
+                }
+                Probe::Ping { seq } => m.handle_message(now, to, Probe::Ack { seq }),
+                _ => {}
+            }
+        }
+        assert!(
+            now < Time::from_millis(60_000),
+            "the liar kept a dead member alive"
+        );
+    }
+    assert_eq!(m.state_of(&liar), Some(MemberState::Alive));
+}
+
+#[test]
 fn huge_incarnations_are_refused_and_never_overflow() {
     let (mut m, kv, kl) = with_victim();
     let (victim, liar, me) = (kv.node_id(), kl.node_id(), m.me());
