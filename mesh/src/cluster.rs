@@ -37,9 +37,14 @@ use serde::{Deserialize, Serialize};
 use crate::allowlist::Republish;
 use crate::asks::{Answer, AskConfig, Asks};
 use crate::delivery::{Delivery, DeliveryConfig, DeliveryEvent, Inbound};
+use crate::membership::RefusedCounts;
 use crate::membership::{Membership, MembershipConfig, MembershipEvent, Probe};
-use crate::registry::{Claim, Location, Registry, RegistryConfig, RegistryError, RegistryEvent};
+use crate::registry::{
+    Claim, ClaimRefusals, ClaimRefused, Location, Registry, RegistryConfig, RegistryError,
+    RegistryEvent,
+};
 use crate::wire::{ControlPacket, DataBody, Failure, Frame, TraceContext};
+use plexus_vocab::identity::NodeKey;
 use plexus_vocab::resources::NodeMeta;
 
 /// Everything tunable about one node's mesh cores.
@@ -70,6 +75,15 @@ pub enum ClusterEvent {
     /// Gossip the allowlist in force now, then report with
     /// [`Cluster::allowlist_published`].
     PublishAllowlist,
+}
+
+/// Gossip refused from peers ([`Cluster::refusals`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// Member statements refused.
+    pub membership: RefusedCounts,
+    /// Registry claims refused.
+    pub registry: ClaimRefusals,
 }
 
 /// A request for [`Cluster::ask`].
@@ -139,17 +153,25 @@ pub struct Cluster {
 impl Cluster {
     /// A node that knows only itself. `incarnation` doubles as the delivery session.
     pub fn new(
-        me: NodeId,
+        key: NodeKey,
         incarnation: u64,
         meta: NodeMeta,
         config: ClusterConfig,
         seed: u64,
         now: Time,
     ) -> Self {
+        let me = key.node_id();
         Self {
             me,
-            membership: Membership::new(me, incarnation, meta, config.membership, seed, now),
-            registry: Registry::new(me, config.registry),
+            membership: Membership::new(
+                key.clone(),
+                incarnation,
+                meta,
+                config.membership,
+                seed,
+                now,
+            ),
+            registry: Registry::with_key(key, config.registry),
             delivery: Delivery::new(incarnation, config.delivery),
             asks: Asks::new(config.asks, DetRng::split(seed, ASK_RNG_STREAM).next_u64()),
             republish: Republish::default(),
@@ -186,6 +208,28 @@ impl Cluster {
     /// The pending asks (read-only).
     pub fn asks(&self) -> &Asks {
         &self.asks
+    }
+
+    /// Gossip refused from peers, by core and reason: a rising count names a liar
+    /// (or a broken peer) for an operator to look at.
+    pub fn refusals(&self) -> Refusals {
+        Refusals {
+            membership: self.membership.stats().refused,
+            registry: self.registry.refused(),
+        }
+    }
+
+    /// Restricts the mesh to the nodes `admitted` (the allowlist's; `None`: anyone
+    /// the transport lets in). Statements about, claims of and messages from others
+    /// are ignored; members no longer admitted are dropped with their names.
+    pub fn set_admitted(
+        &mut self,
+        now: Time,
+        admitted: Option<std::collections::BTreeSet<NodeId>>,
+    ) {
+        self.clock(now);
+        self.membership.set_admitted(now, admitted);
+        self.pump();
     }
 
     /// Where a name resolves.
@@ -403,9 +447,15 @@ impl Cluster {
     ) -> Option<(u64, Arc<DataBody>)> {
         self.clock(now);
         let out = match frame {
+            Frame::Control(_) if !self.membership.is_admitted(&from) => {
+                // The driver admits peers; this only matters between an allowlist
+                // update and the disconnect it causes.
+                self.membership.handle_message(now, from, Probe::Gossip);
+                None
+            }
             Frame::Control(packet) => {
                 for update in packet.members {
-                    self.membership.apply(now, update);
+                    self.membership.apply(now, from, update);
                 }
                 // Apply membership first so claims from members now known dead are dropped.
                 self.pump();
@@ -414,6 +464,12 @@ impl Cluster {
                 let full_state =
                     matches!(packet.probe, Probe::Sync { .. } | Probe::SyncReply { .. });
                 for claim in packet.claims {
+                    if !self.membership.is_admitted(&claim.node) {
+                        if self.registry.is_news(&claim) {
+                            self.registry.count_refused(ClaimRefused::NotAdmitted);
+                        }
+                        continue;
+                    }
                     let down = self
                         .membership
                         .state_of(&claim.node)

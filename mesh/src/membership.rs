@@ -19,6 +19,42 @@
 //! it believes dead, so two sides of a healed partition rediscover each other.
 //! A message from a member believed dead, or from a stranger, also triggers a sync.
 //!
+//! **Who may say what (trust).** Admitted operators do not trust each other, so a
+//! statement is only applied if its origin may make it:
+//!
+//! * *A node speaks only for itself.* `Alive` and `Left` about member X (its
+//!   incarnation, its address and meta) are applied only if they carry X's signature
+//!   over the statement ([`MemberUpdate::sign`], domain [`MEMBER_DOMAIN`]), or came
+//!   straight from X (the transport-authenticated sender). Signed statements can be
+//!   relayed by anyone: that is how gossip and syncs spread them. Each node keeps the
+//!   latest signed statement of each member to relay.
+//! * *Suspicion and death come from this node's own failure detector.* `Suspect` or
+//!   `Dead` about X from anyone else is hearsay: it is never applied, it only makes
+//!   this node probe X next (a *hint*, [`MembershipStats::hints`]). X is suspected
+//!   here only when this node's own direct and indirect probes of X fail, and
+//!   declared dead here only when its own suspicion times out. So a liar alone cannot
+//!   get an honest node declared dead by anyone who can still reach it; the cost is
+//!   that each node detects a death itself, which adds one hinted probe and one
+//!   suspicion timeout to [`MembershipConfig::detection_bound`]. Hearsay about *this*
+//!   node still makes it refute (a harmless extra incarnation), so a node suspected
+//!   by another's detector learns of it and proves itself alive.
+//! * *Incarnations are checked arithmetic with a bounded step.* A statement whose
+//!   incarnation is more than [`INCARNATION_STEP_MAX`] above the one known for its
+//!   member, or a first statement above [`INCARNATION_MAX`], is refused; raising this
+//!   node's own incarnation never overflows (at the bound it stays put and the
+//!   refutation is counted as refused). `u64::MAX` cannot wedge or panic anything.
+//! * *Only admitted nodes exist.* With an admission set ([`Membership::set_admitted`],
+//!   from the allowlist), statements about, hints about, probe requests for and
+//!   messages from non-admitted nodes are ignored, and members no longer admitted are
+//!   dropped.
+//!
+//! * *Acks count only from whom they must come:* the probed member, or a member this
+//!   node asked to ping it; a relayed ack only from the member the relay pinged. A
+//!   liar cannot keep a dead member alive by acking for it.
+//!
+//! Every refusal is counted by reason in [`MembershipStats::refused`], so an operator
+//! can see a liar.
+//!
 //! **Bounds.** At most `members_max` members (more are ignored and counted); relay
 //! state for ping-reqs expires after one period; dead members are forgotten after
 //! `dead_retention`; piggybacked gossip is at most `gossip_per_message` updates.
@@ -37,7 +73,62 @@ use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::broadcast::{BroadcastQueue, ceil_log2};
+use plexus_vocab::identity::{NodeKey, verify};
 use plexus_vocab::resources::NodeMeta;
+
+/// Domain of a member's signature over its own statement.
+pub const MEMBER_DOMAIN: &[u8] = b"plexus/mesh/member/v1";
+
+/// Largest rise of a member's incarnation accepted in one statement, over the one
+/// known for it. Drivers start an incarnation at wall-clock milliseconds, so this
+/// (2^40 ms, about 35 years) never refuses a restart, and a `u64::MAX` is refused.
+pub const INCARNATION_STEP_MAX: u64 = 1 << 40;
+
+/// Largest incarnation accepted for a member not yet known (2^62): far above any
+/// wall-clock start, and far enough below `u64::MAX` that refutations never overflow.
+pub const INCARNATION_MAX: u64 = 1 << 62;
+
+/// Why a member statement was refused. The sender (or whoever it relayed) is at
+/// fault; the statement is dropped and counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GossipRefused {
+    /// About, or from, a node that is not admitted.
+    #[error("the node is not admitted")]
+    NotAdmitted,
+    /// `Alive`/`Left` about another node without that node's valid signature.
+    #[error("a statement not signed by the node it is about")]
+    Forged,
+    /// The incarnation jumps more than the bound.
+    #[error("the incarnation jumps past the bound")]
+    IncarnationJump,
+}
+
+/// Refused statements, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefusedCounts {
+    /// [`GossipRefused::NotAdmitted`].
+    pub not_admitted: u64,
+    /// [`GossipRefused::Forged`].
+    pub forged: u64,
+    /// [`GossipRefused::IncarnationJump`].
+    pub incarnation_jump: u64,
+}
+
+impl RefusedCounts {
+    fn count(&mut self, why: GossipRefused) {
+        match why {
+            GossipRefused::NotAdmitted => self.not_admitted += 1,
+            GossipRefused::Forged => self.forged += 1,
+            GossipRefused::IncarnationJump => self.incarnation_jump += 1,
+        }
+    }
+
+    /// All refusals.
+    pub fn total(&self) -> u64 {
+        self.not_admitted + self.forged + self.incarnation_jump
+    }
+}
 
 /// Most bootstrap peers remembered.
 const SEEDS_MAX: usize = 64;
@@ -176,6 +267,29 @@ pub struct MemberUpdate {
     /// What the member advertises (carried with `Alive`; may be absent otherwise).
     /// Shared, so a view and the gossip about it do not copy it.
     pub meta: Option<Arc<NodeMeta>>,
+    /// The member's own signature over `(id, incarnation, state, meta)`, domain
+    /// [`MEMBER_DOMAIN`]; empty on hearsay (`Suspect`/`Dead`), which is never applied.
+    #[serde(default, with = "serde_bytes")]
+    pub sig: Vec<u8>,
+}
+
+impl MemberUpdate {
+    fn signed_bytes(&self) -> Vec<u8> {
+        plexus_actors::codec::encode_body(&(self.id, self.incarnation, self.state, &self.meta))
+            .unwrap_or_default()
+    }
+
+    /// Signs the statement with `key` (which must be the key of `id`).
+    pub fn sign(mut self, key: &NodeKey) -> Self {
+        self.sig = key.sign(MEMBER_DOMAIN, &self.signed_bytes()).to_vec();
+        self
+    }
+
+    /// Whether the statement carries a valid signature of the node it is about.
+    pub fn verify(&self) -> bool {
+        !self.sig.is_empty()
+            && verify(&self.id, MEMBER_DOMAIN, &self.signed_bytes(), &self.sig).is_ok()
+    }
 }
 
 /// The protocol's own messages.
@@ -225,6 +339,8 @@ pub struct Member {
     pub meta: Arc<NodeMeta>,
     /// When it entered `state`.
     pub since: Time,
+    /// Its own latest statement, signed (what this node relays about it).
+    pub statement: MemberUpdate,
 }
 
 /// What changed, for the driver (and the registry) to act on.
@@ -251,6 +367,9 @@ pub enum MembershipEvent {
 
 struct ProbeState {
     target: NodeId,
+    /// Members asked to ping the target for us: with the target, the only ones whose
+    /// ack counts (anyone else's is a lie that would keep a dead member alive).
+    helpers: Vec<NodeId>,
     seq: u32,
     indirect_at: Time,
     indirect_sent: bool,
@@ -258,6 +377,8 @@ struct ProbeState {
 }
 
 struct Relay {
+    /// Whom we pinged for the origin: only its ack is forwarded.
+    target: NodeId,
     origin: NodeId,
     origin_seq: u32,
     expires: Time,
@@ -276,11 +397,23 @@ pub struct MembershipStats {
     pub over_capacity: u64,
     /// Refutations of suspicions about this node.
     pub refutations: u64,
+    /// Hearsay (another node's suspicion or death declaration) taken as a prompt to
+    /// probe the member.
+    pub hints: u64,
+    /// Statements refused, by reason.
+    pub refused: RefusedCounts,
 }
 
 /// One node's membership state machine.
 pub struct Membership {
     me: NodeId,
+    key: NodeKey,
+    /// This node's current signed statement about itself.
+    self_statement: MemberUpdate,
+    /// With an allowlist: the nodes admitted (others are ignored everywhere).
+    admitted: Option<std::collections::BTreeSet<NodeId>>,
+    /// Members to probe before the round-robin goes on (hearsay hints).
+    hinted: std::collections::BTreeSet<NodeId>,
     incarnation: u64,
     meta: Arc<NodeMeta>,
     config: MembershipConfig,
@@ -313,7 +446,7 @@ impl Membership {
     /// earlier life (drivers use wall-clock milliseconds, the simulator a durable
     /// counter), so a restarted node is not mistaken for its dead predecessor.
     pub fn new(
-        me: NodeId,
+        key: NodeKey,
         incarnation: u64,
         meta: NodeMeta,
         config: MembershipConfig,
@@ -321,8 +454,19 @@ impl Membership {
         now: Time,
     ) -> Self {
         let gossip = BroadcastQueue::new(config.retransmit_mult, config.members_max.max(16));
+        let me = key.node_id();
         let mut this = Self {
             me,
+            self_statement: MemberUpdate {
+                id: me,
+                incarnation,
+                state: MemberState::Alive,
+                meta: None,
+                sig: Vec::new(),
+            },
+            key,
+            admitted: None,
+            hinted: std::collections::BTreeSet::new(),
             incarnation,
             meta: Arc::new(meta),
             rng: DetRng::new(seed),
@@ -406,11 +550,45 @@ impl Membership {
         self.gossip.len()
     }
 
+    /// Whether `id` is admitted (always, without an admission set).
+    pub fn is_admitted(&self, id: &NodeId) -> bool {
+        self.admitted.as_ref().is_none_or(|a| a.contains(id))
+    }
+
+    /// Restricts membership to `admitted` (the allowlist's nodes; `None`: anyone the
+    /// transport lets in). Members no longer admitted are dropped, as if they left.
+    pub fn set_admitted(
+        &mut self,
+        now: Time,
+        admitted: Option<std::collections::BTreeSet<NodeId>>,
+    ) {
+        self.admitted = admitted;
+        let gone: Vec<NodeId> = self
+            .members
+            .keys()
+            .filter(|id| !self.is_admitted(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(m) = self.members.remove(&id)
+                && !m.state.is_down()
+            {
+                self.live -= 1;
+                self.events.push_back(MembershipEvent::Left(id));
+            }
+            self.suspicion_deadlines.remove(&id);
+            self.hinted.remove(&id);
+            self.sync_sent.remove(&id);
+            self.seeds.remove(&id);
+        }
+        let _ = now;
+    }
+
     // ----- inputs -----
 
     /// A transport connected to `peer`, which may be new to us: exchange views.
     pub fn handle_discovered(&mut self, now: Time, peer: NodeId) {
-        if peer == self.me {
+        if peer == self.me || !self.is_admitted(&peer) {
             return;
         }
         if self.seeds.len() < SEEDS_MAX {
@@ -442,8 +620,13 @@ impl Membership {
                 .map(|m| m.id)
                 .collect();
             self.rng.shuffle(&mut helpers);
-            for helper in helpers.into_iter().take(self.config.indirect_probes) {
-                self.out.push_back((helper, Probe::PingReq { seq, target }));
+            helpers.truncate(self.config.indirect_probes);
+            for helper in &helpers {
+                self.out
+                    .push_back((*helper, Probe::PingReq { seq, target }));
+            }
+            if let Some(probe) = &mut self.probe {
+                probe.helpers = helpers;
             }
         }
         if now >= self.next_probe_at {
@@ -473,13 +656,7 @@ impl Membership {
             if let Some(m) = self.members.get(&id)
                 && m.state == MemberState::Suspect
             {
-                let update = MemberUpdate {
-                    id,
-                    incarnation: m.incarnation,
-                    state: MemberState::Dead,
-                    meta: None,
-                };
-                self.apply(now, update);
+                self.declare(now, id, MemberState::Dead);
             }
         }
         if !self.relays.is_empty() {
@@ -513,6 +690,10 @@ impl Membership {
         if from == self.me {
             return;
         }
+        if !self.is_admitted(&from) {
+            self.stats.refused.count(GossipRefused::NotAdmitted);
+            return;
+        }
         // A member we think is down, or a stranger, is talking to us: compare views.
         if !matches!(msg, Probe::Sync { .. } | Probe::SyncReply { .. }) {
             match self.members.get(&from) {
@@ -526,8 +707,13 @@ impl Membership {
                 if let Some(probe) = &mut self.probe
                     && probe.seq == seq
                 {
-                    probe.acked = true;
-                } else if let Some(relay) = self.relays.remove(&seq) {
+                    if from == probe.target || probe.helpers.contains(&from) {
+                        probe.acked = true;
+                    }
+                } else if let Some(relay) = self.relays.get(&seq)
+                    && relay.target == from
+                    && let Some(relay) = self.relays.remove(&seq)
+                {
                     self.out.push_back((
                         relay.origin,
                         Probe::Ack {
@@ -537,13 +723,16 @@ impl Membership {
                 }
             }
             Probe::PingReq { seq, target } => {
-                if target == self.me {
+                if !self.is_admitted(&target) {
+                    self.stats.refused.count(GossipRefused::NotAdmitted);
+                } else if target == self.me {
                     self.out.push_back((from, Probe::Ack { seq }));
                 } else {
                     let mine = self.next_seq();
                     self.relays.insert(
                         mine,
                         Relay {
+                            target,
                             origin: from,
                             origin_seq: seq,
                             expires: now + self.config.probe_interval,
@@ -555,7 +744,7 @@ impl Membership {
             Probe::Sync { members } => {
                 for update in members {
                     let news = update.id == from;
-                    self.apply_with(now, update, news);
+                    self.apply_with(now, from, update, news);
                 }
                 let view = self.full_view();
                 self.out
@@ -564,17 +753,32 @@ impl Membership {
             Probe::SyncReply { members } => {
                 for update in members {
                     let news = update.id == from;
-                    self.apply_with(now, update, news);
+                    self.apply_with(now, from, update, news);
                 }
             }
             Probe::Gossip => {}
         }
     }
 
-    /// Applies a gossiped or synced statement. Returns whether it changed anything
-    /// (changes are re-gossiped).
-    pub fn apply(&mut self, now: Time, update: MemberUpdate) -> bool {
-        self.apply_with(now, update, true)
+    /// Applies a statement gossiped by `from` (the transport-authenticated sender).
+    /// Returns whether it changed anything (changes are re-gossiped).
+    pub fn apply(&mut self, now: Time, from: NodeId, update: MemberUpdate) -> bool {
+        self.apply_with(now, from, update, true)
+    }
+
+    /// Like [`Membership::apply`], saying why a statement was refused. `Ok(false)`:
+    /// nothing new (an old or duplicate statement, or hearsay taken as a hint).
+    pub fn try_apply(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        update: MemberUpdate,
+    ) -> Result<bool, GossipRefused> {
+        let result = self.try_apply_with(now, from, update, true);
+        if let Err(why) = result {
+            self.stats.refused.count(why);
+        }
+        result
     }
 
     /// Applies a statement; re-gossips it only if `rebroadcast`.
@@ -585,10 +789,83 @@ impl Membership {
     /// itself is news to spread; the rest is applied quietly. Partitions still heal:
     /// one sync carries the other side's full view, and refutations are about their
     /// sender.
-    fn apply_with(&mut self, now: Time, update: MemberUpdate, rebroadcast: bool) -> bool {
+    fn apply_with(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        update: MemberUpdate,
+        rebroadcast: bool,
+    ) -> bool {
+        match self.try_apply_with(now, from, update, rebroadcast) {
+            Ok(changed) => changed,
+            Err(why) => {
+                self.stats.refused.count(why);
+                false
+            }
+        }
+    }
+
+    fn try_apply_with(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        update: MemberUpdate,
+        rebroadcast: bool,
+    ) -> Result<bool, GossipRefused> {
+        if !self.is_admitted(&update.id) || !self.is_admitted(&from) {
+            return Err(GossipRefused::NotAdmitted);
+        }
         if update.id == self.me {
             return self.apply_about_me(update);
         }
+        if matches!(update.state, MemberState::Suspect | MemberState::Dead) {
+            // Hearsay: only this node's own detector suspects or kills.
+            self.hint(&update);
+            return Ok(false);
+        }
+        let known = self.members.get(&update.id);
+        let newer = match known {
+            None => update.state == MemberState::Alive,
+            Some(m) => {
+                update.incarnation > m.incarnation
+                    || (update.incarnation == m.incarnation && update.state.rank() > m.state.rank())
+            }
+        };
+        if !newer {
+            return Ok(false);
+        }
+        let jump = match known {
+            None => update.incarnation > INCARNATION_MAX,
+            Some(m) => update.incarnation - m.incarnation > INCARNATION_STEP_MAX,
+        };
+        if jump {
+            return Err(GossipRefused::IncarnationJump);
+        }
+        // A node speaks only for itself: its signature, or straight from it.
+        let authentic = if update.sig.is_empty() {
+            from == update.id
+        } else {
+            update.verify()
+        };
+        if !authentic {
+            return Err(GossipRefused::Forged);
+        }
+        Ok(self.accept(now, update, rebroadcast))
+    }
+
+    /// Hearsay about `update.id`: probe it next, unless it is unknown or down here.
+    fn hint(&mut self, update: &MemberUpdate) {
+        if let Some(m) = self.members.get(&update.id)
+            && !m.state.is_down()
+            && update.incarnation >= m.incarnation
+            && self.hinted.insert(update.id)
+        {
+            self.stats.hints += 1;
+        }
+    }
+
+    /// Applies an authentic statement, or this node's own detector's verdict.
+    fn accept(&mut self, now: Time, update: MemberUpdate, rebroadcast: bool) -> bool {
         let Some(member) = self.members.get_mut(&update.id) else {
             if update.state.is_down() {
                 return false;
@@ -609,25 +886,16 @@ impl Membership {
                     state: update.state,
                     meta,
                     since: now,
+                    statement: update.clone(),
                 },
             );
             self.events.push_back(MembershipEvent::Joined(update.id));
-            if update.state == MemberState::Suspect {
-                self.start_suspicion(now, update.id);
-                self.events.push_back(MembershipEvent::Suspected(update.id));
-            }
             self.probe_order.push(update.id);
             if rebroadcast {
                 self.gossip.push(update.id, update);
             }
             return true;
         };
-        let newer = update.incarnation > member.incarnation
-            || (update.incarnation == member.incarnation
-                && update.state.rank() > member.state.rank());
-        if !newer {
-            return false;
-        }
         let before = member.state;
         member.incarnation = update.incarnation;
         let meta_changed = match &update.meta {
@@ -637,6 +905,10 @@ impl Membership {
             }
             _ => false,
         };
+        if matches!(update.state, MemberState::Alive | MemberState::Left) {
+            // The member's own word (the detector's verdicts keep the last one).
+            member.statement = update.clone();
+        }
         match (before.is_down(), update.state.is_down()) {
             (true, false) => self.live += 1,
             (false, true) => self.live -= 1,
@@ -647,6 +919,9 @@ impl Membership {
             member.since = now;
         }
         let id = update.id;
+        if update.state.is_down() {
+            self.hinted.remove(&id);
+        }
         match (before, update.state) {
             (MemberState::Alive, MemberState::Alive) if meta_changed => {
                 self.events.push_back(MembershipEvent::Updated(id));
@@ -665,14 +940,7 @@ impl Membership {
                 self.start_suspicion(now, id);
                 self.events.push_back(MembershipEvent::Suspected(id));
             }
-            (MemberState::Suspect, MemberState::Suspect) => {}
-            (_, MemberState::Suspect) => {
-                // Back from the dead, but already suspected by someone.
-                self.events.push_back(MembershipEvent::Joined(id));
-                self.probe_order.push(id);
-                self.start_suspicion(now, id);
-                self.events.push_back(MembershipEvent::Suspected(id));
-            }
+            (_, MemberState::Suspect) => {}
             (b, MemberState::Dead) if !b.is_down() => {
                 self.suspicion_deadlines.remove(&id);
                 self.events.push_back(MembershipEvent::Died(id));
@@ -689,46 +957,89 @@ impl Membership {
         true
     }
 
-    fn apply_about_me(&mut self, update: MemberUpdate) -> bool {
+    /// This node's own detector moves `id` to `state` (`Suspect` or `Dead`) at its
+    /// known incarnation, and gossips it (a hint to others; a prompt to refute for `id`).
+    fn declare(&mut self, now: Time, id: NodeId, state: MemberState) {
+        let Some(m) = self.members.get(&id) else {
+            return;
+        };
+        let update = MemberUpdate {
+            id,
+            incarnation: m.incarnation,
+            state,
+            meta: None,
+            sig: Vec::new(),
+        };
+        if update.state.rank() > m.state.rank() {
+            self.accept(now, update, true);
+        }
+    }
+
+    fn apply_about_me(&mut self, update: MemberUpdate) -> Result<bool, GossipRefused> {
         if self.left {
-            return false;
+            return Ok(false);
         }
         let refute = match update.state {
+            // Anyone may tell me I am suspected; my answer is a new incarnation. An
+            // accusation above my incarnation is a lie (I never said it).
             MemberState::Suspect | MemberState::Dead | MemberState::Left => {
-                update.incarnation >= self.incarnation
+                if update.incarnation > self.incarnation {
+                    return Err(GossipRefused::IncarnationJump);
+                }
+                update.incarnation == self.incarnation
             }
-            // Someone remembers an earlier life of ours with a higher incarnation.
-            MemberState::Alive => update.incarnation > self.incarnation,
+            // Someone remembers an earlier life of ours with a higher incarnation: only
+            // believable with my own signature, within the step.
+            MemberState::Alive => {
+                if update.incarnation <= self.incarnation {
+                    false
+                } else if update.incarnation - self.incarnation > INCARNATION_STEP_MAX {
+                    return Err(GossipRefused::IncarnationJump);
+                } else if !update.verify() {
+                    return Err(GossipRefused::Forged);
+                } else {
+                    true
+                }
+            }
         };
-        if refute {
-            self.incarnation = update.incarnation + 1;
-            self.stats.refutations += 1;
-            self.events.push_back(MembershipEvent::Refuted {
-                incarnation: self.incarnation,
-            });
-            self.announce_self();
+        if !refute {
+            return Ok(false);
         }
-        refute
+        let Some(next) = update.incarnation.checked_add(1) else {
+            return Err(GossipRefused::IncarnationJump);
+        };
+        self.incarnation = next;
+        self.stats.refutations += 1;
+        self.events.push_back(MembershipEvent::Refuted {
+            incarnation: self.incarnation,
+        });
+        self.announce_self();
+        Ok(true)
     }
 
     /// Changes what this node advertises; raises its incarnation so the change wins.
     pub fn set_meta(&mut self, meta: NodeMeta) {
         if meta != *self.meta {
             self.meta = Arc::new(meta);
-            self.incarnation += 1;
+            // At the (unreachable) bound the incarnation stays: the new meta is then
+            // announced at the same incarnation, and only newcomers learn it.
+            self.incarnation = self.incarnation.saturating_add(1);
             self.announce_self();
         }
     }
 
     /// Announces a graceful departure; keep driving for a few periods so it spreads.
     pub fn leave(&mut self) {
-        self.incarnation += 1;
+        self.incarnation = self.incarnation.saturating_add(1);
         let update = MemberUpdate {
             id: self.me,
             incarnation: self.incarnation,
             state: MemberState::Left,
             meta: None,
-        };
+            sig: Vec::new(),
+        }
+        .sign(&self.key);
+        self.self_statement = update.clone();
         self.gossip.push(self.me, update);
         let targets: Vec<NodeId> = self
             .members
@@ -788,31 +1099,46 @@ impl Membership {
             incarnation: self.incarnation,
             state: MemberState::Alive,
             meta: Some(self.meta.clone()),
-        };
+            sig: Vec::new(),
+        }
+        .sign(&self.key);
+        self.self_statement = update.clone();
         self.gossip.push(self.me, update);
     }
 
+    /// This node's current signed statement about itself.
+    pub fn self_statement(&self) -> &MemberUpdate {
+        &self.self_statement
+    }
+
+    /// Every member's own latest signed statement (and this node's); a dead member
+    /// as hearsay, which the receiver only takes as a prompt to probe.
     fn full_view(&self) -> Vec<MemberUpdate> {
         let mut view: Vec<MemberUpdate> = self
             .members
             .values()
-            .map(|m| MemberUpdate {
-                id: m.id,
-                incarnation: m.incarnation,
-                state: m.state,
-                meta: (!m.state.is_down()).then(|| m.meta.clone()),
+            .map(|m| {
+                if m.state == MemberState::Dead {
+                    MemberUpdate {
+                        id: m.id,
+                        incarnation: m.incarnation,
+                        state: m.state,
+                        meta: None,
+                        sig: Vec::new(),
+                    }
+                } else {
+                    m.statement.clone()
+                }
             })
             .collect();
-        view.push(MemberUpdate {
-            id: self.me,
-            incarnation: self.incarnation,
-            state: MemberState::Alive,
-            meta: Some(self.meta.clone()),
-        });
+        view.push(self.self_statement.clone());
         view
     }
 
     fn send_sync(&mut self, now: Time, peer: NodeId) {
+        if !self.is_admitted(&peer) {
+            return;
+        }
         // At most one unsolicited sync per peer per probe interval.
         if let Some(last) = self.sync_sent.get(&peer)
             && now.saturating_since(*last) < self.config.probe_interval
@@ -848,9 +1174,19 @@ impl Membership {
     }
 
     fn start_probe(&mut self, now: Time) {
-        // Randomised round-robin over alive and suspect members.
+        // Hinted members first (someone else suspects them: see for ourselves), then
+        // a randomised round-robin over alive and suspect members.
         let mut target = None;
+        while let Some(id) = self.hinted.pop_first() {
+            if self.members.get(&id).is_some_and(|m| !m.state.is_down()) {
+                target = Some(id);
+                break;
+            }
+        }
         for _ in 0..2 {
+            if target.is_some() {
+                break;
+            }
             while self.probe_next < self.probe_order.len() {
                 let id = self.probe_order[self.probe_next];
                 self.probe_next += 1;
@@ -876,6 +1212,7 @@ impl Membership {
         self.stats.probes += 1;
         self.probe = Some(ProbeState {
             target,
+            helpers: Vec::new(),
             seq,
             indirect_at: now + self.config.probe_timeout,
             indirect_sent: false,
@@ -892,13 +1229,7 @@ impl Membership {
             return;
         }
         self.stats.suspicions += 1;
-        let update = MemberUpdate {
-            id,
-            incarnation: m.incarnation,
-            state: MemberState::Suspect,
-            meta: None,
-        };
-        self.apply(now, update);
+        self.declare(now, id, MemberState::Suspect);
     }
 
     fn start_suspicion(&mut self, now: Time, id: NodeId) {

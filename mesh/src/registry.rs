@@ -32,6 +32,28 @@
 //! offers it a claim in its name that it does not hold (left over from before a
 //! restart), it answers with a tombstone at a higher version.
 //!
+//! # Who may claim what (trust)
+//!
+//! A claim is signed by its claimant ([`Claim::sign`], domain [`CLAIM_DOMAIN`]) over
+//! every field. A replica with a key ([`Registry::with_key`], as the [`Cluster`]
+//! builds it) signs its own claims and merges another node's claim only with that
+//! node's valid signature, so no node can claim, withdraw or move a name in another
+//! node's name; a replay of an old claim loses to the newer version already held.
+//! Versions, Lamport times and ranks are bounded per message: a claim whose version
+//! is more than [`VERSION_STEP_MAX`] above the one held (or a first one above
+//! [`VERSION_MAX`]), whose Lamport time is more than [`VERSION_STEP_MAX`] above this
+//! replica's clock,
+//! or whose rank is more than [`RANK_STEP_MAX`] above the highest rank held on the
+//! name, is refused, and every version rise is checked arithmetic: `u64::MAX` cannot
+//! wedge a name. Refusals are counted by reason ([`Registry::refused`]).
+//!
+//! What signatures cannot stop: an admitted node may still claim, in its own name, a
+//! name nobody holds, or a name at a rank one above the holder's (ranks are durable
+//! ballot rounds, which the registry cannot check); such a claim is attributable to
+//! its signer.
+//!
+//! [`Cluster`]: crate::cluster::Cluster
+//!
 //! # Bounds
 //!
 //! At most `names_max` claims are kept (further claims are refused with a counter);
@@ -45,9 +67,77 @@ use plexus_actors::{ActorId, NodeId, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::broadcast::BroadcastQueue;
+use plexus_vocab::identity::{NodeKey, verify};
 
 /// Longest name accepted, in bytes.
 pub const NAME_BYTES_MAX: usize = 256;
+
+/// Domain of a claimant's signature over its claim.
+pub const CLAIM_DOMAIN: &[u8] = b"plexus/mesh/claim/v1";
+
+/// Largest rise of a claim's version over the version held, in one message.
+pub const VERSION_STEP_MAX: u64 = 1 << 32;
+
+/// Largest version of a claim not held yet.
+pub const VERSION_MAX: u64 = 1 << 62;
+
+/// Largest rise of a claim's rank over the highest rank held on its name.
+pub const RANK_STEP_MAX: u64 = 1 << 32;
+
+/// Why a claim from another replica was refused. Its sender (or whoever it relayed)
+/// is at fault; the claim is dropped and counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimRefused {
+    /// Not signed by the node it names as claimant.
+    #[error("a claim not signed by its claimant")]
+    Forged,
+    /// The version jumps more than the bound.
+    #[error("the claim's version jumps past the bound")]
+    VersionJump,
+    /// The rank jumps more than the bound.
+    #[error("the claim's rank jumps past the bound")]
+    RankJump,
+    /// Empty or too long a name.
+    #[error("an invalid name")]
+    InvalidName,
+    /// The claimant is not admitted.
+    #[error("the claimant is not admitted")]
+    NotAdmitted,
+}
+
+/// Refused claims, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClaimRefusals {
+    /// [`ClaimRefused::Forged`].
+    pub forged: u64,
+    /// [`ClaimRefused::VersionJump`].
+    pub version_jump: u64,
+    /// [`ClaimRefused::RankJump`].
+    pub rank_jump: u64,
+    /// [`ClaimRefused::InvalidName`].
+    pub invalid_name: u64,
+    /// [`ClaimRefused::NotAdmitted`].
+    pub not_admitted: u64,
+}
+
+impl ClaimRefusals {
+    /// Counts one refusal.
+    pub fn count(&mut self, why: ClaimRefused) {
+        match why {
+            ClaimRefused::Forged => self.forged += 1,
+            ClaimRefused::VersionJump => self.version_jump += 1,
+            ClaimRefused::RankJump => self.rank_jump += 1,
+            ClaimRefused::InvalidName => self.invalid_name += 1,
+            ClaimRefused::NotAdmitted => self.not_admitted += 1,
+        }
+    }
+
+    /// All refusals.
+    pub fn total(&self) -> u64 {
+        self.forged + self.version_jump + self.rank_jump + self.invalid_name + self.not_admitted
+    }
+}
 
 /// A node's claim on a name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +157,36 @@ pub struct Claim {
     pub version: u64,
     /// A tombstone.
     pub removed: bool,
+    /// The claimant's signature over every other field, domain [`CLAIM_DOMAIN`].
+    #[serde(default, with = "serde_bytes")]
+    pub sig: Vec<u8>,
+}
+
+impl Claim {
+    fn signed_bytes(&self) -> Vec<u8> {
+        plexus_actors::codec::encode_body(&(
+            &*self.name,
+            self.node,
+            self.actor,
+            self.lamport,
+            self.rank,
+            self.version,
+            self.removed,
+        ))
+        .unwrap_or_default()
+    }
+
+    /// Signs the claim with `key` (the claimant's).
+    pub fn sign(mut self, key: &NodeKey) -> Self {
+        self.sig = key.sign(CLAIM_DOMAIN, &self.signed_bytes()).to_vec();
+        self
+    }
+
+    /// Whether the claim carries its claimant's valid signature.
+    pub fn verify(&self) -> bool {
+        !self.sig.is_empty()
+            && verify(&self.node, CLAIM_DOMAIN, &self.signed_bytes(), &self.sig).is_ok()
+    }
 }
 
 /// Where a name points.
@@ -122,6 +242,10 @@ pub enum RegistryError {
     /// `names_max` claims are held already.
     #[error("the registry is full ({0} claims)")]
     Full(usize),
+    /// This node's claim on the name is at version `u64::MAX` (unreachable by honest
+    /// use: versions rise by one per write, and others' bumps are bounded).
+    #[error("the claim on `{0}` has no version left")]
+    VersionExhausted(String),
 }
 
 /// Registry tuning.
@@ -208,11 +332,15 @@ struct ClaimState {
     version: u64,
     removed: bool,
     changed_at: Time,
+    sig: Vec<u8>,
 }
 
 /// One replica of the registry.
 pub struct Registry {
     me: NodeId,
+    /// Signs this node's claims; with it, others' claims must carry their signature.
+    key: Option<NodeKey>,
+    refused: ClaimRefusals,
     config: RegistryConfig,
     clock: u64,
     claims: BTreeMap<Arc<str>, Claimants>,
@@ -231,6 +359,8 @@ impl Registry {
             BroadcastQueue::new(config.retransmit_mult, config.names_max.clamp(16, 65_536));
         Self {
             me,
+            key: None,
+            refused: ClaimRefusals::default(),
             config,
             clock: 0,
             claims: BTreeMap::new(),
@@ -240,6 +370,25 @@ impl Registry {
             events: VecDeque::new(),
             refused_full: 0,
         }
+    }
+
+    /// A replica that signs its claims with `key` and merges only claims signed by
+    /// their claimant (the mesh's registry; [`Registry::new`] trusts its caller and
+    /// suits single-process tests only).
+    pub fn with_key(key: NodeKey, config: RegistryConfig) -> Self {
+        let mut this = Self::new(key.node_id(), config);
+        this.key = Some(key);
+        this
+    }
+
+    /// Claims from other replicas refused, by reason.
+    pub fn refused(&self) -> ClaimRefusals {
+        self.refused
+    }
+
+    /// Counts a claim refused by the caller (for a reason the registry cannot see).
+    pub fn count_refused(&mut self, why: ClaimRefused) {
+        self.refused.count(why);
     }
 
     /// Where `name` resolves, if anywhere.
@@ -307,6 +456,7 @@ impl Registry {
                     rank: s.rank,
                     version: s.version,
                     removed: s.removed,
+                    sig: s.sig.clone(),
                 });
             }
         }
@@ -375,12 +525,18 @@ impl Registry {
         let lamport = match &existing {
             Some(e) if !e.removed => e.lamport,
             _ => {
-                self.clock += 1;
+                self.clock = self.clock.saturating_add(1);
                 self.clock
             }
         };
-        let version = existing.map_or(1, |e| e.version + 1);
-        let claim = Claim {
+        let version = match existing {
+            None => 1,
+            Some(e) => e
+                .version
+                .checked_add(1)
+                .ok_or_else(|| RegistryError::VersionExhausted(name.to_string()))?,
+        };
+        let claim = self.signed(Claim {
             name: Arc::from(name),
             node: self.me,
             actor,
@@ -388,7 +544,8 @@ impl Registry {
             rank,
             version,
             removed: false,
-        };
+            sig: Vec::new(),
+        });
         self.store(now, claim.clone(), true);
         Ok(claim)
     }
@@ -401,17 +558,41 @@ impl Registry {
         if e.removed {
             return false;
         }
-        let claim = Claim {
+        let Some(version) = e.version.checked_add(1) else {
+            return false;
+        };
+        let claim = self.signed(Claim {
             name: Arc::from(name),
             node: self.me,
             actor: e.actor,
             lamport: e.lamport,
             rank: e.rank,
-            version: e.version + 1,
+            version,
             removed: true,
-        };
+            sig: Vec::new(),
+        });
         self.store(now, claim, true);
         true
+    }
+
+    fn signed(&self, claim: Claim) -> Claim {
+        match &self.key {
+            Some(key) => claim.sign(key),
+            None => claim,
+        }
+    }
+
+    /// Whether `claim` would change this replica (a version newer than the one held
+    /// from its claimant), before any check of who sent it.
+    pub fn is_news(&self, claim: &Claim) -> bool {
+        match self
+            .claims
+            .get(&claim.name)
+            .and_then(|c| c.get(&claim.node))
+        {
+            Some(held) => claim.version > held.version,
+            None => claim.node != self.me || !claim.removed,
+        }
     }
 
     /// Merges a claim heard from another replica. `claimant_down` tells whether
@@ -431,51 +612,76 @@ impl Registry {
         claimant_down: bool,
         rebroadcast: bool,
     ) -> bool {
+        match self.try_merge(now, claim, claimant_down, rebroadcast) {
+            Ok(changed) => changed,
+            Err(why) => {
+                self.refused.count(why);
+                false
+            }
+        }
+    }
+
+    /// Like [`Registry::merge_with`], saying why a claim was refused. `Ok(false)`:
+    /// nothing new (an old version, a claim of a down node, a full registry).
+    pub fn try_merge(
+        &mut self,
+        now: Time,
+        claim: Claim,
+        claimant_down: bool,
+        rebroadcast: bool,
+    ) -> Result<bool, ClaimRefused> {
         if claim.name.is_empty() || claim.name.len() > NAME_BYTES_MAX {
-            return false;
+            return Err(ClaimRefused::InvalidName);
+        }
+        if !self.is_news(&claim) {
+            return Ok(false);
+        }
+        let held = self
+            .claims
+            .get(&claim.name)
+            .and_then(|c| c.get(&claim.node));
+        let jump = match held {
+            Some(h) => claim.version - h.version > VERSION_STEP_MAX,
+            None => claim.version > VERSION_MAX,
+        } || claim.lamport > self.clock.saturating_add(VERSION_STEP_MAX);
+        if jump {
+            return Err(ClaimRefused::VersionJump);
+        }
+        let top_rank = self
+            .claims
+            .get(&claim.name)
+            .and_then(|c| c.iter().map(|(_, s)| s.rank).max())
+            .unwrap_or(0);
+        if claim.rank.saturating_sub(top_rank) > RANK_STEP_MAX {
+            return Err(ClaimRefused::RankJump);
+        }
+        if self.key.is_some() && !claim.verify() {
+            return Err(ClaimRefused::Forged);
         }
         self.clock = self.clock.max(claim.lamport);
         if claim.node == self.me {
             // I am the authority on my claims. One I do not hold at that version is a
-            // leftover from an earlier life: bury it.
-            let mine = self
-                .claims
-                .get(&claim.name)
-                .and_then(|c| c.get(&self.me))
-                .cloned();
-            let stale = match &mine {
-                Some(m) => claim.version > m.version,
-                None => !claim.removed,
+            // leftover from an earlier life (signed by me): bury it.
+            let Some(version) = claim.version.checked_add(1) else {
+                return Err(ClaimRefused::VersionJump);
             };
-            if stale {
-                let tomb = Claim {
-                    version: claim.version + 1,
-                    removed: true,
-                    ..claim
-                };
-                self.store(now, tomb, true);
-                return true;
-            }
-            return false;
+            let tomb = self.signed(Claim {
+                version,
+                removed: true,
+                ..claim
+            });
+            self.store(now, tomb, true);
+            return Ok(true);
         }
         if claimant_down {
-            return false;
+            return Ok(false);
         }
-        match self
-            .claims
-            .get(&claim.name)
-            .and_then(|c| c.get(&claim.node))
-        {
-            Some(existing) if existing.version >= claim.version => false,
-            existing => {
-                if existing.is_none() && self.count >= self.config.names_max {
-                    self.refused_full += 1;
-                    return false;
-                }
-                self.store(now, claim, rebroadcast);
-                true
-            }
+        if held.is_none() && self.count >= self.config.names_max {
+            self.refused_full += 1;
+            return Ok(false);
         }
+        self.store(now, claim, rebroadcast);
+        Ok(true)
     }
 
     /// Drops every claim of `node` (it was declared dead or left).
@@ -560,6 +766,7 @@ impl Registry {
             rank: s.rank,
             version: s.version,
             removed: s.removed,
+            sig: s.sig.clone(),
         })
     }
 
@@ -573,6 +780,7 @@ impl Registry {
             version: claim.version,
             removed: claim.removed,
             changed_at: now,
+            sig: claim.sig.clone(),
         };
         let removed = state.removed;
         match by_node.insert(claim.node, state) {
@@ -671,6 +879,7 @@ fn unreachable_claim(name: &str, node: NodeId) -> Claim {
         rank: 0,
         version: 0,
         removed: true,
+        sig: Vec::new(),
     }
 }
 
@@ -763,6 +972,7 @@ mod tests {
             rank: 0,
             version: 1,
             removed: false,
+            sig: Vec::new(),
         };
         assert!(r.merge(Time::ZERO, claim.clone(), false));
         r.remove_node(&node(5));
@@ -790,6 +1000,7 @@ mod tests {
             rank: 0,
             version: 2,
             removed: false,
+            sig: Vec::new(),
         };
         assert!(r.merge(Time::ZERO, stale, false));
         assert_eq!(r.lookup("old"), None);
@@ -836,6 +1047,7 @@ mod tests {
                 rank: l % 2,
                 version,
                 removed,
+                sig: Vec::new(),
             },
         )
     }

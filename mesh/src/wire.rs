@@ -165,6 +165,7 @@ mod tests {
                     incarnation: 9,
                     state: MemberState::Suspect,
                     meta: None,
+                    sig: Vec::new(),
                 }],
                 claims: vec![Claim {
                     name: "n".into(),
@@ -174,6 +175,7 @@ mod tests {
                     rank: 0,
                     version: 2,
                     removed: false,
+                    sig: Vec::new(),
                 }],
             }),
             Frame::Data(DataFrame {

@@ -45,6 +45,9 @@ pub struct Scenario {
     /// Durable actors, the scheduler and live migration (absent: not simulated).
     #[serde(default)]
     pub durable: Option<DurableSection>,
+    /// Byzantine nodes and their lies (see `world::byzantine`).
+    #[serde(default, rename = "byzantine")]
+    pub byzantine: Vec<crate::world::byzantine::ByzantineSpec>,
 }
 
 /// `[durable]`: a job of durable actors deployed through the scheduler, client
@@ -412,6 +415,22 @@ impl Scenario {
                 "latency_min",
                 "must not exceed network.latency_max".into(),
             ));
+        }
+        for b in &self.byzantine {
+            if b.node >= self.nodes {
+                return Err(invalid(
+                    "byzantine.node",
+                    "node",
+                    format!("node {} is out of range (nodes = {})", b.node, self.nodes),
+                ));
+            }
+            if !(b.rate.is_finite() && b.rate >= 0.0) {
+                return Err(invalid(
+                    "byzantine.rate",
+                    "rate",
+                    "must be a non-negative number".into(),
+                ));
+            }
         }
         if self.workload.actors_per_node == 0 {
             return Err(invalid(

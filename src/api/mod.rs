@@ -304,6 +304,7 @@ async fn metrics(State(api): State<Arc<Api>>) -> String {
             ("remote_delivered_total", s.delivered),
             ("remote_refused_total", s.refused),
             ("retransmitted_total", s.retransmitted),
+            ("gossip_refused_total", s.gossip_refused),
         ] {
             let _ = writeln!(
                 out,

@@ -7,9 +7,10 @@ use plexus_actors::rng::DetRng;
 use proptest::prelude::*;
 
 use super::*;
-use crate::membership::MemberState;
+use crate::membership::{MemberState, MemberUpdate};
 use crate::registry::RegistryEvent;
 use crate::wire;
+use crate::wire::ControlPacket;
 
 fn config() -> ClusterConfig {
     let mut c = ClusterConfig::default();
@@ -26,6 +27,13 @@ struct AskIn {
     from: NodeId,
     corr: u64,
     payload: Vec<u8>,
+}
+
+/// Node `i`'s key (deterministic).
+fn key(i: u64) -> NodeKey {
+    let mut seed = [9u8; 32];
+    seed[..8].copy_from_slice(&i.to_le_bytes());
+    NodeKey::from_seed(seed)
 }
 
 struct Net {
@@ -49,11 +57,12 @@ impl Net {
     }
 
     fn with(n: usize, config: ClusterConfig, meta: impl Fn(usize) -> NodeMeta) -> Self {
-        let ids: Vec<NodeId> = (0..n as u64).map(NodeId::synthetic).collect();
-        let mut nodes: Vec<Cluster> = ids
-            .iter()
+        let keys: Vec<NodeKey> = (0..n as u64).map(key).collect();
+        let ids: Vec<NodeId> = keys.iter().map(NodeKey::node_id).collect();
+        let mut nodes: Vec<Cluster> = keys
+            .into_iter()
             .enumerate()
-            .map(|(i, id)| Cluster::new(*id, 1, meta(i), config.clone(), i as u64, Time::ZERO))
+            .map(|(i, k)| Cluster::new(k, 1, meta(i), config.clone(), i as u64, Time::ZERO))
             .collect();
         for node in nodes.iter_mut().skip(1) {
             node.handle_discovered(Time::ZERO, ids[0]);
@@ -380,38 +389,44 @@ fn the_loser_of_a_concurrent_claim_withdraws_it() {
     let mut net = Net::new(3);
     net.converge();
     let now = net.now;
-    let (a0, a1) = (ActorId::new(net.ids[0], 5), ActorId::new(net.ids[1], 5));
-    net.nodes[0].register(now, "leader", a0).unwrap();
-    net.nodes[1].register(now, "leader", a1).unwrap();
+    // Equal Lamport times: the lower node id wins.
+    let (w, l) = if net.ids[0] < net.ids[1] {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let (a0, a1) = (ActorId::new(net.ids[w], 5), ActorId::new(net.ids[l], 5));
+    net.nodes[w].register(now, "leader", a0).unwrap();
+    net.nodes[l].register(now, "leader", a1).unwrap();
     net.until(Duration::from_secs(3), |n| {
         n.nodes
             .iter()
             .all(|c| c.lookup("leader").map(|l| l.actor) == Some(a0))
     });
     let lost = net.events.iter().any(|(i, e)| {
-        *i == 1
+        *i == l
             && matches!(
                 e,
                 ClusterEvent::Registry(RegistryEvent::ConflictLost { .. })
             )
     });
-    assert!(lost, "node 1 is told it lost");
+    assert!(lost, "the loser is told it lost");
     assert!(
-        net.nodes[1]
+        net.nodes[l]
             .registry()
             .my_claims()
             .iter()
             .all(|c| &*c.name != "leader" || c.removed),
-        "node 1 withdrew its claim"
+        "the loser withdrew its claim"
     );
-    net.crashed.insert(0);
+    net.crashed.insert(w);
     let bound = config().membership.detection_bound(3);
     net.until(bound + Duration::from_secs(1), |n| {
-        n.nodes[1].membership().state_of(&n.ids[0]) == Some(MemberState::Dead)
-            && n.nodes[2].membership().state_of(&n.ids[0]) == Some(MemberState::Dead)
+        n.nodes[l].membership().state_of(&n.ids[w]) == Some(MemberState::Dead)
+            && n.nodes[2].membership().state_of(&n.ids[w]) == Some(MemberState::Dead)
     });
     net.run(Duration::from_secs(1));
-    assert_eq!(net.nodes[1].lookup("leader"), None);
+    assert_eq!(net.nodes[l].lookup("leader"), None);
     assert_eq!(net.nodes[2].lookup("leader"), None);
 }
 
@@ -544,4 +559,162 @@ proptest! {
     fn asks_get_exactly_one_answer_any_seed(seed in any::<u64>()) {
         asks_get_exactly_one_answer(seed);
     }
+}
+
+/// Hands node `to` a control frame from `from` carrying `members` and `claims`.
+fn lie(net: &mut Net, from: usize, to: usize, members: Vec<MemberUpdate>, claims: Vec<Claim>) {
+    let now = net.now;
+    let from_id = net.ids[from];
+    let frame = Frame::Control(ControlPacket {
+        probe: Probe::Gossip,
+        members,
+        claims,
+    });
+    // Across the real codec, as a liar's bytes would come.
+    let bytes = wire::encode_frame(&frame).unwrap();
+    let frame = wire::decode_frame(&bytes, wire::MESH_FRAME_BYTES_MAX).unwrap();
+    assert!(net.nodes[to].handle_frame(now, from_id, frame).is_none());
+}
+
+#[test]
+fn a_liar_cannot_take_move_or_withdraw_another_nodes_name() {
+    let mut net = Net::new(3);
+    net.converge();
+    let now = net.now;
+    let honest = ActorId::new(net.ids[0], 7);
+    let claim = net.nodes[0].register(now, "svc", honest).unwrap();
+    assert!(claim.verify(), "own claims are signed");
+    net.until(Duration::from_secs(3), |n| {
+        n.nodes
+            .iter()
+            .all(|c| c.lookup("svc").map(|l| l.actor) == Some(honest))
+    });
+    let liar_key = key(2);
+    let theirs = ActorId::new(net.ids[2], 9);
+    let mut lies = Vec::new();
+    // Node 0's claim moved to the liar's actor: unsigned, then signed by the liar.
+    let moved = Claim {
+        actor: theirs,
+        version: claim.version + 1,
+        sig: Vec::new(),
+        ..claim.clone()
+    };
+    lies.push(moved.clone());
+    lies.push(moved.clone().sign(&liar_key));
+    // Node 0's claim withdrawn on its behalf.
+    lies.push(Claim {
+        removed: true,
+        version: claim.version + 1,
+        sig: vec![0; 64],
+        ..claim.clone()
+    });
+    // The liar's own claims at u64::MAX rank and version, and a Lamport time of MAX.
+    let own = |rank, version, lamport| {
+        Claim {
+            name: "svc".into(),
+            node: net.ids[2],
+            actor: theirs,
+            lamport,
+            rank,
+            version,
+            removed: false,
+            sig: Vec::new(),
+        }
+        .sign(&liar_key)
+    };
+    lies.push(own(u64::MAX, 1, 1));
+    lies.push(own(0, u64::MAX, 1));
+    lies.push(own(0, 1, u64::MAX));
+    lie(&mut net, 2, 1, Vec::new(), lies);
+    let r = net.nodes[1].refusals().registry;
+    assert_eq!((r.forged, r.rank_jump, r.version_jump), (3, 1, 2), "{r:?}");
+    assert_eq!(
+        net.nodes[1].lookup("svc").map(|l| l.actor),
+        Some(honest),
+        "the name stays where its holder put it"
+    );
+    // A replay of an old claim of node 0 changes nothing either.
+    net.nodes[0].unregister(net.now, "svc");
+    net.until(Duration::from_secs(3), |n| {
+        n.nodes.iter().all(|c| c.lookup("svc").is_none())
+    });
+    lie(&mut net, 2, 1, Vec::new(), vec![claim]);
+    assert_eq!(net.nodes[1].lookup("svc"), None);
+    net.run(Duration::from_secs(1));
+    for c in &net.nodes {
+        c.check_invariants().unwrap();
+    }
+}
+
+#[test]
+fn a_liar_cannot_kill_poison_or_invent_members() {
+    let mut net = Net::new(3);
+    net.converge();
+    let victim = net.ids[0];
+    let inc = net.nodes[1]
+        .membership()
+        .member(&victim)
+        .unwrap()
+        .incarnation;
+    let dead = |state| MemberUpdate {
+        id: victim,
+        incarnation: inc,
+        state,
+        meta: None,
+        sig: Vec::new(),
+    };
+    // Node 2 tells node 1, over and over, that node 0 is dead, and offers a poisoned
+    // address for it and a phantom member.
+    let poisoned = MemberUpdate {
+        id: victim,
+        incarnation: inc + 1,
+        state: MemberState::Alive,
+        meta: Some(Arc::new(NodeMeta {
+            addrs: vec!["evil:1".into()],
+            ..NodeMeta::default()
+        })),
+        sig: Vec::new(),
+    };
+    let phantom_key = key(77);
+    let phantom = MemberUpdate {
+        id: phantom_key.node_id(),
+        incarnation: 1,
+        state: MemberState::Alive,
+        meta: Some(Arc::new(NodeMeta::default())),
+        sig: Vec::new(),
+    }
+    .sign(&phantom_key);
+    let admitted: BTreeSet<NodeId> = net.ids.iter().copied().collect();
+    for c in &mut net.nodes {
+        c.set_admitted(Time::ZERO, Some(admitted.clone()));
+    }
+    for _ in 0..50 {
+        lie(
+            &mut net,
+            2,
+            1,
+            vec![
+                dead(MemberState::Dead),
+                dead(MemberState::Left),
+                poisoned.clone(),
+                phantom.clone(),
+            ],
+            Vec::new(),
+        );
+        net.run(Duration::from_millis(100));
+    }
+    let m = net.nodes[1].membership();
+    assert_eq!(m.state_of(&victim), Some(MemberState::Alive));
+    assert!(
+        m.member(&victim)
+            .unwrap()
+            .meta
+            .addrs
+            .iter()
+            .all(|a| a != "evil:1")
+    );
+    assert!(m.member(&phantom_key.node_id()).is_none());
+    let r = net.nodes[1].refusals().membership;
+    assert!(r.forged >= 50 && r.not_admitted >= 50, "{r:?}");
+    assert!(m.stats().hints > 0, "hearsay prompts probes");
 }

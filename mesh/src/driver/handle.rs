@@ -228,6 +228,9 @@ pub struct MeshStats {
     pub asks_pending: u64,
     /// Data frames retransmitted.
     pub retransmitted: u64,
+    /// Membership statements and registry claims refused from peers (forged, not
+    /// admitted, or jumping past a bound): a rising count names a liar.
+    pub gossip_refused: u64,
 }
 
 /// A running mesh: the handle to a node's driver task.
@@ -315,13 +318,26 @@ impl Mesh {
             allowlist_version: admission.version(),
         };
         let cluster_config = config.cluster.clone();
-        let cluster = Cluster::new(
-            me,
+        let mut cluster = Cluster::new(
+            config.key.clone(),
             incarnation,
             meta,
             cluster_config.clone(),
             seed,
             Time::ZERO,
+        );
+        // Members not on the allowlist are ignored wherever they appear in gossip.
+        cluster.set_admitted(
+            Time::ZERO,
+            Some(
+                admission
+                    .current()
+                    .allowlist
+                    .nodes
+                    .keys()
+                    .copied()
+                    .collect(),
+            ),
         );
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
@@ -482,6 +498,7 @@ impl Mesh {
             allowlist_rejected: c.allowlist_rejected.load(Relaxed),
             asks_pending: c.asks_pending.load(Relaxed),
             retransmitted: c.retransmitted.load(Relaxed),
+            gossip_refused: c.gossip_refused.load(Relaxed),
         }
     }
 

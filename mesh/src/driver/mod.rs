@@ -113,6 +113,7 @@ struct Counters {
     allowlist_rejected: AtomicU64,
     asks_pending: AtomicU64,
     retransmitted: AtomicU64,
+    gossip_refused: AtomicU64,
 }
 
 /// What the handle, the link and the streams ask of the loop.

@@ -575,6 +575,11 @@ impl Driver {
             .counters
             .asks_pending
             .store(self.cluster.asks().pending() as u64, Relaxed);
+        let refused = self.cluster.refusals();
+        self.shared.counters.gossip_refused.store(
+            refused.membership.total() + refused.registry.total(),
+            Relaxed,
+        );
         if members_changed {
             self.refresh_members();
         }
@@ -821,6 +826,9 @@ impl Driver {
                 self.swarm.behaviour_mut().allow.disallow_peer(peer);
             }
         }
+        let now = self.now();
+        self.cluster
+            .set_admitted(now, Some(signed.allowlist.nodes.keys().copied().collect()));
         let mut meta = self.cluster.membership().meta().clone();
         meta.allowlist_version = signed.allowlist.version;
         self.cluster.set_meta(meta);

@@ -9,6 +9,13 @@ use super::*;
 const TICK: Duration = Duration::from_millis(10);
 const LATENCY: Duration = Duration::from_millis(2);
 
+/// Node `i`'s key (deterministic).
+fn key(i: u64) -> NodeKey {
+    let mut seed = [7u8; 32];
+    seed[..8].copy_from_slice(&i.to_le_bytes());
+    NodeKey::from_seed(seed)
+}
+
 fn config() -> MembershipConfig {
     MembershipConfig {
         probe_interval: Duration::from_millis(200),
@@ -30,16 +37,17 @@ struct Net {
 
 impl Net {
     fn new(n: usize) -> Self {
-        let ids: Vec<NodeId> = (0..n as u64).map(NodeId::synthetic).collect();
-        let nodes = ids
-            .iter()
+        let keys: Vec<NodeKey> = (0..n as u64).map(key).collect();
+        let ids: Vec<NodeId> = keys.iter().map(NodeKey::node_id).collect();
+        let nodes = keys
+            .into_iter()
             .enumerate()
-            .map(|(i, id)| {
+            .map(|(i, k)| {
                 let meta = NodeMeta {
                     addrs: vec![format!("node-{i}")],
                     ..NodeMeta::default()
                 };
-                Membership::new(*id, 1, meta, config(), 100 + i as u64, Time::ZERO)
+                Membership::new(k, 1, meta, config(), 100 + i as u64, Time::ZERO)
             })
             .collect();
         let mut net = Self {
@@ -86,7 +94,7 @@ impl Net {
                 }
                 let now = self.now;
                 for g in gossip {
-                    self.nodes[to].apply(now, g);
+                    self.nodes[to].apply(now, self.ids[from], g);
                 }
                 self.nodes[to].handle_message(now, self.ids[from], msg);
             }
@@ -278,44 +286,293 @@ fn a_leaving_node_is_marked_left_not_dead() {
     );
 }
 
-#[test]
-fn stale_and_older_updates_do_not_regress_state() {
-    let me = NodeId::synthetic(0);
-    let other = NodeId::synthetic(1);
-    let mut m = Membership::new(me, 1, NodeMeta::default(), config(), 1, Time::ZERO);
-    let alive = |inc| MemberUpdate {
-        id: other,
+fn alive_of(k: &NodeKey, inc: u64) -> MemberUpdate {
+    MemberUpdate {
+        id: k.node_id(),
         incarnation: inc,
         state: MemberState::Alive,
         meta: Some(Arc::new(NodeMeta::default())),
-    };
-    let dead = |inc| MemberUpdate {
-        id: other,
+        sig: Vec::new(),
+    }
+    .sign(k)
+}
+
+fn hearsay(id: NodeId, inc: u64, state: MemberState) -> MemberUpdate {
+    MemberUpdate {
+        id,
         incarnation: inc,
-        state: MemberState::Dead,
+        state,
         meta: None,
-    };
-    assert!(m.apply(Time::ZERO, alive(5)));
-    assert!(!m.apply(Time::ZERO, alive(4)), "older alive ignored");
-    assert!(!m.apply(Time::ZERO, dead(4)), "older death ignored");
-    assert!(m.apply(Time::ZERO, dead(5)), "same-incarnation death wins");
+        sig: Vec::new(),
+    }
+}
+
+#[test]
+fn stale_and_older_updates_do_not_regress_state() {
+    let (km, ko, liar) = (key(0), key(1), key(2).node_id());
+    let me = km.node_id();
+    let other = ko.node_id();
+    let mut m = Membership::new(km, 1, NodeMeta::default(), config(), 1, Time::ZERO);
     assert!(
-        !m.apply(Time::ZERO, alive(5)),
-        "same-incarnation alive cannot resurrect"
+        m.apply(Time::ZERO, liar, alive_of(&ko, 5)),
+        "relayed, signed"
     );
-    assert!(m.apply(Time::ZERO, alive(6)), "a refutation can");
+    assert!(
+        !m.apply(Time::ZERO, liar, alive_of(&ko, 4)),
+        "older alive ignored"
+    );
+    assert!(
+        !m.apply(Time::ZERO, other, hearsay(other, 5, MemberState::Dead)),
+        "death is never taken on anyone's word"
+    );
     assert_eq!(m.state_of(&other), Some(MemberState::Alive));
-    // Dead news about myself at my incarnation makes me refute.
-    assert!(m.apply(
-        Time::ZERO,
-        MemberUpdate {
-            id: me,
-            incarnation: 1,
-            state: MemberState::Dead,
-            meta: None
-        }
-    ));
+    assert!(
+        !m.apply(Time::ZERO, liar, alive_of(&ko, 5)),
+        "a replay is no news"
+    );
+    assert!(
+        m.apply(Time::ZERO, liar, alive_of(&ko, 6)),
+        "a newer one is"
+    );
+    assert_eq!(m.member(&other).unwrap().incarnation, 6);
+    // Dead news about myself at my incarnation makes me refute, whoever says it.
+    assert!(m.apply(Time::ZERO, liar, hearsay(me, 1, MemberState::Dead)));
     assert_eq!(m.incarnation(), 2);
+    assert!(m.self_statement().verify());
+    assert_eq!(m.stats().refused.total(), 0);
+    m.check_invariants().unwrap();
+}
+
+/// One honest node `m` that knows `victim` alive at incarnation 5, and a liar.
+fn with_victim() -> (Membership, NodeKey, NodeKey) {
+    let (km, kv, kl) = (key(0), key(1), key(2));
+    let mut m = Membership::new(km, 1, NodeMeta::default(), config(), 1, Time::ZERO);
+    assert!(m.apply(Time::ZERO, kv.node_id(), alive_of(&kv, 5)));
+    assert!(m.apply(Time::ZERO, kl.node_id(), alive_of(&kl, 1)));
+    (m, kv, kl)
+}
+
+#[test]
+fn a_liar_cannot_speak_for_another_node() {
+    let (mut m, kv, kl) = with_victim();
+    let (victim, liar) = (kv.node_id(), kl.node_id());
+    // Unsigned: a poisoned address at a higher incarnation.
+    let mut poisoned = alive_of(&kv, 6);
+    poisoned.sig.clear();
+    poisoned.meta = Some(Arc::new(NodeMeta {
+        addrs: vec!["evil:1".into()],
+        ..NodeMeta::default()
+    }));
+    assert_eq!(
+        m.try_apply(Time::ZERO, liar, poisoned.clone()),
+        Err(GossipRefused::Forged)
+    );
+    // Signed by the liar, or a victim's signature moved onto other meta.
+    let mut resigned = poisoned.clone().sign(&kl);
+    resigned.id = victim;
+    assert_eq!(
+        m.try_apply(Time::ZERO, liar, resigned),
+        Err(GossipRefused::Forged)
+    );
+    let mut moved = alive_of(&kv, 6);
+    moved.meta = poisoned.meta.clone();
+    assert_eq!(
+        m.try_apply(Time::ZERO, liar, moved),
+        Err(GossipRefused::Forged)
+    );
+    // A forged departure.
+    let mut left = hearsay(victim, 6, MemberState::Left);
+    assert_eq!(
+        m.try_apply(Time::ZERO, liar, left.clone()),
+        Err(GossipRefused::Forged)
+    );
+    left.sig = vec![0; 64];
+    assert_eq!(
+        m.try_apply(Time::ZERO, liar, left),
+        Err(GossipRefused::Forged)
+    );
+    let v = m.member(&victim).unwrap();
+    assert_eq!((v.state, v.incarnation), (MemberState::Alive, 5));
+    assert!(v.meta.addrs.is_empty());
+    assert_eq!(m.stats().refused.forged, 5);
+    // The victim itself may say it unsigned (straight from it).
+    let mut own = alive_of(&kv, 6);
+    own.sig.clear();
+    assert_eq!(m.try_apply(Time::ZERO, victim, own), Ok(true));
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn hearsay_of_death_only_prompts_a_probe() {
+    let (mut m, kv, kl) = with_victim();
+    let (victim, liar) = (kv.node_id(), kl.node_id());
+    for state in [MemberState::Suspect, MemberState::Dead] {
+        assert_eq!(
+            m.try_apply(Time::ZERO, liar, hearsay(victim, 5, state)),
+            Ok(false)
+        );
+    }
+    assert_eq!(m.state_of(&victim), Some(MemberState::Alive));
+    assert_eq!(m.stats().hints, 1, "one hint pending");
+    // The hint makes the victim the next probe target.
+    let t = m.poll_timeout();
+    m.handle_timeout(t);
+    let pinged: Vec<(NodeId, u32)> = std::iter::from_fn(|| m.poll_transmit())
+        .filter_map(|(to, p)| match p {
+            Probe::Ping { seq } => Some((to, seq)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pinged.len(), 1);
+    assert_eq!(pinged[0].0, victim);
+    m.handle_message(t, victim, Probe::Ack { seq: pinged[0].1 });
+    // The victim answers: it stays alive however long we wait, whatever the liar says.
+    let mut now = t;
+    for _ in 0..100 {
+        let _ = m.apply(now, liar, hearsay(victim, 5, MemberState::Dead));
+        now = m.poll_timeout();
+        m.handle_timeout(now);
+        while let Some((to, p)) = m.poll_transmit() {
+            if let Probe::Ping { seq } = p {
+                m.handle_message(now, to, Probe::Ack { seq });
+            }
+        }
+    }
+    assert_eq!(m.state_of(&victim), Some(MemberState::Alive));
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn the_own_detector_still_kills_and_the_suspect_can_refute() {
+    let (mut m, kv, kl) = with_victim();
+    let victim = kv.node_id();
+    // Nobody answers any probe: the node's own detector suspects and kills.
+    let mut now = Time::ZERO;
+    while m.state_of(&victim) != Some(MemberState::Dead) {
+        now = m.poll_timeout();
+        m.handle_timeout(now);
+        while m.poll_transmit().is_some() {}
+        assert!(now < Time::from_millis(60_000), "never declared dead");
+    }
+    // The victim refutes with a new incarnation, relayed by anyone.
+    assert!(m.apply(now, kl.node_id(), alive_of(&kv, 6)));
+    assert_eq!(m.state_of(&victim), Some(MemberState::Alive));
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn a_liar_cannot_ack_for_a_dead_member() {
+    let (mut m, kv, kl) = with_victim();
+    let (victim, liar) = (kv.node_id(), kl.node_id());
+    // The victim is dead; the liar acks every ping (it sees their seqs: say it
+    // guesses them) on its behalf, and every relayed ping too.
+    while m.state_of(&victim) != Some(MemberState::Dead) {
+        let now = m.poll_timeout();
+        m.handle_timeout(now);
+        while let Some((to, p)) = m.poll_transmit() {
+            match p {
+                Probe::Ping { seq } if to == victim => {
+                    m.handle_message(now, liar, Probe::Ack { seq })
+                }
+                Probe::Ping { seq } => m.handle_message(now, to, Probe::Ack { seq }),
+                _ => {}
+            }
+        }
+        assert!(
+            now < Time::from_millis(60_000),
+            "the liar kept a dead member alive"
+        );
+    }
+    assert_eq!(m.state_of(&liar), Some(MemberState::Alive));
+}
+
+#[test]
+fn huge_incarnations_are_refused_and_never_overflow() {
+    let (mut m, kv, kl) = with_victim();
+    let (victim, liar, me) = (kv.node_id(), kl.node_id(), m.me());
+    // Signed by the victim itself, but a jump past the bound: refused.
+    assert_eq!(
+        m.try_apply(Time::ZERO, liar, alive_of(&kv, u64::MAX)),
+        Err(GossipRefused::IncarnationJump)
+    );
+    assert_eq!(m.member(&victim).unwrap().incarnation, 5);
+    // Within the bound it is fine.
+    assert_eq!(
+        m.try_apply(Time::ZERO, victim, alive_of(&kv, 5 + INCARNATION_STEP_MAX)),
+        Ok(true)
+    );
+    // Accusations of me above my incarnation: a lie, refused; no refutation to MAX+1.
+    assert_eq!(
+        m.try_apply(Time::ZERO, liar, hearsay(me, u64::MAX, MemberState::Dead)),
+        Err(GossipRefused::IncarnationJump)
+    );
+    assert_eq!(m.incarnation(), 1);
+    // A new member at u64::MAX is refused too.
+    let k9 = key(9);
+    assert_eq!(
+        m.try_apply(Time::ZERO, k9.node_id(), alive_of(&k9, u64::MAX)),
+        Err(GossipRefused::IncarnationJump)
+    );
+    // A node at u64::MAX itself cannot overflow when it must refute or change.
+    let mut top = Membership::new(
+        key(3),
+        u64::MAX,
+        NodeMeta::default(),
+        config(),
+        1,
+        Time::ZERO,
+    );
+    assert_eq!(
+        top.try_apply(
+            Time::ZERO,
+            liar,
+            hearsay(top.me(), u64::MAX, MemberState::Suspect)
+        ),
+        Err(GossipRefused::IncarnationJump)
+    );
+    top.set_meta(NodeMeta {
+        addrs: vec!["x".into()],
+        ..NodeMeta::default()
+    });
+    top.leave();
+    assert_eq!(top.incarnation(), u64::MAX);
+    assert_eq!(m.stats().refused.incarnation_jump, 3);
+}
+
+#[test]
+fn non_admitted_nodes_are_ignored_everywhere() {
+    let (mut m, kv, kl) = with_victim();
+    let (victim, liar) = (kv.node_id(), kl.node_id());
+    let phantom = key(8);
+    m.set_admitted(Time::ZERO, Some([victim, liar].into_iter().collect()));
+    // A phantom member, relayed or claiming itself.
+    assert_eq!(
+        m.try_apply(Time::ZERO, liar, alive_of(&phantom, 1)),
+        Err(GossipRefused::NotAdmitted)
+    );
+    assert_eq!(
+        m.try_apply(Time::ZERO, phantom.node_id(), alive_of(&phantom, 1)),
+        Err(GossipRefused::NotAdmitted)
+    );
+    assert!(m.member(&phantom.node_id()).is_none());
+    // A ping-req to a phantom target is not relayed; messages from it are dropped.
+    m.handle_message(
+        Time::ZERO,
+        liar,
+        Probe::PingReq {
+            seq: 1,
+            target: phantom.node_id(),
+        },
+    );
+    m.handle_message(Time::ZERO, phantom.node_id(), Probe::Ping { seq: 2 });
+    m.handle_discovered(Time::ZERO, phantom.node_id());
+    while let Some((to, _)) = m.poll_transmit() {
+        assert_ne!(to, phantom.node_id());
+    }
+    // A member dropped from the allowlist leaves the view.
+    m.set_admitted(Time::ZERO, Some([liar].into_iter().collect()));
+    assert!(m.member(&victim).is_none());
+    assert!(m.stats().refused.not_admitted >= 3);
     m.check_invariants().unwrap();
 }
 

@@ -44,6 +44,7 @@ impl World {
             self.violate("core-invariant", f);
         }
         self.check_asks();
+        self.check_byzantine();
         // Detection times of crashed nodes.
         let pending: Vec<(usize, u64)> = self.detecting.iter().map(|(k, v)| (*k, *v)).collect();
         for (dead, since) in pending {

@@ -33,11 +33,13 @@ use plexus_mesh::wire::{DataBody, Frame};
 use plexus_supervisor::{
     Action, ChildSpec, ChildStatus, ExitReason, Intensity, Restart, Supervisor,
 };
+use plexus_vocab::identity::NodeKey;
 use plexus_vocab::resources::NodeMeta;
 
 use crate::report::{Report, Violation};
 use crate::scenario::{FaultKind, LatencyDist, Scenario};
 
+pub mod byzantine;
 mod checkers;
 mod faults;
 mod network;
@@ -118,6 +120,8 @@ enum Ev {
     DurableSend,
     DurableMigrate,
     DurableSettle,
+    /// Byzantine node `.0` tells its next lies.
+    Lie(usize),
 }
 
 struct Queued {
@@ -141,6 +145,7 @@ struct Child {
 
 struct SimNode {
     id: NodeId,
+    key: NodeKey,
     core: Option<Cluster>,
     paused: bool,
     deferred: Vec<Queued>,
@@ -202,14 +207,21 @@ pub struct World {
     link_prune_at: usize,
     /// The pair of nodes whose views disagreed at the last convergence check.
     gap_hint: Option<(usize, usize)>,
+    /// Node ids to node indices.
+    index: BTreeMap<NodeId, usize>,
+    /// The Byzantine nodes.
+    byz: byzantine::Liars,
 }
 
 fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-fn index_of(id: &NodeId) -> usize {
-    id.synthetic_index() as usize
+/// Node `i`'s key: a real ed25519 key, since the mesh verifies signed statements.
+fn node_key(i: usize) -> NodeKey {
+    let mut seed = [0x5a; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    NodeKey::from_seed(seed)
 }
 
 impl World {
@@ -273,8 +285,10 @@ impl World {
                     });
                     children.push(Child { running });
                 }
+                let key = node_key(i);
                 SimNode {
-                    id: NodeId::synthetic(i as u64),
+                    id: key.node_id(),
+                    key,
                     core: None,
                     paused: false,
                     deferred: Vec::new(),
@@ -292,7 +306,9 @@ impl World {
                     disk: MemStore::default(),
                 }
             })
-            .collect();
+            .collect::<Vec<SimNode>>();
+        let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
+        let index = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let converge_within = scenario
             .check
             .converge_within
@@ -340,7 +356,7 @@ impl World {
                         .map(|k| {
                             (
                                 format!("n{j}-{k}"),
-                                ActorId::new(NodeId::synthetic(j as u64), ACTOR_BASE + k as u64),
+                                ActorId::new(ids[j], ACTOR_BASE + k as u64),
                             )
                         })
                         .collect()
@@ -351,13 +367,21 @@ impl World {
             link_clock: BTreeMap::new(),
             link_prune_at: 4096,
             gap_hint: None,
+            index,
+            byz: byzantine::Liars::new(&scenario.byzantine, seed),
         };
         if let Some(d) = &scenario.durable {
-            world.durable = DurableWorld::new(d, scenario.nodes, seed);
+            world.durable = DurableWorld::new(d, &ids, seed);
         }
         world.report.detection_bound_ms = detection.as_millis() as u64;
         world.schedule_initial(converge_within);
+        world.schedule_lies();
         world
+    }
+
+    /// The index of node `id` (past the last node for an id not in the run).
+    fn index_of(&self, id: &NodeId) -> usize {
+        self.index.get(id).copied().unwrap_or(usize::MAX)
     }
 
     fn push(&mut self, at: u64, ev: Ev) {
@@ -584,7 +608,11 @@ impl World {
                 self.durable_timeout(i, now);
                 self.pump(i);
             }
-            Ev::Deliver { from, to, frame } => self.deliver(from, to, frame),
+            Ev::Deliver { from, to, frame } => {
+                self.byzantine_heard(to, &frame);
+                self.deliver(from, to, frame)
+            }
+            Ev::Lie(i) => self.lie(i),
             Ev::Tell(i) => self.tell(i),
             Ev::Ask(i, incarnation) => self.ask(i, incarnation),
             Ev::ChildCrash(i) => self.child_crash(i),
@@ -681,7 +709,7 @@ impl World {
         let now = self.local(i, self.now);
         let meta = NodeMeta::default();
         let mut core = Cluster::new(
-            self.nodes[i].id,
+            self.nodes[i].key.clone(),
             incarnation,
             meta,
             self.cluster_config.clone(),
@@ -697,6 +725,7 @@ impl World {
             core.handle_discovered(now, self.nodes[p].id);
         }
         self.nodes[i].core = Some(core);
+        self.byzantine_start(i, now);
         self.nodes[i].next_seq.clear();
         self.nodes[i].crashed_at = None;
         self.start_host(i, incarnation);
@@ -739,7 +768,7 @@ impl World {
                 return;
             };
             while let Some((to, frame)) = core.poll_transmit(now) {
-                out.push((index_of(&to), frame));
+                out.push((to, frame));
             }
             while let Some(ev) = core.poll_event() {
                 events.push(ev);
@@ -750,6 +779,7 @@ impl World {
             };
         }
         for (to, frame) in out {
+            let to = self.index_of(&to);
             if to < self.nodes.len() {
                 self.send(i, to, frame);
             }
@@ -770,18 +800,18 @@ impl World {
         match ev {
             ClusterEvent::Member(m) => {
                 let (tag, subject) = match &m {
-                    MembershipEvent::Joined(n) => (30, index_of(n)),
-                    MembershipEvent::Updated(n) => (31, index_of(n)),
-                    MembershipEvent::Suspected(n) => (32, index_of(n)),
-                    MembershipEvent::Recovered(n) => (33, index_of(n)),
-                    MembershipEvent::Died(n) => (34, index_of(n)),
-                    MembershipEvent::Left(n) => (35, index_of(n)),
+                    MembershipEvent::Joined(n) => (30, self.index_of(n)),
+                    MembershipEvent::Updated(n) => (31, self.index_of(n)),
+                    MembershipEvent::Suspected(n) => (32, self.index_of(n)),
+                    MembershipEvent::Recovered(n) => (33, self.index_of(n)),
+                    MembershipEvent::Died(n) => (34, self.index_of(n)),
+                    MembershipEvent::Left(n) => (35, self.index_of(n)),
                     MembershipEvent::Refuted { incarnation } => (36, *incarnation as usize),
                 };
                 self.record(i, tag, subject as u64, 0);
                 if let MembershipEvent::Suspected(n) = m {
                     self.report.suspicions += 1;
-                    let s = index_of(&n);
+                    let s = self.index_of(&n);
                     if s < self.nodes.len() && self.nodes[s].core.is_some() {
                         self.report.false_suspicions += 1;
                     }
@@ -808,7 +838,9 @@ impl World {
                     let known: Vec<String> = core
                         .membership()
                         .members()
-                        .map(|m| format!("{}:{:?}@{}", index_of(&m.id), m.state, m.incarnation))
+                        .map(|m| {
+                            format!("{}:{:?}@{}", self.index_of(&m.id), m.state, m.incarnation)
+                        })
                         .collect();
                     format!(
                         "inc {} paused {} crashed_at {:?} knows {}",

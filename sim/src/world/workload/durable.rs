@@ -62,13 +62,13 @@ pub(in crate::world) struct DurableWorld {
 }
 
 impl DurableWorld {
-    pub(in crate::world) fn new(d: &DurableSection, nodes: usize, seed: u64) -> DurableWorld {
+    pub(in crate::world) fn new(d: &DurableSection, ids: &[NodeId], seed: u64) -> DurableWorld {
         let key = |stage: &str, i: u32| DurableKey::new(&format!("{JOB}/{stage}/{i}")).ok();
         let order_log = OrderLog::default();
         DurableWorld {
             rng: DetRng::split(seed, 5),
             operator: Some(NodeKey::from_seed(DetRng::split(seed, 6).bytes32())),
-            ids: (0..nodes as u64).map(NodeId::synthetic).collect(),
+            ids: ids.to_vec(),
             kinds: kinds(&order_log),
             order_log,
             relays: (0..d.replicas).filter_map(|i| key("relay", i)).collect(),
