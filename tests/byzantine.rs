@@ -188,7 +188,8 @@ fn replayed_requests_are_refused_and_forged_ones_store_nothing() {
     use plexus::scheduler::protocol::{Request, Signed};
     let c = cluster("byz-replay", false, false);
     let key = c.client.clone();
-    let homes: Vec<std::path::PathBuf> = (1..=3).map(|i| c.net.dir.0.join(format!("n{i}"))).collect();
+    let homes: Vec<std::path::PathBuf> =
+        (1..=3).map(|i| c.net.dir.0.join(format!("n{i}"))).collect();
     let api = &c.nodes[0];
     let spec = "name = \"echoes\"\ndurability = 3\n[[stage]]\nname = \"relay\"\nkind = \"relay\"\n";
     let deploy = Signed::sign(
@@ -203,8 +204,11 @@ fn replayed_requests_are_refused_and_forged_ones_store_nothing() {
     // with no job there are no reports, and idle ticks commit nothing.
     common::poll(Duration::from_secs(60), || {
         let status = Signed::sign(Request::Status, "test", 1, now_ms() + 60_000, &key).unwrap();
-        api.post("/v1/scheduler", json!({ "signed": hex(&status.encode().unwrap()) }))
-            .map(|_| ())
+        api.post(
+            "/v1/scheduler",
+            json!({ "signed": hex(&status.encode().unwrap()) }),
+        )
+        .map(|_| ())
     });
     // Commits are what a request that got in would cost; idle ticks commit
     // nothing. (The stores' files still change a little while idle: leases are
@@ -231,7 +235,9 @@ fn replayed_requests_are_refused_and_forged_ones_store_nothing() {
     let bytes_before: Vec<u64> = homes.iter().map(|h| store_bytes(h)).collect();
     let stranger = plexus::node::ephemeral_key().unwrap();
     for i in 0..200u64 {
-        let stop = Request::Stop { job: "echoes".into() };
+        let stop = Request::Stop {
+            job: "echoes".into(),
+        };
         let forged = match i % 4 {
             0 => {
                 let mut s = Signed::sign(stop, "test", 100 + i, now_ms() + 60_000, &key).unwrap();
@@ -242,7 +248,10 @@ fn replayed_requests_are_refused_and_forged_ones_store_nothing() {
             2 => Signed::sign(stop, "another-net", 100 + i, now_ms() + 60_000, &key).unwrap(),
             _ => Signed::sign(stop, "test", 100 + i, now_ms() - 1, &key).unwrap(),
         };
-        let answer = api.post("/v1/scheduler", json!({ "signed": hex(&forged.encode().unwrap()) }));
+        let answer = api.post(
+            "/v1/scheduler",
+            json!({ "signed": hex(&forged.encode().unwrap()) }),
+        );
         assert!(answer.is_err(), "forged request {i} is refused: {answer:?}");
     }
     assert_eq!(commits(), before, "refused requests committed nothing");
@@ -306,7 +315,11 @@ fn a_node_that_calls_itself_kyc_is_not_placed_as_kyc() {
     .expect("the kyc job deploys on the three kyc nodes");
     let placed: Vec<String> = answer["Deployed"]["actors"]
         .as_array()
-        .map(|a| a.iter().filter_map(|p| p[1].as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p[1].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(placed.len(), 8, "eight actors placed: {answer}");
     let kyc: Vec<&String> = c.nodes.iter().map(|n| &n.id).collect();
@@ -318,7 +331,10 @@ fn a_node_that_calls_itself_kyc_is_not_placed_as_kyc() {
     // Nor do their replicas live there (the scheduler itself may: the liar is an
     // admitted operator like the others).
     let jobs = c.nodes[0].get("/v1/jobs");
-    let actors = jobs["Status"]["actors"].as_array().cloned().unwrap_or_default();
+    let actors = jobs["Status"]["actors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(actors.len(), 8, "{jobs}");
     for a in &actors {
         assert_ne!(a["node"].as_str(), Some(liar.id.as_str()), "{a}");
@@ -327,7 +343,86 @@ fn a_node_that_calls_itself_kyc_is_not_placed_as_kyc() {
             .map(|r| r.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         assert_eq!(replicas.len(), 3, "{a}");
-        assert!(!replicas.contains(&liar.id.as_str()), "no replica on the liar: {a}");
+        assert!(
+            !replicas.contains(&liar.id.as_str()),
+            "no replica on the liar: {a}"
+        );
     }
     liar.kill();
+}
+
+/// Whether `node`'s view has `who` in state `state`.
+fn sees(node: &NodeProc, who: &str, state: &str) -> bool {
+    node.get("/v1/members")
+        .as_array()
+        .is_some_and(|ms| ms.iter().any(|m| m["id"] == who && m["state"] == state))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_node_cannot_declare_a_live_node_dead() {
+    use plexus::mesh::membership::{MemberState, MemberUpdate, Probe};
+    use plexus::mesh::wire::{ControlPacket, Frame};
+    let c = cluster("byz-death", true, false);
+    let evil = evil_node(&c).await;
+    let mesh = evil.mesh().unwrap().clone();
+    let n1: NodeId = c.nodes[0].id.parse().unwrap();
+    let n2: NodeId = c.nodes[1].id.parse().unwrap();
+    let victim: NodeId = c.nodes[2].id.parse().unwrap();
+    let bound = c.nodes[0].detection_bound;
+    assert!(sees(&c.nodes[0], &c.nodes[2].id, "alive"));
+
+    // For three detection bounds, tell n1 and n2 that n3 is dead, has left, or
+    // is suspect, at every incarnation up to u64::MAX, unsigned and with a
+    // garbage signature, in gossip and in syncs.
+    let lies = |i: u64| -> Vec<MemberUpdate> {
+        [MemberState::Dead, MemberState::Left, MemberState::Suspect]
+            .into_iter()
+            .flat_map(|state| {
+                [1 + i, 1 << 40, u64::MAX]
+                    .into_iter()
+                    .map(move |incarnation| MemberUpdate {
+                        id: victim,
+                        incarnation,
+                        state,
+                        meta: None,
+                        sig: if i % 2 == 0 { Vec::new() } else { vec![7; 64] },
+                    })
+            })
+            .collect()
+    };
+    let until = tokio::time::Instant::now() + bound * 3;
+    let mut i = 0u64;
+    while tokio::time::Instant::now() < until {
+        for to in [n1, n2] {
+            let gossip = ControlPacket {
+                probe: Probe::Gossip,
+                members: lies(i),
+                claims: Vec::new(),
+            };
+            let sync = ControlPacket {
+                probe: Probe::Sync { members: lies(i) },
+                members: Vec::new(),
+                claims: Vec::new(),
+            };
+            mesh.evil_send_frame(to, Frame::Control(gossip)).unwrap();
+            mesh.evil_send_frame(to, Frame::Control(sync)).unwrap();
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for honest in &c.nodes[..2] {
+        assert!(
+            sees(honest, &c.nodes[2].id, "alive"),
+            "{} still sees n3 alive: {}",
+            honest.name,
+            honest.get("/v1/members")
+        );
+    }
+    // The lies were seen and refused, not silently lost: the refusal counter moved.
+    let stats = c.nodes[0].get("/v1/stats");
+    assert!(
+        stats["gossip_refused"].as_u64().unwrap_or(0) > 0,
+        "refusals are counted: {stats}"
+    );
+    evil.shutdown().await;
 }

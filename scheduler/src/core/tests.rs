@@ -1177,7 +1177,11 @@ fn replicas_of_a_constrained_actor_stay_on_nodes_meeting_it() {
     ]));
     let spec = "name = \"k\"\ndurability = 3\nconstraints = \"kyc\"\n[[stage]]\nname = \"a\"\nkind = \"word-count\"\nreplicas = 4\n";
     let out = s.request(&signed(Request::Deploy { spec: spec.into() }));
-    assert!(matches!(out.response, Some(Response::Deployed { .. })), "{:?}", out.response);
+    assert!(
+        matches!(out.response, Some(Response::Deployed { .. })),
+        "{:?}",
+        out.response
+    );
     assert_eq!(out.commands.len(), 4);
     for (host, command) in &out.commands {
         assert!(kyc.contains(host), "hosted on a kyc node: {host}");
