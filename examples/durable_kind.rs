@@ -188,6 +188,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     // A signed request names its network, a sequence number above the signer's
     // last, and an expiry (wall-clock milliseconds), so a copy cannot be replayed.
+    #[allow(clippy::disallowed_methods)] // the embedding host is a driver
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;

@@ -150,7 +150,10 @@ async fn an_admitted_node_cannot_stop_actors_it_did_not_spawn() {
         .spawn_on(victim, "echo", Default::default(), None)
         .await
         .unwrap();
-    assert_eq!(evil.stop_on(victim, own).await.unwrap(), true);
+    assert!(
+        evil.stop_on(victim, own).await.unwrap(),
+        "its own actor was running"
+    );
     evil.shutdown().await;
 }
 
@@ -385,7 +388,11 @@ async fn an_admitted_node_cannot_declare_a_live_node_dead() {
                         incarnation,
                         state,
                         meta: None,
-                        sig: if i % 2 == 0 { Vec::new() } else { vec![7; 64] },
+                        sig: if i.is_multiple_of(2) {
+                            Vec::new()
+                        } else {
+                            vec![7; 64]
+                        },
                     })
             })
             .collect()

@@ -189,10 +189,10 @@ async fn spawn(
         Some(n) => parse_node(n)?,
         None => api.node.id(),
     };
-    for reserved in [Some(req.kind.as_str()), req.name.as_deref()]
+    if let Some(reserved) = [Some(req.kind.as_str()), req.name.as_deref()]
         .into_iter()
         .flatten()
-        .filter(|n| plexus_vocab::names::is_reserved(n))
+        .find(|n| plexus_vocab::names::is_reserved(n))
     {
         return Err(ApiError(
             StatusCode::FORBIDDEN,

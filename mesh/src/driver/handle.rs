@@ -595,6 +595,40 @@ impl Mesh {
     }
 }
 
+/// Replaces the configured allowlist with the stored one if that is a valid update
+/// of it (same network and governance, newer, correctly signed). A stored list that
+/// is unreadable or not an update is logged and ignored: the configured list, which
+/// the operator gave, stands.
+fn restore_allowlist(admission: &mut Admission, path: &std::path::Path) {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the stored allowlist");
+            return;
+        }
+    };
+    let stored = match SignedAllowlist::decode(&bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "the stored allowlist is malformed; ignored");
+            return;
+        }
+    };
+    if stored.allowlist.version <= admission.version() {
+        return;
+    }
+    match admission.apply_update(stored) {
+        Ok(_) => tracing::info!(
+            version = admission.version(),
+            "using the newer allowlist accepted before the restart"
+        ),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "the stored allowlist is not an update of the configured one; ignored");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -648,39 +682,5 @@ mod tests {
             .unwrap(),
             format!(r#"{{"event":"name_bound","name":"svc","actor":"{text}/12"}}"#)
         );
-    }
-}
-
-/// Replaces the configured allowlist with the stored one if that is a valid update
-/// of it (same network and governance, newer, correctly signed). A stored list that
-/// is unreadable or not an update is logged and ignored: the configured list, which
-/// the operator gave, stands.
-fn restore_allowlist(admission: &mut Admission, path: &std::path::Path) {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read the stored allowlist");
-            return;
-        }
-    };
-    let stored = match SignedAllowlist::decode(&bytes) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "the stored allowlist is malformed; ignored");
-            return;
-        }
-    };
-    if stored.allowlist.version <= admission.version() {
-        return;
-    }
-    match admission.apply_update(stored) {
-        Ok(_) => tracing::info!(
-            version = admission.version(),
-            "using the newer allowlist accepted before the restart"
-        ),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "the stored allowlist is not an update of the configured one; ignored");
-        }
     }
 }
