@@ -1,5 +1,7 @@
-//! The scheduler's state as restored from a replica (the disk, or a peer's handoff):
-//! restoring never panics, and a restored state snapshots and restores to itself.
+//! The scheduler's state as restored from a replica (the disk, or a record a peer
+//! hands off): restoring never panics, a restored state snapshots and restores to
+//! itself, and the restored scheduler then runs a tick and a status request without
+//! panicking (a state that decodes is not thereby consistent).
 //! Input: 4 bytes of schema version (little-endian), then the snapshot bytes.
 #![no_main]
 
@@ -15,10 +17,12 @@ fuzz_target!(|data: &[u8]| {
         schema_version: u32::from_le_bytes(*version),
         bytes: bytes.to_vec(),
     };
-    if let Ok(app) = SchedulerApp::restore(&snapshot) {
+    if let Ok(mut app) = SchedulerApp::restore(&snapshot) {
         let state = app.scheduler().state();
         let again = state.snapshot().expect("a restored state snapshots");
         let back = SchedulerApp::restore(&again).expect("a fresh snapshot restores");
         assert_eq!(back.scheduler().state(), state);
+        app.apply(plexus_fuzz::scheduler_run_inputs(), true)
+            .expect("a restored scheduler applies a tick and a status request");
     }
 });

@@ -11,6 +11,7 @@ use plexus_actors::envelope::{Failure, TraceContext};
 use plexus_actors::migratable::Migratable;
 use plexus_actors::{ActorId, NodeId};
 use plexus_durable::activation::DurableState;
+use plexus_durable::activation::Input as Delivery;
 use plexus_durable::replica::{Slot, encode_slot};
 use plexus_durable::wire::{Command, DurableMsg, Envelope};
 use plexus_durable::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
@@ -18,9 +19,12 @@ use plexus_mesh::allowlist::{Allowlist, SignedAllowlist, SubmitterEntry};
 use plexus_mesh::membership::{MemberState, MemberUpdate, Probe};
 use plexus_mesh::registry::Claim;
 use plexus_mesh::wire::{AckFrame, ControlPacket, DataBody, DataFrame, Frame, encode_frame};
+use plexus_scheduler::app::{SchedulerApp, decode_response};
+use plexus_scheduler::placement::NodeInfo;
 use plexus_scheduler::protocol::{Input, Request, Response};
 use plexus_scheduler::{ActorSpec, JobSpec, Signed, State, View};
 use plexus_vocab::identity::NodeKey;
+use plexus_vocab::resources::Resources;
 
 /// A job spec using every section.
 pub const JOB_TOML: &str = r#"
@@ -219,6 +223,128 @@ fn actor_spec() -> ActorSpec {
     }
 }
 
+/// The key the sample view admits as a submitter.
+fn client() -> NodeKey {
+    NodeKey::from_seed([9; 32])
+}
+
+/// A view of five live nodes, with [`client`] a submitter.
+pub fn sample_view() -> View {
+    View {
+        me: Some(node(1)),
+        nodes: (1..=5)
+            .map(|i| NodeInfo {
+                id: node(i),
+                tags: [("kyc", ""), ("region", "eu"), ("ssd", "")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                capacity: Resources {
+                    cpu_millis: 8000,
+                    memory_bytes: 16 << 30,
+                    gpus: 1,
+                },
+                alive: i != 5,
+                draining: false,
+            })
+            .collect(),
+        locations: Default::default(),
+        submitters: [client().node_id()].into(),
+        members: (1..=5).map(node).collect(),
+        kinds: ["tokenize", "word-count"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    }
+}
+
+fn delivery(from: Option<SenderId>, input: &Input) -> Delivery {
+    Delivery {
+        from,
+        seq: 1,
+        payload: codec::encode_body(input).expect("an input encodes"),
+        trace: None,
+    }
+}
+
+/// What the `scheduler_snapshot` target runs a restored scheduler through: a local
+/// tick with [`sample_view`], then a status request from a submitter.
+pub fn scheduler_run_inputs() -> Vec<Delivery> {
+    vec![
+        delivery(None, &Input::Tick(sample_view())),
+        delivery(
+            Some(SenderId::Client(2)),
+            &Input::Signed(Signed::sign(Request::Status, 2, &client()).expect("signs")),
+        ),
+    ]
+}
+
+/// Snapshots of a scheduler with a deployed job, after a migration and a drain.
+fn busy_scheduler_snapshots() -> Vec<Vec<u8>> {
+    let mut app = SchedulerApp::default();
+    let mut out = Vec::new();
+    let steps = [
+        Input::Tick(sample_view()),
+        Input::Signed(
+            Signed::sign(
+                Request::Deploy {
+                    spec: JOB_TOML.into(),
+                },
+                1,
+                &client(),
+            )
+            .expect("signs"),
+        ),
+        Input::Tick(sample_view()),
+        Input::Signed(
+            Signed::sign(
+                Request::Migrate {
+                    actor: "wordcount/parse/0".into(),
+                    to: node(3),
+                },
+                2,
+                &client(),
+            )
+            .expect("signs"),
+        ),
+        Input::Tick(sample_view()),
+    ];
+    let drains = (1..=4).map(|i| {
+        let request = Request::Drain { node: node(i) };
+        Input::Signed(Signed::sign(request, 2 + i, &client()).expect("signs"))
+    });
+    let steps: Vec<Input> = steps.into_iter().chain(drains).collect();
+    for (i, step) in steps.iter().enumerate() {
+        let from = match step {
+            Input::Tick(_) => None,
+            Input::Signed(_) => Some(SenderId::Client(i as u64)),
+        };
+        let applied = app
+            .apply(vec![delivery(from, step)], true)
+            .expect("applies");
+        if matches!(
+            step,
+            Input::Signed(Signed {
+                request: Request::Deploy { .. },
+                ..
+            })
+        ) {
+            let reply = applied.replies.first().cloned().flatten();
+            let response = reply.and_then(|r| r.ok()).map(|b| decode_response(&b));
+            assert!(
+                matches!(response, Some(Ok(Response::Deployed { .. }))),
+                "the sample job no longer deploys: {response:?}"
+            );
+        }
+        if let Some(snapshot) = applied.snapshot {
+            let mut bytes = snapshot.schema_version.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&snapshot.bytes);
+            out.push(bytes);
+        }
+    }
+    out
+}
+
 fn signed(request: Request) -> Signed {
     Signed::sign(request, 42, &signer()).expect("a request signs")
 }
@@ -332,6 +458,11 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             }))],
         ),
         ("actor_spec", vec![enc(actor_spec().encode())]),
-        ("scheduler_snapshot", vec![snap_bytes]),
+        (
+            "scheduler_snapshot",
+            std::iter::once(snap_bytes)
+                .chain(busy_scheduler_snapshots())
+                .collect(),
+        ),
     ]
 }
