@@ -633,8 +633,34 @@ impl ActorSpec {
     }
 
     /// Decodes a command's spec.
+    ///
+    /// Refuses a spec no job could produce: more than [`crate::job::STAGES_MAX`]
+    /// output stages, or an output stage with a replica count outside
+    /// `1..=`[`crate::job::STAGE_REPLICAS_MAX`]. The spec comes with a peer's
+    /// command, and [`ActorSpec::output_keys`] builds one key per downstream
+    /// replica: without this bound a 50-byte spec claiming `u32::MAX` replicas made
+    /// the receiving node allocate until it ran out of memory (found by the
+    /// `actor_spec` fuzz target).
     pub fn decode(bytes: &[u8]) -> Result<ActorSpec, CodecError> {
-        codec::decode_body(bytes, 1 << 20)
+        let spec: ActorSpec = codec::decode_body(bytes, 1 << 20)?;
+        if spec.outputs.len() > crate::job::STAGES_MAX {
+            return Err(CodecError::Malformed(format!(
+                "{} output stages; the limit is {}",
+                spec.outputs.len(),
+                crate::job::STAGES_MAX
+            )));
+        }
+        if let Some((stage, n)) = spec
+            .outputs
+            .iter()
+            .find(|(_, n)| *n == 0 || *n > crate::job::STAGE_REPLICAS_MAX)
+        {
+            return Err(CodecError::Malformed(format!(
+                "output stage `{stage}` has {n} replicas; the bounds are 1..={}",
+                crate::job::STAGE_REPLICAS_MAX
+            )));
+        }
+        Ok(spec)
     }
 
     /// The keys of every downstream actor, in stage then replica order (a name that
@@ -654,6 +680,41 @@ impl ActorSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec_with(outputs: Vec<(String, u32)>) -> ActorSpec {
+        ActorSpec {
+            job: "j".into(),
+            stage: "s".into(),
+            index: 0,
+            kind: "k".into(),
+            config: "{}".into(),
+            outputs,
+        }
+    }
+
+    #[test]
+    fn actor_specs_no_job_could_produce_are_refused() {
+        use crate::job::{STAGE_REPLICAS_MAX, STAGES_MAX};
+        let most: Vec<_> = (0..STAGES_MAX)
+            .map(|i| (format!("t{i}"), STAGE_REPLICAS_MAX))
+            .collect();
+        let ok = spec_with(most.clone());
+        assert_eq!(ActorSpec::decode(&ok.encode().unwrap()).unwrap(), ok);
+        assert_eq!(
+            ok.output_keys().len(),
+            STAGES_MAX * STAGE_REPLICAS_MAX as usize
+        );
+        // The fuzzer's out-of-memory input: a few bytes claiming u32::MAX replicas.
+        let huge = spec_with(vec![("t".into(), u32::MAX)]);
+        assert!(ActorSpec::decode(&huge.encode().unwrap()).is_err());
+        let over = spec_with(vec![("t".into(), STAGE_REPLICAS_MAX + 1)]);
+        assert!(ActorSpec::decode(&over.encode().unwrap()).is_err());
+        let zero = spec_with(vec![("t".into(), 0)]);
+        assert!(ActorSpec::decode(&zero.encode().unwrap()).is_err());
+        let mut wide = most;
+        wide.push(("extra".into(), 1));
+        assert!(ActorSpec::decode(&spec_with(wide).encode().unwrap()).is_err());
+    }
 
     #[test]
     fn signatures_cover_request_network_sequence_and_expiry() {

@@ -1,0 +1,468 @@
+//! Seed inputs for the fuzz targets: valid encodings of each decoder's input, built
+//! through the crates' own encoders, so the fuzzer starts from the accepted language
+//! rather than from nothing. `cargo run --example seeds` writes them to
+//! `corpus/<target>/`; after a wire format changes, rerun it (and fix this file where
+//! the compiler says a type changed).
+
+use std::sync::Arc;
+
+use plexus_actors::codec;
+use plexus_actors::envelope::{Failure, TraceContext};
+use plexus_actors::migratable::Migratable;
+use plexus_actors::{ActorId, NodeId};
+use plexus_durable::activation::DurableState;
+use plexus_durable::activation::Input as Delivery;
+use plexus_durable::replica::{Slot, encode_slot};
+use plexus_durable::wire::{Command, DurableMsg, Envelope};
+use plexus_durable::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
+use plexus_mesh::allowlist::{Allowlist, SignedAllowlist, SubmitterEntry};
+use plexus_mesh::membership::{MemberState, MemberUpdate, Probe};
+use plexus_mesh::registry::Claim;
+use plexus_mesh::wire::{AckFrame, ControlPacket, DataBody, DataFrame, Frame, encode_frame};
+use plexus_scheduler::app::{SchedulerApp, decode_response};
+use plexus_scheduler::placement::NodeInfo;
+use plexus_scheduler::protocol::{Input, Request, Response};
+use plexus_scheduler::{ActorSpec, JobSpec, Signed, State, View};
+use plexus_vocab::identity::NodeKey;
+use plexus_vocab::resources::Resources;
+
+/// A job spec using every section.
+pub const JOB_TOML: &str = r#"
+name = "wordcount"
+priority = 10
+placement = "pack"
+constraints = "region in [eu, us] && kyc"
+durability = 2
+
+[resources]
+cpu = 0.5
+memory = "256MiB"
+
+[[stage]]
+name = "parse"
+kind = "tokenize"
+to = ["count"]
+replicas = 2
+
+[[stage]]
+name = "count"
+kind = "word-count"
+config = { top = 5 }
+constraints = "ssd || !region in [cn]"
+resources = { cpu = "2", memory = "1GiB", gpu = 1 }
+"#;
+
+/// A pipeline spec in TOML.
+pub const PIPELINE_TOML: &str = r#"
+name = "word-stats"
+
+[[stage]]
+name = "lines"
+kind = "text-source"
+to = ["words"]
+config = { repeat = 3, batch = 128, text = "a b c" }
+
+[[stage]]
+name = "words"
+kind = "tokenize"
+to = ["top-words", "lengths"]
+config = { min_len = 3 }
+capacity = 64
+
+[[stage]]
+name = "top-words"
+kind = "word-count"
+config = { top = 8, ratio = 0.5 }
+
+[[stage]]
+name = "lengths"
+kind = "length-histogram"
+"#;
+
+/// The same pipeline in JSON.
+pub const PIPELINE_JSON: &str = r#"{"name":"p","stages":[{"name":"a","kind":"k","to":["b"],"config":{"x":[1,2.5,null,true]}},{"name":"b","kind":"k","capacity":8}]}"#;
+
+fn key(text: &str) -> DurableKey {
+    DurableKey::new(text).expect("a valid sample key")
+}
+
+fn node(i: u64) -> NodeId {
+    NodeId::synthetic(i)
+}
+
+fn signer() -> NodeKey {
+    NodeKey::from_seed([7; 32])
+}
+
+fn frames() -> Vec<Frame> {
+    let actor = ActorId::new(node(1), 2);
+    let trace = TraceContext {
+        trace_id: [1; 16],
+        span_id: [2; 8],
+        flags: 1,
+    };
+    let data = |body: DataBody| {
+        Frame::Data(DataFrame {
+            session: 5,
+            epoch: 1,
+            seq: 77,
+            body: Arc::new(body),
+        })
+    };
+    vec![
+        Frame::Control(ControlPacket {
+            probe: Probe::PingReq {
+                seq: 3,
+                target: node(4),
+            },
+            members: vec![MemberUpdate {
+                id: node(2),
+                incarnation: 9,
+                state: MemberState::Suspect,
+                meta: None,
+            }],
+            claims: vec![Claim {
+                name: "n".into(),
+                node: node(2),
+                actor,
+                lamport: 1,
+                rank: 0,
+                version: 2,
+                removed: false,
+            }],
+        }),
+        Frame::Control(ControlPacket {
+            probe: Probe::Ping { seq: 1 },
+            members: vec![],
+            claims: vec![],
+        }),
+        data(DataBody::Tell {
+            target: actor,
+            message_type: "m".into(),
+            payload: vec![1, 2, 3],
+            trace: None,
+        }),
+        data(DataBody::Ask {
+            target: actor,
+            message_type: "plexus.durable".into(),
+            payload: vec![4; 8],
+            corr: 8,
+            trace: Some(trace),
+        }),
+        data(DataBody::Reply {
+            corr: 8,
+            result: Ok(vec![9]),
+        }),
+        data(DataBody::Reply {
+            corr: 9,
+            result: Err(Failure::MailboxFull),
+        }),
+        Frame::Ack(AckFrame {
+            session: 5,
+            epoch: 1,
+            up_to: 77,
+            refused: vec![(70, Failure::MailboxFull)],
+            receiver: 9,
+        }),
+    ]
+}
+
+fn ballot() -> Ballot {
+    Ballot {
+        round: 3,
+        node: node(1),
+    }
+}
+
+fn set() -> ReplicaSet {
+    ReplicaSet::new(vec![node(1), node(2), node(3)]).expect("a valid sample set")
+}
+
+fn record() -> Record {
+    Record {
+        ballot: ballot(),
+        version: 5,
+        set: set(),
+        body: codec::encode_body(&DurableState::empty()).expect("a state encodes"),
+    }
+}
+
+fn durable_msgs() -> Vec<DurableMsg> {
+    let env = Envelope {
+        to: key("j/s/0"),
+        from: SenderId::Client(7),
+        reply_to: node(1),
+        seq: 9,
+        payload: vec![1, 2, 3],
+        trace: None,
+        hops: 0,
+        ballot: ballot(),
+    };
+    vec![
+        DurableMsg::Envelope(env.clone()),
+        DurableMsg::Envelope(Envelope {
+            from: SenderId::Actor(key("j/t/1")),
+            ..env
+        }),
+        DurableMsg::Command(Command::Activate {
+            key: key("a"),
+            sets: vec![set()],
+            spec: actor_spec().encode().expect("a spec encodes"),
+        }),
+    ]
+}
+
+fn actor_spec() -> ActorSpec {
+    ActorSpec {
+        job: "wordcount".into(),
+        stage: "parse".into(),
+        index: 1,
+        kind: "tokenize".into(),
+        config: r#"{"top":5}"#.into(),
+        outputs: vec![("count".into(), 2)],
+    }
+}
+
+/// The key the sample view admits as a submitter.
+fn client() -> NodeKey {
+    NodeKey::from_seed([9; 32])
+}
+
+/// A view of five live nodes, with [`client`] a submitter.
+pub fn sample_view() -> View {
+    View {
+        me: Some(node(1)),
+        nodes: (1..=5)
+            .map(|i| NodeInfo {
+                id: node(i),
+                tags: [("kyc", ""), ("region", "eu"), ("ssd", "")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                capacity: Resources {
+                    cpu_millis: 8000,
+                    memory_bytes: 16 << 30,
+                    gpus: 1,
+                },
+                alive: i != 5,
+                draining: false,
+            })
+            .collect(),
+        locations: Default::default(),
+        submitters: [client().node_id()].into(),
+        members: (1..=5).map(node).collect(),
+        kinds: ["tokenize", "word-count"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    }
+}
+
+fn delivery(from: Option<SenderId>, input: &Input) -> Delivery {
+    Delivery {
+        from,
+        seq: 1,
+        payload: codec::encode_body(input).expect("an input encodes"),
+        trace: None,
+    }
+}
+
+/// What the `scheduler_snapshot` target runs a restored scheduler through: a local
+/// tick with [`sample_view`], then a status request from a submitter.
+pub fn scheduler_run_inputs() -> Vec<Delivery> {
+    vec![
+        delivery(None, &Input::Tick(sample_view())),
+        delivery(
+            Some(SenderId::Client(2)),
+            &Input::Signed(Signed::sign(Request::Status, 2, &client()).expect("signs")),
+        ),
+    ]
+}
+
+/// Snapshots of a scheduler with a deployed job, after a migration and a drain.
+fn busy_scheduler_snapshots() -> Vec<Vec<u8>> {
+    let mut app = SchedulerApp::default();
+    let mut out = Vec::new();
+    let steps = [
+        Input::Tick(sample_view()),
+        Input::Signed(
+            Signed::sign(
+                Request::Deploy {
+                    spec: JOB_TOML.into(),
+                },
+                1,
+                &client(),
+            )
+            .expect("signs"),
+        ),
+        Input::Tick(sample_view()),
+        Input::Signed(
+            Signed::sign(
+                Request::Migrate {
+                    actor: "wordcount/parse/0".into(),
+                    to: node(3),
+                },
+                2,
+                &client(),
+            )
+            .expect("signs"),
+        ),
+        Input::Tick(sample_view()),
+    ];
+    let drains = (1..=4).map(|i| {
+        let request = Request::Drain { node: node(i) };
+        Input::Signed(Signed::sign(request, 2 + i, &client()).expect("signs"))
+    });
+    let steps: Vec<Input> = steps.into_iter().chain(drains).collect();
+    for (i, step) in steps.iter().enumerate() {
+        let from = match step {
+            Input::Tick(_) => None,
+            Input::Signed(_) => Some(SenderId::Client(i as u64)),
+        };
+        let applied = app
+            .apply(vec![delivery(from, step)], true)
+            .expect("applies");
+        if matches!(
+            step,
+            Input::Signed(Signed {
+                request: Request::Deploy { .. },
+                ..
+            })
+        ) {
+            let reply = applied.replies.first().cloned().flatten();
+            let response = reply.and_then(|r| r.ok()).map(|b| decode_response(&b));
+            assert!(
+                matches!(response, Some(Ok(Response::Deployed { .. }))),
+                "the sample job no longer deploys: {response:?}"
+            );
+        }
+        if let Some(snapshot) = applied.snapshot {
+            let mut bytes = snapshot.schema_version.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&snapshot.bytes);
+            out.push(bytes);
+        }
+    }
+    out
+}
+
+fn signed(request: Request) -> Signed {
+    Signed::sign(request, 42, &signer()).expect("a request signs")
+}
+
+fn requests() -> Vec<Request> {
+    vec![
+        Request::Deploy {
+            spec: JOB_TOML.into(),
+        },
+        Request::Stop {
+            job: "wordcount".into(),
+        },
+        Request::Migrate {
+            actor: "wordcount/parse/0".into(),
+            to: node(2),
+        },
+        Request::Drain { node: node(3) },
+        Request::Status,
+    ]
+}
+
+fn allowlist() -> SignedAllowlist {
+    let key = signer();
+    let mut list = Allowlist::new("fuzz", key.node_id());
+    list.version = 3;
+    list.submitters
+        .insert(node(9), SubmitterEntry { name: "ci".into() });
+    SignedAllowlist::sign(list, &key).expect("an allowlist signs")
+}
+
+/// Every target's seeds: `(target, inputs)`.
+pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let enc = |r: Result<Vec<u8>, codec::CodecError>| r.expect("a sample encodes");
+    let slot = Slot {
+        promised: ballot(),
+        record: Some(record()),
+    };
+    let empty_slot = Slot {
+        promised: ballot(),
+        record: None,
+    };
+    let job = JobSpec::from_toml(JOB_TOML).expect("the sample job parses");
+    let state = State::default();
+    let snapshot = state.snapshot().expect("a state snapshots");
+    let mut snap_bytes = snapshot.schema_version.to_le_bytes().to_vec();
+    snap_bytes.extend_from_slice(&snapshot.bytes);
+    let mut stream = Vec::new();
+    for frame in frames() {
+        codec::write_delimited(&enc(encode_frame(&frame)), usize::MAX, &mut stream)
+            .expect("a frame delimits");
+    }
+    let mut stream_seed = vec![3u8];
+    stream_seed.extend_from_slice(&stream);
+    vec![
+        (
+            "mesh_frame",
+            frames().iter().map(|f| enc(encode_frame(f))).collect(),
+        ),
+        ("mesh_stream", vec![stream_seed]),
+        (
+            "durable_wire",
+            durable_msgs()
+                .iter()
+                .map(|m| enc(plexus_durable::wire::encode(m)))
+                .collect(),
+        ),
+        (
+            "allowlist",
+            vec![allowlist().encode().expect("an allowlist encodes")],
+        ),
+        ("job_spec", vec![JOB_TOML.as_bytes().to_vec()]),
+        (
+            "pipeline_spec",
+            vec![
+                PIPELINE_TOML.as_bytes().to_vec(),
+                PIPELINE_JSON.as_bytes().to_vec(),
+            ],
+        ),
+        (
+            "stored_slot",
+            vec![
+                enc(encode_slot(&slot)),
+                enc(encode_slot(&empty_slot)),
+                enc(codec::encode(&ballot())),
+            ],
+        ),
+        (
+            "durable_state",
+            vec![codec::encode_body(&DurableState::empty()).expect("a state encodes")],
+        ),
+        (
+            "scheduler_input",
+            requests()
+                .into_iter()
+                .map(|r| enc(codec::encode_body(&Input::Signed(signed(r)))))
+                .chain([enc(codec::encode_body(&Input::Tick(View::default())))])
+                .collect(),
+        ),
+        (
+            "scheduler_signed",
+            requests()
+                .into_iter()
+                .map(|r| enc(signed(r).encode()))
+                .collect(),
+        ),
+        (
+            "scheduler_response",
+            vec![enc(codec::encode_body(&Response::Deployed {
+                job: job.name.clone(),
+                actors: vec![],
+            }))],
+        ),
+        ("actor_spec", vec![enc(actor_spec().encode())]),
+        (
+            "scheduler_snapshot",
+            std::iter::once(snap_bytes)
+                .chain(busy_scheduler_snapshots())
+                .collect(),
+        ),
+    ]
+}
