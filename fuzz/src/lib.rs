@@ -120,6 +120,7 @@ fn frames() -> Vec<Frame> {
                 incarnation: 9,
                 state: MemberState::Suspect,
                 meta: None,
+                sig: vec![3; 64],
             }],
             claims: vec![Claim {
                 name: "n".into(),
@@ -129,6 +130,7 @@ fn frames() -> Vec<Frame> {
                 rank: 0,
                 version: 2,
                 removed: false,
+                sig: vec![4; 64],
             }],
         }),
         Frame::Control(ControlPacket {
@@ -223,6 +225,19 @@ fn actor_spec() -> ActorSpec {
     }
 }
 
+/// The network the samples' requests name.
+pub const NETWORK: &str = "fuzz-net";
+/// The time the samples' requests are submitted at (Unix ms).
+pub const NOW_MS: u64 = 1_000_000;
+
+/// A request signed by [`client`] for [`NETWORK`] with sequence `seq`.
+fn sign(request: Request, seq: u64) -> Input {
+    Input::Signed {
+        signed: Signed::sign(request, NETWORK, seq, NOW_MS + 60_000, &client()).expect("signs"),
+        now_ms: NOW_MS,
+    }
+}
+
 /// The key the sample view admits as a submitter.
 fn client() -> NodeKey {
     NodeKey::from_seed([9; 32])
@@ -251,6 +266,7 @@ pub fn sample_view() -> View {
         locations: Default::default(),
         submitters: [client().node_id()].into(),
         members: (1..=5).map(node).collect(),
+        network: NETWORK.into(),
         kinds: ["tokenize", "word-count"]
             .iter()
             .map(|s| s.to_string())
@@ -274,7 +290,7 @@ pub fn scheduler_run_inputs() -> Vec<Delivery> {
         delivery(None, &Input::Tick(sample_view())),
         delivery(
             Some(SenderId::Client(2)),
-            &Input::Signed(Signed::sign(Request::Status, 2, &client()).expect("signs")),
+            &sign(Request::Status, 2),
         ),
     ]
 }
@@ -285,49 +301,44 @@ fn busy_scheduler_snapshots() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let steps = [
         Input::Tick(sample_view()),
-        Input::Signed(
-            Signed::sign(
-                Request::Deploy {
-                    spec: JOB_TOML.into(),
-                },
-                1,
-                &client(),
-            )
-            .expect("signs"),
+        sign(
+            Request::Deploy {
+                spec: JOB_TOML.into(),
+            },
+            1,
         ),
         Input::Tick(sample_view()),
-        Input::Signed(
-            Signed::sign(
-                Request::Migrate {
-                    actor: "wordcount/parse/0".into(),
-                    to: node(3),
-                },
-                2,
-                &client(),
-            )
-            .expect("signs"),
+        sign(
+            Request::Migrate {
+                actor: "wordcount/parse/0".into(),
+                to: node(3),
+            },
+            2,
         ),
         Input::Tick(sample_view()),
     ];
     let drains = (1..=4).map(|i| {
         let request = Request::Drain { node: node(i) };
-        Input::Signed(Signed::sign(request, 2 + i, &client()).expect("signs"))
+        sign(request, 2 + i)
     });
     let steps: Vec<Input> = steps.into_iter().chain(drains).collect();
     for (i, step) in steps.iter().enumerate() {
         let from = match step {
             Input::Tick(_) => None,
-            Input::Signed(_) => Some(SenderId::Client(i as u64)),
+            Input::Signed { .. } => Some(SenderId::Client(i as u64)),
         };
         let applied = app
             .apply(vec![delivery(from, step)], true)
             .expect("applies");
         if matches!(
             step,
-            Input::Signed(Signed {
-                request: Request::Deploy { .. },
+            Input::Signed {
+                signed: Signed {
+                    request: Request::Deploy { .. },
+                    ..
+                },
                 ..
-            })
+            }
         ) {
             let reply = applied.replies.first().cloned().flatten();
             let response = reply.and_then(|r| r.ok()).map(|b| decode_response(&b));
@@ -346,7 +357,7 @@ fn busy_scheduler_snapshots() -> Vec<Vec<u8>> {
 }
 
 fn signed(request: Request) -> Signed {
-    Signed::sign(request, 42, &signer()).expect("a request signs")
+    Signed::sign(request, NETWORK, 42, NOW_MS + 60_000, &signer()).expect("a request signs")
 }
 
 fn requests() -> Vec<Request> {
@@ -439,7 +450,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             "scheduler_input",
             requests()
                 .into_iter()
-                .map(|r| enc(codec::encode_body(&Input::Signed(signed(r)))))
+                .map(|r| {
+                    enc(codec::encode_body(&Input::Signed {
+                        signed: signed(r),
+                        now_ms: NOW_MS,
+                    }))
+                })
                 .chain([enc(codec::encode_body(&Input::Tick(View::default())))])
                 .collect(),
         ),
