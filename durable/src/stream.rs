@@ -301,7 +301,11 @@ impl Streams {
         let Some(s) = self.streams.get_mut(from) else {
             return;
         };
-        s.link.seen = s.link.seen.max(ballot);
+        // A receiver's ballot is believed within a bounded step only: a peer's
+        // `u64::MAX` must not become the ballot every later envelope claims.
+        if crate::wire::ballot_step_ok(ballot, s.link.seen) {
+            s.link.seen = s.link.seen.max(ballot);
+        }
         let mut progressed = false;
         while s.durable.unacked.front().is_some_and(|m| m.seq <= up_to) {
             s.durable.unacked.pop_front();
@@ -354,7 +358,10 @@ impl Streams {
         };
         match node {
             Some((n, ballot)) => {
-                if s.link.location.is_some_and(|(_, b)| b > ballot) || s.link.seen > ballot {
+                if s.link.location.is_some_and(|(_, b)| b > ballot)
+                    || s.link.seen > ballot
+                    || !crate::wire::ballot_step_ok(ballot, s.link.seen)
+                {
                     return;
                 }
                 s.link.seen = ballot;

@@ -65,6 +65,13 @@ pub enum Behaviour {
     /// Lies in its own meta: tags it was not given (`kyc`, `gpu`) and a huge
     /// capacity. Accepted as its own word; placement must not trust them.
     MetaLies,
+    /// Durable-protocol lies (with `[durable]`): replica requests, drops, acks,
+    /// redirects and commands that claim another node's name, ballot or authority;
+    /// `u64::MAX` ballots; durable messages it overheard, replayed as they were or
+    /// with their ballots pushed to `u64::MAX` (`workload::durable::durable_lies`).
+    /// The durable checkers (nothing acknowledged lost, one activation per key,
+    /// committed state never going back) must hold.
+    DurableLies,
 }
 
 /// `[[byzantine]]`: one lying node.
@@ -96,6 +103,8 @@ struct Liar {
     behaviours: Vec<Behaviour>,
     rate: f64,
     heard: VecDeque<Frame>,
+    /// Durable payloads it received, to replay.
+    heard_durable: Vec<Vec<u8>>,
 }
 
 impl Liars {
@@ -108,6 +117,7 @@ impl Liars {
                     behaviours: s.behaviours.clone(),
                     rate: s.rate,
                     heard: VecDeque::new(),
+                    heard_durable: Vec::new(),
                 },
             );
         }
@@ -193,6 +203,60 @@ impl World {
                 l.heard.pop_front();
             }
             l.heard.push_back(frame.clone());
+        }
+    }
+
+    /// A durable payload for node `to` arrives: a durable liar keeps it to replay
+    /// (the last `REPLAY_MAX`).
+    pub(in crate::world) fn byzantine_heard_durable(&mut self, to: usize, payload: &[u8]) {
+        if let Some(l) = self.byz.by_node.get_mut(&to)
+            && l.behaviours.contains(&Behaviour::DurableLies)
+        {
+            if l.heard_durable.len() >= REPLAY_MAX {
+                l.heard_durable.remove(0);
+            }
+            l.heard_durable.push(payload.to_vec());
+        }
+    }
+
+    /// Liar `i` sends its durable lies from its own mesh core, as tells to the
+    /// honest nodes' durable services.
+    fn durable_lie(&mut self, i: usize) {
+        let honest: Vec<NodeId> = (0..self.nodes.len())
+            .filter(|j| !self.byz.is_liar(*j))
+            .map(|j| self.nodes[j].id)
+            .collect();
+        let keys = self.durable.lie_keys();
+        let liar = self.nodes[i].id;
+        let heard = self
+            .byz
+            .by_node
+            .get(&i)
+            .map(|l| l.heard_durable.clone())
+            .unwrap_or_default();
+        let commander = self.nodes[i]
+            .host
+            .as_ref()
+            .is_some_and(|h| h.hosted_scheduler());
+        let lies = workload::durable::durable_lies(
+            &mut self.byz.rng,
+            liar,
+            &honest,
+            &keys,
+            &heard,
+            commander,
+        );
+        let now = self.local(i, self.now);
+        for (to, bytes) in lies {
+            let body = Arc::new(plexus_mesh::wire::DataBody::Tell {
+                target: ActorId::new(to, plexus_durable::SERVICE_LOCAL_ID),
+                message_type: plexus_durable::MESSAGE_TYPE.to_string(),
+                payload: bytes,
+                trace: None,
+            });
+            if let Some(core) = self.nodes[i].core.as_mut() {
+                let _ = core.send(now, to, body);
+            }
         }
     }
 
@@ -375,11 +439,14 @@ impl World {
                         frames.push(packet(Vec::new(), vec![squat]));
                     }
                 }
-                Behaviour::MetaLies => {}
+                Behaviour::MetaLies | Behaviour::DurableLies => {}
             }
         }
         for frame in frames {
             self.send(i, to, frame);
+        }
+        if self.byz.has(i, Behaviour::DurableLies) {
+            self.durable_lie(i);
         }
     }
 
