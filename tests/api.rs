@@ -268,3 +268,86 @@ fn a_public_bind_needs_tls_or_insecure_http() {
         "{err}"
     );
 }
+
+/// A public bind with TLS: the node serves HTTPS only (a plain request gets no
+/// HTTP answer), with the configured certificate, and a TLS client that trusts it
+/// is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_bind_with_tls_serves_https_only() {
+    use std::io::BufRead as _;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    let net = Network::new("api-tls");
+    let (data, id) = net.new_key("n1");
+    net.admit(&id, &[]);
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_path = net.dir.0.join("api.crt");
+    let key_path = net.dir.0.join("api.key");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut child = plexus()
+        .args([
+            "node",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--allowlist",
+            net.allowlist().to_str().unwrap(),
+            "--api",
+            "0.0.0.0:0",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let api = ready["api"].as_str().unwrap().to_string();
+    assert!(api.starts_with("https://0.0.0.0:"), "{ready}");
+    let port = api.rsplit(':').next().unwrap().to_string();
+    let addr = format!("127.0.0.1:{port}");
+
+    // Plain HTTP to the TLS port: no HTTP answer.
+    let mut plain = TcpStream::connect(&addr).unwrap();
+    plain
+        .write_all(b"GET /v1/node HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // A TLS client that trusts the certificate is answered.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET /v1/node HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let _ = tls.read_to_string(&mut text).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains(&id), "the node answers with its id: {text}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

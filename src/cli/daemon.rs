@@ -220,7 +220,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         "event": "ready",
         "node": node.id().to_string(),
         "listen": listen,
-        "api": format!("http://{api_addr}"),
+        "api": format!("{}://{api_addr}", if tls.is_some() { "https" } else { "http" }),
         "data_dir": settings.data_dir,
         "api_token_file": settings.data_dir.join(TOKEN_FILE),
         "detection_bound_ms": mesh.detection_bound().as_millis() as u64,
