@@ -145,9 +145,9 @@ impl World {
         let Some(cfg) = self.durable_cfg() else {
             return;
         };
-        let Some(operator) = self.durable.operator.clone() else {
+        if self.durable.operator.is_none() {
             return;
-        };
+        }
         let config = HostConfig {
             scheduler_tick: cfg.tick,
             fault: (self.options.bug == Some(Bug::DurableDoubleApply))
@@ -157,16 +157,14 @@ impl World {
         let seed = DetRng::split(self.seed, 20_000 + (i as u64) * 1_000 + incarnation).next_u64();
         let node = &mut self.nodes[i];
         let disk = std::mem::take(&mut node.disk);
-        // Simulated nodes have synthetic ids and no keys of their own: they sign
-        // their reports with the operator's key, which the scheduler refuses (a
-        // report must be signed by the node it describes), so the simulated
-        // scheduler learns where actors run from the registry alone.
+        // Each node signs its reports with its own key, as in the daemon: the
+        // scheduler takes a report only from the node it describes.
         node.host = Some(DurableHost::new(
             node.id,
             config,
             disk,
             self.durable.kinds.clone(),
-            operator,
+            node.key.clone(),
             seed,
         ));
     }
