@@ -355,6 +355,7 @@ async fn metrics(State(api): State<Arc<Api>>) -> String {
                 ),
                 ("client_messages_sent_total", "counter", s.sent),
                 ("client_messages_acked_total", "counter", s.acked),
+                ("durable_refused_total", "counter", s.refused),
             ] {
                 let _ = writeln!(out, "# TYPE plexus_{name} {kind}\nplexus_{name} {value}");
             }

@@ -298,12 +298,17 @@ impl Actor for DurableService {
         let now = st.now();
         match msg {
             ServiceMsg::Wire { from, bytes } => {
-                if let Err(e) = st.host.handle_wire(now, from, &bytes) {
-                    tracing::warn!(
-                        error = %e,
-                        %from,
-                        "a durable message was dropped"
-                    );
+                match st.host.handle_wire(now, from, &bytes) {
+                    Ok(()) => {}
+                    // Honest nodes cause a few refusals too (a late ack from an
+                    // old host, a command before the registry shows the new
+                    // scheduler host); they are counted (`refused` in /v1/durable).
+                    Err(e @ plexus_host::WireError::Refused(_)) => {
+                        tracing::debug!(error = %e, %from, "a durable message was refused");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, %from, "a durable message was dropped");
+                    }
                 }
             }
             ServiceMsg::Tick => {
