@@ -348,6 +348,22 @@ async fn a_public_bind_with_tls_serves_https_only() {
     let _ = tls.read_to_string(&mut text).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains(&id), "the node answers with its id: {text}");
+
+    // The CLI speaks TLS too: it trusts the certificate given in PLEXUS_API_CA and
+    // finds the token the node published; without the CA it refuses the server.
+    let https = format!("https://localhost:{port}");
+    let out = plexus()
+        .args(["nodes", "--api", &https])
+        .env("PLEXUS_API_CA", &cert_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the CLI over TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = plexus().args(["nodes", "--api", &https]).output().unwrap();
+    assert!(!out.status.success(), "an unknown issuer is refused");
     let _ = child.kill();
     let _ = child.wait();
 }

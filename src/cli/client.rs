@@ -57,6 +57,38 @@ fn key_of(args: &ClientArgs) -> Result<NodeKey, CliError> {
     client_key(&path)
 }
 
+/// The environment variable naming a PEM file of CA certificates the client trusts
+/// for a node's API over TLS.
+pub const API_CA_ENV: &str = "PLEXUS_API_CA";
+
+/// The roots in `$PLEXUS_API_CA`, if set. An unreadable file or one without a
+/// certificate is reported on stderr and ignored (the handshake then fails with a
+/// certificate error, naming the server).
+fn api_ca_roots() -> Option<ureq::tls::RootCerts> {
+    let path = std::env::var_os(API_CA_ENV)?;
+    let pem = match std::fs::read(&path) {
+        Ok(pem) => pem,
+        Err(e) => {
+            eprintln!("warning: {API_CA_ENV}={}: {e}", path.to_string_lossy());
+            return None;
+        }
+    };
+    let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        eprintln!(
+            "warning: {API_CA_ENV}={}: no certificate in the file",
+            path.to_string_lossy()
+        );
+        return None;
+    }
+    Some(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
 /// A tiny JSON-over-HTTP client for the node API.
 pub struct ApiClient {
     base: String,
@@ -74,13 +106,18 @@ impl ApiClient {
         Self::with_token(base, token)
     }
 
-    /// A client for the API at `base` presenting `token`.
+    /// A client for the API at `base` presenting `token`. Over `https`, the
+    /// server's certificate is checked against the CA certificates in the PEM
+    /// file `$PLEXUS_API_CA` if set (a node's self-signed certificate), else
+    /// against the public web roots.
     pub fn with_token(base: &str, token: Option<String>) -> Self {
-        let agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(60)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+            .http_status_as_error(false);
+        if let Some(roots) = api_ca_roots() {
+            config = config.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+        }
+        let agent = config.build().into();
         Self {
             base: base.trim_end_matches('/').to_string(),
             agent,
