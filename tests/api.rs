@@ -367,3 +367,67 @@ async fn a_public_bind_with_tls_serves_https_only() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A node whose replica store has a damaged log comes up without serving durable
+/// actors, and says so: an event on stdout, its API (`/v1/node`, 503 on
+/// `/v1/durable`) and its metrics. (rocksdb's default recovery would have dropped
+/// the damaged record and everything after it without a word.)
+#[test]
+fn a_damaged_store_is_reported_and_serves_no_replica() {
+    let net = Network::new("api-corrupt");
+    let (data, id) = net.new_key("n1");
+    net.admit(&id, &[]);
+    let config = net.dir.0.join("api.toml");
+    std::fs::write(&config, "").unwrap();
+    let mut node = NodeProc::start("n1", &data, &net.allowlist(), &config, None);
+    // Let the scheduler activate and commit a few records (each status request
+    // is an input it commits), then kill the node.
+    let host = node.api.trim_start_matches("http://").to_string();
+    common::poll(Duration::from_secs(60), || {
+        status_of(&node.api, "GET", "/v1/jobs", &host, Some(&node.token));
+        let commits = node.get("/v1/durable")["commits"].as_u64().unwrap_or(0);
+        if commits >= 4 {
+            Ok(())
+        } else {
+            Err(format!("{commits} commits"))
+        }
+    });
+    node.kill();
+    let log = std::fs::read_dir(data.join("durable"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a write-ahead log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    assert!(
+        bytes.len() > 64,
+        "the log holds records: {} bytes",
+        bytes.len()
+    );
+    // Inside an early record, well before the tail.
+    let at = bytes.len() / 4;
+    for b in &mut bytes[at..at + 8] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&log, &bytes).unwrap();
+
+    let mut node = NodeProc::start("n1", &data, &net.allowlist(), &config, None);
+    node.wait_event(Duration::from_secs(10), |e| e["event"] == "store_corrupt");
+    let info = node.get("/v1/node");
+    assert_eq!(info["store"]["state"], "corrupt", "{info}");
+    let host = node.api.trim_start_matches("http://").to_string();
+    assert_eq!(
+        status_of(&node.api, "GET", "/v1/durable", &host, Some(&node.token)),
+        503
+    );
+    let metrics = ureq::get(&format!("{}/metrics", node.api))
+        .header("authorization", format!("Bearer {}", node.token))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(metrics.contains("plexus_store_corrupt 1"), "{metrics}");
+}

@@ -143,7 +143,6 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         Ok(store) => Ok(store),
         Err(e @ OpenError::Corrupt { .. }) => {
             tracing::error!(error = %e, "the replica store is corrupt");
-            emit(serde_json::json!({ "event": "store_corrupt", "error": e.to_string() }));
             Err(e.to_string())
         }
         Err(e) => return Err(CliError::Failed(e.to_string())),
@@ -226,6 +225,10 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         "detection_bound_ms": mesh.detection_bound().as_millis() as u64,
     }));
 
+    // Stdout's first line is always `ready`; a corrupt store is reported next.
+    if let Some(why) = &store_error {
+        emit(serde_json::json!({ "event": "store_corrupt", "error": why }));
+    }
     let serve_stats = Arc::new(ServeStats::default());
     let api = Arc::new(Api {
         node: node.clone(),

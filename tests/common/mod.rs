@@ -221,10 +221,15 @@ impl NodeProc {
                 }
             }
         });
-        let ready = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the node reports ready");
-        assert_eq!(ready["event"], "ready", "{ready}");
+        let ready = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(v) if v["event"] == "ready" => v,
+            other => {
+                // Never leave the process behind (it would hold the test's pipes).
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the node did not report ready first: {other:?}");
+            }
+        };
         NodeProc {
             name: name.to_string(),
             child,
