@@ -192,8 +192,20 @@ fn slow_and_idle_connections_are_closed_and_connections_are_capped() {
 
     // The connection cap: four idle connections fill it; a fifth is closed at once
     // without an answer, and counted; once they go, requests are served again.
-    let held: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200)); // let the server accept them
+    // Each held connection is answered once (so the server has accepted it) and
+    // kept open; the fifth then meets a full cap.
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /v1/node HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut first = [0u8; 12];
+            s.read_exact(&mut first).unwrap();
+            assert_eq!(&first, b"HTTP/1.1 200", "a held connection is served");
+            s
+        })
+        .collect();
     let mut fifth = TcpStream::connect(&addr).unwrap();
     fifth
         .write_all(b"GET /v1/node HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
