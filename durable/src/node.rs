@@ -389,42 +389,38 @@ impl<S: SlotStore> DurableNode<S> {
                         sender: from,
                     });
                 }
+                self.check_stream_reply(&ack.to, &ack.key, from, Some((ack.up_to, false)))?;
                 match ack.to.clone() {
                     SenderId::Actor(k) => {
                         if let Some(a) = self.actors.get_mut(&k) {
-                            a.streams().check_peer(&ack.key, from)?;
-                            a.streams().check_seq(&ack.key, ack.up_to, false)?;
                             a.on_ack(now, ack);
                             self.touched.insert(k);
                         }
                     }
                     SenderId::Client(id) => {
                         if let Some(s) = self.sessions.get_mut(&id) {
-                            s.check_peer(&ack.key, from)?;
-                            s.check_seq(&ack.key, ack.up_to, false)?;
                             s.on_ack(now, &ack.key, ack.up_to, ack.ballot, ack.replies);
                         }
                     }
                 }
             }
-            DurableMsg::Nack(nack) => match nack.to.clone() {
-                SenderId::Actor(k) => {
-                    if let Some(a) = self.actors.get_mut(&k) {
-                        a.streams().check_peer(&nack.key, from)?;
-                        a.streams().check_seq(&nack.key, nack.expected, true)?;
-                        a.on_nack(now, nack);
-                        self.touched.insert(k);
+            DurableMsg::Nack(nack) => {
+                self.check_stream_reply(&nack.to, &nack.key, from, Some((nack.expected, true)))?;
+                match nack.to.clone() {
+                    SenderId::Actor(k) => {
+                        if let Some(a) = self.actors.get_mut(&k) {
+                            a.on_nack(now, nack);
+                            self.touched.insert(k);
+                        }
+                    }
+                    SenderId::Client(id) => {
+                        if let Some(s) = self.sessions.get_mut(&id) {
+                            let wait = Duration::from_millis(u64::from(nack.retry_after_ms));
+                            s.on_nack(now, &nack.key, nack.expected, wait);
+                        }
                     }
                 }
-                SenderId::Client(id) => {
-                    if let Some(s) = self.sessions.get_mut(&id) {
-                        s.check_peer(&nack.key, from)?;
-                        s.check_seq(&nack.key, nack.expected, true)?;
-                        let wait = Duration::from_millis(u64::from(nack.retry_after_ms));
-                        s.on_nack(now, &nack.key, nack.expected, wait);
-                    }
-                }
-            },
+            }
             DurableMsg::Redirect(r) => {
                 if let Some((node, ballot)) = r.node
                     && ballot.node != node
@@ -434,17 +430,16 @@ impl<S: SlotStore> DurableNode<S> {
                         sender: from,
                     });
                 }
+                self.check_stream_reply(&r.to, &r.key, from, None)?;
                 match r.to.clone() {
                     SenderId::Actor(k) => {
                         if let Some(a) = self.actors.get_mut(&k) {
-                            a.streams().check_peer(&r.key, from)?;
                             a.on_redirect(now, r);
                             self.touched.insert(k);
                         }
                     }
                     SenderId::Client(id) => {
                         if let Some(s) = self.sessions.get_mut(&id) {
-                            s.check_peer(&r.key, from)?;
                             s.on_redirect(now, &r.key, r.node);
                         }
                     }
@@ -566,6 +561,30 @@ impl<S: SlotStore> DurableNode<S> {
                 node: None,
             }),
         ));
+    }
+
+    /// Whether `from` may answer for the stream from sender `to` towards `key`:
+    /// it must be the node the stream sends (or last sent) to, and an ack's or
+    /// nack's number (`seq`, `nack`) must be one the stream gave. A sender not
+    /// here has nothing to protect.
+    fn check_stream_reply(
+        &self,
+        to: &SenderId,
+        key: &DurableKey,
+        from: NodeId,
+        seq: Option<(u64, bool)>,
+    ) -> Result<(), Refusal> {
+        let streams = match to {
+            SenderId::Actor(k) => self.actors.get(k).map(Activation::streams),
+            SenderId::Client(id) => self.sessions.get(id),
+        };
+        if let Some(streams) = streams {
+            streams.check_peer(key, from)?;
+            if let Some((seq, nack)) = seq {
+                streams.check_seq(key, seq, nack)?;
+            }
+        }
+        Ok(())
     }
 
     /// Carries out a scheduler command.
