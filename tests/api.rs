@@ -46,6 +46,17 @@ fn status_of(api: &str, method: &str, path: &str, host: &str, token: Option<&str
         .unwrap_or_else(|| panic!("no status line in {text:?}"))
 }
 
+/// The node's `/metrics` text, with its token.
+fn metrics_of(node: &NodeProc) -> Result<String, String> {
+    ureq::get(&format!("{}/metrics", node.api))
+        .header("authorization", format!("Bearer {}", node.token))
+        .call()
+        .map_err(|e| e.to_string())?
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())
+}
+
 /// Whether the server closes `s` (EOF or reset) within `limit`.
 fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
     s.set_read_timeout(Some(limit)).unwrap();
@@ -221,16 +232,7 @@ fn slow_and_idle_connections_are_closed_and_connections_are_capped() {
         String::from_utf8_lossy(&answer)
     );
     drop(held);
-    let metrics = common::poll(Duration::from_secs(15), || {
-        let m = ureq::get(&format!("{}/metrics", node.api))
-            .header("authorization", format!("Bearer {}", node.token))
-            .call()
-            .map_err(|e| e.to_string())?
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(m)
-    });
+    let metrics = common::poll(Duration::from_secs(15), || metrics_of(&node));
     let refused: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("plexus_api_connections_refused_total "))
@@ -434,12 +436,6 @@ fn a_damaged_store_is_reported_and_serves_no_replica() {
         status_of(&node.api, "GET", "/v1/durable", &host, Some(&node.token)),
         503
     );
-    let metrics = ureq::get(&format!("{}/metrics", node.api))
-        .header("authorization", format!("Bearer {}", node.token))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = metrics_of(&node).unwrap();
     assert!(metrics.contains("plexus_store_corrupt 1"), "{metrics}");
 }
