@@ -10,6 +10,7 @@
 //! It depends on the core crates without their `runtime` features: no tokio, no
 //! libp2p, no clock (`tests/layering.rs` checks it). See `docs/simulator.md`.
 
+pub mod epochs;
 pub mod report;
 pub mod scenario;
 pub mod toy_kinds;
