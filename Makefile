@@ -11,6 +11,7 @@ export CARGO_TARGET_DIR
 
 deps:
 	@./scripts/ensure-deps.sh
+	@./scripts/install-chain-tools.sh >/dev/null
 
 # The demo runs the binary from the same build `make test` uses (one feature
 # resolution, so rocksdb's C++ is compiled once for both).

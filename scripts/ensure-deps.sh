@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Plexus needs to build, if they are missing.
-# Today: libclang (rocksdb's bindgen) and a C/C++ toolchain. Idempotent and quick
+# Today: libclang (rocksdb's bindgen), a C/C++ toolchain, and Node.js with npm
+# (the local chain for the ledger tests). Idempotent and quick
 # when everything is present. As root it uses apt-get; otherwise sudo if available;
 # otherwise it prints the exact command to run and fails.
 set -euo pipefail
@@ -17,6 +18,9 @@ if command -v dpkg-query >/dev/null 2>&1; then
     have_pkg clang || need+=(clang)
     command -v cc >/dev/null 2>&1 || need+=(build-essential)
     command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+    # Node.js and npm install the local chain (anvil) and the Solidity compiler
+    # for the ledger bridge's tests (scripts/install-chain-tools.sh).
+    command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 else
     # Not Debian/Ubuntu: check for libclang by file and advise.
     if ! ls /usr/lib*/libclang*.so* /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then

@@ -93,6 +93,44 @@ pub struct NodeFile {
     /// Tracing export.
     #[serde(default)]
     pub telemetry: TelemetryFile,
+    /// Epochs and checkpoints (off when absent).
+    pub epochs: Option<EpochsFile>,
+}
+
+/// `[epochs]`: the network's epoch schedule (every node of a network must use the
+/// same values) and where this node anchors checkpoints.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochsFile {
+    /// Genesis, Unix milliseconds: epoch 0 and the DKG's first round start here.
+    pub genesis_unix_ms: u64,
+    /// Epoch length, e.g. `"60s"` (the default) or `"1h"`.
+    pub length: Option<String>,
+    /// How long a proposer has before the next takes over (default: length / 6).
+    pub view_timeout: Option<String>,
+    /// How long a DKG round may take before the next starts (default 20 s).
+    pub dkg_round: Option<String>,
+    /// An EVM JSON-RPC URL: anchor there instead of the embedded ledger.
+    pub chain: Option<String>,
+    /// File holding the hex private key that pays for anchors (with `chain`).
+    pub chain_key_file: Option<PathBuf>,
+    /// Confirmations before an anchored epoch is final (with `chain`; default 2).
+    pub confirmations: Option<u64>,
+}
+
+/// Settled `[epochs]`.
+#[derive(Clone, Debug)]
+pub struct EpochsSettings {
+    /// Genesis, Unix ms.
+    pub genesis_unix_ms: u64,
+    /// Epoch length.
+    pub length: Duration,
+    /// View timeout.
+    pub view_timeout: Duration,
+    /// DKG round length.
+    pub dkg_round: Duration,
+    /// EVM ledger, if any: URL, key file, confirmations.
+    pub chain: Option<(String, PathBuf, u64)>,
 }
 
 /// `[telemetry]`.
@@ -155,6 +193,8 @@ pub struct NodeSettings {
     pub membership: MembershipConfig,
     /// The OTLP/HTTP traces URL, if one is configured (checked, completed).
     pub otlp_endpoint: Option<String>,
+    /// Epochs, if enabled.
+    pub epochs: Option<EpochsSettings>,
 }
 
 /// How the API is exposed: to whom, over what, within which limits.
@@ -376,6 +416,45 @@ impl NodeFile {
             ),
             None => None,
         };
+        let epochs = match self.epochs {
+            None => None,
+            Some(e) => {
+                let length = duration("epochs.length", &e.length, Duration::from_secs(60))?;
+                if length < Duration::from_secs(1) {
+                    return Err(field("epochs.length", "must be at least 1s"));
+                }
+                let view_timeout =
+                    duration("epochs.view_timeout", &e.view_timeout, (length / 6).max(Duration::from_secs(1)))?;
+                let dkg_round = duration("epochs.dkg_round", &e.dkg_round, Duration::from_secs(20))?;
+                if dkg_round < Duration::from_secs(3) {
+                    return Err(field("epochs.dkg_round", "must be at least 3s"));
+                }
+                let chain = match (e.chain, e.chain_key_file) {
+                    (None, None) => None,
+                    (Some(url), Some(key)) => {
+                        if !(url.starts_with("http://") || url.starts_with("https://")) {
+                            return Err(field("epochs.chain", format!("`{url}` is not an http(s) URL")));
+                        }
+                        let confirmations = e.confirmations.unwrap_or(2);
+                        if confirmations == 0 {
+                            return Err(field("epochs.confirmations", "must be at least 1"));
+                        }
+                        Some((url, key, confirmations))
+                    }
+                    (Some(_), None) => {
+                        return Err(field("epochs.chain_key_file", "a chain needs a key file that pays for anchors"));
+                    }
+                    (None, Some(_)) => return Err(field("epochs.chain", "a key file needs a chain URL")),
+                };
+                Some(EpochsSettings {
+                    genesis_unix_ms: e.genesis_unix_ms,
+                    length,
+                    view_timeout,
+                    dkg_round,
+                    chain,
+                })
+            }
+        };
         let allowlist = self
             .allowlist
             .unwrap_or_else(|| data_dir.join("network").join("allowlist.bin"));
@@ -391,6 +470,7 @@ impl NodeFile {
             tags: self.tags,
             membership,
             otlp_endpoint,
+            epochs,
         })
     }
 }
@@ -485,6 +565,11 @@ otlp_endpoint = "http://127.0.0.1:4318"
                 "[telemetry]\notlp_endpoint = \"collector:4318\"",
                 "telemetry.otlp_endpoint",
             ),
+            ("[epochs]\ngenesis_unix_ms = 1\nlength = \"500ms\"", "epochs.length"),
+            ("[epochs]\ngenesis_unix_ms = 1\ndkg_round = \"1s\"", "epochs.dkg_round"),
+            ("[epochs]\ngenesis_unix_ms = 1\nchain = \"http://x\"", "epochs.chain_key_file"),
+            ("[epochs]\ngenesis_unix_ms = 1\nchain = \"ws://x\"\nchain_key_file = \"k\"", "epochs.chain"),
+            ("[epochs]\nlength = \"60s\"", "genesis_unix_ms"),
         ];
         for (text, name) in cases {
             let err = settle(text).unwrap_err().to_string();

@@ -22,6 +22,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod epochs;
 pub mod hosting;
 pub mod kinds;
 pub mod node;
@@ -36,6 +37,8 @@ pub use plexus_actors::runtime::{
     Wire,
 };
 pub use plexus_actors::{ActorId, Datum, Migratable, NodeId};
+pub use plexus_epochs as epochs_core;
+pub use plexus_ledger_bridge as ledger;
 pub use plexus_mesh as mesh;
 pub use plexus_scheduler as scheduler;
 pub use plexus_supervisor as supervisor;

@@ -122,6 +122,19 @@ pub enum DkgMessage {
     },
 }
 
+impl DkgMessage {
+    /// The round the message belongs to.
+    pub fn round(&self) -> u64 {
+        match self {
+            DkgMessage::Dealing { round, .. }
+            | DkgMessage::Ack { round, .. }
+            | DkgMessage::Log { round, .. }
+            | DkgMessage::Selection { round, .. }
+            | DkgMessage::Confirm { round, .. } => *round,
+        }
+    }
+}
+
 /// Where a DKG message goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DkgRecipient {
@@ -393,13 +406,7 @@ impl DkgRound {
         if self.committee.binary_search(&from).is_err() {
             return Err(DkgError::NotOnCommittee(from));
         }
-        let round = match &message {
-            DkgMessage::Dealing { round, .. }
-            | DkgMessage::Ack { round, .. }
-            | DkgMessage::Log { round, .. }
-            | DkgMessage::Selection { round, .. }
-            | DkgMessage::Confirm { round, .. } => *round,
-        };
+        let round = message.round();
         if round != self.round {
             return Err(DkgError::WrongRound {
                 round: self.round,

@@ -387,7 +387,143 @@ fn allowlist() -> SignedAllowlist {
 }
 
 /// Every target's seeds: `(target, inputs)`.
+/// A 4-member DKG run to completion in memory: every DKG message sent (encoded),
+/// and each member's outcome.
+fn dkg_run() -> (Vec<Vec<u8>>, Vec<plexus_epochs::dkg::DkgOutcome>) {
+    use plexus_actors::Time;
+    use plexus_epochs::dkg::{DkgOutput, DkgRecipient, DkgRound, DkgTimings};
+    let keys: Vec<NodeKey> = (1..=4u8).map(|i| NodeKey::from_seed([i; 32])).collect();
+    let ids: Vec<NodeId> = keys.iter().map(NodeKey::node_id).collect();
+    let mut rounds: Vec<DkgRound> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            DkgRound::start(b"fuzz", 0, k.clone(), &ids, DkgTimings::default(), Time::ZERO, [i as u8; 32])
+                .expect("a dkg round starts")
+        })
+        .collect();
+    let mut sent = Vec::new();
+    let mut done = Vec::new();
+    let mut now = Time::ZERO;
+    for _ in 0..1000 {
+        let mut queue = Vec::new();
+        for (i, r) in rounds.iter_mut().enumerate() {
+            while let Some(o) = r.poll_output() {
+                match o {
+                    DkgOutput::Send { to, message } => queue.push((i, to, message)),
+                    DkgOutput::Done(d) => done.push(*d),
+                    _ => {}
+                }
+            }
+        }
+        if queue.is_empty() {
+            match rounds.iter().filter_map(DkgRound::poll_timeout).min() {
+                Some(t) => {
+                    now = now.max(t);
+                    rounds.iter_mut().for_each(|r| r.handle_timeout(now));
+                    continue;
+                }
+                None => break,
+            }
+        }
+        for (i, to, m) in queue {
+            sent.push(codec::encode(&m).expect("a dkg message encodes"));
+            for (j, r) in rounds.iter_mut().enumerate() {
+                let deliver = match &to {
+                    DkgRecipient::Node(n) => *n == ids[j],
+                    _ => j != i,
+                };
+                if deliver {
+                    let _ = r.handle_message(now, ids[i], m.clone());
+                }
+            }
+        }
+    }
+    (sent, done)
+}
+
+/// Epoch messages of every kind, from a real DKG's shares.
+fn epoch_messages(done: &[plexus_epochs::dkg::DkgOutcome]) -> Vec<Vec<u8>> {
+    use plexus_epochs::agreement::EpochMessage;
+    use plexus_epochs::availability::Observation;
+    use plexus_epochs::checkpoint::{CHECKPOINT_VERSION, Checkpoint, MemberRow, SignedCheckpoint, Vote};
+    use plexus_epochs::rewards::RewardPolicy;
+    use plexus_epochs::threshold;
+    let Some(first) = done.first() else {
+        return Vec::new();
+    };
+    let key = NodeKey::from_seed([1; 32]);
+    let policy = RewardPolicy::default();
+    let checkpoint = Checkpoint {
+        version: CHECKPOINT_VERSION,
+        network: [1; 32],
+        epoch: 3,
+        previous: [2; 32],
+        allowlist_version: 1,
+        allowlist_hash: [3; 32],
+        members: first
+            .committee
+            .iter()
+            .map(|n| MemberRow {
+                node: *n,
+                availability_ppm: 500_000,
+                work_units: 0,
+                reward_units: policy.units(500_000, 0),
+            })
+            .collect(),
+        observers: first.committee[..3].to_vec(),
+        observations_root: [4; 32],
+        work_root: [0; 32],
+        reward_policy: policy,
+        evidence: Vec::new(),
+        committee: first.committee.clone(),
+        group_key: threshold::encode_group_key(first.sharing.public()),
+    };
+    let msg = checkpoint.signing_message().expect("a checkpoint hashes");
+    let partials: Vec<_> = done[..3]
+        .iter()
+        .map(|d| {
+            let (i, b) = threshold::sign_partial(&d.share, &msg);
+            threshold::partial(i, &b).expect("a partial decodes")
+        })
+        .collect();
+    let sig = threshold::combine(&first.sharing, &msg, &partials).expect("t partials combine");
+    let signed = SignedCheckpoint {
+        checkpoint: checkpoint.clone(),
+        signature: threshold::encode_signature(&sig),
+        signers: first.committee[..3].to_vec(),
+    };
+    let (index, partial) = threshold::sign_partial(&first.share, &msg);
+    let observation = Observation {
+        network: [1; 32],
+        epoch: 3,
+        observer: key.node_id(),
+        uptime: vec![(first.committee[0], 1_000_000)],
+    }
+    .sign(&key)
+    .expect("an observation signs");
+    let messages = vec![
+        EpochMessage::Observation(observation),
+        EpochMessage::Vote {
+            epoch: 3,
+            index,
+            vote: Vote {
+                hash: checkpoint.hash().expect("hashes"),
+                partial,
+            },
+        },
+        EpochMessage::Certificate(Box::new(signed.clone())),
+    ];
+    let mut out: Vec<Vec<u8>> = messages
+        .iter()
+        .map(|m| m.encode().expect("a message encodes"))
+        .collect();
+    out.push(signed.encode().expect("a signed checkpoint encodes"));
+    out
+}
+
 pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let (dkg_messages, dkg_done) = dkg_run();
     let enc = |r: Result<Vec<u8>, codec::CodecError>| r.expect("a sample encodes");
     let slot = Slot {
         promised: ballot(),
@@ -410,6 +546,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let mut stream_seed = vec![3u8];
     stream_seed.extend_from_slice(&stream);
     vec![
+        ("dkg_message", dkg_messages),
+        ("epoch_message", epoch_messages(&dkg_done)),
         (
             "mesh_frame",
             frames().iter().map(|f| enc(encode_frame(f))).collect(),

@@ -65,6 +65,8 @@ pub struct Api {
     pub store_error: Option<String>,
     /// The server's refusal counters.
     pub serve_stats: Arc<serve::ServeStats>,
+    /// The epoch service, when epochs are enabled.
+    pub epochs: Option<plexus_actors::runtime::ActorRef<crate::epochs::EpochMsg>>,
 }
 
 /// An API error: a status and a message.
@@ -102,6 +104,8 @@ pub fn router(api: Arc<Api>, guard: Arc<auth::Guard>) -> Router {
         .route("/v1/jobs", get(jobs))
         .route("/v1/send", post(send))
         .route("/v1/durable", get(durable_status))
+        .route("/v1/epochs", get(epochs_list))
+        .route("/v1/epochs/{epoch}", get(epoch_get))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(guard, auth::guard))
@@ -271,6 +275,65 @@ async fn stats(State(api): State<Arc<Api>>) -> Json<Value> {
     Json(json!(api.node.mesh().map(|m| m.stats())))
 }
 
+fn epoch_service(
+    api: &Api,
+) -> Result<&plexus_actors::runtime::ActorRef<crate::epochs::EpochMsg>, ApiError> {
+    api.epochs.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "epochs are not enabled on this node ([epochs] in its config)".into(),
+        )
+    })
+}
+
+async fn epoch_status(api: &Api) -> Result<crate::epochs::EpochStatus, ApiError> {
+    let service = epoch_service(api)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    service
+        .tell(crate::epochs::EpochMsg::List(tx))
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    rx.await.map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the epoch service stopped".into(),
+        )
+    })
+}
+
+/// `GET /v1/epochs`: the DKG's state, the group key, and each epoch's state,
+/// signers, availability and rewards.
+async fn epochs_list(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(epoch_status(&api).await?)))
+}
+
+/// `GET /v1/epochs/{epoch}`: one signed checkpoint, as JSON and as its exported
+/// encoding (hex), which `plexus checkpoint verify` checks offline.
+async fn epoch_get(
+    State(api): State<Arc<Api>>,
+    axum::extract::Path(epoch): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let epoch: u64 = epoch
+        .parse()
+        .map_err(|e| bad(format!("`epoch`: {e}")))?;
+    let service = epoch_service(&api)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    service
+        .tell(crate::epochs::EpochMsg::Get(epoch, tx))
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let signed = rx
+        .await
+        .map_err(|_| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the epoch service stopped".into(),
+            )
+        })?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no signed checkpoint for epoch {epoch}")))?;
+    Ok(Json(crate::epochs::checkpoint_json(&signed)))
+}
+
 async fn metrics(State(api): State<Arc<Api>>) -> String {
     let mut out = String::new();
     let system = api.node.system();
@@ -319,6 +382,9 @@ async fn metrics(State(api): State<Arc<Api>>) -> String {
         for (state, n) in by_state {
             let _ = writeln!(out, "plexus_mesh_members{{state=\"{state}\"}} {n}");
         }
+    }
+    if let Ok(status) = epoch_status(&api).await {
+        crate::epochs::write_metrics(&mut out, &status);
     }
     let _ = writeln!(
         out,

@@ -412,3 +412,131 @@ pub fn send(
     println!("accepted {}", answer["accepted"]);
     Ok(())
 }
+
+/// `plexus epochs`.
+pub fn epochs(args: &ClientArgs) -> Result<(), CliError> {
+    let status = ApiClient::new(&args.api).get("/v1/epochs")?;
+    println!(
+        "node {} {}; dkg {}; committee {} threshold {}; epoch now {}",
+        status["node"].as_str().unwrap_or("?"),
+        if status["member"].as_bool() == Some(true) { "(committee member)" } else { "(not on the committee)" },
+        status["dkg"].as_str().unwrap_or("?"),
+        status["committee"],
+        status["threshold"],
+        status["current"],
+    );
+    if let Some(key) = status["group_key"].as_str() {
+        println!("group key {key}");
+    }
+    for row in status["epochs"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "epoch {:>6}  {:<10} signers {:>3}  {}{}",
+            row["epoch"],
+            row["state"].as_str().unwrap_or("?"),
+            row["signers"],
+            row["hash"].as_str().map(|h| format!("hash {}", &h[..16.min(h.len())])).unwrap_or_default(),
+            row["anchor"].as_str().map(|a| format!("  anchor {a}")).unwrap_or_default(),
+        );
+        for m in row["members"].as_array().cloned().unwrap_or_default() {
+            let (node, ppm, reward) = (&m[0], &m[1], &m[2]);
+            println!(
+                "    {:<54} availability {:>6.2}%  reward {}",
+                node.as_str().unwrap_or("?"),
+                ppm.as_u64().unwrap_or(0) as f64 / 10_000.0,
+                reward
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `plexus checkpoint show EPOCH [--export FILE]`.
+pub fn checkpoint_show(
+    args: &ClientArgs,
+    epoch: u64,
+    export: Option<&std::path::Path>,
+) -> Result<(), CliError> {
+    let c = ApiClient::new(&args.api).get(&format!("/v1/epochs/{epoch}"))?;
+    if let Some(path) = export {
+        let hex = c["export"].as_str().unwrap_or_default();
+        let bytes = from_hex(hex).ok_or_else(|| CliError::Failed("the node sent a bad export".into()))?;
+        std::fs::write(path, bytes)
+            .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+    }
+    let mut shown = c.clone();
+    if let Some(obj) = shown.as_object_mut() {
+        obj.remove("export");
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&shown).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Bytes from hex (`0x` optional).
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim().trim_start_matches("0x");
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect()
+}
+
+/// `plexus checkpoint verify FILE [--group-key HEX] [--chain URL --contract ADDR]`.
+pub async fn checkpoint_verify(
+    file: &std::path::Path,
+    group_key: Option<&str>,
+    chain: Option<&str>,
+    contract: Option<&str>,
+) -> Result<(), CliError> {
+    use plexus_epochs::checkpoint::{SignedCheckpoint, hex};
+    let bytes = std::fs::read(file)
+        .map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
+    let signed = SignedCheckpoint::decode(&bytes)
+        .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
+    let pinned = match group_key {
+        Some(k) => Some(from_hex(k).ok_or_else(|| CliError::Input("--group-key: not hex".into()))?),
+        None => None,
+    };
+    signed
+        .verify(pinned.as_deref())
+        .map_err(|e| CliError::Failed(format!("INVALID: {e}")))?;
+    let hash = signed
+        .hash()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let epoch = signed.checkpoint.epoch;
+    println!(
+        "valid: epoch {epoch}, hash {}, {} signers, group key {}{}",
+        hex(&hash),
+        signed.signers.len(),
+        hex(&signed.checkpoint.group_key),
+        if pinned.is_some() { " (pinned)" } else { " (as named by the checkpoint: pass --group-key to pin it)" }
+    );
+    if let (Some(url), Some(contract)) = (chain, contract) {
+        let address = from_hex(contract)
+            .and_then(|b| <[u8; 20]>::try_from(b).ok())
+            .ok_or_else(|| CliError::Input("--contract: not a 20-byte hex address".into()))?;
+        let anchored = plexus_ledger_bridge::deploy::anchored_hash(url, address, epoch)
+            .await
+            .map_err(|e| CliError::Failed(format!("chain: {e}")))?;
+        match anchored {
+            Some(h) if h == hash => println!("anchored: epoch {epoch} on {url} at 0x{}", hex(&address)),
+            Some(h) => {
+                return Err(CliError::Failed(format!(
+                    "NOT ANCHORED: the chain holds {} for epoch {epoch}",
+                    hex(&h)
+                )));
+            }
+            None => {
+                return Err(CliError::Failed(format!(
+                    "NOT ANCHORED: the chain holds nothing for epoch {epoch}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}

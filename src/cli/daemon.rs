@@ -148,6 +148,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         Err(e) => return Err(CliError::Failed(e.to_string())),
     };
 
+    let service_seed = key.seed();
     let service_key = plexus_vocab::identity::NodeKey::from_seed(key.seed());
     let drain_key = plexus_vocab::identity::NodeKey::from_seed(key.seed());
     let api_key = plexus_vocab::identity::NodeKey::from_seed(key.seed());
@@ -195,6 +196,45 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         Err(why) => (None, Some(why)),
     };
 
+    // The epoch service, when the config enables epochs.
+    let epochs = match &settings.epochs {
+        None => None,
+        Some(e) => {
+            let store = crate::epochs::store::EpochStore::open(
+                &crate::epochs::store::epochs_dir(&settings.data_dir),
+            )
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+            let ledger = match &e.chain {
+                None => crate::epochs::LedgerChoice::Embedded(settings.data_dir.join("ledger")),
+                Some((url, key_file, confirmations)) => crate::epochs::LedgerChoice::Evm {
+                    url: url.clone(),
+                    key: read_chain_key(key_file)?,
+                    confirmations: *confirmations,
+                },
+            };
+            let mut epoch_settings = crate::epochs::EpochSettings::dev(
+                e.genesis_unix_ms,
+                u64::try_from(e.length.as_millis()).unwrap_or(u64::MAX),
+            );
+            epoch_settings.view_timeout_ms =
+                u64::try_from(e.view_timeout.as_millis()).unwrap_or(u64::MAX);
+            epoch_settings.dkg.round_ms = u64::try_from(e.dkg_round.as_millis()).unwrap_or(u64::MAX);
+            epoch_settings.dkg.deal_ms = epoch_settings.dkg.round_ms / 5;
+            epoch_settings.dkg.log_ms = epoch_settings.dkg.round_ms / 10;
+            let service = crate::epochs::EpochService::start(
+                node.system(),
+                mesh.clone(),
+                plexus_vocab::identity::NodeKey::from_seed(service_seed),
+                epoch_settings,
+                store,
+                ledger,
+            )
+            .await
+            .map_err(|e| CliError::Failed(format!("the epoch service did not start: {e}")))?;
+            Some(service)
+        }
+    };
+
     // Wait for the transport to report its addresses, so `ready` carries them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while mesh.listen_addrs().is_empty() {
@@ -237,6 +277,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         key: Some(api_key),
         store_error,
         serve_stats: serve_stats.clone(),
+        epochs,
     });
     let guard = Arc::new(Guard::new(
         published.token().clone(),
@@ -291,6 +332,24 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     drop(published);
     emit(serde_json::json!({ "event": "stopped", "signal": signal }));
     Ok(())
+}
+
+/// Reads the hex secret key that pays for anchors (`0x` optional, whitespace ignored).
+fn read_chain_key(path: &std::path::Path) -> Result<[u8; 32], CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Input(format!("epochs.chain_key_file {}: {e}", path.display())))?;
+    let hex = text.trim().trim_start_matches("0x");
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect::<Option<_>>()
+        .ok_or_else(|| CliError::Input(format!("epochs.chain_key_file {}: not hex", path.display())))?;
+    bytes.try_into().map_err(|_| {
+        CliError::Input(format!(
+            "epochs.chain_key_file {}: a secret key is 32 bytes",
+            path.display()
+        ))
+    })
 }
 
 async fn wait_for_signal() -> &'static str {

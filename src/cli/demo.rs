@@ -53,14 +53,21 @@ pub async fn up(data_dir: Option<PathBuf>, api: String, log: &str) -> Result<(),
     let client = client_key(&dir.join(CLIENT_KEY_FILE))?;
     if !net.join(keys::ALLOWLIST_FILE).exists() {
         keys::network_init(Some(net.clone()), "dev")?;
-        admit_node(&net, &key, vec!["dev".into()], "plexus up".into(), None)?;
+        let (k, v) = crate::epochs::VALIDATOR_TAG;
+        admit_node(&net, &key, vec!["dev".into(), format!("{k}={v}")], "plexus up".into(), None)?;
         admit_submitter(&net, &client, "local client")?;
     }
     let config = dir.join("up.toml");
     if !config.exists() {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // A dev committee of one: this node, with 60-second epochs from now.
+        let genesis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| CliError::Failed(e.to_string()))?
+            .as_millis();
         let text = format!(
-            "listen = [\"/ip4/127.0.0.1/tcp/0\"]\n[resources]\ncpu = {cores}\nmemory = \"4GiB\"\n"
+            "listen = [\"/ip4/127.0.0.1/tcp/0\"]\n[resources]\ncpu = {cores}\nmemory = \"4GiB\"\n\
+             [epochs]\ngenesis_unix_ms = {genesis}\nlength = \"60s\"\ndkg_round = \"5s\"\n"
         );
         keys::write_file(&config, text.as_bytes())?;
     }
@@ -126,17 +133,44 @@ fn short(id: &str) -> &str {
     id.get(id.len().saturating_sub(8)..).unwrap_or(id)
 }
 
-/// `plexus demo`.
-pub fn run(messages: u64, keep: bool) -> Result<(), CliError> {
-    in_scratch_dir("demo", keep, |dir| demo(dir, messages))
+/// The demo's epoch length: short, so a checkpoint covering the kill is signed
+/// within the demo's run.
+const DEMO_EPOCH: Duration = Duration::from_secs(10);
+
+/// Anvil's well-known development keys (its default mnemonic), one per node.
+pub const ANVIL_KEYS: [&str; 4] = [
+    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+];
+
+/// `plexus demo`: with `chain`, checkpoints are anchored on a local anvil.
+pub fn run(messages: u64, keep: bool, chain: bool) -> Result<(), CliError> {
+    in_scratch_dir("demo", keep, |dir| demo(dir, messages, chain))
 }
 
-fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
+fn demo(dir: &Path, messages: u64, chain: bool) -> Result<(), CliError> {
     let exe = std::env::current_exe().map_err(|e| CliError::Failed(e.to_string()))?;
     let t0 = Instant::now();
-    say!("== plexus demo: 3 nodes on 127.0.0.1, pipeline ingest -> count -> tally");
+    say!("== plexus demo: 4 nodes on 127.0.0.1, pipeline ingest -> count -> tally, epochs of {} s", DEMO_EPOCH.as_secs());
 
-    let mut cluster = LocalCluster::start(dir, || Command::new(&exe))?;
+    let anvil = if chain { Some(super::anvil::Anvil::start()?) } else { None };
+    if let Some(a) = &anvil {
+        say!("chain: anvil at {} (Prague, EIP-2537)", a.url);
+    }
+    let options = super::local::LocalOptions {
+        nodes: 4,
+        epochs: Some(super::local::LocalEpochs {
+            length: DEMO_EPOCH,
+            genesis_in: Duration::from_secs(6),
+            chain: anvil
+                .as_ref()
+                .map(|a| (a.url.clone(), ANVIL_KEYS.iter().map(|k| k.to_string()).collect())),
+        }),
+        observers: 0,
+    };
+    let mut cluster = LocalCluster::start_with(dir, || Command::new(&exe), &options)?;
 
     // Deploy, signed by the client key.
     let deploy_start = Instant::now();
@@ -163,6 +197,7 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
     let mut sent = 0u64;
     let mut migrated = None;
     let mut killed: Option<(usize, Instant)> = None;
+    let mut killed_at_ms = 0u64;
     let mut failover = None;
     let mut word = 0usize;
     let traffic_start = Instant::now();
@@ -214,6 +249,9 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
                 short(&nodes[victim].id)
             );
             killed = Some((victim, Instant::now()));
+            killed_at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
         }
         if let Some((_, at)) = killed
             && failover.is_none()
@@ -280,11 +318,14 @@ fn demo(dir: &Path, messages: u64) -> Result<(), CliError> {
             .collect();
         say!("migration hand-off pauses (ms): {}", ms.join(", "));
     }
+    let checkpoint = epochs_part(&cluster, killed.map(|(v, _)| v), killed_at_ms, anvil.as_ref());
     say!(
         "acked {acked}, duplicates {duplicated}, total time {:.1} s",
         t0.elapsed().as_secs_f64()
     );
     cluster.stop();
+    drop(anvil);
+    checkpoint?;
     say!("sent: {sent} delivered: {delivered} lost: {lost}");
     if lost > 0 || duplicated > 0 {
         return Err(CliError::Failed(format!(
@@ -331,4 +372,80 @@ fn migrate_count(cluster: &LocalCluster) -> Result<(String, String, String, Dura
         took.as_secs_f64()
     );
     Ok((actor.to_string(), from, to, took))
+}
+
+/// Waits for a checkpoint of the epoch after the kill to be signed and final on
+/// the ledger, verifies it against the group key another node reports (and, on a
+/// chain, that the contract holds its hash), and prints it.
+fn epochs_part(
+    cluster: &LocalCluster,
+    victim: Option<usize>,
+    killed_at_ms: u64,
+    anvil: Option<&super::anvil::Anvil>,
+) -> Result<(), CliError> {
+    use plexus_epochs::checkpoint::{SignedCheckpoint, hex};
+    let genesis = cluster.genesis_unix_ms.unwrap_or(0);
+    let length = DEMO_EPOCH.as_millis() as u64;
+    // The first epoch that ends after the kill covers it.
+    let target = killed_at_ms.saturating_sub(genesis) / length;
+    let live: Vec<&super::local::LocalNode> = cluster.nodes.iter().filter(|n| n.alive()).collect();
+    let reporter = live.first().ok_or_else(|| CliError::Failed("no live node".into()))?;
+    let pinner = live.last().ok_or_else(|| CliError::Failed("no live node".into()))?;
+    let (row, took) = wait_until(
+        &format!("epoch {target}'s checkpoint to be final on the ledger"),
+        DEMO_EPOCH * 4,
+        || {
+            let status = reporter.api.get("/v1/epochs").ok()?;
+            status["epochs"].as_array()?.iter().find(|r| {
+                r["epoch"].as_u64() >= Some(target) && r["state"].as_str() == Some("final")
+            }).cloned()
+        },
+    )?;
+    let epoch = row["epoch"].as_u64().unwrap_or(target);
+    let c = reporter.api.get(&format!("/v1/epochs/{epoch}"))?;
+    let bytes = super::client::from_hex(c["export"].as_str().unwrap_or_default())
+        .ok_or_else(|| CliError::Failed("bad export".into()))?;
+    let signed = SignedCheckpoint::decode(&bytes).map_err(|e| CliError::Failed(e.to_string()))?;
+    // The key to trust comes from another node's own DKG output, not the checkpoint.
+    let pinned_hex = pinner.api.get("/v1/epochs")?["group_key"].as_str().unwrap_or_default().to_string();
+    let pinned = super::client::from_hex(&pinned_hex).ok_or_else(|| CliError::Failed("no group key".into()))?;
+    signed.verify(Some(&pinned)).map_err(|e| CliError::Failed(format!("the checkpoint does not verify: {e}")))?;
+    let status = reporter.api.get("/v1/epochs")?;
+    say!(
+        "checkpoint of epoch {epoch} signed by {} of {} (threshold {}), final on the {} ledger {:.1} s after waiting; verified against the group key {}…",
+        signed.signers.len(),
+        signed.checkpoint.committee.len(),
+        status["threshold"],
+        status["ledger"].as_str().unwrap_or("?"),
+        took.as_secs_f64(),
+        &pinned_hex[..16.min(pinned_hex.len())],
+    );
+    if let Some(a) = anvil {
+        let ledger = status["ledger"].as_str().unwrap_or_default();
+        let address = ledger.rsplit(' ').next().and_then(super::client::from_hex)
+            .and_then(|b| <[u8; 20]>::try_from(b).ok())
+            .ok_or_else(|| CliError::Failed(format!("no contract address in `{ledger}`")))?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let on_chain = runtime
+            .block_on(plexus_ledger_bridge::deploy::anchored_hash(&a.url, address, epoch))
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let hash = signed.hash().map_err(|e| CliError::Failed(e.to_string()))?;
+        if on_chain != Some(hash) {
+            return Err(CliError::Failed(format!("the contract does not hold epoch {epoch}'s hash")));
+        }
+        say!("the contract at 0x{} verified the threshold signature on chain and holds hash {}", hex(&address), hex(&hash));
+    }
+    if let Some(v) = victim {
+        let id: plexus_actors::NodeId = cluster.nodes[v].id.parse().map_err(|e| CliError::Failed(format!("{e}")))?;
+        let row = signed.checkpoint.row(&id).ok_or_else(|| CliError::Failed("the killed node has no row".into()))?;
+        say!(
+            "killed node {} ({}): availability {:.1}% in epoch {epoch}, reward {} units",
+            v + 1,
+            short(&cluster.nodes[v].id),
+            row.availability_ppm as f64 / 10_000.0,
+            row.reward_units
+        );
+    }
+    Ok(())
 }

@@ -75,7 +75,8 @@ pub struct LocalNode {
     pub api: ApiClient,
     /// Its HTTP API's address.
     pub api_url: String,
-    listen: String,
+    /// Its first listen address.
+    pub listen: String,
 }
 
 impl LocalNode {
@@ -183,6 +184,8 @@ pub struct LocalCluster {
     pub nodes: Vec<LocalNode>,
     /// The client's key (an allowlisted submitter).
     pub client: NodeKey,
+    /// The epoch genesis (Unix ms), when epochs are enabled.
+    pub genesis_unix_ms: Option<u64>,
 }
 
 /// What a cluster holds once traffic has stopped and settled.
@@ -198,28 +201,110 @@ pub struct Settled {
     pub out_of_order: u64,
 }
 
+/// Epochs for a local cluster: every node is a validator.
+#[derive(Clone, Debug)]
+pub struct LocalEpochs {
+    /// Epoch length.
+    pub length: Duration,
+    /// Genesis this long after the configs are written (the nodes must all be up
+    /// for the DKG's first round).
+    pub genesis_in: Duration,
+    /// An EVM JSON-RPC URL and one funded secret key (hex) per node.
+    pub chain: Option<(String, Vec<String>)>,
+}
+
+/// What a local cluster runs.
+#[derive(Clone, Debug)]
+pub struct LocalOptions {
+    /// Nodes.
+    pub nodes: usize,
+    /// Epochs, if enabled.
+    pub epochs: Option<LocalEpochs>,
+    /// Extra admitted node keys that are not validators and are not started
+    /// (`dir/o{i}/node.key`): for a test to run a node of its own.
+    pub observers: usize,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            epochs: None,
+            observers: 0,
+        }
+    }
+}
+
 impl LocalCluster {
     /// Creates a network under `dir` (three node keys with declared resources, a
     /// client key as submitter), starts the nodes (`plexus` gives the command
     /// that runs the `plexus` program) and waits until they see each other.
     pub fn start(dir: &Path, plexus: impl Fn() -> Command) -> Result<LocalCluster, CliError> {
+        Self::start_with(dir, plexus, &LocalOptions::default())
+    }
+
+    /// [`start`](Self::start) with a node count and, optionally, epochs (every
+    /// node tagged `role=validator`, one `[epochs]` section for all).
+    pub fn start_with(
+        dir: &Path,
+        plexus: impl Fn() -> Command,
+        options: &LocalOptions,
+    ) -> Result<LocalCluster, CliError> {
+        let count = options.nodes.max(1);
         let net = dir.join("net");
         keys::network_create(Some(net.clone()), "demo", true)?;
         let client = client_key(&dir.join(CLIENT_KEY_FILE))?;
-        for i in 1..=3 {
+        for i in 1..=count {
             let key = node_key(&dir.join(format!("n{i}")))?;
+            let mut tags = vec![format!("zone=z{i}")];
+            if options.epochs.is_some() {
+                let (k, v) = crate::epochs::VALIDATOR_TAG;
+                tags.push(format!("{k}={v}"));
+            }
             admit_node(
                 &net,
                 &key,
-                vec![format!("zone=z{i}")],
+                tags,
                 format!("operator-{i}"),
                 Some((4.0, "8GiB")),
             )?;
         }
+        for i in 1..=options.observers {
+            let key = node_key(&dir.join(format!("o{i}")))?;
+            admit_node(&net, &key, vec![], format!("observer-{i}"), None)?;
+        }
         admit_submitter(&net, &client, "demo client")?;
+        // One genesis for every node.
+        let genesis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| CliError::Failed(e.to_string()))?
+            + options.epochs.as_ref().map_or(Duration::ZERO, |e| e.genesis_in);
+        let epochs_section = |i: usize| -> Result<String, CliError> {
+            let Some(e) = &options.epochs else {
+                return Ok(String::new());
+            };
+            let mut section = format!(
+                "[epochs]\ngenesis_unix_ms = {}\nlength = \"{}ms\"\ndkg_round = \"{}ms\"\n",
+                genesis.as_millis(),
+                e.length.as_millis(),
+                (e.length.as_millis() / 2).max(3_000),
+            );
+            if let Some((url, keys_hex)) = &e.chain {
+                let key_file = dir.join(format!("n{i}")).join("chain.key");
+                let key = keys_hex
+                    .get(i - 1)
+                    .ok_or_else(|| CliError::Failed("a chain key per node is needed".into()))?;
+                keys::write_file(&key_file, key.as_bytes())?;
+                section.push_str(&format!(
+                    "chain = \"{url}\"\nchain_key_file = \"{}\"\nconfirmations = 2\n",
+                    key_file.display()
+                ));
+            }
+            Ok(section)
+        };
 
         let mut nodes: Vec<LocalNode> = Vec::new();
-        for i in 1..=3 {
+        for i in 1..=count {
             let data = dir.join(format!("n{i}"));
             let bootstrap = nodes
                 .first()
@@ -228,9 +313,10 @@ impl LocalCluster {
             let config = format!(
                 "data_dir = \"{}\"\nallowlist = \"{}\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n{bootstrap}api = \"127.0.0.1:0\"\n\
                  [resources]\ncpu = 4\nmemory = \"8GiB\"\n\
-                 [membership]\nprobe_interval = \"500ms\"\nprobe_timeout = \"250ms\"\n",
+                 [membership]\nprobe_interval = \"500ms\"\nprobe_timeout = \"250ms\"\n{}",
                 data.display(),
-                net.join(keys::ALLOWLIST_FILE).display()
+                net.join(keys::ALLOWLIST_FILE).display(),
+                epochs_section(i)?,
             );
             let path = data.join("node.toml");
             keys::write_file(&path, config.as_bytes())?;
@@ -239,7 +325,7 @@ impl LocalCluster {
             nodes.push(node);
         }
         let (_, took) = wait_until(
-            "the 3 nodes to see each other",
+            &format!("the {count} nodes to see each other"),
             Duration::from_secs(30),
             || {
                 let members = nodes[0].api.get("/v1/members").ok()?;
@@ -249,11 +335,18 @@ impl LocalCluster {
                     .filter(|m| m.state == MemberState::Alive)
                     .count();
                 // A node does not list itself.
-                (alive == 2).then_some(())
+                (alive == count - 1).then_some(())
             },
         )?;
         say!("mesh formed in {:.1} s", took.as_secs_f64());
-        Ok(LocalCluster { nodes, client })
+        Ok(LocalCluster {
+            nodes,
+            client,
+            genesis_unix_ms: options
+                .epochs
+                .as_ref()
+                .map(|_| u64::try_from(genesis.as_millis()).unwrap_or(u64::MAX)),
+        })
     }
 
     /// The scheduler's status, from the first live node that answers.

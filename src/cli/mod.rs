@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+pub mod anvil;
 pub mod client;
 mod daemon;
-mod demo;
+pub mod demo;
 pub mod keys;
 pub mod local;
 mod pipeline;
@@ -130,6 +131,15 @@ pub enum Command {
     },
     /// Run the demo: a 3-node cluster of real processes on loopback, a pipeline
     /// deployed to it, traffic, a live migration and a node killed with SIGKILL.
+    /// List epochs: state (collecting, signed, anchored, final, failed), signers,
+    /// availability and rewards per node.
+    Epochs {
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Show or verify epoch checkpoints.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
     Demo {
         /// Client messages to send.
         #[arg(long, default_value_t = 3000)]
@@ -137,6 +147,41 @@ pub enum Command {
         /// Keep the demo's directory (data dirs and logs) instead of deleting it.
         #[arg(long)]
         keep: bool,
+        /// Anchor checkpoints on a local anvil chain (installed by
+        /// scripts/install-chain-tools.sh) instead of the embedded ledger.
+        #[arg(long)]
+        chain: bool,
+    },
+}
+
+/// `plexus checkpoint ...`
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Print one signed checkpoint from a node.
+    Show {
+        /// The epoch.
+        epoch: u64,
+        /// Also write its export (the signed checkpoint's bytes) to this file.
+        #[arg(long)]
+        export: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Verify an exported checkpoint offline against a group key; with `--chain`,
+    /// also that the chain anchored exactly this checkpoint for its epoch.
+    Verify {
+        /// The exported file (from `plexus checkpoint show --export`).
+        file: std::path::PathBuf,
+        /// The group key to trust (hex, 96 bytes compressed G2). Without it the
+        /// key the checkpoint names is used, which only shows self-consistency.
+        #[arg(long)]
+        group_key: Option<String>,
+        /// An EVM JSON-RPC URL where the checkpoint should be anchored.
+        #[arg(long, requires = "contract")]
+        chain: Option<String>,
+        /// The CheckpointAnchor contract's address (with `--chain`).
+        #[arg(long)]
+        contract: Option<String>,
     },
 }
 
@@ -424,7 +469,23 @@ async fn run(command: Command, log: &str) -> Result<(), CliError> {
             traceparent,
             client,
         } => blocking(move || client::send(&client, &actor, texts, traceparent)).await,
-        Command::Demo { messages, keep } => blocking(move || demo::run(messages, keep)).await,
+        Command::Epochs { client } => blocking(move || client::epochs(&client)).await,
+        Command::Checkpoint(CheckpointCommand::Show {
+            epoch,
+            export,
+            client,
+        }) => blocking(move || client::checkpoint_show(&client, epoch, export.as_deref())).await,
+        Command::Checkpoint(CheckpointCommand::Verify {
+            file,
+            group_key,
+            chain,
+            contract,
+        }) => client::checkpoint_verify(&file, group_key.as_deref(), chain.as_deref(), contract.as_deref()).await,
+        Command::Demo {
+            messages,
+            keep,
+            chain,
+        } => blocking(move || demo::run(messages, keep, chain)).await,
         Command::Kinds => {
             let node = crate::Node::builder().build();
             for kind in node.kinds().names() {
