@@ -87,7 +87,7 @@ fn core_crates_without_runtime_are_sans_io() {
 /// commonware; and no source file of the crate naming any of them (clippy's
 /// disallowed-methods list then also resolves `rand::rng` and friends there).
 /// Recorded in docs/dependencies.md.
-const COMMONWARE_STD: &[&str] = &["tokio", "rand", "getrandom"];
+const COMMONWARE_STD: &[&str] = &["tokio", "tokio-macros", "rand", "getrandom"];
 
 fn assert_pure_but_commonware(package: &str, sources: &[&str]) {
     let deps = normal_deps(package, &[]);
