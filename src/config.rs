@@ -423,9 +423,13 @@ impl NodeFile {
                 if length < Duration::from_secs(1) {
                     return Err(field("epochs.length", "must be at least 1s"));
                 }
-                let view_timeout =
-                    duration("epochs.view_timeout", &e.view_timeout, (length / 6).max(Duration::from_secs(1)))?;
-                let dkg_round = duration("epochs.dkg_round", &e.dkg_round, Duration::from_secs(20))?;
+                let view_timeout = duration(
+                    "epochs.view_timeout",
+                    &e.view_timeout,
+                    (length / 6).max(Duration::from_secs(1)),
+                )?;
+                let dkg_round =
+                    duration("epochs.dkg_round", &e.dkg_round, Duration::from_secs(20))?;
                 if dkg_round < Duration::from_secs(3) {
                     return Err(field("epochs.dkg_round", "must be at least 3s"));
                 }
@@ -433,7 +437,10 @@ impl NodeFile {
                     (None, None) => None,
                     (Some(url), Some(key)) => {
                         if !(url.starts_with("http://") || url.starts_with("https://")) {
-                            return Err(field("epochs.chain", format!("`{url}` is not an http(s) URL")));
+                            return Err(field(
+                                "epochs.chain",
+                                format!("`{url}` is not an http(s) URL"),
+                            ));
                         }
                         let confirmations = e.confirmations.unwrap_or(2);
                         if confirmations == 0 {
@@ -442,9 +449,14 @@ impl NodeFile {
                         Some((url, key, confirmations))
                     }
                     (Some(_), None) => {
-                        return Err(field("epochs.chain_key_file", "a chain needs a key file that pays for anchors"));
+                        return Err(field(
+                            "epochs.chain_key_file",
+                            "a chain needs a key file that pays for anchors",
+                        ));
                     }
-                    (None, Some(_)) => return Err(field("epochs.chain", "a key file needs a chain URL")),
+                    (None, Some(_)) => {
+                        return Err(field("epochs.chain", "a key file needs a chain URL"));
+                    }
                 };
                 Some(EpochsSettings {
                     genesis_unix_ms: e.genesis_unix_ms,
@@ -565,10 +577,22 @@ otlp_endpoint = "http://127.0.0.1:4318"
                 "[telemetry]\notlp_endpoint = \"collector:4318\"",
                 "telemetry.otlp_endpoint",
             ),
-            ("[epochs]\ngenesis_unix_ms = 1\nlength = \"500ms\"", "epochs.length"),
-            ("[epochs]\ngenesis_unix_ms = 1\ndkg_round = \"1s\"", "epochs.dkg_round"),
-            ("[epochs]\ngenesis_unix_ms = 1\nchain = \"http://x\"", "epochs.chain_key_file"),
-            ("[epochs]\ngenesis_unix_ms = 1\nchain = \"ws://x\"\nchain_key_file = \"k\"", "epochs.chain"),
+            (
+                "[epochs]\ngenesis_unix_ms = 1\nlength = \"500ms\"",
+                "epochs.length",
+            ),
+            (
+                "[epochs]\ngenesis_unix_ms = 1\ndkg_round = \"1s\"",
+                "epochs.dkg_round",
+            ),
+            (
+                "[epochs]\ngenesis_unix_ms = 1\nchain = \"http://x\"",
+                "epochs.chain_key_file",
+            ),
+            (
+                "[epochs]\ngenesis_unix_ms = 1\nchain = \"ws://x\"\nchain_key_file = \"k\"",
+                "epochs.chain",
+            ),
             ("[epochs]\nlength = \"60s\"", "genesis_unix_ms"),
         ];
         for (text, name) in cases {

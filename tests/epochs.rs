@@ -61,7 +61,10 @@ fn final_epochs(cluster: &LocalCluster) -> Vec<(u64, String)> {
 }
 
 fn checkpoint(cluster: &LocalCluster, i: usize, epoch: u64) -> SignedCheckpoint {
-    let c = cluster.nodes[i].api.get(&format!("/v1/epochs/{epoch}")).unwrap();
+    let c = cluster.nodes[i]
+        .api
+        .get(&format!("/v1/epochs/{epoch}"))
+        .unwrap();
     let bytes = plexus::cli::client::from_hex(c["export"].as_str().unwrap()).unwrap();
     SignedCheckpoint::decode(&bytes).unwrap()
 }
@@ -75,7 +78,10 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
         epochs: Some(LocalEpochs {
             length: EPOCH,
             genesis_in: Duration::from_secs(6),
-            chain: Some((anvil.url.clone(), ANVIL_KEYS.iter().map(|k| k.to_string()).collect())),
+            chain: Some((
+                anvil.url.clone(),
+                ANVIL_KEYS.iter().map(|k| k.to_string()).collect(),
+            )),
         }),
         observers: 1,
     };
@@ -89,7 +95,10 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
         Some(keys)
     })
     .unwrap();
-    assert!(keys.iter().all(|k| *k == keys[0] && k.len() == 192), "{keys:?}");
+    assert!(
+        keys.iter().all(|k| *k == keys[0] && k.len() == 192),
+        "{keys:?}"
+    );
     let s0 = status(&cluster, 0).unwrap();
     assert_eq!(s0["threshold"], 3);
     assert_eq!(s0["committee"], 4);
@@ -101,7 +110,9 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
     })
     .unwrap();
     let ledger = s0["ledger"].as_str().map(String::from);
-    let ledger = ledger.or_else(|| status(&cluster, 0)?["ledger"].as_str().map(String::from)).unwrap();
+    let ledger = ledger
+        .or_else(|| status(&cluster, 0)?["ledger"].as_str().map(String::from))
+        .unwrap();
     assert!(ledger.starts_with("evm 0x"), "{ledger}");
     let address: [u8; 20] = plexus::cli::client::from_hex(ledger.trim_start_matches("evm "))
         .unwrap()
@@ -113,11 +124,20 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
         signed
             .verify(Some(&plexus::cli::client::from_hex(&keys[0]).unwrap()))
             .unwrap();
-        assert_eq!(plexus::epochs_core::checkpoint::hex(&signed.hash().unwrap()), *hash);
+        assert_eq!(
+            plexus::epochs_core::checkpoint::hex(&signed.hash().unwrap()),
+            *hash
+        );
         let on_chain = rt
-            .block_on(plexus::ledger::deploy::anchored_hash(&anvil.url, address, *epoch))
+            .block_on(plexus::ledger::deploy::anchored_hash(
+                &anvil.url, address, *epoch,
+            ))
             .unwrap();
-        assert_eq!(on_chain, Some(signed.hash().unwrap()), "epoch {epoch} on chain");
+        assert_eq!(
+            on_chain,
+            Some(signed.hash().unwrap()),
+            "epoch {epoch} on chain"
+        );
         assert!(signed.signers.len() >= 3);
     }
 
@@ -127,12 +147,19 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
     let observer_id = observer_key.node_id();
     let target: NodeId = cluster.nodes[0].id.parse().unwrap();
     let refused_before = status(&cluster, 0).unwrap()["refused"].as_u64().unwrap();
-    let allowlist = plexus::cli::keys::load_allowlist(&dir.0.join("net").join(plexus::cli::keys::ALLOWLIST_FILE)).unwrap();
+    let allowlist = plexus::cli::keys::load_allowlist(
+        &dir.0.join("net").join(plexus::cli::keys::ALLOWLIST_FILE),
+    )
+    .unwrap();
     let (sent, observer) = rt.block_on(async {
         let mut config = MeshConfig::new(observer_key.clone(), allowlist);
         config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
         config.bootstrap = vec![cluster.nodes[0].listen.parse().unwrap()];
-        let node = Node::builder().key(observer_key).start_meshed(config).await.unwrap();
+        let node = Node::builder()
+            .key(observer_key)
+            .start_meshed(config)
+            .await
+            .unwrap();
         // Wait until the mesh admits it (its sends are refused before that).
         let mesh = node.mesh().unwrap().clone();
         for _ in 0..200 {
@@ -147,21 +174,37 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
             let wire = EpochWire::Epoch(EpochMessage::Vote {
                 epoch,
                 index,
-                vote: Vote { hash: [0x66; 32], partial: vec![0xAB; 48] },
+                vote: Vote {
+                    hash: [0x66; 32],
+                    partial: vec![0xAB; 48],
+                },
             });
             let bytes = codec::encode(&wire).unwrap();
-            let to = node.system().resolve::<EpochMsg>(ActorId::new(target, EPOCH_LOCAL_ID));
-            if to.tell(EpochMsg::Wire { from: observer_id, bytes }).await.is_ok() {
+            let to = node
+                .system()
+                .resolve::<EpochMsg>(ActorId::new(target, EPOCH_LOCAL_ID));
+            if to
+                .tell(EpochMsg::Wire {
+                    from: observer_id,
+                    bytes,
+                })
+                .await
+                .is_ok()
+            {
                 sent += 1;
             }
         }
         (sent, node)
     });
     assert_eq!(sent, 4);
-    let (refused, _) = wait_until("the forged votes to be refused", Duration::from_secs(10), || {
-        let r = status(&cluster, 0)?["refused"].as_u64()?;
-        (r >= refused_before + 4).then_some(r)
-    })
+    let (refused, _) = wait_until(
+        "the forged votes to be refused",
+        Duration::from_secs(10),
+        || {
+            let r = status(&cluster, 0)?["refused"].as_u64()?;
+            (r >= refused_before + 4).then_some(r)
+        },
+    )
     .unwrap();
     assert!(refused >= refused_before + 4);
     rt.block_on(observer.shutdown());
@@ -185,9 +228,15 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
     assert!(!signed.signers.contains(&victim_id));
     assert!(!signed.signers.contains(&observer_id));
     let row = signed.checkpoint.row(&victim_id).unwrap();
-    assert!(row.availability_ppm < 1_000_000, "the dead node looked available: {}", row.availability_ppm);
+    assert!(
+        row.availability_ppm < 1_000_000,
+        "the dead node looked available: {}",
+        row.availability_ppm
+    );
     let on_chain = rt
-        .block_on(plexus::ledger::deploy::anchored_hash(&anvil.url, address, epoch))
+        .block_on(plexus::ledger::deploy::anchored_hash(
+            &anvil.url, address, epoch,
+        ))
         .unwrap();
     assert_eq!(on_chain, Some(signed.hash().unwrap()));
     cluster.stop();

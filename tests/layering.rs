@@ -91,23 +91,52 @@ const COMMONWARE_STD: &[&str] = &["tokio", "tokio-macros", "rand", "getrandom"];
 
 fn assert_pure_but_commonware(package: &str, sources: &[&str]) {
     let deps = normal_deps(package, &[]);
-    assert!(deps.iter().any(|d| d == package), "cargo tree listed {deps:?}");
+    assert!(
+        deps.iter().any(|d| d == package),
+        "cargo tree listed {deps:?}"
+    );
     let bad: Vec<&String> = forbidden(&deps)
         .into_iter()
         .filter(|d| !COMMONWARE_STD.iter().any(|c| d.as_str() == *c))
         .collect();
-    assert!(bad.is_empty(), "{package} depends on {bad:?}; cores must stay sans-IO");
+    assert!(
+        bad.is_empty(),
+        "{package} depends on {bad:?}; cores must stay sans-IO"
+    );
     // tokio: no feature that could run or do IO.
     let out = Command::new(env!("CARGO"))
-        .args(["tree", "--edges", "normal", "--prefix", "none", "--format", "{p} [{f}]", "-p", package])
+        .args([
+            "tree",
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p} [{f}]",
+            "-p",
+            package,
+        ])
         .current_dir(manifest_dir())
         .output()
         .expect("cargo tree runs");
     let text = String::from_utf8_lossy(&out.stdout);
     for line in text.lines().filter(|l| l.starts_with("tokio v")) {
-        for f in ["rt", "rt-multi-thread", "net", "time", "io-util", "io-std", "fs", "process", "signal"] {
+        for f in [
+            "rt",
+            "rt-multi-thread",
+            "net",
+            "time",
+            "io-util",
+            "io-std",
+            "fs",
+            "process",
+            "signal",
+        ] {
             assert!(
-                !line.contains(&format!("[{f},")) && !line.contains(&format!(",{f},")) && !line.contains(&format!(",{f}]")) && !line.contains(&format!("[{f}]")),
+                !line.contains(&format!("[{f},"))
+                    && !line.contains(&format!(",{f},"))
+                    && !line.contains(&format!(",{f}]"))
+                    && !line.contains(&format!("[{f}]")),
                 "{package}: tokio has feature `{f}`: {line}"
             );
         }
@@ -115,7 +144,10 @@ fn assert_pure_but_commonware(package: &str, sources: &[&str]) {
     // tokio and rand enter only through commonware.
     for c in ["tokio", "rand"] {
         let out = Command::new(env!("CARGO"))
-            .args(["tree", "--edges", "normal", "--prefix", "none", "--format", "{p}", "-p", package, "-i", c])
+            .args([
+                "tree", "--edges", "normal", "--prefix", "none", "--format", "{p}", "-p", package,
+                "-i", c,
+            ])
             .current_dir(manifest_dir())
             .output()
             .expect("cargo tree runs");
@@ -124,13 +156,23 @@ fn assert_pure_but_commonware(package: &str, sources: &[&str]) {
             .filter_map(|l| l.split_whitespace().next().map(str::to_string))
             .filter(|p| p != c && !p.starts_with("commonware-") && !p.starts_with("plexus"))
             .collect();
-        assert!(via.is_empty(), "{package}: `{c}` enters through {via:?}, not commonware");
+        assert!(
+            via.is_empty(),
+            "{package}: `{c}` enters through {via:?}, not commonware"
+        );
     }
     // And the crate's own code never names them.
     for dir in sources {
         for entry in walk(&manifest_dir().join(dir)) {
             let text = std::fs::read_to_string(&entry).unwrap_or_default();
-            for name in ["tokio::", "getrandom", "rand::", "OsRng", "SysRng", "thread_rng"] {
+            for name in [
+                "tokio::",
+                "getrandom",
+                "rand::",
+                "OsRng",
+                "SysRng",
+                "thread_rng",
+            ] {
                 assert!(!text.contains(name), "{} names `{name}`", entry.display());
             }
         }

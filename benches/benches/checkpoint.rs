@@ -34,60 +34,119 @@ const SIZES: [(u32, usize); 2] = [(22, 15), (100, 67)];
 
 fn checkpoint(c: &mut Criterion) {
     let mut group = c.benchmark_group("checkpoint");
-    group.sample_size(20).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
     for (n, t) in SIZES {
         let mut rng = ChaCha20Rng::seed_from_u64(n as u64);
-        let (sharing, shares) = deal_anonymous::<MinSig, N3f1>(&mut rng, Mode::NonZeroCounter, std::num::NonZeroU32::new(n).unwrap());
+        let (sharing, shares) = deal_anonymous::<MinSig, N3f1>(
+            &mut rng,
+            Mode::NonZeroCounter,
+            std::num::NonZeroU32::new(n).unwrap(),
+        );
         assert_eq!(sharing.required() as usize, t);
         sharing.precompute_partial_publics();
         let msg = threshold::signing_message(&[1; 32], 42, &[2; 32]);
-        let wire: Vec<(u32, Vec<u8>)> = shares[..t].iter().map(|s| threshold::sign_partial(s, &msg)).collect();
-        group.bench_with_input(BenchmarkId::new("plexus", format!("{n},{t}")), &wire, |b, wire| {
-            b.iter(|| {
-                let partials: Vec<_> = wire.iter().map(|(i, p)| threshold::partial(*i, p).unwrap()).collect();
-                threshold::verify_partials(&mut rng, &sharing, &msg, &partials).unwrap();
-                black_box(threshold::combine(&sharing, &msg, &partials).unwrap())
-            })
-        });
-        let partials: Vec<_> = shares[..t].iter().map(|s| cw::sign_message::<MinSig>(s, threshold::NAMESPACE, &msg)).collect();
-        group.bench_with_input(BenchmarkId::new("commonware", format!("{n},{t}")), &partials, |b, partials| {
-            b.iter(|| {
-                cw::batch_verify_same_message::<_, MinSig, _>(&mut rng, &sharing, threshold::NAMESPACE, &msg, NonEmpty::try_new(partials.iter()).unwrap(), &Sequential).unwrap();
-                let sig = cw::recover::<MinSig, _>(&sharing, partials.iter(), &Sequential).unwrap();
-                ops::verify_message::<MinSig>(sharing.public(), threshold::NAMESPACE, &msg, &sig).unwrap();
-                black_box(sig)
-            })
-        });
+        let wire: Vec<(u32, Vec<u8>)> = shares[..t]
+            .iter()
+            .map(|s| threshold::sign_partial(s, &msg))
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::new("plexus", format!("{n},{t}")),
+            &wire,
+            |b, wire| {
+                b.iter(|| {
+                    let partials: Vec<_> = wire
+                        .iter()
+                        .map(|(i, p)| threshold::partial(*i, p).unwrap())
+                        .collect();
+                    threshold::verify_partials(&mut rng, &sharing, &msg, &partials).unwrap();
+                    black_box(threshold::combine(&sharing, &msg, &partials).unwrap())
+                })
+            },
+        );
+        let partials: Vec<_> = shares[..t]
+            .iter()
+            .map(|s| cw::sign_message::<MinSig>(s, threshold::NAMESPACE, &msg))
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::new("commonware", format!("{n},{t}")),
+            &partials,
+            |b, partials| {
+                b.iter(|| {
+                    cw::batch_verify_same_message::<_, MinSig, _>(
+                        &mut rng,
+                        &sharing,
+                        threshold::NAMESPACE,
+                        &msg,
+                        NonEmpty::try_new(partials.iter()).unwrap(),
+                        &Sequential,
+                    )
+                    .unwrap();
+                    let sig =
+                        cw::recover::<MinSig, _>(&sharing, partials.iter(), &Sequential).unwrap();
+                    ops::verify_message::<MinSig>(
+                        sharing.public(),
+                        threshold::NAMESPACE,
+                        &msg,
+                        &sig,
+                    )
+                    .unwrap();
+                    black_box(sig)
+                })
+            },
+        );
         // blsttc: a (t−1)-degree polynomial, t shares.
         let sk_set = blsttc::SecretKeySet::random(t - 1, &mut blsttc::rand::thread_rng());
         let pk_set = sk_set.public_keys();
-        let shares_b: Vec<(usize, blsttc::SignatureShare)> =
-            (0..t).map(|i| (i, sk_set.secret_key_share(i).sign(msg))).collect();
-        group.bench_with_input(BenchmarkId::new("blsttc", format!("{n},{t}")), &shares_b, |b, shares_b| {
-            b.iter(|| {
-                for (i, s) in shares_b {
-                    assert!(pk_set.public_key_share(*i).verify(s, msg));
-                }
-                let sig = pk_set.combine_signatures(shares_b.iter().map(|(i, s)| (*i, s))).unwrap();
-                assert!(pk_set.public_key().verify(&sig, msg));
-                black_box(sig)
-            })
-        });
+        let shares_b: Vec<(usize, blsttc::SignatureShare)> = (0..t)
+            .map(|i| (i, sk_set.secret_key_share(i).sign(msg)))
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::new("blsttc", format!("{n},{t}")),
+            &shares_b,
+            |b, shares_b| {
+                b.iter(|| {
+                    for (i, s) in shares_b {
+                        assert!(pk_set.public_key_share(*i).verify(s, msg));
+                    }
+                    let sig = pk_set
+                        .combine_signatures(shares_b.iter().map(|(i, s)| (*i, s)))
+                        .unwrap();
+                    assert!(pk_set.public_key().verify(&sig, msg));
+                    black_box(sig)
+                })
+            },
+        );
     }
     group.finish();
 }
 
 /// The whole committee's DKG, in-process, instant delivery.
 fn dkg_once(n: u8) -> Duration {
-    let keys: Vec<NodeKey> = (0..n).map(|i| NodeKey::from_seed([i.wrapping_add(1); 32])).collect();
+    let keys: Vec<NodeKey> = (0..n)
+        .map(|i| NodeKey::from_seed([i.wrapping_add(1); 32]))
+        .collect();
     let committee: Vec<NodeId> = keys.iter().map(NodeKey::node_id).collect();
     let started = Instant::now();
     let mut rounds: Vec<DkgRound> = keys
         .iter()
         .enumerate()
-        .map(|(i, k)| DkgRound::start(b"bench", 0, k.clone(), &committee, DkgTimings::default(), Time::ZERO, [i as u8; 32]).unwrap())
+        .map(|(i, k)| {
+            DkgRound::start(
+                b"bench",
+                0,
+                k.clone(),
+                &committee,
+                DkgTimings::default(),
+                Time::ZERO,
+                [i as u8; 32],
+            )
+            .unwrap()
+        })
         .collect();
-    let index: std::collections::BTreeMap<NodeId, usize> = committee.iter().enumerate().map(|(i, c)| (*c, i)).collect();
+    let index: std::collections::BTreeMap<NodeId, usize> =
+        committee.iter().enumerate().map(|(i, c)| (*c, i)).collect();
     let mut done = 0;
     let mut now = Time::ZERO;
     while done < n as usize {
@@ -102,7 +161,9 @@ fn dkg_once(n: u8) -> Duration {
             }
         }
         if queue.is_empty() {
-            let Some(next) = rounds.iter().filter_map(DkgRound::poll_timeout).min() else { break };
+            let Some(next) = rounds.iter().filter_map(DkgRound::poll_timeout).min() else {
+                break;
+            };
             now = now.max(next);
             rounds.iter_mut().for_each(|r| r.handle_timeout(now));
             continue;
@@ -113,7 +174,9 @@ fn dkg_once(n: u8) -> Duration {
                 _ => (0..n as usize).filter(|j| *j != i).collect(),
             };
             for j in targets {
-                rounds[j].handle_message(now, committee[i], m.clone()).unwrap();
+                rounds[j]
+                    .handle_message(now, committee[i], m.clone())
+                    .unwrap();
             }
         }
     }
@@ -123,8 +186,12 @@ fn dkg_once(n: u8) -> Duration {
 
 fn dkg(c: &mut Criterion) {
     let mut group = c.benchmark_group("dkg");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
-    group.bench_function("22,15", |b| b.iter_custom(|iters| (0..iters).map(|_| dkg_once(22)).sum()));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("22,15", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| dkg_once(22)).sum())
+    });
     group.finish();
     // (100, 67) takes long enough that one run is the measurement; under `cargo
     // test` (no `--bench`) it is skipped.

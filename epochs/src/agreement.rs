@@ -53,8 +53,8 @@ use sha2::{Digest, Sha256};
 
 use crate::availability::{self, AvailabilityMeter, Observation, SignedObservation};
 use crate::checkpoint::{
-    CHECKPOINT_VERSION, Checkpoint, CheckpointError, CheckpointHash, EVIDENCE_MAX,
-    Equivocation, GENESIS_PREVIOUS, MemberRow, SignedCheckpoint, Vote,
+    CHECKPOINT_VERSION, Checkpoint, CheckpointError, CheckpointHash, EVIDENCE_MAX, Equivocation,
+    GENESIS_PREVIOUS, MemberRow, SignedCheckpoint, Vote,
 };
 use crate::rewards::RewardPolicy;
 use crate::schedule::Schedule;
@@ -430,7 +430,9 @@ impl<L: VoteLog> Agreement<L> {
     }
     fn view_start(&self, epoch: u64, view: u32) -> Option<Time> {
         let end = self.cfg.schedule.end(epoch)?;
-        let off = u64::from(view).checked_mul(self.cfg.view_timeout_ms)?.checked_mul(1000)?;
+        let off = u64::from(view)
+            .checked_mul(self.cfg.view_timeout_ms)?
+            .checked_mul(1000)?;
         end.as_micros().checked_add(off).map(Time::from_micros)
     }
     /// When the round for `epoch` gives up.
@@ -534,7 +536,11 @@ impl<L: VoteLog> Agreement<L> {
         if self.rounds.contains_key(&epoch) {
             return;
         }
-        if self.latest.as_ref().is_some_and(|l| l.checkpoint.epoch >= epoch) {
+        if self
+            .latest
+            .as_ref()
+            .is_some_and(|l| l.checkpoint.epoch >= epoch)
+        {
             return;
         }
         self.rounds.insert(epoch, Round::default());
@@ -585,7 +591,9 @@ impl<L: VoteLog> Agreement<L> {
         let Some(view) = self.view_at(epoch, now) else {
             return;
         };
-        if !self.is_member() || self.proposer(epoch, view) != self.me || round.proposed.contains(&view)
+        if !self.is_member()
+            || self.proposer(epoch, view) != self.me
+            || round.proposed.contains(&view)
         {
             return;
         }
@@ -601,16 +609,17 @@ impl<L: VoteLog> Agreement<L> {
         // Re-propose the proposal with most votes, if any has votes.
         let mut best: Option<(usize, CheckpointHash)> = None;
         for hash in round.proposals.keys() {
-            let votes = round.votes.values().filter(|v| v.contains_key(hash)).count();
+            let votes = round
+                .votes
+                .values()
+                .filter(|v| v.contains_key(hash))
+                .count();
             if votes > 0 && best.is_none_or(|(b, _)| votes > b) {
                 best = Some((votes, *hash));
             }
         }
         let proposal = match best.and_then(|(_, h)| round.proposals.get(&h)) {
-            Some(p) => Some(Proposal {
-                view,
-                ..p.clone()
-            }),
+            Some(p) => Some(Proposal { view, ..p.clone() }),
             None => self.build(epoch, view).ok(),
         };
         if let Some(r) = self.rounds.get_mut(&epoch) {
@@ -694,10 +703,7 @@ impl<L: VoteLog> Agreement<L> {
         if obs.observation.network != self.cfg.network {
             return Err(Refusal::Invalid("observation for another network".into()));
         }
-        let round = self
-            .rounds
-            .get(&epoch)
-            .ok_or(Refusal::OutOfWindow(epoch))?;
+        let round = self.rounds.get(&epoch).ok_or(Refusal::OutOfWindow(epoch))?;
         if round.observations.contains_key(&from) {
             return Ok(()); // first one wins; a member's later one is ignored
         }
@@ -795,8 +801,7 @@ impl<L: VoteLog> Agreement<L> {
         }
         let availability =
             availability::aggregate(&nodes, p.observations.iter().map(|o| &o.observation));
-        if c
-            .members
+        if c.members
             .iter()
             .zip(&availability)
             .any(|(r, a)| r.availability_ppm != *a)
@@ -913,7 +918,7 @@ impl<L: VoteLog> Agreement<L> {
         }
         // Two hashes from one index: equivocation, if both partials are genuine.
         let mut pair: Vec<Vote> = votes.values().cloned().collect();
-        pair.sort_by(|a, b| a.hash.cmp(&b.hash));
+        pair.sort_by_key(|v| v.hash);
         let genuine = pair.iter().all(|v| {
             let msg = threshold::signing_message(&network, epoch, &v.hash);
             threshold::partial(index, &v.partial)
@@ -975,10 +980,11 @@ impl<L: VoteLog> Agreement<L> {
                 Err(_) => undecodable.push(*i),
             }
         }
-        let invalid = match threshold::verify_partials(&mut self.rng, &self.cfg.sharing, &msg, &partials) {
-            Ok(()) => Vec::new(),
-            Err(bad) => bad,
-        };
+        let invalid =
+            match threshold::verify_partials(&mut self.rng, &self.cfg.sharing, &msg, &partials) {
+                Ok(()) => Vec::new(),
+                Err(bad) => bad,
+            };
         let mut bad_indices: Vec<u32> = undecodable.into_iter().chain(invalid).collect();
         bad_indices.sort_unstable();
         bad_indices.dedup();

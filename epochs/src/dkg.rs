@@ -48,8 +48,8 @@ use std::collections::BTreeMap;
 
 use commonware_codec::{Decode, DecodeExt, Encode};
 use commonware_cryptography::bls12381::dkg::feldman_desmedt::{
-    Dealer, DealerPrivMsg, DealerPubMsg, Info, Logs, Output as FdOutput, Player, PlayerAck,
-    Reveal, SignedDealerLog,
+    Dealer, DealerPrivMsg, DealerPubMsg, Info, Logs, Output as FdOutput, Player, PlayerAck, Reveal,
+    SignedDealerLog,
 };
 use commonware_cryptography::bls12381::primitives::sharing::Mode;
 use commonware_cryptography::bls12381::primitives::variant::MinSig;
@@ -335,8 +335,8 @@ impl DkgRound {
         let (dealer, public, privates) =
             Dealer::start::<N3f1>(&mut rng, info.clone(), signer.clone(), None)
                 .map_err(|e| DkgError::Config(format!("{e:?}")))?;
-        let player = Player::new(info.clone(), signer)
-            .map_err(|e| DkgError::Config(format!("{e:?}")))?;
+        let player =
+            Player::new(info.clone(), signer).map_err(|e| DkgError::Config(format!("{e:?}")))?;
         let mut this = Self {
             round,
             me,
@@ -469,8 +469,8 @@ impl DkgRound {
     }
 
     fn on_ack(&mut self, from: NodeId, ack: &[u8]) -> Result<(), DkgError> {
-        let ack = PlayerAck::<Pk>::decode(ack.to_vec())
-            .map_err(|e| Self::invalid(from, "ack", e))?;
+        let ack =
+            PlayerAck::<Pk>::decode(ack.to_vec()).map_err(|e| Self::invalid(from, "ack", e))?;
         let Some(dealer) = self.dealer.as_mut() else {
             return Ok(()); // log already signed
         };
@@ -652,7 +652,13 @@ impl DkgRound {
         if self.finished {
             return None;
         }
-        let at = |ms: u64| Time::from_micros(self.start.as_micros().saturating_add(ms.saturating_mul(1000)));
+        let at = |ms: u64| {
+            Time::from_micros(
+                self.start
+                    .as_micros()
+                    .saturating_add(ms.saturating_mul(1000)),
+            )
+        };
         let mut steps = vec![self.timings.round_ms];
         if self.dealer.is_some() {
             steps.push(self.timings.deal_ms);
@@ -693,8 +699,16 @@ mod tests {
                     return None;
                 }
                 Some(
-                    DkgRound::start(b"test", 0, k.clone(), &committee, DkgTimings::default(), t0, [i as u8; 32])
-                        .unwrap(),
+                    DkgRound::start(
+                        b"test",
+                        0,
+                        k.clone(),
+                        &committee,
+                        DkgTimings::default(),
+                        t0,
+                        [i as u8; 32],
+                    )
+                    .unwrap(),
                 )
             })
             .collect();
@@ -713,7 +727,11 @@ mod tests {
                 }
             }
             if queue.is_empty() {
-                let next = members.iter().flatten().filter_map(|m| m.poll_timeout()).min();
+                let next = members
+                    .iter()
+                    .flatten()
+                    .filter_map(|m| m.poll_timeout())
+                    .min();
                 match next {
                     Some(t) => {
                         now = now.max(t);
@@ -748,7 +766,10 @@ mod tests {
         let done: Vec<&DkgOutcome> = out.iter().flatten().collect();
         assert_eq!(done.len(), 4, "every member finished");
         let key = done[0].sharing.public();
-        assert!(done.iter().all(|d| d.sharing.public() == key && d.digest == done[0].digest));
+        assert!(
+            done.iter()
+                .all(|d| d.sharing.public() == key && d.digest == done[0].digest)
+        );
         // Any t = 3 shares sign under the group key.
         let msg = threshold::signing_message(&[0; 32], 1, &[1; 32]);
         let partials: Vec<_> = done[1..]
@@ -775,19 +796,37 @@ mod tests {
     fn outsiders_and_other_rounds_are_refused() {
         let keys: Vec<NodeKey> = (1..=4).map(|i| NodeKey::from_seed([i; 32])).collect();
         let committee: Vec<NodeId> = keys.iter().map(|k| k.node_id()).collect();
-        let mut m = DkgRound::start(b"t", 5, keys[0].clone(), &committee, DkgTimings::default(), Time::ZERO, [0; 32]).unwrap();
+        let mut m = DkgRound::start(
+            b"t",
+            5,
+            keys[0].clone(),
+            &committee,
+            DkgTimings::default(),
+            Time::ZERO,
+            [0; 32],
+        )
+        .unwrap();
         let outsider = NodeKey::from_seed([99; 32]).node_id();
-        let msg = DkgMessage::Ack { round: 5, ack: vec![] };
+        let msg = DkgMessage::Ack {
+            round: 5,
+            ack: vec![],
+        };
         assert_eq!(
             m.handle_message(Time::ZERO, outsider, msg),
             Err(DkgError::NotOnCommittee(outsider))
         );
-        let msg = DkgMessage::Ack { round: 4, ack: vec![] };
+        let msg = DkgMessage::Ack {
+            round: 4,
+            ack: vec![],
+        };
         assert!(matches!(
             m.handle_message(Time::ZERO, committee[1], msg),
             Err(DkgError::WrongRound { .. })
         ));
-        let garbage = DkgMessage::Log { round: 5, log: vec![1, 2, 3] };
+        let garbage = DkgMessage::Log {
+            round: 5,
+            log: vec![1, 2, 3],
+        };
         assert!(matches!(
             m.handle_message(Time::ZERO, committee[1], garbage),
             Err(DkgError::Invalid { .. })

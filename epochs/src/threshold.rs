@@ -184,12 +184,13 @@ pub fn combine(
             need,
         });
     }
-    let sig = threshold::recover::<MinSig, _>(sharing, partials.iter(), &Sequential).map_err(
-        |_| ThresholdError::NotEnough {
-            have: partials.len(),
-            need,
-        },
-    )?;
+    let sig =
+        threshold::recover::<MinSig, _>(sharing, partials.iter(), &Sequential).map_err(|_| {
+            ThresholdError::NotEnough {
+                have: partials.len(),
+                need,
+            }
+        })?;
     verify(sharing.public(), message, &sig)?;
     Ok(sig)
 }
@@ -239,7 +240,10 @@ pub(crate) mod tests {
         assert_eq!(verify(sharing.public(), &msg, &sig), Ok(()));
         // Another epoch, same hash: refused.
         let other = signing_message(&[9; 32], 8, &[3; 32]);
-        assert_eq!(verify(sharing.public(), &other, &sig), Err(ThresholdError::Invalid));
+        assert_eq!(
+            verify(sharing.public(), &other, &sig),
+            Err(ThresholdError::Invalid)
+        );
         // Any other t partials give the same signature.
         let others: Vec<_> = shares
             .iter()

@@ -19,14 +19,14 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolValue;
 use plexus_epochs::checkpoint::CheckpointHash;
 
+use crate::AnchorError;
 use crate::eip2537;
 use crate::evm::{EvmAnchor, EvmConfig, EvmSetupError};
-use crate::AnchorError;
 
 /// The deterministic-deployment proxy: `salt ‖ init code` in, `CREATE2` out.
 pub const CREATE2_FACTORY: [u8; 20] = [
-    0x4e, 0x59, 0xb4, 0x48, 0x47, 0xb3, 0x79, 0x57, 0x85, 0x88, 0x92, 0x0c, 0xa7, 0x8f, 0xbf,
-    0x26, 0xc0, 0xb4, 0x95, 0x6c,
+    0x4e, 0x59, 0xb4, 0x48, 0x47, 0xb3, 0x79, 0x57, 0x85, 0x88, 0x92, 0x0c, 0xa7, 0x8f, 0xbf, 0x26,
+    0xc0, 0xb4, 0x95, 0x6c,
 ];
 
 const ARTIFACT: &str = include_str!("../contracts/out/CheckpointAnchor.json");
@@ -34,10 +34,16 @@ const ARTIFACT: &str = include_str!("../contracts/out/CheckpointAnchor.json");
 fn creation_code() -> Result<Vec<u8>, EvmSetupError> {
     let v: serde_json::Value = serde_json::from_str(ARTIFACT)
         .map_err(|e| EvmSetupError::DeployFailed(format!("the contract artifact: {e}")))?;
-    let hex = v["bytecode"].as_str().unwrap_or_default().trim_start_matches("0x");
+    let hex = v["bytecode"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("0x");
     (0..hex.len())
         .step_by(2)
-        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
         .collect::<Option<Vec<u8>>>()
         .filter(|b| !b.is_empty())
         .ok_or_else(|| EvmSetupError::DeployFailed("the contract artifact has no bytecode".into()))
@@ -78,7 +84,12 @@ pub async fn deterministic(
         .map_err(|e| EvmSetupError::BadUrl(format!("{}: {e}", config.rpc_url)))?;
     let provider = ProviderBuilder::new().wallet(signer).connect_http(url);
     let rpc = |e: &dyn std::fmt::Display| EvmSetupError::Rpc(e.to_string());
-    if provider.get_code_at(at).await.map_err(|e| rpc(&e))?.is_empty() {
+    if provider
+        .get_code_at(at)
+        .await
+        .map_err(|e| rpc(&e))?
+        .is_empty()
+    {
         if provider
             .get_code_at(Address::from(CREATE2_FACTORY))
             .await
@@ -99,7 +110,12 @@ pub async fn deterministic(
         if let Ok(pending) = provider.send_transaction(tx).await {
             let _ = pending.get_receipt().await;
         }
-        if provider.get_code_at(at).await.map_err(|e| rpc(&e))?.is_empty() {
+        if provider
+            .get_code_at(at)
+            .await
+            .map_err(|e| rpc(&e))?
+            .is_empty()
+        {
             return Err(EvmSetupError::DeployFailed(format!(
                 "no contract at {at} after deploying through the proxy"
             )));
@@ -145,7 +161,10 @@ mod tests {
             serde_json::from_str(include_str!("../contracts/out/vector.json")).unwrap();
         let hex = |k: &str| -> Vec<u8> {
             let t = v[k].as_str().unwrap().trim_start_matches("0x");
-            (0..t.len()).step_by(2).map(|i| u8::from_str_radix(&t[i..i + 2], 16).unwrap()).collect()
+            (0..t.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&t[i..i + 2], 16).unwrap())
+                .collect()
         };
         let key = hex("groupKeyCompressed");
         let network: [u8; 32] = hex("networkId").try_into().unwrap();

@@ -124,6 +124,9 @@ impl EpochReport {
     }
 }
 
+/// The colluders' forged partials per epoch: (share index, partial, forged hash).
+type Forged = BTreeMap<u64, Vec<(u32, Vec<u8>, CheckpointHash)>>;
+
 #[derive(Debug)]
 enum Event {
     Deliver {
@@ -152,8 +155,16 @@ fn run_dkg(keys: &[NodeKey], committee: &[NodeId], rng: &mut DetRng) -> Option<V
     let mut rounds: Vec<DkgRound> = keys
         .iter()
         .map(|k| {
-            DkgRound::start(b"plexus-sim", 0, k.clone(), committee, DkgTimings::default(), Time::ZERO, rng.bytes32())
-                .ok()
+            DkgRound::start(
+                b"plexus-sim",
+                0,
+                k.clone(),
+                committee,
+                DkgTimings::default(),
+                Time::ZERO,
+                rng.bytes32(),
+            )
+            .ok()
         })
         .collect::<Option<_>>()?;
     let index: BTreeMap<NodeId, usize> = rounds
@@ -213,7 +224,9 @@ pub fn run(params: &EpochRun, seed: u64) -> EpochReport {
         .collect();
     report.workers = workers.clone();
     let Some(outcomes) = run_dkg(&keys, &committee, &mut rng) else {
-        report.violations.push("dkg: did not complete with every member honest".into());
+        report
+            .violations
+            .push("dkg: did not complete with every member honest".into());
         return report;
     };
     let sharing = outcomes[0].sharing.clone();
@@ -304,14 +317,19 @@ pub fn run(params: &EpochRun, seed: u64) -> EpochReport {
     {
         let at = Time::from_millis(1_000 + at_ms);
         push(&mut queue, &mut events, at, Event::Crash(who));
-        push(&mut queue, &mut events, Time::from_millis(1_000 + at_ms + down_ms), Event::Restart(who));
+        push(
+            &mut queue,
+            &mut events,
+            Time::from_millis(1_000 + at_ms + down_ms),
+            Event::Restart(who),
+        );
     }
 
     // Ledgers for the checkers.
     let mut honest_signed: BTreeMap<u64, BTreeMap<usize, CheckpointHash>> = BTreeMap::new();
     let mut sent_votes: BTreeMap<(usize, u64), BTreeSet<CheckpointHash>> = BTreeMap::new();
     let mut honest_obs: BTreeMap<u64, Vec<Observation>> = BTreeMap::new();
-    let mut forged: BTreeMap<u64, Vec<(u32, Vec<u8>, CheckpointHash)>> = BTreeMap::new();
+    let mut forged: Forged = BTreeMap::new();
     let mut detected_at: BTreeMap<(u64, NodeId), u64> = BTreeMap::new();
     let mut failed_somewhere: BTreeSet<u64> = BTreeSet::new();
     let mut wake_at: Vec<Option<u64>> = vec![None; n];
@@ -347,7 +365,12 @@ pub fn run(params: &EpochRun, seed: u64) -> EpochReport {
                     }
                 }
                 let step = (params.epoch_ms * 1000 / 30).max(1000);
-                push(&mut queue, &mut events, Time::from_micros(at_us + step), Event::Sample);
+                push(
+                    &mut queue,
+                    &mut events,
+                    Time::from_micros(at_us + step),
+                    Event::Sample,
+                );
                 (0..n).collect()
             }
             Event::Wake(i) => {
@@ -405,14 +428,26 @@ pub fn run(params: &EpochRun, seed: u64) -> EpochReport {
                     Output::Send { to, message } => {
                         let mut messages = vec![(None, message)];
                         if let Some(b) = members[i].behaviour {
-                            messages = lie(b, i, &members[i].key, &outcomes[i], &colluders, &cfg.network, messages, &mut forged);
+                            messages = lie(
+                                b,
+                                i,
+                                &members[i].key,
+                                &outcomes[i],
+                                &colluders,
+                                &cfg.network,
+                                messages,
+                                &mut forged,
+                            );
                         }
                         for (only, message) in messages {
                             if let EpochMessage::Vote { epoch, vote, .. } = &message {
                                 sent_votes.entry((i, *epoch)).or_default().insert(vote.hash);
                             }
                             if honest && let EpochMessage::Observation(o) = &message {
-                                honest_obs.entry(o.observation.epoch).or_default().push(o.observation.clone());
+                                honest_obs
+                                    .entry(o.observation.epoch)
+                                    .or_default()
+                                    .push(o.observation.clone());
                             }
                             let targets: Vec<usize> = match to {
                                 Recipients::Committee | Recipients::Everyone => {
@@ -423,7 +458,9 @@ pub fn run(params: &EpochRun, seed: u64) -> EpochReport {
                                 if only.is_some_and(|half: bool| (j % 2 == 0) != half) {
                                     continue;
                                 }
-                                if params.drop_ppm > 0 && rng.below(1_000_000) < u64::from(params.drop_ppm) {
+                                if params.drop_ppm > 0
+                                    && rng.below(1_000_000) < u64::from(params.drop_ppm)
+                                {
                                     continue;
                                 }
                                 let delay_us = 1_000 + rng.below(params.delay_ms_max.max(1) * 1000);
@@ -443,7 +480,9 @@ pub fn run(params: &EpochRun, seed: u64) -> EpochReport {
                     Output::Signed(s) if honest => {
                         let e = s.checkpoint.epoch;
                         if let Err(err) = s.verify(Some(&report.group_key)) {
-                            report.violations.push(format!("invalid-certificate: epoch {e}: {err}"));
+                            report
+                                .violations
+                                .push(format!("invalid-certificate: epoch {e}: {err}"));
                         }
                         if let Ok(h) = s.hash() {
                             honest_signed.entry(e).or_default().insert(i, h);
@@ -464,7 +503,17 @@ pub fn run(params: &EpochRun, seed: u64) -> EpochReport {
         }
     }
 
-    check(&mut report, &honest_signed, &sent_votes, &honest_obs, &forged, &members, &sharing, &cfg.network, &colluders);
+    check(
+        &mut report,
+        &honest_signed,
+        &sent_votes,
+        &honest_obs,
+        &forged,
+        &members,
+        &sharing,
+        &cfg.network,
+        &colluders,
+    );
     report.failed = failed_somewhere
         .into_iter()
         .filter(|e| !report.signed.contains_key(e))
@@ -483,7 +532,7 @@ fn lie(
     colluders: &BTreeSet<NodeId>,
     network: &[u8; 32],
     messages: Vec<(Option<bool>, EpochMessage)>,
-    forged: &mut BTreeMap<u64, Vec<(u32, Vec<u8>, CheckpointHash)>>,
+    forged: &mut Forged,
 ) -> Vec<(Option<bool>, EpochMessage)> {
     let mut out = Vec::new();
     for (only, message) in messages {
@@ -492,33 +541,50 @@ fn lie(
             (Behaviour::Garbage, EpochMessage::Vote { epoch, index, vote }) => {
                 // Alternate: a valid point over the wrong message, and non-points.
                 let partial = if epoch % 2 == 0 {
-                    let wrong = threshold::signing_message(network, epoch.wrapping_add(1), &vote.hash);
+                    let wrong =
+                        threshold::signing_message(network, epoch.wrapping_add(1), &vote.hash);
                     threshold::sign_partial(&dkg.share, &wrong).1
                 } else {
                     vec![0xFF; 48]
                 };
-                out.push((only, EpochMessage::Vote {
-                    epoch,
-                    index,
-                    vote: Vote { hash: vote.hash, partial },
-                }));
+                out.push((
+                    only,
+                    EpochMessage::Vote {
+                        epoch,
+                        index,
+                        vote: Vote {
+                            hash: vote.hash,
+                            partial,
+                        },
+                    },
+                ));
             }
             (Behaviour::Equivocate, EpochMessage::Vote { epoch, index, vote }) => {
                 // Every colluder forges the same hash from the real one.
                 let fake: CheckpointHash = blake3::hash(&vote.hash).into();
                 let msg = threshold::signing_message(network, epoch, &fake);
                 let (_, partial) = threshold::sign_partial(&dkg.share, &msg);
-                forged.entry(epoch).or_default().push((index, partial.clone(), fake));
+                forged
+                    .entry(epoch)
+                    .or_default()
+                    .push((index, partial.clone(), fake));
                 out.push((only, EpochMessage::Vote { epoch, index, vote }));
-                out.push((Some(false), EpochMessage::Vote {
-                    epoch,
-                    index,
-                    vote: Vote { hash: fake, partial },
-                }));
+                out.push((
+                    Some(false),
+                    EpochMessage::Vote {
+                        epoch,
+                        index,
+                        vote: Vote {
+                            hash: fake,
+                            partial,
+                        },
+                    },
+                ));
             }
             (Behaviour::LieAvailability, EpochMessage::Observation(o)) => {
                 let mut obs = o.observation.clone();
-                let mut uptime: Vec<(NodeId, u32)> = colluders.iter().map(|c| (*c, PPM_FULL)).collect();
+                let mut uptime: Vec<(NodeId, u32)> =
+                    colluders.iter().map(|c| (*c, PPM_FULL)).collect();
                 uptime.sort();
                 obs.uptime = uptime;
                 match obs.sign(key) {
@@ -538,7 +604,7 @@ fn check(
     honest_signed: &BTreeMap<u64, BTreeMap<usize, CheckpointHash>>,
     sent_votes: &BTreeMap<(usize, u64), BTreeSet<CheckpointHash>>,
     honest_obs: &BTreeMap<u64, Vec<Observation>>,
-    forged: &BTreeMap<u64, Vec<(u32, Vec<u8>, CheckpointHash)>>,
+    forged: &Forged,
     members: &[Member],
     sharing: &threshold::PublicSharing,
     network: &[u8; 32],
@@ -549,23 +615,30 @@ fn check(
     for (epoch, by) in honest_signed {
         let hashes: BTreeSet<_> = by.values().collect();
         if hashes.len() > 1 {
-            report.violations.push(format!("disagreement: epoch {epoch}: {} hashes", hashes.len()));
+            report.violations.push(format!(
+                "disagreement: epoch {epoch}: {} hashes",
+                hashes.len()
+            ));
         }
         for h in hashes {
             let honest_votes = sent_votes
                 .iter()
-                .filter(|((i, e), hs)| e == epoch && members[*i].behaviour.is_none() && hs.contains(h))
+                .filter(|((i, e), hs)| {
+                    e == epoch && members[*i].behaviour.is_none() && hs.contains(h)
+                })
                 .count();
             if honest_votes + b < t {
-                report
-                    .violations
-                    .push(format!("unvoted-root: epoch {epoch}: {honest_votes} honest votes"));
+                report.violations.push(format!(
+                    "unvoted-root: epoch {epoch}: {honest_votes} honest votes"
+                ));
             }
         }
     }
     for ((i, epoch), hashes) in sent_votes {
         if members[*i].behaviour.is_none() && hashes.len() > 1 {
-            report.violations.push(format!("double-vote: member {i} epoch {epoch}"));
+            report
+                .violations
+                .push(format!("double-vote: member {i} epoch {epoch}"));
         }
     }
     for (epoch, signed) in &report.signed {
@@ -599,7 +672,9 @@ fn check(
         partials.sort_by_key(|p| p.index.get());
         partials.dedup_by_key(|p| p.index.get());
         if threshold::combine(sharing, &msg, &partials).is_ok() {
-            report.violations.push(format!("forgery: epoch {epoch}: colluders signed a forged root"));
+            report.violations.push(format!(
+                "forgery: epoch {epoch}: colluders signed a forged root"
+            ));
         }
     }
     // Evidence: proven equivocations reach a checkpoint two signed epochs later.
@@ -612,12 +687,14 @@ fn check(
     for (epoch, who) in &report.equivocations {
         let later = signed_epochs.iter().filter(|e| **e > epoch + 1).count();
         if later >= 2 && !carried.contains(&(*epoch, *who)) {
-            report
-                .violations
-                .push(format!("evidence-missing: {who} equivocated in epoch {epoch}"));
+            report.violations.push(format!(
+                "evidence-missing: {who} equivocated in epoch {epoch}"
+            ));
         }
         if !colluders.contains(who) {
-            report.violations.push(format!("false-evidence: honest {who} accused"));
+            report
+                .violations
+                .push(format!("false-evidence: honest {who} accused"));
         }
     }
 }

@@ -26,14 +26,19 @@ fn an_honest_committee_signs_every_epoch_and_measures_the_killed_worker() {
         assert_eq!(s.verify(Some(&r.group_key)), Ok(()));
         assert!(s.signers.len() >= r.threshold);
         // Worker 0 is down for the middle third of every epoch.
-        let killed = s.checkpoint.row(&r.workers[0]).expect("the killed worker is a member");
+        let killed = s
+            .checkpoint
+            .row(&r.workers[0])
+            .expect("the killed worker is a member");
         assert!(
             (600_000..=700_000).contains(&killed.availability_ppm),
             "epoch {}: {}",
             s.checkpoint.epoch,
             killed.availability_ppm
         );
-        assert!(killed.reward_units > 0 && killed.reward_units < s.checkpoint.reward_policy.base_units);
+        assert!(
+            killed.reward_units > 0 && killed.reward_units < s.checkpoint.reward_policy.base_units
+        );
         let up = s.checkpoint.row(&r.workers[1]).unwrap();
         assert!(up.availability_ppm > 950_000 && up.availability_ppm <= PPM_FULL);
     }
@@ -51,8 +56,14 @@ fn the_same_seed_replays_the_same_run() {
     let b = run(&params, 9);
     assert_eq!(a.delivered, b.delivered);
     assert_eq!(
-        a.signed.values().map(|s| s.hash().unwrap()).collect::<Vec<_>>(),
-        b.signed.values().map(|s| s.hash().unwrap()).collect::<Vec<_>>()
+        a.signed
+            .values()
+            .map(|s| s.hash().unwrap())
+            .collect::<Vec<_>>(),
+        b.signed
+            .values()
+            .map(|s| s.hash().unwrap())
+            .collect::<Vec<_>>()
     );
 }
 
@@ -87,7 +98,10 @@ fn byzantine_sweep_has_no_safety_violations() {
 fn equivocation_is_proven_and_carried_as_evidence() {
     let r = run(&with(vec![(2, Behaviour::Equivocate)]), 4);
     assert!(r.passed(), "{:?}", r.violations);
-    assert!(!r.equivocations.is_empty(), "the equivocation went unnoticed");
+    assert!(
+        !r.equivocations.is_empty(),
+        "the equivocation went unnoticed"
+    );
     let carried: Vec<_> = r
         .signed
         .values()

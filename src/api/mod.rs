@@ -313,9 +313,7 @@ async fn epoch_get(
     State(api): State<Arc<Api>>,
     axum::extract::Path(epoch): axum::extract::Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let epoch: u64 = epoch
-        .parse()
-        .map_err(|e| bad(format!("`epoch`: {e}")))?;
+    let epoch: u64 = epoch.parse().map_err(|e| bad(format!("`epoch`: {e}")))?;
     let service = epoch_service(&api)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     service
@@ -330,7 +328,12 @@ async fn epoch_get(
                 "the epoch service stopped".into(),
             )
         })?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no signed checkpoint for epoch {epoch}")))?;
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no signed checkpoint for epoch {epoch}"),
+            )
+        })?;
     Ok(Json(crate::epochs::checkpoint_json(&signed)))
 }
 

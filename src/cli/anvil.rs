@@ -27,8 +27,7 @@ pub fn anvil_path() -> Result<PathBuf, CliError> {
         .map(PathBuf::from)
         .or_else(|| dirs::cache_dir().map(|d| d.join("plexus").join("tools")))
         .ok_or_else(|| CliError::Failed("no cache dir for tools".into()))?;
-    let installed = tools
-        .join("chain/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    let installed = tools.join("chain/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
     if installed.exists() {
         return Ok(installed);
     }
@@ -91,7 +90,9 @@ impl Anvil {
         wait_until("anvil to answer", Duration::from_secs(30), || {
             agent
                 .post(&anvil.url)
-                .send_json(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}))
+                .send_json(
+                    serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}),
+                )
                 .ok()
                 .map(|_| ())
         })?;

@@ -419,7 +419,11 @@ pub fn epochs(args: &ClientArgs) -> Result<(), CliError> {
     println!(
         "node {} {}; dkg {}; committee {} threshold {}; epoch now {}",
         status["node"].as_str().unwrap_or("?"),
-        if status["member"].as_bool() == Some(true) { "(committee member)" } else { "(not on the committee)" },
+        if status["member"].as_bool() == Some(true) {
+            "(committee member)"
+        } else {
+            "(not on the committee)"
+        },
         status["dkg"].as_str().unwrap_or("?"),
         status["committee"],
         status["threshold"],
@@ -434,8 +438,14 @@ pub fn epochs(args: &ClientArgs) -> Result<(), CliError> {
             row["epoch"],
             row["state"].as_str().unwrap_or("?"),
             row["signers"],
-            row["hash"].as_str().map(|h| format!("hash {}", &h[..16.min(h.len())])).unwrap_or_default(),
-            row["anchor"].as_str().map(|a| format!("  anchor {a}")).unwrap_or_default(),
+            row["hash"]
+                .as_str()
+                .map(|h| format!("hash {}", &h[..16.min(h.len())]))
+                .unwrap_or_default(),
+            row["anchor"]
+                .as_str()
+                .map(|a| format!("  anchor {a}"))
+                .unwrap_or_default(),
         );
         for m in row["members"].as_array().cloned().unwrap_or_default() {
             let (node, ppm, reward) = (&m[0], &m[1], &m[2]);
@@ -459,7 +469,8 @@ pub fn checkpoint_show(
     let c = ApiClient::new(&args.api).get(&format!("/v1/epochs/{epoch}"))?;
     if let Some(path) = export {
         let hex = c["export"].as_str().unwrap_or_default();
-        let bytes = from_hex(hex).ok_or_else(|| CliError::Failed("the node sent a bad export".into()))?;
+        let bytes =
+            from_hex(hex).ok_or_else(|| CliError::Failed("the node sent a bad export".into()))?;
         std::fs::write(path, bytes)
             .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
     }
@@ -482,7 +493,10 @@ pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     }
     (0..text.len())
         .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
         .collect()
 }
 
@@ -505,16 +519,18 @@ pub async fn checkpoint_verify(
     signed
         .verify(pinned.as_deref())
         .map_err(|e| CliError::Failed(format!("INVALID: {e}")))?;
-    let hash = signed
-        .hash()
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let hash = signed.hash().map_err(|e| CliError::Failed(e.to_string()))?;
     let epoch = signed.checkpoint.epoch;
     println!(
         "valid: epoch {epoch}, hash {}, {} signers, group key {}{}",
         hex(&hash),
         signed.signers.len(),
         hex(&signed.checkpoint.group_key),
-        if pinned.is_some() { " (pinned)" } else { " (as named by the checkpoint: pass --group-key to pin it)" }
+        if pinned.is_some() {
+            " (pinned)"
+        } else {
+            " (as named by the checkpoint: pass --group-key to pin it)"
+        }
     );
     if let (Some(url), Some(contract)) = (chain, contract) {
         let address = from_hex(contract)
@@ -524,7 +540,9 @@ pub async fn checkpoint_verify(
             .await
             .map_err(|e| CliError::Failed(format!("chain: {e}")))?;
         match anchored {
-            Some(h) if h == hash => println!("anchored: epoch {epoch} on {url} at 0x{}", hex(&address)),
+            Some(h) if h == hash => {
+                println!("anchored: epoch {epoch} on {url} at 0x{}", hex(&address))
+            }
             Some(h) => {
                 return Err(CliError::Failed(format!(
                     "NOT ANCHORED: the chain holds {} for epoch {epoch}",

@@ -200,9 +200,9 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     let epochs = match &settings.epochs {
         None => None,
         Some(e) => {
-            let store = crate::epochs::store::EpochStore::open(
-                &crate::epochs::store::epochs_dir(&settings.data_dir),
-            )
+            let store = crate::epochs::store::EpochStore::open(&crate::epochs::store::epochs_dir(
+                &settings.data_dir,
+            ))
             .map_err(|e| CliError::Failed(e.to_string()))?;
             let ledger = match &e.chain {
                 None => crate::epochs::LedgerChoice::Embedded(settings.data_dir.join("ledger")),
@@ -218,7 +218,8 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
             );
             epoch_settings.view_timeout_ms =
                 u64::try_from(e.view_timeout.as_millis()).unwrap_or(u64::MAX);
-            epoch_settings.dkg.round_ms = u64::try_from(e.dkg_round.as_millis()).unwrap_or(u64::MAX);
+            epoch_settings.dkg.round_ms =
+                u64::try_from(e.dkg_round.as_millis()).unwrap_or(u64::MAX);
             epoch_settings.dkg.deal_ms = epoch_settings.dkg.round_ms / 5;
             epoch_settings.dkg.log_ms = epoch_settings.dkg.round_ms / 10;
             let service = crate::epochs::EpochService::start(
@@ -341,9 +342,14 @@ fn read_chain_key(path: &std::path::Path) -> Result<[u8; 32], CliError> {
     let hex = text.trim().trim_start_matches("0x");
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)
-        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
         .collect::<Option<_>>()
-        .ok_or_else(|| CliError::Input(format!("epochs.chain_key_file {}: not hex", path.display())))?;
+        .ok_or_else(|| {
+            CliError::Input(format!("epochs.chain_key_file {}: not hex", path.display()))
+        })?;
     bytes.try_into().map_err(|_| {
         CliError::Input(format!(
             "epochs.chain_key_file {}: a secret key is 32 bytes",

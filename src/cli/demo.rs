@@ -54,7 +54,13 @@ pub async fn up(data_dir: Option<PathBuf>, api: String, log: &str) -> Result<(),
     if !net.join(keys::ALLOWLIST_FILE).exists() {
         keys::network_init(Some(net.clone()), "dev")?;
         let (k, v) = crate::epochs::VALIDATOR_TAG;
-        admit_node(&net, &key, vec!["dev".into(), format!("{k}={v}")], "plexus up".into(), None)?;
+        admit_node(
+            &net,
+            &key,
+            vec!["dev".into(), format!("{k}={v}")],
+            "plexus up".into(),
+            None,
+        )?;
         admit_submitter(&net, &client, "local client")?;
     }
     let config = dir.join("up.toml");
@@ -153,9 +159,16 @@ pub fn run(messages: u64, keep: bool, chain: bool) -> Result<(), CliError> {
 fn demo(dir: &Path, messages: u64, chain: bool) -> Result<(), CliError> {
     let exe = std::env::current_exe().map_err(|e| CliError::Failed(e.to_string()))?;
     let t0 = Instant::now();
-    say!("== plexus demo: 4 nodes on 127.0.0.1, pipeline ingest -> count -> tally, epochs of {} s", DEMO_EPOCH.as_secs());
+    say!(
+        "== plexus demo: 4 nodes on 127.0.0.1, pipeline ingest -> count -> tally, epochs of {} s",
+        DEMO_EPOCH.as_secs()
+    );
 
-    let anvil = if chain { Some(super::anvil::Anvil::start()?) } else { None };
+    let anvil = if chain {
+        Some(super::anvil::Anvil::start()?)
+    } else {
+        None
+    };
     if let Some(a) = &anvil {
         say!("chain: anvil at {} (Prague, EIP-2537)", a.url);
     }
@@ -164,9 +177,12 @@ fn demo(dir: &Path, messages: u64, chain: bool) -> Result<(), CliError> {
         epochs: Some(super::local::LocalEpochs {
             length: DEMO_EPOCH,
             genesis_in: Duration::from_secs(6),
-            chain: anvil
-                .as_ref()
-                .map(|a| (a.url.clone(), ANVIL_KEYS.iter().map(|k| k.to_string()).collect())),
+            chain: anvil.as_ref().map(|a| {
+                (
+                    a.url.clone(),
+                    ANVIL_KEYS.iter().map(|k| k.to_string()).collect(),
+                )
+            }),
         }),
         observers: 0,
     };
@@ -318,7 +334,12 @@ fn demo(dir: &Path, messages: u64, chain: bool) -> Result<(), CliError> {
             .collect();
         say!("migration hand-off pauses (ms): {}", ms.join(", "));
     }
-    let checkpoint = epochs_part(&cluster, killed.map(|(v, _)| v), killed_at_ms, anvil.as_ref());
+    let checkpoint = epochs_part(
+        &cluster,
+        killed.map(|(v, _)| v),
+        killed_at_ms,
+        anvil.as_ref(),
+    );
     say!(
         "acked {acked}, duplicates {duplicated}, total time {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -389,16 +410,24 @@ fn epochs_part(
     // The first epoch that ends after the kill covers it.
     let target = killed_at_ms.saturating_sub(genesis) / length;
     let live: Vec<&super::local::LocalNode> = cluster.nodes.iter().filter(|n| n.alive()).collect();
-    let reporter = live.first().ok_or_else(|| CliError::Failed("no live node".into()))?;
-    let pinner = live.last().ok_or_else(|| CliError::Failed("no live node".into()))?;
+    let reporter = live
+        .first()
+        .ok_or_else(|| CliError::Failed("no live node".into()))?;
+    let pinner = live
+        .last()
+        .ok_or_else(|| CliError::Failed("no live node".into()))?;
     let (row, took) = wait_until(
         &format!("epoch {target}'s checkpoint to be final on the ledger"),
         DEMO_EPOCH * 4,
         || {
             let status = reporter.api.get("/v1/epochs").ok()?;
-            status["epochs"].as_array()?.iter().find(|r| {
-                r["epoch"].as_u64() >= Some(target) && r["state"].as_str() == Some("final")
-            }).cloned()
+            status["epochs"]
+                .as_array()?
+                .iter()
+                .find(|r| {
+                    r["epoch"].as_u64() >= Some(target) && r["state"].as_str() == Some("final")
+                })
+                .cloned()
         },
     )?;
     let epoch = row["epoch"].as_u64().unwrap_or(target);
@@ -407,12 +436,18 @@ fn epochs_part(
         .ok_or_else(|| CliError::Failed("bad export".into()))?;
     let signed = SignedCheckpoint::decode(&bytes).map_err(|e| CliError::Failed(e.to_string()))?;
     // The key to trust comes from another node's own DKG output, not the checkpoint.
-    let pinned_hex = pinner.api.get("/v1/epochs")?["group_key"].as_str().unwrap_or_default().to_string();
-    let pinned = super::client::from_hex(&pinned_hex).ok_or_else(|| CliError::Failed("no group key".into()))?;
-    signed.verify(Some(&pinned)).map_err(|e| CliError::Failed(format!("the checkpoint does not verify: {e}")))?;
+    let pinned_hex = pinner.api.get("/v1/epochs")?["group_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pinned = super::client::from_hex(&pinned_hex)
+        .ok_or_else(|| CliError::Failed("no group key".into()))?;
+    signed
+        .verify(Some(&pinned))
+        .map_err(|e| CliError::Failed(format!("the checkpoint does not verify: {e}")))?;
     let status = reporter.api.get("/v1/epochs")?;
     say!(
-        "checkpoint of epoch {epoch} signed by {} of {} (threshold {}), final on the {} ledger {:.1} s after waiting; verified against the group key {}…",
+        "checkpoint of epoch {epoch} signed by {} of {} (threshold {}), final on the {} ledger (waited {:.1} s); verified against the group key {}…",
         signed.signers.len(),
         signed.checkpoint.committee.len(),
         status["threshold"],
@@ -422,23 +457,42 @@ fn epochs_part(
     );
     if let Some(a) = anvil {
         let ledger = status["ledger"].as_str().unwrap_or_default();
-        let address = ledger.rsplit(' ').next().and_then(super::client::from_hex)
+        let address = ledger
+            .rsplit(' ')
+            .next()
+            .and_then(super::client::from_hex)
             .and_then(|b| <[u8; 20]>::try_from(b).ok())
             .ok_or_else(|| CliError::Failed(format!("no contract address in `{ledger}`")))?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
             .map_err(|e| CliError::Failed(e.to_string()))?;
         let on_chain = runtime
-            .block_on(plexus_ledger_bridge::deploy::anchored_hash(&a.url, address, epoch))
+            .block_on(plexus_ledger_bridge::deploy::anchored_hash(
+                &a.url, address, epoch,
+            ))
             .map_err(|e| CliError::Failed(e.to_string()))?;
         let hash = signed.hash().map_err(|e| CliError::Failed(e.to_string()))?;
         if on_chain != Some(hash) {
-            return Err(CliError::Failed(format!("the contract does not hold epoch {epoch}'s hash")));
+            return Err(CliError::Failed(format!(
+                "the contract does not hold epoch {epoch}'s hash"
+            )));
         }
-        say!("the contract at 0x{} verified the threshold signature on chain and holds hash {}", hex(&address), hex(&hash));
+        say!(
+            "the contract at 0x{} verified the threshold signature on chain and holds hash {}",
+            hex(&address),
+            hex(&hash)
+        );
     }
     if let Some(v) = victim {
-        let id: plexus_actors::NodeId = cluster.nodes[v].id.parse().map_err(|e| CliError::Failed(format!("{e}")))?;
-        let row = signed.checkpoint.row(&id).ok_or_else(|| CliError::Failed("the killed node has no row".into()))?;
+        let id: plexus_actors::NodeId = cluster.nodes[v]
+            .id
+            .parse()
+            .map_err(|e| CliError::Failed(format!("{e}")))?;
+        let row = signed
+            .checkpoint
+            .row(&id)
+            .ok_or_else(|| CliError::Failed("the killed node has no row".into()))?;
         say!(
             "killed node {} ({}): availability {:.1}% in epoch {epoch}, reward {} units",
             v + 1,

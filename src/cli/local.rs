@@ -278,7 +278,10 @@ impl LocalCluster {
         let genesis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_err(|e| CliError::Failed(e.to_string()))?
-            + options.epochs.as_ref().map_or(Duration::ZERO, |e| e.genesis_in);
+            + options
+                .epochs
+                .as_ref()
+                .map_or(Duration::ZERO, |e| e.genesis_in);
         let epochs_section = |i: usize| -> Result<String, CliError> {
             let Some(e) = &options.epochs else {
                 return Ok(String::new());

@@ -480,7 +480,15 @@ async fn run(command: Command, log: &str) -> Result<(), CliError> {
             group_key,
             chain,
             contract,
-        }) => client::checkpoint_verify(&file, group_key.as_deref(), chain.as_deref(), contract.as_deref()).await,
+        }) => {
+            client::checkpoint_verify(
+                &file,
+                group_key.as_deref(),
+                chain.as_deref(),
+                contract.as_deref(),
+            )
+            .await
+        }
         Command::Demo {
             messages,
             keep,

@@ -103,6 +103,9 @@ pub fn write_metrics(out: &mut String, status: &EpochStatus) {
         ("bad_partials_total", status.bad_partials),
         ("refused_total", status.refused),
     ] {
-        let _ = writeln!(out, "# TYPE plexus_epoch_{name} counter\nplexus_epoch_{name} {value}");
+        let _ = writeln!(
+            out,
+            "# TYPE plexus_epoch_{name} counter\nplexus_epoch_{name} {value}"
+        );
     }
 }

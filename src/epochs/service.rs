@@ -218,7 +218,9 @@ pub struct EpochStatus {
 fn encode_wire(msg: &EpochMsg) -> Result<Vec<u8>, CodecError> {
     match msg {
         EpochMsg::Wire { bytes, .. } => Ok(bytes.clone()),
-        _ => Err(CodecError::Encode("only epoch protocol messages leave the node".into())),
+        _ => Err(CodecError::Encode(
+            "only epoch protocol messages leave the node".into(),
+        )),
     }
 }
 
@@ -404,11 +406,7 @@ impl EpochService {
             policy: self.settings.policy,
         };
         outcome.sharing.precompute_partial_publics();
-        let latest = self
-            .store
-            .checkpoints(1)
-            .map_err(|e| e.to_string())?
-            .pop();
+        let latest = self.store.checkpoints(1).map_err(|e| e.to_string())?.pop();
         Ok(Agreement::new(
             cfg,
             NodeKey::from_seed(self.key.seed()),
@@ -421,7 +419,12 @@ impl EpochService {
     }
 
     /// Enters the agreement phase with a DKG outcome and starts the anchorer.
-    fn run_agreement(&self, me: &ActorRef<EpochMsg>, st: &mut EpochServiceState, outcome: &DkgOutcome) {
+    fn run_agreement(
+        &self,
+        me: &ActorRef<EpochMsg>,
+        st: &mut EpochServiceState,
+        outcome: &DkgOutcome,
+    ) {
         match self.agreement(outcome) {
             Ok(a) => st.phase = Phase::Running(Box::new(a)),
             Err(e) => {
@@ -460,7 +463,13 @@ impl EpochService {
         }
     }
 
-    fn broadcast(&self, system: &ActorSystem, st: &mut EpochServiceState, to: &[NodeId], wire: &EpochWire) {
+    fn broadcast(
+        &self,
+        system: &ActorSystem,
+        st: &mut EpochServiceState,
+        to: &[NodeId],
+        wire: &EpochWire,
+    ) {
         let me = system.node_id();
         for node in to.iter().filter(|n| **n != me) {
             self.send(system, st, *node, wire);
@@ -490,7 +499,11 @@ impl EpochService {
                 seed()?,
             ) {
                 Ok(round) => {
-                    tracing::info!(round = st.dkg_round, committee = st.committee.len(), "dkg round started");
+                    tracing::info!(
+                        round = st.dkg_round,
+                        committee = st.committee.len(),
+                        "dkg round started"
+                    );
                     st.phase = Phase::Dkg(Box::new(round));
                     let current = st.dkg_round;
                     let early = std::mem::take(&mut st.early);
@@ -532,7 +545,9 @@ impl EpochService {
                 }
                 Ok(())
             }
-            (Phase::Dkg(r), EpochWire::Dkg(m)) => r.handle_message(now, from, m).map_err(|e| e.to_string()),
+            (Phase::Dkg(r), EpochWire::Dkg(m)) => {
+                r.handle_message(now, from, m).map_err(|e| e.to_string())
+            }
             (Phase::Waiting, EpochWire::Dkg(m)) => {
                 if st.early.len() < early_max && st.committee.contains(&from) {
                     st.early.push((from, m));
@@ -608,7 +623,8 @@ impl EpochService {
                         group_key = %plexus_epochs::checkpoint::hex(&threshold::encode_group_key(outcome.sharing.public())),
                         "dkg done"
                     );
-                    let me = system.resolve::<EpochMsg>(ActorId::new(system.node_id(), EPOCH_LOCAL_ID));
+                    let me =
+                        system.resolve::<EpochMsg>(ActorId::new(system.node_id(), EPOCH_LOCAL_ID));
                     self.run_agreement(&me, st, &outcome);
                 }
             }
@@ -700,7 +716,10 @@ impl EpochService {
             EpochRow {
                 epoch,
                 state: EpochState::Signed,
-                hash: signed.hash().ok().map(|h| plexus_epochs::checkpoint::hex(&h)),
+                hash: signed
+                    .hash()
+                    .ok()
+                    .map(|h| plexus_epochs::checkpoint::hex(&h)),
                 signers: signed.signers.len(),
                 members: signed
                     .checkpoint
@@ -714,7 +733,10 @@ impl EpochService {
         match &st.anchor_tx {
             Some(tx) => {
                 if tx.try_send(signed).is_err() {
-                    tracing::warn!(epoch, "the anchor queue is full; this epoch waits for a restart");
+                    tracing::warn!(
+                        epoch,
+                        "the anchor queue is full; this epoch waits for a restart"
+                    );
                 }
             }
             None => tracing::warn!(epoch, "no ledger yet; this epoch waits for a restart"),
@@ -731,9 +753,9 @@ impl EpochService {
                 "done".to_string(),
                 a.config().committee.len(),
                 a.threshold(),
-                Some(plexus_epochs::checkpoint::hex(&threshold::encode_group_key(
-                    a.config().sharing.public(),
-                ))),
+                Some(plexus_epochs::checkpoint::hex(
+                    &threshold::encode_group_key(a.config().sharing.public()),
+                )),
                 a.config().schedule.epoch_at(wall_now()),
             ),
         };
@@ -870,7 +892,11 @@ impl Actor for EpochService {
     type State = EpochServiceState;
     type Args = ();
 
-    async fn started(&self, ctx: &Context<EpochMsg>, _: ()) -> Result<EpochServiceState, ActorError> {
+    async fn started(
+        &self,
+        ctx: &Context<EpochMsg>,
+        _: (),
+    ) -> Result<EpochServiceState, ActorError> {
         let committee = committee_of(&self.mesh);
         let ticker_ref = ctx.myself().clone();
         let ticker = tokio::spawn(async move {
@@ -914,7 +940,12 @@ impl Actor for EpochService {
         Ok(st)
     }
 
-    async fn handle(&self, ctx: &Context<EpochMsg>, msg: EpochMsg, st: &mut EpochServiceState) -> Result<(), ActorError> {
+    async fn handle(
+        &self,
+        ctx: &Context<EpochMsg>,
+        msg: EpochMsg,
+        st: &mut EpochServiceState,
+    ) -> Result<(), ActorError> {
         let now = wall_now();
         match msg {
             EpochMsg::Wire { from, bytes } => self.on_wire(st, now, from, &bytes),
@@ -922,7 +953,11 @@ impl Actor for EpochService {
                 self.advance_phase(st, now)?;
                 self.view(st, now);
             }
-            EpochMsg::Anchored { epoch, state, receipt } => {
+            EpochMsg::Anchored {
+                epoch,
+                state,
+                receipt,
+            } => {
                 if let Some(row) = st.table.get_mut(&epoch) {
                     // Never move backwards (a late "anchored" after "final").
                     if !(row.state == EpochState::Final && state == EpochState::Anchored) {

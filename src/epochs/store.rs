@@ -143,10 +143,14 @@ impl EpochStore {
             .ok_or_else(|| corrupt("empty committee".into()))?;
         let sharing = PublicSharing::decode_cfg(
             stored.sharing.clone(),
-            &(n, commonware_cryptography::bls12381::primitives::sharing::ModeVersion::v0()),
+            &(
+                n,
+                commonware_cryptography::bls12381::primitives::sharing::ModeVersion::v0(),
+            ),
         )
         .map_err(|e| corrupt(e.to_string()))?;
-        let share = SecretShare::decode(stored.share.clone()).map_err(|e| corrupt(e.to_string()))?;
+        let share =
+            SecretShare::decode(stored.share.clone()).map_err(|e| corrupt(e.to_string()))?;
         Ok(Some(DkgOutcome {
             round: stored.round,
             committee: stored.committee,
@@ -193,10 +197,12 @@ impl EpochStore {
             if !key.starts_with(b"checkpoint/") || out.len() >= max {
                 break;
             }
-            out.push(SignedCheckpoint::decode(&value).map_err(|e| EpochStoreError::Corrupt {
-                what: "checkpoint",
-                why: e.to_string(),
-            })?);
+            out.push(
+                SignedCheckpoint::decode(&value).map_err(|e| EpochStoreError::Corrupt {
+                    what: "checkpoint",
+                    why: e.to_string(),
+                })?,
+            );
         }
         out.reverse();
         Ok(out)
@@ -231,7 +237,9 @@ impl VoteLog for RocksVoteLog {
         if let Some(h) = self.voted(epoch)
             && h != hash
         {
-            return Err(VoteLogError::Store(format!("epoch {epoch} already has a vote")));
+            return Err(VoteLogError::Store(format!(
+                "epoch {epoch} already has a vote"
+            )));
         }
         self.store
             .put_sync(&vote_key(epoch), &hash)
