@@ -97,7 +97,7 @@ fn assert_pure_but_commonware(package: &str, sources: &[&str]) {
     );
     let bad: Vec<&String> = forbidden(&deps)
         .into_iter()
-        .filter(|d| !COMMONWARE_STD.iter().any(|c| d.as_str() == *c))
+        .filter(|d| !COMMONWARE_STD.contains(&d.as_str()))
         .collect();
     assert!(
         bad.is_empty(),

@@ -488,7 +488,7 @@ pub fn checkpoint_show(
 /// Bytes from hex (`0x` optional).
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim().trim_start_matches("0x");
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

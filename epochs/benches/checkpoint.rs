@@ -1,4 +1,6 @@
 //! Threshold-BLS checkpoint cost per node, and the committee's DKG.
+//! `cargo bench -p plexus-epochs --bench checkpoint` (it lives beside the core, not
+//! in `benches/`, so its release build does not compile rocksdb).
 //!
 //! - `checkpoint/plexus/(n,t)`: what one node does to finish an epoch: decode `t`
 //!   partials from their wire bytes, verify them in one randomized batch, combine,
@@ -11,6 +13,9 @@
 //! - `dkg/(n,t)`: the whole committee's DKG in one process through
 //!   `plexus_epochs::dkg` (dealing, acks, logs, selection, finalize, confirmations),
 //!   reported per member.
+
+// A benchmark reads the clock and seeds blsttc from the OS: it is not a core.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
