@@ -19,7 +19,7 @@ use plexus::cli::local::{LocalCluster, LocalEpochs, LocalOptions, wait_until};
 use plexus::epochs::{EPOCH_LOCAL_ID, EpochMsg, EpochWire};
 use plexus::epochs_core::agreement::EpochMessage;
 use plexus::epochs_core::checkpoint::{SignedCheckpoint, Vote};
-use plexus::mesh::driver::{MeshConfig, read_key};
+use plexus::mesh::driver::{MeshConfig, MeshEvent, read_key};
 use plexus::{Node, NodeId};
 use serde_json::Value;
 
@@ -162,12 +162,19 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
             .unwrap();
         // Wait until the mesh admits it (its sends are refused before that).
         let mesh = node.mesh().unwrap().clone();
-        for _ in 0..200 {
-            if mesh.members().iter().any(|m| m.id == target) {
-                break;
+        let mut events = mesh.subscribe();
+        let joined = async {
+            while !mesh.members().iter().any(|m| m.id == target) {
+                match events.recv().await {
+                    Ok(MeshEvent::MemberJoined { node }) if node == target => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    _ => {}
+                }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        };
+        tokio::time::timeout(Duration::from_secs(20), joined)
+            .await
+            .expect("the observer joins the mesh within 20 s");
         let epoch = done[1].0 + 1;
         let mut sent = 0;
         for index in 0..4u32 {
