@@ -25,6 +25,7 @@ test: deps
 
 bench: deps
 	cargo bench -p plexus-benches
+	cargo bench -p plexus-epochs --bench checkpoint
 
 fmt:
 	cargo fmt --all

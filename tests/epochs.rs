@@ -2,7 +2,8 @@
 //! validators run the DKG over the mesh, sign and anchor epochs on anvil (the
 //! contract verifies each threshold signature), keep signing with t of the rest
 //! after one is killed with SIGKILL, and refuse votes from an admitted node that
-//! is not on the committee.
+//! is not on the committee; a fifth node, admitted but not a validator, follows
+//! the signed checkpoints.
 
 // Process-level tests: real sockets and real time.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -24,6 +25,8 @@ use plexus::{Node, NodeId};
 use serde_json::Value;
 
 const EPOCH: Duration = Duration::from_secs(8);
+/// Validators; the node after them is a worker.
+const VALIDATORS: usize = 4;
 
 fn status(cluster: &LocalCluster, i: usize) -> Option<Value> {
     cluster.nodes[i].api.get("/v1/epochs").ok()
@@ -32,7 +35,7 @@ fn status(cluster: &LocalCluster, i: usize) -> Option<Value> {
 /// Epochs every live node reports final, with the hash each reports.
 fn final_epochs(cluster: &LocalCluster) -> Vec<(u64, String)> {
     let mut per_node: Vec<Vec<(u64, String)>> = Vec::new();
-    for (i, n) in cluster.nodes.iter().enumerate() {
+    for (i, n) in cluster.nodes.iter().enumerate().take(VALIDATORS) {
         if !n.alive() {
             continue;
         }
@@ -74,7 +77,7 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
     let anvil = Anvil::start().expect("anvil starts (scripts/install-chain-tools.sh)");
     let dir = common::TempDir::new("epochs");
     let options = LocalOptions {
-        nodes: 4,
+        nodes: VALIDATORS,
         epochs: Some(LocalEpochs {
             length: EPOCH,
             genesis_in: Duration::from_secs(6),
@@ -84,6 +87,7 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
             )),
         }),
         observers: 1,
+        workers: 1,
     };
     let mut cluster = LocalCluster::start_with(&dir.0, common::plexus, &options).unwrap();
 
@@ -140,6 +144,31 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
         );
         assert!(signed.signers.len() >= 3);
     }
+
+    // The worker is not on the committee and follows: the same checkpoints, under
+    // the same group key, once f + 1 = 2 members sent them.
+    let worker = status(&cluster, VALIDATORS).unwrap();
+    assert_eq!(worker["member"], false);
+    let (followed, _) = wait_until("the worker to follow", EPOCH * 2, || {
+        let w = status(&cluster, VALIDATORS)?;
+        let rows = w["epochs"].as_array()?.clone();
+        done[..2]
+            .iter()
+            .all(|(e, h)| {
+                rows.iter().any(|r| {
+                    r["epoch"].as_u64() == Some(*e)
+                        && r["hash"].as_str() == Some(h)
+                        && r["state"] == "signed"
+                })
+            })
+            .then_some(w)
+    })
+    .unwrap();
+    assert_eq!(followed["group_key"].as_str(), Some(keys[0].as_str()));
+    assert_eq!(
+        checkpoint(&cluster, VALIDATORS, done[0].0).hash().unwrap(),
+        checkpoint(&cluster, 0, done[0].0).hash().unwrap()
+    );
 
     // An admitted node that is not on the committee sends votes under a member's
     // share index: refused, counted, and never combined.

@@ -117,6 +117,37 @@ fn a_failing_seed_is_reported_with_the_command_that_reproduces_it() {
 }
 
 #[test]
+fn the_epochs_scenario_signs_with_liars_and_replays_exactly() {
+    let run = |seed: &str| {
+        let out = plexus()
+            .args(["sim", "run", "sim/scenarios/epochs.toml", "--seed", seed])
+            .current_dir(manifest_dir())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let first = run("7");
+    let line = first
+        .lines()
+        .find(|l| l.starts_with("epochs:"))
+        .expect("an epochs line");
+    let signed: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("signed count");
+    assert!(signed >= 4, "most epochs sign despite 3 liars: {line}");
+    assert!(!line.contains(" 0 equivocations"), "{line}");
+    assert_eq!(trace_hash(&run("7")), trace_hash(&first));
+}
+
+#[test]
 fn malformed_scenarios_name_the_field_and_line() {
     let dir = TempDir::new("sim-bad");
     let cases = [
@@ -132,6 +163,16 @@ fn malformed_scenarios_name_the_field_and_line() {
             "speed",
         ),
         ("syntax.toml", "nodes = 3\nduration = \"1m\n", "line 2"),
+        (
+            "liar.toml",
+            "nodes = 3\nduration = \"1m\"\n[epochs]\nmembers = 4\n[[epochs.byzantine]]\nmember = 4\nbehaviour = \"garbage\"\n",
+            "epochs.byzantine.member",
+        ),
+        (
+            "lie.toml",
+            "nodes = 3\nduration = \"1m\"\n[epochs]\nmembers = 4\n[[epochs.byzantine]]\nmember = 1\nbehaviour = \"bribe\"\n",
+            "bribe",
+        ),
     ];
     for (name, text, needle) in cases {
         let path = dir.0.join(name);

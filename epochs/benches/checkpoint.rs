@@ -8,6 +8,8 @@
 //!   (`plexus_epochs::threshold`, as the agreement core calls it).
 //! - `checkpoint/commonware/(n,t)`: the same steps straight on commonware's
 //!   primitives (the peer: the library's own cost, no Plexus code).
+//! - `checkpoint/decode/(n,t)`: only decoding the `t` partials, the step the
+//!   commonware figure leaves out.
 //! - `checkpoint/blsttc/(n,t)`: the same with blsttc (verify each share, combine,
 //!   verify), the alternative the issue named.
 //! - `dkg/(n,t)`: the whole committee's DKG in one process through
@@ -67,6 +69,22 @@ fn checkpoint(c: &mut Criterion) {
                         .collect();
                     threshold::verify_partials(&mut rng, &sharing, &msg, &partials).unwrap();
                     black_box(threshold::combine(&sharing, &msg, &partials).unwrap())
+                })
+            },
+        );
+        // The part of the Plexus figure the commonware one does not include:
+        // decoding the partials from their wire bytes (G1 decompression and
+        // subgroup checks).
+        group.bench_with_input(
+            BenchmarkId::new("decode", format!("{n},{t}")),
+            &wire,
+            |b, wire| {
+                b.iter(|| {
+                    black_box(
+                        wire.iter()
+                            .map(|(i, p)| threshold::partial(*i, p).unwrap())
+                            .collect::<Vec<_>>(),
+                    )
                 })
             },
         );

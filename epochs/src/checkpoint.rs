@@ -285,7 +285,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::threshold::tests::dealt;
     use commonware_cryptography::bls12381::primitives::group::G2;
@@ -328,6 +328,30 @@ mod tests {
             // The G2 generator: fixed by the standard, so the golden hash does not
             // depend on any key generation.
             group_key: threshold::encode_group_key(&<G2 as CryptoGroup>::generator()),
+        }
+    }
+
+    /// `c` under the sharing's key, signed by its first `t` shares.
+    pub(crate) fn signed_by(
+        sharing: &threshold::PublicSharing,
+        shares: &[threshold::SecretShare],
+        mut c: Checkpoint,
+    ) -> SignedCheckpoint {
+        c.group_key = threshold::encode_group_key(sharing.public());
+        let msg = c.signing_message().unwrap();
+        let t = sharing.required() as usize;
+        let partials: Vec<_> = shares[..t]
+            .iter()
+            .map(|s| {
+                let (i, b) = threshold::sign_partial(s, &msg);
+                threshold::partial(i, &b).unwrap()
+            })
+            .collect();
+        let sig = threshold::combine(sharing, &msg, &partials).unwrap();
+        SignedCheckpoint {
+            signers: c.committee[..t].to_vec(),
+            checkpoint: c,
+            signature: threshold::encode_signature(&sig),
         }
     }
 

@@ -14,6 +14,7 @@
 //! | [`threshold`] | t-of-n BLS12-381 partials, batch verification, combining |
 //! | [`dkg`] | the distributed key generation that gives the committee its key |
 //! | [`agreement`] | rotating proposer, one signature per epoch, certificates, evidence |
+//! | [`follower`] | which checkpoints a node outside the committee believes (`f + 1` vouches pin the key) |
 //!
 //! # Inputs and outputs
 //!
@@ -39,6 +40,7 @@ pub mod agreement;
 pub mod availability;
 pub mod checkpoint;
 pub mod dkg;
+pub mod follower;
 pub mod rewards;
 pub mod schedule;
 pub mod threshold;

@@ -44,8 +44,10 @@ use plexus_epochs::schedule::Schedule;
 use plexus_epochs::threshold;
 use plexus_vocab::identity::NodeKey;
 
-/// A committee member's lie.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A committee member's lie (in a scenario file: `equivocate`, `withhold`,
+/// `garbage`, `lie_availability`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Behaviour {
     /// Signs two checkpoints per epoch.
     Equivocate,

@@ -92,6 +92,14 @@ pub struct Report {
     pub migration_pause_max_ms: u64,
     /// Durable layer: deactivations by reason.
     pub deactivations: std::collections::BTreeMap<String, u64>,
+    /// Epochs (`[epochs]`): checkpoints signed.
+    pub epochs_signed: u64,
+    /// Epochs: epochs no honest member signed.
+    pub epochs_failed: u64,
+    /// Epochs: equivocations proved.
+    pub epoch_equivocations: u64,
+    /// Epochs: partial signatures dropped as invalid.
+    pub epoch_bad_partials: u64,
     /// What the checkers found.
     pub violations: Vec<Violation>,
 }

@@ -48,6 +48,97 @@ pub struct Scenario {
     /// Byzantine nodes and their lies (see `world::byzantine`).
     #[serde(default, rename = "byzantine")]
     pub byzantine: Vec<crate::world::byzantine::ByzantineSpec>,
+    /// An epoch committee: DKG, checkpoints, Byzantine members (absent: not
+    /// simulated). See [`crate::epochs`].
+    #[serde(default)]
+    pub epochs: Option<EpochsSection>,
+}
+
+/// `[epochs]`: a checkpoint committee running the real `plexus-epochs` cores in
+/// the same run, on its own seeded virtual network (its members are not the
+/// world's mesh nodes; their availability comes from the committee's own view).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochsSection {
+    /// Committee size `n` (1 to 100).
+    pub members: usize,
+    /// Admitted nodes outside the committee.
+    #[serde(default = "three")]
+    pub workers: usize,
+    /// Epochs to run.
+    #[serde(default = "six_u64")]
+    pub epochs: u64,
+    /// Epoch length.
+    #[serde(default = "s10", deserialize_with = "positive_duration")]
+    pub epoch_length: Duration,
+    /// Probability a committee message is lost (default: `network.loss`).
+    #[serde(default, deserialize_with = "opt_probability")]
+    pub loss: Option<f64>,
+    /// Longest one-way delay (default: `network.latency_max`).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub latency_max: Option<Duration>,
+    /// A member that crashes and restarts (its vote log survives).
+    #[serde(default)]
+    pub crash: Option<EpochCrash>,
+    /// Lying members.
+    #[serde(default)]
+    pub byzantine: Vec<EpochByzantine>,
+}
+
+/// `[epochs.crash]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochCrash {
+    /// The member, by committee position.
+    pub member: usize,
+    /// When, after genesis.
+    #[serde(deserialize_with = "duration")]
+    pub at: Duration,
+    /// For how long.
+    #[serde(deserialize_with = "positive_duration")]
+    pub down: Duration,
+}
+
+/// `[[epochs.byzantine]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochByzantine {
+    /// The member, by committee position.
+    pub member: usize,
+    /// Its lie.
+    pub behaviour: crate::epochs::Behaviour,
+}
+
+fn six_u64() -> u64 {
+    6
+}
+
+fn s10() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl EpochsSection {
+    /// The harness parameters, network defaults taken from `[network]`.
+    pub fn run_params(&self, network: &NetworkSection) -> crate::epochs::EpochRun {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        crate::epochs::EpochRun {
+            members: self.members,
+            workers: self.workers,
+            epochs: self.epochs,
+            epoch_ms: ms(self.epoch_length),
+            byzantine: self
+                .byzantine
+                .iter()
+                .map(|b| (b.member, b.behaviour))
+                .collect(),
+            drop_ppm: (self.loss.unwrap_or(network.loss) * 1e6).round() as u32,
+            delay_ms_max: ms(self.latency_max.unwrap_or(network.latency_max)).max(1),
+            crash: self
+                .crash
+                .as_ref()
+                .map(|c| (c.member, ms(c.at), ms(c.down))),
+        }
+    }
 }
 
 /// `[durable]`: a job of durable actors deployed through the scheduler, client
@@ -485,6 +576,54 @@ impl Scenario {
                     "durable.tick",
                     "tick",
                     "must be longer than zero".into(),
+                ));
+            }
+        }
+        if let Some(e) = &self.epochs {
+            if !(1..=100).contains(&e.members) {
+                return Err(invalid(
+                    "epochs.members",
+                    "members",
+                    "must be 1..=100".into(),
+                ));
+            }
+            if e.epochs == 0 || e.epochs > 10_000 {
+                return Err(invalid(
+                    "epochs.epochs",
+                    "epochs",
+                    "must be 1..=10000".into(),
+                ));
+            }
+            if e.workers > 10_000 {
+                return Err(invalid(
+                    "epochs.workers",
+                    "workers",
+                    "must be at most 10000".into(),
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for b in &e.byzantine {
+                if b.member >= e.members || !seen.insert(b.member) {
+                    return Err(invalid(
+                        "epochs.byzantine.member",
+                        "member",
+                        format!(
+                            "member {} is out of range (members = {}) or listed twice",
+                            b.member, e.members
+                        ),
+                    ));
+                }
+            }
+            if let Some(c) = &e.crash
+                && c.member >= e.members
+            {
+                return Err(invalid(
+                    "epochs.crash.member",
+                    "member",
+                    format!(
+                        "member {} is out of range (members = {})",
+                        c.member, e.members
+                    ),
                 ));
             }
         }

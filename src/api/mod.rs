@@ -65,8 +65,9 @@ pub struct Api {
     pub store_error: Option<String>,
     /// The server's refusal counters.
     pub serve_stats: Arc<serve::ServeStats>,
-    /// The epoch service, when epochs are enabled.
-    pub epochs: Option<plexus_actors::runtime::ActorRef<crate::epochs::EpochMsg>>,
+    /// The epoch service's id, when epochs are enabled (resolved per request: a
+    /// restarted service keeps the id).
+    pub epochs: Option<plexus_actors::ActorId>,
 }
 
 /// An API error: a status and a message.
@@ -277,13 +278,14 @@ async fn stats(State(api): State<Arc<Api>>) -> Json<Value> {
 
 fn epoch_service(
     api: &Api,
-) -> Result<&plexus_actors::runtime::ActorRef<crate::epochs::EpochMsg>, ApiError> {
-    api.epochs.as_ref().ok_or_else(|| {
+) -> Result<plexus_actors::runtime::ActorRef<crate::epochs::EpochMsg>, ApiError> {
+    let id = api.epochs.ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             "epochs are not enabled on this node ([epochs] in its config)".into(),
         )
-    })
+    })?;
+    Ok(api.node.system().resolve(id))
 }
 
 async fn epoch_status(api: &Api) -> Result<crate::epochs::EpochStatus, ApiError> {

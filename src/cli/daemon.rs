@@ -223,7 +223,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
             epoch_settings.dkg.deal_ms = epoch_settings.dkg.round_ms / 5;
             epoch_settings.dkg.log_ms = epoch_settings.dkg.round_ms / 10;
             let service = crate::epochs::EpochService::start(
-                node.system(),
+                &node,
                 mesh.clone(),
                 plexus_vocab::identity::NodeKey::from_seed(service_seed),
                 epoch_settings,

@@ -185,6 +185,7 @@ fn demo(dir: &Path, messages: u64, chain: bool) -> Result<(), CliError> {
             }),
         }),
         observers: 0,
+        workers: 0,
     };
     let mut cluster = LocalCluster::start_with(dir, || Command::new(&exe), &options)?;
 

@@ -223,6 +223,9 @@ pub struct LocalOptions {
     /// Extra admitted node keys that are not validators and are not started
     /// (`dir/o{i}/node.key`): for a test to run a node of its own.
     pub observers: usize,
+    /// Nodes started after the others that are not validators (with epochs on,
+    /// they follow the committee's checkpoints): `nodes[nodes..]`.
+    pub workers: usize,
 }
 
 impl Default for LocalOptions {
@@ -231,6 +234,7 @@ impl Default for LocalOptions {
             nodes: 3,
             epochs: None,
             observers: 0,
+            workers: 0,
         }
     }
 }
@@ -250,14 +254,15 @@ impl LocalCluster {
         plexus: impl Fn() -> Command,
         options: &LocalOptions,
     ) -> Result<LocalCluster, CliError> {
-        let count = options.nodes.max(1);
+        let validators = options.nodes.max(1);
+        let count = validators + options.workers;
         let net = dir.join("net");
         keys::network_create(Some(net.clone()), "demo", true)?;
         let client = client_key(&dir.join(CLIENT_KEY_FILE))?;
         for i in 1..=count {
             let key = node_key(&dir.join(format!("n{i}")))?;
             let mut tags = vec![format!("zone=z{i}")];
-            if options.epochs.is_some() {
+            if options.epochs.is_some() && i <= validators {
                 let (k, v) = crate::epochs::VALIDATOR_TAG;
                 tags.push(format!("{k}={v}"));
             }
@@ -292,7 +297,9 @@ impl LocalCluster {
                 e.length.as_millis(),
                 (e.length.as_millis() / 2).max(3_000),
             );
-            if let Some((url, keys_hex)) = &e.chain {
+            if let Some((url, keys_hex)) = &e.chain
+                && i <= validators
+            {
                 let key_file = dir.join(format!("n{i}")).join("chain.key");
                 let key = keys_hex
                     .get(i - 1)

@@ -112,6 +112,20 @@ fn print_report(path: &Path, report: &Report) {
     }
 }
 
+fn print_epochs(scenario: &Scenario, report: &Report) {
+    if let Some(e) = &scenario.epochs {
+        println!(
+            "epochs:          {} checkpoints signed, {} epochs failed, {} equivocations proved, {} bad partials dropped ({} members, {} lying)",
+            report.epochs_signed,
+            report.epochs_failed,
+            report.epoch_equivocations,
+            report.epoch_bad_partials,
+            e.members,
+            e.byzantine.len()
+        );
+    }
+}
+
 pub(crate) fn run(path: &Path, seed: u64, json: bool, csv: Option<&Path>) -> Result<(), CliError> {
     let scenario = load(path)?;
     let report = plexus_sim::run(&scenario, seed, RunOptions::default());
@@ -119,6 +133,7 @@ pub(crate) fn run(path: &Path, seed: u64, json: bool, csv: Option<&Path>) -> Res
         println!("{}", report.to_json());
     } else {
         print_report(path, &report);
+        print_epochs(&scenario, &report);
     }
     if let Some(csv) = csv {
         let text = format!("{}\n{}\n", Report::csv_header(), report.csv_row());

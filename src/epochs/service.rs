@@ -11,9 +11,13 @@
 //! committee members' services, to the epoch store, and to the ledger.
 //!
 //! Anchoring runs in one task the service owns ([`Anchorer`]): signed checkpoints
-//! go to it over a bounded channel (full: the anchor is retried from the store at
-//! the next signed epoch), it anchors each with bounded retries and then follows the
-//! anchor until it is final, and reports back as [`EpochMsg::Anchored`].
+//! go to it, oldest first, over a bounded channel; it anchors each with bounded
+//! retries (a ledger that stays down keeps them, and stops taking more past
+//! [`ANCHOR_QUEUE`]) and then follows the anchor until it is final, and reports
+//! back as [`EpochMsg::Anchored`]. Epochs the channel does not take yet wait in the
+//! service, by number (the checkpoints are in the store), and go on the next tick;
+//! past [`EPOCHS_SHOWN`] of them the oldest wait for a restart, which hands the
+//! saved checkpoints to the anchorer again (anchoring is idempotent).
 //!
 //! Bounds: the mailbox ([`MAILBOX`]); the in-memory epoch table
 //! ([`EPOCHS_SHOWN`], older epochs are read from the store); the anchor queue
@@ -25,9 +29,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use plexus_actors::codec::{self, CodecError};
+use plexus_actors::codec;
 use plexus_actors::runtime::{
-    Actor, ActorError, ActorRef, ActorSystem, Context, Message, SpawnOptions, Wire,
+    Actor, ActorError, ActorRef, ActorSystem, Context, Message, ProtocolBytes, SpawnError,
+    SpawnOptions, Wire,
 };
 use plexus_actors::{ActorId, NodeId, Time};
 use plexus_epochs::agreement::{
@@ -35,12 +40,15 @@ use plexus_epochs::agreement::{
 };
 use plexus_epochs::checkpoint::SignedCheckpoint;
 use plexus_epochs::dkg::{DkgMessage, DkgOutcome, DkgOutput, DkgRecipient, DkgRound, DkgTimings};
+use plexus_epochs::follower::{FollowError, Follower};
 use plexus_epochs::rewards::RewardPolicy;
 use plexus_epochs::schedule::Schedule;
 use plexus_epochs::threshold;
 use plexus_ledger_bridge::{Anchor, AnchorStatus};
 use plexus_mesh::driver::Mesh;
 use plexus_mesh::membership::MemberState;
+use plexus_supervisor::driver::{Child, StartFn, Started, SupervisorSpec};
+use plexus_supervisor::{Intensity, Restart, Strategy};
 use plexus_vocab::identity::NodeKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -52,6 +60,8 @@ use super::store::{EpochStore, RocksVoteLog};
 pub const EPOCH_LOCAL_ID: u64 = 3;
 /// The mailbox capacity.
 pub const MAILBOX: usize = 4_096;
+/// Restarts of a failed service tolerated per minute.
+pub const RESTARTS_PER_MINUTE: u32 = 5;
 /// How often time is handed to the cores.
 pub const TICK: Duration = Duration::from_millis(100);
 /// Epochs kept in the in-memory table.
@@ -193,7 +203,8 @@ pub struct EpochStatus {
     pub node: NodeId,
     /// Whether it is on the committee.
     pub member: bool,
-    /// DKG state: `waiting`, `running`, `done`, `failed`.
+    /// DKG state: `waiting`, `running`, `done`, `failed: …`, or, outside the
+    /// committee, `not a member: following`.
     pub dkg: String,
     /// Committee size and threshold, once the DKG is done.
     pub committee: usize,
@@ -215,45 +226,25 @@ pub struct EpochStatus {
     pub refused: u64,
 }
 
-fn encode_wire(msg: &EpochMsg) -> Result<Vec<u8>, CodecError> {
-    match msg {
-        EpochMsg::Wire { bytes, .. } => Ok(bytes.clone()),
-        _ => Err(CodecError::Encode(
-            "only epoch protocol messages leave the node".into(),
-        )),
+impl ProtocolBytes for EpochMsg {
+    const TYPE_NAME: &'static str = MESSAGE_TYPE;
+    const BYTES_MAX: usize = WIRE_BYTES_MAX;
+
+    fn protocol_bytes(&self) -> Option<&[u8]> {
+        match self {
+            EpochMsg::Wire { bytes, .. } => Some(bytes),
+            _ => None,
+        }
     }
-}
 
-fn decode_wire(bytes: &[u8]) -> Result<EpochMsg, CodecError> {
-    let from = plexus_actors::runtime::decode_sender().ok_or_else(|| {
-        CodecError::Malformed("an epoch message without an authenticated sender".into())
-    })?;
-    if bytes.len() > WIRE_BYTES_MAX {
-        return Err(CodecError::Malformed("epoch message too large".into()));
+    fn from_peer(from: NodeId, bytes: Vec<u8>) -> Self {
+        EpochMsg::Wire { from, bytes }
     }
-    Ok(EpochMsg::Wire {
-        from,
-        bytes: bytes.to_vec(),
-    })
-}
-
-fn encode_unit(_: &()) -> Result<Vec<u8>, CodecError> {
-    codec::encode_body(&())
-}
-
-fn decode_unit(bytes: &[u8]) -> Result<(), CodecError> {
-    codec::decode_body(bytes, 16)
 }
 
 impl Message for EpochMsg {
     type Reply = ();
-    const WIRE: Option<Wire<Self>> = Some(Wire {
-        type_name: || MESSAGE_TYPE,
-        encode: encode_wire,
-        decode: decode_wire,
-        encode_reply: encode_unit,
-        decode_reply: decode_unit,
-    });
+    const WIRE: Option<Wire<Self>> = Some(Wire::protocol_bytes());
 }
 
 enum Phase {
@@ -280,6 +271,10 @@ pub struct EpochServiceState {
     dkg_round: u64,
     table: BTreeMap<u64, EpochRow>,
     anchor_tx: Option<mpsc::Sender<SignedCheckpoint>>,
+    /// Signed epochs not yet handed to the anchorer (its queue was full, or the
+    /// ledger is not open yet); at most [`EPOCHS_SHOWN`], the oldest beyond that
+    /// wait for a restart (they are in the store).
+    unanchored: BTreeSet<u64>,
     anchorer: Option<tokio::task::JoinHandle<()>>,
     ticker: Option<tokio::task::JoinHandle<()>>,
     equivocations: u64,
@@ -287,6 +282,8 @@ pub struct EpochServiceState {
     refused: u64,
     /// DKG messages that arrived before this node's round started (bounded).
     early: Vec<(NodeId, DkgMessage)>,
+    /// Outside the committee: which certificates to believe.
+    follower: Option<Follower>,
     ledger: Option<String>,
 }
 
@@ -345,36 +342,53 @@ pub fn network_id(mesh: &Mesh) -> [u8; 32] {
 }
 
 impl EpochService {
-    /// Starts the service.
+    /// Starts the service under a supervisor of its own, which `node` stops at
+    /// shutdown: a failed service restarts (at most [`RESTARTS_PER_MINUTE`] times a
+    /// minute, then the supervisor gives up and epochs stop on this node) at the
+    /// same well-known id, and resumes from its store (the DKG share, the vote log,
+    /// the signed checkpoints).
     pub async fn start(
-        system: &ActorSystem,
+        node: &crate::Node,
         mesh: Mesh,
         key: NodeKey,
         settings: EpochSettings,
         store: EpochStore,
         ledger: LedgerChoice,
-    ) -> Result<ActorRef<EpochMsg>, String> {
-        let me = system.node_id();
-        let service = system
-            .spawn_with(
-                EpochService {
-                    mesh,
-                    key,
-                    settings,
-                    store,
-                    ledger,
-                },
-                (),
-                SpawnOptions {
-                    id: Some(ActorId::new(me, EPOCH_LOCAL_ID)),
+    ) -> Result<ActorId, String> {
+        let id = ActorId::new(node.system().node_id(), EPOCH_LOCAL_ID);
+        let seed = key.seed();
+        let make = move || EpochService {
+            mesh: mesh.clone(),
+            key: NodeKey::from_seed(seed),
+            settings: settings.clone(),
+            store: store.clone(),
+            ledger: ledger.clone(),
+        };
+        let start: StartFn = Arc::new(move |system: ActorSystem, opts: SpawnOptions| {
+            let service = make();
+            Box::pin(async move {
+                let opts = SpawnOptions {
                     kind: Some("plexus.epochs".into()),
                     capacity: Some(MAILBOX),
-                    ..SpawnOptions::default()
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(service)
+                    ..opts
+                };
+                let r = system.spawn_with(service, (), opts).await?;
+                let cell = r.ractor_cell().ok_or_else(|| {
+                    SpawnError::StartFailed("the epoch service is not local".into())
+                })?;
+                Ok(Started { cell, id: r.id() })
+            })
+        });
+        let spec = SupervisorSpec::new(
+            Strategy::OneForOne,
+            Intensity {
+                max_restarts: RESTARTS_PER_MINUTE,
+                period: Duration::from_secs(60),
+            },
+        )
+        .child(Child::new("epochs", Restart::Permanent, start).with_id(id));
+        node.supervise(spec).await.map_err(|e| e.to_string())?;
+        Ok(id)
     }
 
     fn schedule(&self) -> Option<Schedule> {
@@ -535,6 +549,25 @@ impl EpochService {
                 return;
             }
         };
+        if let (Some(f), EpochWire::Epoch(EpochMessage::Certificate(c))) = (&mut st.follower, &wire)
+        {
+            let Some(current) = self.schedule().and_then(|s| s.epoch_at(now)) else {
+                st.refused += 1;
+                return;
+            };
+            match f.handle(from, (**c).clone(), current) {
+                Ok(Some(signed)) => {
+                    tracing::info!(epoch = signed.checkpoint.epoch, %from, "following a signed checkpoint");
+                    self.on_signed(st, signed, false);
+                }
+                Ok(None) | Err(FollowError::Known(_)) => {}
+                Err(e) => {
+                    st.refused += 1;
+                    tracing::debug!(%from, error = %e, "a certificate was not followed");
+                }
+            }
+            return;
+        }
         let early_max = 8 * st.committee.len().max(1);
         let result = match (&mut st.phase, wire) {
             // A later round's message (this node's clock is a tick behind): kept
@@ -656,7 +689,7 @@ impl EpochService {
                             };
                             self.broadcast(system, st, &targets, &wire);
                         }
-                        Output::Signed(signed) => self.on_signed(st, *signed),
+                        Output::Signed(signed) => self.on_signed(st, *signed, true),
                         Output::Failed { epoch } => {
                             tracing::warn!(epoch, "epoch failed: no checkpoint, no rewards");
                             st.table.entry(epoch).or_insert_with(|| EpochRow {
@@ -705,7 +738,9 @@ impl EpochService {
         }
     }
 
-    fn on_signed(&self, st: &mut EpochServiceState, signed: SignedCheckpoint) {
+    /// A checkpoint this node now holds signed: saved, shown, and (`anchor`, on a
+    /// committee member) handed to the anchorer.
+    fn on_signed(&self, st: &mut EpochServiceState, signed: SignedCheckpoint, anchor: bool) {
         let epoch = signed.checkpoint.epoch;
         if let Err(e) = self.store.save_checkpoint(&signed) {
             tracing::error!(epoch, error = %e, "cannot save a signed checkpoint");
@@ -730,26 +765,64 @@ impl EpochService {
                 anchor: None,
             },
         );
-        match &st.anchor_tx {
-            Some(tx) => {
-                if tx.try_send(signed).is_err() {
-                    tracing::warn!(
-                        epoch,
-                        "the anchor queue is full; this epoch waits for a restart"
-                    );
-                }
+        if !anchor {
+            return;
+        }
+        st.unanchored.insert(epoch);
+        while st.unanchored.len() > EPOCHS_SHOWN {
+            if let Some(oldest) = st.unanchored.pop_first() {
+                tracing::warn!(
+                    epoch = oldest,
+                    "too many checkpoints wait for the ledger; this one is anchored after a restart"
+                );
             }
-            None => tracing::warn!(epoch, "no ledger yet; this epoch waits for a restart"),
+        }
+        self.flush_anchors(st);
+    }
+
+    /// Hands signed checkpoints not yet given to the anchorer to it, oldest first,
+    /// as far as its queue takes them; the rest wait for the next tick.
+    fn flush_anchors(&self, st: &mut EpochServiceState) {
+        let Some(tx) = &st.anchor_tx else {
+            return;
+        };
+        while let Some(&epoch) = st.unanchored.first() {
+            let signed = match self.store.checkpoint(epoch) {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    st.unanchored.pop_first();
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(epoch, error = %e, "cannot read a checkpoint to anchor");
+                    return;
+                }
+            };
+            match tx.try_send(signed) {
+                Ok(()) => {
+                    st.unanchored.pop_first();
+                }
+                Err(_) => return,
+            }
         }
     }
 
     fn status(&self, st: &EpochServiceState) -> EpochStatus {
         let me = self.key.node_id();
-        let (dkg, committee, threshold, group_key, current) = match &st.phase {
-            Phase::Waiting => ("waiting".to_string(), st.committee.len(), 0, None, None),
-            Phase::Dkg(_) => ("running".to_string(), st.committee.len(), 0, None, None),
-            Phase::Failed(why) => (format!("failed: {why}"), st.committee.len(), 0, None, None),
-            Phase::Running(a) => (
+        let (dkg, committee, threshold, group_key, current) = match (&st.phase, &st.follower) {
+            (Phase::Waiting, Some(f)) => (
+                "not a member: following".to_string(),
+                st.committee.len(),
+                st.committee.len() - st.committee.len().saturating_sub(1) / 3,
+                f.group_key().map(plexus_epochs::checkpoint::hex),
+                self.schedule().and_then(|s| s.epoch_at(wall_now())),
+            ),
+            (Phase::Waiting, None) => ("waiting".to_string(), st.committee.len(), 0, None, None),
+            (Phase::Dkg(_), _) => ("running".to_string(), st.committee.len(), 0, None, None),
+            (Phase::Failed(why), _) => {
+                (format!("failed: {why}"), st.committee.len(), 0, None, None)
+            }
+            (Phase::Running(a), _) => (
                 "done".to_string(),
                 a.config().committee.len(),
                 a.threshold(),
@@ -831,21 +904,26 @@ impl Anchorer {
         };
         tracing::info!(ledger = ?self.choice, "ledger open");
         let ledger: Arc<dyn Anchor> = ledger;
+        // At most ANCHOR_QUEUE checkpoints wait here; past that the channel fills
+        // and the service keeps the rest (`unanchored`).
         let mut pending: BTreeMap<u64, SignedCheckpoint> = BTreeMap::new();
         let mut following: BTreeSet<u64> = BTreeSet::new();
         let mut every = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
-                got = rx.recv() => match got {
+                got = rx.recv(), if pending.len() < ANCHOR_QUEUE => match got {
                     Some(s) => { pending.insert(s.checkpoint.epoch, s); }
                     None => return,
                 },
                 _ = every.tick() => {}
             }
-            for (epoch, signed) in std::mem::take(&mut pending) {
+            // Oldest first; a checkpoint that fails every attempt stays, with all
+            // after it, for the next round.
+            while let Some(entry) = pending.first_entry() {
+                let epoch = *entry.key();
                 let mut outcome = None;
                 for attempt in 0..ANCHOR_ATTEMPTS {
-                    match ledger.anchor(&signed).await {
+                    match ledger.anchor(entry.get()).await {
                         Ok(o) => {
                             outcome = Some(o);
                             break;
@@ -856,21 +934,20 @@ impl Anchorer {
                         }
                     }
                 }
-                match outcome {
-                    Some(o) => {
-                        let receipt = format!("{:?}", o.record().location);
-                        let _ = self.service.try_tell(EpochMsg::Anchored {
-                            epoch,
-                            state: EpochState::Anchored,
-                            receipt: Some(receipt),
-                        });
-                        following.insert(epoch);
-                    }
-                    None => {
-                        // Give up for now; kept for the next round of attempts.
-                        pending.insert(epoch, signed);
-                        break;
-                    }
+                let Some(o) = outcome else {
+                    break;
+                };
+                entry.remove();
+                let receipt = format!("{:?}", o.record().location);
+                let _ = self.service.try_tell(EpochMsg::Anchored {
+                    epoch,
+                    state: EpochState::Anchored,
+                    receipt: Some(receipt),
+                });
+                following.insert(epoch);
+                if following.len() > EPOCHS_SHOWN {
+                    // A chain that never reports finality: stop watching the oldest.
+                    following.pop_first();
                 }
             }
             for epoch in following.clone() {
@@ -916,14 +993,20 @@ impl Actor for EpochService {
             dkg_round: 0,
             table: BTreeMap::new(),
             anchor_tx: None,
+            unanchored: BTreeSet::new(),
             anchorer: None,
             ticker: Some(ticker),
             equivocations: 0,
             bad_partials: 0,
             refused: 0,
             early: Vec::new(),
+            follower: None,
             ledger: None,
         };
+        let me = self.key.node_id();
+        if !st.committee.is_empty() && !st.committee.contains(&me) {
+            st.follower = Some(Follower::new(network_id(&self.mesh), &st.committee));
+        }
         // A restarted member resumes with its saved share.
         match self.store.load_dkg() {
             Ok(Some(outcome)) => self.run_agreement(ctx.myself(), &mut st, &outcome),
@@ -934,7 +1017,13 @@ impl Actor for EpochService {
         // final go back to the anchorer (anchoring is idempotent).
         if let Ok(saved) = self.store.checkpoints(EPOCHS_SHOWN) {
             for s in saved {
-                self.on_signed(&mut st, s);
+                match &mut st.follower {
+                    Some(f) => {
+                        f.resume(&s);
+                        self.on_signed(&mut st, s, false);
+                    }
+                    None => self.on_signed(&mut st, s, true),
+                }
             }
         }
         Ok(st)
@@ -952,6 +1041,7 @@ impl Actor for EpochService {
             EpochMsg::Tick => {
                 self.advance_phase(st, now)?;
                 self.view(st, now);
+                self.flush_anchors(st);
             }
             EpochMsg::Anchored {
                 epoch,

@@ -19,10 +19,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use plexus_actors::codec::{self, CodecError};
+use plexus_actors::codec;
 use plexus_actors::envelope::TraceContext;
 use plexus_actors::runtime::{
-    Actor, ActorError, ActorRef, ActorSystem, Context, Message, SpawnOptions, Wire,
+    Actor, ActorError, ActorRef, ActorSystem, Context, Message, ProtocolBytes, SpawnOptions, Wire,
 };
 use plexus_actors::{ActorId, NodeId, Time};
 use plexus_durable::activation::{Applied, Output};
@@ -65,47 +65,28 @@ pub enum ServiceMsg {
     Local(Local),
 }
 
-fn encode_wire(msg: &ServiceMsg) -> Result<Vec<u8>, CodecError> {
-    match msg {
-        ServiceMsg::Wire { bytes, .. } => Ok(bytes.clone()),
-        ServiceMsg::Tick | ServiceMsg::Local(_) => Err(CodecError::Encode(
-            "only durable protocol messages leave the node".into(),
-        )),
+impl ProtocolBytes for ServiceMsg {
+    const TYPE_NAME: &'static str = plexus_durable::MESSAGE_TYPE;
+    const BYTES_MAX: usize = codec::FRAME_BYTES_MAX;
+
+    fn protocol_bytes(&self) -> Option<&[u8]> {
+        match self {
+            ServiceMsg::Wire { bytes, .. } => Some(bytes),
+            ServiceMsg::Tick | ServiceMsg::Local(_) => None,
+        }
     }
-}
 
-/// Decodes a durable message from another node. The mesh decodes it inside
-/// `ActorSystem::try_deliver_remote`, which says who sent it; a message with no
-/// authenticated sender is refused.
-fn decode_wire(bytes: &[u8]) -> Result<ServiceMsg, CodecError> {
-    let from = plexus_actors::runtime::decode_sender().ok_or_else(|| {
-        CodecError::Malformed("a durable message without an authenticated sender".into())
-    })?;
-    Ok(ServiceMsg::Wire {
-        from,
-        bytes: bytes.to_vec(),
-    })
-}
-
-fn encode_unit(_: &()) -> Result<Vec<u8>, CodecError> {
-    codec::encode_body(&())
-}
-
-fn decode_unit(bytes: &[u8]) -> Result<(), CodecError> {
-    codec::decode_body(bytes, 16)
+    fn from_peer(from: NodeId, bytes: Vec<u8>) -> Self {
+        ServiceMsg::Wire { from, bytes }
+    }
 }
 
 impl Message for ServiceMsg {
     type Reply = ();
     /// The durable wire format, under the durable message type: on the mesh these
-    /// are exactly the tells the simulator sends.
-    const WIRE: Option<Wire<Self>> = Some(Wire {
-        type_name: || plexus_durable::MESSAGE_TYPE,
-        encode: encode_wire,
-        decode: decode_wire,
-        encode_reply: encode_unit,
-        decode_reply: decode_unit,
-    });
+    /// are exactly the tells the simulator sends. A message with no authenticated
+    /// sender is refused.
+    const WIRE: Option<Wire<Self>> = Some(Wire::protocol_bytes());
 }
 
 /// Requests from the node's own API.

@@ -141,6 +141,13 @@ impl Child {
         }
     }
 
+    /// Gives the child a fixed id (a well-known local id other nodes address it
+    /// by) instead of one minted at its first start. Every incarnation gets it.
+    pub fn with_id(self, id: ActorId) -> Self {
+        let _ = self.actor_id.set(id);
+        self
+    }
+
     /// Sets the stop timeout.
     pub fn stop_timeout(mut self, timeout: Duration) -> Self {
         self.stop_timeout = timeout;

@@ -121,6 +121,32 @@ async fn a_panicking_child_is_restarted_with_fresh_state_under_the_same_id() {
 }
 
 #[tokio::test]
+async fn a_child_with_a_well_known_id_keeps_it_across_restarts() {
+    let sys = system();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let fixed = plexus_actors::ActorId::new(sys.node_id(), 3);
+    let sup = start_supervisor(
+        &sys,
+        SupervisorSpec::new(Strategy::OneForOne, lenient())
+            .child(probe("well-known", Restart::Permanent, &tx).with_id(fixed)),
+    )
+    .await
+    .unwrap();
+    expect(&mut rx, &[Ev::Started("well-known")]).await;
+    assert_eq!(sup.children().await.unwrap()[0].actor, fixed);
+    let a = sys.lookup::<P>(fixed).unwrap();
+    assert_eq!(a.ask(P::Bump).await.unwrap(), 1);
+    assert!(a.ask(P::Panic).await.is_err());
+    expect(&mut rx, &[Ev::Started("well-known")]).await;
+    assert_eq!(sup.children().await.unwrap()[0].actor, fixed);
+    assert_eq!(
+        sys.lookup::<P>(fixed).unwrap().ask(P::Get).await.unwrap(),
+        0
+    );
+    sup.shutdown().await;
+}
+
+#[tokio::test]
 async fn rest_for_one_restarts_exactly_the_later_siblings_in_order() {
     let sys = system();
     let (tx, mut rx) = mpsc::unbounded_channel();

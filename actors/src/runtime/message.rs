@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::NodeId;
 use crate::codec::{self, CodecError};
 
 /// A message an actor accepts. Every message has a reply type; `tell` discards the
@@ -57,5 +58,146 @@ where
             encode_reply: codec::encode_body::<M::Reply>,
             decode_reply: decode_limited::<M::Reply>,
         }
+    }
+}
+
+/// A message type whose remote form is a protocol's own encoded bytes, sent by
+/// one node's service to the same service on another node (the durable host, the
+/// epoch service). Only those bytes leave the node; local variants (ticks, API
+/// requests) refuse to encode. The receiving side gets the bytes together with the
+/// sender the transport authenticated, never a sender named inside the message,
+/// and decodes them itself, where the protocol's core checks what that sender may
+/// say. Use [`Wire::protocol_bytes`] for its [`Message::WIRE`].
+pub trait ProtocolBytes: Message<Reply = ()> {
+    /// The wire type name (a frame naming another type is refused).
+    const TYPE_NAME: &'static str;
+    /// The largest body accepted; a longer one is refused before it is copied.
+    const BYTES_MAX: usize;
+    /// The bytes to send, or `None` for a local-only variant.
+    fn protocol_bytes(&self) -> Option<&[u8]>;
+    /// The message for `bytes` received from `from`.
+    fn from_peer(from: NodeId, bytes: Vec<u8>) -> Self;
+}
+
+fn protocol_type_name<M: ProtocolBytes>() -> &'static str {
+    M::TYPE_NAME
+}
+
+fn encode_protocol<M: ProtocolBytes>(msg: &M) -> Result<Vec<u8>, CodecError> {
+    msg.protocol_bytes().map(<[u8]>::to_vec).ok_or_else(|| {
+        CodecError::Encode(format!(
+            "only {} protocol messages leave the node",
+            M::TYPE_NAME
+        ))
+    })
+}
+
+/// Decodes on the receiving node, inside
+/// [`ActorSystem::try_deliver_remote`](crate::runtime::ActorSystem::try_deliver_remote),
+/// which says who sent it; bytes with no authenticated sender are refused.
+fn decode_protocol<M: ProtocolBytes>(bytes: &[u8]) -> Result<M, CodecError> {
+    let from = super::remote::decode_sender().ok_or_else(|| {
+        CodecError::Malformed(format!(
+            "a {} message without an authenticated sender",
+            M::TYPE_NAME
+        ))
+    })?;
+    if bytes.len() > M::BYTES_MAX {
+        return Err(CodecError::Malformed(format!(
+            "a {} message of {} bytes (at most {})",
+            M::TYPE_NAME,
+            bytes.len(),
+            M::BYTES_MAX
+        )));
+    }
+    Ok(M::from_peer(from, bytes.to_vec()))
+}
+
+fn decode_unit(bytes: &[u8]) -> Result<(), CodecError> {
+    codec::decode_body(bytes, 16)
+}
+
+impl<M: ProtocolBytes> Wire<M> {
+    /// Encoders for a [`ProtocolBytes`] message: its bytes as the body, the
+    /// authenticated sender on decode, and a unit reply.
+    pub const fn protocol_bytes() -> Self {
+        Wire {
+            type_name: protocol_type_name::<M>,
+            encode: encode_protocol::<M>,
+            decode: decode_protocol::<M>,
+            encode_reply: codec::encode_body::<()>,
+            decode_reply: decode_unit,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::with_decode_sender;
+
+    #[derive(Debug, PartialEq)]
+    enum Proto {
+        Peer { from: NodeId, bytes: Vec<u8> },
+        Tick,
+    }
+
+    impl ProtocolBytes for Proto {
+        const TYPE_NAME: &'static str = "test.proto";
+        const BYTES_MAX: usize = 4;
+
+        fn protocol_bytes(&self) -> Option<&[u8]> {
+            match self {
+                Proto::Peer { bytes, .. } => Some(bytes),
+                Proto::Tick => None,
+            }
+        }
+
+        fn from_peer(from: NodeId, bytes: Vec<u8>) -> Self {
+            Proto::Peer { from, bytes }
+        }
+    }
+
+    impl Message for Proto {
+        type Reply = ();
+        const WIRE: Option<Wire<Self>> = Some(Wire::protocol_bytes());
+    }
+
+    #[test]
+    fn protocol_bytes_carry_the_authenticated_sender_and_refuse_the_rest() {
+        let wire = Proto::WIRE.expect("wire");
+        assert_eq!((wire.type_name)(), "test.proto");
+        let a = NodeId::from_public_key([1; 32]);
+        let b = NodeId::from_public_key([2; 32]);
+        // Only the protocol bytes leave; local variants refuse to encode.
+        let sent = (wire.encode)(&Proto::Peer {
+            from: a,
+            bytes: vec![9, 8],
+        })
+        .expect("encodes");
+        assert_eq!(sent, vec![9, 8]);
+        assert!(matches!(
+            (wire.encode)(&Proto::Tick),
+            Err(CodecError::Encode(_))
+        ));
+        // The sender is the one the transport authenticated, not one in the bytes.
+        assert_eq!(
+            with_decode_sender(b, || (wire.decode)(&sent)).expect("decodes"),
+            Proto::Peer {
+                from: b,
+                bytes: vec![9, 8]
+            }
+        );
+        // No authenticated sender, or too many bytes: refused.
+        assert!(matches!(
+            (wire.decode)(&sent),
+            Err(CodecError::Malformed(_))
+        ));
+        assert!(matches!(
+            with_decode_sender(b, || (wire.decode)(&[0; 5])),
+            Err(CodecError::Malformed(_))
+        ));
+        let reply = (wire.encode_reply)(&()).expect("unit");
+        (wire.decode_reply)(&reply).expect("unit reply");
     }
 }

@@ -19,7 +19,7 @@ pub use actor_ref::ActorRef;
 pub use errors::{ActorError, AskError, LookupError, RegistryError, SendError, SpawnError};
 pub use kinds::{KindArgs, KindFactory, Kinds};
 pub use mailbox::{Exit, MAILBOX_CAPACITY_DEFAULT};
-pub use message::{Message, Wire};
+pub use message::{Message, ProtocolBytes, Wire};
 pub use remote::{
     DeliverError, LinkError, Origin, Outgoing, PendingDelivery, RemoteLink, RemoteReply,
     decode_sender, with_decode_context, with_decode_sender,
