@@ -144,6 +144,47 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
         );
         assert!(signed.signers.len() >= 3);
     }
+    // The CLI's offline check with `--chain`: the export verifies under the DKG's
+    // key and is the checkpoint the contract holds for its epoch.
+    let export = dir.0.join("export.bin");
+    let out = common::plexus()
+        .args([
+            "checkpoint",
+            "show",
+            &done[0].0.to_string(),
+            "--api",
+            &cluster.nodes[2].api_url,
+            "--export",
+            export.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = common::plexus()
+        .args([
+            "checkpoint",
+            "verify",
+            export.to_str().unwrap(),
+            "--group-key",
+            &keys[0],
+            "--chain",
+            &anvil.url,
+            "--contract",
+            ledger.trim_start_matches("evm "),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("anchored: epoch"), "{stdout}");
 
     // The worker is not on the committee and follows: the same checkpoints, under
     // the same group key, once f + 1 = 2 members sent them.
@@ -276,4 +317,87 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
         .unwrap();
     assert_eq!(on_chain, Some(signed.hash().unwrap()));
     cluster.stop();
+}
+
+/// `plexus up` runs a committee of one on the embedded ledger; the CLI lists its
+/// epochs, exports a checkpoint, and verifies it offline against the group key
+/// (and refuses it against another key, or when a byte changed).
+#[test]
+fn plexus_up_signs_and_anchors_with_a_committee_of_one_and_the_cli_verifies() {
+    let dir = common::TempDir::new("up");
+    let mut cmd = common::plexus();
+    cmd.args([
+        "up",
+        "--data-dir",
+        dir.0.to_str().unwrap(),
+        "--api",
+        "127.0.0.1:0",
+        "--epoch-length",
+        "3s",
+    ]);
+    let node = common::NodeProc::spawn("up", cmd);
+    let row = common::poll(Duration::from_secs(60), || {
+        let s = node.get("/v1/epochs");
+        s["epochs"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["state"] == "final").cloned())
+            .ok_or_else(|| format!("no final epoch yet: {s}"))
+    });
+    assert_eq!(row["signers"], 1);
+    let status = node.get("/v1/epochs");
+    assert_eq!(status["committee"], 1);
+    assert_eq!(status["threshold"], 1);
+    assert_eq!(status["ledger"], "embedded");
+    let group_key = status["group_key"].as_str().unwrap().to_string();
+    let epoch = row["epoch"].as_u64().unwrap().to_string();
+
+    let cli = |args: &[&str]| {
+        let out = common::plexus()
+            .args(args)
+            .env("PLEXUS_API_TOKEN", &node.token)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, listed, err) = cli(&["epochs", "--api", &node.api]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(listed.contains("(committee member)"), "{listed}");
+    assert!(listed.contains("final"), "{listed}");
+    let file = dir.0.join("checkpoint.bin");
+    let (code, shown, err) = cli(&[
+        "checkpoint",
+        "show",
+        &epoch,
+        "--api",
+        &node.api,
+        "--export",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["epoch"].as_u64(), epoch.parse().ok());
+    assert_eq!(shown["hash"], row["hash"]);
+    let path = file.to_str().unwrap();
+    let (code, verified, err) = cli(&["checkpoint", "verify", path, "--group-key", &group_key]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(verified.contains("(pinned)"), "{verified}");
+    // Another key: refused.
+    let mut other = group_key.clone().into_bytes();
+    other[10] = if other[10] == b'a' { b'b' } else { b'a' };
+    let other = String::from_utf8(other).unwrap();
+    let (code, _, err) = cli(&["checkpoint", "verify", path, "--group-key", &other]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("INVALID"), "{err}");
+    // A changed byte: refused, as a bad file or an invalid signature.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    let (code, _, err) = cli(&["checkpoint", "verify", path, "--group-key", &group_key]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

@@ -440,7 +440,7 @@ pub fn epochs(args: &ClientArgs) -> Result<(), CliError> {
             row["signers"],
             row["hash"]
                 .as_str()
-                .map(|h| format!("hash {}", &h[..16.min(h.len())]))
+                .map(|h| format!("hash {}", h.get(..16).unwrap_or(h)))
                 .unwrap_or_default(),
             row["anchor"]
                 .as_str()

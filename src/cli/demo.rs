@@ -46,7 +46,12 @@ kind = "tally"
 "#;
 
 /// `plexus up`: a single-node dev cluster on embedded defaults.
-pub async fn up(data_dir: Option<PathBuf>, api: String, log: &str) -> Result<(), CliError> {
+pub async fn up(
+    data_dir: Option<PathBuf>,
+    api: String,
+    epoch_length: Duration,
+    log: &str,
+) -> Result<(), CliError> {
     let dir = data_dir.unwrap_or_else(crate::config::default_data_dir);
     let net = dir.join("network");
     let key = node_key(&dir)?;
@@ -66,14 +71,16 @@ pub async fn up(data_dir: Option<PathBuf>, api: String, log: &str) -> Result<(),
     let config = dir.join("up.toml");
     if !config.exists() {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        // A dev committee of one: this node, with 60-second epochs from now.
+        // A dev committee of one: this node, with epochs from now (60 s unless
+        // asked otherwise).
         let genesis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_err(|e| CliError::Failed(e.to_string()))?
             .as_millis();
         let text = format!(
             "listen = [\"/ip4/127.0.0.1/tcp/0\"]\n[resources]\ncpu = {cores}\nmemory = \"4GiB\"\n\
-             [epochs]\ngenesis_unix_ms = {genesis}\nlength = \"60s\"\ndkg_round = \"5s\"\n"
+             [epochs]\ngenesis_unix_ms = {genesis}\nlength = \"{}ms\"\ndkg_round = \"5s\"\n",
+            epoch_length.as_millis()
         );
         keys::write_file(&config, text.as_bytes())?;
     }

@@ -70,6 +70,10 @@ pub enum Command {
         /// API address.
         #[arg(long, default_value = "127.0.0.1:7070")]
         api: String,
+        /// Epoch length of the dev committee (used when `up` first writes its
+        /// config, `up.toml` in the data dir; edit that file afterwards).
+        #[arg(long, value_parser = parse_duration, default_value = "60s")]
+        epoch_length: Duration,
     },
     /// Sign and submit a job spec (TOML), then show its actors starting.
     Deploy {
@@ -449,7 +453,11 @@ async fn run(command: Command, log: &str) -> Result<(), CliError> {
             jobs,
             csv,
         }) => sim::sweep(&scenario, seeds, jobs, csv.as_deref()),
-        Command::Up { data_dir, api } => demo::up(data_dir, api, log).await,
+        Command::Up {
+            data_dir,
+            api,
+            epoch_length,
+        } => demo::up(data_dir, api, epoch_length, log).await,
         Command::Deploy { file, client, wait } => {
             blocking(move || client::deploy(&client, &file, wait)).await
         }

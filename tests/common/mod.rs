@@ -204,6 +204,12 @@ impl NodeProc {
         if let Some(b) = bootstrap {
             cmd.args(["--bootstrap", b]);
         }
+        Self::spawn(name, cmd)
+    }
+
+    /// Starts `cmd` (a `plexus` command that runs a node: `node`, `up`) and waits
+    /// for its ready line.
+    pub fn spawn(name: &str, mut cmd: Command) -> NodeProc {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
