@@ -211,6 +211,7 @@ fn the_durable_host_and_scheduler_cores_are_sans_io() {
         "plexus-durable",
         "plexus-scheduler",
         "plexus-host",
+        "plexus-poai",
     ] {
         assert_pure(core, &[]);
     }
