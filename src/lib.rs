@@ -40,6 +40,7 @@ pub use plexus_actors::{ActorId, Datum, Migratable, NodeId};
 pub use plexus_epochs as epochs_core;
 pub use plexus_ledger_bridge as ledger;
 pub use plexus_mesh as mesh;
+pub use plexus_ml as ml;
 pub use plexus_scheduler as scheduler;
 pub use plexus_supervisor as supervisor;
 pub use plexus_vocab as vocab;

@@ -1,25 +1,30 @@
-//! # plexus-ml: the model executor (roadmap step 6)
+//! # plexus-ml: models on Burn
 //!
-//! This crate will hold the Burn model executor: a supervised, migratable actor that
-//! loads a model, runs inference on the `flex` CPU backend (`wgpu` behind a feature),
-//! and produces verified-work receipts that other nodes can check by re-execution.
-//! Until then it holds only the receipt shape, so later steps have a stable name for it.
+//! The model side of Plexus's AI work: a bundled data set and model, reproducible
+//! training, and weights named by their content hash, on Burn's `flex` CPU backend
+//! (`wgpu` behind the `wgpu` feature).
+//!
+//! | module | what |
+//! |---|---|
+//! | [`digits`] | the bundled handwritten-digits data set and its fixed held-out split |
+//! | [`model`] | the digits classifier (an MLP), its weights file, and the weights' content hash |
+//! | [`train`] | reproducible training: same seed, same weights hash |
+//!
+//! The executor actor that serves models with dynamic batching and signs a
+//! receipt per batch (checked by `plexus-poai`) is built on these (issue 11).
+//!
+//! Determinism: weights are initialised and data shuffled from our own seeded
+//! generator ([`plexus_actors::rng::DetRng`]), never from Burn's process-global
+//! seed, so two trainings in one process, or in two, agree (`tests/` checks it).
 
-use plexus_actors::{ActorId, NodeId};
-use serde::{Deserialize, Serialize};
+pub mod digits;
+pub mod model;
+pub mod train;
 
-/// A claim that `worker` ran `model` on an input and got an output, identified by
-/// their hashes. Verification (re-execution, bisection on dispute) arrives with step 6.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkReceipt {
-    /// The node that did the work.
-    pub worker: NodeId,
-    /// The executor actor.
-    pub executor: ActorId,
-    /// Hash of the model weights.
-    pub model_hash: [u8; 32],
-    /// Hash of the input.
-    pub input_hash: [u8; 32],
-    /// Hash of the output.
-    pub output_hash: [u8; 32],
+/// A SHA-256 digest.
+pub type Digest = [u8; 32];
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -13,7 +13,7 @@ macro_rules! say {
     }};
 }
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -61,6 +61,22 @@ pub enum Command {
     /// The deterministic simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Train the bundled digits classifier reproducibly (same seed, same weights
+    /// hash) and report its held-out accuracy.
+    Train {
+        /// Seeds the initial weights and the shuffles.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Passes over the training images.
+        #[arg(long, default_value_t = 30)]
+        epochs: u32,
+        /// Images per step.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Write the weights file here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Start a single-node dev cluster on embedded defaults (keys, network and
     /// data in the default data dir; API on 127.0.0.1:7070); runs until stopped.
     Up {
@@ -441,6 +457,12 @@ async fn run(command: Command, log: &str) -> Result<(), CliError> {
             keys::allowlist_show(network_dir, json)
         }
         Command::Node(args) => daemon::run(args, log).await,
+        Command::Train {
+            seed,
+            epochs,
+            batch,
+            out,
+        } => blocking(move || train(seed, epochs, batch, out.as_deref())).await,
         Command::Sim(SimCommand::Run {
             scenario,
             seed,
@@ -513,6 +535,41 @@ async fn run(command: Command, log: &str) -> Result<(), CliError> {
 }
 
 /// Runs blocking client code off the async workers.
+/// `plexus train`.
+fn train(seed: u64, epochs: u32, batch: usize, out: Option<&Path>) -> Result<(), CliError> {
+    let data = plexus_ml::digits::Digits::bundled().map_err(|e| CliError::Failed(e.to_string()))?;
+    let cfg = plexus_ml::train::TrainConfig {
+        seed,
+        epochs,
+        batch,
+        ..plexus_ml::train::TrainConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let trained = plexus_ml::train::train(&cfg, &data).map_err(|e| match e {
+        plexus_ml::train::TrainError::Config(why) => CliError::Input(why.into()),
+        other => CliError::Failed(other.to_string()),
+    })?;
+    println!(
+        "trained {} in {:.1} s (seed {seed}, {epochs} epochs, batch {batch}): held-out accuracy {:.1}% ({}/{})",
+        plexus_ml::model::ARCH,
+        started.elapsed().as_secs_f64(),
+        trained.accuracy() * 100.0,
+        trained.correct,
+        trained.held_out
+    );
+    println!("weights {}", plexus_ml::hex(&trained.hash));
+    if let Some(path) = out {
+        let bytes = trained
+            .weights
+            .encode()
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        std::fs::write(path, bytes)
+            .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+        println!("written to {}", path.display());
+    }
+    Ok(())
+}
+
 async fn blocking(
     f: impl FnOnce() -> Result<(), CliError> + Send + 'static,
 ) -> Result<(), CliError> {
