@@ -95,6 +95,38 @@ pub struct NodeFile {
     pub telemetry: TelemetryFile,
     /// Epochs and checkpoints (off when absent).
     pub epochs: Option<EpochsFile>,
+    /// Model execution and its audit.
+    #[serde(default)]
+    pub work: WorkFile,
+}
+
+/// `[work]`: the model executor and the audit of its work (every node of a network
+/// should use the same `sample_rate` and `verifiers`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkFile {
+    /// Share of receipts re-executed, `0 < r <= 1` (default 0.05).
+    pub sample_rate: Option<f64>,
+    /// Verifiers per sampled receipt, `1..=16` (default 2).
+    pub verifiers: Option<usize>,
+    /// Where the node keeps model weights (default: `data_dir/models`).
+    pub models_dir: Option<PathBuf>,
+    /// Fault injection for demos and tests of the audit: sign wrong outputs for
+    /// this share of forward passes (default 0: never).
+    pub wrong_outputs: Option<f64>,
+}
+
+/// Settled `[work]`.
+#[derive(Clone, Debug)]
+pub struct WorkSettings {
+    /// Sample rate, parts per million.
+    pub rate_ppm: u32,
+    /// Verifiers per sampled receipt.
+    pub verifiers: usize,
+    /// The model directory.
+    pub models_dir: PathBuf,
+    /// Injected wrong outputs, parts per million of passes (0: none).
+    pub wrong_outputs_ppm: u32,
 }
 
 /// `[epochs]`: the network's epoch schedule (every node of a network must use the
@@ -195,6 +227,8 @@ pub struct NodeSettings {
     pub otlp_endpoint: Option<String>,
     /// Epochs, if enabled.
     pub epochs: Option<EpochsSettings>,
+    /// Model execution and its audit.
+    pub work: WorkSettings,
 }
 
 /// How the API is exposed: to whom, over what, within which limits.
@@ -467,6 +501,33 @@ impl NodeFile {
                 })
             }
         };
+        let share = |name: &str, v: Option<f64>, default: f64, zero_ok: bool| {
+            let v = v.unwrap_or(default);
+            if !(v.is_finite() && (if zero_ok { v >= 0.0 } else { v > 0.0 }) && v <= 1.0) {
+                return Err(field(
+                    name,
+                    if zero_ok {
+                        "must be in 0..=1"
+                    } else {
+                        "must be in (0, 1]"
+                    },
+                ));
+            }
+            Ok((v * 1e6).round() as u32)
+        };
+        let verifiers = self.work.verifiers.unwrap_or(2);
+        if !(1..=16).contains(&verifiers) {
+            return Err(field("work.verifiers", "must be 1..=16"));
+        }
+        let work = WorkSettings {
+            rate_ppm: share("work.sample_rate", self.work.sample_rate, 0.05, false)?,
+            verifiers,
+            models_dir: self
+                .work
+                .models_dir
+                .unwrap_or_else(|| data_dir.join("models")),
+            wrong_outputs_ppm: share("work.wrong_outputs", self.work.wrong_outputs, 0.0, true)?,
+        };
         let allowlist = self
             .allowlist
             .unwrap_or_else(|| data_dir.join("network").join("allowlist.bin"));
@@ -483,6 +544,7 @@ impl NodeFile {
             membership,
             otlp_endpoint,
             epochs,
+            work,
         })
     }
 }

@@ -29,6 +29,7 @@ pub mod node;
 pub mod stages;
 pub mod supervision;
 pub mod telemetry;
+pub mod work;
 
 pub use node::{Node, NodeBuilder, NodeConfig, NodeError};
 pub use plexus_actors as actors;
@@ -41,6 +42,7 @@ pub use plexus_epochs as epochs_core;
 pub use plexus_ledger_bridge as ledger;
 pub use plexus_mesh as mesh;
 pub use plexus_ml as ml;
+pub use plexus_poai as poai;
 pub use plexus_scheduler as scheduler;
 pub use plexus_supervisor as supervisor;
 pub use plexus_vocab as vocab;

@@ -194,6 +194,17 @@ pub enum Output {
     },
 }
 
+/// How an actor's inputs are grouped into batches for its user code (a model
+/// executor's dynamic batching). Without it, every pending input (up to
+/// [`ActivationConfig::apply_batch_max`]) goes as soon as the code is free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batching {
+    /// Most inputs per batch.
+    pub max: usize,
+    /// How long a partial batch waits for more inputs (zero: not at all).
+    pub wait: Duration,
+}
+
 /// What the user code returns for one batch.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Applied {
@@ -327,6 +338,8 @@ struct Fencing {
 
 #[derive(Debug)]
 struct Pending {
+    /// When it was accepted (for [`Batching::wait`]).
+    arrived: Time,
     from: Option<SenderId>,
     seq: u64,
     payload: Vec<u8>,
@@ -457,6 +470,10 @@ pub struct Activation {
     last_commit_start: Time,
     last_bytes: usize,
     commit_timer: Option<Time>,
+    /// How the user code wants its inputs batched (`None`: as they come).
+    batching: Option<Batching>,
+    /// When a waiting partial batch is due.
+    batch_timer: Option<Time>,
     /// The next lease check, and the request number of the last one.
     next_check: Time,
     check_req: u64,
@@ -553,6 +570,8 @@ impl Activation {
             last_commit_start: Time::ZERO,
             last_bytes: 0,
             commit_timer: None,
+            batching: None,
+            batch_timer: None,
             next_token: 1,
             next_req: start.req_base.max(1),
             next_check: Time::ZERO,
@@ -901,6 +920,7 @@ impl Activation {
     pub fn local_input(&mut self, now: Time, payload: Vec<u8>) {
         if matches!(self.phase, Phase::Active) && self.pending.len() < self.config.pending_max {
             self.pending.push_back(Pending {
+                arrived: now,
                 from: None,
                 seq: 0,
                 payload,
@@ -923,7 +943,7 @@ impl Activation {
         ));
     }
 
-    fn accept(&mut self, _now: Time, env: Envelope) {
+    fn accept(&mut self, now: Time, env: Envelope) {
         let sender = env.from.clone();
         let last = self.accepted.get(&sender).copied().unwrap_or(0);
         self.reply_to.insert(sender.clone(), env.reply_to);
@@ -964,6 +984,7 @@ impl Activation {
         }
         self.accepted.insert(sender.clone(), env.seq);
         self.pending.push_back(Pending {
+            arrived: now,
             from: Some(sender),
             seq: env.seq,
             payload: env.payload,
@@ -1523,8 +1544,9 @@ impl Activation {
         if self.applying.is_none() {
             let draining = matches!(self.phase, Phase::Draining(_));
             let active = matches!(self.phase, Phase::Active);
-            if active && !self.pending.is_empty() && !self.streams.is_full() {
-                let n = self.pending.len().min(self.config.apply_batch_max);
+            let lingering = self.linger(now);
+            if active && !self.pending.is_empty() && !self.streams.is_full() && !lingering {
+                let n = self.pending.len().min(self.batch_max());
                 let batch: Vec<Pending> = self.pending.drain(..n).collect();
                 let snapshot = self.commit_due(now);
                 let token = self.next_token;
@@ -1638,7 +1660,46 @@ impl Activation {
         if self.commit_timer.is_some_and(|t| t <= now) {
             self.commit_timer = None;
         }
+        if self.batch_timer.is_some_and(|t| t <= now) {
+            self.batch_timer = None;
+        }
         self.pump(now);
+    }
+
+    /// Sets how this actor's inputs are batched (its user code asks, through the
+    /// host): at most `max` inputs per batch (and never more than
+    /// [`ActivationConfig::apply_batch_max`]), and, with a non-zero `wait`, a
+    /// partial batch waits until its oldest input has waited that long.
+    pub fn set_batching(&mut self, now: Time, batching: Batching) {
+        self.batching = Some(batching);
+        self.pump(now);
+    }
+
+    fn batch_max(&self) -> usize {
+        let max = self.batching.map_or(usize::MAX, |b| b.max.max(1));
+        max.min(self.config.apply_batch_max)
+    }
+
+    /// Whether a partial batch should wait for more inputs; sets the timer if so.
+    fn linger(&mut self, now: Time) -> bool {
+        let Some(b) = self.batching else {
+            return false;
+        };
+        if b.wait.is_zero() || self.pending.len() >= self.batch_max() {
+            self.batch_timer = None;
+            return false;
+        }
+        let Some(oldest) = self.pending.front() else {
+            return false;
+        };
+        let due = oldest.arrived + b.wait;
+        if now >= due {
+            self.batch_timer = None;
+            false
+        } else {
+            self.batch_timer = Some(due);
+            true
+        }
     }
 
     /// The next deadline.
@@ -1657,6 +1718,7 @@ impl Activation {
             phase,
             commit,
             self.commit_timer,
+            self.batch_timer,
             self.streams.poll_timeout(),
         ]
         .into_iter()

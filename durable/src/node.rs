@@ -695,6 +695,19 @@ impl<S: SlotStore> DurableNode<S> {
         }
     }
 
+    /// How `key`'s user code wants its inputs batched.
+    pub fn set_batching(
+        &mut self,
+        now: Time,
+        key: &DurableKey,
+        batching: crate::activation::Batching,
+    ) {
+        if let Some(a) = self.actors.get_mut(key) {
+            a.set_batching(now, batching);
+            self.touched.insert(key.clone());
+        }
+    }
+
     /// A local input for `key` (the scheduler's ticks).
     pub fn local_input(&mut self, now: Time, key: &DurableKey, payload: Vec<u8>) {
         if let Some(a) = self.actors.get_mut(key) {

@@ -51,6 +51,11 @@ struct Net {
     commits: Vec<(DurableKey, Ballot, u64)>,
     deactivations: Vec<(NodeId, DurableKey, Deactivation)>,
     cut: Vec<NodeId>,
+    /// (when, how many) of every non-empty batch applied.
+    batches: Vec<(Time, usize)>,
+    /// While set, user code is busy: batches wait in `held`.
+    hold: bool,
+    held: Vec<(NodeId, DurableKey, u64, Vec<plexus_durable::Input>, bool)>,
 }
 
 impl Net {
@@ -67,6 +72,9 @@ impl Net {
             commits: Vec::new(),
             deactivations: Vec::new(),
             cut: Vec::new(),
+            batches: Vec::new(),
+            hold: false,
+            held: Vec::new(),
         };
         for i in 1..=count {
             net.boot(n(i));
@@ -76,8 +84,11 @@ impl Net {
 
     fn boot(&mut self, id: NodeId) {
         let disk = self.disks.remove(&id).unwrap_or_default();
-        self.nodes
-            .insert(id, DurableNode::new(id, NodeConfig::default(), disk));
+        self.boot_with(id, disk, NodeConfig::default());
+    }
+
+    fn boot_with(&mut self, id: NodeId, disk: MemStore, config: NodeConfig) {
+        self.nodes.insert(id, DurableNode::new(id, config, disk));
     }
 
     fn crash(&mut self, id: NodeId) {
@@ -130,7 +141,15 @@ impl Net {
                     token,
                     inputs,
                     snapshot,
+                } if self.hold => self.held.push((id, key, token, inputs, snapshot)),
+                ActivationEvent::Apply {
+                    token,
+                    inputs,
+                    snapshot,
                 } => {
+                    if !inputs.is_empty() {
+                        self.batches.push((self.now, inputs.len()));
+                    }
                     let next = self.pipeline.get(&key).cloned();
                     let app = self
                         .apps
@@ -553,4 +572,83 @@ fn a_fence_of_a_retired_set_follows_the_state_to_its_new_set() {
     assert_eq!(host, n(2));
     assert_eq!(app.count, 60, "every acked message survives");
     net.check_commits_linear(&a);
+}
+
+/// A model executor's dynamic batching, in the core that every actor kind shares:
+/// no batch exceeds `max`; a partial batch waits `wait` for more; a full queue
+/// pushes senders back, and every message is still applied once, in order.
+#[test]
+fn dynamic_batching_caps_batches_waits_for_partial_ones_and_pushes_back() {
+    let mut net = Net::new(3);
+    // A small queue on the executor's node, so a burst overflows it.
+    let mut config = NodeConfig::default();
+    config.activation.pending_max = 16;
+    net.nodes.remove(&n(1));
+    net.boot_with(n(1), MemStore::default(), config);
+    let a = key("executor");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(100);
+    let now = net.now;
+    let batching = plexus_durable::activation::Batching {
+        max: 8,
+        wait: Duration::from_millis(40),
+    };
+    net.node(n(1)).set_batching(now, &a, batching);
+    // Three requests: fewer than `max`, so they wait `wait`, then go together.
+    net.batches.clear();
+    let sent = net.now;
+    net.send(n(2), &a, 3);
+    net.run(2_000);
+    assert_eq!(net.acked.get(&0), Some(&3));
+    assert_eq!(net.batches.len(), 1, "{:?}", net.batches);
+    let (at, size) = net.batches[0];
+    assert_eq!(size, 3);
+    assert!(
+        at.saturating_since(sent) >= batching.wait,
+        "a partial batch went after {:?}, before max_wait",
+        at.saturating_since(sent)
+    );
+    // A burst of 40 from one sender: batches of at most 8, the queue overflows and
+    // pushes back, and all 40 are applied once, in order.
+    // The executor is busy (its user code holds a batch) while the burst arrives.
+    net.batches.clear();
+    net.hold = true;
+    for i in 3..43u64 {
+        net.node(n(2))
+            .session_send(0, &a, i.to_le_bytes().to_vec(), None)
+            .unwrap();
+    }
+    net.flush(n(2));
+    net.run(2_000);
+    net.hold = false;
+    for (id, key, token, inputs, snapshot) in std::mem::take(&mut net.held) {
+        net.on_event(
+            id,
+            NodeEvent::Actor {
+                key,
+                event: ActivationEvent::Apply {
+                    token,
+                    inputs,
+                    snapshot,
+                },
+            },
+        );
+    }
+    net.run(60_000);
+    assert_eq!(net.acked.get(&0), Some(&43));
+    let (_, app) = net.app_of(&a).unwrap();
+    assert_eq!(app.count, 43);
+    assert!(app.violations.is_empty(), "{:?}", app.violations);
+    assert!(
+        net.batches.iter().all(|(_, size)| *size <= 8),
+        "{:?}",
+        net.batches
+    );
+    assert!(
+        net.batches.iter().any(|(_, size)| *size == 8),
+        "{:?}",
+        net.batches
+    );
+    let refused = net.nodes[&n(1)].actor(&a).unwrap().stats.refused;
+    assert!(refused > 0, "the burst never overflowed the queue");
 }

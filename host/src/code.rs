@@ -32,6 +32,11 @@ pub const RESERVED_PREFIX: &str = "plexus";
 pub trait DurableCode: Send {
     /// Applies a batch in order; returns a snapshot if asked.
     fn apply(&mut self, inputs: Vec<Input>, snapshot: bool) -> Result<Applied, CodeError>;
+    /// How this actor wants its inputs batched (a model executor's `max_batch` and
+    /// `max_wait`); asked once, after it is built. `None`: as they come.
+    fn batching(&self) -> Option<plexus_durable::activation::Batching> {
+        None
+    }
     /// A summary of the state, for the API (`null` if there is nothing to show).
     fn describe(&self) -> serde_json::Value {
         serde_json::Value::Null

@@ -115,6 +115,15 @@ pub enum Fault {
     },
 }
 
+/// What a one-shot session waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waiter {
+    /// The scheduler's answer.
+    Scheduler,
+    /// An actor's reply.
+    Ask,
+}
+
 /// A request waiting for the scheduler: the one-shot session that carries it.
 pub type RequestId = u64;
 
@@ -146,6 +155,13 @@ pub enum Effect {
     Unregister {
         /// The name.
         name: String,
+    },
+    /// An actor's reply to a [`DurableHost::ask`]: its bytes, or its code's refusal.
+    Replied {
+        /// The request.
+        request: RequestId,
+        /// The reply.
+        reply: Result<Vec<u8>, String>,
     },
     /// The scheduler's answer to a [`DurableHost::submit`].
     Answer {
@@ -267,6 +283,9 @@ pub enum SendError {
     /// The node's client session has its window full (retry once acks arrive).
     #[error("the client session is full; retry")]
     SessionFull,
+    /// Too many asks and scheduler requests are waiting (a bound; retry later).
+    #[error("too many requests waiting for replies; retry")]
+    TooManyWaiting,
 }
 
 /// Why the scheduler's answer is not a [`Response`].
@@ -349,7 +368,7 @@ pub struct DurableHost<S: SlotStore> {
     /// This node's client session (reports and client messages).
     session: u64,
     next_one_shot: u64,
-    waiting: BTreeMap<RequestId, ()>,
+    waiting: BTreeMap<RequestId, Waiter>,
     /// Per receiver: how far this node's session was acknowledged.
     acked_by: BTreeMap<DurableKey, u64>,
     status: HostStatus,
@@ -576,7 +595,7 @@ impl<S: SlotStore> DurableHost<S> {
             self.core.session_close(session);
             return Err(SubmitError::SessionsFull);
         }
-        self.waiting.insert(session, ());
+        self.waiting.insert(session, Waiter::Scheduler);
         Ok(session)
     }
 
@@ -585,6 +604,37 @@ impl<S: SlotStore> DurableHost<S> {
         if self.waiting.remove(&request).is_some() {
             self.core.session_close(request);
         }
+    }
+
+    /// Sends one message to `to` on a one-shot session of its own and waits for the
+    /// actor's reply ([`Effect::Replied`]): exactly once, like a send, and a lost
+    /// ack is followed by a retransmission that gets the kept reply. Bounded with
+    /// the scheduler's requests by `waiters_max`; [`DurableHost::cancel`] gives up.
+    pub fn ask(
+        &mut self,
+        to: &DurableKey,
+        payload: Vec<u8>,
+        trace: Option<TraceContext>,
+    ) -> Result<RequestId, SendError> {
+        if self.waiting.len() >= self.config.waiters_max {
+            return Err(SendError::TooManyWaiting);
+        }
+        let session = ONE_SHOT | self.next_one_shot;
+        self.next_one_shot = (self.next_one_shot.wrapping_add(1)) & !ONE_SHOT;
+        if !self.core.session_open(session) {
+            return Err(SendError::SessionFull);
+        }
+        if self
+            .core
+            .session_send(session, to, payload, trace)
+            .is_none()
+        {
+            self.core.session_close(session);
+            return Err(SendError::SessionFull);
+        }
+        self.status.sent += 1;
+        self.waiting.insert(session, Waiter::Ask);
+        Ok(session)
     }
 
     /// Sends a client message to `to` on this node's session (exactly once, in
@@ -695,8 +745,18 @@ impl<S: SlotStore> DurableHost<S> {
                 );
                 if id & ONE_SHOT != 0 {
                     if let Some((_, reply)) = replies.into_iter().next()
-                        && self.waiting.remove(&id).is_some()
+                        && let Some(waiter) = self.waiting.remove(&id)
                     {
+                        if waiter == Waiter::Ask {
+                            self.effects.push_back(Effect::Replied {
+                                request: id,
+                                reply: reply.map(|b| b.into_vec()),
+                            });
+                            if self.core.session_unacked(id) == Some(0) {
+                                self.core.session_close(id);
+                            }
+                            return;
+                        }
                         let answer = match reply {
                             Ok(bytes) => decode_response(&bytes).map_err(AnswerError::Undecodable),
                             Err(why) => Err(AnswerError::Refused(why)),
@@ -731,6 +791,9 @@ impl<S: SlotStore> DurableHost<S> {
                     .unwrap_or_default();
                 match self.kinds.build(&key, &spec, &user) {
                     Ok(code) => {
+                        if let Some(b) = code.batching() {
+                            self.core.set_batching(now, &key, b);
+                        }
                         self.code.insert(key, code);
                     }
                     Err(why) => {

@@ -59,7 +59,9 @@ impl DurableCode for CounterCode {
             }
             *last = input.seq;
             self.0.applied += 1;
-            out.replies.push(None);
+            out.replies.push(Some(Ok(serde_bytes::ByteBuf::from(
+                self.0.applied.to_le_bytes().to_vec(),
+            ))));
         }
         if snapshot {
             out.snapshot = Some(Snapshot {
@@ -88,6 +90,7 @@ struct Net {
     names: BTreeMap<String, BTreeMap<NodeId, u64>>,
     operator: NodeKey,
     answers: Vec<(usize, RequestId, Result<Response, AnswerError>)>,
+    replies: Vec<(usize, RequestId, Result<Vec<u8>, String>)>,
     notes: Vec<(usize, Note)>,
     unregistered: Vec<(usize, String, Option<NodeId>)>,
 }
@@ -173,6 +176,7 @@ impl Net {
             names: BTreeMap::new(),
             operator,
             answers: Vec::new(),
+            replies: Vec::new(),
             notes: Vec::new(),
             unregistered: Vec::new(),
         }
@@ -223,6 +227,9 @@ impl Net {
                         }
                         Effect::Answer { request, answer } => {
                             self.answers.push((i, request, answer))
+                        }
+                        Effect::Replied { request, reply } => {
+                            self.replies.push((i, request, reply))
                         }
                     }
                 }
@@ -303,6 +310,51 @@ fn deployed(n: u64) -> (Net, DurableKey) {
     let key = DurableKey::new("t/c/0").unwrap();
     assert_eq!(net.host_of(&key).len(), 1, "the actor is active once");
     (net, key)
+}
+
+#[test]
+fn an_ask_gets_its_own_reply_once_and_asks_are_bounded() {
+    let (mut net, key) = deployed(3);
+    let asks: Vec<RequestId> = (0..5u64)
+        .map(|k| {
+            net.hosts[2]
+                .ask(&key, k.to_le_bytes().to_vec(), None)
+                .unwrap()
+        })
+        .collect();
+    net.run(Duration::from_millis(10), 20);
+    let mut counts: Vec<u64> = asks
+        .iter()
+        .map(|id| {
+            let got: Vec<_> = net
+                .replies
+                .iter()
+                .filter(|(i, r, _)| *i == 2 && r == id)
+                .collect();
+            assert_eq!(got.len(), 1, "one reply per ask");
+            let bytes = got[0].2.clone().unwrap();
+            u64::from_le_bytes(bytes.try_into().unwrap())
+        })
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        vec![1, 2, 3, 4, 5],
+        "each ask applied once, with its own reply"
+    );
+    // Waiting asks share the scheduler requests' bound.
+    let max = HostConfig::default().waiters_max;
+    let mut refused = false;
+    for k in 0..=max as u64 {
+        if matches!(
+            net.hosts[1].ask(&key, k.to_le_bytes().to_vec(), None),
+            Err(SendError::TooManyWaiting)
+        ) {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "asks past waiters_max were taken");
 }
 
 #[test]

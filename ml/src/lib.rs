@@ -9,15 +9,17 @@
 //! | [`digits`] | the bundled handwritten-digits data set and its fixed held-out split |
 //! | [`model`] | the digits classifier (an MLP), its weights file, and the weights' content hash |
 //! | [`train`] | reproducible training: same seed, same weights hash |
+//! | [`executor`] | serving: a model directory by hash with a bounded cache, the request and output bytes, one batch plan run exactly |
 //!
-//! The executor actor that serves models with dynamic batching and signs a
-//! receipt per batch (checked by `plexus-poai`) is built on these (issue 11).
+//! The daemon's `infer` stage kind serves models with these (its activation does
+//! the dynamic batching), and signs a receipt per batch that `plexus-poai` checks.
 //!
 //! Determinism: weights are initialised and data shuffled from our own seeded
 //! generator ([`plexus_actors::rng::DetRng`]), never from Burn's process-global
 //! seed, so two trainings in one process, or in two, agree (`tests/` checks it).
 
 pub mod digits;
+pub mod executor;
 pub mod model;
 pub mod train;
 

@@ -1109,6 +1109,9 @@ impl Scheduler {
                     .map(|s| s.nodes().to_vec())
                     .unwrap_or_default(),
                 moving_to: p.migrating.map(|(to, _)| to),
+                config: ActorSpec::decode(&p.spec)
+                    .map(|s| s.config)
+                    .unwrap_or_default(),
             })
             .collect();
         Status {

@@ -607,6 +607,8 @@ pub struct ActorStatus {
     pub replicas: Vec<NodeId>,
     /// Whether a migration is under way, and where to.
     pub moving_to: Option<NodeId>,
+    /// Its stage's config (JSON text), e.g. the model an `infer` stage serves.
+    pub config: String,
 }
 
 /// What a node runs for an actor (the opaque `spec` of durable commands).

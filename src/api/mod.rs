@@ -26,6 +26,7 @@
 
 pub mod auth;
 pub mod serve;
+mod work;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -68,6 +69,10 @@ pub struct Api {
     /// The epoch service's id, when epochs are enabled (resolved per request: a
     /// restarted service keeps the id).
     pub epochs: Option<plexus_actors::ActorId>,
+    /// The work service (receipts and their audit), on daemons.
+    pub work: Option<plexus_actors::runtime::ActorRef<crate::work::WorkMsg>>,
+    /// The node's model directory, on daemons.
+    pub models: Option<Arc<plexus_ml::executor::ModelStore>>,
 }
 
 /// An API error: a status and a message.
@@ -107,6 +112,9 @@ pub fn router(api: Arc<Api>, guard: Arc<auth::Guard>) -> Router {
         .route("/v1/durable", get(durable_status))
         .route("/v1/epochs", get(epochs_list))
         .route("/v1/epochs/{epoch}", get(epoch_get))
+        .route("/v1/infer", post(work::infer))
+        .route("/v1/models", get(work::models).post(work::models_add))
+        .route("/v1/receipts", get(work::receipts))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(guard, auth::guard))
@@ -511,6 +519,11 @@ async fn scheduler(
 }
 
 async fn jobs(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+    response_json(ask_scheduler(&api, status_request(&api)?).await?)
+}
+
+/// A signed `Status` request to the scheduler, from this node.
+fn status_request(api: &Api) -> Result<Signed, ApiError> {
     let key = api
         .key
         .as_ref()
@@ -527,9 +540,8 @@ async fn jobs(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
     let expires_ms = u64::try_from(since_epoch.as_millis())
         .unwrap_or(u64::MAX)
         .saturating_add(plexus_scheduler::protocol::VALIDITY_DEFAULT_MS);
-    let signed = Signed::sign(Request::Status, &network, seq, expires_ms, key)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    response_json(ask_scheduler(&api, signed).await?)
+    Signed::sign(Request::Status, &network, seq, expires_ms, key)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 #[derive(Deserialize)]

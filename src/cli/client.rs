@@ -187,6 +187,19 @@ impl ApiClient {
         self.check(path, request.send_json(body))
     }
 
+    /// POSTs raw bytes; returns the JSON body.
+    pub fn post_bytes(&self, path: &str, body: &[u8]) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .agent
+            .post(&url)
+            .header("content-type", "application/octet-stream");
+        if let Some(b) = self.bearer() {
+            request = request.header("authorization", b);
+        }
+        self.check(path, request.send(body))
+    }
+
     /// Signs `request` with `key` for the network the node serves (its
     /// `/v1/node` says which), as the key's next request (the clock's
     /// microseconds), valid for [`VALIDITY_DEFAULT_MS`], and sends it to the
@@ -557,4 +570,275 @@ pub async fn checkpoint_verify(
         }
     }
     Ok(())
+}
+
+/// Reads images for `plexus infer`: a JSON image (64 values 0..=16) or list of
+/// them, or a PGM (P2 or P5) of any size, dark ink on a light ground, scaled to
+/// 8×8 by area and to 0..=16 ink.
+pub fn read_images(path: &std::path::Path) -> Result<Vec<Vec<u8>>, CliError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+    let bad = |why: String| CliError::Input(format!("{}: {why}", path.display()));
+    if bytes.starts_with(b"P2") || bytes.starts_with(b"P5") {
+        return pgm_to_digit(&bytes).map(|im| vec![im]).map_err(bad);
+    }
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| bad(format!("neither a PGM image nor JSON: {e}")))?;
+    let list: Vec<Value> = match v.as_array() {
+        Some(a) if a.first().is_some_and(Value::is_array) => a.clone(),
+        Some(_) => vec![v.clone()],
+        None => {
+            return Err(bad(
+                "expected a list of 64 values, or a list of such lists".into()
+            ));
+        }
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, im)| {
+            let px: Option<Vec<u8>> = im
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|x| x.as_u64().and_then(|x| u8::try_from(x).ok()))
+                        .collect()
+                })
+                .unwrap_or(None);
+            let px = px.ok_or_else(|| bad(format!("image {i}: not a list of integers 0..=16")))?;
+            plexus_ml::executor::decode_input(&px).map_err(|e| bad(format!("image {i}: {e}")))?;
+            Ok(px)
+        })
+        .collect()
+}
+
+/// A PGM image as an 8×8 digit: area-averaged, inverted (ink high), 0..=16.
+fn pgm_to_digit(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let binary = bytes.starts_with(b"P5");
+    // Header: magic, width, height, maxval, separated by whitespace and comments.
+    let mut fields = Vec::new();
+    let mut i = 2;
+    while fields.len() < 3 {
+        while i < bytes.len() && (bytes[i].is_ascii_whitespace() || bytes[i] == b'#') {
+            if bytes[i] == b'#' {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let n: u32 = std::str::from_utf8(&bytes[start..i])
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or("a bad PGM header")?;
+        fields.push(n);
+    }
+    let (w, h, max) = (fields[0] as usize, fields[1] as usize, fields[2]);
+    if w == 0 || h == 0 || w > 4096 || h > 4096 || max == 0 || max > 255 {
+        return Err(format!("a {w}x{h} PGM with maxval {max} is not supported"));
+    }
+    let pixels: Vec<u32> = if binary {
+        let data = bytes.get(i + 1..).ok_or("truncated PGM")?;
+        data.iter().take(w * h).map(|b| u32::from(*b)).collect()
+    } else {
+        std::str::from_utf8(&bytes[i..])
+            .map_err(|_| "a bad PGM body")?
+            .split_ascii_whitespace()
+            .take(w * h)
+            .map(|t| t.parse::<u32>().map_err(|_| "a bad PGM value"))
+            .collect::<Result<_, _>>()?
+    };
+    if pixels.len() != w * h {
+        return Err(format!("{} pixels for {w}x{h}", pixels.len()));
+    }
+    let mut out = vec![0u8; 64];
+    for (cell, o) in out.iter_mut().enumerate() {
+        let (cy, cx) = (cell / 8, cell % 8);
+        let (y0, y1) = (cy * h / 8, ((cy + 1) * h / 8).max(cy * h / 8 + 1));
+        let (x0, x1) = (cx * w / 8, ((cx + 1) * w / 8).max(cx * w / 8 + 1));
+        let mut sum = 0u64;
+        let mut n = 0u64;
+        for y in y0..y1.min(h) {
+            for x in x0..x1.min(w) {
+                sum += u64::from(max - pixels[y * w + x].min(max));
+                n += 1;
+            }
+        }
+        let ink = sum as f64 / (n.max(1) as f64 * f64::from(max));
+        *o = (ink * 16.0).round() as u8;
+    }
+    Ok(out)
+}
+
+/// `plexus infer`.
+pub fn infer(args: &ClientArgs, target: &str, input: &std::path::Path) -> Result<(), CliError> {
+    let images = read_images(input)?;
+    let answer = ApiClient::new(&args.api).post(
+        "/v1/infer",
+        &serde_json::json!({ "target": target, "inputs": images }),
+    )?;
+    println!("executor {}", answer["executor"].as_str().unwrap_or("?"));
+    for (i, out) in answer["outputs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        match out.get("class") {
+            Some(c) => println!("image {i}: class {c}"),
+            None => println!("image {i}: error {}", out["error"]),
+        }
+    }
+    Ok(())
+}
+
+/// `plexus models`.
+pub fn models(args: &ClientArgs, add: Option<&std::path::Path>) -> Result<(), CliError> {
+    let client = ApiClient::new(&args.api);
+    if let Some(file) = add {
+        let bytes =
+            std::fs::read(file).map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
+        let answer = client.post_bytes("/v1/models", &bytes)?;
+        println!("added model {}", answer["hash"].as_str().unwrap_or("?"));
+        return Ok(());
+    }
+    let v = client.get("/v1/models")?;
+    println!(
+        "node {} ({}), models in {}",
+        v["node"].as_str().unwrap_or("?"),
+        v["backend"].as_str().unwrap_or("?"),
+        v["dir"].as_str().unwrap_or("?")
+    );
+    for m in v["models"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "  {}  {:>8} bytes{}",
+            m["hash"].as_str().unwrap_or("?"),
+            m["bytes"],
+            if m["loaded"] == true { "  loaded" } else { "" }
+        );
+    }
+    match v["executors"].as_array() {
+        None => println!("executors: unknown (the scheduler did not answer)"),
+        Some(list) if list.is_empty() => println!("executors: none"),
+        Some(list) => {
+            println!("executors:");
+            for e in list {
+                println!(
+                    "  {:<28} model {}  on {}{}{}",
+                    e["key"].as_str().unwrap_or("?"),
+                    e["model"]
+                        .as_str()
+                        .map(|h| h.get(..16).unwrap_or(h))
+                        .unwrap_or("?"),
+                    e["node"].as_str().unwrap_or("?"),
+                    if e["active"] == true {
+                        ""
+                    } else {
+                        " (starting)"
+                    },
+                    e["moving_to"]
+                        .as_str()
+                        .map(|n| format!(" -> {n}"))
+                        .unwrap_or_default(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `plexus receipts`.
+pub fn receipts(args: &ClientArgs) -> Result<(), CliError> {
+    let v = ApiClient::new(&args.api).get("/v1/receipts")?;
+    println!(
+        "node {}; epoch now {}; sample rate {:.2}%, {} verifiers; signed {}, re-executed {}",
+        v["node"].as_str().unwrap_or("?"),
+        v["current"],
+        v["sample_rate_ppm"].as_f64().unwrap_or(0.0) / 1e4,
+        v["verifiers"],
+        v["signed"],
+        v["reexecuted"],
+    );
+    for e in v["epochs"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "epoch {:>6}  beacon {}  disputes {}",
+            e["epoch"],
+            if e["beacon"] == true {
+                "yes"
+            } else {
+                "not yet"
+            },
+            e["disputes"]
+        );
+        for w in e["workers"].as_array().cloned().unwrap_or_default() {
+            println!(
+                "  {}  done {:>5}  items {:>6}  sampled {:>4}  verified {:>4}  unverified {:>3}{}",
+                w["node"].as_str().unwrap_or("?"),
+                w["receipts"],
+                w["items"],
+                w["sampled"],
+                w["verified"],
+                w["unverified"],
+                if w["proven_wrong"] == true {
+                    "  PROVEN WRONG"
+                } else {
+                    ""
+                },
+            );
+        }
+    }
+    for e in v["evidence"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "evidence: {} against {} in epoch {}",
+            e["kind"].as_str().unwrap_or("?"),
+            e["against"].as_str().unwrap_or("?"),
+            e["epoch"]
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::*;
+
+    #[test]
+    fn images_are_read_from_json_and_pgm_and_bad_ones_refused() {
+        let dir = std::env::temp_dir().join(format!("plexus-images-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let one = dir.join("one.json");
+        std::fs::write(&one, serde_json::to_vec(&vec![3u8; 64]).unwrap()).unwrap();
+        assert_eq!(read_images(&one).unwrap(), vec![vec![3u8; 64]]);
+        let two = dir.join("two.json");
+        std::fs::write(
+            &two,
+            serde_json::to_vec(&vec![vec![0u8; 64], vec![16u8; 64]]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(read_images(&two).unwrap().len(), 2);
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, serde_json::to_vec(&vec![17u8; 64]).unwrap()).unwrap();
+        assert!(matches!(read_images(&bad), Err(CliError::Input(m)) if m.contains("pixel 0")));
+        // A 16×16 PGM: black (ink) left half, white right half.
+        let mut pgm = b"P2\n# a test\n16 16\n255\n".to_vec();
+        for _ in 0..16 {
+            for x in 0..16 {
+                pgm.extend_from_slice(if x < 8 { b"0 " } else { b"255 " });
+            }
+        }
+        let img = dir.join("img.pgm");
+        std::fs::write(&img, &pgm).unwrap();
+        let px = &read_images(&img).unwrap()[0];
+        assert_eq!(px[0], 16);
+        assert_eq!(px[7], 0);
+        let trunc = dir.join("t.pgm");
+        std::fs::write(&trunc, b"P5 8 8 255\n\x00\x00").unwrap();
+        assert!(read_images(&trunc).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -176,6 +176,30 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         return Err(CliError::Failed("no mesh".into()));
     };
     let mut events = mesh.subscribe();
+    // Models by hash, and the channel executors hand their work to.
+    let models = Arc::new(
+        plexus_ml::executor::ModelStore::open(&settings.work.models_dir)
+            .map_err(|e| CliError::Input(e.to_string()))?,
+    );
+    let (sink, work_rx) = crate::hosting::infer::WorkSink::new(crate::work::WORK_QUEUE);
+    let fault =
+        (settings.work.wrong_outputs_ppm > 0).then_some(crate::hosting::infer::WrongOutputs {
+            ppm: settings.work.wrong_outputs_ppm,
+        });
+    if fault.is_some() {
+        tracing::warn!(
+            ppm = settings.work.wrong_outputs_ppm,
+            "fault injection: this node signs wrong outputs for some of its work"
+        );
+    }
+    let mut kinds = crate::hosting::kinds::standard();
+    kinds
+        .register(crate::hosting::infer::InferKind::new(
+            models.clone(),
+            Some(sink),
+            fault,
+        ))
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let (durable, store_error) = match store {
         Ok(store) => {
             let service = crate::hosting::DurableService::start(
@@ -185,7 +209,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
                 store,
                 settings.resources,
                 settings.tags.clone(),
-                crate::hosting::kinds::standard(),
+                kinds,
             )
             .await
             .map_err(|e| {
@@ -236,6 +260,33 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         }
     };
 
+    // The work service: receipts for this node's executors, and the audit.
+    let work = {
+        let store = crate::work::WorkStore::open(&crate::work::work_dir(&settings.data_dir))
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let mut audit = plexus_poai::AuditConfig::new(crate::epochs::network_id(&mesh));
+        audit.rate_ppm = settings.work.rate_ppm;
+        audit.verifiers = settings.work.verifiers;
+        let schedule = settings.epochs.as_ref().map(|e| {
+            (
+                e.genesis_unix_ms,
+                u64::try_from(e.length.as_millis()).unwrap_or(u64::MAX),
+            )
+        });
+        crate::work::WorkService::start(
+            node.system(),
+            mesh.clone(),
+            plexus_vocab::identity::NodeKey::from_seed(service_seed),
+            crate::work::WorkSettings { audit, schedule },
+            store,
+            models.clone(),
+            epochs,
+            work_rx,
+        )
+        .await
+        .map_err(|e| CliError::Failed(format!("the work service did not start: {e}")))?
+    };
+
     // Wait for the transport to report its addresses, so `ready` carries them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while mesh.listen_addrs().is_empty() {
@@ -279,6 +330,8 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         store_error,
         serve_stats: serve_stats.clone(),
         epochs,
+        work: Some(work),
+        models: Some(models),
     });
     let guard = Arc::new(Guard::new(
         published.token().clone(),

@@ -149,8 +149,6 @@ pub enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
     },
-    /// Run the demo: a 3-node cluster of real processes on loopback, a pipeline
-    /// deployed to it, traffic, a live migration and a node killed with SIGKILL.
     /// List epochs: state (collecting, signed, anchored, final, failed), signers,
     /// availability and rewards per node.
     Epochs {
@@ -160,6 +158,34 @@ pub enum Command {
     /// Show or verify epoch checkpoints.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+    /// Classify images with a model the cluster serves: by its weights hash (an
+    /// executor serving it is found) or by an executor's key (`job/stage/0`).
+    Infer {
+        /// A model hash or an executor's key.
+        target: String,
+        /// A JSON file of one image (64 values 0..=16) or a list of them, or a PGM
+        /// image (any size, dark ink on a light ground; scaled to 8×8).
+        input: PathBuf,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// List the models a node holds and the executors serving models in the
+    /// cluster; `--add FILE` adds a weights file to the node.
+    Models {
+        /// A weights file to add (`plexus train --out` writes one).
+        #[arg(long)]
+        add: Option<PathBuf>,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Per epoch, per worker: receipts signed, sampled, verified, disputed; the
+    /// evidence of wrong work this node holds.
+    Receipts {
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Run the demo: a 3-node cluster of real processes on loopback, a pipeline
+    /// deployed to it, traffic, a live migration and a node killed with SIGKILL.
     Demo {
         /// Client messages to send.
         #[arg(long, default_value_t = 3000)]
@@ -500,6 +526,15 @@ async fn run(command: Command, log: &str) -> Result<(), CliError> {
             client,
         } => blocking(move || client::send(&client, &actor, texts, traceparent)).await,
         Command::Epochs { client } => blocking(move || client::epochs(&client)).await,
+        Command::Infer {
+            target,
+            input,
+            client,
+        } => blocking(move || client::infer(&client, &target, &input)).await,
+        Command::Models { add, client } => {
+            blocking(move || client::models(&client, add.as_deref())).await
+        }
+        Command::Receipts { client } => blocking(move || client::receipts(&client)).await,
         Command::Checkpoint(CheckpointCommand::Show {
             epoch,
             export,

@@ -111,6 +111,17 @@ pub enum Local {
         /// Its number in this node's client session, or why not.
         reply: oneshot::Sender<Result<u64, SendError>>,
     },
+    /// Send one message to an actor and wait for its reply (exactly once).
+    Ask {
+        /// The actor.
+        to: DurableKey,
+        /// The message.
+        payload: Vec<u8>,
+        /// The caller's trace context.
+        trace: Option<TraceContext>,
+        /// The actor's reply (its bytes, or its code's refusal), or why none.
+        reply: oneshot::Sender<Result<Result<Vec<u8>, String>, SendError>>,
+    },
     /// What runs here.
     Status {
         /// The answer.
@@ -188,6 +199,8 @@ pub struct ServiceState {
     host: DurableHost<RocksStore>,
     /// Local requests waiting for the scheduler's answer.
     waiting: BTreeMap<RequestId, oneshot::Sender<Result<Response, AskError>>>,
+    /// Local asks waiting for an actor's reply.
+    asks: BTreeMap<RequestId, oneshot::Sender<Result<Result<Vec<u8>, String>, SendError>>>,
 }
 
 impl DurableService {
@@ -267,6 +280,7 @@ impl Actor for DurableService {
             start: std::time::Instant::now(),
             host,
             waiting: BTreeMap::new(),
+            asks: BTreeMap::new(),
         })
     }
 
@@ -297,6 +311,13 @@ impl Actor for DurableService {
                 // Requests whose asker gave up (the API timed out): stop resending.
                 let host = &mut st.host;
                 st.waiting.retain(|id, reply| {
+                    let keep = !reply.is_closed();
+                    if !keep {
+                        host.cancel(*id);
+                    }
+                    keep
+                });
+                st.asks.retain(|id, reply| {
                     let keep = !reply.is_closed();
                     if !keep {
                         host.cancel(*id);
@@ -354,6 +375,19 @@ impl DurableService {
             } => {
                 let _ = reply.send(st.host.send(&to, payload, trace));
             }
+            Local::Ask {
+                to,
+                payload,
+                trace,
+                reply,
+            } => match st.host.ask(&to, payload, trace) {
+                Ok(id) => {
+                    st.asks.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Local::Status { reply } => {
                 let _ = reply.send(st.host.status());
             }
@@ -387,6 +421,11 @@ impl DurableService {
                 }
                 Effect::Unregister { name } => {
                     let _ = self.mesh.unregister(&name).await;
+                }
+                Effect::Replied { request, reply } => {
+                    if let Some(asker) = st.asks.remove(&request) {
+                        let _ = asker.send(Ok(reply));
+                    }
                 }
                 Effect::Answer { request, answer } => {
                     if let Some(reply) = st.waiting.remove(&request) {

@@ -1,0 +1,407 @@
+//! Serving a model: weights by content hash from a model directory (with a small
+//! cache), the request format, and the batch runner whose outputs a receipt names.
+//!
+//! The queueing and batching decisions (a bounded queue, `max_batch`, `max_wait`,
+//! backpressure) are not here: they are the durable actor's (the `infer` stage
+//! kind asks its activation for them), so one copy of them serves every actor
+//! kind, in the daemon and in the simulator alike. This module runs one batch
+//! plan exactly: a batch of `n` requests is one forward pass over `n` rows, in
+//! request order, which is what a verifier re-executes.
+//!
+//! # Requests and outputs on the wire
+//!
+//! A request is one 8×8 image as [`INPUT_BYTES`] bytes, one per pixel, each
+//! `0..=16` (the data set's own scale), row by row; the model sees `pixel / 16`.
+//! An output is the 10 logits as little-endian f32, [`OUTPUT_BYTES`] bytes: a
+//! receipt's output digest is over exactly these bytes, so two nodes agree on it
+//! only if their logits agree bit for bit.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use burn::prelude::Device;
+
+use crate::Digest;
+use crate::digits::{CLASSES, Image, PIXELS};
+use crate::model::{Mlp, ModelError, Weights};
+
+/// Bytes of one request.
+pub const INPUT_BYTES: usize = PIXELS;
+/// Bytes of one output.
+pub const OUTPUT_BYTES: usize = CLASSES * 4;
+/// Largest pixel value.
+pub const PIXEL_MAX: u8 = 16;
+/// Decoded weights a store keeps in memory; the least recently used go first.
+pub const CACHE_MAX: usize = 8;
+/// Most rows in one forward pass.
+pub const BATCH_MAX: usize = 1_024;
+/// The weights files' extension in a model directory.
+pub const WEIGHTS_EXT: &str = "weights";
+
+/// The backend a node executes on, as receipts name it: two nodes must name the
+/// same backend for their outputs to be compared bit for bit.
+pub fn backend() -> (&'static str, &'static str) {
+    ("flex", "burn 0.22.0")
+}
+
+/// The CPU device.
+pub fn device() -> Device {
+    Device::flex()
+}
+
+/// Why a request was refused: the sender's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// Not [`INPUT_BYTES`] bytes.
+    #[error("an image is {INPUT_BYTES} bytes (8×8 pixels), not {0}")]
+    Length(usize),
+    /// A pixel over [`PIXEL_MAX`].
+    #[error("pixel {index} is {value}; pixels are 0..={PIXEL_MAX}")]
+    Pixel {
+        /// Its position.
+        index: usize,
+        /// Its value.
+        value: u8,
+    },
+}
+
+/// Decodes one request.
+pub fn decode_input(bytes: &[u8]) -> Result<Image, InputError> {
+    if bytes.len() != INPUT_BYTES {
+        return Err(InputError::Length(bytes.len()));
+    }
+    let mut image = [0f32; PIXELS];
+    for (index, (px, b)) in image.iter_mut().zip(bytes).enumerate() {
+        if *b > PIXEL_MAX {
+            return Err(InputError::Pixel { index, value: *b });
+        }
+        *px = f32::from(*b) / f32::from(PIXEL_MAX);
+    }
+    Ok(image)
+}
+
+/// Encodes an image (values in 0..=1, as the data set holds them) as a request.
+pub fn encode_input(image: &Image) -> [u8; INPUT_BYTES] {
+    let mut out = [0u8; INPUT_BYTES];
+    for (o, px) in out.iter_mut().zip(image) {
+        *o = (px.clamp(0.0, 1.0) * f32::from(PIXEL_MAX)).round() as u8;
+    }
+    out
+}
+
+/// Encodes one output row.
+pub fn encode_output(logits: &[f32; CLASSES]) -> [u8; OUTPUT_BYTES] {
+    let mut out = [0u8; OUTPUT_BYTES];
+    for (o, v) in out.chunks_exact_mut(4).zip(logits) {
+        o.copy_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Runs one batch plan: one forward pass over `inputs`, in order.
+///
+/// `inputs` longer than [`BATCH_MAX`] run in passes of [`BATCH_MAX`] (callers
+/// that sign receipts keep batches within it, so a receipt is one pass).
+pub fn run(model: &Mlp, inputs: &[Image], device: &Device) -> Vec<[f32; CLASSES]> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(BATCH_MAX) {
+        out.extend(model.infer(chunk, device));
+    }
+    out
+}
+
+/// Why a model could not be had from a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No weights of that hash in the directory.
+    #[error("no model {0} here (add it with `plexus models add FILE`)")]
+    Missing(String),
+    /// The file is not weights, or not the weights its name says: refused.
+    #[error("model {name}: {why}")]
+    Refused {
+        /// The hash asked for (or the file's name).
+        name: String,
+        /// Why.
+        why: ModelError,
+    },
+    /// The directory could not be read or written.
+    #[error("model store {path}: {why}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// What failed.
+        why: String,
+    },
+}
+
+/// A directory of weights files, each named by its weights' hash
+/// (`<hex>.weights`), and the decoded weights most recently used.
+///
+/// Loading by hash decodes the file and recomputes the hash from the tensors: a
+/// file whose weights are not the ones its name says is refused, so a damaged or
+/// substituted file is never served.
+#[derive(Debug)]
+pub struct ModelStore {
+    dir: PathBuf,
+    cache: Mutex<VecDeque<(Digest, Arc<Weights>)>>,
+}
+
+impl ModelStore {
+    /// Opens (creating) a model directory.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+            path: dir.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            cache: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_of(&self, hash: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.{WEIGHTS_EXT}", crate::hex(hash)))
+    }
+
+    /// Adds a weights file's contents; returns their hash. Refused unless the bytes
+    /// decode as weights of this build's architecture.
+    pub fn add(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let weights = Weights::decode(bytes).map_err(|why| StoreError::Refused {
+            name: "the file".into(),
+            why,
+        })?;
+        self.add_weights(&weights)
+    }
+
+    /// Adds weights; returns their hash.
+    pub fn add_weights(&self, weights: &Weights) -> Result<Digest, StoreError> {
+        let hash = weights.hash();
+        let path = self.path_of(&hash);
+        let io = |e: std::io::Error| StoreError::Io {
+            path: path.clone(),
+            why: e.to_string(),
+        };
+        let bytes = weights.encode().map_err(|why| StoreError::Refused {
+            name: crate::hex(&hash),
+            why,
+        })?;
+        // Write then rename: a crash leaves the old file or the new one, never half.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &bytes).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(hash)
+    }
+
+    /// The weights named `hash`, checked against it.
+    pub fn get(&self, hash: &Digest) -> Result<Arc<Weights>, StoreError> {
+        if let Ok(mut cache) = self.cache.lock()
+            && let Some(i) = cache.iter().position(|(h, _)| h == hash)
+            && let Some(hit) = cache.remove(i)
+        {
+            let weights = hit.1.clone();
+            cache.push_front(hit);
+            return Ok(weights);
+        }
+        let path = self.path_of(hash);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing(crate::hex(hash)));
+            }
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path,
+                    why: e.to_string(),
+                });
+            }
+        };
+        let weights = Arc::new(Weights::decode_expecting(&bytes, hash).map_err(|why| {
+            StoreError::Refused {
+                name: crate::hex(hash),
+                why,
+            }
+        })?);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.push_front((*hash, weights.clone()));
+            cache.truncate(CACHE_MAX);
+        }
+        Ok(weights)
+    }
+
+    /// A model ready to run.
+    pub fn model(&self, hash: &Digest, device: &Device) -> Result<Mlp, StoreError> {
+        let weights = self.get(hash)?;
+        Mlp::from_weights(&weights, device).map_err(|why| StoreError::Refused {
+            name: crate::hex(hash),
+            why,
+        })
+    }
+
+    /// The hashes of the weights files in the directory, sorted, with their sizes.
+    pub fn list(&self) -> Result<Vec<(Digest, u64)>, StoreError> {
+        let io = |e: std::io::Error| StoreError::Io {
+            path: self.dir.clone(),
+            why: e.to_string(),
+        };
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name();
+            let Some(stem) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(&format!(".{WEIGHTS_EXT}")))
+            else {
+                continue;
+            };
+            if let Some(hash) = parse_hash(stem) {
+                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push((hash, len));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The hashes held decoded in memory, most recent first.
+    pub fn cached(&self) -> Vec<Digest> {
+        self.cache
+            .lock()
+            .map(|c| c.iter().map(|(h, _)| *h).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Parses a 64-digit hex hash.
+pub fn parse_hash(text: &str) -> Option<Digest> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digits::Digits;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("plexus-ml-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn requests_round_trip_and_bad_ones_are_refused() {
+        let digits = Digits::bundled().unwrap();
+        for image in digits.images.iter().take(50) {
+            let bytes = encode_input(image);
+            assert_eq!(decode_input(&bytes).unwrap(), *image);
+        }
+        assert_eq!(decode_input(&[0; 63]), Err(InputError::Length(63)));
+        let mut bad = [0u8; 64];
+        bad[5] = 17;
+        assert_eq!(
+            decode_input(&bad),
+            Err(InputError::Pixel {
+                index: 5,
+                value: 17
+            })
+        );
+    }
+
+    #[test]
+    fn a_store_serves_weights_by_hash_and_refuses_the_wrong_ones() {
+        let dir = tmp("store");
+        let store = ModelStore::open(&dir).unwrap();
+        let a = Weights::init(1);
+        let b = Weights::init(2);
+        let ha = store.add(&a.encode().unwrap()).unwrap();
+        let hb = store.add_weights(&b).unwrap();
+        assert_eq!(ha, a.hash());
+        assert_eq!(*store.get(&ha).unwrap(), a);
+        assert_eq!(store.list().unwrap().len(), 2);
+        assert_eq!(store.cached(), vec![ha]);
+        // Not there.
+        let missing = Weights::init(3).hash();
+        assert!(matches!(store.get(&missing), Err(StoreError::Missing(_))));
+        // A file holding other weights than its name says: refused, with both hashes.
+        let fresh = ModelStore::open(&dir).unwrap();
+        std::fs::copy(fresh.path_of(&hb), fresh.path_of(&ha)).unwrap();
+        match fresh.get(&ha) {
+            Err(StoreError::Refused {
+                why: ModelError::Hash { expected, got },
+                ..
+            }) => {
+                assert_eq!(expected, crate::hex(&ha));
+                assert_eq!(got, crate::hex(&hb));
+            }
+            other => panic!("expected a hash refusal, got {other:?}"),
+        }
+        // A corrupt file: a clear error, not a panic.
+        std::fs::write(fresh.path_of(&hb), b"not weights at all").unwrap();
+        assert!(matches!(
+            fresh.get(&hb),
+            Err(StoreError::Refused {
+                why: ModelError::Decode(_),
+                ..
+            })
+        ));
+        assert!(matches!(
+            store.add(b"junk"),
+            Err(StoreError::Refused { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let dir = tmp("cache");
+        let store = ModelStore::open(&dir).unwrap();
+        let hashes: Vec<Digest> = (0..CACHE_MAX as u64 + 3)
+            .map(|s| store.add_weights(&Weights::init(s)).unwrap())
+            .collect();
+        for h in &hashes {
+            store.get(h).unwrap();
+        }
+        let cached = store.cached();
+        assert_eq!(cached.len(), CACHE_MAX);
+        assert_eq!(cached[0], *hashes.last().unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The determinism condition the verifier relies on, for this model: a row's
+    /// output bytes do not depend on the batch it ran in, nor its position.
+    #[test]
+    fn a_rows_output_does_not_depend_on_its_batch() {
+        let device = device();
+        let model = Mlp::from_weights(&Weights::init(9), &device).unwrap();
+        let digits = Digits::bundled().unwrap();
+        let images: Vec<Image> = digits.images[..64].to_vec();
+        let together = run(&model, &images, &device);
+        for (i, image) in images.iter().enumerate().step_by(7) {
+            let alone = run(&model, std::slice::from_ref(image), &device);
+            assert_eq!(encode_output(&alone[0]), encode_output(&together[i]));
+        }
+        let mut reversed = images.clone();
+        reversed.reverse();
+        let back = run(&model, &reversed, &device);
+        for i in 0..images.len() {
+            assert_eq!(
+                encode_output(&back[images.len() - 1 - i]),
+                encode_output(&together[i])
+            );
+        }
+    }
+}
