@@ -68,11 +68,12 @@ pub(super) async fn infer(
         let mut serving: Vec<ActorStatus> = actors(&api)
             .await?
             .into_iter()
-            .filter(|a| a.kind == crate::hosting::infer::KIND && a.active)
+            .filter(|a| a.kind == crate::hosting::infer::KIND)
             .filter(|a| model_of(a).as_deref() == Some(hex.as_str()))
             .collect();
-        // Prefer an executor on this node.
-        serving.sort_by_key(|a| a.node != me);
+        // Prefer an active executor (one being moved still takes requests: they
+        // wait for it), then one on this node.
+        serving.sort_by_key(|a| (!a.active, a.node != me));
         let first = serving.into_iter().next().ok_or_else(|| {
             ApiError(
                 StatusCode::NOT_FOUND,

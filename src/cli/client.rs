@@ -90,6 +90,7 @@ fn api_ca_roots() -> Option<ureq::tls::RootCerts> {
 }
 
 /// A tiny JSON-over-HTTP client for the node API.
+#[derive(Clone)]
 pub struct ApiClient {
     base: String,
     agent: ureq::Agent,

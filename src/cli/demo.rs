@@ -159,16 +159,36 @@ pub const ANVIL_KEYS: [&str; 4] = [
 ];
 
 /// `plexus demo`: with `chain`, checkpoints are anchored on a local anvil.
-pub fn run(messages: u64, keep: bool, chain: bool) -> Result<(), CliError> {
-    in_scratch_dir("demo", keep, |dir| demo(dir, messages, chain))
+/// With `cheat`, node 4 signs wrong outputs for every forward pass it runs.
+pub fn run(messages: u64, keep: bool, chain: bool, cheat: bool) -> Result<(), CliError> {
+    in_scratch_dir("demo", keep, |dir| demo(dir, messages, chain, cheat))
 }
 
-fn demo(dir: &Path, messages: u64, chain: bool) -> Result<(), CliError> {
+/// The demo's audit sample rate: high, so that a short run samples enough.
+const DEMO_SAMPLE_RATE: f64 = 0.5;
+/// The node (1-based) that cheats with `--cheat`; never the one killed.
+const CHEATER: usize = 4;
+
+fn demo(dir: &Path, messages: u64, chain: bool, cheat: bool) -> Result<(), CliError> {
     let exe = std::env::current_exe().map_err(|e| CliError::Failed(e.to_string()))?;
     let t0 = Instant::now();
     say!(
-        "== plexus demo: 4 nodes on 127.0.0.1, pipeline ingest -> count -> tally, epochs of {} s",
+        "== plexus demo: 4 nodes on 127.0.0.1, pipeline ingest -> count -> tally, epochs of {} s, \
+         then a digits classifier",
         DEMO_EPOCH.as_secs()
+    );
+    // The model: trained here, by the project's own code, on the bundled data.
+    let trained_in = Instant::now();
+    let data = plexus_ml::digits::Digits::bundled().map_err(|e| CliError::Failed(e.to_string()))?;
+    let trained = plexus_ml::train::train(&plexus_ml::train::TrainConfig::default(), &data)
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    say!(
+        "trained the digits classifier in {:.1} s: held-out accuracy {:.1}% ({}/{}), weights {}",
+        trained_in.elapsed().as_secs_f64(),
+        trained.accuracy() * 100.0,
+        trained.correct,
+        trained.held_out,
+        &plexus_ml::hex(&trained.hash)[..16]
     );
 
     let anvil = if chain {
@@ -193,6 +213,11 @@ fn demo(dir: &Path, messages: u64, chain: bool) -> Result<(), CliError> {
         }),
         observers: 0,
         workers: 0,
+        work: Some(super::local::LocalWork {
+            sample_rate: DEMO_SAMPLE_RATE,
+            verifiers: 2,
+            cheat: cheat.then_some(CHEATER),
+        }),
     };
     let mut cluster = LocalCluster::start_with(dir, || Command::new(&exe), &options)?;
 
@@ -342,12 +367,17 @@ fn demo(dir: &Path, messages: u64, chain: bool) -> Result<(), CliError> {
             .collect();
         say!("migration hand-off pauses (ms): {}", ms.join(", "));
     }
+    let digits = digits_part(&cluster, &trained.weights, cheat);
     let checkpoint = epochs_part(
         &cluster,
         killed.map(|(v, _)| v),
         killed_at_ms,
         anvil.as_ref(),
     );
+    let audit = match &digits {
+        Ok(_) => audit_part(&cluster, cheat),
+        Err(e) => Err(CliError::Failed(format!("the digits part failed: {e}"))),
+    };
     say!(
         "acked {acked}, duplicates {duplicated}, total time {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -355,6 +385,8 @@ fn demo(dir: &Path, messages: u64, chain: bool) -> Result<(), CliError> {
     cluster.stop();
     drop(anvil);
     checkpoint?;
+    digits?;
+    audit?;
     say!("sent: {sent} delivered: {delivered} lost: {lost}");
     if lost > 0 || duplicated > 0 {
         return Err(CliError::Failed(format!(
@@ -508,6 +540,129 @@ fn epochs_part(
             row.availability_ppm as f64 / 10_000.0,
             row.reward_units
         );
+    }
+    Ok(())
+}
+
+/// Deploys the classifier, classifies the held-out images while the executor
+/// moves (to the cheater, with `cheat`), and prints accuracy and throughput.
+fn digits_part(
+    cluster: &LocalCluster,
+    weights: &plexus_ml::model::Weights,
+    cheat: bool,
+) -> Result<(), CliError> {
+    use super::digits;
+    let model = digits::add_model(cluster, weights)?;
+    let at = digits::deploy(cluster, &model)?;
+    say!(
+        "deployed `digits` (an infer stage, model {}…) on {}; every live node holds the weights",
+        &model[..16],
+        short(&at)
+    );
+    let cases = digits::cases(weights)?;
+    // Move the executor mid-traffic: to the cheater, or to another live node.
+    let to = if cheat {
+        CHEATER - 1
+    } else {
+        (0..cluster.nodes.len())
+            .rev()
+            .find(|&i| cluster.nodes[i].alive() && cluster.nodes[i].id != at)
+            .unwrap_or(0)
+    };
+    let t = digits::classify(cluster, &model, &cases, 4, 4, &[to])?;
+    for (from, to, took) in &t.moves {
+        say!(
+            "migrated {} live under load: {} -> {} in {:.2} s",
+            digits::EXECUTOR,
+            short(from),
+            short(to),
+            took.as_secs_f64()
+        );
+    }
+    let lost = t.sent.saturating_sub(t.answered);
+    say!(
+        "classified {} held-out images in {:.2} s ({:.0} images/s): accuracy {:.1}% ({}/{}), \
+         answered {}, lost {lost}, {} answers differ from the model run here",
+        t.sent,
+        t.took.as_secs_f64(),
+        t.sent as f64 / t.took.as_secs_f64().max(1e-9),
+        100.0 * t.correct as f64 / t.answered.max(1) as f64,
+        t.correct,
+        t.answered,
+        t.answered,
+        t.wrong,
+    );
+    if lost > 0 {
+        return Err(CliError::Failed(format!("{lost} requests got no answer")));
+    }
+    if !cheat && t.wrong > 0 {
+        return Err(CliError::Failed(format!(
+            "{} answers differ from the model's outputs",
+            t.wrong
+        )));
+    }
+    Ok(())
+}
+
+/// Waits for the beacons and the re-executions, and prints the audit's verdict.
+fn audit_part(cluster: &LocalCluster, cheat: bool) -> Result<(), CliError> {
+    let cheater = cheat.then(|| cluster.nodes[CHEATER - 1].id.clone());
+    let a = super::digits::audit(cluster, 0, cheater.as_deref(), DEMO_EPOCH * 4)?;
+    say!(
+        "receipts: {} signed, {} sampled by the checkpoint beacons ({:.0}%), {} verified by \
+         re-execution, {} not verified, disputes {} (waited {:.1} s)",
+        a.receipts,
+        a.sampled,
+        DEMO_SAMPLE_RATE * 100.0,
+        a.verified,
+        a.unverified,
+        a.evidence.len(),
+        a.waited.as_secs_f64()
+    );
+    for (against, epoch, kind) in &a.evidence {
+        say!(
+            "evidence: {kind} against {} in epoch {epoch}",
+            short(against)
+        );
+    }
+    if a.unverified > 0 {
+        say!(
+            "({} sampled receipts stay unverified: no verifier chosen for them could vouch, \
+             being dead or proven wrong)",
+            a.unverified
+        );
+    }
+    match cheater {
+        None => {
+            if !a.evidence.is_empty() || a.verified == 0 {
+                return Err(CliError::Failed(format!(
+                    "{} disputes and {} verified receipts in an honest run",
+                    a.evidence.len(),
+                    a.verified
+                )));
+            }
+        }
+        Some(c) => {
+            let caught = a.evidence.iter().any(|(n, _, _)| *n == c);
+            let framed: Vec<&String> = a
+                .evidence
+                .iter()
+                .map(|(n, _, _)| n)
+                .filter(|n| **n != c)
+                .collect();
+            if !caught || !framed.is_empty() {
+                return Err(CliError::Failed(format!(
+                    "the cheater was {}caught; honest nodes accused: {}",
+                    if caught { "" } else { "not " },
+                    framed.len()
+                )));
+            }
+            say!(
+                "node {CHEATER} ({}) signed wrong outputs and was caught by re-execution: its work \
+                 earns nothing this epoch",
+                short(&c)
+            );
+        }
     }
     Ok(())
 }

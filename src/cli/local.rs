@@ -226,6 +226,19 @@ pub struct LocalOptions {
     /// Nodes started after the others that are not validators (with epochs on,
     /// they follow the committee's checkpoints): `nodes[nodes..]`.
     pub workers: usize,
+    /// The `[work]` section, if not the defaults.
+    pub work: Option<LocalWork>,
+}
+
+/// The nodes' `[work]` settings.
+#[derive(Clone, Debug)]
+pub struct LocalWork {
+    /// Share of receipts re-executed.
+    pub sample_rate: f64,
+    /// Verifiers per sampled receipt.
+    pub verifiers: usize,
+    /// A node (1-based) that signs wrong outputs for every forward pass.
+    pub cheat: Option<usize>,
 }
 
 impl Default for LocalOptions {
@@ -235,6 +248,7 @@ impl Default for LocalOptions {
             epochs: None,
             observers: 0,
             workers: 0,
+            work: None,
         }
     }
 }
@@ -323,10 +337,20 @@ impl LocalCluster {
             let config = format!(
                 "data_dir = \"{}\"\nallowlist = \"{}\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n{bootstrap}api = \"127.0.0.1:0\"\n\
                  [resources]\ncpu = 4\nmemory = \"8GiB\"\n\
-                 [membership]\nprobe_interval = \"500ms\"\nprobe_timeout = \"250ms\"\n{}",
+                 [membership]\nprobe_interval = \"500ms\"\nprobe_timeout = \"250ms\"\n{}{}",
                 data.display(),
                 net.join(keys::ALLOWLIST_FILE).display(),
                 epochs_section(i)?,
+                options.work.as_ref().map_or(String::new(), |w| format!(
+                    "[work]\nsample_rate = {:.6}\nverifiers = {}\n{}",
+                    w.sample_rate,
+                    w.verifiers,
+                    if w.cheat == Some(i) {
+                        "wrong_outputs = 1.0\n"
+                    } else {
+                        ""
+                    }
+                )),
             );
             let path = data.join("node.toml");
             keys::write_file(&path, config.as_bytes())?;

@@ -23,6 +23,7 @@ pub mod anvil;
 pub mod client;
 mod daemon;
 pub mod demo;
+pub mod digits;
 pub mod keys;
 pub mod local;
 mod pipeline;
@@ -197,6 +198,9 @@ pub enum Command {
         /// scripts/install-chain-tools.sh) instead of the embedded ledger.
         #[arg(long)]
         chain: bool,
+        /// Make node 4 sign wrong outputs for the classifier, and show it caught.
+        #[arg(long)]
+        cheat: bool,
     },
 }
 
@@ -558,7 +562,8 @@ async fn run(command: Command, log: &str) -> Result<(), CliError> {
             messages,
             keep,
             chain,
-        } => blocking(move || demo::run(messages, keep, chain)).await,
+            cheat,
+        } => blocking(move || demo::run(messages, keep, chain, cheat)).await,
         Command::Kinds => {
             let node = crate::Node::builder().build();
             for kind in node.kinds().names() {

@@ -70,6 +70,9 @@ impl WorkStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_paranoid_checks(true);
+        // Receipts are small: a small memtable (rocksdb preallocates its WAL to
+        // about this size).
+        opts.set_write_buffer_size(8 << 20);
         let db = DB::open(&opts, path).map_err(|e| io(&e))?;
         Ok(Self {
             db: Arc::new(db),
