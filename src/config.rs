@@ -27,6 +27,11 @@
 //! probe_timeout = "400ms"
 //! suspicion_mult = 4
 //! sync_interval = "30s"
+//!
+//! [work]                                 # model executors and the audit of their work
+//! sample_rate = 0.05                     # share of receipts re-executed (network-wide)
+//! verifiers = 2                          # re-executions per sampled receipt (network-wide)
+//! models_dir = "/var/lib/plexus/models"  # weights by hash; default: <data_dir>/models
 //! ```
 //!
 //! Every error names the field (and, for syntax, the line); nothing is written until

@@ -442,6 +442,71 @@ fn dkg_run() -> (Vec<Vec<u8>>, Vec<plexus_epochs::dkg::DkgOutcome>) {
     (sent, done)
 }
 
+/// Work messages of every kind: a worker's signed receipt, a verifier's signed
+/// re-execution of it, a fetch of its inputs and the answer.
+fn work_messages() -> Vec<Vec<u8>> {
+    use plexus_poai::receipt::{RECEIPT_VERSION, items_digest};
+    use plexus_poai::wire::WorkWire;
+    use plexus_poai::{AuditMessage, Backend, Receipt, Verification};
+    let worker = NodeKey::from_seed([1; 32]);
+    let verifier = NodeKey::from_seed([2; 32]);
+    let inputs = vec![vec![3u8; 64], vec![4u8; 64]];
+    let receipt = Receipt {
+        version: RECEIPT_VERSION,
+        network: [0; 32],
+        epoch: 1,
+        worker: worker.node_id(),
+        seq: 0,
+        job: "digits".into(),
+        executor: "digits/classify/0".into(),
+        model: [5; 32],
+        inputs: items_digest(&inputs),
+        outputs: [6; 32],
+        batch: 2,
+        backend: Backend {
+            name: "flex".into(),
+            version: "burn 0.22.0, burn-flex 0.22.1".into(),
+        },
+        started_us: 1,
+        took_us: 2,
+    }
+    .sign(&worker)
+    .expect("a receipt signs");
+    let hash = receipt.hash().expect("a receipt hashes");
+    let verification = Verification {
+        network: [0; 32],
+        epoch: 1,
+        receipt: hash,
+        worker: worker.node_id(),
+        verifier: verifier.node_id(),
+        outputs: Some([7; 32]),
+    }
+    .sign(&verifier)
+    .expect("a verification signs");
+    [
+        WorkWire::Audit(Box::new(AuditMessage::Receipt(receipt.clone()))),
+        WorkWire::Audit(Box::new(AuditMessage::Verification {
+            receipt,
+            verification,
+        })),
+        WorkWire::Fetch {
+            epoch: 1,
+            receipt: hash,
+        },
+        WorkWire::Inputs {
+            receipt: hash,
+            items: Some(inputs.into_iter().map(serde_bytes::ByteBuf::from).collect()),
+        },
+        WorkWire::Inputs {
+            receipt: hash,
+            items: None,
+        },
+    ]
+    .iter()
+    .map(|m| m.encode().expect("a work message encodes"))
+    .collect()
+}
+
 /// Epoch messages of every kind, from a real DKG's shares.
 fn epoch_messages(done: &[plexus_epochs::dkg::DkgOutcome]) -> Vec<Vec<u8>> {
     use plexus_epochs::agreement::EpochMessage;
@@ -548,6 +613,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     vec![
         ("dkg_message", dkg_messages),
         ("epoch_message", epoch_messages(&dkg_done)),
+        ("work_message", work_messages()),
         (
             "mesh_frame",
             frames().iter().map(|f| enc(encode_frame(f))).collect(),

@@ -40,9 +40,11 @@ pub const BATCH_MAX: usize = 1_024;
 pub const WEIGHTS_EXT: &str = "weights";
 
 /// The backend a node executes on, as receipts name it: two nodes must name the
-/// same backend for their outputs to be compared bit for bit.
+/// same backend for their outputs to be compared bit for bit. The version names
+/// both crates whose code computes the outputs (burn's layers, flex's kernels);
+/// a test holds it to the lockfile.
 pub fn backend() -> (&'static str, &'static str) {
-    ("flex", "burn 0.22.0")
+    ("flex", "burn 0.22.0, burn-flex 0.22.1")
 }
 
 /// The CPU device.
@@ -293,6 +295,27 @@ pub fn parse_hash(text: &str) -> Option<Digest> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_backend_names_the_locked_versions() {
+        let lock =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
+        let version = |name: &str| {
+            let key = format!("name = \"{name}\"\nversion = \"");
+            let rest = &lock[lock.find(&key).unwrap() + key.len()..];
+            rest[..rest.find('"').unwrap()].to_string()
+        };
+        let want = format!(
+            "burn {}, burn-flex {}",
+            version("burn"),
+            version("burn-flex")
+        );
+        assert_eq!(
+            super::backend().1,
+            want,
+            "update backend() with the dependency"
+        );
+    }
+
     use super::*;
     use crate::digits::Digits;
 

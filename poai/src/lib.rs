@@ -33,6 +33,7 @@
 pub mod audit;
 pub mod receipt;
 pub mod sample;
+pub mod wire;
 
 pub use audit::{AuditConfig, AuditMessage, Auditor, Effect, EpochWork, Evidence, WorkRow};
 pub use receipt::{Backend, Digest, Receipt, SignedReceipt, SignedVerification, Verification};

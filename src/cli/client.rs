@@ -698,6 +698,80 @@ pub fn infer(args: &ClientArgs, target: &str, input: &std::path::Path) -> Result
     Ok(())
 }
 
+/// `plexus infer --local`: runs a weights file here, in passes of `batch` spread
+/// over `threads` threads; prints each pass's digests, then each image's class.
+pub fn infer_local(
+    weights: &str,
+    input: &std::path::Path,
+    batch: u32,
+    threads: u32,
+) -> Result<(), CliError> {
+    use plexus_ml::executor;
+    use plexus_poai::receipt::items_digest;
+    let bytes = std::fs::read(weights).map_err(|e| CliError::Input(format!("{weights}: {e}")))?;
+    let weights = plexus_ml::model::Weights::decode(&bytes)
+        .map_err(|e| CliError::Input(format!("{weights}: {e}")))?;
+    let requests = read_images(input)?;
+    let passes: Vec<&[Vec<u8>]> = requests.chunks(batch as usize).collect();
+    // Pass i runs on thread i % threads; each thread has its own model.
+    let results: Vec<Vec<(usize, Vec<[f32; 10]>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads as usize)
+            .map(|t| {
+                let (passes, weights) = (&passes, &weights);
+                scope.spawn(move || -> Result<Vec<(usize, Vec<[f32; 10]>)>, String> {
+                    let device = executor::device();
+                    let model = plexus_ml::model::Mlp::from_weights(weights, &device)
+                        .map_err(|e| e.to_string())?;
+                    let mut out = Vec::new();
+                    for (i, pass) in passes.iter().enumerate().skip(t).step_by(threads as usize) {
+                        let images: Vec<_> = pass
+                            .iter()
+                            .map(|b| executor::decode_input(b))
+                            .collect::<Result<_, _>>()
+                            .map_err(|e| e.to_string())?;
+                        out.push((i, executor::run(&model, &images, &device)));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| "a thread panicked".to_string())
+                    .and_then(|r| r)
+            })
+            .collect::<Result<Vec<_>, String>>()
+    })
+    .map_err(CliError::Failed)?;
+    let mut by_pass: Vec<(usize, Vec<[f32; 10]>)> = results.into_iter().flatten().collect();
+    by_pass.sort_by_key(|(i, _)| *i);
+    println!(
+        "model {} on {} ({}), {} images in passes of {batch} over {threads} threads",
+        plexus_ml::hex(&weights.hash()),
+        executor::backend().0,
+        executor::backend().1,
+        requests.len()
+    );
+    let mut classes = Vec::new();
+    for (i, logits) in &by_pass {
+        let encoded: Vec<[u8; executor::OUTPUT_BYTES]> =
+            logits.iter().map(executor::encode_output).collect();
+        println!(
+            "pass {i}: {} images, inputs {}, outputs {}",
+            logits.len(),
+            plexus_ml::hex(&items_digest(passes[*i])),
+            plexus_ml::hex(&items_digest(&encoded))
+        );
+        classes.extend(logits.iter().map(plexus_ml::model::class));
+    }
+    for (i, c) in classes.iter().enumerate() {
+        println!("image {i}: class {c}");
+    }
+    Ok(())
+}
+
 /// `plexus models`.
 pub fn models(args: &ClientArgs, add: Option<&std::path::Path>) -> Result<(), CliError> {
     let client = ApiClient::new(&args.api);

@@ -277,10 +277,13 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
             node.system(),
             mesh.clone(),
             plexus_vocab::identity::NodeKey::from_seed(service_seed),
-            crate::work::WorkSettings { audit, schedule },
+            crate::work::WorkSettings {
+                audit,
+                schedule,
+                epochs,
+            },
             store,
             models.clone(),
-            epochs,
             work_rx,
         )
         .await

@@ -1,10 +1,13 @@
 //! `plexus demo` and `plexus up`.
 //!
-//! The demo is the README's main job: a 3-node cluster of real `plexus node`
+//! The demo is the README's main job: a 4-node cluster of real `plexus node`
 //! processes on loopback, a three-stage pipeline of durable actors deployed through
 //! the scheduler, client traffic into it, a live migration of a stateful stage while
 //! traffic flows, and a node killed with SIGKILL whose actors the scheduler restores
-//! elsewhere from their replicated snapshots. It ends with the message count line
+//! elsewhere from their replicated snapshots; a threshold-signed checkpoint of the
+//! epoch the kill fell in; then the digits classifier trained, served by an `infer`
+//! stage that migrates while it classifies, and its receipts audited (`--cheat`:
+//! one node signs wrong outputs and is caught). It ends with the message count line
 //! `sent: N delivered: N lost: 0`, and exits non-zero if anything was lost or
 //! applied twice.
 

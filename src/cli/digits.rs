@@ -22,12 +22,19 @@ pub const JOB: &str = "digits";
 /// The executor's key.
 pub const EXECUTOR: &str = "digits/classify/0";
 
-/// The classifier job: one `infer` stage serving `model`.
+/// The classifier job: one `infer` stage serving `model`, in passes of up to 32
+/// requests, a partial pass waiting up to 2 ms.
 pub fn job(model_hex: &str) -> String {
+    job_with(model_hex, 3, 32, 2)
+}
+
+/// The classifier job with its durability (copies of its request log) and
+/// batching spelled out.
+pub fn job_with(model_hex: &str, durability: u32, max_batch: u32, max_wait_ms: u64) -> String {
     format!(
-        "name = \"{JOB}\"\ndurability = 3\n[resources]\ncpu = \"500m\"\nmemory = \"64MiB\"\n\n\
+        "name = \"{JOB}\"\ndurability = {durability}\n[resources]\ncpu = \"500m\"\nmemory = \"64MiB\"\n\n\
          [[stage]]\nname = \"classify\"\nkind = \"infer\"\n\
-         config = {{ model = \"{model_hex}\", max_batch = 32, max_wait_ms = 2 }}\n"
+         config = {{ model = \"{model_hex}\", max_batch = {max_batch}, max_wait_ms = {max_wait_ms} }}\n"
     )
 }
 
@@ -102,7 +109,12 @@ pub fn executor_node(cluster: &LocalCluster) -> Option<String> {
 
 /// Deploys the job; returns the executor's node once it serves.
 pub fn deploy(cluster: &LocalCluster, model_hex: &str) -> Result<String, CliError> {
-    cluster.deploy(&job(model_hex))?;
+    deploy_job(cluster, &job(model_hex))
+}
+
+/// Deploys a classifier job ([`job_with`]); returns the executor's node once it serves.
+pub fn deploy_job(cluster: &LocalCluster, job: &str) -> Result<String, CliError> {
+    cluster.deploy(job)?;
     let (node, _) = wait_until("the executor to start", Duration::from_secs(60), || {
         executor_node(cluster)
     })?;
@@ -233,7 +245,7 @@ pub fn classify(
 }
 
 /// Moves the executor to node `to` (an index); returns from, to, and how long.
-fn migrate(cluster: &LocalCluster, to: usize) -> Result<(String, String, Duration), CliError> {
+pub fn migrate(cluster: &LocalCluster, to: usize) -> Result<(String, String, Duration), CliError> {
     let from = executor_node(cluster).unwrap_or_default();
     let target = cluster
         .nodes

@@ -161,12 +161,26 @@ pub enum Command {
     Checkpoint(CheckpointCommand),
     /// Classify images with a model the cluster serves: by its weights hash (an
     /// executor serving it is found) or by an executor's key (`job/stage/0`).
+    ///
+    /// With `--local`, TARGET is a weights file run here, without a node, in
+    /// passes of `--batch` images spread over `--threads` threads; it prints each
+    /// pass's input and output digests, as a receipt names them (to check a
+    /// receipt, or a piece of evidence, by re-executing it).
     Infer {
-        /// A model hash or an executor's key.
+        /// A model hash or an executor's key (with `--local`: a weights file).
         target: String,
         /// A JSON file of one image (64 values 0..=16) or a list of them, or a PGM
         /// image (any size, dark ink on a light ground; scaled to 8×8).
         input: PathBuf,
+        /// Run here, without a node.
+        #[arg(long)]
+        local: bool,
+        /// With `--local`: images per pass.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        batch: u32,
+        /// With `--local`: threads running passes.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        threads: u32,
         #[command(flatten)]
         client: client::ClientArgs,
     },
@@ -185,8 +199,9 @@ pub enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
     },
-    /// Run the demo: a 3-node cluster of real processes on loopback, a pipeline
-    /// deployed to it, traffic, a live migration and a node killed with SIGKILL.
+    /// Run the demo: a 4-node cluster of real processes on loopback, a pipeline
+    /// deployed to it, traffic, a live migration, a node killed with SIGKILL, a
+    /// signed epoch checkpoint, and a digits classifier served and audited.
     Demo {
         /// Client messages to send.
         #[arg(long, default_value_t = 3000)]
@@ -533,7 +548,16 @@ async fn run(command: Command, log: &str) -> Result<(), CliError> {
         Command::Infer {
             target,
             input,
+            local: true,
+            batch,
+            threads,
+            ..
+        } => blocking(move || client::infer_local(&target, &input, batch, threads)).await,
+        Command::Infer {
+            target,
+            input,
             client,
+            ..
         } => blocking(move || client::infer(&client, &target, &input)).await,
         Command::Models { add, client } => {
             blocking(move || client::models(&client, add.as_deref())).await

@@ -200,8 +200,12 @@ pub struct ServiceState {
     /// Local requests waiting for the scheduler's answer.
     waiting: BTreeMap<RequestId, oneshot::Sender<Result<Response, AskError>>>,
     /// Local asks waiting for an actor's reply.
-    asks: BTreeMap<RequestId, oneshot::Sender<Result<Result<Vec<u8>, String>, SendError>>>,
+    asks: BTreeMap<RequestId, AskReply>,
 }
+
+/// Where an ask's answer goes: the actor's reply (or the error it returned), or
+/// why the message was not delivered.
+type AskReply = oneshot::Sender<Result<Result<Vec<u8>, String>, SendError>>;
 
 impl DurableService {
     /// Starts the service on a meshed node, running `kinds` (see

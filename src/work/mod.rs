@@ -7,7 +7,7 @@ pub mod store;
 
 pub use service::{
     FETCH_TIMEOUT, FETCHES_MAX, MESSAGE_TYPE, WORK_LOCAL_ID, WorkMsg, WorkService, WorkSettings,
-    WorkStatus, WorkWire, local_backend,
+    WorkStatus, WorkWire, local_backend, recompute,
 };
 pub use store::{WorkStore, WorkStoreError, work_dir};
 

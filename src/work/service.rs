@@ -65,26 +65,7 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The wire type name of work messages.
 pub const MESSAGE_TYPE: &str = "plexus.work";
 
-/// What travels between work services.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum WorkWire {
-    /// Receipts and verifications.
-    Audit(AuditMessage),
-    /// A verifier asks the worker for a batch's inputs.
-    Fetch {
-        /// The receipt's epoch.
-        epoch: u64,
-        /// The receipt.
-        receipt: Digest,
-    },
-    /// The worker's answer: the inputs in batch order, or `None` if not kept.
-    Inputs {
-        /// The receipt.
-        receipt: Digest,
-        /// The inputs.
-        items: Option<Vec<serde_bytes::ByteBuf>>,
-    },
-}
+pub use plexus_poai::wire::WorkWire;
 
 /// Messages to the service.
 pub enum WorkMsg {
@@ -132,6 +113,9 @@ pub struct WorkSettings {
     /// The epoch schedule (`None`: epochs are off; every receipt is in epoch 0 and
     /// nothing is sampled, for want of a beacon).
     pub schedule: Option<(u64, u64)>,
+    /// The node's epoch service, whose signed checkpoints are the beacons
+    /// (`None`: no beacons, so nothing is sampled).
+    pub epochs: Option<ActorId>,
 }
 
 /// What `/v1/receipts` and `plexus receipts` show.
@@ -199,6 +183,36 @@ fn wall_now() -> Time {
     Time::from_micros(us)
 }
 
+/// Re-executes a receipt's batch: the outputs' digest, or `None` when `items` are
+/// not the receipt's inputs, the receipt names another backend (a bit-for-bit
+/// comparison needs the same one, poai.md), the model is not here, or an input
+/// is malformed. What a verifier spends per sampled receipt.
+pub fn recompute(models: &ModelStore, r: &Receipt, items: &[Vec<u8>]) -> Option<Digest> {
+    if items_digest(items) != r.inputs || items.len() != r.batch as usize {
+        return None;
+    }
+    if r.backend != local_backend() {
+        tracing::debug!(backend = ?r.backend, "cannot verify work of another backend");
+        return None;
+    }
+    let device = executor::device();
+    let model = match models.model(&r.model, &device) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot verify: model not here");
+            return None;
+        }
+    };
+    let images: Option<Vec<_>> = items
+        .iter()
+        .map(|b| executor::decode_input(b).ok())
+        .collect();
+    let logits = executor::run(&model, &images?, &device);
+    let encoded: Vec<[u8; executor::OUTPUT_BYTES]> =
+        logits.iter().map(executor::encode_output).collect();
+    Some(items_digest(&encoded))
+}
+
 /// The backend this node executes on, as receipts name it.
 pub fn local_backend() -> Backend {
     let (name, version) = executor::backend();
@@ -217,10 +231,10 @@ impl WorkService {
         settings: WorkSettings,
         store: WorkStore,
         models: Arc<ModelStore>,
-        epochs: Option<ActorId>,
         work: mpsc::Receiver<Work>,
     ) -> Result<ActorRef<WorkMsg>, String> {
         let me = system.node_id();
+        let epochs = settings.epochs;
         let service = system
             .spawn_with(
                 WorkService {
@@ -256,7 +270,7 @@ impl WorkService {
     }
 
     fn send(&self, system: &ActorSystem, st: &mut WorkState, to: NodeId, wire: &WorkWire) {
-        let Ok(bytes) = codec::encode(wire) else {
+        let Ok(bytes) = wire.encode() else {
             return;
         };
         let peer = system.resolve::<WorkMsg>(ActorId::new(to, WORK_LOCAL_ID));
@@ -330,7 +344,7 @@ impl WorkService {
     }
 
     fn on_wire(&self, system: &ActorSystem, st: &mut WorkState, from: NodeId, bytes: &[u8]) {
-        let wire: WorkWire = match codec::decode_with_limit(bytes, codec::FRAME_BYTES_MAX) {
+        let wire = match WorkWire::decode(bytes) {
             Ok(w) => w,
             Err(e) => {
                 st.refused += 1;
@@ -340,14 +354,25 @@ impl WorkService {
         };
         match wire {
             WorkWire::Audit(msg) => {
-                if let AuditMessage::Receipt(r) = &msg
-                    && let Ok(hash) = r.hash()
-                {
-                    let _ = self.store.put_receipt(&hash, r);
-                }
-                if let Err(e) = st.auditor.handle(from, msg) {
-                    st.refused += 1;
-                    tracing::debug!(%from, error = %e, "an audit message was refused");
+                let msg = *msg;
+                // A receipt is stored only once the auditor accepted it (signed
+                // by its worker, of this network, within the epoch's bound).
+                let receipt = match &msg {
+                    AuditMessage::Receipt(r) => Some(r.clone()),
+                    AuditMessage::Verification { .. } => None,
+                };
+                match st.auditor.handle(from, msg) {
+                    Ok(()) => {
+                        if let Some(r) = receipt
+                            && let Ok(hash) = r.hash()
+                        {
+                            let _ = self.store.put_receipt(&hash, &r);
+                        }
+                    }
+                    Err(e) => {
+                        st.refused += 1;
+                        tracing::debug!(%from, error = %e, "an audit message was refused");
+                    }
                 }
             }
             WorkWire::Fetch { epoch, receipt } => {
@@ -385,32 +410,7 @@ impl WorkService {
         let Ok(hash) = signed.hash() else {
             return;
         };
-        let outputs = items
-            .filter(|items| items_digest(items) == r.inputs && items.len() == r.batch as usize)
-            .and_then(|items| {
-                if r.backend != local_backend() {
-                    // Bit-for-bit comparison needs the same backend (poai.md).
-                    tracing::debug!(backend = ?r.backend, "cannot verify work of another backend");
-                    return None;
-                }
-                let device = executor::device();
-                let model = match self.models.model(&r.model, &device) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot verify: model not here");
-                        return None;
-                    }
-                };
-                let images: Option<Vec<_>> = items
-                    .iter()
-                    .map(|b| executor::decode_input(b).ok())
-                    .collect();
-                let images = images?;
-                let logits = executor::run(&model, &images, &device);
-                let encoded: Vec<[u8; executor::OUTPUT_BYTES]> =
-                    logits.iter().map(executor::encode_output).collect();
-                Some(items_digest(&encoded))
-            });
+        let outputs = items.and_then(|items| recompute(&self.models, r, &items));
         if outputs.is_some() {
             st.reexecuted += 1;
         } else {
@@ -456,7 +456,7 @@ impl WorkService {
             };
             match effect {
                 Effect::Publish(msg) => {
-                    let wire = WorkWire::Audit(msg);
+                    let wire = WorkWire::Audit(Box::new(msg));
                     for n in self.others(system) {
                         self.send(system, st, n, &wire);
                     }
