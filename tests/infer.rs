@@ -7,7 +7,9 @@
 //!   an `infer` stage: every request is answered with its own output (checked
 //!   against the model run here) while the executor migrates live under load,
 //!   with none lost; then the executor moves to a node that signs wrong outputs,
-//!   and the honest nodes' re-executions catch it, with no honest node accused.
+//!   and the honest nodes' re-executions catch it, with no honest node accused;
+//!   two epochs later the signed checkpoints credit the honest work and pay the
+//!   cheater nothing for the epochs it cheated in.
 
 mod common;
 
@@ -145,6 +147,26 @@ fn a_three_node_classifier_migrates_under_load_and_a_cheater_is_caught() {
             a.sampled, a.receipts,
             "sample rate 1 samples every receipt: {a:?}"
         );
+    }
+
+    // Two epochs after the work, the checkpoints credit it: every honest worker's
+    // units as its tallies count them, and the cheater nothing in the epochs it
+    // was proven wrong.
+    let credits = digits::credits(&cluster, honest_other, Duration::from_secs(90)).unwrap();
+    assert!(
+        credits.iter().any(|c| c.node == cheater_id)
+            && credits.iter().any(|c| c.node != cheater_id),
+        "{credits:?}"
+    );
+    for c in &credits {
+        if c.node == cheater_id {
+            assert_eq!(c.credited, 0, "the cheater was paid: {c:?}");
+        } else {
+            // The lower median of three tallies, each holding the gossiped
+            // receipts (the bound itself: epochs/src/work.rs, sim/tests/epochs.rs).
+            assert!(c.credited > 0 && c.tallied > 0, "{c:?}");
+            assert_ne!(c.work_root, "0".repeat(64), "{c:?}");
+        }
     }
     drop(cluster);
 }

@@ -381,6 +381,14 @@ fn torch(
             p.batch as f64 / ns * 1e9,
             bare / ns
         );
+        if let Some(fwd) = v["forward_ns"].as_f64() {
+            println!(
+                "  pytorch forward only, {threads} thr  {:>9.1} µs/pass  {:>8.0} img/s  burn/torch time {:.2}×  (tensor built beforehand, logits not read back)",
+                fwd / 1e3,
+                p.batch as f64 / fwd * 1e9,
+                bare / fwd
+            );
+        }
     }
     Ok(())
 }

@@ -59,6 +59,7 @@ use crate::checkpoint::{
 use crate::rewards::RewardPolicy;
 use crate::schedule::Schedule;
 use crate::threshold::{self, PublicSharing, SecretShare};
+use crate::work::{self, ObservedWork, WORK_LAG};
 
 /// Epochs in agreement at once.
 pub const ROUNDS_MAX: usize = 2;
@@ -321,6 +322,9 @@ pub struct Agreement<L: VoteLog> {
     evidence: BTreeMap<(u64, NodeId), Equivocation>,
     /// Evidence already carried by a signed checkpoint (newest epochs only).
     carried: BTreeSet<(u64, NodeId)>,
+    /// The driver's tallies of verified work, by epoch of the work (newest
+    /// [`work::REPORTS_KEPT`]).
+    work: BTreeMap<u64, ObservedWork>,
     now: Time,
     outbox: VecDeque<Output>,
 }
@@ -369,6 +373,7 @@ impl<L: VoteLog> Agreement<L> {
             rounds: BTreeMap::new(),
             evidence: BTreeMap::new(),
             carried: BTreeSet::new(),
+            work: BTreeMap::new(),
             now: Time::ZERO,
             outbox: VecDeque::new(),
         }
@@ -441,6 +446,18 @@ impl<L: VoteLog> Agreement<L> {
     }
 
     // ---- inputs ----
+
+    /// This node's tally of an epoch's verified work (from the proof-of-AI-work
+    /// audit), replacing any earlier tally of that epoch. The observation of epoch
+    /// `work.epoch + WORK_LAG` carries the latest one given before that epoch
+    /// ends; tallies of older epochs than the newest [`work::REPORTS_KEPT`] are
+    /// dropped.
+    pub fn handle_work(&mut self, work: ObservedWork) {
+        self.work.insert(work.epoch, work);
+        while self.work.len() > work::REPORTS_KEPT {
+            self.work.pop_first();
+        }
+    }
 
     /// The allowlist changed (admitted nodes, version, hash).
     pub fn handle_allowlist(&mut self, allowlist: AllowlistView) {
@@ -554,11 +571,15 @@ impl<L: VoteLog> Agreement<L> {
             // Close the meter's books: credit up to now (past the epoch's end).
             self.meter.advance(self.now);
             let uptime = self.meter.take(epoch);
+            let work = epoch
+                .checked_sub(WORK_LAG)
+                .and_then(|w| self.work.get(&w).cloned());
             let obs = Observation {
                 network: self.cfg.network,
                 epoch,
                 observer: self.me,
                 uptime,
+                work,
             };
             if let Ok(signed) = obs.sign(&self.key) {
                 if let Some(round) = self.rounds.get_mut(&epoch) {
@@ -646,14 +667,16 @@ impl<L: VoteLog> Agreement<L> {
         let nodes = &self.allowlist.nodes;
         let availability =
             availability::aggregate(nodes, observations.iter().map(|o| &o.observation));
+        let work_units = work::aggregate(nodes, observations.iter().map(|o| &o.observation));
         let members = nodes
             .iter()
             .zip(availability)
-            .map(|(node, ppm)| MemberRow {
+            .zip(work_units)
+            .map(|((node, ppm), units)| MemberRow {
                 node: *node,
                 availability_ppm: ppm,
-                work_units: 0,
-                reward_units: self.cfg.policy.units(ppm, 0),
+                work_units: units,
+                reward_units: self.cfg.policy.units(ppm, units),
             })
             .collect();
         let (previous_hash, previous) = match &self.latest {
@@ -670,7 +693,7 @@ impl<L: VoteLog> Agreement<L> {
             members,
             observers,
             observations_root: observations_root(&observations)?,
-            work_root: [0; 32],
+            work_root: work::root(observations.iter().map(|o| &o.observation)),
             reward_policy: self.cfg.policy,
             evidence: self
                 .evidence
@@ -746,9 +769,6 @@ impl<L: VoteLog> Agreement<L> {
         if c.reward_policy != self.cfg.policy {
             return Err(bad("another reward policy"));
         }
-        if c.work_root != [0; 32] || c.members.iter().any(|r| r.work_units != 0) {
-            return Err(bad("work credited without receipts"));
-        }
         // The previous checkpoint: signed by the group, and not behind what we know.
         match &p.previous {
             None => {
@@ -807,6 +827,17 @@ impl<L: VoteLog> Agreement<L> {
             .any(|(r, a)| r.availability_ppm != *a)
         {
             return Err(bad("availability is not the aggregate of the observations"));
+        }
+        let units = work::aggregate(&nodes, p.observations.iter().map(|o| &o.observation));
+        if c.members
+            .iter()
+            .zip(&units)
+            .any(|(r, u)| r.work_units != *u)
+        {
+            return Err(bad("work is not the aggregate of the observations"));
+        }
+        if c.work_root != work::root(p.observations.iter().map(|o| &o.observation)) {
+            return Err(bad("work root"));
         }
         for e in &c.evidence {
             self.check_evidence(e).map_err(|why| bad(&why))?;

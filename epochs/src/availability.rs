@@ -39,6 +39,8 @@ use plexus_actors::{NodeId, Time};
 use plexus_vocab::identity::{self, NodeKey, SignatureError};
 use serde::{Deserialize, Serialize};
 
+use crate::work::ObservedWork;
+
 use crate::schedule::Schedule;
 
 /// Parts per million: a whole epoch.
@@ -168,6 +170,9 @@ pub struct Observation {
     pub observer: NodeId,
     /// Uptime in parts per million, sorted by node, no duplicates, each ≤ 1e6.
     pub uptime: Vec<(NodeId, u32)>,
+    /// The observer's tally of epoch `epoch − WORK_LAG`'s verified work, if it
+    /// has one (`crate::work`).
+    pub work: Option<ObservedWork>,
 }
 
 /// An observation with its observer's ed25519 signature.
@@ -230,6 +235,9 @@ impl Observation {
         }
         if self.uptime.iter().any(|(_, ppm)| *ppm > PPM_FULL) {
             return Err(bad("uptime above a whole epoch"));
+        }
+        if let Some(why) = self.work.as_ref().and_then(|w| w.shape_error(self.epoch)) {
+            return Err(bad(why));
         }
         Ok(())
     }
@@ -333,8 +341,9 @@ mod tests {
             epoch: 3,
             observer: key.node_id(),
             uptime: vec![(node(1), 10)],
+            work: Some(crate::work::ObservedWork::new(1, [5; 32], [(node(2), 4)])),
         };
-        let mut signed = obs.sign(&key).unwrap();
+        let mut signed = obs.clone().sign(&key).unwrap();
         assert_eq!(signed.verify(), Ok(()));
         signed.observation.uptime[0].1 = 11;
         assert!(matches!(
@@ -345,6 +354,20 @@ mod tests {
         unsorted.observation.uptime = vec![(node(2), 1), (node(2), 1)];
         assert!(matches!(
             unsorted.verify(),
+            Err(ObservationError::Malformed { .. })
+        ));
+        // The work tally is signed too, and must be for epoch − WORK_LAG.
+        let good = obs.clone().sign(&key).unwrap();
+        let mut inflated = good.clone();
+        inflated.observation.work.as_mut().unwrap().units[0].1 = 400;
+        assert!(matches!(
+            inflated.verify(),
+            Err(ObservationError::Signature(_))
+        ));
+        let mut late = obs;
+        late.work.as_mut().unwrap().epoch = 2;
+        assert!(matches!(
+            late.sign(&key).unwrap().verify(),
             Err(ObservationError::Malformed { .. })
         ));
     }

@@ -103,7 +103,8 @@ pub struct Checkpoint {
     pub observers: Vec<NodeId>,
     /// SHA-256 over the encodings of those signed observations, in observer order.
     pub observations_root: [u8; 32],
-    /// Root of the verified-work receipts (all zero until the model executor).
+    /// Root of the verified-work tallies the observations carry (`crate::work`;
+    /// all zero when none does).
     pub work_root: [u8; 32],
     /// The reward rule's parameters.
     pub reward_policy: RewardPolicy,

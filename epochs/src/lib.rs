@@ -44,6 +44,7 @@ pub mod follower;
 pub mod rewards;
 pub mod schedule;
 pub mod threshold;
+pub mod work;
 
 pub use agreement::{Agreement, AgreementConfig, EpochMessage, Output as AgreementOutput, VoteLog};
 pub use availability::{AvailabilityMeter, Observation, SignedObservation};

@@ -11,12 +11,13 @@
 //! ```
 //!
 //! computed in 128-bit integers and saturated at `u64::MAX`. `work_units` is the
-//! node's count of verified-work receipts in the epoch (0 until the model executor
-//! fills the receipts root). Consequences, each tested:
+//! node's proof-of-AI work two epochs back, as the observers' tallies agree on it
+//! (`crate::work`): items in its receipts, none if it was proven wrong.
+//! Consequences, each tested:
 //!
 //! - **No reward without evidence.** A node that no quorum of observers saw has
-//!   availability 0 and earns nothing from availability; work counts only with a
-//!   verified receipt.
+//!   availability 0 and earns nothing from availability; work counts only as
+//!   receipts that a majority of observers hold and none proved wrong.
 //! - **A failed epoch pays nobody.** Rewards exist only inside a signed checkpoint;
 //!   an epoch with no checkpoint has no reward table.
 //! - The rule is monotone in availability and linear above the minimum, so a node

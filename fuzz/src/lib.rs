@@ -564,6 +564,11 @@ fn epoch_messages(done: &[plexus_epochs::dkg::DkgOutcome]) -> Vec<Vec<u8>> {
         epoch: 3,
         observer: key.node_id(),
         uptime: vec![(first.committee[0], 1_000_000)],
+        work: Some(plexus_epochs::work::ObservedWork::new(
+            1,
+            [4; 32],
+            [(first.committee[1], 32)],
+        )),
     }
     .sign(&key)
     .expect("an observation signs");

@@ -10,7 +10,16 @@
 //! - `Withhold`: never releases a partial signature.
 //! - `Garbage`: releases partials that do not verify (wrong message, or bytes that
 //!   are not a point).
-//! - `LieAvailability`: reports every other node unseen and the colluders fully up.
+//! - `LieAvailability`: reports every other node unseen and the colluders fully up,
+//!   and credits the colluders with a vast amount of work and everyone else none.
+//!
+//! # Work tallies
+//!
+//! Each member's driver hands its core a tally of verified work for the two
+//! epochs before the current one, as the daemon's work service does: every
+//! worker has a deterministic amount per epoch, each observer counts a little
+//! differently (as if it held a different subset of receipts), and worker 0 is
+//! proven wrong in odd epochs (0 units in every honest tally).
 //!
 //! # Checkers (each a [`EpochReport::violations`] entry)
 //!
@@ -25,6 +34,9 @@
 //!   (across restarts too).
 //! - `availability-bound`: a signed availability outside the range of honest
 //!   observations of that node in that epoch (the rule's documented bound).
+//! - `work-bound`: signed work units outside the range of the honest observations'
+//!   tallies for that node (the same bound, `plexus_epochs::work`), or a work
+//!   root that is not the one the checkpoint's observers imply.
 //! - `evidence-missing`: an equivocation an honest member proved, two or more signed
 //!   epochs before the end, that no signed checkpoint carries.
 
@@ -42,7 +54,25 @@ use plexus_epochs::dkg::{DkgOutcome, DkgOutput, DkgRecipient, DkgRound, DkgTimin
 use plexus_epochs::rewards::RewardPolicy;
 use plexus_epochs::schedule::Schedule;
 use plexus_epochs::threshold;
+use plexus_epochs::work::{ObservedWork, WORK_LAG};
 use plexus_vocab::identity::NodeKey;
+
+/// Member `observer`'s tally of epoch `epoch`'s work by `workers`.
+fn tally(epoch: u64, observer: usize, workers: &[NodeId]) -> ObservedWork {
+    let rows = workers.iter().enumerate().map(|(j, w)| {
+        let proven_wrong = j == 0 && epoch % 2 == 1;
+        let units = if proven_wrong {
+            0
+        } else {
+            100 + (epoch * 7 + j as u64 * 13) % 50 + (observer as u64 % 3)
+        };
+        (*w, units)
+    });
+    let mut root = [0u8; 32];
+    root[..8].copy_from_slice(&epoch.to_le_bytes());
+    root[8] = observer as u8;
+    ObservedWork::new(epoch, root, rows)
+}
 
 /// A committee member's lie (in a scenario file: `equivocate`, `withhold`,
 /// `garbage`, `lie_availability`).
@@ -361,8 +391,14 @@ pub fn run(params: &EpochRun, seed: u64) -> EpochReport {
                             .map(|(_, id)| *id),
                     )
                     .collect();
-                for m in members.iter_mut() {
+                let current = schedule.epoch_at(now).unwrap_or(0);
+                for (i, m) in members.iter_mut().enumerate() {
                     if let Some(core) = m.core.as_mut() {
+                        for back in 1..=WORK_LAG {
+                            if let Some(w) = current.checked_sub(back) {
+                                core.handle_work(tally(w, i, &workers));
+                            }
+                        }
                         core.handle_view(now, alive.iter().copied());
                     }
                 }
@@ -589,6 +625,9 @@ fn lie(
                     colluders.iter().map(|c| (*c, PPM_FULL)).collect();
                 uptime.sort();
                 obs.uptime = uptime;
+                obs.work = obs.epoch.checked_sub(WORK_LAG).map(|w| {
+                    ObservedWork::new(w, [0xBA; 32], colluders.iter().map(|c| (*c, 1 << 40)))
+                });
                 match obs.sign(key) {
                     Ok(signed) => out.push((only, EpochMessage::Observation(signed))),
                     Err(_) => out.push((only, EpochMessage::Observation(o))),
@@ -658,6 +697,30 @@ fn check(
                     row.node, row.availability_ppm
                 ));
             }
+            let units: Vec<u64> = obs
+                .iter()
+                .map(|o| o.work.as_ref().map_or(0, |w| w.units_of(&row.node)))
+                .collect();
+            let (Some(lo), Some(hi)) = (units.iter().min(), units.iter().max()) else {
+                continue;
+            };
+            if row.work_units < *lo || row.work_units > *hi {
+                report.violations.push(format!(
+                    "work-bound: epoch {epoch} node {}: {} outside [{lo}, {hi}]",
+                    row.node, row.work_units
+                ));
+            }
+        }
+        let credited = signed.checkpoint.members.iter().any(|r| r.work_units > 0);
+        if credited != (signed.checkpoint.work_root != [0; 32]) {
+            report.violations.push(format!(
+                "work-bound: epoch {epoch}: work credited {credited} but work root {}",
+                if signed.checkpoint.work_root == [0; 32] {
+                    "zero"
+                } else {
+                    "set"
+                }
+            ));
         }
     }
     // The colluders try to sign their forged hash with every partial they have.

@@ -4,6 +4,7 @@
 //! the colluders reach the threshold.
 
 use plexus_epochs::availability::PPM_FULL;
+use plexus_epochs::work::WORK_LAG;
 use plexus_sim::epochs::{Behaviour, EpochRun, run};
 
 fn with(byzantine: Vec<(usize, Behaviour)>) -> EpochRun {
@@ -41,6 +42,25 @@ fn an_honest_committee_signs_every_epoch_and_measures_the_killed_worker() {
         );
         let up = s.checkpoint.row(&r.workers[1]).unwrap();
         assert!(up.availability_ppm > 950_000 && up.availability_ppm <= PPM_FULL);
+        // Work: epoch e credits the work of e − 2 (none before); worker 0 is
+        // proven wrong in odd epochs and is credited nothing for them.
+        let e = s.checkpoint.epoch;
+        if e < WORK_LAG {
+            assert_eq!(s.checkpoint.work_root, [0; 32]);
+            assert!(s.checkpoint.members.iter().all(|m| m.work_units == 0));
+        } else {
+            assert_ne!(s.checkpoint.work_root, [0; 32], "epoch {e}");
+            assert!(up.work_units >= 100, "epoch {e}: {}", up.work_units);
+            assert!(
+                up.reward_units >= up.work_units * s.checkpoint.reward_policy.units_per_work,
+                "work is paid"
+            );
+            if (e - WORK_LAG) % 2 == 1 {
+                assert_eq!(killed.work_units, 0, "epoch {e}: proven wrong, yet paid");
+            } else {
+                assert!(killed.work_units > 0, "epoch {e}");
+            }
+        }
     }
     // Each checkpoint links the one before.
     let hashes: Vec<_> = r.signed.values().map(|s| s.hash().unwrap()).collect();
@@ -150,6 +170,22 @@ fn the_checkers_fire_when_colluders_reach_the_threshold() {
     let r = run(&params, 3);
     assert!(
         r.violations.iter().any(|v| v.starts_with("forgery")),
+        "{:?}",
+        r.violations
+    );
+    // Three of four observers lying about work outvote the honest one: the
+    // work bound's checker must see it.
+    let params = EpochRun {
+        members: 4,
+        ..with(vec![
+            (0, Behaviour::LieAvailability),
+            (1, Behaviour::LieAvailability),
+            (2, Behaviour::LieAvailability),
+        ])
+    };
+    let r = run(&params, 3);
+    assert!(
+        r.violations.iter().any(|v| v.starts_with("work-bound")),
         "{:?}",
         r.violations
     );

@@ -635,7 +635,7 @@ fn audit_part(cluster: &LocalCluster, cheat: bool) -> Result<(), CliError> {
             a.unverified
         );
     }
-    match cheater {
+    match cheater.clone() {
         None => {
             if !a.evidence.is_empty() || a.verified == 0 {
                 return Err(CliError::Failed(format!(
@@ -666,6 +666,28 @@ fn audit_part(cluster: &LocalCluster, cheat: bool) -> Result<(), CliError> {
                 short(&c)
             );
         }
+    }
+    // Two epochs later the signed checkpoints credit the verified work.
+    let credits = super::digits::credits(cluster, 0, DEMO_EPOCH * 4)?;
+    for c in &credits {
+        say!(
+            "checkpoint {} credits {} with {} work units for epoch {} (its tally here: {})",
+            c.epoch + plexus_epochs::work::WORK_LAG,
+            short(&c.node),
+            c.credited,
+            c.epoch,
+            c.tallied
+        );
+    }
+    if let Some(c) = credits
+        .iter()
+        .find(|c| Some(&c.node) == cheater.as_ref() && c.credited > 0)
+    {
+        return Err(CliError::Failed(format!(
+            "checkpoint {} pays the cheater {} work units",
+            c.epoch + plexus_epochs::work::WORK_LAG,
+            c.credited
+        )));
     }
     Ok(())
 }

@@ -357,3 +357,75 @@ pub fn audit(
     last.waited = start.elapsed();
     Ok(last)
 }
+
+/// One worker's verified work of one epoch, and what the checkpoint two epochs
+/// later credits it.
+#[derive(Clone, Debug)]
+pub struct Credit {
+    /// The epoch of the work.
+    pub epoch: u64,
+    /// The worker.
+    pub node: String,
+    /// Work units in node `at`'s own tally (0 if it holds evidence against it).
+    pub tallied: u64,
+    /// Work units checkpoint `epoch + WORK_LAG` credits it.
+    pub credited: u64,
+    /// That checkpoint's work root (hex).
+    pub work_root: String,
+}
+
+/// The credit of every worker in node `at`'s tallies, once the checkpoints that
+/// carry it are signed (waiting up to `limit` for them).
+pub fn credits(
+    cluster: &LocalCluster,
+    at: usize,
+    limit: Duration,
+) -> Result<Vec<Credit>, CliError> {
+    use plexus_epochs::work::WORK_LAG;
+    let node = cluster
+        .nodes
+        .get(at)
+        .ok_or_else(|| CliError::Failed(format!("no node {at}")))?;
+    let receipts = node.api.get("/v1/receipts")?;
+    let mut owed: Vec<(u64, String, u64)> = Vec::new();
+    for e in receipts["epochs"].as_array().cloned().unwrap_or_default() {
+        let epoch = e["epoch"].as_u64().unwrap_or(0);
+        for w in e["workers"].as_array().cloned().unwrap_or_default() {
+            let worker = w["node"].as_str().unwrap_or_default().to_string();
+            owed.push((epoch, worker, w["work_units"].as_u64().unwrap_or(0)));
+        }
+    }
+    let epochs: std::collections::BTreeSet<u64> = owed.iter().map(|(e, _, _)| *e).collect();
+    let (checkpoints, _) = wait_until("the checkpoints crediting the work", limit, || {
+        epochs
+            .iter()
+            .map(|e| {
+                let c = node
+                    .api
+                    .get(&format!("/v1/epochs/{}", e.saturating_add(WORK_LAG)))
+                    .ok()?;
+                Some((*e, c))
+            })
+            .collect::<Option<std::collections::BTreeMap<u64, Value>>>()
+    })?;
+    Ok(owed
+        .into_iter()
+        .map(|(epoch, worker, tallied)| {
+            let c = &checkpoints[&epoch];
+            let credited = c["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| m["node"] == worker.as_str())
+                .and_then(|m| m["work_units"].as_u64())
+                .unwrap_or(0);
+            Credit {
+                epoch,
+                node: worker,
+                tallied,
+                credited,
+                work_root: c["work_root"].as_str().unwrap_or_default().to_string(),
+            }
+        })
+        .collect())
+}

@@ -194,6 +194,10 @@ pub enum EpochMsg {
     List(oneshot::Sender<EpochStatus>),
     /// One signed checkpoint (from memory or the store).
     Get(u64, oneshot::Sender<Option<SignedCheckpoint>>),
+    /// This node's tally of an ended epoch's verified work, from the work
+    /// service; this node's observation two epochs later carries it
+    /// (`plexus_epochs::work`). Dropped before the agreement runs.
+    Work(plexus_epochs::work::ObservedWork),
 }
 
 /// What `/v1/epochs` shows.
@@ -1067,6 +1071,11 @@ impl Actor for EpochService {
             }
             EpochMsg::Get(epoch, reply) => {
                 let _ = reply.send(self.store.checkpoint(epoch).ok().flatten());
+            }
+            EpochMsg::Work(work) => {
+                if let Phase::Running(a) = &mut st.phase {
+                    a.handle_work(work);
+                }
             }
         }
         self.pump(ctx.system(), st, now);

@@ -541,6 +541,25 @@ impl WorkService {
                 tracing::warn!(error = %e, "cannot store a tally");
             }
         }
+        // The tallies the checkpoints credit: the two ended epochs before this
+        // one, once their beacon drew the sample (work of an epoch without a
+        // signed checkpoint was never sampled, so it is credited nothing).
+        if let Some(epochs) = self.epochs {
+            let service = system.resolve::<EpochMsg>(epochs);
+            for back in 1..=plexus_epochs::work::WORK_LAG {
+                let Some(epoch) = now.checked_sub(back) else {
+                    continue;
+                };
+                let work = st.auditor.tally(epoch);
+                if !work.beacon {
+                    continue;
+                }
+                let units = work.workers.iter().map(|(n, row)| (*n, row.work_units));
+                let tally = plexus_epochs::work::ObservedWork::new(epoch, work.root, units);
+                // Best effort: the next tick sends it again.
+                let _ = service.try_tell(EpochMsg::Work(tally));
+            }
+        }
         if let Err(e) = self.store.prune(oldest) {
             tracing::warn!(error = %e, "cannot prune the work store");
         }
