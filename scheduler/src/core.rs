@@ -99,6 +99,10 @@ pub struct Placement {
     /// Its host is down (or draining) and it runs nowhere, and the last tick found
     /// no node that can take it; every tick tries again.
     pub stranded: bool,
+    /// An operator moved it (`Migrate`): rebalancing leaves it where it was put,
+    /// so the scheduler never undoes an operator's choice. Its host's death or
+    /// drain still moves it, and clears the pin.
+    pub pinned: bool,
 }
 
 /// The scheduler's durable state.
@@ -611,6 +615,7 @@ impl Scheduler {
                     active: false,
                     ballot: Ballot::ZERO,
                     stranded: false,
+                    pinned: false,
                 },
             );
         }
@@ -741,6 +746,7 @@ impl Scheduler {
         let tick = self.state.tick;
         if let Some(p) = self.state.actors.get_mut(actor) {
             p.migrating = Some((to, tick));
+            p.pinned = true;
         }
         Outcome {
             response: Some(Response::Migrating {
@@ -852,6 +858,9 @@ impl Scheduler {
             discharge(&mut ledger, p);
             p.active = loc.is_some();
             p.stranded = false;
+            if !live.contains(&p.node) || draining.contains_key(&p.node) {
+                p.pinned = false;
+            }
             // A move that has not landed by its deadline is forgotten (and its
             // target's room freed); it may be ordered again.
             if p.migrating
@@ -1051,6 +1060,7 @@ impl Scheduler {
             .iter_mut()
             .filter(|(_, p)| {
                 p.node == busiest.id
+                    && !p.pinned
                     && p.strategy == Strategy::Spread
                     && p.constraints.eval(&idlest.tags)
                     && free.covers(&p.resources)

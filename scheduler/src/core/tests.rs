@@ -317,6 +317,51 @@ fn drains_migrate_everything_off_and_joins_rebalance() {
 }
 
 #[test]
+fn rebalancing_never_undoes_an_operators_migration() {
+    let mut s = Checked::default();
+    let nodes = vec![info(1, &[], true), info(2, &[], true), info(3, &[], true)];
+    s.tick(view(nodes.clone()));
+    let mut actors = deployed(&mut s);
+    actors.sort();
+    // The actor rebalancing would pick first (lowest key) goes, by an operator's
+    // order, onto another actor's node: two there, none on its old one.
+    let (moved, from) = actors[0].clone();
+    let to = actors.iter().map(|(_, n)| *n).find(|n| *n != from).unwrap();
+    let mut v = view(nodes.clone());
+    v.locations = actors.iter().cloned().collect();
+    s.tick(v.clone());
+    let out = s.request(&signed(Request::Migrate {
+        actor: moved.clone(),
+        to,
+    }));
+    assert!(
+        matches!(out.response, Some(Response::Migrating { .. })),
+        "{:?}",
+        out.response
+    );
+    v.locations.insert(moved.clone(), to);
+    let mut rebalanced = Vec::new();
+    for _ in 0..3 {
+        let out = s.tick(v.clone());
+        rebalanced.extend(out.commands.into_iter().filter_map(|(n, c)| match c {
+            Command::Migrate { key, to } => Some((n, key.to_string(), to)),
+            _ => None,
+        }));
+    }
+    assert!(
+        rebalanced.iter().all(|(_, key, _)| *key != moved),
+        "the operator's move was undone: {rebalanced:?}"
+    );
+    // The imbalance is still evened out, with the actor nobody pinned.
+    assert!(
+        rebalanced
+            .iter()
+            .any(|(n, key, dest)| *n == to && *key != moved && *dest == from),
+        "{rebalanced:?}"
+    );
+}
+
+#[test]
 fn stop_releases_every_actor_and_replica() {
     let mut s = Checked::default();
     s.tick(view(vec![
