@@ -714,11 +714,13 @@ pub fn infer_local(
     let requests = read_images(input)?;
     let passes: Vec<&[Vec<u8>]> = requests.chunks(batch as usize).collect();
     // Pass i runs on thread i % threads; each thread has its own model.
-    let results: Vec<Vec<(usize, Vec<[f32; 10]>)>> = std::thread::scope(|scope| {
+    /// Each pass's index and logits, as one thread computed them.
+    type Passes = Vec<(usize, Vec<[f32; 10]>)>;
+    let results: Vec<Passes> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads as usize)
             .map(|t| {
                 let (passes, weights) = (&passes, &weights);
-                scope.spawn(move || -> Result<Vec<(usize, Vec<[f32; 10]>)>, String> {
+                scope.spawn(move || -> Result<Passes, String> {
                     let device = executor::device();
                     let model = plexus_ml::model::Mlp::from_weights(weights, &device)
                         .map_err(|e| e.to_string())?;
