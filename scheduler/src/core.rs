@@ -16,7 +16,8 @@
 //! * an actor whose replica set lost a member gets a new set (a reconfiguration);
 //! * an actor running that belongs to no job is released;
 //! * when a node joins empty, one actor of a `spread` job moves to it per tick,
-//!   until no node has two more actors than another.
+//!   until no node has two more actors than another; an actor an operator moved
+//!   (`Migrate`) is pinned and never rebalanced, until its host dies or drains.
 //!
 //! A move holds room on its target until it lands or times out
 //! ([`MIGRATION_TICKS`]); [`Scheduler::check_invariants`] lists what the state
