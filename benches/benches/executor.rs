@@ -36,6 +36,7 @@ use plexus::ml::model::{Mlp, Weights};
 use plexus::poai::receipt::{RECEIPT_VERSION, items_digest};
 use plexus::poai::{Receipt, SignedReceipt};
 use plexus_actors::migratable::Snapshot;
+use plexus_benches::flag;
 use plexus_durable::activation::Input;
 use plexus_durable::types::DurableKey;
 use plexus_host::DurableKind;
@@ -54,23 +55,6 @@ struct Params {
     rounds: usize,
     per_round: usize,
     images: usize,
-}
-
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
-    let inline = format!("{name}=");
-    let value = args.iter().enumerate().find_map(|(i, a)| {
-        if a == name {
-            Some(args.get(i + 1).cloned().unwrap_or_default())
-        } else {
-            a.strip_prefix(&inline).map(str::to_string)
-        }
-    });
-    match value {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| format!("{name}: `{v}` is not a number")),
-    }
 }
 
 fn main() -> ExitCode {

@@ -25,6 +25,7 @@ use plexus::NodeId;
 use plexus::cli::CliError;
 use plexus::cli::client::ApiClient;
 use plexus::cli::local::{LocalCluster, Settled, WORDS, in_scratch_dir, wait_until};
+use plexus_benches::flag;
 use plexus_scheduler::{Rejection, Request};
 use serde_json::Value;
 
@@ -35,25 +36,6 @@ struct Params {
     state_bytes: u64,
     rate: u64,
     moves: u32,
-}
-
-/// The value after `--name` (or in `--name=N`); other arguments are cargo's or
-/// libtest's and are ignored.
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
-    let inline = format!("{name}=");
-    let value = args.iter().enumerate().find_map(|(i, a)| {
-        if a == name {
-            Some(args.get(i + 1).cloned().unwrap_or_default())
-        } else {
-            a.strip_prefix(&inline).map(str::to_string)
-        }
-    });
-    match value {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| format!("{name}: `{v}` is not a number")),
-    }
 }
 
 fn params(args: &[String]) -> Result<Params, String> {

@@ -103,3 +103,22 @@ pub fn spawn_tokio_counter(capacity: usize) -> (mpsc::Sender<TCount>, tokio::tas
     });
     (tx, handle)
 }
+
+/// The value after `--name` (or in `--name=N`); other arguments are cargo's or
+/// libtest's and are ignored.
+pub fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, String> {
+    let inline = format!("{name}=");
+    let value = args.iter().enumerate().find_map(|(i, a)| {
+        if a == name {
+            Some(args.get(i + 1).cloned().unwrap_or_default())
+        } else {
+            a.strip_prefix(&inline).map(str::to_string)
+        }
+    });
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("{name}: `{v}` is not a number")),
+    }
+}

@@ -265,10 +265,11 @@ impl SignedObservation {
     }
 }
 
-/// The lower median of `values` (sorted in place); 0 when empty.
-pub fn lower_median(values: &mut [u32]) -> u32 {
+/// The lower median of `values` (sorted in place); 0 when empty. Availability
+/// and verified work (`crate::work`) share the rule.
+pub fn lower_median<T: Ord + Copy + Default>(values: &mut [T]) -> T {
     if values.is_empty() {
-        return 0;
+        return T::default();
     }
     values.sort_unstable();
     values[(values.len() - 1) / 2]

@@ -41,7 +41,7 @@ use plexus_actors::NodeId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::availability::{OBSERVATION_NODES_MAX, Observation};
+use crate::availability::{OBSERVATION_NODES_MAX, Observation, lower_median};
 
 /// How many epochs back a checkpoint's work is.
 pub const WORK_LAG: u64 = 2;
@@ -106,15 +106,6 @@ impl ObservedWork {
             .map(|i| self.units[i].1)
             .unwrap_or(0)
     }
-}
-
-/// The lower median of `values` (sorted in place); 0 when empty.
-fn lower_median(values: &mut [u64]) -> u64 {
-    if values.is_empty() {
-        return 0;
-    }
-    values.sort_unstable();
-    values[(values.len() - 1) / 2]
 }
 
 /// The work units of each of `nodes` under the rule in the module docs, in the
