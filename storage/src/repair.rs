@@ -1,0 +1,554 @@
+//! What one storage shard does to keep every chunk at its replication factor.
+//!
+//! Each chunk carries its replication factor `r`. A shard knows which chunks it
+//! holds intact, which live nodes may hold chunks (and their zones), and which
+//! nodes recently said they are full. From that alone it decides:
+//!
+//! * **Offers.** On a membership change, and every `scan_every` besides, it
+//!   offers each chunk it holds to the other nodes of that chunk's placement
+//!   ([`crate::placement`]) among live, non-full nodes. An offer is a list of ids
+//!   (at most [`RepairConfig::offer_ids_max`] per message).
+//! * **Fetches.** A shard offered a chunk it should hold but does not fetches it
+//!   from the offerer, one fetch per chunk at a time; a fetch that fails or times
+//!   out is dropped, and the next offer (from any holder) starts it again.
+//! * **Lost chunks.** A chunk found corrupt or missing on this shard's disk
+//!   ([`Repair::lost`]) is fetched back from the other holders in placement
+//!   order, one after another, until one delivers.
+//!
+//! So when a holder dies, each survivor offers its chunks to the node that took
+//! the dead one's place, which fetches from the first offer: the replica count
+//! returns to `r` with no coordinator. Bandwidth is bounded by
+//! [`RepairConfig::fetches_max`] fetches in flight per shard (each at most one
+//! chunk), and queued wants by [`RepairConfig::wants_max`] (beyond it, offers are
+//! dropped: the next scan offers them again).
+//!
+//! The core never hears a chunk's bytes: the driver verifies every chunk against
+//! its id before it reports it stored.
+//!
+//! Not done here: moving chunks off a node that is no longer in their placement
+//! (over-replication is kept until garbage collection removes unpinned files).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use plexus_actors::{NodeId, Time};
+
+use crate::ChunkId;
+use crate::placement::{self, Candidate};
+
+/// The repair's tuning.
+#[derive(Clone, Debug)]
+pub struct RepairConfig {
+    /// Fetches in flight at once.
+    pub fetches_max: usize,
+    /// Wanted chunks queued behind them.
+    pub wants_max: usize,
+    /// How long a fetch may take.
+    pub fetch_timeout: Duration,
+    /// Ids per offer message.
+    pub offer_ids_max: usize,
+    /// How often every held chunk is offered again, changes or not.
+    pub scan_every: Duration,
+    /// How long a node that said it is full is passed over.
+    pub full_for: Duration,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        RepairConfig {
+            fetches_max: 8,
+            wants_max: 65_536,
+            fetch_timeout: Duration::from_secs(30),
+            offer_ids_max: 4_096,
+            scan_every: Duration::from_secs(30),
+            full_for: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the shard's driver is asked to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Tell `to` these chunks (with their `r`) are here, for it to hold.
+    Offer {
+        /// The node the chunks belong on.
+        to: NodeId,
+        /// Chunk ids and their replication factors.
+        chunks: Vec<(ChunkId, u8)>,
+    },
+    /// Fetch `chunk` from `from`, verify it, store it, and report
+    /// [`Repair::stored`] or [`Repair::fetch_failed`].
+    Fetch {
+        /// A node that holds it.
+        from: NodeId,
+        /// The chunk.
+        chunk: ChunkId,
+        /// Its replication factor, to store with it.
+        replicas: u8,
+    },
+}
+
+/// One shard's repair state.
+#[derive(Debug)]
+pub struct Repair {
+    me: NodeId,
+    config: RepairConfig,
+    live: Vec<Candidate>,
+    held: BTreeMap<ChunkId, u8>,
+    /// Chunks lost here: `r` and how many sources were tried.
+    lost: BTreeMap<ChunkId, (u8, usize)>,
+    full: BTreeMap<NodeId, Time>,
+    fetching: BTreeMap<ChunkId, (NodeId, Time)>,
+    wants: VecDeque<(ChunkId, u8, NodeId)>,
+    wanted: BTreeSet<ChunkId>,
+    scan_due: bool,
+    next_scan: Time,
+    out: VecDeque<Action>,
+    dropped_offers: u64,
+}
+
+impl Repair {
+    /// The repair of shard `me`.
+    pub fn new(me: NodeId, config: RepairConfig) -> Self {
+        Repair {
+            me,
+            config,
+            live: Vec::new(),
+            held: BTreeMap::new(),
+            lost: BTreeMap::new(),
+            full: BTreeMap::new(),
+            fetching: BTreeMap::new(),
+            wants: VecDeque::new(),
+            wanted: BTreeSet::new(),
+            scan_due: true,
+            next_scan: Time::ZERO,
+            out: VecDeque::new(),
+            dropped_offers: 0,
+        }
+    }
+
+    // ----- getters -----
+
+    /// Chunks held intact here.
+    pub fn held(&self) -> &BTreeMap<ChunkId, u8> {
+        &self.held
+    }
+
+    /// Whether this shard holds `chunk` intact.
+    pub fn holds(&self, chunk: &ChunkId) -> bool {
+        self.held.contains_key(chunk)
+    }
+
+    /// Chunks lost here and not yet fetched back.
+    pub fn lost_count(&self) -> usize {
+        self.lost.len()
+    }
+
+    /// Fetches in flight and queued.
+    pub fn pending(&self) -> (usize, usize) {
+        (self.fetching.len(), self.wants.len())
+    }
+
+    /// Offers dropped at the wants bound.
+    pub fn dropped_offers(&self) -> u64 {
+        self.dropped_offers
+    }
+
+    /// The candidates a placement is computed over now: live and not full.
+    pub fn candidates(&self, now: Time) -> Vec<Candidate> {
+        self.live
+            .iter()
+            .filter(|c| c.node == self.me || !self.full.get(&c.node).is_some_and(|t| *t > now))
+            .cloned()
+            .collect()
+    }
+
+    /// Where `chunk` belongs now.
+    pub fn placement(&self, now: Time, chunk: &ChunkId, r: u8) -> Vec<NodeId> {
+        placement::holders(chunk, &self.candidates(now), usize::from(r))
+    }
+
+    // ----- inputs -----
+
+    /// The live members that may hold chunks (this node included, if it stores).
+    pub fn set_live(&mut self, mut live: Vec<Candidate>) {
+        live.sort_by(|a, b| a.node.cmp(&b.node));
+        live.dedup_by(|a, b| a.node == b.node);
+        if live != self.live {
+            self.live = live;
+            self.scan_due = true;
+        }
+    }
+
+    /// `chunk` is now stored here intact (a put, a fetch, or found at start).
+    pub fn stored(&mut self, chunk: ChunkId, replicas: u8) {
+        self.held.insert(chunk, replicas.max(1));
+        self.lost.remove(&chunk);
+        self.fetching.remove(&chunk);
+        self.wanted.remove(&chunk);
+    }
+
+    /// `chunk` was removed here on purpose (garbage collection).
+    pub fn removed(&mut self, chunk: &ChunkId) {
+        self.held.remove(chunk);
+        self.lost.remove(chunk);
+    }
+
+    /// `chunk`'s bytes here were found corrupt or missing: fetch it back.
+    pub fn lost(&mut self, chunk: ChunkId) {
+        if let Some(r) = self.held.remove(&chunk) {
+            self.lost.insert(chunk, (r, 0));
+        }
+    }
+
+    /// A fetch failed (not had, corrupt, or refused).
+    pub fn fetch_failed(&mut self, chunk: &ChunkId) {
+        self.fetching.remove(chunk);
+        self.wanted.remove(chunk);
+    }
+
+    /// `node` refused a chunk because it is full.
+    pub fn full(&mut self, now: Time, node: NodeId) {
+        self.full.insert(node, now + self.config.full_for);
+        self.scan_due = true;
+    }
+
+    /// `from` offers chunks. Only chunks this shard belongs to and lacks are
+    /// wanted; `from` must be a live member (the caller checked it is admitted).
+    pub fn handle_offer(&mut self, now: Time, from: NodeId, chunks: &[(ChunkId, u8)]) {
+        if from == self.me || !self.live.iter().any(|c| c.node == from) {
+            return;
+        }
+        let candidates = self.candidates(now);
+        for (chunk, r) in chunks.iter().take(self.config.offer_ids_max) {
+            let r = (*r).max(1);
+            if self.held.contains_key(chunk)
+                || self.fetching.contains_key(chunk)
+                || self.wanted.contains(chunk)
+            {
+                continue;
+            }
+            let mine = placement::holders(chunk, &candidates, usize::from(r)).contains(&self.me)
+                || self.lost.contains_key(chunk);
+            if !mine {
+                continue;
+            }
+            if self.wants.len() >= self.config.wants_max {
+                self.dropped_offers += 1;
+                continue;
+            }
+            self.wanted.insert(*chunk);
+            self.wants.push_back((*chunk, r, from));
+        }
+        self.start_fetches(now);
+    }
+
+    /// Time passes: fetches time out, full marks expire, fetches start, and a
+    /// scan runs when one is due.
+    pub fn tick(&mut self, now: Time) {
+        let late: Vec<ChunkId> = self
+            .fetching
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in late {
+            self.fetch_failed(&c);
+        }
+        let before = self.full.len();
+        self.full.retain(|_, until| *until > now);
+        if self.full.len() != before {
+            self.scan_due = true;
+        }
+        self.fetch_lost(now);
+        self.start_fetches(now);
+        if self.scan_due || now >= self.next_scan {
+            self.scan(now);
+        }
+    }
+
+    // ----- outputs -----
+
+    /// The next action.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.out.pop_front()
+    }
+
+    // ----- internals -----
+
+    fn start_fetches(&mut self, now: Time) {
+        while self.fetching.len() < self.config.fetches_max {
+            let Some((chunk, replicas, from)) = self.wants.pop_front() else {
+                break;
+            };
+            if self.held.contains_key(&chunk) || self.fetching.contains_key(&chunk) {
+                self.wanted.remove(&chunk);
+                continue;
+            }
+            self.fetching
+                .insert(chunk, (from, now + self.config.fetch_timeout));
+            self.out.push_back(Action::Fetch {
+                from,
+                chunk,
+                replicas,
+            });
+        }
+    }
+
+    fn fetch_lost(&mut self, now: Time) {
+        let candidates = self.candidates(now);
+        let lost: Vec<ChunkId> = self.lost.keys().copied().collect();
+        for chunk in lost {
+            if self.fetching.len() >= self.config.fetches_max {
+                break;
+            }
+            if self.fetching.contains_key(&chunk) {
+                continue;
+            }
+            let Some((r, tried)) = self.lost.get_mut(&chunk) else {
+                continue;
+            };
+            // Sources: everyone else, in the chunk's order (the holders first).
+            let sources: Vec<NodeId> = placement::order(&chunk, &candidates)
+                .into_iter()
+                .filter(|n| *n != self.me)
+                .collect();
+            if sources.is_empty() {
+                continue;
+            }
+            let from = sources[*tried % sources.len()];
+            *tried = tried.saturating_add(1);
+            let replicas = *r;
+            self.fetching
+                .insert(chunk, (from, now + self.config.fetch_timeout));
+            self.out.push_back(Action::Fetch {
+                from,
+                chunk,
+                replicas,
+            });
+        }
+    }
+
+    fn scan(&mut self, now: Time) {
+        self.scan_due = false;
+        self.next_scan = now + self.config.scan_every;
+        let candidates = self.candidates(now);
+        let mut offers: BTreeMap<NodeId, Vec<(ChunkId, u8)>> = BTreeMap::new();
+        for (chunk, r) in &self.held {
+            for n in placement::holders(chunk, &candidates, usize::from(*r)) {
+                if n != self.me {
+                    offers.entry(n).or_default().push((*chunk, *r));
+                }
+            }
+        }
+        for (to, chunks) in offers {
+            for part in chunks.chunks(self.config.offer_ids_max.max(1)) {
+                self.out.push_back(Action::Offer {
+                    to,
+                    chunks: part.to_vec(),
+                });
+            }
+        }
+    }
+
+    /// The invariants, for tests and the simulator.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.fetching.len() > self.config.fetches_max {
+            return Err(format!("{} fetches over the bound", self.fetching.len()));
+        }
+        if self.wants.len() > self.config.wants_max {
+            return Err("wants over the bound".into());
+        }
+        if let Some(c) = self.held.keys().find(|c| self.lost.contains_key(c)) {
+            return Err(format!("{c:?} both held and lost"));
+        }
+        if let Some(c) = self.fetching.keys().find(|c| self.held.contains_key(c)) {
+            return Err(format!("{c:?} fetched while held"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_actors::rng::DetRng;
+    use proptest::prelude::*;
+
+    fn node(i: u64) -> NodeId {
+        NodeId::synthetic(i)
+    }
+
+    /// A cluster of repair cores with perfect links; a fetch succeeds when the
+    /// source holds the chunk.
+    struct Net {
+        shards: BTreeMap<NodeId, Repair>,
+        now: Time,
+    }
+
+    impl Net {
+        fn new(n: u64) -> Self {
+            let shards = (0..n)
+                .map(|i| (node(i), Repair::new(node(i), RepairConfig::default())))
+                .collect();
+            let mut net = Net {
+                shards,
+                now: Time::from_millis(1),
+            };
+            net.membership();
+            net
+        }
+
+        fn membership(&mut self) {
+            let live: Vec<Candidate> = self.shards.keys().map(|n| Candidate::plain(*n)).collect();
+            for s in self.shards.values_mut() {
+                s.set_live(live.clone());
+            }
+        }
+
+        fn kill(&mut self, n: NodeId) {
+            self.shards.remove(&n);
+            self.membership();
+        }
+
+        /// Runs until quiet.
+        fn settle(&mut self) {
+            for _ in 0..1_000 {
+                self.now = self.now + Duration::from_millis(100);
+                let mut actions = Vec::new();
+                for (id, s) in self.shards.iter_mut() {
+                    s.tick(self.now);
+                    while let Some(a) = s.poll_action() {
+                        actions.push((*id, a));
+                    }
+                    s.check_invariants().unwrap();
+                }
+                if actions.is_empty() {
+                    return;
+                }
+                for (me, a) in actions {
+                    match a {
+                        Action::Offer { to, chunks } => {
+                            if let Some(s) = self.shards.get_mut(&to) {
+                                s.handle_offer(self.now, me, &chunks);
+                            }
+                        }
+                        Action::Fetch {
+                            from,
+                            chunk,
+                            replicas,
+                        } => {
+                            let had = self.shards.get(&from).is_some_and(|s| s.holds(&chunk));
+                            if let Some(s) = self.shards.get_mut(&me) {
+                                if had {
+                                    s.stored(chunk, replicas);
+                                } else {
+                                    s.fetch_failed(&chunk);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            panic!("repair never settled");
+        }
+
+        fn copies(&self, c: &ChunkId) -> usize {
+            self.shards.values().filter(|s| s.holds(c)).count()
+        }
+
+        fn put(&mut self, c: ChunkId, r: u8) {
+            let live: Vec<Candidate> = self.shards.keys().map(|n| Candidate::plain(*n)).collect();
+            for h in placement::holders(&c, &live, usize::from(r)) {
+                if let Some(s) = self.shards.get_mut(&h) {
+                    s.stored(c, r);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_dead_holders_copies_come_back() {
+        let mut net = Net::new(5);
+        let chunks: Vec<ChunkId> = (0u64..50).map(|i| ChunkId::of(&i.to_le_bytes())).collect();
+        for c in &chunks {
+            net.put(*c, 3);
+        }
+        net.settle();
+        assert!(chunks.iter().all(|c| net.copies(c) == 3));
+        net.kill(node(2));
+        assert!(
+            chunks.iter().any(|c| net.copies(c) == 2),
+            "node 2 held nothing"
+        );
+        net.settle();
+        assert!(chunks.iter().all(|c| net.copies(c) == 3));
+    }
+
+    #[test]
+    fn a_corrupt_copy_is_fetched_back() {
+        let mut net = Net::new(4);
+        let c = ChunkId::of(b"x");
+        net.put(c, 3);
+        let holder = *net.shards.iter().find(|(_, s)| s.holds(&c)).unwrap().0;
+        net.shards.get_mut(&holder).unwrap().lost(c);
+        assert_eq!(net.copies(&c), 2);
+        net.settle();
+        assert!(net.shards[&holder].holds(&c));
+        assert_eq!(net.shards[&holder].lost_count(), 0);
+    }
+
+    #[test]
+    fn a_full_node_is_passed_over() {
+        let mut net = Net::new(4);
+        let c = ChunkId::of(b"y");
+        net.put(c, 3);
+        let first = net.shards[&node(0)].placement(net.now, &c, 3);
+        let holder = first[0];
+        let victim = first[1];
+        // The victim loses its copy and is full: another node takes its place.
+        net.shards.get_mut(&victim).unwrap().removed(&c);
+        let now = net.now;
+        for s in net.shards.values_mut() {
+            s.full(now, victim);
+        }
+        net.settle();
+        assert_eq!(net.copies(&c), 3);
+        assert!(!net.shards[&victim].holds(&c));
+        assert!(net.shards[&holder].holds(&c));
+    }
+
+    proptest! {
+        /// Never fewer than r after repair while r nodes live; never two replicas
+        /// on one node (a shard holds a chunk at most once by construction).
+        #[test]
+        fn repair_restores_r_while_r_nodes_live(seed in any::<u64>(), n in 3u64..8, kills in 0usize..4) {
+            let mut rng = DetRng::new(seed);
+            let mut net = Net::new(n);
+            let chunks: Vec<(ChunkId, u8)> = (0u64..30)
+                .map(|i| (ChunkId::of(&(seed ^ i).to_le_bytes()), 1 + (rng.below(3) as u8)))
+                .collect();
+            for (c, r) in &chunks {
+                net.put(*c, *r);
+            }
+            net.settle();
+            for _ in 0..kills {
+                let alive: Vec<NodeId> = net.shards.keys().copied().collect();
+                let victim = alive[rng.index(alive.len())];
+                // Only kill while every chunk keeps a copy (r-1 failures at once).
+                let survives = chunks.iter().all(|(c, _)| {
+                    net.shards.iter().any(|(id, s)| *id != victim && s.holds(c))
+                });
+                if !survives || alive.len() <= 1 {
+                    break;
+                }
+                net.kill(victim);
+                net.settle();
+                let live = net.shards.len();
+                for (c, r) in &chunks {
+                    prop_assert!(net.copies(c) >= usize::from(*r).min(live), "{c:?} r={r} has {}", net.copies(c));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The messages between storage services, and their one decoder (fuzzed).
+//!
+//! Every message is a codec frame of at most [`WIRE_BYTES_MAX`] (one chunk at the
+//! largest chunk size, plus headroom). Requests carry a `req` number of the
+//! asker's choosing, echoed in the answer; a node answers only what it was asked
+//! and the asker matches answers by `(peer, req)`, so an answer from anyone else
+//! is ignored. Sizes are checked again by the receiver: a chunk's bytes must hash
+//! to its id before anything is stored or returned.
+
+use plexus_actors::codec;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::ChunkId;
+use crate::kv::KvMsg;
+use crate::manifest::STORED_CHUNK_BYTES_MAX;
+
+/// The largest storage message.
+pub const WIRE_BYTES_MAX: usize = STORED_CHUNK_BYTES_MAX + (64 << 10);
+/// Ids per query.
+pub const QUERY_IDS_MAX: usize = 8_192;
+
+/// Why a store was not done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum StoreOutcome {
+    /// Held durably (synced to disk).
+    Stored,
+    /// The node is at its quota: put it elsewhere.
+    Full {
+        /// Bytes the node may still take.
+        free_bytes: u64,
+    },
+    /// The bytes do not hash to the id, or break a bound.
+    Invalid(String),
+    /// The node's disk failed.
+    Failed(String),
+}
+
+/// A message between storage services.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum StorageWire {
+    /// Hold this chunk durably; answered with [`StorageWire::Stored`].
+    Store {
+        /// The asker's request number.
+        req: u64,
+        /// The chunk's id.
+        chunk: ChunkId,
+        /// Its replication factor.
+        replicas: u8,
+        /// Its bytes.
+        bytes: ByteBuf,
+    },
+    /// The answer to a store.
+    Stored {
+        /// The request answered.
+        req: u64,
+        /// The chunk.
+        chunk: ChunkId,
+        /// What was done.
+        outcome: StoreOutcome,
+    },
+    /// Send this chunk's bytes; answered with [`StorageWire::Chunk`].
+    Fetch {
+        /// The asker's request number.
+        req: u64,
+        /// The chunk.
+        chunk: ChunkId,
+    },
+    /// The answer to a fetch: the bytes, verified by the sender, or `None`.
+    Chunk {
+        /// The request answered.
+        req: u64,
+        /// The chunk.
+        chunk: ChunkId,
+        /// The bytes, if held intact.
+        bytes: Option<ByteBuf>,
+    },
+    /// These chunks belong on the receiver too (the repair's offer).
+    Offer {
+        /// Chunk ids and replication factors.
+        chunks: Vec<(ChunkId, u8)>,
+    },
+    /// Which of these chunks are held? Answered with [`StorageWire::Holding`].
+    Query {
+        /// The asker's request number.
+        req: u64,
+        /// The chunks (at most [`QUERY_IDS_MAX`]).
+        chunks: Vec<ChunkId>,
+    },
+    /// The answer to a query, one flag per chunk asked.
+    Holding {
+        /// The request answered.
+        req: u64,
+        /// Held intact, in the query's order.
+        held: Vec<bool>,
+    },
+    /// The key-value store's anti-entropy.
+    Kv(KvMsg),
+}
+
+/// Why bytes are not a storage message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Not a frame of a storage message, or over the bound.
+    #[error("not a storage message: {0}")]
+    Decode(String),
+    /// A bound inside the message is broken.
+    #[error("a storage message over its bounds: {0}")]
+    Bounds(&'static str),
+}
+
+impl StorageWire {
+    /// The message's frame.
+    pub fn encode(&self) -> Result<Vec<u8>, codec::CodecError> {
+        codec::encode(self)
+    }
+
+    /// The message in `bytes`, checked against its bounds; never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let msg: StorageWire = codec::decode_with_limit(bytes, WIRE_BYTES_MAX)
+            .map_err(|e| WireError::Decode(e.to_string()))?;
+        match &msg {
+            StorageWire::Store { bytes, .. }
+            | StorageWire::Chunk {
+                bytes: Some(bytes), ..
+            } if bytes.len() > STORED_CHUNK_BYTES_MAX => {
+                Err(WireError::Bounds("a chunk over the largest chunk size"))
+            }
+            StorageWire::Query { chunks, .. } if chunks.len() > QUERY_IDS_MAX => {
+                Err(WireError::Bounds("a query of too many ids"))
+            }
+            StorageWire::Holding { held, .. } if held.len() > QUERY_IDS_MAX => {
+                Err(WireError::Bounds("an answer of too many flags"))
+            }
+            _ => Ok(msg),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let msgs = [
+            StorageWire::Store {
+                req: 1,
+                chunk: ChunkId::of(b"a"),
+                replicas: 3,
+                bytes: ByteBuf::from(b"a".to_vec()),
+            },
+            StorageWire::Stored {
+                req: 1,
+                chunk: ChunkId::of(b"a"),
+                outcome: StoreOutcome::Full { free_bytes: 7 },
+            },
+            StorageWire::Offer {
+                chunks: vec![(ChunkId::of(b"b"), 2)],
+            },
+            StorageWire::Kv(KvMsg::Want {
+                keys: vec!["k".into()],
+            }),
+        ];
+        for m in msgs {
+            assert_eq!(StorageWire::decode(&m.encode().unwrap()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn oversized_chunks_are_refused() {
+        let m = StorageWire::Store {
+            req: 1,
+            chunk: ChunkId::of(b""),
+            replicas: 1,
+            bytes: ByteBuf::from(vec![0; STORED_CHUNK_BYTES_MAX + 1]),
+        };
+        assert_eq!(
+            StorageWire::decode(&m.encode().unwrap()),
+            Err(WireError::Bounds("a chunk over the largest chunk size"))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = StorageWire::decode(&bytes);
+        }
+    }
+}
