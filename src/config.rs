@@ -32,6 +32,11 @@
 //! sample_rate = 0.05                     # share of receipts re-executed (network-wide)
 //! verifiers = 2                          # re-executions per sampled receipt (network-wide)
 //! models_dir = "/var/lib/plexus/models"  # weights by hash; default: <data_dir>/models
+//!
+//! [storage]                              # this node's storage shard
+//! quota = "100GiB"                       # chunks held at most (default: no quota)
+//! replicas = 3                           # default replication factor of puts here
+//! spread = "region"                      # a tag replicas spread over (default: none)
 //! ```
 //!
 //! Every error names the field (and, for syntax, the line); nothing is written until
@@ -103,6 +108,35 @@ pub struct NodeFile {
     /// Model execution and its audit.
     #[serde(default)]
     pub work: WorkFile,
+    /// This node's storage shard.
+    #[serde(default)]
+    pub storage: StorageFile,
+}
+
+/// `[storage]`: this node's storage shard.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageFile {
+    /// The most chunk bytes this node holds for the network, e.g. `"100GiB"`
+    /// (default: no quota; the disk is the bound).
+    pub quota: Option<String>,
+    /// The replication factor of puts through this node that name none, `1..=16`
+    /// (default 3).
+    pub replicas: Option<u8>,
+    /// A tag whose values replicas spread over, e.g. `"region"` (default: none;
+    /// every node of a network should use the same).
+    pub spread: Option<String>,
+}
+
+/// Settled `[storage]`.
+#[derive(Clone, Debug)]
+pub struct StorageSettings {
+    /// Chunk bytes held at most (`None`: no quota).
+    pub quota_bytes: Option<u64>,
+    /// Default replication factor.
+    pub replicas: u8,
+    /// The spread tag.
+    pub spread: Option<String>,
 }
 
 /// `[work]`: the model executor and the audit of its work (every node of a network
@@ -234,6 +268,8 @@ pub struct NodeSettings {
     pub epochs: Option<EpochsSettings>,
     /// Model execution and its audit.
     pub work: WorkSettings,
+    /// The storage shard.
+    pub storage: StorageSettings,
 }
 
 /// How the API is exposed: to whom, over what, within which limits.
@@ -533,6 +569,23 @@ impl NodeFile {
                 .unwrap_or_else(|| data_dir.join("models")),
             wrong_outputs_ppm: share("work.wrong_outputs", self.work.wrong_outputs, 0.0, true)?,
         };
+        let replicas = self.storage.replicas.unwrap_or(3);
+        if !(1..=16).contains(&replicas) {
+            return Err(field("storage.replicas", "must be 1..=16"));
+        }
+        let storage = StorageSettings {
+            quota_bytes: match &self.storage.quota {
+                None => None,
+                Some(q) => Some(parse_size(q).map_err(|e| field("storage.quota", e))?),
+            },
+            replicas,
+            spread: match self.storage.spread {
+                Some(t) if t.trim().is_empty() => {
+                    return Err(field("storage.spread", "must name a tag"));
+                }
+                other => other,
+            },
+        };
         let allowlist = self
             .allowlist
             .unwrap_or_else(|| data_dir.join("network").join("allowlist.bin"));
@@ -550,6 +603,7 @@ impl NodeFile {
             otlp_endpoint,
             epochs,
             work,
+            storage,
         })
     }
 }

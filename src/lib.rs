@@ -27,6 +27,7 @@ pub mod hosting;
 pub mod kinds;
 pub mod node;
 pub mod stages;
+pub mod storage;
 pub mod supervision;
 pub mod telemetry;
 pub mod work;

@@ -212,6 +212,7 @@ fn the_durable_host_and_scheduler_cores_are_sans_io() {
         "plexus-scheduler",
         "plexus-host",
         "plexus-poai",
+        "plexus-storage",
     ] {
         assert_pure(core, &[]);
     }

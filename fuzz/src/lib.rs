@@ -444,6 +444,103 @@ fn dkg_run() -> (Vec<Vec<u8>>, Vec<plexus_epochs::dkg::DkgOutcome>) {
 
 /// Work messages of every kind: a worker's signed receipt, a verifier's signed
 /// re-execution of it, a fetch of its inputs and the answer.
+/// Storage messages of every kind, and the key-value store's anti-entropy
+/// between two real replicas.
+fn storage_messages() -> Vec<Vec<u8>> {
+    use plexus_actors::Time;
+    use plexus_storage::ChunkId;
+    use plexus_storage::kv::{Kv, KvConfig};
+    use plexus_storage::wire::{StorageWire, StoreOutcome};
+    let chunk = ChunkId::of(b"chunk");
+    let mut msgs = vec![
+        StorageWire::Store {
+            req: 1,
+            chunk,
+            replicas: 3,
+            bytes: serde_bytes::ByteBuf::from(b"chunk".to_vec()),
+        },
+        StorageWire::Stored {
+            req: 1,
+            chunk,
+            outcome: StoreOutcome::Full { free_bytes: 9 },
+        },
+        StorageWire::Fetch { req: 2, chunk },
+        StorageWire::Chunk {
+            req: 2,
+            chunk,
+            bytes: Some(serde_bytes::ByteBuf::from(b"chunk".to_vec())),
+        },
+        StorageWire::Offer {
+            chunks: vec![(chunk, 3), (ChunkId::of(b"other"), 1)],
+        },
+        StorageWire::Query {
+            req: 3,
+            chunks: vec![chunk],
+        },
+        StorageWire::Holding {
+            req: 3,
+            held: vec![true],
+        },
+    ];
+    let a = NodeKey::from_seed([2; 32]);
+    let b = NodeKey::from_seed([1; 32]);
+    let ids = [a.node_id(), b.node_id()];
+    let mut ka = Kv::new(a, KvConfig::default());
+    let mut kb = Kv::new(b, KvConfig::default());
+    ka.set_members(ids);
+    kb.set_members(ids);
+    let now = Time::from_millis(1_000);
+    ka.put(now, "models/digits", b"v1".to_vec()).expect("a put");
+    ka.delete(now, "gone").expect("a delete");
+    kb.put(now, "k", b"v".to_vec()).expect("a put");
+    let mut rng = plexus_actors::rng::DetRng::new(1);
+    ka.tick(now, &mut rng);
+    for _ in 0..4 {
+        let mut moved = Vec::new();
+        while let Some((_, m)) = ka.poll_transmit() {
+            moved.push((true, m));
+        }
+        while let Some((_, m)) = kb.poll_transmit() {
+            moved.push((false, m));
+        }
+        for (from_a, m) in moved {
+            msgs.push(StorageWire::Kv(m.clone()));
+            let _ = if from_a {
+                kb.handle(now, ids[0], m)
+            } else {
+                ka.handle(now, ids[1], m)
+            };
+        }
+    }
+    msgs.iter()
+        .map(|m| m.encode().expect("a sample encodes"))
+        .collect()
+}
+
+/// Manifests, public and sealed, and content id texts.
+fn storage_manifests() -> Vec<Vec<u8>> {
+    use plexus_storage::{ChunkId, Manifest, Sealing};
+    let chunks: Vec<ChunkId> = (0u8..3).map(|i| ChunkId::of(&[i])).collect();
+    let mut out: Vec<Vec<u8>> = [
+        Manifest::new((2 << 20) + 7, 1 << 20, Sealing::Public, chunks.clone()),
+        Manifest::new(
+            (2 << 20) + 7,
+            1 << 20,
+            Sealing::XChaCha20Poly1305 {
+                nonce_prefix: [9; 16],
+            },
+            chunks.clone(),
+        ),
+        Manifest::new(0, 1 << 20, Sealing::Public, vec![]),
+    ]
+    .into_iter()
+    .map(|m| m.expect("a sample manifest").encode().expect("encodes"))
+    .collect();
+    out.push(chunks[0].to_string().into_bytes());
+    out.push(chunks[1].to_hex().into_bytes());
+    out
+}
+
 fn work_messages() -> Vec<Vec<u8>> {
     use plexus_poai::receipt::{RECEIPT_VERSION, items_digest};
     use plexus_poai::wire::WorkWire;
@@ -619,6 +716,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("dkg_message", dkg_messages),
         ("epoch_message", epoch_messages(&dkg_done)),
         ("work_message", work_messages()),
+        ("storage_message", storage_messages()),
+        ("storage_manifest", storage_manifests()),
         (
             "mesh_frame",
             frames().iter().map(|f| enc(encode_frame(f))).collect(),

@@ -15,6 +15,7 @@
 //! | POST   | `/v1/send`      | client messages `{actor, messages: [text]}` to a durable actor, exactly once |
 //! | GET    | `/v1/durable`   | durable actors active here, client traffic sent and acknowledged, migrations |
 //! | GET    | `/metrics`      | the same, and actor gauges, in Prometheus text format |
+//! | …      | `/v1/fs/…`, `/v1/kv…`, `/v1/watch/kv` | storage and the key-value store ([`fs`]) |
 //!
 //! Every route but `GET /v1/node` and `POST /v1/scheduler` (whose body is a signed
 //! request) needs the node's bearer token, and every request a loopback or
@@ -22,9 +23,11 @@
 //!
 //! Bad requests get `400` with `{"error": ...}`; unknown names `404`; failures of
 //! other nodes `502`; a missing token `401`; a wrong Host `403`; too many requests
-//! `429`. Request bodies are limited to 1 MiB.
+//! `429`. Request bodies are limited to 1 MiB (chunk and manifest uploads to
+//! [`CHUNK_BODY_BYTES_MAX`]).
 
 pub mod auth;
+pub mod fs;
 pub mod serve;
 mod work;
 
@@ -51,6 +54,8 @@ use plexus_scheduler::protocol::{
 
 /// Largest request body accepted.
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+/// Largest body of a chunk or manifest upload.
+pub const CHUNK_BODY_BYTES_MAX: usize = plexus_storage::manifest::MANIFEST_BYTES_MAX;
 
 /// Shared by every handler.
 pub struct Api {
@@ -73,6 +78,10 @@ pub struct Api {
     pub work: Option<plexus_actors::runtime::ActorRef<crate::work::WorkMsg>>,
     /// The node's model directory, on daemons.
     pub models: Option<Arc<plexus_ml::executor::ModelStore>>,
+    /// The storage service, on daemons.
+    pub storage: Option<plexus_actors::runtime::ActorRef<crate::storage::StorageMsg>>,
+    /// The replication factor of puts that name none.
+    pub replicas_default: u8,
 }
 
 /// An API error: a status and a message.
@@ -116,6 +125,28 @@ pub fn router(api: Arc<Api>, guard: Arc<auth::Guard>) -> Router {
         .route("/v1/models", get(work::models).post(work::models_add))
         .route("/v1/receipts", get(work::receipts))
         .route("/metrics", get(metrics))
+        .route(
+            "/v1/fs/chunks",
+            post(fs::put_chunk).layer(DefaultBodyLimit::max(CHUNK_BODY_BYTES_MAX)),
+        )
+        .route("/v1/fs/chunks/{id}", get(fs::get_chunk))
+        .route(
+            "/v1/fs/files",
+            get(fs::list_files)
+                .post(fs::put_file)
+                .layer(DefaultBodyLimit::max(CHUNK_BODY_BYTES_MAX)),
+        )
+        .route("/v1/fs/files/{id}", get(fs::stat_file))
+        .route("/v1/fs/files/{id}/content", get(fs::file_content))
+        .route("/v1/fs/files/{id}/pin", post(fs::pin).delete(fs::unpin))
+        .route("/v1/fs/keys/{id}", get(fs::keys).put(fs::add_key))
+        .route("/v1/fs/status", get(fs::status))
+        .route("/v1/kv", get(fs::kv_list))
+        .route(
+            "/v1/kv/{*key}",
+            get(fs::kv_get).put(fs::kv_put).delete(fs::kv_delete),
+        )
+        .route("/v1/watch/kv", get(fs::kv_watch))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(guard, auth::guard))
         .with_state(api)

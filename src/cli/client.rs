@@ -201,6 +201,80 @@ impl ApiClient {
         self.check(path, request.send(body))
     }
 
+    /// PUTs `body` (JSON) to `path`.
+    pub fn put_json(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.agent.put(&url);
+        if let Some(b) = self.bearer() {
+            request = request.header("authorization", b);
+        }
+        self.check(path, request.send_json(body))
+    }
+
+    /// PUTs raw bytes to `path`.
+    pub fn put_bytes(&self, path: &str, body: &[u8]) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .agent
+            .put(&url)
+            .header("content-type", "application/octet-stream");
+        if let Some(b) = self.bearer() {
+            request = request.header("authorization", b);
+        }
+        self.check(path, request.send(body))
+    }
+
+    /// DELETE `path`.
+    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.agent.delete(&url);
+        if let Some(b) = self.bearer() {
+            request = request.header("authorization", b);
+        }
+        self.check(path, request.call())
+    }
+
+    /// GETs raw bytes (at most [`crate::api::CHUNK_BODY_BYTES_MAX`]); an error
+    /// answer is read as JSON.
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.agent.get(&url);
+        if let Some(b) = self.bearer() {
+            request = request.header("authorization", b);
+        }
+        let result = request.call();
+        match result {
+            Ok(mut r) if r.status().is_success() => r
+                .body_mut()
+                .with_config()
+                .limit(crate::api::CHUNK_BODY_BYTES_MAX as u64)
+                .read_to_vec()
+                .map_err(|e| CliError::Failed(format!("{path}: {e}"))),
+            other => self.check(path, other).map(|v| v.to_string().into_bytes()),
+        }
+    }
+
+    /// GETs a streamed answer (no overall timeout): its body as a reader.
+    pub fn stream(&self, path: &str) -> Result<impl std::io::Read + use<>, CliError> {
+        let url = format!("{}{path}", self.base);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(None)
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut request = agent.get(&url);
+        if let Some(b) = self.bearer() {
+            request = request.header("authorization", b);
+        }
+        match request.call() {
+            Ok(r) if r.status().is_success() => Ok(r.into_body().into_reader()),
+            other => Err(self
+                .check(path, other)
+                .err()
+                .unwrap_or_else(|| CliError::Failed(format!("{path}: no stream")))),
+        }
+    }
+
     /// Signs `request` with `key` for the network the node serves (its
     /// `/v1/node` says which), as the key's next request (the clock's
     /// microseconds), valid for [`VALIDITY_DEFAULT_MS`], and sends it to the

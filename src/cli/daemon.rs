@@ -290,6 +290,27 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         .map_err(|e| CliError::Failed(format!("the work service did not start: {e}")))?
     };
 
+    // The storage service: this node's shard, gateway puts and gets, repair, and
+    // the key-value store.
+    let storage = {
+        let store =
+            crate::storage::ChunkStore::open(&crate::storage::storage_dir(&settings.data_dir))
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+        crate::storage::StorageService::start(
+            node.system(),
+            mesh.clone(),
+            plexus_vocab::identity::NodeKey::from_seed(service_seed),
+            crate::storage::StorageSettings {
+                quota_bytes: settings.storage.quota_bytes,
+                spread: settings.storage.spread.clone(),
+                ..crate::storage::StorageSettings::default()
+            },
+            store,
+        )
+        .await
+        .map_err(|e| CliError::Failed(format!("the storage service did not start: {e}")))?
+    };
+
     // Wait for the transport to report its addresses, so `ready` carries them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while mesh.listen_addrs().is_empty() {
@@ -335,6 +356,8 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         epochs,
         work: Some(work),
         models: Some(models),
+        storage: Some(storage),
+        replicas_default: settings.storage.replicas,
     });
     let guard = Arc::new(Guard::new(
         published.token().clone(),

@@ -24,6 +24,7 @@ pub mod client;
 mod daemon;
 pub mod demo;
 pub mod digits;
+pub mod fs;
 pub mod keys;
 pub mod local;
 mod pipeline;
@@ -199,6 +200,13 @@ pub enum Command {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// Files in the cluster's storage: content-addressed, sealed on this machine
+    /// for their readers, replicated and repaired.
+    #[command(subcommand)]
+    Fs(fs::FsCommand),
+    /// The cluster's replicated key-value store.
+    #[command(subcommand)]
+    Kv(fs::KvCommand),
     /// Run the demo: a 4-node cluster of real processes on loopback, a pipeline
     /// deployed to it, traffic, a live migration, a node killed with SIGKILL, a
     /// signed epoch checkpoint, and a digits classifier served and audited.
@@ -460,6 +468,61 @@ fn restore_default_sigpipe() {
 #[cfg(not(unix))]
 fn restore_default_sigpipe() {}
 
+fn run_fs(command: fs::FsCommand) -> Result<(), CliError> {
+    use fs::{FsCommand, Simple};
+    match command {
+        FsCommand::Put {
+            file,
+            to,
+            public,
+            replicas,
+            quorum,
+            identity,
+            client,
+        } => fs::put(
+            &client,
+            &file,
+            &to,
+            public,
+            replicas,
+            quorum,
+            identity.as_deref(),
+        ),
+        FsCommand::Get {
+            id,
+            output,
+            identity,
+            client,
+        } => fs::get(&client, &id, output.as_deref(), identity.as_deref()),
+        FsCommand::Ls { client } => fs::simple(&client, Simple::Ls),
+        FsCommand::Stat { id, client } => fs::simple(&client, Simple::Stat(&id)),
+        FsCommand::Pin { id, client } => fs::simple(&client, Simple::Pin(&id)),
+        FsCommand::Unpin { id, client } => fs::simple(&client, Simple::Unpin(&id)),
+        FsCommand::Share {
+            id,
+            to,
+            identity,
+            client,
+        } => fs::share(&client, &id, &to, identity.as_deref()),
+        FsCommand::Keygen { output } => fs::keygen(output.as_deref()),
+    }
+}
+
+fn run_kv(command: fs::KvCommand) -> Result<(), CliError> {
+    use fs::{KvCommand, Simple};
+    match command {
+        KvCommand::Put {
+            name,
+            value,
+            client,
+        } => fs::simple(&client, Simple::KvPut(&name, &value)),
+        KvCommand::Get { name, client } => fs::simple(&client, Simple::KvGet(&name)),
+        KvCommand::Del { name, client } => fs::simple(&client, Simple::KvDel(&name)),
+        KvCommand::Ls { prefix, client } => fs::simple(&client, Simple::KvLs(&prefix)),
+        KvCommand::Watch { prefix, client } => fs::watch(&client, &prefix),
+    }
+}
+
 async fn run(command: Command, log: &str) -> Result<(), CliError> {
     match command {
         Command::Pipeline(PipelineCommand::Run {
@@ -563,6 +626,8 @@ async fn run(command: Command, log: &str) -> Result<(), CliError> {
             blocking(move || client::models(&client, add.as_deref())).await
         }
         Command::Receipts { client } => blocking(move || client::receipts(&client)).await,
+        Command::Fs(command) => blocking(move || run_fs(command)).await,
+        Command::Kv(command) => blocking(move || run_kv(command)).await,
         Command::Checkpoint(CheckpointCommand::Show {
             epoch,
             export,
@@ -640,4 +705,16 @@ async fn blocking(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| CliError::Failed(format!("the command panicked: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_well_formed() {
+        // clap checks names, flags and groups only when a command is parsed;
+        // this checks every subcommand at once.
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

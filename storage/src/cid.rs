@@ -41,6 +41,9 @@ pub enum CidError {
     /// The base32 text does not decode.
     #[error("the content id's base32 does not decode: {0}")]
     Base32(String),
+    /// A CIDv1 of ours, cut short or too long.
+    #[error("a BLAKE3 content id is {CID_BYTES} bytes; this one is {0} (cut short?)")]
+    Length(usize),
     /// Decoded, but not a CIDv1 of raw bytes with a 32-byte BLAKE3 multihash.
     #[error("not a CIDv1 of raw bytes hashed with BLAKE3 (prefix {prefix:02x?}, {len} bytes)")]
     Kind {
@@ -129,6 +132,12 @@ impl FromStr for ChunkId {
         let bytes = data_encoding::BASE32_NOPAD
             .decode(body.to_ascii_uppercase().as_bytes())
             .map_err(|e| CidError::Base32(e.to_string()))?;
+        if bytes.len() >= 4
+            && bytes[..4] == [CID_V1, RAW, BLAKE3, DIGEST_BYTES]
+            && bytes.len() != CID_BYTES
+        {
+            return Err(CidError::Length(bytes.len()));
+        }
         if bytes.len() != CID_BYTES || bytes[..4] != [CID_V1, RAW, BLAKE3, DIGEST_BYTES] {
             return Err(CidError::Kind {
                 prefix: bytes.iter().take(4).copied().collect(),
@@ -184,7 +193,10 @@ mod tests {
         ));
         // Truncated.
         let good = ChunkId::of(b"x").to_string();
-        assert!(good[..40].parse::<ChunkId>().is_err());
+        assert!(matches!(
+            good[..40].parse::<ChunkId>(),
+            Err(CidError::Length(24))
+        ));
     }
 
     proptest! {

@@ -265,6 +265,7 @@ pub struct Kv {
     out: VecDeque<(NodeId, KvMsg)>,
     changes: VecDeque<Change>,
     changes_dropped: u64,
+    collected: VecDeque<String>,
     deferred: u64,
     refused: u64,
 }
@@ -285,6 +286,7 @@ impl Kv {
             out: VecDeque::new(),
             changes: VecDeque::new(),
             changes_dropped: 0,
+            collected: VecDeque::new(),
             deferred: 0,
             refused: 0,
         }
@@ -478,6 +480,7 @@ impl Kv {
         for k in old {
             if let Some((_, stamp)) = self.entries.remove(&k) {
                 xor(&mut self.buckets[usize::from(bucket_of(&k))], &stamp.hash);
+                self.collected.push_back(k);
             }
         }
     }
@@ -627,6 +630,12 @@ impl Kv {
     /// The next change for watchers (every change, local or merged, in order).
     pub fn poll_change(&mut self) -> Option<Change> {
         self.changes.pop_front()
+    }
+
+    /// The next tombstone dropped after its time (for the driver to forget it
+    /// on disk too).
+    pub fn poll_collected(&mut self) -> Option<String> {
+        self.collected.pop_front()
     }
 
     /// The invariants, for tests and the simulator.
@@ -791,6 +800,7 @@ mod tests {
         assert!(kvs[0].entry("k").is_some());
         kvs[0].tick(t + Duration::from_secs(25 * 3600), &mut rng);
         assert!(kvs[0].entry("k").is_none());
+        assert_eq!(kvs[0].poll_collected().as_deref(), Some("k"));
         assert_eq!(kvs[0].root(), replicas(1)[0].root());
         kvs[0].check_invariants().unwrap();
     }

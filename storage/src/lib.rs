@@ -21,6 +21,7 @@ pub mod cid;
 pub mod kv;
 pub mod manifest;
 pub mod placement;
+pub mod put;
 pub mod repair;
 pub mod seal;
 pub mod wire;

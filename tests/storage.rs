@@ -1,0 +1,333 @@
+//! Storage across real `plexus node` processes: a sealed file put with r = 3 on
+//! four nodes survives two holders killed in turn (SIGKILL), comes back intact,
+//! and is repaired back to three copies each time; nodes hold only ciphertext;
+//! only readers open it; sharing adds a reader; bad input gets clear errors; the
+//! key-value store converges across nodes, deletes included.
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use common::{Network, NodeProc, TempDir, plexus, poll};
+use serde_json::Value;
+
+/// Runs `plexus ARGS` against `node`'s API.
+fn cli(node: &NodeProc, args: &[&str]) -> Output {
+    plexus()
+        .args(args)
+        .args(["--api", &node.api])
+        .env("PLEXUS_API_TOKEN", &node.token)
+        .output()
+        .expect("plexus runs")
+}
+
+fn ok(node: &NodeProc, args: &[&str]) -> String {
+    let out = cli(node, args);
+    assert!(
+        out.status.success(),
+        "plexus {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stat(node: &NodeProc, id: &str) -> Value {
+    serde_json::from_str(&ok(node, &["fs", "stat", id])).expect("stat prints JSON")
+}
+
+/// A deterministic, incompressible-looking file of `len` bytes.
+fn write_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+fn holders(stat: &Value) -> Vec<String> {
+    let mut all: Vec<String> = stat["manifest_holders"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            stat["chunk_holders"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["holders"].as_array().into_iter().flatten()),
+        )
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+#[test]
+fn a_sealed_file_survives_two_holders_killed_in_turn_and_is_repaired_to_r() {
+    let net = Network::new("storage");
+    let mut homes = Vec::new();
+    for i in 1..=4 {
+        let (data, id) = net.new_key(&format!("n{i}"));
+        net.admit(&id, &[]);
+        homes.push(data);
+    }
+    let config = net.fast_config("fast");
+    let mut nodes = net.start_all(&homes, &config);
+    for node in nodes.iter_mut() {
+        node.wait_members(3, Duration::from_secs(20));
+    }
+    let work = TempDir::new("storage-files");
+    let alice = work.0.join("alice.age");
+    let bob = work.0.join("bob.age");
+    let bob_recipient = common::run_ok(&["fs", "keygen", "-o", bob.to_str().unwrap()]);
+    let bob_recipient = bob_recipient.trim();
+    assert!(bob_recipient.starts_with("age1"), "{bob_recipient}");
+
+    // 3.5 MiB: four chunks, the last short.
+    let file = work.0.join("model.bin");
+    let plain = write_file(&file, (7 << 20) / 2, 7);
+    let id = ok(
+        &nodes[0],
+        &[
+            "fs",
+            "put",
+            file.to_str().unwrap(),
+            "--replicas",
+            "3",
+            "--identity",
+            alice.to_str().unwrap(),
+        ],
+    );
+    let id = id.trim().to_string();
+    assert!(id.starts_with("bafkr4i"), "{id}");
+    let s = stat(&nodes[1], &id);
+    assert_eq!(s["chunks"], 4);
+    assert_eq!(s["sealed"], true);
+    assert_eq!(
+        (s["copies_min"].as_u64(), s["copies_max"].as_u64()),
+        (Some(3), Some(3)),
+        "{s}"
+    );
+
+    // Storing nodes hold ciphertext only: no 64-byte run of the file is in any
+    // chunk a node serves.
+    let sample: Vec<&[u8]> = plain.chunks(1 << 20).map(|c| &c[1000..1064]).collect();
+    for c in s["chunk_holders"].as_array().unwrap() {
+        let raw = ureq_get_bytes(
+            &nodes[2],
+            &format!("/v1/fs/chunks/{}", c["id"].as_str().unwrap()),
+        );
+        assert!(raw.len() > 1 << 19);
+        for s in &sample {
+            assert!(
+                !raw.windows(64).any(|w| w == *s),
+                "plaintext in a stored chunk"
+            );
+        }
+    }
+
+    // Only readers open it; sharing adds one without touching the chunks.
+    let out = work.0.join("out.bin");
+    let denied = cli(
+        &nodes[1],
+        &[
+            "fs",
+            "get",
+            &id,
+            "-o",
+            out.to_str().unwrap(),
+            "--identity",
+            bob.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(denied.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("not a reader"));
+    assert!(!out.exists(), "a failed get leaves no output");
+    ok(
+        &nodes[0],
+        &[
+            "fs",
+            "share",
+            &id,
+            "--to",
+            bob_recipient,
+            "--identity",
+            alice.to_str().unwrap(),
+        ],
+    );
+    let chunks_before: Vec<String> = s["chunk_holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+
+    // Kill two holders in turn (never the node the client uses); each time the
+    // copies come back to three on the survivors, and the file reads back intact.
+    let gateway = nodes[0].id.clone();
+    for round in 0..2 {
+        let s = stat(&nodes[0], &id);
+        let victim = holders(&s)
+            .into_iter()
+            .find(|h| *h != gateway && nodes.iter().any(|n| n.id == *h))
+            .expect("a holder to kill");
+        let index = nodes.iter().position(|n| n.id == victim).unwrap();
+        let mut dead = nodes.remove(index);
+        dead.kill();
+        let live = nodes.len();
+        let want = 3.min(live);
+        poll(Duration::from_secs(60), || {
+            let s = stat(&nodes[0], &id);
+            let held = holders(&s);
+            if held.contains(&victim) {
+                return Err(format!("round {round}: the dead node still counted: {s}"));
+            }
+            match s["copies_min"].as_u64() {
+                Some(m) if m as usize >= want => Ok(()),
+                _ => Err(format!("round {round}: not repaired to {want}: {s}")),
+            }
+        });
+        let reader = if round == 0 { &alice } else { &bob };
+        let _ = std::fs::remove_file(&out);
+        ok(
+            &nodes[nodes.len() - 1],
+            &[
+                "fs",
+                "get",
+                &id,
+                "-o",
+                out.to_str().unwrap(),
+                "--identity",
+                reader.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            std::fs::read(&out).unwrap() == plain,
+            "round {round}: the file differs"
+        );
+    }
+    let s = stat(&nodes[0], &id);
+    let chunks_after: Vec<String> = s["chunk_holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        chunks_before, chunks_after,
+        "sharing or repair re-encrypted the data"
+    );
+    let status: Vec<Value> = nodes.iter().map(|n| n.get("/v1/fs/status")).collect();
+    let repaired: u64 = status.iter().map(|s| s["repaired"].as_u64().unwrap()).sum();
+    assert!(repaired >= 2, "{status:?}");
+
+    // Bad input: clear errors, exit code 2 for the client's fault.
+    let unknown = format!("b{}", "a".repeat(58));
+    for (args, says) in [
+        (vec!["fs", "get", "bafkr4iaaaa"], "cut short"),
+        (vec!["fs", "stat", "QmNotOurs"], "not a content id"),
+        (vec!["fs", "stat", unknown.as_str()], "not a CIDv1"),
+    ] {
+        let out = cli(&nodes[0], &args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let nobody = "0".repeat(64);
+    let out = cli(&nodes[0], &["fs", "stat", &nobody]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no live node holds"));
+    // A data chunk is not a manifest.
+    let out = cli(&nodes[0], &["fs", "stat", &chunks_before[0]]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a manifest"));
+}
+
+fn ureq_get_bytes(node: &NodeProc, path: &str) -> Vec<u8> {
+    let mut r = ureq::get(&format!("{}{path}", node.api))
+        .header("authorization", format!("Bearer {}", node.token))
+        .call()
+        .unwrap();
+    r.body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_vec()
+        .unwrap()
+}
+
+#[test]
+fn the_key_value_store_converges_across_nodes_deletes_included() {
+    let net = Network::new("kv");
+    let mut homes = Vec::new();
+    for i in 1..=3 {
+        let (data, id) = net.new_key(&format!("n{i}"));
+        net.admit(&id, &[]);
+        homes.push(data);
+    }
+    let config = net.fast_config("fast");
+    let mut nodes = net.start_all(&homes, &config);
+    for node in nodes.iter_mut() {
+        node.wait_members(2, Duration::from_secs(20));
+    }
+    ok(&nodes[0], &["kv", "put", "models/digits", "v1"]);
+    ok(&nodes[1], &["kv", "put", "models/other", "x"]);
+    for node in &nodes {
+        poll(Duration::from_secs(20), || {
+            let out = cli(node, &["kv", "get", "models/digits"]);
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if out.status.success() && text == "v1" {
+                Ok(())
+            } else {
+                Err(format!("{}: {text:?}", node.name))
+            }
+        });
+    }
+    ok(&nodes[2], &["kv", "del", "models/digits"]);
+    for node in &nodes {
+        poll(Duration::from_secs(20), || {
+            let out = cli(node, &["kv", "get", "models/digits"]);
+            if out.status.code() == Some(2) {
+                Ok(())
+            } else {
+                Err(format!("{}: still there", node.name))
+            }
+        });
+        let listed = ok(node, &["kv", "ls", "models/"]);
+        assert!(
+            listed.contains("models/other") && !listed.contains("models/digits"),
+            "{listed}"
+        );
+    }
+    let roots: Vec<Value> = nodes
+        .iter()
+        .map(|n| n.get("/v1/fs/status")["kv_root"].clone())
+        .collect();
+    poll(Duration::from_secs(10), || {
+        let roots: Vec<Value> = nodes
+            .iter()
+            .map(|n| n.get("/v1/fs/status")["kv_root"].clone())
+            .collect();
+        if roots.windows(2).all(|w| w[0] == w[1]) {
+            Ok(())
+        } else {
+            Err(format!("{roots:?}"))
+        }
+    });
+    assert_eq!(roots.len(), 3);
+    // A bad key is the client's fault.
+    let out = cli(&nodes[0], &["kv", "put", "", "v"]);
+    assert_eq!(out.status.code(), Some(2));
+}
