@@ -14,6 +14,7 @@ pub mod epochs;
 pub mod poai;
 pub mod report;
 pub mod scenario;
+pub mod storage;
 pub mod toy_kinds;
 pub mod world;
 
