@@ -192,11 +192,15 @@ mod tests {
             Err(CidError::Kind { .. })
         ));
         // Truncated.
+        let cut = format!(
+            "b{}",
+            data_encoding::BASE32_NOPAD
+                .encode(&ChunkId::of(b"x").to_cid_bytes()[..30])
+                .to_ascii_lowercase()
+        );
+        assert_eq!(cut.parse::<ChunkId>(), Err(CidError::Length(30)));
         let good = ChunkId::of(b"x").to_string();
-        assert!(matches!(
-            good[..40].parse::<ChunkId>(),
-            Err(CidError::Length(24))
-        ));
+        assert!(good[..40].parse::<ChunkId>().is_err());
     }
 
     proptest! {
