@@ -7,7 +7,9 @@
 //! elsewhere from their replicated snapshots; a threshold-signed checkpoint of the
 //! epoch the kill fell in; then the digits classifier trained, served by an `infer`
 //! stage that migrates while it classifies, and its receipts audited (`--cheat`:
-//! one node signs wrong outputs and is caught). It ends with the message count line
+//! one node signs wrong outputs and is caught); then the model stored sealed in the
+//! cluster's storage, a node holding a copy killed, the copies repaired back to r and
+//! the model read back intact. It ends with the message count line
 //! `sent: N delivered: N lost: 0`, and exits non-zero if anything was lost or
 //! applied twice.
 
@@ -177,7 +179,7 @@ fn demo(dir: &Path, messages: u64, chain: bool, cheat: bool) -> Result<(), CliEr
     let t0 = Instant::now();
     say!(
         "== plexus demo: 4 nodes on 127.0.0.1, pipeline ingest -> count -> tally, epochs of {} s, \
-         then a digits classifier",
+         then a digits classifier, then the model in sealed, replicated storage",
         DEMO_EPOCH.as_secs()
     );
     // The model: trained here, by the project's own code, on the bundled data.
@@ -381,6 +383,7 @@ fn demo(dir: &Path, messages: u64, chain: bool, cheat: bool) -> Result<(), CliEr
         Ok(_) => audit_part(&cluster, cheat),
         Err(e) => Err(CliError::Failed(format!("the digits part failed: {e}"))),
     };
+    let storage = storage_part(&mut cluster, dir, &trained.weights);
     say!(
         "acked {acked}, duplicates {duplicated}, total time {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -390,6 +393,7 @@ fn demo(dir: &Path, messages: u64, chain: bool, cheat: bool) -> Result<(), CliEr
     checkpoint?;
     digits?;
     audit?;
+    storage?;
     say!("sent: {sent} delivered: {delivered} lost: {lost}");
     if lost > 0 || duplicated > 0 {
         return Err(CliError::Failed(format!(
@@ -697,5 +701,119 @@ fn audit_part(cluster: &LocalCluster, cheat: bool) -> Result<(), CliError> {
             c.credited
         )));
     }
+    Ok(())
+}
+
+/// Stores the trained model sealed in the cluster's storage, kills a node holding
+/// a copy, waits for the copies to be repaired back to r on the others, and reads
+/// the model back through another node, checked against its hash.
+fn storage_part(
+    cluster: &mut LocalCluster,
+    dir: &Path,
+    weights: &plexus_ml::model::Weights,
+) -> Result<(), CliError> {
+    use super::fs;
+    let live: Vec<usize> = (0..cluster.nodes.len())
+        .filter(|&i| cluster.nodes[i].alive())
+        .collect();
+    // r = live - 1, so a holder can die and leave room to repair back to r.
+    let r = u8::try_from(live.len().saturating_sub(1).clamp(1, 3)).unwrap_or(1);
+    let file = dir.join("digits.weights");
+    let bytes = weights
+        .encode()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    std::fs::write(&file, &bytes).map_err(|e| CliError::Failed(e.to_string()))?;
+    let identity = fs::identity_or_new(&dir.join("reader.age"))?;
+    let gateway = live
+        .first()
+        .copied()
+        .ok_or_else(|| CliError::Failed("no live node".into()))?;
+    let stored = fs::store(
+        &cluster.nodes[gateway].api,
+        &file,
+        &[identity.to_public()],
+        false,
+        Some(r),
+        None,
+    )?;
+    let id = stored.id;
+    let holders = |cluster: &LocalCluster| -> Option<(usize, Vec<String>)> {
+        let s = cluster.nodes[gateway]
+            .api
+            .get(&format!("/v1/fs/files/{id}"))
+            .ok()?;
+        let min = usize::try_from(s["copies_min"].as_u64()?).ok()?;
+        let mut all: Vec<String> = s["chunk_holders"]
+            .as_array()?
+            .iter()
+            .flat_map(|c| c["holders"].as_array().cloned().unwrap_or_default())
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
+        all.sort();
+        all.dedup();
+        Some((min, all))
+    };
+    let (copies, on) =
+        holders(cluster).ok_or_else(|| CliError::Failed("the stored model has no stat".into()))?;
+    say!(
+        "stored the model sealed (XChaCha20-Poly1305, key wrapped to one age reader): \
+         {id}, {} bytes, {copies} copies on {}",
+        stored.size,
+        on.iter().map(|n| short(n)).collect::<Vec<_>>().join(" ")
+    );
+    let victim = on
+        .iter()
+        .find_map(|h| {
+            live.iter()
+                .copied()
+                .find(|&i| i != gateway && cluster.nodes[i].id == *h)
+        })
+        .ok_or_else(|| CliError::Failed("no holder to kill but the client's node".into()))?;
+    let victim_id = cluster.nodes[victim].id.clone();
+    cluster.nodes[victim].kill();
+    let killed = Instant::now();
+    say!(
+        "killed node {} ({}), a holder, with SIGKILL",
+        victim + 1,
+        short(&victim_id)
+    );
+    let want = usize::from(r);
+    let ((_, now_on), _) = wait_until(
+        "the model's copies to be repaired",
+        Duration::from_secs(90),
+        || holders(cluster).filter(|(min, on)| *min >= want && !on.contains(&victim_id)),
+    )?;
+    say!(
+        "repaired back to {want} copies in {:.1} s: now on {}",
+        killed.elapsed().as_secs_f64(),
+        now_on
+            .iter()
+            .map(|n| short(n))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let back = dir.join("digits.back");
+    let reader_node = live
+        .iter()
+        .copied()
+        .rev()
+        .find(|&i| cluster.nodes[i].alive())
+        .unwrap_or(gateway);
+    let reader = || Ok(fs::identity_or_new(&dir.join("reader.age"))?);
+    fs::fetch(&cluster.nodes[reader_node].api, &id, &reader, Some(&back))?;
+    let read = std::fs::read(&back).map_err(|e| CliError::Failed(e.to_string()))?;
+    let same = plexus_ml::model::Weights::decode(&read)
+        .map(|w| w.hash() == weights.hash())
+        .unwrap_or(false);
+    if read != bytes || !same {
+        return Err(CliError::Failed(
+            "the model read back from storage differs".into(),
+        ));
+    }
+    say!(
+        "read the model back through node {} and opened it: weights hash {}… matches",
+        reader_node + 1,
+        &plexus_ml::hex(&weights.hash())[..16]
+    );
     Ok(())
 }

@@ -187,7 +187,7 @@ fn read_identity(path: &Path) -> Result<Identity, CliError> {
 }
 
 /// The identity at `path`, created (readable by its owner only) if missing.
-fn identity_or_new(path: &Path) -> Result<Identity, CliError> {
+pub fn identity_or_new(path: &Path) -> Result<Identity, CliError> {
     if path.exists() {
         return read_identity(path);
     }
@@ -328,6 +328,19 @@ fn pipeline<I: Send, O: Send>(
     })
 }
 
+/// What a put stored.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// The file's id.
+    pub id: ChunkId,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Chunks.
+    pub chunks: u64,
+    /// Copies wanted, as the node settled it.
+    pub replicas: Value,
+}
+
 /// `plexus fs put`.
 #[allow(clippy::too_many_arguments)]
 pub fn put(
@@ -356,15 +369,48 @@ pub fn put(
     for r in to {
         readers.push(access::recipient(r).map_err(|e| CliError::Input(e.to_string()))?);
     }
+    if !public {
+        readers.push(identity_or_new(&identity_path(identity))?.to_public());
+    }
+    let api = ApiClient::new(&args.api);
+    let stored = store(&api, file, &readers, public, replicas, quorum)?;
+    eprintln!(
+        "stored {} ({} bytes, {} chunks, {}, {} copies each)",
+        file.display(),
+        stored.size,
+        stored.chunks,
+        if public {
+            "public".to_string()
+        } else {
+            format!("sealed for {} reader(s)", readers.len())
+        },
+        stored.replicas
+    );
+    println!("{}", stored.id);
+    Ok(())
+}
+
+/// Stores `file` through the node `api` serves: sealed for `readers` (or
+/// `public`), `replicas` copies acknowledged at `quorum`.
+pub fn store(
+    api: &ApiClient,
+    file: &Path,
+    readers: &[access::Recipient],
+    public: bool,
+    replicas: Option<u8>,
+    quorum: Option<u8>,
+) -> Result<Stored, CliError> {
+    if !public && readers.is_empty() {
+        return Err(CliError::Input(
+            "a sealed file needs at least one reader".into(),
+        ));
+    }
     let mut source = std::fs::File::open(file)
         .map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
     let size = source
         .metadata()
         .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?
         .len();
-    if !public {
-        readers.push(identity_or_new(&identity_path(identity))?.to_public());
-    }
     let chunk_bytes = CHUNK_BYTES_DEFAULT;
     let count = Manifest::chunks_for(size, chunk_bytes);
     if count as usize > plexus_storage::manifest::CHUNKS_MAX {
@@ -391,7 +437,6 @@ pub fn put(
         }
         _ => None,
     };
-    let api = ApiClient::new(&args.api);
     let q = query(replicas, quorum);
     let pb = bar(size, "put");
     let mut ids = vec![None; count as usize];
@@ -450,20 +495,14 @@ pub fn put(
         )));
     }
     if let Some(key) = &key {
-        share_key(&api, &id, key, &readers)?;
+        share_key(api, &id, key, readers)?;
     }
-    eprintln!(
-        "stored {} ({size} bytes, {count} chunks, {}, {} copies each)",
-        file.display(),
-        if public {
-            "public".to_string()
-        } else {
-            format!("sealed for {} reader(s)", readers.len())
-        },
-        answer.get("replicas").unwrap_or(&json!("?"))
-    );
-    println!("{id}");
-    Ok(())
+    Ok(Stored {
+        id,
+        size,
+        chunks: count,
+        replicas: answer.get("replicas").cloned().unwrap_or(json!("?")),
+    })
 }
 
 fn share_key(
@@ -497,8 +536,7 @@ fn manifest(api: &ApiClient, id: &ChunkId) -> Result<Manifest, CliError> {
     Manifest::decode(&bytes).map_err(|e| CliError::Input(format!("{id}: {e}")))
 }
 
-fn file_key(api: &ApiClient, id: &ChunkId, identity: Option<&Path>) -> Result<FileKey, CliError> {
-    let me = read_identity(&identity_path(identity))?;
+fn file_key(api: &ApiClient, id: &ChunkId, me: &Identity) -> Result<FileKey, CliError> {
     let found = api.get(&format!("/v1/fs/keys/{id}"))?;
     let envelopes: Vec<Vec<u8>> = found
         .get("envelopes")
@@ -508,7 +546,7 @@ fn file_key(api: &ApiClient, id: &ChunkId, identity: Option<&Path>) -> Result<Fi
         .filter_map(|e| e.get("envelope").and_then(Value::as_str))
         .filter_map(|b| BASE64.decode(b.as_bytes()).ok())
         .collect();
-    access::unwrap(&me, envelopes.iter().map(Vec::as_slice)).map_err(|e| {
+    access::unwrap(me, envelopes.iter().map(Vec::as_slice)).map_err(|e| {
         CliError::Input(format!(
             "{id}: {e} (recipient {}; the file has {} envelope(s))",
             me.to_public(),
@@ -526,10 +564,23 @@ pub fn get(
 ) -> Result<(), CliError> {
     let id = parse_id(id)?;
     let api = ApiClient::new(&args.api);
-    let manifest = manifest(&api, &id)?;
+    let path = identity_path(identity);
+    let reader = || read_identity(&path);
+    fetch(&api, &id, &reader, output)
+}
+
+/// Fetches file `id` through the node `api` serves into `output` (stdout if
+/// `None`), opening it with the identity `reader` gives if it is sealed.
+pub fn fetch(
+    api: &ApiClient,
+    id: &ChunkId,
+    reader: &dyn Fn() -> Result<Identity, CliError>,
+    output: Option<&Path>,
+) -> Result<(), CliError> {
+    let manifest = manifest(api, id)?;
     let sealer = match manifest.sealing {
         Sealing::XChaCha20Poly1305 { nonce_prefix } => {
-            let key = file_key(&api, &id, identity)?;
+            let key = file_key(api, id, &reader()?)?;
             Some(Sealer::new(
                 &key,
                 nonce_prefix,
@@ -554,7 +605,7 @@ pub fn get(
         None => (Box::new(std::io::stdout().lock()), None),
     };
     let pb = bar(manifest.size, "get");
-    let result = fetch_all(&api, &manifest, sealer.as_ref(), &mut sink, &pb);
+    let result = fetch_all(api, &manifest, sealer.as_ref(), &mut sink, &pb);
     pb.finish_and_clear();
     let flushed = result.and_then(|()| {
         sink.flush()
@@ -642,7 +693,7 @@ pub fn share(
             "{id} is public: every node can read it already"
         )));
     }
-    let key = file_key(&api, &id, identity)?;
+    let key = file_key(&api, &id, &read_identity(&identity_path(identity))?)?;
     share_key(&api, &id, &key, &readers)?;
     for r in &readers {
         println!("{id} shared with {r}");

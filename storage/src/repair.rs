@@ -49,6 +49,10 @@ pub struct RepairConfig {
     pub offer_ids_max: usize,
     /// How often every held chunk is offered again, changes or not.
     pub scan_every: Duration,
+    /// How soon after a membership change the chunks are offered once more (other
+    /// nodes learn of the change at other times, and refuse offers for chunks
+    /// their own view does not place on them yet).
+    pub rescan_after: Duration,
     /// How long a node that said it is full is passed over.
     pub full_for: Duration,
 }
@@ -61,6 +65,7 @@ impl Default for RepairConfig {
             fetch_timeout: Duration::from_secs(30),
             offer_ids_max: 4_096,
             scan_every: Duration::from_secs(30),
+            rescan_after: Duration::from_secs(3),
             full_for: Duration::from_secs(60),
         }
     }
@@ -330,8 +335,15 @@ impl Repair {
     }
 
     fn scan(&mut self, now: Time) {
+        // A scan for a change is followed soon by another, for the nodes that
+        // learn of the change later than this one.
+        self.next_scan = now
+            + if self.scan_due {
+                self.config.rescan_after
+            } else {
+                self.config.scan_every
+            };
         self.scan_due = false;
-        self.next_scan = now + self.config.scan_every;
         let candidates = self.candidates(now);
         let mut offers: BTreeMap<NodeId, Vec<(ChunkId, u8)>> = BTreeMap::new();
         for (chunk, r) in &self.held {
@@ -411,9 +423,25 @@ mod tests {
             self.membership();
         }
 
-        /// Runs until quiet.
+        /// Runs until quiet (and past the follow-up scans).
         fn settle(&mut self) {
+            let mut quiet = 0;
             for _ in 0..1_000 {
+                if self.step() {
+                    quiet = 0;
+                } else {
+                    quiet += 1;
+                    if quiet > 40 {
+                        return;
+                    }
+                }
+            }
+            panic!("repair never settled");
+        }
+
+        /// One 100 ms round; whether anything was sent.
+        fn step(&mut self) -> bool {
+            {
                 self.now = self.now + Duration::from_millis(100);
                 let mut actions = Vec::new();
                 for (id, s) in self.shards.iter_mut() {
@@ -424,7 +452,7 @@ mod tests {
                     s.check_invariants().unwrap();
                 }
                 if actions.is_empty() {
-                    return;
+                    return false;
                 }
                 for (me, a) in actions {
                     match a {
@@ -450,7 +478,7 @@ mod tests {
                     }
                 }
             }
-            panic!("repair never settled");
+            true
         }
 
         fn copies(&self, c: &ChunkId) -> usize {
@@ -516,6 +544,40 @@ mod tests {
         assert_eq!(net.copies(&c), 3);
         assert!(!net.shards[&victim].holds(&c));
         assert!(net.shards[&holder].holds(&c));
+    }
+
+    #[test]
+    fn an_offer_made_before_the_target_learns_of_a_death_is_made_again() {
+        let mut net = Net::new(4);
+        let c = ChunkId::of(b"z");
+        net.put(c, 3);
+        net.settle();
+        let order = net.shards[&node(0)].placement(net.now, &c, 4);
+        let (victim, target) = (order[0], order[3]);
+        // Everyone but the target learns of the death at once.
+        net.shards.remove(&victim);
+        let live: Vec<Candidate> = net.shards.keys().map(|n| Candidate::plain(*n)).collect();
+        let mut stale = live.clone();
+        stale.push(Candidate::plain(victim));
+        for (id, s) in net.shards.iter_mut() {
+            s.set_live(if *id == target {
+                stale.clone()
+            } else {
+                live.clone()
+            });
+        }
+        // One round: the offers reach a target that still places the chunk on
+        // the dead node, and are refused.
+        net.step();
+        assert!(!net.shards[&target].holds(&c));
+        net.shards.get_mut(&target).unwrap().set_live(live);
+        let before = net.now;
+        net.settle();
+        assert!(net.shards[&target].holds(&c));
+        assert!(
+            net.now.saturating_since(before) < Duration::from_secs(10),
+            "waited for the slow scan"
+        );
     }
 
     proptest! {
