@@ -536,16 +536,28 @@ fn manifest(api: &ApiClient, id: &ChunkId) -> Result<Manifest, CliError> {
     Manifest::decode(&bytes).map_err(|e| CliError::Input(format!("{id}: {e}")))
 }
 
+/// How long a get waits for a file's key envelopes to reach the node it asks
+/// (the key-value store is eventually consistent; a write is usually everywhere
+/// within a hop).
+const ENVELOPE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn file_key(api: &ApiClient, id: &ChunkId, me: &Identity) -> Result<FileKey, CliError> {
-    let found = api.get(&format!("/v1/fs/keys/{id}"))?;
-    let envelopes: Vec<Vec<u8>> = found
-        .get("envelopes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.get("envelope").and_then(Value::as_str))
-        .filter_map(|b| BASE64.decode(b.as_bytes()).ok())
-        .collect();
+    let deadline = std::time::Instant::now() + ENVELOPE_WAIT;
+    let envelopes = loop {
+        let found = api.get(&format!("/v1/fs/keys/{id}"))?;
+        let envelopes: Vec<Vec<u8>> = found
+            .get("envelopes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("envelope").and_then(Value::as_str))
+            .filter_map(|b| BASE64.decode(b.as_bytes()).ok())
+            .collect();
+        if !envelopes.is_empty() || std::time::Instant::now() >= deadline {
+            break envelopes;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     access::unwrap(me, envelopes.iter().map(Vec::as_slice)).map_err(|e| {
         CliError::Input(format!(
             "{id}: {e} (recipient {}; the file has {} envelope(s))",

@@ -23,7 +23,8 @@
 //!
 //! Bounds: the mailbox ([`MAILBOX`], each message at most one chunk, so at most
 //! `MAILBOX × 4 MiB` queued); requests in flight ([`REQUESTS_MAX`], beyond which
-//! API calls get [`FsError::Busy`]); each request's time ([`REQUEST_TIMEOUT`]);
+//! API calls get [`FsError::Busy`]); each request's time ([`REQUEST_TIMEOUT`] for
+//! a store, [`FETCH_TIMEOUT`] per holder a get tries, [`QUERY_TIMEOUT`] for a stat);
 //! watchers ([`WATCHERS_MAX`]; a watcher that falls [`WATCH_QUEUE`] changes behind
 //! is disconnected and must list again). Blocking: rocksdb reads and synced writes
 //! run on the actor's task (one chunk at a time).
@@ -63,8 +64,13 @@ pub const MAILBOX: usize = 128;
 pub const TICK: Duration = Duration::from_millis(250);
 /// How often the key-value store syncs.
 pub const KV_SYNC_EVERY: Duration = Duration::from_secs(1);
-/// How long a store, fetch or query may take.
+/// How long a store may take (a synced write of a chunk on a busy disk).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a get waits for one holder before asking the next.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stat waits for each node's answer (one that died and is not yet
+/// known dead must not hold it up long).
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Requests in flight for API clients.
 pub const REQUESTS_MAX: usize = 256;
 /// Bytes read back and hashed per tick.
@@ -639,6 +645,7 @@ impl StorageService {
         }
         let chunk = ChunkId::of(&bytes);
         let now = wall_now();
+        st.repair.set_live(self.live(system.node_id()));
         let order = placement::order(&chunk, &st.repair.candidates(now));
         let id = Self::next_req(st);
         st.puts.insert(
@@ -748,6 +755,7 @@ impl StorageService {
         }
         let me = system.node_id();
         let now = wall_now();
+        st.repair.set_live(self.live(me));
         let mut sources: Vec<NodeId> = placement::order(&chunk, &st.repair.candidates(now))
             .into_iter()
             .filter(|n| *n != me)
@@ -789,7 +797,7 @@ impl StorageService {
         let chunk = op.chunk;
         st.pending.insert(
             (next, req),
-            (Pending::Get { get: id }, Instant::now() + REQUEST_TIMEOUT),
+            (Pending::Get { get: id }, Instant::now() + FETCH_TIMEOUT),
         );
         st.gets.insert(id, op);
         self.send(system, st, next, &StorageWire::Fetch { req, chunk });
@@ -819,7 +827,7 @@ impl StorageService {
                 holders,
                 waiting: BTreeSet::new(),
                 reply,
-                deadline: Instant::now() + REQUEST_TIMEOUT,
+                deadline: Instant::now() + QUERY_TIMEOUT,
             },
         );
         let peers: Vec<NodeId> = self
@@ -838,7 +846,7 @@ impl StorageService {
                             locate: id,
                             chunks: part.to_vec(),
                         },
-                        Instant::now() + REQUEST_TIMEOUT,
+                        Instant::now() + QUERY_TIMEOUT,
                     ),
                 );
                 if let Some(op) = st.locates.get_mut(&id) {
@@ -921,7 +929,7 @@ impl StorageService {
                         (from, req),
                         (
                             Pending::Repair { chunk, replicas },
-                            Instant::now() + REQUEST_TIMEOUT,
+                            Instant::now() + self.settings.repair.fetch_timeout,
                         ),
                     );
                     self.send(system, st, from, &StorageWire::Fetch { req, chunk });

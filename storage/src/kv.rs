@@ -11,6 +11,9 @@
 //! join and replicas that have seen the same entries hold the same map, deletes
 //! included.
 //!
+//! **Eager push.** A local write is sent at once to up to [`EAGER_PUSH_MAX`]
+//! members, so it is usually everywhere after one hop.
+//!
 //! **Anti-entropy.** Keys fall into [`BUCKETS`] buckets by hash; each bucket's
 //! digest is the XOR of its entries' hashes, kept up to date on every change.
 //! Every `sync_every` a replica sends its digests to a few members
@@ -63,6 +66,9 @@ pub const PUSH_MAX: usize = 256;
 pub const WANT_MAX: usize = 1_024;
 /// Changes queued for watchers.
 pub const CHANGES_MAX: usize = 4_096;
+/// Members a local write is pushed to at once (the rest learn it by
+/// anti-entropy).
+pub const EAGER_PUSH_MAX: usize = 16;
 /// The signature domain of entries.
 pub const ENTRY_DOMAIN: &[u8] = b"plexus/kv/entry/v1";
 
@@ -384,6 +390,21 @@ impl Kv {
         let sig = self.key.sign(ENTRY_DOMAIN, &entry.signed_bytes()?);
         entry.signature = ByteBuf::from(sig.to_vec());
         self.merge(entry.clone());
+        // Pushed at once to up to `EAGER_PUSH_MAX` members, so a write is seen
+        // elsewhere after one hop; anti-entropy covers whatever this misses.
+        for peer in self
+            .members
+            .iter()
+            .filter(|n| **n != self.me)
+            .take(EAGER_PUSH_MAX)
+        {
+            self.out.push_back((
+                *peer,
+                KvMsg::Push {
+                    entries: vec![entry.clone()],
+                },
+            ));
+        }
         Ok(entry)
     }
 
@@ -742,6 +763,16 @@ mod tests {
         sync_all(&mut kvs, later, 2, &|_, _| true);
         assert!(kvs.iter().all(|k| k.get("a").is_none() && k.len() == 1));
         assert_eq!(kvs[0].list("", 10), vec![("b".to_string(), b"2".to_vec())]);
+    }
+
+    #[test]
+    fn a_write_reaches_the_others_in_one_hop() {
+        let mut kvs = replicas(3);
+        let t = Time::from_millis(1_000);
+        kvs[0].put(t, "k", b"v".to_vec()).unwrap();
+        // No sync round: only the eager push.
+        pump(&mut kvs, t, &|_, _| true);
+        assert!(kvs.iter().all(|k| k.get("k") == Some(&b"v"[..])));
     }
 
     #[test]
