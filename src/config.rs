@@ -37,6 +37,7 @@
 //! quota = "100GiB"                       # chunks held at most (default: no quota)
 //! replicas = 3                           # default replication factor of puts here
 //! spread = "region"                      # a tag replicas spread over (default: none)
+//! gc_grace = "1h"                        # unpinned files are removed after this
 //! ```
 //!
 //! Every error names the field (and, for syntax, the line); nothing is written until
@@ -126,6 +127,8 @@ pub struct StorageFile {
     /// A tag whose values replicas spread over, e.g. `"region"` (default: none;
     /// every node of a network should use the same).
     pub spread: Option<String>,
+    /// How long a chunk no pinned file names is kept, e.g. `"1h"` (the default).
+    pub gc_grace: Option<String>,
 }
 
 /// Settled `[storage]`.
@@ -137,6 +140,8 @@ pub struct StorageSettings {
     pub replicas: u8,
     /// The spread tag.
     pub spread: Option<String>,
+    /// How long a chunk no pinned file names is kept.
+    pub gc_grace: Duration,
 }
 
 /// `[work]`: the model executor and the audit of its work (every node of a network
@@ -584,6 +589,11 @@ impl NodeFile {
                     return Err(field("storage.spread", "must name a tag"));
                 }
                 other => other,
+            },
+            gc_grace: match &self.storage.gc_grace {
+                None => Duration::from_secs(3600),
+                Some(g) => humantime::parse_duration(g)
+                    .map_err(|e| field("storage.gc_grace", e.to_string()))?,
             },
         };
         let allowlist = self

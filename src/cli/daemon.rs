@@ -303,6 +303,10 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
             crate::storage::StorageSettings {
                 quota_bytes: settings.storage.quota_bytes,
                 spread: settings.storage.spread.clone(),
+                gc_grace: settings.storage.gc_grace,
+                // Looked for four times per grace period, at most once a minute.
+                gc_every: (settings.storage.gc_grace / 4)
+                    .clamp(Duration::from_secs(1), Duration::from_secs(60)),
                 ..crate::storage::StorageSettings::default()
             },
             store,

@@ -191,6 +191,9 @@ pub enum StorageMsg {
     Kv(KvRequest),
     /// What `/v1/fs/status` shows.
     Status(oneshot::Sender<StorageStatus>),
+    /// A garbage collection mark: every pinned file's manifest and chunks
+    /// (complete, or the sweep is not made).
+    Sweep(BTreeSet<ChunkId>),
 }
 
 impl ProtocolBytes for StorageMsg {
@@ -225,6 +228,10 @@ pub struct StorageSettings {
     pub repair: RepairConfig,
     /// The key-value store's tuning.
     pub kv: KvConfig,
+    /// How often unpinned files are looked for.
+    pub gc_every: Duration,
+    /// How long a chunk no pinned file names is kept.
+    pub gc_grace: Duration,
 }
 
 impl Default for StorageSettings {
@@ -234,9 +241,17 @@ impl Default for StorageSettings {
             spread: None,
             repair: RepairConfig::default(),
             kv: KvConfig::default(),
+            gc_every: Duration::from_secs(60),
+            gc_grace: Duration::from_secs(3600),
         }
     }
 }
+
+/// Manifests remembered by the collector (a file's chunk list never changes).
+const GC_MANIFESTS_MAX: usize = 10_000;
+/// A sweep needs the key-value replica to have heard from a peer this recently
+/// (a replica cut off may not know of newer pins).
+const GC_KV_FRESH: Duration = Duration::from_secs(30);
 
 /// What `/v1/fs/status` shows.
 #[derive(Clone, Debug, Serialize)]
@@ -267,6 +282,10 @@ pub struct StorageStatus {
     pub kv_keys: usize,
     /// The key-value store's digest (equal on converged replicas).
     pub kv_root: String,
+    /// Chunks no pinned file names, waiting out the grace period.
+    pub gc_pending: usize,
+    /// Chunks collected.
+    pub collected: u64,
 }
 
 /// The service.
@@ -311,6 +330,9 @@ enum Pending {
 /// Its state.
 pub struct StorageState {
     repair: Repair,
+    gc: plexus_storage::gc::Gc,
+    collected: u64,
+    kv_heard: Option<Instant>,
     kv: Kv,
     rng: DetRng,
     next_req: u64,
@@ -616,6 +638,8 @@ impl StorageService {
             StorageWire::Kv(msg) => {
                 if st.kv.handle(now, from, msg).is_err() {
                     st.refused += 1;
+                } else {
+                    st.kv_heard = Some(Instant::now());
                 }
                 st.synced = true;
             }
@@ -1064,6 +1088,28 @@ impl StorageService {
                 .take(8)
                 .map(|b| format!("{b:02x}"))
                 .collect(),
+            gc_pending: st.gc.pending(),
+            collected: st.collected,
+        }
+    }
+
+    /// A complete mark arrived: collect what has been unnamed for the grace.
+    fn sweep(&self, system: &ActorSystem, st: &mut StorageState, live: &BTreeSet<ChunkId>) {
+        let alone = self.admitted().keys().all(|n| *n == system.node_id());
+        let fresh = st.kv_heard.is_some_and(|t| t.elapsed() < GC_KV_FRESH);
+        if !alone && !fresh {
+            tracing::debug!("no sweep: the key-value replica has not heard from a peer lately");
+            return;
+        }
+        let held: Vec<ChunkId> = st.repair.held().keys().copied().collect();
+        for chunk in st.gc.sweep(wall_now(), &held, live) {
+            match self.store.remove(&chunk) {
+                Ok(()) => {
+                    st.repair.removed(&chunk);
+                    st.collected += 1;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot collect a chunk"),
+            }
         }
     }
 }
@@ -1086,6 +1132,7 @@ impl Actor for StorageService {
                 }
             }
         });
+        let marker = tokio::spawn(mark_loop(ctx.myself().clone(), self.settings.gc_every));
         let node = ctx.system().node_id();
         let mut repair = Repair::new(node, self.settings.repair.clone());
         let held = self
@@ -1128,6 +1175,9 @@ impl Actor for StorageService {
         seed.copy_from_slice(&self.key.seed()[..8]);
         Ok(StorageState {
             repair,
+            gc: plexus_storage::gc::Gc::new(self.settings.gc_grace),
+            collected: 0,
+            kv_heard: None,
             kv,
             rng: DetRng::new(u64::from_le_bytes(seed) ^ wall_now().as_micros()),
             next_req: 0,
@@ -1144,7 +1194,7 @@ impl Actor for StorageService {
             bad_copies: 0,
             refused_full: 0,
             refused: 0,
-            tasks: vec![ticker],
+            tasks: vec![ticker, marker],
         })
     }
 
@@ -1170,8 +1220,76 @@ impl Actor for StorageService {
             StorageMsg::Status(reply) => {
                 let _ = reply.send(self.status(system, st));
             }
+            StorageMsg::Sweep(live) => self.sweep(system, st, &live),
         }
         self.drain(system, st);
         Ok(())
+    }
+}
+
+/// The collector's marker: every `every`, lists the pins, reads each pinned
+/// file's manifest (through the service, so from any holder, verified), and
+/// hands the service the complete mark. A manifest that cannot be read skips the
+/// round: an incomplete mark would collect a pinned file.
+async fn mark_loop(me: ActorRef<StorageMsg>, every: Duration) {
+    let mut manifests: BTreeMap<ChunkId, Vec<ChunkId>> = BTreeMap::new();
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let (tx, rx) = oneshot::channel();
+        let list = KvRequest::List {
+            prefix: crate::api::fs::PIN_PREFIX.into(),
+            limit: usize::MAX,
+            reply: tx,
+        };
+        if me.tell(StorageMsg::Kv(list)).await.is_err() {
+            return;
+        }
+        let Ok(pins) = rx.await else { return };
+        let mut live = BTreeSet::new();
+        let mut whole = true;
+        for (key, _) in pins {
+            let Ok(file) = key
+                .trim_start_matches(crate::api::fs::PIN_PREFIX)
+                .parse::<ChunkId>()
+            else {
+                continue;
+            };
+            live.insert(file);
+            if let Some(chunks) = manifests.get(&file) {
+                live.extend(chunks.iter().copied());
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            if me
+                .tell(StorageMsg::Get {
+                    chunk: file,
+                    reply: tx,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            match rx.await {
+                Ok(Ok(bytes)) => match plexus_storage::Manifest::decode(&bytes) {
+                    Ok(m) => {
+                        live.extend(m.chunks.iter().copied());
+                        if manifests.len() >= GC_MANIFESTS_MAX {
+                            manifests.pop_first();
+                        }
+                        manifests.insert(file, m.chunks);
+                    }
+                    // A pin on something that is not a file pins just that chunk.
+                    Err(_) => {}
+                },
+                _ => whole = false,
+            }
+        }
+        if whole && me.tell(StorageMsg::Sweep(live)).await.is_err() {
+            return;
+        }
     }
 }

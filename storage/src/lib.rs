@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cid;
+pub mod gc;
 pub mod kv;
 pub mod manifest;
 pub mod placement;

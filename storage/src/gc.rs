@@ -1,0 +1,114 @@
+//! Garbage collection of unpinned files: mark and sweep, with a grace period.
+//!
+//! A file stays as long as it is pinned (`plexus fs pin`; a put pins). Every
+//! `gc_every`, each shard's driver marks what is live: every pinned file's
+//! manifest and the chunks it lists. It hands the mark to [`Gc::sweep`] with the
+//! chunks it holds; a held chunk that no mark has named for `grace` in a row is
+//! collected. The grace period covers the chunks of a put in flight (stored before
+//! their manifest and pin exist) and a pin that has not reached this node yet.
+//!
+//! A mark is only ever taken whole: if any pinned file's manifest cannot be read,
+//! the driver skips the sweep (an incomplete mark would collect that file's
+//! chunks). Unpinning never deletes at once; a pin within the grace period saves
+//! the file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use plexus_actors::Time;
+
+use crate::ChunkId;
+
+/// One shard's collector.
+#[derive(Debug)]
+pub struct Gc {
+    grace: Duration,
+    /// Held chunks no mark named, since when.
+    unreferenced: BTreeMap<ChunkId, Time>,
+}
+
+impl Gc {
+    /// A collector with `grace`.
+    pub fn new(grace: Duration) -> Self {
+        Gc {
+            grace,
+            unreferenced: BTreeMap::new(),
+        }
+    }
+
+    /// Chunks waiting out their grace.
+    pub fn pending(&self) -> usize {
+        self.unreferenced.len()
+    }
+
+    /// One sweep over the chunks `held` here, with the complete mark `live`:
+    /// the chunks to remove now.
+    pub fn sweep<'a>(
+        &mut self,
+        now: Time,
+        held: impl IntoIterator<Item = &'a ChunkId>,
+        live: &BTreeSet<ChunkId>,
+    ) -> Vec<ChunkId> {
+        let mut seen = BTreeMap::new();
+        let mut collect = Vec::new();
+        for c in held {
+            if live.contains(c) {
+                continue;
+            }
+            let since = self.unreferenced.get(c).copied().unwrap_or(now);
+            if now.saturating_since(since) >= self.grace {
+                collect.push(*c);
+            } else {
+                seen.insert(*c, since);
+            }
+        }
+        // Forget chunks that are live again, gone, or collected now.
+        self.unreferenced = seen;
+        collect
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unpinned_chunk_goes_after_its_grace_and_a_pin_saves_it() {
+        let mut gc = Gc::new(Duration::from_secs(60));
+        let (a, b) = (ChunkId::of(b"a"), ChunkId::of(b"b"));
+        let held = [a, b];
+        let t0 = Time::from_millis(1_000);
+        let live: BTreeSet<ChunkId> = [a].into();
+        assert!(gc.sweep(t0, &held, &live).is_empty());
+        assert!(
+            gc.sweep(t0 + Duration::from_secs(59), &held, &live)
+                .is_empty()
+        );
+        assert_eq!(
+            gc.sweep(t0 + Duration::from_secs(60), &held, &live),
+            vec![b]
+        );
+        // Pinned again within the grace: the clock starts over.
+        let mut gc = Gc::new(Duration::from_secs(60));
+        assert!(gc.sweep(t0, &held, &live).is_empty());
+        let both: BTreeSet<ChunkId> = [a, b].into();
+        assert!(
+            gc.sweep(t0 + Duration::from_secs(30), &held, &both)
+                .is_empty()
+        );
+        assert!(
+            gc.sweep(t0 + Duration::from_secs(70), &held, &live)
+                .is_empty()
+        );
+        assert_eq!(gc.pending(), 1);
+        assert_eq!(
+            gc.sweep(t0 + Duration::from_secs(130), &held, &live),
+            vec![b]
+        );
+        // Live chunks are never collected, however long.
+        assert!(
+            !gc.sweep(t0 + Duration::from_secs(10_000), &held, &live)
+                .contains(&a)
+        );
+    }
+}
