@@ -509,3 +509,56 @@ fn a_gigabyte_file_moves_through_in_bounded_memory() {
         assert!(rss < 512 * MIB, "{} peaked at {} MiB", n.name, rss / MIB);
     }
 }
+
+#[test]
+fn an_executor_loads_its_weights_from_storage_sealed_to_the_nodes() {
+    use plexus::cli::digits;
+    use plexus::cli::fs;
+    use plexus::cli::local::{LocalCluster, LocalOptions};
+    use plexus_ml::digits::Digits;
+    use plexus_ml::train::{TrainConfig, train};
+    let dir = TempDir::new("weights-from-storage");
+    let cluster = LocalCluster::start_with(&dir.0, plexus, &LocalOptions::default()).unwrap();
+    let data = Digits::bundled().unwrap();
+    let trained = train(
+        &TrainConfig {
+            epochs: 2,
+            ..TrainConfig::default()
+        },
+        &data,
+    )
+    .unwrap();
+    let file = dir.0.join("digits.weights");
+    std::fs::write(&file, trained.weights.encode().unwrap()).unwrap();
+    // Sealed for the nodes only: each node's recipient from its API.
+    let readers: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let v = n.api.get("/v1/node").unwrap();
+            plexus_storage::access::recipient(v["recipient"].as_str().unwrap()).unwrap()
+        })
+        .collect();
+    let stored = fs::store(&cluster.nodes[0].api, &file, &readers, false, Some(2), None).unwrap();
+    let model = plexus_ml::hex(&trained.weights.hash());
+    // No node holds the weights: the job names them by storage id.
+    for n in &cluster.nodes {
+        let held = n.api.get("/v1/models").unwrap().to_string();
+        assert!(!held.contains(&model), "{held}");
+    }
+    let job = digits::job(&model).replace(
+        "max_wait_ms = 2 }",
+        &format!("max_wait_ms = 2, weights = \"{}\" }}", stored.id),
+    );
+    assert!(job.contains("weights = "), "{job}");
+    let at = digits::deploy_job(&cluster, &job).unwrap();
+    let host = cluster.nodes.iter().find(|n| n.id == at).unwrap();
+    let held = host.api.get("/v1/models").unwrap().to_string();
+    assert!(
+        held.contains(&model),
+        "the executor's node did not fetch the model: {held}"
+    );
+    let cases = digits::cases(&trained.weights).unwrap();
+    let t = digits::classify(&cluster, &model, &cases[..40], 2, 4, &[]).unwrap();
+    assert_eq!((t.answered, t.wrong), (40, 0), "{t:?}");
+}

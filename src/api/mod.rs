@@ -82,6 +82,8 @@ pub struct Api {
     pub storage: Option<plexus_actors::runtime::ActorRef<crate::storage::StorageMsg>>,
     /// The replication factor of puts that name none.
     pub replicas_default: u8,
+    /// The node's age recipient: files shared with it open on this node.
+    pub recipient: Option<String>,
 }
 
 /// An API error: a status and a message.
@@ -163,6 +165,7 @@ async fn node_info(State(api): State<Arc<Api>>) -> Json<Value> {
         "network": mesh.map(|m| m.allowlist().allowlist.network),
         "detection_bound_ms": mesh.map(|m| m.detection_bound().as_millis() as u64),
         "actors": node.system().actor_count(),
+        "recipient": api.recipient,
         "store": match &api.store_error {
             None if api.durable.is_some() => json!({ "state": "ok" }),
             None => json!({ "state": "none" }),

@@ -192,13 +192,17 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
             "fault injection: this node signs wrong outputs for some of its work"
         );
     }
+    // The node's reader identity: files shared with its recipient (weights an
+    // `infer` stage names by storage id) open here.
+    let reader = super::fs::identity_or_new(&settings.data_dir.join(super::fs::IDENTITY_FILE))?;
+    let recipient = reader.to_public().to_string();
+    let weights = Arc::new(crate::storage::reader::StorageWeights::new(reader));
     let mut kinds = crate::hosting::kinds::standard();
     kinds
-        .register(crate::hosting::infer::InferKind::new(
-            models.clone(),
-            Some(sink),
-            fault,
-        ))
+        .register(
+            crate::hosting::infer::InferKind::new(models.clone(), Some(sink), fault)
+                .with_weights(weights.clone()),
+        )
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let (durable, store_error) = match store {
         Ok(store) => {
@@ -314,6 +318,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::Failed(format!("the storage service did not start: {e}")))?
     };
+    weights.bind(storage.clone());
 
     // Wait for the transport to report its addresses, so `ready` carries them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -362,6 +367,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         models: Some(models),
         storage: Some(storage),
         replicas_default: settings.storage.replicas,
+        recipient: Some(recipient),
     });
     let guard = Arc::new(Guard::new(
         published.token().clone(),

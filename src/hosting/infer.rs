@@ -53,7 +53,7 @@ pub const KIND: &str = "infer";
 /// Longest `max_wait_ms`.
 pub const MAX_WAIT_MS_MAX: u64 = 1_000;
 /// The snapshot's schema.
-const SCHEMA: u32 = 1;
+const SCHEMA: u32 = 2;
 
 /// One forward pass, for the work service to sign a receipt for.
 #[derive(Clone, Debug)]
@@ -114,11 +114,19 @@ pub struct WrongOutputs {
     pub ppm: u32,
 }
 
-/// The `infer` kind: runs models from `models`, hands work to `sink`.
+/// Where weights named by a storage id come from.
+pub trait WeightsSource: Send + Sync {
+    /// The file `id`'s bytes (blocking: called from the kind's build).
+    fn fetch(&self, id: plexus_storage::ChunkId) -> Result<Vec<u8>, String>;
+}
+
+/// The `infer` kind: runs models from `models` (fetching weights a config names
+/// by storage id from `weights` first, if missing), hands work to `sink`.
 pub struct InferKind {
     models: Arc<ModelStore>,
     sink: Option<WorkSink>,
     fault: Option<WrongOutputs>,
+    weights: Option<Arc<dyn WeightsSource>>,
 }
 
 impl InferKind {
@@ -132,7 +140,14 @@ impl InferKind {
             models,
             sink,
             fault,
+            weights: None,
         }
+    }
+
+    /// The kind, fetching weights named by a storage id from `source`.
+    pub fn with_weights(mut self, source: Arc<dyn WeightsSource>) -> Self {
+        self.weights = Some(source);
+        self
     }
 }
 
@@ -151,12 +166,16 @@ pub struct InferState {
     pub passes: u64,
     /// Requests refused as malformed.
     pub malformed: u64,
+    /// Where the weights are in the cluster's storage, if the node lacks them.
+    pub weights: Option<plexus_storage::ChunkId>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
     model: String,
+    #[serde(default)]
+    weights: Option<String>,
     #[serde(default = "default_batch")]
     max_batch: u32,
     #[serde(default = "default_wait")]
@@ -190,6 +209,13 @@ pub fn parse_config(text: &str) -> Result<InferState, String> {
             c.max_wait_ms
         ));
     }
+    let weights = match &c.weights {
+        None => None,
+        Some(w) => Some(
+            w.parse::<plexus_storage::ChunkId>()
+                .map_err(|e| format!("`weights`: {e}"))?,
+        ),
+    };
     Ok(InferState {
         model,
         max_batch: c.max_batch,
@@ -197,6 +223,7 @@ pub fn parse_config(text: &str) -> Result<InferState, String> {
         served: 0,
         passes: 0,
         malformed: 0,
+        weights,
     })
 }
 
@@ -222,10 +249,35 @@ impl DurableKind for InferKind {
             )));
         };
         let device = executor::device();
-        let model = self
-            .models
-            .model(&state.model, &device)
-            .map_err(|e| CodeError::Config(e.to_string()))?;
+        let model = match (
+            self.models.model(&state.model, &device),
+            state.weights,
+            &self.weights,
+        ) {
+            (Ok(m), _, _) => m,
+            // Not here, but named in storage: fetched, checked against the
+            // model's hash as it is added, then loaded.
+            (Err(missing), Some(id), Some(source)) => {
+                let bytes = source
+                    .fetch(id)
+                    .map_err(|e| CodeError::Config(format!("{missing}; from storage {id}: {e}")))?;
+                let added = self
+                    .models
+                    .add(&bytes)
+                    .map_err(|e| CodeError::Config(format!("weights {id}: {e}")))?;
+                if added != state.model {
+                    return Err(CodeError::Config(format!(
+                        "weights {id} are model {}, not {}",
+                        plexus_ml::hex(&added),
+                        plexus_ml::hex(&state.model)
+                    )));
+                }
+                self.models
+                    .model(&state.model, &device)
+                    .map_err(|e| CodeError::Config(e.to_string()))?
+            }
+            (Err(e), _, _) => return Err(CodeError::Config(e.to_string())),
+        };
         Ok(Box::new(Executor {
             key: key.to_string(),
             job: spec.job.clone(),

@@ -3,6 +3,7 @@
 //! clients, repair, scrub, the key-value store) and its rocksdb (`store.rs`).
 //! The client side (chunking, sealing, envelopes) is in `crate::cli::fs`.
 
+pub mod reader;
 pub mod service;
 pub mod store;
 
