@@ -488,7 +488,7 @@ impl Sim<'_> {
                 self.advance_put(put);
             }
         }
-        let kv_round = self.now % 1_000 == 0;
+        let kv_round = self.now.is_multiple_of(1_000);
         for i in 0..self.nodes.len() {
             if !self.nodes[i].up {
                 continue;
@@ -616,7 +616,7 @@ pub fn run(p: &StorageRun, seed: u64) -> StorageReport {
     let mut at = 0;
     while at <= end {
         sim.push(at, Event::Tick);
-        if at % p.detect_ms.max(1) == 0 {
+        if at.is_multiple_of(p.detect_ms.max(1)) {
             sim.push(at, Event::Detect);
         }
         at += 250;

@@ -16,6 +16,8 @@ use super::CliError;
 
 /// The client key's file name in a data dir.
 pub const CLIENT_KEY_FILE: &str = "client.key";
+/// How many times a call the node rate-limits (429) is made before giving up.
+pub const PACED_TRIES: u32 = 50;
 /// The API a client talks to by default.
 pub const DEFAULT_API: &str = "http://127.0.0.1:7070";
 
@@ -191,14 +193,50 @@ impl ApiClient {
     /// POSTs raw bytes; returns the JSON body.
     pub fn post_bytes(&self, path: &str, body: &[u8]) -> Result<Value, CliError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self
-            .agent
-            .post(&url)
-            .header("content-type", "application/octet-stream");
-        if let Some(b) = self.bearer() {
-            request = request.header("authorization", b);
+        let result = self.paced(|| {
+            let mut request = self
+                .agent
+                .post(&url)
+                .header("content-type", "application/octet-stream");
+            if let Some(b) = self.bearer() {
+                request = request.header("authorization", b);
+            }
+            request.send(body)
+        });
+        self.check(path, result)
+    }
+
+    /// Calls `send` again while the node answers 429 (its per-client rate
+    /// limit), waiting as its `retry-after` (or `x-ratelimit-after`) header says,
+    /// else 100 ms doubling to 2 s; at most [`PACED_TRIES`] times.
+    fn paced(
+        &self,
+        send: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let mut wait = Duration::from_millis(100);
+        let mut tries = 1;
+        loop {
+            let result = send();
+            let limited =
+                matches!(&result, Ok(r) if r.status() == ureq::http::StatusCode::TOO_MANY_REQUESTS);
+            if !limited || tries >= PACED_TRIES {
+                return result;
+            }
+            let told = result.as_ref().ok().and_then(|r| {
+                ["retry-after", "x-ratelimit-after"].iter().find_map(|h| {
+                    r.headers()
+                        .get(*h)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                })
+            });
+            std::thread::sleep(
+                told.map_or(wait, |s| Duration::from_secs(s.min(10)))
+                    .max(Duration::from_millis(10)),
+            );
+            wait = (wait * 2).min(Duration::from_secs(2));
+            tries += 1;
         }
-        self.check(path, request.send(body))
     }
 
     /// PUTs `body` (JSON) to `path`.
@@ -238,11 +276,13 @@ impl ApiClient {
     /// answer is read as JSON.
     pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, CliError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.agent.get(&url);
-        if let Some(b) = self.bearer() {
-            request = request.header("authorization", b);
-        }
-        let result = request.call();
+        let result = self.paced(|| {
+            let mut request = self.agent.get(&url);
+            if let Some(b) = self.bearer() {
+                request = request.header("authorization", b);
+            }
+            request.call()
+        });
         match result {
             Ok(mut r) if r.status().is_success() => r
                 .body_mut()

@@ -163,7 +163,7 @@ impl Repair {
     pub fn candidates(&self, now: Time) -> Vec<Candidate> {
         self.live
             .iter()
-            .filter(|c| c.node == self.me || !self.full.get(&c.node).is_some_and(|t| *t > now))
+            .filter(|c| c.node == self.me || self.full.get(&c.node).is_none_or(|t| *t <= now))
             .cloned()
             .collect()
     }
@@ -177,7 +177,7 @@ impl Repair {
 
     /// The live members that may hold chunks (this node included, if it stores).
     pub fn set_live(&mut self, mut live: Vec<Candidate>) {
-        live.sort_by(|a, b| a.node.cmp(&b.node));
+        live.sort_by_key(|c| c.node);
         live.dedup_by(|a, b| a.node == b.node);
         if live != self.live {
             self.live = live;
