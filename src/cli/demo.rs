@@ -799,7 +799,7 @@ fn storage_part(
         .rev()
         .find(|&i| cluster.nodes[i].alive())
         .unwrap_or(gateway);
-    let reader = || Ok(fs::identity_or_new(&dir.join("reader.age"))?);
+    let reader = || fs::identity_or_new(&dir.join("reader.age"));
     fs::fetch(&cluster.nodes[reader_node].api, &id, &reader, Some(&back))?;
     let read = std::fs::read(&back).map_err(|e| CliError::Failed(e.to_string()))?;
     let same = plexus_ml::model::Weights::decode(&read)

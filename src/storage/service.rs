@@ -1274,17 +1274,16 @@ async fn mark_loop(me: ActorRef<StorageMsg>, every: Duration) {
                 return;
             }
             match rx.await {
-                Ok(Ok(bytes)) => match plexus_storage::Manifest::decode(&bytes) {
-                    Ok(m) => {
+                Ok(Ok(bytes)) => {
+                    // A pin on something that is not a file pins just that chunk.
+                    if let Ok(m) = plexus_storage::Manifest::decode(&bytes) {
                         live.extend(m.chunks.iter().copied());
                         if manifests.len() >= GC_MANIFESTS_MAX {
                             manifests.pop_first();
                         }
                         manifests.insert(file, m.chunks);
                     }
-                    // A pin on something that is not a file pins just that chunk.
-                    Err(_) => {}
-                },
+                }
                 _ => whole = false,
             }
         }
