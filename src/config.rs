@@ -632,6 +632,29 @@ mod tests {
     }
 
     #[test]
+    fn storage_settings_settle_and_bad_ones_name_their_field() {
+        let s = settle(
+            "[storage]\nquota = \"2GiB\"\nreplicas = 2\nspread = \"region\"\ngc_grace = \"10m\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.storage.quota_bytes, Some(2 << 30));
+        assert_eq!(s.storage.replicas, 2);
+        assert_eq!(s.storage.spread.as_deref(), Some("region"));
+        assert_eq!(s.storage.gc_grace, Duration::from_secs(600));
+        let d = settle("").unwrap();
+        assert_eq!((d.storage.replicas, d.storage.quota_bytes), (3, None));
+        for (text, field) in [
+            ("[storage]\nreplicas = 0\n", "storage.replicas"),
+            ("[storage]\nquota = \"lots\"\n", "storage.quota"),
+            ("[storage]\ngc_grace = \"soon\"\n", "storage.gc_grace"),
+            ("[storage]\nspread = \" \"\n", "storage.spread"),
+        ] {
+            let e = settle(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn a_full_file_settles() {
         let s = settle(
             r#"
