@@ -1019,7 +1019,15 @@ impl StorageService {
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
-            st.puts.remove(&id);
+            if let Some(op) = st.puts.remove(&id)
+                && let Some(reply) = op.reply
+            {
+                let _ = reply.send(Err(FsError::Unavailable(format!(
+                    "the put of {} got no quorum within {} s",
+                    op.chunk,
+                    REQUEST_TIMEOUT.as_secs()
+                ))));
+            }
         }
         let stale: Vec<u64> = st
             .locates
