@@ -30,6 +30,7 @@ pub mod stages;
 pub mod storage;
 pub mod supervision;
 pub mod telemetry;
+pub mod ticker;
 pub mod work;
 
 pub use node::{Node, NodeBuilder, NodeConfig, NodeError};

@@ -43,7 +43,7 @@ use plexus_storage::ChunkId;
 use plexus_storage::kv::{Entry, Kv, KvConfig, Stamp};
 use plexus_storage::placement::{self, Candidate};
 use plexus_storage::put::{Answer, PutOutcome, PutPlan};
-use plexus_storage::repair::{Action, Repair, RepairConfig};
+use plexus_storage::repair::{Action, Read, Repair, RepairConfig};
 use plexus_storage::wire::{StorageWire, StoreOutcome};
 use plexus_vocab::identity::NodeKey;
 use serde_bytes::ByteBuf;
@@ -155,7 +155,6 @@ struct SimNode {
     kv_disk: BTreeMap<String, Entry>,
     /// Repair fetches in flight: req → chunk, r.
     fetches: BTreeMap<u64, (ChunkId, u8)>,
-    scrub_after: Option<ChunkId>,
 }
 
 #[derive(Debug)]
@@ -268,18 +267,17 @@ impl Sim<'_> {
         self.nodes[node].repair.stored(chunk, r);
     }
 
-    /// `node`'s intact copy of `chunk`; a bad one is removed and reported lost.
+    /// `node`'s intact copy of `chunk`; a bad one is removed (the repair core
+    /// decides, as in the daemon).
     fn read(&mut self, node: usize, chunk: &ChunkId) -> Option<Vec<u8>> {
         let n = &mut self.nodes[node];
-        if !n.repair.holds(chunk) {
-            return None;
-        }
-        match n.disk.get(chunk) {
-            Some((_, b)) if chunk.matches(b) => Some(b.clone()),
-            _ => {
+        let bytes = n.disk.get(chunk).map(|(_, b)| b.clone());
+        match n.repair.check_read(chunk, bytes.as_deref()) {
+            Read::Intact => bytes,
+            Read::NotHeld => None,
+            Read::Lost => {
                 self.report.corrupt_detected += 1;
                 n.disk.remove(chunk);
-                n.repair.lost(*chunk);
                 None
             }
         }
@@ -500,19 +498,7 @@ impl Sim<'_> {
             }
             // Scrub two chunks per tick, round robin.
             for _ in 0..2 {
-                let after = self.nodes[i].scrub_after;
-                let next = {
-                    let held = self.nodes[i].repair.held();
-                    match after {
-                        None => held.keys().next().copied(),
-                        Some(a) => held
-                            .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
-                            .next()
-                            .map(|(c, _)| *c),
-                    }
-                };
-                self.nodes[i].scrub_after = next;
-                if let Some(c) = next {
+                if let Some(c) = self.nodes[i].repair.next_to_scrub() {
                     let _ = self.read(i, &c);
                 }
             }
@@ -586,7 +572,6 @@ pub fn run(p: &StorageRun, seed: u64) -> StorageReport {
                 disk: BTreeMap::new(),
                 kv_disk: BTreeMap::new(),
                 fetches: BTreeMap::new(),
-                scrub_after: None,
             }
         })
         .collect();

@@ -979,18 +979,7 @@ impl Actor for EpochService {
         _: (),
     ) -> Result<EpochServiceState, ActorError> {
         let committee = committee_of(&self.mesh);
-        let ticker_ref = ctx.myself().clone();
-        let ticker = tokio::spawn(async move {
-            let mut every = tokio::time::interval(TICK);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                every.tick().await;
-                match ticker_ref.try_tell(EpochMsg::Tick) {
-                    Ok(()) | Err(plexus_actors::runtime::SendError::MailboxFull(_)) => {}
-                    Err(_) => break,
-                }
-            }
-        });
+        let ticker = crate::ticker::spawn(ctx.myself().clone(), TICK, || EpochMsg::Tick);
         let mut st = EpochServiceState {
             phase: Phase::Waiting,
             committee,

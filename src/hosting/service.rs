@@ -238,20 +238,10 @@ impl DurableService {
             )
             .await
             .map_err(|e| e.to_string())?;
-        let ticker = service.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(TICK);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                every.tick().await;
-                // A full mailbox already has work queued: skip this tick.
-                match ticker.try_tell(ServiceMsg::Tick) {
-                    Ok(()) => {}
-                    Err(plexus_actors::runtime::SendError::MailboxFull(_)) => {}
-                    Err(_) => break,
-                }
-            }
-        });
+        // Ends with the service.
+        drop(crate::ticker::spawn(service.clone(), TICK, || {
+            ServiceMsg::Tick
+        }));
         Ok(service)
     }
 }

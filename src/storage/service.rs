@@ -47,7 +47,7 @@ use plexus_storage::kv::{Change, Kv, KvConfig, KvError};
 use plexus_storage::manifest::STORED_CHUNK_BYTES_MAX;
 use plexus_storage::placement::{self, Candidate};
 use plexus_storage::put::{Answer, PutOutcome, PutPlan};
-use plexus_storage::repair::{Action, Repair, RepairConfig};
+use plexus_storage::repair::{Action, Read, Repair, RepairConfig};
 use plexus_storage::wire::{QUERY_IDS_MAX, StorageWire, StoreOutcome};
 use plexus_vocab::identity::NodeKey;
 use serde::Serialize;
@@ -341,7 +341,6 @@ pub struct StorageState {
     locates: BTreeMap<u64, LocateOp>,
     pending: BTreeMap<(NodeId, u64), (Pending, Instant)>,
     watchers: Vec<(String, mpsc::Sender<Change>)>,
-    scrub_after: Option<ChunkId>,
     next_kv_sync: Instant,
     synced: bool,
     repaired: u64,
@@ -503,17 +502,20 @@ impl StorageService {
         if !st.repair.holds(chunk) {
             return None;
         }
-        match self.store.chunk(chunk) {
-            Ok(Some(bytes)) if chunk.matches(&bytes) => Some(bytes),
-            Ok(_) => {
+        let bytes = match self.store.chunk(chunk) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a chunk");
+                return None;
+            }
+        };
+        match st.repair.check_read(chunk, bytes.as_deref()) {
+            Read::Intact => bytes,
+            Read::NotHeld => None,
+            Read::Lost => {
                 st.corrupt_found += 1;
                 tracing::warn!(chunk = %chunk, "a corrupt or missing copy; fetching it back");
                 let _ = self.store.remove(chunk);
-                st.repair.lost(*chunk);
-                None
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read a chunk");
                 None
             }
         }
@@ -1054,17 +1056,7 @@ impl StorageService {
         let mut budget = SCRUB_BYTES_PER_TICK;
         let mut checked = 0;
         while budget > 0 && checked < 64 {
-            let next = match st.scrub_after {
-                None => st.repair.held().keys().next().copied(),
-                Some(after) => st
-                    .repair
-                    .held()
-                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                    .next()
-                    .map(|(c, _)| *c),
-            };
-            st.scrub_after = next;
-            let Some(chunk) = next else {
+            let Some(chunk) = st.repair.next_to_scrub() else {
                 return;
             };
             checked += 1;
@@ -1128,18 +1120,7 @@ impl Actor for StorageService {
     type Args = ();
 
     async fn started(&self, ctx: &Context<StorageMsg>, (): ()) -> Result<StorageState, ActorError> {
-        let me = ctx.myself().clone();
-        let ticker = tokio::spawn(async move {
-            let mut every = tokio::time::interval(TICK);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                every.tick().await;
-                match me.try_tell(StorageMsg::Tick) {
-                    Ok(()) | Err(plexus_actors::runtime::SendError::MailboxFull(_)) => {}
-                    Err(_) => break,
-                }
-            }
-        });
+        let ticker = crate::ticker::spawn(ctx.myself().clone(), TICK, || StorageMsg::Tick);
         let marker = tokio::spawn(mark_loop(ctx.myself().clone(), self.settings.gc_every));
         let node = ctx.system().node_id();
         let mut repair = Repair::new(node, self.settings.repair.clone());
@@ -1194,7 +1175,6 @@ impl Actor for StorageService {
             locates: BTreeMap::new(),
             pending: BTreeMap::new(),
             watchers: Vec::new(),
-            scrub_after: None,
             next_kv_sync: Instant::now(),
             synced: false,
             repaired: 0,

@@ -619,17 +619,7 @@ impl Actor for WorkService {
                 }
             })
         };
-        let ticker = tokio::spawn(async move {
-            let mut every = tokio::time::interval(TICK);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                every.tick().await;
-                match me.try_tell(WorkMsg::Tick) {
-                    Ok(()) | Err(plexus_actors::runtime::SendError::MailboxFull(_)) => {}
-                    Err(_) => break,
-                }
-            }
-        });
+        let ticker = crate::ticker::spawn(me, TICK, || WorkMsg::Tick);
         let current = self.epoch_now();
         let auditor = Auditor::new(
             self.settings.audit.clone(),

@@ -93,6 +93,17 @@ pub enum Action {
     },
 }
 
+/// What a shard's read of its own copy found ([`Repair::check_read`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// The copy hashes to its id.
+    Intact,
+    /// Not held here.
+    NotHeld,
+    /// Held, but missing or corrupt: remove it; it is being fetched back.
+    Lost,
+}
+
 /// One shard's repair state.
 #[derive(Debug)]
 pub struct Repair {
@@ -108,6 +119,7 @@ pub struct Repair {
     wanted: BTreeSet<ChunkId>,
     scan_due: bool,
     next_scan: Time,
+    scrub_after: Option<ChunkId>,
     out: VecDeque<Action>,
     dropped_offers: u64,
 }
@@ -127,6 +139,7 @@ impl Repair {
             wanted: BTreeSet::new(),
             scan_due: true,
             next_scan: Time::ZERO,
+            scrub_after: None,
             out: VecDeque::new(),
             dropped_offers: 0,
         }
@@ -204,6 +217,37 @@ impl Repair {
         if let Some(r) = self.held.remove(&chunk) {
             self.lost.insert(chunk, (r, 0));
         }
+    }
+
+    /// Checks what this shard's disk gave for `chunk` (`None`: nothing): whether
+    /// it is an intact copy to use or send. A copy that does not hash to its id,
+    /// or is missing though held, is lost: the driver removes it from disk, and
+    /// it is fetched back. Every read a shard makes goes through here.
+    pub fn check_read(&mut self, chunk: &ChunkId, bytes: Option<&[u8]>) -> Read {
+        if !self.held.contains_key(chunk) {
+            return Read::NotHeld;
+        }
+        match bytes {
+            Some(b) if chunk.matches(b) => Read::Intact,
+            _ => {
+                self.lost(*chunk);
+                Read::Lost
+            }
+        }
+    }
+
+    /// The next held chunk for the scrub to read back, round robin.
+    pub fn next_to_scrub(&mut self) -> Option<ChunkId> {
+        let next = match self.scrub_after {
+            None => self.held.keys().next().copied(),
+            Some(after) => self
+                .held
+                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                .next()
+                .map(|(c, _)| *c),
+        };
+        self.scrub_after = next;
+        next
     }
 
     /// A fetch failed (not had, corrupt, or refused).
@@ -290,14 +334,18 @@ impl Repair {
                 self.wanted.remove(&chunk);
                 continue;
             }
-            self.fetching
-                .insert(chunk, (from, now + self.config.fetch_timeout));
-            self.out.push_back(Action::Fetch {
-                from,
-                chunk,
-                replicas,
-            });
+            self.fetch(now, from, chunk, replicas);
         }
+    }
+
+    fn fetch(&mut self, now: Time, from: NodeId, chunk: ChunkId, replicas: u8) {
+        self.fetching
+            .insert(chunk, (from, now + self.config.fetch_timeout));
+        self.out.push_back(Action::Fetch {
+            from,
+            chunk,
+            replicas,
+        });
     }
 
     fn fetch_lost(&mut self, now: Time) {
@@ -324,13 +372,7 @@ impl Repair {
             let from = sources[*tried % sources.len()];
             *tried = tried.saturating_add(1);
             let replicas = *r;
-            self.fetching
-                .insert(chunk, (from, now + self.config.fetch_timeout));
-            self.out.push_back(Action::Fetch {
-                from,
-                chunk,
-                replicas,
-            });
+            self.fetch(now, from, chunk, replicas);
         }
     }
 
@@ -511,6 +553,23 @@ mod tests {
         );
         net.settle();
         assert!(chunks.iter().all(|c| net.copies(c) == 3));
+    }
+
+    #[test]
+    fn reads_are_checked_and_the_scrub_goes_round() {
+        let mut r = Repair::new(node(0), RepairConfig::default());
+        let (a, b) = (ChunkId::of(b"a"), ChunkId::of(b"b"));
+        r.stored(a, 3);
+        r.stored(b, 3);
+        assert_eq!(r.check_read(&a, Some(b"a")), Read::Intact);
+        assert_eq!(r.check_read(&ChunkId::of(b"c"), None), Read::NotHeld);
+        assert_eq!(r.check_read(&b, Some(b"rot")), Read::Lost);
+        assert!(!r.holds(&b) && r.lost_count() == 1);
+        r.stored(b, 3);
+        let first = r.next_to_scrub();
+        let second = r.next_to_scrub();
+        assert_ne!(first, second);
+        assert_eq!((r.next_to_scrub(), r.next_to_scrub()), (None, first));
     }
 
     #[test]
