@@ -193,7 +193,7 @@ pub enum StorageMsg {
     Status(oneshot::Sender<StorageStatus>),
     /// A garbage collection mark: every pinned file's manifest and chunks
     /// (complete, or the sweep is not made).
-    Sweep(BTreeSet<ChunkId>),
+    Sweep(plexus_storage::gc::Mark),
 }
 
 impl ProtocolBytes for StorageMsg {
@@ -1093,16 +1093,18 @@ impl StorageService {
         }
     }
 
-    /// A complete mark arrived: collect what has been unnamed for the grace.
-    fn sweep(&self, system: &ActorSystem, st: &mut StorageState, live: &BTreeSet<ChunkId>) {
+    /// A mark arrived: the core collects what has been unnamed for the grace, if
+    /// the mark is complete and the pins fresh (this node says which).
+    fn sweep(
+        &self,
+        system: &ActorSystem,
+        st: &mut StorageState,
+        mut mark: plexus_storage::gc::Mark,
+    ) {
         let alone = self.admitted().keys().all(|n| *n == system.node_id());
-        let fresh = st.kv_heard.is_some_and(|t| t.elapsed() < GC_KV_FRESH);
-        if !alone && !fresh {
-            tracing::debug!("no sweep: the key-value replica has not heard from a peer lately");
-            return;
-        }
+        mark.pins_fresh = alone || st.kv_heard.is_some_and(|t| t.elapsed() < GC_KV_FRESH);
         let held: Vec<ChunkId> = st.repair.held().keys().copied().collect();
-        for chunk in st.gc.sweep(wall_now(), &held, live) {
+        for chunk in st.gc.sweep(wall_now(), &held, &mark) {
             match self.store.remove(&chunk) {
                 Ok(()) => {
                     st.repair.removed(&chunk);
@@ -1208,7 +1210,7 @@ impl Actor for StorageService {
             StorageMsg::Status(reply) => {
                 let _ = reply.send(self.status(system, st));
             }
-            StorageMsg::Sweep(live) => self.sweep(system, st, &live),
+            StorageMsg::Sweep(mark) => self.sweep(system, st, mark),
         }
         self.drain(system, st);
         Ok(())
@@ -1275,7 +1277,12 @@ async fn mark_loop(me: ActorRef<StorageMsg>, every: Duration) {
                 _ => whole = false,
             }
         }
-        if whole && me.tell(StorageMsg::Sweep(live)).await.is_err() {
+        let mark = plexus_storage::gc::Mark {
+            live,
+            complete: whole,
+            pins_fresh: false, // the service knows
+        };
+        if me.tell(StorageMsg::Sweep(mark)).await.is_err() {
             return;
         }
     }

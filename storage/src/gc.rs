@@ -19,6 +19,19 @@ use plexus_actors::Time;
 
 use crate::ChunkId;
 
+/// What a sweep is handed: the mark, and whether it can be trusted.
+#[derive(Clone, Debug, Default)]
+pub struct Mark {
+    /// Every pinned file's manifest and the chunks it lists.
+    pub live: BTreeSet<ChunkId>,
+    /// Every pinned manifest was read (an incomplete mark would collect the
+    /// chunks of a pinned file it could not read).
+    pub complete: bool,
+    /// The key-value replica the pins came from has heard from a peer lately, or
+    /// the node is alone (a replica cut off may not know of newer pins).
+    pub pins_fresh: bool,
+}
+
 /// One shard's collector.
 #[derive(Debug)]
 pub struct Gc {
@@ -41,14 +54,18 @@ impl Gc {
         self.unreferenced.len()
     }
 
-    /// One sweep over the chunks `held` here, with the complete mark `live`:
-    /// the chunks to remove now.
+    /// One sweep over the chunks `held` here with `mark`: the chunks to remove
+    /// now. A mark that is incomplete or built from stale pins changes nothing.
     pub fn sweep<'a>(
         &mut self,
         now: Time,
         held: impl IntoIterator<Item = &'a ChunkId>,
-        live: &BTreeSet<ChunkId>,
+        mark: &Mark,
     ) -> Vec<ChunkId> {
+        if !mark.complete || !mark.pins_fresh {
+            return Vec::new();
+        }
+        let live = &mark.live;
         let mut seen = BTreeMap::new();
         let mut collect = Vec::new();
         for c in held {
@@ -72,13 +89,40 @@ impl Gc {
 mod tests {
     use super::*;
 
+    fn mark<const N: usize>(live: [ChunkId; N]) -> Mark {
+        Mark {
+            live: live.into(),
+            complete: true,
+            pins_fresh: true,
+        }
+    }
+
+    #[test]
+    fn an_incomplete_or_stale_mark_collects_nothing() {
+        let mut gc = Gc::new(Duration::ZERO);
+        let held = [ChunkId::of(b"a")];
+        let t0 = Time::from_millis(1_000);
+        let m = mark([]);
+        let incomplete = Mark {
+            complete: false,
+            ..m.clone()
+        };
+        let stale = Mark {
+            pins_fresh: false,
+            ..m.clone()
+        };
+        assert!(gc.sweep(t0, &held, &incomplete).is_empty());
+        assert!(gc.sweep(t0, &held, &stale).is_empty());
+        assert_eq!(gc.sweep(t0, &held, &m), held.to_vec());
+    }
+
     #[test]
     fn an_unpinned_chunk_goes_after_its_grace_and_a_pin_saves_it() {
         let mut gc = Gc::new(Duration::from_secs(60));
         let (a, b) = (ChunkId::of(b"a"), ChunkId::of(b"b"));
         let held = [a, b];
         let t0 = Time::from_millis(1_000);
-        let live: BTreeSet<ChunkId> = [a].into();
+        let live = mark([a]);
         assert!(gc.sweep(t0, &held, &live).is_empty());
         assert!(
             gc.sweep(t0 + Duration::from_secs(59), &held, &live)
@@ -91,7 +135,7 @@ mod tests {
         // Pinned again within the grace: the clock starts over.
         let mut gc = Gc::new(Duration::from_secs(60));
         assert!(gc.sweep(t0, &held, &live).is_empty());
-        let both: BTreeSet<ChunkId> = [a, b].into();
+        let both = mark([a, b]);
         assert!(
             gc.sweep(t0 + Duration::from_secs(30), &held, &both)
                 .is_empty()
