@@ -256,6 +256,21 @@ fn requests_beyond_the_rate_are_refused_with_429() {
         "the burst passes: {codes:?}"
     );
     assert!(codes.contains(&429), "the rate is enforced: {codes:?}");
+    // The node's owner is not held to it: right after, while the address is
+    // still over its rate, requests with the token are all answered (a bulk
+    // transfer makes one request per chunk).
+    let owner: Vec<u16> = (0..20)
+        .map(|_| status_of(&node.api, "GET", "/v1/node", &host, Some(&node.token)))
+        .collect();
+    assert!(
+        owner.iter().all(|c| *c == 200),
+        "the token is not rate-limited: {owner:?}"
+    );
+    // And a wrong token is no way around it.
+    let wrong: Vec<u16> = (0..20)
+        .map(|_| status_of(&node.api, "GET", "/v1/node", &host, Some("not-the-token")))
+        .collect();
+    assert!(wrong.contains(&429), "a wrong token is limited: {wrong:?}");
 }
 
 #[test]

@@ -13,6 +13,15 @@
 //!   and the scheduler checks that key's role in the governance allowlist before
 //!   anything is stored (the signature is the credential).
 //!
+//! Requests without the token (the public routes, and refusals) are rate-limited
+//! per client IP (`api_rate_per_s`, bursts of twice that; `429` with
+//! `retry-after` beyond it): a signed scheduler request costs a signature check,
+//! and nobody without the token should be able to make the node spend more. A
+//! request with the token is the node's owner: it is bounded by the server's
+//! connection cap and by each service's own bounded queues (which answer `429`
+//! or `503` when full), not by a per-IP rate that would cap a bulk transfer at
+//! `api_rate_per_s` chunks a second.
+//!
 //! A request whose `Host` is not an allowed name is refused before anything else
 //! (403): a web page that rebinds its own domain to 127.0.0.1 still sends its own
 //! domain as `Host`. Allowed by default: `localhost`, `127.0.0.1`, `[::1]`, plus the
@@ -20,11 +29,14 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // driver code
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -151,10 +163,39 @@ pub fn read_token_file(path: &Path) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// Client IPs the rate limiter remembers before it forgets the idle ones.
+const RATE_KEYS_SWEEP: usize = 4_096;
+
 /// What the guard lets through.
 pub struct Guard {
     token: Token,
     hosts: BTreeSet<String>,
+    rate: Option<RateLimit>,
+}
+
+struct RateLimit {
+    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+    clock: governor::clock::DefaultClock,
+    /// Requests checked since the last sweep of idle clients.
+    since_sweep: AtomicU64,
+}
+
+impl RateLimit {
+    /// `Err(wait)` if `ip` is over its rate.
+    fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        use governor::clock::Clock as _;
+        // Idle clients are forgotten now and then, so the limiter's memory is
+        // bounded by its recent clients.
+        if self.since_sweep.fetch_add(1, Ordering::Relaxed) >= RATE_KEYS_SWEEP as u64
+            || self.limiter.len() > RATE_KEYS_SWEEP
+        {
+            self.since_sweep.store(0, Ordering::Relaxed);
+            self.limiter.retain_recent();
+        }
+        self.limiter
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
 }
 
 impl Guard {
@@ -170,7 +211,25 @@ impl Guard {
             ip => ip.to_string(),
         });
         hosts.extend(extra.iter().map(|h| h.to_ascii_lowercase()));
-        Guard { token, hosts }
+        Guard {
+            token,
+            hosts,
+            rate: None,
+        }
+    }
+
+    /// Limits requests without the token to `per_s` a second per client IP,
+    /// in bursts of `burst`. `None` if either is zero.
+    pub fn with_rate(mut self, per_s: u32, burst: u32) -> Option<Guard> {
+        let quota = governor::Quota::per_second(NonZeroU32::new(per_s)?)
+            .allow_burst(NonZeroU32::new(burst)?);
+        let clock = governor::clock::DefaultClock::default();
+        self.rate = Some(RateLimit {
+            limiter: governor::RateLimiter::dashmap_with_clock(quota, clock.clone()),
+            clock,
+            since_sweep: AtomicU64::new(0),
+        });
+        Some(self)
     }
 
     /// Whether the `Host` header names an allowed host (any port).
@@ -215,7 +274,8 @@ fn refuse(status: StatusCode, why: &str) -> Response {
     response
 }
 
-/// The middleware: Host first, then the token.
+/// The middleware: Host first, then the token; requests without it are
+/// rate-limited per client IP.
 pub async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     if !guard.host_allowed(request.headers().get(header::HOST)) {
         return refuse(
@@ -223,9 +283,23 @@ pub async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next
             "this Host is not allowed (add it to `api_hosts` in the node's config)",
         );
     }
-    if !public(request.method(), request.uri().path())
-        && !guard.authorized(request.headers().get(header::AUTHORIZATION))
+    let authorized = guard.authorized(request.headers().get(header::AUTHORIZATION));
+    if !authorized
+        && let Some(rate) = &guard.rate
+        && let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>()
+        && let Err(wait) = rate.check(peer.ip())
     {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests without the API token from this address; retry later",
+        );
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
+    if !public(request.method(), request.uri().path()) && !authorized {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "this endpoint needs the node's API token (`Authorization: Bearer <token>`; \

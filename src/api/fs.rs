@@ -8,6 +8,7 @@
 //! | GET | `/v1/fs/files` | the files recorded (from the key-value store) |
 //! | GET | `/v1/fs/files/{id}` | a file's manifest summary and where each chunk's copies are |
 //! | GET | `/v1/fs/files/{id}/content` | a public file's bytes, streamed (a sealed file is opened by its client) |
+//! | GET | `/v1/fs/files/{id}/stored?from=` | the file's chunks as stored (ciphertext if sealed), from chunk `from`, concatenated and streamed |
 //! | POST, DELETE | `/v1/fs/files/{id}/pin` | pin, unpin |
 //! | GET, PUT | `/v1/fs/keys/{id}` | a sealed file's key envelopes; add one `{recipient, envelope}` |
 //! | GET | `/v1/fs/status` | this node's shard |
@@ -336,24 +337,69 @@ pub(super) async fn file_content(
             ),
         ));
     }
-    let size = manifest.size;
-    let chunks = manifest.chunks;
-    let stream = futures::stream::unfold((api, chunks, 0usize), |(api, chunks, i)| async move {
-        let c = *chunks.get(i)?;
-        let item = get(&api, c)
-            .await
-            .map(Bytes::from)
-            .map_err(|e| std::io::Error::other(e.1));
-        Some((item, (api, chunks, i + 1)))
-    });
-    Ok((
+    Ok(chunk_stream(api, &manifest, 0))
+}
+
+/// Where a stored stream starts.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StreamFrom {
+    from: Option<usize>,
+}
+
+/// `GET /v1/fs/files/{id}/stored?from=`: the file's chunks as stored (ciphertext
+/// for a sealed file), from chunk `from` on, concatenated in order. The client
+/// splits them by the manifest's lengths, checks each against its id and opens
+/// it; a stream cut short is resumed with `from`.
+pub(super) async fn file_stored(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    Query(at): Query<StreamFrom>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let manifest = manifest_of(&api, id).await?;
+    let from = at.from.unwrap_or(0);
+    if from > manifest.chunks.len() {
+        return Err(bad(format!(
+            "`from`: {from}, but {id} has {} chunks",
+            manifest.chunks.len()
+        )));
+    }
+    Ok(chunk_stream(api, &manifest, from))
+}
+
+/// Chunks a stream reads ahead: fetched from their holders at once, sent in
+/// order (so at most this many chunks are buffered per stream).
+const STREAM_AHEAD: usize = 8;
+
+/// The stored bytes of `manifest`'s chunks from `from` on, each verified by the
+/// service, fetched [`STREAM_AHEAD`] at a time. A chunk no holder can give ends
+/// the stream with an error (the client sees it cut short).
+fn chunk_stream(api: Arc<Api>, manifest: &Manifest, from: usize) -> Response {
+    use futures::StreamExt as _;
+    let length: u64 = (from..manifest.chunks.len())
+        .map(|i| manifest.stored_len(i) as u64)
+        .sum();
+    let chunks: Vec<ChunkId> = manifest.chunks.get(from..).unwrap_or_default().to_vec();
+    let stream = futures::stream::iter(chunks)
+        .map(move |c| {
+            let api = api.clone();
+            async move {
+                get(&api, c)
+                    .await
+                    .map(Bytes::from)
+                    .map_err(|e| std::io::Error::other(e.1))
+            }
+        })
+        .buffered(STREAM_AHEAD);
+    (
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, size.to_string()),
+            (header::CONTENT_LENGTH, length.to_string()),
         ],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response()
 }
 
 pub(super) async fn pin(

@@ -140,6 +140,7 @@ pub fn router(api: Arc<Api>, guard: Arc<auth::Guard>) -> Router {
         )
         .route("/v1/fs/files/{id}", get(fs::stat_file))
         .route("/v1/fs/files/{id}/content", get(fs::file_content))
+        .route("/v1/fs/files/{id}/stored", get(fs::file_stored))
         .route("/v1/fs/files/{id}/pin", post(fs::pin).delete(fs::unpin))
         .route("/v1/fs/keys/{id}", get(fs::keys).put(fs::add_key))
         .route("/v1/fs/status", get(fs::status))

@@ -8,11 +8,11 @@
 //! | request headers | 10 s from the connection (or the previous response) | the connection is closed: this is what ends slow-loris and idle sockets |
 //! | request body | 1 MiB, read within 10 s | `413` / `408` |
 //! | whole request | 60 s (the scheduler may take 30 s to answer) | `408` |
-//! | requests per client IP | bursts of 200, then 100 per second (`api_rate_per_s`) | `429` with `retry-after` |
+//! | requests without the API token, per client IP | bursts of 200, then 100 per second (`api_rate_per_s`) | `429` with `retry-after` (enforced by the [`auth`](super::auth) guard, which knows who has the token) |
 //!
-//! The limits are tower layers (`tower-http`'s timeouts and body limit,
-//! `tower_governor` for the rate), and the header timeout is hyper's own; the only
-//! hand-made part is the connection count, which no request layer can see. Every
+//! The limits are tower layers (`tower-http`'s timeouts and body limit) and the
+//! header timeout is hyper's own; the only hand-made part is the connection count,
+//! which no request layer can see. Every
 //! connection task belongs to the loop's `JoinSet`, so none outlives the server.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // driver code
 
@@ -32,8 +32,6 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tower::ServiceExt as _;
-use tower_governor::GovernorLayer;
-use tower_governor::governor::GovernorConfigBuilder;
 
 /// The server's bounds (see the module docs).
 #[derive(Debug, Clone)]
@@ -48,9 +46,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Time for a TLS handshake.
     pub tls_handshake_timeout: Duration,
-    /// Requests per second per client IP, sustained.
+    /// Requests without the token per second per client IP, sustained.
     pub rate_per_s: u32,
-    /// Requests per client IP in a burst.
+    /// Requests without the token per client IP in a burst.
     pub burst: u32,
 }
 
@@ -144,12 +142,6 @@ pub async fn serve(
     if limits.rate_per_s == 0 || limits.burst == 0 {
         return Err(ServeError::Limit("api_rate_per_s"));
     }
-    let governor = GovernorConfigBuilder::default()
-        .period(Duration::from_secs(1) / limits.rate_per_s)
-        .burst_size(limits.burst)
-        .finish()
-        .ok_or(ServeError::Limit("api_rate_per_s"))?;
-    let limiter = governor.limiter().clone();
     let router = router
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             limits.body_timeout,
@@ -157,18 +149,13 @@ pub async fn serve(
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
-        ))
-        .layer(GovernorLayer::new(governor));
+        ));
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
     let mut connections = JoinSet::new();
-    // The rate limiter keeps a cell per client IP; forget idle ones now and then,
-    // so its memory is bounded by the clients of the last minute.
-    let mut sweep = tokio::time::interval(Duration::from_secs(60));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            _ = sweep.tick() => limiter.retain_recent(),
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => {
                 let (tcp, peer) = match accepted {

@@ -369,11 +369,18 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         replicas_default: settings.storage.replicas,
         recipient: Some(recipient),
     });
-    let guard = Arc::new(Guard::new(
+    let limits = &settings.api_access.limits;
+    let Some(guard) = Guard::new(
         published.token().clone(),
         &api_addr,
         &settings.api_access.hosts,
-    ));
+    )
+    .with_rate(limits.rate_per_s, limits.burst) else {
+        return Err(CliError::Input(
+            "`api_rate_per_s` must be at least 1".into(),
+        ));
+    };
+    let guard = Arc::new(guard);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let limits = settings.api_access.limits.clone();
     let server = tokio::spawn(async move {

@@ -30,7 +30,7 @@ use super::client::{ApiClient, ClientArgs};
 /// The reader identity's file name in a data dir.
 pub const IDENTITY_FILE: &str = "identity.age";
 /// Chunk uploads or downloads in flight.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 12;
 
 /// `plexus fs ...`
 #[derive(Debug, clap::Subcommand)]
@@ -589,18 +589,6 @@ pub fn fetch(
     reader: &dyn Fn() -> Result<Identity, CliError>,
     output: Option<&Path>,
 ) -> Result<(), CliError> {
-    let manifest = manifest(api, id)?;
-    let sealer = match manifest.sealing {
-        Sealing::XChaCha20Poly1305 { nonce_prefix } => {
-            let key = file_key(api, id, &reader()?)?;
-            Some(Sealer::new(
-                &key,
-                nonce_prefix,
-                manifest.chunks.len() as u64,
-            ))
-        }
-        _ => None,
-    };
     // Written to a temporary file beside the output, renamed once whole.
     let (mut sink, tmp): (Box<dyn Write>, Option<PathBuf>) = match output {
         Some(path) => {
@@ -616,10 +604,7 @@ pub fn fetch(
         }
         None => (Box::new(std::io::stdout().lock()), None),
     };
-    let pb = bar(manifest.size, "get");
-    let result = fetch_all(api, &manifest, sealer.as_ref(), &mut sink, &pb);
-    pb.finish_and_clear();
-    let flushed = result.and_then(|()| {
+    let flushed = fetch_into(api, id, reader, &mut sink).and_then(|()| {
         sink.flush()
             .map_err(|e| CliError::Failed(format!("writing the output: {e}")))
     });
@@ -637,51 +622,108 @@ pub fn fetch(
     }
 }
 
+/// Fetches file `id` through the node `api` serves into `sink`, in order,
+/// opening it with the identity `reader` gives if it is sealed. On an error
+/// `sink` may hold a prefix of the file.
+pub fn fetch_into(
+    api: &ApiClient,
+    id: &ChunkId,
+    reader: &dyn Fn() -> Result<Identity, CliError>,
+    sink: &mut dyn Write,
+) -> Result<(), CliError> {
+    let manifest = manifest(api, id)?;
+    let sealer = match manifest.sealing {
+        Sealing::XChaCha20Poly1305 { nonce_prefix } => {
+            let key = file_key(api, id, &reader()?)?;
+            Some(Sealer::new(
+                &key,
+                nonce_prefix,
+                manifest.chunks.len() as u64,
+            ))
+        }
+        _ => None,
+    };
+    let pb = bar(manifest.size, "get");
+    let result = fetch_all(api, id, &manifest, sealer.as_ref(), sink, &pb);
+    pb.finish_and_clear();
+    result
+}
+
+/// Times a cut stream is resumed before a get gives up.
+const STREAM_RESUMES: usize = 3;
+
 fn fetch_all(
     api: &ApiClient,
+    id: &ChunkId,
     manifest: &Manifest,
     sealer: Option<&Sealer>,
     sink: &mut dyn Write,
     pb: &ProgressBar,
 ) -> Result<(), CliError> {
-    // Fetched in parallel, written in order: out-of-order chunks wait (at most
-    // 2 × IN_FLIGHT of them).
+    // One stream of stored chunks, split by the manifest's lengths; each chunk is
+    // checked and opened by the pipeline's workers and written in order
+    // (out-of-order chunks wait, at most 2 × IN_FLIGHT of them). A stream cut
+    // short is resumed from the first chunk not yet written.
+    let count = manifest.chunks.len();
     let mut ready: std::collections::BTreeMap<usize, Vec<u8>> = std::collections::BTreeMap::new();
     let mut next = 0usize;
-    let jobs = manifest.chunks.iter().copied().enumerate().map(Ok);
-    pipeline(
-        jobs,
-        |i, c: ChunkId| {
-            let bytes = api.get_bytes(&format!("/v1/fs/chunks/{c}"))?;
-            if !c.matches(&bytes) || bytes.len() != manifest.stored_len(i) {
+    let mut resumes = 0usize;
+    while next < count {
+        let mut body = api.stream(&format!("/v1/fs/files/{id}/stored?from={next}"))?;
+        let mut cut: Option<std::io::Error> = None;
+        let jobs = manifest
+            .chunks
+            .iter()
+            .enumerate()
+            .skip(next)
+            .map_while(|(i, c)| {
+                if cut.is_some() {
+                    return None;
+                }
+                let mut bytes = vec![0u8; manifest.stored_len(i)];
+                match body.read_exact(&mut bytes) {
+                    Ok(()) => Some(Ok((i, (*c, bytes)))),
+                    Err(e) => {
+                        cut = Some(e);
+                        None
+                    }
+                }
+            });
+        pipeline(
+            jobs,
+            |i, (c, bytes): (ChunkId, Vec<u8>)| {
+                if !c.matches(&bytes) {
+                    return Err(CliError::Failed(format!(
+                        "chunk {i} ({c}) came back altered; the node's copy is corrupt"
+                    )));
+                }
+                match sealer {
+                    Some(s) => s
+                        .open(i as u64, &bytes)
+                        .map_err(|e| CliError::Failed(e.to_string())),
+                    None => Ok(bytes),
+                }
+            },
+            |i, plain| {
+                ready.insert(i, plain);
+                while let Some(p) = ready.remove(&next) {
+                    sink.write_all(&p)
+                        .map_err(|e| CliError::Failed(format!("writing the output: {e}")))?;
+                    pb.inc(p.len() as u64);
+                    next += 1;
+                }
+                Ok(())
+            },
+        )?;
+        if next < count {
+            resumes += 1;
+            if resumes > STREAM_RESUMES {
+                let why = cut.map_or_else(|| "the stream ended".to_string(), |e| e.to_string());
                 return Err(CliError::Failed(format!(
-                    "chunk {i} ({c}) came back altered; the node's copy is corrupt"
+                    "only {next} of {count} chunks arrived: {why}"
                 )));
             }
-            let plain = match sealer {
-                Some(s) => s
-                    .open(i as u64, &bytes)
-                    .map_err(|e| CliError::Failed(e.to_string()))?,
-                None => bytes,
-            };
-            Ok(plain)
-        },
-        |i, plain| {
-            ready.insert(i, plain);
-            while let Some(p) = ready.remove(&next) {
-                sink.write_all(&p)
-                    .map_err(|e| CliError::Failed(format!("writing the output: {e}")))?;
-                pb.inc(p.len() as u64);
-                next += 1;
-            }
-            Ok(())
-        },
-    )?;
-    if next != manifest.chunks.len() {
-        return Err(CliError::Failed(format!(
-            "only {next} of {} chunks arrived",
-            manifest.chunks.len()
-        )));
+        }
     }
     Ok(())
 }

@@ -128,6 +128,11 @@ impl LocalNode {
         })
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether it has not been killed or stopped.
     pub fn alive(&self) -> bool {
         self.child.is_some()

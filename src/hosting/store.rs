@@ -88,6 +88,11 @@ impl RocksStore {
         // Small values, few keys per node: keep the footprint modest.
         opts.set_max_open_files(256);
         opts.set_keep_log_file_num(4);
+        // A write-ahead log is deleted only once both column families have
+        // flushed what it holds; promises are written rarely, so without a cap
+        // their unflushed memtable would pin every log since. Past the cap
+        // rocksdb flushes the family pinning the oldest log.
+        opts.set_max_total_wal_size(64 << 20);
         let db = DB::open_cf(&opts, path, ["default", PROMISES]).map_err(|e| {
             let why = e.to_string();
             if e.kind() == rocksdb::ErrorKind::Corruption {

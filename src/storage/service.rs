@@ -26,8 +26,18 @@
 //! API calls get [`FsError::Busy`]); each request's time ([`REQUEST_TIMEOUT`] for
 //! a store, [`FETCH_TIMEOUT`] per holder a get tries, [`QUERY_TIMEOUT`] for a stat);
 //! watchers ([`WATCHERS_MAX`]; a watcher that falls [`WATCH_QUEUE`] changes behind
-//! is disconnected and must list again). Blocking: rocksdb reads and synced writes
-//! run on the actor's task (one chunk at a time).
+//! is disconnected and must list again); chunk writes in flight ([`WRITES_MAX`],
+//! beyond which a store is refused as busy and the put moves on to the next node).
+//!
+//! Blocking: a synced chunk write runs on tokio's blocking pool, at most
+//! [`WRITERS`] at once, so concurrent writes share rocksdb's group commit (one
+//! fsync for several chunks) and the actor goes on with other messages; the
+//! write's end comes back as [`StorageMsg::Written`]. A chunk is hashed on the
+//! actor before its write starts, and counts as held only once it is synced.
+//! Reads for a get or a peer's fetch run there too (at most [`READS_MAX`] at
+//! once, beyond which they run on the actor) and come back as
+//! [`StorageMsg::Read`], where they are hashed before use; the scrub's few reads
+//! a tick, and the meta reads of a write, run on the actor's task.
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -71,6 +81,12 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a stat waits for each node's answer (one that died and is not yet
 /// known dead must not hold it up long).
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Chunks being written (or waiting for a writer) at most.
+pub const WRITES_MAX: usize = 64;
+/// Synced chunk writes running at once.
+pub const WRITERS: usize = 8;
+/// Chunk reads off the actor's task at once.
+pub const READS_MAX: usize = 16;
 /// Requests in flight for API clients.
 pub const REQUESTS_MAX: usize = 256;
 /// Bytes read back and hashed per tick.
@@ -194,6 +210,17 @@ pub enum StorageMsg {
     /// A garbage collection mark: every pinned file's manifest and chunks
     /// (complete, or the sweep is not made).
     Sweep(plexus_storage::gc::Mark),
+    /// A chunk read this service started has ended (sent by its own reader
+    /// tasks).
+    Read(ReadDone),
+    /// A chunk write this service started has ended (sent by its own writer
+    /// tasks; peers' bytes only ever arrive as [`StorageMsg::Wire`]).
+    Written {
+        /// The chunk.
+        chunk: ChunkId,
+        /// Synced, or why not.
+        outcome: StoreOutcome,
+    },
 }
 
 impl ProtocolBytes for StorageMsg {
@@ -319,6 +346,38 @@ struct LocateOp {
     deadline: Instant,
 }
 
+/// A chunk read, as it came off the disk (not yet checked).
+pub struct ReadDone {
+    chunk: ChunkId,
+    bytes: Result<Option<Vec<u8>>, ()>,
+    after: AfterRead,
+}
+
+/// Who waits for a chunk read.
+enum AfterRead {
+    /// A client's get through this node.
+    Get(oneshot::Sender<Result<Vec<u8>, FsError>>),
+    /// A peer's fetch: answer it.
+    Fetch { to: NodeId, req: u64 },
+}
+
+/// Who waits for a chunk write.
+enum AfterWrite {
+    /// A peer's store request: answer it.
+    Ack { to: NodeId, req: u64 },
+    /// A put this node is the gateway of.
+    Put { put: u64 },
+    /// A repair fetch from `from`.
+    Repair { from: NodeId },
+}
+
+/// A chunk write under way.
+struct Writing {
+    replicas: u8,
+    len: u64,
+    after: Vec<AfterWrite>,
+}
+
 /// Outstanding requests to other nodes, by (peer, req).
 enum Pending {
     Store { put: u64 },
@@ -349,6 +408,13 @@ pub struct StorageState {
     refused_full: u64,
     refused: u64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Chunk writes under way, and their bytes (counted against the quota).
+    writing: BTreeMap<ChunkId, Writing>,
+    writing_bytes: u64,
+    writers: Arc<tokio::sync::Semaphore>,
+    /// Chunk reads off the actor's task.
+    reading: usize,
+    me: ActorRef<StorageMsg>,
 }
 
 impl Drop for StorageState {
@@ -356,6 +422,22 @@ impl Drop for StorageState {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// A chunk's stored bytes (`None` if missing); `Err` if the disk failed
+/// (logged).
+fn read_chunk(store: &ChunkStore, chunk: &ChunkId) -> Result<Option<Vec<u8>>, ()> {
+    store.chunk(chunk).map_err(|e| {
+        tracing::error!(error = %e, "cannot read a chunk");
+    })
+}
+
+/// A store's outcome as a put plan's answer.
+fn answer(outcome: StoreOutcome) -> Answer {
+    match outcome {
+        StoreOutcome::Stored => Answer::Stored,
+        other => Answer::Refused(format!("{other:?}")),
     }
 }
 
@@ -455,43 +537,139 @@ impl StorageService {
         st.next_req
     }
 
-    /// Stores a chunk here: hashed, within the quota, synced.
-    fn store_here(
+    /// Stores a chunk here: hashed, within the quota, synced. The outcome now,
+    /// or `None` if a write started (or one of the same chunk was under way):
+    /// `after` is then told when it ends ([`Self::written`]).
+    fn store(
         &self,
         st: &mut StorageState,
         chunk: ChunkId,
         replicas: u8,
-        bytes: &[u8],
-    ) -> StoreOutcome {
+        bytes: Arc<Vec<u8>>,
+        after: AfterWrite,
+    ) -> Option<StoreOutcome> {
         if bytes.len() > STORED_CHUNK_BYTES_MAX {
-            return StoreOutcome::Invalid(format!(
+            return Some(StoreOutcome::Invalid(format!(
                 "{} bytes, over the largest chunk ({STORED_CHUNK_BYTES_MAX})",
                 bytes.len()
+            )));
+        }
+        if !chunk.matches(&bytes) {
+            return Some(StoreOutcome::Invalid(
+                "the bytes do not hash to the chunk's id".into(),
             ));
         }
-        if !chunk.matches(bytes) {
-            return StoreOutcome::Invalid("the bytes do not hash to the chunk's id".into());
-        }
         if st.repair.holds(&chunk) {
-            return StoreOutcome::Stored;
+            return Some(StoreOutcome::Stored);
         }
+        if let Some(w) = st.writing.get_mut(&chunk) {
+            // The same bytes (they hash to the same id) are being written.
+            w.after.push(after);
+            return None;
+        }
+        if st.writing.len() >= WRITES_MAX {
+            return Some(StoreOutcome::Failed(format!(
+                "busy: {WRITES_MAX} chunk writes in flight"
+            )));
+        }
+        let len = bytes.len() as u64;
         if let Some(quota) = self.settings.quota_bytes {
-            let used = self.store.used_bytes();
-            if used.saturating_add(bytes.len() as u64) > quota {
+            let used = self.store.used_bytes().saturating_add(st.writing_bytes);
+            if used.saturating_add(len) > quota {
                 st.refused_full += 1;
-                return StoreOutcome::Full {
+                return Some(StoreOutcome::Full {
                     free_bytes: quota.saturating_sub(used),
-                };
+                });
             }
         }
-        match self.store.put_chunk(&chunk, replicas, bytes) {
-            Ok(()) => {
-                st.repair.stored(chunk, replicas);
-                StoreOutcome::Stored
+        st.writing.insert(
+            chunk,
+            Writing {
+                replicas,
+                len,
+                after: vec![after],
+            },
+        );
+        st.writing_bytes = st.writing_bytes.saturating_add(len);
+        let (store, writers, me) = (self.store.clone(), st.writers.clone(), st.me.clone());
+        tokio::spawn(async move {
+            let outcome = match writers.acquire_owned().await {
+                Ok(permit) => tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    match store.put_chunk(&chunk, replicas, &bytes) {
+                        Ok(()) => StoreOutcome::Stored,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot store a chunk");
+                            StoreOutcome::Failed(e.to_string())
+                        }
+                    }
+                })
+                .await
+                .unwrap_or_else(|e| StoreOutcome::Failed(format!("the writer failed: {e}"))),
+                Err(_) => StoreOutcome::Failed("the service is stopping".into()),
+            };
+            // Fails only if the service has stopped; its successor reads what
+            // is on disk when it starts.
+            let _ = me.tell(StorageMsg::Written { chunk, outcome }).await;
+        });
+        None
+    }
+
+    /// A chunk write ended: the chunk is held if it was synced, and whoever
+    /// waited is told.
+    fn written(
+        &self,
+        system: &ActorSystem,
+        st: &mut StorageState,
+        chunk: ChunkId,
+        outcome: StoreOutcome,
+    ) {
+        let Some(w) = st.writing.remove(&chunk) else {
+            return;
+        };
+        st.writing_bytes = st.writing_bytes.saturating_sub(w.len);
+        if let StoreOutcome::Stored = outcome {
+            st.repair.stored(chunk, w.replicas);
+        }
+        for after in w.after {
+            self.after_write(system, st, chunk, after, outcome.clone());
+        }
+    }
+
+    fn after_write(
+        &self,
+        system: &ActorSystem,
+        st: &mut StorageState,
+        chunk: ChunkId,
+        after: AfterWrite,
+        outcome: StoreOutcome,
+    ) {
+        match after {
+            AfterWrite::Ack { to, req } => self.send(
+                system,
+                st,
+                to,
+                &StorageWire::Stored {
+                    req,
+                    chunk,
+                    outcome,
+                },
+            ),
+            AfterWrite::Put { put } => {
+                if let Some(op) = st.puts.get_mut(&put)
+                    && op.chunk == chunk
+                {
+                    op.plan.handle(system.node_id(), answer(outcome));
+                }
+                self.advance_put(system, st, put);
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot store a chunk");
-                StoreOutcome::Failed(e.to_string())
+            AfterWrite::Repair { from } => {
+                if let StoreOutcome::Stored = outcome {
+                    st.repaired += 1;
+                    tracing::info!(chunk = %chunk, from = %from, "a copy repaired");
+                } else {
+                    st.repair.fetch_failed(&chunk);
+                }
             }
         }
     }
@@ -502,13 +680,83 @@ impl StorageService {
         if !st.repair.holds(chunk) {
             return None;
         }
-        let bytes = match self.store.chunk(chunk) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read a chunk");
-                return None;
+        let bytes = read_chunk(&self.store, chunk);
+        self.checked(st, chunk, bytes)
+    }
+
+    /// Starts reading `chunk` off the actor's task if this node holds it (the
+    /// answer comes back as [`StorageMsg::Read`]); otherwise, or with
+    /// [`READS_MAX`] reads out, reads it now. `Err(after)` if it is not held.
+    fn read_async(
+        &self,
+        system: &ActorSystem,
+        st: &mut StorageState,
+        chunk: ChunkId,
+        after: AfterRead,
+    ) -> Result<(), AfterRead> {
+        if !st.repair.holds(&chunk) {
+            return Err(after);
+        }
+        if st.reading >= READS_MAX {
+            let bytes = read_chunk(&self.store, &chunk);
+            self.read_done(
+                system,
+                st,
+                ReadDone {
+                    chunk,
+                    bytes,
+                    after,
+                },
+            );
+            return Ok(());
+        }
+        st.reading += 1;
+        let (store, me) = (self.store.clone(), st.me.clone());
+        tokio::spawn(async move {
+            let bytes = tokio::task::spawn_blocking(move || read_chunk(&store, &chunk))
+                .await
+                .unwrap_or(Err(()));
+            let _ = me
+                .tell(StorageMsg::Read(ReadDone {
+                    chunk,
+                    bytes,
+                    after,
+                }))
+                .await;
+        });
+        Ok(())
+    }
+
+    /// A read came off the disk: checked, then handed on; a get whose copy
+    /// here is bad goes on to the other holders.
+    fn read_done(&self, system: &ActorSystem, st: &mut StorageState, done: ReadDone) {
+        let ReadDone {
+            chunk,
+            bytes,
+            after,
+        } = done;
+        let good = self.checked(st, &chunk, bytes);
+        match (after, good) {
+            (AfterRead::Get(reply), Some(bytes)) => {
+                let _ = reply.send(Ok(bytes));
             }
-        };
+            (AfterRead::Get(reply), None) => self.get_remote(system, st, chunk, reply),
+            (AfterRead::Fetch { to, req }, bytes) => {
+                let bytes = bytes.map(ByteBuf::from);
+                self.send(system, st, to, &StorageWire::Chunk { req, chunk, bytes });
+            }
+        }
+    }
+
+    /// `bytes` read for `chunk`, if intact; a corrupt or missing copy is
+    /// removed and handed to the repair (a read the disk failed is neither).
+    fn checked(
+        &self,
+        st: &mut StorageState,
+        chunk: &ChunkId,
+        bytes: Result<Option<Vec<u8>>, ()>,
+    ) -> Option<Vec<u8>> {
+        let bytes = bytes.ok()?;
         match st.repair.check_read(chunk, bytes.as_deref()) {
             Read::Intact => bytes,
             Read::NotHeld => None,
@@ -542,21 +790,33 @@ impl StorageService {
                 replicas,
                 bytes,
             } => {
-                let outcome = self.store_here(st, chunk, replicas.max(1), &bytes);
-                self.send(
-                    system,
-                    st,
-                    from,
-                    &StorageWire::Stored {
-                        req,
+                let after = AfterWrite::Ack { to: from, req };
+                let bytes = Arc::new(bytes.into_vec());
+                if let Some(outcome) = self.store(st, chunk, replicas.max(1), bytes, after) {
+                    self.after_write(
+                        system,
+                        st,
                         chunk,
+                        AfterWrite::Ack { to: from, req },
                         outcome,
-                    },
-                );
+                    );
+                }
             }
             StorageWire::Fetch { req, chunk } => {
-                let bytes = self.read_here(st, &chunk).map(ByteBuf::from);
-                self.send(system, st, from, &StorageWire::Chunk { req, chunk, bytes });
+                let after = AfterRead::Fetch { to: from, req };
+                if let Err(AfterRead::Fetch { to, req }) = self.read_async(system, st, chunk, after)
+                {
+                    self.send(
+                        system,
+                        st,
+                        to,
+                        &StorageWire::Chunk {
+                            req,
+                            chunk,
+                            bytes: None,
+                        },
+                    );
+                }
             }
             StorageWire::Offer { chunks } => st.repair.handle_offer(now, from, &chunks),
             StorageWire::Query { req, chunks } => {
@@ -578,13 +838,7 @@ impl StorageService {
                 if let Some(op) = st.puts.get_mut(&put)
                     && op.chunk == chunk
                 {
-                    op.plan.handle(
-                        from,
-                        match outcome {
-                            StoreOutcome::Stored => Answer::Stored,
-                            other => Answer::Refused(format!("{other:?}")),
-                        },
-                    );
+                    op.plan.handle(from, answer(outcome));
                 }
                 self.advance_put(system, st, put);
             }
@@ -609,11 +863,16 @@ impl StorageService {
                         replicas,
                     } if want == chunk => match good {
                         Some(b) => {
-                            if let StoreOutcome::Stored = self.store_here(st, chunk, replicas, &b) {
-                                st.repaired += 1;
-                                tracing::info!(chunk = %chunk, from = %from, "a copy repaired");
-                            } else {
-                                st.repair.fetch_failed(&chunk);
+                            let bytes = Arc::new(b.into_vec());
+                            let after = AfterWrite::Repair { from };
+                            if let Some(outcome) = self.store(st, chunk, replicas, bytes, after) {
+                                self.after_write(
+                                    system,
+                                    st,
+                                    chunk,
+                                    AfterWrite::Repair { from },
+                                    outcome,
+                                );
                             }
                         }
                         None => st.repair.fetch_failed(&chunk),
@@ -704,15 +963,11 @@ impl StorageService {
             let (chunk, replicas, bytes) = (op.chunk, op.replicas, op.bytes.clone());
             for t in targets {
                 if t == me {
-                    let outcome = self.store_here(st, chunk, replicas, &bytes);
-                    if let Some(op) = st.puts.get_mut(&id) {
-                        op.plan.handle(
-                            me,
-                            match outcome {
-                                StoreOutcome::Stored => Answer::Stored,
-                                other => Answer::Refused(format!("{other:?}")),
-                            },
-                        );
+                    let after = AfterWrite::Put { put: id };
+                    if let Some(outcome) = self.store(st, chunk, replicas, bytes.clone(), after)
+                        && let Some(op) = st.puts.get_mut(&id)
+                    {
+                        op.plan.handle(me, answer(outcome));
                     }
                 } else {
                     let req = Self::next_req(st);
@@ -771,10 +1026,21 @@ impl StorageService {
         chunk: ChunkId,
         reply: oneshot::Sender<Result<Vec<u8>, FsError>>,
     ) {
-        if let Some(bytes) = self.read_here(st, &chunk) {
-            let _ = reply.send(Ok(bytes));
-            return;
+        match self.read_async(system, st, chunk, AfterRead::Get(reply)) {
+            Ok(()) => {}
+            Err(AfterRead::Get(reply)) => self.get_remote(system, st, chunk, reply),
+            Err(AfterRead::Fetch { .. }) => {}
         }
+    }
+
+    /// A get from the other holders, in placement order.
+    fn get_remote(
+        &self,
+        system: &ActorSystem,
+        st: &mut StorageState,
+        chunk: ChunkId,
+        reply: oneshot::Sender<Result<Vec<u8>, FsError>>,
+    ) {
         if st.gets.len() >= REQUESTS_MAX {
             let _ = reply.send(Err(FsError::Busy));
             return;
@@ -1185,6 +1451,11 @@ impl Actor for StorageService {
             refused_full: 0,
             refused: 0,
             tasks: vec![ticker, marker],
+            writing: BTreeMap::new(),
+            writing_bytes: 0,
+            writers: Arc::new(tokio::sync::Semaphore::new(WRITERS)),
+            reading: 0,
+            me: ctx.myself().clone(),
         })
     }
 
@@ -1211,6 +1482,11 @@ impl Actor for StorageService {
                 let _ = reply.send(self.status(system, st));
             }
             StorageMsg::Sweep(mark) => self.sweep(system, st, mark),
+            StorageMsg::Written { chunk, outcome } => self.written(system, st, chunk, outcome),
+            StorageMsg::Read(done) => {
+                st.reading = st.reading.saturating_sub(1);
+                self.read_done(system, st, done);
+            }
         }
         self.drain(system, st);
         Ok(())

@@ -17,13 +17,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use plexus_actors::codec;
 use plexus_storage::ChunkId;
 use plexus_storage::kv::Entry;
-use rocksdb::{ColumnFamily, DB, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions,
+};
 
 const CHUNKS: &str = "chunks";
 const META: &str = "meta";
 const KV: &str = "kv";
 const STATE: &str = "state";
 const LAST_SYNC: &[u8] = b"last_sync_us";
+/// Chunk values at least this long go to blob files.
+const BLOB_MIN_BYTES: u64 = 4 << 10;
+/// Write-ahead log bytes kept at most (see `open`).
+const WAL_BYTES_MAX: u64 = 256 << 20;
+/// A blob file's size before a new one is started.
+const BLOB_FILE_BYTES: u64 = 256 << 20;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +81,26 @@ impl ChunkStore {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_paranoid_checks(true);
-        let db = DB::open_cf(&opts, path, [CHUNKS, META, KV, STATE]).map_err(|e| io(&e))?;
+        // A write-ahead log is deleted only once every column family has flushed
+        // what it holds; the small families (meta, key-value) flush rarely, so
+        // without a cap the logs keep a second copy of every chunk ever written.
+        // Past the cap, rocksdb flushes the families that pin the oldest log.
+        opts.set_max_total_wal_size(WAL_BYTES_MAX);
+        // Chunks are large values written once: they live in blob files, so a
+        // flush writes them once and compactions move only their references
+        // (without this every chunk is rewritten at each level it passes).
+        let mut chunks = Options::default();
+        chunks.set_enable_blob_files(true);
+        chunks.set_min_blob_size(BLOB_MIN_BYTES);
+        chunks.set_blob_file_size(BLOB_FILE_BYTES);
+        chunks.set_enable_blob_gc(true);
+        let cfs = [
+            ColumnFamilyDescriptor::new(CHUNKS, chunks),
+            ColumnFamilyDescriptor::new(META, Options::default()),
+            ColumnFamilyDescriptor::new(KV, Options::default()),
+            ColumnFamilyDescriptor::new(STATE, Options::default()),
+        ];
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| io(&e))?;
         let store = ChunkStore {
             db: Arc::new(db),
             path: path.to_path_buf(),
