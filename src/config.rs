@@ -38,6 +38,7 @@
 //! replicas = 3                           # default replication factor of puts here
 //! spread = "region"                      # a tag replicas spread over (default: none)
 //! gc_grace = "1h"                        # unpinned files are removed after this
+//! scan_every = "30s"                     # every chunk held is offered to its placement (1s..=1h)
 //! ```
 //!
 //! Every error names the field (and, for syntax, the line); nothing is written until
@@ -129,6 +130,10 @@ pub struct StorageFile {
     pub spread: Option<String>,
     /// How long a chunk no pinned file names is kept, e.g. `"1h"` (the default).
     pub gc_grace: Option<String>,
+    /// How often every chunk held is offered to its placement, and strays
+    /// handed off (default `"30s"`, `1s..=1h`; every node of a network should
+    /// use the same).
+    pub scan_every: Option<String>,
 }
 
 /// Settled `[storage]`.
@@ -142,6 +147,8 @@ pub struct StorageSettings {
     pub spread: Option<String>,
     /// How long a chunk no pinned file names is kept.
     pub gc_grace: Duration,
+    /// The repair's full scan interval.
+    pub scan_every: Duration,
 }
 
 /// `[work]`: the model executor and the audit of its work (every node of a network
@@ -595,6 +602,17 @@ impl NodeFile {
                 Some(g) => humantime::parse_duration(g)
                     .map_err(|e| field("storage.gc_grace", e.to_string()))?,
             },
+            scan_every: match &self.storage.scan_every {
+                None => Duration::from_secs(30),
+                Some(g) => {
+                    let d = humantime::parse_duration(g)
+                        .map_err(|e| field("storage.scan_every", e.to_string()))?;
+                    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
+                        return Err(field("storage.scan_every", "must be 1s..=1h"));
+                    }
+                    d
+                }
+            },
         };
         let allowlist = self
             .allowlist
@@ -634,20 +652,24 @@ mod tests {
     #[test]
     fn storage_settings_settle_and_bad_ones_name_their_field() {
         let s = settle(
-            "[storage]\nquota = \"2GiB\"\nreplicas = 2\nspread = \"region\"\ngc_grace = \"10m\"\n",
+            "[storage]\nquota = \"2GiB\"\nreplicas = 2\nspread = \"region\"\ngc_grace = \"10m\"\nscan_every = \"5s\"\n",
         )
         .unwrap();
+        assert_eq!(s.storage.scan_every, Duration::from_secs(5));
         assert_eq!(s.storage.quota_bytes, Some(2 << 30));
         assert_eq!(s.storage.replicas, 2);
         assert_eq!(s.storage.spread.as_deref(), Some("region"));
         assert_eq!(s.storage.gc_grace, Duration::from_secs(600));
         let d = settle("").unwrap();
         assert_eq!((d.storage.replicas, d.storage.quota_bytes), (3, None));
+        assert_eq!(d.storage.scan_every, Duration::from_secs(30));
         for (text, field) in [
             ("[storage]\nreplicas = 0\n", "storage.replicas"),
             ("[storage]\nquota = \"lots\"\n", "storage.quota"),
             ("[storage]\ngc_grace = \"soon\"\n", "storage.gc_grace"),
             ("[storage]\nspread = \" \"\n", "storage.spread"),
+            ("[storage]\nscan_every = \"0s\"\n", "storage.scan_every"),
+            ("[storage]\nscan_every = \"often\"\n", "storage.scan_every"),
         ] {
             let e = settle(text).unwrap_err().to_string();
             assert!(e.contains(field), "{text}: {e}");

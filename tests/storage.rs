@@ -83,6 +83,10 @@ fn a_sealed_file_survives_two_holders_killed_in_turn_and_is_repaired_to_r() {
         homes.push(data);
     }
     let config = net.fast_config("fast");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    // Scans (and so hand-offs) every 2 s rather than 30.
+    text.push_str("[storage]\nscan_every = \"2s\"\n");
+    std::fs::write(&config, text).unwrap();
     let mut nodes = net.start_all(&homes, &config);
     for node in nodes.iter_mut() {
         node.wait_members(3, Duration::from_secs(20));
@@ -176,6 +180,7 @@ fn a_sealed_file_survives_two_holders_killed_in_turn_and_is_repaired_to_r() {
     // Kill two holders in turn (never the node the client uses); each time the
     // copies come back to three on the survivors, and the file reads back intact.
     let gateway = nodes[0].id.clone();
+    let mut killed = Vec::new();
     for round in 0..2 {
         let s = stat(&nodes[0], &id);
         let victim = holders(&s)
@@ -185,6 +190,7 @@ fn a_sealed_file_survives_two_holders_killed_in_turn_and_is_repaired_to_r() {
         let index = nodes.iter().position(|n| n.id == victim).unwrap();
         let mut dead = nodes.remove(index);
         dead.kill();
+        killed.push(dead.name.clone());
         let live = nodes.len();
         let want = 3.min(live);
         poll(Duration::from_secs(60), || {
@@ -234,6 +240,44 @@ fn a_sealed_file_survives_two_holders_killed_in_turn_and_is_repaired_to_r() {
     assert_eq!(
         chunks_before, chunks_after,
         "sharing or repair re-encrypted the data"
+    );
+
+    // The dead come back with the copies they held: some chunks have four, until
+    // the copies the repair made elsewhere are handed off, back to exactly three.
+    for name in &killed {
+        let i: usize = name.trim_start_matches('n').parse::<usize>().unwrap() - 1;
+        let mut node = net.start(i, &homes[i], &config, Some(&nodes[0].listen));
+        node.wait_members(nodes.len(), Duration::from_secs(20));
+        nodes.push(node);
+    }
+    poll(Duration::from_secs(90), || {
+        let s = stat(&nodes[0], &id);
+        match (s["copies_min"].as_u64(), s["copies_max"].as_u64()) {
+            (Some(3), Some(3)) => Ok(()),
+            _ => Err(format!("not back to exactly 3 copies: {s}")),
+        }
+    });
+    let handed_off: u64 = nodes
+        .iter()
+        .map(|n| n.get("/v1/fs/status")["handed_off"].as_u64().unwrap())
+        .sum();
+    assert!(handed_off >= 1, "no stray copy was handed off");
+    let _ = std::fs::remove_file(&out);
+    ok(
+        &nodes[0],
+        &[
+            "fs",
+            "get",
+            &id,
+            "-o",
+            out.to_str().unwrap(),
+            "--identity",
+            alice.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        std::fs::read(&out).unwrap() == plain,
+        "the file differs after the hand-off"
     );
 
     // Bad input: clear errors, exit code 2 for the client's fault.

@@ -1,8 +1,9 @@
-//! Storage messages from a peer (stores, fetches, offers, queries, their answers,
-//! and the key-value store's anti-entropy): decoding never panics and keeps its
-//! bounds, a decoded message round-trips, a repair core handed an offer and a
-//! key-value replica handed the anti-entropy part only ever answer, and both keep
-//! their invariants.
+//! Storage messages from a peer (stores, fetches, offers, queries, hand-off
+//! confirmations, their answers, and the key-value store's anti-entropy):
+//! decoding never panics and keeps its bounds, a decoded message round-trips, a
+//! repair core handed an offer, a confirmation or its answer, and a key-value
+//! replica handed the anti-entropy part only ever answer, and both keep their
+//! invariants.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,6 +31,31 @@ fuzz_target!(|data: &[u8]| {
             repair.tick(now);
             while repair.poll_action().is_some() {}
             repair.check_invariants().expect("repair invariants");
+        }
+        StorageWire::Confirm { chunks, .. } => {
+            let mut repair = Repair::new(me.node_id(), RepairConfig::default());
+            repair.set_live(vec![Candidate::plain(me.node_id()), Candidate::plain(peer)]);
+            for c in chunks.iter().take(4) {
+                repair.stored(*c, 1);
+            }
+            let answers = repair.answer_confirm(now, &chunks);
+            assert_eq!(answers.len(), chunks.len());
+            repair.check_invariants().expect("repair invariants");
+        }
+        StorageWire::Holding { held, .. } => {
+            // An answer to a confirmation: it may drop only chunks asked about.
+            let mut repair = Repair::new(me.node_id(), RepairConfig::default());
+            repair.set_live(vec![Candidate::plain(me.node_id()), Candidate::plain(peer)]);
+            let chunks: Vec<_> = (0u8..4)
+                .map(|i| plexus_storage::ChunkId::of(&[i]))
+                .collect();
+            for c in &chunks {
+                repair.stored(*c, 1);
+            }
+            let answers: Vec<_> = chunks.iter().copied().zip(held).collect();
+            repair.handle_holding(peer, &answers);
+            repair.check_invariants().expect("repair invariants");
+            assert_eq!(repair.held().len(), chunks.len(), "nothing was asked");
         }
         StorageWire::Kv(msg) => {
             let mut kv = Kv::new(me, KvConfig::default());

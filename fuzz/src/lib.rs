@@ -481,6 +481,10 @@ fn storage_messages() -> Vec<Vec<u8>> {
             req: 3,
             held: vec![true],
         },
+        StorageWire::Confirm {
+            req: 4,
+            chunks: vec![chunk, ChunkId::of(b"other")],
+        },
     ];
     let a = NodeKey::from_seed([2; 32]);
     let b = NodeKey::from_seed([1; 32]);

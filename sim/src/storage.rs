@@ -27,6 +27,8 @@
 //!   has no intact copy.
 //! * `under-replicated`: an acknowledged chunk has fewer than `min(r, up nodes)`
 //!   intact copies after settling.
+//! * `over-replicated`: an acknowledged chunk has more than `r` intact copies
+//!   after settling (a stray copy on a node that came back was not handed off).
 //! * `corrupt-read`: a read returned bytes other than the chunk's (corruption not
 //!   detected).
 //! * `kv-diverged`: after settling, two up replicas hold different maps, or a key's
@@ -132,6 +134,8 @@ pub struct StorageReport {
     pub kv_keys: usize,
     /// Messages delivered.
     pub delivered: u64,
+    /// Stray copies handed off (dropped once their placement confirmed them).
+    pub handed_off: u64,
     /// A digest of the run, to prove a replay.
     pub trace: String,
 }
@@ -155,6 +159,8 @@ struct SimNode {
     kv_disk: BTreeMap<String, Entry>,
     /// Repair fetches in flight: req → chunk, r.
     fetches: BTreeMap<u64, (ChunkId, u8)>,
+    /// Hand-off confirmations in flight: req → the node asked, the chunks.
+    confirms: BTreeMap<u64, (NodeId, Vec<ChunkId>)>,
 }
 
 #[derive(Debug)]
@@ -349,6 +355,20 @@ impl Sim<'_> {
             StorageWire::Kv(m) => {
                 let _ = self.nodes[to].kv.handle(t, from_id, m);
             }
+            StorageWire::Confirm { req, chunks } => {
+                let held = self.nodes[to].repair.answer_confirm(t, &chunks);
+                self.send(to, from, StorageWire::Holding { req, held });
+            }
+            StorageWire::Holding { req, held } => {
+                let Some((asked, chunks)) = self.nodes[to].confirms.remove(&req) else {
+                    return;
+                };
+                if asked != from_id {
+                    return;
+                }
+                let answers: Vec<(ChunkId, bool)> = chunks.into_iter().zip(held).collect();
+                self.nodes[to].repair.handle_holding(from_id, &answers);
+            }
             _ => {}
         }
     }
@@ -374,6 +394,18 @@ impl Sim<'_> {
                         Some(j) => self.send(node, j, StorageWire::Fetch { req, chunk }),
                         None => self.nodes[node].repair.fetch_failed(&chunk),
                     }
+                }
+                Action::Confirm { to, chunks } => {
+                    self.next_req += 1;
+                    let req = self.next_req;
+                    if let Some(j) = self.index(&to) {
+                        self.nodes[node].confirms.insert(req, (to, chunks.clone()));
+                        self.send(node, j, StorageWire::Confirm { req, chunks });
+                    }
+                }
+                Action::Drop { chunk } => {
+                    self.nodes[node].disk.remove(&chunk);
+                    self.report.handed_off += 1;
                 }
             }
         }
@@ -521,6 +553,7 @@ impl Sim<'_> {
         n.up = true;
         n.repair = Repair::new(n.id, repair_config());
         n.fetches.clear();
+        n.confirms.clear();
         for (c, (r, _)) in &n.disk {
             n.repair.stored(*c, *r);
         }
@@ -537,6 +570,7 @@ fn repair_config() -> RepairConfig {
         scan_every: Duration::from_secs(10),
         fetch_timeout: Duration::from_secs(5),
         full_for: Duration::from_secs(10),
+        promise_for: Duration::from_secs(20),
         ..RepairConfig::default()
     }
 }
@@ -572,6 +606,7 @@ pub fn run(p: &StorageRun, seed: u64) -> StorageReport {
                 disk: BTreeMap::new(),
                 kv_disk: BTreeMap::new(),
                 fetches: BTreeMap::new(),
+                confirms: BTreeMap::new(),
             }
         })
         .collect();
@@ -793,6 +828,11 @@ pub fn run(p: &StorageRun, seed: u64) -> StorageReport {
             sim.report
                 .violations
                 .push(format!("under-replicated: {c:?} has {intact} of {want}"));
+        } else if intact > usize::from(p.replicas) {
+            sim.report.violations.push(format!(
+                "over-replicated: {c:?} has {intact} of {}",
+                p.replicas
+            ));
         }
     }
     let roots: BTreeSet<[u8; 32]> = up.iter().map(|i| sim.nodes[*i].kv.root()).collect();

@@ -311,6 +311,12 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
                 // Looked for four times per grace period, at most once a minute.
                 gc_every: (settings.storage.gc_grace / 4)
                     .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+                repair: plexus_storage::repair::RepairConfig {
+                    scan_every: settings.storage.scan_every,
+                    // A promise outlasts two full scans (the hand-off's rule).
+                    promise_for: settings.storage.scan_every * 2,
+                    ..plexus_storage::repair::RepairConfig::default()
+                },
                 ..crate::storage::StorageSettings::default()
             },
             store,

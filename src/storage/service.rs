@@ -15,7 +15,9 @@
 //!   the quorum holds it durably; a get reads the holders in placement order until
 //!   a copy hashes to its id.
 //! * **Repair**: membership, the chunks held, and peers' offers go into
-//!   [`Repair`]; its offers and fetches go out.
+//!   [`Repair`]; its offers and fetches go out, and its hand-off of stray copies
+//!   (confirmations asked and answered, and copies dropped once the chunk's
+//!   placement has confirmed holding it).
 //! * **Scrub**: a few chunks per tick are read back and hashed, so corruption is
 //!   found without waiting for a read ([`SCRUB_BYTES_PER_TICK`]).
 //! * **The key-value store**: API writes are signed into [`Kv`], persisted, and
@@ -297,6 +299,8 @@ pub struct StorageStatus {
     pub repairing: (usize, usize),
     /// Chunks repaired onto this node.
     pub repaired: u64,
+    /// Stray copies dropped here once their placement confirmed holding them.
+    pub handed_off: u64,
     /// Copies found corrupt here (by a read or the scrub).
     pub corrupt_found: u64,
     /// Copies from other nodes that did not hash to their id.
@@ -384,6 +388,7 @@ enum Pending {
     Get { get: u64 },
     Repair { chunk: ChunkId, replicas: u8 },
     Query { locate: u64, chunks: Vec<ChunkId> },
+    Confirm { chunks: Vec<ChunkId> },
 }
 
 /// Its state.
@@ -823,6 +828,10 @@ impl StorageService {
                 let held = chunks.iter().map(|c| st.repair.holds(c)).collect();
                 self.send(system, st, from, &StorageWire::Holding { req, held });
             }
+            StorageWire::Confirm { req, chunks } => {
+                let held = st.repair.answer_confirm(now, &chunks);
+                self.send(system, st, from, &StorageWire::Holding { req, held });
+            }
             StorageWire::Stored {
                 req,
                 chunk,
@@ -880,22 +889,24 @@ impl StorageService {
                     _ => st.refused += 1,
                 }
             }
-            StorageWire::Holding { req, held } => {
-                let Some((Pending::Query { locate, chunks }, _)) = st.pending.remove(&(from, req))
-                else {
-                    st.refused += 1;
-                    return;
-                };
-                if let Some(op) = st.locates.get_mut(&locate) {
-                    for (c, h) in chunks.iter().zip(held) {
-                        if h {
-                            op.holders.entry(*c).or_default().push(from);
+            StorageWire::Holding { req, held } => match st.pending.remove(&(from, req)) {
+                Some((Pending::Query { locate, chunks }, _)) => {
+                    if let Some(op) = st.locates.get_mut(&locate) {
+                        for (c, h) in chunks.iter().zip(held) {
+                            if h {
+                                op.holders.entry(*c).or_default().push(from);
+                            }
                         }
+                        op.waiting.remove(&req);
                     }
-                    op.waiting.remove(&req);
+                    self.finish_locate(st, locate, false);
                 }
-                self.finish_locate(st, locate, false);
-            }
+                Some((Pending::Confirm { chunks }, _)) => {
+                    let answers: Vec<(ChunkId, bool)> = chunks.into_iter().zip(held).collect();
+                    st.repair.handle_holding(from, &answers);
+                }
+                _ => st.refused += 1,
+            },
             StorageWire::Kv(msg) => {
                 if st.kv.handle(now, from, msg).is_err() {
                     st.refused += 1;
@@ -1226,6 +1237,26 @@ impl StorageService {
                     );
                     self.send(system, st, from, &StorageWire::Fetch { req, chunk });
                 }
+                Action::Confirm { to, chunks } => {
+                    let req = Self::next_req(st);
+                    st.pending.insert(
+                        (to, req),
+                        (
+                            Pending::Confirm {
+                                chunks: chunks.clone(),
+                            },
+                            Instant::now() + QUERY_TIMEOUT,
+                        ),
+                    );
+                    self.send(system, st, to, &StorageWire::Confirm { req, chunks });
+                }
+                Action::Drop { chunk } => {
+                    // Its placement holds it, confirmed: this copy is a stray.
+                    match self.store.remove(&chunk) {
+                        Ok(()) => tracing::debug!(chunk = %chunk, "a stray copy handed off"),
+                        Err(e) => tracing::error!(error = %e, "cannot remove a stray copy"),
+                    }
+                }
             }
         }
         while let Some((to, msg)) = st.kv.poll_transmit() {
@@ -1278,6 +1309,8 @@ impl StorageService {
                 Pending::Get { get } => self.advance_get(system, st, get, None),
                 Pending::Repair { chunk, .. } => st.repair.fetch_failed(&chunk),
                 Pending::Query { locate, .. } => self.finish_locate(st, locate, true),
+                // No answer: the copy stays; the next scan asks again.
+                Pending::Confirm { .. } => {}
             }
         }
         let stale: Vec<u64> = st
@@ -1342,6 +1375,7 @@ impl StorageService {
             lost: st.repair.lost_count(),
             repairing: st.repair.pending(),
             repaired: st.repaired,
+            handed_off: st.repair.handed_off(),
             corrupt_found: st.corrupt_found,
             bad_copies: st.bad_copies,
             refused_full: st.refused_full,

@@ -72,6 +72,10 @@ pub fn storage_dir(data_dir: &Path) -> PathBuf {
 impl ChunkStore {
     /// Opens (creating) the store and counts the bytes it holds.
     pub fn open(path: &Path) -> Result<Self, ChunkStoreError> {
+        Self::open_with(path, WAL_BYTES_MAX)
+    }
+
+    fn open_with(path: &Path, wal_bytes_max: u64) -> Result<Self, ChunkStoreError> {
         let io = |e: &dyn std::fmt::Display| ChunkStoreError::Io {
             path: path.to_path_buf(),
             why: e.to_string(),
@@ -85,7 +89,7 @@ impl ChunkStore {
         // what it holds; the small families (meta, key-value) flush rarely, so
         // without a cap the logs keep a second copy of every chunk ever written.
         // Past the cap, rocksdb flushes the families that pin the oldest log.
-        opts.set_max_total_wal_size(WAL_BYTES_MAX);
+        opts.set_max_total_wal_size(wal_bytes_max);
         // Chunks are large values written once: they live in blob files, so a
         // flush writes them once and compactions move only their references
         // (without this every chunk is rewritten at each level it passes).
@@ -271,4 +275,45 @@ fn decode_meta(raw: &[u8]) -> Option<ChunkMeta> {
     let (&replicas, rest) = raw.split_first()?;
     let len = u64::from_le_bytes(rest.try_into().ok()?);
     Some(ChunkMeta { replicas, len })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    #[test]
+    fn write_ahead_logs_stay_near_their_cap() {
+        let dir = std::env::temp_dir().join(format!("plexus-chunk-wal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cap: u64 = 4 << 20;
+        let store = ChunkStore::open_with(&dir, cap).unwrap();
+        // A small family with one unflushed write pins the first log: without
+        // the cap, every log after it stays too.
+        store.set_last_sync_us(1).unwrap();
+        let mut chunk = vec![7u8; 1 << 20];
+        let written: u64 = 48;
+        for i in 0..written {
+            chunk[..8].copy_from_slice(&i.to_le_bytes());
+            store.put_chunk(&ChunkId::of(&chunk), 1, &chunk).unwrap();
+        }
+        let logs = log_bytes(&dir);
+        assert!(
+            logs <= 4 * cap,
+            "{logs} bytes of logs for {written} MiB written under a {cap}-byte cap"
+        );
+        // Every chunk is still there (flushed to blob files).
+        assert_eq!(store.held().unwrap().len() as u64, written);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -22,11 +22,27 @@
 //! chunk), and queued wants by [`RepairConfig::wants_max`] (beyond it, offers are
 //! dropped: the next scan offers them again).
 //!
+//! * **Hand-off.** A chunk held here whose placement no longer includes this
+//!   shard (a node came back, or joined, after the repair made copies elsewhere)
+//!   is a stray. The scan offers it to the placement like any other chunk, and
+//!   asks each placement node whether it holds it ([`Action::Confirm`]); once
+//!   every one of the `r` has said yes ([`Repair::handle_holding`]), the stray
+//!   copy is dropped ([`Action::Drop`]). A node says yes
+//!   ([`Repair::answer_confirm`]) only for a chunk it holds intact *and* its own
+//!   view places on it, and then promises to keep it for
+//!   [`RepairConfig::promise_for`] (two scans): it drops no such chunk by
+//!   hand-off before then, whatever its view becomes; promises live in memory,
+//!   so a shard hands nothing off for `promise_for` after it starts (a restart
+//!   forgets what it promised). Confirmations older than a
+//!   scan are discarded, so when a stray drops, the `r` nodes that confirmed
+//!   still hold the chunk under their promise: every hand-off leaves `r` other
+//!   copies at that instant, whatever the nodes' views of membership disagree
+//!   on, and only crashes or disk faults can take copies below that. A "no", or
+//!   no answer before the next scan, keeps the copy; at most
+//!   [`RepairConfig::confirms_max`] chunks are being confirmed at once.
+//!
 //! The core never hears a chunk's bytes: the driver verifies every chunk against
 //! its id before it reports it stored.
-//!
-//! Not done here: moving chunks off a node that is no longer in their placement
-//! (over-replication is kept until garbage collection removes unpinned files).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -55,6 +71,12 @@ pub struct RepairConfig {
     pub rescan_after: Duration,
     /// How long a node that said it is full is passed over.
     pub full_for: Duration,
+    /// Stray chunks being confirmed for hand-off at once (the rest wait for a
+    /// later scan).
+    pub confirms_max: usize,
+    /// How long a node that confirmed holding a chunk keeps it (at least two
+    /// of the longest scan interval, `scan_every`).
+    pub promise_for: Duration,
 }
 
 impl Default for RepairConfig {
@@ -67,6 +89,8 @@ impl Default for RepairConfig {
             scan_every: Duration::from_secs(30),
             rescan_after: Duration::from_secs(3),
             full_for: Duration::from_secs(60),
+            confirms_max: 4_096,
+            promise_for: Duration::from_secs(60),
         }
     }
 }
@@ -90,6 +114,20 @@ pub enum Action {
         chunk: ChunkId,
         /// Its replication factor, to store with it.
         replicas: u8,
+    },
+    /// Ask `to` whether it holds these chunks (stray here, placed on `to`);
+    /// report the answer with [`Repair::handle_holding`].
+    Confirm {
+        /// A node of the chunks' placement.
+        to: NodeId,
+        /// The chunks (at most `offer_ids_max`).
+        chunks: Vec<ChunkId>,
+    },
+    /// Remove this shard's copy of `chunk`: every node of its placement holds
+    /// it. The core has already forgotten it.
+    Drop {
+        /// The chunk.
+        chunk: ChunkId,
     },
 }
 
@@ -122,6 +160,15 @@ pub struct Repair {
     scrub_after: Option<ChunkId>,
     out: VecDeque<Action>,
     dropped_offers: u64,
+    /// Stray chunks being confirmed: the placement nodes yet to say they hold
+    /// it. Cleared at each scan.
+    confirming: BTreeMap<ChunkId, BTreeSet<NodeId>>,
+    /// Chunks this shard told a stray it holds, and until when it keeps them.
+    promised: BTreeMap<ChunkId, Time>,
+    /// No hand-off before this (set at the first tick: a restarted shard may
+    /// have made promises it no longer remembers).
+    hand_off_from: Option<Time>,
+    handed_off: u64,
 }
 
 impl Repair {
@@ -142,6 +189,10 @@ impl Repair {
             scrub_after: None,
             out: VecDeque::new(),
             dropped_offers: 0,
+            confirming: BTreeMap::new(),
+            promised: BTreeMap::new(),
+            hand_off_from: None,
+            handed_off: 0,
         }
     }
 
@@ -170,6 +221,11 @@ impl Repair {
     /// Offers dropped at the wants bound.
     pub fn dropped_offers(&self) -> u64 {
         self.dropped_offers
+    }
+
+    /// Stray copies dropped after their placement confirmed them.
+    pub fn handed_off(&self) -> u64 {
+        self.handed_off
     }
 
     /// The candidates a placement is computed over now: live and not full.
@@ -210,10 +266,64 @@ impl Repair {
     pub fn removed(&mut self, chunk: &ChunkId) {
         self.held.remove(chunk);
         self.lost.remove(chunk);
+        self.confirming.remove(chunk);
+        self.promised.remove(chunk);
+    }
+
+    /// A stray elsewhere asks whether this shard holds `chunks`: yes for each it
+    /// holds intact and its own view places here, and each yes is a promise to
+    /// keep that chunk for [`RepairConfig::promise_for`].
+    pub fn answer_confirm(&mut self, now: Time, chunks: &[ChunkId]) -> Vec<bool> {
+        let candidates = self.candidates(now);
+        let until = now + self.config.promise_for;
+        chunks
+            .iter()
+            .map(|chunk| {
+                let Some(r) = self.held.get(chunk) else {
+                    return false;
+                };
+                let mine =
+                    placement::holders(chunk, &candidates, usize::from(*r)).contains(&self.me);
+                if mine {
+                    let t = self.promised.entry(*chunk).or_insert(until);
+                    *t = (*t).max(until);
+                }
+                mine
+            })
+            .collect()
+    }
+
+    /// `from` answered an [`Action::Confirm`]: which of the chunks it holds.
+    /// A chunk every placement node has now confirmed is dropped here; one that
+    /// `from` lacks stays (the offers bring it there; a later scan asks again).
+    /// Answers from nodes not asked, or for chunks not being confirmed, change
+    /// nothing.
+    pub fn handle_holding(&mut self, from: NodeId, answers: &[(ChunkId, bool)]) {
+        for (chunk, held) in answers {
+            let Some(waiting) = self.confirming.get_mut(chunk) else {
+                continue;
+            };
+            if !waiting.contains(&from) {
+                continue;
+            }
+            if !held {
+                self.confirming.remove(chunk);
+                continue;
+            }
+            waiting.remove(&from);
+            if waiting.is_empty() {
+                self.confirming.remove(chunk);
+                if self.held.remove(chunk).is_some() {
+                    self.handed_off += 1;
+                    self.out.push_back(Action::Drop { chunk: *chunk });
+                }
+            }
+        }
     }
 
     /// `chunk`'s bytes here were found corrupt or missing: fetch it back.
     pub fn lost(&mut self, chunk: ChunkId) {
+        self.confirming.remove(&chunk);
         if let Some(r) = self.held.remove(&chunk) {
             self.lost.insert(chunk, (r, 0));
         }
@@ -387,17 +497,48 @@ impl Repair {
             };
         self.scan_due = false;
         let candidates = self.candidates(now);
+        // Confirmations not finished by now start over with today's placement.
+        self.confirming.clear();
+        self.promised.retain(|_, until| *until > now);
+        let hand_off = now
+            >= *self
+                .hand_off_from
+                .get_or_insert(now + self.config.promise_for);
         let mut offers: BTreeMap<NodeId, Vec<(ChunkId, u8)>> = BTreeMap::new();
+        let mut confirms: BTreeMap<NodeId, Vec<ChunkId>> = BTreeMap::new();
         for (chunk, r) in &self.held {
-            for n in placement::holders(chunk, &candidates, usize::from(*r)) {
+            let placed = placement::holders(chunk, &candidates, usize::from(*r));
+            // A stray: placed elsewhere, on as many nodes as it should be.
+            let stray = hand_off
+                && !placed.contains(&self.me)
+                && placed.len() >= usize::from(*r)
+                && !self.promised.contains_key(chunk)
+                && self.confirming.len() < self.config.confirms_max;
+            if stray {
+                self.confirming
+                    .insert(*chunk, placed.iter().copied().collect());
+            }
+            for n in placed {
                 if n != self.me {
                     offers.entry(n).or_default().push((*chunk, *r));
+                    if stray {
+                        confirms.entry(n).or_default().push(*chunk);
+                    }
                 }
             }
         }
+        let per = self.config.offer_ids_max.max(1);
         for (to, chunks) in offers {
-            for part in chunks.chunks(self.config.offer_ids_max.max(1)) {
+            for part in chunks.chunks(per) {
                 self.out.push_back(Action::Offer {
+                    to,
+                    chunks: part.to_vec(),
+                });
+            }
+        }
+        for (to, chunks) in confirms {
+            for part in chunks.chunks(per) {
+                self.out.push_back(Action::Confirm {
                     to,
                     chunks: part.to_vec(),
                 });
@@ -419,6 +560,15 @@ impl Repair {
         if let Some(c) = self.fetching.keys().find(|c| self.held.contains_key(c)) {
             return Err(format!("{c:?} fetched while held"));
         }
+        if self.confirming.len() > self.config.confirms_max {
+            return Err(format!(
+                "{} confirmations over the bound",
+                self.confirming.len()
+            ));
+        }
+        if let Some(c) = self.confirming.keys().find(|c| !self.held.contains_key(c)) {
+            return Err(format!("{c:?} confirmed for hand-off but not held"));
+        }
         Ok(())
     }
 }
@@ -437,6 +587,8 @@ mod tests {
     /// source holds the chunk.
     struct Net {
         shards: BTreeMap<NodeId, Repair>,
+        /// Killed shards, with what they held, for a comeback.
+        dead: BTreeMap<NodeId, Repair>,
         now: Time,
     }
 
@@ -447,6 +599,7 @@ mod tests {
                 .collect();
             let mut net = Net {
                 shards,
+                dead: BTreeMap::new(),
                 now: Time::from_millis(1),
             };
             net.membership();
@@ -461,8 +614,42 @@ mod tests {
         }
 
         fn kill(&mut self, n: NodeId) {
-            self.shards.remove(&n);
+            if let Some(s) = self.shards.remove(&n) {
+                self.dead.insert(n, s);
+            }
             self.membership();
+        }
+
+        /// Every killed shard comes back with what it held (a promise's length
+        /// later, so every shard may hand off).
+        fn revive_all(&mut self) {
+            self.now = self.now + RepairConfig::default().promise_for;
+            self.shards.append(&mut self.dead);
+            self.membership();
+        }
+
+        fn handed_off(&self) -> u64 {
+            self.shards.values().map(Repair::handed_off).sum()
+        }
+
+        /// Whether every chunk is held by exactly its placement.
+        fn exactly_placed(&self, chunks: &[(ChunkId, u8)]) -> Result<(), String> {
+            let live: Vec<Candidate> = self.shards.keys().map(|n| Candidate::plain(*n)).collect();
+            for (c, r) in chunks {
+                let want: BTreeSet<NodeId> = placement::holders(c, &live, usize::from(*r))
+                    .into_iter()
+                    .collect();
+                let have: BTreeSet<NodeId> = self
+                    .shards
+                    .iter()
+                    .filter(|(_, s)| s.holds(c))
+                    .map(|(n, _)| *n)
+                    .collect();
+                if want != have {
+                    return Err(format!("{c:?} r={r}: held by {have:?}, placed on {want:?}"));
+                }
+            }
+            Ok(())
         }
 
         /// Runs until quiet (and past the follow-up scans).
@@ -517,6 +704,20 @@ mod tests {
                                 }
                             }
                         }
+                        Action::Confirm { to, chunks } => {
+                            let now = self.now;
+                            let Some(peer) = self.shards.get_mut(&to) else {
+                                continue;
+                            };
+                            let held = peer.answer_confirm(now, &chunks);
+                            let answers: Vec<(ChunkId, bool)> =
+                                chunks.into_iter().zip(held).collect();
+                            if let Some(s) = self.shards.get_mut(&me) {
+                                s.handle_holding(to, &answers);
+                            }
+                        }
+                        // The core has forgotten the copy; a driver deletes it.
+                        Action::Drop { .. } => {}
                     }
                 }
             }
@@ -553,6 +754,90 @@ mod tests {
         );
         net.settle();
         assert!(chunks.iter().all(|c| net.copies(c) == 3));
+    }
+
+    #[test]
+    fn a_returning_holders_extra_copies_are_handed_off() {
+        let mut net = Net::new(5);
+        let chunks: Vec<(ChunkId, u8)> = (0u64..50)
+            .map(|i| (ChunkId::of(&i.to_le_bytes()), 3))
+            .collect();
+        for (c, r) in &chunks {
+            net.put(*c, *r);
+        }
+        net.settle();
+        net.kill(node(2));
+        net.settle();
+        assert!(chunks.iter().all(|(c, _)| net.copies(c) == 3));
+        // Node 2 comes back with its old copies: its chunks now have four, until
+        // the nodes the repair filled in hand theirs off.
+        net.revive_all();
+        assert!(
+            chunks.iter().any(|(c, _)| net.copies(c) == 4),
+            "node 2 held nothing"
+        );
+        net.settle();
+        net.exactly_placed(&chunks).unwrap();
+        assert!(net.handed_off() > 0);
+    }
+
+    #[test]
+    fn a_node_that_confirmed_keeps_the_chunk_for_its_promise() {
+        let cfg = RepairConfig::default();
+        let (a, b, c, d) = (node(0), node(1), node(2), node(3));
+        let chunk = ChunkId::of(b"promise");
+        let all: Vec<Candidate> = [a, b, c, d].into_iter().map(Candidate::plain).collect();
+        // The node the chunk's r = 1 placement picks among all four.
+        let top = placement::holders(&chunk, &all, 1)[0];
+        let others: Vec<Candidate> = all.iter().filter(|x| x.node != top).cloned().collect();
+        let second = placement::holders(&chunk, &others, 1)[0];
+        let mut s = Repair::new(second, cfg.clone());
+        let mut now = Time::from_millis(1);
+        // In a view without `top`, the chunk is placed on `second`: it confirms.
+        s.set_live(others.clone());
+        s.stored(chunk, 1);
+        s.tick(now);
+        while s.poll_action().is_some() {}
+        assert_eq!(s.answer_confirm(now, &[chunk]), vec![true]);
+        // `top` comes back: `second` is now a stray, but it promised.
+        s.set_live(all.clone());
+        now = now + Duration::from_secs(1);
+        s.tick(now);
+        let mut confirms = Vec::new();
+        while let Some(a) = s.poll_action() {
+            if let Action::Confirm { chunks, .. } = a {
+                confirms.extend(chunks);
+            }
+        }
+        assert!(confirms.is_empty(), "asked to hand off within its promise");
+        // A stray is never a yes.
+        assert_eq!(s.answer_confirm(now, &[chunk]), vec![false]);
+        // Past the promise, the next scan starts the hand-off.
+        now = now + cfg.promise_for + cfg.scan_every;
+        s.tick(now);
+        let mut asked = Vec::new();
+        while let Some(a) = s.poll_action() {
+            if let Action::Confirm { to, chunks } = a {
+                asked.push((to, chunks));
+            }
+        }
+        assert_eq!(asked, vec![(top, vec![chunk])]);
+        // A no keeps the copy; a yes from the whole placement drops it.
+        s.handle_holding(top, &[(chunk, false)]);
+        assert!(s.holds(&chunk));
+        now = now + cfg.scan_every;
+        s.tick(now);
+        while s.poll_action().is_some() {}
+        s.handle_holding(second, &[(chunk, true)]);
+        assert!(
+            s.holds(&chunk),
+            "an answer from a node not asked counts for nothing"
+        );
+        s.handle_holding(top, &[(chunk, true)]);
+        assert!(!s.holds(&chunk));
+        assert_eq!(s.poll_action(), Some(Action::Drop { chunk }));
+        assert_eq!(s.handed_off(), 1);
+        s.check_invariants().unwrap();
     }
 
     #[test]
@@ -643,7 +928,7 @@ mod tests {
         /// Never fewer than r after repair while r nodes live; never two replicas
         /// on one node (a shard holds a chunk at most once by construction).
         #[test]
-        fn repair_restores_r_while_r_nodes_live(seed in any::<u64>(), n in 3u64..8, kills in 0usize..4) {
+        fn repair_restores_r_while_r_nodes_live(seed in any::<u64>(), n in 3u64..8, kills in 0usize..4, revive in any::<bool>()) {
             let mut rng = DetRng::new(seed);
             let mut net = Net::new(n);
             let chunks: Vec<(ChunkId, u8)> = (0u64..30)
@@ -669,6 +954,14 @@ mod tests {
                 for (c, r) in &chunks {
                     prop_assert!(net.copies(c) >= usize::from(*r).min(live), "{c:?} r={r} has {}", net.copies(c));
                 }
+            }
+            // The dead come back with their old copies: after the hand-off every
+            // chunk is held by exactly its placement, no fewer and no more.
+            if revive {
+                net.revive_all();
+                net.settle();
+                let check = net.exactly_placed(&chunks);
+                prop_assert!(check.is_ok(), "{check:?}");
             }
         }
     }

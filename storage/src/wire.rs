@@ -98,6 +98,15 @@ pub enum StorageWire {
     },
     /// The key-value store's anti-entropy.
     Kv(KvMsg),
+    /// Do you hold these chunks, placed on you, and will you keep them? (A
+    /// stray copy's hand-off; [`crate::repair::Repair::answer_confirm`].)
+    /// Answered with [`StorageWire::Holding`].
+    Confirm {
+        /// The asker's request number.
+        req: u64,
+        /// The chunks (at most [`QUERY_IDS_MAX`]).
+        chunks: Vec<ChunkId>,
+    },
 }
 
 /// Why bytes are not a storage message.
@@ -129,7 +138,9 @@ impl StorageWire {
             } if bytes.len() > STORED_CHUNK_BYTES_MAX => {
                 Err(WireError::Bounds("a chunk over the largest chunk size"))
             }
-            StorageWire::Query { chunks, .. } if chunks.len() > QUERY_IDS_MAX => {
+            StorageWire::Query { chunks, .. } | StorageWire::Confirm { chunks, .. }
+                if chunks.len() > QUERY_IDS_MAX =>
+            {
                 Err(WireError::Bounds("a query of too many ids"))
             }
             StorageWire::Holding { held, .. } if held.len() > QUERY_IDS_MAX => {
@@ -165,10 +176,26 @@ mod tests {
             StorageWire::Kv(KvMsg::Want {
                 keys: vec!["k".into()],
             }),
+            StorageWire::Confirm {
+                req: 2,
+                chunks: vec![ChunkId::of(b"c")],
+            },
         ];
         for m in msgs {
             assert_eq!(StorageWire::decode(&m.encode().unwrap()).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn oversized_confirms_are_refused() {
+        let m = StorageWire::Confirm {
+            req: 1,
+            chunks: vec![ChunkId::of(b""); QUERY_IDS_MAX + 1],
+        };
+        assert_eq!(
+            StorageWire::decode(&m.encode().unwrap()),
+            Err(WireError::Bounds("a query of too many ids"))
+        );
     }
 
     #[test]
