@@ -10,7 +10,7 @@
 //! api_tls_cert = "/etc/plexus/api.crt"   # PEM; a non-loopback `api` needs TLS,
 //! api_tls_key = "/etc/plexus/api.key"    #   or api_insecure_http = true (warned)
 //! api_connections_max = 256
-//! api_rate_per_s = 100                   # requests per second per client IP
+//! api_rate_per_s = 100                   # requests without the token, per second per client IP
 //! api_header_timeout = "10s"             # slower clients are disconnected
 //! mailbox_capacity = 1024
 //!
@@ -647,6 +647,14 @@ mod tests {
                 message: e.to_string(),
             })?
             .settle()
+    }
+
+    #[test]
+    fn the_example_production_config_settles() {
+        let s = settle(include_str!("../deploy/node.toml")).unwrap();
+        assert_eq!(s.storage.replicas, 3);
+        assert_eq!(s.storage.quota_bytes, Some(500 << 30));
+        assert_eq!(s.storage.spread.as_deref(), Some("region"));
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub mod ticker;
 pub mod work;
 
 pub use node::{Node, NodeBuilder, NodeConfig, NodeError};
+
+/// The commit this build is from (`build.rs`: `$PLEXUS_COMMIT`, else git, else
+/// `unknown`).
+pub const COMMIT: &str = env!("PLEXUS_COMMIT");
+/// The version and commit, as `plexus --version` prints them.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PLEXUS_COMMIT"), ")");
 pub use plexus_actors as actors;
 pub use plexus_actors::runtime::{
     Actor, ActorError, ActorRef, ActorSystem, AskError, Context, Message, SendError, SpawnOptions,

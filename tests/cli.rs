@@ -182,3 +182,28 @@ fn a_closed_stdout_ends_the_command_quietly() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_version_names_the_commit_it_was_built_from() {
+    let out = plexus(&["--version"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // `$PLEXUS_COMMIT` wins when the build had it; otherwise git's HEAD at build
+    // time, which is this checkout's HEAD unless a commit came in between.
+    let want = match std::env::var("PLEXUS_COMMIT") {
+        Ok(c) if !c.trim().is_empty() => c.trim().to_string(),
+        _ => Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(manifest_dir())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "unknown".to_string()),
+    };
+    assert_eq!(
+        text,
+        format!("plexus {} ({want})", env!("CARGO_PKG_VERSION")),
+        "--version"
+    );
+}

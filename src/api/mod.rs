@@ -2,7 +2,7 @@
 //!
 //! | method | path            | does |
 //! |--------|-----------------|------|
-//! | GET    | `/v1/node`      | this node: id, addresses, allowlist version, detection bound |
+//! | GET    | `/v1/node`      | this node: id, version and commit, addresses, allowlist version, detection bound |
 //! | GET    | `/v1/members`   | the membership view |
 //! | GET    | `/v1/names`     | the cluster registry |
 //! | GET    | `/v1/actors`    | actors running on this node |
@@ -160,6 +160,8 @@ async fn node_info(State(api): State<Arc<Api>>) -> Json<Value> {
     let mesh = node.mesh();
     Json(json!({
         "id": node.id().to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": crate::COMMIT,
         "api": format!("http://{}", api.addr),
         "listen": mesh.map(|m| m.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
         "allowlist_version": mesh.map(|m| m.allowlist().allowlist.version),

@@ -32,7 +32,7 @@ mod sim;
 
 /// Plexus: a decentralized actor runtime for AI workloads.
 #[derive(Debug, Parser)]
-#[command(name = "plexus", version, about, propagate_version = true)]
+#[command(name = "plexus", version = crate::VERSION, about, propagate_version = true)]
 pub struct Cli {
     /// Log filter when RUST_LOG is unset (e.g. `info`, `plexus=debug`).
     #[arg(long, global = true, default_value = "warn")]
