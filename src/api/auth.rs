@@ -163,8 +163,8 @@ pub fn read_token_file(path: &Path) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// Client IPs the rate limiter remembers before it forgets the idle ones.
-const RATE_KEYS_SWEEP: usize = 4_096;
+/// Requests the rate limiter checks between sweeps of its idle clients.
+const RATE_SWEEP_EVERY: u64 = 4_096;
 
 /// What the guard lets through.
 pub struct Guard {
@@ -184,11 +184,10 @@ impl RateLimit {
     /// `Err(wait)` if `ip` is over its rate.
     fn check(&self, ip: IpAddr) -> Result<(), Duration> {
         use governor::clock::Clock as _;
-        // Idle clients are forgotten now and then, so the limiter's memory is
-        // bounded by its recent clients.
-        if self.since_sweep.fetch_add(1, Ordering::Relaxed) >= RATE_KEYS_SWEEP as u64
-            || self.limiter.len() > RATE_KEYS_SWEEP
-        {
+        // Idle clients are forgotten every so many requests, so the limiter
+        // holds at most the clients still inside their rate window plus the
+        // new ones since the last sweep.
+        if self.since_sweep.fetch_add(1, Ordering::Relaxed) >= RATE_SWEEP_EVERY {
             self.since_sweep.store(0, Ordering::Relaxed);
             self.limiter.retain_recent();
         }
