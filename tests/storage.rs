@@ -212,22 +212,13 @@ fn a_sealed_file_survives_two_holders_killed_in_turn_and_is_repaired_to_r() {
             assert!(repaired >= 1, "{status:?}");
         }
         let reader = if round == 0 { &alice } else { &bob };
-        let _ = std::fs::remove_file(&out);
-        ok(
+        get_back(
             &nodes[nodes.len() - 1],
-            &[
-                "fs",
-                "get",
-                &id,
-                "-o",
-                out.to_str().unwrap(),
-                "--identity",
-                reader.to_str().unwrap(),
-            ],
-        );
-        assert!(
-            std::fs::read(&out).unwrap() == plain,
-            "round {round}: the file differs"
+            &id,
+            &out,
+            reader,
+            &plain,
+            &format!("round {round}"),
         );
     }
     let s = stat(&nodes[0], &id);
@@ -262,23 +253,7 @@ fn a_sealed_file_survives_two_holders_killed_in_turn_and_is_repaired_to_r() {
         .map(|n| n.get("/v1/fs/status")["handed_off"].as_u64().unwrap())
         .sum();
     assert!(handed_off >= 1, "no stray copy was handed off");
-    let _ = std::fs::remove_file(&out);
-    ok(
-        &nodes[0],
-        &[
-            "fs",
-            "get",
-            &id,
-            "-o",
-            out.to_str().unwrap(),
-            "--identity",
-            alice.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        std::fs::read(&out).unwrap() == plain,
-        "the file differs after the hand-off"
-    );
+    get_back(&nodes[0], &id, &out, &alice, &plain, "after the hand-off");
 
     // Bad input: clear errors, exit code 2 for the client's fault.
     let unknown = format!("b{}", "a".repeat(58));
@@ -302,6 +277,35 @@ fn a_sealed_file_survives_two_holders_killed_in_turn_and_is_repaired_to_r() {
     let out = cli(&nodes[0], &["fs", "stat", &chunks_before[0]]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a manifest"));
+}
+
+/// `plexus fs get ID` through `node` as `reader` into `out`, which must then
+/// hold exactly `plain`.
+fn get_back(
+    node: &NodeProc,
+    id: &str,
+    out: &std::path::Path,
+    reader: &std::path::Path,
+    plain: &[u8],
+    when: &str,
+) {
+    let _ = std::fs::remove_file(out);
+    ok(
+        node,
+        &[
+            "fs",
+            "get",
+            id,
+            "-o",
+            out.to_str().unwrap(),
+            "--identity",
+            reader.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        std::fs::read(out).unwrap() == plain,
+        "{when}: the file differs"
+    );
 }
 
 fn ureq_get_bytes(node: &NodeProc, path: &str) -> Vec<u8> {
