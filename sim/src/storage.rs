@@ -324,10 +324,7 @@ impl Sim<'_> {
                 let Some((put, _, _)) = self.stores.remove(&(to, req)) else {
                     return;
                 };
-                let answer = match outcome {
-                    StoreOutcome::Stored => Answer::Stored,
-                    other => Answer::Refused(format!("{other:?}")),
-                };
+                let answer = Answer::from(outcome);
                 if let Some((_, plan, _)) = self.puts.get_mut(&put) {
                     plan.handle(from_id, answer);
                 }

@@ -438,14 +438,6 @@ fn read_chunk(store: &ChunkStore, chunk: &ChunkId) -> Result<Option<Vec<u8>>, ()
     })
 }
 
-/// A store's outcome as a put plan's answer.
-fn answer(outcome: StoreOutcome) -> Answer {
-    match outcome {
-        StoreOutcome::Stored => Answer::Stored,
-        other => Answer::Refused(format!("{other:?}")),
-    }
-}
-
 fn wall_now() -> Time {
     let us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -664,7 +656,7 @@ impl StorageService {
                 if let Some(op) = st.puts.get_mut(&put)
                     && op.chunk == chunk
                 {
-                    op.plan.handle(system.node_id(), answer(outcome));
+                    op.plan.handle(system.node_id(), Answer::from(outcome));
                 }
                 self.advance_put(system, st, put);
             }
@@ -847,7 +839,7 @@ impl StorageService {
                 if let Some(op) = st.puts.get_mut(&put)
                     && op.chunk == chunk
                 {
-                    op.plan.handle(from, answer(outcome));
+                    op.plan.handle(from, Answer::from(outcome));
                 }
                 self.advance_put(system, st, put);
             }
@@ -978,7 +970,7 @@ impl StorageService {
                     if let Some(outcome) = self.store(st, chunk, replicas, bytes.clone(), after)
                         && let Some(op) = st.puts.get_mut(&id)
                     {
-                        op.plan.handle(me, answer(outcome));
+                        op.plan.handle(me, Answer::from(outcome));
                     }
                 } else {
                     let req = Self::next_req(st);

@@ -20,6 +20,16 @@ pub enum Answer {
     Refused(String),
 }
 
+impl From<crate::wire::StoreOutcome> for Answer {
+    /// A node's answer to a store, as the plan counts it.
+    fn from(outcome: crate::wire::StoreOutcome) -> Self {
+        match outcome {
+            crate::wire::StoreOutcome::Stored => Answer::Stored,
+            other => Answer::Refused(format!("{other:?}")),
+        }
+    }
+}
+
 /// The put's end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PutOutcome {
