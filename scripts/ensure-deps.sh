@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages Plexus needs to build, if they are missing.
-# Today: libclang (rocksdb's bindgen), a C/C++ toolchain, and Node.js with npm
-# (the local chain for the ledger tests). Idempotent and quick
+# Today: libclang (rocksdb's bindgen), a C/C++ toolchain, Node.js with npm
+# (the local chain for the ledger tests) and Prometheus (promtool and a server, for
+# the metrics tests; on a machine with systemd, Debian's package also starts a
+# Prometheus service on :9090, which `systemctl disable --now prometheus` stops). Idempotent and quick
 # when everything is present. As root it uses apt-get; otherwise sudo if available;
 # otherwise it prints the exact command to run and fails.
 set -euo pipefail
@@ -21,6 +23,8 @@ if command -v dpkg-query >/dev/null 2>&1; then
     # Node.js and npm install the local chain (anvil) and the Solidity compiler
     # for the ledger bridge's tests (scripts/install-chain-tools.sh).
     command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+    # promtool and a Prometheus server for the metrics tests (tests/metrics.rs).
+    [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ] || need+=(prometheus)
 else
     # Not Debian/Ubuntu: check for libclang by file and advise.
     if ! ls /usr/lib*/libclang*.so* /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then

@@ -25,6 +25,7 @@ pub mod config;
 pub mod epochs;
 pub mod hosting;
 pub mod kinds;
+pub mod metrics;
 pub mod node;
 pub mod stages;
 pub mod storage;

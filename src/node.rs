@@ -184,6 +184,8 @@ pub struct NodeInner {
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Background work owned by the node (name cleanup on exit), aborted at shutdown.
     tasks: Mutex<tokio::task::JoinSet<()>>,
+    /// The histograms the node keeps (its `/metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::ops::Deref for Node {
@@ -209,6 +211,7 @@ impl Node {
                 watches,
                 listener: Mutex::new(listener),
                 tasks: Mutex::new(tokio::task::JoinSet::new()),
+                metrics: Arc::default(),
             }),
         }
     }
@@ -231,6 +234,11 @@ impl Node {
     /// The kinds registered on this node.
     pub fn kinds(&self) -> &Kinds {
         self.system.kinds()
+    }
+
+    /// The histograms this node keeps (see [`crate::metrics`]).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The mesh, if the node joined one.

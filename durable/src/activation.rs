@@ -274,6 +274,8 @@ pub enum ActivationEvent {
         version: u64,
         /// Its size.
         bytes: usize,
+        /// From the write's first send to its majority.
+        latency: Duration,
     },
     /// A scheduler command released by a commit.
     Command {
@@ -1250,6 +1252,7 @@ impl Activation {
         self.events.push_back(ActivationEvent::Committed {
             version: c.record.version,
             bytes: c.record.body.len(),
+            latency: now.saturating_since(c.started),
         });
         // Acks, grouped per sender.
         let mut per_sender: BTreeMap<SenderId, (u64, Vec<(u64, Reply)>)> = BTreeMap::new();

@@ -54,6 +54,7 @@ use plexus_durable::stream::StreamEvent;
 use plexus_durable::types::{Ballot, DurableKey, ReplicaSet};
 use plexus_durable::wire::{self, DurableMsg, Refusal};
 use plexus_durable::{Record, SERVICE_LOCAL_ID};
+use plexus_mesh::membership::MemberState;
 use plexus_scheduler::SCHEDULER_KEY;
 use plexus_scheduler::app::{
     WATCHDOG_GRACE_TICKS, Watchdog, decode_response, encode_request, encode_tick, scheduler_set,
@@ -200,6 +201,19 @@ pub enum Note {
         key: DurableKey,
         /// Its version.
         version: u64,
+        /// From the write's first send to its majority.
+        latency: Duration,
+    },
+    /// `key` serves here now in place of `from`, a host this node saw down: it
+    /// serves again `after` this node first saw `from` suspected or dead (seen at
+    /// the host's scheduler ticks, so up to one tick late).
+    FailedOver {
+        /// The actor.
+        key: DurableKey,
+        /// Its previous host.
+        from: NodeId,
+        /// From the previous host seen down to serving here.
+        after: Duration,
     },
     /// `key` moved to `to`; it applied nothing for `pause`.
     Migrated {
@@ -327,6 +341,9 @@ pub struct HostStatus {
     pub activations: u64,
     /// Commits by actors here.
     pub commits: u64,
+    /// Actors that took over here from a host this node saw down.
+    #[serde(default)]
+    pub failovers: u64,
     /// Whether the scheduler is active here.
     pub scheduler_here: bool,
     /// Durable messages refused because their sender may not say them (see
@@ -374,6 +391,9 @@ pub struct DurableHost<S: SlotStore> {
     status: HostStatus,
     effects: VecDeque<Effect>,
     batches: u64,
+    /// Members this node sees suspected or dead, and since when (as of the last
+    /// scheduler tick).
+    down_since: BTreeMap<NodeId, Time>,
 }
 
 impl<S: SlotStore> DurableHost<S> {
@@ -415,6 +435,7 @@ impl<S: SlotStore> DurableHost<S> {
             status: HostStatus::default(),
             effects: VecDeque::new(),
             batches: 0,
+            down_since: BTreeMap::new(),
         }
     }
 
@@ -842,23 +863,45 @@ impl<S: SlotStore> DurableHost<S> {
                 if key != self.scheduler {
                     self.report_active(&key, set.clone(), ballot);
                 }
+                // The record restored names the activation that wrote it: if
+                // that was another host this node saw down, this is a failover.
+                let failover = restored
+                    .map(|(wrote, _)| wrote.node)
+                    .filter(|from| *from != self.me)
+                    .and_then(|from| {
+                        let seen = self.down_since.get(&from)?;
+                        Some((from, now.saturating_since(*seen)))
+                    });
                 observe(
                     self,
                     &Note::Activated {
-                        key,
+                        key: key.clone(),
                         ballot,
                         set,
                         restored,
                     },
                 );
+                if let Some((from, after)) = failover {
+                    self.status.failovers += 1;
+                    observe(self, &Note::FailedOver { key, from, after });
+                }
             }
             ActivationEvent::Reconfigured { set } => {
                 let ballot = self.core.actor(&key).map_or(Ballot::ZERO, |a| a.ballot());
                 self.report_active(&key, set.clone(), ballot);
                 observe(self, &Note::Reconfigured { key, set });
             }
-            ActivationEvent::Committed { version, .. } => {
-                observe(self, &Note::Committed { key, version });
+            ActivationEvent::Committed {
+                version, latency, ..
+            } => {
+                observe(
+                    self,
+                    &Note::Committed {
+                        key,
+                        version,
+                        latency,
+                    },
+                );
             }
             ActivationEvent::Command { to, command } => {
                 // Sent once, not retried: the scheduler reconciles.
@@ -894,6 +937,16 @@ impl<S: SlotStore> DurableHost<S> {
             dir.lookup(&sched.registry_name()).is_some() || self.core.forward_of(&sched).is_some();
         let here = self.core.actor(&sched).is_some();
         facts.network.clone_into(&mut self.network);
+        // When each member was first seen suspected or dead (failovers are
+        // timed from it); bounded by the membership view.
+        let mut down = BTreeMap::new();
+        for m in &facts.members {
+            if m.state != MemberState::Alive {
+                let seen = self.down_since.get(&m.id).copied().unwrap_or(now);
+                down.insert(m.id, seen);
+            }
+        }
+        self.down_since = down;
         let live = facts.live();
         if self.watchdog.check(
             self.me,

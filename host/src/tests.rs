@@ -93,10 +93,14 @@ struct Net {
     replies: Vec<(usize, RequestId, Result<Vec<u8>, String>)>,
     notes: Vec<(usize, Note)>,
     unregistered: Vec<(usize, String, Option<NodeId>)>,
+    /// Hosts killed: they run no more, what is sent to them is lost, and the
+    /// others' membership shows them dead.
+    dead: std::collections::BTreeSet<usize>,
 }
 
 struct Dir {
     me: NodeId,
+    down: Vec<NodeId>,
     ids: Vec<NodeId>,
     names: BTreeMap<String, BTreeMap<NodeId, u64>>,
     operator: NodeId,
@@ -126,7 +130,11 @@ impl Directory for Dir {
                 .filter(|id| **id != self.me)
                 .map(|id| MemberFacts {
                     id: *id,
-                    state: MemberState::Alive,
+                    state: if self.down.contains(id) {
+                        MemberState::Dead
+                    } else {
+                        MemberState::Alive
+                    },
                     capacity: Resources {
                         cpu_millis: 8_000,
                         memory_bytes: 8 << 30,
@@ -179,6 +187,16 @@ impl Net {
             replies: Vec::new(),
             notes: Vec::new(),
             unregistered: Vec::new(),
+            dead: Default::default(),
+        }
+    }
+
+    /// Kills host `i`: the registry drops its claims, as the mesh's does.
+    fn kill(&mut self, i: usize) {
+        self.dead.insert(i);
+        let id = self.hosts[i].id();
+        for claims in self.names.values_mut() {
+            claims.remove(&id);
         }
     }
 
@@ -189,6 +207,7 @@ impl Net {
     fn dir(&self, i: usize) -> Dir {
         Dir {
             me: self.hosts[i].id(),
+            down: self.dead.iter().map(|d| self.hosts[*d].id()).collect(),
             ids: self.hosts.iter().map(DurableHost::id).collect(),
             names: self.names.clone(),
             operator: self.operator.node_id(),
@@ -200,6 +219,9 @@ impl Net {
         for _ in 0..1_000 {
             let mut moved = false;
             for i in 0..self.hosts.len() {
+                if self.dead.contains(&i) {
+                    continue;
+                }
                 let dir = self.dir(i);
                 let notes = &mut self.notes;
                 self.hosts[i]
@@ -212,7 +234,9 @@ impl Net {
                     match effect {
                         Effect::Send { to, bytes } => {
                             let j = self.index(to);
-                            self.hosts[j].handle_wire(self.now, me, &bytes).unwrap();
+                            if !self.dead.contains(&j) {
+                                self.hosts[j].handle_wire(self.now, me, &bytes).unwrap();
+                            }
                         }
                         Effect::Register { name, rank, actor } => {
                             assert_eq!(actor.origin, me);
@@ -246,6 +270,9 @@ impl Net {
         for _ in 0..times {
             self.now = self.now + step;
             for i in 0..self.hosts.len() {
+                if self.dead.contains(&i) {
+                    continue;
+                }
                 let dir = self.dir(i);
                 self.hosts[i].handle_timeout(self.now, &dir);
             }
@@ -420,6 +447,82 @@ fn deactivation_withdraws_the_claim_even_when_a_newer_activation_holds_the_name(
             .iter()
             .any(|(i, n)| *i == from && matches!(n, Note::Migrated { key: k, .. } if *k == key))
     );
+}
+
+#[test]
+fn commits_carry_their_latency_and_a_takeover_from_a_dead_host_is_a_timed_failover() {
+    let (mut net, key) = deployed(4);
+    let host = net.host_of(&key)[0];
+    let client = (host + 1) % 4;
+    for k in 0..5u64 {
+        net.hosts[client]
+            .send(&key, k.to_le_bytes().to_vec(), None)
+            .unwrap();
+    }
+    net.run(Duration::from_millis(10), 10);
+    // This network delivers within one settle: every commit took no time.
+    let latencies: Vec<Duration> = net
+        .notes
+        .iter()
+        .filter_map(|(i, n)| match n {
+            Note::Committed {
+                key: k, latency, ..
+            } if *i == host && *k == key => Some(*latency),
+            _ => None,
+        })
+        .collect();
+    assert!(!latencies.is_empty(), "the actor committed");
+    assert!(latencies.iter().all(|l| l.is_zero()), "{latencies:?}");
+    assert!(
+        !net.notes
+            .iter()
+            .any(|(_, n)| matches!(n, Note::FailedOver { .. })),
+        "no failover before a host died"
+    );
+
+    net.kill(host);
+    let killed = net.now;
+    let step = Duration::from_millis(100);
+    let mut serving = None;
+    for _ in 0..200 {
+        net.run(step, 1);
+        // The dead host's core still thinks it serves: it never ran again.
+        if let Some(&to) = net.host_of(&key).iter().find(|i| **i != host) {
+            serving = Some((to, net.now));
+            break;
+        }
+    }
+    let (to, at) = serving.expect("the actor serves again on a live node");
+    assert_ne!(to, host);
+    let (from, after) = net
+        .notes
+        .iter()
+        .find_map(|(i, n)| match n {
+            Note::FailedOver {
+                key: k,
+                from,
+                after,
+            } if *i == to && *k == key => Some((*from, *after)),
+            _ => None,
+        })
+        .expect("the new host noted a failover");
+    assert_eq!(from, net.hosts[host].id());
+    // Timed from this node's first tick that saw the host dead: at most the whole
+    // time since the kill, and at most one scheduler tick (plus one step) less.
+    let since_kill = at.saturating_since(killed);
+    let tick = HostConfig::default().scheduler_tick;
+    assert!(after <= since_kill, "{after:?} > {since_kill:?}");
+    assert!(
+        after + tick + step >= since_kill,
+        "{after:?} + a tick < {since_kill:?}"
+    );
+    // The scheduler may have moved here from the dead host too.
+    let noted = net
+        .notes
+        .iter()
+        .filter(|(i, n)| *i == to && matches!(n, Note::FailedOver { .. }))
+        .count() as u64;
+    assert_eq!(net.hosts[to].status().failovers, noted);
 }
 
 #[test]

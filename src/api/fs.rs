@@ -80,7 +80,7 @@ fn parse_id(text: &str) -> Result<ChunkId, ApiError> {
     text.parse().map_err(|e| bad(format!("`{text}`: {e}")))
 }
 
-async fn call<T>(
+pub(super) async fn call<T>(
     api: &Api,
     make: impl FnOnce(oneshot::Sender<T>) -> StorageMsg,
 ) -> Result<T, ApiError> {

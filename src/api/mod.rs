@@ -14,7 +14,7 @@
 //! | GET    | `/v1/jobs`      | the scheduler's status (jobs, actors, where they run) |
 //! | POST   | `/v1/send`      | client messages `{actor, messages: [text]}` to a durable actor, exactly once |
 //! | GET    | `/v1/durable`   | durable actors active here, client traffic sent and acknowledged, migrations |
-//! | GET    | `/metrics`      | the same, and actor gauges, in Prometheus text format |
+//! | GET    | `/metrics`      | Prometheus metrics: OpenMetrics when asked for, else the text format ([`crate::metrics`]) |
 //! | …      | `/v1/fs/…`, `/v1/kv…`, `/v1/watch/kv` | storage and the key-value store ([`fs`]) |
 //!
 //! Every route but `GET /v1/node` and `POST /v1/scheduler` (whose body is a signed
@@ -31,7 +31,6 @@ pub mod fs;
 pub mod serve;
 mod work;
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -299,10 +298,12 @@ async fn ask(
     Json(req): Json<MessageRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let target = echo_ref(&api, &req)?;
-    let reply = target
-        .ask(EchoMsg { text: req.text })
-        .await
-        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let started = std::time::Instant::now();
+    let reply = target.ask(EchoMsg { text: req.text }).await;
+    api.node
+        .metrics()
+        .ask(crate::metrics::AskKind::Echo, started.elapsed());
+    let reply = reply.map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e.to_string()))?;
     Ok(Json(json!(reply)))
 }
 
@@ -384,72 +385,151 @@ async fn epoch_get(
     Ok(Json(crate::epochs::checkpoint_json(&signed)))
 }
 
-async fn metrics(State(api): State<Arc<Api>>) -> String {
-    let mut out = String::new();
+async fn metrics(State(api): State<Arc<Api>>, headers: axum::http::HeaderMap) -> Response {
+    use plexus_actors::runtime::ActorInfo;
+    let mut s = api.node.metrics().scrape();
     let system = api.node.system();
     let actors = system.actors();
-    let _ = writeln!(
-        out,
-        "# TYPE plexus_actors gauge\nplexus_actors {}",
-        actors.len()
-    );
-    let _ = writeln!(out, "# TYPE plexus_mailbox_depth gauge");
+    // Per kind, not per actor: kinds are the ones registered in code.
+    let mut by_kind = std::collections::BTreeMap::<String, (i64, i64)>::new();
     for a in &actors {
-        let _ = writeln!(
-            out,
-            "plexus_mailbox_depth{{actor=\"{}\",kind=\"{}\"}} {}",
-            a.id,
-            a.kind.as_deref().unwrap_or(""),
-            a.mailbox_depth
+        let e = by_kind
+            .entry(a.kind.clone().unwrap_or_else(|| "none".into()))
+            .or_default();
+        e.0 += 1;
+        e.1 += a.mailbox_depth as i64;
+    }
+    s.gauge_by(
+        "actors",
+        "Actors running on this node, by kind",
+        "kind",
+        by_kind.iter().map(|(k, v)| (k.clone(), v.0)),
+    );
+    s.gauge_by(
+        "mailbox_messages",
+        "Messages waiting in the mailboxes of this node's actors, by kind",
+        "kind",
+        by_kind.iter().map(|(k, v)| (k.clone(), v.1)),
+    );
+    s.gauge(
+        "mailbox_depth_max",
+        "The deepest mailbox of any actor on this node",
+        actors
+            .iter()
+            .map(|a: &ActorInfo| a.mailbox_depth as i64)
+            .max()
+            .unwrap_or(0),
+    );
+    s.gauge(
+        "actor_messages_handled",
+        "Messages handled by the actors running on this node now (falls when an actor stops)",
+        actors
+            .iter()
+            .map(|a| i64::try_from(a.handled).unwrap_or(i64::MAX))
+            .fold(0i64, i64::saturating_add),
+    );
+    if let Some(mesh) = api.node.mesh() {
+        let m = mesh.stats();
+        for (name, help, value) in [
+            (
+                "mesh_frames_in",
+                "Frames received from peers and decoded",
+                m.frames_in,
+            ),
+            ("mesh_frames_out", "Frames sent to peers", m.frames_out),
+            (
+                "mesh_malformed_frames",
+                "Frames from peers that did not decode (dropped)",
+                m.malformed_frames,
+            ),
+            (
+                "mesh_unadmitted_dropped",
+                "Frames or streams from peers not on the allowlist (dropped unread)",
+                m.unadmitted_dropped,
+            ),
+            (
+                "mesh_connections_refused",
+                "Connections refused by admission",
+                m.connections_refused,
+            ),
+            (
+                "mesh_remote_delivered",
+                "Messages from other nodes delivered to actors here",
+                m.delivered,
+            ),
+            (
+                "mesh_remote_refused",
+                "Messages from other nodes refused (no such actor, wrong type, mailbox full)",
+                m.refused,
+            ),
+            (
+                "mesh_retransmitted",
+                "Data frames retransmitted",
+                m.retransmitted,
+            ),
+            (
+                "mesh_gossip_refused",
+                "Membership statements and registry claims refused from peers",
+                m.gossip_refused,
+            ),
+            (
+                "mesh_allowlist_rejected",
+                "Allowlist updates refused",
+                m.allowlist_rejected,
+            ),
+            (
+                "mesh_suspicions",
+                "Times this node suspected a member",
+                m.suspicions,
+            ),
+            (
+                "mesh_deaths",
+                "Times this node declared a member dead",
+                m.deaths,
+            ),
+        ] {
+            s.counter(name, help, value);
+        }
+        let mut by_state: std::collections::BTreeMap<&str, i64> = [
+            plexus_mesh::membership::MemberState::Alive,
+            plexus_mesh::membership::MemberState::Suspect,
+            plexus_mesh::membership::MemberState::Dead,
+            plexus_mesh::membership::MemberState::Left,
+        ]
+        .into_iter()
+        .map(|state| (state.as_str(), 0))
+        .collect();
+        for member in mesh.members() {
+            *by_state.entry(member.state.as_str()).or_default() += 1;
+        }
+        s.gauge_by(
+            "mesh_members",
+            "Other nodes in this node's membership view, by state",
+            "state",
+            by_state.into_iter().map(|(k, v)| (k.to_string(), v)),
         );
     }
-    let _ = writeln!(out, "# TYPE plexus_messages_handled_total counter");
-    let handled: u64 = actors.iter().map(|a| a.handled).sum();
-    let _ = writeln!(out, "plexus_messages_handled_total {handled}");
-    if let Some(mesh) = api.node.mesh() {
-        let s = mesh.stats();
-        for (name, value) in [
-            ("frames_in_total", s.frames_in),
-            ("frames_out_total", s.frames_out),
-            ("malformed_frames_total", s.malformed_frames),
-            ("unadmitted_dropped_total", s.unadmitted_dropped),
-            ("connections_refused_total", s.connections_refused),
-            ("remote_delivered_total", s.delivered),
-            ("remote_refused_total", s.refused),
-            ("retransmitted_total", s.retransmitted),
-            ("gossip_refused_total", s.gossip_refused),
-        ] {
-            let _ = writeln!(
-                out,
-                "# TYPE plexus_mesh_{name} counter\nplexus_mesh_{name} {value}"
-            );
-        }
-        let _ = writeln!(out, "# TYPE plexus_mesh_members gauge");
-        let mut by_state = std::collections::BTreeMap::<String, u64>::new();
-        for m in mesh.members() {
-            *by_state.entry(m.state.to_string()).or_default() += 1;
-        }
-        for (state, n) in by_state {
-            let _ = writeln!(out, "plexus_mesh_members{{state=\"{state}\"}} {n}");
-        }
-    }
     if let Ok(status) = epoch_status(&api).await {
-        crate::epochs::write_metrics(&mut out, &status);
+        crate::epochs::metrics(&mut s, &status);
     }
-    let _ = writeln!(
-        out,
-        "# TYPE plexus_store_corrupt gauge\nplexus_store_corrupt {}",
-        u8::from(api.store_error.is_some())
+    s.gauge(
+        "store_corrupt",
+        "1 when the durable-actor store is corrupt and the service is not running",
+        i64::from(api.store_error.is_some()),
     );
-    for (name, value) in [
+    for (name, help, value) in [
         (
-            "api_connections_refused_total",
+            "api_connections_refused",
+            "API connections closed at once because the connection cap was reached",
             &api.serve_stats.connections_refused,
         ),
-        ("api_tls_failed_total", &api.serve_stats.tls_failed),
+        (
+            "api_tls_failed",
+            "API connections whose TLS handshake failed or timed out",
+            &api.serve_stats.tls_failed,
+        ),
     ] {
-        let value = value.load(std::sync::atomic::Ordering::Relaxed);
-        let _ = writeln!(out, "# TYPE plexus_{name} counter\nplexus_{name} {value}");
+        s.counter(name, help, value.load(std::sync::atomic::Ordering::Relaxed));
     }
     if let Some(service) = &api.durable {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -457,27 +537,79 @@ async fn metrics(State(api): State<Arc<Api>>) -> String {
             .tell(ServiceMsg::Local(Local::Status { reply: tx }))
             .await
             .is_ok()
-            && let Ok(s) = rx.await
+            && let Ok(d) = rx.await
         {
-            for (name, kind, value) in [
-                ("durable_actors", "gauge", s.actors.len() as u64),
-                ("durable_activations_total", "counter", s.activations),
-                ("durable_commits_total", "counter", s.commits),
-                ("durable_migrations_total", "counter", s.migrations),
+            s.gauge(
+                "durable_actors",
+                "Durable actors active or restoring here",
+                d.actors.len() as i64,
+            );
+            for (name, help, value) in [
                 (
-                    "durable_migration_pause_max_ms",
-                    "gauge",
-                    s.migration_pause_max_ms,
+                    "durable_activations",
+                    "Durable actor activations here",
+                    d.activations,
                 ),
-                ("client_messages_sent_total", "counter", s.sent),
-                ("client_messages_acked_total", "counter", s.acked),
-                ("durable_refused_total", "counter", s.refused),
+                (
+                    "durable_commits",
+                    "Durable log records committed by actors here",
+                    d.commits,
+                ),
+                (
+                    "durable_migrations",
+                    "Live migrations from this node",
+                    d.migrations,
+                ),
+                (
+                    "durable_failovers",
+                    "Actors that took over here from a host seen down",
+                    d.failovers,
+                ),
+                (
+                    "client_messages_sent",
+                    "Client messages this node sent to durable actors",
+                    d.sent,
+                ),
+                (
+                    "client_messages_acked",
+                    "Client messages of this node acknowledged by their actors",
+                    d.acked,
+                ),
+                (
+                    "durable_refused",
+                    "Durable messages refused because their sender may not say them",
+                    d.refused,
+                ),
             ] {
-                let _ = writeln!(out, "# TYPE plexus_{name} {kind}\nplexus_{name} {value}");
+                s.counter(name, help, value);
             }
+            s.gauge(
+                "scheduler_here",
+                "1 when the scheduler is active on this node",
+                i64::from(d.scheduler_here),
+            );
         }
     }
-    out
+    if api.storage.is_some()
+        && let Ok(st) = fs::call(&api, crate::storage::StorageMsg::Status).await
+    {
+        crate::storage::metrics(&mut s, &st);
+    }
+    let openmetrics = crate::metrics::wants_openmetrics(
+        headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let content_type = if openmetrics {
+        crate::metrics::OPENMETRICS_CONTENT_TYPE
+    } else {
+        crate::metrics::TEXT_CONTENT_TYPE
+    };
+    (
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        s.encode(openmetrics),
+    )
+        .into_response()
 }
 
 fn service(api: &Api) -> Result<&plexus_actors::runtime::ActorRef<ServiceMsg>, ApiError> {

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::{Api, ApiError, ask_scheduler, bad, service, status_request};
 use crate::hosting::{Local, ServiceMsg};
+use crate::metrics::AskKind;
 
 /// Most requests in one `/v1/infer` call.
 pub const INFER_INPUTS_MAX: usize = 1_024;
@@ -89,7 +90,9 @@ pub(super) async fn infer(
     let asks = req.inputs.into_iter().map(|payload| {
         let service = service.clone();
         let to = to.clone();
+        let metrics = api.node.metrics().clone();
         async move {
+            let started = std::time::Instant::now();
             let (tx, rx) = tokio::sync::oneshot::channel();
             service
                 .tell(ServiceMsg::Local(Local::Ask {
@@ -100,7 +103,9 @@ pub(super) async fn infer(
                 }))
                 .await
                 .map_err(|e| e.to_string())?;
-            match tokio::time::timeout(INFER_WAIT, rx).await {
+            let answer = tokio::time::timeout(INFER_WAIT, rx).await;
+            metrics.ask(AskKind::Infer, started.elapsed());
+            match answer {
                 Ok(Ok(Ok(Ok(bytes)))) => {
                     serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string())
                 }

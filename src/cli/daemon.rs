@@ -207,7 +207,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     let (durable, store_error) = match store {
         Ok(store) => {
             let service = crate::hosting::DurableService::start(
-                node.system(),
+                &node,
                 mesh.clone(),
                 service_key,
                 store,

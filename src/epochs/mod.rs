@@ -5,8 +5,6 @@
 mod service;
 pub mod store;
 
-use std::fmt::Write as _;
-
 pub use service::{
     EPOCH_LOCAL_ID, EpochMsg, EpochRow, EpochService, EpochSettings, EpochState, EpochStatus,
     EpochWire, LedgerChoice, VALIDATOR_TAG, committee_of, network_id,
@@ -55,57 +53,72 @@ pub fn checkpoint_json(signed: &SignedCheckpoint) -> Value {
     })
 }
 
-/// Prometheus text for epoch progress.
-pub fn write_metrics(out: &mut String, status: &EpochStatus) {
+/// Epoch progress, for a metrics scrape.
+pub fn metrics(s: &mut crate::metrics::Scrape, status: &EpochStatus) {
     let latest = |state: &[EpochState]| {
         status
             .epochs
             .iter()
             .filter(|r| state.contains(&r.state))
-            .map(|r| r.epoch as i64)
+            .map(|r| i64::try_from(r.epoch).unwrap_or(i64::MAX))
             .max()
             .unwrap_or(-1)
     };
     let count = |state: EpochState| status.epochs.iter().filter(|r| r.state == state).count();
-    let _ = writeln!(
-        out,
-        "# TYPE plexus_epoch_current gauge\nplexus_epoch_current {}",
-        status.current.map_or(-1, |e| e as i64)
+    s.gauge(
+        "epoch_current",
+        "The epoch this node is in (-1 before the first)",
+        status
+            .current
+            .map_or(-1, |e| i64::try_from(e).unwrap_or(i64::MAX)),
     );
-    let _ = writeln!(
-        out,
-        "# TYPE plexus_epoch_dkg_done gauge\nplexus_epoch_dkg_done {}",
-        u8::from(status.dkg == "done")
+    s.gauge(
+        "epoch_dkg_done",
+        "1 once the committee's distributed key generation finished",
+        i64::from(status.dkg == "done"),
     );
     let signed = [EpochState::Signed, EpochState::Anchored, EpochState::Final];
-    let _ = writeln!(
-        out,
-        "# TYPE plexus_epoch_latest_signed gauge\nplexus_epoch_latest_signed {}",
-        latest(&signed)
+    s.gauge(
+        "epoch_latest_signed",
+        "The newest epoch with a threshold-signed checkpoint (-1: none)",
+        latest(&signed),
     );
-    let _ = writeln!(
-        out,
-        "# TYPE plexus_epoch_latest_final gauge\nplexus_epoch_latest_final {}",
-        latest(&[EpochState::Final])
+    s.gauge(
+        "epoch_latest_final",
+        "The newest epoch whose checkpoint is final on the chain (-1: none)",
+        latest(&[EpochState::Final]),
     );
-    let _ = writeln!(out, "# TYPE plexus_epochs gauge");
-    for (name, state) in [
-        ("collecting", EpochState::Collecting),
-        ("signed", EpochState::Signed),
-        ("anchored", EpochState::Anchored),
-        ("final", EpochState::Final),
-        ("failed", EpochState::Failed),
+    s.gauge_by(
+        "epochs",
+        "Epochs this node keeps, by state",
+        "state",
+        [
+            ("collecting", EpochState::Collecting),
+            ("signed", EpochState::Signed),
+            ("anchored", EpochState::Anchored),
+            ("final", EpochState::Final),
+            ("failed", EpochState::Failed),
+        ]
+        .into_iter()
+        .map(|(name, state)| (name.to_string(), count(state) as i64)),
+    );
+    for (name, help, value) in [
+        (
+            "epoch_equivocations",
+            "Committee members caught signing two observations or partials for one epoch",
+            status.equivocations,
+        ),
+        (
+            "epoch_bad_partials",
+            "Partial signatures that did not verify",
+            status.bad_partials,
+        ),
+        (
+            "epoch_refused",
+            "Epoch messages refused (undecodable, or a sender that may not say them)",
+            status.refused,
+        ),
     ] {
-        let _ = writeln!(out, "plexus_epochs{{state=\"{name}\"}} {}", count(state));
-    }
-    for (name, value) in [
-        ("equivocations_total", status.equivocations),
-        ("bad_partials_total", status.bad_partials),
-        ("refused_total", status.refused),
-    ] {
-        let _ = writeln!(
-            out,
-            "# TYPE plexus_epoch_{name} counter\nplexus_epoch_{name} {value}"
-        );
+        s.counter(name, help, value);
     }
 }

@@ -17,6 +17,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use plexus_actors::codec;
@@ -187,6 +188,8 @@ pub async fn ask_scheduler(
 /// The service actor.
 pub struct DurableService {
     mesh: Mesh,
+    /// Where commit latency, migration pauses and failovers are recorded.
+    metrics: Arc<crate::metrics::Metrics>,
     key: NodeKey,
     kinds: Kinds,
     /// What this node offers and its tags (the mesh lists only the others).
@@ -211,7 +214,7 @@ impl DurableService {
     /// Starts the service on a meshed node, running `kinds` (see
     /// [`super::kinds::standard`]) besides the scheduler.
     pub async fn start(
-        system: &ActorSystem,
+        node: &crate::Node,
         mesh: Mesh,
         key: NodeKey,
         store: RocksStore,
@@ -219,11 +222,13 @@ impl DurableService {
         tags: Tags,
         kinds: Kinds,
     ) -> Result<ActorRef<ServiceMsg>, String> {
+        let system = node.system();
         let me = system.node_id();
         let service = system
             .spawn_with(
                 DurableService {
                     mesh,
+                    metrics: node.metrics().clone(),
                     key,
                     kinds,
                     local: (resources, tags),
@@ -392,7 +397,17 @@ impl DurableService {
     async fn pump(&self, system: &ActorSystem, st: &mut ServiceState) {
         let now = st.now();
         let dir = self.directory();
-        if let Err(e) = st.host.pump(now, &dir, &mut |_, note| log(note)) {
+        let metrics = &self.metrics;
+        let mut observe = |_: &DurableHost<RocksStore>, note: &Note| {
+            match note {
+                Note::Committed { latency, .. } => metrics.commit(*latency),
+                Note::Migrated { pause, .. } => metrics.migration_pause(*pause),
+                Note::FailedOver { after, .. } => metrics.failover(*after),
+                _ => {}
+            }
+            log(note);
+        };
+        if let Err(e) = st.host.pump(now, &dir, &mut observe) {
             tracing::warn!(error = %e, "the durable host is busy; the rest waits for the next tick");
         }
         while let Some(effect) = st.host.poll_effect() {
@@ -440,6 +455,10 @@ fn log(note: &Note) {
         Note::Migrated { key, to, pause } => {
             let pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
             tracing::info!(%key, to = %to.short(), pause_ms, "migrated");
+        }
+        Note::FailedOver { key, from, after } => {
+            let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+            tracing::info!(%key, from = %from.short(), after_ms, "took over from a host seen down");
         }
         Note::Deactivated { key, why } => {
             tracing::info!(%key, ?why, "durable actor deactivated here");

@@ -307,6 +307,8 @@ pub struct StorageStatus {
     pub bad_copies: u64,
     /// Stores refused because this node was full.
     pub refused_full: u64,
+    /// Chunk writes the disk failed.
+    pub write_errors: u64,
     /// Messages refused (undecodable, unasked answers, non-members).
     pub refused: u64,
     /// Live keys in the key-value store.
@@ -411,6 +413,7 @@ pub struct StorageState {
     corrupt_found: u64,
     bad_copies: u64,
     refused_full: u64,
+    write_errors: u64,
     refused: u64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Chunk writes under way, and their bytes (counted against the quota).
@@ -625,8 +628,10 @@ impl StorageService {
             return;
         };
         st.writing_bytes = st.writing_bytes.saturating_sub(w.len);
-        if let StoreOutcome::Stored = outcome {
-            st.repair.stored(chunk, w.replicas);
+        match outcome {
+            StoreOutcome::Stored => st.repair.stored(chunk, w.replicas),
+            StoreOutcome::Failed(_) => st.write_errors += 1,
+            _ => {}
         }
         for after in w.after {
             self.after_write(system, st, chunk, after, outcome.clone());
@@ -1371,6 +1376,7 @@ impl StorageService {
             corrupt_found: st.corrupt_found,
             bad_copies: st.bad_copies,
             refused_full: st.refused_full,
+            write_errors: st.write_errors,
             refused: st.refused,
             kv_keys: st.kv.len(),
             kv_root: st
@@ -1475,6 +1481,7 @@ impl Actor for StorageService {
             corrupt_found: 0,
             bad_copies: 0,
             refused_full: 0,
+            write_errors: 0,
             refused: 0,
             tasks: vec![ticker, marker],
             writing: BTreeMap::new(),

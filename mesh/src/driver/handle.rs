@@ -231,6 +231,10 @@ pub struct MeshStats {
     /// Membership statements and registry claims refused from peers (forged, not
     /// admitted, or jumping past a bound): a rising count names a liar.
     pub gossip_refused: u64,
+    /// Times this node's membership suspected a member.
+    pub suspicions: u64,
+    /// Times this node's membership declared a member dead.
+    pub deaths: u64,
 }
 
 /// A running mesh: the handle to a node's driver task.
@@ -499,6 +503,8 @@ impl Mesh {
             asks_pending: c.asks_pending.load(Relaxed),
             retransmitted: c.retransmitted.load(Relaxed),
             gossip_refused: c.gossip_refused.load(Relaxed),
+            suspicions: c.suspicions.load(Relaxed),
+            deaths: c.deaths.load(Relaxed),
         }
     }
 

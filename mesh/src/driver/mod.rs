@@ -114,6 +114,8 @@ struct Counters {
     asks_pending: AtomicU64,
     retransmitted: AtomicU64,
     gossip_refused: AtomicU64,
+    suspicions: AtomicU64,
+    deaths: AtomicU64,
 }
 
 /// What the handle, the link and the streams ask of the loop.

@@ -605,10 +605,16 @@ impl Driver {
                     }
                 }
             }
-            MembershipEvent::Suspected(node) => emit(MeshEvent::MemberSuspected { node }),
+            MembershipEvent::Suspected(node) => {
+                self.shared.counters.suspicions.fetch_add(1, Relaxed);
+                emit(MeshEvent::MemberSuspected { node });
+            }
             MembershipEvent::Recovered(node) => emit(MeshEvent::MemberRecovered { node }),
             MembershipEvent::Died(node) | MembershipEvent::Left(node) => {
                 let died = self.cluster.membership().state_of(&node) == Some(MemberState::Dead);
+                if died {
+                    self.shared.counters.deaths.fetch_add(1, Relaxed);
+                }
                 emit(if died {
                     MeshEvent::MemberDied { node }
                 } else {
