@@ -15,13 +15,16 @@ deps:
 
 # The demo runs the binary from the same build `make test` uses (one feature
 # resolution, so rocksdb's C++ is compiled once for both).
+# At a terminal the cluster stays up at the end (--keep) for the dashboard whose URL
+# it prints, until Ctrl-C; elsewhere (CI, a pipe) the demo ends on its own.
 demo: deps
 	cargo test --workspace --all-targets --locked --no-run
-	$(CARGO_TARGET_DIR)/debug/plexus demo
+	if [ -t 0 ]; then $(CARGO_TARGET_DIR)/debug/plexus demo --keep; else $(CARGO_TARGET_DIR)/debug/plexus demo; fi
 
 test: deps
 	cargo test --workspace --all-targets --locked
 	cargo test --workspace --doc --locked
+	clients/python/run-tests.sh
 
 bench: deps
 	cargo bench -p plexus-benches

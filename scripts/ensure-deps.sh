@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the system packages Plexus needs to build, if they are missing.
-# Today: libclang (rocksdb's bindgen), a C/C++ toolchain, Node.js with npm
-# (the local chain for the ledger tests) and Prometheus (promtool and a server, for
-# the metrics tests; on a machine with systemd, Debian's package also starts a
-# Prometheus service on :9090, which `systemctl disable --now prometheus` stops). Idempotent and quick
-# when everything is present. As root it uses apt-get; otherwise sudo if available;
+# Installs the system packages Plexus needs to build and test, if they are missing:
+# libclang (rocksdb's bindgen), a C/C++ toolchain, Node.js with npm (the local
+# chain for the ledger tests, and Playwright for the dashboard's browser test),
+# chromium (that test's browser), Prometheus (promtool and a server, for the
+# metrics tests; on a machine with systemd, Debian's package also starts a
+# Prometheus service on :9090: `systemctl disable --now prometheus` stops it), and
+# python3 with venv (the Python client's tests). Idempotent and quick when
+# everything is present. As root it uses apt-get; otherwise sudo if available;
 # otherwise it prints the exact command to run and fails.
 set -euo pipefail
 
@@ -25,6 +27,11 @@ if command -v dpkg-query >/dev/null 2>&1; then
     command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
     # promtool and a Prometheus server for the metrics tests (tests/metrics.rs).
     [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ] || need+=(prometheus)
+    # The dashboard's browser test (tests/dashboard.rs) drives Debian's chromium.
+    [ -x /usr/bin/chromium ] || need+=(chromium)
+    # The Python client's tests run in a virtual environment.
+    command -v python3 >/dev/null 2>&1 || need+=(python3)
+    python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 else
     # Not Debian/Ubuntu: check for libclang by file and advise.
     if ! ls /usr/lib*/libclang*.so* /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
@@ -33,7 +40,19 @@ else
     fi
 fi
 
+# Playwright (the npm package only: it drives the system chromium, it downloads
+# no browser) for the dashboard's browser test.
+browser_deps() {
+    local dir
+    dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+    if [ ! -d "$dir/node_modules/playwright-core" ]; then
+        echo "installing the browser test's npm packages in $dir"
+        npm ci --prefix "$dir" --no-audit --no-fund --silent
+    fi
+}
+
 if [ ${#need[@]} -eq 0 ]; then
+    browser_deps
     exit 0
 fi
 echo "installing system packages: ${need[*]}"
@@ -46,3 +65,4 @@ else
     echo "  sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2
     exit 1
 fi
+browser_deps

@@ -12,6 +12,8 @@
 //! api_connections_max = 256
 //! api_rate_per_s = 100                   # requests without the token, per second per client IP
 //! api_header_timeout = "10s"             # slower clients are disconnected
+//! api_operator_key = "/etc/plexus/operator.key" # signs the dashboard's and API clients'
+//!                                        #   deploy/stop/migrate (off when absent)
 //! mailbox_capacity = 1024
 //!
 //! [resources]                            # what this node offers
@@ -91,6 +93,10 @@ pub struct NodeFile {
     pub api_rate_per_s: Option<u32>,
     /// Time a client has to send a request's headers, e.g. `"10s"`.
     pub api_header_timeout: Option<String>,
+    /// A client key (a submitter's) the API signs its clients' scheduler requests
+    /// with: the dashboard's actions. Anyone with the API token then acts with
+    /// that key's rights.
+    pub api_operator_key: Option<PathBuf>,
     /// Default mailbox capacity.
     pub mailbox_capacity: Option<usize>,
     /// Offered resources.
@@ -293,6 +299,8 @@ pub struct ApiAccess {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Plain HTTP on a non-loopback address, as the operator insisted.
     pub insecure_http: bool,
+    /// The key file the API signs its clients' scheduler requests with.
+    pub operator_key: Option<PathBuf>,
     /// The server's bounds.
     pub limits: crate::api::serve::Limits,
 }
@@ -442,6 +450,7 @@ impl NodeFile {
             hosts: self.api_hosts,
             tls,
             insecure_http: self.api_insecure_http,
+            operator_key: self.api_operator_key,
             limits,
         };
         if let Some(0) = self.mailbox_capacity {

@@ -11,7 +11,9 @@
 //! - `GET /v1/node`: the node's id and addresses, a liveness probe;
 //! - `POST /v1/scheduler`: its body is a scheduler request signed by a client key,
 //!   and the scheduler checks that key's role in the governance allowlist before
-//!   anything is stored (the signature is the credential).
+//!   anything is stored (the signature is the credential);
+//! - the dashboard's static files (`GET /`, `/dashboard.js`, `/dashboard.css`): no
+//!   data is in them; the page calls the API with the token.
 //!
 //! Requests without the token (the public routes, and refusals) are rate-limited
 //! per client IP (`api_rate_per_s`, bursts of twice that; `429` with
@@ -259,7 +261,8 @@ impl Guard {
 
 /// Routes anyone may call (see the module docs for why).
 fn public(method: &Method, path: &str) -> bool {
-    (method == Method::GET && path == "/v1/node")
+    (method == Method::GET
+        && (path == "/v1/node" || super::dashboard::STATIC_PATHS.contains(&path)))
         || (method == Method::POST && path == "/v1/scheduler")
 }
 

@@ -12,6 +12,11 @@
 //! | GET    | `/v1/stats`     | mesh counters |
 //! | POST   | `/v1/scheduler` | a signed scheduler request `{signed: hex}` (deploy, stop, migrate, drain, status); answers the scheduler's response |
 //! | GET    | `/v1/jobs`      | the scheduler's status (jobs, actors, where they run) |
+//! | POST   | `/v1/jobs`      | deploy a job spec (TOML body), signed with the node's operator key ([`dashboard`]) |
+//! | POST   | `/v1/jobs/{name}/stop` | stop a job (operator key) |
+//! | POST   | `/v1/migrate`   | move an actor live `{actor, to}` (operator key) |
+//! | GET    | `/v1/events`    | Server-Sent Events: a `snapshot` of the cluster whenever it changes ([`dashboard`]) |
+//! | GET    | `/`             | the dashboard (public static files; data from the API with the token) |
 //! | POST   | `/v1/send`      | client messages `{actor, messages: [text]}` to a durable actor, exactly once |
 //! | GET    | `/v1/durable`   | durable actors active here, client traffic sent and acknowledged, migrations |
 //! | GET    | `/metrics`      | Prometheus metrics: OpenMetrics when asked for, else the text format ([`crate::metrics`]) |
@@ -27,6 +32,7 @@
 //! [`CHUNK_BODY_BYTES_MAX`]).
 
 pub mod auth;
+pub mod dashboard;
 pub mod fs;
 pub mod serve;
 mod work;
@@ -83,6 +89,13 @@ pub struct Api {
     pub replicas_default: u8,
     /// The node's age recipient: files shared with it open on this node.
     pub recipient: Option<String>,
+    /// The key the node signs its API clients' scheduler requests with
+    /// (`api_operator_key`; see [`dashboard`]). `None`: clients sign their own.
+    pub operator: Option<plexus_vocab::identity::NodeKey>,
+    /// Live feeds open ([`dashboard::EVENT_STREAMS_MAX`] permits).
+    pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// Turns `true` when the node shuts down (live feeds end).
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// An API error: a status and a message.
@@ -117,7 +130,6 @@ pub fn router(api: Arc<Api>, guard: Arc<auth::Guard>) -> Router {
         .route("/v1/tell", post(tell))
         .route("/v1/stats", get(stats))
         .route("/v1/scheduler", post(scheduler))
-        .route("/v1/jobs", get(jobs))
         .route("/v1/send", post(send))
         .route("/v1/durable", get(durable_status))
         .route("/v1/epochs", get(epochs_list))
@@ -126,6 +138,13 @@ pub fn router(api: Arc<Api>, guard: Arc<auth::Guard>) -> Router {
         .route("/v1/models", get(work::models).post(work::models_add))
         .route("/v1/receipts", get(work::receipts))
         .route("/metrics", get(metrics))
+        .route("/", get(dashboard::index))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
+        .route("/v1/events", get(dashboard::events))
+        .route("/v1/jobs", get(jobs).post(dashboard::deploy))
+        .route("/v1/jobs/{name}/stop", post(dashboard::stop))
+        .route("/v1/migrate", post(dashboard::migrate))
         .route(
             "/v1/fs/chunks",
             post(fs::put_chunk).layer(DefaultBodyLimit::max(CHUNK_BODY_BYTES_MAX)),

@@ -132,6 +132,15 @@ impl ApiClient {
         self.token.as_ref().map(|t| format!("Bearer {t}"))
     }
 
+    /// The dashboard's URL, carrying the token in its fragment (which browsers
+    /// never send to a server; the page keeps it in the tab).
+    pub fn dashboard_url(&self) -> String {
+        match &self.token {
+            Some(t) => format!("{}/#token={t}", self.base),
+            None => format!("{}/", self.base),
+        }
+    }
+
     fn check(
         &self,
         path: &str,

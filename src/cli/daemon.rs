@@ -55,6 +55,10 @@ pub struct NodeArgs {
     /// Serve plain HTTP on a non-loopback `--api` address (prints a warning).
     #[arg(long)]
     pub insecure_http: bool,
+    /// Print the dashboard's URL with the API token to stderr once ready (`plexus
+    /// up`: a person's dev node; a daemon's log should not carry its token).
+    #[arg(skip)]
+    pub print_dashboard: bool,
 }
 
 fn settle(args: NodeArgs) -> Result<NodeSettings, CliError> {
@@ -103,6 +107,7 @@ fn emit(value: serde_json::Value) {
 /// name a collector) and the node's id (which tags its spans) are known; `log` is
 /// the filter when `RUST_LOG` is unset.
 pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
+    let print_dashboard = args.print_dashboard;
     let settings = settle(args)?;
     // Validate everything before writing anything (the key is the only write).
     let allowlist = super::keys::load_allowlist(&settings.allowlist)?;
@@ -355,12 +360,27 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         "api_token_file": settings.data_dir.join(TOKEN_FILE),
         "detection_bound_ms": mesh.detection_bound().as_millis() as u64,
     }));
+    if print_dashboard {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        eprintln!(
+            "dashboard: {scheme}://{api_addr}/#token={}",
+            published.token().as_str()
+        );
+    }
 
     // Stdout's first line is always `ready`; a corrupt store is reported next.
     if let Some(why) = &store_error {
         emit(serde_json::json!({ "event": "store_corrupt", "error": why }));
     }
     let serve_stats = Arc::new(ServeStats::default());
+    let operator =
+        match &settings.api_access.operator_key {
+            Some(path) => Some(plexus_mesh::driver::read_key(path).map_err(|e| {
+                CliError::Input(format!("`api_operator_key` {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let api = Arc::new(Api {
         node: node.clone(),
         addr: api_addr,
@@ -374,6 +394,11 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         storage: Some(storage),
         replicas_default: settings.storage.replicas,
         recipient: Some(recipient),
+        operator,
+        event_streams: Arc::new(tokio::sync::Semaphore::new(
+            crate::api::dashboard::EVENT_STREAMS_MAX,
+        )),
+        closing,
     });
     let limits = &settings.api_access.limits;
     let Some(guard) = Guard::new(
@@ -429,6 +454,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         emit(serde_json::json!({ "event": "drained", "actors_left": moved }));
     }
     node.shutdown().await;
+    let _ = closing_tx.send(true);
     let _ = stop_tx.send(());
     let _ = server.await;
     printer.abort();

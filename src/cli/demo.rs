@@ -82,9 +82,12 @@ pub async fn up(
             .duration_since(std::time::UNIX_EPOCH)
             .map_err(|e| CliError::Failed(e.to_string()))?
             .as_millis();
+        // The dashboard's actions are signed with the local client key.
         let text = format!(
-            "listen = [\"/ip4/127.0.0.1/tcp/0\"]\n[resources]\ncpu = {cores}\nmemory = \"4GiB\"\n\
+            "listen = [\"/ip4/127.0.0.1/tcp/0\"]\napi_operator_key = \"{}\"\n\
+             [resources]\ncpu = {cores}\nmemory = \"4GiB\"\n\
              [epochs]\ngenesis_unix_ms = {genesis}\nlength = \"{}ms\"\ndkg_round = \"5s\"\n",
+            dir.join(CLIENT_KEY_FILE).display(),
             epoch_length.as_millis()
         );
         keys::write_file(&config, text.as_bytes())?;
@@ -99,6 +102,7 @@ pub async fn up(
             config: Some(config),
             data_dir: Some(dir),
             api: Some(api),
+            print_dashboard: true,
             ..super::daemon::NodeArgs::default()
         },
         log,
@@ -166,7 +170,28 @@ pub const ANVIL_KEYS: [&str; 4] = [
 /// `plexus demo`: with `chain`, checkpoints are anchored on a local anvil.
 /// With `cheat`, node 4 signs wrong outputs for every forward pass it runs.
 pub fn run(messages: u64, keep: bool, chain: bool, cheat: bool) -> Result<(), CliError> {
-    in_scratch_dir("demo", keep, |dir| demo(dir, messages, chain, cheat))
+    in_scratch_dir("demo", keep, |dir| demo(dir, messages, chain, cheat, keep))
+}
+
+/// `--keep`: the cluster stays up for a person to look at until Ctrl-C.
+fn keep_up(cluster: &LocalCluster) -> Result<(), CliError> {
+    let Some(node) = cluster.nodes.iter().find(|n| n.alive()) else {
+        return Ok(());
+    };
+    say!(
+        "the cluster stays up (--keep): open {} ; Ctrl-C stops it",
+        node.dashboard_url()
+    );
+    // The demo runs on the CLI runtime's blocking pool: wait there.
+    let waited = match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(tokio::signal::ctrl_c()),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::Failed(e.to_string()))?
+            .block_on(tokio::signal::ctrl_c()),
+    };
+    waited.map_err(|e| CliError::Failed(e.to_string()))
 }
 
 /// The demo's audit sample rate: high, so that a short run samples enough.
@@ -174,7 +199,7 @@ const DEMO_SAMPLE_RATE: f64 = 0.5;
 /// The node (1-based) that cheats with `--cheat`; never the one killed.
 const CHEATER: usize = 4;
 
-fn demo(dir: &Path, messages: u64, chain: bool, cheat: bool) -> Result<(), CliError> {
+fn demo(dir: &Path, messages: u64, chain: bool, cheat: bool, keep: bool) -> Result<(), CliError> {
     let exe = std::env::current_exe().map_err(|e| CliError::Failed(e.to_string()))?;
     let t0 = Instant::now();
     say!(
@@ -225,6 +250,10 @@ fn demo(dir: &Path, messages: u64, chain: bool, cheat: bool) -> Result<(), CliEr
         }),
     };
     let mut cluster = LocalCluster::start_with(dir, || Command::new(&exe), &options)?;
+    say!(
+        "dashboard (watch the cluster live): {}",
+        cluster.nodes[0].dashboard_url()
+    );
 
     // Deploy, signed by the client key.
     let deploy_start = Instant::now();
@@ -388,6 +417,9 @@ fn demo(dir: &Path, messages: u64, chain: bool, cheat: bool) -> Result<(), CliEr
         "acked {acked}, duplicates {duplicated}, total time {:.1} s",
         t0.elapsed().as_secs_f64()
     );
+    if keep {
+        keep_up(&cluster)?;
+    }
     cluster.stop();
     drop(anvil);
     checkpoint?;

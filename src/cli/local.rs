@@ -128,6 +128,11 @@ impl LocalNode {
         })
     }
 
+    /// Its dashboard's URL, with the token.
+    pub fn dashboard_url(&self) -> String {
+        self.api.dashboard_url()
+    }
+
     /// Its process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -339,12 +344,15 @@ impl LocalCluster {
                 .first()
                 .map(|n| format!("bootstrap = [\"{}\"]\n", n.listen))
                 .unwrap_or_default();
+            // The dashboard's actions are signed with the demo's client key.
             let config = format!(
                 "data_dir = \"{}\"\nallowlist = \"{}\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n{bootstrap}api = \"127.0.0.1:0\"\n\
+                 api_operator_key = \"{}\"\n\
                  [resources]\ncpu = 4\nmemory = \"8GiB\"\n\
                  [membership]\nprobe_interval = \"500ms\"\nprobe_timeout = \"250ms\"\n{}{}",
                 data.display(),
                 net.join(keys::ALLOWLIST_FILE).display(),
+                dir.join(CLIENT_KEY_FILE).display(),
                 epochs_section(i)?,
                 options.work.as_ref().map_or(String::new(), |w| format!(
                     "[work]\nsample_rate = {:.6}\nverifiers = {}\n{}",

@@ -214,7 +214,8 @@ pub enum Command {
         /// Client messages to send.
         #[arg(long, default_value_t = 3000)]
         messages: u64,
-        /// Keep the demo's directory (data dirs and logs) instead of deleting it.
+        /// Keep the cluster up at the end (open the dashboard; Ctrl-C stops it),
+        /// and keep the demo's directory (data dirs and logs).
         #[arg(long)]
         keep: bool,
         /// Anchor checkpoints on a local anvil chain (installed by
