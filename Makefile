@@ -7,7 +7,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/plexus/target
 export CARGO_TARGET_DIR
 
-.PHONY: demo test deps bench fmt lint
+.PHONY: demo test deps bench fmt lint chaos
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -25,6 +25,12 @@ test: deps
 	cargo test --workspace --all-targets --locked
 	cargo test --workspace --doc --locked
 	clients/python/run-tests.sh
+
+# The chaos run (tests/chaos.rs) for five minutes: five nodes in network namespaces,
+# a seeded nemesis, a checked history. `make test` runs it for 40 s. Needs root.
+# CHAOS_SEED=N repeats a schedule.
+chaos: deps
+	CHAOS_SECONDS=$${CHAOS_SECONDS:-300} cargo test --workspace --test chaos --locked -- --nocapture
 
 bench: deps
 	cargo bench -p plexus-benches

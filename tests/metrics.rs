@@ -239,7 +239,7 @@ fn a_live_cluster_passes_promtool_and_a_real_prometheus_scrapes_it() {
             let (ct, text) = scrape(node, None);
             // Every member alive in this node's view before judging the output.
             match sample(&text, "plexus_mesh_members{state=\"alive\"}") {
-                Some(v) if v == 2.0 => Ok((ct, text)),
+                Some(2.0) => Ok((ct, text)),
                 other => Err(format!("{}: alive members {other:?}", node.name)),
             }
         });
@@ -288,14 +288,14 @@ fn a_live_cluster_passes_promtool_and_a_real_prometheus_scrapes_it() {
     let prometheus = Prometheus::start(&nodes);
     let up = common::poll(Duration::from_secs(60), || {
         match prometheus.value("count(up == 1)") {
-            Ok(n) if n == 3.0 => Ok(n),
+            Ok(3.0) => Ok(3.0),
             other => Err(format!("up: {other:?}")),
         }
     });
     assert_eq!(up, 3.0);
     let alive = common::poll(Duration::from_secs(30), || {
         match prometheus.value("sum(plexus_mesh_members{state=\"alive\"})") {
-            Ok(n) if n == 6.0 => Ok(n),
+            Ok(6.0) => Ok(6.0),
             other => Err(format!("alive members: {other:?}")),
         }
     });

@@ -51,7 +51,7 @@ use plexus_durable::activation::{ActivationEvent, Applied, Deactivation};
 use plexus_durable::node::{DurableNode, NodeConfig, NodeEvent};
 use plexus_durable::replica::SlotStore;
 use plexus_durable::stream::StreamEvent;
-use plexus_durable::types::{Ballot, DurableKey, ReplicaSet};
+use plexus_durable::types::{Ballot, DurableKey, ReplicaSet, SenderId};
 use plexus_durable::wire::{self, DurableMsg, Refusal};
 use plexus_durable::{Record, SERVICE_LOCAL_ID};
 use plexus_mesh::membership::MemberState;
@@ -344,6 +344,10 @@ pub struct HostStatus {
     /// Actors that took over here from a host this node saw down.
     #[serde(default)]
     pub failovers: u64,
+    /// This node's client session, as receivers name its messages' sender
+    /// (`client:<16 hex>`); a new one every process life.
+    #[serde(default)]
+    pub session: String,
     /// Whether the scheduler is active here.
     pub scheduler_here: bool,
     /// Durable messages refused because their sender may not say them (see
@@ -488,6 +492,7 @@ impl<S: SlotStore> DurableHost<S> {
         let mut status = self.status.clone();
         status.activations = self.core.stats.activations;
         status.commits = self.core.stats.commits;
+        status.session = SenderId::Client(self.session).to_string();
         status.refused = self.core.stats.refused.total();
         status.actors = self
             .core
