@@ -145,6 +145,11 @@ fn the_dashboard_shows_the_cluster_and_a_migration_live_in_a_real_browser() {
     assert_eq!(step["step"], "nodes");
     let rows = step["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "{rows:?}");
+    // Every node's software, this one's from its API and the others' from gossip.
+    for row in rows {
+        let row = row.as_str().unwrap();
+        assert!(row.contains(env!("CARGO_PKG_VERSION")), "{row}");
+    }
 
     let step = next();
     assert_eq!(step["step"], "deployed");
@@ -260,6 +265,8 @@ fn static_files_are_public_and_data_and_actions_need_the_token() {
     ids.sort_unstable();
     assert_eq!(seen, ids);
     assert_eq!(snap["allowlist"].as_object().unwrap().len(), 3);
+    assert!(snap["files"]["files"].is_array(), "{}", snap["files"]);
+    assert!(snap["storage"]["chunks"].is_u64(), "{}", snap["storage"]);
     assert_eq!(snap["operator"], Value::Null);
     drop(reader);
 

@@ -40,6 +40,9 @@ use super::{Api, ApiError, bad};
 pub const EVENTS_EVERY: Duration = Duration::from_millis(250);
 /// Live feeds open at once, at most.
 pub const EVENT_STREAMS_MAX: usize = 16;
+/// Files a snapshot lists (the first by id); the page asks for a file's copies
+/// (`GET /v1/fs/files/{id}`) when a person opens it.
+pub const FILES_SHOWN: usize = 50;
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/dashboard.js");
@@ -78,7 +81,7 @@ pub(super) async fn style() -> Response {
 
 /// The cluster as this node sees it: the node, its membership view, the
 /// allowlist's entries, the scheduler's jobs and actors, and (where the node runs them) epochs, receipts,
-/// storage and models. A part that cannot be read now is `null` with an `errors`
+/// storage, the first files and models. A part that cannot be read now is `null` with an `errors`
 /// entry saying why; the rest is still sent.
 pub async fn snapshot(api: &Arc<Api>) -> Value {
     let mut errors = serde_json::Map::new();
@@ -106,11 +109,12 @@ pub async fn snapshot(api: &Arc<Api>) -> Value {
     } else {
         Value::Null
     };
-    let storage = if api.storage.is_some() {
+    let (storage, files) = if api.storage.is_some() {
         let s = super::fs::status(state()).await;
-        part("storage", s)
+        let f = super::fs::files_json(api, FILES_SHOWN).await;
+        (part("storage", s), part("files", f))
     } else {
-        Value::Null
+        (Value::Null, Value::Null)
     };
     let models = if api.models.is_some() {
         let m = super::work::models(state()).await;
@@ -140,6 +144,7 @@ pub async fn snapshot(api: &Arc<Api>) -> Value {
         "epochs": epochs,
         "receipts": receipts,
         "storage": storage,
+        "files": files,
         "models": models,
         "operator": api.operator.as_ref().map(|k| k.node_id().to_string()),
         "errors": errors,

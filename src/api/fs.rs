@@ -232,13 +232,18 @@ pub(super) async fn put_file(
 }
 
 pub(super) async fn list_files(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
-    let files = kv_call(&api, |reply| KvRequest::List {
+    files_json(&api, LIST_MAX).await
+}
+
+/// The first `limit` files (by id) and whether each is pinned.
+pub(super) async fn files_json(api: &Api, limit: usize) -> Result<Json<Value>, ApiError> {
+    let files = kv_call(api, |reply| KvRequest::List {
         prefix: FILE_PREFIX.into(),
-        limit: LIST_MAX,
+        limit,
         reply,
     })
     .await?;
-    let pins = kv_call(&api, |reply| KvRequest::List {
+    let pins = kv_call(api, |reply| KvRequest::List {
         prefix: PIN_PREFIX.into(),
         limit: LIST_MAX,
         reply,

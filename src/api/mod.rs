@@ -22,8 +22,8 @@
 //! | GET    | `/metrics`      | Prometheus metrics: OpenMetrics when asked for, else the text format ([`crate::metrics`]) |
 //! | …      | `/v1/fs/…`, `/v1/kv…`, `/v1/watch/kv` | storage and the key-value store ([`fs`]) |
 //!
-//! Every route but `GET /v1/node` and `POST /v1/scheduler` (whose body is a signed
-//! request) needs the node's bearer token, and every request a loopback or
+//! Every route but `GET /v1/node`, `POST /v1/scheduler` (whose body is a signed
+//! request) and the dashboard's static files needs the node's bearer token, and every request a loopback or
 //! configured `Host` ([`auth`]); the server's bounds are in [`serve`].
 //!
 //! Bad requests get `400` with `{"error": ...}`; unknown names `404`; failures of

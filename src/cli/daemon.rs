@@ -162,6 +162,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     mesh_config.bootstrap = settings.bootstrap.clone();
     mesh_config.resources = settings.resources;
     mesh_config.tags = settings.tags.clone();
+    mesh_config.software = format!("{} ({})", env!("CARGO_PKG_VERSION"), crate::COMMIT);
     mesh_config.allowlist_store = Some(settings.data_dir.join(ACCEPTED_ALLOWLIST_FILE));
     mesh_config.cluster = ClusterConfig {
         membership: settings.membership.clone(),

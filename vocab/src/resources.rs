@@ -126,7 +126,13 @@ pub struct NodeMeta {
     /// The version of the allowlist this node holds; a peer that sees a higher one
     /// elsewhere knows to fetch it.
     pub allowlist_version: u64,
+    /// The software it runs (e.g. `0.1.0 (1aa91d8b0c2e)`), for display: peers show
+    /// at most [`SOFTWARE_SHOWN_MAX`] bytes of it and decide nothing on it.
+    pub software: String,
 }
+
+/// The most bytes of a peer's [`NodeMeta::software`] shown.
+pub const SOFTWARE_SHOWN_MAX: usize = 64;
 
 #[cfg(test)]
 mod tests {

@@ -54,6 +54,8 @@ pub struct MeshConfig {
     pub resources: Resources,
     /// Tags added to those in the allowlist entry.
     pub tags: Tags,
+    /// The software this node runs, as peers will show it (gossiped in its meta).
+    pub software: String,
     /// How long an inbound message waits for space in a full mailbox.
     pub remote_enqueue_wait: Duration,
     /// Incarnation (also the delivery session); wall-clock milliseconds if `None`.
@@ -82,6 +84,7 @@ impl MeshConfig {
             cluster: ClusterConfig::default(),
             resources: Resources::default(),
             tags: Tags::new(),
+            software: String::new(),
             remote_enqueue_wait: Duration::from_secs(1),
             incarnation: None,
             seed: None,
@@ -203,6 +206,10 @@ pub struct MemberView {
     pub free: Resources,
     /// Tags.
     pub tags: Tags,
+    /// The software it says it runs (at most `SOFTWARE_SHOWN_MAX` bytes; display
+    /// only).
+    #[serde(default)]
+    pub software: String,
 }
 
 /// Counters, for metrics and tests.
@@ -320,6 +327,7 @@ impl Mesh {
             free: config.resources,
             tags,
             allowlist_version: admission.version(),
+            software: config.software.clone(),
         };
         let cluster_config = config.cluster.clone();
         let mut cluster = Cluster::new(
@@ -653,6 +661,7 @@ mod tests {
             total: Resources::default(),
             free: Resources::default(),
             tags: Tags::new(),
+            software: "0.1.0 (1aa91d8b0c2e)".into(),
         };
         let json = serde_json::to_string(&view).unwrap();
         assert!(

@@ -644,6 +644,7 @@ impl Driver {
                         total: m.meta.total,
                         free: m.meta.free,
                         tags: m.meta.tags.clone(),
+                        software: shown(&m.meta.software),
                     },
                 )
             })
@@ -887,5 +888,31 @@ impl Driver {
         }
         self.redial_at = now + self.redial_wait;
         self.redial_wait = (self.redial_wait * 2).min(REDIAL_WAIT_MAX);
+    }
+}
+
+/// A peer's software string as shown: at most `SOFTWARE_SHOWN_MAX` bytes, cut at a
+/// character boundary.
+fn shown(software: &str) -> String {
+    let max = plexus_vocab::resources::SOFTWARE_SHOWN_MAX;
+    let mut end = software.len().min(max);
+    while !software.is_char_boundary(end) {
+        end -= 1;
+    }
+    software[..end].to_string()
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::shown;
+    use plexus_vocab::resources::SOFTWARE_SHOWN_MAX;
+
+    #[test]
+    fn a_peers_software_string_is_cut_to_the_bound_at_a_character_boundary() {
+        assert_eq!(shown("0.1.0 (abc)"), "0.1.0 (abc)");
+        let long = "é".repeat(SOFTWARE_SHOWN_MAX);
+        let cut = shown(&long);
+        assert!(cut.len() <= SOFTWARE_SHOWN_MAX && cut.len() >= SOFTWARE_SHOWN_MAX - 1);
+        assert!(long.starts_with(&cut));
     }
 }

@@ -188,6 +188,7 @@ function render(snap) {
   renderEpochs(snap);
   renderReceipts(snap);
   renderStorage(snap);
+  renderFiles(snap);
   renderModels(snap);
   const errors = Object.entries(snap.errors || {}).map(([k, v]) => `${k}: ${v}`);
   document.getElementById("errors").textContent = errors.join("\n");
@@ -279,7 +280,7 @@ function renderNodes(snap) {
     el("td", { text: n.total ? fmtBytes(n.total.memory_bytes) : "" }),
     el("td", { text: n.total ? String(n.total.gpus) : "" }),
     el("td", { text: String(count.get(n.id) || 0) }),
-    el("td", { text: n.self ? `${snap.node.version}` : "" }),
+    el("td", { text: n.self ? `${snap.node.version} (${String(snap.node.commit || "").slice(0, 12)})` : (n.software || "") }),
   ]));
   document.querySelector("#nodes tbody").replaceChildren(...rows);
 }
@@ -408,6 +409,39 @@ function renderStorage(snap) {
     ["key-value keys", s.kv_keys], ["garbage pending", s.gc_pending],
   ];
   dl.replaceChildren(...items.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v ?? "") })]));
+}
+
+const copies = new Map(); // file id -> text, once asked
+
+function renderFiles(snap) {
+  const files = (snap.files && snap.files.files) || [];
+  document.querySelector("#files tbody").replaceChildren(...files.map((f) => {
+    const cell = el("td", { "data-testid": "copies", text: copies.get(f.id) || "" });
+    const ask = el("button", {
+      text: "copies",
+      onclick: async () => {
+        cell.textContent = "…";
+        try {
+          const s = await api(`/v1/fs/files/${encodeURIComponent(f.id)}`);
+          const text = `${s.copies_min}–${s.copies_max} of ${s.replicas ?? f.replicas}`;
+          copies.set(f.id, text);
+          cell.textContent = text;
+        } catch (e) {
+          cell.textContent = `unknown: ${e.message}`;
+        }
+      },
+    });
+    if (!copies.has(f.id)) cell.append(ask);
+    return el("tr", { "data-testid": "file-row" }, [
+      el("td", { class: "mono", title: f.id, text: `${f.id.slice(0, 14)}…` }),
+      el("td", { text: fmtBytes(f.size) }),
+      el("td", { text: String(f.chunks) }),
+      el("td", { text: f.sealed ? "yes" : "no" }),
+      el("td", { text: String(f.replicas) }),
+      el("td", { text: f.pinned ? "yes" : "no" }),
+      cell,
+    ]);
+  }));
 }
 
 function renderModels(snap) {
