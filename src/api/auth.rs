@@ -122,7 +122,36 @@ pub fn publish(data_dir: &Path, addr: &SocketAddr) -> Result<Published, KeyStore
         create_private_dir(dir)?;
     }
     write_atomic(&index, token.as_str().as_bytes(), 0o600)?;
+    // This node holds the port now: an entry for the same port on the loopback or
+    // the unspecified address was left by a node that was killed (a bind to one
+    // of them excludes the other), and would hand clients its dead token.
+    for stale in same_port_aliases(addr) {
+        let _ = std::fs::remove_file(index_path(&stale));
+    }
     Ok(Published { token, index })
+}
+
+/// For a node bound to the loopback or the unspecified address, the other of the
+/// two for its port and family (the keys [`token_for`] tries): no live node can
+/// hold it. A node bound to another address may share its port with a live
+/// loopback node, so it has none.
+fn same_port_aliases(addr: &SocketAddr) -> Vec<SocketAddr> {
+    if !(addr.ip().is_loopback() || addr.ip().is_unspecified()) {
+        return Vec::new();
+    }
+    let port = addr.port();
+    let candidates = if addr.is_ipv4() {
+        [
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from(([0, 0, 0, 0], port)),
+        ]
+    } else {
+        [
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+        ]
+    };
+    candidates.into_iter().filter(|a| a != addr).collect()
 }
 
 /// The token a client should present to the API at `base` (`http://host:port`):
@@ -314,6 +343,22 @@ pub async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_loopback_or_wildcard_bind_clears_the_other_for_its_port() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            same_port_aliases(&a("127.0.0.1:7070")),
+            vec![a("0.0.0.0:7070")]
+        );
+        assert_eq!(
+            same_port_aliases(&a("0.0.0.0:7070")),
+            vec![a("127.0.0.1:7070")]
+        );
+        assert_eq!(same_port_aliases(&a("[::1]:7070")), vec![a("[::]:7070")]);
+        // Another address can share the port with a live loopback node.
+        assert!(same_port_aliases(&a("10.0.0.5:7070")).is_empty());
+    }
 
     fn guard() -> Guard {
         Guard::new(
