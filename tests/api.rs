@@ -454,3 +454,32 @@ fn a_damaged_store_is_reported_and_serves_no_replica() {
     let metrics = metrics_of(&node).unwrap();
     assert!(metrics.contains("plexus_store_corrupt 1"), "{metrics}");
 }
+
+/// A bad `api_operator_key` is refused before the node starts: a clear error, no
+/// `ready` line, nothing served.
+#[test]
+fn a_missing_operator_key_is_refused_before_the_node_starts() {
+    let net = Network::new("api-operator");
+    let (data, id) = net.new_key("n1");
+    net.admit(&id, &[]);
+    let config = net.dir.0.join("api.toml");
+    let missing = net.dir.0.join("no-such.key");
+    std::fs::write(
+        &config,
+        format!("api_operator_key = \"{}\"\n", missing.display()),
+    )
+    .unwrap();
+    let out = plexus()
+        .args(["node", "--data-dir", data.to_str().unwrap()])
+        .args(["--allowlist", net.allowlist().to_str().unwrap()])
+        .args(["--config", config.to_str().unwrap(), "--api", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("api_operator_key"), "{stderr}");
+    assert!(!stdout.contains("\"ready\""), "{stdout}");
+}

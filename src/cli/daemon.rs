@@ -111,6 +111,13 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     let settings = settle(args)?;
     // Validate everything before writing anything (the key is the only write).
     let allowlist = super::keys::load_allowlist(&settings.allowlist)?;
+    let operator =
+        match &settings.api_access.operator_key {
+            Some(path) => Some(plexus_mesh::driver::read_key(path).map_err(|e| {
+                CliError::Input(format!("`api_operator_key` {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
     let tls = match &settings.api_access.tls {
         Some((cert, key)) => Some(
             crate::api::serve::tls_acceptor(cert, key)
@@ -374,13 +381,6 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         emit(serde_json::json!({ "event": "store_corrupt", "error": why }));
     }
     let serve_stats = Arc::new(ServeStats::default());
-    let operator =
-        match &settings.api_access.operator_key {
-            Some(path) => Some(plexus_mesh::driver::read_key(path).map_err(|e| {
-                CliError::Input(format!("`api_operator_key` {}: {e}", path.display()))
-            })?),
-            None => None,
-        };
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let api = Arc::new(Api {
         node: node.clone(),
