@@ -50,17 +50,13 @@ fn screenshots() -> PathBuf {
 /// Three nodes whose APIs sign actions with a submitter key.
 fn cluster(tag: &str, operator: bool) -> (Network, Vec<NodeProc>) {
     let net = Network::new(tag);
-    let mut homes = Vec::new();
-    for i in 1..=3 {
-        let (data, id) = net.new_key(&format!("n{i}"));
-        net.admit(&id, &[]);
-        homes.push(data);
-    }
+    let homes = net.admitted(3);
     let config = net.fast_config("fast");
     if operator {
+        // A top-level key: before the config's first table.
         let key = net.submitter("operator");
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.insert_str(0, &format!("api_operator_key = \"{}\"\n", key.display()));
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = format!("api_operator_key = \"{}\"\n{text}", key.display());
         std::fs::write(&config, text).unwrap();
     }
     let mut nodes = net.start_all(&homes, &config);

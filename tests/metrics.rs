@@ -194,23 +194,17 @@ impl Prometheus {
 #[test]
 fn a_live_cluster_passes_promtool_and_a_real_prometheus_scrapes_it() {
     let net = Network::new("metrics");
-    let mut homes = Vec::new();
-    for i in 1..=3 {
-        let (data, id) = net.new_key(&format!("n{i}"));
-        net.admit(&id, &[]);
-        homes.push(data);
-    }
+    let homes = net.admitted(3);
     // Epochs on (without a chain), so their metrics are there to check.
     let config = net.fast_config("fast");
     let genesis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "[epochs]\ngenesis_unix_ms = {genesis}\nlength = \"10s\"\n"
-    ));
-    std::fs::write(&config, text).unwrap();
+    common::append_config(
+        &config,
+        &format!("[epochs]\ngenesis_unix_ms = {genesis}\nlength = \"10s\"\n"),
+    );
     let mut nodes = net.start_all(&homes, &config);
     for node in nodes.iter_mut() {
         node.wait_members(2, Duration::from_secs(20));

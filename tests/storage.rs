@@ -76,17 +76,10 @@ fn holders(stat: &Value) -> Vec<String> {
 #[test]
 fn a_sealed_file_survives_two_holders_killed_in_turn_and_is_repaired_to_r() {
     let net = Network::new("storage");
-    let mut homes = Vec::new();
-    for i in 1..=4 {
-        let (data, id) = net.new_key(&format!("n{i}"));
-        net.admit(&id, &[]);
-        homes.push(data);
-    }
+    let homes = net.admitted(4);
     let config = net.fast_config("fast");
-    let mut text = std::fs::read_to_string(&config).unwrap();
     // Scans (and so hand-offs) every 2 s rather than 30.
-    text.push_str("[storage]\nscan_every = \"2s\"\n");
-    std::fs::write(&config, text).unwrap();
+    common::append_config(&config, "[storage]\nscan_every = \"2s\"\n");
     let mut nodes = net.start_all(&homes, &config);
     for node in nodes.iter_mut() {
         node.wait_members(3, Duration::from_secs(20));
@@ -323,16 +316,9 @@ fn ureq_get_bytes(node: &NodeProc, path: &str) -> Vec<u8> {
 #[test]
 fn the_key_value_store_converges_and_unpinned_files_are_collected() {
     let net = Network::new("kv");
-    let mut homes = Vec::new();
-    for i in 1..=3 {
-        let (data, id) = net.new_key(&format!("n{i}"));
-        net.admit(&id, &[]);
-        homes.push(data);
-    }
+    let homes = net.admitted(3);
     let config = net.fast_config("fast");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("[storage]\ngc_grace = \"2s\"\n");
-    std::fs::write(&config, text).unwrap();
+    common::append_config(&config, "[storage]\ngc_grace = \"2s\"\n");
     let mut nodes = net.start_all(&homes, &config);
     for node in nodes.iter_mut() {
         node.wait_members(2, Duration::from_secs(20));
@@ -467,12 +453,7 @@ fn a_gigabyte_file_moves_through_in_bounded_memory() {
     const GIB: u64 = 1 << 30;
     const MIB: u64 = 1 << 20;
     let net = Network::new("gib");
-    let mut homes = Vec::new();
-    for i in 1..=3 {
-        let (data, id) = net.new_key(&format!("n{i}"));
-        net.admit(&id, &[]);
-        homes.push(data);
-    }
+    let homes = net.admitted(3);
     let config = net.fast_config("fast");
     let mut nodes = net.start_all(&homes, &config);
     for node in nodes.iter_mut() {

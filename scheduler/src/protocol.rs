@@ -158,6 +158,23 @@ impl Signed {
         })
     }
 
+    /// Signs a request as a client does at wall time `since_epoch` (since the Unix
+    /// epoch): its sequence number is that time in microseconds, higher than any
+    /// earlier request of a signer whose clock moves forward, and it is valid for
+    /// [`VALIDITY_DEFAULT_MS`]. The time comes in: the caller reads its clock.
+    pub fn sign_at(
+        request: Request,
+        network: &str,
+        since_epoch: std::time::Duration,
+        key: &NodeKey,
+    ) -> Result<Signed, CodecError> {
+        let seq = u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX);
+        let expires_ms = u64::try_from(since_epoch.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(VALIDITY_DEFAULT_MS);
+        Signed::sign(request, network, seq, expires_ms, key)
+    }
+
     /// Encodes for a client to send (a versioned codec frame).
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
         codec::encode(self)
@@ -716,6 +733,24 @@ mod tests {
         let mut wide = most;
         wide.push(("extra".into(), 1));
         assert!(ActorSpec::decode(&spec_with(wide).encode().unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_request_signed_at_a_time_is_numbered_by_it_and_expires_after_the_default() {
+        let key = NodeKey::from_seed([3; 32]);
+        let at = std::time::Duration::from_micros(1_700_000_000_123_456);
+        let s = Signed::sign_at(Request::Status, "net", at, &key).unwrap();
+        s.verify().unwrap();
+        assert_eq!(s.seq, 1_700_000_000_123_456);
+        assert_eq!(s.expires_ms, 1_700_000_000_123 + VALIDITY_DEFAULT_MS);
+        let later = Signed::sign_at(
+            Request::Status,
+            "net",
+            at + std::time::Duration::from_micros(1),
+            &key,
+        )
+        .unwrap();
+        assert!(later.seq > s.seq);
     }
 
     #[test]

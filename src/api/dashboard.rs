@@ -30,7 +30,7 @@ use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
-use plexus_scheduler::protocol::{Request, Signed};
+use plexus_scheduler::protocol::Request;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -206,19 +206,7 @@ fn operator(api: &Api) -> Result<&plexus_vocab::identity::NodeKey, ApiError> {
 /// `request`, signed with the operator key, answered by the scheduler.
 async fn signed_by_operator(api: &Api, request: Request) -> Result<Json<Value>, ApiError> {
     let key = operator(api)?;
-    let network = api
-        .node
-        .mesh()
-        .map(|m| m.allowlist().allowlist.network)
-        .unwrap_or_default();
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let seq = u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX);
-    let expires_ms = u64::try_from(since_epoch.as_millis())
-        .unwrap_or(u64::MAX)
-        .saturating_add(plexus_scheduler::protocol::VALIDITY_DEFAULT_MS);
-    let signed = Signed::sign(request, &network, seq, expires_ms, key)
+    let signed = super::sign_now(api, request, key)
         .map_err(|e| bad(format!("the request does not encode: {e}")))?;
     super::response_json(super::ask_scheduler(api, signed).await?)
 }

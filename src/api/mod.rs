@@ -716,6 +716,16 @@ fn status_request(api: &Api) -> Result<Signed, ApiError> {
         .key
         .as_ref()
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no node key".into()))?;
+    sign_now(api, Request::Status, key)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `request` signed with `key` now, for the network this node serves.
+fn sign_now(
+    api: &Api,
+    request: Request,
+    key: &plexus_vocab::identity::NodeKey,
+) -> Result<Signed, plexus_actors::codec::CodecError> {
     let network = api
         .node
         .mesh()
@@ -724,12 +734,7 @@ fn status_request(api: &Api) -> Result<Signed, ApiError> {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let seq = u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX);
-    let expires_ms = u64::try_from(since_epoch.as_millis())
-        .unwrap_or(u64::MAX)
-        .saturating_add(plexus_scheduler::protocol::VALIDITY_DEFAULT_MS);
-    Signed::sign(Request::Status, &network, seq, expires_ms, key)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    Signed::sign_at(request, &network, since_epoch, key)
 }
 
 #[derive(Deserialize)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use plexus_mesh::driver::{read_key, write_new_key};
-use plexus_scheduler::protocol::{Request, Signed, VALIDITY_DEFAULT_MS};
+use plexus_scheduler::protocol::{Request, Signed};
 use plexus_vocab::identity::NodeKey;
 use serde_json::{Value, json};
 
@@ -326,7 +326,7 @@ impl ApiClient {
 
     /// Signs `request` with `key` for the network the node serves (its
     /// `/v1/node` says which), as the key's next request (the clock's
-    /// microseconds), valid for [`VALIDITY_DEFAULT_MS`], and sends it to the
+    /// microseconds), valid for [`plexus_scheduler::protocol::VALIDITY_DEFAULT_MS`], and sends it to the
     /// scheduler.
     pub fn scheduler(&self, request: Request, key: &NodeKey) -> Result<Value, CliError> {
         let node = self.get("/v1/node")?;
@@ -338,11 +338,7 @@ impl ApiClient {
         let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let seq = u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX);
-        let expires_ms = u64::try_from(since_epoch.as_millis())
-            .unwrap_or(u64::MAX)
-            .saturating_add(VALIDITY_DEFAULT_MS);
-        let signed = Signed::sign(request, &network, seq, expires_ms, key)
+        let signed = Signed::sign_at(request, &network, since_epoch, key)
             .map_err(|e| CliError::Failed(e.to_string()))?;
         let bytes = signed
             .encode()

@@ -522,23 +522,17 @@ async fn drain(
     limit: Duration,
 ) -> usize {
     use crate::hosting::{Local, ServiceMsg};
-    use plexus_scheduler::protocol::{Request, Signed, VALIDITY_DEFAULT_MS};
+    use plexus_scheduler::protocol::{Request, Signed};
     let deadline = tokio::time::Instant::now() + limit;
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    // The sequence: the clock's microseconds (higher than any earlier request's).
-    let seq = u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX);
-    let expires_ms = u64::try_from(since_epoch.as_millis())
-        .unwrap_or(u64::MAX)
-        .saturating_add(VALIDITY_DEFAULT_MS);
-    if let Ok(signed) = Signed::sign(
+    if let Ok(signed) = Signed::sign_at(
         Request::Drain {
             node: key.node_id(),
         },
         network,
-        seq,
-        expires_ms,
+        since_epoch,
         key,
     ) {
         match crate::hosting::ask_scheduler(durable, &signed, deadline).await {

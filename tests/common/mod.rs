@@ -158,6 +158,18 @@ impl Network {
         nodes
     }
 
+    /// Keys for `count` nodes (`n1`, `n2`, …), each admitted with no tags; their
+    /// data dirs.
+    pub fn admitted(&self, count: usize) -> Vec<PathBuf> {
+        (1..=count)
+            .map(|i| {
+                let (data, id) = self.new_key(&format!("n{i}"));
+                self.admit(&id, &[]);
+                data
+            })
+            .collect()
+    }
+
     /// A config file with fast failure detection.
     pub fn fast_config(&self, name: &str) -> PathBuf {
         let path = self.dir.0.join(format!("{name}.toml"));
@@ -168,6 +180,13 @@ impl Network {
         .unwrap();
         path
     }
+}
+
+/// Adds `lines` (TOML) at the end of the config file at `path`.
+pub fn append_config(path: &Path, lines: &str) {
+    let mut text = std::fs::read_to_string(path).unwrap();
+    text.push_str(lines);
+    std::fs::write(path, text).unwrap();
 }
 
 /// A running `plexus node` process.
