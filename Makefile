@@ -13,12 +13,17 @@ deps:
 	@./scripts/ensure-deps.sh
 	@./scripts/install-chain-tools.sh >/dev/null
 
-# The demo runs the binary from the same build `make test` uses (one feature
-# resolution, so rocksdb's C++ is compiled once for both).
+# The demo builds only the `plexus` binary (not the test suite) and installs the
+# local chain's npm packages while it compiles; it needs only the build's system
+# packages (`ensure-deps.sh --demo`), not the tests' browser, Prometheus or Python.
 # At a terminal the cluster stays up at the end (--keep) for the dashboard whose URL
 # it prints, until Ctrl-C; elsewhere (CI, a pipe) the demo ends on its own.
-demo: deps
-	cargo test --workspace --all-targets --locked --no-run
+demo:
+	@./scripts/ensure-deps.sh --demo
+	@log=$$(mktemp); ./scripts/install-chain-tools.sh >$$log 2>&1 & chain=$$!; \
+	  cargo build --locked --bin plexus; built=$$?; \
+	  wait $$chain || { cat $$log >&2; rm -f $$log; exit 1; }; rm -f $$log; \
+	  exit $$built
 	if [ -t 0 ]; then $(CARGO_TARGET_DIR)/debug/plexus demo --keep; else $(CARGO_TARGET_DIR)/debug/plexus demo; fi
 
 test: deps

@@ -8,7 +8,14 @@
 # python3 with venv (the Python client's tests). Idempotent and quick when
 # everything is present. As root it uses apt-get; otherwise sudo if available;
 # otherwise it prints the exact command to run and fails.
+#
+# `--demo` installs only what `make demo` needs (the build's C/C++ toolchain and
+# libclang, and npm for the local chain), so a fresh machine's first demo does not
+# wait for a browser, Prometheus and Python it will not use.
 set -euo pipefail
+
+demo_only=0
+[ "${1:-}" = "--demo" ] && demo_only=1
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -25,13 +32,15 @@ if command -v dpkg-query >/dev/null 2>&1; then
     # Node.js and npm install the local chain (anvil) and the Solidity compiler
     # for the ledger bridge's tests (scripts/install-chain-tools.sh).
     command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
-    # promtool and a Prometheus server for the metrics tests (tests/metrics.rs).
-    [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ] || need+=(prometheus)
-    # The dashboard's browser test (tests/dashboard.rs) drives Debian's chromium.
-    [ -x /usr/bin/chromium ] || need+=(chromium)
-    # The Python client's tests run in a virtual environment.
-    command -v python3 >/dev/null 2>&1 || need+=(python3)
-    python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+    if [ "$demo_only" -eq 0 ]; then
+        # promtool and a Prometheus server for the metrics tests (tests/metrics.rs).
+        [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ] || need+=(prometheus)
+        # The dashboard's browser test (tests/dashboard.rs) drives Debian's chromium.
+        [ -x /usr/bin/chromium ] || need+=(chromium)
+        # The Python client's tests run in a virtual environment.
+        command -v python3 >/dev/null 2>&1 || need+=(python3)
+        python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+    fi
 else
     # Not Debian/Ubuntu: check for libclang by file and advise.
     if ! ls /usr/lib*/libclang*.so* /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
@@ -43,6 +52,7 @@ fi
 # Playwright (the npm package only: it drives the system chromium, it downloads
 # no browser) for the dashboard's browser test.
 browser_deps() {
+    [ "$demo_only" -eq 0 ] || return 0
     local dir
     dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
     if [ ! -d "$dir/node_modules/playwright-core" ]; then
