@@ -35,6 +35,11 @@
 //! verifiers = 2                          # re-executions per sampled receipt (network-wide)
 //! models_dir = "/var/lib/plexus/models"  # weights by hash; default: <data_dir>/models
 //!
+//! [durable]                              # the replica store of durable actors
+//! durability = "group"                   # "group": writes synced in groups, off the
+//!                                        #   async workers; "each": every write synced
+//!                                        #   on its own (slower under load)
+//!
 //! [storage]                              # this node's storage shard
 //! quota = "100GiB"                       # chunks held at most (default: no quota)
 //! replicas = 3                           # default replication factor of puts here
@@ -119,6 +124,18 @@ pub struct NodeFile {
     /// This node's storage shard.
     #[serde(default)]
     pub storage: StorageFile,
+    /// The durable actors' replica store.
+    #[serde(default)]
+    pub durable: DurableFile,
+}
+
+/// `[durable]`: the durable actors' replica store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurableFile {
+    /// `"group"` (the default) or `"each"`.
+    #[serde(default)]
+    pub durability: crate::hosting::store::Durability,
 }
 
 /// `[storage]`: this node's storage shard.
@@ -288,6 +305,8 @@ pub struct NodeSettings {
     pub work: WorkSettings,
     /// The storage shard.
     pub storage: StorageSettings,
+    /// How the replica store's writes become durable.
+    pub durability: crate::hosting::store::Durability,
 }
 
 /// How the API is exposed: to whom, over what, within which limits.
@@ -641,6 +660,7 @@ impl NodeFile {
             epochs,
             work,
             storage,
+            durability: self.durable.durability,
         })
     }
 }
@@ -691,6 +711,18 @@ mod tests {
             let e = settle(text).unwrap_err().to_string();
             assert!(e.contains(field), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn durability_defaults_to_group_commit_and_a_bad_one_is_named() {
+        use crate::hosting::store::Durability;
+        assert_eq!(settle("").unwrap().durability, Durability::Group);
+        let each = settle("[durable]\ndurability = \"each\"\n").unwrap();
+        assert_eq!(each.durability, Durability::Each);
+        let e = settle("[durable]\ndurability = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("durability") && e.contains("sometimes"), "{e}");
     }
 
     #[test]

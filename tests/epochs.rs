@@ -88,7 +88,7 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
         }),
         observers: 1,
         workers: 1,
-        work: None,
+        ..LocalOptions::default()
     };
     let mut cluster = LocalCluster::start_with(&dir.0, common::plexus, &options).unwrap();
 

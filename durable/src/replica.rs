@@ -143,8 +143,12 @@ pub enum StoreError {
     },
 }
 
-/// Where a replica keeps its slots. Implementations must make `put` and `delete`
-/// durable (at least against a process crash) before returning.
+/// Where a replica keeps its slots. A write must be durable (against a crash of
+/// the process and of the machine) before anything the core emits after it leaves
+/// the node: either the store syncs each write before returning, or it defers the
+/// sync and its driver holds back the core's output until a later sync covers the
+/// write (group commit: the daemon's `RocksStore` and its service). A later `get`
+/// sees a write at once either way.
 pub trait SlotStore: Send {
     /// The slot for `key`.
     fn get(&self, key: &DurableKey) -> Result<Option<Slot>, StoreError>;

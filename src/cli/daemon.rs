@@ -151,7 +151,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     // offers itself to peers with a store it cannot serve. A corrupt store leaves
     // the node up (it still runs actors and answers its API) but it serves no
     // durable actors, and says so in its log, its API and its metrics.
-    let store = match RocksStore::open(&store_dir(&settings.data_dir)) {
+    let store = match RocksStore::open_with(&store_dir(&settings.data_dir), settings.durability) {
         Ok(store) => Ok(store),
         Err(e @ OpenError::Corrupt { .. }) => {
             tracing::error!(error = %e, "the replica store is corrupt");

@@ -248,6 +248,7 @@ fn demo(dir: &Path, messages: u64, chain: bool, cheat: bool, keep: bool) -> Resu
             verifiers: 2,
             cheat: cheat.then_some(CHEATER),
         }),
+        ..super::local::LocalOptions::default()
     };
     let mut cluster = LocalCluster::start_with(dir, || Command::new(&exe), &options)?;
     say!(

@@ -238,6 +238,9 @@ pub struct LocalOptions {
     pub workers: usize,
     /// The `[work]` section, if not the defaults.
     pub work: Option<LocalWork>,
+    /// More TOML appended to every node's configuration (whole sections, e.g.
+    /// `"[durable]\ndurability = \"each\"\n"`).
+    pub extra_config: String,
 }
 
 /// The nodes' `[work]` settings.
@@ -259,6 +262,7 @@ impl Default for LocalOptions {
             observers: 0,
             workers: 0,
             work: None,
+            extra_config: String::new(),
         }
     }
 }
@@ -349,7 +353,7 @@ impl LocalCluster {
                 "data_dir = \"{}\"\nallowlist = \"{}\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n{bootstrap}api = \"127.0.0.1:0\"\n\
                  api_operator_key = \"{}\"\n\
                  [resources]\ncpu = 4\nmemory = \"8GiB\"\n\
-                 [membership]\nprobe_interval = \"500ms\"\nprobe_timeout = \"250ms\"\n{}{}",
+                 [membership]\nprobe_interval = \"500ms\"\nprobe_timeout = \"250ms\"\n{}{}{}",
                 data.display(),
                 net.join(keys::ALLOWLIST_FILE).display(),
                 dir.join(CLIENT_KEY_FILE).display(),
@@ -364,6 +368,7 @@ impl LocalCluster {
                         ""
                     }
                 )),
+                options.extra_config,
             );
             let path = data.join("node.toml");
             keys::write_file(&path, config.as_bytes())?;

@@ -10,13 +10,26 @@
 //! (routing, user code, sessions, the scheduler's watchdog and tick, reports) is
 //! the host's, and the simulator drives the same host.
 //!
+//! **Group commit.** The replica store's writes are not synced inside the
+//! service's turn (an fsync would hold an async worker for milliseconds, and every
+//! durable actor of the node behind it). Everything the host emits after an
+//! unsynced write is held back, tagged with the store's write count; one sync at a
+//! time runs on tokio's blocking pool and covers every write made before it
+//! started, from all the actors this node hosts and replicates, and its
+//! [`ServiceMsg::Synced`] releases what it covered, in order. Writes that arrive
+//! while a sync runs wait for the next one, so under load a sync carries many
+//! writes. With `[durable] durability = "each"` every write is synced in place
+//! instead (the previous behaviour, kept to measure against).
+//!
 //! Bounds: the service's mailbox ([`MAILBOX`]; remote messages past it are refused
-//! and resent by their senders' streams, a tick past it is skipped), and the host's
-//! own (requests waiting for the scheduler, sessions, activations, per-actor input).
+//! and resent by their senders' streams, a tick past it is skipped), the output
+//! held back for a sync ([`HELD_MAX`]; past it the service waits for a sync in its
+//! turn, so its mailbox fills and pushes back), and the host's own (requests waiting
+//! for the scheduler, sessions, activations, per-actor input).
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +51,7 @@ use plexus_vocab::identity::NodeKey;
 use plexus_vocab::resources::{Resources, Tags};
 use tokio::sync::oneshot;
 
-use super::store::RocksStore;
+use super::store::{RocksStore, Syncer};
 
 pub use plexus_durable::SERVICE_LOCAL_ID;
 pub use plexus_host::HostStatus as ServiceStatus;
@@ -48,6 +61,8 @@ pub use plexus_host::HostStatus as ServiceStatus;
 pub const MAILBOX: usize = 16_384;
 /// How often the host's timers are checked.
 pub const TICK: Duration = Duration::from_millis(10);
+/// Effects held back for a sync at most; past it the service syncs in its turn.
+pub const HELD_MAX: usize = 65_536;
 
 /// Messages to the service.
 pub enum ServiceMsg {
@@ -64,6 +79,14 @@ pub enum ServiceMsg {
     Tick,
     /// A request from this node's API (local only).
     Local(Local),
+    /// A sync of the replica store ended (local only): the writes counted up to
+    /// `upto` are durable, or the sync failed.
+    Synced {
+        /// The store's write count when the sync began.
+        upto: u64,
+        /// Whether it worked.
+        result: Result<(), String>,
+    },
 }
 
 impl ProtocolBytes for ServiceMsg {
@@ -73,7 +96,7 @@ impl ProtocolBytes for ServiceMsg {
     fn protocol_bytes(&self) -> Option<&[u8]> {
         match self {
             ServiceMsg::Wire { bytes, .. } => Some(bytes),
-            ServiceMsg::Tick | ServiceMsg::Local(_) => None,
+            ServiceMsg::Tick | ServiceMsg::Local(_) | ServiceMsg::Synced { .. } => None,
         }
     }
 
@@ -204,6 +227,69 @@ pub struct ServiceState {
     waiting: BTreeMap<RequestId, oneshot::Sender<Result<Response, AskError>>>,
     /// Local asks waiting for an actor's reply.
     asks: BTreeMap<RequestId, AskReply>,
+    /// Group commit: effects emitted after writes not yet durable.
+    held: Held<Effect>,
+}
+
+/// Output held back until the store writes made before it are durable (group
+/// commit), in order. Writes are named by the store's write count.
+struct Held<T> {
+    /// Each item with the write count when it was emitted.
+    queue: VecDeque<(u64, T)>,
+    /// The write count known durable.
+    synced: u64,
+    /// A sync is running.
+    syncing: bool,
+}
+
+impl<T> Held<T> {
+    fn new() -> Self {
+        Self {
+            queue: VecDeque::new(),
+            synced: 0,
+            syncing: false,
+        }
+    }
+
+    /// An item emitted when the store had made `written` writes: given back if it
+    /// may go now, else held.
+    fn admit(&mut self, written: u64, item: T) -> Option<T> {
+        if written <= self.synced && self.queue.is_empty() {
+            return Some(item);
+        }
+        self.queue.push_back((written, item));
+        None
+    }
+
+    /// The next held item whose writes are durable.
+    fn ready(&mut self) -> Option<T> {
+        if self.queue.front().is_some_and(|(w, _)| *w <= self.synced) {
+            return self.queue.pop_front().map(|(_, item)| item);
+        }
+        None
+    }
+
+    /// Whether a sync should start now.
+    fn wants_sync(&self, written: u64) -> bool {
+        !self.syncing && written > self.synced
+    }
+
+    /// The writes up to `upto` are durable.
+    fn synced(&mut self, upto: u64) {
+        self.synced = self.synced.max(upto);
+    }
+
+    /// A sync of the writes up to `upto` failed: what they caused is dropped
+    /// (never released); returns how many items.
+    fn failed(&mut self, upto: u64) -> usize {
+        let dropped = self.queue.iter().take_while(|(w, _)| *w <= upto).count();
+        self.queue.drain(..dropped);
+        dropped
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
 }
 
 /// Where an ask's answer goes: the actor's reply (or the error it returned), or
@@ -280,6 +366,7 @@ impl Actor for DurableService {
             host,
             waiting: BTreeMap::new(),
             asks: BTreeMap::new(),
+            held: Held::new(),
         })
     }
 
@@ -325,8 +412,21 @@ impl Actor for DurableService {
                 });
             }
             ServiceMsg::Local(local) => self.local(st, local),
+            ServiceMsg::Synced { upto, result } => {
+                st.held.syncing = false;
+                match result {
+                    Ok(()) => st.held.synced(upto),
+                    Err(e) => {
+                        // Not durable: what it covered must never be released.
+                        // rocksdb refuses writes after a failed sync, so the
+                        // replica answers `Failed` from here on; peers resend.
+                        let dropped = st.held.failed(upto);
+                        tracing::error!(error = %e, dropped, "syncing the replica store failed");
+                    }
+                }
+            }
         }
-        self.pump(ctx.system(), st).await;
+        self.pump(ctx, st).await;
         Ok(())
     }
 }
@@ -393,8 +493,10 @@ impl DurableService {
         }
     }
 
-    /// Runs the host until it is quiet, then carries out what it asked for.
-    async fn pump(&self, system: &ActorSystem, st: &mut ServiceState) {
+    /// Runs the host until it is quiet, then carries out what it asked for, once
+    /// the writes before it are durable.
+    async fn pump(&self, ctx: &Context<ServiceMsg>, st: &mut ServiceState) {
+        let system = ctx.system();
         let now = st.now();
         let dir = self.directory();
         let metrics = &self.metrics;
@@ -410,40 +512,87 @@ impl DurableService {
         if let Err(e) = st.host.pump(now, &dir, &mut observe) {
             tracing::warn!(error = %e, "the durable host is busy; the rest waits for the next tick");
         }
+        let written = st.host.core().replica().store().written();
         while let Some(effect) = st.host.poll_effect() {
-            match effect {
-                Effect::Send { to, bytes } => {
-                    let peer = system.resolve::<ServiceMsg>(ActorId::new(to, SERVICE_LOCAL_ID));
-                    // Refused (window or mailbox full, peer down): the host resends
-                    // what matters.
-                    // `from` does not travel (only the bytes do): the receiver's
-                    // mesh says who sent them.
-                    let _ = peer.try_tell(ServiceMsg::Wire {
-                        from: system.node_id(),
-                        bytes,
-                    });
-                }
-                Effect::Register { name, actor, rank } => {
-                    if let Ok(Err(e)) = self.mesh.register_ranked(&name, actor, rank).await {
-                        tracing::warn!(%name, error = %e, "cannot register a durable actor");
-                    }
-                }
-                Effect::Unregister { name } => {
-                    let _ = self.mesh.unregister(&name).await;
-                }
-                Effect::Replied { request, reply } => {
-                    if let Some(asker) = st.asks.remove(&request) {
-                        let _ = asker.send(Ok(reply));
-                    }
-                }
-                Effect::Answer { request, answer } => {
-                    if let Some(reply) = st.waiting.remove(&request) {
-                        let _ = reply.send(answer.map_err(AskError::from));
-                    }
-                }
-                _ => {}
+            if let Some(effect) = st.held.admit(written, effect) {
+                self.effect(system, st, effect).await;
             }
         }
+        if st.held.len() > HELD_MAX {
+            // Too much waiting: sync here, in the turn (the mailbox then fills
+            // and pushes back on senders).
+            let syncer = st.host.core().replica().store().syncer();
+            match sync_off_workers(syncer).await {
+                Ok(()) => st.held.synced(written),
+                Err(e) => {
+                    let dropped = st.held.failed(written);
+                    tracing::error!(error = %e, dropped, "syncing the replica store failed");
+                }
+            }
+        }
+        while let Some(effect) = st.held.ready() {
+            self.effect(system, st, effect).await;
+        }
+        if st.held.wants_sync(written) {
+            st.held.syncing = true;
+            let syncer = st.host.core().replica().store().syncer();
+            let me = ctx.myself().clone();
+            tokio::spawn(async move {
+                let result = sync_off_workers(syncer).await;
+                // Waits for mailbox space: a lost `Synced` would hold output back
+                // until the next write's sync.
+                let _ = me
+                    .tell(ServiceMsg::Synced {
+                        upto: written,
+                        result,
+                    })
+                    .await;
+            });
+        }
+    }
+
+    /// Carries out one effect of the host.
+    async fn effect(&self, system: &ActorSystem, st: &mut ServiceState, effect: Effect) {
+        match effect {
+            Effect::Send { to, bytes } => {
+                let peer = system.resolve::<ServiceMsg>(ActorId::new(to, SERVICE_LOCAL_ID));
+                // Refused (window or mailbox full, peer down): the host resends
+                // what matters.
+                // `from` does not travel (only the bytes do): the receiver's
+                // mesh says who sent them.
+                let _ = peer.try_tell(ServiceMsg::Wire {
+                    from: system.node_id(),
+                    bytes,
+                });
+            }
+            Effect::Register { name, actor, rank } => {
+                if let Ok(Err(e)) = self.mesh.register_ranked(&name, actor, rank).await {
+                    tracing::warn!(%name, error = %e, "cannot register a durable actor");
+                }
+            }
+            Effect::Unregister { name } => {
+                let _ = self.mesh.unregister(&name).await;
+            }
+            Effect::Replied { request, reply } => {
+                if let Some(asker) = st.asks.remove(&request) {
+                    let _ = asker.send(Ok(reply));
+                }
+            }
+            Effect::Answer { request, answer } => {
+                if let Some(reply) = st.waiting.remove(&request) {
+                    let _ = reply.send(answer.map_err(AskError::from));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Syncs the store's log on tokio's blocking pool.
+async fn sync_off_workers(syncer: Syncer) -> Result<(), String> {
+    match tokio::task::spawn_blocking(move || syncer.sync()).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the sync task failed: {e}")),
     }
 }
 
@@ -562,6 +711,47 @@ impl ApplyTracer for SpanTracer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_output_goes_only_once_its_writes_are_durable_and_in_order() {
+        let mut h = Held::new();
+        // Nothing written: output goes at once.
+        assert_eq!(h.admit(0, "a"), Some("a"));
+        // After a write, output waits, even output that wrote nothing itself
+        // (it may tell of state only that write holds).
+        assert_eq!(h.admit(1, "b"), None);
+        assert_eq!(h.admit(1, "c"), None);
+        assert!(h.wants_sync(1));
+        h.syncing = true;
+        assert!(!h.wants_sync(3), "one sync at a time");
+        assert_eq!(h.admit(3, "d"), None);
+        assert_eq!(h.ready(), None, "nothing is durable yet");
+        // The sync that began at write 1 covers b and c, not d.
+        h.syncing = false;
+        h.synced(1);
+        assert_eq!(
+            (h.ready(), h.ready(), h.ready()),
+            (Some("b"), Some("c"), None)
+        );
+        assert!(h.wants_sync(3));
+        // A later item may not overtake a held one even if it wrote nothing new.
+        assert_eq!(h.admit(1, "e"), None);
+        h.synced(3);
+        assert_eq!(
+            (h.ready(), h.ready(), h.ready()),
+            (Some("d"), Some("e"), None)
+        );
+        // A stale sync report never lowers what is known durable.
+        h.synced(2);
+        assert_eq!(h.admit(3, "f"), Some("f"));
+        // A failed sync drops what it covered and nothing after.
+        assert_eq!(h.admit(5, "g"), None);
+        assert_eq!(h.admit(6, "h"), None);
+        assert_eq!(h.failed(5), 1);
+        assert_eq!(h.len(), 1);
+        h.synced(6);
+        assert_eq!(h.ready(), Some("h"));
+    }
 
     #[test]
     fn service_messages_travel_as_the_durable_wire_bytes_under_the_durable_type() {

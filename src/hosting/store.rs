@@ -3,10 +3,22 @@
 //!
 //! The durability argument (an acknowledged message's effect is at a majority of
 //! replicas) needs the replicas' writes to survive a crash of their process and of
-//! their machine, so every `put` and `delete` is a synced write: it returns only
-//! once the write-ahead log is on disk. A write that fails is reported to the
-//! replica, which answers `Failed` (counted as no answer), so nothing is promised
-//! that is not stored.
+//! their machine, so nothing a write caused may leave the node before the write's
+//! log record is on disk. Two ways to keep that ([`Durability`]):
+//!
+//! * **Group commit** (the default): `put`, `promise` and `delete` write the log
+//!   record without waiting for the disk, and count the write ([`RocksStore::written`]).
+//!   The driver holds back everything the host emits after an unsynced write and
+//!   asks a [`Syncer`] (off the async workers) to sync the log; one sync covers
+//!   every write before it, from every actor this node hosts or replicates, and
+//!   the held-back output goes out once its writes are durable
+//!   (`super::service`).
+//! * **Each write synced**: every write returns only once its log record is on
+//!   disk, inside the caller's turn (the previous behaviour; measured against).
+//!
+//! A write that fails is reported to the replica, which answers `Failed` (counted
+//! as no answer), so nothing is promised that is not stored; a failed sync drops
+//! the output it held back.
 //!
 //! Layout: the `default` column family holds each key's slot (promise and record,
 //! one codec frame); the `promises` family holds a promise raised since the slot was
@@ -25,6 +37,7 @@
 //! repairs or removes the store (see `DurableService`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use plexus_actors::codec;
 use plexus_durable::replica::{Slot, SlotStore, StoreError, decode_slot, encode_slot};
@@ -67,15 +80,52 @@ pub enum OpenError {
     },
 }
 
+/// When a write is durable (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Durability {
+    /// Writes are synced in groups by the driver, off the async workers.
+    #[default]
+    Group,
+    /// Every write is synced before it returns.
+    Each,
+}
+
 /// A rocksdb-backed [`SlotStore`].
 pub struct RocksStore {
-    db: DB,
+    db: Arc<DB>,
+    path: PathBuf,
+    durability: Durability,
+    /// Writes made so far without a sync (group commit), counted from open.
+    written: u64,
+}
+
+/// Syncs a [`RocksStore`]'s log from another thread: every write made before
+/// [`Syncer::sync`] is called is durable when it returns `Ok`.
+#[derive(Clone)]
+pub struct Syncer {
+    db: Arc<DB>,
     path: PathBuf,
 }
 
+impl Syncer {
+    /// Syncs the write-ahead log (blocking: run it off the async workers).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db
+            .flush_wal(true)
+            .map_err(|e| store_error(&self.path, e))
+    }
+}
+
 impl RocksStore {
-    /// Opens (creating it if missing) the store at `path`.
+    /// Opens (creating it if missing) the store at `path`, with group commit.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
+        Self::open_with(path, Durability::Group)
+    }
+
+    /// Opens the store at `path` with the given durability.
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Self, OpenError> {
         std::fs::create_dir_all(path).map_err(|e| OpenError::Io {
             path: path.to_path_buf(),
             why: e.to_string(),
@@ -108,9 +158,30 @@ impl RocksStore {
             }
         })?;
         Ok(Self {
-            db,
+            db: Arc::new(db),
             path: path.to_path_buf(),
+            durability,
+            written: 0,
         })
+    }
+
+    /// How writes become durable.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// How many writes were made since the store opened that only a sync makes
+    /// durable (always 0 when each write is synced).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// A handle that syncs this store's log from another thread.
+    pub fn syncer(&self) -> Syncer {
+        Syncer {
+            db: self.db.clone(),
+            path: self.path.clone(),
+        }
     }
 
     fn promises(&self) -> Result<&ColumnFamily, StoreError> {
@@ -135,9 +206,13 @@ impl RocksStore {
             })
     }
 
-    fn synced() -> WriteOptions {
+    /// The options of one write, counted if it waits for a group sync.
+    fn write_options(&mut self) -> WriteOptions {
         let mut w = WriteOptions::default();
-        w.set_sync(true);
+        match self.durability {
+            Durability::Each => w.set_sync(true),
+            Durability::Group => self.written += 1,
+        }
         w
     }
 }
@@ -181,20 +256,17 @@ impl SlotStore for RocksStore {
         if self.raised(key)?.is_some() {
             batch.delete_cf(self.promises()?, key.as_str().as_bytes());
         }
+        let opts = self.write_options();
         self.db
-            .write_opt(batch, &Self::synced())
+            .write_opt(batch, &opts)
             .map_err(|e| store_error(&self.path, e))
     }
 
     fn promise(&mut self, key: &DurableKey, ballot: Ballot) -> Result<(), StoreError> {
         let bytes = codec::encode(&ballot).map_err(|e| StoreError::Io(e.to_string()))?;
+        let opts = self.write_options();
         self.db
-            .put_cf_opt(
-                self.promises()?,
-                key.as_str().as_bytes(),
-                bytes,
-                &Self::synced(),
-            )
+            .put_cf_opt(self.promises()?, key.as_str().as_bytes(), bytes, &opts)
             .map_err(|e| store_error(&self.path, e))
     }
 
@@ -202,8 +274,9 @@ impl SlotStore for RocksStore {
         let mut batch = WriteBatch::default();
         batch.delete(key.as_str().as_bytes());
         batch.delete_cf(self.promises()?, key.as_str().as_bytes());
+        let opts = self.write_options();
         self.db
-            .write_opt(batch, &Self::synced())
+            .write_opt(batch, &opts)
             .map_err(|e| store_error(&self.path, e))
     }
 
@@ -301,6 +374,34 @@ mod tests {
         );
         s.delete(&c).unwrap();
         assert_eq!(s.get(&c).unwrap(), None);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn group_commit_counts_writes_and_a_sync_from_another_thread_covers_them() {
+        let dir = fresh_dir(line!());
+        let a = DurableKey::new("job/stage/0").unwrap();
+        {
+            let mut s = RocksStore::open(&dir).unwrap();
+            assert_eq!(s.durability(), Durability::Group);
+            s.put(&a, &slot(1)).unwrap();
+            s.promise(&a, slot(1).promised).unwrap();
+            s.delete(&a).unwrap();
+            s.put(&a, &slot(2)).unwrap();
+            assert_eq!(s.written(), 4, "every write waits for a sync");
+            // Reads see writes at once.
+            assert_eq!(s.get(&a).unwrap(), Some(slot(2)));
+            let syncer = s.syncer();
+            std::thread::spawn(move || syncer.sync())
+                .join()
+                .unwrap()
+                .unwrap();
+        }
+        let mut s = RocksStore::open_with(&dir, Durability::Each).unwrap();
+        assert_eq!(s.get(&a).unwrap(), Some(slot(2)));
+        s.put(&a, &slot(3)).unwrap();
+        assert_eq!(s.written(), 0, "each write was synced in place");
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -2,7 +2,7 @@
 //! and without a call timeout) vs a tokio mpsc/oneshot pair, measured in the same run with the same actor.
 //! Criterion reports means; tails need a histogram, so this is a plain harness.
 //!
-//! `cargo bench -p plexus-benches --bench latency`
+//! `cargo bench -p plexus-runtime-benches --bench latency`
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::time::Instant;
