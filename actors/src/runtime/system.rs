@@ -138,15 +138,26 @@ struct Tables {
     actors: BTreeMap<ActorId, Entry>,
     names: BTreeMap<String, ActorId>,
     groups: BTreeMap<String, BTreeSet<ActorId>>,
+    /// During a shutdown: the newest incarnation it stopped, and how many of the
+    /// actors it stopped are still in the table.
+    draining: Option<(u64, usize)>,
 }
 
 impl Tables {
-    fn remove(&mut self, id: ActorId, incarnation: u64) {
+    /// Removes an entry; true when that was the last actor a shutdown waits for.
+    fn remove(&mut self, id: ActorId, incarnation: u64) -> bool {
         let Some(entry) = self.actors.get(&id) else {
-            return;
+            return false;
         };
         if entry.incarnation != incarnation {
-            return;
+            return false;
+        }
+        let mut drained = false;
+        if let Some((newest, left)) = &mut self.draining
+            && incarnation <= *newest
+        {
+            *left = left.saturating_sub(1);
+            drained = *left == 0;
         }
         if let Some(entry) = self.actors.remove(&id) {
             if let Some(name) = entry.name
@@ -163,6 +174,7 @@ impl Tables {
                 }
             }
         }
+        drained
     }
 }
 
@@ -171,6 +183,8 @@ pub(crate) struct SystemInner {
     next_local: AtomicU64,
     next_incarnation: AtomicU64,
     tables: Mutex<Tables>,
+    /// Woken when the last actor a shutdown stopped has left the table.
+    drained: tokio::sync::Notify,
     kinds: Kinds,
     shutting_down: AtomicBool,
     remote: std::sync::RwLock<Option<Arc<dyn RemoteLink>>>,
@@ -202,8 +216,10 @@ pub(crate) struct EntryGuard {
 
 impl Drop for EntryGuard {
     fn drop(&mut self) {
-        if let Some(system) = self.system.upgrade() {
-            system.tables().remove(self.id, self.incarnation);
+        if let Some(system) = self.system.upgrade()
+            && system.tables().remove(self.id, self.incarnation)
+        {
+            system.inner.drained.notify_waiters();
         }
         self.shared.close();
     }
@@ -218,6 +234,7 @@ impl ActorSystem {
                 next_local: AtomicU64::new(RESERVED_LOCAL_IDS),
                 next_incarnation: AtomicU64::new(1),
                 tables: Mutex::new(Tables::default()),
+                drained: tokio::sync::Notify::new(),
                 kinds: Kinds::default(),
                 shutting_down: AtomicBool::new(false),
                 remote: std::sync::RwLock::new(None),
@@ -727,29 +744,35 @@ impl ActorSystem {
         self.inner.shutting_down.store(true, SeqCst);
         loop {
             let mut live: Vec<(u64, ractor::ActorCell, Arc<MailboxShared>)> = {
-                let tables = self.tables();
-                tables
+                let mut tables = self.tables();
+                let live: Vec<_> = tables
                     .actors
                     .values()
                     .map(|e| (e.incarnation, e.cell.clone(), e.shared.clone()))
-                    .collect()
+                    .collect();
+                let newest = live.iter().map(|(i, _, _)| *i).max().unwrap_or(0);
+                tables.draining = Some((newest, live.len()));
+                live
             };
             if live.is_empty() {
+                self.tables().draining = None;
                 break;
             }
             live.sort_unstable_by_key(|(incarnation, _, _)| std::cmp::Reverse(*incarnation));
-            let mut exits = Vec::with_capacity(live.len());
-            for (_, cell, shared) in &live {
-                exits.push(shared.subscribe_exit());
+            for (_, cell, _) in &live {
                 cell.stop(None);
             }
+            // One wait for all of them: each leaving actor counts itself out of
+            // `draining`, and the last one wakes this.
             let wait_all = async {
-                for exit in &mut exits {
-                    while exit.borrow_and_update().is_none() {
-                        if exit.changed().await.is_err() {
-                            break;
-                        }
+                loop {
+                    let notified = self.inner.drained.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    if self.tables().draining.is_none_or(|(_, left)| left == 0) {
+                        break;
                     }
+                    notified.await;
                 }
             };
             if tokio::time::timeout(self.inner.config.stop_timeout, wait_all)
@@ -763,21 +786,21 @@ impl ActorSystem {
                     }
                 }
             }
-            // Make progress even if a killed actor's guard has not run yet.
-            let asked: BTreeSet<u64> = live
-                .iter()
-                .map(|(incarnation, _, _)| *incarnation)
-                .collect();
+            // Make progress even if a killed actor's guard has not run yet: every
+            // actor this round stopped (none newer) leaves the table.
+            let newest = live.first().map_or(0, |(incarnation, _, _)| *incarnation);
+            drop(live);
             let mut tables = self.tables();
             let leftovers: Vec<(ActorId, u64)> = tables
                 .actors
                 .iter()
-                .filter(|(_, e)| asked.contains(&e.incarnation))
+                .filter(|(_, e)| e.incarnation <= newest)
                 .map(|(id, e)| (*id, e.incarnation))
                 .collect();
             for (id, incarnation) in leftovers {
                 tables.remove(id, incarnation);
             }
+            tables.draining = None;
         }
     }
 
