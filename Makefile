@@ -38,6 +38,7 @@ chaos: deps
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-300} cargo test --workspace --test chaos --locked -- --nocapture
 
 bench: deps
+	cargo bench -p plexus-runtime-benches
 	cargo bench -p plexus-benches
 	cargo bench -p plexus-epochs --bench checkpoint
 

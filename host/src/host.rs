@@ -865,7 +865,11 @@ impl<S: SlotStore> DurableHost<S> {
                     actor: ActorId::new(self.me, SERVICE_LOCAL_ID),
                     rank: ballot.round,
                 });
-                if key != self.scheduler {
+                if key == self.scheduler {
+                    // The scheduler just became active here: its first view now,
+                    // not up to a tick later (it answers `Starting` until then).
+                    self.next_scheduler_tick = now;
+                } else {
                     self.report_active(&key, set.clone(), ballot);
                 }
                 // The record restored names the activation that wrote it: if
@@ -938,8 +942,9 @@ impl<S: SlotStore> DurableHost<S> {
 
     fn scheduler_tick(&mut self, now: Time, facts: &ClusterFacts, dir: &dyn Directory) {
         let sched = self.scheduler.clone();
-        let located =
-            dir.lookup(&sched.registry_name()).is_some() || self.core.forward_of(&sched).is_some();
+        let location = dir
+            .lookup(&sched.registry_name())
+            .or_else(|| self.core.forward_of(&sched).map(|(node, _)| node));
         let here = self.core.actor(&sched).is_some();
         facts.network.clone_into(&mut self.network);
         // When each member was first seen suspected or dead (failovers are
@@ -956,7 +961,7 @@ impl<S: SlotStore> DurableHost<S> {
         if self.watchdog.check(
             self.me,
             &live,
-            located,
+            location,
             here,
             self.config.watchdog_grace_ticks,
         ) && let Some(set) = scheduler_set(&facts.allowlisted_ids())

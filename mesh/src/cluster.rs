@@ -304,6 +304,15 @@ impl Cluster {
         self.delivery.link_down(peer);
     }
 
+    /// The transport's last connection to `peer` closed (a crashed process's
+    /// connections are reset by its kernel at once): the link is down, and the
+    /// failure detector probes `peer` next instead of in its turn. Only a hint:
+    /// `peer` is suspected only if that probe fails.
+    pub fn connection_lost(&mut self, peer: NodeId) {
+        self.delivery.link_down(peer);
+        self.membership.link_lost(peer);
+    }
+
     /// Queues a tell ([`DataBody::Tell`]) for `peer`. The body comes back if the
     /// user window to `peer` is full, or if it is not a tell (asks go through
     /// [`Cluster::ask`], replies through [`Cluster::reply`]).

@@ -400,6 +400,9 @@ pub struct MembershipStats {
     /// Hearsay (another node's suspicion or death declaration) taken as a prompt to
     /// probe the member.
     pub hints: u64,
+    /// Members probed out of turn because the transport lost its connection to
+    /// them ([`Membership::link_lost`]).
+    pub link_hints: u64,
     /// Statements refused, by reason.
     pub refused: RefusedCounts,
 }
@@ -851,6 +854,15 @@ impl Membership {
             return Err(GossipRefused::Forged);
         }
         Ok(self.accept(now, update, rebroadcast))
+    }
+
+    /// The transport lost its last connection to `id`: probe it next (the same
+    /// hint as hearsay, from this node's own transport), unless it is unknown or
+    /// down here.
+    pub fn link_lost(&mut self, id: NodeId) {
+        if self.members.get(&id).is_some_and(|m| !m.state.is_down()) && self.hinted.insert(id) {
+            self.stats.link_hints += 1;
+        }
     }
 
     /// Hearsay about `update.id`: probe it next, unless it is unknown or down here.

@@ -729,7 +729,7 @@ impl Driver {
                 ..
             } => {
                 if let Some(node) = node_id_of(&peer_id) {
-                    self.cluster.link_down(node);
+                    self.cluster.connection_lost(node);
                     if let Some(out) = self.outs.remove(&node) {
                         out.close();
                     }

@@ -582,3 +582,43 @@ fn detection_bound_grows_slowly_with_size() {
     assert!(c.detection_bound(4) < c.detection_bound(100));
     assert!(c.suspicion_timeout(1000) > c.suspicion_timeout(10));
 }
+
+#[test]
+fn a_lost_connection_makes_the_peer_the_next_probe_and_nothing_more() {
+    let (mut m, kv, kl) = with_victim();
+    let (lost, other) = (kv.node_id(), kl.node_id());
+    // Whichever the round-robin would pick, a lost link goes first, each time.
+    for round in 0..4u32 {
+        let target = if round % 2 == 0 { lost } else { other };
+        m.link_lost(target);
+        // Until the next probe goes out (the timer may first fire for other
+        // things).
+        let mut pinged: Vec<(NodeId, u32)> = Vec::new();
+        let mut t = Time::ZERO;
+        for _ in 0..10 {
+            t = m.poll_timeout();
+            m.handle_timeout(t);
+            pinged = std::iter::from_fn(|| m.poll_transmit())
+                .filter_map(|(to, p)| match p {
+                    Probe::Ping { seq } => Some((to, seq)),
+                    _ => None,
+                })
+                .collect();
+            if !pinged.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(pinged.len(), 1);
+        assert_eq!(pinged[0].0, target, "round {round}");
+        m.handle_message(t, target, Probe::Ack { seq: pinged[0].1 });
+        // A lost link alone suspects no one.
+        assert_eq!(m.state_of(&target), Some(MemberState::Alive));
+    }
+    assert_eq!(m.stats().link_hints, 4);
+    // Not for strangers, and not twice while pending.
+    m.link_lost(key(9).node_id());
+    m.link_lost(lost);
+    m.link_lost(lost);
+    assert_eq!(m.stats().link_hints, 5);
+    m.check_invariants().unwrap();
+}
