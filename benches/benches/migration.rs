@@ -27,6 +27,7 @@ use plexus::cli::client::ApiClient;
 use plexus::cli::local::{LocalCluster, Settled, WORDS, in_scratch_dir, wait_until};
 use plexus_benches::flag;
 use plexus_scheduler::{Rejection, Request};
+
 use serde_json::Value;
 
 /// Set to `node` in the environment of the node processes.
@@ -220,6 +221,11 @@ kind = "tally"
             _ => None,
         },
     )?;
+    // Whether the victim also hosted the scheduler (its failover then includes
+    // the scheduler's own).
+    let with_scheduler = cluster.nodes[victim]
+        .durable()
+        .is_some_and(|s| s["actors"].get(plexus_scheduler::SCHEDULER_KEY).is_some());
     cluster.nodes[victim].kill();
     let (_, failover) = wait_until("the actor to serve again", Duration::from_secs(60), || {
         hosts_of(&cluster).into_iter().find(|&h| h != victim)
@@ -242,8 +248,13 @@ kind = "tally"
         pauses.len()
     );
     println!(
-        "failover after SIGKILL of the host: {:.2} s to serving again (includes failure detection)",
-        failover.as_secs_f64()
+        "failover after SIGKILL of the host: {:.2} s to serving again (includes failure detection; the host {} the scheduler)",
+        failover.as_secs_f64(),
+        if with_scheduler {
+            "also ran"
+        } else {
+            "did not run"
+        }
     );
     println!(
         "traffic: {total} messages ({sent_during_moves} during the moves), delivered {delivered}, lost {}",

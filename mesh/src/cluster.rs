@@ -308,9 +308,17 @@ impl Cluster {
     /// connections are reset by its kernel at once): the link is down, and the
     /// failure detector probes `peer` next instead of in its turn. Only a hint:
     /// `peer` is suspected only if that probe fails.
-    pub fn connection_lost(&mut self, peer: NodeId) {
+    pub fn connection_lost(&mut self, now: Time, peer: NodeId) {
+        self.clock(now);
         self.delivery.link_down(peer);
-        self.membership.link_lost(peer);
+        self.membership.link_lost(now, peer);
+    }
+
+    /// The transport was refused a connection to `peer` (its host answered, but
+    /// nothing listens at its address): see [`Membership::link_refused`].
+    pub fn connection_refused(&mut self, now: Time, peer: NodeId) {
+        self.clock(now);
+        self.membership.link_refused(now, peer);
     }
 
     /// Queues a tell ([`DataBody::Tell`]) for `peer`. The body comes back if the

@@ -403,6 +403,8 @@ pub struct MembershipStats {
     /// Members probed out of turn because the transport lost its connection to
     /// them ([`Membership::link_lost`]).
     pub link_hints: u64,
+    /// Connections to members refused by their hosts ([`Membership::link_refused`]).
+    pub refused_dials: u64,
     /// Statements refused, by reason.
     pub refused: RefusedCounts,
 }
@@ -417,6 +419,10 @@ pub struct Membership {
     admitted: Option<std::collections::BTreeSet<NodeId>>,
     /// Members to probe before the round-robin goes on (hearsay hints).
     hinted: std::collections::BTreeSet<NodeId>,
+    /// When this node's transport last had a connection to a member refused (no
+    /// process listens at its address): a suspicion of it then lasts one probe
+    /// period, not the full timeout. Only members, not down ones.
+    refused: BTreeMap<NodeId, Time>,
     incarnation: u64,
     meta: Arc<NodeMeta>,
     config: MembershipConfig,
@@ -470,6 +476,7 @@ impl Membership {
             key,
             admitted: None,
             hinted: std::collections::BTreeSet::new(),
+            refused: BTreeMap::new(),
             incarnation,
             meta: Arc::new(meta),
             rng: DetRng::new(seed),
@@ -674,6 +681,9 @@ impl Membership {
             return;
         }
         self.next_gc_at = now + GC_INTERVAL;
+        let members = &self.members;
+        self.refused
+            .retain(|id, _| members.get(id).is_some_and(|m| !m.state.is_down()));
         let retention = self.config.dead_retention;
         let forget: Vec<NodeId> = self
             .members
@@ -697,6 +707,8 @@ impl Membership {
             self.stats.refused.count(GossipRefused::NotAdmitted);
             return;
         }
+        // It is talking: whatever refused a connection to it before, it is back.
+        self.refused.remove(&from);
         // A member we think is down, or a stranger, is talking to us: compare views.
         if !matches!(msg, Probe::Sync { .. } | Probe::SyncReply { .. }) {
             match self.members.get(&from) {
@@ -856,12 +868,46 @@ impl Membership {
         Ok(self.accept(now, update, rebroadcast))
     }
 
-    /// The transport lost its last connection to `id`: probe it next (the same
-    /// hint as hearsay, from this node's own transport), unless it is unknown or
-    /// down here.
-    pub fn link_lost(&mut self, id: NodeId) {
+    /// The transport lost its last connection to `id` (a killed process's
+    /// connections are reset by its kernel at once): probe it next (the same hint
+    /// as hearsay, from this node's own transport), and now if no probe is in
+    /// flight, unless it is unknown or down here. Only a hint: `id` is suspected
+    /// only if that probe fails.
+    pub fn link_lost(&mut self, now: Time, id: NodeId) {
         if self.members.get(&id).is_some_and(|m| !m.state.is_down()) && self.hinted.insert(id) {
             self.stats.link_hints += 1;
+            if self.probe.as_ref().is_none_or(|p| p.acked) {
+                self.next_probe_at = self.next_probe_at.min(now);
+            }
+        }
+    }
+
+    /// This node's transport was refused a connection to `id`: its host answers,
+    /// but nothing listens at its address (its process is gone). Evidence of this
+    /// node's own, not hearsay, and not enough alone: `id` is still suspected only
+    /// when its probes fail, but that suspicion then lasts one probe period instead
+    /// of the full timeout (a process that is not there cannot refute), and a
+    /// suspicion already running is cut to one period from now. A stalled or
+    /// partitioned process refuses nothing (its kernel keeps accepting, or nothing
+    /// answers at all), so pauses and partitions keep the full timeout.
+    pub fn link_refused(&mut self, now: Time, id: NodeId) {
+        let Some(state) = self.members.get(&id).map(|m| m.state) else {
+            return;
+        };
+        if state.is_down() {
+            return;
+        }
+        self.stats.refused_dials += 1;
+        self.refused.insert(id, now);
+        if state == MemberState::Suspect {
+            let short = now + self.config.probe_interval;
+            if let Some(deadline) = self.suspicion_deadlines.get_mut(&id)
+                && short < *deadline
+            {
+                *deadline = short;
+            }
+        } else {
+            self.link_lost(now, id);
         }
     }
 
@@ -1245,7 +1291,15 @@ impl Membership {
     }
 
     fn start_suspicion(&mut self, now: Time, id: NodeId) {
-        let timeout = self.config.suspicion_timeout(self.live_count());
+        let mut timeout = self.config.suspicion_timeout(self.live_count());
+        // Refused within the last two periods: nothing listens where it was.
+        if self
+            .refused
+            .get(&id)
+            .is_some_and(|t| now.saturating_since(*t) <= self.config.probe_interval * 2)
+        {
+            timeout = timeout.min(self.config.probe_interval);
+        }
         self.suspicion_deadlines.entry(id).or_insert(now + timeout);
     }
 

@@ -729,7 +729,7 @@ impl Driver {
                 ..
             } => {
                 if let Some(node) = node_id_of(&peer_id) {
-                    self.cluster.connection_lost(node);
+                    self.cluster.connection_lost(now, node);
                     if let Some(out) = self.outs.remove(&node) {
                         out.close();
                     }
@@ -752,6 +752,15 @@ impl Driver {
                 self.shared.emit(MeshEvent::ConnectionRefused {
                     peer: peer_id.map(|p| p.to_string()),
                 });
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } if dial_refused(&error) => {
+                if let Some(node) = node_id_of(&peer_id) {
+                    self.cluster.connection_refused(now, node);
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -914,5 +923,70 @@ mod shown_tests {
         let cut = shown(&long);
         assert!(cut.len() <= SOFTWARE_SHOWN_MAX && cut.len() >= SOFTWARE_SHOWN_MAX - 1);
         assert!(long.starts_with(&cut));
+    }
+}
+
+/// Whether every address of a failed dial refused the connection (its host
+/// answered that nothing listens there), as opposed to timing out or failing the
+/// handshake.
+///
+/// The socket's error sits under the transport's layers, and one of them
+/// (`Either`) hides it from `Error::source`, so the error's debug form is read
+/// for the socket error's kind (`ConnectionRefused`, the same word on every
+/// platform). A miss only costs the shortened suspicion, never correctness.
+fn dial_refused(error: &libp2p::swarm::DialError) -> bool {
+    let libp2p::swarm::DialError::Transport(attempts) = error else {
+        return false;
+    };
+    !attempts.is_empty()
+        && attempts
+            .iter()
+            .all(|(_, e)| format!("{e:?}").contains("ConnectionRefused"))
+}
+
+#[cfg(test)]
+mod dial_tests {
+    use super::*;
+    use libp2p::TransportError;
+    use std::io;
+
+    /// A layer that, like `Either`, does not give its inner error as a source.
+    #[derive(Debug)]
+    struct Layer(io::Error);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+
+    impl std::error::Error for Layer {}
+
+    fn attempt(inner: io::Error) -> (Multiaddr, TransportError<io::Error>) {
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        // As the boxed transport wraps it: an io error around the layers' errors.
+        let layered = TransportError::Other(Layer(inner));
+        (addr, TransportError::Other(io::Error::other(layered)))
+    }
+
+    #[test]
+    fn only_a_dial_refused_at_every_address_counts_as_refused() {
+        let refused = || attempt(io::Error::from(io::ErrorKind::ConnectionRefused));
+        let timed_out = || attempt(io::Error::from(io::ErrorKind::TimedOut));
+        assert!(dial_refused(&libp2p::swarm::DialError::Transport(vec![
+            refused()
+        ])));
+        assert!(dial_refused(&libp2p::swarm::DialError::Transport(vec![
+            refused(),
+            refused()
+        ])));
+        assert!(!dial_refused(&libp2p::swarm::DialError::Transport(vec![
+            timed_out()
+        ])));
+        assert!(!dial_refused(&libp2p::swarm::DialError::Transport(vec![
+            refused(),
+            timed_out()
+        ])));
+        assert!(!dial_refused(&libp2p::swarm::DialError::Transport(vec![])));
     }
 }

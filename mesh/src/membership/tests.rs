@@ -583,42 +583,100 @@ fn detection_bound_grows_slowly_with_size() {
     assert!(c.suspicion_timeout(1000) > c.suspicion_timeout(10));
 }
 
+/// Runs `m`'s timers until it sends a ping; returns its target, seq and time.
+fn next_ping(m: &mut Membership) -> (NodeId, u32, Time) {
+    for _ in 0..20 {
+        let t = m.poll_timeout();
+        m.handle_timeout(t);
+        let pinged: Vec<(NodeId, u32)> = std::iter::from_fn(|| m.poll_transmit())
+            .filter_map(|(to, p)| match p {
+                Probe::Ping { seq } => Some((to, seq)),
+                _ => None,
+            })
+            .collect();
+        if let Some((to, seq)) = pinged.first() {
+            assert_eq!(pinged.len(), 1);
+            return (*to, *seq, t);
+        }
+    }
+    panic!("no probe went out");
+}
+
 #[test]
 fn a_lost_connection_makes_the_peer_the_next_probe_and_nothing_more() {
     let (mut m, kv, kl) = with_victim();
     let (lost, other) = (kv.node_id(), kl.node_id());
+    let mut now = Time::ZERO;
     // Whichever the round-robin would pick, a lost link goes first, each time.
     for round in 0..4u32 {
         let target = if round % 2 == 0 { lost } else { other };
-        m.link_lost(target);
-        // Until the next probe goes out (the timer may first fire for other
-        // things).
-        let mut pinged: Vec<(NodeId, u32)> = Vec::new();
-        let mut t = Time::ZERO;
-        for _ in 0..10 {
-            t = m.poll_timeout();
-            m.handle_timeout(t);
-            pinged = std::iter::from_fn(|| m.poll_transmit())
-                .filter_map(|(to, p)| match p {
-                    Probe::Ping { seq } => Some((to, seq)),
-                    _ => None,
-                })
-                .collect();
-            if !pinged.is_empty() {
-                break;
-            }
-        }
-        assert_eq!(pinged.len(), 1);
-        assert_eq!(pinged[0].0, target, "round {round}");
-        m.handle_message(t, target, Probe::Ack { seq: pinged[0].1 });
+        m.link_lost(now, target);
+        let (to, seq, t) = next_ping(&mut m);
+        assert_eq!(to, target, "round {round}");
+        m.handle_message(t, target, Probe::Ack { seq });
+        now = t;
         // A lost link alone suspects no one.
         assert_eq!(m.state_of(&target), Some(MemberState::Alive));
     }
     assert_eq!(m.stats().link_hints, 4);
     // Not for strangers, and not twice while pending.
-    m.link_lost(key(9).node_id());
-    m.link_lost(lost);
-    m.link_lost(lost);
+    m.link_lost(now, key(9).node_id());
+    m.link_lost(now, lost);
+    m.link_lost(now, lost);
     assert_eq!(m.stats().link_hints, 5);
+    m.check_invariants().unwrap();
+}
+
+/// How long `victim` stays suspect after its probe fails, with or without a
+/// refused connection first.
+fn suspicion_length(refuse: bool) -> Duration {
+    let (mut m, kv, _) = with_victim();
+    let victim = kv.node_id();
+    m.link_lost(Time::ZERO, victim);
+    let (to, _, t) = next_ping(&mut m);
+    assert_eq!(to, victim);
+    if refuse {
+        m.link_refused(t, victim);
+    }
+    // No ack: suspected at the end of the period, then dead at the deadline.
+    let mut suspected = None;
+    for _ in 0..200 {
+        let t = m.poll_timeout();
+        m.handle_timeout(t);
+        while m.poll_transmit().is_some() {}
+        match m.state_of(&victim) {
+            Some(MemberState::Suspect) if suspected.is_none() => suspected = Some(t),
+            Some(MemberState::Dead) => {
+                return t.saturating_since(suspected.expect("suspected before dead"));
+            }
+            _ => {}
+        }
+    }
+    panic!("never declared dead");
+}
+
+#[test]
+fn a_refused_connection_shortens_a_suspicion_to_one_period_and_only_that() {
+    let full = suspicion_length(false);
+    let short = suspicion_length(true);
+    let c = config();
+    assert_eq!(full, c.suspicion_timeout(2), "no refusal: the full timeout");
+    assert!(
+        short <= c.probe_interval && short < full,
+        "refused: one period ({short:?}, full {full:?})"
+    );
+    // A refusal alone suspects no one, and a member that talks again is cleared.
+    let (mut m, kv, _) = with_victim();
+    let victim = kv.node_id();
+    m.link_refused(Time::ZERO, victim);
+    assert_eq!(m.state_of(&victim), Some(MemberState::Alive));
+    assert_eq!(m.stats().refused_dials, 1);
+    let (to, seq, t) = next_ping(&mut m);
+    assert_eq!(to, victim, "probed next");
+    m.handle_message(t, victim, Probe::Ack { seq });
+    assert_eq!(m.state_of(&victim), Some(MemberState::Alive));
+    // Strangers and the dead are ignored.
+    m.link_refused(t, key(9).node_id());
+    assert_eq!(m.stats().refused_dials, 1);
     m.check_invariants().unwrap();
 }
