@@ -164,12 +164,10 @@ fn run(dir: &Path, mode: &str, weights: &Weights, p: &Params) -> Result<Figures,
         .collect();
     let body = |k: usize, case: &digits::Case| serde_json::json!({ "target": keys[k % keys.len()], "inputs": [case.input] });
     // Every actor answers before the clock starts.
-    for k in 0..keys.len() {
-        wait_until(
-            &format!("{} to answer", keys[k]),
-            Duration::from_secs(60),
-            || api.post("/v1/infer", &body(k, &cases[0])).ok(),
-        )?;
+    for (k, key) in keys.iter().enumerate() {
+        wait_until(&format!("{key} to answer"), Duration::from_secs(60), || {
+            api.post("/v1/infer", &body(k, &cases[0])).ok()
+        })?;
     }
     let stop = AtomicBool::new(false);
     let calls: Mutex<Histogram<u64>> = Mutex::new(Histogram::new(3).map_err(failed)?);

@@ -47,16 +47,7 @@ pub(crate) struct MailboxShared {
     pub(crate) handled: AtomicU64,
     pub(crate) failure: Mutex<Option<String>>,
     pub(crate) stopped_normally: AtomicBool,
-    /// How the actor ended, and the channel that tells it. The channel is made on
-    /// the first subscription: most actors never have one (a watch channel costs
-    /// more to make than the rest of an actor's bookkeeping).
-    exit: Mutex<ExitSlot>,
-}
-
-#[derive(Default)]
-struct ExitSlot {
-    exit: Option<Exit>,
-    sender: Option<watch::Sender<Option<Exit>>>,
+    exit: watch::Sender<Option<Exit>>,
 }
 
 impl MailboxShared {
@@ -70,7 +61,7 @@ impl MailboxShared {
             handled: AtomicU64::new(0),
             failure: Mutex::new(None),
             stopped_normally: AtomicBool::new(false),
-            exit: Mutex::new(ExitSlot::default()),
+            exit: watch::Sender::new(None),
         }
     }
 
@@ -116,16 +107,8 @@ impl MailboxShared {
     #[inline]
     pub(crate) fn dequeued(&self) {
         self.release_slot();
-        // Only the actor's own task writes this counter, so a plain load and
-        // store do (no locked read-modify-write on every message); readers
-        // elsewhere see a recent value.
-        let handled = &self.handled;
-        handled.store(
-            handled
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .wrapping_add(1),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.handled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Called once when the actor is gone: fail waiting senders, publish the exit.
@@ -138,20 +121,11 @@ impl MailboxShared {
             let why = self.failure.lock().map(|g| g.clone()).unwrap_or(None);
             Exit::Failed(why.unwrap_or_else(|| "panicked or was killed".to_string()))
         };
-        let mut slot = self.exit.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(sender) = &slot.sender {
-            sender.send_replace(Some(exit.clone()));
-        }
-        slot.exit = Some(exit);
+        self.exit.send_replace(Some(exit));
     }
 
-    /// A receiver of the actor's exit (`Some` once it ended, at once if it has).
     pub(crate) fn subscribe_exit(&self) -> watch::Receiver<Option<Exit>> {
-        let mut slot = self.exit.lock().unwrap_or_else(|p| p.into_inner());
-        let ExitSlot { exit, sender } = &mut *slot;
-        sender
-            .get_or_insert_with(|| watch::Sender::new(exit.clone()))
-            .subscribe()
+        self.exit.subscribe()
     }
 }
 
