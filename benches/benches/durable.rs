@@ -21,7 +21,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,8 +33,6 @@ use plexus::cli::local::{LocalCluster, LocalOptions, in_scratch_dir, wait_until}
 use plexus::ml::model::Weights;
 use plexus_benches::flag;
 
-/// Set to `node` in the environment of the node processes.
-const ROLE: &str = "PLEXUS_BENCH_ROLE";
 const JOB: &str = "durable-bench";
 
 struct Params {
@@ -49,7 +47,7 @@ fn failed(e: impl std::fmt::Display) -> CliError {
 }
 
 fn main() -> ExitCode {
-    if std::env::var_os(ROLE).is_some_and(|r| r == "node") {
+    if plexus_benches::is_node() {
         return plexus::cli::main();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -141,15 +139,8 @@ fn run(dir: &Path, mode: &str, weights: &Weights, p: &Params) -> Result<Figures,
         extra_config: format!("[durable]\ndurability = \"{mode}\"\n"),
         ..LocalOptions::default()
     };
-    let mut cluster = LocalCluster::start_with(
-        dir,
-        || {
-            let mut c = Command::new(&exe);
-            c.env(ROLE, "node");
-            c
-        },
-        &options,
-    )?;
+    let mut cluster =
+        LocalCluster::start_with(dir, || plexus_benches::node_command(&exe), &options)?;
     let model = digits::add_model(&cluster, weights)?;
     cluster.deploy(&format!(
         "name = \"{JOB}\"\ndurability = 3\n[resources]\ncpu = \"100m\"\nmemory = \"16MiB\"\n\n\

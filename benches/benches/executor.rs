@@ -43,9 +43,6 @@ use plexus_host::DurableKind;
 use plexus_scheduler::protocol::ActorSpec;
 use plexus_vocab::identity::NodeKey;
 
-/// Set to `node` in the environment of the node processes.
-const ROLE: &str = "PLEXUS_BENCH_ROLE";
-
 /// The daemon's defaults (`[work]`): receipts sampled, verifiers per sample.
 const SAMPLE_RATE: f64 = 0.05;
 const VERIFIERS: f64 = 2.0;
@@ -58,7 +55,7 @@ struct Params {
 }
 
 fn main() -> ExitCode {
-    if std::env::var_os(ROLE).is_some_and(|r| r == "node") {
+    if plexus_benches::is_node() {
         return plexus::cli::main();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -392,15 +389,8 @@ fn through_a_node(
         nodes: 1,
         ..LocalOptions::default()
     };
-    let mut cluster = LocalCluster::start_with(
-        dir,
-        || {
-            let mut c = Command::new(&exe);
-            c.env(ROLE, "node");
-            c
-        },
-        &options,
-    )?;
+    let mut cluster =
+        LocalCluster::start_with(dir, || plexus_benches::node_command(&exe), &options)?;
     let model = digits::add_model(&cluster, weights)?;
     digits::deploy_job(
         &cluster,

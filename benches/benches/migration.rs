@@ -16,7 +16,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,9 +29,6 @@ use plexus_benches::flag;
 use plexus_scheduler::{Rejection, Request};
 
 use serde_json::Value;
-
-/// Set to `node` in the environment of the node processes.
-const ROLE: &str = "PLEXUS_BENCH_ROLE";
 
 struct Params {
     state_bytes: u64,
@@ -51,7 +48,7 @@ fn params(args: &[String]) -> Result<Params, String> {
 }
 
 fn main() -> ExitCode {
-    if std::env::var_os(ROLE).is_some_and(|r| r == "node") {
+    if plexus_benches::is_node() {
         return plexus::cli::main();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -98,11 +95,7 @@ fn hosts_of(cluster: &LocalCluster) -> Vec<usize> {
 fn bench(dir: &Path, p: &Params) -> Result<(), CliError> {
     let (state_bytes, rate, moves) = (p.state_bytes, p.rate, p.moves);
     let exe = std::env::current_exe().map_err(|e| CliError::Failed(e.to_string()))?;
-    let mut cluster = LocalCluster::start(dir, || {
-        let mut c = Command::new(&exe);
-        c.env(ROLE, "node");
-        c
-    })?;
+    let mut cluster = LocalCluster::start(dir, || plexus_benches::node_command(&exe))?;
     cluster.deploy(&format!(
         r#"name = "bench"
 durability = 3

@@ -28,7 +28,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use plexus::cli::CliError;
@@ -36,14 +36,12 @@ use plexus::cli::fs;
 use plexus::cli::local::{LocalCluster, LocalOptions, in_scratch_dir, wait_until};
 use plexus_benches::flag;
 
-/// Set to `node` in the environment of the node processes.
-const ROLE: &str = "PLEXUS_BENCH_ROLE";
 const MIB: f64 = 1024.0 * 1024.0;
 /// Gets per file (the median is reported).
 const GETS: usize = 3;
 
 fn main() -> ExitCode {
-    if std::env::var_os(ROLE).is_some_and(|r| r == "node") {
+    if plexus_benches::is_node() {
         return plexus::cli::main();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -192,11 +190,7 @@ fn cluster(dir: &Path, nodes: usize) -> Result<LocalCluster, CliError> {
     let exe = std::env::current_exe().map_err(failed)?;
     LocalCluster::start_with(
         dir,
-        || {
-            let mut c = Command::new(&exe);
-            c.env(ROLE, "node");
-            c
-        },
+        || plexus_benches::node_command(&exe),
         &LocalOptions {
             nodes,
             ..LocalOptions::default()

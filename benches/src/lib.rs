@@ -122,3 +122,20 @@ pub fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Re
             .map_err(|_| format!("{name}: `{v}` is not a number")),
     }
 }
+
+/// The environment variable that makes a node bench's binary run as one of its
+/// nodes (`node`): its `main` then runs the `plexus` command line, so the nodes
+/// run the build being measured.
+pub const ROLE: &str = "PLEXUS_BENCH_ROLE";
+
+/// Whether this process was started as one of a bench's nodes.
+pub fn is_node() -> bool {
+    std::env::var_os(ROLE).is_some_and(|r| r == "node")
+}
+
+/// The command that starts the bench binary `exe` as a `plexus` node.
+pub fn node_command(exe: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(exe);
+    c.env(ROLE, "node");
+    c
+}

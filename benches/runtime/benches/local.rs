@@ -99,50 +99,69 @@ fn rate(ops: f64, took: Duration) -> f64 {
     ops / took.as_secs_f64().max(1e-9)
 }
 
+/// Runs every contender once per round, in an order that rotates from round to
+/// round, `ops` operations each; the first round warms up and is not counted.
+async fn interleaved(
+    names: &[&'static str],
+    rounds: usize,
+    ops: f64,
+    mut run: impl AsyncFnMut(usize),
+) -> Table {
+    let mut t = Table::new(names);
+    let n = names.len();
+    for round in 0..rounds + 1 {
+        let mut took = vec![Duration::ZERO; n];
+        for k in 0..n {
+            let which = (round + k) % n;
+            let start = Instant::now();
+            run(which).await;
+            took[which] = start.elapsed();
+        }
+        if round > 0 {
+            for (i, d) in took.iter().enumerate() {
+                t.rates[i].push(rate(ops, *d));
+            }
+        }
+    }
+    t
+}
+
 async fn tell(s: &Sizes) -> Table {
-    let mut t = Table::new(&["plexus", "ractor", "tokio"]);
     let sys = system();
     let plexus = sys.spawn(PlexusCounter, ()).await.expect("spawn");
     let (ractor_ref, ractor_task) = ractor::Actor::spawn(None, RactorCounter, ())
         .await
         .expect("spawn");
     let (tx, _task) = spawn_tokio_counter(CAPACITY);
-    for round in 0..s.rounds + 1 {
-        let mut took = [Duration::ZERO; 3];
-        for k in 0..3 {
-            let which = (round + k) % 3;
-            let start = Instant::now();
-            match which {
-                0 => {
-                    for _ in 0..s.tells {
-                        let _ = plexus.tell(Count::Inc).await;
-                    }
-                    plexus.ask(Count::Get).await.expect("reply");
+    let names = ["plexus", "ractor", "tokio"];
+    let t = interleaved(
+        &names,
+        s.rounds,
+        s.tells as f64,
+        async |which| match which {
+            0 => {
+                for _ in 0..s.tells {
+                    let _ = plexus.tell(Count::Inc).await;
                 }
-                1 => {
-                    for _ in 0..s.tells {
-                        let _ = ractor_ref.cast(RCount::Inc);
-                    }
-                    ractor::call!(ractor_ref, RCount::Get).expect("reply");
-                }
-                _ => {
-                    for _ in 0..s.tells {
-                        let _ = tx.send(TCount::Inc).await;
-                    }
-                    let (rtx, rrx) = oneshot::channel();
-                    let _ = tx.send(TCount::Get(rtx)).await;
-                    rrx.await.expect("reply");
-                }
+                plexus.ask(Count::Get).await.expect("reply");
             }
-            took[which] = start.elapsed();
-        }
-        // The first round warms up.
-        if round > 0 {
-            for (i, d) in took.iter().enumerate() {
-                t.rates[i].push(rate(s.tells as f64, *d));
+            1 => {
+                for _ in 0..s.tells {
+                    let _ = ractor_ref.cast(RCount::Inc);
+                }
+                ractor::call!(ractor_ref, RCount::Get).expect("reply");
             }
-        }
-    }
+            _ => {
+                for _ in 0..s.tells {
+                    let _ = tx.send(TCount::Inc).await;
+                }
+                let (rtx, rrx) = oneshot::channel();
+                let _ = tx.send(TCount::Get(rtx)).await;
+                rrx.await.expect("reply");
+            }
+        },
+    )
+    .await;
     ractor_ref.stop(None);
     let _ = ractor_task.await;
     sys.shutdown().await;
@@ -150,44 +169,34 @@ async fn tell(s: &Sizes) -> Table {
 }
 
 async fn ask(s: &Sizes) -> Table {
-    let mut t = Table::new(&["plexus", "ractor", "ractor_t", "tokio"]);
     let sys = system();
     let plexus = sys.spawn(PlexusCounter, ()).await.expect("spawn");
     let (ractor_ref, ractor_task) = ractor::Actor::spawn(None, RactorCounter, ())
         .await
         .expect("spawn");
     let (tx, _task) = spawn_tokio_counter(CAPACITY);
-    for round in 0..s.rounds + 1 {
-        let mut took = [Duration::ZERO; 4];
-        for k in 0..4 {
-            let which = (round + k) % 4;
-            let start = Instant::now();
-            for _ in 0..s.asks {
-                match which {
-                    0 => {
-                        plexus.ask(Count::Get).await.expect("reply");
-                    }
-                    1 => {
-                        ractor::call!(ractor_ref, RCount::Get).expect("reply");
-                    }
-                    2 => {
-                        ractor::call_t!(ractor_ref, RCount::Get, 5000).expect("reply");
-                    }
-                    _ => {
-                        let (rtx, rrx) = oneshot::channel();
-                        let _ = tx.send(TCount::Get(rtx)).await;
-                        rrx.await.expect("reply");
-                    }
+    let names = ["plexus", "ractor", "ractor_t", "tokio"];
+    let t = interleaved(&names, s.rounds, s.asks as f64, async |which| {
+        for _ in 0..s.asks {
+            match which {
+                0 => {
+                    plexus.ask(Count::Get).await.expect("reply");
+                }
+                1 => {
+                    ractor::call!(ractor_ref, RCount::Get).expect("reply");
+                }
+                2 => {
+                    ractor::call_t!(ractor_ref, RCount::Get, 5000).expect("reply");
+                }
+                _ => {
+                    let (rtx, rrx) = oneshot::channel();
+                    let _ = tx.send(TCount::Get(rtx)).await;
+                    rrx.await.expect("reply");
                 }
             }
-            took[which] = start.elapsed();
         }
-        if round > 0 {
-            for (i, d) in took.iter().enumerate() {
-                t.rates[i].push(rate(s.asks as f64, *d));
-            }
-        }
-    }
+    })
+    .await;
     ractor_ref.stop(None);
     let _ = ractor_task.await;
     sys.shutdown().await;
@@ -195,12 +204,11 @@ async fn ask(s: &Sizes) -> Table {
 }
 
 async fn spawn(s: &Sizes) -> Table {
-    let mut t = Table::new(&["plexus", "ractor"]);
-    for round in 0..s.rounds + 1 {
-        let mut took = [Duration::ZERO; 2];
-        for k in 0..2 {
-            let which = (round + k) % 2;
-            let start = Instant::now();
+    interleaved(
+        &["plexus", "ractor"],
+        s.rounds,
+        s.spawns as f64,
+        async |which| {
             if which == 0 {
                 let sys = system();
                 for _ in 0..s.spawns {
@@ -224,15 +232,9 @@ async fn spawn(s: &Sizes) -> Table {
                     let _ = h.await;
                 }
             }
-            took[which] = start.elapsed();
-        }
-        if round > 0 {
-            for (i, d) in took.iter().enumerate() {
-                t.rates[i].push(rate(s.spawns as f64, *d));
-            }
-        }
-    }
-    t
+        },
+    )
+    .await
 }
 
 fn codec_figures(s: &Sizes) {

@@ -415,17 +415,9 @@ fn hearsay_of_death_only_prompts_a_probe() {
     assert_eq!(m.state_of(&victim), Some(MemberState::Alive));
     assert_eq!(m.stats().hints, 1, "one hint pending");
     // The hint makes the victim the next probe target.
-    let t = m.poll_timeout();
-    m.handle_timeout(t);
-    let pinged: Vec<(NodeId, u32)> = std::iter::from_fn(|| m.poll_transmit())
-        .filter_map(|(to, p)| match p {
-            Probe::Ping { seq } => Some((to, seq)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(pinged.len(), 1);
-    assert_eq!(pinged[0].0, victim);
-    m.handle_message(t, victim, Probe::Ack { seq: pinged[0].1 });
+    let (to, seq, t) = next_ping(&mut m);
+    assert_eq!(to, victim);
+    m.handle_message(t, victim, Probe::Ack { seq });
     // The victim answers: it stays alive however long we wait, whatever the liar says.
     let mut now = t;
     for _ in 0..100 {
