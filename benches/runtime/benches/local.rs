@@ -22,7 +22,7 @@
 use std::time::{Duration, Instant};
 
 use plexus_actors::codec;
-use plexus_actors::runtime::{ActorSystem, SystemConfig};
+use plexus_actors::runtime::{ActorRef, ActorSystem, SystemConfig};
 use plexus_actors::{Datum, NodeId};
 use plexus_benches::{
     Count, PlexusCounter, RCount, RactorCounter, TCount, flag, spawn_tokio_counter,
@@ -99,6 +99,39 @@ fn rate(ops: f64, took: Duration) -> f64 {
     ops / took.as_secs_f64().max(1e-9)
 }
 
+/// The same counter in each system.
+struct Counters {
+    sys: ActorSystem,
+    plexus: ActorRef<Count>,
+    ractor: ractor::ActorRef<RCount>,
+    ractor_task: tokio::task::JoinHandle<()>,
+    tokio: tokio::sync::mpsc::Sender<TCount>,
+}
+
+impl Counters {
+    async fn start() -> Self {
+        let sys = system();
+        let plexus = sys.spawn(PlexusCounter, ()).await.expect("spawn");
+        let (ractor, ractor_task) = ractor::Actor::spawn(None, RactorCounter, ())
+            .await
+            .expect("spawn");
+        let (tokio, _task) = spawn_tokio_counter(CAPACITY);
+        Self {
+            sys,
+            plexus,
+            ractor,
+            ractor_task,
+            tokio,
+        }
+    }
+
+    async fn stop(self) {
+        self.ractor.stop(None);
+        let _ = self.ractor_task.await;
+        self.sys.shutdown().await;
+    }
+}
+
 /// Runs every contender once per round, in an order that rotates from round to
 /// round, `ops` operations each; the first round warms up and is not counted.
 async fn interleaved(
@@ -127,12 +160,8 @@ async fn interleaved(
 }
 
 async fn tell(s: &Sizes) -> Table {
-    let sys = system();
-    let plexus = sys.spawn(PlexusCounter, ()).await.expect("spawn");
-    let (ractor_ref, ractor_task) = ractor::Actor::spawn(None, RactorCounter, ())
-        .await
-        .expect("spawn");
-    let (tx, _task) = spawn_tokio_counter(CAPACITY);
+    let c = Counters::start().await;
+    let (plexus, ractor_ref, tx) = (&c.plexus, &c.ractor, &c.tokio);
     let names = ["plexus", "ractor", "tokio"];
     let t = interleaved(
         &names,
@@ -162,19 +191,13 @@ async fn tell(s: &Sizes) -> Table {
         },
     )
     .await;
-    ractor_ref.stop(None);
-    let _ = ractor_task.await;
-    sys.shutdown().await;
+    c.stop().await;
     t
 }
 
 async fn ask(s: &Sizes) -> Table {
-    let sys = system();
-    let plexus = sys.spawn(PlexusCounter, ()).await.expect("spawn");
-    let (ractor_ref, ractor_task) = ractor::Actor::spawn(None, RactorCounter, ())
-        .await
-        .expect("spawn");
-    let (tx, _task) = spawn_tokio_counter(CAPACITY);
+    let c = Counters::start().await;
+    let (plexus, ractor_ref, tx) = (&c.plexus, &c.ractor, &c.tokio);
     let names = ["plexus", "ractor", "ractor_t", "tokio"];
     let t = interleaved(&names, s.rounds, s.asks as f64, async |which| {
         for _ in 0..s.asks {
@@ -197,9 +220,7 @@ async fn ask(s: &Sizes) -> Table {
         }
     })
     .await;
-    ractor_ref.stop(None);
-    let _ = ractor_task.await;
-    sys.shutdown().await;
+    c.stop().await;
     t
 }
 
