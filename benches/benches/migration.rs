@@ -10,7 +10,8 @@
 //! build being measured.
 //!
 //! `cargo bench -p plexus-benches --bench migration -- --state-bytes 1048576`
-//! (defaults: `--state-bytes 1024 --rate 10000 --moves 40`). Under `cargo test` it
+//! (defaults: `--state-bytes 1024 --rate 10000 --moves 40`; `--with-scheduler`
+//! ends with the actor on the scheduler's host, so the SIGKILL takes both). Under `cargo test` it
 //! runs as a smoke test: 3 moves at 200 msg/s. No peer runs here: Orleans and Akka
 //! publish no migration-pause figures, and no Rust actor runtime migrates actors.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -34,6 +35,8 @@ struct Params {
     state_bytes: u64,
     rate: u64,
     moves: u32,
+    /// End with the actor on the scheduler's host, so the kill takes both.
+    with_scheduler: bool,
 }
 
 fn params(args: &[String]) -> Result<Params, String> {
@@ -44,6 +47,7 @@ fn params(args: &[String]) -> Result<Params, String> {
         state_bytes: flag(args, "--state-bytes", 1024)?,
         rate: flag(args, "--rate", rate)?,
         moves: flag(args, "--moves", moves)?,
+        with_scheduler: args.iter().any(|a| a == "--with-scheduler"),
     })
 }
 
@@ -153,8 +157,28 @@ kind = "tally"
     };
     // Pacing, not synchronisation: let traffic reach its rate before moving.
     std::thread::sleep(Duration::from_secs(2));
+    // With `--with-scheduler`: the node (2 or 3) that runs the scheduler, where the
+    // actor ends before the kill.
+    let scheduler_host = if p.with_scheduler {
+        let at = (0..cluster.nodes.len()).find(|&i| {
+            cluster.nodes[i]
+                .durable()
+                .is_some_and(|s| s["actors"].get(plexus_scheduler::SCHEDULER_KEY).is_some())
+        });
+        match at {
+            Some(i) if i != 0 => Some(i),
+            Some(_) => {
+                return Err(CliError::Failed(
+                    "the scheduler runs on node 1, which carries the traffic: run again".into(),
+                ));
+            }
+            None => return Err(CliError::Failed("no node lists the scheduler".into())),
+        }
+    } else {
+        None
+    };
     let mut pauses = Vec::new();
-    while pauses.len() < moves as usize {
+    loop {
         // Where it serves, as its host and the scheduler both see it (right after
         // a move the scheduler may not have heard the report yet).
         let (from, _) = wait_until("the actor to settle", Duration::from_secs(30), || {
@@ -168,8 +192,16 @@ kind = "tally"
                 .to_string();
             (placed == cluster.nodes[host].id).then_some(host)
         })?;
-        // Between nodes 2 and 3, so node 1 only takes the client traffic.
-        let to = if from == 1 { 2 } else { 1 };
+        // Between nodes 2 and 3, so node 1 only takes the client traffic; then,
+        // if asked, to the scheduler's host.
+        let to = if pauses.len() < moves as usize {
+            if from == 1 { 2 } else { 1 }
+        } else {
+            match scheduler_host {
+                Some(s) if s != from => s,
+                _ => break,
+            }
+        };
         let to_id: NodeId = cluster.nodes[to]
             .id
             .parse()

@@ -942,9 +942,6 @@ impl<S: SlotStore> DurableHost<S> {
 
     fn scheduler_tick(&mut self, now: Time, facts: &ClusterFacts, dir: &dyn Directory) {
         let sched = self.scheduler.clone();
-        let location = dir
-            .lookup(&sched.registry_name())
-            .or_else(|| self.core.forward_of(&sched).map(|(node, _)| node));
         let here = self.core.actor(&sched).is_some();
         facts.network.clone_into(&mut self.network);
         // When each member was first seen suspected or dead (failovers are
@@ -958,6 +955,12 @@ impl<S: SlotStore> DurableHost<S> {
         }
         self.down_since = down;
         let live = facts.live();
+        // Where the registry (or a forward) says the scheduler runs; a claim of a
+        // node no longer live is stale (the registry may not have dropped it yet).
+        let location = dir
+            .lookup(&sched.registry_name())
+            .or_else(|| self.core.forward_of(&sched).map(|(node, _)| node))
+            .filter(|n| *n == self.me || live.contains(n));
         if self.watchdog.check(
             self.me,
             &live,
