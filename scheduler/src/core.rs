@@ -983,15 +983,7 @@ impl Scheduler {
                         } else {
                             p.stranded = true;
                         }
-                    } else if p.migrating.is_some()
-                        || tick.saturating_sub(p.last_command) >= RETRY_TICKS
-                    {
-                        // Located nowhere on a live host. If a move was under way,
-                        // its target is dead (else the branch above waits): the
-                        // actor may have landed there and died with it, so it is
-                        // restored on its recorded host now, not after the retry
-                        // wait (its fence finds the newest record either way).
-                        p.migrating = None;
+                    } else if tick.saturating_sub(p.last_command) >= RETRY_TICKS {
                         p.last_command = tick;
                         out.commands.push((
                             p.node,

@@ -550,39 +550,6 @@ fn a_host_that_dies_during_a_move_is_restored_on_the_target_at_once() {
 }
 
 #[test]
-fn a_move_whose_target_dies_is_restored_on_the_host_at_once() {
-    let (mut s, v, key, from, to) = one_move_ordered();
-    // The actor is located nowhere (it may have landed on the target), and the
-    // target dies: the recorded host restores it now, not after the retry wait,
-    // and only there.
-    let mut dead = v.clone();
-    dead.locations.remove(&key);
-    dead.nodes.iter_mut().find(|n| n.id == to).unwrap().alive = false;
-    let out = s.tick(dead.clone());
-    let activations: Vec<NodeId> = out
-        .commands
-        .iter()
-        .filter(|(_, c)| matches!(c, Command::Activate { key: k, .. } if k.as_str() == key))
-        .map(|(n, _)| *n)
-        .collect();
-    assert_eq!(activations, vec![from], "{:?}", out.commands);
-    assert_eq!(
-        s.state().actors[&key].migrating,
-        None,
-        "the dead target's room is freed"
-    );
-    // Once ordered, the next ticks wait for it like any activation.
-    let out = s.tick(dead);
-    assert!(
-        !out.commands
-            .iter()
-            .any(|(_, c)| matches!(c, Command::Activate { key: k, .. } if k.as_str() == key)),
-        "{:?}",
-        out.commands
-    );
-}
-
-#[test]
 fn a_move_the_host_did_not_start_is_ordered_again() {
     let (mut s, v, key, from, to) = one_move_ordered();
     let order = (
