@@ -955,16 +955,12 @@ impl<S: SlotStore> DurableHost<S> {
         }
         self.down_since = down;
         let live = facts.live();
-        // Where the registry (or a forward) says the scheduler runs; a claim of a
-        // node no longer live is stale (the registry may not have dropped it yet).
-        let location = dir
-            .lookup(&sched.registry_name())
-            .or_else(|| self.core.forward_of(&sched).map(|(node, _)| node))
-            .filter(|n| *n == self.me || live.contains(n));
+        let located =
+            dir.lookup(&sched.registry_name()).is_some() || self.core.forward_of(&sched).is_some();
         if self.watchdog.check(
             self.me,
             &live,
-            location,
+            located,
             here,
             self.config.watchdog_grace_ticks,
         ) && let Some(set) = scheduler_set(&facts.allowlisted_ids())

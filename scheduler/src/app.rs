@@ -116,42 +116,27 @@ pub fn scheduler_set(allowlisted: &[plexus_actors::NodeId]) -> Option<plexus_dur
 /// shown no scheduler for `grace` consecutive checks and this node is the lowest
 /// live node. Ballot fencing keeps two nodes that disagree on that safe; this only
 /// keeps them from racing needlessly.
-///
-/// The grace is for a registry between two claims (a migrated scheduler's new
-/// registration still spreading) and a cluster still forming. When the node the
-/// registry last named has left the live set (failure detection declared it
-/// dead), neither applies: the scheduler is restored at the next check.
 #[derive(Clone, Debug, Default)]
 pub struct Watchdog {
     missing: u32,
-    /// The node the registry (or a forward) last named as the scheduler's host.
-    last_host: Option<plexus_actors::NodeId>,
 }
 
 impl Watchdog {
-    /// Checks once. `location`: the node the registry (or a forward) names as
-    /// the scheduler's host, if any; `here`: this node hosts (or is restoring)
-    /// it already; `live`: the other live nodes.
+    /// Checks once. `located`: the registry resolves the scheduler; `here`: this
+    /// node hosts (or is restoring) it already.
     pub fn check(
         &mut self,
         me: plexus_actors::NodeId,
         live: &[plexus_actors::NodeId],
-        location: Option<plexus_actors::NodeId>,
+        located: bool,
         here: bool,
         grace: u32,
     ) -> bool {
-        if here || location.is_some() {
+        if located || here {
             self.missing = 0;
-            if location.is_some() {
-                self.last_host = location;
-            }
             return false;
         }
         self.missing = self.missing.saturating_add(1);
-        let host_died = self
-            .last_host
-            .is_some_and(|h| h != me && !live.contains(&h));
-        let grace = if host_died { 1 } else { grace };
         let lowest = live.iter().copied().chain(std::iter::once(me)).min();
         self.missing >= grace && lowest == Some(me)
     }
@@ -166,37 +151,16 @@ mod tests {
     fn only_the_lowest_live_node_takes_over_after_the_grace() {
         let live = [NodeId::synthetic(2), NodeId::synthetic(5)];
         let mut w = Watchdog::default();
-        assert!(!w.check(NodeId::synthetic(1), &live, None, false, 2));
-        assert!(w.check(NodeId::synthetic(1), &live, None, false, 2));
+        assert!(!w.check(NodeId::synthetic(1), &live, false, false, 2));
+        assert!(w.check(NodeId::synthetic(1), &live, false, false, 2));
         assert!(
-            !w.check(
-                NodeId::synthetic(1),
-                &live,
-                Some(NodeId::synthetic(2)),
-                false,
-                2
-            ),
+            !w.check(NodeId::synthetic(1), &live, true, false, 2),
             "found again"
         );
         let mut other = Watchdog::default();
         for _ in 0..5 {
-            assert!(!other.check(NodeId::synthetic(5), &live, None, false, 2));
+            assert!(!other.check(NodeId::synthetic(5), &live, false, false, 2));
         }
-        // The registry named node 9; node 9 is no longer live: no grace.
-        let mut w = Watchdog::default();
-        let me = NodeId::synthetic(1);
-        assert!(!w.check(me, &live, Some(NodeId::synthetic(9)), false, 10));
-        assert!(
-            w.check(me, &live, None, false, 10),
-            "the last host is gone from the live set: restore at once"
-        );
-        // The last host is still live (its claim moving): the grace holds.
-        let mut w = Watchdog::default();
-        assert!(!w.check(me, &live, Some(NodeId::synthetic(2)), false, 10));
-        for _ in 0..9 {
-            assert!(!w.check(me, &live, None, false, 10));
-        }
-        assert!(w.check(me, &live, None, false, 10));
         let nodes: Vec<NodeId> = (0..10).map(NodeId::synthetic).collect();
         assert_eq!(scheduler_set(&nodes).unwrap().len(), 3);
         assert_eq!(scheduler_set(&nodes), scheduler_set(&nodes));
