@@ -198,6 +198,7 @@ fn run(dir: &Path, mode: &str, weights: &Weights, p: &Params) -> Result<Figures,
             if api.get("/v1/node").is_ok() {
                 let _ = bystander.record(t.elapsed().as_micros() as u64);
             }
+            // Pacing, not synchronisation: the bystander asks every 5 ms.
             std::thread::sleep(Duration::from_millis(5));
         }
         stop.store(true, Ordering::Relaxed);
