@@ -26,9 +26,11 @@ demo:
 	  exit $$built
 	if [ -t 0 ]; then $(CARGO_TARGET_DIR)/debug/plexus demo --keep; else $(CARGO_TARGET_DIR)/debug/plexus demo; fi
 
+# The last line tests serving on wgpu; without a GPU it runs on Mesa's lavapipe.
 test: deps
 	cargo test --workspace --all-targets --locked
 	cargo test --workspace --doc --locked
+	cargo test -p plexus-ml --features wgpu --locked
 	clients/python/run-tests.sh
 
 # The chaos run (tests/chaos.rs) for five minutes: five nodes in network namespaces,

@@ -5,7 +5,8 @@
 # chromium (that test's browser), Prometheus (promtool and a server, for the
 # metrics tests; on a machine with systemd, Debian's package also starts a
 # Prometheus service on :9090: `systemctl disable --now prometheus` stops it), and
-# python3 with venv (the Python client's tests). Idempotent and quick when
+# python3 with venv (the Python client's tests), and Mesa's Vulkan drivers (the
+# wgpu backend's tests run on lavapipe, a Vulkan device on the CPU). Idempotent and quick when
 # everything is present. As root it uses apt-get; otherwise sudo if available;
 # otherwise it prints the exact command to run and fails.
 #
@@ -40,6 +41,9 @@ if command -v dpkg-query >/dev/null 2>&1; then
         # The Python client's tests run in a virtual environment.
         command -v python3 >/dev/null 2>&1 || need+=(python3)
         python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+        # Mesa's lavapipe: a Vulkan device on the CPU, for the wgpu backend's
+        # tests (ml/tests/wgpu.rs) on machines without a GPU.
+        have_pkg mesa-vulkan-drivers || need+=(mesa-vulkan-drivers)
     fi
 else
     # Not Debian/Ubuntu: check for libclang by file and advise.

@@ -34,6 +34,8 @@
 //! sample_rate = 0.05                     # share of receipts re-executed (network-wide)
 //! verifiers = 2                          # re-executions per sampled receipt (network-wide)
 //! models_dir = "/var/lib/plexus/models"  # weights by hash; default: <data_dir>/models
+//! backend = "flex"                       # executors' backend: "flex" (CPU) or "wgpu"
+//!                                        #   (a GPU; a build with `--features wgpu`)
 //!
 //! [durable]                              # the replica store of durable actors
 //! durability = "group"                   # "group": writes synced in groups, off the
@@ -188,6 +190,9 @@ pub struct WorkFile {
     /// Fault injection for demos and tests of the audit: sign wrong outputs for
     /// this share of forward passes (default 0: never).
     pub wrong_outputs: Option<f64>,
+    /// The backend executors serve on: `"flex"` (the CPU, the default) or
+    /// `"wgpu"` (a GPU; needs a build with `--features wgpu`).
+    pub backend: Option<String>,
 }
 
 /// Settled `[work]`.
@@ -201,6 +206,8 @@ pub struct WorkSettings {
     pub models_dir: PathBuf,
     /// Injected wrong outputs, parts per million of passes (0: none).
     pub wrong_outputs_ppm: u32,
+    /// The backend executors serve on (built into this binary; opened at start).
+    pub backend: plexus_ml::engine::BackendKind,
 }
 
 /// `[epochs]`: the network's epoch schedule (every node of a network must use the
@@ -608,6 +615,21 @@ impl NodeFile {
                 .models_dir
                 .unwrap_or_else(|| data_dir.join("models")),
             wrong_outputs_ppm: share("work.wrong_outputs", self.work.wrong_outputs, 0.0, true)?,
+            backend: match self.work.backend.as_deref() {
+                None => plexus_ml::engine::BackendKind::Flex,
+                Some(name) => {
+                    let kind: plexus_ml::engine::BackendKind = name
+                        .parse()
+                        .map_err(|e| field("work.backend", format!("{e}")))?;
+                    if !kind.built() {
+                        return Err(field(
+                            "work.backend",
+                            plexus_ml::engine::EngineError::NotBuilt(kind.name()).to_string(),
+                        ));
+                    }
+                    kind
+                }
+            },
         };
         let replicas = self.storage.replicas.unwrap_or(3);
         if !(1..=16).contains(&replicas) {
@@ -723,6 +745,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("durability") && e.contains("sometimes"), "{e}");
+    }
+
+    #[test]
+    fn the_executor_backend_defaults_to_flex_and_an_unknown_or_unbuilt_one_is_named() {
+        use plexus_ml::engine::BackendKind;
+        assert_eq!(settle("").unwrap().work.backend, BackendKind::Flex);
+        let flex = settle("[work]\nbackend = \"flex\"\n").unwrap();
+        assert_eq!(flex.work.backend, BackendKind::Flex);
+        let e = settle("[work]\nbackend = \"tpu\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("work.backend") && e.contains("tpu"), "{e}");
+        let wgpu = settle("[work]\nbackend = \"wgpu\"\n");
+        if cfg!(feature = "wgpu") {
+            assert_eq!(wgpu.unwrap().work.backend, BackendKind::Wgpu);
+        } else {
+            let e = wgpu.unwrap_err().to_string();
+            assert!(
+                e.contains("work.backend") && e.contains("--features wgpu"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

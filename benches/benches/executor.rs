@@ -31,6 +31,7 @@ use plexus::cli::digits;
 use plexus::cli::local::{LocalCluster, LocalOptions, in_scratch_dir};
 use plexus::hosting::infer::{InferKind, WorkSink};
 use plexus::ml::digits::{Digits, Image};
+use plexus::ml::engine::Engine;
 use plexus::ml::executor::{self, ModelStore};
 use plexus::ml::model::{Mlp, Weights};
 use plexus::poai::receipt::{RECEIPT_VERSION, items_digest};
@@ -100,14 +101,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn bench(dir: &Path, p: &Params) -> Result<(), CliError> {
     let data = Digits::bundled().map_err(failed)?;
     let weights = Weights::init(7);
-    let device = executor::device();
+    let engine = Engine::flex();
+    let device = engine.device().clone();
     let model = Mlp::from_weights(&weights, &device).map_err(failed)?;
     let images: Vec<Image> = data.images[..p.batch].to_vec();
     let requests: Vec<Vec<u8>> = images
         .iter()
         .map(|im| executor::encode_input(im).to_vec())
         .collect();
-    let (backend, version) = executor::backend();
+    let (backend, version) = (engine.name(), engine.version());
     println!(
         "executor bench: digits MLP 64-128-10, batch {}, {backend} ({version}), {} rounds of {} passes",
         p.batch, p.rounds, p.per_round
@@ -156,9 +158,8 @@ fn bench(dir: &Path, p: &Params) -> Result<(), CliError> {
             Some(Ok(b)) => b,
             other => return Err(failed(format!("the executor answered {other:?}"))),
         };
-        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(failed)?;
-        let got: Vec<f32> = serde_json::from_value(v["logits"].clone()).map_err(failed)?;
-        if got != want.to_vec() {
+        let got = executor::decode_output(bytes).map_err(failed)?;
+        if got != *want {
             return Err(failed("the executor's logits differ from the bare pass's"));
         }
     }
@@ -216,7 +217,7 @@ fn bench(dir: &Path, p: &Params) -> Result<(), CliError> {
         inputs: items_digest(&requests),
         outputs: items_digest(&outputs),
         batch: p.batch as u32,
-        backend: plexus::work::local_backend(),
+        backend: plexus::hosting::infer::backend_of(&engine),
         started_us: 0,
         took_us: 0,
     };
@@ -245,7 +246,7 @@ fn bench(dir: &Path, p: &Params) -> Result<(), CliError> {
     }
 
     // 3. Verification.
-    let again = plexus::work::recompute(&models, &receipt, &requests)
+    let again = plexus::work::recompute(&models, &engine, &receipt, &requests)
         .ok_or_else(|| failed("the verifier could not re-execute the receipt"))?;
     if again != receipt.outputs {
         return Err(failed("the verifier computed other outputs"));
@@ -253,7 +254,9 @@ fn bench(dir: &Path, p: &Params) -> Result<(), CliError> {
     let n = p.rounds * p.per_round / 4 + 1;
     let start = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(plexus::work::recompute(&models, &receipt, &requests));
+        std::hint::black_box(plexus::work::recompute(
+            &models, &engine, &receipt, &requests,
+        ));
     }
     let verify = start.elapsed().as_nanos() as f64 / n as f64;
     let extra = SAMPLE_RATE * VERIFIERS * verify;

@@ -39,19 +39,6 @@ pub const BATCH_MAX: usize = 1_024;
 /// The weights files' extension in a model directory.
 pub const WEIGHTS_EXT: &str = "weights";
 
-/// The backend a node executes on, as receipts name it: two nodes must name the
-/// same backend for their outputs to be compared bit for bit. The version names
-/// both crates whose code computes the outputs (burn's layers, flex's kernels);
-/// a test holds it to the lockfile.
-pub fn backend() -> (&'static str, &'static str) {
-    ("flex", "burn 0.22.0, burn-flex 0.22.1")
-}
-
-/// The CPU device.
-pub fn device() -> Device {
-    Device::flex()
-}
-
 /// Why a request was refused: the sender's fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -100,6 +87,27 @@ pub fn encode_output(logits: &[f32; CLASSES]) -> [u8; OUTPUT_BYTES] {
         o.copy_from_slice(&v.to_le_bytes());
     }
     out
+}
+
+/// Why output bytes did not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// Not [`OUTPUT_BYTES`] bytes.
+    #[error("an output is {OUTPUT_BYTES} bytes (10 little-endian f32), not {0}")]
+    Length(usize),
+}
+
+/// Decodes one output row ([`encode_output`]'s bytes).
+pub fn decode_output(bytes: &[u8]) -> Result<[f32; CLASSES], OutputError> {
+    if bytes.len() != OUTPUT_BYTES {
+        return Err(OutputError::Length(bytes.len()));
+    }
+    let mut out = [0f32; CLASSES];
+    for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    Ok(out)
 }
 
 /// Runs one batch plan: one forward pass over `inputs`, in order.
@@ -304,15 +312,26 @@ mod tests {
             let rest = &lock[lock.find(&key).unwrap() + key.len()..];
             rest[..rest.find('"').unwrap()].to_string()
         };
-        let want = format!(
+        let flex = format!(
             "burn {}, burn-flex {}",
             version("burn"),
             version("burn-flex")
         );
         assert_eq!(
-            super::backend().1,
-            want,
-            "update backend() with the dependency"
+            crate::engine::FLEX_SOFTWARE,
+            flex,
+            "update FLEX_SOFTWARE with the dependency"
+        );
+        let wgpu = format!(
+            "burn {}, burn-wgpu {}, cubecl-wgpu {}",
+            version("burn"),
+            version("burn-wgpu"),
+            version("cubecl-wgpu")
+        );
+        assert_eq!(
+            crate::engine::WGPU_SOFTWARE,
+            wgpu,
+            "update WGPU_SOFTWARE with the dependency"
         );
     }
 
@@ -342,6 +361,9 @@ mod tests {
                 value: 17
             })
         );
+        let logits = [1.5f32, -0.0, f32::MAX, 3e-8, 0.0, -7.25, 1.0, 2.0, 3.0, 4.0];
+        assert_eq!(decode_output(&encode_output(&logits)), Ok(logits));
+        assert_eq!(decode_output(&[0; 39]), Err(OutputError::Length(39)));
     }
 
     #[test]
@@ -408,7 +430,7 @@ mod tests {
     /// output bytes do not depend on the batch it ran in, nor its position.
     #[test]
     fn a_rows_output_does_not_depend_on_its_batch() {
-        let device = device();
+        let device = Device::flex();
         let model = Mlp::from_weights(&Weights::init(9), &device).unwrap();
         let digits = Digits::bundled().unwrap();
         let images: Vec<Image> = digits.images[..64].to_vec();

@@ -9,6 +9,7 @@
 //! | [`digits`] | the bundled handwritten-digits data set and its fixed held-out split |
 //! | [`model`] | the digits classifier (an MLP), its weights file, and the weights' content hash |
 //! | [`train`] | reproducible training: same seed, same weights hash |
+//! | [`engine`] | the backend passes run on (flex, or wgpu behind the feature) and the name receipts give it |
 //! | [`executor`] | serving: a model directory by hash with a bounded cache, the request and output bytes, one batch plan run exactly |
 //!
 //! The daemon's `infer` stage kind serves models with these (its activation does
@@ -19,6 +20,7 @@
 //! seed, so two trainings in one process, or in two, agree (`tests/` checks it).
 
 pub mod digits;
+pub mod engine;
 pub mod executor;
 pub mod model;
 pub mod train;

@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::receipt::{
-    Digest, Receipt, ReceiptError, SignedReceipt, SignedVerification, Verification,
+    BackendClass, Digest, Receipt, ReceiptError, SignedReceipt, SignedVerification, Verification,
 };
 use crate::sample;
 
@@ -212,7 +212,11 @@ pub struct WorkRow {
     pub unverified: u64,
     /// Whether evidence against it exists in this epoch.
     pub proven_wrong: bool,
-    /// Work units for rewards: `items`, or zero if proven wrong.
+    /// Work units for rewards: zero if proven wrong, else `items` less those of
+    /// receipts in a dispute this node cannot settle (work of another backend
+    /// than its own, which a verifier contradicted: this node cannot tell whether
+    /// the worker or the verifier lied, so it credits neither way; nodes of that
+    /// backend judge it).
     pub work_units: u64,
 }
 
@@ -256,12 +260,22 @@ struct EpochState {
     refused: u64,
 }
 
+/// The nodes of `eligible` whose class is `class`, sorted.
+fn eligible_of(eligible: &BTreeMap<NodeId, BackendClass>, class: &BackendClass) -> Vec<NodeId> {
+    eligible
+        .iter()
+        .filter(|(_, c)| *c == class)
+        .map(|(n, _)| *n)
+        .collect()
+}
+
 /// One node's auditor.
 pub struct Auditor {
     cfg: AuditConfig,
     key: NodeKey,
     me: NodeId,
-    eligible: Vec<NodeId>,
+    /// The nodes that may verify, by node, with the backend class each runs.
+    eligible: BTreeMap<NodeId, BackendClass>,
     current: u64,
     epochs: BTreeMap<u64, EpochState>,
     outbox: VecDeque<Effect>,
@@ -275,19 +289,19 @@ impl Auditor {
             cfg,
             key,
             me,
-            eligible: Vec::new(),
+            eligible: BTreeMap::new(),
             current,
             epochs: BTreeMap::new(),
             outbox: VecDeque::new(),
         }
     }
 
-    /// The nodes that may verify (the admitted executors); the beacon draws among
-    /// them.
-    pub fn set_eligible(&mut self, mut nodes: Vec<NodeId>) {
-        nodes.sort();
-        nodes.dedup();
-        self.eligible = nodes;
+    /// The nodes that may verify (the admitted executors), each with the backend
+    /// class it re-executes on; the beacon draws a receipt's verifiers among those
+    /// of the receipt's class, since only they can reproduce its output bytes. A
+    /// node named twice keeps its last class.
+    pub fn set_eligible(&mut self, nodes: impl IntoIterator<Item = (NodeId, BackendClass)>) {
+        self.eligible = nodes.into_iter().collect();
     }
 
     /// Time moves to epoch `epoch`: older epochs than the ones kept are dropped.
@@ -393,6 +407,15 @@ impl Auditor {
         self.epochs.get_mut(&epoch)?.receipts.get_mut(hash)
     }
 
+    /// Epoch `epoch`'s work as the checkpoints may credit it: its tally once the
+    /// epoch's beacon drew the sample, `None` before. Work of an epoch whose beacon
+    /// never comes (no signed checkpoint) was never sampled, so it is credited
+    /// nothing: crediting it would pay for unchecked work.
+    pub fn credited(&self, epoch: u64) -> Option<EpochWork> {
+        let work = self.tally(epoch);
+        work.beacon.then_some(work)
+    }
+
     /// Epoch `epoch`'s work as this node knows it.
     pub fn tally(&self, epoch: u64) -> EpochWork {
         let mut work = EpochWork {
@@ -405,20 +428,36 @@ impl Auditor {
         };
         work.beacon = st.beacon.is_some();
         work.refused = st.refused;
-        for e in st.receipts.values() {
+        let mine = self.eligible.get(&self.me);
+        let mut unsettled_items: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for (hash, e) in &st.receipts {
             let r = &e.receipt.receipt;
             let row = work.workers.entry(r.worker).or_default();
             row.receipts += 1;
             row.items += u64::from(r.batch);
+            let unsettled = mine != Some(&r.backend.class())
+                && e.verifications
+                    .values()
+                    .any(|v| v.verification.outputs.is_some_and(|o| o != r.outputs));
+            if unsettled {
+                *unsettled_items.entry(r.worker).or_default() += u64::from(r.batch);
+            }
+            // Sampled: verifiers were drawn, or the draw found nobody of the
+            // receipt's backend to draw (it then counts as unverified).
             if let Some(chosen) = &e.chosen
-                && !chosen.is_empty()
+                && (!chosen.is_empty()
+                    || st
+                        .beacon
+                        .as_ref()
+                        .is_some_and(|b| sample::sampled(b, hash, self.cfg.rate_ppm)))
             {
                 row.sampled += 1;
-                let confirmed = e.verifications.values().any(|v| {
-                    chosen.contains(&v.verification.verifier)
-                        && v.verification.outputs == Some(r.outputs)
-                        && !st.accused.contains_key(&v.verification.verifier)
-                });
+                let confirmed = !unsettled
+                    && e.verifications.values().any(|v| {
+                        chosen.contains(&v.verification.verifier)
+                            && v.verification.outputs == Some(r.outputs)
+                            && !st.accused.contains_key(&v.verification.verifier)
+                    });
                 if confirmed {
                     row.verified += 1;
                 } else if !st.accused.contains_key(&r.worker) {
@@ -428,7 +467,12 @@ impl Auditor {
         }
         for (node, row) in &mut work.workers {
             row.proven_wrong = st.accused.contains_key(node);
-            row.work_units = if row.proven_wrong { 0 } else { row.items };
+            let unsettled = unsettled_items.get(node).copied().unwrap_or(0);
+            row.work_units = if row.proven_wrong {
+                0
+            } else {
+                row.items.saturating_sub(unsettled)
+            };
         }
         work.root = root(st.receipts.keys());
         work.evidence = st.accused.values().cloned().collect();
@@ -539,7 +583,8 @@ impl Auditor {
             // Before the beacon: kept (one per node), checked when it comes.
             _ => {}
         }
-        if self.eligible.binary_search(&signer).is_err() {
+        let class = entry.receipt.receipt.backend.class();
+        if self.eligible.get(&signer) != Some(&class) {
             return Err(AuditError::NotChosen(signer));
         }
         entry.verifications.entry(signer).or_insert(v);
@@ -561,12 +606,13 @@ impl Auditor {
         if entry.chosen.is_some() {
             return;
         }
+        let pool = eligible_of(&self.eligible, &entry.receipt.receipt.backend.class());
         let chosen = if sample::sampled(&beacon, hash, self.cfg.rate_ppm) {
             sample::verifiers(
                 &beacon,
                 hash,
                 &entry.receipt.receipt.worker,
-                &self.eligible,
+                &pool,
                 self.cfg.verifiers,
             )
         } else {
@@ -600,6 +646,10 @@ impl Auditor {
             return;
         }
         match entry.mine {
+            // Another backend's work: this node cannot reproduce its bytes, so it
+            // neither re-executes nor judges (the receipt's class judges it).
+            None if self.eligible.get(&self.me) != Some(&entry.receipt.receipt.backend.class()) => {
+            }
             None => {
                 if !entry.requested {
                     entry.requested = true;

@@ -36,4 +36,6 @@ pub mod sample;
 pub mod wire;
 
 pub use audit::{AuditConfig, AuditMessage, Auditor, Effect, EpochWork, Evidence, WorkRow};
-pub use receipt::{Backend, Digest, Receipt, SignedReceipt, SignedVerification, Verification};
+pub use receipt::{
+    Backend, BackendClass, Digest, Receipt, SignedReceipt, SignedVerification, Verification,
+};

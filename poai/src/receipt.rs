@@ -40,6 +40,46 @@ pub struct Backend {
     pub version: String,
 }
 
+/// What a node re-executes on, for the verifier draw: the first bytes of a digest
+/// of a [`Backend`]'s name and version. Only nodes whose engines have the receipt's
+/// class are drawn to verify it, since only they can reproduce its bytes.
+pub type BackendClass = [u8; 8];
+
+const CLASS_DOMAIN: &[u8] = b"plexus-poai-backend-v1";
+
+impl Backend {
+    /// Its class.
+    pub fn class(&self) -> BackendClass {
+        let d = Sha256::new()
+            .chain_update(CLASS_DOMAIN)
+            .chain_update((self.name.len() as u64).to_be_bytes())
+            .chain_update(self.name.as_bytes())
+            .chain_update(self.version.as_bytes())
+            .finalize();
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&d[..8]);
+        out
+    }
+}
+
+/// A class as text (16 lowercase hex digits), as nodes advertise it in the
+/// `backend` tag of their membership metadata.
+pub fn class_text(class: &BackendClass) -> String {
+    class.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses [`class_text`]; `None` for anything else.
+pub fn parse_class(text: &str) -> Option<BackendClass> {
+    if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 8];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 /// A worker's signed statement about one executed batch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
@@ -254,6 +294,33 @@ pub(crate) mod tests {
 
     pub(crate) fn key(i: u8) -> NodeKey {
         NodeKey::from_seed([i; 32])
+    }
+
+    #[test]
+    fn backend_classes_separate_backends_and_round_trip_as_text() {
+        let b = |name: &str, version: &str| Backend {
+            name: name.into(),
+            version: version.into(),
+        };
+        let flex = b("flex", "burn 0.22.0");
+        assert_eq!(flex.class(), b("flex", "burn 0.22.0").class());
+        assert_ne!(flex.class(), b("flex", "burn 0.22.1").class());
+        assert_ne!(flex.class(), b("wgpu", "burn 0.22.0").class());
+        // The name's length is hashed: moving bytes between the parts changes it.
+        assert_ne!(b("ab", "c").class(), b("a", "bc").class());
+        let text = class_text(&flex.class());
+        assert_eq!(text.len(), 16);
+        assert_eq!(parse_class(&text), Some(flex.class()));
+        for junk in [
+            "",
+            "00",
+            "+0000000000000000",
+            "+000000000000000",
+            "zz00000000000000",
+            "é0000000000000",
+        ] {
+            assert_eq!(parse_class(junk), None, "{junk}");
+        }
     }
 
     pub(crate) fn receipt(

@@ -127,6 +127,15 @@ enum Event {
     Restart(usize),
 }
 
+/// The one backend every simulated node runs (the sweep's disagreement mode
+/// models honest nodes computing differently under it).
+fn backend() -> Backend {
+    Backend {
+        name: "flex".into(),
+        version: "burn 0.22.0".into(),
+    }
+}
+
 fn truth(inputs: &Digest) -> Digest {
     let mut h = Sha256::new();
     h.update(b"the model");
@@ -149,7 +158,7 @@ pub fn run(params: &PoaiRun, seed: u64) -> PoaiReport {
     };
     let new_auditor = |i: usize, epoch: u64| {
         let mut a = Auditor::new(cfg.clone(), keys[i].clone(), epoch);
-        a.set_eligible(ids.clone());
+        a.set_eligible(ids.iter().map(|id| (*id, backend().class())));
         a
     };
     let mut auditors: Vec<Option<Auditor>> = (0..n).map(|i| Some(new_auditor(i, 0))).collect();
@@ -234,10 +243,7 @@ pub fn run(params: &PoaiRun, seed: u64) -> PoaiReport {
                     inputs,
                     outputs,
                     batch: 1 + (batch % 8) as u32,
-                    backend: Backend {
-                        name: "flex".into(),
-                        version: "burn 0.22.0".into(),
-                    },
+                    backend: backend(),
                     started_us: now * 1_000,
                     took_us: 1_000,
                 };

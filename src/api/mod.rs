@@ -83,6 +83,8 @@ pub struct Api {
     pub work: Option<plexus_actors::runtime::ActorRef<crate::work::WorkMsg>>,
     /// The node's model directory, on daemons.
     pub models: Option<Arc<plexus_ml::executor::ModelStore>>,
+    /// The backend its executors serve on, on daemons.
+    pub engine: Option<plexus_ml::engine::Engine>,
     /// The storage service, on daemons.
     pub storage: Option<plexus_actors::runtime::ActorRef<crate::storage::StorageMsg>>,
     /// The replication factor of puts that name none.

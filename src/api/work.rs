@@ -106,9 +106,11 @@ pub(super) async fn infer(
             let answer = tokio::time::timeout(INFER_WAIT, rx).await;
             metrics.ask(AskKind::Infer, started.elapsed());
             match answer {
-                Ok(Ok(Ok(Ok(bytes)))) => {
-                    serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string())
-                }
+                Ok(Ok(Ok(Ok(bytes)))) => executor::decode_output(&bytes)
+                    .map(|logits| {
+                        json!({ "class": plexus_ml::model::class(&logits), "logits": logits })
+                    })
+                    .map_err(|e| format!("the executor answered: {e}")),
                 Ok(Ok(Ok(Err(why)))) => Err(why),
                 Ok(Ok(Err(e))) => Err(e.to_string()),
                 Ok(Err(_)) => Err("the durable service stopped".to_string()),
@@ -160,10 +162,13 @@ pub(super) async fn models(State(api): State<Arc<Api>>) -> Result<Json<Value>, A
         ),
         Err(_) => None,
     };
-    let (backend, version) = executor::backend();
+    let backend = api
+        .engine
+        .as_ref()
+        .map(|e| format!("{} ({})", e.name(), e.version()));
     Ok(Json(json!({
         "node": api.node.id().to_string(),
-        "backend": format!("{backend} ({version})"),
+        "backend": backend,
         "dir": store.dir(),
         "models": local,
         "executors": executors,

@@ -840,7 +840,7 @@ pub fn infer_local(
             .map(|t| {
                 let (passes, weights) = (&passes, &weights);
                 scope.spawn(move || -> Result<Passes, String> {
-                    let device = executor::device();
+                    let device = plexus_ml::engine::Engine::flex().device().clone();
                     let model = plexus_ml::model::Mlp::from_weights(weights, &device)
                         .map_err(|e| e.to_string())?;
                     let mut out = Vec::new();
@@ -871,8 +871,8 @@ pub fn infer_local(
     println!(
         "model {} on {} ({}), {} images in passes of {batch} over {threads} threads",
         plexus_ml::hex(&weights.hash()),
-        executor::backend().0,
-        executor::backend().1,
+        plexus_ml::engine::BackendKind::Flex.name(),
+        plexus_ml::engine::FLEX_SOFTWARE,
         requests.len()
     );
     let mut classes = Vec::new();

@@ -160,6 +160,22 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         Err(e) => return Err(CliError::Failed(e.to_string())),
     };
 
+    // The backend executors serve on, opened before the node joins: a node that
+    // cannot run the configured backend does not start.
+    let engine = plexus_ml::engine::Engine::open(settings.work.backend)
+        .map_err(|e| CliError::Failed(format!("[work] backend: {e}")))?;
+    tracing::info!(
+        backend = engine.name(),
+        version = engine.version(),
+        "executors serve on this backend"
+    );
+    // Verifiers are drawn among nodes of a receipt's backend: say which is ours.
+    let mut tags = settings.tags.clone();
+    tags.insert(
+        crate::work::BACKEND_TAG.into(),
+        plexus_poai::receipt::class_text(&crate::hosting::infer::backend_of(&engine).class()),
+    );
+
     let service_seed = key.seed();
     let service_key = plexus_vocab::identity::NodeKey::from_seed(key.seed());
     let drain_key = plexus_vocab::identity::NodeKey::from_seed(key.seed());
@@ -168,7 +184,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     mesh_config.listen = settings.listen.clone();
     mesh_config.bootstrap = settings.bootstrap.clone();
     mesh_config.resources = settings.resources;
-    mesh_config.tags = settings.tags.clone();
+    mesh_config.tags = tags.clone();
     mesh_config.software = format!("{} ({})", env!("CARGO_PKG_VERSION"), crate::COMMIT);
     mesh_config.allowlist_store = Some(settings.data_dir.join(ACCEPTED_ALLOWLIST_FILE));
     mesh_config.cluster = ClusterConfig {
@@ -214,7 +230,8 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     kinds
         .register(
             crate::hosting::infer::InferKind::new(models.clone(), Some(sink), fault)
-                .with_weights(weights.clone()),
+                .with_weights(weights.clone())
+                .with_engine(engine.clone()),
         )
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let (durable, store_error) = match store {
@@ -225,7 +242,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
                 service_key,
                 store,
                 settings.resources,
-                settings.tags.clone(),
+                tags.clone(),
                 kinds,
             )
             .await
@@ -298,6 +315,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
                 audit,
                 schedule,
                 epochs,
+                engine: engine.clone(),
             },
             store,
             models.clone(),
@@ -392,6 +410,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
         epochs,
         work: Some(work),
         models: Some(models),
+        engine: Some(engine.clone()),
         storage: Some(storage),
         replicas_default: settings.storage.replicas,
         recipient: Some(recipient),

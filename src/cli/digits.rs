@@ -53,7 +53,7 @@ pub struct Case {
 /// The held-out images, with the classes `weights` gives them here.
 pub fn cases(weights: &Weights) -> Result<Vec<Case>, CliError> {
     let data = Digits::bundled().map_err(|e| CliError::Failed(e.to_string()))?;
-    let device = executor::device();
+    let device = plexus_ml::engine::Engine::flex().device().clone();
     let model = Mlp::from_weights(weights, &device).map_err(|e| CliError::Failed(e.to_string()))?;
     let test = data.test_indices();
     let inputs: Vec<Vec<u8>> = test

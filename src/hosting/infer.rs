@@ -27,9 +27,12 @@
 //! is made (the work goes unpaid, and `receipts_dropped` counts it).
 //!
 //! A request is [`plexus_ml::executor::INPUT_BYTES`] pixel bytes; a malformed one
-//! gets an error reply and does not fail the batch. A reply is JSON:
-//! `{"class": 3, "logits": [..10 floats..]}`; with downstream stages, the same
-//! JSON goes on to one of them (by hash of the request).
+//! gets an error reply and does not fail the batch. A reply is the output's bytes
+//! ([`plexus_ml::executor::OUTPUT_BYTES`]: the 10 logits as little-endian f32),
+//! exactly the bytes whose digest the pass's receipt signs, so a caller can check
+//! its answer against a receipt; `/v1/infer` turns them into
+//! `{"class": 3, "logits": [..10 floats..]}`. With downstream stages, the same
+//! bytes go on to one of them (by hash of the request).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,8 +44,9 @@ use plexus_durable::activation::{Applied, Batching, Input, Output};
 use plexus_durable::types::DurableKey;
 use plexus_host::{CodeError, DurableCode, DurableKind};
 use plexus_ml::Digest;
+use plexus_ml::engine::Engine;
 use plexus_ml::executor::{self, ModelStore};
-use plexus_ml::model::{Mlp, class};
+use plexus_ml::model::Mlp;
 use plexus_scheduler::protocol::ActorSpec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -66,12 +70,15 @@ pub struct Work {
     pub model: Digest,
     /// The requests, in batch order.
     pub inputs: Vec<Vec<u8>>,
-    /// `items_digest` of the outputs, in batch order.
-    pub outputs: Digest,
+    /// The outputs ([`executor::encode_output`]), in batch order; the receipt
+    /// names their `items_digest`.
+    pub outputs: Vec<[u8; executor::OUTPUT_BYTES]>,
     /// When it started, Unix microseconds.
     pub started_us: u64,
     /// How long it took, microseconds.
     pub took_us: u64,
+    /// The backend that computed it.
+    pub backend: plexus_poai::Backend,
 }
 
 /// Where executors hand their work: a bounded channel to the work service.
@@ -124,6 +131,7 @@ pub trait WeightsSource: Send + Sync {
 /// by storage id from `weights` first, if missing), hands work to `sink`.
 pub struct InferKind {
     models: Arc<ModelStore>,
+    engine: Engine,
     sink: Option<WorkSink>,
     fault: Option<WrongOutputs>,
     weights: Option<Arc<dyn WeightsSource>>,
@@ -138,10 +146,17 @@ impl InferKind {
     ) -> Self {
         Self {
             models,
+            engine: Engine::flex(),
             sink,
             fault,
             weights: None,
         }
+    }
+
+    /// The kind, serving on `engine` (flex unless told otherwise).
+    pub fn with_engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
     }
 
     /// The kind, fetching weights named by a storage id from `source`.
@@ -248,7 +263,7 @@ impl DurableKind for InferKind {
                 state.schema_version
             )));
         };
-        let device = executor::device();
+        let device = self.engine.device().clone();
         let model = match (
             self.models.model(&state.model, &device),
             state.weights,
@@ -284,6 +299,7 @@ impl DurableKind for InferKind {
             state,
             model,
             device,
+            backend: backend_of(&self.engine),
             outputs: spec.output_keys(),
             sink: self.sink.clone(),
             fault: self.fault,
@@ -297,22 +313,24 @@ struct Executor {
     state: InferState,
     model: Mlp,
     device: executor::Device,
+    backend: plexus_poai::Backend,
     outputs: Vec<DurableKey>,
     sink: Option<WorkSink>,
     fault: Option<WrongOutputs>,
+}
+
+/// The backend an engine's receipts name.
+pub fn backend_of(engine: &Engine) -> plexus_poai::Backend {
+    plexus_poai::Backend {
+        name: engine.name().into(),
+        version: engine.version().into(),
+    }
 }
 
 fn unix_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-/// A reply's body.
-#[derive(Serialize)]
-struct Answer<'a> {
-    class: u8,
-    logits: &'a [f32; plexus_ml::digits::CLASSES],
 }
 
 /// Whether an injected fault strikes the pass with these inputs.
@@ -332,7 +350,7 @@ impl DurableCode for Executor {
         })
     }
 
-    fn apply(&mut self, inputs: Vec<Input>, snapshot: bool) -> Result<Applied, CodeError> {
+    fn apply(&mut self, mut inputs: Vec<Input>, snapshot: bool) -> Result<Applied, CodeError> {
         let mut out = Applied::default();
         let mut replies: Vec<Option<plexus_durable::wire::Reply>> = vec![None; inputs.len()];
         // Decode; a malformed request is answered with why, and skipped.
@@ -353,47 +371,50 @@ impl DurableCode for Executor {
             let clock = std::time::Instant::now();
             let mut logits = executor::run(&self.model, &images, &self.device);
             let took_us = u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let requests: Vec<Vec<u8>> = pass
-                .iter()
-                .map(|(i, _)| inputs[*i].payload.clone())
-                .collect();
-            let inputs_digest = plexus_poai::receipt::items_digest(&requests);
-            if strikes(self.fault, &inputs_digest) {
-                for row in &mut logits {
-                    row.rotate_right(1);
+            if self.fault.is_some() {
+                let requests: Vec<&[u8]> = pass
+                    .iter()
+                    .map(|(i, _)| inputs[*i].payload.as_slice())
+                    .collect();
+                if strikes(self.fault, &plexus_poai::receipt::items_digest(&requests)) {
+                    for row in &mut logits {
+                        row.rotate_right(1);
+                    }
                 }
             }
             let encoded: Vec<[u8; executor::OUTPUT_BYTES]> =
                 logits.iter().map(executor::encode_output).collect();
             self.state.passes += 1;
-            if let Some(sink) = &self.sink {
-                sink.put(Work {
-                    job: self.job.clone(),
-                    executor: self.key.clone(),
-                    model: self.state.model,
-                    inputs: requests,
-                    outputs: plexus_poai::receipt::items_digest(&encoded),
-                    started_us,
-                    took_us,
-                });
-            }
-            for ((i, _), row) in pass.iter().zip(&logits) {
+            for ((i, _), bytes) in pass.iter().zip(&encoded) {
                 self.state.served += 1;
-                let bytes = serde_json::to_vec(&Answer {
-                    class: class(row),
-                    logits: row,
-                })
-                .unwrap_or_default();
                 if !self.outputs.is_empty() {
                     let h = blake3::hash(&inputs[*i].payload);
                     let k = (h.as_bytes()[0] as usize) % self.outputs.len();
                     out.outputs.push(Output::Send {
                         to: self.outputs[k].clone(),
-                        payload: bytes.clone(),
+                        payload: bytes.to_vec(),
                         trace: inputs[*i].trace,
                     });
                 }
-                replies[*i] = Some(Ok(serde_bytes::ByteBuf::from(bytes)));
+                replies[*i] = Some(Ok(serde_bytes::ByteBuf::from(bytes.to_vec())));
+            }
+            if let Some(sink) = &self.sink {
+                // The requests go to the work service (which digests them for the
+                // receipt, off this path) and are not needed here again.
+                let requests: Vec<Vec<u8>> = pass
+                    .iter()
+                    .map(|(i, _)| std::mem::take(&mut inputs[*i].payload))
+                    .collect();
+                sink.put(Work {
+                    job: self.job.clone(),
+                    executor: self.key.clone(),
+                    model: self.state.model,
+                    inputs: requests,
+                    outputs: encoded,
+                    started_us,
+                    took_us,
+                    backend: self.backend.clone(),
+                });
             }
         }
         out.replies = replies;
@@ -404,7 +425,6 @@ impl DurableCode for Executor {
     }
 
     fn describe(&self) -> serde_json::Value {
-        let (backend, version) = executor::backend();
         serde_json::json!({
             "kind": KIND,
             "model": plexus_ml::hex(&self.state.model),
@@ -413,7 +433,7 @@ impl DurableCode for Executor {
             "served": self.state.served,
             "passes": self.state.passes,
             "malformed": self.state.malformed,
-            "backend": format!("{backend} ({version})"),
+            "backend": format!("{} ({})", self.backend.name, self.backend.version),
             "receipts_dropped": self.sink.as_ref().map_or(0, WorkSink::dropped),
         })
     }
@@ -423,7 +443,7 @@ impl DurableCode for Executor {
 mod tests {
     use super::*;
     use plexus_ml::digits::Digits;
-    use plexus_ml::model::Weights;
+    use plexus_ml::model::{Weights, class};
 
     fn store(name: &str) -> (Arc<ModelStore>, Digest, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("plexus-infer-{name}-{}", std::process::id()));
@@ -460,10 +480,8 @@ mod tests {
         }
     }
 
-    fn reply_class(r: &Option<plexus_durable::wire::Reply>) -> u8 {
-        let bytes = r.as_ref().unwrap().as_ref().unwrap();
-        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-        v["class"].as_u64().unwrap() as u8
+    fn reply_bytes(r: &Option<plexus_durable::wire::Reply>) -> Vec<u8> {
+        r.as_ref().unwrap().as_ref().unwrap().to_vec()
     }
 
     #[test]
@@ -499,13 +517,19 @@ mod tests {
         let applied = code.apply(inputs, true).unwrap();
         assert_eq!(applied.replies.len(), 11);
         assert!(matches!(&applied.replies[5], Some(Err(e)) if e.contains("64 bytes")));
-        let device = executor::device();
+        let device = Engine::flex().device().clone();
         let model = models.model(&hash, &device).unwrap();
         let mut good = applied.replies.clone();
         good.remove(5);
         for (req, reply) in requests.iter().zip(&good) {
             let alone = executor::run(&model, &[executor::decode_input(req).unwrap()], &device);
-            assert_eq!(reply_class(reply), class(&alone[0]));
+            // The reply is exactly the output bytes a receipt digests.
+            assert_eq!(
+                reply_bytes(reply),
+                executor::encode_output(&alone[0]).to_vec()
+            );
+            let logits = executor::decode_output(&reply_bytes(reply)).unwrap();
+            assert_eq!(class(&logits), class(&alone[0]));
         }
         // Passes of at most `max_batch`, in order, each with the digest of its outputs.
         let mut passes = Vec::new();
@@ -525,7 +549,7 @@ mod tests {
             .map(executor::encode_output)
             .collect();
         assert_eq!(passes[0].inputs, requests[..4].to_vec());
-        assert_eq!(passes[0].outputs, plexus_poai::receipt::items_digest(&outs));
+        assert_eq!(passes[0].outputs, outs);
         // The snapshot is the model reference and the config, not the weights.
         let snap = applied.snapshot.unwrap();
         assert!(snap.bytes.len() < 128, "{} bytes", snap.bytes.len());
@@ -601,11 +625,11 @@ mod tests {
         let req = executor::encode_input(&digits.images[0]).to_vec();
         code.apply(vec![input(1, req.clone())], false).unwrap();
         let w = rx.try_recv().unwrap();
-        let device = executor::device();
+        let device = Engine::flex().device().clone();
         let model = models.model(&hash, &device).unwrap();
         let honest = executor::run(&model, &[executor::decode_input(&req).unwrap()], &device);
         let honest = plexus_poai::receipt::items_digest(&[executor::encode_output(&honest[0])]);
-        assert_ne!(w.outputs, honest);
+        assert_ne!(plexus_poai::receipt::items_digest(&w.outputs), honest);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

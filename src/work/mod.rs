@@ -6,8 +6,8 @@ mod service;
 pub mod store;
 
 pub use service::{
-    FETCH_TIMEOUT, FETCHES_MAX, MESSAGE_TYPE, WORK_LOCAL_ID, WorkMsg, WorkService, WorkSettings,
-    WorkStatus, WorkWire, local_backend, recompute,
+    BACKEND_TAG, FETCH_TIMEOUT, FETCHES_MAX, MESSAGE_TYPE, WORK_LOCAL_ID, WorkMsg, WorkService,
+    WorkSettings, WorkStatus, WorkWire, recompute,
 };
 pub use store::{WorkStore, WorkStoreError, work_dir};
 

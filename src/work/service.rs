@@ -38,11 +38,11 @@ use plexus_actors::runtime::{
 use plexus_actors::{ActorId, NodeId, Time};
 use plexus_epochs::schedule::Schedule;
 use plexus_mesh::driver::Mesh;
+use plexus_ml::engine::Engine;
 use plexus_ml::executor::{self, ModelStore};
-use plexus_poai::receipt::{RECEIPT_VERSION, items_digest};
+use plexus_poai::receipt::{BackendClass, RECEIPT_VERSION, items_digest, parse_class};
 use plexus_poai::{
-    AuditConfig, AuditMessage, Auditor, Backend, Digest, Effect, EpochWork, Evidence, Receipt,
-    SignedReceipt,
+    AuditConfig, AuditMessage, Auditor, Digest, Effect, EpochWork, Evidence, Receipt, SignedReceipt,
 };
 use plexus_vocab::identity::NodeKey;
 use serde::{Deserialize, Serialize};
@@ -50,7 +50,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::store::WorkStore;
 use crate::epochs::EpochMsg;
-use crate::hosting::infer::Work;
+use crate::hosting::infer::{Work, backend_of};
 
 /// The work service's well-known local actor id.
 pub const WORK_LOCAL_ID: u64 = 4;
@@ -64,6 +64,10 @@ pub const FETCHES_MAX: usize = 256;
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The wire type name of work messages.
 pub const MESSAGE_TYPE: &str = "plexus.work";
+/// The membership tag in which a node advertises the backend class it
+/// re-executes on (`plexus_poai::receipt::class_text`); verifiers of a receipt
+/// are drawn among the admitted nodes advertising its class.
+pub const BACKEND_TAG: &str = "backend";
 
 pub use plexus_poai::wire::WorkWire;
 
@@ -116,6 +120,8 @@ pub struct WorkSettings {
     /// The node's epoch service, whose signed checkpoints are the beacons
     /// (`None`: no beacons, so nothing is sampled).
     pub epochs: Option<ActorId>,
+    /// The backend this node re-executes on (its executors' own).
+    pub engine: Engine,
 }
 
 /// What `/v1/receipts` and `plexus receipts` show.
@@ -183,20 +189,25 @@ fn wall_now() -> Time {
     Time::from_micros(us)
 }
 
-/// Re-executes a receipt's batch: the outputs' digest, or `None` when `items` are
-/// not the receipt's inputs, the receipt names another backend (a bit-for-bit
-/// comparison needs the same one, poai.md), the model is not here, or an input
-/// is malformed. What a verifier spends per sampled receipt.
-pub fn recompute(models: &ModelStore, r: &Receipt, items: &[Vec<u8>]) -> Option<Digest> {
+/// Re-executes a receipt's batch on `engine`: the outputs' digest, or `None` when
+/// `items` are not the receipt's inputs, the receipt names another backend than
+/// `engine` (a bit-for-bit comparison needs the same one, poai.md), the model is
+/// not here, or an input is malformed. What a verifier spends per sampled receipt.
+pub fn recompute(
+    models: &ModelStore,
+    engine: &Engine,
+    r: &Receipt,
+    items: &[Vec<u8>],
+) -> Option<Digest> {
     if items_digest(items) != r.inputs || items.len() != r.batch as usize {
         return None;
     }
-    if r.backend != local_backend() {
+    if r.backend != backend_of(engine) {
         tracing::debug!(backend = ?r.backend, "cannot verify work of another backend");
         return None;
     }
-    let device = executor::device();
-    let model = match models.model(&r.model, &device) {
+    let device = engine.device();
+    let model = match models.model(&r.model, device) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "cannot verify: model not here");
@@ -207,19 +218,10 @@ pub fn recompute(models: &ModelStore, r: &Receipt, items: &[Vec<u8>]) -> Option<
         .iter()
         .map(|b| executor::decode_input(b).ok())
         .collect();
-    let logits = executor::run(&model, &images?, &device);
+    let logits = executor::run(&model, &images?, device);
     let encoded: Vec<[u8; executor::OUTPUT_BYTES]> =
         logits.iter().map(executor::encode_output).collect();
     Some(items_digest(&encoded))
-}
-
-/// The backend this node executes on, as receipts name it.
-pub fn local_backend() -> Backend {
-    let (name, version) = executor::backend();
-    Backend {
-        name: name.into(),
-        version: version.into(),
-    }
 }
 
 impl WorkService {
@@ -316,9 +318,9 @@ impl WorkService {
                 .collect(),
             model: work.model,
             inputs: items_digest(&work.inputs),
-            outputs: work.outputs,
+            outputs: items_digest(&work.outputs),
             batch: u32::try_from(work.inputs.len()).unwrap_or(u32::MAX),
-            backend: local_backend(),
+            backend: work.backend,
             started_us: work.started_us,
             took_us: work.took_us,
         };
@@ -410,7 +412,8 @@ impl WorkService {
         let Ok(hash) = signed.hash() else {
             return;
         };
-        let outputs = items.and_then(|items| recompute(&self.models, r, &items));
+        let outputs =
+            items.and_then(|items| recompute(&self.models, &self.settings.engine, r, &items));
         if outputs.is_some() {
             st.reexecuted += 1;
         } else {
@@ -473,15 +476,20 @@ impl WorkService {
     }
 
     async fn tick(&self, system: &ActorSystem, st: &mut WorkState) {
-        let mut nodes: Vec<NodeId> = self
-            .mesh
-            .allowlist()
-            .allowlist
+        // Verifiers: the admitted nodes, each with the backend class it
+        // advertises (a node that does not say is drawn for no receipt).
+        let members = self.mesh.member_map();
+        let allowlist = self.mesh.allowlist().allowlist;
+        let mut nodes: Vec<(NodeId, BackendClass)> = allowlist
             .nodes
             .keys()
-            .copied()
+            .filter_map(|n| {
+                let m = members.get(n)?;
+                let class = m.tags.get(BACKEND_TAG).and_then(|c| parse_class(c))?;
+                Some((*n, class))
+            })
             .collect();
-        nodes.push(system.node_id());
+        nodes.push((system.node_id(), backend_of(&self.settings.engine).class()));
         st.auditor.set_eligible(nodes);
         let now = self.epoch_now();
         st.auditor.advance(now);
@@ -550,10 +558,9 @@ impl WorkService {
                 let Some(epoch) = now.checked_sub(back) else {
                     continue;
                 };
-                let work = st.auditor.tally(epoch);
-                if !work.beacon {
+                let Some(work) = st.auditor.credited(epoch) else {
                     continue;
-                }
+                };
                 let units = work.workers.iter().map(|(n, row)| (*n, row.work_units));
                 let tally = plexus_epochs::work::ObservedWork::new(epoch, work.root, units);
                 // Best effort: the next tick sends it again.

@@ -19,15 +19,41 @@ enum Role {
     Lazy,
 }
 
-fn truth(inputs: &Digest) -> Digest {
+fn flex() -> Backend {
+    Backend {
+        name: "flex".into(),
+        version: "burn 0.22.0".into(),
+    }
+}
+
+fn gpu() -> Backend {
+    Backend {
+        name: "wgpu".into(),
+        version: "burn 0.22.0; an adapter".into(),
+    }
+}
+
+/// What an honest node on `backend` computes: backends differ in the last bits,
+/// so each has its own truth.
+fn truth_on(backend: &Backend, inputs: &Digest) -> Digest {
     let mut h = Sha256::new();
     h.update(b"the model");
+    if *backend != flex() {
+        h.update(backend.name.as_bytes());
+    }
     h.update(inputs);
     h.finalize().into()
 }
 
+fn truth(inputs: &Digest) -> Digest {
+    truth_on(&flex(), inputs)
+}
+
 struct Net {
     nodes: Vec<(Auditor, Role)>,
+    backends: Vec<Backend>,
+    /// Re-executions a node was asked for on another backend than its own.
+    cross: usize,
     evidence: Vec<(usize, Evidence)>,
     refused: usize,
 }
@@ -53,10 +79,7 @@ fn blank(batch: u32) -> Receipt {
         inputs: [0; 32],
         outputs: [0; 32],
         batch,
-        backend: Backend {
-            name: "flex".into(),
-            version: "burn 0.22.0".into(),
-        },
+        backend: flex(),
         started_us: 0,
         took_us: 1,
     }
@@ -64,19 +87,31 @@ fn blank(batch: u32) -> Receipt {
 
 impl Net {
     fn new(roles: &[Role], rate_ppm: u32, k: usize) -> Self {
+        Self::on(roles, &vec![flex(); roles.len()], rate_ppm, k)
+    }
+
+    /// Node `i` runs on `backends[i]`.
+    fn on(roles: &[Role], backends: &[Backend], rate_ppm: u32, k: usize) -> Self {
         let nodes: Vec<(Auditor, Role)> = roles
             .iter()
             .enumerate()
             .map(|(i, r)| (Auditor::new(cfg(rate_ppm, k), key(i as u8 + 1), 0), *r))
             .collect();
         let ids: Vec<NodeId> = nodes.iter().map(|(a, _)| a.me).collect();
+        let classes: Vec<(NodeId, crate::BackendClass)> = ids
+            .iter()
+            .zip(backends)
+            .map(|(id, b)| (*id, b.class()))
+            .collect();
         let mut net = Net {
             nodes,
+            backends: backends.to_vec(),
+            cross: 0,
             evidence: Vec::new(),
             refused: 0,
         };
         for (a, _) in &mut net.nodes {
-            a.set_eligible(ids.clone());
+            a.set_eligible(classes.clone());
         }
         net
     }
@@ -90,7 +125,7 @@ impl Net {
         for i in 0..self.nodes.len() {
             for b in 0..batches {
                 let inputs = items_digest(&[[i as u8, b as u8]]);
-                let honest = truth(&inputs);
+                let honest = truth_on(&self.backends[i], &inputs);
                 let outputs = match self.nodes[i].1 {
                     Role::Cheat(every) if b % every == 0 => [0xEE; 32],
                     _ => honest,
@@ -98,6 +133,7 @@ impl Net {
                 let mut r = blank(1 + (b % 4) as u32);
                 r.inputs = inputs;
                 r.outputs = outputs;
+                r.backend = self.backends[i].clone();
                 self.nodes[i].0.record(r).unwrap();
             }
         }
@@ -128,12 +164,19 @@ impl Net {
                         }
                         Effect::ReExecute { receipt, hash } => {
                             let r = &receipt.receipt;
+                            // A driver cannot reproduce another backend's bytes
+                            // (`recompute` answers `None`).
+                            let mine = &self.backends[i];
+                            if r.backend != *mine {
+                                self.cross += 1;
+                            }
                             let outputs = match self.nodes[i].1 {
-                                Role::Liar => [0xAA; 32],
-                                Role::Lazy => r.outputs,
-                                _ => truth(&r.inputs),
+                                _ if r.backend != *mine => None,
+                                Role::Liar => Some([0xAA; 32]),
+                                Role::Lazy => Some(r.outputs),
+                                _ => Some(truth_on(mine, &r.inputs)),
                             };
-                            self.nodes[i].0.executed(r.epoch, &hash, Some(outputs));
+                            self.nodes[i].0.executed(r.epoch, &hash, outputs);
                         }
                         Effect::Evidence(e) => self.evidence.push((i, e)),
                     }
@@ -168,7 +211,11 @@ impl Net {
 fn honest_work_is_verified_and_paid_and_every_node_agrees() {
     let mut net = Net::new(&[Role::Honest; 4], PPM_ALL, 2);
     net.work(6);
+    // Before the beacon nothing was sampled: nothing may be credited yet.
+    assert!(net.nodes.iter().all(|(a, _)| a.credited(0).is_none()));
+    assert!(!net.nodes[0].0.tally(0).workers.is_empty());
     net.beacon(b"beacon-0");
+    assert_eq!(net.nodes[0].0.credited(0), Some(net.nodes[0].0.tally(0)));
     assert!(net.evidence.is_empty());
     assert_eq!(net.refused, 0);
     let tallies: Vec<EpochWork> = net.nodes.iter().map(|(a, _)| a.tally(0)).collect();
@@ -186,6 +233,134 @@ fn honest_work_is_verified_and_paid_and_every_node_agrees() {
 }
 
 const PPM_ALL: u32 = crate::sample::PPM;
+
+/// GPU work is verified by GPU nodes only: a CPU node cannot reproduce a GPU's
+/// last bits, so drawing it would accuse honest GPU workers or verify nothing.
+#[test]
+fn each_backends_work_is_verified_by_nodes_of_that_backend_only() {
+    use Role::{Cheat, Honest};
+    let backends = [flex(), flex(), flex(), gpu(), gpu(), gpu()];
+    let mut net = Net::on(
+        &[Honest, Honest, Honest, Honest, Cheat(2), Honest],
+        &backends,
+        PPM_ALL,
+        2,
+    );
+    net.work(4);
+    net.beacon(b"beacon-0");
+    assert_eq!(
+        net.cross, 0,
+        "nobody was asked to re-execute another backend's work"
+    );
+    // (The cheater's own verifications are refused by the nodes that proved it
+    // wrong, so `refused` is not zero here.)
+    assert!(net.false_accusations().is_empty());
+    let cheater = net.id(4);
+    for i in net.honest() {
+        let t = net.nodes[i].0.tally(0);
+        for (w, row) in &t.workers {
+            assert_eq!(row.sampled, 4, "{w}");
+            if *w == cheater && backends[i] == gpu() {
+                // Its own backend's nodes proved it wrong: nothing is credited.
+                assert!(row.proven_wrong);
+                assert_eq!(row.work_units, 0);
+            } else if *w == cheater {
+                // The CPU nodes cannot settle the disputes over its GPU work
+                // (batches 0 and 2, of 1 and 3 items): they credit neither way,
+                // only its undisputed batches (1 and 3: 2 + 4 items).
+                assert!(!row.proven_wrong);
+                assert_eq!((row.items, row.work_units), (10, 6));
+                assert_eq!((row.verified, row.unverified), (2, 2));
+            } else {
+                // Two verifiers of the worker's own backend vouched for each.
+                assert_eq!(row.verified, 4, "{w}");
+                assert_eq!(row.work_units, row.items);
+            }
+        }
+        // Only the GPU nodes can judge the GPU cheater; the CPU nodes hold no
+        // evidence (they could not reproduce it), and never any against the
+        // honest GPU nodes.
+        let caught = net.nodes[i].0.evidence_against(0, &cheater).is_some();
+        assert_eq!(caught, backends[i] == gpu(), "node {i}");
+    }
+    // Every verification of a GPU receipt came from a GPU node, and of a CPU
+    // receipt from a CPU node.
+    for (a, _) in &net.nodes {
+        for st in a.epochs.values() {
+            for entry in st.receipts.values() {
+                let class = entry.receipt.receipt.backend.class();
+                for signer in entry.verifications.keys() {
+                    let j = net.nodes.iter().position(|(b, _)| b.me == *signer).unwrap();
+                    assert_eq!(backends[j].class(), class);
+                }
+                assert_eq!(entry.chosen.as_ref().map(Vec::len), Some(2));
+            }
+        }
+    }
+}
+
+/// A lying GPU verifier is proven wrong by the GPU nodes; the CPU nodes, which
+/// cannot tell who lied, accuse nobody and withhold only the disputed receipts.
+#[test]
+fn a_lying_verifier_of_another_backend_cannot_make_cpu_nodes_accuse_anyone() {
+    use Role::{Honest, Liar};
+    let backends = [flex(), flex(), flex(), gpu(), gpu(), gpu()];
+    let mut net = Net::on(
+        &[Honest, Honest, Honest, Honest, Liar, Honest],
+        &backends,
+        PPM_ALL,
+        2,
+    );
+    net.work(4);
+    net.beacon(b"beacon-0");
+    assert_eq!(net.cross, 0);
+    assert!(net.false_accusations().is_empty());
+    let liar = net.id(4);
+    for i in net.honest() {
+        let held = net.nodes[i].0.evidence_against(0, &liar).is_some();
+        assert_eq!(held, backends[i] == gpu(), "node {i}");
+        let t = net.nodes[i].0.tally(0);
+        assert_eq!(t.evidence.len(), usize::from(backends[i] == gpu()));
+        for (w, row) in &t.workers {
+            if *w == liar {
+                continue;
+            }
+            assert!(!row.proven_wrong);
+            let worker_on_gpu =
+                backends[net.nodes.iter().position(|(a, _)| a.me == *w).unwrap()] == gpu();
+            if backends[i] == gpu() || !worker_on_gpu {
+                assert_eq!(row.work_units, row.items, "node {i} on {w}");
+            } else {
+                // A CPU node withholds exactly the receipts the liar disputed.
+                let disputed: u64 = net.nodes[i].0.epochs[&0]
+                    .receipts
+                    .values()
+                    .filter(|e| e.receipt.receipt.worker == *w)
+                    .filter(|e| e.verifications.contains_key(&liar))
+                    .map(|e| u64::from(e.receipt.receipt.batch))
+                    .sum();
+                assert!(disputed > 0);
+                assert_eq!(row.work_units, row.items - disputed, "node {i} on {w}");
+            }
+        }
+    }
+}
+
+/// A backend only its worker runs has nobody to verify it: its sampled receipts
+/// show as unverified in the tally, and nobody is accused.
+#[test]
+fn work_on_a_backend_nobody_else_runs_is_not_verified_and_accuses_nobody() {
+    let backends = [flex(), flex(), flex(), gpu()];
+    let mut net = Net::on(&[Role::Honest; 4], &backends, PPM_ALL, 2);
+    net.work(3);
+    net.beacon(b"beacon-0");
+    assert_eq!(net.cross, 0);
+    assert!(net.evidence.is_empty());
+    let t = net.nodes[0].0.tally(0);
+    let lone = &t.workers[&net.id(3)];
+    assert_eq!((lone.sampled, lone.verified, lone.unverified), (3, 0, 3));
+    assert_eq!(t.workers[&net.id(0)].verified, 3);
+}
 
 #[test]
 fn a_cheating_worker_is_proven_wrong_by_every_honest_node() {
@@ -289,8 +464,13 @@ fn verifications_from_the_wrong_nodes_are_refused() {
         .unwrap()
         .clone_receipt();
     let hash = receipt.hash().unwrap();
-    let chosen =
-        crate::sample::verifiers(b"beacon-0", &hash, &net.id(0), &net.nodes[0].0.eligible, 2);
+    let chosen = crate::sample::verifiers(
+        b"beacon-0",
+        &hash,
+        &net.id(0),
+        &eligible_of(&net.nodes[0].0.eligible, &flex().class()),
+        2,
+    );
     let outsider = (1..4)
         .map(|i| net.id(i))
         .find(|n| !chosen.contains(n))
