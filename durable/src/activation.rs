@@ -43,8 +43,8 @@ use serde::{Deserialize, Serialize};
 use crate::stream::{OutStream, StreamConfig, StreamEvent, Streams};
 use crate::types::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
 use crate::wire::{
-    Ack, Command, DurableMsg, Envelope, Handoff, Nack, Redirect, Refusal, ReplicaOp, ReplicaReply,
-    Reply, ballot_step_ok,
+    Ack, Command, DurableMsg, Envelope, HandedRecord, Handoff, Nack, RESEND_MAX, Redirect, Refusal,
+    ReplicaOp, ReplicaReply, Reply, ballot_step_ok,
 };
 
 /// What a sender's entry in the dedup table holds.
@@ -313,7 +313,13 @@ enum Phase {
     Fencing(Box<Fencing>),
     Active,
     Draining(Migration),
-    HandingOff { mig: Migration, deadline: Time },
+    HandingOff {
+        mig: Migration,
+        deadline: Time,
+        /// Senders whose uncommitted inputs the handoff rolled back (asked to
+        /// resend if the handoff fails and the actor resumes here).
+        resend: Vec<(SenderId, NodeId)>,
+    },
     Gone,
 }
 
@@ -336,6 +342,15 @@ struct Fencing {
     /// handoff brought, until a replica confirms it holds exactly that record.
     /// A handoff record no replica vouches for is not restored.
     unconfirmed: Option<((Ballot, u64), [u8; 32])>,
+    /// For a migration target handed a record by reference: its order. The body
+    /// comes from this node's own replica (`local`), and the fence fails unless
+    /// a record at least that new is found.
+    expect: Option<(Ballot, u64)>,
+    /// This node, when its own replica's reply must be had (see `expect`).
+    local: Option<NodeId>,
+    /// Senders to ask to resend once the state is installed: their inputs were
+    /// applied after the record restored, and rolled back with it.
+    resend: Vec<(SenderId, NodeId)>,
 }
 
 #[derive(Debug)]
@@ -411,7 +426,9 @@ impl Fencing {
                 .count()
                 >= s.quorum()
         };
-        self.sets.iter().all(enough) && self.best.as_ref().is_none_or(|b| enough(&b.set))
+        self.sets.iter().all(enough)
+            && self.best.as_ref().is_none_or(|b| enough(&b.set))
+            && self.local.is_none_or(|me| self.replied.contains(&me))
     }
 }
 
@@ -468,6 +485,8 @@ pub struct Activation {
     /// rollback returns to.
     base: Option<Record>,
     committed: Option<Record>,
+    /// Replicas known to hold `committed` (they acknowledged writing it).
+    holders: BTreeSet<NodeId>,
     first_commit_done: bool,
     last_commit_start: Time,
     last_bytes: usize,
@@ -506,6 +525,26 @@ pub struct ActivationStats {
     pub refused: u64,
 }
 
+/// What a fence carries besides its sets and records.
+#[derive(Debug, Default)]
+struct FenceExtra {
+    expect: Option<(Ballot, u64)>,
+    resend: Vec<(SenderId, NodeId)>,
+}
+
+/// A migration target's half of a handoff.
+#[derive(Clone, Debug)]
+pub struct Arrival {
+    /// The source's last committed record, whole or by reference.
+    pub record: HandedRecord,
+    /// Messages the source had accepted but not applied.
+    pub queued: Vec<Envelope>,
+    /// The source.
+    pub from: NodeId,
+    /// The migration's number.
+    pub migration: u64,
+}
+
 /// How an activation starts.
 #[derive(Clone, Debug)]
 pub struct Start {
@@ -520,9 +559,8 @@ pub struct Start {
     pub spec: Vec<u8>,
     /// The highest ballot known for the key (the new one goes above it).
     pub seen: Ballot,
-    /// For a migration target: the source's record, queued messages, the source
-    /// node and the migration number.
-    pub handoff: Option<(Record, Vec<Envelope>, NodeId, u64)>,
+    /// For a migration target: what the source handed over.
+    pub handoff: Option<Arrival>,
     /// Where this activation's request numbers start (the node keeps them unique
     /// across its activations).
     pub req_base: u64,
@@ -538,11 +576,20 @@ impl Activation {
         let mut best = None;
         let mut handoff = None;
         let mut held = VecDeque::new();
-        if let Some((record, queued, from, migration)) = start.handoff {
-            seen = seen.max(record.ballot);
-            best = Some(record);
-            held.extend(queued);
-            handoff = Some((from, migration));
+        let mut extra = FenceExtra::default();
+        if let Some(arrival) = start.handoff {
+            match arrival.record {
+                HandedRecord::Whole(record) => {
+                    seen = seen.max(record.ballot);
+                    best = Some(record);
+                }
+                HandedRecord::Held { order } => {
+                    seen = seen.max(order.0);
+                    extra.expect = Some(order);
+                }
+            }
+            held.extend(arrival.queued);
+            handoff = Some((arrival.from, arrival.migration));
         }
         let mut a = Activation {
             key: start.key.clone(),
@@ -568,6 +615,7 @@ impl Activation {
             in_flight: None,
             base: None,
             committed: None,
+            holders: BTreeSet::new(),
             first_commit_done: false,
             last_commit_start: Time::ZERO,
             last_bytes: 0,
@@ -585,7 +633,7 @@ impl Activation {
             events: VecDeque::new(),
             stats: ActivationStats::default(),
         };
-        a.begin_fence(now, start.sets, best, handoff, 0);
+        a.begin_fence(now, start.sets, best, handoff, 0, extra);
         Some(a)
     }
 
@@ -660,6 +708,7 @@ impl Activation {
         best: Option<Record>,
         handoff: Option<(NodeId, u64)>,
         attempts: u32,
+        extra: FenceExtra,
     ) {
         let req = self.req();
         let members: BTreeSet<NodeId> = sets
@@ -670,7 +719,11 @@ impl Activation {
             (Some(_), Some(r)) => Some((r.order(), *blake3::hash(&r.body).as_bytes())),
             _ => None,
         };
+        let local = (extra.expect.is_some() && members.contains(&self.me)).then_some(self.me);
         let mut f = Fencing {
+            expect: extra.expect,
+            local,
+            resend: extra.resend,
             sets,
             found: Vec::new(),
             members,
@@ -694,8 +747,16 @@ impl Activation {
         let Phase::Fencing(f) = &self.phase else {
             return;
         };
-        let have = f.best.as_ref().map(Record::order);
+        let have = f.best.as_ref().map(Record::order).or(f.expect);
+        // A record handed over by reference is read from this node's own
+        // replica; the others only say what they hold.
+        let from_local = f.best.is_none() && f.local.is_some();
         for n in to {
+            let have = if from_local && n == self.me {
+                None
+            } else {
+                have
+            };
             self.transmit.push_back((
                 n,
                 DurableMsg::Replica {
@@ -761,8 +822,12 @@ impl Activation {
                     // Someone fenced in between: go above them.
                     let sets = std::mem::take(&mut f.sets);
                     let best = f.best.take();
+                    let extra = FenceExtra {
+                        expect: None,
+                        resend: std::mem::take(&mut f.resend),
+                    };
                     self.ballot = Ballot::above(promised.max(self.ballot), self.me);
-                    self.begin_fence(now, sets, best, None, attempts);
+                    self.begin_fence(now, sets, best, None, attempts, extra);
                 } else {
                     let handoff = f.handoff;
                     self.refuse_handoff(handoff, format!("superseded by ballot {promised}"));
@@ -805,6 +870,20 @@ impl Activation {
             ));
             return;
         }
+        if let Some(order) = f.expect
+            && f.best.as_ref().is_none_or(|b| b.order() < order)
+        {
+            // Handed over by reference, but this node's replica does not hold it
+            // (or the source named a record nobody holds): restore nothing here.
+            self.refuse_handoff(
+                f.handoff,
+                "this node's replica does not hold the handed-off record".into(),
+            );
+            self.end(Deactivation::Failed(
+                "a handoff named a record this node's replica does not hold".into(),
+            ));
+            return;
+        }
         let restored = f.best.as_ref().map(Record::order);
         let state = match &f.best {
             Some(r) => match DurableState::decode(&r.body) {
@@ -832,6 +911,7 @@ impl Activation {
         // Nothing restored is released until it is committed under this ballot.
         self.base = f.best.clone();
         self.committed = None;
+        self.holders.clear();
         self.first_commit_done = false;
         self.dirty = true;
         self.commit_timer = None;
@@ -851,6 +931,17 @@ impl Activation {
                     result: Ok(self.ballot),
                 },
             ));
+        }
+        // Inputs rolled back with the state they were applied to: their senders
+        // resend from what was restored (they keep everything not acknowledged).
+        for (sender, node) in &f.resend {
+            let expected = self
+                .inbound
+                .get(sender)
+                .map_or(0, |i| i.last)
+                .saturating_add(1);
+            self.reply_to.entry(sender.clone()).or_insert(*node);
+            self.nack(sender, *node, expected, 0);
         }
         let held: Vec<Envelope> = self.held.drain(..).collect();
         for env in held {
@@ -1214,6 +1305,14 @@ impl Activation {
     }
 
     fn on_write_reply(&mut self, now: Time, from: NodeId, req: u64, reply: ReplicaReply) {
+        // A replica that wrote the committed record after its quorum: it holds it.
+        if let ReplicaReply::Written { ballot, version } = &reply
+            && let Some(c) = &self.committed
+            && c.order() == (*ballot, *version)
+            && c.set.contains(&from)
+        {
+            self.holders.insert(from);
+        }
         let Some(c) = self.in_flight.as_mut() else {
             return;
         };
@@ -1283,6 +1382,12 @@ impl Activation {
             self.events
                 .push_back(ActivationEvent::Command { to, command });
         }
+        self.holders = c
+            .acked
+            .iter()
+            .filter(|n| c.record.set.contains(n))
+            .copied()
+            .collect();
         self.committed = Some(c.record);
         self.pump(now);
     }
@@ -1339,20 +1444,62 @@ impl Activation {
         true
     }
 
+    /// The record a handoff may name by reference: the committed one, when the
+    /// target acknowledged writing it as a replica.
+    fn handed_by_reference(&self, to: &NodeId) -> Option<(Ballot, u64)> {
+        self.committed
+            .as_ref()
+            .filter(|_| self.holders.contains(to))
+            .map(Record::order)
+    }
+
+    /// Hands the actor to the migration's target once it can.
+    ///
+    /// When the target holds the last committed record as a replica, the handoff
+    /// names that record and goes at once: a commit in flight and inputs applied
+    /// since the record are rolled back (their effects were never released, so
+    /// nothing anyone saw is undone), and their senders are asked to resend to
+    /// the target, which restores from its own copy. The pause is then a fence
+    /// round trip, whatever the state's size. Otherwise the source commits what
+    /// it applied and hands the record over whole.
     fn try_hand_off(&mut self, now: Time) {
         let Phase::Draining(mig) = &self.phase else {
             return;
         };
-        if self.applying.is_some() || self.in_flight.is_some() || self.dirty {
+        if self.applying.is_some() {
             return;
         }
-        let Some(record) = self.committed.clone() else {
+        let by_reference = self.handed_by_reference(&mig.to);
+        if by_reference.is_none() && (self.in_flight.is_some() || self.dirty) {
+            return;
+        }
+        let Some(committed) = self.committed.as_ref() else {
             return;
         };
+        let record = match by_reference {
+            Some(order) => HandedRecord::Held { order },
+            None => HandedRecord::Whole(committed.clone()),
+        };
         let mig = mig.clone();
+        // Senders with inputs applied past what the record holds: rolled back
+        // with it. Once the target answers, the redirect every sender gets makes
+        // them resend all they have not had acknowledged (and if the handoff
+        // fails, this node asks them to); their queued messages stay behind, so
+        // the target sees no gap in their numbers.
+        let resend: Vec<(SenderId, NodeId)> = self
+            .inbound
+            .iter()
+            .filter(|(s, i)| self.committed_last.get(*s).copied().unwrap_or(0) < i.last)
+            .filter_map(|(s, _)| Some((s.clone(), *self.reply_to.get(s)?)))
+            .take(RESEND_MAX)
+            .collect();
+        let rolled: BTreeSet<&SenderId> = resend.iter().map(|(s, _)| s).collect();
+        // A commit in flight is abandoned: it is never acknowledged from here.
+        self.in_flight = None;
         let mut queued: Vec<Envelope> = self
             .pending
             .drain(..)
+            .filter(|p| p.from.as_ref().is_none_or(|s| !rolled.contains(s)))
             .filter_map(|p| {
                 Some(Envelope {
                     to: self.key.clone(),
@@ -1366,7 +1513,7 @@ impl Activation {
                 })
             })
             .collect();
-        queued.extend(self.held.drain(..));
+        queued.extend(self.held.drain(..).filter(|e| !rolled.contains(&e.from)));
         self.transmit.push_back((
             mig.to,
             DurableMsg::Handoff(Handoff {
@@ -1380,7 +1527,11 @@ impl Activation {
             }),
         ));
         let deadline = now + self.config.handoff_timeout;
-        self.phase = Phase::HandingOff { mig, deadline };
+        self.phase = Phase::HandingOff {
+            mig,
+            deadline,
+            resend,
+        };
     }
 
     /// The target's answer to a handoff, from node `from` (authenticated). Only
@@ -1412,6 +1563,12 @@ impl Activation {
         let mig = mig.clone();
         match result {
             Ok(ballot) => {
+                // Senders whose inputs were rolled back resend every message not
+                // acknowledged once redirected (`Streams::on_redirect`).
+                let resend = match &mut self.phase {
+                    Phase::HandingOff { resend, .. } => std::mem::take(resend),
+                    _ => Vec::new(),
+                };
                 // Tell every sender heard from where the actor is now.
                 let senders: Vec<(SenderId, NodeId)> =
                     self.reply_to.iter().map(|(s, n)| (s.clone(), *n)).collect();
@@ -1425,7 +1582,12 @@ impl Activation {
                         }),
                     ));
                 }
-                let held: Vec<Envelope> = self.held.drain(..).collect();
+                // (A rolled-back sender's messages are left out: it resends them.)
+                let held: Vec<Envelope> = self
+                    .held
+                    .drain(..)
+                    .filter(|e| !resend.iter().any(|(s, _)| *s == e.from))
+                    .collect();
                 for mut env in held {
                     env.hops = env.hops.saturating_add(1);
                     self.transmit.push_back((mig.to, DurableMsg::Envelope(env)));
@@ -1455,11 +1617,19 @@ impl Activation {
     /// The handoff failed or timed out: fence again (the target may have fenced) and
     /// serve here.
     fn resume(&mut self, now: Time) {
+        let resend = match &mut self.phase {
+            Phase::HandingOff { resend, .. } => std::mem::take(resend),
+            _ => Vec::new(),
+        };
         let best = self.committed.clone();
         let sets = vec![self.set.clone()];
         let queued: Vec<Envelope> = std::mem::take(&mut self.held).into_iter().collect();
         self.ballot = Ballot::above(self.ballot, self.me);
-        self.begin_fence(now, sets, best, None, 0);
+        let extra = FenceExtra {
+            expect: None,
+            resend,
+        };
+        self.begin_fence(now, sets, best, None, 0, extra);
         self.held.extend(queued);
     }
 
@@ -1544,6 +1714,15 @@ impl Activation {
 
     /// Hands the next batch to the user code, or starts a commit, as due.
     fn pump(&mut self, now: Time) {
+        // A target that holds the committed record takes the actor at once: no
+        // final commit first (see `try_hand_off`).
+        if let Phase::Draining(mig) = &self.phase
+            && self.applying.is_none()
+            && self.handed_by_reference(&mig.to).is_some()
+        {
+            self.try_hand_off(now);
+            return;
+        }
         if self.applying.is_none() {
             let draining = matches!(self.phase, Phase::Draining(_));
             let active = matches!(self.phase, Phase::Active);

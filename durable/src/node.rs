@@ -80,7 +80,7 @@ use plexus_actors::envelope::TraceContext;
 use plexus_actors::{NodeId, Time};
 
 use crate::activation::{
-    Activation, ActivationConfig, ActivationEvent, Applied, Deactivation, Start,
+    Activation, ActivationConfig, ActivationEvent, Applied, Arrival, Deactivation, Start,
 };
 use crate::replica::{Replica, SlotStore};
 use crate::stream::{StreamEvent, Streams};
@@ -450,16 +450,16 @@ impl<S: SlotStore> DurableNode<S> {
                 // The holder hands off the record it committed under its own
                 // ballot; the target then checks with the replicas that they hold
                 // exactly that record (see `activation`).
-                if h.record.ballot.node != from {
+                if h.record.ballot().node != from {
                     return Err(Refusal::ForeignBallot {
-                        ballot: h.record.ballot,
+                        ballot: h.record.ballot(),
                         sender: from,
                     });
                 }
                 let known = self.replica.promised(&h.key);
-                if !ballot_step_ok(h.record.ballot, known) {
+                if !ballot_step_ok(h.record.ballot(), known) {
                     return Err(Refusal::BallotStep {
-                        ballot: h.record.ballot,
+                        ballot: h.record.ballot(),
                         known,
                     });
                 }
@@ -522,7 +522,12 @@ impl<S: SlotStore> DurableNode<S> {
             sets: vec![h.set],
             spec: h.spec,
             seen: Ballot::ZERO,
-            handoff: Some((h.record, h.queued, h.from, h.migration)),
+            handoff: Some(Arrival {
+                record: h.record,
+                queued: h.queued,
+                from: h.from,
+                migration: h.migration,
+            }),
             req_base: 0,
         };
         self.start_activation(now, start);

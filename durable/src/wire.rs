@@ -289,8 +289,8 @@ pub struct Handoff {
     pub migration: u64,
     /// The source.
     pub from: NodeId,
-    /// The source's last committed record (it stopped before sending it).
-    pub record: Record,
+    /// The source's last committed record, whole or by reference.
+    pub record: HandedRecord,
     /// The replica set that record is committed to.
     pub set: ReplicaSet,
     /// What the actor runs (opaque to the core; the node driver reads it).
@@ -298,6 +298,34 @@ pub struct Handoff {
     pub spec: Vec<u8>,
     /// Messages the source had accepted but not applied, in arrival order.
     pub queued: Vec<Envelope>,
+}
+
+impl HandedRecord {
+    /// The ballot the record was written under.
+    pub fn ballot(&self) -> Ballot {
+        match self {
+            HandedRecord::Whole(r) => r.ballot,
+            HandedRecord::Held { order } => order.0,
+        }
+    }
+}
+
+/// The most senders a source asks to resend the inputs a handoff by reference
+/// rolled back (others resend on their own timers).
+pub const RESEND_MAX: usize = 1_024;
+
+/// The record a handoff names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HandedRecord {
+    /// The record itself (the target is not known to hold it).
+    Whole(Record),
+    /// The record `(ballot, version)`, which the target holds as a replica (it
+    /// acknowledged writing it): the target restores from its own copy, so the
+    /// pause does not carry the state across the network.
+    Held {
+        /// The record's order.
+        order: (Ballot, u64),
+    },
 }
 
 /// What the scheduler orders a node to do.
@@ -422,12 +450,21 @@ mod tests {
                 key: key("a"),
                 migration: 2,
                 from: node,
-                record: Record {
+                record: HandedRecord::Whole(Record {
                     ballot,
                     version: 5,
                     set: set.clone(),
                     body: vec![0; 10],
-                },
+                }),
+                set: set.clone(),
+                spec: vec![],
+                queued: vec![env.clone()],
+            }),
+            DurableMsg::Handoff(Handoff {
+                key: key("a"),
+                migration: 3,
+                from: node,
+                record: HandedRecord::Held { order: (ballot, 6) },
                 set: set.clone(),
                 spec: vec![],
                 queued: vec![env],

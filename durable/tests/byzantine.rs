@@ -14,7 +14,9 @@ use plexus_actors::migratable::Snapshot;
 use plexus_actors::{NodeId, Time};
 use plexus_durable::node::{DurableNode, NodeConfig, NodeEvent};
 use plexus_durable::stream::StreamEvent;
-use plexus_durable::wire::{Ack, Handoff, Redirect, Refusal, ReplicaOp, ReplicaReply};
+use plexus_durable::wire::{
+    Ack, HandedRecord, Handoff, Redirect, Refusal, ReplicaOp, ReplicaReply,
+};
 use plexus_durable::{
     ActivationEvent, Applied, Ballot, Command, Deactivation, DurableKey, DurableMsg, DurableState,
     MemStore, Output, Record, ReplicaSet, SenderId,
@@ -481,7 +483,7 @@ fn a_forged_handoff_cannot_replace_the_state() {
             key: a.clone(),
             migration: 1,
             from,
-            record,
+            record: HandedRecord::Whole(record),
             set: set(&[1, 2, 3]),
             spec: vec![],
             queued: vec![],
@@ -522,6 +524,48 @@ fn a_forged_handoff_cannot_replace_the_state() {
     );
     // Node 3's fence superseded node 1 (fencing is not restricted: see the
     // module docs of `node`); activated again, the actor has everything.
+    net.run(10_000);
+    if net.hosts(&a).is_empty() {
+        net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+        net.run(2_000);
+    }
+    still_serves(&mut net, &a);
+}
+
+/// A handoff by reference that names a record no replica holds (newer than the
+/// stored one): the target finds nothing that new in its own replica and
+/// restores nothing; a lie about the order cannot roll the state back either.
+#[test]
+fn a_handoff_by_reference_to_a_record_nobody_holds_restores_nothing() {
+    let (mut net, a, holder) = settled();
+    let handoff = |version: u64| {
+        DurableMsg::Handoff(Handoff {
+            key: a.clone(),
+            migration: 1,
+            from: liar(),
+            record: HandedRecord::Held {
+                order: (b(holder.round + 1, liar()), version),
+            },
+            set: set(&[1, 2, 3]),
+            spec: vec![],
+            queued: vec![],
+        })
+    };
+    net.inject(n(3), handoff(7));
+    net.run(3_000);
+    assert!(net.deactivations.iter().any(|(node, key, why)| {
+        *node == n(3) && *key == a && matches!(why, Deactivation::Failed(_))
+    }));
+    assert!(
+        !net.commits
+            .iter()
+            .any(|(k, b, _)| *k == a && b.round > holder.round),
+        "a state was committed on a made-up record's word"
+    );
+    assert!(
+        net.holding(&[1, 2, 3], &a, 20) >= 2,
+        "the state was replaced"
+    );
     net.run(10_000);
     if net.hosts(&a).is_empty() {
         net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
@@ -727,7 +771,10 @@ fn max_ballots(msg: &mut DurableMsg) {
                 max(b);
             }
         }
-        DurableMsg::Handoff(h) => max(&mut h.record.ballot),
+        DurableMsg::Handoff(h) => match &mut h.record {
+            HandedRecord::Whole(r) => max(&mut r.ballot),
+            HandedRecord::Held { order } => max(&mut order.0),
+        },
         _ => {}
     }
 }

@@ -11,6 +11,7 @@ use plexus_actors::migratable::Snapshot;
 use plexus_actors::{NodeId, Time};
 use plexus_durable::node::{DurableNode, NodeConfig, NodeEvent};
 use plexus_durable::stream::StreamEvent;
+use plexus_durable::wire::HandedRecord;
 use plexus_durable::{
     ActivationEvent, Applied, Ballot, Deactivation, DurableKey, DurableMsg, MemStore, Output,
     ReplicaSet,
@@ -56,6 +57,8 @@ struct Net {
     /// While set, user code is busy: batches wait in `held`.
     hold: bool,
     held: Vec<(NodeId, DurableKey, u64, Vec<plexus_durable::Input>, bool)>,
+    /// Every handoff delivered: (to, by reference).
+    handoffs: Vec<(NodeId, bool)>,
 }
 
 impl Net {
@@ -75,6 +78,7 @@ impl Net {
             batches: Vec::new(),
             hold: false,
             held: Vec::new(),
+            handoffs: Vec::new(),
         };
         for i in 1..=count {
             net.boot(n(i));
@@ -224,6 +228,10 @@ impl Net {
                     continue;
                 }
                 let now = self.now;
+                if let DurableMsg::Handoff(h) = &msg {
+                    let by_reference = matches!(h.record, HandedRecord::Held { .. });
+                    self.handoffs.push((to, by_reference));
+                }
                 if let Some(node) = self.nodes.get_mut(&to) {
                     node.handle(now, from, msg).unwrap();
                     self.flush(to);
@@ -371,6 +379,79 @@ fn live_migration_under_load_loses_and_duplicates_nothing() {
     assert!(net.deactivations.iter().any(|(node, k, why)| *node == n(1)
         && *k == a
         && matches!(why, Deactivation::Migrated { .. })));
+    net.check_commits_linear(&a);
+}
+
+/// A target that holds the committed record as a replica takes the actor by
+/// reference, at once: no final commit on the source, the inputs applied since
+/// the record are rolled back and resent to the target, and nothing is lost or
+/// applied twice.
+#[test]
+fn a_replica_target_takes_the_actor_by_reference_without_a_final_commit() {
+    let mut net = Net::new(3);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(100);
+    net.send(n(3), &a, 150);
+    // Mid-stream: a commit done, and more inputs applied since.
+    for _ in 0..10_000 {
+        net.run(1);
+        if net.acked.get(&0).is_some_and(|x| *x > 0) {
+            break;
+        }
+    }
+    let acked = net.acked.get(&0).copied().unwrap_or(0);
+    assert!((1..150).contains(&acked), "{acked}");
+    let source_ballot = net.nodes[&n(1)].actor(&a).unwrap().ballot();
+    let commits_before = net.commits.len();
+    let now = net.now;
+    assert!(net.node(n(1)).migrate(now, &a, n(2)));
+    net.flush(n(1));
+    net.send(n(3), &a, 150);
+    net.run(30_000);
+    assert_eq!(net.handoffs.len(), 1);
+    let (to, by_reference) = net.handoffs[0];
+    assert_eq!(to, n(2));
+    assert!(by_reference, "the target is a replica holding the record");
+    assert!(
+        !net.commits[commits_before..]
+            .iter()
+            .any(|(k, ballot, _)| *k == a && *ballot == source_ballot),
+        "the source did not commit again once the move began"
+    );
+    assert_eq!(net.acked.get(&0), Some(&300));
+    assert_eq!(net.hosts(&a), vec![n(2)]);
+    let (_, app) = net.app_of(&a).unwrap();
+    assert_eq!(
+        app.count, 300,
+        "each message applied once in the surviving history"
+    );
+    assert!(app.violations.is_empty(), "{:?}", app.violations);
+    net.check_commits_linear(&a);
+}
+
+/// A target outside the replica set gets the record whole, after the source's
+/// final commit.
+#[test]
+fn a_target_outside_the_replica_set_gets_the_record_whole() {
+    let mut net = Net::new(4);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(100);
+    net.send(n(3), &a, 100);
+    net.run(60);
+    let now = net.now;
+    assert!(net.node(n(1)).migrate(now, &a, n(4)));
+    net.flush(n(1));
+    net.run(30_000);
+    assert_eq!(net.handoffs.len(), 1);
+    assert_eq!(net.handoffs[0].0, n(4));
+    assert!(!net.handoffs[0].1, "not a replica: the record goes whole");
+    assert_eq!(net.acked.get(&0), Some(&100));
+    assert_eq!(net.hosts(&a), vec![n(4)]);
+    let (_, app) = net.app_of(&a).unwrap();
+    assert_eq!(app.count, 100);
+    assert!(app.violations.is_empty(), "{:?}", app.violations);
     net.check_commits_linear(&a);
 }
 

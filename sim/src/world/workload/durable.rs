@@ -697,7 +697,10 @@ fn max_ballots(msg: &mut plexus_durable::wire::DurableMsg) {
                 max(b);
             }
         }
-        DurableMsg::Handoff(h) => max(&mut h.record.ballot),
+        DurableMsg::Handoff(h) => match &mut h.record {
+            plexus_durable::wire::HandedRecord::Whole(r) => max(&mut r.ballot),
+            plexus_durable::wire::HandedRecord::Held { order } => max(&mut order.0),
+        },
         _ => {}
     }
 }
