@@ -11,7 +11,9 @@
 //!
 //! `cargo bench -p plexus-benches --bench migration -- --state-bytes 1048576`
 //! (defaults: `--state-bytes 1024 --rate 10000 --moves 40`; `--with-scheduler`
-//! ends with the actor on the scheduler's host, so the SIGKILL takes both). Under `cargo test` it
+//! ends with the actor on the scheduler's host, so the SIGKILL takes both; `--keep`
+//! leaves the node logs, whose `migrated` lines give each pause's drain part and
+//! whether the handoff named the record by reference). Under `cargo test` it
 //! runs as a smoke test: 3 moves at 200 msg/s. No peer runs here: Orleans and Akka
 //! publish no migration-pause figures, and no Rust actor runtime migrates actors.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -63,7 +65,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match in_scratch_dir("bench", false, |dir| bench(dir, &p)) {
+    // `--keep`: leave the nodes' data dirs and logs (their "migrated" lines break
+    // each pause down) and print where.
+    let keep = std::env::args().any(|a| a == "--keep");
+    match in_scratch_dir("bench", keep, |dir| bench(dir, &p)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

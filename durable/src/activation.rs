@@ -23,6 +23,18 @@
 //! Outputs and scheduler commands are released only after the record holding them is
 //! committed, so nothing downstream ever sees an effect that a crash could undo.
 //!
+//! # Migration
+//!
+//! `Draining` stops taking new input. If the target acknowledged writing the last
+//! committed record as a replica, the handoff names that record by its order and
+//! goes as soon as no batch is being applied: the commit in flight and the inputs
+//! applied since the record are rolled back (nothing of theirs was released, so
+//! nothing anyone saw is undone) and their senders resend after the redirect; the
+//! target fences, reads the body from its own replica, and refuses the handoff if
+//! it holds nothing that new. Otherwise the source commits what it applied first
+//! and sends the record whole, which the target restores only once a replica
+//! confirms holding exactly it.
+//!
 //! # Commits
 //!
 //! Inputs are applied in batches; at most one commit is in flight, and inputs keep
@@ -295,6 +307,11 @@ pub enum ActivationEvent {
         to: NodeId,
         /// From quiescing to the target's confirmation.
         pause: Duration,
+        /// The part of `pause` before the handoff left (a batch being applied
+        /// finishing; for a handoff of the whole record, the commits too).
+        drain: Duration,
+        /// Whether the handoff named the record by reference.
+        by_reference: bool,
     },
     /// The activation ended; the owner removes it.
     Deactivated(Deactivation),
@@ -316,6 +333,9 @@ enum Phase {
     HandingOff {
         mig: Migration,
         deadline: Time,
+        /// When the handoff left, and whether it named the record by reference.
+        sent: Time,
+        by_reference: bool,
         /// Senders whose uncommitted inputs the handoff rolled back (asked to
         /// resend if the handoff fails and the actor resumes here).
         resend: Vec<(SenderId, NodeId)>,
@@ -1528,6 +1548,8 @@ impl Activation {
         ));
         let deadline = now + self.config.handoff_timeout;
         self.phase = Phase::HandingOff {
+            by_reference: by_reference.is_some(),
+            sent: now,
             mig,
             deadline,
             resend,
@@ -1565,9 +1587,14 @@ impl Activation {
             Ok(ballot) => {
                 // Senders whose inputs were rolled back resend every message not
                 // acknowledged once redirected (`Streams::on_redirect`).
-                let resend = match &mut self.phase {
-                    Phase::HandingOff { resend, .. } => std::mem::take(resend),
-                    _ => Vec::new(),
+                let (resend, sent, by_reference) = match &mut self.phase {
+                    Phase::HandingOff {
+                        resend,
+                        sent,
+                        by_reference,
+                        ..
+                    } => (std::mem::take(resend), *sent, *by_reference),
+                    _ => (Vec::new(), now, false),
                 };
                 // Tell every sender heard from where the actor is now.
                 let senders: Vec<(SenderId, NodeId)> =
@@ -1595,6 +1622,8 @@ impl Activation {
                 self.events.push_back(ActivationEvent::Migrated {
                     to: mig.to,
                     pause: now.saturating_since(mig.since),
+                    drain: sent.saturating_since(mig.since),
+                    by_reference,
                 });
                 self.end(Deactivation::Migrated { to: mig.to, ballot });
             }

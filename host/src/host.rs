@@ -223,6 +223,10 @@ pub enum Note {
         to: NodeId,
         /// The pause.
         pause: Duration,
+        /// The part of it before the handoff left.
+        drain: Duration,
+        /// Whether the handoff named the record by reference (the target held it).
+        by_reference: bool,
     },
     /// `key` no longer serves here.
     Deactivated {
@@ -916,7 +920,12 @@ impl<S: SlotStore> DurableHost<S> {
                 // Sent once, not retried: the scheduler reconciles.
                 self.transmit(now, to, DurableMsg::Command(command), observe);
             }
-            ActivationEvent::Migrated { to, pause } => {
+            ActivationEvent::Migrated {
+                to,
+                pause,
+                drain,
+                by_reference,
+            } => {
                 let ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
                 self.status.migrations += 1;
                 self.status.migration_pause_max_ms = self.status.migration_pause_max_ms.max(ms);
@@ -926,7 +935,16 @@ impl<S: SlotStore> DurableHost<S> {
                 self.status
                     .migration_pauses_us
                     .push(u64::try_from(pause.as_micros()).unwrap_or(u64::MAX));
-                observe(self, &Note::Migrated { key, to, pause });
+                observe(
+                    self,
+                    &Note::Migrated {
+                        key,
+                        to,
+                        pause,
+                        drain,
+                        by_reference,
+                    },
+                );
             }
             ActivationEvent::Deactivated(why) => {
                 self.code.remove(&key);

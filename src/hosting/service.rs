@@ -601,9 +601,16 @@ fn log(note: &Note) {
         Note::Activated { key, ballot, .. } => {
             tracing::info!(%key, round = ballot.round, "durable actor active here");
         }
-        Note::Migrated { key, to, pause } => {
-            let pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
-            tracing::info!(%key, to = %to.short(), pause_ms, "migrated");
+        Note::Migrated {
+            key,
+            to,
+            pause,
+            drain,
+            by_reference,
+        } => {
+            let pause_us = u64::try_from(pause.as_micros()).unwrap_or(u64::MAX);
+            let drain_us = u64::try_from(drain.as_micros()).unwrap_or(u64::MAX);
+            tracing::info!(%key, to = %to.short(), pause_us, drain_us, by_reference, "migrated");
         }
         Note::FailedOver { key, from, after } => {
             let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
