@@ -509,27 +509,33 @@ fn a_forged_handoff_cannot_replace_the_state() {
             .iter()
             .any(|r| matches!(r, Refusal::ForeignBallot { .. }))
     );
+    restored_nothing_made_up(&mut net, &a, holder);
+}
+
+/// After a forged handoff to node 3: node 3 restored nothing and committed
+/// nothing, the replicas still hold the real state, and (node 3's fence having
+/// superseded node 1: fencing is not restricted, see the module docs of `node`)
+/// the actor, activated again, has everything.
+fn restored_nothing_made_up(net: &mut Net, a: &DurableKey, holder: Ballot) {
     assert!(net.deactivations.iter().any(|(node, key, why)| {
-        *node == n(3) && *key == a && matches!(why, Deactivation::Failed(_))
+        *node == n(3) && key == a && matches!(why, Deactivation::Failed(_))
     }));
     assert!(
         !net.commits
             .iter()
-            .any(|(k, b, _)| *k == a && b.round > holder.round),
+            .any(|(k, b, _)| k == a && b.round > holder.round),
         "a made-up state was committed"
     );
     assert!(
-        net.holding(&[1, 2, 3], &a, 20) >= 2,
+        net.holding(&[1, 2, 3], a, 20) >= 2,
         "the state was replaced"
     );
-    // Node 3's fence superseded node 1 (fencing is not restricted: see the
-    // module docs of `node`); activated again, the actor has everything.
     net.run(10_000);
-    if net.hosts(&a).is_empty() {
-        net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    if net.hosts(a).is_empty() {
+        net.activate(n(1), a, vec![set(&[1, 2, 3])]);
         net.run(2_000);
     }
-    still_serves(&mut net, &a);
+    still_serves(net, a);
 }
 
 /// A handoff by reference that names a record no replica holds (newer than the
@@ -538,40 +544,20 @@ fn a_forged_handoff_cannot_replace_the_state() {
 #[test]
 fn a_handoff_by_reference_to_a_record_nobody_holds_restores_nothing() {
     let (mut net, a, holder) = settled();
-    let handoff = |version: u64| {
-        DurableMsg::Handoff(Handoff {
-            key: a.clone(),
-            migration: 1,
-            from: liar(),
-            record: HandedRecord::Held {
-                order: (b(holder.round + 1, liar()), version),
-            },
-            set: set(&[1, 2, 3]),
-            spec: vec![],
-            queued: vec![],
-        })
-    };
-    net.inject(n(3), handoff(7));
+    let handoff = DurableMsg::Handoff(Handoff {
+        key: a.clone(),
+        migration: 1,
+        from: liar(),
+        record: HandedRecord::Held {
+            order: (b(holder.round + 1, liar()), 7),
+        },
+        set: set(&[1, 2, 3]),
+        spec: vec![],
+        queued: vec![],
+    });
+    net.inject(n(3), handoff);
     net.run(3_000);
-    assert!(net.deactivations.iter().any(|(node, key, why)| {
-        *node == n(3) && *key == a && matches!(why, Deactivation::Failed(_))
-    }));
-    assert!(
-        !net.commits
-            .iter()
-            .any(|(k, b, _)| *k == a && b.round > holder.round),
-        "a state was committed on a made-up record's word"
-    );
-    assert!(
-        net.holding(&[1, 2, 3], &a, 20) >= 2,
-        "the state was replaced"
-    );
-    net.run(10_000);
-    if net.hosts(&a).is_empty() {
-        net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
-        net.run(2_000);
-    }
-    still_serves(&mut net, &a);
+    restored_nothing_made_up(&mut net, &a, holder);
 }
 
 #[test]

@@ -17,13 +17,25 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(WorkWire::decode(&bytes).expect("re-decodes"), wire);
     if let WorkWire::Audit(msg) = wire {
         let msg = *msg;
-        let from = match &msg {
-            AuditMessage::Receipt(r) => r.receipt.worker,
-            AuditMessage::Verification { verification, .. } => verification.verification.verifier,
+        let (from, class) = match &msg {
+            AuditMessage::Receipt(r) => (r.receipt.worker, r.receipt.backend.class()),
+            AuditMessage::Verification {
+                receipt,
+                verification,
+            } => (
+                verification.verification.verifier,
+                receipt.receipt.backend.class(),
+            ),
         };
         let key = NodeKey::from_seed([1; 32]);
         let mut auditor = Auditor::new(AuditConfig::new([0; 32]), key, 1);
-        auditor.set_eligible(vec![from, NodeKey::from_seed([2; 32]).node_id()]);
+        // The sender and another node on the message's backend; this node on
+        // another one (it must then neither verify nor judge).
+        auditor.set_eligible(vec![
+            (from, class),
+            (NodeKey::from_seed([2; 32]).node_id(), class),
+            (NodeKey::from_seed([1; 32]).node_id(), [0xFF; 8]),
+        ]);
         let _ = auditor.handle(from, msg.clone());
         let _ = auditor.handle(NodeKey::from_seed([3; 32]).node_id(), msg);
         auditor.beacon(0, b"beacon");
