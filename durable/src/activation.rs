@@ -1479,9 +1479,10 @@ impl Activation {
     /// names that record and goes at once: a commit in flight and inputs applied
     /// since the record are rolled back (their effects were never released, so
     /// nothing anyone saw is undone), and their senders are asked to resend to
-    /// the target, which restores from its own copy. The pause is then a fence
-    /// round trip, whatever the state's size. Otherwise the source commits what
-    /// it applied and hands the record over whole.
+    /// the target, which restores from its own copy: no commit and no state on the
+    /// pause's path (only the fence, and whatever the links and replicas still
+    /// have queued). Otherwise the source commits what it applied and hands the
+    /// record over whole.
     fn try_hand_off(&mut self, now: Time) {
         let Phase::Draining(mig) = &self.phase else {
             return;
