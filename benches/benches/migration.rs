@@ -30,7 +30,6 @@ use plexus::cli::client::ApiClient;
 use plexus::cli::local::{LocalCluster, Settled, WORDS, in_scratch_dir, wait_until};
 use plexus_benches::flag;
 use plexus_scheduler::{Rejection, Request};
-
 use serde_json::Value;
 
 struct Params {
@@ -39,6 +38,9 @@ struct Params {
     moves: u32,
     /// End with the actor on the scheduler's host, so the kill takes both.
     with_scheduler: bool,
+    /// Leave the nodes' data dirs and logs (their `migrated` lines break each
+    /// pause down) and print where.
+    keep: bool,
 }
 
 fn params(args: &[String]) -> Result<Params, String> {
@@ -50,6 +52,7 @@ fn params(args: &[String]) -> Result<Params, String> {
         rate: flag(args, "--rate", rate)?,
         moves: flag(args, "--moves", moves)?,
         with_scheduler: args.iter().any(|a| a == "--with-scheduler"),
+        keep: args.iter().any(|a| a == "--keep"),
     })
 }
 
@@ -65,10 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // `--keep`: leave the nodes' data dirs and logs (their "migrated" lines break
-    // each pause down) and print where.
-    let keep = std::env::args().any(|a| a == "--keep");
-    match in_scratch_dir("bench", keep, |dir| bench(dir, &p)) {
+    match in_scratch_dir("bench", p.keep, |dir| bench(dir, &p)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -55,8 +55,8 @@ use serde::{Deserialize, Serialize};
 use crate::stream::{OutStream, StreamConfig, StreamEvent, Streams};
 use crate::types::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
 use crate::wire::{
-    Ack, Command, DurableMsg, Envelope, HandedRecord, Handoff, Nack, RESEND_MAX, Redirect, Refusal,
-    ReplicaOp, ReplicaReply, Reply, ballot_step_ok,
+    Ack, Command, DurableMsg, Envelope, HandedRecord, Handoff, Nack, Redirect, Refusal, ReplicaOp,
+    ReplicaReply, Reply, ballot_step_ok,
 };
 
 /// What a sender's entry in the dedup table holds.
@@ -336,9 +336,9 @@ enum Phase {
         /// When the handoff left, and whether it named the record by reference.
         sent: Time,
         by_reference: bool,
-        /// Senders whose uncommitted inputs the handoff rolled back (asked to
-        /// resend if the handoff fails and the actor resumes here).
-        resend: Vec<(SenderId, NodeId)>,
+        /// Senders whose uncommitted inputs the handoff rolled back: their
+        /// messages held here are not forwarded (they resend them).
+        rolled: BTreeSet<SenderId>,
     },
     Gone,
 }
@@ -368,9 +368,6 @@ struct Fencing {
     expect: Option<(Ballot, u64)>,
     /// This node, when its own replica's reply must be had (see `expect`).
     local: Option<NodeId>,
-    /// Senders to ask to resend once the state is installed: their inputs were
-    /// applied after the record restored, and rolled back with it.
-    resend: Vec<(SenderId, NodeId)>,
 }
 
 #[derive(Debug)]
@@ -545,13 +542,6 @@ pub struct ActivationStats {
     pub refused: u64,
 }
 
-/// What a fence carries besides its sets and records.
-#[derive(Debug, Default)]
-struct FenceExtra {
-    expect: Option<(Ballot, u64)>,
-    resend: Vec<(SenderId, NodeId)>,
-}
-
 /// A migration target's half of a handoff.
 #[derive(Clone, Debug)]
 pub struct Arrival {
@@ -596,7 +586,7 @@ impl Activation {
         let mut best = None;
         let mut handoff = None;
         let mut held = VecDeque::new();
-        let mut extra = FenceExtra::default();
+        let mut expect = None;
         if let Some(arrival) = start.handoff {
             match arrival.record {
                 HandedRecord::Whole(record) => {
@@ -605,7 +595,7 @@ impl Activation {
                 }
                 HandedRecord::Held { order } => {
                     seen = seen.max(order.0);
-                    extra.expect = Some(order);
+                    expect = Some(order);
                 }
             }
             held.extend(arrival.queued);
@@ -653,7 +643,7 @@ impl Activation {
             events: VecDeque::new(),
             stats: ActivationStats::default(),
         };
-        a.begin_fence(now, start.sets, best, handoff, 0, extra);
+        a.begin_fence(now, start.sets, best, handoff, 0, expect);
         Some(a)
     }
 
@@ -728,7 +718,7 @@ impl Activation {
         best: Option<Record>,
         handoff: Option<(NodeId, u64)>,
         attempts: u32,
-        extra: FenceExtra,
+        expect: Option<(Ballot, u64)>,
     ) {
         let req = self.req();
         let members: BTreeSet<NodeId> = sets
@@ -739,11 +729,10 @@ impl Activation {
             (Some(_), Some(r)) => Some((r.order(), *blake3::hash(&r.body).as_bytes())),
             _ => None,
         };
-        let local = (extra.expect.is_some() && members.contains(&self.me)).then_some(self.me);
+        let local = (expect.is_some() && members.contains(&self.me)).then_some(self.me);
         let mut f = Fencing {
-            expect: extra.expect,
+            expect,
             local,
-            resend: extra.resend,
             sets,
             found: Vec::new(),
             members,
@@ -842,12 +831,8 @@ impl Activation {
                     // Someone fenced in between: go above them.
                     let sets = std::mem::take(&mut f.sets);
                     let best = f.best.take();
-                    let extra = FenceExtra {
-                        expect: None,
-                        resend: std::mem::take(&mut f.resend),
-                    };
                     self.ballot = Ballot::above(promised.max(self.ballot), self.me);
-                    self.begin_fence(now, sets, best, None, attempts, extra);
+                    self.begin_fence(now, sets, best, None, attempts, None);
                 } else {
                     let handoff = f.handoff;
                     self.refuse_handoff(handoff, format!("superseded by ballot {promised}"));
@@ -927,6 +912,7 @@ impl Activation {
             self.set = home;
         }
         self.next_set = target.filter(|t| *t != self.set);
+        let rolled = self.rolled_back(&state);
         self.install(state);
         // Nothing restored is released until it is committed under this ballot.
         self.base = f.best.clone();
@@ -952,17 +938,9 @@ impl Activation {
                 },
             ));
         }
-        // Inputs rolled back with the state they were applied to: their senders
-        // resend from what was restored (they keep everything not acknowledged).
-        for (sender, node) in &f.resend {
-            let expected = self
-                .inbound
-                .get(sender)
-                .map_or(0, |i| i.last)
-                .saturating_add(1);
-            self.reply_to.entry(sender.clone()).or_insert(*node);
-            self.nack(sender, *node, expected, 0);
-        }
+        // Inputs accepted here beyond what was restored (a handoff that failed
+        // rolled them back): their senders resend from the restored marks.
+        self.ask_to_resend(rolled);
         let held: Vec<Envelope> = self.held.drain(..).collect();
         for env in held {
             self.accept(now, env);
@@ -1216,12 +1194,7 @@ impl Activation {
             None => DurableState::empty(),
         };
         // Senders whose inputs were dropped resend from what the base holds.
-        let rolled: Vec<(SenderId, u64)> = self
-            .accepted
-            .iter()
-            .filter(|(s, last)| state.inbound.get(*s).map_or(0, |i| i.last) < **last)
-            .map(|(s, _)| (s.clone(), state.inbound.get(s).map_or(0, |i| i.last) + 1))
-            .collect();
+        let rolled = self.rolled_back(&state);
         let committed_last = std::mem::take(&mut self.committed_last);
         let released = self.first_commit_done;
         self.install(state);
@@ -1238,12 +1211,30 @@ impl Activation {
             }
         }
         self.dirty = self.in_flight.is_none() && !self.first_commit_done;
+        self.ask_to_resend(rolled);
+        self.pump(now);
+    }
+
+    /// Senders this activation accepted inputs from beyond what `state` holds,
+    /// each with the number to resend from: restoring `state` drops those inputs.
+    fn rolled_back(&self, state: &DurableState) -> Vec<(SenderId, u64)> {
+        self.accepted
+            .iter()
+            .filter_map(|(s, last)| {
+                let kept = state.inbound.get(s).map_or(0, |i| i.last);
+                (kept < *last).then(|| (s.clone(), kept.saturating_add(1)))
+            })
+            .collect()
+    }
+
+    /// Asks each sender to resend from its number (they keep every message not
+    /// acknowledged).
+    fn ask_to_resend(&mut self, rolled: Vec<(SenderId, u64)>) {
         for (sender, expected) in rolled {
             if let Some(node) = self.reply_to.get(&sender).copied() {
                 self.nack(&sender, node, expected, 0);
             }
         }
-        self.pump(now);
     }
 
     // ----- commits -----
@@ -1478,8 +1469,8 @@ impl Activation {
     /// When the target holds the last committed record as a replica, the handoff
     /// names that record and goes at once: a commit in flight and inputs applied
     /// since the record are rolled back (their effects were never released, so
-    /// nothing anyone saw is undone), and their senders are asked to resend to
-    /// the target, which restores from its own copy: no commit and no state on the
+    /// nothing anyone saw is undone), their senders resend to the target once
+    /// redirected, and the target restores from its own copy: no commit and no state on the
     /// pause's path (only the fence, and whatever the links and replicas still
     /// have queued). Otherwise the source commits what it applied and hands the
     /// record over whole.
@@ -1504,17 +1495,15 @@ impl Activation {
         let mig = mig.clone();
         // Senders with inputs applied past what the record holds: rolled back
         // with it. Once the target answers, the redirect every sender gets makes
-        // them resend all they have not had acknowledged (and if the handoff
-        // fails, this node asks them to); their queued messages stay behind, so
-        // the target sees no gap in their numbers.
-        let resend: Vec<(SenderId, NodeId)> = self
+        // them resend all they have not had acknowledged (if the handoff fails,
+        // the re-fence here asks them to: `rolled_back`); their queued messages
+        // stay behind, so the target sees no gap in their numbers.
+        let rolled: BTreeSet<SenderId> = self
             .inbound
             .iter()
             .filter(|(s, i)| self.committed_last.get(*s).copied().unwrap_or(0) < i.last)
-            .filter_map(|(s, _)| Some((s.clone(), *self.reply_to.get(s)?)))
-            .take(RESEND_MAX)
+            .map(|(s, _)| s.clone())
             .collect();
-        let rolled: BTreeSet<&SenderId> = resend.iter().map(|(s, _)| s).collect();
         // A commit in flight is abandoned: it is never acknowledged from here.
         self.in_flight = None;
         let mut queued: Vec<Envelope> = self
@@ -1553,7 +1542,7 @@ impl Activation {
             sent: now,
             mig,
             deadline,
-            resend,
+            rolled,
         };
     }
 
@@ -1588,14 +1577,14 @@ impl Activation {
             Ok(ballot) => {
                 // Senders whose inputs were rolled back resend every message not
                 // acknowledged once redirected (`Streams::on_redirect`).
-                let (resend, sent, by_reference) = match &mut self.phase {
+                let (rolled, sent, by_reference) = match &mut self.phase {
                     Phase::HandingOff {
-                        resend,
+                        rolled,
                         sent,
                         by_reference,
                         ..
-                    } => (std::mem::take(resend), *sent, *by_reference),
-                    _ => (Vec::new(), now, false),
+                    } => (std::mem::take(rolled), *sent, *by_reference),
+                    _ => (BTreeSet::new(), now, false),
                 };
                 // Tell every sender heard from where the actor is now.
                 let senders: Vec<(SenderId, NodeId)> =
@@ -1614,7 +1603,7 @@ impl Activation {
                 let held: Vec<Envelope> = self
                     .held
                     .drain(..)
-                    .filter(|e| !resend.iter().any(|(s, _)| *s == e.from))
+                    .filter(|e| !rolled.contains(&e.from))
                     .collect();
                 for mut env in held {
                     env.hops = env.hops.saturating_add(1);
@@ -1647,19 +1636,11 @@ impl Activation {
     /// The handoff failed or timed out: fence again (the target may have fenced) and
     /// serve here.
     fn resume(&mut self, now: Time) {
-        let resend = match &mut self.phase {
-            Phase::HandingOff { resend, .. } => std::mem::take(resend),
-            _ => Vec::new(),
-        };
         let best = self.committed.clone();
         let sets = vec![self.set.clone()];
         let queued: Vec<Envelope> = std::mem::take(&mut self.held).into_iter().collect();
         self.ballot = Ballot::above(self.ballot, self.me);
-        let extra = FenceExtra {
-            expect: None,
-            resend,
-        };
-        self.begin_fence(now, sets, best, None, 0, extra);
+        self.begin_fence(now, sets, best, None, 0, None);
         self.held.extend(queued);
     }
 

@@ -310,10 +310,6 @@ impl HandedRecord {
     }
 }
 
-/// The most senders a source asks to resend the inputs a handoff by reference
-/// rolled back (others resend on their own timers).
-pub const RESEND_MAX: usize = 1_024;
-
 /// The record a handoff names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum HandedRecord {

@@ -147,16 +147,6 @@ impl Engine {
     }
 }
 
-/// `text` cut to at most `max` bytes at a character boundary.
-#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
-fn cut(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// The receipt version of a GPU engine: the software, what the adapter says of
 /// itself (cut to fit), and a digest over all of it, uncut, so two adapters whose
 /// descriptions share a long prefix still differ.
@@ -171,7 +161,7 @@ fn gpu_version(software: &str, adapter: &str) -> String {
     let tag = format!(" #{}", crate::hex(&digest[..6]));
     let room = VERSION_MAX - tag.len();
     let text = format!("{software}; {adapter}");
-    format!("{}{tag}", cut(&text, room))
+    format!("{}{tag}", plexus_vocab::text::cut(&text, room))
 }
 
 #[cfg(feature = "wgpu")]

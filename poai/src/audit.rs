@@ -250,6 +250,16 @@ struct Entry {
     published: bool,
 }
 
+impl Entry {
+    /// Whether a verification contradicts the worker's outputs.
+    fn disputed(&self) -> bool {
+        let claimed = self.receipt.receipt.outputs;
+        self.verifications
+            .values()
+            .any(|v| v.verification.outputs.is_some_and(|o| o != claimed))
+    }
+}
+
 #[derive(Debug, Default)]
 struct EpochState {
     beacon: Option<Vec<u8>>,
@@ -258,6 +268,12 @@ struct EpochState {
     accused: BTreeMap<NodeId, Evidence>,
     next_seq: u64,
     refused: u64,
+}
+
+/// Whether `me` can judge work of `class`: only a node of that class reproduces
+/// its output bytes.
+fn judges(eligible: &BTreeMap<NodeId, BackendClass>, me: &NodeId, class: &BackendClass) -> bool {
+    eligible.get(me) == Some(class)
 }
 
 /// The nodes of `eligible` whose class is `class`, sorted.
@@ -428,17 +444,13 @@ impl Auditor {
         };
         work.beacon = st.beacon.is_some();
         work.refused = st.refused;
-        let mine = self.eligible.get(&self.me);
         let mut unsettled_items: BTreeMap<NodeId, u64> = BTreeMap::new();
         for (hash, e) in &st.receipts {
             let r = &e.receipt.receipt;
             let row = work.workers.entry(r.worker).or_default();
             row.receipts += 1;
             row.items += u64::from(r.batch);
-            let unsettled = mine != Some(&r.backend.class())
-                && e.verifications
-                    .values()
-                    .any(|v| v.verification.outputs.is_some_and(|o| o != r.outputs));
+            let unsettled = e.disputed() && !judges(&self.eligible, &self.me, &r.backend.class());
             if unsettled {
                 *unsettled_items.entry(r.worker).or_default() += u64::from(r.batch);
             }
@@ -638,18 +650,17 @@ impl Auditor {
             return;
         };
         let claimed = entry.receipt.receipt.outputs;
-        let disputed = entry
-            .verifications
-            .values()
-            .any(|v| v.verification.outputs.is_some_and(|o| o != claimed));
-        if !disputed {
+        if !entry.disputed() {
             return;
         }
         match entry.mine {
             // Another backend's work: this node cannot reproduce its bytes, so it
             // neither re-executes nor judges (the receipt's class judges it).
-            None if self.eligible.get(&self.me) != Some(&entry.receipt.receipt.backend.class()) => {
-            }
+            None if !judges(
+                &self.eligible,
+                &self.me,
+                &entry.receipt.receipt.backend.class(),
+            ) => {}
             None => {
                 if !entry.requested {
                     entry.requested = true;

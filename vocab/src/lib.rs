@@ -3,7 +3,8 @@
 //! * [`identity`]: ed25519 node, governance and client keys, and domain-separated
 //!   signatures;
 //! * [`resources`]: the resources and tags a node declares;
-//! * [`names`]: which actor and registry names are reserved for the system.
+//! * [`names`]: which actor and registry names are reserved for the system;
+//! * [`text`]: text bounds (a string cut at a character boundary).
 //!
 //! This crate sits below the mesh, the durable layer and the scheduler, so a core
 //! that only needs to name a key or a resource need not depend on the whole mesh.
@@ -13,3 +14,4 @@
 pub mod identity;
 pub mod names;
 pub mod resources;
+pub mod text;

@@ -903,12 +903,7 @@ impl Driver {
 /// A peer's software string as shown: at most `SOFTWARE_SHOWN_MAX` bytes, cut at a
 /// character boundary.
 fn shown(software: &str) -> String {
-    let max = plexus_vocab::resources::SOFTWARE_SHOWN_MAX;
-    let mut end = software.len().min(max);
-    while !software.is_char_boundary(end) {
-        end -= 1;
-    }
-    software[..end].to_string()
+    plexus_vocab::text::cut(software, plexus_vocab::resources::SOFTWARE_SHOWN_MAX).to_string()
 }
 
 #[cfg(test)]
