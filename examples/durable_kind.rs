@@ -173,8 +173,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
         memory_bytes: 1 << 30,
         gpus: 0,
     };
-    let service =
-        DurableService::start(&node, mesh, node_key, store, resources, Tags::new(), kinds).await?;
+    let service = DurableService::start(
+        &node,
+        mesh,
+        node_key,
+        store,
+        (resources, Tags::new()),
+        kinds,
+        Default::default(),
+    )
+    .await?;
 
     // Deploy through the scheduler (it starts within a few seconds).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

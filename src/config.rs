@@ -41,6 +41,8 @@
 //! durability = "group"                   # "group": writes synced in groups, off the
 //!                                        #   async workers; "each": every write synced
 //!                                        #   on its own (slower under load)
+//! patches = true                         # commits go to replicas holding the previous
+//!                                        #   record as patches of it; false: whole
 //!
 //! [storage]                              # this node's storage shard
 //! quota = "100GiB"                       # chunks held at most (default: no quota)
@@ -132,12 +134,29 @@ pub struct NodeFile {
 }
 
 /// `[durable]`: the durable actors' replica store.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DurableFile {
     /// `"group"` (the default) or `"each"`.
     #[serde(default)]
     pub durability: crate::hosting::store::Durability,
+    /// Commits as patches of the previous record (default `true`; `false` sends
+    /// every commit whole, the migration bench's peer).
+    #[serde(default = "yes")]
+    pub patches: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for DurableFile {
+    fn default() -> Self {
+        Self {
+            durability: Default::default(),
+            patches: yes(),
+        }
+    }
 }
 
 /// `[storage]`: this node's storage shard.
@@ -314,6 +333,17 @@ pub struct NodeSettings {
     pub storage: StorageSettings,
     /// How the replica store's writes become durable.
     pub durability: crate::hosting::store::Durability,
+    /// Whether commits go as patches (`[durable] patches`).
+    pub commit_patches: bool,
+}
+
+impl NodeSettings {
+    /// The durable host's settings: the defaults, with what the file tunes.
+    pub fn host_config(&self) -> plexus_host::HostConfig {
+        let mut config = plexus_host::HostConfig::default();
+        config.node.activation.patches = self.commit_patches;
+        config
+    }
 }
 
 /// How the API is exposed: to whom, over what, within which limits.
@@ -683,6 +713,7 @@ impl NodeFile {
             work,
             storage,
             durability: self.durable.durability,
+            commit_patches: self.durable.patches,
         })
     }
 }
@@ -741,6 +772,11 @@ mod tests {
         assert_eq!(settle("").unwrap().durability, Durability::Group);
         let each = settle("[durable]\ndurability = \"each\"\n").unwrap();
         assert_eq!(each.durability, Durability::Each);
+        // Patches are on unless the file turns them off.
+        assert!(settle("").unwrap().host_config().node.activation.patches);
+        assert!(each.host_config().node.activation.patches);
+        let whole = settle("[durable]\npatches = false\n").unwrap();
+        assert!(!whole.host_config().node.activation.patches);
         let e = settle("[durable]\ndurability = \"sometimes\"\n")
             .unwrap_err()
             .to_string();

@@ -13,7 +13,9 @@
 //! (defaults: `--state-bytes 1024 --rate 10000 --moves 40`; `--with-scheduler`
 //! ends with the actor on the scheduler's host, so the SIGKILL takes both; `--keep`
 //! leaves the node logs, whose `migrated` lines give each pause's drain part and
-//! whether the handoff named the record by reference). Under `cargo test` it
+//! whether the handoff named the record by reference; `--whole` sends every
+//! commit whole instead of as a patch of the previous record, the peer;
+//! `--compare` runs patches, whole, patches, whole and prints both). Under `cargo test` it
 //! runs as a smoke test: 3 moves at 200 msg/s. No peer runs here: Orleans and Akka
 //! publish no migration-pause figures, and no Rust actor runtime migrates actors.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 use plexus::NodeId;
 use plexus::cli::CliError;
 use plexus::cli::client::ApiClient;
-use plexus::cli::local::{LocalCluster, Settled, WORDS, in_scratch_dir, wait_until};
+use plexus::cli::local::{LocalCluster, LocalOptions, Settled, WORDS, in_scratch_dir, wait_until};
 use plexus_benches::flag;
 use plexus_scheduler::{Rejection, Request};
 use serde_json::Value;
@@ -41,6 +43,10 @@ struct Params {
     /// Leave the nodes' data dirs and logs (their `migrated` lines break each
     /// pause down) and print where.
     keep: bool,
+    /// Commits go whole (`[durable] patches = false`), the previous behaviour.
+    whole: bool,
+    /// Runs both ways, alternately, twice each.
+    compare: bool,
 }
 
 fn params(args: &[String]) -> Result<Params, String> {
@@ -53,6 +59,8 @@ fn params(args: &[String]) -> Result<Params, String> {
         moves: flag(args, "--moves", moves)?,
         with_scheduler: args.iter().any(|a| a == "--with-scheduler"),
         keep: args.iter().any(|a| a == "--keep"),
+        whole: args.iter().any(|a| a == "--whole"),
+        compare: args.iter().any(|a| a == "--compare"),
     })
 }
 
@@ -68,13 +76,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match in_scratch_dir("bench", p.keep, |dir| bench(dir, &p)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+    let modes = if p.compare {
+        vec![false, true, false, true]
+    } else {
+        vec![p.whole]
+    };
+    let mut runs = Vec::new();
+    for (i, whole) in modes.into_iter().enumerate() {
+        match in_scratch_dir(&format!("bench{i}"), p.keep, |dir| bench(dir, &p, whole)) {
+            Ok(pauses) => runs.push((whole, pauses)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
+    if p.compare {
+        println!("== p50/p99 hand-off pause, ms, in the order run");
+        for (whole, (p50, p99)) in runs {
+            let mode = if whole { "whole  " } else { "patches" };
+            println!("{mode} {p50:.2} / {p99:.2}");
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// The migration hand-off pauses recorded on `node`, µs.
@@ -101,10 +125,16 @@ fn hosts_of(cluster: &LocalCluster) -> Vec<usize> {
         .collect()
 }
 
-fn bench(dir: &Path, p: &Params) -> Result<(), CliError> {
+/// One run; its p50 and p99 pause, ms.
+fn bench(dir: &Path, p: &Params, whole: bool) -> Result<(f64, f64), CliError> {
     let (state_bytes, rate, moves) = (p.state_bytes, p.rate, p.moves);
     let exe = std::env::current_exe().map_err(|e| CliError::Failed(e.to_string()))?;
-    let mut cluster = LocalCluster::start(dir, || plexus_benches::node_command(&exe))?;
+    let options = LocalOptions {
+        extra_config: format!("[durable]\npatches = {}\n", !whole),
+        ..LocalOptions::default()
+    };
+    let mut cluster =
+        LocalCluster::start_with(dir, || plexus_benches::node_command(&exe), &options)?;
     cluster.deploy(&format!(
         r#"name = "bench"
 durability = 3
@@ -130,7 +160,8 @@ kind = "tally"
             .then_some(())
     })?;
     println!(
-        "== migration bench: {state_bytes} B of state, {rate} msg/s, {moves} moves, 3 nodes on loopback"
+        "== migration bench: {state_bytes} B of state, {rate} msg/s, {moves} moves, 3 nodes on loopback, commits {}",
+        if whole { "whole" } else { "as patches" }
     );
     // Traffic from a thread at `rate`, in batches every 20 ms, through node 1.
     let stop = Arc::new(AtomicBool::new(false));
@@ -296,5 +327,5 @@ kind = "tally"
             "sent {total}, delivered {delivered}, {out_of_order} out of order"
         )));
     }
-    Ok(())
+    Ok((pct(0.5), pct(0.99)))
 }

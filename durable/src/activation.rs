@@ -52,6 +52,7 @@ use plexus_actors::migratable::Snapshot;
 use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 
+use crate::patch::{self, RecordPatch};
 use crate::stream::{OutStream, StreamConfig, StreamEvent, Streams};
 use crate::types::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
 use crate::wire::{
@@ -147,6 +148,10 @@ pub struct ActivationConfig {
     /// replica). Bounds how long a superseded activation that has nothing to
     /// commit stays up (and registered) after a partition or a duel.
     pub lease_check: Duration,
+    /// Send each commit to the replicas that hold the previous record as a patch
+    /// of it ([`crate::patch`]) when the patch carries at most half the body.
+    /// Off: every commit sends the whole record (the migration bench's peer).
+    pub patches: bool,
 }
 
 impl Default for ActivationConfig {
@@ -167,6 +172,7 @@ impl Default for ActivationConfig {
             restarts_max: 5,
             restart_period: Duration::from_secs(10),
             fence_attempts_max: 5,
+            patches: true,
         }
     }
 }
@@ -406,6 +412,9 @@ struct Commit {
     old: Option<ReplicaSet>,
     req: u64,
     acked: BTreeSet<NodeId>,
+    /// The record as a patch of the previous one, and the members it still goes
+    /// to (those of the previous record's set that have not asked for it whole).
+    patch: Option<(RecordPatch, BTreeSet<NodeId>)>,
     effects: Unsnapshotted,
     marks: BTreeMap<DurableKey, u64>,
     started: Time,
@@ -504,6 +513,9 @@ pub struct Activation {
     committed: Option<Record>,
     /// Replicas known to hold `committed` (they acknowledged writing it).
     holders: BTreeSet<NodeId>,
+    /// Replicas sent `committed` whole after its patch named a base they lacked
+    /// (at most once each).
+    whole_to: BTreeSet<NodeId>,
     first_commit_done: bool,
     last_commit_start: Time,
     last_bytes: usize,
@@ -540,6 +552,10 @@ pub struct ActivationStats {
     pub duplicates: u64,
     /// Inputs refused for being out of order or over `pending_max`.
     pub refused: u64,
+    /// Replica writes sent as patches.
+    pub patches: u64,
+    /// Replicas that could not use a patch and got the whole record.
+    pub wholes_wanted: u64,
 }
 
 /// A migration target's half of a handoff.
@@ -626,6 +642,7 @@ impl Activation {
             base: None,
             committed: None,
             holders: BTreeSet::new(),
+            whole_to: BTreeSet::new(),
             first_commit_done: false,
             last_commit_start: Time::ZERO,
             last_bytes: 0,
@@ -840,6 +857,7 @@ impl Activation {
                 }
             }
             ReplicaReply::Written { .. }
+            | ReplicaReply::WantWhole { .. }
             | ReplicaReply::Dropped
             | ReplicaReply::Holds
             | ReplicaReply::Failed(_) => {}
@@ -918,6 +936,7 @@ impl Activation {
         self.base = f.best.clone();
         self.committed = None;
         self.holders.clear();
+        self.whole_to.clear();
         self.first_commit_done = false;
         self.dirty = true;
         self.commit_timer = None;
@@ -1276,15 +1295,18 @@ impl Activation {
             set: set.clone(),
             body,
         };
+        // Pacing counts the whole body either way: every replica still stores it.
         self.last_bytes = record.body.len();
         self.last_commit_start = now;
         let req = self.req();
+        let patch = self.patch_of(&record, &set, old.as_ref());
         let commit = Commit {
             record,
             set,
             old,
             req,
             acked: BTreeSet::new(),
+            patch,
             effects: std::mem::take(&mut self.unsnap),
             marks: self.streams.marks(),
             started: now,
@@ -1296,23 +1318,69 @@ impl Activation {
         self.in_flight = Some(commit);
     }
 
+    /// `record` as a patch of the last record this activation wrote or restored,
+    /// for the members of the commit that were in that record's set; `None` when
+    /// patches are off, there is no such record, or the patch would carry more
+    /// than half the body.
+    fn patch_of(
+        &self,
+        record: &Record,
+        set: &ReplicaSet,
+        old: Option<&ReplicaSet>,
+    ) -> Option<(RecordPatch, BTreeSet<NodeId>)> {
+        let base = self.base.as_ref().filter(|_| self.config.patches)?;
+        let edits = patch::diff(&base.body, &record.body);
+        if edits.inserted() > record.body.len() / 2 {
+            return None;
+        }
+        let to: BTreeSet<NodeId> = set
+            .nodes()
+            .iter()
+            .chain(old.map_or(&[][..], |o| o.nodes()))
+            .filter(|n| base.set.contains(n))
+            .copied()
+            .collect();
+        let patch = RecordPatch {
+            ballot: record.ballot,
+            version: record.version,
+            set: record.set.clone(),
+            base: base.order(),
+            patch: edits,
+            digest: *blake3::hash(&record.body).as_bytes(),
+        };
+        Some((patch, to))
+    }
+
     fn send_writes(&mut self, commit: &Commit, skip: Option<&BTreeSet<NodeId>>) {
         for n in commit.members() {
             if skip.is_some_and(|s| s.contains(&n)) {
                 continue;
             }
-            self.transmit.push_back((
-                n,
-                DurableMsg::Replica {
-                    from: self.me,
-                    req: commit.req,
-                    key: self.key.clone(),
-                    op: ReplicaOp::Write {
-                        record: commit.record.clone(),
-                    },
+            let op = match &commit.patch {
+                Some((patch, to)) if to.contains(&n) => {
+                    self.stats.patches += 1;
+                    ReplicaOp::Patch {
+                        patch: patch.clone(),
+                    }
+                }
+                _ => ReplicaOp::Write {
+                    record: commit.record.clone(),
                 },
-            ));
+            };
+            self.send_write(n, commit.req, op);
         }
+    }
+
+    fn send_write(&mut self, to: NodeId, req: u64, op: ReplicaOp) {
+        self.transmit.push_back((
+            to,
+            DurableMsg::Replica {
+                from: self.me,
+                req,
+                key: self.key.clone(),
+                op,
+            },
+        ));
     }
 
     fn on_write_reply(&mut self, now: Time, from: NodeId, req: u64, reply: ReplicaReply) {
@@ -1323,6 +1391,21 @@ impl Activation {
             && c.set.contains(&from)
         {
             self.holders.insert(from);
+        }
+        // A replica outside the commit's quorum answers after it completed: one
+        // that could not use the patch gets the committed record whole, or it
+        // would stay behind while the others commit.
+        if let ReplicaReply::WantWhole { ballot, version } = &reply
+            && let Some(c) = &self.committed
+            && c.order() == (*ballot, *version)
+            && c.set.contains(&from)
+            && self.whole_to.insert(from)
+        {
+            let record = c.clone();
+            let req = self.req();
+            self.stats.wholes_wanted += 1;
+            self.send_write(from, req, ReplicaOp::Write { record });
+            return;
         }
         let Some(c) = self.in_flight.as_mut() else {
             return;
@@ -1338,6 +1421,17 @@ impl Activation {
                 c.acked.insert(from);
                 if c.has_quorum() {
                     self.commit_done(now);
+                }
+            }
+            ReplicaReply::WantWhole { ballot, version } => {
+                // Once per replica and commit: it leaves the patch's list.
+                if (ballot, version) == c.record.order()
+                    && let Some((_, to)) = c.patch.as_mut()
+                    && to.remove(&from)
+                {
+                    let (req, record) = (c.req, c.record.clone());
+                    self.stats.wholes_wanted += 1;
+                    self.send_write(from, req, ReplicaOp::Write { record });
                 }
             }
             ReplicaReply::Refused { promised } if promised > self.ballot => {
@@ -1400,6 +1494,7 @@ impl Activation {
             .copied()
             .collect();
         self.committed = Some(c.record);
+        self.whole_to.clear();
         self.pump(now);
     }
 

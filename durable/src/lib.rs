@@ -7,6 +7,7 @@
 //!
 //! * [`types`]: keys, senders, ballots, replica sets, records.
 //! * [`wire`]: the protocol messages.
+//! * [`patch`]: commits as deltas of the record a replica holds.
 //! * [`replica`]: a node's snapshot store rules (Paxos acceptor rules per key).
 //! * [`stream`]: the sender side (numbering, windows, retransmission).
 //! * [`activation`]: one hosted actor (restore, apply, commit, ack, migrate).
@@ -17,6 +18,7 @@
 
 pub mod activation;
 pub mod node;
+pub mod patch;
 pub mod replica;
 pub mod stream;
 pub mod types;

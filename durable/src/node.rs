@@ -86,7 +86,7 @@ use crate::replica::{Replica, SlotStore};
 use crate::stream::{StreamEvent, Streams};
 use crate::types::{Ballot, DurableKey, ReplicaSet, SenderId};
 use crate::wire::{
-    Command, DurableMsg, Envelope, HOPS_MAX, Handoff, Redirect, Refusal, ReplicaOp, ballot_step_ok,
+    Command, DurableMsg, Envelope, HOPS_MAX, Handoff, Redirect, Refusal, ballot_step_ok,
 };
 
 /// Settings of a node's durable service.
@@ -329,12 +329,7 @@ impl<S: SlotStore> DurableNode<S> {
                 op,
             } => {
                 origin(claimed, from)?;
-                let ballot = match &op {
-                    ReplicaOp::Fence { ballot, .. }
-                    | ReplicaOp::Check { ballot }
-                    | ReplicaOp::Drop { ballot } => *ballot,
-                    ReplicaOp::Write { record } => record.ballot,
-                };
+                let ballot = op.ballot();
                 // A node fences, writes, checks and drops only under its own
                 // ballots, so whatever it does to a slot is attributable to it.
                 if ballot.node != from {

@@ -8,6 +8,9 @@
 //!   its record (if newer than what the fencer already has).
 //! * `Write(r)` succeeds iff `r.ballot >= promised`; the slot then promises
 //!   `r.ballot` and keeps `r` if it orders after the stored record.
+//! * `Patch(p)` is `Write` of the record `p` rebuilds from the stored one; a
+//!   replica that cannot rebuild it (it holds another base, or its copy is
+//!   corrupt) changes nothing and answers `WantWhole`.
 //! * `Drop(b)` succeeds iff `b == promised` (the holder's own ballot), and forgets
 //!   the key.
 //!
@@ -80,28 +83,18 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
             (SlotChange::Promise(*ballot), reply)
         }
         ReplicaOp::Write { record: new } => {
-            if new.ballot < promised {
-                return (SlotChange::Keep, ReplicaReply::Refused { promised });
-            }
-            let keep_old = record.is_some_and(|old| old.order() >= new.order());
-            let written = ReplicaReply::Written {
-                ballot: new.ballot,
-                version: new.version,
-            };
-            if keep_old {
-                let change = if promised == new.ballot {
-                    SlotChange::Keep
-                } else {
-                    SlotChange::Promise(new.ballot)
-                };
-                return (change, written);
-            }
-            let change = SlotChange::Put(Slot {
-                promised: new.ballot,
-                record: Some(new.clone()),
-            });
-            (change, written)
+            write(promised, record, new.order(), |_| Some(new.clone()))
         }
+        ReplicaOp::Patch { patch } => write(promised, record, patch.order(), |stored| {
+            let base = stored.filter(|r| r.order() == patch.base)?;
+            let body = patch.rebuild(&base.body, codec::FRAME_BYTES_MAX).ok()?;
+            Some(Record {
+                ballot: patch.ballot,
+                version: patch.version,
+                set: patch.set.clone(),
+                body,
+            })
+        }),
         ReplicaOp::Check { ballot } => {
             let reply = if *ballot < promised {
                 ReplicaReply::Refused { promised }
@@ -123,6 +116,43 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
             };
             (change, ReplicaReply::Dropped)
         }
+    }
+}
+
+/// The write rule for a record of order `order`, built from the stored record by
+/// `build` (a [`ReplicaOp::Write`] carries it; a [`ReplicaOp::Patch`] rebuilds it,
+/// or cannot, and then the replica asks for it whole).
+fn write(
+    promised: Ballot,
+    stored: Option<&Record>,
+    order: (Ballot, u64),
+    build: impl FnOnce(Option<&Record>) -> Option<Record>,
+) -> (SlotChange, ReplicaReply) {
+    let (ballot, version) = order;
+    if ballot < promised {
+        return (SlotChange::Keep, ReplicaReply::Refused { promised });
+    }
+    let written = ReplicaReply::Written { ballot, version };
+    if stored.is_some_and(|old| old.order() >= order) {
+        let change = if promised == ballot {
+            SlotChange::Keep
+        } else {
+            SlotChange::Promise(ballot)
+        };
+        return (change, written);
+    }
+    match build(stored) {
+        Some(record) => (
+            SlotChange::Put(Slot {
+                promised: ballot,
+                record: Some(record),
+            }),
+            written,
+        ),
+        None => (
+            SlotChange::Keep,
+            ReplicaReply::WantWhole { ballot, version },
+        ),
     }
 }
 
@@ -373,6 +403,80 @@ mod tests {
             ReplicaReply::Dropped
         );
         assert!(r.store().slots().is_empty());
+    }
+
+    #[test]
+    fn a_patch_is_stored_only_when_it_rebuilds_its_record_from_the_stored_base() {
+        use crate::patch::{RecordPatch, diff};
+        let key = DurableKey::new("k").unwrap();
+        let mut r = Replica::new(MemStore::default());
+        let base = rec(b(1, 1), 1);
+        r.handle(
+            &key,
+            &ReplicaOp::Write {
+                record: base.clone(),
+            },
+        );
+        let next = Record {
+            body: b"a new body, longer than the old".to_vec(),
+            ..rec(b(1, 1), 2)
+        };
+        let patch = |base_order, digest_of: &[u8]| ReplicaOp::Patch {
+            patch: RecordPatch {
+                ballot: next.ballot,
+                version: next.version,
+                set: next.set.clone(),
+                base: base_order,
+                patch: diff(&base.body, &next.body),
+                digest: *blake3::hash(digest_of).as_bytes(),
+            },
+        };
+        let want = ReplicaReply::WantWhole {
+            ballot: b(1, 1),
+            version: 2,
+        };
+        // Another base, or a digest the rebuilt body does not match: nothing stored.
+        assert_eq!(r.handle(&key, &patch((b(1, 1), 0), &next.body)), want);
+        assert_eq!(r.handle(&key, &patch(base.order(), b"other")), want);
+        assert_eq!(
+            r.store().get(&key).unwrap().unwrap().record,
+            Some(base.clone())
+        );
+        // Under a ballot below the promise: refused, as a write would be.
+        r.handle(
+            &key,
+            &ReplicaOp::Fence {
+                ballot: b(2, 2),
+                have: None,
+            },
+        );
+        assert_eq!(
+            r.handle(&key, &patch(base.order(), &next.body)),
+            ReplicaReply::Refused { promised: b(2, 2) }
+        );
+        let mut r = Replica::new(MemStore::default());
+        r.handle(
+            &key,
+            &ReplicaOp::Write {
+                record: base.clone(),
+            },
+        );
+        assert_eq!(
+            r.handle(&key, &patch(base.order(), &next.body)),
+            ReplicaReply::Written {
+                ballot: b(1, 1),
+                version: 2
+            }
+        );
+        assert_eq!(
+            r.store().get(&key).unwrap().unwrap().record,
+            Some(next.clone())
+        );
+        // Again (a retry): already stored, written.
+        assert!(matches!(
+            r.handle(&key, &patch(base.order(), &next.body)),
+            ReplicaReply::Written { .. }
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use plexus_actors::codec::{self, CodecError};
 use plexus_actors::envelope::TraceContext;
 use serde::{Deserialize, Serialize};
 
+use crate::patch::RecordPatch;
 use crate::types::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
 
 /// Most a peer-supplied ballot round may exceed the highest round the receiver
@@ -159,6 +160,13 @@ pub enum ReplicaOp {
         /// The record (its ballot must not be below the promise).
         record: Record,
     },
+    /// Store a record given as a patch of the stored one (see [`crate::patch`]).
+    /// A replica that does not hold the patch's base, or whose rebuilt body does
+    /// not match the digest, answers [`ReplicaReply::WantWhole`].
+    Patch {
+        /// The record, as a patch.
+        patch: RecordPatch,
+    },
     /// Is `ballot` still the highest promise? Changes nothing. An idle activation
     /// asks this now and then, so that one superseded while it had nothing to
     /// commit finds out and steps down.
@@ -171,6 +179,30 @@ pub enum ReplicaOp {
         /// Must not be below the promise.
         ballot: Ballot,
     },
+}
+
+impl ReplicaOp {
+    /// The ballot the request is made under.
+    pub fn ballot(&self) -> Ballot {
+        match self {
+            ReplicaOp::Fence { ballot, .. }
+            | ReplicaOp::Check { ballot }
+            | ReplicaOp::Drop { ballot } => *ballot,
+            ReplicaOp::Write { record } => record.ballot,
+            ReplicaOp::Patch { patch } => patch.ballot,
+        }
+    }
+
+    /// The same, to rewrite (the simulator's and the tests' liars do).
+    pub fn ballot_mut(&mut self) -> &mut Ballot {
+        match self {
+            ReplicaOp::Fence { ballot, .. }
+            | ReplicaOp::Check { ballot }
+            | ReplicaOp::Drop { ballot } => ballot,
+            ReplicaOp::Write { record } => &mut record.ballot,
+            ReplicaOp::Patch { patch } => &mut patch.ballot,
+        }
+    }
 }
 
 /// A replica's answer.
@@ -194,6 +226,14 @@ pub enum ReplicaReply {
     /// The record `(ballot, version)` is stored.
     Written {
         /// Its ballot.
+        ballot: Ballot,
+        /// Its version.
+        version: u64,
+    },
+    /// The replica cannot rebuild the patched record `(ballot, version)` from what
+    /// it holds: send the [`ReplicaOp::Write`].
+    WantWhole {
+        /// The patch's ballot.
         ballot: Ballot,
         /// Its version.
         version: u64,
@@ -433,6 +473,27 @@ mod tests {
                 req: 1,
                 key: key("a"),
                 reply: ReplicaReply::Refused { promised: ballot },
+            },
+            DurableMsg::Replica {
+                from: node,
+                req: 2,
+                key: key("a"),
+                op: ReplicaOp::Patch {
+                    patch: RecordPatch {
+                        ballot,
+                        version: 7,
+                        set: set.clone(),
+                        base: (ballot, 6),
+                        patch: crate::patch::diff(b"abcdef", b"abXdef"),
+                        digest: [7; 32],
+                    },
+                },
+            },
+            DurableMsg::ReplicaReply {
+                from: node,
+                req: 2,
+                key: key("a"),
+                reply: ReplicaReply::WantWhole { ballot, version: 7 },
             },
             DurableMsg::Envelope(env.clone()),
             DurableMsg::Ack(Ack {

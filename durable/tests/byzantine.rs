@@ -744,12 +744,7 @@ fn a_seeded_liar_breaks_no_promise() {
 fn max_ballots(msg: &mut DurableMsg) {
     let max = |b: &mut Ballot| b.round = u64::MAX;
     match msg {
-        DurableMsg::Replica { op, .. } => match op {
-            ReplicaOp::Fence { ballot, .. }
-            | ReplicaOp::Check { ballot }
-            | ReplicaOp::Drop { ballot } => max(ballot),
-            ReplicaOp::Write { record } => max(&mut record.ballot),
-        },
+        DurableMsg::Replica { op, .. } => max(op.ballot_mut()),
         DurableMsg::Envelope(e) => max(&mut e.ballot),
         DurableMsg::Ack(ack) => max(&mut ack.ballot),
         DurableMsg::Redirect(r) => {

@@ -456,6 +456,49 @@ fn a_target_outside_the_replica_set_gets_the_record_whole() {
 }
 
 #[test]
+fn commits_travel_as_patches_and_a_replica_without_the_base_gets_the_record_whole() {
+    let mut net = Net::new(3);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(50);
+    net.send(n(2), &a, 50);
+    net.run(5_000);
+    let stats = net.nodes[&n(1)].actor(&a).unwrap().stats;
+    assert!(stats.patches > 0, "{stats:?}");
+    assert_eq!(stats.wholes_wanted, 0, "every replica held each base");
+    // Node 3 loses its disk: the next patches name a base it does not hold.
+    net.crash(n(3));
+    net.disks.remove(&n(3));
+    net.boot(n(3));
+    net.send(n(2), &a, 50);
+    net.run(5_000);
+    assert_eq!(net.acked.get(&0), Some(&100));
+    let activation = net.nodes[&n(1)].actor(&a).unwrap();
+    assert!(activation.stats.patches > stats.patches);
+    assert!(
+        activation.stats.wholes_wanted >= 1,
+        "{:?}",
+        activation.stats
+    );
+    // Every replica holds exactly the record the activation committed last.
+    let committed = activation.committed().unwrap().clone();
+    assert_eq!(
+        plexus_durable::DurableState::decode(&committed.body)
+            .unwrap()
+            .applied,
+        100
+    );
+    for i in [1, 2, 3] {
+        let stored = net.nodes[&n(i)].replica().store().slots()[&a]
+            .record
+            .clone()
+            .unwrap();
+        assert_eq!(stored, committed, "replica {i}");
+    }
+    net.check_commits_linear(&a);
+}
+
+#[test]
 fn a_crashed_hosts_actor_restores_elsewhere_with_every_acked_message() {
     let mut net = Net::new(4);
     let a = key("a");

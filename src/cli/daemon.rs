@@ -241,9 +241,9 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
                 mesh.clone(),
                 service_key,
                 store,
-                settings.resources,
-                tags.clone(),
+                (settings.resources, tags.clone()),
                 kinds,
+                settings.host_config(),
             )
             .await
             .map_err(|e| {

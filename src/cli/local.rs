@@ -27,11 +27,11 @@ pub const WORDS: [&str; 16] = [
 /// Runs `f` in a fresh directory under the system's temp dir (`plexus-TAG-PID`),
 /// removed afterwards unless `keep` is set or `f` failed (then its path is
 /// printed: it holds the nodes' data dirs and logs).
-pub fn in_scratch_dir(
+pub fn in_scratch_dir<T>(
     tag: &str,
     keep: bool,
-    f: impl FnOnce(&Path) -> Result<(), CliError>,
-) -> Result<(), CliError> {
+    f: impl FnOnce(&Path) -> Result<T, CliError>,
+) -> Result<T, CliError> {
     let dir = std::env::temp_dir().join(format!("plexus-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| CliError::Failed(e.to_string()))?;

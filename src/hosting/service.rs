@@ -298,15 +298,16 @@ type AskReply = oneshot::Sender<Result<Result<Vec<u8>, String>, SendError>>;
 
 impl DurableService {
     /// Starts the service on a meshed node, running `kinds` (see
-    /// [`super::kinds::standard`]) besides the scheduler.
+    /// [`super::kinds::standard`]) besides the scheduler, offering `local`
+    /// (this node's resources and tags), with the host tuned by `config`.
     pub async fn start(
         node: &crate::Node,
         mesh: Mesh,
         key: NodeKey,
         store: RocksStore,
-        resources: Resources,
-        tags: Tags,
+        local: (Resources, Tags),
         kinds: Kinds,
+        config: HostConfig,
     ) -> Result<ActorRef<ServiceMsg>, String> {
         let system = node.system();
         let me = system.node_id();
@@ -317,9 +318,9 @@ impl DurableService {
                     metrics: node.metrics().clone(),
                     key,
                     kinds,
-                    local: (resources, tags),
+                    local,
                 },
-                store,
+                (store, config),
                 SpawnOptions {
                     id: Some(ActorId::new(me, SERVICE_LOCAL_ID)),
                     kind: Some("plexus.durable".into()),
@@ -340,13 +341,14 @@ impl DurableService {
 impl Actor for DurableService {
     type Msg = ServiceMsg;
     type State = ServiceState;
-    /// The store, opened by the caller before the node joined the mesh.
-    type Args = RocksStore;
+    /// The store, opened by the caller before the node joined the mesh, and the
+    /// host's settings.
+    type Args = (RocksStore, HostConfig);
 
     async fn started(
         &self,
         ctx: &Context<ServiceMsg>,
-        store: RocksStore,
+        (store, config): (RocksStore, HostConfig),
     ) -> Result<ServiceState, ActorError> {
         // Client session numbers must differ per process life, cluster-wide: the
         // host derives them from this seed.
@@ -354,7 +356,7 @@ impl Actor for DurableService {
         getrandom::fill(&mut seed).map_err(|e| ActorError::from(e.to_string()))?;
         let mut host = DurableHost::new(
             ctx.system().node_id(),
-            HostConfig::default(),
+            config,
             store,
             self.kinds.clone(),
             NodeKey::from_seed(self.key.seed()),

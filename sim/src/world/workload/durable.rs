@@ -681,15 +681,10 @@ pub(crate) fn durable_lies(
 
 /// Pushes every ballot in `msg` to round `u64::MAX`.
 fn max_ballots(msg: &mut plexus_durable::wire::DurableMsg) {
-    use plexus_durable::wire::{DurableMsg, ReplicaOp};
+    use plexus_durable::wire::DurableMsg;
     let max = |b: &mut Ballot| b.round = u64::MAX;
     match msg {
-        DurableMsg::Replica { op, .. } => match op {
-            ReplicaOp::Fence { ballot, .. }
-            | ReplicaOp::Check { ballot }
-            | ReplicaOp::Drop { ballot } => max(ballot),
-            ReplicaOp::Write { record } => max(&mut record.ballot),
-        },
+        DurableMsg::Replica { op, .. } => max(op.ballot_mut()),
         DurableMsg::Envelope(e) => max(&mut e.ballot),
         DurableMsg::Ack(a) => max(&mut a.ballot),
         DurableMsg::Redirect(r) => {
