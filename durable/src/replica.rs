@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use plexus_actors::codec::{self, CodecError};
 use serde::{Deserialize, Serialize};
 
+use crate::patch::RecordPatch;
 use crate::types::{Ballot, DurableKey, Record};
 use crate::wire::{ReplicaOp, ReplicaReply};
 
@@ -48,6 +49,9 @@ pub enum SlotChange {
     Keep,
     /// Store this.
     Put(Slot),
+    /// Store this slot, whose record is the patch applied to the stored record
+    /// (a store may keep the patch instead of the whole record).
+    Patched(Slot, RecordPatch),
     /// Raise the promise to this ballot; the record stays as stored (a fence must
     /// not rewrite a large record just to move the promise).
     Promise(Ballot),
@@ -82,18 +86,26 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
             };
             (SlotChange::Promise(*ballot), reply)
         }
-        ReplicaOp::Write { record: new } => {
-            write(promised, record, new.order(), |_| Some(new.clone()))
-        }
+        ReplicaOp::Write { record: new } => write(promised, record, new.order(), |_| {
+            Some(SlotChange::Put(Slot {
+                promised: new.ballot,
+                record: Some(new.clone()),
+            }))
+        }),
         ReplicaOp::Patch { patch } => write(promised, record, patch.order(), |stored| {
             let base = stored.filter(|r| r.order() == patch.base)?;
             let body = patch.rebuild(&base.body, codec::FRAME_BYTES_MAX).ok()?;
-            Some(Record {
+            let record = Record {
                 ballot: patch.ballot,
                 version: patch.version,
                 set: patch.set.clone(),
                 body,
-            })
+            };
+            let slot = Slot {
+                promised: patch.ballot,
+                record: Some(record),
+            };
+            Some(SlotChange::Patched(slot, patch.clone()))
         }),
         ReplicaOp::Check { ballot } => {
             let reply = if *ballot < promised {
@@ -119,14 +131,15 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
     }
 }
 
-/// The write rule for a record of order `order`, built from the stored record by
-/// `build` (a [`ReplicaOp::Write`] carries it; a [`ReplicaOp::Patch`] rebuilds it,
-/// or cannot, and then the replica asks for it whole).
+/// The write rule for a record of order `order`, whose slot `build` makes from the
+/// stored record (a [`ReplicaOp::Write`] carries the record; a
+/// [`ReplicaOp::Patch`] rebuilds it, or cannot, and then the replica asks for it
+/// whole).
 fn write(
     promised: Ballot,
     stored: Option<&Record>,
     order: (Ballot, u64),
-    build: impl FnOnce(Option<&Record>) -> Option<Record>,
+    build: impl FnOnce(Option<&Record>) -> Option<SlotChange>,
 ) -> (SlotChange, ReplicaReply) {
     let (ballot, version) = order;
     if ballot < promised {
@@ -142,13 +155,7 @@ fn write(
         return (change, written);
     }
     match build(stored) {
-        Some(record) => (
-            SlotChange::Put(Slot {
-                promised: ballot,
-                record: Some(record),
-            }),
-            written,
-        ),
+        Some(change) => (change, written),
         None => (
             SlotChange::Keep,
             ReplicaReply::WantWhole { ballot, version },
@@ -184,6 +191,20 @@ pub trait SlotStore: Send {
     fn get(&self, key: &DurableKey) -> Result<Option<Slot>, StoreError>;
     /// Stores the slot for `key`.
     fn put(&mut self, key: &DurableKey, slot: &Slot) -> Result<(), StoreError>;
+    /// Stores the slot for `key`, whose record is `patch` applied to the record
+    /// stored now (the replica rebuilt it and checked its digest). A store may keep
+    /// the patch instead of the record (the daemon's `RocksStore` does, so a
+    /// commit that changed little of a large state writes little); `get` must
+    /// return `slot` either way. By default, [`SlotStore::put`].
+    fn put_patched(
+        &mut self,
+        key: &DurableKey,
+        slot: &Slot,
+        patch: &RecordPatch,
+    ) -> Result<(), StoreError> {
+        let _ = patch;
+        self.put(key, slot)
+    }
     /// Raises `key`'s promise to `ballot`, keeping its record; afterwards `get`
     /// returns the slot with `promised == ballot`. Stores should make this cheap
     /// (not rewrite the record): every fence does it.
@@ -301,6 +322,7 @@ impl<S: SlotStore> Replica<S> {
         let stored = match change {
             SlotChange::Keep => Ok(()),
             SlotChange::Put(slot) => self.store.put(key, &slot),
+            SlotChange::Patched(slot, patch) => self.store.put_patched(key, &slot, &patch),
             SlotChange::Promise(ballot) => self.store.promise(key, ballot),
             SlotChange::Delete => self.store.delete(key),
         };

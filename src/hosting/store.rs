@@ -27,6 +27,23 @@
 //! two promises; `put` and `delete` write the slot and clear a raised promise in one
 //! atomic, synced batch.
 //!
+//! Patched records: a commit that reaches a replica as a patch of the record it
+//! holds ([`plexus_durable::patch`]) is stored as that patch, in the `patches`
+//! family under `key 0x00 index`, after the slot written whole (the *base*). A
+//! `get` reads the base and applies its patches in order, checking each one's
+//! base order and digest (a mismatch is [`StoreError::Corrupt`]); the slot's
+//! promise is the highest of the base's, the patches' ballots and a raised one.
+//! A key's chain is at most [`PATCHES_MAX`] patches carrying at most half the
+//! body; the write past that stores the record whole and clears the chain in the
+//! same batch. So a 1 MiB state changed by a few kilobytes per commit costs its
+//! replicas a few kilobytes of log per commit, not a megabyte.
+//!
+//! The newest slot of recently used keys is kept decoded in memory (at most
+//! [`CACHE_BYTES_MAX`] of records; the least recently used goes first), so a
+//! replica's write does not read and decode the record it replaces, and a patch
+//! chain is replayed only after a restart or an eviction. The cache is
+//! written through: it never holds what the disk does not.
+//!
 //! Recovery refuses a damaged log. rocksdb's default recovery mode stops replaying
 //! the write-ahead log at the first bad record and silently drops everything after
 //! it, so a replica would forget writes it had acknowledged. The store opens in
@@ -36,16 +53,106 @@
 //! [`OpenError::Corrupt`], and the node then serves no replica until an operator
 //! repairs or removes the store (see `DurableService`).
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use plexus_actors::codec;
+use plexus_durable::patch::RecordPatch;
 use plexus_durable::replica::{Slot, SlotStore, StoreError, decode_slot, encode_slot};
 use plexus_durable::types::{Ballot, DurableKey};
 use rocksdb::{ColumnFamily, DB, DBRecoveryMode, Options, WriteBatch, WriteOptions};
 
 /// The column family of promises raised by fences.
 const PROMISES: &str = "promises";
+/// The column family of patched records (see the module docs).
+const PATCHES: &str = "patches";
+/// Most patches stored after one key's base.
+pub const PATCHES_MAX: usize = 64;
+/// Most record bytes the slot cache holds.
+pub const CACHE_BYTES_MAX: usize = 256 << 20;
+
+/// One key's newest slot, decoded, and its patch chain on disk.
+struct Cached {
+    slot: Slot,
+    /// Patches stored after the base.
+    patches: usize,
+    /// Bytes those patches insert.
+    patch_bytes: usize,
+    /// When it was last used (the cache's clock).
+    used: u64,
+}
+
+/// The slot cache (see the module docs).
+#[derive(Default)]
+struct Cache {
+    slots: BTreeMap<DurableKey, Cached>,
+    bytes: usize,
+    clock: u64,
+}
+
+fn body_len(slot: &Slot) -> usize {
+    slot.record.as_ref().map_or(0, |r| r.body.len())
+}
+
+impl Cache {
+    fn get(&mut self, key: &DurableKey) -> Option<&Cached> {
+        self.clock += 1;
+        let clock = self.clock;
+        let c = self.slots.get_mut(key)?;
+        c.used = clock;
+        Some(c)
+    }
+
+    fn insert(&mut self, key: &DurableKey, slot: Slot, patches: usize, patch_bytes: usize) {
+        self.remove(key);
+        self.clock += 1;
+        self.bytes += body_len(&slot);
+        let cached = Cached {
+            slot,
+            patches,
+            patch_bytes,
+            used: self.clock,
+        };
+        self.slots.insert(key.clone(), cached);
+        while self.bytes > CACHE_BYTES_MAX {
+            let oldest = self
+                .slots
+                .iter()
+                .filter(|(k, _)| *k != key)
+                .min_by_key(|(_, c)| c.used)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => self.remove(&k),
+                None => break,
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &DurableKey) {
+        if let Some(c) = self.slots.remove(key) {
+            self.bytes -= body_len(&c.slot);
+        }
+    }
+}
+
+/// Where a key's patches start and end in the `patches` family.
+fn patch_range(key: &DurableKey) -> (Vec<u8>, Vec<u8>) {
+    let mut from = key.as_str().as_bytes().to_vec();
+    let mut to = from.clone();
+    // Keys hold no control characters, so no other key's patches fall between.
+    from.push(0);
+    to.push(1);
+    (from, to)
+}
+
+fn patch_key(key: &DurableKey, index: usize) -> Vec<u8> {
+    let mut k = patch_range(key).0;
+    // `index < PATCHES_MAX`, so it fits.
+    k.extend_from_slice(&(index as u32).to_be_bytes());
+    k
+}
 
 /// Where a node's replica store lives under its data dir.
 pub fn store_dir(data_dir: &Path) -> PathBuf {
@@ -99,6 +206,8 @@ pub struct RocksStore {
     durability: Durability,
     /// Writes made so far without a sync (group commit), counted from open.
     written: u64,
+    /// Newest slots (`get` takes `&self`, and fills it on a miss).
+    cache: RefCell<Cache>,
 }
 
 /// Syncs a [`RocksStore`]'s log from another thread: every write made before
@@ -143,7 +252,7 @@ impl RocksStore {
         // their unflushed memtable would pin every log since. Past the cap
         // rocksdb flushes the family pinning the oldest log.
         opts.set_max_total_wal_size(64 << 20);
-        let db = DB::open_cf(&opts, path, ["default", PROMISES]).map_err(|e| {
+        let db = DB::open_cf(&opts, path, ["default", PROMISES, PATCHES]).map_err(|e| {
             let why = e.to_string();
             if e.kind() == rocksdb::ErrorKind::Corruption {
                 OpenError::Corrupt {
@@ -162,6 +271,7 @@ impl RocksStore {
             path: path.to_path_buf(),
             durability,
             written: 0,
+            cache: RefCell::new(Cache::default()),
         })
     }
 
@@ -185,9 +295,79 @@ impl RocksStore {
     }
 
     fn promises(&self) -> Result<&ColumnFamily, StoreError> {
-        self.db.cf_handle(PROMISES).ok_or_else(|| {
-            StoreError::Io(format!("{}: no `{PROMISES}` family", self.path.display()))
-        })
+        self.family(PROMISES)
+    }
+
+    fn family(&self, name: &str) -> Result<&ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Io(format!("{}: no `{name}` family", self.path.display())))
+    }
+
+    /// Reads `key`'s slot from disk: the base, then its patches in order. Returns
+    /// the slot with the chain's length and bytes.
+    fn read(&self, key: &DurableKey) -> Result<Option<(Slot, usize, usize)>, StoreError> {
+        let corrupt = |error| StoreError::Corrupt {
+            key: key.to_string(),
+            error,
+        };
+        let base = match self
+            .db
+            .get(key.as_str().as_bytes())
+            .map_err(|e| store_error(&self.path, e))?
+        {
+            Some(bytes) => Some(decode_slot(&bytes).map_err(corrupt)?),
+            None => None,
+        };
+        let mut slot = match (base, self.raised(key)?) {
+            (Some(mut slot), Some(p)) => {
+                slot.promised = slot.promised.max(p);
+                slot
+            }
+            (Some(slot), None) => slot,
+            (None, Some(p)) => {
+                return Ok(Some((
+                    Slot {
+                        promised: p,
+                        record: None,
+                    },
+                    0,
+                    0,
+                )));
+            }
+            (None, None) => return Ok(None),
+        };
+        let (from, to) = patch_range(key);
+        let mut read = rocksdb::ReadOptions::default();
+        read.set_iterate_upper_bound(to);
+        let items = self.db.iterator_cf_opt(
+            self.family(PATCHES)?,
+            read,
+            rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward),
+        );
+        let (mut patches, mut patch_bytes) = (0, 0);
+        for item in items {
+            let (_, bytes) = item.map_err(|e| store_error(&self.path, e))?;
+            let patch: RecordPatch =
+                codec::decode_with_limit(&bytes, codec::FRAME_BYTES_MAX).map_err(corrupt)?;
+            let broken = |why: String| StoreError::Corrupt {
+                key: key.to_string(),
+                error: codec::CodecError::Malformed(why),
+            };
+            let Some(record) = slot.record.as_mut().filter(|r| r.order() == patch.base) else {
+                return Err(broken(format!("patch {patches} does not follow its base")));
+            };
+            record.body = patch
+                .rebuild(&record.body, codec::FRAME_BYTES_MAX)
+                .map_err(|e| broken(format!("patch {patches}: {e}")))?;
+            record.ballot = patch.ballot;
+            record.version = patch.version;
+            record.set = patch.set.clone();
+            slot.promised = slot.promised.max(patch.ballot);
+            patches += 1;
+            patch_bytes += patch.patch.inserted();
+        }
+        Ok(Some((slot, patches, patch_bytes)))
     }
 
     fn raised(&self, key: &DurableKey) -> Result<Option<Ballot>, StoreError> {
@@ -223,61 +403,116 @@ fn store_error(path: &Path, e: rocksdb::Error) -> StoreError {
 
 impl SlotStore for RocksStore {
     fn get(&self, key: &DurableKey) -> Result<Option<Slot>, StoreError> {
-        let slot = match self
-            .db
-            .get(key.as_str().as_bytes())
-            .map_err(|e| store_error(&self.path, e))?
-        {
-            Some(bytes) => Some(decode_slot(&bytes).map_err(|error| StoreError::Corrupt {
-                key: key.to_string(),
-                error,
-            })?),
-            None => None,
+        if let Some(c) = self.cache.borrow_mut().get(key) {
+            return Ok(Some(c.slot.clone()));
+        }
+        let Some((slot, patches, patch_bytes)) = self.read(key)? else {
+            return Ok(None);
         };
-        Ok(match (slot, self.raised(key)?) {
-            (Some(mut slot), Some(p)) => {
-                slot.promised = slot.promised.max(p);
-                Some(slot)
-            }
-            (slot, None) => slot,
-            (None, Some(p)) => Some(Slot {
-                promised: p,
-                record: None,
-            }),
-        })
+        self.cache
+            .borrow_mut()
+            .insert(key, slot.clone(), patches, patch_bytes);
+        Ok(Some(slot))
     }
 
     fn put(&mut self, key: &DurableKey, slot: &Slot) -> Result<(), StoreError> {
         let bytes = encode_slot(slot).map_err(|e| StoreError::Io(e.to_string()))?;
         let mut batch = WriteBatch::default();
         batch.put(key.as_str().as_bytes(), bytes);
+        // Clear the chain, unless the cache knows there is none (a range tombstone
+        // per whole write would pile up when patches are off).
+        let chained = self.cache.borrow_mut().get(key).map(|c| c.patches);
+        if chained != Some(0) {
+            let (from, to) = patch_range(key);
+            batch.delete_range_cf(self.family(PATCHES)?, from, to);
+        }
         // Only fences write promises: most puts find none to clear, and a tombstone
         // per put would keep the family's memtable and the shared log growing.
         if self.raised(key)?.is_some() {
             batch.delete_cf(self.promises()?, key.as_str().as_bytes());
         }
         let opts = self.write_options();
-        self.db
+        let result = self
+            .db
             .write_opt(batch, &opts)
-            .map_err(|e| store_error(&self.path, e))
+            .map_err(|e| store_error(&self.path, e));
+        let mut cache = self.cache.borrow_mut();
+        match &result {
+            Ok(()) => cache.insert(key, slot.clone(), 0, 0),
+            Err(_) => cache.remove(key),
+        }
+        result
+    }
+
+    fn put_patched(
+        &mut self,
+        key: &DurableKey,
+        slot: &Slot,
+        patch: &RecordPatch,
+    ) -> Result<(), StoreError> {
+        // The chain continues only from the record the cache holds (the one the
+        // replica just read); anything else is stored whole.
+        let chain = self.cache.borrow_mut().get(key).and_then(|c| {
+            let follows = c
+                .slot
+                .record
+                .as_ref()
+                .is_some_and(|r| r.order() == patch.base);
+            let bytes = c.patch_bytes + patch.patch.inserted();
+            (follows && c.patches < PATCHES_MAX && bytes <= body_len(slot) / 2)
+                .then_some((c.patches, bytes))
+        });
+        let Some((index, patch_bytes)) = chain else {
+            return self.put(key, slot);
+        };
+        let bytes = codec::encode(patch).map_err(|e| StoreError::Io(e.to_string()))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.family(PATCHES)?, patch_key(key, index), bytes);
+        if self.raised(key)?.is_some() {
+            batch.delete_cf(self.promises()?, key.as_str().as_bytes());
+        }
+        let opts = self.write_options();
+        let result = self
+            .db
+            .write_opt(batch, &opts)
+            .map_err(|e| store_error(&self.path, e));
+        let mut cache = self.cache.borrow_mut();
+        match &result {
+            Ok(()) => cache.insert(key, slot.clone(), index + 1, patch_bytes),
+            Err(_) => cache.remove(key),
+        }
+        result
     }
 
     fn promise(&mut self, key: &DurableKey, ballot: Ballot) -> Result<(), StoreError> {
         let bytes = codec::encode(&ballot).map_err(|e| StoreError::Io(e.to_string()))?;
         let opts = self.write_options();
-        self.db
+        let result = self
+            .db
             .put_cf_opt(self.promises()?, key.as_str().as_bytes(), bytes, &opts)
-            .map_err(|e| store_error(&self.path, e))
+            .map_err(|e| store_error(&self.path, e));
+        let mut cache = self.cache.borrow_mut();
+        match (&result, cache.slots.get_mut(key)) {
+            (Ok(()), Some(c)) => c.slot.promised = ballot,
+            (Ok(()), None) => {}
+            (Err(_), _) => cache.remove(key),
+        }
+        result
     }
 
     fn delete(&mut self, key: &DurableKey) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         batch.delete(key.as_str().as_bytes());
         batch.delete_cf(self.promises()?, key.as_str().as_bytes());
+        let (from, to) = patch_range(key);
+        batch.delete_range_cf(self.family(PATCHES)?, from, to);
         let opts = self.write_options();
-        self.db
+        let result = self
+            .db
             .write_opt(batch, &opts)
-            .map_err(|e| store_error(&self.path, e))
+            .map_err(|e| store_error(&self.path, e));
+        self.cache.borrow_mut().remove(key);
+        result
     }
 
     fn keys(&self) -> Result<Vec<DurableKey>, StoreError> {
@@ -402,6 +637,127 @@ mod tests {
         assert_eq!(s.get(&a).unwrap(), Some(slot(2)));
         s.put(&a, &slot(3)).unwrap();
         assert_eq!(s.written(), 0, "each write was synced in place");
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A slot with a 1,000-byte body.
+    fn base() -> Slot {
+        let mut s = slot(1);
+        s.record.as_mut().unwrap().body = vec![7; 1_000];
+        s
+    }
+
+    /// The slot after `base()` patched `n` times, one byte each.
+    fn patched(n: usize) -> Vec<(Slot, RecordPatch)> {
+        let mut out = Vec::new();
+        let mut prev = base();
+        for i in 0..n {
+            let mut next = prev.clone();
+            let record = next.record.as_mut().unwrap();
+            record.version += 1;
+            record.body[i] = 100;
+            let old = prev.record.as_ref().unwrap();
+            let patch = RecordPatch {
+                ballot: record.ballot,
+                version: record.version,
+                set: record.set.clone(),
+                base: old.order(),
+                patch: plexus_durable::patch::diff(&old.body, &record.body),
+                digest: *blake3::hash(&record.body).as_bytes(),
+            };
+            out.push((next.clone(), patch));
+            prev = next;
+        }
+        out
+    }
+
+    fn stored_patches(s: &RocksStore) -> usize {
+        s.db.iterator_cf(s.family(PATCHES).unwrap(), rocksdb::IteratorMode::Start)
+            .count()
+    }
+
+    #[test]
+    fn patched_records_are_stored_as_patches_and_replayed_after_reopening() {
+        let dir = fresh_dir(line!());
+        let a = DurableKey::new("job/stage/0").unwrap();
+        let b = DurableKey::new("job/stage/00").unwrap();
+        let chain = patched(PATCHES_MAX + 3);
+        {
+            let mut s = RocksStore::open(&dir).unwrap();
+            s.put(&a, &base()).unwrap();
+            s.put(&b, &base()).unwrap();
+            for (next, patch) in &chain[..5] {
+                s.put_patched(&a, next, patch).unwrap();
+            }
+            assert_eq!(stored_patches(&s), 5, "five patches, no record rewritten");
+            assert_eq!(s.get(&a).unwrap().as_ref(), Some(&chain[4].0));
+        }
+        // Cold: the base plus five patches, replayed; another key's slot intact.
+        let mut s = RocksStore::open(&dir).unwrap();
+        assert_eq!(s.get(&a).unwrap().as_ref(), Some(&chain[4].0));
+        assert_eq!(s.get(&b).unwrap(), Some(base()));
+        // A fence's promise over a patched record.
+        let higher = Ballot {
+            round: 9,
+            node: NodeId::synthetic(3),
+        };
+        s.promise(&a, higher).unwrap();
+        drop(s);
+        let mut s = RocksStore::open(&dir).unwrap();
+        let mut expect = chain[4].0.clone();
+        expect.promised = higher;
+        assert_eq!(s.get(&a).unwrap(), Some(expect));
+        // Past the chain's bound the record is stored whole, and the chain restarts:
+        // 64 patches, one whole record, two patches.
+        for (i, (next, patch)) in chain.iter().enumerate().skip(5) {
+            s.put_patched(&a, next, patch).unwrap();
+            if i + 1 == PATCHES_MAX {
+                assert_eq!(stored_patches(&s), PATCHES_MAX);
+            }
+        }
+        let last = &chain[chain.len() - 1].0;
+        assert_eq!(s.get(&a).unwrap().as_ref(), Some(last));
+        assert_eq!(stored_patches(&s), 2);
+        // A patch that does not follow the cached record is stored whole.
+        let (stray, mut patch) = chain[2].clone();
+        patch.base.1 = 999;
+        s.put_patched(&b, &stray, &patch).unwrap();
+        drop(s);
+        let mut s = RocksStore::open(&dir).unwrap();
+        assert_eq!(s.get(&a).unwrap().as_ref(), Some(last));
+        assert_eq!(s.get(&b).unwrap(), Some(stray));
+        s.delete(&a).unwrap();
+        assert_eq!(stored_patches(&s), 0, "a delete clears the chain");
+        drop(s);
+        let s = RocksStore::open(&dir).unwrap();
+        assert_eq!(s.get(&a).unwrap(), None);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_damaged_patch_is_a_corrupt_slot() {
+        let dir = fresh_dir(line!());
+        let a = DurableKey::new("a").unwrap();
+        let chain = patched(2);
+        {
+            let mut s = RocksStore::open(&dir).unwrap();
+            s.put(&a, &base()).unwrap();
+            for (next, patch) in &chain {
+                s.put_patched(&a, next, patch).unwrap();
+            }
+            // The second patch's digest no longer matches what it builds.
+            let mut bad = chain[1].1.clone();
+            bad.digest[0] ^= 1;
+            let family = s.family(PATCHES).unwrap();
+            s.db.put_cf(family, patch_key(&a, 1), codec::encode(&bad).unwrap())
+                .unwrap();
+            s.db.put_cf(family, patch_key(&a, 2), b"\xff garbage")
+                .unwrap();
+        }
+        let s = RocksStore::open(&dir).unwrap();
+        assert!(matches!(s.get(&a), Err(StoreError::Corrupt { .. })));
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }
