@@ -1,9 +1,10 @@
-//! A durable protocol message from a peer: decoding never panics, and whatever
-//! decodes round-trips.
+//! A durable protocol message from a peer: decoding never panics, whatever
+//! decodes round-trips, and a patch in it applies to a base or fails cleanly,
+//! never building more than the bound.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plexus_durable::wire::{decode, encode};
+use plexus_durable::wire::{DurableMsg, ReplicaOp, decode, encode};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(msg) = decode(data) {
@@ -11,5 +12,16 @@ fuzz_target!(|data: &[u8]| {
         let bytes = encode(&msg).expect("a decoded message re-encodes");
         let again = decode(&bytes).expect("a re-encoded message decodes");
         assert_eq!(again, msg);
+        if let DurableMsg::Replica {
+            op: ReplicaOp::Patch { patch },
+            ..
+        } = &msg
+        {
+            let base: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
+            if let Ok(body) = patch.patch.apply(&base, 1 << 16) {
+                assert!(body.len() <= 1 << 16);
+            }
+            let _ = patch.rebuild(&base, 1 << 16);
+        }
     }
 });
