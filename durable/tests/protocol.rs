@@ -456,7 +456,7 @@ fn a_target_outside_the_replica_set_gets_the_record_whole() {
 }
 
 #[test]
-fn commits_travel_as_patches_and_a_replica_without_the_base_gets_the_record_whole() {
+fn commits_travel_as_patches_and_a_replica_that_cannot_use_one_gets_the_record_whole() {
     let mut net = Net::new(3);
     let a = key("a");
     net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
@@ -488,12 +488,48 @@ fn commits_travel_as_patches_and_a_replica_without_the_base_gets_the_record_whol
             .applied,
         100
     );
-    for i in [1, 2, 3] {
-        let stored = net.nodes[&n(i)].replica().store().slots()[&a]
+    let stored = |net: &Net, i: u64| {
+        net.nodes[&n(i)].replica().store().slots()[&a]
             .record
             .clone()
-            .unwrap();
-        assert_eq!(stored, committed, "replica {i}");
+            .unwrap()
+    };
+    for i in [1, 2, 3] {
+        assert_eq!(stored(&net, i), committed, "replica {i}");
+    }
+    // Node 2's copy rots in place (same order, other bytes): the next patch does
+    // not rebuild the digest it names there, and node 2 gets the record whole.
+    // (A second client first, so that the commits after the rot are small patches.)
+    let client = |net: &mut Net, from: u64| {
+        net.node(n(3)).session_open(7);
+        for i in from..from + 20 {
+            net.node(n(3))
+                .session_send(7, &a, i.to_le_bytes().to_vec(), None)
+                .unwrap();
+        }
+        net.flush(n(3));
+        net.run(5_000);
+    };
+    client(&mut net, 0);
+    let before = net.nodes[&n(1)].actor(&a).unwrap().stats;
+    net.crash(n(2));
+    let disk = net.disks.get_mut(&n(2)).unwrap();
+    let mut slot = disk.slots()[&a].clone();
+    slot.record.as_mut().unwrap().body[0] ^= 0xff;
+    plexus_durable::SlotStore::put(disk, &a, &slot).unwrap();
+    net.boot(n(2));
+    client(&mut net, 20);
+    let activation = net.nodes[&n(1)].actor(&a).unwrap();
+    assert_eq!(activation.stats.applied, 140);
+    assert!(activation.stats.patches > before.patches);
+    assert!(
+        activation.stats.wholes_wanted > before.wholes_wanted,
+        "{:?}",
+        activation.stats
+    );
+    let committed = activation.committed().unwrap().clone();
+    for i in [1, 2, 3] {
+        assert_eq!(stored(&net, i), committed, "replica {i} after the rot");
     }
     net.check_commits_linear(&a);
 }
