@@ -319,6 +319,15 @@ pub enum ActivationEvent {
         /// Whether the handoff named the record by reference.
         by_reference: bool,
     },
+    /// A live migration failed after the handoff left: the target refused it, or
+    /// did not answer within the handoff timeout. The actor resumes here (report
+    /// it to the scheduler, so it need not wait to find out).
+    MoveFailed {
+        /// The target.
+        to: NodeId,
+        /// Why.
+        why: String,
+    },
     /// The activation ended; the owner removes it.
     Deactivated(Deactivation),
 }
@@ -1540,7 +1549,7 @@ impl Activation {
     /// Starts a live migration to `to`. Returns false if the actor is not in a state
     /// to move (restoring, moving already, or gone).
     pub fn migrate(&mut self, now: Time, to: NodeId) -> bool {
-        if !matches!(self.phase, Phase::Active) || to == self.me {
+        if self.why_not_migrate(to).is_some() {
             return false;
         }
         let id = self.next_migration;
@@ -1548,6 +1557,29 @@ impl Activation {
         self.phase = Phase::Draining(Migration { id, to, since: now });
         self.pump(now);
         true
+    }
+
+    /// Where the actor is moving to, while a move is under way.
+    pub fn moving_to(&self) -> Option<NodeId> {
+        match &self.phase {
+            Phase::Draining(mig) | Phase::HandingOff { mig, .. } => Some(mig.to),
+            _ => None,
+        }
+    }
+
+    /// Why a move to `to` cannot start now, if it cannot.
+    pub fn why_not_migrate(&self, to: NodeId) -> Option<&'static str> {
+        if to == self.me {
+            return Some("the actor is on the target already");
+        }
+        match self.phase {
+            Phase::Active => None,
+            Phase::Fencing(_) => Some("the actor is still restoring here"),
+            Phase::Draining(_) | Phase::HandingOff { .. } => {
+                Some("the actor is moving elsewhere already")
+            }
+            Phase::Gone => Some("the actor has ended here"),
+        }
     }
 
     /// The record a handoff may name by reference: the committed one, when the
@@ -1712,7 +1744,13 @@ impl Activation {
                 });
                 self.end(Deactivation::Migrated { to: mig.to, ballot });
             }
-            Err(_) => self.resume(now),
+            Err(why) => {
+                self.events.push_back(ActivationEvent::MoveFailed {
+                    to: mig.to,
+                    why: format!("the target refused the handoff: {why}"),
+                });
+                self.resume(now);
+            }
         }
         Ok(())
     }
@@ -1901,8 +1939,16 @@ impl Activation {
                     self.send_fences(req, missing);
                 }
             }
-            Phase::HandingOff { deadline, .. } => {
+            Phase::HandingOff { deadline, mig, .. } => {
                 if now >= *deadline {
+                    let to = mig.to;
+                    self.events.push_back(ActivationEvent::MoveFailed {
+                        to,
+                        why: format!(
+                            "the target did not answer the handoff within {:?}",
+                            self.config.handoff_timeout
+                        ),
+                    });
                     self.resume(now);
                     return;
                 }

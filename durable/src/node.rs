@@ -140,6 +140,16 @@ pub enum NodeEvent {
         /// Why.
         why: String,
     },
+    /// A scheduler's `Migrate` could not start here (report it to the scheduler,
+    /// so it need not wait to find out).
+    MoveRefused {
+        /// The actor.
+        key: DurableKey,
+        /// The target.
+        to: NodeId,
+        /// Why.
+        why: String,
+    },
 }
 
 /// Counters of a node's service.
@@ -594,7 +604,23 @@ impl<S: SlotStore> DurableNode<S> {
                 self.activate(now, key, sets, spec, Ballot::ZERO);
             }
             Command::Migrate { key, to } => {
-                self.migrate(now, &key, to);
+                let why = match self.actors.get(&key) {
+                    None => Some("the actor is not hosted here"),
+                    // A repeat of the move under way (the scheduler re-orders a
+                    // move that has not landed): nothing to do or to report.
+                    Some(a) if a.moving_to() == Some(to) => return,
+                    Some(a) => a.why_not_migrate(to),
+                };
+                match why {
+                    None => {
+                        self.migrate(now, &key, to);
+                    }
+                    Some(why) => self.events.push_back(NodeEvent::MoveRefused {
+                        key,
+                        to,
+                        why: why.to_string(),
+                    }),
+                }
             }
             Command::Reconfigure { key, set } => {
                 if let Some(a) = self.actors.get_mut(&key) {

@@ -207,7 +207,7 @@ impl Net {
                 let e = self.acked.entry(0).or_insert(0);
                 *e = (*e).max(up_to);
             }
-            NodeEvent::Refused { .. } => {}
+            NodeEvent::Refused { .. } | NodeEvent::MoveRefused { .. } => {}
         }
     }
 

@@ -59,6 +59,9 @@ struct Net {
     held: Vec<(NodeId, DurableKey, u64, Vec<plexus_durable::Input>, bool)>,
     /// Every handoff delivered: (to, by reference).
     handoffs: Vec<(NodeId, bool)>,
+    /// Every move that failed at its source: (source, key, target, whether the
+    /// handoff had left, why).
+    move_failures: Vec<(NodeId, DurableKey, NodeId, bool, String)>,
 }
 
 impl Net {
@@ -79,6 +82,7 @@ impl Net {
             hold: false,
             held: Vec::new(),
             handoffs: Vec::new(),
+            move_failures: Vec::new(),
         };
         for i in 1..=count {
             net.boot(n(i));
@@ -201,6 +205,9 @@ impl Net {
                     let ballot = self.nodes[&id].actor(&key).unwrap().ballot();
                     self.commits.push((key, ballot, version));
                 }
+                ActivationEvent::MoveFailed { to, why } => {
+                    self.move_failures.push((id, key, to, true, why));
+                }
                 ActivationEvent::Deactivated(why) => {
                     self.apps.remove(&(id, key.clone()));
                     if self.registry.get(&key).is_some_and(|(node, _)| *node == id) {
@@ -214,6 +221,9 @@ impl Net {
                 let StreamEvent::Acked { up_to, .. } = event;
                 let e = self.acked.entry(0).or_insert(0);
                 *e = (*e).max(up_to);
+            }
+            NodeEvent::MoveRefused { key, to, why } => {
+                self.move_failures.push((id, key, to, false, why));
             }
             NodeEvent::Refused { .. } => {}
         }
@@ -379,6 +389,60 @@ fn live_migration_under_load_loses_and_duplicates_nothing() {
     assert!(net.deactivations.iter().any(|(node, k, why)| *node == n(1)
         && *k == a
         && matches!(why, Deactivation::Migrated { .. })));
+    net.check_commits_linear(&a);
+}
+
+#[test]
+fn a_move_that_cannot_start_or_is_refused_says_so_at_once_and_loses_nothing() {
+    let mut net = Net::new(3);
+    // Node 2 hosts at most one actor, and hosts `b`: it will refuse `a`.
+    let two = NodeConfig {
+        actors_max: 1,
+        ..NodeConfig::default()
+    };
+    net.nodes.remove(&n(2));
+    net.boot_with(n(2), MemStore::default(), two);
+    let (a, b) = (key("a"), key("b"));
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.activate(n(2), &b, vec![set(&[1, 2, 3])]);
+    net.run(100);
+    net.send(n(3), &a, 50);
+    net.run(40);
+    let migrate = |to| plexus_durable::Command::Migrate { key: a.clone(), to };
+    // A node that does not host `a` says so.
+    let now = net.now;
+    net.node(n(3)).command(now, migrate(n(2)));
+    net.flush(n(3));
+    assert_eq!(net.move_failures.len(), 1);
+    let (at, k, to, started, why) = net.move_failures[0].clone();
+    assert_eq!((at, k, to, started), (n(3), a.clone(), n(2), false));
+    assert!(why.contains("not hosted"), "{why}");
+    // The host starts it; the target refuses the handoff: the source says so as
+    // soon as the answer is in, and resumes.
+    net.node(n(1)).command(now, migrate(n(2)));
+    net.flush(n(1));
+    net.run(2_000);
+    let (at, k, to, started, why) = net.move_failures[1].clone();
+    assert_eq!((at, k, to, started), (n(1), a.clone(), n(2), true));
+    assert!(why.contains("refused"), "{why}");
+    assert_eq!(net.hosts(&a), vec![n(1)]);
+    // The target cut off: no answer within the handoff timeout, said as such.
+    net.cut.push(n(3));
+    let now = net.now;
+    net.node(n(1)).command(now, migrate(n(3)));
+    net.flush(n(1));
+    net.run(3_000);
+    let (at, _, to, started, why) = net.move_failures[2].clone();
+    assert_eq!((at, to, started), (n(1), n(3), true));
+    assert!(why.contains("did not answer"), "{why}");
+    net.cut.clear();
+    net.send(n(3), &a, 50);
+    net.run(30_000);
+    assert_eq!(net.hosts(&a), vec![n(1)]);
+    assert_eq!(net.acked.get(&0), Some(&100));
+    let (_, app) = net.app_of(&a).unwrap();
+    assert_eq!(app.count, 100);
+    assert!(app.violations.is_empty(), "{:?}", app.violations);
     net.check_commits_linear(&a);
 }
 

@@ -251,6 +251,15 @@ pub enum Note {
         /// Why.
         why: String,
     },
+    /// A move of `key` to `to` the scheduler ordered failed here (reported to it).
+    MoveFailed {
+        /// The actor.
+        key: DurableKey,
+        /// The target.
+        to: NodeId,
+        /// Why.
+        why: String,
+    },
     /// A message could not be encoded (a local bug; it is dropped).
     Unencodable {
         /// The node it was for.
@@ -802,6 +811,10 @@ impl<S: SlotStore> DurableHost<S> {
                 }
             }
             NodeEvent::Refused { key, why } => observe(self, &Note::Refused { key, why }),
+            NodeEvent::MoveRefused { key, to, why } => {
+                self.report_move_failed(&key, to, false, why.clone());
+                observe(self, &Note::MoveFailed { key, to, why });
+            }
         }
     }
 
@@ -946,6 +959,10 @@ impl<S: SlotStore> DurableHost<S> {
                     },
                 );
             }
+            ActivationEvent::MoveFailed { to, why } => {
+                self.report_move_failed(&key, to, true, why.clone());
+                observe(self, &Note::MoveFailed { key, to, why });
+            }
             ActivationEvent::Deactivated(why) => {
                 self.code.remove(&key);
                 self.effects.push_back(Effect::Unregister {
@@ -1002,6 +1019,23 @@ impl<S: SlotStore> DurableHost<S> {
             set,
             ballot,
         };
+        self.report(report);
+    }
+
+    /// Tells the scheduler the move of `key` to `to` it ordered failed here, so it
+    /// acts on it at its next tick instead of finding out by waiting.
+    fn report_move_failed(&mut self, key: &DurableKey, to: NodeId, started: bool, why: String) {
+        let report = Report::MoveFailed {
+            key: key.to_string(),
+            node: self.me,
+            to,
+            started,
+            why,
+        };
+        self.report(report);
+    }
+
+    fn report(&mut self, report: Report) {
         self.nonce = self.nonce.wrapping_add(1);
         // Reports are judged by signer and ballot, not by expiry or sequence (see
         // `plexus_scheduler::protocol`): no wall clock is needed here.

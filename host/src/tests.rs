@@ -96,6 +96,8 @@ struct Net {
     /// Hosts killed: they run no more, what is sent to them is lost, and the
     /// others' membership shows them dead.
     dead: std::collections::BTreeSet<usize>,
+    /// While set, every handoff is lost on the way.
+    lose_handoffs: bool,
 }
 
 struct Dir {
@@ -188,6 +190,7 @@ impl Net {
             notes: Vec::new(),
             unregistered: Vec::new(),
             dead: Default::default(),
+            lose_handoffs: false,
         }
     }
 
@@ -234,6 +237,15 @@ impl Net {
                     match effect {
                         Effect::Send { to, bytes } => {
                             let j = self.index(to);
+                            let handoff = || {
+                                matches!(
+                                    plexus_durable::wire::decode(&bytes),
+                                    Ok(plexus_durable::DurableMsg::Handoff(_))
+                                )
+                            };
+                            if self.lose_handoffs && handoff() {
+                                continue;
+                            }
                             if !self.dead.contains(&j) {
                                 self.hosts[j].handle_wire(self.now, me, &bytes).unwrap();
                             }
@@ -447,6 +459,48 @@ fn deactivation_withdraws_the_claim_even_when_a_newer_activation_holds_the_name(
             .iter()
             .any(|(i, n)| *i == from && matches!(n, Note::Migrated { key: k, .. } if *k == key))
     );
+}
+
+/// (The scheduler's side, acting on the report, is tested in `plexus-scheduler`:
+/// these hosts' synthetic ids sign nothing the scheduler would take as theirs.)
+#[test]
+fn a_move_whose_handoff_is_lost_fails_at_the_source_which_says_so_and_resumes() {
+    let (mut net, key) = deployed(3);
+    let from = net.host_of(&key)[0];
+    let to = (from + 1) % 3;
+    let target = net.hosts[to].id();
+    net.lose_handoffs = true;
+    let req = net.submit(
+        0,
+        Request::Migrate {
+            actor: key.to_string(),
+            to: target,
+        },
+    );
+    assert!(matches!(
+        net.answer(req),
+        Some(Ok(Response::Migrating { .. }))
+    ));
+    let failed = |net: &Net| {
+        net.notes.iter().any(|(i, n)| {
+            *i == from
+                && matches!(n, Note::MoveFailed { key: k, to: t, why }
+                    if *k == key && *t == target && why.contains("did not answer"))
+        })
+    };
+    // Nothing before the handoff timeout (5 s), then the failure at once.
+    net.run(Duration::from_millis(100), 45);
+    assert!(!failed(&net));
+    let mut waited = 0;
+    while !failed(&net) {
+        net.run(Duration::from_millis(100), 1);
+        waited += 1;
+        assert!(waited < 20, "no failure noted");
+    }
+    // It resumes at the source (restoring, then serving), nowhere else.
+    let a = net.hosts[from].core().actor(&key).unwrap();
+    assert!(a.is_active() || a.is_fencing(), "resumed at the source");
+    assert!(net.host_of(&key).iter().all(|&h| h == from));
 }
 
 #[test]

@@ -37,7 +37,7 @@ use crate::job::{JobSpec, Strategy, actor_key};
 use crate::placement::{Demand, Ledger, NodeInfo, pick, place_all, replica_set};
 use crate::protocol::{
     ActorSpec, ActorStatus, JobStatus, Rejection, Report, Request, Response, Rights, SCHEDULER_KEY,
-    Signed, Status, View, admit,
+    Signed, Status, View, WHY_BYTES_MAX, admit,
 };
 use crate::tags::Expr;
 
@@ -205,6 +205,12 @@ pub struct Scheduler {
     view: View,
     /// Orphans released recently, to rate-limit re-releases (not durable).
     released: BTreeMap<String, u64>,
+    /// Per actor, why the last move ordered failed, as its host reported (not
+    /// durable; one entry per placed actor at most).
+    move_failed: BTreeMap<String, String>,
+    /// Moves whose source could not start them: ordered again at the next tick
+    /// rather than after [`RETRY_TICKS`] (not durable).
+    retry_now: BTreeSet<String>,
 }
 
 fn reject(why: Rejection) -> Outcome {
@@ -251,6 +257,8 @@ impl Scheduler {
             view: state.view.clone(),
             state,
             released: BTreeMap::new(),
+            move_failed: BTreeMap::new(),
+            retry_now: BTreeSet::new(),
         }
     }
 
@@ -749,6 +757,8 @@ impl Scheduler {
             p.migrating = Some((to, tick));
             p.pinned = true;
         }
+        // A failure reported from here on is this move's.
+        self.move_failed.remove(actor);
         Outcome {
             response: Some(Response::Migrating {
                 actor: actor.to_string(),
@@ -779,6 +789,9 @@ impl Scheduler {
                 // A node the view shows down sent it before it died: the actor is
                 // not there any more, and the next tick places it.
                 if live {
+                    if p.node != *node {
+                        self.move_failed.remove(key);
+                    }
                     p.node = *node;
                     p.stranded = false;
                     if p.migrating.is_some_and(|(to, _)| to == *node) {
@@ -805,6 +818,39 @@ impl Scheduler {
                     return true;
                 }
                 false
+            }
+            Report::MoveFailed {
+                key,
+                node,
+                to,
+                started,
+                why,
+            } => {
+                // Only from the actor's host, about the move under way.
+                let Some(p) = self
+                    .state
+                    .actors
+                    .get_mut(key)
+                    .filter(|p| p.node == *node && p.migrating.is_some_and(|(t, _)| t == *to))
+                else {
+                    return false;
+                };
+                let why = plexus_vocab::text::cut(why, WHY_BYTES_MAX);
+                self.move_failed.insert(
+                    key.clone(),
+                    format!("{node} could not move it to {to}: {why}"),
+                );
+                if *started {
+                    // The target refused it or was silent: the move ends and its
+                    // room there is freed; a drain picks a target again at the
+                    // next tick, an operator's move is not retried.
+                    p.migrating = None;
+                    true
+                } else {
+                    // The source was busy: order it again at the next tick.
+                    self.retry_now.insert(key.clone());
+                    false
+                }
             }
         }
     }
@@ -871,6 +917,9 @@ impl Scheduler {
             }
             match loc {
                 Some(n) => {
+                    if p.node != n {
+                        self.move_failed.remove(&key);
+                    }
                     p.node = n;
                     if p.migrating.is_some_and(|(to, _)| to == n) {
                         p.migrating = None;
@@ -879,10 +928,12 @@ impl Scheduler {
                     // host may have refused it (busy finishing another move, or a
                     // hand-off that failed and resumed). Order it again; a host
                     // that is moving it already ignores the repeat.
+                    let now = self.retry_now.remove(&key);
                     if let Some((to, since)) = p.migrating
                         && live.contains(&to)
-                        && tick.saturating_sub(since) >= RETRY_TICKS
-                        && tick.saturating_sub(p.last_command) >= RETRY_TICKS
+                        && (now
+                            || (tick.saturating_sub(since) >= RETRY_TICKS
+                                && tick.saturating_sub(p.last_command) >= RETRY_TICKS))
                     {
                         p.last_command = tick;
                         out.commands.push((
@@ -1012,6 +1063,10 @@ impl Scheduler {
         {
             out.commands.push((me, Command::Migrate { key, to }));
         }
+        // Notes about actors no longer placed go with them.
+        let actors = &self.state.actors;
+        self.move_failed.retain(|k, _| actors.contains_key(k));
+        self.retry_now.retain(|k| actors.contains_key(k));
         // Orphans: active actors no job owns.
         self.released
             .retain(|_, t| tick.saturating_sub(*t) < RETRY_TICKS);
@@ -1120,6 +1175,7 @@ impl Scheduler {
                     .map(|s| s.nodes().to_vec())
                     .unwrap_or_default(),
                 moving_to: p.migrating.map(|(to, _)| to),
+                move_failed: self.move_failed.get(k).cloned(),
                 config: ActorSpec::decode(&p.spec)
                     .map(|s| s.config)
                     .unwrap_or_default(),

@@ -103,7 +103,26 @@ pub enum Report {
         /// Why.
         why: String,
     },
+    /// A move the scheduler ordered failed at its source, `node`: it could not
+    /// start (`started: false`: the actor was still restoring, or moving
+    /// already), or the target refused the handoff or did not answer
+    /// (`started: true`; the actor resumed at the source).
+    MoveFailed {
+        /// The actor.
+        key: String,
+        /// The source, reporting.
+        node: NodeId,
+        /// The target.
+        to: NodeId,
+        /// Whether the handoff left.
+        started: bool,
+        /// Why (the scheduler keeps at most [`WHY_BYTES_MAX`] of it).
+        why: String,
+    },
 }
+
+/// Most bytes of a reported reason the scheduler keeps.
+pub const WHY_BYTES_MAX: usize = 256;
 
 /// Largest encoded client request accepted (a job spec is a few KiB).
 pub const REQUEST_BYTES_MAX: usize = 1 << 20;
@@ -272,7 +291,9 @@ impl Report {
     /// The node the report is about.
     pub fn node(&self) -> NodeId {
         match self {
-            Report::Active { node, .. } | Report::Failed { node, .. } => *node,
+            Report::Active { node, .. }
+            | Report::Failed { node, .. }
+            | Report::MoveFailed { node, .. } => *node,
         }
     }
 }
@@ -624,6 +645,9 @@ pub struct ActorStatus {
     pub replicas: Vec<NodeId>,
     /// Whether a migration is under way, and where to.
     pub moving_to: Option<NodeId>,
+    /// Why the last move ordered for it failed, as its host reported (kept until
+    /// it moves; not kept when the scheduler itself moves).
+    pub move_failed: Option<String>,
     /// Its stage's config (JSON text), e.g. the model an `infer` stage serves.
     pub config: String,
 }

@@ -443,7 +443,7 @@ pub fn actors(args: &ClientArgs) -> Result<(), CliError> {
     }
     for a in actors {
         println!(
-            "{:<32} {:<12} {:<54} {}",
+            "{:<32} {:<12} {:<54} {}{}",
             a["key"].as_str().unwrap_or("?"),
             a["kind"].as_str().unwrap_or("?"),
             a["node"].as_str().unwrap_or("?"),
@@ -451,7 +451,11 @@ pub fn actors(args: &ClientArgs) -> Result<(), CliError> {
                 "active"
             } else {
                 "starting"
-            }
+            },
+            a["move_failed"]
+                .as_str()
+                .map(|why| format!(" (last move failed: {why})"))
+                .unwrap_or_default(),
         );
     }
     Ok(())
@@ -489,10 +493,11 @@ pub fn migrate(args: &ClientArgs, actor: &str, to: &str, wait: Duration) -> Resu
     println!("migrating {actor} to {to}...");
     loop {
         let status = api.status()?;
-        let there = status
+        let entry = status
             .get("actors")
             .and_then(Value::as_array)
-            .and_then(|a| a.iter().find(|x| x["key"].as_str() == Some(actor)))
+            .and_then(|a| a.iter().find(|x| x["key"].as_str() == Some(actor)));
+        let there = entry
             .is_some_and(|x| x["node"].as_str() == Some(to) && x["active"].as_bool() == Some(true));
         if there {
             println!(
@@ -500,6 +505,14 @@ pub fn migrate(args: &ClientArgs, actor: &str, to: &str, wait: Duration) -> Resu
                 started.elapsed().as_secs_f64()
             );
             return Ok(());
+        }
+        // The host reported the move failed, and the scheduler gave it up (a
+        // source that was only busy gets the order again: it stays under way).
+        if let Some(entry) = entry
+            && entry["moving_to"].is_null()
+            && let Some(why) = entry["move_failed"].as_str()
+        {
+            return Err(CliError::Failed(format!("the move failed: {why}")));
         }
         if started.elapsed() > wait {
             return Err(CliError::Failed(format!(

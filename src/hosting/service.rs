@@ -624,6 +624,9 @@ fn log(note: &Note) {
         Note::Refused { key, why } => {
             tracing::warn!(%key, %why, "a durable command was refused here");
         }
+        Note::MoveFailed { key, to, why } => {
+            tracing::warn!(%key, to = %to.short(), %why, "a move failed here (reported to the scheduler)");
+        }
         Note::Unencodable { to, error } => {
             tracing::warn!(to = %to.short(), %error, "a durable message does not encode");
         }

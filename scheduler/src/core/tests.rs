@@ -40,6 +40,10 @@ impl Checked {
         self.0.state()
     }
 
+    fn status(&self) -> Status {
+        self.0.status()
+    }
+
     fn check(&self) {
         if let Err(e) = self.0.check_invariants() {
             panic!("invariant broken: {e}\n{:#?}", self.0.state());
@@ -1249,4 +1253,81 @@ fn replicas_of_a_constrained_actor_stay_on_nodes_meeting_it() {
             );
         }
     }
+}
+
+#[test]
+fn a_host_that_cannot_start_a_move_says_so_and_gets_the_order_again_at_the_next_tick() {
+    let (mut s, v, key, from, to) = one_move_ordered();
+    let order = (
+        from,
+        Command::Migrate {
+            key: DurableKey::new(&key).unwrap(),
+            to,
+        },
+    );
+    let failed = |node: NodeId, to: NodeId, started: bool| Report::MoveFailed {
+        key: key.clone(),
+        node,
+        to,
+        started,
+        why: "the actor is still restoring here".into(),
+    };
+    // From a node that does not host it, or about another target: ignored.
+    assert!(!s.report(&failed(to, to, false)));
+    assert!(!s.report(&failed(from, from, false)));
+    assert!(!s.tick(v.clone()).commands.contains(&order));
+    // From its host: ordered again at the next tick, well before RETRY_TICKS.
+    assert!(!s.report(&failed(from, to, false)));
+    assert!(s.tick(v.clone()).commands.contains(&order));
+    assert!(!s.tick(v.clone()).commands.contains(&order), "once");
+    let status = s.status();
+    let a = status.actors.iter().find(|a| a.key == key).unwrap();
+    assert_eq!(a.moving_to, Some(to), "still under way");
+    assert!(
+        a.move_failed
+            .as_deref()
+            .is_some_and(|w| w.contains("restoring")),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_move_the_target_refused_ends_at_once_and_says_why() {
+    let (mut s, v, key, from, to) = one_move_ordered();
+    let failed = Report::MoveFailed {
+        key: key.clone(),
+        node: from,
+        to,
+        started: true,
+        why: "the target refused the handoff: this node hosts 1 actors already".into(),
+    };
+    assert!(s.report(&failed));
+    assert_eq!(s.state().actors[&key].migrating, None, "its room is freed");
+    let status = s.status();
+    let a = status.actors.iter().find(|a| a.key == key).unwrap();
+    assert_eq!(a.moving_to, None);
+    assert!(
+        a.move_failed
+            .as_deref()
+            .is_some_and(|w| w.contains("refused the handoff")),
+        "{a:?}"
+    );
+    // Not ordered again: it was an operator's move, and the target said no.
+    for _ in 0..2 * RETRY_TICKS {
+        let out = s.tick(v.clone());
+        assert!(
+            !out.commands
+                .iter()
+                .any(|(_, c)| matches!(c, Command::Migrate { .. })),
+            "{:?}",
+            out.commands
+        );
+    }
+    // A later move that lands clears the note.
+    let mut arrived = v.clone();
+    arrived.locations.insert(key.clone(), to);
+    s.tick(arrived);
+    let status = s.status();
+    let a = status.actors.iter().find(|a| a.key == key).unwrap();
+    assert_eq!(a.move_failed, None);
 }
