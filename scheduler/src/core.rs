@@ -827,30 +827,26 @@ impl Scheduler {
                 why,
             } => {
                 // Only from the actor's host, about the move under way.
-                let Some(p) = self
-                    .state
-                    .actors
-                    .get_mut(key)
-                    .filter(|p| p.node == *node && p.migrating.is_some_and(|(t, _)| t == *to))
-                else {
+                let under_way =
+                    self.state.actors.get(key).is_some_and(|p| {
+                        p.node == *node && p.migrating.is_some_and(|(t, _)| t == *to)
+                    });
+                if !under_way {
                     return false;
-                };
+                }
                 let why = plexus_vocab::text::cut(why, WHY_BYTES_MAX);
                 self.move_failed.insert(
                     key.clone(),
                     format!("{node} could not move it to {to}: {why}"),
                 );
-                if *started {
-                    // The target refused it or was silent: the move ends and its
-                    // room there is freed; a drain picks a target again at the
-                    // next tick, an operator's move is not retried.
-                    p.migrating = None;
-                    true
-                } else {
-                    // The source was busy: order it again at the next tick.
+                // The source was busy: order it again at the next tick. A handoff
+                // the target refused or left unanswered cost the actor a pause: it
+                // is ordered again only after the usual spacing, until the move's
+                // deadline; the status says why meanwhile.
+                if !*started {
                     self.retry_now.insert(key.clone());
-                    false
                 }
+                false
             }
         }
     }

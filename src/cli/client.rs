@@ -491,6 +491,7 @@ pub fn migrate(args: &ClientArgs, actor: &str, to: &str, wait: Duration) -> Resu
         &key,
     )?;
     println!("migrating {actor} to {to}...");
+    let mut told: Option<String> = None;
     loop {
         let status = api.status()?;
         let entry = status
@@ -506,13 +507,18 @@ pub fn migrate(args: &ClientArgs, actor: &str, to: &str, wait: Duration) -> Resu
             );
             return Ok(());
         }
-        // The host reported the move failed, and the scheduler gave it up (a
-        // source that was only busy gets the order again: it stays under way).
+        // The host reported a failed try: said once while the scheduler tries
+        // again, and an error once it gave the move up.
         if let Some(entry) = entry
-            && entry["moving_to"].is_null()
             && let Some(why) = entry["move_failed"].as_str()
         {
-            return Err(CliError::Failed(format!("the move failed: {why}")));
+            if entry["moving_to"].is_null() {
+                return Err(CliError::Failed(format!("the move failed: {why}")));
+            }
+            if told.as_deref() != Some(why) {
+                println!("a try failed ({why}); the scheduler tries again");
+                told = Some(why.to_string());
+            }
         }
         if started.elapsed() > wait {
             return Err(CliError::Failed(format!(

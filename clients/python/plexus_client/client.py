@@ -387,7 +387,8 @@ class Client:
 
     def job_actors(self, name: Optional[str] = None) -> List[Dict[str, Any]]:
         """The scheduler's durable actors (of job ``name``, if given): key, job,
-        kind, node, active, replicas, moving_to, config."""
+        kind, node, active, replicas, moving_to, move_failed (why the last move
+        ordered failed, or None), config."""
         actors: List[Dict[str, Any]] = self.status().get("actors", [])
         return [a for a in actors if name is None or a.get("job") == name]
 

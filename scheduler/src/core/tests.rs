@@ -1292,8 +1292,15 @@ fn a_host_that_cannot_start_a_move_says_so_and_gets_the_order_again_at_the_next_
 }
 
 #[test]
-fn a_move_the_target_refused_ends_at_once_and_says_why() {
+fn a_move_the_target_refused_says_why_at_once_and_is_retried_with_the_usual_spacing() {
     let (mut s, v, key, from, to) = one_move_ordered();
+    let order = (
+        from,
+        Command::Migrate {
+            key: DurableKey::new(&key).unwrap(),
+            to,
+        },
+    );
     let failed = Report::MoveFailed {
         key: key.clone(),
         node: from,
@@ -1301,29 +1308,35 @@ fn a_move_the_target_refused_ends_at_once_and_says_why() {
         started: true,
         why: "the target refused the handoff: this node hosts 1 actors already".into(),
     };
-    assert!(s.report(&failed));
-    assert_eq!(s.state().actors[&key].migrating, None, "its room is freed");
+    s.report(&failed);
     let status = s.status();
     let a = status.actors.iter().find(|a| a.key == key).unwrap();
-    assert_eq!(a.moving_to, None);
+    assert_eq!(a.moving_to, Some(to));
     assert!(
         a.move_failed
             .as_deref()
             .is_some_and(|w| w.contains("refused the handoff")),
         "{a:?}"
     );
-    // Not ordered again: it was an operator's move, and the target said no.
-    for _ in 0..2 * RETRY_TICKS {
-        let out = s.tick(v.clone());
-        assert!(
-            !out.commands
-                .iter()
-                .any(|(_, c)| matches!(c, Command::Migrate { .. })),
-            "{:?}",
-            out.commands
-        );
+    // Each try pauses the actor: not re-ordered at the next tick, only once the
+    // retry spacing has passed.
+    let mut repeats = Vec::new();
+    for t in 1..=RETRY_TICKS + 1 {
+        if s.tick(v.clone()).commands.contains(&order) {
+            repeats.push(t);
+        }
     }
-    // A later move that lands clears the note.
+    assert_eq!(repeats.len(), 1, "{repeats:?}");
+    assert!(repeats[0] >= RETRY_TICKS - 1, "{repeats:?}");
+    // Past the move's deadline it is given up, and the note stays.
+    for _ in 0..MIGRATION_TICKS {
+        s.tick(v.clone());
+    }
+    let status = s.status();
+    let a = status.actors.iter().find(|a| a.key == key).unwrap();
+    assert_eq!(a.moving_to, None);
+    assert!(a.move_failed.is_some());
+    // A later move that lands clears it.
     let mut arrived = v.clone();
     arrived.locations.insert(key.clone(), to);
     s.tick(arrived);
