@@ -84,10 +84,13 @@ struct Cached {
     used: u64,
 }
 
-/// The slot cache (see the module docs).
-#[derive(Default)]
+/// The slot cache (see the module docs): least recently used out first.
 struct Cache {
+    /// Most record bytes held.
+    max: usize,
     slots: BTreeMap<DurableKey, Cached>,
+    /// The keys by when they were last used.
+    by_use: BTreeMap<u64, DurableKey>,
     bytes: usize,
     clock: u64,
 }
@@ -97,10 +100,22 @@ fn body_len(slot: &Slot) -> usize {
 }
 
 impl Cache {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            slots: BTreeMap::new(),
+            by_use: BTreeMap::new(),
+            bytes: 0,
+            clock: 0,
+        }
+    }
+
     fn get(&mut self, key: &DurableKey) -> Option<&Cached> {
         self.clock += 1;
         let clock = self.clock;
         let c = self.slots.get_mut(key)?;
+        self.by_use.remove(&c.used);
+        self.by_use.insert(clock, key.clone());
         c.used = clock;
         Some(c)
     }
@@ -116,16 +131,14 @@ impl Cache {
             used: self.clock,
         };
         self.slots.insert(key.clone(), cached);
-        while self.bytes > CACHE_BYTES_MAX {
-            let oldest = self
-                .slots
-                .iter()
-                .filter(|(k, _)| *k != key)
-                .min_by_key(|(_, c)| c.used)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => self.remove(&k),
-                None => break,
+        self.by_use.insert(self.clock, key.clone());
+        // The newest entry stays even alone over the bound.
+        while self.bytes > self.max && self.slots.len() > 1 {
+            let Some((_, oldest)) = self.by_use.pop_first() else {
+                break;
+            };
+            if let Some(c) = self.slots.remove(&oldest) {
+                self.bytes -= body_len(&c.slot);
             }
         }
     }
@@ -133,6 +146,14 @@ impl Cache {
     fn remove(&mut self, key: &DurableKey) {
         if let Some(c) = self.slots.remove(key) {
             self.bytes -= body_len(&c.slot);
+            self.by_use.remove(&c.used);
+        }
+    }
+
+    /// Sets `key`'s promise, if it is cached.
+    fn promise(&mut self, key: &DurableKey, ballot: Ballot) {
+        if let Some(c) = self.slots.get_mut(key) {
+            c.slot.promised = ballot;
         }
     }
 }
@@ -271,7 +292,7 @@ impl RocksStore {
             path: path.to_path_buf(),
             durability,
             written: 0,
-            cache: RefCell::new(Cache::default()),
+            cache: RefCell::new(Cache::new(CACHE_BYTES_MAX)),
         })
     }
 
@@ -302,6 +323,35 @@ impl RocksStore {
         self.db
             .cf_handle(name)
             .ok_or_else(|| StoreError::Io(format!("{}: no `{name}` family", self.path.display())))
+    }
+
+    /// Writes `batch`, which stores `slot` for `key` (whole, or as the last of
+    /// `chain`'s patches: their count and bytes), clearing a raised promise in
+    /// the same batch; the cache follows what the disk holds.
+    fn write_slot(
+        &mut self,
+        key: &DurableKey,
+        mut batch: WriteBatch,
+        slot: &Slot,
+        chain: (usize, usize),
+    ) -> Result<(), StoreError> {
+        // Only fences write promises: most writes find none to clear, and a
+        // tombstone per write would keep the family's memtable and the shared log
+        // growing.
+        if self.raised(key)?.is_some() {
+            batch.delete_cf(self.promises()?, key.as_str().as_bytes());
+        }
+        let opts = self.write_options();
+        let result = self
+            .db
+            .write_opt(batch, &opts)
+            .map_err(|e| store_error(&self.path, e));
+        let mut cache = self.cache.borrow_mut();
+        match &result {
+            Ok(()) => cache.insert(key, slot.clone(), chain.0, chain.1),
+            Err(_) => cache.remove(key),
+        }
+        result
     }
 
     /// Reads `key`'s slot from disk: the base, then its patches in order. Returns
@@ -426,22 +476,7 @@ impl SlotStore for RocksStore {
             let (from, to) = patch_range(key);
             batch.delete_range_cf(self.family(PATCHES)?, from, to);
         }
-        // Only fences write promises: most puts find none to clear, and a tombstone
-        // per put would keep the family's memtable and the shared log growing.
-        if self.raised(key)?.is_some() {
-            batch.delete_cf(self.promises()?, key.as_str().as_bytes());
-        }
-        let opts = self.write_options();
-        let result = self
-            .db
-            .write_opt(batch, &opts)
-            .map_err(|e| store_error(&self.path, e));
-        let mut cache = self.cache.borrow_mut();
-        match &result {
-            Ok(()) => cache.insert(key, slot.clone(), 0, 0),
-            Err(_) => cache.remove(key),
-        }
-        result
+        self.write_slot(key, batch, slot, (0, 0))
     }
 
     fn put_patched(
@@ -468,20 +503,7 @@ impl SlotStore for RocksStore {
         let bytes = codec::encode(patch).map_err(|e| StoreError::Io(e.to_string()))?;
         let mut batch = WriteBatch::default();
         batch.put_cf(self.family(PATCHES)?, patch_key(key, index), bytes);
-        if self.raised(key)?.is_some() {
-            batch.delete_cf(self.promises()?, key.as_str().as_bytes());
-        }
-        let opts = self.write_options();
-        let result = self
-            .db
-            .write_opt(batch, &opts)
-            .map_err(|e| store_error(&self.path, e));
-        let mut cache = self.cache.borrow_mut();
-        match &result {
-            Ok(()) => cache.insert(key, slot.clone(), index + 1, patch_bytes),
-            Err(_) => cache.remove(key),
-        }
-        result
+        self.write_slot(key, batch, slot, (index + 1, patch_bytes))
     }
 
     fn promise(&mut self, key: &DurableKey, ballot: Ballot) -> Result<(), StoreError> {
@@ -492,10 +514,9 @@ impl SlotStore for RocksStore {
             .put_cf_opt(self.promises()?, key.as_str().as_bytes(), bytes, &opts)
             .map_err(|e| store_error(&self.path, e));
         let mut cache = self.cache.borrow_mut();
-        match (&result, cache.slots.get_mut(key)) {
-            (Ok(()), Some(c)) => c.slot.promised = ballot,
-            (Ok(()), None) => {}
-            (Err(_), _) => cache.remove(key),
+        match &result {
+            Ok(()) => cache.promise(key, ballot),
+            Err(_) => cache.remove(key),
         }
         result
     }
@@ -734,6 +755,39 @@ mod tests {
         assert_eq!(s.get(&a).unwrap(), None);
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_cache_keeps_its_bound_and_evicts_the_least_recently_used() {
+        let mut cache = Cache::new(250);
+        let keys: Vec<DurableKey> = (0..3)
+            .map(|i| DurableKey::new(&format!("k{i}")).unwrap())
+            .collect();
+        for k in &keys[..2] {
+            cache.insert(k, slot(1), 0, 0);
+        }
+        assert_eq!(cache.bytes, 200);
+        // k0 used since k1: k1 goes when k2 comes.
+        assert!(cache.get(&keys[0]).is_some());
+        cache.insert(&keys[2], slot(2), 0, 0);
+        assert_eq!(cache.bytes, 200);
+        assert!(cache.slots.contains_key(&keys[0]));
+        assert!(!cache.slots.contains_key(&keys[1]));
+        assert_eq!(cache.by_use.len(), cache.slots.len());
+        // Replacing an entry counts it once; removing it frees it.
+        cache.insert(&keys[2], slot(3), 1, 5);
+        assert_eq!(cache.bytes, 200);
+        cache.remove(&keys[0]);
+        assert_eq!(
+            (cache.bytes, cache.slots.len(), cache.by_use.len()),
+            (100, 1, 1)
+        );
+        // One entry over the bound stays: the newest is always kept.
+        let mut big = slot(4);
+        big.record.as_mut().unwrap().body = vec![0; 1_000];
+        cache.insert(&keys[1], big, 0, 0);
+        assert_eq!(cache.slots.len(), 1);
+        assert!(cache.slots.contains_key(&keys[1]));
     }
 
     #[test]

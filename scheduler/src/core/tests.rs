@@ -556,13 +556,7 @@ fn a_host_that_dies_during_a_move_is_restored_on_the_target_at_once() {
 #[test]
 fn a_move_the_host_did_not_start_is_ordered_again() {
     let (mut s, v, key, from, to) = one_move_ordered();
-    let order = (
-        from,
-        Command::Migrate {
-            key: DurableKey::new(&key).unwrap(),
-            to,
-        },
-    );
+    let order = migrate_order(&key, from, to);
     // The host ignored it: the actor stays put. Not re-ordered at once...
     let mut repeats = Vec::new();
     for t in 1..=RETRY_TICKS + 1 {
@@ -1258,13 +1252,7 @@ fn replicas_of_a_constrained_actor_stay_on_nodes_meeting_it() {
 #[test]
 fn a_host_that_cannot_start_a_move_says_so_and_gets_the_order_again_at_the_next_tick() {
     let (mut s, v, key, from, to) = one_move_ordered();
-    let order = (
-        from,
-        Command::Migrate {
-            key: DurableKey::new(&key).unwrap(),
-            to,
-        },
-    );
+    let order = migrate_order(&key, from, to);
     let failed = |node: NodeId, to: NodeId, started: bool| Report::MoveFailed {
         key: key.clone(),
         node,
@@ -1280,8 +1268,7 @@ fn a_host_that_cannot_start_a_move_says_so_and_gets_the_order_again_at_the_next_
     assert!(!s.report(&failed(from, to, false)));
     assert!(s.tick(v.clone()).commands.contains(&order));
     assert!(!s.tick(v.clone()).commands.contains(&order), "once");
-    let status = s.status();
-    let a = status.actors.iter().find(|a| a.key == key).unwrap();
+    let a = actor_status(&s, &key);
     assert_eq!(a.moving_to, Some(to), "still under way");
     assert!(
         a.move_failed
@@ -1294,13 +1281,7 @@ fn a_host_that_cannot_start_a_move_says_so_and_gets_the_order_again_at_the_next_
 #[test]
 fn a_move_the_target_refused_says_why_at_once_and_is_retried_with_the_usual_spacing() {
     let (mut s, v, key, from, to) = one_move_ordered();
-    let order = (
-        from,
-        Command::Migrate {
-            key: DurableKey::new(&key).unwrap(),
-            to,
-        },
-    );
+    let order = migrate_order(&key, from, to);
     let failed = Report::MoveFailed {
         key: key.clone(),
         node: from,
@@ -1309,8 +1290,7 @@ fn a_move_the_target_refused_says_why_at_once_and_is_retried_with_the_usual_spac
         why: "the target refused the handoff: this node hosts 1 actors already".into(),
     };
     s.report(&failed);
-    let status = s.status();
-    let a = status.actors.iter().find(|a| a.key == key).unwrap();
+    let a = actor_status(&s, &key);
     assert_eq!(a.moving_to, Some(to));
     assert!(
         a.move_failed
@@ -1332,15 +1312,29 @@ fn a_move_the_target_refused_says_why_at_once_and_is_retried_with_the_usual_spac
     for _ in 0..MIGRATION_TICKS {
         s.tick(v.clone());
     }
-    let status = s.status();
-    let a = status.actors.iter().find(|a| a.key == key).unwrap();
+    let a = actor_status(&s, &key);
     assert_eq!(a.moving_to, None);
     assert!(a.move_failed.is_some());
     // A later move that lands clears it.
     let mut arrived = v.clone();
     arrived.locations.insert(key.clone(), to);
     s.tick(arrived);
-    let status = s.status();
-    let a = status.actors.iter().find(|a| a.key == key).unwrap();
+    let a = actor_status(&s, &key);
     assert_eq!(a.move_failed, None);
+}
+
+/// What the status says of actor `key`.
+fn actor_status(s: &Checked, key: &str) -> ActorStatus {
+    let status = s.status();
+    status
+        .actors
+        .into_iter()
+        .find(|a| a.key == key)
+        .expect("the actor is listed")
+}
+
+/// The scheduler's order to `from` to move `key` to `to`.
+fn migrate_order(key: &str, from: NodeId, to: NodeId) -> (NodeId, Command) {
+    let key = DurableKey::new(key).unwrap();
+    (from, Command::Migrate { key, to })
 }
