@@ -2,8 +2,8 @@
 //! the record whole (the peer: every commit before patches) against the same
 //! record as a patch of the one stored (`plexus_durable::patch`), through the same
 //! replica rules. Each commit changes 64 bytes at one point of a `--state-bytes`
-//! body (default 1 MiB); `--commits` of each kind (default 500), interleaved in
-//! rounds of 50 so both see the same machine.
+//! body (default 1 MiB); `--commits` of each kind (default 500; 50 under `cargo
+//! test`), interleaved in rounds of 50 so both see the same machine.
 //!
 //! `cargo bench -p plexus-benches --bench replica_io`
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -23,7 +23,9 @@ const ROUND: u64 = 50;
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let size: usize = flag(&args, "--state-bytes", 1 << 20)?;
-    let commits: u64 = flag(&args, "--commits", 500)?;
+    // `cargo bench` passes `--bench`; under `cargo test` it is a smoke test.
+    let full = args.iter().any(|a| a == "--bench");
+    let commits: u64 = flag(&args, "--commits", if full { 500 } else { 50 })?;
     let dir = std::env::temp_dir().join(format!("plexus-replica-io-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = RocksStore::open(&dir).map_err(|e| e.to_string())?;
