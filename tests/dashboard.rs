@@ -37,7 +37,11 @@ kind = "word-count"
 const ACTOR: &str = "dash/count/0";
 
 fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+    // Where cargo runs the test from; the compiled-in path is stale if the
+    // checkout moved while the build cache stayed.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("tests/browser")
 }
 
 fn screenshots() -> PathBuf {

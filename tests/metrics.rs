@@ -23,7 +23,11 @@ use serde_json::{Value, json};
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 fn deploy() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+    // Where cargo runs the test from; the compiled-in path is stale if the
+    // checkout moved while the build cache stayed.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("deploy")
 }
 
 /// A tool from Debian's `prometheus` package; a clear failure if it is missing.

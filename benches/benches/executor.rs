@@ -312,7 +312,10 @@ fn torch(
     bare: f64,
     p: &Params,
 ) -> Result<(), CliError> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/torch/digits_mlp.py");
+    // Where cargo runs it from; the compiled-in path is stale if the checkout moved.
+    let script = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("peers/torch/digits_mlp.py");
     let named: serde_json::Map<String, serde_json::Value> = weights
         .tensors
         .iter()

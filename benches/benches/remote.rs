@@ -290,7 +290,10 @@ fn main() {
         );
         return;
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Where cargo runs it from; the compiled-in path is stale if the checkout moved.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("..");
     let Some(peer) = peer_binary(&root) else {
         eprintln!("could not build the ractor_cluster peer; no ratio this run");
         std::process::exit(1);

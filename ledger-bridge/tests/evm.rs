@@ -31,8 +31,15 @@ const SUBMITTER_KEY: [u8; 32] = [0x5A; 32];
 const READY_TRIES: u32 = 200;
 const READY_POLL: Duration = Duration::from_millis(50);
 
+/// This crate's directory: where cargo runs the test from (the path compiled in
+/// is stale if the checkout moved while the build cache stayed).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    manifest_dir().join("..")
 }
 
 /// The anvil binary, installed once per test process.
@@ -443,10 +450,7 @@ async fn ecdsa_gas(anvil: &Anvil, m: usize) -> (u64, u64) {
 
 /// The committed `contracts/out/gas.json` (written by the JS test).
 fn recorded_gas(name: &str) -> u64 {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts/out/gas.json"),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(manifest_dir().join("contracts/out/gas.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v[name].as_u64().unwrap()
 }

@@ -305,8 +305,11 @@ pub fn parse_hash(text: &str) -> Option<Digest> {
 mod tests {
     #[test]
     fn the_backend_names_the_locked_versions() {
-        let lock =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
+        // Where cargo runs the test from; the compiled-in path is stale if the
+        // checkout moved while the build cache stayed.
+        let dir = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+        let lock = std::fs::read_to_string(format!("{dir}/../Cargo.lock")).unwrap();
         let version = |name: &str| {
             let key = format!("name = \"{name}\"\nversion = \"");
             let rest = &lock[lock.find(&key).unwrap() + key.len()..];
