@@ -189,8 +189,9 @@ pub enum StoreError {
 pub trait SlotStore: Send {
     /// The slot for `key`.
     fn get(&self, key: &DurableKey) -> Result<Option<Slot>, StoreError>;
-    /// Stores the slot for `key`.
-    fn put(&mut self, key: &DurableKey, slot: &Slot) -> Result<(), StoreError>;
+    /// Stores the slot for `key` (taken, so a store that keeps it in memory does
+    /// not copy a record of up to megabytes).
+    fn put(&mut self, key: &DurableKey, slot: Slot) -> Result<(), StoreError>;
     /// Stores the slot for `key`, whose record is `patch` applied to the record
     /// stored now (the replica rebuilt it and checked its digest). A store may keep
     /// the patch instead of the record (the daemon's `RocksStore` does, so a
@@ -199,7 +200,7 @@ pub trait SlotStore: Send {
     fn put_patched(
         &mut self,
         key: &DurableKey,
-        slot: &Slot,
+        slot: Slot,
         patch: &RecordPatch,
     ) -> Result<(), StoreError> {
         let _ = patch;
@@ -243,8 +244,8 @@ impl SlotStore for MemStore {
     fn get(&self, key: &DurableKey) -> Result<Option<Slot>, StoreError> {
         Ok(self.slots.get(key).cloned())
     }
-    fn put(&mut self, key: &DurableKey, slot: &Slot) -> Result<(), StoreError> {
-        self.slots.insert(key.clone(), slot.clone());
+    fn put(&mut self, key: &DurableKey, slot: Slot) -> Result<(), StoreError> {
+        self.slots.insert(key.clone(), slot);
         Ok(())
     }
     fn promise(&mut self, key: &DurableKey, ballot: Ballot) -> Result<(), StoreError> {
@@ -321,8 +322,8 @@ impl<S: SlotStore> Replica<S> {
         let (change, reply) = apply(slot.as_ref(), op);
         let stored = match change {
             SlotChange::Keep => Ok(()),
-            SlotChange::Put(slot) => self.store.put(key, &slot),
-            SlotChange::Patched(slot, patch) => self.store.put_patched(key, &slot, &patch),
+            SlotChange::Put(slot) => self.store.put(key, slot),
+            SlotChange::Patched(slot, patch) => self.store.put_patched(key, slot, &patch),
             SlotChange::Promise(ballot) => self.store.promise(key, ballot),
             SlotChange::Delete => self.store.delete(key),
         };

@@ -580,7 +580,7 @@ fn commits_travel_as_patches_and_a_replica_that_cannot_use_one_gets_the_record_w
     let disk = net.disks.get_mut(&n(2)).unwrap();
     let mut slot = disk.slots()[&a].clone();
     slot.record.as_mut().unwrap().body[0] ^= 0xff;
-    plexus_durable::SlotStore::put(disk, &a, &slot).unwrap();
+    plexus_durable::SlotStore::put(disk, &a, slot).unwrap();
     net.boot(n(2));
     client(&mut net, 20);
     let activation = net.nodes[&n(1)].actor(&a).unwrap();

@@ -332,7 +332,7 @@ impl RocksStore {
         &mut self,
         key: &DurableKey,
         mut batch: WriteBatch,
-        slot: &Slot,
+        slot: Slot,
         chain: (usize, usize),
     ) -> Result<(), StoreError> {
         // Only fences write promises: most writes find none to clear, and a
@@ -348,7 +348,7 @@ impl RocksStore {
             .map_err(|e| store_error(&self.path, e));
         let mut cache = self.cache.borrow_mut();
         match &result {
-            Ok(()) => cache.insert(key, slot.clone(), chain.0, chain.1),
+            Ok(()) => cache.insert(key, slot, chain.0, chain.1),
             Err(_) => cache.remove(key),
         }
         result
@@ -465,8 +465,8 @@ impl SlotStore for RocksStore {
         Ok(Some(slot))
     }
 
-    fn put(&mut self, key: &DurableKey, slot: &Slot) -> Result<(), StoreError> {
-        let bytes = encode_slot(slot).map_err(|e| StoreError::Io(e.to_string()))?;
+    fn put(&mut self, key: &DurableKey, slot: Slot) -> Result<(), StoreError> {
+        let bytes = encode_slot(&slot).map_err(|e| StoreError::Io(e.to_string()))?;
         let mut batch = WriteBatch::default();
         batch.put(key.as_str().as_bytes(), bytes);
         // Clear the chain, unless the cache knows there is none (a range tombstone
@@ -482,7 +482,7 @@ impl SlotStore for RocksStore {
     fn put_patched(
         &mut self,
         key: &DurableKey,
-        slot: &Slot,
+        slot: Slot,
         patch: &RecordPatch,
     ) -> Result<(), StoreError> {
         // The chain continues only from the record the cache holds (the one the
@@ -494,7 +494,7 @@ impl SlotStore for RocksStore {
                 .as_ref()
                 .is_some_and(|r| r.order() == patch.base);
             let bytes = c.patch_bytes + patch.patch.inserted();
-            (follows && c.patches < PATCHES_MAX && bytes <= body_len(slot) / 2)
+            (follows && c.patches < PATCHES_MAX && bytes <= body_len(&slot) / 2)
                 .then_some((c.patches, bytes))
         });
         let Some((index, patch_bytes)) = chain else {
@@ -591,9 +591,9 @@ mod tests {
         {
             let mut s = RocksStore::open(&dir).unwrap();
             assert_eq!(s.get(&a).unwrap(), None);
-            s.put(&a, &slot(1)).unwrap();
-            s.put(&a, &slot(2)).unwrap();
-            s.put(&b, &slot(5)).unwrap();
+            s.put(&a, slot(1)).unwrap();
+            s.put(&a, slot(2)).unwrap();
+            s.put(&b, slot(5)).unwrap();
             s.delete(&b).unwrap();
         }
         let mut s = RocksStore::open(&dir).unwrap();
@@ -622,7 +622,7 @@ mod tests {
             })
         );
         assert_eq!(s.keys().unwrap(), vec![a.clone(), c.clone()]);
-        s.put(&a, &slot(3)).unwrap();
+        s.put(&a, slot(3)).unwrap();
         assert_eq!(
             s.get(&a).unwrap(),
             Some(slot(3)),
@@ -641,10 +641,10 @@ mod tests {
         {
             let mut s = RocksStore::open(&dir).unwrap();
             assert_eq!(s.durability(), Durability::Group);
-            s.put(&a, &slot(1)).unwrap();
+            s.put(&a, slot(1)).unwrap();
             s.promise(&a, slot(1).promised).unwrap();
             s.delete(&a).unwrap();
-            s.put(&a, &slot(2)).unwrap();
+            s.put(&a, slot(2)).unwrap();
             assert_eq!(s.written(), 4, "every write waits for a sync");
             // Reads see writes at once.
             assert_eq!(s.get(&a).unwrap(), Some(slot(2)));
@@ -656,7 +656,7 @@ mod tests {
         }
         let mut s = RocksStore::open_with(&dir, Durability::Each).unwrap();
         assert_eq!(s.get(&a).unwrap(), Some(slot(2)));
-        s.put(&a, &slot(3)).unwrap();
+        s.put(&a, slot(3)).unwrap();
         assert_eq!(s.written(), 0, "each write was synced in place");
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
@@ -706,10 +706,10 @@ mod tests {
         let chain = patched(PATCHES_MAX + 3);
         {
             let mut s = RocksStore::open(&dir).unwrap();
-            s.put(&a, &base()).unwrap();
-            s.put(&b, &base()).unwrap();
+            s.put(&a, base()).unwrap();
+            s.put(&b, base()).unwrap();
             for (next, patch) in &chain[..5] {
-                s.put_patched(&a, next, patch).unwrap();
+                s.put_patched(&a, next.clone(), patch).unwrap();
             }
             assert_eq!(stored_patches(&s), 5, "five patches, no record rewritten");
             assert_eq!(s.get(&a).unwrap().as_ref(), Some(&chain[4].0));
@@ -732,7 +732,7 @@ mod tests {
         // Past the chain's bound the record is stored whole, and the chain restarts:
         // 64 patches, one whole record, two patches.
         for (i, (next, patch)) in chain.iter().enumerate().skip(5) {
-            s.put_patched(&a, next, patch).unwrap();
+            s.put_patched(&a, next.clone(), patch).unwrap();
             if i + 1 == PATCHES_MAX {
                 assert_eq!(stored_patches(&s), PATCHES_MAX);
             }
@@ -743,7 +743,7 @@ mod tests {
         // A patch that does not follow the cached record is stored whole.
         let (stray, mut patch) = chain[2].clone();
         patch.base.1 = 999;
-        s.put_patched(&b, &stray, &patch).unwrap();
+        s.put_patched(&b, stray.clone(), &patch).unwrap();
         drop(s);
         let mut s = RocksStore::open(&dir).unwrap();
         assert_eq!(s.get(&a).unwrap().as_ref(), Some(last));
@@ -797,9 +797,9 @@ mod tests {
         let chain = patched(2);
         {
             let mut s = RocksStore::open(&dir).unwrap();
-            s.put(&a, &base()).unwrap();
+            s.put(&a, base()).unwrap();
             for (next, patch) in &chain {
-                s.put_patched(&a, next, patch).unwrap();
+                s.put_patched(&a, next.clone(), patch).unwrap();
             }
             // The second patch's digest no longer matches what it builds.
             let mut bad = chain[1].1.clone();
@@ -840,7 +840,7 @@ mod tests {
         {
             let mut s = RocksStore::open(&dir).unwrap();
             for (i, k) in keys.iter().enumerate() {
-                s.put(k, &slot(i as u64 + 1)).unwrap();
+                s.put(k, slot(i as u64 + 1)).unwrap();
             }
         }
         let log = std::fs::read_dir(&dir)

@@ -728,7 +728,7 @@ mod lie_tests {
             }),
         };
         let mut store = MemStore::default();
-        store.put(&key, &slot).unwrap();
+        store.put(&key, slot.clone()).unwrap();
         let mut node = DurableNode::new(honest, NodeConfig::default(), store);
         // What the liar overheard: the holder's own write.
         let overheard = vec![
