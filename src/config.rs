@@ -340,7 +340,8 @@ pub struct NodeSettings {
 impl NodeSettings {
     /// The durable host's settings: the defaults, with what the file tunes.
     pub fn host_config(&self) -> plexus_host::HostConfig {
-        let mut config = plexus_host::HostConfig::default();
+        let mut config =
+            plexus_host::HostConfig::default().fit_lease(self.membership.detection_min());
         config.node.activation.patches = self.commit_patches;
         config
     }
@@ -781,6 +782,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("durability") && e.contains("sometimes"), "{e}");
+    }
+
+    #[test]
+    fn the_activation_lease_is_half_the_fastest_failure_detection() {
+        // 1 s probes, suspicion 4 periods: a silent node is dead after 5 s at
+        // the earliest; the lease is 2.5 s, checked every third of it.
+        let default = settle("").unwrap().host_config().node.activation;
+        assert_eq!(default.lease, Duration::from_millis(2_500));
+        assert_eq!(default.lease_check, Duration::from_millis(2_500) / 3);
+        // The local cluster's tuning: 500 ms probes, suspicion 2 s.
+        let fast = settle(
+            "[membership]\nprobe_interval = \"500ms\"\nprobe_timeout = \"250ms\"\nsuspicion_mult = 4\n",
+        )
+        .unwrap();
+        let detection = fast.membership.detection_min();
+        assert_eq!(detection, Duration::from_millis(2_500));
+        let lease = fast.host_config().node.activation.lease;
+        assert_eq!(lease, Duration::from_millis(1_250));
+        assert!(lease < detection && fast.host_config().node.activation.lease_check < lease);
     }
 
     #[test]

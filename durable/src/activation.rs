@@ -146,8 +146,19 @@ pub struct ActivationConfig {
     /// How often an active actor with no commit in flight checks that no newer
     /// activation fenced its replicas ([`ReplicaOp::Check`], one small message per
     /// replica). Bounds how long a superseded activation that has nothing to
-    /// commit stays up (and registered) after a partition or a duel.
+    /// commit stays up (and registered) after a partition or a duel; renews the
+    /// lease. Shorter than `lease`, so a lost check is retried before it lapses.
     pub lease_check: Duration,
+    /// An active actor that has not heard a majority of its replica set confirm
+    /// its ballot (a fence, a commit or a check) for this long steps down
+    /// ([`Deactivation::Unconfirmed`]): it is cut off from its replicas, or paused,
+    /// and a newer activation may be serving. Must be shorter than the cluster
+    /// takes to declare a cut-off node dead and place the actor elsewhere
+    /// (failure detection: a probe period plus the suspicion timeout), so the old
+    /// activation has stepped down before the new one serves. Only a timing
+    /// bound: replicas do not refuse newer fences while a lease runs, and safety
+    /// (one activation commits) rests on ballots, never on it.
+    pub lease: Duration,
     /// Send each commit to the replicas that hold the previous record as a patch
     /// of it ([`crate::patch`]) when the patch carries at most half the body.
     /// Off: every commit sends the whole record (the migration bench's peer).
@@ -163,7 +174,8 @@ impl Default for ActivationConfig {
             commit_interval_min: Duration::ZERO,
             snapshot_bandwidth: 64 * 1024 * 1024,
             retry_interval: Duration::from_millis(250),
-            lease_check: Duration::from_secs(3),
+            lease_check: Duration::from_millis(500),
+            lease: Duration::from_millis(1_500),
             activate_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(10),
             handoff_timeout: Duration::from_secs(5),
@@ -246,6 +258,10 @@ pub enum Deactivation {
     NoQuorum,
     /// No majority accepted a commit in time.
     Stalled,
+    /// No majority of the replicas confirmed this activation within the lease
+    /// ([`ActivationConfig::lease`]): it stepped down, so that at most one
+    /// activation serves once the cluster places the actor elsewhere.
+    Unconfirmed,
     /// Moved to another node.
     Migrated {
         /// The new host.
@@ -536,6 +552,11 @@ pub struct Activation {
     /// The next lease check, and the request number of the last one.
     next_check: Time,
     check_req: u64,
+    /// Replicas that confirmed the last check.
+    check_holds: BTreeSet<NodeId>,
+    /// When a majority of the replica set last confirmed this activation's ballot
+    /// (the fence, a commit, a check): the lease runs from it.
+    confirmed: Time,
     // Bookkeeping.
     next_token: u64,
     next_req: u64,
@@ -662,6 +683,8 @@ impl Activation {
             next_req: start.req_base.max(1),
             next_check: Time::ZERO,
             check_req: 0,
+            check_holds: BTreeSet::new(),
+            confirmed: Time::ZERO,
             next_migration: 1,
             restarts: VecDeque::new(),
             transmit: VecDeque::new(),
@@ -950,6 +973,7 @@ impl Activation {
         self.dirty = true;
         self.commit_timer = None;
         self.next_check = now + self.config.lease_check;
+        self.confirmed = now;
         self.events.push_back(ActivationEvent::Activated {
             ballot: self.ballot,
             set: self.set.clone(),
@@ -1462,6 +1486,7 @@ impl Activation {
         }
         self.stats.commits += 1;
         self.first_commit_done = true;
+        self.confirmed = now;
         self.events.push_back(ActivationEvent::Committed {
             version: c.record.version,
             bytes: c.record.body.len(),
@@ -1840,11 +1865,19 @@ impl Activation {
             Phase::Fencing(_) => self.on_fence_reply(now, from, req, reply),
             Phase::Active | Phase::Draining(_) => {
                 if req == self.check_req {
-                    if let ReplicaReply::Refused { promised } = reply
-                        && promised > self.ballot
-                        && self.set.contains(&from)
-                    {
-                        self.end(Deactivation::Superseded(promised));
+                    match reply {
+                        ReplicaReply::Refused { promised }
+                            if promised > self.ballot && self.set.contains(&from) =>
+                        {
+                            self.end(Deactivation::Superseded(promised));
+                        }
+                        ReplicaReply::Holds if self.set.contains(&from) => {
+                            self.check_holds.insert(from);
+                            if self.check_holds.len() >= self.set.quorum() {
+                                self.confirmed = now;
+                            }
+                        }
+                        _ => {}
                     }
                     return;
                 }
@@ -1921,6 +1954,18 @@ impl Activation {
         }
     }
 
+    /// Steps down if the lease lapsed (no majority confirmed this activation for
+    /// [`ActivationConfig::lease`]); returns whether it did.
+    fn lapsed(&mut self, now: Time) -> bool {
+        if matches!(self.phase, Phase::Active | Phase::Draining(_))
+            && now.saturating_since(self.confirmed) >= self.config.lease
+        {
+            self.end(Deactivation::Unconfirmed);
+            return true;
+        }
+        false
+    }
+
     /// Timers: retries, deadlines, the commit pacing timer.
     pub fn handle_timeout(&mut self, now: Time) {
         self.streams.handle_timeout(now);
@@ -1954,11 +1999,15 @@ impl Activation {
                 }
             }
             Phase::Active | Phase::Draining(_) => {
+                if self.lapsed(now) {
+                    return;
+                }
                 if now >= self.next_check {
                     self.next_check = now + self.config.lease_check;
                     // A commit in flight checks the same thing.
                     if self.in_flight.is_none() {
                         self.check_req = self.req();
+                        self.check_holds.clear();
                         for &n in self.set.nodes() {
                             self.transmit.push_back((
                                 n,
@@ -2041,7 +2090,9 @@ impl Activation {
         let phase = match &self.phase {
             Phase::Fencing(f) => Some(f.next_retry.min(f.started + self.config.activate_timeout)),
             Phase::HandingOff { deadline, .. } => Some(*deadline),
-            Phase::Active | Phase::Draining(_) => Some(self.next_check),
+            Phase::Active | Phase::Draining(_) => {
+                Some(self.next_check.min(self.confirmed + self.config.lease))
+            }
             Phase::Gone => None,
         };
         let commit = self

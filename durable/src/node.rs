@@ -48,7 +48,11 @@
 //! * **Commands** (activate, migrate, reconfigure, release) count only from this
 //!   node and from the node the registry resolves the scheduler to
 //!   ([`DurableNode::set_commander`]); commands are not signed, so that is the
-//!   only issuer that can be checked.
+//!   only issuer that can be checked. A command from another node is refused
+//!   but kept for a short while (bounded), and runs if the registry names its
+//!   sender the commander within that time: a scheduler that just took over
+//!   commands before every registry shows it. A liar's kept commands run only
+//!   if the registry names the liar, who could then command anyway.
 //!
 //! What a malicious admitted node can still do, and what would close it:
 //! * fence any key under its own ballot (replicas cannot tell a node the
@@ -102,6 +106,13 @@ pub struct NodeConfig {
     pub actors_max: usize,
     /// Most client sessions open at once; further opens are refused.
     pub sessions_max: usize,
+    /// Most commands kept from a node that is not (yet) the commander; past it
+    /// the oldest is dropped (the scheduler re-orders what did not take).
+    pub held_commands_max: usize,
+    /// How long such a command is kept: a newly placed scheduler commands at
+    /// once, before every node's registry shows it, and its orders run here once
+    /// the registry names it within this time; older ones are dropped.
+    pub held_command_ttl: Duration,
 }
 
 impl Default for NodeConfig {
@@ -112,6 +123,8 @@ impl Default for NodeConfig {
             forwards_max: 65_536,
             actors_max: 100_000,
             sessions_max: 10_000,
+            held_commands_max: 256,
+            held_command_ttl: Duration::from_secs(2),
         }
     }
 }
@@ -165,6 +178,9 @@ pub struct NodeStats {
     pub activations: u64,
     /// Commits completed by actors here.
     pub commits: u64,
+    /// Commands kept from a node before the registry named it the commander,
+    /// run once it did ([`DurableNode::set_commander`]).
+    pub held_commands_run: u64,
     /// Messages refused, by reason.
     pub refused: RefusalStats,
 }
@@ -254,6 +270,10 @@ pub struct DurableNode<S: SlotStore> {
     next_req_base: u64,
     /// The node that may command this one besides itself (the scheduler's host).
     commander: Option<NodeId>,
+    /// Commands from other nodes, refused for now but kept, oldest first, in case
+    /// the registry names their sender the commander soon (a new scheduler's
+    /// first orders); bounded by `held_commands_max` and `held_command_ttl`.
+    held_commands: VecDeque<(Time, NodeId, Command)>,
     /// Counters.
     pub stats: NodeStats,
 }
@@ -275,6 +295,7 @@ impl<S: SlotStore> DurableNode<S> {
             events: VecDeque::new(),
             next_req_base: 1 << 32,
             commander: None,
+            held_commands: VecDeque::new(),
             stats: NodeStats::default(),
         }
     }
@@ -314,8 +335,32 @@ impl<S: SlotStore> DurableNode<S> {
     /// Says which node may command this one besides itself: the node the
     /// cluster registry resolves the scheduler to (`None`: no one else). The
     /// driver updates it whenever its registry view may have changed.
-    pub fn set_commander(&mut self, node: Option<NodeId>) {
+    ///
+    /// Commands that node sent in the last `held_command_ttl` while it was not
+    /// yet the commander (refused as [`Refusal::NotCommander`], and kept) run
+    /// now, in the order they came: a scheduler that just took over orders at
+    /// once, and this node's registry may show it a little later.
+    pub fn set_commander(&mut self, now: Time, node: Option<NodeId>) {
         self.commander = node;
+        let ttl = self.config.held_command_ttl;
+        self.held_commands
+            .retain(|(at, _, _)| now.saturating_since(*at) < ttl);
+        let Some(commander) = node else { return };
+        if !self
+            .held_commands
+            .iter()
+            .any(|(_, from, _)| *from == commander)
+        {
+            return;
+        }
+        let (now_valid, rest) = std::mem::take(&mut self.held_commands)
+            .into_iter()
+            .partition::<VecDeque<_>, _>(|(_, from, _)| *from == commander);
+        self.held_commands = rest;
+        for (_, _, c) in now_valid {
+            self.stats.held_commands_run += 1;
+            self.command(now, c);
+        }
     }
 
     /// A message from node `from`, as the transport authenticated it (or from
@@ -484,6 +529,12 @@ impl<S: SlotStore> DurableNode<S> {
             }
             DurableMsg::Command(c) => {
                 if from != self.me && Some(from) != self.commander {
+                    if self.config.held_commands_max > 0 {
+                        if self.held_commands.len() >= self.config.held_commands_max {
+                            self.held_commands.pop_front();
+                        }
+                        self.held_commands.push_back((now, from, c));
+                    }
                     return Err(Refusal::NotCommander { sender: from });
                 }
                 self.command(now, c);

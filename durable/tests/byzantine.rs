@@ -770,3 +770,63 @@ fn own_name(msg: &mut DurableMsg) {
         _ => {}
     }
 }
+
+#[test]
+fn a_command_from_a_node_not_yet_commander_is_kept_briefly_and_runs_only_if_the_registry_names_it()
+{
+    let config = NodeConfig::default();
+    let ttl = config.held_command_ttl;
+    let mut node = DurableNode::new(n(3), config, MemStore::default());
+    let activate = |k: &DurableKey| {
+        DurableMsg::Command(Command::Activate {
+            key: k.clone(),
+            sets: vec![set(&[1, 2, 3])],
+            spec: Vec::new(),
+        })
+    };
+    let t0 = Time::from_millis(1_000);
+    let (early, liar_key, stale) = (key("early"), key("liar"), key("stale"));
+    // Node 2 takes over the scheduler and orders at once; node 3's registry
+    // does not name it yet. The liar orders too.
+    node.set_commander(t0, Some(n(1)));
+    for (from, k) in [(n(2), &early), (liar(), &liar_key)] {
+        assert!(matches!(
+            node.handle(t0, from, activate(k)),
+            Err(Refusal::NotCommander { .. })
+        ));
+    }
+    assert!(node.actor(&early).is_none(), "refused for now");
+    // The registry names node 2 within the time: its order runs, the liar's not.
+    node.set_commander(t0 + ttl / 2, Some(n(2)));
+    assert!(node.actor(&early).is_some(), "node 2's order ran");
+    assert!(node.actor(&liar_key).is_none(), "the liar's did not");
+    assert_eq!(node.stats.held_commands_run, 1);
+    // Runs once: naming node 2 again runs nothing more.
+    node.set_commander(t0 + ttl / 2, Some(n(2)));
+    assert_eq!(node.stats.held_commands_run, 1);
+    // An order older than the time is dropped even if its sender is named.
+    let t1 = t0 + ttl;
+    assert!(node.handle(t1, n(4), activate(&stale)).is_err());
+    node.set_commander(t1 + ttl, Some(n(4)));
+    assert!(node.actor(&stale).is_none(), "a stale order ran");
+    // Bounded: a flood keeps only the newest `held_commands_max`.
+    let t2 = t1 + ttl * 3;
+    let flood: Vec<DurableKey> = (0..config.held_commands_max + 5)
+        .map(|i| key(&format!("flood{i}")))
+        .collect();
+    for k in &flood {
+        assert!(node.handle(t2, n(5), activate(k)).is_err());
+    }
+    node.set_commander(t2, Some(n(5)));
+    assert!(node.actor(&flood[4]).is_none(), "the oldest were dropped");
+    assert!(node.actor(&flood[5]).is_some());
+    assert!(node.actor(flood.last().unwrap()).is_some());
+    assert_eq!(
+        node.stats.held_commands_run,
+        1 + u64::try_from(config.held_commands_max).unwrap()
+    );
+    assert_eq!(
+        node.stats.refused.not_commander,
+        3 + u64::try_from(flood.len()).unwrap()
+    );
+}

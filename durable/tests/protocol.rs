@@ -13,8 +13,8 @@ use plexus_durable::node::{DurableNode, NodeConfig, NodeEvent};
 use plexus_durable::stream::StreamEvent;
 use plexus_durable::wire::HandedRecord;
 use plexus_durable::{
-    ActivationEvent, Applied, Ballot, Deactivation, DurableKey, DurableMsg, MemStore, Output,
-    ReplicaSet,
+    ActivationConfig, ActivationEvent, Applied, Ballot, Deactivation, DurableKey, DurableMsg,
+    MemStore, Output, ReplicaSet,
 };
 use serde::{Deserialize, Serialize};
 
@@ -664,8 +664,55 @@ fn a_partitioned_host_is_fenced_and_steps_down() {
     net.run(3_000);
     assert_eq!(net.hosts(&a), vec![n(2)]);
     assert!(net.deactivations.iter().any(|(node, _, why)| *node == n(1)
-        && matches!(why, Deactivation::Superseded(_) | Deactivation::Stalled)));
+        && matches!(
+            why,
+            Deactivation::Superseded(_) | Deactivation::Stalled | Deactivation::Unconfirmed
+        )));
     net.check_commits_linear(&a);
+}
+
+#[test]
+fn a_cut_off_activation_steps_down_when_its_lease_lapses_and_a_connected_one_never_does() {
+    let lease = ActivationConfig::default().lease;
+    let mut net = Net::new(3);
+    let (a, b) = (key("a"), key("b"));
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.activate(n(2), &b, vec![set(&[1, 2, 3])]);
+    net.run(50);
+    net.send(n(3), &a, 5);
+    net.run(500);
+    // Idle and connected: the checks renew the lease, for many leases.
+    let idle_from = net.now;
+    while net.now.saturating_since(idle_from) < lease * 10 {
+        net.run(100);
+    }
+    assert_eq!(net.hosts(&a), vec![n(1)]);
+    assert!(net.deactivations.is_empty(), "{:?}", net.deactivations);
+    // Node 1 is cut off with nobody else serving the actor: no refusal can tell
+    // it anything, only the lapsed lease.
+    net.cut.push(n(1));
+    let cut_at = net.now;
+    while net.deactivations.is_empty() && net.now.saturating_since(cut_at) < lease * 4 {
+        net.run(10);
+    }
+    let stepped_down = net.now.saturating_since(cut_at);
+    assert_eq!(
+        net.deactivations
+            .iter()
+            .map(|(node, k, why)| (*node, k.clone(), why.clone()))
+            .collect::<Vec<_>>(),
+        vec![(n(1), a.clone(), Deactivation::Unconfirmed)]
+    );
+    assert!(
+        stepped_down <= lease + Duration::from_millis(10),
+        "stepped down {stepped_down:?} after the cut, lease {lease:?}"
+    );
+    assert!(
+        stepped_down + ActivationConfig::default().lease_check >= lease,
+        "stepped down {stepped_down:?} after the cut: before the lease could lapse"
+    );
+    // Node 2's activation of `b` still hears a majority (2 and 3): it stays.
+    assert_eq!(net.hosts(&b), vec![n(2)]);
 }
 
 #[test]
@@ -712,10 +759,16 @@ fn a_superseded_activation_cannot_commit_through_a_reconfiguration() {
     net.send(n(4), &a, 5);
     net.run(500);
     // Node 1 is cut off; node 2 fences {1,2,3} through 2 and 3.
+    // (Before node 1's lease lapses: it must still think it is active.)
     net.cut.push(n(1));
     net.activate(n(2), &a, vec![set(&[1, 2, 3])]);
-    net.run(500);
-    assert!(net.hosts(&a).contains(&n(2)));
+    for _ in 0..500 {
+        if net.hosts(&a) == [n(1), n(2)] {
+            break;
+        }
+        net.run(1);
+    }
+    assert_eq!(net.hosts(&a), [n(1), n(2)]);
     // Now node 1 reaches only 4 and 5, and a confused scheduler moves its
     // replicas there. A commit on {1,4,5} alone would succeed: none of them
     // promised node 2's ballot. The joint majority (old set too) stops it.

@@ -64,7 +64,7 @@ use plexus_vocab::identity::NodeKey;
 use serde::{Deserialize, Serialize};
 
 use crate::code::{CodeError, DurableCode, Kinds};
-use crate::facts::{ClusterFacts, Directory};
+use crate::facts::{ClusterFacts, Directory, counts_alive};
 
 /// Client session numbers with this bit are one-shot sessions: one request each,
 /// closed once it is acknowledged.
@@ -88,6 +88,20 @@ pub struct HostConfig {
     pub pump_rounds_max: usize,
     /// A fault to inject, for tests of the checkers only (see [`Fault`]).
     pub fault: Option<Fault>,
+}
+
+impl HostConfig {
+    /// Fits the activation lease to the cluster's failure detection: `detection`
+    /// is the least time its membership takes to declare a silent node dead
+    /// (`MembershipConfig::detection_min`). The lease is half of it, so an
+    /// activation cut off from its replicas steps down well before the cluster
+    /// can place the actor elsewhere; it is checked three times per lease.
+    pub fn fit_lease(mut self, detection: Duration) -> Self {
+        let lease = (detection / 2).max(Duration::from_millis(30));
+        self.node.activation.lease = lease;
+        self.node.activation.lease_check = lease / 3;
+        self
+    }
 }
 
 impl Default for HostConfig {
@@ -572,14 +586,22 @@ impl<S: SlotStore> DurableHost<S> {
     /// Lets the core take commands from the node the registry resolves the
     /// scheduler to (the scheduler's commands are not signed; its host is the one
     /// issuer that can be checked).
-    fn update_commander(&mut self, dir: &dyn Directory) {
+    fn update_commander(&mut self, now: Time, dir: &dyn Directory) {
         let commander = dir.lookup(&self.scheduler.registry_name());
-        self.core.set_commander(commander);
+        self.core.set_commander(now, commander);
+    }
+
+    /// The membership declared a node dead (or it left): the scheduler tick runs
+    /// now rather than at its next turn, so the watchdog and the scheduler act on
+    /// the death at once (the tick's cadence restarts from here).
+    pub fn member_down(&mut self, now: Time, dir: &dyn Directory) {
+        self.next_scheduler_tick = now;
+        self.handle_timeout(now, dir);
     }
 
     /// Time passes: the core's timers, then the scheduler tick if it is due.
     pub fn handle_timeout(&mut self, now: Time, dir: &dyn Directory) {
-        self.update_commander(dir);
+        self.update_commander(now, dir);
         if self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.core.handle_timeout(now);
         }
@@ -715,7 +737,7 @@ impl<S: SlotStore> DurableHost<S> {
         dir: &dyn Directory,
         observe: &mut dyn FnMut(&Self, &Note),
     ) -> Result<(), Livelock> {
-        self.update_commander(dir);
+        self.update_commander(now, dir);
         for _ in 0..self.config.pump_rounds_max {
             self.core.flush(now, &mut |k| {
                 dir.lookup(&k.registry_name()).map(|n| (n, Ballot::ZERO))
@@ -990,11 +1012,19 @@ impl<S: SlotStore> DurableHost<S> {
         }
         self.down_since = down;
         let live = facts.live();
-        let located =
-            dir.lookup(&sched.registry_name()).is_some() || self.core.forward_of(&sched).is_some();
+        let dead: Vec<NodeId> = facts
+            .members
+            .iter()
+            .filter(|m| !counts_alive(m.state))
+            .map(|m| m.id)
+            .collect();
+        let located = dir
+            .lookup(&sched.registry_name())
+            .or_else(|| self.core.forward_of(&sched).map(|(node, _)| node));
         if self.watchdog.check(
             self.me,
             &live,
+            &dead,
             located,
             here,
             self.config.watchdog_grace_ticks,

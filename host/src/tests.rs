@@ -580,6 +580,58 @@ fn commits_carry_their_latency_and_a_takeover_from_a_dead_host_is_a_timed_failov
 }
 
 #[test]
+fn when_the_schedulers_host_dies_the_lowest_live_node_restores_it_at_once_and_it_replaces_the_actors()
+ {
+    let (mut net, key) = deployed(4);
+    let sched = net.hosts[0].scheduler().clone();
+    let old = net.host_of(&sched)[0];
+    // Put the actor on the scheduler's host too, if it is not there yet: the
+    // worst case, both gone at once.
+    let actor_host = net.host_of(&key)[0];
+    net.kill(old);
+    if actor_host != old {
+        net.kill(actor_host);
+    }
+    let killed = net.now;
+    // The membership's death event: the hosts tick at once.
+    for i in 0..net.hosts.len() {
+        if !net.dead.contains(&i) {
+            let dir = net.dir(i);
+            net.hosts[i].member_down(net.now, &dir);
+        }
+    }
+    net.settle();
+    let restored = net.host_of(&sched);
+    assert_eq!(
+        restored.len(),
+        2,
+        "the dead host's core still thinks it hosts"
+    );
+    let new = restored.into_iter().find(|i| *i != old).unwrap();
+    let lowest = (0..net.hosts.len())
+        .find(|i| !net.dead.contains(i))
+        .unwrap();
+    assert_eq!(new, lowest, "the lowest live node took over");
+    assert_eq!(net.now, killed, "without waiting out the watchdog's grace");
+    // Its first view places the actor on a live node within a tick or two.
+    let tick = HostConfig::default().scheduler_tick;
+    let mut serving = None;
+    for n in 1..=4 {
+        net.run(tick, 1);
+        if let Some(&to) = net.host_of(&key).iter().find(|i| !net.dead.contains(i)) {
+            serving = Some((to, n));
+            break;
+        }
+    }
+    let (to, ticks) = serving.expect("the actor serves on a live node within 4 ticks");
+    assert!(!net.dead.contains(&to));
+    assert!(
+        ticks < HostConfig::default().watchdog_grace_ticks,
+        "{ticks} ticks"
+    );
+}
+
+#[test]
 fn requests_waiting_for_the_scheduler_are_bounded_and_cancellable() {
     let config = HostConfig {
         waiters_max: 2,

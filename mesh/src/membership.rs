@@ -196,6 +196,16 @@ impl MembershipConfig {
         self.sync_interval * factor
     }
 
+    /// A lower bound on the time from a member falling silent (cut off, or
+    /// paused) until anyone declares it dead: the probe that finds it silent
+    /// fails at the end of its period, then the shortest suspicion (a cluster of
+    /// at most 10; a silent member refuses no dial, so suspicion is not cut
+    /// short). Work a cut-off member does alone must stop within this (the
+    /// durable activation lease is fitted to it).
+    pub fn detection_min(&self) -> Duration {
+        self.probe_interval + self.suspicion_timeout(1)
+    }
+
     /// An upper bound on the time from a member's crash until every other member
     /// has declared it dead, absent message loss: the first probe of it within
     /// `n - 1` periods (round-robin), its failure at the end of that period, the

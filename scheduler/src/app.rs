@@ -112,33 +112,53 @@ pub fn scheduler_set(allowlisted: &[plexus_actors::NodeId]) -> Option<plexus_dur
     plexus_durable::ReplicaSet::new(chosen)
 }
 
-/// Decides when a node should (re)activate the scheduler: when the registry has
-/// shown no scheduler for `grace` consecutive checks and this node is the lowest
-/// live node. Ballot fencing keeps two nodes that disagree on that safe; this only
-/// keeps them from racing needlessly.
+/// Decides when a node should (re)activate the scheduler: when this node is the
+/// lowest live node and the registry has shown no scheduler either for `grace`
+/// consecutive checks, or since the node it last showed the scheduler on was
+/// declared dead (a death's registry cleanup, not a move still spreading: there
+/// is nothing to wait for). Ballot fencing keeps two nodes that disagree on that
+/// safe; this only keeps them from racing needlessly. A scheduler cut off from
+/// its replicas steps down within its activation lease, shorter than the
+/// failure detection that declares its host dead, so the takeover does not
+/// overlap it.
 #[derive(Clone, Debug, Default)]
 pub struct Watchdog {
     missing: u32,
+    /// The node the registry last showed the scheduler on.
+    last_host: Option<plexus_actors::NodeId>,
 }
 
 impl Watchdog {
-    /// Checks once. `located`: the registry resolves the scheduler; `here`: this
-    /// node hosts (or is restoring) it already.
+    /// Checks once. `located`: the node the registry resolves the scheduler to;
+    /// `here`: this node hosts (or is restoring) it already; `dead`: the nodes
+    /// the membership declared dead (or left).
     pub fn check(
         &mut self,
         me: plexus_actors::NodeId,
         live: &[plexus_actors::NodeId],
-        located: bool,
+        dead: &[plexus_actors::NodeId],
+        located: Option<plexus_actors::NodeId>,
         here: bool,
         grace: u32,
     ) -> bool {
-        if located || here {
+        if here {
             self.missing = 0;
+            self.last_host = Some(me);
             return false;
+        }
+        // A registration on a dead node is one its cleanup has not removed yet.
+        if let Some(host) = located.filter(|h| !dead.contains(h)) {
+            self.missing = 0;
+            self.last_host = Some(host);
+            return false;
+        }
+        if located.is_some() {
+            self.last_host = located;
         }
         self.missing = self.missing.saturating_add(1);
         let lowest = live.iter().copied().chain(std::iter::once(me)).min();
-        self.missing >= grace && lowest == Some(me)
+        let host_dead = self.last_host.is_some_and(|h| dead.contains(&h));
+        (self.missing >= grace || host_dead) && lowest == Some(me)
     }
 }
 
@@ -149,20 +169,60 @@ mod tests {
 
     #[test]
     fn only_the_lowest_live_node_takes_over_after_the_grace() {
-        let live = [NodeId::synthetic(2), NodeId::synthetic(5)];
+        let n = NodeId::synthetic;
+        let live = [n(2), n(5)];
         let mut w = Watchdog::default();
-        assert!(!w.check(NodeId::synthetic(1), &live, false, false, 2));
-        assert!(w.check(NodeId::synthetic(1), &live, false, false, 2));
+        assert!(!w.check(n(1), &live, &[], None, false, 2));
+        assert!(w.check(n(1), &live, &[], None, false, 2));
         assert!(
-            !w.check(NodeId::synthetic(1), &live, true, false, 2),
+            !w.check(n(1), &live, &[], Some(n(2)), false, 2),
             "found again"
         );
         let mut other = Watchdog::default();
         for _ in 0..5 {
-            assert!(!other.check(NodeId::synthetic(5), &live, false, false, 2));
+            assert!(!other.check(n(5), &live, &[], None, false, 2));
         }
         let nodes: Vec<NodeId> = (0..10).map(NodeId::synthetic).collect();
         assert_eq!(scheduler_set(&nodes).unwrap().len(), 3);
         assert_eq!(scheduler_set(&nodes), scheduler_set(&nodes));
+    }
+
+    #[test]
+    fn the_lowest_live_node_takes_over_at_once_when_the_schedulers_host_was_declared_dead() {
+        let n = NodeId::synthetic;
+        let grace = 10;
+        // The scheduler on node 3, then node 3 declared dead: the registry may
+        // still show it there (cleanup pending), or show nothing.
+        let mut w = Watchdog::default();
+        assert!(!w.check(n(1), &[n(2), n(3)], &[], Some(n(3)), false, grace));
+        assert!(w.check(n(1), &[n(2)], &[n(3)], Some(n(3)), false, grace));
+        let mut w = Watchdog::default();
+        assert!(!w.check(n(1), &[n(2), n(3)], &[], Some(n(3)), false, grace));
+        assert!(w.check(n(1), &[n(2)], &[n(3)], None, false, grace));
+        // Not the lowest live node: never, however long.
+        let mut w = Watchdog::default();
+        assert!(!w.check(n(2), &[n(1), n(3)], &[], Some(n(3)), false, grace));
+        for _ in 0..2 * grace {
+            assert!(!w.check(n(2), &[n(1)], &[n(3)], None, false, grace));
+        }
+        // The registry showing nothing while its last host lives (a move still
+        // spreading): the grace holds.
+        let mut w = Watchdog::default();
+        assert!(!w.check(n(1), &[n(2), n(3)], &[], Some(n(3)), false, grace));
+        for _ in 1..grace {
+            assert!(!w.check(n(1), &[n(2), n(3)], &[], None, false, grace));
+        }
+        assert!(w.check(n(1), &[n(2), n(3)], &[], None, false, grace));
+        // A suspect is not dead: the grace holds.
+        let mut w = Watchdog::default();
+        assert!(!w.check(n(1), &[n(2), n(3)], &[], Some(n(3)), false, grace));
+        assert!(!w.check(n(1), &[n(2), n(3)], &[], None, false, grace));
+        // Hosting it here resets everything.
+        let mut w = Watchdog::default();
+        assert!(!w.check(n(1), &[n(2)], &[], None, true, grace));
+        assert!(
+            !w.check(n(1), &[n(2)], &[], None, false, grace),
+            "grace restarts"
+        );
     }
 }

@@ -45,7 +45,7 @@ use plexus_host::{
     AnswerError, ApplyTracer, ClusterFacts, CodeError, Directory, DurableHost, Effect, Grant,
     HostConfig, Kinds, MemberFacts, Note, RequestId, SendError, SubmitError,
 };
-use plexus_mesh::driver::Mesh;
+use plexus_mesh::driver::{Mesh, MeshEvent};
 use plexus_scheduler::protocol::{Response, Signed};
 use plexus_vocab::identity::NodeKey;
 use plexus_vocab::resources::{Resources, Tags};
@@ -77,6 +77,9 @@ pub enum ServiceMsg {
     },
     /// Time passes (local only).
     Tick,
+    /// The membership declared a node dead, or it left (local only): the
+    /// scheduler's tick runs at once instead of at its next turn.
+    MemberDown,
     /// A request from this node's API (local only).
     Local(Local),
     /// A sync of the replica store ended (local only): the writes counted up to
@@ -96,7 +99,10 @@ impl ProtocolBytes for ServiceMsg {
     fn protocol_bytes(&self) -> Option<&[u8]> {
         match self {
             ServiceMsg::Wire { bytes, .. } => Some(bytes),
-            ServiceMsg::Tick | ServiceMsg::Local(_) | ServiceMsg::Synced { .. } => None,
+            ServiceMsg::Tick
+            | ServiceMsg::MemberDown
+            | ServiceMsg::Local(_)
+            | ServiceMsg::Synced { .. } => None,
         }
     }
 
@@ -311,6 +317,7 @@ impl DurableService {
     ) -> Result<ActorRef<ServiceMsg>, String> {
         let system = node.system();
         let me = system.node_id();
+        let mut events = mesh.subscribe();
         let service = system
             .spawn_with(
                 DurableService {
@@ -333,6 +340,23 @@ impl DurableService {
         // Ends with the service.
         drop(crate::ticker::spawn(service.clone(), TICK, || {
             ServiceMsg::Tick
+        }));
+        // Deaths, as the membership declares them; ends with the service or the
+        // mesh. A full mailbox drops one (the next tick covers it within 500 ms).
+        let target = service.clone();
+        drop(tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(MeshEvent::MemberDied { .. } | MeshEvent::MemberLeft { .. }) => {
+                        match target.try_tell(ServiceMsg::MemberDown) {
+                            Ok(()) | Err(plexus_actors::runtime::SendError::MailboxFull(_)) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
         }));
         Ok(service)
     }
@@ -413,7 +437,13 @@ impl Actor for DurableService {
                     keep
                 });
             }
-            ServiceMsg::Local(local) => self.local(st, local),
+            ServiceMsg::MemberDown => st.host.member_down(now, &self.directory()),
+            ServiceMsg::Local(local) => {
+                // Timers first: what the API reports (an activation whose lease
+                // lapsed while this process was stopped, say) is current.
+                st.host.handle_timeout(now, &self.directory());
+                self.local(st, local);
+            }
             ServiceMsg::Synced { upto, result } => {
                 st.held.syncing = false;
                 match result {
@@ -799,6 +829,10 @@ mod tests {
         assert!(
             (wire.encode)(&ServiceMsg::Tick).is_err(),
             "ticks stay local"
+        );
+        assert!(
+            (wire.encode)(&ServiceMsg::MemberDown).is_err(),
+            "deaths stay local"
         );
     }
 }

@@ -784,8 +784,22 @@ impl World {
                 self.send(i, to, frame);
             }
         }
+        // A death runs the host's scheduler tick at once (as the daemon's service
+        // does on the mesh's `MemberDied`), then this node is pumped again for
+        // what that produced.
+        let down = events.iter().any(|ev| {
+            matches!(
+                ev,
+                ClusterEvent::Member(MembershipEvent::Died(_) | MembershipEvent::Left(_))
+            )
+        });
         for ev in events {
             self.on_event(i, ev);
+        }
+        if down && self.nodes[i].host.is_some() {
+            self.durable_member_down(i, now);
+            self.pump(i);
+            return;
         }
         let at = self.virtual_of(i, next).max(self.now + 1);
         if at < self.nodes[i].timer_at {

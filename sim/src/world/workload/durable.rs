@@ -152,7 +152,7 @@ impl World {
             scheduler_tick: cfg.tick,
             fault: (self.options.bug == Some(Bug::DurableDoubleApply))
                 .then_some(Fault::DoubleApply { every: 20 }),
-            ..HostConfig::default()
+            ..HostConfig::default().fit_lease(self.cluster_config.membership.detection_min())
         };
         let seed = DetRng::split(self.seed, 20_000 + (i as u64) * 1_000 + incarnation).next_u64();
         let node = &mut self.nodes[i];
@@ -205,6 +205,21 @@ impl World {
             operator: durable.operator.as_ref().map(NodeKey::node_id),
         };
         host.handle_timeout(now, &dir);
+    }
+
+    /// Node `i`'s membership declared a node dead (or it left).
+    pub(in crate::world) fn durable_member_down(&mut self, i: usize, now: Time) {
+        let World { nodes, durable, .. } = self;
+        let node = &mut nodes[i];
+        let (Some(core), Some(host)) = (node.core.as_ref(), node.host.as_mut()) else {
+            return;
+        };
+        let dir = SimDirectory {
+            core,
+            ids: &durable.ids,
+            operator: durable.operator.as_ref().map(NodeKey::node_id),
+        };
+        host.member_down(now, &dir);
     }
 
     /// Runs node `i`'s host until it has nothing more to say, checks what it
