@@ -106,6 +106,9 @@ impl DurableState {
     }
 }
 
+/// Lease checks whose late answers still count.
+const CHECKS_KEPT: usize = 8;
+
 /// Settings of activations.
 #[derive(Clone, Copy, Debug)]
 pub struct ActivationConfig {
@@ -549,13 +552,16 @@ pub struct Activation {
     batching: Option<Batching>,
     /// When a waiting partial batch is due.
     batch_timer: Option<Time>,
-    /// The next lease check, and the request number of the last one.
+    /// The next lease check.
     next_check: Time,
-    check_req: u64,
-    /// Replicas that confirmed the last check.
-    check_holds: BTreeSet<NodeId>,
-    /// When a majority of the replica set last confirmed this activation's ballot
-    /// (the fence, a commit, a check): the lease runs from it.
+    /// The recent checks: request number and when it was sent (at most
+    /// [`CHECKS_KEPT`]), so a late answer still counts, from its check's time.
+    checks: VecDeque<(u64, Time)>,
+    /// Per replica, when the newest check it confirmed was sent.
+    held_since: BTreeMap<NodeId, Time>,
+    /// A time since which a majority of the replica set confirmed this
+    /// activation's ballot (the fence's end, a commit's start, a check's send):
+    /// the lease runs from it.
     confirmed: Time,
     // Bookkeeping.
     next_token: u64,
@@ -682,8 +688,8 @@ impl Activation {
             next_token: 1,
             next_req: start.req_base.max(1),
             next_check: Time::ZERO,
-            check_req: 0,
-            check_holds: BTreeSet::new(),
+            checks: VecDeque::new(),
+            held_since: BTreeMap::new(),
             confirmed: Time::ZERO,
             next_migration: 1,
             restarts: VecDeque::new(),
@@ -974,6 +980,8 @@ impl Activation {
         self.commit_timer = None;
         self.next_check = now + self.config.lease_check;
         self.confirmed = now;
+        self.checks.clear();
+        self.held_since.clear();
         self.events.push_back(ActivationEvent::Activated {
             ballot: self.ballot,
             set: self.set.clone(),
@@ -1486,7 +1494,8 @@ impl Activation {
         }
         self.stats.commits += 1;
         self.first_commit_done = true;
-        self.confirmed = now;
+        // A majority wrote it under this ballot, each after the commit began.
+        self.confirmed = self.confirmed.max(c.started);
         self.events.push_back(ActivationEvent::Committed {
             version: c.record.version,
             bytes: c.record.body.len(),
@@ -1864,7 +1873,7 @@ impl Activation {
         match self.phase {
             Phase::Fencing(_) => self.on_fence_reply(now, from, req, reply),
             Phase::Active | Phase::Draining(_) => {
-                if req == self.check_req {
+                if let Some(&(_, sent)) = self.checks.iter().find(|(r, _)| *r == req) {
                     match reply {
                         ReplicaReply::Refused { promised }
                             if promised > self.ballot && self.set.contains(&from) =>
@@ -1872,10 +1881,7 @@ impl Activation {
                             self.end(Deactivation::Superseded(promised));
                         }
                         ReplicaReply::Holds if self.set.contains(&from) => {
-                            self.check_holds.insert(from);
-                            if self.check_holds.len() >= self.set.quorum() {
-                                self.confirmed = now;
-                            }
+                            self.confirm(from, sent);
                         }
                         _ => {}
                     }
@@ -1954,6 +1960,23 @@ impl Activation {
         }
     }
 
+    /// Replica `from` confirmed the check sent at `sent`: the lease runs from the
+    /// newest time a majority of the set confirmed.
+    fn confirm(&mut self, from: NodeId, sent: Time) {
+        let t = self.held_since.entry(from).or_insert(sent);
+        *t = (*t).max(sent);
+        let mut times: Vec<Time> = self
+            .set
+            .nodes()
+            .iter()
+            .filter_map(|n| self.held_since.get(n).copied())
+            .collect();
+        times.sort_unstable_by(|a, b| b.cmp(a));
+        if let Some(&t) = times.get(self.set.quorum().saturating_sub(1)) {
+            self.confirmed = self.confirmed.max(t);
+        }
+    }
+
     /// Steps down if the lease lapsed (no majority confirmed this activation for
     /// [`ActivationConfig::lease`]); returns whether it did.
     fn lapsed(&mut self, now: Time) -> bool {
@@ -2006,14 +2029,17 @@ impl Activation {
                     self.next_check = now + self.config.lease_check;
                     // A commit in flight checks the same thing.
                     if self.in_flight.is_none() {
-                        self.check_req = self.req();
-                        self.check_holds.clear();
+                        let req = self.req();
+                        if self.checks.len() >= CHECKS_KEPT {
+                            self.checks.pop_front();
+                        }
+                        self.checks.push_back((req, now));
                         for &n in self.set.nodes() {
                             self.transmit.push_back((
                                 n,
                                 DurableMsg::Replica {
                                     from: self.me,
-                                    req: self.check_req,
+                                    req,
                                     key: self.key.clone(),
                                     op: ReplicaOp::Check {
                                         ballot: self.ballot,
