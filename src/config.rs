@@ -785,12 +785,12 @@ mod tests {
     }
 
     #[test]
-    fn the_activation_lease_is_half_the_fastest_failure_detection() {
+    fn the_activation_lease_is_four_fifths_of_the_fastest_failure_detection() {
         // 1 s probes, suspicion 4 periods: a silent node is dead after 5 s at
-        // the earliest; the lease is 2.5 s, checked every third of it.
+        // the earliest; the lease is 4 s, checked every quarter of it.
         let default = settle("").unwrap().host_config().node.activation;
-        assert_eq!(default.lease, Duration::from_millis(2_500));
-        assert_eq!(default.lease_check, Duration::from_millis(2_500) / 3);
+        assert_eq!(default.lease, Duration::from_secs(4));
+        assert_eq!(default.lease_check, Duration::from_secs(1));
         // The local cluster's tuning: 500 ms probes, suspicion 2 s.
         let fast = settle(
             "[membership]\nprobe_interval = \"500ms\"\nprobe_timeout = \"250ms\"\nsuspicion_mult = 4\n",
@@ -799,7 +799,7 @@ mod tests {
         let detection = fast.membership.detection_min();
         assert_eq!(detection, Duration::from_millis(2_500));
         let lease = fast.host_config().node.activation.lease;
-        assert_eq!(lease, Duration::from_millis(1_250));
+        assert_eq!(lease, Duration::from_secs(2));
         assert!(lease < detection && fast.host_config().node.activation.lease_check < lease);
     }
 

@@ -177,8 +177,8 @@ impl Default for ActivationConfig {
             commit_interval_min: Duration::ZERO,
             snapshot_bandwidth: 64 * 1024 * 1024,
             retry_interval: Duration::from_millis(250),
-            lease_check: Duration::from_millis(500),
-            lease: Duration::from_millis(1_500),
+            lease_check: Duration::from_secs(1),
+            lease: Duration::from_secs(4),
             activate_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(10),
             handoff_timeout: Duration::from_secs(5),
@@ -1460,7 +1460,11 @@ impl Activation {
                     return;
                 }
                 c.acked.insert(from);
-                if c.has_quorum() {
+                let started = c.started;
+                if self.set.contains(&from) {
+                    self.confirm(from, started);
+                }
+                if self.in_flight.as_ref().is_some_and(Commit::has_quorum) {
                     self.commit_done(now);
                 }
             }
@@ -1960,7 +1964,8 @@ impl Activation {
         }
     }
 
-    /// Replica `from` confirmed the check sent at `sent`: the lease runs from the
+    /// Replica `from` confirmed this activation's ballot in answer to a request
+    /// sent at `sent` (a check, or a commit's write): the lease runs from the
     /// newest time a majority of the set confirmed.
     fn confirm(&mut self, from: NodeId, sent: Time) {
         let t = self.held_since.entry(from).or_insert(sent);

@@ -48,11 +48,13 @@
 //! * **Commands** (activate, migrate, reconfigure, release) count only from this
 //!   node and from the node the registry resolves the scheduler to
 //!   ([`DurableNode::set_commander`]); commands are not signed, so that is the
-//!   only issuer that can be checked. A command from another node is refused
-//!   but kept for a short while (bounded), and runs if the registry names its
-//!   sender the commander within that time: a scheduler that just took over
-//!   commands before every registry shows it. A liar's kept commands run only
-//!   if the registry names the liar, who could then command anyway.
+//!   only issuer that can be checked. A command from another node that comes
+//!   while the registry names no scheduler (its host died) is refused but kept
+//!   for a short while (bounded), and runs if the registry names its sender the
+//!   commander within that time: a scheduler that just took over commands
+//!   before every registry shows it. A liar's kept commands run only if the
+//!   registry names the liar within that time, when it could command anyway;
+//!   while a commander is named, nobody else's commands are kept.
 //!
 //! What a malicious admitted node can still do, and what would close it:
 //! * fence any key under its own ballot (replicas cannot tell a node the
@@ -270,9 +272,10 @@ pub struct DurableNode<S: SlotStore> {
     next_req_base: u64,
     /// The node that may command this one besides itself (the scheduler's host).
     commander: Option<NodeId>,
-    /// Commands from other nodes, refused for now but kept, oldest first, in case
-    /// the registry names their sender the commander soon (a new scheduler's
-    /// first orders); bounded by `held_commands_max` and `held_command_ttl`.
+    /// Commands from other nodes that came while the registry named no
+    /// scheduler, refused for now but kept, oldest first, in case the registry
+    /// names their sender the commander soon (a new scheduler's first orders);
+    /// bounded by `held_commands_max` and `held_command_ttl`.
     held_commands: VecDeque<(Time, NodeId, Command)>,
     /// Counters.
     pub stats: NodeStats,
@@ -336,10 +339,11 @@ impl<S: SlotStore> DurableNode<S> {
     /// cluster registry resolves the scheduler to (`None`: no one else). The
     /// driver updates it whenever its registry view may have changed.
     ///
-    /// Commands that node sent in the last `held_command_ttl` while it was not
-    /// yet the commander (refused as [`Refusal::NotCommander`], and kept) run
-    /// now, in the order they came: a scheduler that just took over orders at
-    /// once, and this node's registry may show it a little later.
+    /// Commands that node sent in the last `held_command_ttl` while the registry
+    /// named no commander (refused as [`Refusal::NotCommander`], and kept) run
+    /// now, in the order they came: a scheduler that just took over from a dead
+    /// host orders at once, and this node's registry may show it a little later.
+    /// Commands from a node other than the named commander are never kept.
     pub fn set_commander(&mut self, now: Time, node: Option<NodeId>) {
         self.commander = node;
         let ttl = self.config.held_command_ttl;
@@ -529,7 +533,10 @@ impl<S: SlotStore> DurableNode<S> {
             }
             DurableMsg::Command(c) => {
                 if from != self.me && Some(from) != self.commander {
-                    if self.config.held_commands_max > 0 {
+                    // Kept only while the registry names no scheduler (its host
+                    // died and a successor's claim has not arrived): while it
+                    // names one, another node's orders are a liar's, or stale.
+                    if self.commander.is_none() && self.config.held_commands_max > 0 {
                         if self.held_commands.len() >= self.config.held_commands_max {
                             self.held_commands.pop_front();
                         }

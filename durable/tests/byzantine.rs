@@ -772,8 +772,8 @@ fn own_name(msg: &mut DurableMsg) {
 }
 
 #[test]
-fn a_command_from_a_node_not_yet_commander_is_kept_briefly_and_runs_only_if_the_registry_names_it()
-{
+fn a_command_sent_while_no_commander_is_named_is_kept_briefly_and_runs_only_if_the_registry_names_its_sender()
+ {
     let config = NodeConfig::default();
     let ttl = config.held_command_ttl;
     let mut node = DurableNode::new(n(3), config, MemStore::default());
@@ -785,10 +785,15 @@ fn a_command_from_a_node_not_yet_commander_is_kept_briefly_and_runs_only_if_the_
         })
     };
     let t0 = Time::from_millis(1_000);
-    let (early, liar_key, stale) = (key("early"), key("liar"), key("stale"));
-    // Node 2 takes over the scheduler and orders at once; node 3's registry
-    // does not name it yet. The liar orders too.
+    let (early, liar_key, stale, named) = (key("early"), key("liar"), key("stale"), key("named"));
+    // While the registry names a scheduler host (node 1), another node's orders
+    // are refused and not kept, even if that node is named later.
     node.set_commander(t0, Some(n(1)));
+    assert!(node.handle(t0, n(2), activate(&named)).is_err());
+    // Node 1 died: the registry names nobody. Node 2 takes over the scheduler
+    // and orders at once; node 3's registry does not name it yet. The liar
+    // orders too.
+    node.set_commander(t0, None);
     for (from, k) in [(n(2), &early), (liar(), &liar_key)] {
         assert!(matches!(
             node.handle(t0, from, activate(k)),
@@ -799,6 +804,10 @@ fn a_command_from_a_node_not_yet_commander_is_kept_briefly_and_runs_only_if_the_
     // The registry names node 2 within the time: its order runs, the liar's not.
     node.set_commander(t0 + ttl / 2, Some(n(2)));
     assert!(node.actor(&early).is_some(), "node 2's order ran");
+    assert!(
+        node.actor(&named).is_none(),
+        "an order sent while another node was named ran"
+    );
     assert!(node.actor(&liar_key).is_none(), "the liar's did not");
     assert_eq!(node.stats.held_commands_run, 1);
     // Runs once: naming node 2 again runs nothing more.
@@ -806,6 +815,7 @@ fn a_command_from_a_node_not_yet_commander_is_kept_briefly_and_runs_only_if_the_
     assert_eq!(node.stats.held_commands_run, 1);
     // An order older than the time is dropped even if its sender is named.
     let t1 = t0 + ttl;
+    node.set_commander(t1, None);
     assert!(node.handle(t1, n(4), activate(&stale)).is_err());
     node.set_commander(t1 + ttl, Some(n(4)));
     assert!(node.actor(&stale).is_none(), "a stale order ran");
@@ -814,6 +824,7 @@ fn a_command_from_a_node_not_yet_commander_is_kept_briefly_and_runs_only_if_the_
     let flood: Vec<DurableKey> = (0..config.held_commands_max + 5)
         .map(|i| key(&format!("flood{i}")))
         .collect();
+    node.set_commander(t2, None);
     for k in &flood {
         assert!(node.handle(t2, n(5), activate(k)).is_err());
     }
@@ -827,6 +838,6 @@ fn a_command_from_a_node_not_yet_commander_is_kept_briefly_and_runs_only_if_the_
     );
     assert_eq!(
         node.stats.refused.not_commander,
-        3 + u64::try_from(flood.len()).unwrap()
+        4 + u64::try_from(flood.len()).unwrap()
     );
 }

@@ -93,13 +93,16 @@ pub struct HostConfig {
 impl HostConfig {
     /// Fits the activation lease to the cluster's failure detection: `detection`
     /// is the least time its membership takes to declare a silent node dead
-    /// (`MembershipConfig::detection_min`). The lease is half of it, so an
-    /// activation cut off from its replicas steps down well before the cluster
-    /// can place the actor elsewhere; it is checked three times per lease.
+    /// (`MembershipConfig::detection_min`). The lease is four fifths of it, so an
+    /// activation cut off from its replicas steps down before the cluster can
+    /// place the actor elsewhere, and it is checked four times per lease, so a
+    /// check answer held up for most of a lease (a lost frame on the mesh's
+    /// ordered link waits for its retransmission) does not end a connected
+    /// activation.
     pub fn fit_lease(mut self, detection: Duration) -> Self {
-        let lease = (detection / 2).max(Duration::from_millis(30));
+        let lease = (detection * 4 / 5).max(Duration::from_millis(40));
         self.node.activation.lease = lease;
-        self.node.activation.lease_check = lease / 3;
+        self.node.activation.lease_check = lease / 4;
         self
     }
 }
