@@ -92,7 +92,8 @@ use crate::replica::{Replica, SlotStore};
 use crate::stream::{StreamEvent, Streams};
 use crate::types::{Ballot, DurableKey, ReplicaSet, SenderId};
 use crate::wire::{
-    Command, DurableMsg, Envelope, HOPS_MAX, Handoff, Redirect, Refusal, ballot_step_ok,
+    Command, DurableMsg, Envelope, HOPS_MAX, Handoff, Redirect, Refusal, ReplicaReply,
+    ballot_step_ok,
 };
 
 /// Settings of a node's durable service.
@@ -183,6 +184,9 @@ pub struct NodeStats {
     /// Commands kept from a node before the registry named it the commander,
     /// run once it did ([`DurableNode::set_commander`]).
     pub held_commands_run: u64,
+    /// Releases from the commander dropped because the scheduler's replicas did
+    /// not show it holds the scheduler (a former host, or no answer in time).
+    pub releases_unconfirmed: u64,
     /// Messages refused, by reason.
     pub refused: RefusalStats,
 }
@@ -277,8 +281,27 @@ pub struct DurableNode<S: SlotStore> {
     /// names their sender the commander soon (a new scheduler's first orders);
     /// bounded by `held_commands_max` and `held_command_ttl`.
     held_commands: VecDeque<(Time, NodeId, Command)>,
+    /// The scheduler's key and replica set: a `Release` from another node runs
+    /// only once a majority of that set shows the sender holds the scheduler
+    /// (see [`DurableNode::set_authority`]).
+    authority: Option<(DurableKey, ReplicaSet)>,
+    /// Releases waiting for that check, by request number (below 2^32: the
+    /// activations' numbers start above); at most `held_commands_max`.
+    releases: BTreeMap<u64, PendingRelease>,
+    next_check_req: u64,
     /// Counters.
     pub stats: NodeStats,
+}
+
+/// A `Release` from the commander, waiting for the scheduler's replicas to
+/// show the commander holds the scheduler now.
+#[derive(Clone, Debug)]
+struct PendingRelease {
+    key: DurableKey,
+    commander: NodeId,
+    /// The highest promise each replica of the scheduler's set reported.
+    promised: BTreeMap<NodeId, Ballot>,
+    until: Time,
 }
 
 impl<S: SlotStore> DurableNode<S> {
@@ -299,6 +322,9 @@ impl<S: SlotStore> DurableNode<S> {
             next_req_base: 1 << 32,
             commander: None,
             held_commands: VecDeque::new(),
+            authority: None,
+            releases: BTreeMap::new(),
+            next_check_req: 1,
             stats: NodeStats::default(),
         }
     }
@@ -367,6 +393,102 @@ impl<S: SlotStore> DurableNode<S> {
         }
     }
 
+    /// Names the scheduler's key and replica set (`None`: releases are not
+    /// checked). A `Release` deletes this node's copy of an actor's state, so
+    /// one from the commander runs only once a majority of the scheduler's
+    /// replicas show the commander's ballot is the newest they promised: a
+    /// node whose registry still names a former scheduler host (it moved, and
+    /// the news has not arrived) does not take that host's word for it.
+    pub fn set_authority(&mut self, authority: Option<(DurableKey, ReplicaSet)>) {
+        self.authority = authority;
+    }
+
+    /// Asks the scheduler's replicas who holds it before `key` is released for
+    /// `commander`.
+    fn check_release(&mut self, now: Time, commander: NodeId, key: DurableKey) {
+        let Some((sched, set)) = self.authority.clone() else {
+            self.release(&key);
+            return;
+        };
+        if self.releases.len() >= self.config.held_commands_max.max(1) {
+            self.stats.releases_unconfirmed += 1;
+            return;
+        }
+        let req = self.next_check_req;
+        self.next_check_req = if req >= (1 << 32) - 1 { 1 } else { req + 1 };
+        self.releases.insert(
+            req,
+            PendingRelease {
+                key,
+                commander,
+                promised: BTreeMap::new(),
+                until: now + self.config.held_command_ttl,
+            },
+        );
+        for &n in set.nodes() {
+            // Round zero (under this node's name, as every ballot it sends): every
+            // replica that promised anything answers with what it promised.
+            self.transmit.push_back((
+                n,
+                DurableMsg::Replica {
+                    from: self.me,
+                    req,
+                    key: sched.clone(),
+                    op: crate::wire::ReplicaOp::Check {
+                        ballot: Ballot {
+                            round: 0,
+                            node: self.me,
+                        },
+                    },
+                },
+            ));
+        }
+    }
+
+    /// A scheduler replica answered a release check; once every replica of the
+    /// set answered, the release is decided (at the deadline, on what came).
+    fn on_release_check(&mut self, from: NodeId, req: u64, reply: &ReplicaReply) {
+        let Some((_, set)) = &self.authority else {
+            return;
+        };
+        if !set.contains(&from) {
+            return;
+        }
+        let all = set.len();
+        let Some(p) = self.releases.get_mut(&req) else {
+            return;
+        };
+        let promised = match reply {
+            ReplicaReply::Refused { promised } => *promised,
+            _ => Ballot::ZERO,
+        };
+        p.promised.insert(from, promised);
+        if p.promised.len() >= all
+            && let Some(p) = self.releases.remove(&req)
+        {
+            self.decide_release(p);
+        }
+    }
+
+    /// Releases iff a majority of the scheduler's set promised one ballot of the
+    /// commander's and no replica promised anything newer: the commander holds
+    /// the scheduler. One lying replica cannot make a former host pass (the
+    /// replicas the new host fenced outnumber it), only block a release, which
+    /// the scheduler orders again.
+    fn decide_release(&mut self, p: PendingRelease) {
+        let quorum = self
+            .authority
+            .as_ref()
+            .map_or(usize::MAX, |(_, s)| s.quorum());
+        let newest = p.promised.values().max().copied().unwrap_or(Ballot::ZERO);
+        let agreeing = p.promised.values().filter(|b| **b == newest).count();
+        if newest != Ballot::ZERO && newest.node == p.commander && agreeing >= quorum {
+            self.release(&p.key);
+        } else {
+            self.stats.releases_unconfirmed += 1;
+        }
+    }
+
     /// A message from node `from`, as the transport authenticated it (or from
     /// this node: the driver loops back messages a node sends itself). A message
     /// `from` may not send is refused, changes nothing, and is counted in
@@ -419,6 +541,12 @@ impl<S: SlotStore> DurableNode<S> {
                 reply,
             } => {
                 origin(claimed, from)?;
+                if self.releases.contains_key(&req)
+                    && self.authority.as_ref().is_some_and(|(k, _)| *k == key)
+                {
+                    self.on_release_check(from, req, &reply);
+                    return Ok(());
+                }
                 if let Some(a) = self.actors.get_mut(&key) {
                     if !a.asks(&from) {
                         return Err(Refusal::NotReplica { sender: from });
@@ -544,7 +672,12 @@ impl<S: SlotStore> DurableNode<S> {
                     }
                     return Err(Refusal::NotCommander { sender: from });
                 }
-                self.command(now, c);
+                match c {
+                    Command::Release { key } if from != self.me => {
+                        self.check_release(now, from, key);
+                    }
+                    c => self.command(now, c),
+                }
             }
         }
         Ok(())
@@ -870,6 +1003,17 @@ impl<S: SlotStore> DurableNode<S> {
 
     /// Timers.
     pub fn handle_timeout(&mut self, now: Time) {
+        let due: Vec<u64> = self
+            .releases
+            .iter()
+            .filter(|(_, p)| p.until <= now)
+            .map(|(req, _)| *req)
+            .collect();
+        for req in due {
+            if let Some(p) = self.releases.remove(&req) {
+                self.decide_release(p);
+            }
+        }
         while let Some((t, key)) = self.by_deadline.first().cloned() {
             if t > now {
                 break;
@@ -990,7 +1134,11 @@ impl<S: SlotStore> DurableNode<S> {
             .filter_map(Streams::poll_timeout)
             .min();
         let forwards = self.forwards.values().map(|f| f.until).min();
-        [actors, sessions, forwards].into_iter().flatten().min()
+        let releases = self.releases.values().map(|p| p.until).min();
+        [actors, sessions, forwards, releases]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Checks every activation's invariants.

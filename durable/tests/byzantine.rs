@@ -841,3 +841,105 @@ fn a_command_sent_while_no_commander_is_named_is_kept_briefly_and_runs_only_if_t
         4 + u64::try_from(flood.len()).unwrap()
     );
 }
+
+#[test]
+fn a_release_runs_only_once_the_schedulers_replicas_show_its_sender_holds_the_scheduler() {
+    let sched = key("plexus/scheduler");
+    let victim = key("victim");
+    let sched_set = set(&[1, 2, 4]);
+    // Node 3 keeps a copy of `victim`; its registry names node 5 the scheduler's
+    // host, which it was until the scheduler moved to node 1 (ballot 2@1).
+    let record = Record {
+        ballot: b(1, n(3)),
+        version: 1,
+        set: set(&[3, 6, 7]),
+        body: vec![1, 2, 3],
+    };
+    let mut store = MemStore::default();
+    plexus_durable::SlotStore::put(
+        &mut store,
+        &victim,
+        plexus_durable::Slot {
+            promised: b(1, n(3)),
+            record: Some(record),
+        },
+    )
+    .unwrap();
+    let mut node = DurableNode::new(n(3), NodeConfig::default(), store);
+    let t0 = Time::from_millis(1_000);
+    node.set_commander(t0, Some(n(5)));
+    node.set_authority(Some((sched.clone(), sched_set.clone())));
+    let held = |node: &DurableNode<MemStore>| node.replica().store().slots().contains_key(&victim);
+    let release = DurableMsg::Command(Command::Release {
+        key: victim.clone(),
+    });
+    // Each check goes to every replica of the scheduler's set, at round zero.
+    let checks = |node: &mut DurableNode<MemStore>| {
+        let mut to = Vec::new();
+        while let Some((replica, msg)) = node.poll_transmit() {
+            if let DurableMsg::Replica {
+                req,
+                key,
+                op: ReplicaOp::Check { ballot },
+                ..
+            } = msg
+            {
+                assert_eq!((key, ballot), (sched.clone(), b(0, n(3))));
+                to.push((replica, req));
+            }
+        }
+        to
+    };
+    let answer = |node: &mut DurableNode<MemStore>, from: u64, req: u64, promised: Ballot| {
+        node.handle(
+            t0,
+            n(from),
+            DurableMsg::ReplicaReply {
+                from: n(from),
+                req,
+                key: sched.clone(),
+                reply: ReplicaReply::Refused { promised },
+            },
+        )
+        .unwrap();
+    };
+
+    // The former host orders a release: nodes 1 and 2 promised the new host's
+    // ballot, and node 4 lies for the former host with a ballot of its own.
+    node.handle(t0, n(5), release.clone()).unwrap();
+    let asked = checks(&mut node);
+    assert_eq!(
+        asked.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        sched_set.nodes().to_vec()
+    );
+    assert!(held(&node), "nothing released before the replicas answered");
+    let req = asked[0].1;
+    answer(&mut node, 4, req, b(1, n(5)));
+    answer(&mut node, 2, req, b(2, n(1)));
+    answer(&mut node, 1, req, b(2, n(1)));
+    assert!(held(&node), "a former host's release ran");
+    assert_eq!(node.stats.releases_unconfirmed, 1);
+
+    // A lying replica claiming a huge ballot for the former host does not make a
+    // majority either; at the deadline the release is dropped on what came.
+    node.handle(t0, n(5), release.clone()).unwrap();
+    let req = checks(&mut node)[0].1;
+    answer(&mut node, 4, req, b(u64::MAX, n(5)));
+    answer(&mut node, 2, req, b(1, n(5)));
+    let later = t0 + NodeConfig::default().held_command_ttl;
+    node.handle_timeout(later);
+    assert!(held(&node));
+    assert_eq!(node.stats.releases_unconfirmed, 2);
+
+    // The registry catches up; the new host's release runs once a majority of
+    // the set shows its ballot and none shows a newer one.
+    node.set_commander(later, Some(n(1)));
+    node.handle(later, n(1), release).unwrap();
+    let req = checks(&mut node)[0].1;
+    answer(&mut node, 1, req, b(2, n(1)));
+    answer(&mut node, 2, req, b(2, n(1)));
+    assert!(held(&node), "decided when every replica answered");
+    answer(&mut node, 4, req, b(1, n(5)));
+    assert!(!held(&node), "the scheduler's own release ran");
+    assert_eq!(node.stats.releases_unconfirmed, 2);
+}

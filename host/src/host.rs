@@ -1014,6 +1014,11 @@ impl<S: SlotStore> DurableHost<S> {
             }
         }
         self.down_since = down;
+        // Releases from the scheduler's host are checked with the scheduler's
+        // replicas (the set every node computes from the allowlist).
+        let set = scheduler_set(&facts.allowlisted_ids());
+        self.core
+            .set_authority(set.clone().map(|set| (sched.clone(), set)));
         let live = facts.live();
         let dead: Vec<NodeId> = facts
             .members
@@ -1031,7 +1036,7 @@ impl<S: SlotStore> DurableHost<S> {
             located,
             here,
             self.config.watchdog_grace_ticks,
-        ) && let Some(set) = scheduler_set(&facts.allowlisted_ids())
+        ) && let Some(set) = set
         {
             self.core
                 .activate(now, sched.clone(), vec![set], Vec::new(), Ballot::ZERO);

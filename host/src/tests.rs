@@ -694,7 +694,7 @@ fn store_bytes(net: &Net) -> usize {
 /// scheduler and is refused there as a replay.
 #[test]
 fn refused_requests_leave_the_store_unchanged_and_replays_are_refused() {
-    let (mut net, _key) = deployed(3);
+    let (mut net, key) = deployed(3);
     net.run(Duration::from_millis(500), 4);
     net.settle();
     let before = store_bytes(&net);
@@ -741,6 +741,13 @@ fn refused_requests_leave_the_store_unchanged_and_replays_are_refused() {
         net.answer(first),
         Some(Ok(Response::Stopped { .. }))
     ));
+    // The scheduler's release went through each node's check with the
+    // scheduler's replicas: the actor is gone, and every copy of its state.
+    assert!(net.host_of(&key).is_empty());
+    for h in &net.hosts {
+        assert!(!h.core().replica().store().slots().contains_key(&key));
+        assert_eq!(h.core().stats.releases_unconfirmed, 0);
+    }
     let dir = net.dir(1);
     let again = net.hosts[1].submit(&stop, WALL_MS, &dir).unwrap();
     net.settle();
