@@ -54,7 +54,11 @@
 //!   commander within that time: a scheduler that just took over commands
 //!   before every registry shows it. A liar's kept commands run only if the
 //!   registry names the liar within that time, when it could command anyway;
-//!   while a commander is named, nobody else's commands are kept.
+//!   while a commander is named, nobody else's commands are kept. A `Release`
+//!   deletes this node's copy of the state, so one from the commander runs only
+//!   once the scheduler's replicas show the commander holds the scheduler
+//!   ([`DurableNode::set_authority`]): a former host the registry still names
+//!   cannot release anything.
 //!
 //! What a malicious admitted node can still do, and what would close it:
 //! * fence any key under its own ballot (replicas cannot tell a node the

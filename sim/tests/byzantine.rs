@@ -60,7 +60,7 @@ fn durable_scenario() -> Scenario {
 #[test]
 fn durable_actors_keep_their_guarantees_against_durable_liars() {
     let s = durable_scenario();
-    for seed in 0..50 {
+    for seed in 0..100 {
         let report = run(&s, seed, RunOptions::default());
         assert!(
             report.passed(),
