@@ -71,6 +71,9 @@ impl<K: Ord + Clone, V: Clone> BroadcastQueue<K, V> {
     /// Takes up to `max` updates to piggyback on one message, counting a
     /// transmission for each and retiring those that have been sent enough.
     pub fn take(&mut self, max: usize, cluster_size: usize) -> Vec<V> {
+        if self.index.is_empty() {
+            return Vec::new();
+        }
         let limit = self.retransmit_mult * ceil_log2(cluster_size as u64 + 1).max(1);
         let picked: Vec<(u32, std::cmp::Reverse<u64>, K)> =
             self.index.iter().take(max).cloned().collect();

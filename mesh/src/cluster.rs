@@ -44,7 +44,7 @@ use crate::registry::{
     RegistryEvent,
 };
 use crate::wire::{ControlPacket, DataBody, Failure, Frame, TraceContext};
-use plexus_vocab::identity::NodeKey;
+use plexus_vocab::identity::{NodeKey, SigCheck};
 use plexus_vocab::resources::NodeMeta;
 
 /// Everything tunable about one node's mesh cores.
@@ -179,6 +179,14 @@ impl Cluster {
             next_registry_gc: now + REGISTRY_GC_INTERVAL,
             now,
         }
+    }
+
+    /// Checks peers' signatures through `check`: the simulator shares one memo
+    /// between all its nodes ([`SigCheck::Shared`]); a production node keeps the
+    /// default, [`SigCheck::Direct`].
+    pub fn set_sig_check(&mut self, check: SigCheck) {
+        self.membership.set_sig_check(check.clone());
+        self.registry.set_sig_check(check);
     }
 
     fn clock(&mut self, now: Time) {
@@ -494,6 +502,11 @@ impl Cluster {
                     let rebroadcast = !full_state || claim.node == from;
                     self.registry.merge_with(now, claim, down, rebroadcast);
                 }
+                if let Probe::SyncOffer { names, .. } = &packet.probe
+                    && *names != self.registry.sync_digest()
+                {
+                    self.membership.sync_with(now, from);
+                }
                 self.membership.handle_message(now, from, packet.probe);
                 None
             }
@@ -520,7 +533,10 @@ impl Cluster {
     /// The next frame to send, with gossip piggybacked on membership messages.
     pub fn poll_transmit(&mut self, now: Time) -> Option<(NodeId, Frame)> {
         self.clock(now);
-        if let Some((to, probe)) = self.membership.poll_transmit() {
+        if let Some((to, mut probe)) = self.membership.poll_transmit() {
+            if let Probe::SyncOffer { names, .. } = &mut probe {
+                *names = self.registry.sync_digest();
+            }
             let members = self.membership.take_gossip(usize::MAX);
             let claims = match probe {
                 Probe::Sync { .. } | Probe::SyncReply { .. } => self.registry.snapshot(),

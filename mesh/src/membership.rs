@@ -73,7 +73,7 @@ use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::broadcast::{BroadcastQueue, ceil_log2};
-use plexus_vocab::identity::{NodeKey, verify};
+use plexus_vocab::identity::{NodeKey, SigCheck};
 use plexus_vocab::resources::NodeMeta;
 
 /// Domain of a member's signature over its own statement.
@@ -297,8 +297,15 @@ impl MemberUpdate {
 
     /// Whether the statement carries a valid signature of the node it is about.
     pub fn verify(&self) -> bool {
+        self.verify_with(&SigCheck::Direct)
+    }
+
+    /// [`MemberUpdate::verify`], through `check`.
+    pub fn verify_with(&self, check: &SigCheck) -> bool {
         !self.sig.is_empty()
-            && verify(&self.id, MEMBER_DOMAIN, &self.signed_bytes(), &self.sig).is_ok()
+            && check
+                .verify(&self.id, MEMBER_DOMAIN, &self.signed_bytes(), &self.sig)
+                .is_ok()
     }
 }
 
@@ -334,6 +341,16 @@ pub enum Probe {
     },
     /// Nothing but piggybacked gossip.
     Gossip,
+    /// The periodic sync's first step: digests of my view and of the registry's
+    /// claims. A partner whose digests match has nothing to exchange and stays
+    /// quiet; one whose differ starts a full [`Probe::Sync`]. So a converged
+    /// cluster's anti-entropy costs two hashes per period, not two full views.
+    SyncOffer {
+        /// [`Membership::view_digest`] of the sender.
+        view: [u8; 32],
+        /// The sender's registry digest (filled in by the cluster).
+        names: [u8; 32],
+    },
 }
 
 /// A member as seen locally.
@@ -417,12 +434,22 @@ pub struct MembershipStats {
     pub refused_dials: u64,
     /// Statements refused, by reason.
     pub refused: RefusedCounts,
+    /// Periodic syncs started with digests ([`Probe::SyncOffer`]).
+    pub sync_offers: u64,
+    /// Offers received whose view digest differed from this node's (each answered
+    /// with a full sync).
+    pub sync_offers_differ: u64,
 }
 
 /// One node's membership state machine.
 pub struct Membership {
     me: NodeId,
     key: NodeKey,
+    /// How others' signatures are checked.
+    sig_check: SigCheck,
+    /// [`Membership::view_digest`] while `members` and `self_statement` are
+    /// unchanged; every write to either clears it.
+    view_digest: Option<[u8; 32]>,
     /// This node's current signed statement about itself.
     self_statement: MemberUpdate,
     /// With an allowlist: the nodes admitted (others are ignored everywhere).
@@ -484,6 +511,8 @@ impl Membership {
                 sig: Vec::new(),
             },
             key,
+            sig_check: SigCheck::Direct,
+            view_digest: None,
             admitted: None,
             hinted: std::collections::BTreeSet::new(),
             refused: BTreeMap::new(),
@@ -575,6 +604,11 @@ impl Membership {
         self.admitted.as_ref().is_none_or(|a| a.contains(id))
     }
 
+    /// Checks signatures through `check` (a memo shared by the simulator's nodes).
+    pub fn set_sig_check(&mut self, check: SigCheck) {
+        self.sig_check = check;
+    }
+
     /// Restricts membership to `admitted` (the allowlist's nodes; `None`: anyone the
     /// transport lets in). Members no longer admitted are dropped, as if they left.
     pub fn set_admitted(
@@ -590,6 +624,7 @@ impl Membership {
             .copied()
             .collect();
         for id in gone {
+            self.view_digest = None;
             if let Some(m) = self.members.remove(&id)
                 && !m.state.is_down()
             {
@@ -702,6 +737,7 @@ impl Membership {
             .map(|m| m.id)
             .collect();
         for id in forget {
+            self.view_digest = None;
             self.members.remove(&id);
             self.sync_sent.remove(&id);
         }
@@ -782,7 +818,68 @@ impl Membership {
                 }
             }
             Probe::Gossip => {}
+            Probe::SyncOffer { view, names: _ } => {
+                // The cluster compares the names digest (and asks for a sync
+                // itself when they differ).
+                if view != self.cached_view_digest() {
+                    self.stats.sync_offers_differ += 1;
+                    self.send_sync(now, from);
+                }
+            }
         }
+    }
+
+    /// A digest of what a full sync from this node would carry: each member's
+    /// `(id, incarnation, state)` as [`Probe::Sync`] states it, and this node's own,
+    /// in id order. Two nodes with equal digests would learn nothing from a sync.
+    pub fn view_digest(&self) -> [u8; 32] {
+        const ENTRY: usize = 41;
+        // One buffer hashed at once: BLAKE3 hashes its chunks in parallel lanes,
+        // many times faster than a thousand small updates.
+        let mut buf = Vec::with_capacity((self.members.len() + 1) * ENTRY);
+        let entry = |buf: &mut Vec<u8>, id: &NodeId, incarnation: u64, state: MemberState| {
+            buf.extend_from_slice(&id.to_bytes());
+            buf.extend_from_slice(&incarnation.to_le_bytes());
+            buf.push(match state {
+                MemberState::Alive => 0,
+                MemberState::Suspect => 1,
+                MemberState::Dead => 2,
+                MemberState::Left => 3,
+            });
+        };
+        let mut me_done = false;
+        for m in self.members.values() {
+            if !me_done && m.id > self.me {
+                me_done = true;
+                let s = &self.self_statement;
+                entry(&mut buf, &s.id, s.incarnation, s.state);
+            }
+            if m.state == MemberState::Dead {
+                entry(&mut buf, &m.id, m.incarnation, m.state);
+            } else {
+                entry(&mut buf, &m.id, m.statement.incarnation, m.statement.state);
+            }
+        }
+        if !me_done {
+            let s = &self.self_statement;
+            entry(&mut buf, &s.id, s.incarnation, s.state);
+        }
+        blake3::hash(&buf).into()
+    }
+
+    fn cached_view_digest(&mut self) -> [u8; 32] {
+        if let Some(d) = self.view_digest {
+            return d;
+        }
+        let d = self.view_digest();
+        self.view_digest = Some(d);
+        d
+    }
+
+    /// Sends `peer` this node's full view now (rate-limited as every unsolicited
+    /// sync): the cluster's answer to an offer whose names digest differs.
+    pub fn sync_with(&mut self, now: Time, peer: NodeId) {
+        self.send_sync(now, peer);
     }
 
     /// Applies a statement gossiped by `from` (the transport-authenticated sender).
@@ -870,7 +967,7 @@ impl Membership {
         let authentic = if update.sig.is_empty() {
             from == update.id
         } else {
-            update.verify()
+            update.verify_with(&self.sig_check)
         };
         if !authentic {
             return Err(GossipRefused::Forged);
@@ -934,6 +1031,7 @@ impl Membership {
 
     /// Applies an authentic statement, or this node's own detector's verdict.
     fn accept(&mut self, now: Time, update: MemberUpdate, rebroadcast: bool) -> bool {
+        self.view_digest = None;
         let Some(member) = self.members.get_mut(&update.id) else {
             if update.state.is_down() {
                 return false;
@@ -1063,7 +1161,7 @@ impl Membership {
                     false
                 } else if update.incarnation - self.incarnation > INCARNATION_STEP_MAX {
                     return Err(GossipRefused::IncarnationJump);
-                } else if !update.verify() {
+                } else if !update.verify_with(&self.sig_check) {
                     return Err(GossipRefused::Forged);
                 } else {
                     true
@@ -1108,6 +1206,7 @@ impl Membership {
         }
         .sign(&self.key);
         self.self_statement = update.clone();
+        self.view_digest = None;
         self.gossip.push(self.me, update);
         let targets: Vec<NodeId> = self
             .members
@@ -1171,6 +1270,7 @@ impl Membership {
         }
         .sign(&self.key);
         self.self_statement = update.clone();
+        self.view_digest = None;
         self.gossip.push(self.me, update);
     }
 
@@ -1237,8 +1337,24 @@ impl Membership {
             return;
         }
         let peer = pool[self.rng.index(pool.len())];
-        self.sync_sent.remove(&peer);
-        self.send_sync(now, peer);
+        if pick_down {
+            // A member believed down gets the full view: if it is alive on the other
+            // side of a healed partition, both sides learn of each other at once.
+            self.sync_sent.remove(&peer);
+            self.send_sync(now, peer);
+        } else if self.is_admitted(&peer) {
+            // A live one gets the digests first; it answers with a full sync only
+            // if the views differ.
+            self.stats.sync_offers += 1;
+            let view = self.cached_view_digest();
+            self.out.push_back((
+                peer,
+                Probe::SyncOffer {
+                    view,
+                    names: [0; 32],
+                },
+            ));
+        }
     }
 
     fn start_probe(&mut self, now: Time) {
@@ -1320,6 +1436,9 @@ impl Membership {
         }
         if self.members.len() > self.config.members_max {
             return Err(format!("{} members exceed members_max", self.members.len()));
+        }
+        if self.view_digest.is_some_and(|d| d != self.view_digest()) {
+            return Err("the cached view digest is out of date".into());
         }
         for (id, deadline) in &self.suspicion_deadlines {
             match self.members.get(id) {

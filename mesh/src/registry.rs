@@ -67,7 +67,7 @@ use plexus_actors::{ActorId, NodeId, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::broadcast::BroadcastQueue;
-use plexus_vocab::identity::{NodeKey, verify};
+use plexus_vocab::identity::{NodeKey, SigCheck};
 
 /// Longest name accepted, in bytes.
 pub const NAME_BYTES_MAX: usize = 256;
@@ -184,8 +184,15 @@ impl Claim {
 
     /// Whether the claim carries its claimant's valid signature.
     pub fn verify(&self) -> bool {
+        self.verify_with(&SigCheck::Direct)
+    }
+
+    /// [`Claim::verify`], through `check`.
+    pub fn verify_with(&self, check: &SigCheck) -> bool {
         !self.sig.is_empty()
-            && verify(&self.node, CLAIM_DOMAIN, &self.signed_bytes(), &self.sig).is_ok()
+            && check
+                .verify(&self.node, CLAIM_DOMAIN, &self.signed_bytes(), &self.sig)
+                .is_ok()
     }
 }
 
@@ -340,6 +347,10 @@ pub struct Registry {
     me: NodeId,
     /// Signs this node's claims; with it, others' claims must carry their signature.
     key: Option<NodeKey>,
+    /// How others' signatures are checked.
+    sig_check: SigCheck,
+    /// [`Registry::sync_digest`] while `claims` is unchanged; every write clears it.
+    digest: Option<[u8; 32]>,
     refused: ClaimRefusals,
     config: RegistryConfig,
     clock: u64,
@@ -360,6 +371,8 @@ impl Registry {
         Self {
             me,
             key: None,
+            sig_check: SigCheck::Direct,
+            digest: None,
             refused: ClaimRefusals::default(),
             config,
             clock: 0,
@@ -379,6 +392,11 @@ impl Registry {
         let mut this = Self::new(key.node_id(), config);
         this.key = Some(key);
         this
+    }
+
+    /// Checks signatures through `check` (a memo shared by the simulator's nodes).
+    pub fn set_sig_check(&mut self, check: SigCheck) {
+        self.sig_check = check;
     }
 
     /// Claims from other replicas refused, by reason.
@@ -461,6 +479,33 @@ impl Registry {
             }
         }
         out
+    }
+
+    /// A digest of [`Registry::snapshot`]: every claim's `(name, node, version)`
+    /// in order. A claim's version names its content (one signed writer per
+    /// claim), so two replicas with equal digests would learn nothing from each
+    /// other's snapshots. Costs one pass over the claims, no allocation.
+    pub fn sync_digest(&mut self) -> [u8; 32] {
+        if let Some(d) = self.digest {
+            return d;
+        }
+        let d = self.compute_digest();
+        self.digest = Some(d);
+        d
+    }
+
+    fn compute_digest(&self) -> [u8; 32] {
+        // One buffer hashed at once (see `Membership::view_digest`).
+        let mut buf = Vec::with_capacity(self.count * 64);
+        for (name, by_node) in &self.claims {
+            for (node, s) in by_node.iter() {
+                buf.extend_from_slice(&(name.len() as u64).to_le_bytes());
+                buf.extend_from_slice(name.as_bytes());
+                buf.extend_from_slice(&node.to_bytes());
+                buf.extend_from_slice(&s.version.to_le_bytes());
+            }
+        }
+        blake3::hash(&buf).into()
     }
 
     /// Claims `name` for `actor` on this node.
@@ -655,7 +700,7 @@ impl Registry {
         if claim.rank.saturating_sub(top_rank) > RANK_STEP_MAX {
             return Err(ClaimRefused::RankJump);
         }
-        if self.key.is_some() && !claim.verify() {
+        if self.key.is_some() && !claim.verify_with(&self.sig_check) {
             return Err(ClaimRefused::Forged);
         }
         self.clock = self.clock.max(claim.lamport);
@@ -694,6 +739,7 @@ impl Registry {
             .collect();
         for name in names {
             let before = self.lookup(&name);
+            self.digest = None;
             if let Some(by_node) = self.claims.get_mut(&name) {
                 if by_node.remove(node).is_some_and(|old| old.removed) {
                     self.tombstones -= 1;
@@ -714,6 +760,7 @@ impl Registry {
         if self.tombstones == 0 {
             return;
         }
+        self.digest = None;
         for (name, by_node) in self.claims.iter_mut() {
             let before = by_node.len();
             by_node.retain(|_, s| !(s.removed && now.saturating_since(s.changed_at) >= retention));
@@ -771,6 +818,7 @@ impl Registry {
     }
 
     fn store(&mut self, now: Time, claim: Claim, rebroadcast: bool) {
+        self.digest = None;
         let before = self.lookup(&claim.name);
         let by_node = self.claims.entry(claim.name.clone()).or_default();
         let state = ClaimState {
@@ -831,6 +879,9 @@ impl Registry {
         let counted: usize = self.claims.values().map(Claimants::len).sum();
         if counted != self.count {
             return Err(format!("claim count {} but {} held", self.count, counted));
+        }
+        if self.digest.is_some_and(|d| d != self.compute_digest()) {
+            return Err("the cached sync digest is out of date".into());
         }
         let tombstones = self
             .claims

@@ -1,7 +1,10 @@
 //! Runs one seed of a scenario and prints every node's final membership view: the
 //! first thing to look at when a seed fails convergence.
 //!
-//! `cargo run --release -p plexus-sim --example debug_seed -- SCENARIO SEED`
+//! `cargo run --release -p plexus-sim --example debug_seed -- SCENARIO SEED [--report]`
+//!
+//! With `--report` it prints the run's report as JSON instead of the views: a way
+//! to time or profile a scenario without building the `plexus` binary.
 
 use plexus_sim::{RunOptions, Scenario, World};
 
@@ -26,6 +29,11 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.get(3).is_some_and(|a| a == "--report") {
+        let report = World::new(&scenario, seed, RunOptions::default()).run();
+        println!("{:#}", report.to_json());
+        return;
+    }
     let (report, dump) = World::new(&scenario, seed, RunOptions::default()).run_with_dump();
     for v in &report.violations {
         println!("violation at {} ms [{}]: {}", v.at_ms, v.check, v.detail);

@@ -4,6 +4,9 @@
 //! Every signature is over `domain || 0x00 || message`, so a signature made for one
 //! purpose (an allowlist, a job submission) can never be replayed as another.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use plexus_actors::NodeId;
 
@@ -87,9 +90,129 @@ pub fn verify(
     .map_err(|_| SignatureError::Mismatch(*signer))
 }
 
+/// Entries a [`SigMemo`] holds before it starts over.
+pub const SIG_MEMO_MAX: usize = 1 << 20;
+
+/// Signatures already found valid, shared by the nodes of one process that opt in.
+///
+/// The simulator runs thousands of nodes in one world, and each would check the
+/// same gossiped statement with the same ed25519 arithmetic: at 1,000 nodes that
+/// was a third of the run. A check is a pure function of (signer, domain, message,
+/// signature), so remembering the answer cannot change it; only valid signatures
+/// are remembered (keyed by a BLAKE3 hash over all four), so a forgery is checked,
+/// and refused, every time. A production node checks directly ([`SigCheck::Direct`]);
+/// a process hosting many nodes may share one memo between them.
+///
+/// Bound: [`SIG_MEMO_MAX`] entries (32 bytes each); the next insert clears it, which
+/// costs only re-checks.
+#[derive(Clone, Debug, Default)]
+pub struct SigMemo {
+    valid: Arc<Mutex<HashSet<[u8; 32]>>>,
+}
+
+impl SigMemo {
+    /// An empty memo.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Signatures remembered.
+    pub fn len(&self) -> usize {
+        self.valid.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// [`verify`], answered from the memo when this exact signature was found valid.
+    pub fn verify(
+        &self,
+        signer: &NodeId,
+        domain: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        let mut h = blake3::Hasher::new();
+        h.update(&signer.to_bytes());
+        h.update(&(domain.len() as u64).to_le_bytes());
+        h.update(domain);
+        h.update(&(message.len() as u64).to_le_bytes());
+        h.update(message);
+        h.update(signature);
+        let key: [u8; 32] = h.finalize().into();
+        if self
+            .valid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key)
+        {
+            return Ok(());
+        }
+        verify(signer, domain, message, signature)?;
+        let mut valid = self.valid.lock().unwrap_or_else(PoisonError::into_inner);
+        if valid.len() >= SIG_MEMO_MAX {
+            valid.clear();
+        }
+        valid.insert(key);
+        Ok(())
+    }
+}
+
+/// How a core checks the signatures on what peers send it.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub enum SigCheck {
+    /// Every signature checked in full (a production node).
+    #[default]
+    Direct,
+    /// Through a memo shared with the other nodes of this process (the simulator).
+    Shared(SigMemo),
+}
+
+impl SigCheck {
+    /// Checks that `signer` signed `message` for `domain` ([`verify`]).
+    pub fn verify(
+        &self,
+        signer: &NodeId,
+        domain: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        match self {
+            SigCheck::Direct => verify(signer, domain, message, signature),
+            SigCheck::Shared(memo) => memo.verify(signer, domain, message, signature),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_memo_answers_as_a_direct_check_and_remembers_only_valid_signatures() {
+        let key = NodeKey::from_seed([1; 32]);
+        let other = NodeKey::from_seed([2; 32]);
+        let sig = key.sign(b"d", b"hello");
+        let memo = SigMemo::new();
+        let check = SigCheck::Shared(memo.clone());
+        for _ in 0..2 {
+            check.verify(&key.node_id(), b"d", b"hello", &sig).unwrap();
+            assert_eq!(memo.len(), 1, "a valid signature is remembered once");
+            // The same signature under another signer, domain or message, and a
+            // flipped bit, fail every time and are never remembered.
+            assert!(check.verify(&other.node_id(), b"d", b"hello", &sig).is_err());
+            assert!(check.verify(&key.node_id(), b"e", b"hello", &sig).is_err());
+            assert!(check.verify(&key.node_id(), b"d", b"hellO", &sig).is_err());
+            let mut bad = sig;
+            bad[5] ^= 1;
+            assert!(check.verify(&key.node_id(), b"d", b"hello", &bad).is_err());
+            assert_eq!(memo.len(), 1);
+        }
+        assert!(SigCheck::Direct.verify(&key.node_id(), b"d", b"hellO", &sig).is_err());
+    }
 
     #[test]
     fn signatures_bind_key_domain_and_message() {

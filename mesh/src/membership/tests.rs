@@ -33,6 +33,10 @@ struct Net {
     crashed: BTreeSet<usize>,
     cut: BTreeSet<(usize, usize)>,
     events: Vec<(usize, MembershipEvent)>,
+    /// Full views sent (`Sync` and `SyncReply`).
+    full_syncs: u64,
+    /// Piggybacked gossip off: only probes and syncs carry statements.
+    no_gossip: bool,
 }
 
 impl Net {
@@ -58,6 +62,8 @@ impl Net {
             crashed: BTreeSet::new(),
             cut: BTreeSet::new(),
             events: Vec::new(),
+            full_syncs: 0,
+            no_gossip: false,
         };
         // Everyone discovers node 0 (a bootstrap peer).
         for i in 1..n {
@@ -109,7 +115,14 @@ impl Net {
                     self.nodes[i].handle_timeout(now);
                 }
                 while let Some((to, msg)) = self.nodes[i].poll_transmit() {
-                    let gossip = self.nodes[i].take_gossip(8);
+                    if matches!(msg, Probe::Sync { .. } | Probe::SyncReply { .. }) {
+                        self.full_syncs += 1;
+                    }
+                    let gossip = if self.no_gossip {
+                        Vec::new()
+                    } else {
+                        self.nodes[i].take_gossip(8)
+                    };
                     let to = self.index(to);
                     self.in_flight
                         .push_back((now + LATENCY, i, to, msg, gossip));
@@ -165,6 +178,38 @@ fn nodes_join_through_one_bootstrap_peer() {
             vec![format!("node-{}", (i + 1) % 8)]
         );
     }
+}
+
+#[test]
+fn a_converged_cluster_syncs_by_digest_and_a_differing_view_still_gets_the_full_sync() {
+    let mut net = Net::new(6);
+    net.until(Duration::from_secs(5), Net::converged_alive);
+    // Let the joins' syncs drain, then watch five sync periods.
+    net.run(Duration::from_secs(4));
+    let digest = net.nodes[0].view_digest();
+    assert!(net.nodes.iter().all(|m| m.view_digest() == digest));
+    let offers: u64 = net.nodes.iter().map(|m| m.stats().sync_offers).sum();
+    net.full_syncs = 0;
+    net.run(Duration::from_secs(10));
+    let offered: u64 = net.nodes.iter().map(|m| m.stats().sync_offers).sum::<u64>() - offers;
+    assert!(offered >= 6 * 4, "every node offered a sync each period: {offered}");
+    assert_eq!(net.full_syncs, 0, "equal views exchange digests only");
+
+    // Node 5 changes what it advertises with gossip off: only syncs can spread its
+    // new incarnation, and they do once the digests differ.
+    net.no_gossip = true;
+    net.nodes[5].set_meta(NodeMeta {
+        addrs: vec!["node-5-moved".into()],
+        ..NodeMeta::default()
+    });
+    let id5 = net.ids[5];
+    net.until(Duration::from_secs(30), |net| {
+        (0..5).all(|i| net.nodes[i].member(&id5).is_some_and(|m| m.incarnation == 2))
+    });
+    assert!(net.full_syncs > 0);
+    assert!(net.nodes.iter().map(|m| m.stats().sync_offers_differ).sum::<u64>() > 0);
+    let digest = net.nodes[5].view_digest();
+    assert!(net.nodes.iter().all(|m| m.view_digest() == digest));
 }
 
 #[test]

@@ -184,6 +184,10 @@ pub struct World {
     chaos_rng: DetRng,
     partition: Option<(Vec<bool>, bool)>,
     cluster_config: ClusterConfig,
+    /// Signatures found valid, shared by every node: each distinct statement's
+    /// ed25519 check runs once per world instead of once per node (see
+    /// [`plexus_vocab::identity::SigMemo`]; answers are unchanged).
+    sig_memo: plexus_vocab::identity::SigMemo,
     trace: blake3::Hasher,
     last_seen: BTreeMap<LinkKey, u64>,
     report: Report,
@@ -339,6 +343,7 @@ impl World {
             chaos_rng: DetRng::split(seed, 3),
             partition: None,
             cluster_config,
+            sig_memo: plexus_vocab::identity::SigMemo::new(),
             trace: blake3::Hasher::new(),
             last_seen: BTreeMap::new(),
             report: Report::new(scenario, seed),
@@ -717,6 +722,9 @@ impl World {
             now,
         );
         let names = self.scenario.workload.names_per_node;
+        core.set_sig_check(plexus_vocab::identity::SigCheck::Shared(
+            self.sig_memo.clone(),
+        ));
         for k in 0..names {
             let (name, actor) = &self.names[i][k];
             let _ = core.register(now, name, *actor);
