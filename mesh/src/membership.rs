@@ -16,7 +16,9 @@
 //! [`BroadcastQueue`], each sent `O(log n)` times, so they reach every member in
 //! `O(log n)` rounds. Every sync period a node also exchanges its full member list
 //! with a random member (push-pull anti-entropy); half of those syncs go to a member
-//! it believes dead, so two sides of a healed partition rediscover each other.
+//! it believes dead, so two sides of a healed partition rediscover each other. A
+//! sync to a live member starts with digests ([`Probe::SyncOffer`]): the lists are
+//! exchanged only if the two views (or registries) differ.
 //! A message from a member believed dead, or from a stranger, also triggers a sync.
 //!
 //! **Who may say what (trust).** Admitted operators do not trust each other, so a

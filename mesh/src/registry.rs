@@ -484,7 +484,8 @@ impl Registry {
     /// A digest of [`Registry::snapshot`]: every claim's `(name, node, version)`
     /// in order. A claim's version names its content (one signed writer per
     /// claim), so two replicas with equal digests would learn nothing from each
-    /// other's snapshots. Costs one pass over the claims, no allocation.
+    /// other's snapshots. Cached until the claims change; computing it is one
+    /// pass over the claims into one buffer, hashed at once.
     pub fn sync_digest(&mut self) -> [u8; 32] {
         if let Some(d) = self.digest {
             return d;

@@ -4,7 +4,7 @@
 //! Every signature is over `domain || 0x00 || message`, so a signature made for one
 //! purpose (an allowlist, a job submission) can never be replayed as another.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
@@ -107,7 +107,7 @@ pub const SIG_MEMO_MAX: usize = 1 << 20;
 /// costs only re-checks.
 #[derive(Clone, Debug, Default)]
 pub struct SigMemo {
-    valid: Arc<Mutex<HashSet<[u8; 32]>>>,
+    valid: Arc<Mutex<BTreeSet<[u8; 32]>>>,
 }
 
 impl SigMemo {
@@ -118,7 +118,10 @@ impl SigMemo {
 
     /// Signatures remembered.
     pub fn len(&self) -> usize {
-        self.valid.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.valid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether none is.
@@ -203,7 +206,11 @@ mod tests {
             assert_eq!(memo.len(), 1, "a valid signature is remembered once");
             // The same signature under another signer, domain or message, and a
             // flipped bit, fail every time and are never remembered.
-            assert!(check.verify(&other.node_id(), b"d", b"hello", &sig).is_err());
+            assert!(
+                check
+                    .verify(&other.node_id(), b"d", b"hello", &sig)
+                    .is_err()
+            );
             assert!(check.verify(&key.node_id(), b"e", b"hello", &sig).is_err());
             assert!(check.verify(&key.node_id(), b"d", b"hellO", &sig).is_err());
             let mut bad = sig;
@@ -211,7 +218,11 @@ mod tests {
             assert!(check.verify(&key.node_id(), b"d", b"hello", &bad).is_err());
             assert_eq!(memo.len(), 1);
         }
-        assert!(SigCheck::Direct.verify(&key.node_id(), b"d", b"hellO", &sig).is_err());
+        assert!(
+            SigCheck::Direct
+                .verify(&key.node_id(), b"d", b"hellO", &sig)
+                .is_err()
+        );
     }
 
     #[test]

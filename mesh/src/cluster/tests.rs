@@ -49,6 +49,11 @@ struct Net {
     /// Drops each frame with probability `loss`, from `rng`.
     loss: f64,
     rng: DetRng,
+    /// Strips the claims piggybacked on every control frame but full syncs, as if
+    /// all registry gossip were lost.
+    no_claim_gossip: bool,
+    /// Full syncs (`Sync`, `SyncReply`) delivered.
+    full_syncs: u64,
 }
 
 impl Net {
@@ -78,6 +83,8 @@ impl Net {
             answered_at: BTreeMap::new(),
             loss: 0.0,
             rng: DetRng::new(0),
+            no_claim_gossip: false,
+            full_syncs: 0,
         }
     }
 
@@ -108,7 +115,14 @@ impl Net {
             if self.crashed.contains(&to) || (self.loss > 0.0 && self.rng.chance(self.loss)) {
                 continue;
             }
-            let frame = wire::decode_frame(&bytes, wire::MESH_FRAME_BYTES_MAX).unwrap();
+            let mut frame = wire::decode_frame(&bytes, wire::MESH_FRAME_BYTES_MAX).unwrap();
+            if let Frame::Control(packet) = &mut frame {
+                let full = matches!(packet.probe, Probe::Sync { .. } | Probe::SyncReply { .. });
+                self.full_syncs += u64::from(full);
+                if self.no_claim_gossip && !full {
+                    packet.claims.clear();
+                }
+            }
             let from_id = self.ids[from];
             if let Some((seq, body)) = self.nodes[to].handle_frame(now, from_id, frame) {
                 match &*body {
@@ -217,6 +231,37 @@ fn names_resolve_everywhere_and_vanish_with_their_node() {
         *i == 0 && matches!(e, ClusterEvent::Registry(RegistryEvent::Unbound { .. }))
     });
     assert!(unbound);
+}
+
+#[test]
+fn a_claim_gossip_missed_reaches_every_node_through_the_registry_digest_of_a_sync_offer() {
+    let mut net = Net::new(4);
+    net.converge();
+    net.run(Duration::from_secs(3));
+    // All registry gossip is lost from here on: the claim below can only travel in a
+    // full sync, and the members' views are equal, so only the registry digest of a
+    // periodic offer can tell that one is needed.
+    net.no_claim_gossip = true;
+    net.full_syncs = 0;
+    let actor = ActorId::new(net.ids[2], 7);
+    net.nodes[2].register(net.now, "lonely", actor).unwrap();
+    let digests: BTreeSet<[u8; 32]> = net
+        .nodes
+        .iter()
+        .map(|c| c.membership().view_digest())
+        .collect();
+    assert_eq!(digests.len(), 1, "the views agree");
+    net.until(Duration::from_secs(20), |n| {
+        n.nodes
+            .iter()
+            .all(|c| c.lookup("lonely").map(|l| l.actor) == Some(actor))
+    });
+    assert!(net.full_syncs > 0, "full syncs carried the claim");
+    // Once the registries agree again, the offers find nothing to exchange.
+    net.run(Duration::from_secs(2));
+    net.full_syncs = 0;
+    net.run(Duration::from_secs(5));
+    assert_eq!(net.full_syncs, 0);
 }
 
 #[test]

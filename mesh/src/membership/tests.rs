@@ -192,7 +192,10 @@ fn a_converged_cluster_syncs_by_digest_and_a_differing_view_still_gets_the_full_
     net.full_syncs = 0;
     net.run(Duration::from_secs(10));
     let offered: u64 = net.nodes.iter().map(|m| m.stats().sync_offers).sum::<u64>() - offers;
-    assert!(offered >= 6 * 4, "every node offered a sync each period: {offered}");
+    assert!(
+        offered >= 6 * 4,
+        "every node offered a sync each period: {offered}"
+    );
     assert_eq!(net.full_syncs, 0, "equal views exchange digests only");
 
     // Node 5 changes what it advertises with gossip off: only syncs can spread its
@@ -204,10 +207,20 @@ fn a_converged_cluster_syncs_by_digest_and_a_differing_view_still_gets_the_full_
     });
     let id5 = net.ids[5];
     net.until(Duration::from_secs(30), |net| {
-        (0..5).all(|i| net.nodes[i].member(&id5).is_some_and(|m| m.incarnation == 2))
+        (0..5).all(|i| {
+            net.nodes[i]
+                .member(&id5)
+                .is_some_and(|m| m.incarnation == 2)
+        })
     });
     assert!(net.full_syncs > 0);
-    assert!(net.nodes.iter().map(|m| m.stats().sync_offers_differ).sum::<u64>() > 0);
+    assert!(
+        net.nodes
+            .iter()
+            .map(|m| m.stats().sync_offers_differ)
+            .sum::<u64>()
+            > 0
+    );
     let digest = net.nodes[5].view_digest();
     assert!(net.nodes.iter().all(|m| m.view_digest() == digest));
 }

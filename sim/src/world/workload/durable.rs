@@ -194,21 +194,20 @@ impl World {
 
     /// Node `i`'s timer fired.
     pub(in crate::world) fn durable_timeout(&mut self, i: usize, now: Time) {
-        let World { nodes, durable, .. } = self;
-        let node = &mut nodes[i];
-        let (Some(core), Some(host)) = (node.core.as_ref(), node.host.as_mut()) else {
-            return;
-        };
-        let dir = SimDirectory {
-            core,
-            ids: &durable.ids,
-            operator: durable.operator.as_ref().map(NodeKey::node_id),
-        };
-        host.handle_timeout(now, &dir);
+        self.with_host(i, |host, dir| host.handle_timeout(now, dir));
     }
 
     /// Node `i`'s membership declared a node dead (or it left).
     pub(in crate::world) fn durable_member_down(&mut self, i: usize, now: Time) {
+        self.with_host(i, |host, dir| host.member_down(now, dir));
+    }
+
+    /// Runs `f` on node `i`'s host with its directory, if it is up and hosting.
+    fn with_host(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut DurableHost<MemStore>, &SimDirectory<'_>),
+    ) {
         let World { nodes, durable, .. } = self;
         let node = &mut nodes[i];
         let (Some(core), Some(host)) = (node.core.as_ref(), node.host.as_mut()) else {
@@ -219,7 +218,7 @@ impl World {
             ids: &durable.ids,
             operator: durable.operator.as_ref().map(NodeKey::node_id),
         };
-        host.member_down(now, &dir);
+        f(host, &dir);
     }
 
     /// Runs node `i`'s host until it has nothing more to say, checks what it
