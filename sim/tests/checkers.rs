@@ -146,3 +146,20 @@ fn replicas_that_lose_their_disks_are_caught_losing_acked_state() {
     let clean = run(&s, seed, RunOptions::default());
     assert!(clean.passed(), "seed {seed}: {:?}", clean.violations);
 }
+
+#[test]
+fn every_shipped_scenario_parses() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let mut names: Vec<String> = std::fs::read_dir(format!("{dir}/scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10, "scenarios found: {names:?}");
+    for name in &names {
+        let s = scenario(name);
+        assert!(s.nodes > 0, "{name}");
+    }
+}
