@@ -391,9 +391,13 @@ impl<S: SlotStore> DurableNode<S> {
             .into_iter()
             .partition::<VecDeque<_>, _>(|(_, from, _)| *from == commander);
         self.held_commands = rest;
-        for (_, _, c) in now_valid {
+        for (_, from, c) in now_valid {
             self.stats.held_commands_run += 1;
-            self.command(now, c);
+            match c {
+                // A kept release is checked as a fresh one would be.
+                Command::Release { key } => self.check_release(now, from, key),
+                c => self.command(now, c),
+            }
         }
     }
 

@@ -865,11 +865,23 @@ fn a_release_runs_only_once_the_schedulers_replicas_show_its_sender_holds_the_sc
         },
     )
     .unwrap();
+    let victim2 = key("victim2");
+    plexus_durable::SlotStore::put(
+        &mut store,
+        &victim2,
+        plexus_durable::Slot {
+            promised: b(1, n(3)),
+            record: None,
+        },
+    )
+    .unwrap();
     let mut node = DurableNode::new(n(3), NodeConfig::default(), store);
     let t0 = Time::from_millis(1_000);
     node.set_commander(t0, Some(n(5)));
     node.set_authority(Some((sched.clone(), sched_set.clone())));
     let held = |node: &DurableNode<MemStore>| node.replica().store().slots().contains_key(&victim);
+    let held2 =
+        |node: &DurableNode<MemStore>| node.replica().store().slots().contains_key(&victim2);
     let release = DurableMsg::Command(Command::Release {
         key: victim.clone(),
     });
@@ -942,4 +954,24 @@ fn a_release_runs_only_once_the_schedulers_replicas_show_its_sender_holds_the_sc
     answer(&mut node, 4, req, b(1, n(5)));
     assert!(!held(&node), "the scheduler's own release ran");
     assert_eq!(node.stats.releases_unconfirmed, 2);
+
+    // A release kept while the registry named no scheduler is checked too when
+    // its sender is named: it does not run on the naming alone.
+    node.set_commander(later, None);
+    let release2 = DurableMsg::Command(Command::Release {
+        key: victim2.clone(),
+    });
+    assert!(
+        node.handle(later, n(6), release2).is_err(),
+        "refused for now"
+    );
+    node.set_commander(later, Some(n(6)));
+    assert_eq!(node.stats.held_commands_run, 1);
+    let req = checks(&mut node)[0].1;
+    assert!(held2(&node), "a kept release waits for the check");
+    answer(&mut node, 1, req, b(2, n(1)));
+    answer(&mut node, 2, req, b(2, n(1)));
+    answer(&mut node, 4, req, b(2, n(1)));
+    assert!(held2(&node), "the scheduler's replicas show another host");
+    assert_eq!(node.stats.releases_unconfirmed, 3);
 }
