@@ -131,6 +131,15 @@ impl ClusterFacts {
             .collect()
     }
 
+    /// The members declared dead or departed (this node excluded).
+    pub fn down(&self) -> Vec<NodeId> {
+        self.members
+            .iter()
+            .filter(|m| !counts_alive(m.state))
+            .map(|m| m.id)
+            .collect()
+    }
+
     /// The scheduler's view, from the node `me` that hosts it; `kinds` are the
     /// durable kinds this node's build runs.
     pub fn view(&self, me: NodeId, kinds: impl Iterator<Item = String>) -> View {

@@ -64,7 +64,7 @@ use plexus_vocab::identity::NodeKey;
 use serde::{Deserialize, Serialize};
 
 use crate::code::{CodeError, DurableCode, Kinds};
-use crate::facts::{ClusterFacts, Directory, counts_alive};
+use crate::facts::{ClusterFacts, Directory};
 
 /// Client session numbers with this bit are one-shot sessions: one request each,
 /// closed once it is acknowledged.
@@ -1020,12 +1020,7 @@ impl<S: SlotStore> DurableHost<S> {
         self.core
             .set_authority(set.clone().map(|set| (sched.clone(), set)));
         let live = facts.live();
-        let dead: Vec<NodeId> = facts
-            .members
-            .iter()
-            .filter(|m| !counts_alive(m.state))
-            .map(|m| m.id)
-            .collect();
+        let dead = facts.down();
         let located = dir
             .lookup(&sched.registry_name())
             .or_else(|| self.core.forward_of(&sched).map(|(node, _)| node));

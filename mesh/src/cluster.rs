@@ -505,7 +505,7 @@ impl Cluster {
                 if let Probe::SyncOffer { names, .. } = &packet.probe
                     && *names != self.registry.sync_digest()
                 {
-                    self.membership.sync_with(now, from);
+                    self.membership.send_sync(now, from);
                 }
                 self.membership.handle_message(now, from, packet.probe);
                 None

@@ -878,12 +878,6 @@ impl Membership {
         d
     }
 
-    /// Sends `peer` this node's full view now (rate-limited as every unsolicited
-    /// sync): the cluster's answer to an offer whose names digest differs.
-    pub fn sync_with(&mut self, now: Time, peer: NodeId) {
-        self.send_sync(now, peer);
-    }
-
     /// Applies a statement gossiped by `from` (the transport-authenticated sender).
     /// Returns whether it changed anything (changes are re-gossiped).
     pub fn apply(&mut self, now: Time, from: NodeId, update: MemberUpdate) -> bool {
@@ -1305,7 +1299,10 @@ impl Membership {
         view
     }
 
-    fn send_sync(&mut self, now: Time, peer: NodeId) {
+    /// Sends `peer` this node's full view (at most one unsolicited sync per peer
+    /// per probe interval); the cluster calls it for an offer whose names digest
+    /// differs.
+    pub(crate) fn send_sync(&mut self, now: Time, peer: NodeId) {
         if !self.is_admitted(&peer) {
             return;
         }

@@ -439,9 +439,13 @@ impl Actor for DurableService {
             }
             ServiceMsg::MemberDown => st.host.member_down(now, &self.directory()),
             ServiceMsg::Local(local) => {
-                // Timers first: what the API reports (an activation whose lease
-                // lapsed while this process was stopped, say) is current.
-                st.host.handle_timeout(now, &self.directory());
+                // Timers first before a report, so what the API shows (an
+                // activation whose lease lapsed while this process was stopped,
+                // say) is current; sends and asks wait for the next tick, as
+                // before, and stay off the timers' work.
+                if matches!(local, Local::Status { .. }) {
+                    st.host.handle_timeout(now, &self.directory());
+                }
                 self.local(st, local);
             }
             ServiceMsg::Synced { upto, result } => {

@@ -128,39 +128,6 @@ impl SigMemo {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// [`verify`], answered from the memo when this exact signature was found valid.
-    pub fn verify(
-        &self,
-        signer: &NodeId,
-        domain: &[u8],
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), SignatureError> {
-        let mut h = blake3::Hasher::new();
-        h.update(&signer.to_bytes());
-        h.update(&(domain.len() as u64).to_le_bytes());
-        h.update(domain);
-        h.update(&(message.len() as u64).to_le_bytes());
-        h.update(message);
-        h.update(signature);
-        let key: [u8; 32] = h.finalize().into();
-        if self
-            .valid
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&key)
-        {
-            return Ok(());
-        }
-        verify(signer, domain, message, signature)?;
-        let mut valid = self.valid.lock().unwrap_or_else(PoisonError::into_inner);
-        if valid.len() >= SIG_MEMO_MAX {
-            valid.clear();
-        }
-        valid.insert(key);
-        Ok(())
-    }
 }
 
 /// How a core checks the signatures on what peers send it.
@@ -183,10 +150,28 @@ impl SigCheck {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), SignatureError> {
-        match self {
-            SigCheck::Direct => verify(signer, domain, message, signature),
-            SigCheck::Shared(memo) => memo.verify(signer, domain, message, signature),
+        let SigCheck::Shared(memo) = self else {
+            return verify(signer, domain, message, signature);
+        };
+        // Answered from the memo when this exact signature was found valid.
+        let mut h = blake3::Hasher::new();
+        h.update(&signer.to_bytes());
+        h.update(&(domain.len() as u64).to_le_bytes());
+        h.update(domain);
+        h.update(&(message.len() as u64).to_le_bytes());
+        h.update(message);
+        h.update(signature);
+        let key: [u8; 32] = h.finalize().into();
+        let mut valid = memo.valid.lock().unwrap_or_else(PoisonError::into_inner);
+        if valid.contains(&key) {
+            return Ok(());
         }
+        verify(signer, domain, message, signature)?;
+        if valid.len() >= SIG_MEMO_MAX {
+            valid.clear();
+        }
+        valid.insert(key);
+        Ok(())
     }
 }
 
