@@ -27,7 +27,9 @@
 //! [membership]                           # failure detection tuning
 //! probe_interval = "1s"
 //! probe_timeout = "400ms"
-//! suspicion_mult = 4
+//! suspicion_mult = 4                     # longest suspicion: mult × log10(n) periods
+//! suspicion_confirmations = 3            # others' suspicions that cut it to the shortest
+//! suspicion_min_mult = 2                 # shortest suspicion, in periods
 //! sync_interval = "30s"
 //!
 //! [work]                                 # model executors and the audit of their work
@@ -296,6 +298,10 @@ pub struct MembershipFile {
     pub probe_timeout: Option<String>,
     /// Suspicion multiplier.
     pub suspicion_mult: Option<u32>,
+    /// Others' suspicions that bring one down to its shortest (0: off).
+    pub suspicion_confirmations: Option<u32>,
+    /// The shortest suspicion, in probe periods (at least 1).
+    pub suspicion_min_mult: Option<u32>,
     /// e.g. `"30s"`.
     pub sync_interval: Option<String>,
 }
@@ -554,6 +560,17 @@ impl NodeFile {
                 Some(m) => m,
                 None => defaults.suspicion_mult,
             },
+            suspicion_confirmations: self
+                .membership
+                .suspicion_confirmations
+                .unwrap_or(defaults.suspicion_confirmations),
+            suspicion_min_mult: match self.membership.suspicion_min_mult {
+                Some(0) => {
+                    return Err(field("membership.suspicion_min_mult", "must be at least 1"));
+                }
+                Some(m) => m,
+                None => defaults.suspicion_min_mult,
+            },
             ..defaults
         };
         if membership.probe_timeout >= membership.probe_interval {
@@ -786,21 +803,33 @@ mod tests {
 
     #[test]
     fn the_activation_lease_is_four_fifths_of_the_fastest_failure_detection() {
-        // 1 s probes, suspicion 4 periods: a silent node is dead after 5 s at
-        // the earliest; the lease is 4 s, checked every quarter of it.
+        // 1 s probes, and a suspicion confirmed by others lasts 2 periods: a
+        // silent node is dead after 3 s at the earliest; the lease is 2.4 s,
+        // checked every quarter of it.
         let default = settle("").unwrap().host_config().node.activation;
-        assert_eq!(default.lease, Duration::from_secs(4));
-        assert_eq!(default.lease_check, Duration::from_secs(1));
-        // The local cluster's tuning: 500 ms probes, suspicion 2 s.
+        assert_eq!(default.lease, Duration::from_millis(2_400));
+        assert_eq!(default.lease_check, Duration::from_millis(600));
+        // The local cluster's tuning: 500 ms probes, the shortest suspicion 1 s.
         let fast = settle(
             "[membership]\nprobe_interval = \"500ms\"\nprobe_timeout = \"250ms\"\nsuspicion_mult = 4\n",
         )
         .unwrap();
         let detection = fast.membership.detection_min();
-        assert_eq!(detection, Duration::from_millis(2_500));
+        assert_eq!(detection, Duration::from_millis(1_500));
         let lease = fast.host_config().node.activation.lease;
-        assert_eq!(lease, Duration::from_secs(2));
+        assert_eq!(lease, Duration::from_millis(1_200));
         assert!(lease < detection && fast.host_config().node.activation.lease_check < lease);
+        // Without confirmations the shortest suspicion is the full one of a
+        // small cluster (4 periods), as before.
+        let off = settle(
+            "[membership]\nprobe_interval = \"500ms\"\nprobe_timeout = \"250ms\"\nsuspicion_confirmations = 0\n",
+        )
+        .unwrap();
+        assert_eq!(off.membership.detection_min(), Duration::from_millis(2_500));
+        let e = settle("[membership]\nsuspicion_min_mult = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("membership.suspicion_min_mult"), "{e}");
     }
 
     #[test]

@@ -68,6 +68,18 @@ impl<K: Ord + Clone, V: Clone> BroadcastQueue<K, V> {
         );
     }
 
+    /// Drops what is queued under `key`; whether anything was.
+    pub fn remove(&mut self, key: &K) -> bool {
+        match self.items.remove(key) {
+            Some(old) => {
+                self.index
+                    .remove(&(old.transmits, std::cmp::Reverse(old.order), key.clone()));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Takes up to `max` updates to piggyback on one message, counting a
     /// transmission for each and retiring those that have been sent enough.
     pub fn take(&mut self, max: usize, cluster_size: usize) -> Vec<V> {

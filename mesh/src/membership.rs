@@ -3,8 +3,15 @@
 //! Each probe period every node pings one member, chosen by randomised round-robin.
 //! No ack within `probe_timeout` and it asks `indirect_probes` others to ping the
 //! target for it (ping-req). Still nothing by the end of the period and the target is
-//! *suspected*. A suspect that does not refute within the suspicion timeout
-//! (`suspicion_mult * max(1, log10 n)` periods) is declared *dead*.
+//! *suspected*. A suspect that does not refute within the suspicion timeout is
+//! declared *dead*. The timeout is Lifeguard's: `suspicion_mult * max(1, log10 n)`
+//! periods while this node alone suspects the member, cut on a log scale for each
+//! other member that suspects it too, down to `suspicion_min_mult` periods at
+//! `suspicion_confirmations` of them ("dogpile"). So a real crash, which every
+//! prober sees, is declared within a few periods, while a suspicion born of a lost
+//! frame, which nobody confirms, leaves the member the full timeout to refute.
+//! Members that join are put at random places in the probe round, so nodes that
+//! started together do not probe in step.
 //!
 //! **Incarnations.** Every member carries an incarnation number that only its owner
 //! raises. A node that hears it is suspected (or declared dead) at its current
@@ -37,9 +44,19 @@
 //!   declared dead here only when its own suspicion times out. So a liar alone cannot
 //!   get an honest node declared dead by anyone who can still reach it; the cost is
 //!   that each node detects a death itself, which adds one hinted probe and one
-//!   suspicion timeout to [`MembershipConfig::detection_bound`]. Hearsay about *this*
+//!   suspicion to [`MembershipConfig::detection_bound`]. Hearsay about *this*
 //!   node still makes it refute (a harmless extra incarnation), so a node suspected
 //!   by another's detector learns of it and proves itself alive.
+//! * *Hearsay counts once per accuser, and only to shorten.* A node's own verdicts go
+//!   out as signed accusations ([`MemberUpdate::accusation`], domain
+//!   [`ACCUSE_DOMAIN`]), which anyone relays; an unsigned one counts for its
+//!   transport-authenticated sender. Each distinct accuser of X (at X's current
+//!   incarnation, within one full timeout) shortens this node's suspicion of X, at
+//!   most `suspicion_confirmations` of them, and none raises one. So `k` colluding
+//!   liars can shorten a suspicion this node's own probes raised (a lost frame) to
+//!   `suspicion_min_mult` periods, and cannot make one. A forged accusation is
+//!   refused ([`GossipRefused::Forged`]); an accusation of an earlier incarnation
+//!   is ignored.
 //! * *Incarnations are checked arithmetic with a bounded step.* A statement whose
 //!   incarnation is more than [`INCARNATION_STEP_MAX`] above the one known for its
 //!   member, or a first statement above [`INCARNATION_MAX`], is refused; raising this
@@ -80,6 +97,13 @@ use plexus_vocab::resources::NodeMeta;
 
 /// Domain of a member's signature over its own statement.
 pub const MEMBER_DOMAIN: &[u8] = b"plexus/mesh/member/v1";
+
+/// Domain of a member's signature over its accusation of another (its own
+/// detector's `Suspect` or `Dead`).
+pub const ACCUSE_DOMAIN: &[u8] = b"plexus/mesh/accuse/v1";
+
+/// Length of an accusation's `sig`: the accuser's id, then its signature.
+const ACCUSATION_LEN: usize = 32 + 64;
 
 /// Largest rise of a member's incarnation accepted in one statement, over the one
 /// known for it. Drivers start an incarnation at wall-clock milliseconds, so this
@@ -148,8 +172,18 @@ pub struct MembershipConfig {
     pub probe_timeout: Duration,
     /// How many members are asked to ping an unresponsive target.
     pub indirect_probes: usize,
-    /// Suspicion lasts `suspicion_mult * max(1, log10 n)` probe intervals.
+    /// Suspicion lasts at most `suspicion_mult * max(1, log10 n)` probe intervals.
     pub suspicion_mult: u32,
+    /// Lifeguard's dogpile: how many other members' independent suspicions of the
+    /// same member bring this node's own suspicion down to its shortest
+    /// (`suspicion_min_mult` periods). Each one counted shortens it on a log
+    /// scale; 0 turns this off (every suspicion lasts the full timeout).
+    #[serde(default = "default_confirmations")]
+    pub suspicion_confirmations: u32,
+    /// The shortest suspicion, in probe intervals, once `suspicion_confirmations`
+    /// others suspect the member too (never longer than the full timeout).
+    #[serde(default = "default_suspicion_min_mult")]
+    pub suspicion_min_mult: u32,
     /// Each update is piggybacked `retransmit_mult * ceil(log2(n+1))` times.
     pub retransmit_mult: u32,
     /// Full-state push-pull with a random member this often.
@@ -169,6 +203,8 @@ impl Default for MembershipConfig {
             probe_timeout: Duration::from_millis(400),
             indirect_probes: 3,
             suspicion_mult: 4,
+            suspicion_confirmations: default_confirmations(),
+            suspicion_min_mult: default_suspicion_min_mult(),
             retransmit_mult: 4,
             sync_interval: Duration::from_secs(30),
             dead_retention: Duration::from_secs(3600),
@@ -178,12 +214,44 @@ impl Default for MembershipConfig {
     }
 }
 
+fn default_confirmations() -> u32 {
+    3
+}
+
+fn default_suspicion_min_mult() -> u32 {
+    2
+}
+
 impl MembershipConfig {
-    /// The suspicion timeout for a cluster of `n` members.
+    /// The suspicion timeout for a cluster of `n` members when no other member
+    /// suspects the same one: the longest a suspicion lasts.
     pub fn suspicion_timeout(&self, n: usize) -> Duration {
         let factor = (n.max(1) as f64).log10().max(1.0);
         self.probe_interval
             .mul_f64(f64::from(self.suspicion_mult) * factor)
+    }
+
+    /// The suspicion timeout in a cluster of `n` when `confirmations` other members
+    /// independently suspect the member too (Lifeguard's formula): from the full
+    /// timeout at none, down on a log scale to the shortest
+    /// (`suspicion_min_mult` periods) at `suspicion_confirmations`.
+    pub fn suspicion_timeout_confirmed(&self, n: usize, confirmations: usize) -> Duration {
+        let max = self.suspicion_timeout(n);
+        let k = self.suspicion_confirmations;
+        if k == 0 || confirmations == 0 {
+            return max;
+        }
+        let min = (self.probe_interval * self.suspicion_min_mult).min(max);
+        let c = confirmations.min(k as usize) as f64;
+        let frac = (c + 1.0).ln() / (f64::from(k) + 1.0).ln();
+        let cut = (max - min).mul_f64(frac.clamp(0.0, 1.0));
+        (max - cut).max(min)
+    }
+
+    /// The shortest suspicion any member can have: with all its confirmations, or
+    /// in the smallest cluster.
+    pub fn suspicion_shortest(&self) -> Duration {
+        self.suspicion_timeout_confirmed(1, self.suspicion_confirmations as usize)
     }
 
     /// The push-pull period for a cluster of `n`: `sync_interval`, stretched by
@@ -200,12 +268,13 @@ impl MembershipConfig {
 
     /// A lower bound on the time from a member falling silent (cut off, or
     /// paused) until anyone declares it dead: the probe that finds it silent
-    /// fails at the end of its period, then the shortest suspicion (a cluster of
-    /// at most 10; a silent member refuses no dial, so suspicion is not cut
-    /// short). Work a cut-off member does alone must stop within this (the
-    /// durable activation lease is fitted to it).
+    /// fails at the end of its period, then the shortest suspicion
+    /// ([`MembershipConfig::suspicion_shortest`]: others suspect it too; a silent
+    /// member refuses no dial, so suspicion is not cut shorter). Work a cut-off
+    /// member does alone must stop within this (the durable activation lease is
+    /// fitted to it).
     pub fn detection_min(&self) -> Duration {
-        self.probe_interval + self.suspicion_timeout(1)
+        self.probe_interval + self.suspicion_shortest()
     }
 
     /// An upper bound on the time from a member's crash until every other member
@@ -279,8 +348,12 @@ pub struct MemberUpdate {
     /// What the member advertises (carried with `Alive`; may be absent otherwise).
     /// Shared, so a view and the gossip about it do not copy it.
     pub meta: Option<Arc<NodeMeta>>,
-    /// The member's own signature over `(id, incarnation, state, meta)`, domain
-    /// [`MEMBER_DOMAIN`]; empty on hearsay (`Suspect`/`Dead`), which is never applied.
+    /// On `Alive`/`Left`: the member's own signature over `(id, incarnation,
+    /// state, meta)`, domain [`MEMBER_DOMAIN`]. On `Suspect`/`Dead` (hearsay, never
+    /// applied): an accusation, the accuser's id (32 bytes) then its signature over
+    /// `(id, incarnation, state, accuser)`, domain [`ACCUSE_DOMAIN`]
+    /// ([`MemberUpdate::accusation`]); or empty, for the sender's own verdict as
+    /// an earlier build sends it and as full syncs carry dead members.
     #[serde(default, with = "serde_bytes")]
     pub sig: Vec<u8>,
 }
@@ -295,6 +368,60 @@ impl MemberUpdate {
     pub fn sign(mut self, key: &NodeKey) -> Self {
         self.sig = key.sign(MEMBER_DOMAIN, &self.signed_bytes()).to_vec();
         self
+    }
+
+    /// `accuser`'s signed accusation: its own detector moved `id` to `state`
+    /// (`Suspect` or `Dead`) at `incarnation`. Anyone may relay it, and each
+    /// receiver counts it once for its accuser.
+    pub fn accusation(id: NodeId, incarnation: u64, state: MemberState, accuser: &NodeKey) -> Self {
+        let mut update = MemberUpdate {
+            id,
+            incarnation,
+            state,
+            meta: None,
+            sig: Vec::new(),
+        };
+        let by = accuser.node_id();
+        let sig = accuser.sign(ACCUSE_DOMAIN, &update.accusation_bytes(&by));
+        update.sig = by.to_bytes().into_iter().chain(sig).collect();
+        update
+    }
+
+    fn accusation_bytes(&self, accuser: &NodeId) -> Vec<u8> {
+        plexus_actors::codec::encode_body(&(self.id, self.incarnation, self.state, accuser))
+            .unwrap_or_default()
+    }
+
+    /// Who this accusation names as its accuser, unchecked: `None` unless it is a
+    /// `Suspect`/`Dead` carrying an accusation.
+    pub fn accuser(&self) -> Option<NodeId> {
+        if !matches!(self.state, MemberState::Suspect | MemberState::Dead)
+            || self.sig.len() != ACCUSATION_LEN
+        {
+            return None;
+        }
+        let bytes: [u8; 32] = self.sig[..32].try_into().ok()?;
+        Some(NodeId::from_public_key(bytes))
+    }
+
+    /// The accuser of a validly signed accusation, through `check`.
+    pub fn verify_accusation_with(&self, check: &SigCheck) -> Option<NodeId> {
+        let accuser = self.accuser()?;
+        check
+            .verify(
+                &accuser,
+                ACCUSE_DOMAIN,
+                &self.accusation_bytes(&accuser),
+                &self.sig[32..],
+            )
+            .ok()?;
+        Some(accuser)
+    }
+
+    /// Where the gossip queue keeps it: a member's own statement replaces its
+    /// last; each accuser's accusation of it is kept beside them.
+    fn gossip_key(&self) -> (NodeId, Option<NodeId>) {
+        (self.id, self.accuser())
     }
 
     /// Whether the statement carries a valid signature of the node it is about.
@@ -441,6 +568,10 @@ pub struct MembershipStats {
     /// Offers received whose view digest differed from this node's (each answered
     /// with a full sync).
     pub sync_offers_differ: u64,
+    /// Other members' suspicions counted toward shortening this node's own
+    /// (Lifeguard's dogpile; at most `suspicion_confirmations` per member and
+    /// incarnation).
+    pub accusations: u64,
 }
 
 /// One node's membership state machine.
@@ -473,10 +604,17 @@ pub struct Membership {
     probe: Option<ProbeState>,
     relays: BTreeMap<u32, Relay>,
     suspicion_deadlines: BTreeMap<NodeId, Time>,
+    /// Lifeguard's dogpile: for a member known and up here, the other members that
+    /// said they suspect it (or declared it dead) at its current incarnation, and
+    /// when; at most `suspicion_confirmations` each, counted within one full
+    /// suspicion timeout. Cleared when the member moves to a newer incarnation or
+    /// goes down.
+    accusers: BTreeMap<NodeId, Vec<(NodeId, Time)>>,
     next_sync_at: Time,
     sync_sent: BTreeMap<NodeId, Time>,
     seq: u32,
-    gossip: BroadcastQueue<NodeId, MemberUpdate>,
+    /// Keyed by [`MemberUpdate::gossip_key`].
+    gossip: BroadcastQueue<(NodeId, Option<NodeId>), MemberUpdate>,
     out: VecDeque<(NodeId, Probe)>,
     events: VecDeque<MembershipEvent>,
     stats: MembershipStats,
@@ -528,6 +666,7 @@ impl Membership {
             probe: None,
             relays: BTreeMap::new(),
             suspicion_deadlines: BTreeMap::new(),
+            accusers: BTreeMap::new(),
             next_sync_at: now + config.sync_interval,
             sync_sent: BTreeMap::new(),
             seq: 0,
@@ -634,6 +773,7 @@ impl Membership {
                 self.events.push_back(MembershipEvent::Left(id));
             }
             self.suspicion_deadlines.remove(&id);
+            self.accusers.remove(&id);
             self.hinted.remove(&id);
             self.sync_sent.remove(&id);
             self.seeds.remove(&id);
@@ -937,9 +1077,9 @@ impl Membership {
             return self.apply_about_me(update);
         }
         if matches!(update.state, MemberState::Suspect | MemberState::Dead) {
-            // Hearsay: only this node's own detector suspects or kills.
-            self.hint(&update);
-            return Ok(false);
+            // Hearsay: only this node's own detector suspects or kills; the
+            // accuser counts toward shortening that suspicion.
+            return self.hint(now, from, update);
         }
         let known = self.members.get(&update.id);
         let newer = match known {
@@ -1014,15 +1154,91 @@ impl Membership {
         }
     }
 
-    /// Hearsay about `update.id`: probe it next, unless it is unknown or down here.
-    fn hint(&mut self, update: &MemberUpdate) {
-        if let Some(m) = self.members.get(&update.id)
-            && !m.state.is_down()
-            && update.incarnation >= m.incarnation
-            && self.hinted.insert(update.id)
-        {
+    /// Hearsay from `from` about `update.id`: probe it next, and count its
+    /// accuser as one more member suspecting it (Lifeguard's dogpile), unless it
+    /// is unknown or down here or the hearsay is about an older incarnation.
+    ///
+    /// The accuser is the signer of a signed accusation, which is checked and then
+    /// relayed (so accusations spread as fast as any gossip), or the
+    /// transport-authenticated sender of an unsigned one (its own verdict: this
+    /// node never relays those). Either way each member is counted once, so a
+    /// liar adds one confirmation at most, and confirmations only shorten a
+    /// suspicion this node's own probes raised: they never raise one.
+    fn hint(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        update: MemberUpdate,
+    ) -> Result<bool, GossipRefused> {
+        let Some(m) = self.members.get(&update.id) else {
+            return Ok(false);
+        };
+        if m.state.is_down() || update.incarnation < m.incarnation {
+            return Ok(false);
+        }
+        if self.hinted.insert(update.id) {
             self.stats.hints += 1;
         }
+        let k = self.config.suspicion_confirmations as usize;
+        if k == 0 {
+            return Ok(false);
+        }
+        let (accuser, signed) = if update.sig.is_empty() {
+            (from, false)
+        } else {
+            (update.accuser().ok_or(GossipRefused::Forged)?, true)
+        };
+        let id = update.id;
+        if accuser == id || accuser == self.me || !self.is_admitted(&accuser) {
+            return Ok(false);
+        }
+        let window = self.config.suspicion_timeout(self.live_count());
+        let list = self.accusers.entry(id).or_default();
+        list.retain(|(_, at)| now.saturating_since(*at) < window);
+        if let Some(entry) = list.iter_mut().find(|(a, _)| *a == accuser) {
+            if !signed {
+                entry.1 = now;
+            }
+            return Ok(false);
+        }
+        if list.len() >= k {
+            return Ok(false);
+        }
+        if signed && update.verify_accusation_with(&self.sig_check).is_none() {
+            return Err(GossipRefused::Forged);
+        }
+        if let Some(list) = self.accusers.get_mut(&id) {
+            list.push((accuser, now));
+        }
+        self.stats.accusations += 1;
+        if signed {
+            self.gossip.push((id, Some(accuser)), update);
+        }
+        // A suspicion running here gets shorter.
+        if let Some(m) = self.members.get(&id)
+            && m.state == MemberState::Suspect
+        {
+            let confirmed = self.suspicion_end(now, id, m.since);
+            if let Some(deadline) = self.suspicion_deadlines.get_mut(&id)
+                && confirmed < *deadline
+            {
+                *deadline = confirmed;
+            }
+        }
+        Ok(false)
+    }
+
+    /// When a suspicion of `id` that began at `since` ends, counting the others
+    /// that suspect it within one full timeout of `now`.
+    fn suspicion_end(&self, now: Time, id: NodeId, since: Time) -> Time {
+        let n = self.live_count();
+        let window = self.config.suspicion_timeout(n);
+        let confirmations = self.accusers.get(&id).map_or(0, |list| {
+            list.iter()
+                .filter(|(_, at)| now.saturating_since(*at) < window)
+                .count()
+        });
+        since + self.config.suspicion_timeout_confirmed(n, confirmations)
     }
 
     /// Applies an authentic statement, or this node's own detector's verdict.
@@ -1052,13 +1268,25 @@ impl Membership {
                 },
             );
             self.events.push_back(MembershipEvent::Joined(update.id));
-            self.probe_order.push(update.id);
+            self.add_to_probe_order(update.id);
             if rebroadcast {
-                self.gossip.push(update.id, update);
+                self.gossip.push(update.gossip_key(), update);
             }
             return true;
         };
         let before = member.state;
+        if update.incarnation > member.incarnation || update.state.is_down() {
+            // Suspicions of an earlier life (or of a member now down) count no
+            // more, and those of an earlier life are not relayed any longer.
+            if let Some(accusers) = self.accusers.remove(&update.id)
+                && update.incarnation > member.incarnation
+            {
+                for (a, _) in accusers {
+                    self.gossip.remove(&(update.id, Some(a)));
+                }
+                self.gossip.remove(&(update.id, Some(self.me)));
+            }
+        }
         member.incarnation = update.incarnation;
         let meta_changed = match &update.meta {
             Some(meta) if !Arc::ptr_eq(meta, &member.meta) && **meta != *member.meta => {
@@ -1093,7 +1321,7 @@ impl Membership {
                 self.suspicion_deadlines.remove(&id);
                 if b.is_down() {
                     self.events.push_back(MembershipEvent::Joined(id));
-                    self.probe_order.push(id);
+                    self.add_to_probe_order(id);
                 } else {
                     self.events.push_back(MembershipEvent::Recovered(id));
                 }
@@ -1114,27 +1342,23 @@ impl Membership {
             _ => {}
         }
         if rebroadcast {
-            self.gossip.push(id, update);
+            self.gossip.push(update.gossip_key(), update);
         }
         true
     }
 
     /// This node's own detector moves `id` to `state` (`Suspect` or `Dead`) at its
-    /// known incarnation, and gossips it (a hint to others; a prompt to refute for `id`).
+    /// known incarnation, and gossips it signed (a hint and a confirmation to
+    /// others; a prompt to refute for `id`).
     fn declare(&mut self, now: Time, id: NodeId, state: MemberState) {
         let Some(m) = self.members.get(&id) else {
             return;
         };
-        let update = MemberUpdate {
-            id,
-            incarnation: m.incarnation,
-            state,
-            meta: None,
-            sig: Vec::new(),
-        };
-        if update.state.rank() > m.state.rank() {
-            self.accept(now, update, true);
+        if state.rank() <= m.state.rank() {
+            return;
         }
+        let update = MemberUpdate::accusation(id, m.incarnation, state, &self.key);
+        self.accept(now, update, true);
     }
 
     fn apply_about_me(&mut self, update: MemberUpdate) -> Result<bool, GossipRefused> {
@@ -1203,7 +1427,7 @@ impl Membership {
         .sign(&self.key);
         self.self_statement = update.clone();
         self.view_digest = None;
-        self.gossip.push(self.me, update);
+        self.gossip.push((self.me, None), update);
         let targets: Vec<NodeId> = self
             .members
             .values()
@@ -1267,7 +1491,7 @@ impl Membership {
         .sign(&self.key);
         self.self_statement = update.clone();
         self.view_digest = None;
-        self.gossip.push(self.me, update);
+        self.gossip.push((self.me, None), update);
     }
 
     /// This node's current signed statement about itself.
@@ -1404,6 +1628,19 @@ impl Membership {
         self.out.push_back((target, Probe::Ping { seq }));
     }
 
+    /// Puts a member that joined (or came back) at a random place among those
+    /// this round of probes has yet to reach. Appended in join order instead,
+    /// every node of a cluster that started together would probe the members in
+    /// the same order: each member probed by all at once, then by none for a
+    /// whole round, and a crash in that gap unnoticed for minutes.
+    fn add_to_probe_order(&mut self, id: NodeId) {
+        self.probe_order.push(id);
+        let last = self.probe_order.len() - 1;
+        let from = self.probe_next.min(last);
+        let j = from + self.rng.index(last - from + 1);
+        self.probe_order.swap(j, last);
+    }
+
     fn suspect(&mut self, now: Time, id: NodeId) {
         let Some(m) = self.members.get(&id) else {
             return;
@@ -1413,19 +1650,29 @@ impl Membership {
         }
         self.stats.suspicions += 1;
         self.declare(now, id, MemberState::Suspect);
+        // The members whose suspicions this node has heard need this one to
+        // shorten theirs: send it to them now (piggybacked on a bare gossip
+        // message, where it goes first as the newest), instead of waiting for
+        // the epidemic to reach them. At most `suspicion_confirmations` messages.
+        if let Some(accusers) = self.accusers.get(&id) {
+            for (a, _) in accusers {
+                self.out.push_back((*a, Probe::Gossip));
+            }
+        }
     }
 
     fn start_suspicion(&mut self, now: Time, id: NodeId) {
-        let mut timeout = self.config.suspicion_timeout(self.live_count());
+        // As long as the full timeout, shorter for each other member suspecting it.
+        let mut end = self.suspicion_end(now, id, now);
         // Refused within the last two periods: nothing listens where it was.
         if self
             .refused
             .get(&id)
             .is_some_and(|t| now.saturating_since(*t) <= self.config.probe_interval * 2)
         {
-            timeout = timeout.min(self.config.probe_interval);
+            end = end.min(now + self.config.probe_interval);
         }
-        self.suspicion_deadlines.entry(id).or_insert(now + timeout);
+        self.suspicion_deadlines.entry(id).or_insert(end);
     }
 
     /// Checks internal consistency; tests and the simulator call it after every step.
@@ -1450,6 +1697,20 @@ impl Membership {
                 }
             }
             let _ = deadline;
+        }
+        let k = self.config.suspicion_confirmations as usize;
+        for (id, list) in &self.accusers {
+            if self.members.get(id).is_none_or(|m| m.state.is_down()) {
+                return Err(format!("accusers kept for {id:?}, not an up member"));
+            }
+            if list.len() > k {
+                return Err(format!("{} accusers of {id:?}, over {k}", list.len()));
+            }
+            for (i, (a, _)) in list.iter().enumerate() {
+                if a == id || *a == self.me || list[..i].iter().any(|(b, _)| b == a) {
+                    return Err(format!("accuser {a:?} of {id:?} is itself, me, or twice"));
+                }
+            }
         }
         let live = self.members.values().filter(|m| !m.state.is_down()).count();
         if live != self.live {

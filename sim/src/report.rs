@@ -70,6 +70,14 @@ pub struct Report {
     pub escalations: u64,
     /// For each crash detected: ms from the crash until every live node saw it dead.
     pub detections_ms: Vec<u64>,
+    /// For each crash detected: ms from the crash until the first live node
+    /// declared it dead (what a failover waits for: the scheduler acts on its own
+    /// node's verdict).
+    pub first_detections_ms: Vec<u64>,
+    /// Deaths declared, by any node, of a node whose process was running. A
+    /// partition or a long pause makes such a death right; with neither in the
+    /// scenario every one is a false positive.
+    pub running_declared_dead: u64,
     /// The configured detection bound, ms.
     pub detection_bound_ms: u64,
     /// When the last fault ended, ms.
@@ -146,10 +154,21 @@ impl Report {
         (Some(mean), self.detections_ms.iter().max().copied())
     }
 
+    /// Mean and max time to the first declaration of each crash, ms.
+    pub fn first_detection(&self) -> (Option<f64>, Option<u64>) {
+        let d = &self.first_detections_ms;
+        if d.is_empty() {
+            return (None, None);
+        }
+        let mean = d.iter().sum::<u64>() as f64 / d.len() as f64;
+        (Some(mean), d.iter().max().copied())
+    }
+
     /// The report as JSON, with derived figures added.
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         let (mean, max) = self.detection();
+        let (first_mean, first_max) = self.first_detection();
         if let Some(map) = v.as_object_mut() {
             map.insert("speedup".into(), serde_json::json!(self.speedup()));
             map.insert(
@@ -158,6 +177,8 @@ impl Report {
             );
             map.insert("detect_ms_mean".into(), serde_json::json!(mean));
             map.insert("detect_ms_max".into(), serde_json::json!(max));
+            map.insert("first_detect_ms_mean".into(), serde_json::json!(first_mean));
+            map.insert("first_detect_ms_max".into(), serde_json::json!(first_max));
             map.insert("passed".into(), serde_json::json!(self.passed()));
         }
         v

@@ -206,6 +206,10 @@ pub struct MembershipSection {
     pub probe_timeout: Option<Duration>,
     /// Suspicion multiplier.
     pub suspicion_mult: Option<u32>,
+    /// Others' suspicions that bring one down to its shortest (0: off).
+    pub suspicion_confirmations: Option<u32>,
+    /// The shortest suspicion, in probe periods.
+    pub suspicion_min_mult: Option<u32>,
     /// Gossip retransmission multiplier.
     pub retransmit_mult: Option<u32>,
     /// Push-pull sync period.
@@ -553,6 +557,13 @@ impl Scenario {
             return Err(invalid(
                 "membership.suspicion_mult",
                 "suspicion_mult",
+                "must be at least 1".into(),
+            ));
+        }
+        if m.suspicion_min_mult == Some(0) {
+            return Err(invalid(
+                "membership.suspicion_min_mult",
+                "suspicion_min_mult",
                 "must be at least 1".into(),
             ));
         }

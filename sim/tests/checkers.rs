@@ -163,3 +163,36 @@ fn every_shipped_scenario_parses() {
         assert!(s.nodes > 0, "{name}");
     }
 }
+
+#[test]
+fn crashes_are_detected_first_within_a_few_periods_and_no_running_node_is_declared_dead() {
+    // 100 nodes probing every 500 ms over a lossy network; four silent crashes.
+    let s = Scenario::parse(
+        "nodes = 100\nduration = \"90s\"\nstart_spread = \"5s\"\n\
+         [membership]\nprobe_interval = \"500ms\"\nprobe_timeout = \"250ms\"\n\
+         [network]\nloss = 0.01\n\
+         [[fault]]\nat = \"40s\"\nkind = \"crash\"\ncount = 2\n\
+         [[fault]]\nat = \"60s\"\nkind = \"crash\"\ncount = 2\n",
+    )
+    .unwrap();
+    for seed in 1..=3 {
+        let r = run(&s, seed, RunOptions::default());
+        assert!(r.passed(), "seed {seed}: {:?}", r.violations);
+        assert_eq!(r.crashes, 4);
+        assert_eq!(r.first_detections_ms.len(), 4, "seed {seed}: {r:?}");
+        assert_eq!(r.detections_ms.len(), 4, "seed {seed}: {r:?}");
+        assert_eq!(r.running_declared_dead, 0, "seed {seed}");
+        let first = r.first_detections_ms.iter().max().copied().unwrap_or(0);
+        let all = r.detections_ms.iter().max().copied().unwrap_or(0);
+        assert!(first <= all, "seed {seed}: first {first} ms, all {all} ms");
+        // Alone, a prober's suspicion lasts 4 × log10(100) = 8 periods (4 s),
+        // after a probe period and the wait for the first probe. Confirmed by the
+        // others that probe the crashed node too, it lasts 2.
+        let (mean, _) = r.first_detection();
+        let mean = mean.unwrap_or(f64::MAX);
+        assert!(
+            mean < 3_000.0,
+            "seed {seed}: mean first detection {mean} ms"
+        );
+    }
+}

@@ -77,6 +77,12 @@ fn print_report(path: &Path, report: &Report) {
         ),
         None => println!("detection:       no crash to detect"),
     }
+    if let (Some(mean), Some(max)) = report.first_detection() {
+        println!(
+            "first detection: mean {mean:.0} ms, max {max} ms (until any node declared a crash dead); {} deaths declared of running nodes",
+            report.running_declared_dead
+        );
+    }
     match report.converge_ms {
         Some(ms) => println!(
             "convergence:     {ms} ms after the last fault ended (at {} ms)",

@@ -41,6 +41,10 @@ struct Net {
 
 impl Net {
     fn new(n: usize) -> Self {
+        Self::with_config(n, config())
+    }
+
+    fn with_config(n: usize, config: MembershipConfig) -> Self {
         let keys: Vec<NodeKey> = (0..n as u64).map(key).collect();
         let ids: Vec<NodeId> = keys.iter().map(NodeKey::node_id).collect();
         let nodes = keys
@@ -51,7 +55,7 @@ impl Net {
                     addrs: vec![format!("node-{i}")],
                     ..NodeMeta::default()
                 };
-                Membership::new(k, 1, meta, config(), 100 + i as u64, Time::ZERO)
+                Membership::new(k, 1, meta, config.clone(), 100 + i as u64, Time::ZERO)
             })
             .collect();
         let mut net = Self {
@@ -729,4 +733,332 @@ fn a_refused_connection_shortens_a_suspicion_to_one_period_and_only_that() {
     m.link_refused(t, key(9).node_id());
     assert_eq!(m.stats().refused_dials, 1);
     m.check_invariants().unwrap();
+}
+
+#[test]
+fn confirmations_shorten_a_suspicion_on_a_log_scale_down_to_the_minimum() {
+    let c = MembershipConfig::default();
+    let n = 1000;
+    let max = c.suspicion_timeout(n);
+    let min = c.probe_interval * c.suspicion_min_mult;
+    let at: Vec<Duration> = (0..6)
+        .map(|k| c.suspicion_timeout_confirmed(n, k))
+        .collect();
+    assert_eq!(at[0], max, "no confirmation: the full timeout");
+    assert!(at[1] < at[0] && at[2] < at[1] && at[3] < at[2], "{at:?}");
+    assert_eq!(at[3], min, "all three: the minimum");
+    assert_eq!(at[5], min, "more count as three");
+    // The first confirmation cuts the most (a log scale).
+    assert!(at[0] - at[1] > at[2] - at[3], "{at:?}");
+    // Off, nothing is shortened; and the minimum never exceeds the full timeout.
+    let off = MembershipConfig {
+        suspicion_confirmations: 0,
+        ..c.clone()
+    };
+    assert_eq!(off.suspicion_timeout_confirmed(n, 3), max);
+    let long_min = MembershipConfig {
+        suspicion_min_mult: 100,
+        ..c.clone()
+    };
+    assert_eq!(long_min.suspicion_timeout_confirmed(n, 3), max);
+    // The fastest detection is the probe period plus the shortest suspicion.
+    assert_eq!(c.detection_min(), c.probe_interval + min);
+    assert_eq!(
+        off.detection_min(),
+        off.probe_interval + off.suspicion_timeout(1)
+    );
+}
+
+/// `m` knows `victim` alive at incarnation 5 and four other members; returns the
+/// victim's key and the others' ids.
+fn with_victim_and_witnesses() -> (Membership, NodeKey, Vec<NodeId>) {
+    let (mut m, kv, kl) = with_victim();
+    let mut others = vec![kl.node_id()];
+    for i in 3..6 {
+        let k = key(i);
+        assert!(m.apply(Time::ZERO, k.node_id(), alive_of(&k, 1)));
+        others.push(k.node_id());
+    }
+    (m, kv, others)
+}
+
+/// Drives `m` with no ack from anyone until `victim` is dead, after `accuse`
+/// has run once the victim is suspected; returns how long the suspicion lasted.
+fn suspicion_with(
+    m: &mut Membership,
+    victim: NodeId,
+    mut accuse: impl FnMut(&mut Membership, Time),
+) -> Duration {
+    m.link_lost(Time::ZERO, victim);
+    let (to, _, _) = next_ping(m);
+    assert_eq!(to, victim);
+    let mut suspected = None;
+    for _ in 0..400 {
+        let t = m.poll_timeout();
+        m.handle_timeout(t);
+        while m.poll_transmit().is_some() {}
+        match m.state_of(&victim) {
+            Some(MemberState::Suspect) if suspected.is_none() => {
+                suspected = Some(t);
+                accuse(m, t);
+            }
+            Some(MemberState::Dead) => {
+                m.check_invariants().unwrap();
+                return t.saturating_since(suspected.expect("suspected before dead"));
+            }
+            _ => {}
+        }
+        m.check_invariants().unwrap();
+    }
+    panic!("never declared dead");
+}
+
+#[test]
+fn other_members_suspicions_shorten_this_nodes_own() {
+    let c = config();
+    let n = 6;
+    // Alone: the full timeout.
+    let (mut m, kv, _) = with_victim_and_witnesses();
+    let victim = kv.node_id();
+    let alone = suspicion_with(&mut m, victim, |_, _| {});
+    assert_eq!(alone, c.suspicion_timeout(n));
+    // One other suspects it too: shorter.
+    let (mut m, _, others) = with_victim_and_witnesses();
+    let one = suspicion_with(&mut m, victim, |m, t| {
+        let _ = m.apply(t, others[0], hearsay(victim, 5, MemberState::Suspect));
+    });
+    assert_eq!(one, c.suspicion_timeout_confirmed(n, 1));
+    assert!(one < alone);
+    // The same accuser three times still counts once.
+    let (mut m, _, others) = with_victim_and_witnesses();
+    let same = suspicion_with(&mut m, victim, |m, t| {
+        for state in [
+            MemberState::Suspect,
+            MemberState::Dead,
+            MemberState::Suspect,
+        ] {
+            let _ = m.apply(t, others[0], hearsay(victim, 5, state));
+        }
+    });
+    assert_eq!(same, one);
+    assert_eq!(m.stats().accusations, 1);
+    // Three distinct ones (a death declaration counts too): the minimum.
+    let (mut m, _, others) = with_victim_and_witnesses();
+    let three = suspicion_with(&mut m, victim, |m, t| {
+        let _ = m.apply(t, others[0], hearsay(victim, 5, MemberState::Suspect));
+        let _ = m.apply(t, others[1], hearsay(victim, 5, MemberState::Dead));
+        let _ = m.apply(t, others[2], hearsay(victim, 5, MemberState::Suspect));
+    });
+    assert_eq!(three, c.probe_interval * c.suspicion_min_mult);
+    // Accusations heard before this node's own probe failed count as well; ones
+    // about an older incarnation, or from the victim itself, do not.
+    let (mut m, _, others) = with_victim_and_witnesses();
+    for &o in &others[..2] {
+        let _ = m.apply(Time::ZERO, o, hearsay(victim, 5, MemberState::Suspect));
+    }
+    let _ = m.apply(
+        Time::ZERO,
+        others[2],
+        hearsay(victim, 4, MemberState::Suspect),
+    );
+    let _ = m.apply(Time::ZERO, victim, hearsay(victim, 5, MemberState::Suspect));
+    assert_eq!(
+        m.state_of(&victim),
+        Some(MemberState::Alive),
+        "hearsay alone"
+    );
+    let early = suspicion_with(&mut m, victim, |_, _| {});
+    // (The clock counts whole microseconds.)
+    let want = c.suspicion_timeout_confirmed(n, 2);
+    assert!(
+        early.abs_diff(want) < Duration::from_micros(1),
+        "{early:?} vs {want:?}"
+    );
+}
+
+#[test]
+fn accusations_never_kill_a_member_that_answers_and_die_with_its_incarnation() {
+    let (mut m, kv, others) = with_victim_and_witnesses();
+    let victim = kv.node_id();
+    // Every other member accuses the victim, over and over: it answers every
+    // probe, so it is never even suspected here.
+    let mut now = Time::ZERO;
+    for _ in 0..100 {
+        for &o in &others {
+            let _ = m.apply(now, o, hearsay(victim, 5, MemberState::Dead));
+        }
+        now = m.poll_timeout();
+        m.handle_timeout(now);
+        while let Some((to, p)) = m.poll_transmit() {
+            if let Probe::Ping { seq } = p {
+                m.handle_message(now, to, Probe::Ack { seq });
+            }
+        }
+        m.check_invariants().unwrap();
+    }
+    assert_eq!(m.state_of(&victim), Some(MemberState::Alive));
+    assert_eq!(m.stats().suspicions, 0);
+    // The victim's next incarnation clears what was said of the last one: a
+    // suspicion of it now lasts the full timeout.
+    assert!(m.apply(now, victim, alive_of(&kv, 6)));
+    m.check_invariants().unwrap();
+    let fresh = suspicion_with(&mut m, victim, |_, _| {});
+    assert_eq!(fresh, config().suspicion_timeout(6));
+}
+
+#[test]
+fn a_crash_is_detected_sooner_when_others_confirm_it() {
+    // Nine nodes, node 4 crashes: the time until the first node declares it dead,
+    // with confirmations counted and without.
+    let first_death = |config: MembershipConfig| {
+        let mut net = Net::with_config(9, config);
+        net.until(Duration::from_secs(5), Net::converged_alive);
+        net.crashed.insert(4);
+        net.events.clear();
+        let dead = net.ids[4];
+        let took = net.until(Duration::from_secs(30), |n| {
+            n.events
+                .iter()
+                .any(|(_, e)| *e == MembershipEvent::Died(dead))
+        });
+        let all = net.until(Duration::from_secs(30), |n| n.all_see(4, MemberState::Dead));
+        (took, all)
+    };
+    let (dogpile, _) = first_death(config());
+    let (alone, _) = first_death(MembershipConfig {
+        suspicion_confirmations: 0,
+        ..config()
+    });
+    let c = config();
+    assert!(
+        dogpile < alone,
+        "with confirmations {dogpile:?}, without {alone:?}"
+    );
+    assert!(
+        alone >= c.probe_interval + c.suspicion_timeout(9),
+        "without: {alone:?}"
+    );
+}
+
+#[test]
+fn signed_accusations_are_relayed_and_count_for_their_signer_once() {
+    let (mut m, kv, others) = with_victim_and_witnesses();
+    let victim = kv.node_id();
+    let (b, c, d) = (key(3), others[2], others[3]);
+    assert_eq!(b.node_id(), others[1]);
+    let signed = MemberUpdate::accusation(victim, 5, MemberState::Suspect, &b);
+    assert_eq!(
+        signed.verify_accusation_with(&SigCheck::Direct),
+        Some(b.node_id())
+    );
+    // Forged: B's id with C's signature; B's accusation with its incarnation or
+    // state changed; a signature of the wrong length.
+    let mut forged = MemberUpdate::accusation(victim, 5, MemberState::Suspect, &key(4));
+    forged.sig[..32].copy_from_slice(&b.node_id().to_bytes());
+    let mut bumped = signed.clone();
+    bumped.incarnation = 6;
+    let mut promoted = signed.clone();
+    promoted.state = MemberState::Dead;
+    let mut short = signed.clone();
+    short.sig.truncate(40);
+    for bad in [forged, bumped, promoted, short] {
+        assert_eq!(m.try_apply(Time::ZERO, c, bad), Err(GossipRefused::Forged));
+    }
+    assert_eq!(m.stats().accusations, 0, "nothing forged is counted");
+    while !m.take_gossip(8).is_empty() {}
+    // Relayed by C, it counts for B (not C), and this node relays it on.
+    assert_eq!(m.try_apply(Time::ZERO, c, signed.clone()), Ok(false));
+    assert_eq!(m.stats().accusations, 1);
+    let relayed: Vec<MemberUpdate> = m.take_gossip(8);
+    assert!(relayed.contains(&signed), "{relayed:?}");
+    // Relayed again by D, or sent by B itself: still one.
+    assert_eq!(m.try_apply(Time::ZERO, d, signed.clone()), Ok(false));
+    assert_eq!(
+        m.try_apply(Time::ZERO, b.node_id(), signed.clone()),
+        Ok(false)
+    );
+    assert_eq!(m.stats().accusations, 1);
+    // C's own, unsigned, counts for C.
+    let _ = m.apply(Time::ZERO, c, hearsay(victim, 5, MemberState::Suspect));
+    assert_eq!(m.stats().accusations, 2);
+    assert_eq!(
+        m.state_of(&victim),
+        Some(MemberState::Alive),
+        "still only hearsay"
+    );
+    m.check_invariants().unwrap();
+    // This node's own verdict goes out signed as its accusation.
+    let mine = m.me();
+    let n = 6;
+    let c_conf = config();
+    let took = suspicion_with(&mut m, victim, |_, _| {});
+    assert!(took <= c_conf.suspicion_timeout_confirmed(n, 2), "{took:?}");
+    let out: Vec<MemberUpdate> = std::iter::from_fn(|| {
+        let g = m.take_gossip(8);
+        (!g.is_empty()).then_some(g)
+    })
+    .flatten()
+    .collect();
+    let own = out
+        .iter()
+        .find(|u| u.id == victim && u.state == MemberState::Dead)
+        .expect("the death is gossiped");
+    assert_eq!(own.verify_accusation_with(&SigCheck::Direct), Some(mine));
+}
+
+#[test]
+fn members_that_join_together_are_probed_in_a_random_order_each_once_a_round() {
+    let keys: Vec<NodeKey> = (1..=40).map(key).collect();
+    let joined: Vec<NodeId> = keys.iter().map(NodeKey::node_id).collect();
+    let first_round = |seed: u64| {
+        let mut m = Membership::new(key(0), 1, NodeMeta::default(), config(), seed, Time::ZERO);
+        for k in &keys {
+            assert!(m.apply(Time::ZERO, k.node_id(), alive_of(k, 1)));
+        }
+        let mut order = Vec::new();
+        for _ in 0..keys.len() {
+            let (to, seq, t) = next_ping(&mut m);
+            m.handle_message(t, to, Probe::Ack { seq });
+            order.push(to);
+        }
+        m.check_invariants().unwrap();
+        order
+    };
+    let (a, b) = (first_round(1), first_round(2));
+    for order in [&a, &b] {
+        let probed: BTreeSet<NodeId> = order.iter().copied().collect();
+        assert_eq!(probed.len(), joined.len(), "each member once in the round");
+        assert_ne!(*order, joined, "not in join order");
+    }
+    assert_ne!(a, b, "two nodes do not probe in step");
+}
+
+#[test]
+fn a_new_suspicion_is_sent_straight_to_the_members_already_suspecting() {
+    let (mut m, kv, others) = with_victim_and_witnesses();
+    let victim = kv.node_id();
+    let b = key(3);
+    let _ = m.apply(
+        Time::ZERO,
+        others[0],
+        hearsay(victim, 5, MemberState::Suspect),
+    );
+    let signed = MemberUpdate::accusation(victim, 5, MemberState::Suspect, &b);
+    let _ = m.apply(Time::ZERO, others[2], signed);
+    assert_eq!(m.stats().accusations, 2);
+    let (to, _, _) = next_ping(&mut m);
+    assert_eq!(to, victim, "hinted");
+    // No ack: at the end of the period it suspects the victim and tells both
+    // accusers (not the relay) at once.
+    let mut told = BTreeSet::new();
+    while m.state_of(&victim) != Some(MemberState::Suspect) {
+        let t = m.poll_timeout();
+        m.handle_timeout(t);
+        while let Some((to, p)) = m.poll_transmit() {
+            if p == Probe::Gossip {
+                told.insert(to);
+            }
+        }
+    }
+    assert_eq!(told, [others[0], b.node_id()].into_iter().collect());
 }

@@ -60,6 +60,7 @@ impl World {
                 });
             if all {
                 self.detecting.remove(&dead);
+                self.first_detected.remove(&dead);
                 self.report.detections_ms.push((self.now - since) / 1_000);
             }
         }

@@ -47,6 +47,7 @@ impl World {
         self.report.crashes += 1;
         self.record(i, 3, incarnation, 0);
         self.detecting.insert(i, self.now);
+        self.first_detected.remove(&i);
         let at = self.now + self.dead_names_within;
         self.push(
             at,
@@ -61,6 +62,7 @@ impl World {
         if self.nodes[i].core.is_none() {
             self.report.restarts += 1;
             self.detecting.remove(&i);
+            self.first_detected.remove(&i);
             self.start(i);
         }
     }

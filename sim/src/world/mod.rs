@@ -200,6 +200,8 @@ pub struct World {
     redeliver_counter: u64,
     /// Crashes not yet seen as dead by every live node: node -> crash time.
     detecting: BTreeMap<usize, u64>,
+    /// Crashes in `detecting` that some live node has already declared dead.
+    first_detected: std::collections::BTreeSet<usize>,
     /// Next node to get the full-state invariants.
     deep_cursor: usize,
     /// Each node's registered names and the actor each must resolve to.
@@ -241,6 +243,12 @@ impl World {
         }
         if let Some(v) = m.suspicion_mult {
             membership.suspicion_mult = v;
+        }
+        if let Some(v) = m.suspicion_confirmations {
+            membership.suspicion_confirmations = v;
+        }
+        if let Some(v) = m.suspicion_min_mult {
+            membership.suspicion_min_mult = v;
         }
         if let Some(v) = m.retransmit_mult {
             membership.retransmit_mult = v;
@@ -354,6 +362,7 @@ impl World {
             deep_interval,
             redeliver_counter: 0,
             detecting: BTreeMap::new(),
+            first_detected: std::collections::BTreeSet::new(),
             deep_cursor: 0,
             names: (0..scenario.nodes)
                 .map(|j| {
@@ -831,12 +840,27 @@ impl World {
                     MembershipEvent::Refuted { incarnation } => (36, *incarnation as usize),
                 };
                 self.record(i, tag, subject as u64, 0);
-                if let MembershipEvent::Suspected(n) = m {
-                    self.report.suspicions += 1;
-                    let s = self.index_of(&n);
-                    if s < self.nodes.len() && self.nodes[s].core.is_some() {
-                        self.report.false_suspicions += 1;
+                match m {
+                    MembershipEvent::Suspected(n) => {
+                        self.report.suspicions += 1;
+                        let s = self.index_of(&n);
+                        if s < self.nodes.len() && self.nodes[s].core.is_some() {
+                            self.report.false_suspicions += 1;
+                        }
                     }
+                    MembershipEvent::Died(n) => {
+                        let s = self.index_of(&n);
+                        if s < self.nodes.len() && self.nodes[s].core.is_some() {
+                            self.report.running_declared_dead += 1;
+                        } else if let Some(since) = self.detecting.get(&s)
+                            && self.first_detected.insert(s)
+                        {
+                            self.report
+                                .first_detections_ms
+                                .push((self.now - since) / 1_000);
+                        }
+                    }
+                    _ => {}
                 }
             }
             ClusterEvent::Registry(_) => self.record(i, 40, 0, 0),
