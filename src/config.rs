@@ -30,6 +30,7 @@
 //! suspicion_mult = 4                     # longest suspicion: mult × log10(n) periods
 //! suspicion_confirmations = 3            # others' suspicions that cut it to the shortest
 //! suspicion_min_mult = 2                 # shortest suspicion, in periods
+//! health_max = 8                         # a sick node probes up to 8× slower (1: off)
 //! sync_interval = "30s"
 //!
 //! [work]                                 # model executors and the audit of their work
@@ -302,6 +303,8 @@ pub struct MembershipFile {
     pub suspicion_confirmations: Option<u32>,
     /// The shortest suspicion, in probe periods (at least 1).
     pub suspicion_min_mult: Option<u32>,
+    /// Local health: the most a sick node's probing slows (1 or 0: off).
+    pub health_max: Option<u32>,
     /// e.g. `"30s"`.
     pub sync_interval: Option<String>,
 }
@@ -571,6 +574,7 @@ impl NodeFile {
                 Some(m) => m,
                 None => defaults.suspicion_min_mult,
             },
+            health_max: self.membership.health_max.unwrap_or(defaults.health_max),
             ..defaults
         };
         if membership.probe_timeout >= membership.probe_interval {
@@ -830,6 +834,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("membership.suspicion_min_mult"), "{e}");
+        // Local health: on by default, and off with 1.
+        assert_eq!(settle("").unwrap().membership.health_max, 8);
+        let off = settle("[membership]\nhealth_max = 1\n").unwrap();
+        assert_eq!(off.membership.health_max, 1);
     }
 
     #[test]

@@ -13,6 +13,14 @@
 //! Members that join are put at random places in the probe round, so nodes that
 //! started together do not probe in step.
 //!
+//! **Local health** (Lifeguard's other half). A helper asked to ping a target that
+//! stays silent says so to the asker ([`Probe::Nack`]). A failed probe that no
+//! helper nacked, and a suspicion of this node that it had to refute, are signs
+//! that this node is the slow one (overloaded, paused, its links lossy): each
+//! raises its health score by one, and each acked probe lowers it by one. At score `s` the
+//! node probes `s + 1` times slower and waits `s + 1` times longer for acks (up to
+//! `health_max` times), so a sick node accuses healthy ones less.
+//!
 //! **Incarnations.** Every member carries an incarnation number that only its owner
 //! raises. A node that hears it is suspected (or declared dead) at its current
 //! incarnation raises it and re-announces itself alive: the refutation. Updates are
@@ -184,6 +192,12 @@ pub struct MembershipConfig {
     /// others suspect the member too (never longer than the full timeout).
     #[serde(default = "default_suspicion_min_mult")]
     pub suspicion_min_mult: u32,
+    /// Lifeguard's local health: this node's probe period and ack wait stretch
+    /// up to this many times while its own probes fail without the helpers'
+    /// nacks that would show the target, not this node, is at fault (a slow or
+    /// overloaded node then accuses others less). 1 turns it off.
+    #[serde(default = "default_health_max")]
+    pub health_max: u32,
     /// Each update is piggybacked `retransmit_mult * ceil(log2(n+1))` times.
     pub retransmit_mult: u32,
     /// Full-state push-pull with a random member this often.
@@ -205,6 +219,7 @@ impl Default for MembershipConfig {
             suspicion_mult: 4,
             suspicion_confirmations: default_confirmations(),
             suspicion_min_mult: default_suspicion_min_mult(),
+            health_max: default_health_max(),
             retransmit_mult: 4,
             sync_interval: Duration::from_secs(30),
             dead_retention: Duration::from_secs(3600),
@@ -220,6 +235,10 @@ fn default_confirmations() -> u32 {
 
 fn default_suspicion_min_mult() -> u32 {
     2
+}
+
+fn default_health_max() -> u32 {
+    8
 }
 
 impl MembershipConfig {
@@ -480,6 +499,15 @@ pub enum Probe {
         /// The sender's registry digest (filled in by the cluster).
         names: [u8; 32],
     },
+    /// A helper's answer to a [`Probe::PingReq`] whose target did not ack in time:
+    /// "I am here; it is the target that is silent". The requester counts the
+    /// helpers that should have nacked and did not against its own health.
+    /// (The last variant, so the others keep their wire indices; an earlier
+    /// build drops it as a malformed frame.)
+    Nack {
+        /// The requester's seq.
+        seq: u32,
+    },
 }
 
 /// A member as seen locally.
@@ -526,6 +554,8 @@ struct ProbeState {
     /// Members asked to ping the target for us: with the target, the only ones whose
     /// ack counts (anyone else's is a lie that would keep a dead member alive).
     helpers: Vec<NodeId>,
+    /// Helpers that nacked (each once).
+    nacked: Vec<NodeId>,
     seq: u32,
     indirect_at: Time,
     indirect_sent: bool,
@@ -538,6 +568,8 @@ struct Relay {
     origin: NodeId,
     origin_seq: u32,
     expires: Time,
+    /// No ack from the target by then: nack the origin (once).
+    nack_at: Option<Time>,
 }
 
 /// Counters for metrics.
@@ -572,6 +604,12 @@ pub struct MembershipStats {
     /// (Lifeguard's dogpile; at most `suspicion_confirmations` per member and
     /// incarnation).
     pub accusations: u64,
+    /// Nacks sent for ping-reqs whose target did not answer in time.
+    pub nacks_sent: u64,
+    /// Nacks received from this node's helpers.
+    pub nacks_received: u64,
+    /// Failed probes that cost this node local health (no helper nacked).
+    pub health_raised: u64,
 }
 
 /// One node's membership state machine.
@@ -604,6 +642,11 @@ pub struct Membership {
     probe: Option<ProbeState>,
     relays: BTreeMap<u32, Relay>,
     suspicion_deadlines: BTreeMap<NodeId, Time>,
+    /// Lifeguard's local health score, `0..health_max`: raised by failed probes
+    /// no helper nacked and by refuting suspicions of this node,
+    /// lowered by each acked probe. The probe period and ack wait are stretched
+    /// `health + 1` times.
+    health: u32,
     /// Lifeguard's dogpile: for a member known and up here, the other members that
     /// said they suspect it (or declared it dead) at its current incarnation, and
     /// when; at most `suspicion_confirmations` each, counted within one full
@@ -666,6 +709,7 @@ impl Membership {
             probe: None,
             relays: BTreeMap::new(),
             suspicion_deadlines: BTreeMap::new(),
+            health: 0,
             accusers: BTreeMap::new(),
             next_sync_at: now + config.sync_interval,
             sync_sent: BTreeMap::new(),
@@ -733,6 +777,23 @@ impl Membership {
     /// Counters.
     pub fn stats(&self) -> MembershipStats {
         self.stats
+    }
+
+    /// Lifeguard's local health score (0 is healthy): this node probes
+    /// `health + 1` times slower than configured.
+    pub fn local_health(&self) -> u32 {
+        self.health
+    }
+
+    /// How many times slower than configured this node probes now.
+    fn health_mult(&self) -> u32 {
+        self.health + 1
+    }
+
+    fn change_health(&mut self, delta: i64) {
+        let max = i64::from(self.config.health_max.max(1)) - 1;
+        let next = (i64::from(self.health) + delta).clamp(0, max);
+        self.health = u32::try_from(next).unwrap_or(0);
     }
 
     /// Updates waiting to be piggybacked.
@@ -827,13 +888,25 @@ impl Membership {
             }
         }
         if now >= self.next_probe_at {
-            if let Some(probe) = self.probe.take()
-                && !probe.acked
-            {
-                self.suspect(now, probe.target);
+            if let Some(probe) = self.probe.take() {
+                if probe.acked {
+                    self.change_health(-1);
+                } else {
+                    // A helper that nacked saw the target silent too: the fault is
+                    // not this node's. With no nack at all (or no helper to ask),
+                    // this node may be the one that cannot hear. (Lifeguard counts
+                    // each missing nack; on a lossy network one lost nack is noise,
+                    // and counting each slowed the last nodes' detection of a
+                    // crash by a third at 1% loss and 1,000 nodes.)
+                    if probe.nacked.is_empty() {
+                        self.stats.health_raised += 1;
+                        self.change_health(1);
+                    }
+                    self.suspect(now, probe.target);
+                }
             }
             self.start_probe(now);
-            self.next_probe_at = now + self.config.probe_interval;
+            self.next_probe_at = now + self.config.probe_interval * self.health_mult();
             if self.live == 0 && !self.seeds.is_empty() && !self.left {
                 // Alone: the first contact may have been lost. Try a seed again (at
                 // most one sync per seed per probe interval).
@@ -858,6 +931,18 @@ impl Membership {
         }
         if !self.relays.is_empty() {
             self.relays.retain(|_, r| r.expires > now);
+            for relay in self.relays.values_mut() {
+                if relay.nack_at.is_some_and(|t| t <= now) {
+                    relay.nack_at = None;
+                    self.stats.nacks_sent += 1;
+                    self.out.push_back((
+                        relay.origin,
+                        Probe::Nack {
+                            seq: relay.origin_seq,
+                        },
+                    ));
+                }
+            }
         }
         if now >= self.next_sync_at {
             self.next_sync_at = now + self.config.sync_period(self.live_count());
@@ -932,6 +1017,12 @@ impl Membership {
                     self.out.push_back((from, Probe::Ack { seq }));
                 } else {
                     let mine = self.next_seq();
+                    // Nack halfway through the time the origin has left after
+                    // asking, so the nack is back before its probe period ends.
+                    let window = self
+                        .config
+                        .probe_interval
+                        .saturating_sub(self.config.probe_timeout);
                     self.relays.insert(
                         mine,
                         Relay {
@@ -939,6 +1030,7 @@ impl Membership {
                             origin: from,
                             origin_seq: seq,
                             expires: now + self.config.probe_interval,
+                            nack_at: Some(now + window / 2),
                         },
                     );
                     self.out.push_back((target, Probe::Ping { seq: mine }));
@@ -960,6 +1052,16 @@ impl Membership {
                 }
             }
             Probe::Gossip => {}
+            Probe::Nack { seq } => {
+                if let Some(probe) = &mut self.probe
+                    && probe.seq == seq
+                    && probe.helpers.contains(&from)
+                    && !probe.nacked.contains(&from)
+                {
+                    probe.nacked.push(from);
+                    self.stats.nacks_received += 1;
+                }
+            }
             Probe::SyncOffer { view, names: _ } => {
                 // The cluster compares the names digest (and asks for a sync
                 // itself when they differ).
@@ -1396,6 +1498,8 @@ impl Membership {
         };
         self.incarnation = next;
         self.stats.refutations += 1;
+        // Suspected while alive: perhaps this node is the slow one.
+        self.change_health(1);
         self.events.push_back(MembershipEvent::Refuted {
             incarnation: self.incarnation,
         });
@@ -1469,6 +1573,9 @@ impl Membership {
         }
         if let Some(s) = self.suspicion_deadlines.values().min() {
             t = t.min(*s);
+        }
+        if let Some(n) = self.relays.values().filter_map(|r| r.nack_at).min() {
+            t = t.min(n);
         }
         t
     }
@@ -1620,8 +1727,9 @@ impl Membership {
         self.probe = Some(ProbeState {
             target,
             helpers: Vec::new(),
+            nacked: Vec::new(),
             seq,
-            indirect_at: now + self.config.probe_timeout,
+            indirect_at: now + self.config.probe_timeout * self.health_mult(),
             indirect_sent: false,
             acked: false,
         });
@@ -1697,6 +1805,12 @@ impl Membership {
                 }
             }
             let _ = deadline;
+        }
+        if self.health >= self.config.health_max.max(1) {
+            return Err(format!(
+                "local health {} not under {}",
+                self.health, self.config.health_max
+            ));
         }
         let k = self.config.suspicion_confirmations as usize;
         for (id, list) in &self.accusers {

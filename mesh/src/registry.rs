@@ -707,16 +707,29 @@ impl Registry {
         self.clock = self.clock.max(claim.lamport);
         if claim.node == self.me {
             // I am the authority on my claims. One I do not hold at that version is a
-            // leftover from an earlier life (signed by me): bury it.
+            // leftover from an earlier life (signed by me, its versions counted
+            // from 1 again since): restate what I hold now above it. A claim of
+            // this life stays (a restarted node's durable actor, named again,
+            // must not lose its name to its previous life's tombstone); with
+            // none, the leftover is buried.
             let Some(version) = claim.version.checked_add(1) else {
                 return Err(ClaimRefused::VersionJump);
             };
-            let tomb = self.signed(Claim {
-                version,
-                removed: true,
-                ..claim
-            });
-            self.store(now, tomb, true);
+            let restated = match self.claim_of(&claim.name, self.me) {
+                Some(mine) if !mine.removed => Claim {
+                    version,
+                    sig: Vec::new(),
+                    ..mine
+                },
+                _ => Claim {
+                    version,
+                    removed: true,
+                    sig: Vec::new(),
+                    ..claim
+                },
+            };
+            let restated = self.signed(restated);
+            self.store(now, restated, true);
             return Ok(true);
         }
         if claimant_down {
@@ -1063,6 +1076,47 @@ mod tests {
             .unwrap();
         assert!(tomb.removed);
         assert_eq!(tomb.version, 3);
+    }
+
+    #[test]
+    fn a_restarted_node_keeps_the_claim_of_this_life_over_its_last_lifes() {
+        // Node 1 restarted: its registry counts versions from 1 again, and it has
+        // named its actor anew. Peers still hold its last life's claims on the
+        // name, a live one or a tombstone, at higher versions.
+        for removed in [false, true] {
+            let mut r = Registry::new(node(1), RegistryConfig::default());
+            r.register_ranked(Time::ZERO, "durable:a", actor(1, 2), 11)
+                .unwrap();
+            let leftover = Claim {
+                name: "durable:a".into(),
+                node: node(1),
+                actor: actor(1, 9),
+                lamport: 1,
+                rank: 7,
+                version: 5,
+                removed,
+                sig: Vec::new(),
+            };
+            assert!(r.merge(Time::ZERO, leftover.clone(), false));
+            // This life's claim still names the actor, restated above the leftover.
+            assert_eq!(
+                r.lookup("durable:a").map(|l| l.actor),
+                Some(actor(1, 2)),
+                "removed: {removed}"
+            );
+            let mine = r
+                .my_claims()
+                .into_iter()
+                .find(|c| &*c.name == "durable:a")
+                .expect("still claimed");
+            assert!(!mine.removed && mine.version == 6 && mine.rank == 11);
+            // A peer holding the leftover takes the restatement.
+            let mut peer = Registry::new(node(2), RegistryConfig::default());
+            peer.merge(Time::ZERO, leftover, false);
+            peer.merge(Time::ZERO, r.claim_of("durable:a", node(1)).unwrap(), false);
+            assert_eq!(peer.lookup("durable:a").map(|l| l.actor), Some(actor(1, 2)));
+            r.check_invariants().unwrap();
+        }
     }
 
     #[test]

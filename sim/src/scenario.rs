@@ -210,6 +210,8 @@ pub struct MembershipSection {
     pub suspicion_confirmations: Option<u32>,
     /// The shortest suspicion, in probe periods.
     pub suspicion_min_mult: Option<u32>,
+    /// Local health: the most a sick node's probing slows (1: off).
+    pub health_max: Option<u32>,
     /// Gossip retransmission multiplier.
     pub retransmit_mult: Option<u32>,
     /// Push-pull sync period.

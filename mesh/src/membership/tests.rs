@@ -1062,3 +1062,165 @@ fn a_new_suspicion_is_sent_straight_to_the_members_already_suspecting() {
     }
     assert_eq!(told, [others[0], b.node_id()].into_iter().collect());
 }
+
+/// Drives `m` for `periods` probe periods: each ping is answered per `ack`, and
+/// each ping-req's helper nacks when `nack`. Returns the probe periods seen
+/// (the time between successive pings).
+fn drive_probes(m: &mut Membership, periods: usize, ack: bool, nack: bool) -> Vec<Duration> {
+    let mut last = None;
+    let mut gaps = Vec::new();
+    let mut pings = 0;
+    let mut guard = 0;
+    while pings < periods {
+        guard += 1;
+        assert!(guard < 10_000, "no progress");
+        let now = m.poll_timeout();
+        m.handle_timeout(now);
+        while let Some((to, p)) = m.poll_transmit() {
+            match p {
+                Probe::Ping { seq } => {
+                    pings += 1;
+                    if let Some(prev) = last {
+                        gaps.push(now.saturating_since(prev));
+                    }
+                    last = Some(now);
+                    if ack {
+                        m.handle_message(now, to, Probe::Ack { seq });
+                    }
+                }
+                Probe::PingReq { seq, .. } if nack => {
+                    m.handle_message(now, to, Probe::Nack { seq });
+                }
+                _ => {}
+            }
+        }
+        m.check_invariants().unwrap();
+    }
+    gaps
+}
+
+/// A node that knows `n` alive members (enough that failed probes do not run
+/// out of members to probe).
+fn with_members(n: u64) -> Membership {
+    let mut m = Membership::new(key(0), 1, NodeMeta::default(), config(), 1, Time::ZERO);
+    for i in 1..=n {
+        let k = key(i);
+        assert!(m.apply(Time::ZERO, k.node_id(), alive_of(&k, 1)));
+    }
+    m
+}
+
+#[test]
+fn unexplained_failed_probes_slow_this_node_down_and_acks_bring_it_back() {
+    let c = config();
+    let mut m = with_members(60);
+    // Nobody answers and no helper nacks: this node may be the one cut off.
+    let gaps = drive_probes(&mut m, 12, false, false);
+    assert_eq!(m.local_health(), c.health_max - 1, "at the cap");
+    assert!(m.stats().health_raised > 0);
+    let longest = gaps.iter().max().copied().unwrap_or_default();
+    assert_eq!(longest, c.probe_interval * c.health_max, "{gaps:?}");
+    // Answers come back: each acked probe lowers the score by one (the probe in
+    // flight fails first, at the cap already).
+    let before = m.local_health();
+    drive_probes(&mut m, 3, true, false);
+    assert_eq!(
+        m.local_health(),
+        before - 2,
+        "three pings, two acked periods ended"
+    );
+    drive_probes(&mut m, 20, true, false);
+    assert_eq!(m.local_health(), 0);
+    let gaps = drive_probes(&mut m, 3, true, false);
+    assert!(gaps.iter().all(|g| *g == c.probe_interval), "{gaps:?}");
+}
+
+#[test]
+fn failed_probes_the_helpers_nacked_cost_no_health() {
+    // Every target is silent, but every helper says so: the targets are at
+    // fault, not this node.
+    let mut m = with_members(20);
+    drive_probes(&mut m, 4, false, true);
+    assert_eq!(m.local_health(), 0);
+    assert_eq!(m.stats().health_raised, 0);
+    assert!(m.stats().nacks_received > 0);
+    // A nack from someone not asked, or for another probe, counts for nothing.
+    let (mut m, _, _) = with_victim_and_witnesses();
+    m.handle_message(Time::ZERO, key(9).node_id(), Probe::Nack { seq: 1 });
+    assert_eq!(m.stats().nacks_received, 0);
+    // Off (`health_max` 1): never raised.
+    let mut off = Membership::new(
+        key(0),
+        1,
+        NodeMeta::default(),
+        MembershipConfig {
+            health_max: 1,
+            ..config()
+        },
+        1,
+        Time::ZERO,
+    );
+    for i in 1..=20 {
+        let k = key(i);
+        assert!(off.apply(Time::ZERO, k.node_id(), alive_of(&k, 1)));
+    }
+    drive_probes(&mut off, 6, false, false);
+    assert_eq!(off.local_health(), 0);
+}
+
+#[test]
+fn a_helper_nacks_a_silent_target_and_not_one_that_answers() {
+    let (mut m, kv, kl) = with_victim();
+    let (target, origin) = (kv.node_id(), kl.node_id());
+    let c = config();
+    for answers in [false, true] {
+        let now = Time::ZERO + c.probe_interval * 10 * (1 + u32::from(answers));
+        m.handle_message(now, origin, Probe::PingReq { seq: 77, target });
+        let mine = std::iter::from_fn(|| m.poll_transmit())
+            .find_map(|(to, p)| match p {
+                Probe::Ping { seq } if to == target => Some(seq),
+                _ => None,
+            })
+            .expect("the helper pings the target");
+        if answers {
+            m.handle_message(now, target, Probe::Ack { seq: mine });
+        }
+        let mut nacked = false;
+        let mut acked = false;
+        let end = now + c.probe_interval;
+        let mut t = now;
+        while t < end {
+            t = m.poll_timeout().min(end).max(t + Duration::from_millis(1));
+            m.handle_timeout(t);
+            while let Some((to, p)) = m.poll_transmit() {
+                match p {
+                    Probe::Nack { seq: 77 } if to == origin => {
+                        assert!(
+                            t.saturating_since(now) < c.probe_interval - c.probe_timeout,
+                            "in time for the origin"
+                        );
+                        nacked = true;
+                    }
+                    Probe::Ack { seq: 77 } if to == origin => acked = true,
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(nacked, !answers, "answers: {answers}");
+        assert_eq!(acked, answers, "the target's ack is relayed instead");
+    }
+    assert_eq!(m.stats().nacks_sent, 1);
+}
+
+#[test]
+fn refuting_a_suspicion_of_itself_costs_this_node_health() {
+    let (mut m, _, kl) = with_victim();
+    let me = m.me();
+    assert!(m.apply(
+        Time::ZERO,
+        kl.node_id(),
+        hearsay(me, 1, MemberState::Suspect)
+    ));
+    assert_eq!(m.local_health(), 1);
+    m.check_invariants().unwrap();
+}

@@ -250,6 +250,9 @@ impl World {
         if let Some(v) = m.suspicion_min_mult {
             membership.suspicion_min_mult = v;
         }
+        if let Some(v) = m.health_max {
+            membership.health_max = v;
+        }
         if let Some(v) = m.retransmit_mult {
             membership.retransmit_mult = v;
         }
