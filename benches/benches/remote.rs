@@ -298,41 +298,59 @@ fn main() {
         eprintln!("could not build the ractor_cluster peer; no ratio this run");
         std::process::exit(1);
     };
-    let port = 24_000 + (std::process::id() % 1000) as u16 * 2;
-    let (ractor, ractor_rss) = run_pair(
-        Command::new(&peer).args(["server", &port.to_string()]),
-        |_| {
-            let mut c = Command::new(&peer);
-            c.args([
-                "client",
-                &port.to_string(),
-                &sizes.n100.to_string(),
-                &sizes.n10k.to_string(),
-                &sizes.asks.to_string(),
-            ]);
-            c
-        },
-    );
-    println!(
-        "ractor_cluster {ractor}  (server peak RSS {} MiB)",
-        ractor_rss / 1024
-    );
-    let ratio =
-        |k: &str| plexus[k].as_f64().unwrap_or(0.0) / ractor[k].as_f64().unwrap_or(f64::NAN);
-    println!(
-        "tell 100 B   throughput ratio plexus/ractor_cluster: {:.2}x (target >= 1.5x)",
-        ratio("tell_100b_msgs_per_sec")
-    );
-    println!(
-        "tell 10 KiB  throughput ratio plexus/ractor_cluster: {:.2}x (target >= 1.5x)",
-        ratio("tell_10kib_msgs_per_sec")
-    );
-    println!(
-        "ask p50 ratio plexus/ractor_cluster: {:.2}x (lower is better)",
-        ratio("ask_p50_us")
-    );
-    println!(
-        "ask p99 ratio plexus/ractor_cluster: {:.2}x (target <= 1.0x)",
-        ratio("ask_p99_us")
-    );
+    let port = 24_000 + (std::process::id() % 1000) as u16 * 4;
+    // ractor_cluster twice: its default (plaintext TCP, a shared cookie), then its
+    // TLS mode (TLS 1.3 over rustls, a self-signed certificate), since Plexus always
+    // authenticates and encrypts (Noise over TCP).
+    let cert = std::env::temp_dir().join(format!("plexus-bench-{}.der", std::process::id()));
+    let cert = cert.to_string_lossy().into_owned();
+    let mut peers = Vec::new();
+    for (label, port, tls) in [
+        ("ractor_cluster", port, false),
+        ("ractor_cluster+TLS", port + 2, true),
+    ] {
+        let extra: Vec<String> = if tls {
+            vec!["tls".into(), cert.clone()]
+        } else {
+            Vec::new()
+        };
+        let (ractor, ractor_rss) = run_pair(
+            Command::new(&peer)
+                .args(["server", &port.to_string()])
+                .args(&extra),
+            |_| {
+                let mut c = Command::new(&peer);
+                c.args([
+                    "client",
+                    &port.to_string(),
+                    &sizes.n100.to_string(),
+                    &sizes.n10k.to_string(),
+                    &sizes.asks.to_string(),
+                ])
+                .args(&extra);
+                c
+            },
+        );
+        println!(
+            "{label:<18} {ractor}  (server peak RSS {} MiB)",
+            ractor_rss / 1024
+        );
+        peers.push((label, ractor));
+    }
+    let _ = std::fs::remove_file(&cert);
+    for (label, ractor) in &peers {
+        let ratio =
+            |k: &str| plexus[k].as_f64().unwrap_or(0.0) / ractor[k].as_f64().unwrap_or(f64::NAN);
+        println!("plexus / {label}:");
+        println!(
+            "  tell 100 B   throughput: {:.2}x (target >= 2x)",
+            ratio("tell_100b_msgs_per_sec")
+        );
+        println!(
+            "  tell 10 KiB  throughput: {:.2}x (target >= 1.0x)",
+            ratio("tell_10kib_msgs_per_sec")
+        );
+        println!("  ask p50: {:.2}x (lower is better)", ratio("ask_p50_us"));
+        println!("  ask p99: {:.2}x (target <= 1.0x)", ratio("ask_p99_us"));
+    }
 }

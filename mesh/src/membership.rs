@@ -500,8 +500,8 @@ pub enum Probe {
         names: [u8; 32],
     },
     /// A helper's answer to a [`Probe::PingReq`] whose target did not ack in time:
-    /// "I am here; it is the target that is silent". The requester counts the
-    /// helpers that should have nacked and did not against its own health.
+    /// "I am here; it is the target that is silent". A failed probe that no
+    /// helper nacked costs the requester local health.
     /// (The last variant, so the others keep their wire indices; an earlier
     /// build drops it as a malformed frame.)
     Nack {

@@ -30,7 +30,9 @@
 //! ignores claims from it while it is down, so its entries disappear within the
 //! failure-detection bound. A node is the authority on its own claims: if a replica
 //! offers it a claim in its name that it does not hold (left over from before a
-//! restart), it answers with a tombstone at a higher version.
+//! restart, whose versions this life counts from 1 again), it answers at a higher
+//! version with what it holds now: its live claim on the name if it has one (a
+//! restarted node's actor named again keeps its name), a tombstone otherwise.
 //!
 //! # Who may claim what (trust)
 //!

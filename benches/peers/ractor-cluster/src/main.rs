@@ -1,15 +1,25 @@
 //! The ractor_cluster side of the remote-messaging benchmark (see
 //! `benches/benches/remote.rs`, which runs it). Two processes:
 //!
-//! * `ractor-cluster-peer server PORT` hosts a counter actor in pg group "bench";
-//! * `ractor-cluster-peer client PORT N100 N10K ASKS` connects, finds the counter
-//!   through pg, and measures: N100 casts of 100 B then one call (so all were
-//!   handled), the same with 10 KiB, and ASKS sequential calls. It prints one JSON line.
+//! * `ractor-cluster-peer server PORT [tls CERT]` hosts a counter actor in pg group
+//!   "bench";
+//! * `ractor-cluster-peer client PORT N100 N10K ASKS [tls CERT]` connects, finds the
+//!   counter through pg, and measures: N100 casts of 100 B then one call (so all
+//!   were handled), the same with 10 KiB, and ASKS sequential calls. It prints one
+//!   JSON line.
+//!
+//! With `tls CERT` the two talk TLS 1.3 (ractor_cluster's `Tls` encryption mode):
+//! the server makes a self-signed certificate for `localhost` and writes it (DER) to
+//! CERT, and the client trusts only that certificate. Without it they talk
+//! ractor_cluster's default, plaintext TCP with a shared cookie.
 
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_cluster::{NodeServer, NodeServerMessage, NodeSessionMessage, RactorClusterMessage};
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeServer, NodeServerMessage, NodeSessionMessage, RactorClusterMessage,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
 #[derive(RactorClusterMessage)]
 enum BenchMsg {
@@ -41,8 +51,8 @@ impl Actor for Counter {
     }
 }
 
-async fn node(port: u16, name: &str) -> ActorRef<NodeServerMessage> {
-    let server = NodeServer::new(port, "bench-cookie".into(), name.into(), "localhost".into(), None, None);
+async fn node(port: u16, name: &str, tls: Option<IncomingEncryptionMode>) -> ActorRef<NodeServerMessage> {
+    let server = NodeServer::new(port, "bench-cookie".into(), name.into(), "localhost".into(), tls, None);
     let (actor, _) = Actor::spawn(None, server, ()).await.expect("node server");
     actor
 }
@@ -65,13 +75,44 @@ fn pct(mut v: Vec<u64>, q: f64) -> f64 {
     v[i] as f64 / 1e3
 }
 
+/// The `tls CERT` arguments, if given.
+fn tls_cert(args: &[String]) -> Option<String> {
+    let i = args.iter().position(|a| a == "tls")?;
+    Some(args.get(i + 1).expect("tls CERT").clone())
+}
+
+/// A self-signed certificate for `localhost`, written to `path`; the acceptor.
+fn tls_acceptor(path: &str) -> IncomingEncryptionMode {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let cert: CertificateDer<'static> = made.cert.der().clone();
+    std::fs::write(path, cert.as_ref()).expect("write the certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
+    IncomingEncryptionMode::Tls(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
+/// A connector that trusts only the certificate at `path`.
+fn tls_connector(path: &str) -> tokio_rustls::TlsConnector {
+    let der = std::fs::read(path).expect("read the certificate");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(der)).expect("trust the certificate");
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let port: u16 = args.get(2).and_then(|p| p.parse().ok()).expect("PORT");
+    let tls = tls_cert(&args);
     match args.get(1).map(String::as_str) {
         Some("server") => {
-            let _server = node(port, "server").await;
+            let _server = node(port, "server", tls.as_deref().map(tls_acceptor)).await;
             let (_counter, handle) = Actor::spawn(None, Counter, ()).await.expect("counter");
             println!("ready");
             let _ = handle.await;
@@ -80,8 +121,17 @@ async fn main() {
             let n100: usize = args[3].parse().expect("N100");
             let n10k: usize = args[4].parse().expect("N10K");
             let asks: usize = args[5].parse().expect("ASKS");
-            let server = node(port + 1, "client").await;
-            ractor_cluster::client_connect(&server, format!("127.0.0.1:{port}")).await.expect("connect");
+            let server = node(port + 1, "client", None).await;
+            let addr = format!("127.0.0.1:{port}");
+            match &tls {
+                Some(cert) => {
+                    let name = ServerName::try_from("localhost").expect("server name");
+                    ractor_cluster::client_connect_enc(&server, addr, tls_connector(cert), name)
+                        .await
+                        .expect("connect over TLS")
+                }
+                None => ractor_cluster::client_connect(&server, addr).await.expect("connect"),
+            }
             wait_authenticated(&server).await;
             let counter = loop {
                 let remote: Vec<_> = ractor::pg::get_members(&"bench".to_string())
@@ -120,6 +170,6 @@ async fn main() {
             results.insert("ask_p99_us".into(), serde_json::json!(pct(lat, 0.99)));
             println!("{}", serde_json::Value::Object(results));
         }
-        _ => eprintln!("usage: ractor-cluster-peer server|client PORT [N100 N10K ASKS]"),
+        _ => eprintln!("usage: ractor-cluster-peer server|client PORT [N100 N10K ASKS] [tls CERT]"),
     }
 }
