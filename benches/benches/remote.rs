@@ -10,8 +10,10 @@
 //!   outruns the receiver gains nothing);
 //! * ask round trips, p50 and p99.
 //!
-//! `cargo bench -p plexus-benches --bench remote` runs both systems and prints the
-//! ratios. Under `cargo test` it runs only a small Plexus smoke pass.
+//! `cargo bench -p plexus-benches --bench remote` runs Plexus, then ractor_cluster
+//! in its default mode (plaintext TCP, a shared cookie) and in its TLS mode (TLS 1.3
+//! over rustls, a self-signed certificate), and prints Plexus's ratio to each (Plexus
+//! always encrypts). Under `cargo test` it runs only a small Plexus smoke pass.
 //!
 //! The ractor_cluster peer lives in `benches/peers/ractor-cluster`, a separate
 //! workspace: enabling ractor's `cluster` feature anywhere in the Plexus workspace

@@ -260,7 +260,10 @@ impl MembershipConfig {
         if k == 0 || confirmations == 0 {
             return max;
         }
-        let min = (self.probe_interval * self.suspicion_min_mult).min(max);
+        let min = self
+            .probe_interval
+            .saturating_mul(self.suspicion_min_mult)
+            .min(max);
         let c = confirmations.min(k as usize) as f64;
         let frac = (c + 1.0).ln() / (f64::from(k) + 1.0).ln();
         let cut = (max - min).mul_f64(frac.clamp(0.0, 1.0));
@@ -906,7 +909,11 @@ impl Membership {
                 }
             }
             self.start_probe(now);
-            self.next_probe_at = now + self.config.probe_interval * self.health_mult();
+            self.next_probe_at = now
+                + self
+                    .config
+                    .probe_interval
+                    .saturating_mul(self.health_mult());
             if self.live == 0 && !self.seeds.is_empty() && !self.left {
                 // Alone: the first contact may have been lost. Try a seed again (at
                 // most one sync per seed per probe interval).
@@ -1729,7 +1736,7 @@ impl Membership {
             helpers: Vec::new(),
             nacked: Vec::new(),
             seq,
-            indirect_at: now + self.config.probe_timeout * self.health_mult(),
+            indirect_at: now + self.config.probe_timeout.saturating_mul(self.health_mult()),
             indirect_sent: false,
             acked: false,
         });
