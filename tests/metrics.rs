@@ -235,10 +235,15 @@ fn a_live_cluster_passes_promtool_and_a_real_prometheus_scrapes_it() {
     for node in &nodes {
         let (content_type, text) = common::poll(Duration::from_secs(15), || {
             let (ct, text) = scrape(node, None);
-            // Every member alive in this node's view before judging the output.
-            match sample(&text, "plexus_mesh_members{state=\"alive\"}") {
-                Some(2.0) => Ok((ct, text)),
-                other => Err(format!("{}: alive members {other:?}", node.name)),
+            // Every member alive in this node's view before judging the output,
+            // and the node healthy again: a probe of a member still starting may
+            // have failed, and each acked probe since lowers the score by one.
+            match (
+                sample(&text, "plexus_mesh_members{state=\"alive\"}"),
+                sample(&text, "plexus_mesh_local_health"),
+            ) {
+                (Some(2.0), Some(0.0)) => Ok((ct, text)),
+                other => Err(format!("{}: alive members, health {other:?}", node.name)),
             }
         });
         assert!(

@@ -523,6 +523,11 @@ async fn metrics(State(api): State<Arc<Api>>, headers: axum::http::HeaderMap) ->
         for member in mesh.members() {
             *by_state.entry(member.state.as_str()).or_default() += 1;
         }
+        s.gauge(
+            "mesh_local_health",
+            "Local health score (0: healthy; this node probes score + 1 times slower, having missed acks no helper explained)",
+            i64::try_from(m.local_health).unwrap_or(i64::MAX),
+        );
         s.gauge_by(
             "mesh_members",
             "Other nodes in this node's membership view, by state",

@@ -242,6 +242,9 @@ pub struct MeshStats {
     pub suspicions: u64,
     /// Times this node's membership declared a member dead.
     pub deaths: u64,
+    /// Lifeguard's local health score now (0: healthy; this node probes
+    /// `score + 1` times slower than configured).
+    pub local_health: u64,
 }
 
 /// A running mesh: the handle to a node's driver task.
@@ -513,6 +516,7 @@ impl Mesh {
             gossip_refused: c.gossip_refused.load(Relaxed),
             suspicions: c.suspicions.load(Relaxed),
             deaths: c.deaths.load(Relaxed),
+            local_health: c.local_health.load(Relaxed),
         }
     }
 

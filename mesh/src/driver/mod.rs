@@ -116,6 +116,7 @@ struct Counters {
     gossip_refused: AtomicU64,
     suspicions: AtomicU64,
     deaths: AtomicU64,
+    local_health: AtomicU64,
 }
 
 /// What the handle, the link and the streams ask of the loop.

@@ -575,6 +575,10 @@ impl Driver {
             .counters
             .asks_pending
             .store(self.cluster.asks().pending() as u64, Relaxed);
+        self.shared
+            .counters
+            .local_health
+            .store(u64::from(self.cluster.membership().local_health()), Relaxed);
         let refused = self.cluster.refusals();
         self.shared.counters.gossip_refused.store(
             refused.membership.total() + refused.registry.total(),
