@@ -75,7 +75,8 @@ pub struct Report {
     /// node's verdict).
     pub first_detections_ms: Vec<u64>,
     /// Deaths declared, by any node, of a node whose process was running. A
-    /// partition or a long pause makes such a death right; with neither in the
+    /// partition, a long pause or a quick restart (the death of its previous
+    /// life, declared late) makes such a death right; with none of them in the
     /// scenario every one is a false positive.
     pub running_declared_dead: u64,
     /// The configured detection bound, ms.
