@@ -1316,9 +1316,7 @@ impl Membership {
         if signed && update.verify_accusation_with(&self.sig_check).is_none() {
             return Err(GossipRefused::Forged);
         }
-        if let Some(list) = self.accusers.get_mut(&id) {
-            list.push((accuser, now));
-        }
+        list.push((accuser, now));
         self.stats.accusations += 1;
         if signed {
             self.gossip.push((id, Some(accuser)), update);
@@ -1384,16 +1382,16 @@ impl Membership {
             return true;
         };
         let before = member.state;
-        if update.incarnation > member.incarnation || update.state.is_down() {
+        let newer_life = update.incarnation > member.incarnation;
+        if newer_life || update.state.is_down() {
             // Suspicions of an earlier life (or of a member now down) count no
-            // more, and those of an earlier life are not relayed any longer.
-            if let Some(accusers) = self.accusers.remove(&update.id)
-                && update.incarnation > member.incarnation
-            {
-                for (a, _) in accusers {
+            // more, and those of an earlier life (this node's own included) are
+            // not relayed any longer.
+            let accusers = self.accusers.remove(&update.id).unwrap_or_default();
+            if newer_life {
+                for a in accusers.into_iter().map(|(a, _)| a).chain([self.me]) {
                     self.gossip.remove(&(update.id, Some(a)));
                 }
-                self.gossip.remove(&(update.id, Some(self.me)));
             }
         }
         member.incarnation = update.incarnation;
