@@ -1,8 +1,8 @@
 //! The actor trait users implement, its context, and the ractor adapter that hosts it.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, OnceLock};
 
 use tracing::Instrument;
 
@@ -10,7 +10,7 @@ use super::actor_ref::ActorRef;
 use super::errors::ActorError;
 use super::mailbox::{Envelope, LocalMailbox, MailboxShared};
 use super::message::Message;
-use super::system::{ActorSystem, EntryGuard};
+use super::system::ActorSystem;
 use crate::ActorId;
 
 /// The reply type of an actor's message.
@@ -87,26 +87,37 @@ impl<M: Message> Context<M> {
     }
 }
 
-/// The ractor actor that hosts a Plexus actor.
-pub(crate) struct Host<A: Actor> {
+/// The ractor actor that hosts a Plexus actor: one pointer, because ractor moves
+/// its actor value through every layer of a spawn (a spawn's cost grew with its
+/// size), and the parts live behind it in one allocation.
+pub(crate) struct Host<A: Actor>(pub(crate) Box<HostParts<A>>);
+
+pub(crate) struct HostParts<A: Actor> {
     pub(crate) actor: A,
     pub(crate) id: ActorId,
+    /// This incarnation's number in the node's table.
+    pub(crate) incarnation: u64,
     pub(crate) shared: Arc<MailboxShared>,
     pub(crate) system: ActorSystem,
     pub(crate) span: tracing::Span,
-    /// Removes the actor from the node's tables when the host is dropped, which ractor
-    /// does when the actor's task ends, however it ends.
-    pub(crate) _guard: EntryGuard,
+    /// Set once, by `pre_start`, before any message is handled. It lives here rather
+    /// than in ractor's state so that the state ractor moves (and boxes at the end)
+    /// is only the user's.
+    pub(crate) ctx: OnceLock<Context<A::Msg>>,
 }
 
-pub(crate) struct HostState<A: Actor> {
-    ctx: Context<A::Msg>,
-    state: A::State,
+/// Removes the actor from the node's table and publishes its exit when the host is
+/// dropped, which ractor does when the actor's task ends, however it ends.
+impl<A: Actor> Drop for HostParts<A> {
+    fn drop(&mut self) {
+        self.system.forget(self.id, self.incarnation);
+        self.shared.close();
+    }
 }
 
 impl<A: Actor> ractor::Actor for Host<A> {
     type Msg = Envelope<A::Msg>;
-    type State = HostState<A>;
+    type State = A::State;
     type Arguments = A::Args;
 
     async fn pre_start(
@@ -114,39 +125,44 @@ impl<A: Actor> ractor::Actor for Host<A> {
         myself: ractor::ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ractor::ActorProcessingErr> {
+        let host = &self.0;
         let cell = myself.get_cell();
         let mailbox = LocalMailbox {
             inner: myself,
-            shared: self.shared.clone(),
+            shared: host.shared.clone(),
         };
-        let ctx = Context {
-            myself: ActorRef::local(self.id, mailbox, Some(self.system.downgrade())),
-            system: self.system.clone(),
+        let ctx = host.ctx.get_or_init(|| Context {
+            myself: ActorRef::local(host.id, mailbox, Some(host.system.downgrade())),
+            system: host.system.clone(),
             cell,
-        };
-        let state = self
+        });
+        let state = host
             .actor
-            .started(&ctx, args)
-            .instrument(self.span.clone())
+            .started(ctx, args)
+            .instrument(host.span.clone())
             .await?;
-        Ok(HostState { ctx, state })
+        Ok(state)
     }
 
     async fn handle(
         &self,
         _myself: ractor::ActorRef<Self::Msg>,
         env: Self::Msg,
-        st: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ractor::ActorProcessingErr> {
-        self.shared.dequeued();
+        let host = &self.0;
+        host.shared.dequeued();
         let Envelope { msg, reply } = env;
-        let span = tracing::debug_span!(parent: &self.span, "handle");
-        match self
-            .actor
-            .handle(&st.ctx, msg, &mut st.state)
-            .instrument(span)
-            .await
-        {
+        let Some(ctx) = host.ctx.get() else {
+            // ractor runs `pre_start` to completion before any message.
+            let why = "handled a message before it started".to_string();
+            if let Some(reply) = reply {
+                reply.send(Err(why.clone()));
+            }
+            return Err(why.into());
+        };
+        let span = tracing::debug_span!(parent: &host.span, "handle");
+        match host.actor.handle(ctx, msg, state).instrument(span).await {
             Ok(value) => {
                 if let Some(reply) = reply {
                     reply.send(Ok(value));
@@ -155,7 +171,7 @@ impl<A: Actor> ractor::Actor for Host<A> {
             }
             Err(err) => {
                 let why = err.to_string();
-                if let Ok(mut failure) = self.shared.failure.lock() {
+                if let Ok(mut failure) = host.shared.failure.lock() {
                     *failure = Some(why.clone());
                 }
                 if let Some(reply) = reply {
@@ -169,13 +185,16 @@ impl<A: Actor> ractor::Actor for Host<A> {
     async fn post_stop(
         &self,
         _myself: ractor::ActorRef<Self::Msg>,
-        st: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ractor::ActorProcessingErr> {
-        self.actor
-            .stopped(&st.ctx, &mut st.state)
-            .instrument(self.span.clone())
-            .await;
-        self.shared.stopped_normally.store(true, SeqCst);
+        let host = &self.0;
+        if let Some(ctx) = host.ctx.get() {
+            host.actor
+                .stopped(ctx, state)
+                .instrument(host.span.clone())
+                .await;
+        }
+        host.shared.stopped_normally.store(true, SeqCst);
         Ok(())
     }
 }

@@ -30,7 +30,9 @@ pub struct ActorRef<M: Message> {
 
 pub(crate) enum Route<M: Message> {
     Local(LocalMailbox<M>),
-    Remote(RemoteRoute<M>),
+    /// Shared, so a ref stays small (a ref is moved through every spawn and held in
+    /// every context) and a clone is one count.
+    Remote(Arc<RemoteRoute<M>>),
     /// Known by id only: sends look the actor up locally each time, and fail with
     /// `Unreachable` if it is not there.
     Unbound,
@@ -46,11 +48,7 @@ impl<M: Message> Clone for ActorRef<M> {
     fn clone(&self) -> Self {
         let route = match &self.route {
             Route::Local(m) => Route::Local(m.clone()),
-            Route::Remote(r) => Route::Remote(RemoteRoute {
-                link: r.link.clone(),
-                node: r.node,
-                wire: r.wire,
-            }),
+            Route::Remote(r) => Route::Remote(r.clone()),
             Route::Unbound => Route::Unbound,
         };
         Self {
@@ -83,7 +81,7 @@ impl<M: Message> ActorRef<M> {
     pub(crate) fn remote(id: ActorId, route: RemoteRoute<M>, system: Option<WeakSystem>) -> Self {
         Self {
             id,
-            route: Route::Remote(route),
+            route: Route::Remote(Arc::new(route)),
             system,
         }
     }
@@ -321,15 +319,7 @@ impl<M: Message> ActorRef<M> {
         let Route::Local(m) = &self.route else {
             return Exit::Normal;
         };
-        let mut rx = m.shared.subscribe_exit();
-        loop {
-            if let Some(exit) = rx.borrow_and_update().clone() {
-                return exit;
-            }
-            if rx.changed().await.is_err() {
-                return Exit::Failed("exit channel closed".into());
-            }
-        }
+        m.shared.exited().await
     }
 }
 

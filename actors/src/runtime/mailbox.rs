@@ -16,10 +16,10 @@
 //! out, and only when someone waits, so the uncontended path is two atomic updates.
 
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Mutex, OnceLock};
 
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, oneshot};
 
 use super::errors::SendError;
 use super::message::Message;
@@ -47,7 +47,11 @@ pub(crate) struct MailboxShared {
     pub(crate) handled: AtomicU64,
     pub(crate) failure: Mutex<Option<String>>,
     pub(crate) stopped_normally: AtomicBool,
-    exit: watch::Sender<Option<Exit>>,
+    /// How the actor ended, set once by `close`; no channel is made per actor, so a
+    /// spawn allocates nothing for it.
+    exit: OnceLock<Exit>,
+    /// Woken once, when `exit` is set.
+    exited: Notify,
 }
 
 impl MailboxShared {
@@ -61,7 +65,8 @@ impl MailboxShared {
             handled: AtomicU64::new(0),
             failure: Mutex::new(None),
             stopped_normally: AtomicBool::new(false),
-            exit: watch::Sender::new(None),
+            exit: OnceLock::new(),
+            exited: Notify::new(),
         }
     }
 
@@ -121,11 +126,24 @@ impl MailboxShared {
             let why = self.failure.lock().map(|g| g.clone()).unwrap_or(None);
             Exit::Failed(why.unwrap_or_else(|| "panicked or was killed".to_string()))
         };
-        self.exit.send_replace(Some(exit));
+        // `close` runs once per actor (its entry guard's drop); a second call keeps
+        // the first answer.
+        let _ = self.exit.set(exit);
+        self.exited.notify_waiters();
     }
 
-    pub(crate) fn subscribe_exit(&self) -> watch::Receiver<Option<Exit>> {
-        self.exit.subscribe()
+    /// Waits until the actor has ended, and says how.
+    pub(crate) async fn exited(&self) -> Exit {
+        loop {
+            let notified = self.exited.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a `close` in between is not missed.
+            notified.as_mut().enable();
+            if let Some(exit) = self.exit.get() {
+                return exit.clone();
+            }
+            notified.await;
+        }
     }
 }
 
@@ -210,18 +228,32 @@ impl<M: Message> LocalMailbox<M> {
             let notified = self.shared.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            self.shared.waiters.fetch_add(1, SeqCst);
+            // Counted out again however this iteration ends, cancellation included.
+            let _counted = Counted::new(&self.shared.waiters);
             if self.shared.try_reserve() {
-                self.shared.waiters.fetch_sub(1, SeqCst);
                 return self.enqueue(env);
             }
             if self.shared.is_closed() {
-                self.shared.waiters.fetch_sub(1, SeqCst);
                 return Err(SendError::Stopped(env));
             }
             notified.await;
-            self.shared.waiters.fetch_sub(1, SeqCst);
         }
+    }
+}
+
+/// One waiter, counted in while it lives.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 

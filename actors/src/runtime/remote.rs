@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::oneshot;
 
 use super::actor_ref::ActorRef;
-use super::mailbox::{Envelope, LocalMailbox, ReplyTo};
+use super::mailbox::{Envelope, LocalMailbox, MailboxShared, ReplyTo};
 use super::message::{Message, Wire};
 use super::system::{ActorSystem, WeakSystem};
 use crate::envelope::{Failure, TraceContext};
@@ -132,9 +132,18 @@ pub enum DeliverError {
     Full(PendingDelivery),
 }
 
-/// The type-erased receiving end of a remotely reachable actor.
+/// The type-erased receiving end of a local actor: its typed mailbox, for lookups
+/// by type, and, when its message type has a wire form, delivery of encoded
+/// messages from other nodes. One allocation per actor serves both.
 pub(crate) trait Inbox: Send + Sync {
-    fn message_type(&self) -> &'static str;
+    /// The actor's `LocalMailbox<M>`.
+    fn mailbox_any(&self) -> &dyn std::any::Any;
+    /// The counters its refs share with it.
+    fn shared(&self) -> &Arc<MailboxShared>;
+    /// `M`'s Rust name and type id.
+    fn rust_type(&self) -> (&'static str, std::any::TypeId);
+    /// The message type's wire name; `None` if the type has no wire form.
+    fn message_type(&self) -> Option<&'static str>;
     fn try_deliver(
         &self,
         system: &ActorSystem,
@@ -146,12 +155,24 @@ pub(crate) trait Inbox: Send + Sync {
 
 pub(crate) struct TypedInbox<M: Message> {
     pub(crate) mailbox: LocalMailbox<M>,
-    pub(crate) wire: Wire<M>,
+    pub(crate) wire: Option<Wire<M>>,
 }
 
 impl<M: Message> Inbox for TypedInbox<M> {
-    fn message_type(&self) -> &'static str {
-        (self.wire.type_name)()
+    fn mailbox_any(&self) -> &dyn std::any::Any {
+        &self.mailbox
+    }
+
+    fn shared(&self) -> &Arc<MailboxShared> {
+        &self.mailbox.shared
+    }
+
+    fn rust_type(&self) -> (&'static str, std::any::TypeId) {
+        (std::any::type_name::<M>(), std::any::TypeId::of::<M>())
+    }
+
+    fn message_type(&self) -> Option<&'static str> {
+        self.wire.map(|wire| (wire.type_name)())
     }
 
     fn try_deliver(
@@ -161,7 +182,17 @@ impl<M: Message> Inbox for TypedInbox<M> {
         payload: &[u8],
         reply: Option<RemoteReply>,
     ) -> Result<(), DeliverError> {
-        let decode = || with_decode_sender(from, || (self.wire.decode)(payload));
+        let Some(wire) = self.wire else {
+            let failure = Failure::Rejected(format!(
+                "`{}` has no wire form; the actor is local-only",
+                std::any::type_name::<M>()
+            ));
+            if let Some(reply) = reply {
+                reply.send(Err(failure.clone()));
+            }
+            return Err(DeliverError::Refused(failure));
+        };
+        let decode = || with_decode_sender(from, || (wire.decode)(payload));
         let msg = match with_decode_context(system, decode) {
             Ok(msg) => msg,
             Err(e) => {
@@ -173,7 +204,7 @@ impl<M: Message> Inbox for TypedInbox<M> {
             }
         };
         let reply = reply.map(|r| {
-            let encode = self.wire.encode_reply;
+            let encode = wire.encode_reply;
             ReplyTo::Remote(Box::new(move |result: Result<M::Reply, String>| {
                 let encoded = result.map_err(Failure::Failed).and_then(|value| {
                     encode(&value)
