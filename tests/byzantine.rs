@@ -395,9 +395,9 @@ async fn an_admitted_node_cannot_declare_a_live_node_dead() {
                         state,
                         meta: None,
                         sig: if i.is_multiple_of(2) {
-                            Vec::new()
+                            Default::default()
                         } else {
-                            vec![7; 64]
+                            vec![7; 64].into()
                         },
                     })
             })

@@ -66,6 +66,17 @@ pub struct DeliveryConfig {
     /// When the receiver reports a gap (it dropped a frame that came after a
     /// missing one), resend from the missing frame at once, but at most this often.
     pub fast_retransmit_gap: Duration,
+    /// An outbound link with nothing queued or unacknowledged for this long is
+    /// dropped; the next send to that peer opens a new epoch, which the receiver
+    /// takes as a rebuilt link. A node then keeps state for the peers it talks to
+    /// now, not for every peer it ever told something (at 1,000 nodes telling
+    /// random peers, that was most of the simulator's memory growth).
+    #[serde(default = "idle_link_after_default")]
+    pub idle_link_after: Duration,
+}
+
+fn idle_link_after_default() -> Duration {
+    Duration::from_secs(60)
 }
 
 impl Default for DeliveryConfig {
@@ -77,6 +88,7 @@ impl Default for DeliveryConfig {
             ack_delay: Duration::from_millis(2),
             retransmit_after: Duration::from_secs(2),
             fast_retransmit_gap: Duration::from_millis(20),
+            idle_link_after: idle_link_after_default(),
         }
     }
 }
@@ -193,6 +205,8 @@ pub struct DeliveryStats {
     pub refused: u64,
     /// Sends refused because a window was full.
     pub window_full: u64,
+    /// Outbound links dropped after `idle_link_after` with nothing in flight.
+    pub links_dropped_idle: u64,
 }
 
 struct Pending {
@@ -229,6 +243,9 @@ struct OutLink {
     fast_after: Time,
     /// The receiver's session, from its first ack on this link.
     peer_session: Option<u64>,
+    /// Since when nothing is queued or unacknowledged (its key in
+    /// `Delivery::idle`); `None` while frames are.
+    idle_since: Option<Time>,
 }
 
 #[derive(Clone)]
@@ -261,6 +278,8 @@ pub struct Delivery {
     acks_due: BTreeSet<(Time, NodeId)>,
     /// Retransmission deadlines of links with unacked frames.
     resends: BTreeSet<(Time, NodeId)>,
+    /// Outbound links with nothing in flight, by when they became so.
+    idle: BTreeSet<(Time, NodeId)>,
 }
 
 impl Delivery {
@@ -277,6 +296,7 @@ impl Delivery {
             stats: DeliveryStats::default(),
             acks_due: BTreeSet::new(),
             resends: BTreeSet::new(),
+            idle: BTreeSet::new(),
         }
     }
 
@@ -322,6 +342,7 @@ impl Delivery {
                 resend_at: None,
                 fast_after: now,
                 peer_session: None,
+                idle_since: None,
             }
         })
     }
@@ -372,6 +393,11 @@ impl Delivery {
         let config = self.config.clone();
         let bytes = body.size_bytes();
         let reply = is_reply(&body);
+        // In use again. (An idle link's windows are empty, so the send below is
+        // admitted: an oversized frame fits an empty window.)
+        if let Some(since) = self.out.get_mut(&peer).and_then(|l| l.idle_since.take()) {
+            self.idle.remove(&(since, peer));
+        }
         let link = self.link(peer, now);
         let window = if reply {
             &mut link.replies
@@ -585,6 +611,10 @@ impl Delivery {
         {
             link.last_progress = now;
             let epoch = link.epoch;
+            if link.queue.is_empty() {
+                link.idle_since = Some(now);
+                self.idle.insert((now, from));
+            }
             self.reindex(from);
             self.events.push_back(DeliveryEvent::Acked {
                 peer: from,
@@ -620,6 +650,23 @@ impl Delivery {
             link.last_progress = now;
             self.ready.push_back(peer);
             self.reindex(peer);
+        }
+        let idle_for = self.config.idle_link_after;
+        while let Some(&(since, peer)) = self.idle.first() {
+            if since + idle_for > now {
+                break;
+            }
+            self.idle.pop_first();
+            // Entries go stale when the link is used again or removed; only a link
+            // idle since exactly then goes. Its epoch counter stays in `epochs`.
+            if self
+                .out
+                .get(&peer)
+                .is_some_and(|l| l.idle_since == Some(since) && l.queue.is_empty())
+            {
+                self.out.remove(&peer);
+                self.stats.links_dropped_idle += 1;
+            }
         }
     }
 
@@ -686,15 +733,26 @@ impl Delivery {
     pub fn poll_timeout(&self) -> Option<Time> {
         let acks = self.acks_due.first().map(|(t, _)| *t);
         let resend = self.resends.first().map(|(t, _)| *t);
-        match (acks, resend) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // Rounded up to a quarter of the idle time, so the links that went idle
+        // within one quarter are dropped together, by one wake-up.
+        let idle = self.idle.first().map(|(t, _)| {
+            let due = *t + self.config.idle_link_after;
+            let tick = (self.config.idle_link_after / 4).as_micros().max(1);
+            let tick = u64::try_from(tick).unwrap_or(u64::MAX);
+            Time::from_micros(due.as_micros().div_ceil(tick).saturating_mul(tick))
+        });
+        [acks, resend, idle].into_iter().flatten().min()
     }
 
     /// Checks internal consistency.
     pub fn check_invariants(&self) -> Result<(), String> {
         for (peer, link) in &self.out {
+            match link.idle_since {
+                Some(since) if !link.queue.is_empty() || !self.idle.contains(&(since, *peer)) => {
+                    return Err(format!("idle index out of date for {peer:?}"));
+                }
+                _ => {}
+            }
             let want = (link.up && link.cursor > 0)
                 .then(|| link.last_progress + self.config.retransmit_after);
             if want != link.resend_at || want.is_some_and(|t| !self.resends.contains(&(t, *peer))) {
@@ -1075,5 +1133,70 @@ mod tests {
             body: tell(5),
         };
         assert_eq!(b.handle_data(Time::ZERO, an, old), Inbound::Dropped);
+    }
+
+    #[test]
+    fn an_idle_link_is_dropped_and_the_next_send_opens_a_new_epoch() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let config = DeliveryConfig::default();
+        let idle = config.idle_link_after;
+        let mut a = Delivery::new(10, config);
+        let mut b = Delivery::new(20, DeliveryConfig::default());
+        for i in 0..3 {
+            a.send(Time::ZERO, bn, tell(i)).unwrap();
+        }
+        assert_eq!(
+            pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false),
+            vec![0, 1, 2]
+        );
+        // Everything acknowledged: a wake-up is due within a quarter of the idle
+        // time after the link has been idle for it, and not before.
+        let due = a.poll_timeout().expect("the idle link is timed");
+        assert!(due >= Time::ZERO + idle && due <= Time::ZERO + idle + idle / 4);
+        a.handle_timeout(Time::ZERO + idle / 2);
+        assert_eq!(a.stats().links_dropped_idle, 0, "not idle long enough");
+        a.handle_timeout(due);
+        a.check_invariants().unwrap();
+        assert_eq!(a.stats().links_dropped_idle, 1);
+        assert_eq!(a.poll_timeout(), None, "nothing left to time");
+        // The next send numbers from 1 in a new epoch, which the receiver, still
+        // holding the old epoch's record, takes as a rebuilt link.
+        a.send(due, bn, tell(7)).unwrap();
+        let Some((_, Frame::Data(frame))) = a.poll_transmit(due) else {
+            panic!("a data frame is due");
+        };
+        assert_eq!((frame.epoch, frame.seq), (2, 1));
+        assert!(matches!(
+            b.handle_data(due, an, frame),
+            Inbound::Deliver { seq: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn a_link_with_frames_in_flight_is_never_dropped_as_idle() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let config = DeliveryConfig::default();
+        let idle = config.idle_link_after;
+        let mut a = Delivery::new(10, config);
+        let mut b = Delivery::new(20, DeliveryConfig::default());
+        a.send(Time::ZERO, bn, tell(1)).unwrap();
+        assert_eq!(
+            pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false),
+            vec![1]
+        );
+        // Used again before the idle time is up, and this frame is lost.
+        let later = Time::ZERO + idle / 2;
+        a.send(later, bn, tell(2)).unwrap();
+        assert!(a.poll_transmit(later).is_some());
+        for step in 1..=8u32 {
+            a.handle_timeout(later + idle * step);
+            a.check_invariants().unwrap();
+        }
+        assert_eq!(a.stats().links_dropped_idle, 0);
+        assert_eq!(
+            a.in_flight(&bn),
+            1,
+            "the unacknowledged frame is still held"
+        );
     }
 }

@@ -11,6 +11,7 @@
 //! * [`delivery`]: reliable, ordered, acknowledged links for actor traffic, and the
 //!   window that is their flow control;
 //! * [`asks`]: ask correlation (every ask gets exactly one answer);
+//! * [`sig`]: signature bytes, shared between a view, its gossip and its frames;
 //! * [`wire`]: the frames on a mesh stream and their (fuzzed) decoder;
 //! * [`cluster`]: one node's mesh state machine composing the above, the single
 //!   object both the libp2p driver and the simulator drive.
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod delivery;
 pub mod membership;
 pub mod registry;
+pub mod sig;
 pub mod wire;
 
 #[cfg(feature = "runtime")]

@@ -100,6 +100,7 @@ use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::broadcast::{BroadcastQueue, ceil_log2};
+use crate::sig::SigBytes;
 use plexus_vocab::identity::{NodeKey, SigCheck};
 use plexus_vocab::resources::NodeMeta;
 
@@ -376,8 +377,8 @@ pub struct MemberUpdate {
     /// `(id, incarnation, state, accuser)`, domain [`ACCUSE_DOMAIN`]
     /// ([`MemberUpdate::accusation`]); or empty, for the sender's own verdict as
     /// an earlier build sends it and as full syncs carry dead members.
-    #[serde(default, with = "serde_bytes")]
-    pub sig: Vec<u8>,
+    #[serde(default)]
+    pub sig: SigBytes,
 }
 
 impl MemberUpdate {
@@ -388,7 +389,10 @@ impl MemberUpdate {
 
     /// Signs the statement with `key` (which must be the key of `id`).
     pub fn sign(mut self, key: &NodeKey) -> Self {
-        self.sig = key.sign(MEMBER_DOMAIN, &self.signed_bytes()).to_vec();
+        self.sig = key
+            .sign(MEMBER_DOMAIN, &self.signed_bytes())
+            .to_vec()
+            .into();
         self
     }
 
@@ -401,11 +405,16 @@ impl MemberUpdate {
             incarnation,
             state,
             meta: None,
-            sig: Vec::new(),
+            sig: SigBytes::default(),
         };
         let by = accuser.node_id();
         let sig = accuser.sign(ACCUSE_DOMAIN, &update.accusation_bytes(&by));
-        update.sig = by.to_bytes().into_iter().chain(sig).collect();
+        update.sig = by
+            .to_bytes()
+            .into_iter()
+            .chain(sig)
+            .collect::<Vec<u8>>()
+            .into();
         update
     }
 
@@ -694,7 +703,7 @@ impl Membership {
                 incarnation,
                 state: MemberState::Alive,
                 meta: None,
-                sig: Vec::new(),
+                sig: SigBytes::default(),
             },
             key,
             sig_check: SigCheck::Direct,
@@ -1531,7 +1540,7 @@ impl Membership {
             incarnation: self.incarnation,
             state: MemberState::Left,
             meta: None,
-            sig: Vec::new(),
+            sig: SigBytes::default(),
         }
         .sign(&self.key);
         self.self_statement = update.clone();
@@ -1598,7 +1607,7 @@ impl Membership {
             incarnation: self.incarnation,
             state: MemberState::Alive,
             meta: Some(self.meta.clone()),
-            sig: Vec::new(),
+            sig: SigBytes::default(),
         }
         .sign(&self.key);
         self.self_statement = update.clone();
@@ -1624,7 +1633,7 @@ impl Membership {
                         incarnation: m.incarnation,
                         state: m.state,
                         meta: None,
-                        sig: Vec::new(),
+                        sig: SigBytes::default(),
                     }
                 } else {
                     m.statement.clone()

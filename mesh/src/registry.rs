@@ -69,6 +69,7 @@ use plexus_actors::{ActorId, NodeId, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::broadcast::BroadcastQueue;
+use crate::sig::SigBytes;
 use plexus_vocab::identity::{NodeKey, SigCheck};
 
 /// Longest name accepted, in bytes.
@@ -160,8 +161,8 @@ pub struct Claim {
     /// A tombstone.
     pub removed: bool,
     /// The claimant's signature over every other field, domain [`CLAIM_DOMAIN`].
-    #[serde(default, with = "serde_bytes")]
-    pub sig: Vec<u8>,
+    #[serde(default)]
+    pub sig: SigBytes,
 }
 
 impl Claim {
@@ -180,7 +181,7 @@ impl Claim {
 
     /// Signs the claim with `key` (the claimant's).
     pub fn sign(mut self, key: &NodeKey) -> Self {
-        self.sig = key.sign(CLAIM_DOMAIN, &self.signed_bytes()).to_vec();
+        self.sig = key.sign(CLAIM_DOMAIN, &self.signed_bytes()).to_vec().into();
         self
     }
 
@@ -341,7 +342,7 @@ struct ClaimState {
     version: u64,
     removed: bool,
     changed_at: Time,
-    sig: Vec<u8>,
+    sig: SigBytes,
 }
 
 /// One replica of the registry.
@@ -592,7 +593,7 @@ impl Registry {
             rank,
             version,
             removed: false,
-            sig: Vec::new(),
+            sig: SigBytes::default(),
         });
         self.store(now, claim.clone(), true);
         Ok(claim)
@@ -617,7 +618,7 @@ impl Registry {
             rank: e.rank,
             version,
             removed: true,
-            sig: Vec::new(),
+            sig: SigBytes::default(),
         });
         self.store(now, claim, true);
         true
@@ -720,13 +721,13 @@ impl Registry {
             let restated = match self.claim_of(&claim.name, self.me) {
                 Some(mine) if !mine.removed => Claim {
                     version,
-                    sig: Vec::new(),
+                    sig: SigBytes::default(),
                     ..mine
                 },
                 _ => Claim {
                     version,
                     removed: true,
-                    sig: Vec::new(),
+                    sig: SigBytes::default(),
                     ..claim
                 },
             };
@@ -946,7 +947,7 @@ fn unreachable_claim(name: &str, node: NodeId) -> Claim {
         rank: 0,
         version: 0,
         removed: true,
-        sig: Vec::new(),
+        sig: SigBytes::default(),
     }
 }
 
@@ -1039,7 +1040,7 @@ mod tests {
             rank: 0,
             version: 1,
             removed: false,
-            sig: Vec::new(),
+            sig: SigBytes::default(),
         };
         assert!(r.merge(Time::ZERO, claim.clone(), false));
         r.remove_node(&node(5));
@@ -1067,7 +1068,7 @@ mod tests {
             rank: 0,
             version: 2,
             removed: false,
-            sig: Vec::new(),
+            sig: SigBytes::default(),
         };
         assert!(r.merge(Time::ZERO, stale, false));
         assert_eq!(r.lookup("old"), None);
@@ -1097,7 +1098,7 @@ mod tests {
                 rank: 7,
                 version: 5,
                 removed,
-                sig: Vec::new(),
+                sig: SigBytes::default(),
             };
             assert!(r.merge(Time::ZERO, leftover.clone(), false));
             // This life's claim still names the actor, restated above the leftover.
@@ -1155,7 +1156,7 @@ mod tests {
                 rank: l % 2,
                 version,
                 removed,
-                sig: Vec::new(),
+                sig: SigBytes::default(),
             },
         )
     }

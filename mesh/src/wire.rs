@@ -165,7 +165,7 @@ mod tests {
                     incarnation: 9,
                     state: MemberState::Suspect,
                     meta: None,
-                    sig: Vec::new(),
+                    sig: Default::default(),
                 }],
                 claims: vec![Claim {
                     name: "n".into(),
@@ -175,7 +175,7 @@ mod tests {
                     rank: 0,
                     version: 2,
                     removed: false,
-                    sig: Vec::new(),
+                    sig: Default::default(),
                 }],
             }),
             Frame::Data(DataFrame {

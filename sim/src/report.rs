@@ -34,6 +34,9 @@ pub struct Report {
     pub frames_sent: u64,
     /// Frames lost to loss or partitions.
     pub frames_lost: u64,
+    /// Outbound links dropped after a spell with nothing in flight, by the nodes
+    /// running at the end (a crash forgets its node's count).
+    pub links_dropped_idle: u64,
     /// Remote tells accepted by the delivery core.
     pub tells_sent: u64,
     /// Tells refused because a window was full.

@@ -62,6 +62,10 @@ fn print_report(path: &Path, report: &Report) {
         report.tells_sent, report.tells_delivered, report.tells_refused, report.tells_unreachable
     );
     println!(
+        "links:           {} dropped after idling (nodes up at the end)",
+        report.links_dropped_idle
+    );
+    println!(
         "faults:          {} crashes, {} restarts, {} partitions, {} pauses",
         report.crashes, report.restarts, report.partitions, report.pauses
     );

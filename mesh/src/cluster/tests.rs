@@ -641,7 +641,7 @@ fn a_liar_cannot_take_move_or_withdraw_another_nodes_name() {
     let moved = Claim {
         actor: theirs,
         version: claim.version + 1,
-        sig: Vec::new(),
+        sig: Default::default(),
         ..claim.clone()
     };
     lies.push(moved.clone());
@@ -650,7 +650,7 @@ fn a_liar_cannot_take_move_or_withdraw_another_nodes_name() {
     lies.push(Claim {
         removed: true,
         version: claim.version + 1,
-        sig: vec![0; 64],
+        sig: vec![0; 64].into(),
         ..claim.clone()
     });
     // The liar's own claims at u64::MAX rank and version, and a Lamport time of MAX.
@@ -663,7 +663,7 @@ fn a_liar_cannot_take_move_or_withdraw_another_nodes_name() {
             rank,
             version,
             removed: false,
-            sig: Vec::new(),
+            sig: Default::default(),
         }
         .sign(&liar_key)
     };
@@ -706,7 +706,7 @@ fn a_liar_cannot_kill_poison_or_invent_members() {
         incarnation: inc,
         state,
         meta: None,
-        sig: Vec::new(),
+        sig: Default::default(),
     };
     // Node 2 tells node 1, over and over, that node 0 is dead, and offers a poisoned
     // address for it and a phantom member.
@@ -718,7 +718,7 @@ fn a_liar_cannot_kill_poison_or_invent_members() {
             addrs: vec!["evil:1".into()],
             ..NodeMeta::default()
         })),
-        sig: Vec::new(),
+        sig: Default::default(),
     };
     let phantom_key = key(77);
     let phantom = MemberUpdate {
@@ -726,7 +726,7 @@ fn a_liar_cannot_kill_poison_or_invent_members() {
         incarnation: 1,
         state: MemberState::Alive,
         meta: Some(Arc::new(NodeMeta::default())),
-        sig: Vec::new(),
+        sig: Default::default(),
     }
     .sign(&phantom_key);
     let admitted: BTreeSet<NodeId> = net.ids.iter().copied().collect();

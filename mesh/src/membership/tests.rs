@@ -354,7 +354,7 @@ fn alive_of(k: &NodeKey, inc: u64) -> MemberUpdate {
         incarnation: inc,
         state: MemberState::Alive,
         meta: Some(Arc::new(NodeMeta::default())),
-        sig: Vec::new(),
+        sig: Default::default(),
     }
     .sign(k)
 }
@@ -365,7 +365,7 @@ fn hearsay(id: NodeId, inc: u64, state: MemberState) -> MemberUpdate {
         incarnation: inc,
         state,
         meta: None,
-        sig: Vec::new(),
+        sig: Default::default(),
     }
 }
 
@@ -420,7 +420,7 @@ fn a_liar_cannot_speak_for_another_node() {
     let (victim, liar) = (kv.node_id(), kl.node_id());
     // Unsigned: a poisoned address at a higher incarnation.
     let mut poisoned = alive_of(&kv, 6);
-    poisoned.sig.clear();
+    poisoned.sig = Default::default();
     poisoned.meta = Some(Arc::new(NodeMeta {
         addrs: vec!["evil:1".into()],
         ..NodeMeta::default()
@@ -448,7 +448,7 @@ fn a_liar_cannot_speak_for_another_node() {
         m.try_apply(Time::ZERO, liar, left.clone()),
         Err(GossipRefused::Forged)
     );
-    left.sig = vec![0; 64];
+    left.sig = vec![0; 64].into();
     assert_eq!(
         m.try_apply(Time::ZERO, liar, left),
         Err(GossipRefused::Forged)
@@ -459,7 +459,7 @@ fn a_liar_cannot_speak_for_another_node() {
     assert_eq!(m.stats().refused.forged, 5);
     // The victim itself may say it unsigned (straight from it).
     let mut own = alive_of(&kv, 6);
-    own.sig.clear();
+    own.sig = Default::default();
     assert_eq!(m.try_apply(Time::ZERO, victim, own), Ok(true));
     m.check_invariants().unwrap();
 }
@@ -954,13 +954,15 @@ fn signed_accusations_are_relayed_and_count_for_their_signer_once() {
     // Forged: B's id with C's signature; B's accusation with its incarnation or
     // state changed; a signature of the wrong length.
     let mut forged = MemberUpdate::accusation(victim, 5, MemberState::Suspect, &key(4));
-    forged.sig[..32].copy_from_slice(&b.node_id().to_bytes());
+    let mut bytes = forged.sig.to_vec();
+    bytes[..32].copy_from_slice(&b.node_id().to_bytes());
+    forged.sig = bytes.into();
     let mut bumped = signed.clone();
     bumped.incarnation = 6;
     let mut promoted = signed.clone();
     promoted.state = MemberState::Dead;
     let mut short = signed.clone();
-    short.sig.truncate(40);
+    short.sig = short.sig[..40].into();
     for bad in [forged, bumped, promoted, short] {
         assert_eq!(m.try_apply(Time::ZERO, c, bad), Err(GossipRefused::Forged));
     }

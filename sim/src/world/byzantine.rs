@@ -304,7 +304,7 @@ impl World {
             incarnation,
             state,
             meta: None,
-            sig: Vec::new(),
+            sig: Default::default(),
         };
         for b in behaviours {
             match b {
@@ -317,18 +317,18 @@ impl World {
                             addrs: vec!["evil:1".into()],
                             ..NodeMeta::default()
                         })),
-                        sig: Vec::new(),
+                        sig: Default::default(),
                     };
                     let mut resigned = poisoned.clone().sign(&my_key);
                     resigned.id = victim_id;
                     let mut left = hearsay(victim_id, victim_inc + 1, MemberState::Left);
-                    left.sig = vec![7; 64];
+                    left.sig = vec![7; 64].into();
                     let mut claims = Vec::new();
                     if let Some(c) = &victim_claim {
                         let moved = Claim {
                             actor: my_actor,
                             version: c.version + 1,
-                            sig: Vec::new(),
+                            sig: Default::default(),
                             ..c.clone()
                         };
                         claims.push(moved.clone().sign(&my_key));
@@ -336,7 +336,7 @@ impl World {
                         claims.push(Claim {
                             removed: true,
                             version: c.version + 1,
-                            sig: vec![7; 64],
+                            sig: vec![7; 64].into(),
                             ..c.clone()
                         });
                     }
@@ -358,7 +358,7 @@ impl World {
                         incarnation: u64::MAX,
                         state: MemberState::Alive,
                         meta: Some(Arc::new(NodeMeta::default())),
-                        sig: Vec::new(),
+                        sig: Default::default(),
                     }
                     .sign(&my_key);
                     let accuse = hearsay(victim_id, u64::MAX, MemberState::Dead);
@@ -377,7 +377,7 @@ impl World {
                                     rank,
                                     version,
                                     removed: false,
-                                    sig: Vec::new(),
+                                    sig: Default::default(),
                                 }
                                 .sign(&my_key),
                             );
@@ -399,7 +399,7 @@ impl World {
                         incarnation: 1,
                         state: MemberState::Alive,
                         meta: Some(Arc::new(NodeMeta::default())),
-                        sig: Vec::new(),
+                        sig: Default::default(),
                     }
                     .sign(&k);
                     let claim = Claim {
@@ -410,7 +410,7 @@ impl World {
                         rank: 0,
                         version: 1,
                         removed: false,
-                        sig: Vec::new(),
+                        sig: Default::default(),
                     }
                     .sign(&k);
                     frames.push(packet(vec![phantom], vec![claim]));
@@ -432,7 +432,7 @@ impl World {
                             rank: c.rank.saturating_add(1 << 40),
                             version: 1,
                             removed: false,
-                            sig: Vec::new(),
+                            sig: Default::default(),
                             ..c.clone()
                         }
                         .sign(&my_key);

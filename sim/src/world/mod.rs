@@ -916,6 +916,12 @@ impl World {
             );
         }
         self.report.sim_ms = end / 1_000;
+        self.report.links_dropped_idle = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.core.as_ref())
+            .map(|core| core.delivery().stats().links_dropped_idle)
+            .sum();
         self.report.trace_hash = self.trace.finalize().to_hex().to_string();
         self.report
     }
