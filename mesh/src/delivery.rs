@@ -1135,13 +1135,18 @@ mod tests {
         assert_eq!(b.handle_data(Time::ZERO, an, old), Inbound::Dropped);
     }
 
-    #[test]
-    fn an_idle_link_is_dropped_and_the_next_send_opens_a_new_epoch() {
-        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+    /// Sender `a` and receiver `b` with default settings, and the idle time.
+    fn idle_pair() -> (NodeId, NodeId, Duration, Delivery, Delivery) {
         let config = DeliveryConfig::default();
         let idle = config.idle_link_after;
-        let mut a = Delivery::new(10, config);
-        let mut b = Delivery::new(20, DeliveryConfig::default());
+        let a = Delivery::new(10, config);
+        let b = Delivery::new(20, DeliveryConfig::default());
+        (NodeId::synthetic(1), NodeId::synthetic(2), idle, a, b)
+    }
+
+    #[test]
+    fn an_idle_link_is_dropped_and_the_next_send_opens_a_new_epoch() {
+        let (an, bn, idle, mut a, mut b) = idle_pair();
         for i in 0..3 {
             a.send(Time::ZERO, bn, tell(i)).unwrap();
         }
@@ -1174,11 +1179,7 @@ mod tests {
 
     #[test]
     fn a_link_with_frames_in_flight_is_never_dropped_as_idle() {
-        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
-        let config = DeliveryConfig::default();
-        let idle = config.idle_link_after;
-        let mut a = Delivery::new(10, config);
-        let mut b = Delivery::new(20, DeliveryConfig::default());
+        let (an, bn, idle, mut a, mut b) = idle_pair();
         a.send(Time::ZERO, bn, tell(1)).unwrap();
         assert_eq!(
             pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false),

@@ -126,7 +126,7 @@ impl MailboxShared {
             let why = self.failure.lock().map(|g| g.clone()).unwrap_or(None);
             Exit::Failed(why.unwrap_or_else(|| "panicked or was killed".to_string()))
         };
-        // `close` runs once per actor (its entry guard's drop); a second call keeps
+        // `close` runs once per actor (its host's drop); a second call keeps
         // the first answer.
         let _ = self.exit.set(exit);
         self.exited.notify_waiters();
