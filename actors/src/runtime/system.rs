@@ -462,8 +462,8 @@ impl ActorSystem {
         if self.inner.shutting_down.load(SeqCst) {
             cell.stop(None);
         }
-        // The actor may have ended before we inserted it; its guard then found
-        // nothing to remove, so remove it here.
+        // The actor may have ended before we inserted it; its host's drop then
+        // found nothing to remove, so remove it here.
         if shared.is_closed() {
             self.inner.remove(id, incarnation);
         }
@@ -865,7 +865,7 @@ impl ActorSystem {
                     }
                 }
             }
-            // Make progress even if a killed actor's guard has not run yet: every
+            // Make progress even if a killed actor's host has not been dropped yet: every
             // actor this round stopped leaves the table.
             drop(live);
             if !self.inner.is_empty() {
