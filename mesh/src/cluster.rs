@@ -208,6 +208,16 @@ impl Cluster {
         &self.registry
     }
 
+    /// The digests of this node's membership view and name registry, as a sync
+    /// offer carries them: equal digests mean equal views. Each is cached until
+    /// its state changes, so asking again is cheap.
+    pub fn state_digests(&mut self) -> ([u8; 32], [u8; 32]) {
+        (
+            self.membership.cached_view_digest(),
+            self.registry.sync_digest(),
+        )
+    }
+
     /// The delivery core (read-only).
     pub fn delivery(&self) -> &Delivery {
         &self.delivery

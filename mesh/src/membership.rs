@@ -1127,7 +1127,8 @@ impl Membership {
         blake3::hash(&buf).into()
     }
 
-    fn cached_view_digest(&mut self) -> [u8; 32] {
+    /// [`Membership::view_digest`], cached until the view changes.
+    pub fn cached_view_digest(&mut self) -> [u8; 32] {
         if let Some(d) = self.view_digest {
             return d;
         }

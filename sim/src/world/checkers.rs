@@ -86,12 +86,19 @@ impl World {
 
     /// `None` if every live node agrees on membership and names; else one disagreement.
     ///
-    /// Until views converge this runs at every deep check and the full comparison is
-    /// O(n²), so the pair that disagreed last time is checked first: while it still
-    /// disagrees the answer costs O(1).
+    /// Incremental: a node's row (how it sees every node) is compared with the
+    /// truth only when its views or the truth changed since the row last matched.
+    /// Each node's view and registry digests (cached by the cores until their
+    /// state changes) and a digest of the truth (who is up, and the names each up
+    /// node holds) tell which rows are still known right, so a check costs O(n)
+    /// plus O(n) per node whose views moved, instead of O(n²). Until views
+    /// converge this runs at every deep check, so the pair that disagreed last time
+    /// is checked first: while it still disagrees the answer costs O(1).
     pub(in crate::world) fn convergence_gap(&mut self) -> Option<String> {
         let n = self.nodes.len();
         let up: Vec<bool> = (0..n).map(|i| self.up(i)).collect();
+        let truth = self.truth_digest(&up);
+        self.verified_views.resize(n, None);
         let up_count = up.iter().filter(|u| **u).count();
         // A cheap necessary condition first: every live node counts the live nodes right.
         for i in (0..n).filter(|&i| up[i]) {
@@ -114,15 +121,42 @@ impl World {
             return Some(gap);
         }
         for i in (0..n).filter(|&i| up[i]) {
+            let Some((view, names)) = self.nodes[i].core.as_mut().map(|c| c.state_digests()) else {
+                continue;
+            };
+            let now = [view, names, truth];
+            if self.verified_views[i] == Some(now) {
+                continue;
+            }
             for j in (0..n).filter(|&j| j != i) {
                 if let Some(gap) = self.pair_gap(i, j, &up) {
                     self.gap_hint = Some((i, j));
                     return Some(gap);
                 }
             }
+            self.verified_views[i] = Some(now);
         }
         self.gap_hint = None;
         None
+    }
+
+    /// A digest of what every view must show: which nodes are up, and for each up
+    /// node the names it holds and the actors they resolve to.
+    fn truth_digest(&self, up: &[bool]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        for (j, is_up) in up.iter().enumerate() {
+            h.update(&[u8::from(*is_up)]);
+            if *is_up {
+                for (name, actor) in self.names.get(j).into_iter().flatten() {
+                    h.update(&(name.len() as u64).to_le_bytes());
+                    h.update(name.as_bytes());
+                    h.update(&actor.origin.to_bytes());
+                    h.update(&actor.local.to_le_bytes());
+                }
+                h.update(&[0xff]);
+            }
+        }
+        h.finalize().into()
     }
 
     /// Whether live node `i` sees node `j` as it is (state, and names if up).
@@ -217,5 +251,64 @@ impl World {
         for l in lost {
             self.violate("durable-lost", l);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{RunOptions, Scenario, World};
+    use plexus_actors::{ActorId, Time};
+
+    fn converged_world() -> World {
+        let scenario = Scenario::parse(
+            "nodes = 6\nduration = \"40s\"\nstart_spread = \"2s\"\n\
+             [workload]\ntell_rate = 0.0\nnames_per_node = 1\n",
+        )
+        .unwrap();
+        let mut world = World::new(&scenario, 3, RunOptions::default());
+        world.advance();
+        assert_eq!(world.convergence_gap(), None, "a quiet world converges");
+        assert!(
+            world.verified_views.iter().all(Option::is_some),
+            "every row is known right"
+        );
+        // Asking again changes nothing: no view and no truth moved.
+        let before = world.verified_views.clone();
+        assert_eq!(world.convergence_gap(), None);
+        assert_eq!(world.verified_views, before);
+        world
+    }
+
+    #[test]
+    fn rows_known_right_are_checked_again_when_the_views_change() {
+        let mut world = converged_world();
+        // Node 2 withdraws its name (the truth still says it holds it) and the
+        // withdrawal spreads: the other nodes' registries change, so their rows,
+        // known right a moment ago, must be compared again and found wrong.
+        let (name, _) = world.names[2][0].clone();
+        let now = Time::from_micros(world.now);
+        let withdrawn = world.nodes[2]
+            .core
+            .as_mut()
+            .is_some_and(|core| core.unregister(now, &name));
+        assert!(withdrawn);
+        world.scenario.duration = Duration::from_secs(70);
+        world.advance();
+        let gap = world
+            .convergence_gap()
+            .expect("the withdrawn name is a gap");
+        assert!(gap.contains(&name), "{gap}");
+    }
+
+    #[test]
+    fn rows_known_right_are_checked_again_when_the_truth_changes() {
+        let mut world = converged_world();
+        // No view moves, but what they must show does: every row is compared again.
+        let (name, actor) = world.names[4][0].clone();
+        world.names[4][0].1 = ActorId::new(actor.origin, actor.local + 1_000);
+        let gap = world.convergence_gap().expect("a changed truth is a gap");
+        assert!(gap.contains(&name), "{gap}");
     }
 }

@@ -213,6 +213,9 @@ pub struct World {
     link_prune_at: usize,
     /// The pair of nodes whose views disagreed at the last convergence check.
     gap_hint: Option<(usize, usize)>,
+    /// Per node: the digests of its views (membership, names) and of the truth
+    /// when its views were last found right; see `convergence_gap`.
+    verified_views: Vec<Option<[[u8; 32]; 3]>>,
     /// Node ids to node indices.
     index: BTreeMap<NodeId, usize>,
     /// The Byzantine nodes.
@@ -384,6 +387,7 @@ impl World {
             link_clock: BTreeMap::new(),
             link_prune_at: 4096,
             gap_hint: None,
+            verified_views: Vec::new(),
             index,
             byz: byzantine::Liars::new(&scenario.byzantine, seed),
         };
