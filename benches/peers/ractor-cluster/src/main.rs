@@ -75,62 +75,86 @@ fn pct(mut v: Vec<u64>, q: f64) -> f64 {
     v[i] as f64 / 1e3
 }
 
+const USAGE: &str = "usage: ractor-cluster-peer server|client PORT [N100 N10K ASKS] [tls CERT]";
+
 /// The `tls CERT` arguments, if given.
-fn tls_cert(args: &[String]) -> Option<String> {
-    let i = args.iter().position(|a| a == "tls")?;
-    Some(args.get(i + 1).expect("tls CERT").clone())
+fn tls_cert(args: &[String]) -> Result<Option<String>, String> {
+    let Some(i) = args.iter().position(|a| a == "tls") else {
+        return Ok(None);
+    };
+    args.get(i + 1).cloned().map(Some).ok_or_else(|| format!("`tls` needs a CERT path; {USAGE}"))
+}
+
+/// Argument `i`, parsed; `what` names it in the error.
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Result<T, String> {
+    args.get(i)
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("{what} missing or not a number; {USAGE}"))
 }
 
 /// A self-signed certificate for `localhost`, written to `path`; the acceptor.
-fn tls_acceptor(path: &str) -> IncomingEncryptionMode {
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+fn tls_acceptor(path: &str) -> Result<IncomingEncryptionMode, String> {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .map_err(|e| format!("making a certificate: {e}"))?;
     let cert: CertificateDer<'static> = made.cert.der().clone();
-    std::fs::write(path, cert.as_ref()).expect("write the certificate");
+    std::fs::write(path, cert.as_ref()).map_err(|e| format!("writing {path}: {e}"))?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
-        .expect("server config");
-    IncomingEncryptionMode::Tls(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+        .map_err(|e| format!("TLS server config: {e}"))?;
+    Ok(IncomingEncryptionMode::Tls(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))))
 }
 
 /// A connector that trusts only the certificate at `path`.
-fn tls_connector(path: &str) -> tokio_rustls::TlsConnector {
-    let der = std::fs::read(path).expect("read the certificate");
+fn tls_connector(path: &str) -> Result<tokio_rustls::TlsConnector, String> {
+    let der = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(der)).expect("trust the certificate");
+    roots
+        .add(CertificateDer::from(der))
+        .map_err(|e| format!("{path} is not a certificate: {e}"))?;
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let port: u16 = args.get(2).and_then(|p| p.parse().ok()).expect("PORT");
-    let tls = tls_cert(&args);
+    if let Err(why) = run(&args).await {
+        eprintln!("ractor-cluster-peer: {why}");
+        std::process::exit(2);
+    }
+}
+
+async fn run(args: &[String]) -> Result<(), String> {
+    let port: u16 = arg(args, 2, "PORT")?;
+    let tls = tls_cert(args)?;
     match args.get(1).map(String::as_str) {
         Some("server") => {
-            let _server = node(port, "server", tls.as_deref().map(tls_acceptor)).await;
+            let acceptor = tls.as_deref().map(tls_acceptor).transpose()?;
+            let _server = node(port, "server", acceptor).await;
             let (_counter, handle) = Actor::spawn(None, Counter, ()).await.expect("counter");
             println!("ready");
             let _ = handle.await;
         }
         Some("client") => {
-            let n100: usize = args[3].parse().expect("N100");
-            let n10k: usize = args[4].parse().expect("N10K");
-            let asks: usize = args[5].parse().expect("ASKS");
+            let n100: usize = arg(args, 3, "N100")?;
+            let n10k: usize = arg(args, 4, "N10K")?;
+            let asks: usize = arg(args, 5, "ASKS")?;
             let server = node(port + 1, "client", None).await;
             let addr = format!("127.0.0.1:{port}");
             match &tls {
                 Some(cert) => {
-                    let name = ServerName::try_from("localhost").expect("server name");
-                    ractor_cluster::client_connect_enc(&server, addr, tls_connector(cert), name)
+                    let name = ServerName::try_from("localhost").map_err(|e| format!("server name: {e}"))?;
+                    ractor_cluster::client_connect_enc(&server, addr, tls_connector(cert)?, name)
                         .await
-                        .expect("connect over TLS")
+                        .map_err(|e| format!("connecting over TLS: {e}"))?
                 }
-                None => ractor_cluster::client_connect(&server, addr).await.expect("connect"),
+                None => ractor_cluster::client_connect(&server, addr)
+                    .await
+                    .map_err(|e| format!("connecting: {e}"))?,
             }
             wait_authenticated(&server).await;
             let counter = loop {
@@ -170,6 +194,7 @@ async fn main() {
             results.insert("ask_p99_us".into(), serde_json::json!(pct(lat, 0.99)));
             println!("{}", serde_json::Value::Object(results));
         }
-        _ => eprintln!("usage: ractor-cluster-peer server|client PORT [N100 N10K ASKS] [tls CERT]"),
+        _ => return Err(USAGE.to_string()),
     }
+    Ok(())
 }
