@@ -962,7 +962,7 @@ fn signed_accusations_are_relayed_and_count_for_their_signer_once() {
     let mut promoted = signed.clone();
     promoted.state = MemberState::Dead;
     let mut short = signed.clone();
-    short.sig = short.sig[..40].into();
+    short.sig = short.sig.slice(..40);
     for bad in [forged, bumped, promoted, short] {
         assert_eq!(m.try_apply(Time::ZERO, c, bad), Err(GossipRefused::Forged));
     }
