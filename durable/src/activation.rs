@@ -102,7 +102,7 @@ impl DurableState {
 
     /// Decodes a record body.
     pub fn decode(body: &[u8]) -> Result<Self, codec::CodecError> {
-        codec::decode_body(body, codec::FRAME_BYTES_MAX)
+        codec::decode_body(body, crate::STATE_BYTES_MAX)
     }
 }
 

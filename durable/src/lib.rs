@@ -30,6 +30,13 @@ pub const SERVICE_LOCAL_ID: u64 = 2;
 /// The message type name durable messages travel under.
 pub const MESSAGE_TYPE: &str = "plexus.durable";
 
+/// The largest body of a record (the encoded [`activation::DurableState`]: the
+/// actor's own state and its bookkeeping) a node writes, decodes or rebuilds
+/// (48 MiB). A record crosses the mesh in chunks (the mesh's
+/// `message_bytes_max`, 64 MiB by default, is above [`wire::MSG_BYTES_MAX`]),
+/// so the 8 MiB frame bound does not limit it.
+pub const STATE_BYTES_MAX: usize = 48 << 20;
+
 pub use activation::{
     Activation, ActivationConfig, ActivationEvent, Applied, Deactivation, DurableState, Input,
     Output,

@@ -15,7 +15,7 @@
 //!   (its copy is corrupt) answers [`crate::wire::ReplicaReply::WantWhole`] and
 //!   the activation sends it the whole record, once per commit;
 //! * a patch whose copies reach outside the base, or whose result would exceed
-//!   the frame bound, is rejected by [`Patch::rebuild`] with a typed error before
+//!   the caller's bound (the state bound), is rejected by [`Patch::rebuild`] with a typed error before
 //!   anything is allocated for it.
 //!
 //! [`diff`] finds the common prefix and suffix, then compares the middle in

@@ -94,7 +94,7 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
         }),
         ReplicaOp::Patch { patch } => write(promised, record, patch.order(), |stored| {
             let base = stored.filter(|r| r.order() == patch.base)?;
-            let body = patch.rebuild(&base.body, codec::FRAME_BYTES_MAX).ok()?;
+            let body = patch.rebuild(&base.body, crate::STATE_BYTES_MAX).ok()?;
             let record = Record {
                 ballot: patch.ballot,
                 version: patch.version,
@@ -223,7 +223,7 @@ pub fn encode_slot(slot: &Slot) -> Result<Vec<u8>, CodecError> {
 
 /// Decodes a stored slot.
 pub fn decode_slot(bytes: &[u8]) -> Result<Slot, CodecError> {
-    codec::decode_with_limit(bytes, codec::FRAME_BYTES_MAX)
+    codec::decode_with_limit(bytes, crate::wire::MSG_BYTES_MAX)
 }
 
 /// An in-memory store: the simulator's disk (it survives a simulated crash, since the

@@ -92,7 +92,7 @@ pub enum Refusal {
 
 /// Largest encoded message accepted (a handoff carries a snapshot and queued
 /// messages).
-pub const MSG_BYTES_MAX: usize = codec::FRAME_BYTES_MAX;
+pub const MSG_BYTES_MAX: usize = crate::STATE_BYTES_MAX + (1 << 20);
 
 /// One protocol message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

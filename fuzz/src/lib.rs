@@ -159,6 +159,10 @@ fn frames() -> Vec<Frame> {
             corr: 9,
             result: Err(Failure::MailboxFull),
         }),
+        data(DataBody::Chunk {
+            bytes: vec![5; 16].into(),
+            last: false,
+        }),
         Frame::Ack(AckFrame {
             session: 5,
             epoch: 1,

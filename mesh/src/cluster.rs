@@ -115,6 +115,9 @@ pub enum AskRefused {
     /// The peer is this node (the caller's mistake: local actors are asked locally).
     #[error("an ask addressed to this node itself")]
     ToSelf(AskRequest),
+    /// The request is over the mesh's `message_bytes_max` (the caller's mistake).
+    #[error("the request is over the mesh's bound on a message")]
+    TooLarge(AskRequest),
 }
 
 impl AskRefused {
@@ -124,7 +127,8 @@ impl AskRefused {
             AskRefused::WindowFull(r)
             | AskRefused::TooMany(r)
             | AskRefused::PeerDown(r)
-            | AskRefused::ToSelf(r) => r,
+            | AskRefused::ToSelf(r)
+            | AskRefused::TooLarge(r) => r,
         }
     }
 }
@@ -377,6 +381,9 @@ impl Cluster {
             return Err(AskRefused::TooMany(request));
         }
         let bytes = crate::wire::request_size_bytes(&request.message_type, &request.payload);
+        if bytes > self.delivery.config().message_bytes_max {
+            return Err(AskRefused::TooLarge(request));
+        }
         if !self
             .delivery
             .user_window(&peer)
@@ -528,8 +535,18 @@ impl Cluster {
                         None
                     }
                     DataBody::Tell { .. } | DataBody::Ask { .. } => Some((seq, body)),
+                    // Delivery joins chunks itself and never hands one out.
+                    DataBody::Chunk { .. } => {
+                        self.delivery.complete(
+                            now,
+                            from,
+                            seq,
+                            Err(Failure::Malformed("a stray chunk".into())),
+                        );
+                        None
+                    }
                 },
-                Inbound::Duplicate | Inbound::Dropped => None,
+                Inbound::Duplicate | Inbound::Dropped | Inbound::Absorbed => None,
             },
             Frame::Ack(ack) => {
                 self.delivery.handle_ack(now, from, ack);

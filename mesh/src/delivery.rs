@@ -27,6 +27,19 @@
 //! it is one small record per peer that has ever sent in a session, and only admitted
 //! peers can send.
 //!
+//! **Large bodies.** A body over `chunk_bytes` (4 MiB by default, well under the
+//! 8 MiB frame bound) is encoded once and sent as consecutive [`DataBody::Chunk`]
+//! frames of the same link. Each chunk is a frame like any other (numbered,
+//! acknowledged, retransmitted); the receiver takes chunks in as they come in
+//! order and completes them itself, and hands the joined body out with the last
+//! chunk's seq, which is the seq the sender's events name. A frame bound therefore
+//! never limits what an actor can send; `message_bytes_max` (64 MiB) does. A body
+//! over it is refused at [`Delivery::send`] (the driver checks first and gives the
+//! caller a typed error), and a joined body over it is refused by the receiver with
+//! [`Failure::Rejected`], which the sender's [`DeliveryEvent::Refused`] reports.
+//! Membership traffic travels on its own frames, so it passes between the chunks
+//! of a large transfer instead of waiting behind all of it.
+//!
 //! **Bounds.** Each outbound link has two windows, each of at most `window_frames`
 //! frames and `window_bytes` bytes queued or unacknowledged: one for tells and asks
 //! (the *user window*), one for replies, so a peer flooding this node with asks
@@ -37,7 +50,10 @@
 //! answer on the caller's thread) that it releases as [`DeliveryEvent::Released`]
 //! says; `try_tell` then fails with `MailboxFull` and an awaiting `tell` waits for
 //! that event. A reply that finds its window full is dropped, and its asker times
-//! out. Inbound state is one small record per peer. Retransmissions continue until
+//! out. A body sent in chunks counts as one frame of its full size against its
+//! window. Inbound state is one small record per peer, plus the part of a chunked
+//! body taken in so far: at most `message_bytes_max` per sending peer (over it, the
+//! rest of the body is discarded as it arrives and the body is refused). Retransmissions continue until
 //! the peer acks or membership declares it dead, so retries are bounded by the
 //! failure-detection bound.
 
@@ -45,10 +61,17 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use plexus_actors::codec;
 use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{AckFrame, DataBody, DataFrame, Failure, Frame};
+use crate::wire::{AckFrame, DataBody, DataFrame, Failure, Frame, MESH_FRAME_BYTES_MAX};
+
+/// The smallest `chunk_bytes` in force (a smaller setting is raised to it).
+pub const CHUNK_BYTES_MIN: usize = 1024;
+/// The largest `chunk_bytes` in force: half the frame bound, which leaves room for
+/// the frame's own fields (a larger setting is cut to it).
+pub const CHUNK_BYTES_MAX: usize = MESH_FRAME_BYTES_MAX / 2;
 
 /// Delivery tuning.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,10 +96,32 @@ pub struct DeliveryConfig {
     /// random peers, that was most of the simulator's memory growth).
     #[serde(default = "idle_link_after_default")]
     pub idle_link_after: Duration,
+    /// A body larger than this crosses as chunks of this size (see the module docs;
+    /// held between [`CHUNK_BYTES_MIN`] and [`CHUNK_BYTES_MAX`]).
+    #[serde(default = "chunk_bytes_default")]
+    pub chunk_bytes: usize,
+    /// The largest body a node sends or joins, chunks and all.
+    #[serde(default = "message_bytes_max_default")]
+    pub message_bytes_max: usize,
 }
 
 fn idle_link_after_default() -> Duration {
     Duration::from_secs(60)
+}
+
+fn chunk_bytes_default() -> usize {
+    CHUNK_BYTES_MAX
+}
+
+fn message_bytes_max_default() -> usize {
+    64 * 1024 * 1024
+}
+
+impl DeliveryConfig {
+    /// The chunk size in force.
+    pub fn chunk_bytes(&self) -> usize {
+        self.chunk_bytes.clamp(CHUNK_BYTES_MIN, CHUNK_BYTES_MAX)
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -89,6 +134,8 @@ impl Default for DeliveryConfig {
             retransmit_after: Duration::from_secs(2),
             fast_retransmit_gap: Duration::from_millis(20),
             idle_link_after: idle_link_after_default(),
+            chunk_bytes: chunk_bytes_default(),
+            message_bytes_max: message_bytes_max_default(),
         }
     }
 }
@@ -186,6 +233,9 @@ pub enum Inbound {
     /// Ahead of the next expected frame, or from an old session: dropped; the sender
     /// will resend.
     Dropped,
+    /// Handled by the core: a chunk taken in, or a joined body refused (too large,
+    /// or not decodable). Nothing to deliver.
+    Absorbed,
 }
 
 /// Counters.
@@ -207,17 +257,31 @@ pub struct DeliveryStats {
     pub window_full: u64,
     /// Outbound links dropped after `idle_link_after` with nothing in flight.
     pub links_dropped_idle: u64,
+    /// Bodies sent in chunks.
+    pub chunked_sent: u64,
+    /// Chunked bodies joined and handed out.
+    pub chunked_received: u64,
+    /// Bodies refused for their size: at `send` (over `message_bytes_max`), or
+    /// joined from a peer's chunks.
+    pub too_large: u64,
 }
 
 struct Pending {
     seq: u64,
-    body: Arc<DataBody>,
+    /// What is transmitted: the body, or one chunk of it.
+    frame: Arc<DataBody>,
+    /// What was sent, on the frame that completes it (the body itself, or the last
+    /// chunk of a chunked body); `None` on the other chunks. Events name this.
+    message: Option<Arc<DataBody>>,
+    /// Bytes charged to the window: the body's, on the frame that completes it.
     bytes: usize,
+    reply: bool,
 }
 
 impl Pending {
-    fn is_reply(&self) -> bool {
-        is_reply(&self.body)
+    /// Whether the frame holds a place in its window (one per body).
+    fn charged(&self) -> bool {
+        self.message.is_some()
     }
 }
 
@@ -260,6 +324,11 @@ struct InLink {
     acked: u64,
     refused: Vec<(u64, Failure)>,
     ack_due: Option<Time>,
+    /// The chunked body being joined.
+    joining: Vec<u8>,
+    /// Why the body being joined will be refused (it outgrew the bound); its
+    /// remaining chunks are discarded as they come.
+    joining_refused: Option<Failure>,
 }
 
 /// One node's links.
@@ -382,8 +451,11 @@ impl Delivery {
         }
     }
 
-    /// Queues `body` for `peer`. Returns its seq, or the body back if its window
-    /// (replies', or the user window for tells and asks) is full.
+    /// Queues `body` for `peer`. Returns its seq (for a body sent in chunks, its
+    /// last chunk's, which events name), or the body back if its window (replies',
+    /// or the user window for tells and asks) is full, or if it is over
+    /// `message_bytes_max` (counted in [`DeliveryStats::too_large`]; drivers check
+    /// the size first and tell the caller).
     pub fn send(
         &mut self,
         now: Time,
@@ -392,6 +464,10 @@ impl Delivery {
     ) -> Result<u64, Arc<DataBody>> {
         let config = self.config.clone();
         let bytes = body.size_bytes();
+        if bytes > config.message_bytes_max || matches!(*body, DataBody::Chunk { .. }) {
+            self.stats.too_large += 1;
+            return Err(body);
+        }
         let reply = is_reply(&body);
         // In use again. (An idle link's windows are empty, so the send below is
         // admitted: an oversized frame fits an empty window.)
@@ -408,15 +484,62 @@ impl Delivery {
             self.stats.window_full += 1;
             return Err(body);
         }
+        let chunk = config.chunk_bytes();
+        let encoded = if bytes > chunk {
+            // Encoding these types cannot fail (plain data, no maps with odd keys);
+            // were it to, the body is handed back like a refused one.
+            match codec::encode_body(&*body) {
+                Ok(encoded) => Some(bytes::Bytes::from(encoded)),
+                Err(_) => return Err(body),
+            }
+        } else {
+            None
+        };
         window.take(bytes);
-        let seq = link.next_seq;
-        link.next_seq += 1;
         if link.queue.is_empty() {
             link.last_progress = now;
         }
-        link.queue.push_back(Pending { seq, body, bytes });
-        if link.up && link.cursor == link.queue.len() - 1 {
+        let first = link.queue.len();
+        let chunked = encoded.is_some();
+        match encoded {
+            None => {
+                let seq = link.next_seq;
+                link.next_seq += 1;
+                link.queue.push_back(Pending {
+                    seq,
+                    frame: body.clone(),
+                    message: Some(body),
+                    bytes,
+                    reply,
+                });
+            }
+            Some(encoded) => {
+                let mut at = 0;
+                while at < encoded.len() {
+                    let end = encoded.len().min(at + chunk);
+                    let last = end == encoded.len();
+                    let seq = link.next_seq;
+                    link.next_seq += 1;
+                    link.queue.push_back(Pending {
+                        seq,
+                        frame: Arc::new(DataBody::Chunk {
+                            bytes: encoded.slice(at..end),
+                            last,
+                        }),
+                        message: last.then(|| body.clone()),
+                        bytes: if last { bytes } else { 0 },
+                        reply,
+                    });
+                    at = end;
+                }
+            }
+        }
+        let seq = link.next_seq - 1;
+        if link.up && link.cursor == first {
             self.ready.push_back(peer);
+        }
+        if chunked {
+            self.stats.chunked_sent += 1;
         }
         Ok(seq)
     }
@@ -467,7 +590,11 @@ impl Delivery {
                     bytes: link.user.bytes,
                 });
             }
-            let frames = link.queue.into_iter().map(|p| (p.seq, p.body)).collect();
+            let frames = link
+                .queue
+                .into_iter()
+                .filter_map(|p| Some((p.seq, p.message?)))
+                .collect();
             self.events
                 .push_back(DeliveryEvent::Unreachable { peer, frames });
         }
@@ -486,6 +613,8 @@ impl Delivery {
             acked: 0,
             refused: Vec::new(),
             ack_due: None,
+            joining: Vec::new(),
+            joining_refused: None,
         };
         let link = self.inbound.entry(from).or_insert_with(|| fresh.clone());
         if (frame.session, frame.epoch) > (link.session, link.epoch) {
@@ -514,11 +643,50 @@ impl Delivery {
             return Inbound::Dropped;
         }
         link.delivered = frame.seq;
-        self.stats.delivered += 1;
-        Inbound::Deliver {
-            seq: frame.seq,
-            body: frame.body,
+        let DataBody::Chunk { bytes, last } = &*frame.body else {
+            self.stats.delivered += 1;
+            return Inbound::Deliver {
+                seq: frame.seq,
+                body: frame.body,
+            };
+        };
+        // A chunk: take it in, and on the last one hand out the joined body.
+        let max = self.config.message_bytes_max;
+        if link.joining_refused.is_none() {
+            if link.joining.len().saturating_add(bytes.len()) > max {
+                link.joining = Vec::new();
+                link.joining_refused = Some(Failure::Rejected(format!(
+                    "a chunked message over the receiver's bound of {max} bytes"
+                )));
+            } else {
+                link.joining.extend_from_slice(bytes);
+            }
         }
+        if !*last {
+            self.complete(now, from, frame.seq, Ok(()));
+            return Inbound::Absorbed;
+        }
+        let joined = std::mem::take(&mut link.joining);
+        let outcome = match link.joining_refused.take() {
+            Some(failure) => Err(failure),
+            None => match codec::decode_body::<DataBody>(&joined, max) {
+                Ok(DataBody::Chunk { .. }) => Err(Failure::Malformed(
+                    "a chunked message made of a chunk".into(),
+                )),
+                Ok(body) => {
+                    self.stats.delivered += 1;
+                    self.stats.chunked_received += 1;
+                    return Inbound::Deliver {
+                        seq: frame.seq,
+                        body: Arc::new(body),
+                    };
+                }
+                Err(e) => Err(Failure::Malformed(format!("a chunked message: {e}"))),
+            },
+        };
+        self.stats.too_large += u64::from(matches!(outcome, Err(Failure::Rejected(_))));
+        self.complete(now, from, frame.seq, outcome);
+        Inbound::Absorbed
     }
 
     /// Records the outcome of a frame handed out by `handle_data`.
@@ -575,20 +743,26 @@ impl Delivery {
                 break;
             };
             progressed = true;
-            if done.is_reply() {
+            link.cursor = link.cursor.saturating_sub(1);
+            // A refusal of a chunk before a body's last is a receiver's lie (it
+            // completes those itself): nothing to report, the body's outcome comes
+            // with its last chunk.
+            let Some(message) = done.message else {
+                continue;
+            };
+            if done.reply {
                 link.replies.release(1, done.bytes);
             } else {
                 link.user.release(1, done.bytes);
                 released.take(done.bytes);
             }
-            link.cursor = link.cursor.saturating_sub(1);
             if let Some(failure) = refused.remove(&done.seq) {
                 self.stats.refused += 1;
                 self.events.push_back(DeliveryEvent::Refused {
                     peer: from,
                     seq: done.seq,
                     failure,
-                    body: done.body,
+                    body: message,
                 });
             }
         }
@@ -706,7 +880,7 @@ impl Delivery {
                 session: self.session,
                 epoch: link.epoch,
                 seq: pending.seq,
-                body: pending.body.clone(),
+                body: pending.frame.clone(),
             };
             link.cursor += 1;
             let more = link.cursor < link.queue.len();
@@ -767,11 +941,23 @@ impl Delivery {
                 return Err(format!("window exceeded for {peer:?}"));
             }
             let mut held = (Window::default(), Window::default());
-            for p in &link.queue {
-                if p.is_reply() {
+            for p in link.queue.iter().filter(|p| p.charged()) {
+                if p.reply {
                     held.1.take(p.bytes);
                 } else {
                     held.0.take(p.bytes);
+                }
+            }
+            let mut chunks = link.queue.iter().map(|p| &*p.frame).peekable();
+            while let Some(frame) = chunks.next() {
+                // A body's chunks are contiguous and end with its last: a chunk
+                // marked not last is followed by another chunk.
+                if let DataBody::Chunk { last: false, .. } = frame
+                    && chunks
+                        .peek()
+                        .is_some_and(|next| !matches!(next, DataBody::Chunk { .. }))
+                {
+                    return Err(format!("a chunked body interleaved for {peer:?}"));
                 }
             }
             if held != (link.user, link.replies) {
@@ -787,6 +973,9 @@ impl Delivery {
             }
         }
         for (peer, link) in &self.inbound {
+            if link.joining.len() > self.config.message_bytes_max {
+                return Err(format!("a chunked body over the bound from {peer:?}"));
+            }
             if link
                 .ack_due
                 .is_some_and(|t| !self.acks_due.contains(&(t, *peer)))
@@ -835,6 +1024,21 @@ mod tests {
         bn: NodeId,
         lose: &mut dyn FnMut(u64) -> bool,
     ) -> Vec<u8> {
+        pump_bodies(now, a, an, b, bn, lose)
+            .iter()
+            .map(|(_, body)| payload(body))
+            .collect()
+    }
+
+    /// As `pump`, returning what `b` delivered with its seqs.
+    fn pump_bodies(
+        now: Time,
+        a: &mut Delivery,
+        an: NodeId,
+        b: &mut Delivery,
+        bn: NodeId,
+        lose: &mut dyn FnMut(u64) -> bool,
+    ) -> Vec<(u64, Arc<DataBody>)> {
         let mut got = Vec::new();
         for _ in 0..100 {
             let mut moved = false;
@@ -846,7 +1050,7 @@ mod tests {
                         continue;
                     }
                     if let Inbound::Deliver { seq, body } = b.handle_data(now, an, f) {
-                        got.push(payload(&body));
+                        got.push((seq, body));
                         b.complete(now, an, seq, Ok(()));
                     }
                 }
@@ -865,6 +1069,167 @@ mod tests {
         a.check_invariants().unwrap();
         b.check_invariants().unwrap();
         got
+    }
+
+    fn small_chunks() -> DeliveryConfig {
+        DeliveryConfig {
+            chunk_bytes: CHUNK_BYTES_MIN,
+            ..DeliveryConfig::default()
+        }
+    }
+
+    fn big_tell(len: usize, salt: u8) -> Arc<DataBody> {
+        Arc::new(DataBody::Tell {
+            target: ActorId::new(NodeId::synthetic(2), 1),
+            message_type: "t".into(),
+            payload: (0..len).map(|i| (i as u8).wrapping_mul(7) ^ salt).collect(),
+            trace: None,
+        })
+    }
+
+    /// A body over `chunk_bytes` crosses as chunks: a chunk lost midway is resent,
+    /// the body is handed out once, whole and in its place, with the seq `send`
+    /// returned, and the window gives back the body as one frame.
+    #[test]
+    fn a_large_body_crosses_in_chunks_and_is_joined_once() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let mut a = Delivery::new(10, small_chunks());
+        let mut b = Delivery::new(20, small_chunks());
+        let big = big_tell(5000, 3);
+        a.send(Time::ZERO, bn, tell(1)).unwrap();
+        let big_seq = a.send(Time::ZERO, bn, big.clone()).unwrap();
+        a.send(Time::ZERO, bn, tell(2)).unwrap();
+        assert_eq!(
+            big_seq,
+            1 + 5,
+            "5,000 bytes and the envelope in 1 KiB chunks"
+        );
+        assert_eq!(a.user_window(&bn).frames, 3, "one window frame per body");
+        // The third chunk is lost: the tell before the body is delivered, nothing
+        // after the gap.
+        let got = pump_bodies(Time::ZERO, &mut a, an, &mut b, bn, &mut |seq| seq == 4);
+        assert_eq!(got.len(), 1);
+        assert_eq!(payload(&got[0].1), 1);
+        let later = Time::ZERO + DeliveryConfig::default().retransmit_after;
+        a.handle_timeout(later);
+        let got = pump_bodies(later, &mut a, an, &mut b, bn, &mut |_| false);
+        assert_eq!(got.len(), 2, "the body once, then the tell after it");
+        assert_eq!(got[0], (big_seq, big.clone()));
+        assert_eq!(payload(&got[1].1), 2);
+        assert_eq!(a.in_flight(&bn), 0);
+        assert_eq!(a.user_window(&bn), Window::default());
+        let released: usize = std::iter::from_fn(|| a.poll_event())
+            .filter_map(|e| match e {
+                DeliveryEvent::Released { frames, .. } => Some(frames),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(released, 3);
+        assert_eq!(a.stats().chunked_sent, 1);
+        assert_eq!(b.stats().chunked_received, 1);
+        assert_eq!(b.stats().delivered, 3);
+    }
+
+    /// A receiver with a smaller bound refuses the joined body, keeps nothing of
+    /// it, and the sender hears with the whole body back; the link goes on.
+    #[test]
+    fn a_chunked_body_over_the_receivers_bound_is_refused_with_its_body() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let mut a = Delivery::new(10, small_chunks());
+        let mut b = Delivery::new(
+            20,
+            DeliveryConfig {
+                message_bytes_max: 3000,
+                ..small_chunks()
+            },
+        );
+        let big = big_tell(5000, 9);
+        a.send(Time::ZERO, bn, big.clone()).unwrap();
+        a.send(Time::ZERO, bn, tell(4)).unwrap();
+        let got = pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false);
+        assert_eq!(got, vec![4]);
+        assert_eq!(b.stats().too_large, 1);
+        let refused: Vec<_> = std::iter::from_fn(|| a.poll_event())
+            .filter_map(|e| match e {
+                DeliveryEvent::Refused { failure, body, .. } => Some((failure, body)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(refused.len(), 1);
+        assert!(
+            matches!(refused[0].0, Failure::Rejected(_)),
+            "{:?}",
+            refused[0].0
+        );
+        assert_eq!(refused[0].1, big);
+        // And the sender's own bound refuses at once.
+        let mut tight = Delivery::new(
+            11,
+            DeliveryConfig {
+                message_bytes_max: 3000,
+                ..small_chunks()
+            },
+        );
+        assert_eq!(tight.send(Time::ZERO, bn, big.clone()), Err(big));
+        assert_eq!(tight.stats().too_large, 1);
+        assert_eq!(tight.in_flight(&bn), 0);
+    }
+
+    /// The sender gives up on the receiver midway through a body (Unreachable names
+    /// the body once, not its chunks); the receiver, holding the first chunks,
+    /// starts the join over when the body comes again on the new epoch.
+    #[test]
+    fn a_new_epoch_midway_starts_the_join_over() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let mut a = Delivery::new(10, small_chunks());
+        let mut b = Delivery::new(20, small_chunks());
+        let first = big_tell(4000, 1);
+        a.send(Time::ZERO, bn, first.clone()).unwrap();
+        let got = pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |seq| seq >= 3);
+        assert!(got.is_empty());
+        a.peer_failed(bn);
+        let unreachable: Vec<_> = std::iter::from_fn(|| a.poll_event())
+            .filter_map(|e| match e {
+                DeliveryEvent::Unreachable { frames, .. } => Some(frames),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unreachable.len(), 1);
+        assert_eq!(unreachable[0].len(), 1, "the body, not its chunks");
+        assert_eq!(unreachable[0][0].1, first);
+        let second = big_tell(4500, 2);
+        let seq = a.send(Time::ZERO, bn, second.clone()).unwrap();
+        let got = pump_bodies(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false);
+        assert_eq!(got, vec![(seq, second)]);
+    }
+
+    /// Chunks never slip through as bodies: a chunked body made of a chunk is
+    /// refused, and `send` takes no chunk from a caller.
+    #[test]
+    fn chunks_inside_chunks_are_refused() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let mut b = Delivery::new(20, small_chunks());
+        let inner = DataBody::Chunk {
+            bytes: bytes::Bytes::from_static(b"x"),
+            last: true,
+        };
+        let frame = DataFrame {
+            session: 10,
+            epoch: 1,
+            seq: 1,
+            body: Arc::new(DataBody::Chunk {
+                bytes: codec::encode_body(&inner).unwrap().into(),
+                last: true,
+            }),
+        };
+        assert_eq!(b.handle_data(Time::ZERO, an, frame), Inbound::Absorbed);
+        let Some((_, Frame::Ack(ack))) = b.poll_transmit(Time::from_millis(1000)) else {
+            panic!("an ack with the refusal")
+        };
+        assert_eq!(ack.up_to, 1);
+        assert!(matches!(ack.refused[..], [(1, Failure::Malformed(_))]));
+        let mut a = Delivery::new(10, small_chunks());
+        assert!(a.send(Time::ZERO, bn, Arc::new(inner)).is_err());
     }
 
     #[test]

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::membership::{MemberUpdate, Probe};
 use crate::registry::Claim;
 
-/// Largest frame a node sends or accepts on a mesh stream (8 MiB). Bigger payloads
-/// (snapshots) are chunked by their owners.
+/// Largest frame a node sends or accepts on a mesh stream (8 MiB). A bigger body
+/// crosses as [`DataBody::Chunk`]s (see [`crate::delivery`]), up to
+/// `DeliveryConfig::message_bytes_max`.
 pub const MESH_FRAME_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// One unit on a mesh stream.
@@ -89,6 +90,15 @@ pub enum DataBody {
         #[serde(with = "reply_bytes")]
         result: Result<Vec<u8>, Failure>,
     },
+    /// A piece of a body too large for one frame: the delivery core splits the
+    /// encoded body into consecutive frames of one link and joins them back, in
+    /// order, before anything is delivered. Never handed to a driver.
+    Chunk {
+        /// This piece of the encoded body.
+        bytes: bytes::Bytes,
+        /// Whether the body ends with this piece.
+        last: bool,
+    },
 }
 
 /// The size [`DataBody::size_bytes`] gives a tell or an ask of `message_type` and
@@ -115,6 +125,7 @@ impl DataBody {
                 result: Ok(bytes), ..
             } => 64 + bytes.len(),
             DataBody::Reply { result: Err(_), .. } => 128,
+            DataBody::Chunk { bytes, .. } => 64 + bytes.len(),
         }
     }
 }
@@ -201,7 +212,43 @@ mod tests {
                 refused: vec![(70, Failure::MailboxFull)],
                 receiver: 9,
             }),
+            Frame::Data(DataFrame {
+                session: 5,
+                epoch: 1,
+                seq: 78,
+                body: Arc::new(DataBody::Chunk {
+                    bytes: bytes::Bytes::from_static(&[7; 40]),
+                    last: true,
+                }),
+            }),
         ]
+    }
+
+    #[test]
+    fn a_chunk_is_a_byte_string_on_the_wire() {
+        let frame = |n: usize| {
+            Frame::Data(DataFrame {
+                session: 1,
+                epoch: 1,
+                seq: 1,
+                body: Arc::new(DataBody::Chunk {
+                    bytes: bytes::Bytes::from(vec![0xFF; n]),
+                    last: false,
+                }),
+            })
+        };
+        let small = encode_frame(&frame(0)).unwrap().len();
+        let big = encode_frame(&frame(100_000)).unwrap().len();
+        // One length prefix and the raw bytes, not one varint per element.
+        assert!(big - small <= 100_000 + 8, "{small} then {big}");
+        assert_eq!(
+            decode_frame(
+                &encode_frame(&frame(100_000)).unwrap(),
+                MESH_FRAME_BYTES_MAX
+            )
+            .unwrap(),
+            frame(100_000)
+        );
     }
 
     #[test]
@@ -230,7 +277,7 @@ mod tests {
         }
 
         #[test]
-        fn corrupted_frames_never_panic(which in 0usize..3, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+        fn corrupted_frames_never_panic(which in 0usize..4, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
             let mut bytes = encode_frame(&samples()[which]).unwrap();
             for (at, x) in flips {
                 let i = at % bytes.len();

@@ -256,7 +256,8 @@ impl DurableKind for InferKind {
         let state: InferState = if state.bytes.is_empty() {
             parse_config(&spec.config).map_err(CodeError::Config)?
         } else if state.schema_version == SCHEMA {
-            codec::decode_body(&state.bytes, codec::FRAME_BYTES_MAX).map_err(CodeError::State)?
+            codec::decode_body(&state.bytes, plexus_durable::STATE_BYTES_MAX)
+                .map_err(CodeError::State)?
         } else {
             return Err(CodeError::Config(format!(
                 "infer state schema {} is not {SCHEMA}",

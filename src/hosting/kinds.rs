@@ -30,8 +30,9 @@ pub const KINDS: [&str; 3] = ["relay", "word-count", "tally"];
 /// only in the total (the state, and so each snapshot, stays bounded).
 pub const WORDS_MAX: usize = 100_000;
 
-/// Most ballast an actor may carry (its snapshot must fit a frame).
-pub const BALLAST_MAX: u64 = 8 << 20;
+/// Most ballast an actor may carry: 32 MiB, under the durable state bound
+/// ([`plexus_durable::STATE_BYTES_MAX`]) with room for the rest of its state.
+pub const BALLAST_MAX: u64 = 32 << 20;
 
 /// The kinds a daemon runs unless its embedder adds others: [`KINDS`].
 pub fn standard() -> Kinds {
@@ -75,7 +76,8 @@ impl DurableKind for StageKind {
                 ..StageState::default()
             }
         } else {
-            codec::decode_body(&user.bytes, codec::FRAME_BYTES_MAX).map_err(CodeError::State)?
+            codec::decode_body(&user.bytes, plexus_durable::STATE_BYTES_MAX)
+                .map_err(CodeError::State)?
         };
         Ok(Box::new(Stage {
             kind: self.0,

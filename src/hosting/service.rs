@@ -33,7 +33,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use plexus_actors::codec;
 use plexus_actors::envelope::TraceContext;
 use plexus_actors::runtime::{
     Actor, ActorError, ActorRef, ActorSystem, Context, Message, ProtocolBytes, SpawnOptions, Wire,
@@ -94,7 +93,7 @@ pub enum ServiceMsg {
 
 impl ProtocolBytes for ServiceMsg {
     const TYPE_NAME: &'static str = plexus_durable::MESSAGE_TYPE;
-    const BYTES_MAX: usize = codec::FRAME_BYTES_MAX;
+    const BYTES_MAX: usize = plexus_durable::wire::MSG_BYTES_MAX;
 
     fn protocol_bytes(&self) -> Option<&[u8]> {
         match self {

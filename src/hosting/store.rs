@@ -399,7 +399,8 @@ impl RocksStore {
         for item in items {
             let (_, bytes) = item.map_err(|e| store_error(&self.path, e))?;
             let patch: RecordPatch =
-                codec::decode_with_limit(&bytes, codec::FRAME_BYTES_MAX).map_err(corrupt)?;
+                codec::decode_with_limit(&bytes, plexus_durable::wire::MSG_BYTES_MAX)
+                    .map_err(corrupt)?;
             let broken = |why: String| StoreError::Corrupt {
                 key: key.to_string(),
                 error: codec::CodecError::Malformed(why),
@@ -408,7 +409,7 @@ impl RocksStore {
                 return Err(broken(format!("patch {patches} does not follow its base")));
             };
             record.body = patch
-                .rebuild(&record.body, codec::FRAME_BYTES_MAX)
+                .rebuild(&record.body, plexus_durable::STATE_BYTES_MAX)
                 .map_err(|e| broken(format!("patch {patches}: {e}")))?;
             record.ballot = patch.ballot;
             record.version = patch.version;

@@ -193,6 +193,7 @@ impl<M: Message> ActorRef<M> {
                 match r.link.try_send(r.node, out) {
                     Ok(()) => Ok(()),
                     Err(LinkError::WindowFull) => Err(SendError::MailboxFull(msg)),
+                    Err(LinkError::TooLarge) => Err(SendError::TooLarge(msg)),
                     Err(_) => Err(SendError::Unreachable(msg)),
                 }
             }
@@ -215,6 +216,7 @@ impl<M: Message> ActorRef<M> {
                 };
                 match r.link.clone().send(r.node, out).await {
                     Ok(()) => Ok(()),
+                    Err(LinkError::TooLarge) => Err(SendError::TooLarge(msg)),
                     Err(_) => Err(SendError::Unreachable(msg)),
                 }
             }
@@ -270,8 +272,12 @@ impl<M: Message> ActorRef<M> {
             // The link's own deadline: it answers `TimedOut` after this, so a pending
             // ask never outlives its asker's patience for long.
             out.timeout = Some(timeout);
-            if r.link.clone().send(r.node, out).await.is_err() {
-                return Err(AskError::NotSent(SendError::Unreachable(msg)));
+            match r.link.clone().send(r.node, out).await {
+                Ok(()) => {}
+                Err(LinkError::TooLarge) => {
+                    return Err(AskError::NotSent(SendError::TooLarge(msg)));
+                }
+                Err(_) => return Err(AskError::NotSent(SendError::Unreachable(msg))),
             }
             return match rx.await {
                 Ok(Ok(bytes)) => {
@@ -329,5 +335,6 @@ fn map_env<M: Message>(e: SendError<Envelope<M>>) -> SendError<M> {
         SendError::Stopped(env) => SendError::Stopped(env.msg),
         SendError::Unreachable(env) => SendError::Unreachable(env.msg),
         SendError::Unencodable(env) => SendError::Unencodable(env.msg),
+        SendError::TooLarge(env) => SendError::TooLarge(env.msg),
     }
 }

@@ -20,6 +20,9 @@ pub enum SendError<M> {
     Unreachable(M),
     /// The message could not be encoded for the wire (a bug in its serde impl).
     Unencodable(M),
+    /// The encoded message is over the bound of the link to the actor's node
+    /// (the mesh's `message_bytes_max`, 64 MiB by default).
+    TooLarge(M),
 }
 
 impl<M> SendError<M> {
@@ -29,7 +32,8 @@ impl<M> SendError<M> {
             SendError::MailboxFull(m)
             | SendError::Stopped(m)
             | SendError::Unreachable(m)
-            | SendError::Unencodable(m) => m,
+            | SendError::Unencodable(m)
+            | SendError::TooLarge(m) => m,
         }
     }
 
@@ -40,6 +44,7 @@ impl<M> SendError<M> {
             SendError::Stopped(_) => "actor stopped",
             SendError::Unreachable(_) => "unreachable",
             SendError::Unencodable(_) => "message does not encode",
+            SendError::TooLarge(_) => "message over the link's size bound",
         }
     }
 }

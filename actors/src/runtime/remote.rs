@@ -52,6 +52,9 @@ pub enum LinkError {
     WindowFull,
     /// The node is unknown, down, or the link is shut.
     Unreachable,
+    /// The encoded message is over the link's size bound (the sender's mistake;
+    /// retrying does not help).
+    TooLarge,
 }
 
 /// How an actor system reaches other nodes. Implemented by the mesh driver.

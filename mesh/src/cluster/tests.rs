@@ -136,6 +136,7 @@ impl Net {
                         payload: payload.clone(),
                     }),
                     DataBody::Reply { .. } => panic!("the core handed out a reply"),
+                    DataBody::Chunk { .. } => panic!("the core handed out a chunk"),
                 }
                 self.nodes[to].complete(now, from_id, seq, Ok(()));
             }
@@ -284,6 +285,68 @@ fn data_flows_in_order_between_members() {
     net.until(Duration::from_secs(1), |n| {
         n.nodes[0].delivery().in_flight(&n.ids[2]) == 0
     });
+}
+
+/// A tell twice the frame bound crosses the real codec (every frame decoded with
+/// the frame bound) as chunks, joined intact and in order with the small tells
+/// around it, while membership keeps probing between the chunks; an ask over the
+/// mesh's own bound is refused with the request handed back.
+#[test]
+fn a_body_over_the_frame_bound_crosses_in_chunks() {
+    let mut net = Net::new(2);
+    net.converge();
+    let target = ActorId::new(net.ids[1], 1);
+    let tell = |payload: Vec<u8>| {
+        Arc::new(DataBody::Tell {
+            target,
+            message_type: "t".into(),
+            payload,
+            trace: None,
+        })
+    };
+    let big: Vec<u8> = (0..2 * wire::MESH_FRAME_BYTES_MAX)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    net.nodes[0]
+        .send(net.now, net.ids[1], tell(vec![1]))
+        .unwrap();
+    net.nodes[0]
+        .send(net.now, net.ids[1], tell(big.clone()))
+        .unwrap();
+    net.nodes[0]
+        .send(net.now, net.ids[1], tell(vec![2]))
+        .unwrap();
+    net.until(Duration::from_secs(2), |n| n.delivered.len() == 3);
+    let got: Vec<&Vec<u8>> = net.delivered.iter().map(|(_, _, p)| p).collect();
+    assert_eq!(got, vec![&vec![1], &big, &vec![2]]);
+    let stats = net.nodes[0].delivery().stats();
+    assert_eq!(stats.chunked_sent, 1);
+    assert!(
+        stats.frames_sent >= 2 + 5,
+        "16 MiB in 4 MiB chunks: {stats:?}"
+    );
+    assert_eq!(net.nodes[1].delivery().stats().chunked_received, 1);
+    net.until(Duration::from_secs(1), |n| {
+        n.nodes[0].delivery().in_flight(&n.ids[1]) == 0
+    });
+    let max = net.nodes[0].delivery().config().message_bytes_max;
+    let peer = net.ids[1];
+    match net.nodes[0].ask(
+        net.now,
+        peer,
+        request(peer, &vec![0; max]),
+        Duration::from_secs(1),
+    ) {
+        Err(e @ AskRefused::TooLarge(_)) => assert_eq!(e.into_request().payload.len(), max),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        net.nodes[0]
+            .send(net.now, peer, tell(vec![0; max]))
+            .is_err()
+    );
+    assert_eq!(net.nodes[0].delivery().stats().too_large, 1);
+    assert_eq!(net.nodes[0].delivery().in_flight(&peer), 0);
 }
 
 #[test]

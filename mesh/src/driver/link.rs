@@ -75,6 +75,15 @@ impl Link {
         Ok(())
     }
 
+    /// Refuses a message the core would refuse for its size (it would wait for a
+    /// window forever otherwise, were it over the window too).
+    fn within_bound(&self, bytes: usize) -> Result<(), LinkError> {
+        if bytes > self.shared.config.delivery.message_bytes_max {
+            return Err(LinkError::TooLarge);
+        }
+        Ok(())
+    }
+
     /// Queues a send holding `bytes` of `node`'s window; gives them back if the loop
     /// is gone.
     fn push(&self, node: NodeId, out: Outgoing, bytes: usize) -> Result<(), LinkError> {
@@ -109,6 +118,7 @@ impl RemoteLink for Link {
     fn try_send(&self, node: NodeId, out: Outgoing) -> Result<(), LinkError> {
         self.admit(node)?;
         let bytes = size_of(&out);
+        self.within_bound(bytes)?;
         if !self
             .shared
             .window(node)
@@ -126,6 +136,7 @@ impl RemoteLink for Link {
     ) -> BoxFuture<'static, Result<(), LinkError>> {
         Box::pin(async move {
             let bytes = size_of(&out);
+            self.within_bound(bytes)?;
             loop {
                 self.admit(node)?;
                 let window = self.shared.window(node);

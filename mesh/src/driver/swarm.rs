@@ -350,6 +350,11 @@ impl Driver {
                 let failure = match refused {
                     AskRefused::PeerDown(_) | AskRefused::ToSelf(_) => Failure::Unreachable,
                     AskRefused::TooMany(_) => Failure::MailboxFull,
+                    AskRefused::TooLarge(r) => Failure::Rejected(format!(
+                        "the request is {} bytes, over the mesh's bound of {}",
+                        crate::wire::request_size_bytes(&r.message_type, &r.payload),
+                        self.shared.config.delivery.message_bytes_max
+                    )),
                     other => {
                         tracing::error!(peer = %node, %other, "the core refused an ask its window copy admitted");
                         Failure::MailboxFull
@@ -409,8 +414,9 @@ impl Driver {
                 self.system
                     .try_deliver_remote(peer, *target, message_type, payload, Some(reply))
             }
-            // The core answers replies itself; it never hands one out.
-            DataBody::Reply { .. } => Ok(()),
+            // The core answers replies itself and joins chunks; it never hands
+            // either out.
+            DataBody::Reply { .. } | DataBody::Chunk { .. } => Ok(()),
         };
         self.deliver_outcome(peer, seq, outcome);
     }
@@ -535,8 +541,13 @@ impl Driver {
                 }
             }
             let batch = batches.entry(to).or_default();
-            if codec::encode_delimited_into(&frame, MESH_FRAME_BYTES_MAX, batch).is_ok() {
-                sent += 1;
+            match codec::encode_delimited_into(&frame, MESH_FRAME_BYTES_MAX, batch) {
+                Ok(()) => sent += 1,
+                // Data bodies are chunked well under the bound, so only a control
+                // packet can get here (it is dropped; the protocol resends).
+                Err(e) => {
+                    tracing::error!(peer = %to, error = %e, "a frame over the frame bound was dropped")
+                }
             }
         }
         for (to, bytes) in batches {
