@@ -41,7 +41,8 @@
 //! being applied while it is (group commit). A commit waits at least
 //! `snapshot bytes / snapshot_bandwidth` after the previous one started, so a large
 //! state is committed less often (its acks wait longer) instead of saturating disks
-//! and links.
+//! and links. A migration target takes the handed-over record as the previous
+//! commit, so the pace holds across a handoff.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -978,6 +979,17 @@ impl Activation {
         self.first_commit_done = false;
         self.dirty = true;
         self.commit_timer = None;
+        if f.handoff.is_some()
+            && let Some(best) = &f.best
+        {
+            // The commits go on at the source's pace across a handoff: the record
+            // handed over counts as the last commit, so the first one here waits
+            // its interval like any other. (Made at once, a large state's first
+            // commit, encoding, diffing, hashing and writing it, ran in the turn
+            // that answers the handoff, and the source's pause waited for it.)
+            self.last_bytes = best.body.len();
+            self.last_commit_start = now;
+        }
         self.next_check = now + self.config.lease_check;
         self.confirmed = now;
         self.checks.clear();
@@ -1307,8 +1319,7 @@ impl Activation {
     }
 
     fn commit_due(&self, now: Time) -> bool {
-        self.in_flight.is_none()
-            && (!self.first_commit_done || now >= self.last_commit_start + self.commit_interval())
+        self.in_flight.is_none() && now >= self.last_commit_start + self.commit_interval()
     }
 
     fn begin_commit(&mut self, now: Time, user: Snapshot) {
