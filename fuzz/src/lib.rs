@@ -120,7 +120,7 @@ fn frames() -> Vec<Frame> {
                 incarnation: 9,
                 state: MemberState::Suspect,
                 meta: None,
-                sig: vec![3; 64],
+                sig: vec![3; 64].into(),
             }],
             claims: vec![Claim {
                 name: "n".into(),
@@ -130,7 +130,7 @@ fn frames() -> Vec<Frame> {
                 rank: 0,
                 version: 2,
                 removed: false,
-                sig: vec![4; 64],
+                sig: vec![4; 64].into(),
             }],
         }),
         Frame::Control(ControlPacket {
