@@ -33,13 +33,40 @@ use crate::patch::RecordPatch;
 use crate::types::{Ballot, DurableKey, Record};
 use crate::wire::{ReplicaOp, ReplicaReply};
 
-/// What a replica keeps for one key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What a replica keeps for one key. Two slots are equal when their promise and
+/// record are ([`Slot::digest`] is a memo of the record).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Slot {
     /// The highest ballot that fenced or wrote the slot.
     pub promised: Ballot,
     /// The newest record stored.
     pub record: Option<Record>,
+    /// blake3 of the record's body, when known without hashing it: set from the
+    /// patch whose rebuilt body was checked against it. Not stored (a store that
+    /// reads a slot back sets it from the patches it replays, or leaves it out).
+    /// A fence reply carries this digest, so a slot kept as patches answers a
+    /// fence without hashing a state of up to megabytes.
+    #[serde(skip)]
+    pub digest: Option<[u8; 32]>,
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Self) -> bool {
+        self.promised == other.promised && self.record == other.record
+    }
+}
+
+impl Eq for Slot {}
+
+impl Slot {
+    /// The digest of the record's body (from [`Slot::digest`], or hashed).
+    pub fn body_digest(&self) -> Option<[u8; 32]> {
+        let record = self.record.as_ref()?;
+        Some(
+            self.digest
+                .unwrap_or_else(|| *blake3::hash(&record.body).as_bytes()),
+        )
+    }
 }
 
 /// What to do to the stored slot after a request.
@@ -75,9 +102,7 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
                 (Some(_), None) => true,
                 (None, _) => false,
             };
-            let digest = record
-                .filter(|_| !newer)
-                .map(|r| *blake3::hash(&r.body).as_bytes());
+            let digest = slot.filter(|_| !newer).and_then(Slot::body_digest);
             let reply = ReplicaReply::Promised {
                 ballot: *ballot,
                 record: if newer { record.cloned() } else { None },
@@ -90,6 +115,7 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
             Some(SlotChange::Put(Slot {
                 promised: new.ballot,
                 record: Some(new.clone()),
+                digest: None,
             }))
         }),
         ReplicaOp::Patch { patch } => write(promised, record, patch.order(), |stored| {
@@ -104,6 +130,8 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
             let slot = Slot {
                 promised: patch.ballot,
                 record: Some(record),
+                // `rebuild` checked the body against it.
+                digest: Some(patch.digest),
             };
             Some(SlotChange::Patched(slot, patch.clone()))
         }),
@@ -254,6 +282,7 @@ impl SlotStore for MemStore {
             .or_insert(Slot {
                 promised: ballot,
                 record: None,
+                digest: None,
             })
             .promised = ballot;
         Ok(())
@@ -491,14 +520,25 @@ mod tests {
                 version: 2
             }
         );
-        assert_eq!(
-            r.store().get(&key).unwrap().unwrap().record,
-            Some(next.clone())
-        );
+        let stored = r.store().get(&key).unwrap().unwrap();
+        assert_eq!(stored.record, Some(next.clone()));
         // Again (a retry): already stored, written.
         assert!(matches!(
             r.handle(&key, &patch(base.order(), &next.body)),
             ReplicaReply::Written { .. }
+        ));
+        // The patched slot keeps its body's digest, and a fence answers with it.
+        let digest = *blake3::hash(&next.body).as_bytes();
+        assert_eq!(stored.digest, Some(digest));
+        assert!(matches!(
+            r.handle(
+                &key,
+                &ReplicaOp::Fence {
+                    ballot: b(3, 3),
+                    have: Some(next.order()),
+                },
+            ),
+            ReplicaReply::Promised { digest: Some(d), record: None, .. } if d == digest
         ));
     }
 
@@ -507,9 +547,26 @@ mod tests {
         let slot = Slot {
             promised: b(4, 2),
             record: Some(rec(b(4, 2), 7)),
+            digest: None,
         };
         assert_eq!(decode_slot(&encode_slot(&slot).unwrap()).unwrap(), slot);
         assert!(decode_slot(&[9, 9, 9]).is_err());
+        // The digest is a memo: not stored, and hashed when absent.
+        let memo = Slot {
+            digest: Some([1; 32]),
+            ..slot.clone()
+        };
+        assert_eq!(encode_slot(&memo).unwrap(), encode_slot(&slot).unwrap());
+        assert_eq!(memo, slot);
+        assert_eq!(
+            memo.body_digest(),
+            Some([1; 32]),
+            "the memo is what is answered"
+        );
+        assert_eq!(
+            slot.body_digest(),
+            Some(*blake3::hash(&rec(b(4, 2), 7).body).as_bytes())
+        );
     }
 
     fn op_strategy() -> impl Strategy<Value = ReplicaOp> {

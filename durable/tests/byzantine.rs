@@ -862,6 +862,7 @@ fn a_release_runs_only_once_the_schedulers_replicas_show_its_sender_holds_the_sc
         plexus_durable::Slot {
             promised: b(1, n(3)),
             record: Some(record),
+            digest: None,
         },
     )
     .unwrap();
@@ -872,6 +873,7 @@ fn a_release_runs_only_once_the_schedulers_replicas_show_its_sender_holds_the_sc
         plexus_durable::Slot {
             promised: b(1, n(3)),
             record: None,
+            digest: None,
         },
     )
     .unwrap();

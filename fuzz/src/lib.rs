@@ -703,10 +703,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let slot = Slot {
         promised: ballot(),
         record: Some(record()),
+        digest: None,
     };
     let empty_slot = Slot {
         promised: ballot(),
         record: None,
+        digest: None,
     };
     let job = JobSpec::from_toml(JOB_TOML).expect("the sample job parses");
     let state = State::default();

@@ -380,6 +380,7 @@ impl RocksStore {
                     Slot {
                         promised: p,
                         record: None,
+                        digest: None,
                     },
                     0,
                     0,
@@ -414,6 +415,8 @@ impl RocksStore {
             record.ballot = patch.ballot;
             record.version = patch.version;
             record.set = patch.set.clone();
+            // `rebuild` checked the body against it.
+            slot.digest = Some(patch.digest);
             slot.promised = slot.promised.max(patch.ballot);
             patches += 1;
             patch_bytes += patch.patch.inserted();
@@ -573,6 +576,7 @@ mod tests {
                 set: ReplicaSet::single(NodeId::synthetic(1)),
                 body: vec![7; 100],
             }),
+            digest: None,
         }
     }
 
@@ -619,7 +623,8 @@ mod tests {
             s.get(&c).unwrap(),
             Some(Slot {
                 promised: higher,
-                record: None
+                record: None,
+                digest: None,
             })
         );
         assert_eq!(s.keys().unwrap(), vec![a.clone(), c.clone()]);
@@ -717,7 +722,14 @@ mod tests {
         }
         // Cold: the base plus five patches, replayed; another key's slot intact.
         let mut s = RocksStore::open(&dir).unwrap();
-        assert_eq!(s.get(&a).unwrap().as_ref(), Some(&chain[4].0));
+        let replayed = s.get(&a).unwrap();
+        assert_eq!(replayed.as_ref(), Some(&chain[4].0));
+        // Replaying the chain checked each digest: the last one is the body's.
+        let body = &chain[4].0.record.as_ref().unwrap().body;
+        assert_eq!(
+            replayed.and_then(|s| s.digest),
+            Some(*blake3::hash(body).as_bytes())
+        );
         assert_eq!(s.get(&b).unwrap(), Some(base()));
         // A fence's promise over a patched record.
         let higher = Ballot {

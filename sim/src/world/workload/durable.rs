@@ -740,6 +740,7 @@ mod lie_tests {
                 set: ReplicaSet::single(honest),
                 body: vec![7; 16],
             }),
+            digest: None,
         };
         let mut store = MemStore::default();
         store.put(&key, slot.clone()).unwrap();
