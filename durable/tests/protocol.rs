@@ -59,6 +59,9 @@ struct Net {
     held: Vec<(NodeId, DurableKey, u64, Vec<plexus_durable::Input>, bool)>,
     /// Every handoff delivered: (to, by reference).
     handoffs: Vec<(NodeId, bool)>,
+    /// When each activation began serving and when each commit completed.
+    activated_at: Vec<(DurableKey, Ballot, Time)>,
+    committed_at: Vec<(DurableKey, Ballot, Time)>,
     /// Every move that failed at its source: (source, key, target, whether the
     /// handoff had left, why).
     move_failures: Vec<(NodeId, DurableKey, NodeId, bool, String)>,
@@ -82,6 +85,8 @@ impl Net {
             hold: false,
             held: Vec::new(),
             handoffs: Vec::new(),
+            activated_at: Vec::new(),
+            committed_at: Vec::new(),
             move_failures: Vec::new(),
         };
         for i in 1..=count {
@@ -199,10 +204,12 @@ impl Net {
                     self.flush(id);
                 }
                 ActivationEvent::Activated { ballot, .. } => {
+                    self.activated_at.push((key.clone(), ballot, self.now));
                     self.registry.insert(key, (id, ballot));
                 }
                 ActivationEvent::Committed { version, .. } => {
                     let ballot = self.nodes[&id].actor(&key).unwrap().ballot();
+                    self.committed_at.push((key.clone(), ballot, self.now));
                     self.commits.push((key, ballot, version));
                 }
                 ActivationEvent::MoveFailed { to, why } => {
@@ -490,6 +497,61 @@ fn a_replica_target_takes_the_actor_by_reference_without_a_final_commit() {
         app.count, 300,
         "each message applied once in the surviving history"
     );
+    assert!(app.violations.is_empty(), "{:?}", app.violations);
+    net.check_commits_linear(&a);
+}
+
+/// The commits keep their pace across a handoff: the target counts the record it
+/// took as its last commit, so its first one comes a pacing interval later, not
+/// in the step that answers the handoff (whose reply would wait for it), and
+/// nothing is lost meanwhile.
+#[test]
+fn a_migration_target_commits_at_the_sources_pace() {
+    // 200 bytes a second: a state of about 50 bytes is committed every 250 ms.
+    let slow = || {
+        let mut config = NodeConfig::default();
+        config.activation.snapshot_bandwidth = 200;
+        config
+    };
+    let mut net = Net::new(0);
+    for i in 1..=3 {
+        net.boot_with(n(i), MemStore::default(), slow());
+    }
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(100);
+    net.send(n(3), &a, 100);
+    net.run(3_000);
+    let now = net.now;
+    assert!(net.node(n(1)).migrate(now, &a, n(2)));
+    net.flush(n(1));
+    net.send(n(3), &a, 100);
+    net.run(30_000);
+    assert_eq!(net.hosts(&a), vec![n(2)]);
+    let (_, target, activated) = net
+        .activated_at
+        .iter()
+        .rev()
+        .find(|(k, _, _)| *k == a)
+        .cloned()
+        .unwrap();
+    assert_eq!(target.node, n(2));
+    let first = net
+        .committed_at
+        .iter()
+        .find(|(k, b, _)| *k == a && *b == target)
+        .map(|(_, _, at)| *at)
+        .expect("the target commits");
+    // The state is over 20 bytes: at 200 bytes a second, at least 100 ms (made at
+    // once, it came a replica round trip after activating).
+    assert!(
+        first.saturating_since(activated) >= Duration::from_millis(100),
+        "first commit {:?} after activating",
+        first.saturating_since(activated)
+    );
+    assert_eq!(net.acked.get(&0), Some(&200));
+    let (_, app) = net.app_of(&a).unwrap();
+    assert_eq!(app.count, 200);
     assert!(app.violations.is_empty(), "{:?}", app.violations);
     net.check_commits_linear(&a);
 }

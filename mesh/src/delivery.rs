@@ -37,8 +37,7 @@
 //! over it is refused at [`Delivery::send`] (the driver checks first and gives the
 //! caller a typed error), and a joined body over it is refused by the receiver with
 //! [`Failure::Rejected`], which the sender's [`DeliveryEvent::Refused`] reports.
-//! Membership traffic travels on its own frames, so it passes between the chunks
-//! of a large transfer instead of waiting behind all of it.
+//! No frame is larger than a chunk and its header, whatever the body.
 //!
 //! **Bounds.** Each outbound link has two windows, each of at most `window_frames`
 //! frames and `window_bytes` bytes queued or unacknowledged: one for tells and asks
@@ -53,8 +52,9 @@
 //! out. A body sent in chunks counts as one frame of its full size against its
 //! window. Inbound state is one small record per peer, plus the part of a chunked
 //! body taken in so far: at most `message_bytes_max` per sending peer (over it, the
-//! rest of the body is discarded as it arrives and the body is refused). Retransmissions continue until
-//! the peer acks or membership declares it dead, so retries are bounded by the
+//! rest of the body is discarded as it arrives and the body is refused).
+//! Retransmissions continue until the peer acks or membership declares it dead,
+//! so retries are bounded by the
 //! failure-detection bound.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

@@ -289,8 +289,8 @@ fn data_flows_in_order_between_members() {
 
 /// A tell twice the frame bound crosses the real codec (every frame decoded with
 /// the frame bound) as chunks, joined intact and in order with the small tells
-/// around it, while membership keeps probing between the chunks; an ask over the
-/// mesh's own bound is refused with the request handed back.
+/// around it; an ask over the mesh's own bound is refused with the request handed
+/// back, and so is a tell.
 #[test]
 fn a_body_over_the_frame_bound_crosses_in_chunks() {
     let mut net = Net::new(2);
