@@ -16,9 +16,10 @@
 //! whether the handoff named the record by reference; `--whole` sends every
 //! commit whole instead of as a patch of the previous record, the peer;
 //! `--compare` runs patches, whole, patches, whole and prints both). Under `cargo test` it
-//! runs as a smoke test: 3 moves at 200 msg/s of an actor with 10 MiB of state, whose
-//! records cross the mesh in chunks (its frame bound is 8 MiB). No peer runs here: Orleans and Akka
-//! publish no migration-pause figures, and no Rust actor runtime migrates actors.
+//! runs as a smoke test: 3 moves at 200 msg/s of an actor with 10 MiB of state,
+//! whose records cross the mesh in chunks (its frame bound is 8 MiB). No peer runs
+//! here: Orleans and Akka publish no migration-pause figures, and no Rust actor
+//! runtime migrates actors.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::path::Path;

@@ -381,7 +381,7 @@ impl Cluster {
             return Err(AskRefused::TooMany(request));
         }
         let bytes = crate::wire::request_size_bytes(&request.message_type, &request.payload);
-        if bytes > self.delivery.config().message_bytes_max {
+        if !self.delivery.config().fits(bytes) {
             return Err(AskRefused::TooLarge(request));
         }
         if !self

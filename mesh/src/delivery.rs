@@ -54,8 +54,7 @@
 //! body taken in so far: at most `message_bytes_max` per sending peer (over it, the
 //! rest of the body is discarded as it arrives and the body is refused).
 //! Retransmissions continue until the peer acks or membership declares it dead,
-//! so retries are bounded by the
-//! failure-detection bound.
+//! so retries are bounded by the failure-detection bound.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -121,6 +120,13 @@ impl DeliveryConfig {
     /// The chunk size in force.
     pub fn chunk_bytes(&self) -> usize {
         self.chunk_bytes.clamp(CHUNK_BYTES_MIN, CHUNK_BYTES_MAX)
+    }
+
+    /// Whether a body of `bytes` (as [`DataBody::size_bytes`] counts) is within
+    /// `message_bytes_max`. The one size rule: [`Delivery::send`] applies it, and
+    /// so do the cluster core's asks and the driver before a send is queued.
+    pub fn fits(&self, bytes: usize) -> bool {
+        bytes <= self.message_bytes_max
     }
 }
 
@@ -453,9 +459,10 @@ impl Delivery {
 
     /// Queues `body` for `peer`. Returns its seq (for a body sent in chunks, its
     /// last chunk's, which events name), or the body back if its window (replies',
-    /// or the user window for tells and asks) is full, or if it is over
-    /// `message_bytes_max` (counted in [`DeliveryStats::too_large`]; drivers check
-    /// the size first and tell the caller).
+    /// or the user window for tells and asks) is full, if it is over
+    /// `message_bytes_max` ([`DeliveryConfig::fits`]; counted in
+    /// [`DeliveryStats::too_large`]; drivers check the size first and tell the
+    /// caller), or if it is a chunk.
     pub fn send(
         &mut self,
         now: Time,
@@ -464,7 +471,11 @@ impl Delivery {
     ) -> Result<u64, Arc<DataBody>> {
         let config = self.config.clone();
         let bytes = body.size_bytes();
-        if bytes > config.message_bytes_max || matches!(*body, DataBody::Chunk { .. }) {
+        if matches!(*body, DataBody::Chunk { .. }) {
+            // Chunks are made here, never taken from a caller.
+            return Err(body);
+        }
+        if !config.fits(bytes) {
             self.stats.too_large += 1;
             return Err(body);
         }

@@ -75,10 +75,11 @@ impl Link {
         Ok(())
     }
 
-    /// Refuses a message the core would refuse for its size (it would wait for a
-    /// window forever otherwise, were it over the window too).
+    /// Refuses, under the core's own rule ([`DeliveryConfig::fits`]), a message the
+    /// core would refuse for its size (it would wait for a window forever
+    /// otherwise, were it over the window too).
     fn within_bound(&self, bytes: usize) -> Result<(), LinkError> {
-        if bytes > self.shared.config.delivery.message_bytes_max {
+        if !self.shared.config.delivery.fits(bytes) {
             return Err(LinkError::TooLarge);
         }
         Ok(())
