@@ -293,8 +293,12 @@ pub struct Ack {
     pub ballot: Ballot,
 }
 
+pub use bytes::Bytes;
+
 /// A reply to one message: what the actor returned, or why it failed the message.
-pub type Reply = Result<serde_bytes::ByteBuf, String>;
+/// The bytes are shared, so a batch's replies can be slices of one buffer; on the
+/// wire they are a byte string, as `serde_bytes::ByteBuf` was.
+pub type Reply = Result<bytes::Bytes, String>;
 
 /// Resend from `expected` (after `retry_after_ms`, when the receiver is busy).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -500,7 +504,7 @@ mod tests {
                 key: key("a"),
                 to: SenderId::Actor(key("b")),
                 up_to: 4,
-                replies: vec![(4, Ok(serde_bytes::ByteBuf::from(vec![1])))],
+                replies: vec![(4, Ok(Bytes::from(vec![1])))],
                 ballot,
             }),
             DurableMsg::Handoff(Handoff {

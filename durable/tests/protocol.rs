@@ -182,7 +182,7 @@ impl Net {
                         }
                         *last = input.seq;
                         app.count += 1;
-                        out.replies.push(Some(Ok(serde_bytes::ByteBuf::from(
+                        out.replies.push(Some(Ok(plexus_durable::wire::Bytes::from(
                             app.count.to_le_bytes().to_vec(),
                         ))));
                         if let Some(next) = &next {

@@ -814,7 +814,7 @@ impl<S: SlotStore> DurableHost<S> {
                         if waiter == Waiter::Ask {
                             self.effects.push_back(Effect::Replied {
                                 request: id,
-                                reply: reply.map(|b| b.into_vec()),
+                                reply: reply.map(Vec::from),
                             });
                             if self.core.session_unacked(id) == Some(0) {
                                 self.core.session_close(id);

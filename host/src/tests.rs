@@ -59,7 +59,7 @@ impl DurableCode for CounterCode {
             }
             *last = input.seq;
             self.0.applied += 1;
-            out.replies.push(Some(Ok(serde_bytes::ByteBuf::from(
+            out.replies.push(Some(Ok(plexus_durable::wire::Bytes::from(
                 self.0.applied.to_le_bytes().to_vec(),
             ))));
         }

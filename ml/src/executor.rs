@@ -58,17 +58,62 @@ pub enum InputError {
 
 /// Decodes one request.
 pub fn decode_input(bytes: &[u8]) -> Result<Image, InputError> {
-    if bytes.len() != INPUT_BYTES {
-        return Err(InputError::Length(bytes.len()));
-    }
+    let bytes = check_input(bytes)?;
     let mut image = [0f32; PIXELS];
-    for (index, (px, b)) in image.iter_mut().zip(bytes).enumerate() {
-        if *b > PIXEL_MAX {
-            return Err(InputError::Pixel { index, value: *b });
-        }
-        *px = f32::from(*b) / f32::from(PIXEL_MAX);
+    for (px, b) in image.iter_mut().zip(bytes) {
+        *px = pixel(*b);
     }
     Ok(image)
+}
+
+/// Checks a request without decoding it: its [`INPUT_BYTES`] bytes, or why not.
+/// [`check_input`] then [`push_input`] gives the values [`decode_input`] gives,
+/// in the form a pass's input matrix is built in.
+pub fn check_input(bytes: &[u8]) -> Result<&[u8; INPUT_BYTES], InputError> {
+    let bytes: &[u8; INPUT_BYTES] = bytes
+        .try_into()
+        .map_err(|_| InputError::Length(bytes.len()))?;
+    // Eight bytes at a time ("has a byte more than n", Bit Twiddling Hacks): for a
+    // byte under 128, adding 127 - PIXEL_MAX sets its top bit exactly when it is
+    // over PIXEL_MAX; a byte of 128 or more has it set already (its carry into
+    // the next byte can only add a true to a true). Where it failed is looked for
+    // only when it did.
+    const ONES: u64 = u64::MAX / 255;
+    const TOPS: u64 = ONES * 0x80;
+    let (words, _) = bytes.as_chunks::<8>();
+    let over = words.iter().fold(0u64, |acc, w| {
+        let x = u64::from_le_bytes(*w);
+        acc | ((x.wrapping_add(ONES * u64::from(127 - PIXEL_MAX)) | x) & TOPS)
+    });
+    if over != 0 {
+        return Err(pixel_over(bytes));
+    }
+    Ok(bytes)
+}
+
+/// Which pixel is over [`PIXEL_MAX`] (apart, so the check's fast path stays small).
+#[cold]
+#[inline(never)]
+fn pixel_over(bytes: &[u8; INPUT_BYTES]) -> InputError {
+    let (index, value) = bytes
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|(_, b)| *b > PIXEL_MAX)
+        .unwrap_or((0, PIXEL_MAX));
+    InputError::Pixel { index, value }
+}
+
+/// Appends a checked request's pixels to `pixels`, a pass's input matrix row by
+/// row (the values [`decode_input`] gives).
+pub fn push_input(bytes: &[u8; INPUT_BYTES], pixels: &mut Vec<f32>) {
+    pixels.extend(bytes.iter().map(|b| pixel(*b)));
+}
+
+/// A pixel as the model sees it. Dividing by 16 is exact, so this is the same
+/// value however it is computed.
+fn pixel(b: u8) -> f32 {
+    f32::from(b) / f32::from(PIXEL_MAX)
 }
 
 /// Encodes an image (values in 0..=1, as the data set holds them) as a request.
@@ -119,6 +164,23 @@ pub fn run(model: &Mlp, inputs: &[Image], device: &Device) -> Vec<[f32; CLASSES]
     for chunk in inputs.chunks(BATCH_MAX) {
         out.extend(model.infer(chunk, device));
     }
+    out
+}
+
+/// [`run`] over a pass's input matrix (`rows × PIXELS` values, row by row, as
+/// [`push_input`] builds it): the logits, `rows × CLASSES` values row by row,
+/// bit for bit [`run`]'s. A trailing partial row is ignored.
+pub fn run_rows(model: &Mlp, pixels: Vec<f32>, device: &Device) -> Vec<f32> {
+    let rows = pixels.len() / PIXELS;
+    if rows <= BATCH_MAX {
+        return model.infer_rows(pixels, device);
+    }
+    let mut out = Vec::with_capacity(rows * CLASSES);
+    for chunk in pixels.chunks_exact(BATCH_MAX * PIXELS) {
+        out.extend(model.infer_rows(chunk.to_vec(), device));
+    }
+    let rest = pixels.chunks_exact(BATCH_MAX * PIXELS).remainder();
+    out.extend(model.infer_rows(rest.to_vec(), device));
     out
 }
 
@@ -364,6 +426,36 @@ mod tests {
                 value: 17
             })
         );
+        // Every value at every position: the word-wise check is the byte-wise one.
+        for index in 0..INPUT_BYTES {
+            for value in 0..=u8::MAX {
+                let mut bytes = [PIXEL_MAX; INPUT_BYTES];
+                bytes[index] = value;
+                let got = check_input(&bytes).map(|_| ());
+                if value > PIXEL_MAX {
+                    assert_eq!(got, Err(InputError::Pixel { index, value }));
+                } else {
+                    assert_eq!(got, Ok(()));
+                }
+            }
+        }
+        let mut over = [0u8; INPUT_BYTES];
+        over[63] = 255;
+        over[7] = 200;
+        assert_eq!(
+            check_input(&over),
+            Err(InputError::Pixel {
+                index: 7,
+                value: 200
+            })
+        );
+        // Checked then pushed is decoded.
+        let mut pixels = Vec::new();
+        for image in digits.images.iter().take(5) {
+            push_input(check_input(&encode_input(image)).unwrap(), &mut pixels);
+        }
+        let decoded: Vec<f32> = digits.images[..5].iter().flatten().copied().collect();
+        assert_eq!(pixels, decoded);
         let logits = [1.5f32, -0.0, f32::MAX, 3e-8, 0.0, -7.25, 1.0, 2.0, 3.0, 4.0];
         assert_eq!(decode_output(&encode_output(&logits)), Ok(logits));
         assert_eq!(decode_output(&[0; 39]), Err(OutputError::Length(39)));
@@ -451,5 +543,34 @@ mod tests {
                 encode_output(&together[i])
             );
         }
+    }
+    #[test]
+    fn an_input_matrix_gives_the_images_logits_bit_for_bit() {
+        let device = Device::flex();
+        let model = Mlp::from_weights(&Weights::init(9), &device).unwrap();
+        let digits = Digits::bundled().unwrap();
+        // More rows than one pass takes, so the matrix is split as `run` splits.
+        let images: Vec<Image> = (0..BATCH_MAX + 37)
+            .map(|i| digits.images[i % digits.images.len()])
+            .collect();
+        let mut pixels = Vec::new();
+        for image in &images {
+            push_input(check_input(&encode_input(image)).unwrap(), &mut pixels);
+        }
+        let want: Vec<u32> = run(&model, &images, &device)
+            .iter()
+            .flatten()
+            .map(|v| v.to_bits())
+            .collect();
+        let got: Vec<u32> = run_rows(&model, pixels.clone(), &device)
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(got.len(), images.len() * CLASSES);
+        assert_eq!(got, want);
+        // A trailing partial row is ignored; nothing gives nothing.
+        pixels.truncate(3 * PIXELS + 5);
+        assert_eq!(run_rows(&model, pixels, &device).len(), 3 * CLASSES);
+        assert!(run_rows(&model, Vec::new(), &device).is_empty());
     }
 }

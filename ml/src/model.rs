@@ -266,15 +266,27 @@ impl Mlp {
             return Vec::new();
         }
         let flat: Vec<f32> = batch.iter().flatten().copied().collect();
-        let x = Tensor::<2>::from_data(TensorData::new(flat, [batch.len(), PIXELS]), device);
-        let out = values(self.forward(x));
-        out.chunks_exact(CLASSES)
+        self.infer_rows(flat, device)
+            .chunks_exact(CLASSES)
             .map(|c| {
                 let mut row = [0f32; CLASSES];
                 row.copy_from_slice(c);
                 row
             })
             .collect()
+    }
+
+    /// Logits for a batch given as its input matrix (`rows × PIXELS` values, row
+    /// by row; a trailing partial row is ignored), `rows × CLASSES` values row by
+    /// row: [`Mlp::infer`] without the images in between.
+    pub fn infer_rows(&self, mut pixels: Vec<f32>, device: &Device) -> Vec<f32> {
+        let rows = pixels.len() / PIXELS;
+        if rows == 0 {
+            return Vec::new();
+        }
+        pixels.truncate(rows * PIXELS);
+        let x = Tensor::<2>::from_data(TensorData::new(pixels, [rows, PIXELS]), device);
+        values(self.forward(x))
     }
 }
 

@@ -85,7 +85,7 @@ impl SchedulerApp {
             );
             let reply = outcome.response.map(|r| {
                 codec::encode_body(&r)
-                    .map(serde_bytes::ByteBuf::from)
+                    .map(plexus_durable::wire::Bytes::from)
                     .map_err(|e| e.to_string())
             });
             out.replies.push(reply);

@@ -44,6 +44,7 @@ use plexus_durable::activation::{Applied, Batching, Input, Output};
 use plexus_durable::types::DurableKey;
 use plexus_host::{CodeError, DurableCode, DurableKind};
 use plexus_ml::Digest;
+use plexus_ml::digits::{CLASSES, PIXELS};
 use plexus_ml::engine::Engine;
 use plexus_ml::executor::{self, ModelStore};
 use plexus_ml::model::Mlp;
@@ -63,22 +64,30 @@ const SCHEMA: u32 = 2;
 #[derive(Clone, Debug)]
 pub struct Work {
     /// The job.
-    pub job: String,
+    pub job: Arc<str>,
     /// The executor's durable key.
-    pub executor: String,
+    pub executor: Arc<str>,
     /// The model.
     pub model: Digest,
     /// The requests, in batch order.
     pub inputs: Vec<Vec<u8>>,
-    /// The outputs ([`executor::encode_output`]), in batch order; the receipt
-    /// names their `items_digest`.
-    pub outputs: Vec<[u8; executor::OUTPUT_BYTES]>,
+    /// The outputs ([`executor::encode_output`]'s bytes), one after another in
+    /// batch order, [`executor::OUTPUT_BYTES`] each; the receipt names their
+    /// `items_digest` ([`Work::output_items`]).
+    pub outputs: bytes::Bytes,
     /// When it started, Unix microseconds.
     pub started_us: u64,
     /// How long it took, microseconds.
     pub took_us: u64,
     /// The backend that computed it.
-    pub backend: plexus_poai::Backend,
+    pub backend: Arc<plexus_poai::Backend>,
+}
+
+impl Work {
+    /// Each output's bytes, in batch order.
+    pub fn output_items(&self) -> Vec<&[u8]> {
+        self.outputs.chunks(executor::OUTPUT_BYTES).collect()
+    }
 }
 
 /// Where executors hand their work: a bounded channel to the work service.
@@ -295,12 +304,12 @@ impl DurableKind for InferKind {
             (Err(e), _, _) => return Err(CodeError::Config(e.to_string())),
         };
         Ok(Box::new(Executor {
-            key: key.to_string(),
-            job: spec.job.clone(),
+            key: key.to_string().into(),
+            job: spec.job.as_str().into(),
             state,
             model,
             device,
-            backend: backend_of(&self.engine),
+            backend: Arc::new(backend_of(&self.engine)),
             outputs: spec.output_keys(),
             sink: self.sink.clone(),
             fault: self.fault,
@@ -309,12 +318,13 @@ impl DurableKind for InferKind {
 }
 
 struct Executor {
-    key: String,
-    job: String,
+    // Shared with every pass's [`Work`], so a hand-off allocates none of them.
+    key: Arc<str>,
+    job: Arc<str>,
     state: InferState,
     model: Mlp,
     device: executor::Device,
-    backend: plexus_poai::Backend,
+    backend: Arc<plexus_poai::Backend>,
     outputs: Vec<DurableKey>,
     sink: Option<WorkSink>,
     fault: Option<WrongOutputs>,
@@ -354,11 +364,11 @@ impl DurableCode for Executor {
     fn apply(&mut self, mut inputs: Vec<Input>, snapshot: bool) -> Result<Applied, CodeError> {
         let mut out = Applied::default();
         let mut replies: Vec<Option<plexus_durable::wire::Reply>> = vec![None; inputs.len()];
-        // Decode; a malformed request is answered with why, and skipped.
-        let mut good: Vec<(usize, plexus_ml::digits::Image)> = Vec::with_capacity(inputs.len());
+        // Check; a malformed request is answered with why, and skipped.
+        let mut good: Vec<usize> = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
-            match executor::decode_input(&input.payload) {
-                Ok(image) => good.push((i, image)),
+            match executor::check_input(&input.payload) {
+                Ok(_) => good.push(i),
                 Err(e) => {
                     self.state.malformed += 1;
                     replies[i] = Some(Err(e.to_string()));
@@ -367,26 +377,45 @@ impl DurableCode for Executor {
         }
         let max = (self.state.max_batch as usize).max(1);
         for pass in good.chunks(max) {
-            let images: Vec<plexus_ml::digits::Image> = pass.iter().map(|(_, im)| *im).collect();
+            // The pass's input matrix, decoded straight from the requests.
+            let mut pixels = Vec::with_capacity(pass.len() * PIXELS);
+            for i in pass {
+                if let Ok(bytes) = <&[u8; executor::INPUT_BYTES]>::try_from(&inputs[*i].payload[..])
+                {
+                    executor::push_input(bytes, &mut pixels);
+                }
+            }
             let started_us = unix_us();
             let clock = std::time::Instant::now();
-            let mut logits = executor::run(&self.model, &images, &self.device);
+            let mut logits = executor::run_rows(&self.model, pixels, &self.device);
             let took_us = u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
             if self.fault.is_some() {
-                let requests: Vec<&[u8]> = pass
-                    .iter()
-                    .map(|(i, _)| inputs[*i].payload.as_slice())
-                    .collect();
+                let requests: Vec<&[u8]> =
+                    pass.iter().map(|i| inputs[*i].payload.as_slice()).collect();
                 if strikes(self.fault, &plexus_poai::receipt::items_digest(&requests)) {
-                    for row in &mut logits {
+                    for row in logits.chunks_exact_mut(CLASSES) {
                         row.rotate_right(1);
                     }
                 }
             }
-            let encoded: Vec<[u8; executor::OUTPUT_BYTES]> =
-                logits.iter().map(executor::encode_output).collect();
+            // Every output in one buffer, which the replies share.
+            let mut encoded = vec![0u8; logits.len() * 4];
+            for (o, v) in encoded.chunks_exact_mut(4).zip(&logits) {
+                o.copy_from_slice(&v.to_le_bytes());
+            }
+            let encoded = bytes::Bytes::from(encoded);
             self.state.passes += 1;
-            for ((i, _), bytes) in pass.iter().zip(&encoded) {
+            for (k, i) in pass.iter().enumerate() {
+                let at = k * executor::OUTPUT_BYTES;
+                let Some(bytes) = encoded
+                    .get(at..at + executor::OUTPUT_BYTES)
+                    .map(|_| encoded.slice(at..at + executor::OUTPUT_BYTES))
+                else {
+                    // The model gave fewer rows than it was given (it cannot with
+                    // a checked model); said, not panicked on.
+                    replies[*i] = Some(Err("the model gave no output for it".into()));
+                    continue;
+                };
                 self.state.served += 1;
                 if !self.outputs.is_empty() {
                     let h = blake3::hash(&inputs[*i].payload);
@@ -397,14 +426,14 @@ impl DurableCode for Executor {
                         trace: inputs[*i].trace,
                     });
                 }
-                replies[*i] = Some(Ok(serde_bytes::ByteBuf::from(bytes.to_vec())));
+                replies[*i] = Some(Ok(bytes));
             }
             if let Some(sink) = &self.sink {
                 // The requests go to the work service (which digests them for the
                 // receipt, off this path) and are not needed here again.
                 let requests: Vec<Vec<u8>> = pass
                     .iter()
-                    .map(|(i, _)| std::mem::take(&mut inputs[*i].payload))
+                    .map(|i| std::mem::take(&mut inputs[*i].payload))
                     .collect();
                 sink.put(Work {
                     job: self.job.clone(),
@@ -550,7 +579,10 @@ mod tests {
             .map(executor::encode_output)
             .collect();
         assert_eq!(passes[0].inputs, requests[..4].to_vec());
-        assert_eq!(passes[0].outputs, outs);
+        assert_eq!(
+            passes[0].output_items(),
+            outs.iter().map(|o| &o[..]).collect::<Vec<_>>()
+        );
         // The snapshot is the model reference and the config, not the weights.
         let snap = applied.snapshot.unwrap();
         assert!(snap.bytes.len() < 128, "{} bytes", snap.bytes.len());
@@ -630,7 +662,10 @@ mod tests {
         let model = models.model(&hash, &device).unwrap();
         let honest = executor::run(&model, &[executor::decode_input(&req).unwrap()], &device);
         let honest = plexus_poai::receipt::items_digest(&[executor::encode_output(&honest[0])]);
-        assert_ne!(plexus_poai::receipt::items_digest(&w.outputs), honest);
+        assert_ne!(
+            plexus_poai::receipt::items_digest(&w.output_items()),
+            honest
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -318,9 +318,9 @@ impl WorkService {
                 .collect(),
             model: work.model,
             inputs: items_digest(&work.inputs),
-            outputs: items_digest(&work.outputs),
+            outputs: items_digest(&work.output_items()),
             batch: u32::try_from(work.inputs.len()).unwrap_or(u32::MAX),
-            backend: work.backend,
+            backend: (*work.backend).clone(),
             started_us: work.started_us,
             took_us: work.took_us,
         };

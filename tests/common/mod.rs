@@ -319,10 +319,14 @@ impl NodeProc {
             match self.events.recv_timeout(left) {
                 Ok(v) => self.seen.push(v),
                 Err(_) => panic!(
-                    "{}: only {} members joined within {limit:?}: {:?}",
+                    "{}: only {} members joined within {limit:?}: {:?}\n\
+                     its members view: {}\nits mesh stats: {}\nits node: {}",
                     self.name,
                     joined.len(),
-                    self.seen
+                    self.seen,
+                    self.try_get("/v1/members"),
+                    self.try_get("/v1/stats"),
+                    self.try_get("/v1/node"),
                 ),
             }
         }
@@ -334,6 +338,16 @@ impl NodeProc {
             .call()
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         resp.body_mut().read_json().unwrap()
+    }
+
+    /// Like [`NodeProc::get`], for diagnostics: the error as text instead of a panic.
+    pub fn try_get(&self, path: &str) -> String {
+        ureq::get(&format!("{}{path}", self.api))
+            .header("authorization", format!("Bearer {}", self.token))
+            .call()
+            .map_err(|e| e.to_string())
+            .and_then(|mut r| r.body_mut().read_to_string().map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| format!("(GET {path} failed: {e})"))
     }
 
     pub fn post(&self, path: &str, body: Value) -> Result<Value, String> {
