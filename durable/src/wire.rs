@@ -546,6 +546,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_reply_is_the_byte_string_it_was() {
+        // Replies were `serde_bytes::ByteBuf`; nodes of either build read each other's.
+        for len in [0usize, 1, 40, 250, 251, 70_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let now: Reply = Ok(Bytes::from(data.clone()));
+            let before: Result<serde_bytes::ByteBuf, String> =
+                Ok(serde_bytes::ByteBuf::from(data.clone()));
+            let bytes = codec::encode_body(&now).unwrap();
+            assert_eq!(bytes, codec::encode_body(&before).unwrap());
+            let back: Reply = codec::decode_body(&bytes, MSG_BYTES_MAX).unwrap();
+            assert_eq!(back, now);
+        }
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
