@@ -28,7 +28,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Ballot, ReplicaSet};
+use crate::types::{Ballot, Record, ReplicaSet};
 
 /// The unit the middle of two bodies is compared in.
 pub const BLOCK_BYTES: usize = 4096;
@@ -78,6 +78,9 @@ pub enum PatchError {
     /// The rebuilt body's digest is not the one the patch names.
     #[error("the rebuilt body does not match the patch's digest")]
     Digest,
+    /// The record given is not the one the patch was made against.
+    #[error("the patch does not follow the record given")]
+    Base,
 }
 
 impl Patch {
@@ -279,6 +282,22 @@ impl RecordPatch {
         (self.ballot, self.version)
     }
 
+    /// The record it builds on `base`, which must be the record it was made
+    /// against; the body is checked against the digest (so a slot may keep the
+    /// digest as its body's), and at most `max` bytes. What a replica applying
+    /// the patch and a store replaying it both do.
+    pub fn apply_to(&self, base: &Record, max: usize) -> Result<Record, PatchError> {
+        if base.order() != self.base {
+            return Err(PatchError::Base);
+        }
+        Ok(Record {
+            ballot: self.ballot,
+            version: self.version,
+            set: self.set.clone(),
+            body: self.rebuild(&base.body, max)?,
+        })
+    }
+
     /// The new body from the base's, checked against the digest; at most `max`
     /// bytes.
     pub fn rebuild(&self, base: &[u8], max: usize) -> Result<Vec<u8>, PatchError> {
@@ -299,6 +318,46 @@ mod tests {
         let p = diff(old, new);
         assert_eq!(p.apply(old, usize::MAX).unwrap(), new);
         p
+    }
+
+    #[test]
+    fn a_patch_applies_only_to_its_own_base_and_digest() {
+        let ballot = Ballot {
+            round: 1,
+            node: plexus_actors::NodeId::synthetic(1),
+        };
+        let set = ReplicaSet::single(plexus_actors::NodeId::synthetic(1));
+        let base = Record {
+            ballot,
+            version: 1,
+            set: set.clone(),
+            body: b"the old body".to_vec(),
+        };
+        let next = Record {
+            version: 2,
+            body: b"the new body, longer".to_vec(),
+            ..base.clone()
+        };
+        let patch = RecordPatch {
+            ballot,
+            version: 2,
+            set,
+            base: base.order(),
+            patch: diff(&base.body, &next.body),
+            digest: *blake3::hash(&next.body).as_bytes(),
+        };
+        assert_eq!(patch.apply_to(&base, usize::MAX), Ok(next.clone()));
+        // Another record (here the one it builds), another digest, a bound too low.
+        assert_eq!(patch.apply_to(&next, usize::MAX), Err(PatchError::Base));
+        let forged = RecordPatch {
+            digest: [0; 32],
+            ..patch.clone()
+        };
+        assert_eq!(forged.apply_to(&base, usize::MAX), Err(PatchError::Digest));
+        assert!(matches!(
+            patch.apply_to(&base, 4),
+            Err(PatchError::TooLong { max: 4 })
+        ));
     }
 
     #[test]

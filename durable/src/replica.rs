@@ -119,18 +119,11 @@ pub fn apply(slot: Option<&Slot>, op: &ReplicaOp) -> (SlotChange, ReplicaReply) 
             }))
         }),
         ReplicaOp::Patch { patch } => write(promised, record, patch.order(), |stored| {
-            let base = stored.filter(|r| r.order() == patch.base)?;
-            let body = patch.rebuild(&base.body, crate::STATE_BYTES_MAX).ok()?;
-            let record = Record {
-                ballot: patch.ballot,
-                version: patch.version,
-                set: patch.set.clone(),
-                body,
-            };
+            let record = patch.apply_to(stored?, crate::STATE_BYTES_MAX).ok()?;
             let slot = Slot {
                 promised: patch.ballot,
                 record: Some(record),
-                // `rebuild` checked the body against it.
+                // `apply_to` checked the body against it.
                 digest: Some(patch.digest),
             };
             Some(SlotChange::Patched(slot, patch.clone()))

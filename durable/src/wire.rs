@@ -4,6 +4,7 @@
 //! Decoding goes through [`decode`], which bounds the input and never panics
 //! (`tests::arbitrary_bytes_never_panic`).
 
+pub use bytes::Bytes;
 use plexus_actors::NodeId;
 use plexus_actors::codec::{self, CodecError};
 use plexus_actors::envelope::TraceContext;
@@ -293,12 +294,10 @@ pub struct Ack {
     pub ballot: Ballot,
 }
 
-pub use bytes::Bytes;
-
 /// A reply to one message: what the actor returned, or why it failed the message.
 /// The bytes are shared, so a batch's replies can be slices of one buffer; on the
 /// wire they are a byte string, as `serde_bytes::ByteBuf` was.
-pub type Reply = Result<bytes::Bytes, String>;
+pub type Reply = Result<Bytes, String>;
 
 /// Resend from `expected` (after `retry_after_ms`, when the receiver is busy).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

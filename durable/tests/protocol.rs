@@ -116,6 +116,14 @@ impl Net {
         self.nodes.get_mut(&id).unwrap()
     }
 
+    /// Starts a migration of `key` from `from` to `to` now (it must be accepted),
+    /// and sends what it emits.
+    fn migrate(&mut self, key: &DurableKey, from: NodeId, to: NodeId) {
+        let now = self.now;
+        assert!(self.node(from).migrate(now, key, to));
+        self.flush(from);
+    }
+
     fn flush(&mut self, id: NodeId) {
         let now = self.now;
         let registry = self.registry.clone();
@@ -375,9 +383,7 @@ fn live_migration_under_load_loses_and_duplicates_nothing() {
     net.run(100);
     net.send(n(3), &a, 150);
     net.run(40);
-    let now = net.now;
-    assert!(net.node(n(1)).migrate(now, &a, n(2)));
-    net.flush(n(1));
+    net.migrate(&a, n(1), n(2));
     net.send(n(3), &a, 150);
     net.run(400);
     assert!(
@@ -475,9 +481,7 @@ fn a_replica_target_takes_the_actor_by_reference_without_a_final_commit() {
     assert!((1..150).contains(&acked), "{acked}");
     let source_ballot = net.nodes[&n(1)].actor(&a).unwrap().ballot();
     let commits_before = net.commits.len();
-    let now = net.now;
-    assert!(net.node(n(1)).migrate(now, &a, n(2)));
-    net.flush(n(1));
+    net.migrate(&a, n(1), n(2));
     net.send(n(3), &a, 150);
     net.run(30_000);
     assert_eq!(net.handoffs.len(), 1);
@@ -522,9 +526,7 @@ fn a_migration_target_commits_at_the_sources_pace() {
     net.run(100);
     net.send(n(3), &a, 100);
     net.run(3_000);
-    let now = net.now;
-    assert!(net.node(n(1)).migrate(now, &a, n(2)));
-    net.flush(n(1));
+    net.migrate(&a, n(1), n(2));
     net.send(n(3), &a, 100);
     net.run(30_000);
     assert_eq!(net.hosts(&a), vec![n(2)]);
@@ -566,9 +568,7 @@ fn a_target_outside_the_replica_set_gets_the_record_whole() {
     net.run(100);
     net.send(n(3), &a, 100);
     net.run(60);
-    let now = net.now;
-    assert!(net.node(n(1)).migrate(now, &a, n(4)));
-    net.flush(n(1));
+    net.migrate(&a, n(1), n(4));
     net.run(30_000);
     assert_eq!(net.handoffs.len(), 1);
     assert_eq!(net.handoffs[0].0, n(4));

@@ -406,16 +406,14 @@ impl RocksStore {
                 key: key.to_string(),
                 error: codec::CodecError::Malformed(why),
             };
-            let Some(record) = slot.record.as_mut().filter(|r| r.order() == patch.base) else {
-                return Err(broken(format!("patch {patches} does not follow its base")));
+            let Some(base) = slot.record.as_ref() else {
+                return Err(broken(format!("patch {patches} has no base")));
             };
-            record.body = patch
-                .rebuild(&record.body, plexus_durable::STATE_BYTES_MAX)
+            let record = patch
+                .apply_to(base, plexus_durable::STATE_BYTES_MAX)
                 .map_err(|e| broken(format!("patch {patches}: {e}")))?;
-            record.ballot = patch.ballot;
-            record.version = patch.version;
-            record.set = patch.set.clone();
-            // `rebuild` checked the body against it.
+            slot.record = Some(record);
+            // `apply_to` checked the body against it.
             slot.digest = Some(patch.digest);
             slot.promised = slot.promised.max(patch.ballot);
             patches += 1;
