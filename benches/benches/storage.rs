@@ -1,9 +1,11 @@
 //! Storage throughput and repair, beside the disk's own figures in the same run.
 //!
 //! Peers first, on the same disk: raw rocksdb writes of the same bytes in 1 MiB
-//! values, each synced (what a storage shard does, with nothing else), with
-//! rocksdb's defaults and with blob files as the shard keeps chunks (the faster
-//! is the put's peer), a plain file copy (`std::fs::copy`, then fsync), and a
+//! values made durable (what a storage shard does, with nothing else): each
+//! write synced with rocksdb's defaults, each synced with blob files, and with
+//! blob files written without the log and flushed every 8 MiB as the shard's
+//! chunk writer does (the fastest of the three is the put's peer), a plain file
+//! copy (`std::fs::copy`, then fsync), and a
 //! plain file read from the disk (its pages dropped from the cache first: the
 //! get's peer) and from the page cache. Then three real `plexus node` processes
 //! on 127.0.0.1 (`plexus::cli::local`): `--bytes` put with r = 3 through one node
@@ -110,20 +112,35 @@ fn rate(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / MIB / took.as_secs_f64().max(1e-9)
 }
 
-/// Raw rocksdb: the file's bytes as 1 MiB values, each write synced; with
-/// `blobs`, values in blob files as a storage shard keeps them.
-fn raw_rocksdb(dir: &Path, file: &Path, blobs: bool) -> Result<Duration, CliError> {
+/// How the raw rocksdb peer writes.
+#[derive(Clone, Copy)]
+enum Raw {
+    /// rocksdb's defaults, each write synced through the write-ahead log.
+    Default,
+    /// Values in blob files as a storage shard keeps them, each write synced
+    /// through the write-ahead log.
+    Blobs,
+    /// Values in blob files, no write-ahead log: the writes of each 8 MiB are
+    /// made durable by one flush, as a storage shard's chunk writer does.
+    Flushed,
+}
+
+/// Raw rocksdb: the file's bytes as 1 MiB values, durable as `mode` says.
+fn raw_rocksdb(dir: &Path, file: &Path, mode: Raw) -> Result<Duration, CliError> {
     let _ = std::fs::remove_dir_all(dir.join("raw-rocksdb"));
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(true);
-    if blobs {
+    if matches!(mode, Raw::Blobs | Raw::Flushed) {
         opts.set_enable_blob_files(true);
         opts.set_min_blob_size(4 << 10);
         opts.set_blob_file_size(256 << 20);
     }
     let db = rocksdb::DB::open(&opts, dir.join("raw-rocksdb")).map_err(failed)?;
-    let mut sync = rocksdb::WriteOptions::default();
-    sync.set_sync(true);
+    let mut write = rocksdb::WriteOptions::default();
+    match mode {
+        Raw::Default | Raw::Blobs => write.set_sync(true),
+        Raw::Flushed => write.disable_wal(true),
+    }
     let mut src = std::fs::File::open(file).map_err(failed)?;
     let mut buf = vec![0u8; 1 << 20];
     let start = Instant::now();
@@ -133,9 +150,15 @@ fn raw_rocksdb(dir: &Path, file: &Path, blobs: bool) -> Result<Duration, CliErro
         if n == 0 {
             break;
         }
-        db.put_opt(i.to_be_bytes(), &buf[..n], &sync)
+        db.put_opt(i.to_be_bytes(), &buf[..n], &write)
             .map_err(failed)?;
         i += 1;
+        if matches!(mode, Raw::Flushed) && i.is_multiple_of(8) {
+            db.flush().map_err(failed)?;
+        }
+    }
+    if matches!(mode, Raw::Flushed) {
+        db.flush().map_err(failed)?;
     }
     Ok(start.elapsed())
 }
@@ -290,10 +313,11 @@ fn bench(dir: &Path, bytes: u64) -> Result<(), CliError> {
     make_file(&file, bytes)?;
 
     // The peers: the disk under the same bytes.
-    let raw_default = raw_rocksdb(dir, &file, false)?;
-    let raw_blobs = raw_rocksdb(dir, &file, true)?;
-    // The faster of the two is the peer.
-    let raw = raw_default.min(raw_blobs);
+    let raw_default = raw_rocksdb(dir, &file, Raw::Default)?;
+    let raw_blobs = raw_rocksdb(dir, &file, Raw::Blobs)?;
+    let raw_flushed = raw_rocksdb(dir, &file, Raw::Flushed)?;
+    // The fastest is the peer.
+    let raw = raw_default.min(raw_blobs).min(raw_flushed);
     let copy_start = Instant::now();
     std::fs::copy(&file, dir.join("copy.bin")).map_err(failed)?;
     std::fs::File::open(dir.join("copy.bin"))
@@ -309,9 +333,10 @@ fn bench(dir: &Path, bytes: u64) -> Result<(), CliError> {
     let cold = cold_read(&file)?;
     let _ = std::fs::remove_dir_all(dir.join("raw-rocksdb"));
     println!(
-        "peer: raw rocksdb synced 1 MiB puts {:.1} MiB/s (blob files: {:.1}), file copy + fsync {:.1} MiB/s, file read {:.1} MiB/s from the disk, {:.1} MiB/s from the page cache",
+        "peer: raw rocksdb synced 1 MiB puts {:.1} MiB/s (blob files: {:.1}; no log, a flush per 8 MiB: {:.1}), file copy + fsync {:.1} MiB/s, file read {:.1} MiB/s from the disk, {:.1} MiB/s from the page cache",
         rate(bytes, raw_default),
         rate(bytes, raw_blobs),
+        rate(bytes, raw_flushed),
         rate(bytes, copy),
         rate(bytes, cold),
         rate(bytes, read)

@@ -29,8 +29,9 @@ use super::client::{ApiClient, ClientArgs};
 
 /// The reader identity's file name in a data dir.
 pub const IDENTITY_FILE: &str = "identity.age";
-/// Chunk uploads or downloads in flight.
-const IN_FLIGHT: usize = 12;
+/// Chunk uploads or downloads in flight (24 uploads keep enough writes waiting
+/// at each node for its chunk writer to share flushes among them).
+const IN_FLIGHT: usize = 24;
 
 /// `plexus fs ...`
 #[derive(Debug, clap::Subcommand)]

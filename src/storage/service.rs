@@ -85,8 +85,10 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Chunks being written (or waiting for a writer) at most.
 pub const WRITES_MAX: usize = 64;
-/// Synced chunk writes running at once.
-pub const WRITERS: usize = 8;
+/// Chunk writes handed to the store's writer at once (each waits on a
+/// blocking-pool thread until the flush that holds it; the writes waiting when
+/// a flush ends form the next one, so this bounds a group too).
+pub const WRITERS: usize = 32;
 /// Chunk reads off the actor's task at once.
 pub const READS_MAX: usize = 16;
 /// Requests in flight for API clients.
@@ -420,6 +422,8 @@ pub struct StorageState {
     writing: BTreeMap<ChunkId, Writing>,
     writing_bytes: u64,
     writers: Arc<tokio::sync::Semaphore>,
+    /// Whether [`ChunkStore::maintain`] is running (at most one at a time).
+    maintaining: Arc<std::sync::atomic::AtomicBool>,
     /// Chunk reads off the actor's task.
     reading: usize,
     me: ActorRef<StorageMsg>,
@@ -596,7 +600,7 @@ impl StorageService {
             let outcome = match writers.acquire_owned().await {
                 Ok(permit) => tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    match store.put_chunk(&chunk, replicas, &bytes) {
+                    match store.put_chunk(&chunk, replicas, bytes) {
                         Ok(()) => StoreOutcome::Stored,
                         Err(e) => {
                             tracing::error!(error = %e, "cannot store a chunk");
@@ -1411,6 +1415,29 @@ impl StorageService {
                 Err(e) => tracing::warn!(error = %e, "cannot collect a chunk"),
             }
         }
+        self.maintain(st);
+    }
+
+    /// Starts the store's maintenance off the actor's task, unless one runs.
+    fn maintain(&self, st: &StorageState) {
+        use std::sync::atomic::Ordering;
+        if st.maintaining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (store, running) = (self.store.clone(), st.maintaining.clone());
+        tokio::task::spawn_blocking(move || {
+            match store.maintain() {
+                Ok(m) if m.compacted => tracing::info!(
+                    blob_files = m.blob_files,
+                    blob_bytes = m.blob_bytes,
+                    garbage_bytes = m.garbage_bytes,
+                    "chunk blob files compacted"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot maintain the chunk store"),
+            }
+            running.store(false, Ordering::Release);
+        });
     }
 }
 
@@ -1487,6 +1514,7 @@ impl Actor for StorageService {
             writing: BTreeMap::new(),
             writing_bytes: 0,
             writers: Arc::new(tokio::sync::Semaphore::new(WRITERS)),
+            maintaining: Arc::default(),
             reading: 0,
             me: ctx.myself().clone(),
         })
