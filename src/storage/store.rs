@@ -24,8 +24,9 @@
 //! Each flush starts a blob file. Blob garbage collection is off, so compactions
 //! move only the keys and never rewrite a live chunk; a blob file goes when every
 //! chunk in it was removed, and [`ChunkStore::maintain`] compacts the family with
-//! the collection on once removed chunks are a quarter of the blob bytes (or the
-//! files grew too many), which rewrites the live chunks into full-size files.
+//! the collection on once removed chunks are a quarter of the blob bytes (or
+//! small files grew too many), which rewrites the live chunks into full-size
+//! files.
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -266,7 +267,7 @@ impl ChunkStore {
 
     /// Reclaims the space of removed chunks when they are a quarter of the
     /// blob bytes (and at least 64 MiB), or merges blob files when there are
-    /// more than 4,096: compacts the chunk family once with blob garbage
+    /// more than 4,096 of under half the full size on average: compacts the chunk family once with blob garbage
     /// collection on, which rewrites the live chunks of every blob file and
     /// drops the old files. Heavy (it reads and writes every live chunk); run
     /// it off the async workers, one at a time.
@@ -300,7 +301,10 @@ impl ChunkStore {
         };
         let garbage = m.garbage_bytes >= garbage_bytes_min
             && m.garbage_bytes as f64 >= GARBAGE_SHARE_MAX * m.blob_bytes as f64;
-        if !garbage && m.blob_files <= blob_files_max {
+        // Many files are merged only while they are small on average: a store
+        // whose files are already full-size would be rewritten for nothing.
+        let small = m.blob_bytes / m.blob_files.max(1) < BLOB_FILE_BYTES / 2;
+        if !garbage && (m.blob_files <= blob_files_max || !small) {
             return Ok(m);
         }
         self.db
@@ -312,7 +316,11 @@ impl ChunkStore {
                 ],
             )
             .map_err(|e| self.io(e))?;
-        self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        // Automatic compactions (of the keys flushes keep adding) go on beside it.
+        let mut compact = rocksdb::CompactOptions::default();
+        compact.set_exclusive_manual_compaction(false);
+        self.db
+            .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &compact);
         self.db
             .set_options_cf(cf, &[("enable_blob_garbage_collection", "false")])
             .map_err(|e| self.io(e))?;
