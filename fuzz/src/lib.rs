@@ -461,7 +461,7 @@ fn storage_messages() -> Vec<Vec<u8>> {
             req: 1,
             chunk,
             replicas: 3,
-            bytes: serde_bytes::ByteBuf::from(b"chunk".to_vec()),
+            bytes: plexus_storage::wire::Bytes::from_static(b"chunk"),
         },
         StorageWire::Stored {
             req: 1,

@@ -463,7 +463,7 @@ impl Sim<'_> {
                         req,
                         chunk,
                         replicas: r,
-                        bytes: ByteBuf::from(bytes.clone()),
+                        bytes: plexus_storage::wire::Bytes::from(bytes.clone()),
                     },
                 );
             }

@@ -127,7 +127,7 @@ impl Replication {
     }
 }
 
-async fn put(api: &Api, bytes: Vec<u8>, r: u8, q: u8) -> Result<(ChunkId, Vec<NodeId>), ApiError> {
+async fn put(api: &Api, bytes: Bytes, r: u8, q: u8) -> Result<(ChunkId, Vec<NodeId>), ApiError> {
     call(api, |reply| StorageMsg::Put {
         bytes,
         replicas: r,
@@ -154,7 +154,7 @@ pub(super) async fn put_chunk(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (r, q) = rep.settle(api.replicas_default)?;
-    let (id, holders) = put(&api, body.to_vec(), r, q).await?;
+    let (id, holders) = put(&api, body, r, q).await?;
     Ok(Json(
         json!({ "id": id.to_string(), "holders": holders_json(&holders) }),
     ))
@@ -199,7 +199,7 @@ pub(super) async fn put_file(
 ) -> Result<Json<Value>, ApiError> {
     let (r, q) = rep.settle(api.replicas_default)?;
     let manifest = Manifest::decode(&body).map_err(|e| bad(format!("the body: {e}")))?;
-    let (id, holders) = put(&api, body.to_vec(), r, q).await?;
+    let (id, holders) = put(&api, body, r, q).await?;
     let record = FileRecord {
         id: id.to_string(),
         size: manifest.size,

@@ -60,6 +60,7 @@ use plexus_storage::manifest::STORED_CHUNK_BYTES_MAX;
 use plexus_storage::placement::{self, Candidate};
 use plexus_storage::put::{Answer, PutOutcome, PutPlan};
 use plexus_storage::repair::{Action, Read, Repair, RepairConfig};
+use plexus_storage::wire::Bytes;
 use plexus_storage::wire::{QUERY_IDS_MAX, StorageWire, StoreOutcome};
 use plexus_vocab::identity::NodeKey;
 use serde::Serialize;
@@ -185,7 +186,7 @@ pub enum StorageMsg {
     /// Store a chunk for a client, `replicas` copies, answered at `quorum`.
     Put {
         /// The chunk's bytes.
-        bytes: Vec<u8>,
+        bytes: Bytes,
         /// Copies wanted.
         replicas: u8,
         /// Copies that acknowledge the put.
@@ -334,7 +335,7 @@ pub struct StorageService {
 struct PutOp {
     chunk: ChunkId,
     replicas: u8,
-    bytes: Arc<Vec<u8>>,
+    bytes: Bytes,
     plan: PutPlan,
     reply: Option<PutReply>,
     deadline: Instant,
@@ -549,7 +550,7 @@ impl StorageService {
         st: &mut StorageState,
         chunk: ChunkId,
         replicas: u8,
-        bytes: Arc<Vec<u8>>,
+        bytes: Bytes,
         after: AfterWrite,
     ) -> Option<StoreOutcome> {
         if bytes.len() > STORED_CHUNK_BYTES_MAX {
@@ -797,7 +798,6 @@ impl StorageService {
                 bytes,
             } => {
                 let after = AfterWrite::Ack { to: from, req };
-                let bytes = Arc::new(bytes.into_vec());
                 if let Some(outcome) = self.store(st, chunk, replicas.max(1), bytes, after) {
                     self.after_write(
                         system,
@@ -873,7 +873,7 @@ impl StorageService {
                         replicas,
                     } if want == chunk => match good {
                         Some(b) => {
-                            let bytes = Arc::new(b.into_vec());
+                            let bytes = Bytes::from(b.into_vec());
                             let after = AfterWrite::Repair { from };
                             if let Some(outcome) = self.store(st, chunk, replicas, bytes, after) {
                                 self.after_write(
@@ -924,7 +924,7 @@ impl StorageService {
         &self,
         system: &ActorSystem,
         st: &mut StorageState,
-        bytes: Vec<u8>,
+        bytes: Bytes,
         replicas: u8,
         quorum: u8,
         reply: PutReply,
@@ -950,7 +950,7 @@ impl StorageService {
             PutOp {
                 chunk,
                 replicas,
-                bytes: Arc::new(bytes),
+                bytes,
                 plan: PutPlan::new(order, replicas, quorum),
                 reply: Some(reply),
                 deadline: Instant::now() + REQUEST_TIMEOUT,
@@ -995,7 +995,7 @@ impl StorageService {
                             req,
                             chunk,
                             replicas,
-                            bytes: ByteBuf::from(bytes.to_vec()),
+                            bytes: bytes.clone(),
                         },
                     );
                 }

@@ -39,6 +39,7 @@ use std::thread::JoinHandle;
 use plexus_actors::codec;
 use plexus_storage::ChunkId;
 use plexus_storage::kv::Entry;
+use plexus_storage::wire::Bytes;
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DB, FlushOptions, IteratorMode, Options, WriteBatch,
     WriteOptions,
@@ -108,7 +109,7 @@ pub struct ChunkStore {
 struct ChunkWrite {
     id: ChunkId,
     replicas: u8,
-    bytes: Arc<Vec<u8>>,
+    bytes: Bytes,
     done: SyncSender<Result<(), ChunkStoreError>>,
 }
 
@@ -244,7 +245,7 @@ impl ChunkStore {
         &self,
         id: &ChunkId,
         replicas: u8,
-        bytes: Arc<Vec<u8>>,
+        bytes: Bytes,
     ) -> Result<(), ChunkStoreError> {
         let had = self.meta(id)?;
         let len = bytes.len() as u64;
@@ -545,10 +546,10 @@ mod tests {
         dir
     }
 
-    fn chunk(i: u64, len: usize) -> (ChunkId, Arc<Vec<u8>>) {
+    fn chunk(i: u64, len: usize) -> (ChunkId, Bytes) {
         let mut bytes = vec![(i % 251) as u8; len];
         bytes[..8].copy_from_slice(&i.to_le_bytes());
-        (ChunkId::of(&bytes), Arc::new(bytes))
+        (ChunkId::of(&bytes), Bytes::from(bytes))
     }
 
     #[test]
@@ -556,7 +557,7 @@ mod tests {
         let (dir, crashed) = (fresh("crash"), fresh("crashed"));
         let store = ChunkStore::open(&dir).unwrap();
         // Written from many threads at once: they share flushes.
-        let written: Vec<(ChunkId, Arc<Vec<u8>>)> = (0..24).map(|i| chunk(i, 300 << 10)).collect();
+        let written: Vec<(ChunkId, Bytes)> = (0..24).map(|i| chunk(i, 300 << 10)).collect();
         std::thread::scope(|s| {
             for part in written.chunks(3) {
                 let store = store.clone();
@@ -619,7 +620,7 @@ mod tests {
         let dir = fresh("maintain");
         let store = ChunkStore::open(&dir).unwrap();
         // One at a time: a flush, so a blob file, each.
-        let written: Vec<(ChunkId, Arc<Vec<u8>>)> = (0..8).map(|i| chunk(i, 256 << 10)).collect();
+        let written: Vec<(ChunkId, Bytes)> = (0..8).map(|i| chunk(i, 256 << 10)).collect();
         for (id, bytes) in &written {
             store.put_chunk(id, 1, bytes.clone()).unwrap();
         }
@@ -665,8 +666,7 @@ mod tests {
         // first log: without the cap, every log after it stays too.
         store.set_last_sync_us(1).unwrap();
         let written: u64 = 48;
-        let chunks: Vec<(ChunkId, Arc<Vec<u8>>)> =
-            (0..written).map(|i| chunk(i, 1 << 20)).collect();
+        let chunks: Vec<(ChunkId, Bytes)> = (0..written).map(|i| chunk(i, 1 << 20)).collect();
         for (id, bytes) in &chunks {
             store.corrupt_chunk(id, bytes).unwrap();
             // Whatever flush the cap started (none without it) ends before the

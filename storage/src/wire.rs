@@ -7,6 +7,7 @@
 //! is ignored. Sizes are checked again by the receiver: a chunk's bytes must hash
 //! to its id before anything is stored or returned.
 
+pub use bytes::Bytes;
 use plexus_actors::codec;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -49,8 +50,9 @@ pub enum StorageWire {
         chunk: ChunkId,
         /// Its replication factor.
         replicas: u8,
-        /// Its bytes.
-        bytes: ByteBuf,
+        /// Its bytes (shared, so one chunk sent to several nodes is not
+        /// copied for each; the same byte string on the wire as a `ByteBuf`).
+        bytes: Bytes,
     },
     /// The answer to a store.
     Stored {
@@ -132,8 +134,10 @@ impl StorageWire {
         let msg: StorageWire = codec::decode_with_limit(bytes, WIRE_BYTES_MAX)
             .map_err(|e| WireError::Decode(e.to_string()))?;
         match &msg {
-            StorageWire::Store { bytes, .. }
-            | StorageWire::Chunk {
+            StorageWire::Store { bytes, .. } if bytes.len() > STORED_CHUNK_BYTES_MAX => {
+                Err(WireError::Bounds("a chunk over the largest chunk size"))
+            }
+            StorageWire::Chunk {
                 bytes: Some(bytes), ..
             } if bytes.len() > STORED_CHUNK_BYTES_MAX => {
                 Err(WireError::Bounds("a chunk over the largest chunk size"))
@@ -157,13 +161,29 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn a_stored_chunk_is_the_byte_string_it_was() {
+        // `Store` carried a `ByteBuf`; nodes of either build read each other's.
+        let shared = codec::encode(&Bytes::from_static(b"chunk bytes")).unwrap();
+        let owned = codec::encode(&ByteBuf::from(b"chunk bytes".to_vec())).unwrap();
+        assert_eq!(shared, owned);
+        let msg = StorageWire::Store {
+            req: 7,
+            chunk: ChunkId::of(b"chunk bytes"),
+            replicas: 3,
+            bytes: Bytes::from_static(b"chunk bytes"),
+        };
+        let back = StorageWire::decode(&msg.encode().unwrap()).unwrap();
+        assert!(matches!(back, StorageWire::Store { bytes, .. } if bytes == b"chunk bytes"[..]));
+    }
+
+    #[test]
     fn messages_round_trip() {
         let msgs = [
             StorageWire::Store {
                 req: 1,
                 chunk: ChunkId::of(b"a"),
                 replicas: 3,
-                bytes: ByteBuf::from(b"a".to_vec()),
+                bytes: Bytes::from_static(b"a"),
             },
             StorageWire::Stored {
                 req: 1,
@@ -204,7 +224,7 @@ mod tests {
             req: 1,
             chunk: ChunkId::of(b""),
             replicas: 1,
-            bytes: ByteBuf::from(vec![0; STORED_CHUNK_BYTES_MAX + 1]),
+            bytes: Bytes::from(vec![0; STORED_CHUNK_BYTES_MAX + 1]),
         };
         assert_eq!(
             StorageWire::decode(&m.encode().unwrap()),
