@@ -128,10 +128,22 @@ pub fn encode_input(image: &Image) -> [u8; INPUT_BYTES] {
 /// Encodes one output row.
 pub fn encode_output(logits: &[f32; CLASSES]) -> [u8; OUTPUT_BYTES] {
     let mut out = [0u8; OUTPUT_BYTES];
-    for (o, v) in out.chunks_exact_mut(4).zip(logits) {
+    write_values(logits, &mut out);
+    out
+}
+
+/// The outputs of logits given row by row (`rows × CLASSES` values, as
+/// [`run_rows`] gives them): each row's [`encode_output`], one after another.
+pub fn encode_outputs(logits: &[f32]) -> Vec<u8> {
+    let mut out = vec![0u8; logits.len() * 4];
+    write_values(logits, &mut out);
+    out
+}
+
+fn write_values(values: &[f32], out: &mut [u8]) {
+    for (o, v) in out.chunks_exact_mut(4).zip(values) {
         o.copy_from_slice(&v.to_le_bytes());
     }
-    out
 }
 
 /// Why output bytes did not decode.
@@ -458,6 +470,14 @@ mod tests {
         assert_eq!(pixels, decoded);
         let logits = [1.5f32, -0.0, f32::MAX, 3e-8, 0.0, -7.25, 1.0, 2.0, 3.0, 4.0];
         assert_eq!(decode_output(&encode_output(&logits)), Ok(logits));
+        // Rows one after another are each row's output.
+        let mut second = logits;
+        second.rotate_left(3);
+        let rows: Vec<f32> = logits.iter().chain(&second).copied().collect();
+        assert_eq!(
+            encode_outputs(&rows),
+            [encode_output(&logits), encode_output(&second)].concat()
+        );
         assert_eq!(decode_output(&[0; 39]), Err(OutputError::Length(39)));
     }
 

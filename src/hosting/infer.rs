@@ -399,18 +399,11 @@ impl DurableCode for Executor {
                 }
             }
             // Every output in one buffer, which the replies share.
-            let mut encoded = vec![0u8; logits.len() * 4];
-            for (o, v) in encoded.chunks_exact_mut(4).zip(&logits) {
-                o.copy_from_slice(&v.to_le_bytes());
-            }
-            let encoded = bytes::Bytes::from(encoded);
+            let encoded = bytes::Bytes::from(executor::encode_outputs(&logits));
             self.state.passes += 1;
             for (k, i) in pass.iter().enumerate() {
-                let at = k * executor::OUTPUT_BYTES;
-                let Some(bytes) = encoded
-                    .get(at..at + executor::OUTPUT_BYTES)
-                    .map(|_| encoded.slice(at..at + executor::OUTPUT_BYTES))
-                else {
+                let at = k * executor::OUTPUT_BYTES..(k + 1) * executor::OUTPUT_BYTES;
+                let Some(bytes) = (at.end <= encoded.len()).then(|| encoded.slice(at)) else {
                     // The model gave fewer rows than it was given (it cannot with
                     // a checked model); said, not panicked on.
                     replies[*i] = Some(Err("the model gave no output for it".into()));
