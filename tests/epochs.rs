@@ -264,7 +264,7 @@ fn four_validators_sign_and_anchor_on_anvil_and_keep_signing_after_a_kill() {
             if to
                 .tell(EpochMsg::Wire {
                     from: observer_id,
-                    bytes,
+                    bytes: bytes.into(),
                 })
                 .await
                 .is_ok()

@@ -24,6 +24,9 @@
 //! [`FRAME_BYTES_MAX`] is the default limit. No input makes these functions panic;
 //! `tests::arbitrary_bytes_never_panic` checks that with proptest.
 
+use std::cell::RefCell;
+
+pub use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -232,13 +235,23 @@ pub fn encode_delimited_into<T: Serialize + ?Sized>(
 /// Reassembles length-delimited frames from a byte stream. Sans-IO: feed it whatever
 /// the transport read, then take whole frames out.
 ///
+/// Two ways in: [`extend`](Self::extend) copies bytes the caller already has;
+/// [`room`](Self::room) and [`advance`](Self::advance) let the transport read
+/// straight into the reader's buffer, so a frame is written once, by the read.
+/// Frames come out as [`Bytes`] sharing that buffer (no copy), and
+/// [`decode_shared_with_limit`] shares their byte strings in turn.
+///
 /// Bound: it buffers at most one frame plus one read, and refuses a length prefix
 /// above its limit at once ([`CodecError::Oversized`]). After an error the stream is
-/// out of sync and must be closed; the reader keeps returning that error.
+/// out of sync and must be closed; the reader keeps returning that error. A frame
+/// handed out keeps its buffer alive while any slice of it lives; the reader
+/// starts a new buffer when it needs room the shared one cannot give.
 #[derive(Debug)]
 pub struct FrameReader {
-    buf: Vec<u8>,
-    start: usize,
+    /// `[..filled]`: bytes read and not yet returned as frames; the rest is
+    /// initialised room for the next read.
+    buf: BytesMut,
+    filled: usize,
     max: usize,
     failed: Option<CodecError>,
 }
@@ -247,56 +260,231 @@ impl FrameReader {
     /// A reader that refuses frames longer than `max` bytes.
     pub fn new(max: usize) -> Self {
         Self {
-            buf: Vec::new(),
-            start: 0,
+            buf: BytesMut::new(),
+            filled: 0,
             max,
             failed: None,
         }
     }
 
-    /// Appends bytes read from the stream.
+    /// Appends bytes read from the stream (a copy; see [`room`](Self::room)).
     pub fn extend(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
+        let room = self.room(bytes.len());
+        room[..bytes.len()].copy_from_slice(bytes);
+        self.advance(bytes.len());
+    }
+
+    /// Room for the next read: at least `want` bytes, and at least the rest of
+    /// the frame being reassembled when its length is known and within the limit,
+    /// so a large frame arrives in one buffer. Read into it, then call
+    /// [`advance`](Self::advance) with the count read.
+    pub fn room(&mut self, want: usize) -> &mut [u8] {
+        let need = self.filled + want.max(self.frame_rest()).max(1);
+        if self.buf.len() < need {
+            if self.buf.capacity() < need {
+                // The room past `filled` would be copied into a new buffer for
+                // nothing: drop it first.
+                self.buf.truncate(self.filled);
+            }
+            self.buf.resize(need, 0);
         }
-        self.buf.extend_from_slice(bytes);
+        &mut self.buf[self.filled..]
+    }
+
+    /// Counts `n` bytes written into [`room`](Self::room) as read (at most the
+    /// room there is).
+    pub fn advance(&mut self, n: usize) {
+        self.filled = self.filled.saturating_add(n).min(self.buf.len());
+    }
+
+    /// Bytes of the frame being reassembled still to come, if its length is known.
+    fn frame_rest(&self) -> usize {
+        if self.filled < 4 {
+            return 0;
+        }
+        let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        let len = len as usize;
+        if len > self.max {
+            return 0;
+        }
+        (4 + len).saturating_sub(self.filled)
     }
 
     /// Bytes buffered but not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.filled
     }
 
     /// The next whole frame, `Ok(None)` if more bytes are needed.
-    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, CodecError> {
+    pub fn next_frame(&mut self) -> Result<Option<Bytes>, CodecError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        let avail = &self.buf[self.start..];
-        if avail.len() < 4 {
-            self.compact();
+        if self.filled < 4 {
             return Ok(None);
         }
-        let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        let len = len as usize;
         if len > self.max {
             let err = CodecError::Oversized { len, max: self.max };
             self.failed = Some(err.clone());
             return Err(err);
         }
-        if avail.len() < 4 + len {
-            self.compact();
+        if self.filled < 4 + len {
             return Ok(None);
         }
-        let begin = self.start + 4;
-        self.start = begin + len;
-        Ok(Some(&self.buf[begin..begin + len]))
+        let mut frame = self.buf.split_to(4 + len);
+        self.filled -= 4 + len;
+        let _prefix = frame.split_to(4);
+        Ok(Some(frame.freeze()))
+    }
+}
+
+thread_local! {
+    /// The input of the shared decode running on this thread, if any.
+    static SHARED_SOURCE: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+}
+
+/// Byte strings shorter than this are copied even in a shared decode: a copy
+/// costs no more than sharing then, and a small value kept for long should not
+/// hold a large input alive.
+pub const SHARE_MIN_BYTES: usize = 512;
+
+/// Runs `decode` with `source` as the input that [`shared_bytes`] fields slice.
+fn with_shared_source<R>(source: &Bytes, decode: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Bytes>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SHARED_SOURCE.with(|slot| *slot.borrow_mut() = previous);
+        }
+    }
+    let previous = SHARED_SOURCE.with(|slot| slot.borrow_mut().replace(source.clone()));
+    let _restore = Restore(previous);
+    decode()
+}
+
+/// [`decode_body`] from shared bytes: fields declared with [`shared_bytes`] come
+/// out as slices of `bytes` (no copy) when at least [`SHARE_MIN_BYTES`] long.
+pub fn decode_body_shared<T: DeserializeOwned>(bytes: &Bytes, max: usize) -> Result<T, CodecError> {
+    with_shared_source(bytes, || decode_body(bytes, max))
+}
+
+/// [`decode_with_limit`] from shared bytes (see [`decode_body_shared`]).
+pub fn decode_shared_with_limit<T: DeserializeOwned>(
+    frame: &Bytes,
+    max: usize,
+) -> Result<T, CodecError> {
+    with_shared_source(frame, || decode_with_limit(frame, max))
+}
+
+/// A byte string shared with its input where it can be: use as
+/// `#[serde(with = "plexus_actors::codec::shared_bytes")]` on a [`Bytes`] field.
+///
+/// On the wire it is a byte string, the same encoding as `serde_bytes` and
+/// `Bytes`'s own. Decoded by [`decode_body_shared`] or
+/// [`decode_shared_with_limit`], the value is a slice of the input; decoded any
+/// other way, it is a copy.
+pub mod shared_bytes {
+    use std::fmt;
+
+    use bytes::Bytes;
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    use super::{SHARE_MIN_BYTES, SHARED_SOURCE};
+
+    /// Writes the bytes as a byte string.
+    pub fn serialize<S: Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
     }
 
-    fn compact(&mut self) {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
+    /// Reads a byte string, sharing the input's bytes where it can.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+        deserializer.deserialize_bytes(SharedVisitor)
+    }
+
+    /// `Option<Bytes>`, the same way.
+    pub mod option {
+        use bytes::Bytes;
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        #[derive(Serialize)]
+        struct Out<'a>(#[serde(with = "super")] &'a Bytes);
+
+        #[derive(Deserialize)]
+        struct In(#[serde(with = "super")] Bytes);
+
+        /// Writes `None`, or `Some` and the byte string.
+        pub fn serialize<S: Serializer>(
+            bytes: &Option<Bytes>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            bytes.as_ref().map(Out).serialize(serializer)
+        }
+
+        /// Reads what [`serialize`] wrote.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Bytes>, D::Error> {
+            Ok(Option::<In>::deserialize(deserializer)?.map(|In(bytes)| bytes))
+        }
+    }
+
+    /// A slice of the shared decode's input, if `v` lies inside it and is worth
+    /// sharing; else a copy.
+    fn share(v: &[u8]) -> Bytes {
+        if v.len() < SHARE_MIN_BYTES {
+            return Bytes::copy_from_slice(v);
+        }
+        SHARED_SOURCE.with(|slot| {
+            let slot = slot.borrow();
+            match slot.as_ref() {
+                Some(source) => {
+                    let start = source.as_ptr() as usize;
+                    let at = v.as_ptr() as usize;
+                    let inside = at >= start
+                        && at
+                            .checked_add(v.len())
+                            .is_some_and(|end| end <= start + source.len());
+                    if inside {
+                        source.slice_ref(v)
+                    } else {
+                        Bytes::copy_from_slice(v)
+                    }
+                }
+                None => Bytes::copy_from_slice(v),
+            }
+        })
+    }
+
+    struct SharedVisitor;
+
+    impl<'de> Visitor<'de> for SharedVisitor {
+        type Value = Bytes;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
+            Ok(share(v))
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+            Ok(Bytes::copy_from_slice(v))
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+            Ok(Bytes::from(v))
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(Bytes::from(out))
         }
     }
 }
@@ -425,11 +613,123 @@ mod tests {
         for chunk in stream.chunks(3) {
             reader.extend(chunk);
             while let Some(frame) = reader.next_frame().unwrap() {
-                seen.push(decode::<u32>(frame).unwrap());
+                seen.push(decode::<u32>(&frame).unwrap());
             }
         }
         assert_eq!(seen, vec![0, 1, 2, 3, 4]);
         assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
+    fn reads_into_the_reader_give_the_same_frames_and_a_large_one_in_one_buffer() {
+        let big = vec![0xA5u8; 300_000];
+        let mut stream = Vec::new();
+        write_delimited(&encode(&1u32).unwrap(), 1 << 20, &mut stream).unwrap();
+        write_delimited(&big, 1 << 20, &mut stream).unwrap();
+        write_delimited(&encode(&2u32).unwrap(), 1 << 20, &mut stream).unwrap();
+        // A transport that reads at most 1,000 bytes at a time, into the room given.
+        let mut reader = FrameReader::new(1 << 20);
+        let mut frames = Vec::new();
+        let mut rest = &stream[..];
+        // Where the buffer began at each read while the large frame was coming.
+        let mut bases = std::collections::BTreeSet::new();
+        while !rest.is_empty() {
+            let filled = reader.buffered();
+            let pending_big = frames.len() == 1;
+            let room = reader.room(1000);
+            assert!(!room.is_empty());
+            if pending_big {
+                bases.insert(room.as_ptr() as usize - filled);
+            }
+            let n = room.len().min(1000).min(rest.len());
+            room[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            reader.advance(n);
+            while let Some(frame) = reader.next_frame().unwrap() {
+                frames.push(frame);
+            }
+        }
+        assert_eq!(reader.buffered(), 0);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(decode::<u32>(&frames[0]).unwrap(), 1);
+        assert_eq!(&frames[1][..], &big[..]);
+        assert_eq!(decode::<u32>(&frames[2]).unwrap(), 2);
+        // Once its length was known the large frame had room for all of it: its
+        // 300 reads went into one buffer (two at most: the one its length
+        // arrived in, then one for the whole frame), not into a buffer grown
+        // again and again.
+        assert!(bases.len() <= 2, "the frame moved {} times", bases.len());
+        // Room is never handed out past what was counted as read.
+        let mut reader = FrameReader::new(16);
+        let room = reader.room(8).len();
+        reader.advance(room + 100);
+        assert_eq!(reader.buffered(), room);
+    }
+
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    struct Shared {
+        #[serde(with = "shared_bytes")]
+        big: Bytes,
+        #[serde(with = "shared_bytes")]
+        small: Bytes,
+        #[serde(with = "shared_bytes::option")]
+        maybe: Option<Bytes>,
+    }
+
+    #[test]
+    fn shared_decodes_slice_the_input_and_copy_small_or_unshared_values() {
+        let value = Shared {
+            big: Bytes::from(vec![1u8; 4096]),
+            small: Bytes::from(vec![2u8; SHARE_MIN_BYTES - 1]),
+            maybe: Some(Bytes::from(vec![3u8; 2048])),
+        };
+        // The same byte strings on the wire as serde_bytes writes.
+        #[derive(Serialize)]
+        struct Plain<'a> {
+            #[serde(with = "serde_bytes")]
+            big: &'a [u8],
+            #[serde(with = "serde_bytes")]
+            small: &'a [u8],
+            maybe: Option<&'a serde_bytes::Bytes>,
+        }
+        let plain = encode(&Plain {
+            big: &value.big,
+            small: &value.small,
+            maybe: value.maybe.as_deref().map(serde_bytes::Bytes::new),
+        })
+        .unwrap();
+        let frame = Bytes::from(encode(&value).unwrap());
+        assert_eq!(&frame[..], &plain[..]);
+        let inside = |b: &Bytes| frame.as_ptr_range().contains(&b.as_ptr());
+
+        let shared: Shared = decode_shared_with_limit(&frame, 1 << 20).unwrap();
+        assert_eq!(shared, value);
+        assert!(inside(&shared.big), "a large value is a slice of the input");
+        assert!(inside(shared.maybe.as_ref().unwrap()));
+        assert!(!inside(&shared.small), "a small one is a copy");
+
+        let copied: Shared = decode(&frame).unwrap();
+        assert_eq!(copied, value);
+        assert!(!inside(&copied.big), "outside a shared decode, a copy");
+
+        let body = frame.slice(1..);
+        let shared: Shared = decode_body_shared(&body, 1 << 20).unwrap();
+        assert!(inside(&shared.big));
+        // The source is set only during the decode.
+        SHARED_SOURCE.with(|slot| assert!(slot.borrow().is_none()));
+        let none = Shared {
+            maybe: None,
+            ..value
+        };
+        let frame = Bytes::from(encode(&none).unwrap());
+        assert_eq!(
+            decode_shared_with_limit::<Shared>(&frame, 1 << 20).unwrap(),
+            none
+        );
+        // Truncations of a shared decode fail like any other.
+        for cut in 1..frame.len() {
+            assert!(decode_shared_with_limit::<Shared>(&frame.slice(..cut), 1 << 20).is_err());
+        }
     }
 
     #[test]
@@ -472,7 +772,7 @@ mod tests {
             let mut reader = FrameReader::new(64);
             reader.extend(&bytes);
             while let Ok(Some(frame)) = reader.next_frame() {
-                let _ = decode::<Sample>(frame);
+                let _ = decode::<Sample>(&frame);
             }
         }
 

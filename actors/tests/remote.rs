@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
+use plexus_actors::codec::Bytes;
 use plexus_actors::envelope::Failure;
 use plexus_actors::runtime::{
     Actor, ActorError, ActorRef, ActorSystem, AskError, Context, DeliverError, LinkError, Message,
@@ -204,7 +205,13 @@ async fn remote_refusals_are_typed() {
     // Garbage payload.
     let counter = a.spawn(Counter, 0).await.unwrap();
     let name = std::any::type_name::<Cmd>();
-    match a.try_deliver_remote(NodeId::ZERO, counter.id(), name, &[0xff, 0xff, 0xff], None) {
+    match a.try_deliver_remote(
+        NodeId::ZERO,
+        counter.id(),
+        name,
+        &Bytes::from_static(&[0xff, 0xff, 0xff]),
+        None,
+    ) {
         Err(DeliverError::Refused(Failure::Malformed(_))) => {}
         _ => panic!("garbage must be refused as malformed"),
     }

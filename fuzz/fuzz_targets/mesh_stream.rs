@@ -7,12 +7,21 @@ use libfuzzer_sys::fuzz_target;
 use plexus_actors::codec::FrameReader;
 use plexus_mesh::wire::{MESH_FRAME_BYTES_MAX, decode_frame};
 
-/// Feeds `bytes` in pieces of `chunk`, returns the frames and how the reader ended.
-fn reassemble(bytes: &[u8], chunk: usize, max: usize) -> (Vec<Vec<u8>>, bool, usize) {
+/// Feeds `bytes` in pieces of `chunk`, copied in (`extend`) or read into the
+/// reader's room as a transport does (`room`, `advance`); returns the frames and
+/// how the reader ended.
+fn reassemble(bytes: &[u8], chunk: usize, max: usize, read: bool) -> (Vec<Vec<u8>>, bool, usize) {
     let mut reader = FrameReader::new(max);
     let mut frames = Vec::new();
     for piece in bytes.chunks(chunk) {
-        reader.extend(piece);
+        if read {
+            let room = reader.room(chunk);
+            assert!(room.len() >= piece.len(), "less room than asked for");
+            room[..piece.len()].copy_from_slice(piece);
+            reader.advance(piece.len());
+        } else {
+            reader.extend(piece);
+        }
         loop {
             match reader.next_frame() {
                 Ok(Some(frame)) => {
@@ -41,8 +50,8 @@ fuzz_target!(|data: &[u8]| {
         MESH_FRAME_BYTES_MAX
     };
     let chunk = usize::from(cut & 0x3f) + 1;
-    let (pieces, failed, left) = reassemble(stream, chunk, max);
-    let (whole, whole_failed, whole_left) = reassemble(stream, stream.len().max(1), max);
+    let (pieces, failed, left) = reassemble(stream, chunk, max, true);
+    let (whole, whole_failed, whole_left) = reassemble(stream, stream.len().max(1), max, false);
     assert_eq!(pieces, whole, "the frames depend on how the stream was cut");
     assert_eq!(failed, whole_failed);
     if !failed {
@@ -50,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
         let used: usize = pieces.iter().map(|f| f.len() + 4).sum();
         assert_eq!(used + left, stream.len(), "bytes lost or invented");
     }
-    for frame in &pieces {
-        let _ = decode_frame(frame, max);
+    for frame in pieces {
+        let _ = decode_frame(&frame.into(), max);
     }
 });

@@ -11,15 +11,15 @@ use plexus_actors::Time;
 use plexus_storage::kv::{Kv, KvConfig};
 use plexus_storage::placement::Candidate;
 use plexus_storage::repair::{Repair, RepairConfig};
-use plexus_storage::wire::StorageWire;
+use plexus_storage::wire::{Bytes, StorageWire};
 use plexus_vocab::identity::NodeKey;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(wire) = StorageWire::decode(data) else {
+    let Ok(wire) = StorageWire::decode(&Bytes::copy_from_slice(data)) else {
         return;
     };
     let bytes = wire.encode().expect("a message re-encodes");
-    assert_eq!(StorageWire::decode(&bytes).expect("re-decodes"), wire);
+    assert_eq!(StorageWire::decode(&bytes.into()).expect("re-decodes"), wire);
     let me = NodeKey::from_seed([1; 32]);
     let peer = NodeKey::from_seed([2; 32]).node_id();
     let now = Time::from_millis(1_000);

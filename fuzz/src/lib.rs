@@ -141,13 +141,13 @@ fn frames() -> Vec<Frame> {
         data(DataBody::Tell {
             target: actor,
             message_type: "m".into(),
-            payload: vec![1, 2, 3],
+            payload: vec![1, 2, 3].into(),
             trace: None,
         }),
         data(DataBody::Ask {
             target: actor,
             message_type: "plexus.durable".into(),
-            payload: vec![4; 8],
+            payload: vec![4; 8].into(),
             corr: 8,
             trace: Some(trace),
         }),
@@ -472,7 +472,7 @@ fn storage_messages() -> Vec<Vec<u8>> {
         StorageWire::Chunk {
             req: 2,
             chunk,
-            bytes: Some(serde_bytes::ByteBuf::from(b"chunk".to_vec())),
+            bytes: Some(plexus_storage::wire::Bytes::from_static(b"chunk")),
         },
         StorageWire::Offer {
             chunks: vec![(chunk, 3), (ChunkId::of(b"other"), 1)],

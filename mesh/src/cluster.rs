@@ -94,7 +94,7 @@ pub struct AskRequest {
     /// Its message type's wire name.
     pub message_type: String,
     /// The encoded message.
-    pub payload: Vec<u8>,
+    pub payload: bytes::Bytes,
     /// The sender's trace context.
     pub trace: Option<TraceContext>,
 }

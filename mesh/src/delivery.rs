@@ -677,10 +677,10 @@ impl Delivery {
             self.complete(now, from, frame.seq, Ok(()));
             return Inbound::Absorbed;
         }
-        let joined = std::mem::take(&mut link.joining);
+        let joined = bytes::Bytes::from(std::mem::take(&mut link.joining));
         let outcome = match link.joining_refused.take() {
             Some(failure) => Err(failure),
-            None => match codec::decode_body::<DataBody>(&joined, max) {
+            None => match codec::decode_body_shared::<DataBody>(&joined, max) {
                 Ok(DataBody::Chunk { .. }) => Err(Failure::Malformed(
                     "a chunked message made of a chunk".into(),
                 )),
@@ -1013,7 +1013,7 @@ mod tests {
         Arc::new(DataBody::Tell {
             target: ActorId::new(NodeId::synthetic(2), 1),
             message_type: "t".into(),
-            payload: vec![n],
+            payload: vec![n].into(),
             trace: None,
         })
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use plexus_actors::ActorId;
-use plexus_actors::codec::{self, CodecError};
+use plexus_actors::codec::{self, Bytes, CodecError};
 pub use plexus_actors::envelope::{Failure, TraceContext};
 use serde::{Deserialize, Serialize};
 
@@ -62,9 +62,10 @@ pub enum DataBody {
         target: ActorId,
         /// The message type's wire name; a mismatch is refused.
         message_type: String,
-        /// The encoded message (a byte string on the wire, not a sequence of bytes).
-        #[serde(with = "serde_bytes")]
-        payload: Vec<u8>,
+        /// The encoded message: a byte string on the wire, and a slice of the
+        /// received frame once decoded (no copy).
+        #[serde(with = "codec::shared_bytes")]
+        payload: Bytes,
         /// The sender's trace context.
         trace: Option<TraceContext>,
     },
@@ -74,9 +75,10 @@ pub enum DataBody {
         target: ActorId,
         /// The message type's wire name.
         message_type: String,
-        /// The encoded message (a byte string on the wire, not a sequence of bytes).
-        #[serde(with = "serde_bytes")]
-        payload: Vec<u8>,
+        /// The encoded message: a byte string on the wire, and a slice of the
+        /// received frame once decoded (no copy).
+        #[serde(with = "codec::shared_bytes")]
+        payload: Bytes,
         /// Correlates the reply, unique per asking node and session.
         corr: u64,
         /// The sender's trace context.
@@ -94,8 +96,9 @@ pub enum DataBody {
     /// encoded body into consecutive frames of one link and joins them back, in
     /// order, before anything is delivered. Never handed to a driver.
     Chunk {
-        /// This piece of the encoded body.
-        bytes: bytes::Bytes,
+        /// This piece of the encoded body (a slice of the received frame).
+        #[serde(with = "codec::shared_bytes")]
+        bytes: Bytes,
         /// Whether the body ends with this piece.
         last: bool,
     },
@@ -151,9 +154,10 @@ pub fn encode_frame(frame: &Frame) -> Result<Vec<u8>, CodecError> {
     codec::encode(frame)
 }
 
-/// Decodes a frame of at most `max` bytes.
-pub fn decode_frame(bytes: &[u8], max: usize) -> Result<Frame, CodecError> {
-    codec::decode_with_limit(bytes, max)
+/// Decodes a frame of at most `max` bytes. Payloads and chunks come out as
+/// slices of `bytes`, not copies.
+pub fn decode_frame(bytes: &Bytes, max: usize) -> Result<Frame, CodecError> {
+    codec::decode_shared_with_limit(bytes, max)
 }
 
 #[cfg(test)]
@@ -196,7 +200,7 @@ mod tests {
                 body: Arc::new(DataBody::Ask {
                     target: a,
                     message_type: "m".into(),
-                    payload: vec![1, 2, 3],
+                    payload: Bytes::from_static(&[1, 2, 3]),
                     corr: 8,
                     trace: Some(TraceContext {
                         trace_id: [1; 16],
@@ -217,7 +221,7 @@ mod tests {
                 epoch: 1,
                 seq: 78,
                 body: Arc::new(DataBody::Chunk {
-                    bytes: bytes::Bytes::from_static(&[7; 40]),
+                    bytes: Bytes::from_static(&[7; 40]),
                     last: true,
                 }),
             }),
@@ -232,7 +236,7 @@ mod tests {
                 epoch: 1,
                 seq: 1,
                 body: Arc::new(DataBody::Chunk {
-                    bytes: bytes::Bytes::from(vec![0xFF; n]),
+                    bytes: Bytes::from(vec![0xFF; n]),
                     last: false,
                 }),
             })
@@ -241,23 +245,57 @@ mod tests {
         let big = encode_frame(&frame(100_000)).unwrap().len();
         // One length prefix and the raw bytes, not one varint per element.
         assert!(big - small <= 100_000 + 8, "{small} then {big}");
-        assert_eq!(
-            decode_frame(
-                &encode_frame(&frame(100_000)).unwrap(),
-                MESH_FRAME_BYTES_MAX
-            )
-            .unwrap(),
-            frame(100_000)
-        );
+        let encoded = Bytes::from(encode_frame(&frame(100_000)).unwrap());
+        let decoded = decode_frame(&encoded, MESH_FRAME_BYTES_MAX).unwrap();
+        assert_eq!(decoded, frame(100_000));
+        // The decoded chunk is a slice of the received frame, not a copy.
+        let Frame::Data(DataFrame { body, .. }) = decoded else {
+            panic!("a data frame")
+        };
+        let DataBody::Chunk { bytes, .. } = &*body else {
+            panic!("a chunk")
+        };
+        let within = encoded.as_ptr_range();
+        assert!(within.contains(&bytes.as_ptr()), "the chunk was copied");
+    }
+
+    #[test]
+    fn payloads_are_slices_of_the_frame_and_small_ones_copies() {
+        let tell = |n: usize| {
+            Frame::Data(DataFrame {
+                session: 1,
+                epoch: 1,
+                seq: 1,
+                body: Arc::new(DataBody::Tell {
+                    target: ActorId::new(plexus_actors::NodeId::synthetic(1), 2),
+                    message_type: "m".into(),
+                    payload: Bytes::from(vec![0x5A; n]),
+                    trace: None,
+                }),
+            })
+        };
+        for (n, shared) in [(10 << 10, true), (codec::SHARE_MIN_BYTES - 1, false)] {
+            let encoded = Bytes::from(encode_frame(&tell(n)).unwrap());
+            let decoded = decode_frame(&encoded, MESH_FRAME_BYTES_MAX).unwrap();
+            assert_eq!(decoded, tell(n));
+            let Frame::Data(DataFrame { body, .. }) = decoded else {
+                panic!("a data frame")
+            };
+            let DataBody::Tell { payload, .. } = &*body else {
+                panic!("a tell")
+            };
+            let within = encoded.as_ptr_range();
+            assert_eq!(within.contains(&payload.as_ptr()), shared, "{n} bytes");
+        }
     }
 
     #[test]
     fn frames_round_trip_and_truncations_fail() {
         for frame in samples() {
-            let bytes = encode_frame(&frame).unwrap();
+            let bytes = Bytes::from(encode_frame(&frame).unwrap());
             assert_eq!(decode_frame(&bytes, MESH_FRAME_BYTES_MAX).unwrap(), frame);
             for cut in 0..bytes.len() {
-                assert!(decode_frame(&bytes[..cut], MESH_FRAME_BYTES_MAX).is_err());
+                assert!(decode_frame(&bytes.slice(..cut), MESH_FRAME_BYTES_MAX).is_err());
             }
             assert!(matches!(
                 decode_frame(&bytes, 4),
@@ -273,7 +311,7 @@ mod tests {
         /// random corruption, never panic.
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode_frame(&bytes, MESH_FRAME_BYTES_MAX);
+            let _ = decode_frame(&Bytes::from(bytes), MESH_FRAME_BYTES_MAX);
         }
 
         #[test]
@@ -283,7 +321,7 @@ mod tests {
                 let i = at % bytes.len();
                 bytes[i] ^= x;
             }
-            let _ = decode_frame(&bytes, MESH_FRAME_BYTES_MAX);
+            let _ = decode_frame(&Bytes::from(bytes), MESH_FRAME_BYTES_MAX);
         }
     }
 }

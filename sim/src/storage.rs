@@ -46,7 +46,7 @@ use plexus_storage::kv::{Entry, Kv, KvConfig, Stamp};
 use plexus_storage::placement::{self, Candidate};
 use plexus_storage::put::{Answer, PutOutcome, PutPlan};
 use plexus_storage::repair::{Action, Read, Repair, RepairConfig};
-use plexus_storage::wire::{StorageWire, StoreOutcome};
+use plexus_storage::wire::{Bytes, StorageWire, StoreOutcome};
 use plexus_vocab::identity::NodeKey;
 use serde_bytes::ByteBuf;
 
@@ -331,7 +331,7 @@ impl Sim<'_> {
                 self.advance_put(put);
             }
             StorageWire::Fetch { req, chunk } => {
-                let bytes = self.read(to, &chunk).map(ByteBuf::from);
+                let bytes = self.read(to, &chunk).map(Bytes::from);
                 self.send(to, from, StorageWire::Chunk { req, chunk, bytes });
             }
             StorageWire::Chunk { req, chunk, bytes } => {
@@ -463,7 +463,7 @@ impl Sim<'_> {
                         req,
                         chunk,
                         replicas: r,
-                        bytes: plexus_storage::wire::Bytes::from(bytes.clone()),
+                        bytes: Bytes::from(bytes.clone()),
                     },
                 );
             }

@@ -138,7 +138,7 @@ async fn put(api: &Api, bytes: Bytes, r: u8, q: u8) -> Result<(ChunkId, Vec<Node
     .map_err(fs_error)
 }
 
-async fn get(api: &Api, chunk: ChunkId) -> Result<Vec<u8>, ApiError> {
+async fn get(api: &Api, chunk: ChunkId) -> Result<Bytes, ApiError> {
     call(api, |reply| StorageMsg::Get { chunk, reply })
         .await?
         .map_err(fs_error)
@@ -389,12 +389,7 @@ fn chunk_stream(api: Arc<Api>, manifest: &Manifest, from: usize) -> Response {
     let stream = futures::stream::iter(chunks)
         .map(move |c| {
             let api = api.clone();
-            async move {
-                get(&api, c)
-                    .await
-                    .map(Bytes::from)
-                    .map_err(|e| std::io::Error::other(e.1))
-            }
+            async move { get(&api, c).await.map_err(|e| std::io::Error::other(e.1)) }
         })
         .buffered(STREAM_AHEAD);
     (

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plexus_actors::codec;
+use plexus_actors::codec::Bytes;
 use plexus_actors::runtime::{
     Actor, ActorError, ActorRef, ActorSystem, Context, Message, ProtocolBytes, SpawnError,
     SpawnOptions, Wire,
@@ -175,7 +176,7 @@ pub enum EpochMsg {
         /// The sender, as the mesh authenticated it.
         from: NodeId,
         /// The encoded [`EpochWire`].
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     /// Time passes.
     Tick,
@@ -234,14 +235,14 @@ impl ProtocolBytes for EpochMsg {
     const TYPE_NAME: &'static str = MESSAGE_TYPE;
     const BYTES_MAX: usize = WIRE_BYTES_MAX;
 
-    fn protocol_bytes(&self) -> Option<&[u8]> {
+    fn protocol_bytes(&self) -> Option<Bytes> {
         match self {
-            EpochMsg::Wire { bytes, .. } => Some(bytes),
+            EpochMsg::Wire { bytes, .. } => Some(bytes.clone()),
             _ => None,
         }
     }
 
-    fn from_peer(from: NodeId, bytes: Vec<u8>) -> Self {
+    fn from_peer(from: NodeId, bytes: Bytes) -> Self {
         EpochMsg::Wire { from, bytes }
     }
 }
@@ -473,7 +474,7 @@ impl EpochService {
         if peer
             .try_tell(EpochMsg::Wire {
                 from: system.node_id(),
-                bytes,
+                bytes: bytes.into(),
             })
             .is_err()
         {

@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use plexus_actors::codec::Bytes;
 use plexus_actors::envelope::TraceContext;
 use plexus_actors::runtime::{
     Actor, ActorError, ActorRef, ActorSystem, Context, Message, ProtocolBytes, SpawnOptions, Wire,
@@ -72,7 +73,7 @@ pub enum ServiceMsg {
         /// The sending node, as the transport authenticated it.
         from: NodeId,
         /// The encoded message.
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     /// Time passes (local only).
     Tick,
@@ -95,9 +96,9 @@ impl ProtocolBytes for ServiceMsg {
     const TYPE_NAME: &'static str = plexus_durable::MESSAGE_TYPE;
     const BYTES_MAX: usize = plexus_durable::wire::MSG_BYTES_MAX;
 
-    fn protocol_bytes(&self) -> Option<&[u8]> {
+    fn protocol_bytes(&self) -> Option<Bytes> {
         match self {
-            ServiceMsg::Wire { bytes, .. } => Some(bytes),
+            ServiceMsg::Wire { bytes, .. } => Some(bytes.clone()),
             ServiceMsg::Tick
             | ServiceMsg::MemberDown
             | ServiceMsg::Local(_)
@@ -105,7 +106,7 @@ impl ProtocolBytes for ServiceMsg {
         }
     }
 
-    fn from_peer(from: NodeId, bytes: Vec<u8>) -> Self {
+    fn from_peer(from: NodeId, bytes: Bytes) -> Self {
         ServiceMsg::Wire { from, bytes }
     }
 }
@@ -597,7 +598,7 @@ impl DurableService {
                 // mesh says who sent them.
                 let _ = peer.try_tell(ServiceMsg::Wire {
                     from: system.node_id(),
-                    bytes,
+                    bytes: bytes.into(),
                 });
             }
             Effect::Register { name, actor, rank } => {
@@ -808,7 +809,7 @@ mod tests {
             plexus_durable::wire::DurableMsg::Command(plexus_durable::wire::Command::Release {
                 key: DurableKey::new("a/b/0").unwrap(),
             });
-        let bytes = plexus_durable::wire::encode(&msg).unwrap();
+        let bytes = Bytes::from(plexus_durable::wire::encode(&msg).unwrap());
         let me = NodeId::synthetic(1);
         let sent = (wire.encode)(&ServiceMsg::Wire {
             from: me,

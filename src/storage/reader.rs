@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use plexus_actors::runtime::ActorRef;
 use plexus_storage::access::{self, Identity};
 use plexus_storage::seal::Sealer;
+use plexus_storage::wire::Bytes;
 use plexus_storage::{ChunkId, Manifest, Sealing};
 use tokio::sync::oneshot;
 
@@ -22,7 +23,7 @@ use crate::hosting::infer::WeightsSource;
 /// The largest file read whole (model weights).
 pub const FILE_BYTES_MAX: u64 = 512 << 20;
 
-async fn get(storage: &ActorRef<StorageMsg>, chunk: ChunkId) -> Result<Vec<u8>, String> {
+async fn get(storage: &ActorRef<StorageMsg>, chunk: ChunkId) -> Result<Bytes, String> {
     let (tx, rx) = oneshot::channel();
     storage
         .tell(StorageMsg::Get { chunk, reply: tx })

@@ -63,7 +63,6 @@ use plexus_storage::repair::{Action, Read, Repair, RepairConfig};
 use plexus_storage::wire::{Bytes, QUERY_IDS_MAX, StorageWire, StoreOutcome};
 use plexus_vocab::identity::NodeKey;
 use serde::Serialize;
-use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, oneshot};
 
 use super::store::ChunkStore;
@@ -178,7 +177,7 @@ pub enum StorageMsg {
         /// The sender, as the mesh authenticated it.
         from: NodeId,
         /// The encoded [`StorageWire`].
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     /// Time passes.
     Tick,
@@ -198,7 +197,7 @@ pub enum StorageMsg {
         /// The chunk.
         chunk: ChunkId,
         /// Its bytes, or why not.
-        reply: oneshot::Sender<Result<Vec<u8>, FsError>>,
+        reply: oneshot::Sender<Result<Bytes, FsError>>,
     },
     /// Which live nodes hold each of these chunks.
     Locate {
@@ -231,14 +230,14 @@ impl ProtocolBytes for StorageMsg {
     const TYPE_NAME: &'static str = MESSAGE_TYPE;
     const BYTES_MAX: usize = plexus_storage::wire::WIRE_BYTES_MAX;
 
-    fn protocol_bytes(&self) -> Option<&[u8]> {
+    fn protocol_bytes(&self) -> Option<Bytes> {
         match self {
-            StorageMsg::Wire { bytes, .. } => Some(bytes),
+            StorageMsg::Wire { bytes, .. } => Some(bytes.clone()),
             _ => None,
         }
     }
 
-    fn from_peer(from: NodeId, bytes: Vec<u8>) -> Self {
+    fn from_peer(from: NodeId, bytes: Bytes) -> Self {
         StorageMsg::Wire { from, bytes }
     }
 }
@@ -343,7 +342,7 @@ struct PutOp {
 struct GetOp {
     chunk: ChunkId,
     sources: Vec<NodeId>,
-    reply: oneshot::Sender<Result<Vec<u8>, FsError>>,
+    reply: oneshot::Sender<Result<Bytes, FsError>>,
 }
 
 struct LocateOp {
@@ -364,7 +363,7 @@ pub struct ReadDone {
 /// Who waits for a chunk read.
 enum AfterRead {
     /// A client's get through this node.
-    Get(oneshot::Sender<Result<Vec<u8>, FsError>>),
+    Get(oneshot::Sender<Result<Bytes, FsError>>),
     /// A peer's fetch: answer it.
     Fetch { to: NodeId, req: u64 },
 }
@@ -490,7 +489,7 @@ impl StorageService {
         if peer
             .try_tell(StorageMsg::Wire {
                 from: system.node_id(),
-                bytes,
+                bytes: bytes.into(),
             })
             .is_err()
         {
@@ -744,11 +743,11 @@ impl StorageService {
         let good = self.checked(st, &chunk, bytes);
         match (after, good) {
             (AfterRead::Get(reply), Some(bytes)) => {
-                let _ = reply.send(Ok(bytes));
+                let _ = reply.send(Ok(Bytes::from(bytes)));
             }
             (AfterRead::Get(reply), None) => self.get_remote(system, st, chunk, reply),
             (AfterRead::Fetch { to, req }, bytes) => {
-                let bytes = bytes.map(ByteBuf::from);
+                let bytes = bytes.map(Bytes::from);
                 self.send(system, st, to, &StorageWire::Chunk { req, chunk, bytes });
             }
         }
@@ -775,7 +774,7 @@ impl StorageService {
         }
     }
 
-    fn on_wire(&self, system: &ActorSystem, st: &mut StorageState, from: NodeId, bytes: &[u8]) {
+    fn on_wire(&self, system: &ActorSystem, st: &mut StorageState, from: NodeId, bytes: &Bytes) {
         if !self.admitted().contains_key(&from) {
             st.refused += 1;
             return;
@@ -864,15 +863,13 @@ impl StorageService {
                     tracing::warn!(%from, chunk = %chunk, "a copy that does not hash to its id");
                 }
                 match pending {
-                    Pending::Get { get } => {
-                        self.advance_get(system, st, get, good.map(ByteBuf::into_vec))
-                    }
+                    Pending::Get { get } => self.advance_get(system, st, get, good),
                     Pending::Repair {
                         chunk: want,
                         replicas,
                     } if want == chunk => match good {
                         Some(b) => {
-                            let bytes = Bytes::from(b.into_vec());
+                            let bytes = b;
                             let after = AfterWrite::Repair { from };
                             if let Some(outcome) = self.store(st, chunk, replicas, bytes, after) {
                                 self.after_write(
@@ -1035,7 +1032,7 @@ impl StorageService {
         system: &ActorSystem,
         st: &mut StorageState,
         chunk: ChunkId,
-        reply: oneshot::Sender<Result<Vec<u8>, FsError>>,
+        reply: oneshot::Sender<Result<Bytes, FsError>>,
     ) {
         match self.read_async(system, st, chunk, AfterRead::Get(reply)) {
             Ok(()) => {}
@@ -1050,7 +1047,7 @@ impl StorageService {
         system: &ActorSystem,
         st: &mut StorageState,
         chunk: ChunkId,
-        reply: oneshot::Sender<Result<Vec<u8>, FsError>>,
+        reply: oneshot::Sender<Result<Bytes, FsError>>,
     ) {
         if st.gets.len() >= REQUESTS_MAX {
             let _ = reply.send(Err(FsError::Busy));
@@ -1082,7 +1079,7 @@ impl StorageService {
         system: &ActorSystem,
         st: &mut StorageState,
         id: u64,
-        got: Option<Vec<u8>>,
+        got: Option<Bytes>,
     ) {
         let Some(op) = st.gets.remove(&id) else {
             return;

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plexus_actors::codec;
+use plexus_actors::codec::Bytes;
 use plexus_actors::runtime::{
     Actor, ActorError, ActorRef, ActorSystem, Context, Message, ProtocolBytes, SpawnOptions, Wire,
 };
@@ -78,7 +79,7 @@ pub enum WorkMsg {
         /// The sender, as the mesh authenticated it.
         from: NodeId,
         /// The encoded [`WorkWire`].
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     /// A forward pass this node ran.
     Work(Work),
@@ -92,14 +93,14 @@ impl ProtocolBytes for WorkMsg {
     const TYPE_NAME: &'static str = MESSAGE_TYPE;
     const BYTES_MAX: usize = codec::FRAME_BYTES_MAX;
 
-    fn protocol_bytes(&self) -> Option<&[u8]> {
+    fn protocol_bytes(&self) -> Option<Bytes> {
         match self {
-            WorkMsg::Wire { bytes, .. } => Some(bytes),
+            WorkMsg::Wire { bytes, .. } => Some(bytes.clone()),
             _ => None,
         }
     }
 
-    fn from_peer(from: NodeId, bytes: Vec<u8>) -> Self {
+    fn from_peer(from: NodeId, bytes: Bytes) -> Self {
         WorkMsg::Wire { from, bytes }
     }
 }
@@ -279,7 +280,7 @@ impl WorkService {
         if peer
             .try_tell(WorkMsg::Wire {
                 from: system.node_id(),
-                bytes,
+                bytes: bytes.into(),
             })
             .is_err()
         {

@@ -10,7 +10,6 @@
 pub use bytes::Bytes;
 use plexus_actors::codec;
 use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
 
 use crate::ChunkId;
 use crate::kv::KvMsg;
@@ -50,8 +49,11 @@ pub enum StorageWire {
         chunk: ChunkId,
         /// Its replication factor.
         replicas: u8,
-        /// Its bytes (shared, so one chunk sent to several nodes is not
-        /// copied for each; the same byte string on the wire as a `ByteBuf`).
+        /// Its bytes: shared, so one chunk sent to several nodes is not copied
+        /// for each, and a slice of the received message once decoded (see
+        /// [`StorageWire::decode`]). The same byte string on the wire as a
+        /// `ByteBuf`.
+        #[serde(with = "codec::shared_bytes")]
         bytes: Bytes,
     },
     /// The answer to a store.
@@ -76,8 +78,9 @@ pub enum StorageWire {
         req: u64,
         /// The chunk.
         chunk: ChunkId,
-        /// The bytes, if held intact.
-        bytes: Option<ByteBuf>,
+        /// The bytes, if held intact (shared like [`StorageWire::Store`]'s).
+        #[serde(with = "codec::shared_bytes::option")]
+        bytes: Option<Bytes>,
     },
     /// These chunks belong on the receiver too (the repair's offer).
     Offer {
@@ -129,9 +132,10 @@ impl StorageWire {
         codec::encode(self)
     }
 
-    /// The message in `bytes`, checked against its bounds; never panics.
-    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        let msg: StorageWire = codec::decode_with_limit(bytes, WIRE_BYTES_MAX)
+    /// The message in `bytes`, checked against its bounds; never panics. A
+    /// chunk's bytes in it are a slice of `bytes`, not a copy.
+    pub fn decode(bytes: &Bytes) -> Result<Self, WireError> {
+        let msg: StorageWire = codec::decode_shared_with_limit(bytes, WIRE_BYTES_MAX)
             .map_err(|e| WireError::Decode(e.to_string()))?;
         match &msg {
             StorageWire::Store { bytes, .. } if bytes.len() > STORED_CHUNK_BYTES_MAX => {
@@ -159,6 +163,7 @@ impl StorageWire {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_bytes::ByteBuf;
 
     #[test]
     fn a_stored_chunk_is_the_byte_string_it_was() {
@@ -172,8 +177,51 @@ mod tests {
             replicas: 3,
             bytes: Bytes::from_static(b"chunk bytes"),
         };
-        let back = StorageWire::decode(&msg.encode().unwrap()).unwrap();
+        let back = StorageWire::decode(&msg.encode().unwrap().into()).unwrap();
         assert!(matches!(back, StorageWire::Store { bytes, .. } if bytes == b"chunk bytes"[..]));
+    }
+
+    #[test]
+    fn chunk_bytes_are_slices_of_the_received_message() {
+        let bytes = Bytes::from(vec![0x3C; 64 << 10]);
+        let chunk = ChunkId::of(&bytes);
+        for msg in [
+            StorageWire::Store {
+                req: 1,
+                chunk,
+                replicas: 3,
+                bytes: bytes.clone(),
+            },
+            StorageWire::Chunk {
+                req: 2,
+                chunk,
+                bytes: Some(bytes.clone()),
+            },
+        ] {
+            let received = Bytes::from(msg.encode().unwrap());
+            let back = StorageWire::decode(&received).unwrap();
+            assert_eq!(back, msg);
+            let (StorageWire::Store { bytes: got, .. }
+            | StorageWire::Chunk {
+                bytes: Some(got), ..
+            }) = back
+            else {
+                panic!("not a chunk-bearing message")
+            };
+            assert!(
+                received.as_ptr_range().contains(&got.as_ptr()),
+                "the chunk was copied"
+            );
+        }
+        let none = StorageWire::Chunk {
+            req: 3,
+            chunk,
+            bytes: None,
+        };
+        assert_eq!(
+            StorageWire::decode(&none.encode().unwrap().into()).unwrap(),
+            none
+        );
     }
 
     #[test]
@@ -202,7 +250,7 @@ mod tests {
             },
         ];
         for m in msgs {
-            assert_eq!(StorageWire::decode(&m.encode().unwrap()).unwrap(), m);
+            assert_eq!(StorageWire::decode(&m.encode().unwrap().into()).unwrap(), m);
         }
     }
 
@@ -213,7 +261,7 @@ mod tests {
             chunks: vec![ChunkId::of(b""); QUERY_IDS_MAX + 1],
         };
         assert_eq!(
-            StorageWire::decode(&m.encode().unwrap()),
+            StorageWire::decode(&m.encode().unwrap().into()),
             Err(WireError::Bounds("a query of too many ids"))
         );
     }
@@ -227,7 +275,7 @@ mod tests {
             bytes: Bytes::from(vec![0; STORED_CHUNK_BYTES_MAX + 1]),
         };
         assert_eq!(
-            StorageWire::decode(&m.encode().unwrap()),
+            StorageWire::decode(&m.encode().unwrap().into()),
             Err(WireError::Bounds("a chunk over the largest chunk size"))
         );
     }
@@ -235,7 +283,7 @@ mod tests {
     proptest! {
         #[test]
         fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = StorageWire::decode(&bytes);
+            let _ = StorageWire::decode(&bytes.into());
         }
     }
 }

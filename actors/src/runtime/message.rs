@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::NodeId;
-use crate::codec::{self, CodecError};
+use crate::codec::{self, Bytes, CodecError};
 
 /// A message an actor accepts. Every message has a reply type; `tell` discards the
 /// reply, `ask` returns it. Use an enum for several operations and an enum reply
@@ -24,9 +24,10 @@ pub struct Wire<M: Message> {
     /// A name for the message type; a frame naming another type is refused.
     pub type_name: fn() -> &'static str,
     /// Encodes a message as a codec body.
-    pub encode: fn(&M) -> Result<Vec<u8>, CodecError>,
-    /// Decodes a message body.
-    pub decode: fn(&[u8]) -> Result<M, CodecError>,
+    pub encode: fn(&M) -> Result<Bytes, CodecError>,
+    /// Decodes a message body. It is shared: a decoder may keep slices of it
+    /// (see [`codec::shared_bytes`]) instead of copying.
+    pub decode: fn(&Bytes) -> Result<M, CodecError>,
     /// Encodes a reply body.
     pub encode_reply: fn(&M::Reply) -> Result<Vec<u8>, CodecError>,
     /// Decodes a reply body.
@@ -40,7 +41,15 @@ impl<M: Message> Clone for Wire<M> {
 }
 impl<M: Message> Copy for Wire<M> {}
 
-fn decode_limited<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+fn encode_shared<T: Serialize>(value: &T) -> Result<Bytes, CodecError> {
+    codec::encode_body(value).map(Bytes::from)
+}
+
+fn decode_limited<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, CodecError> {
+    codec::decode_body_shared(bytes, codec::FRAME_BYTES_MAX)
+}
+
+fn decode_reply_limited<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     codec::decode_body(bytes, codec::FRAME_BYTES_MAX)
 }
 
@@ -53,10 +62,10 @@ where
     pub const fn serde() -> Self {
         Wire {
             type_name: std::any::type_name::<M>,
-            encode: codec::encode_body::<M>,
+            encode: encode_shared::<M>,
             decode: decode_limited::<M>,
             encode_reply: codec::encode_body::<M::Reply>,
-            decode_reply: decode_limited::<M::Reply>,
+            decode_reply: decode_reply_limited::<M::Reply>,
         }
     }
 }
@@ -73,18 +82,19 @@ pub trait ProtocolBytes: Message<Reply = ()> {
     const TYPE_NAME: &'static str;
     /// The largest body accepted; a longer one is refused before it is copied.
     const BYTES_MAX: usize;
-    /// The bytes to send, or `None` for a local-only variant.
-    fn protocol_bytes(&self) -> Option<&[u8]>;
-    /// The message for `bytes` received from `from`.
-    fn from_peer(from: NodeId, bytes: Vec<u8>) -> Self;
+    /// The bytes to send (shared, not copied), or `None` for a local-only variant.
+    fn protocol_bytes(&self) -> Option<Bytes>;
+    /// The message for `bytes` received from `from`: a slice of the frame they
+    /// arrived in, not a copy.
+    fn from_peer(from: NodeId, bytes: Bytes) -> Self;
 }
 
 fn protocol_type_name<M: ProtocolBytes>() -> &'static str {
     M::TYPE_NAME
 }
 
-fn encode_protocol<M: ProtocolBytes>(msg: &M) -> Result<Vec<u8>, CodecError> {
-    msg.protocol_bytes().map(<[u8]>::to_vec).ok_or_else(|| {
+fn encode_protocol<M: ProtocolBytes>(msg: &M) -> Result<Bytes, CodecError> {
+    msg.protocol_bytes().ok_or_else(|| {
         CodecError::Encode(format!(
             "only {} protocol messages leave the node",
             M::TYPE_NAME
@@ -95,7 +105,7 @@ fn encode_protocol<M: ProtocolBytes>(msg: &M) -> Result<Vec<u8>, CodecError> {
 /// Decodes on the receiving node, inside
 /// [`ActorSystem::try_deliver_remote`](crate::runtime::ActorSystem::try_deliver_remote),
 /// which says who sent it; bytes with no authenticated sender are refused.
-fn decode_protocol<M: ProtocolBytes>(bytes: &[u8]) -> Result<M, CodecError> {
+fn decode_protocol<M: ProtocolBytes>(bytes: &Bytes) -> Result<M, CodecError> {
     let from = super::remote::decode_sender().ok_or_else(|| {
         CodecError::Malformed(format!(
             "a {} message without an authenticated sender",
@@ -110,7 +120,7 @@ fn decode_protocol<M: ProtocolBytes>(bytes: &[u8]) -> Result<M, CodecError> {
             M::BYTES_MAX
         )));
     }
-    Ok(M::from_peer(from, bytes.to_vec()))
+    Ok(M::from_peer(from, bytes.clone()))
 }
 
 fn decode_unit(bytes: &[u8]) -> Result<(), CodecError> {
@@ -138,7 +148,7 @@ mod tests {
 
     #[derive(Debug, PartialEq)]
     enum Proto {
-        Peer { from: NodeId, bytes: Vec<u8> },
+        Peer { from: NodeId, bytes: Bytes },
         Tick,
     }
 
@@ -146,14 +156,14 @@ mod tests {
         const TYPE_NAME: &'static str = "test.proto";
         const BYTES_MAX: usize = 4;
 
-        fn protocol_bytes(&self) -> Option<&[u8]> {
+        fn protocol_bytes(&self) -> Option<Bytes> {
             match self {
-                Proto::Peer { bytes, .. } => Some(bytes),
+                Proto::Peer { bytes, .. } => Some(bytes.clone()),
                 Proto::Tick => None,
             }
         }
 
-        fn from_peer(from: NodeId, bytes: Vec<u8>) -> Self {
+        fn from_peer(from: NodeId, bytes: Bytes) -> Self {
             Proto::Peer { from, bytes }
         }
     }
@@ -172,10 +182,10 @@ mod tests {
         // Only the protocol bytes leave; local variants refuse to encode.
         let sent = (wire.encode)(&Proto::Peer {
             from: a,
-            bytes: vec![9, 8],
+            bytes: Bytes::from_static(&[9, 8]),
         })
         .expect("encodes");
-        assert_eq!(sent, vec![9, 8]);
+        assert_eq!(sent, Bytes::from_static(&[9, 8]));
         assert!(matches!(
             (wire.encode)(&Proto::Tick),
             Err(CodecError::Encode(_))
@@ -185,7 +195,7 @@ mod tests {
             with_decode_sender(b, || (wire.decode)(&sent)).expect("decodes"),
             Proto::Peer {
                 from: b,
-                bytes: vec![9, 8]
+                bytes: Bytes::from_static(&[9, 8])
             }
         );
         // No authenticated sender, or too many bytes: refused.
@@ -194,7 +204,7 @@ mod tests {
             Err(CodecError::Malformed(_))
         ));
         assert!(matches!(
-            with_decode_sender(b, || (wire.decode)(&[0; 5])),
+            with_decode_sender(b, || (wire.decode)(&Bytes::from_static(&[0; 5]))),
             Err(CodecError::Malformed(_))
         ));
         let reply = (wire.encode_reply)(&()).expect("unit");

@@ -23,6 +23,7 @@ use super::actor_ref::ActorRef;
 use super::mailbox::{Envelope, LocalMailbox, MailboxShared, ReplyTo};
 use super::message::{Message, Wire};
 use super::system::{ActorSystem, WeakSystem};
+use crate::codec::Bytes;
 use crate::envelope::{Failure, TraceContext};
 use crate::{ActorId, NodeId};
 
@@ -32,8 +33,8 @@ pub struct Outgoing {
     pub target: ActorId,
     /// Its message type's wire name.
     pub message_type: &'static str,
-    /// The encoded message.
-    pub payload: Vec<u8>,
+    /// The encoded message (shared: the driver copies it once, into its frame).
+    pub payload: Bytes,
     /// For an ask: where the encoded reply (or the failure) goes.
     pub reply: Option<oneshot::Sender<Result<Vec<u8>, Failure>>>,
     /// For an ask: how long the asker waits. The link answers
@@ -151,7 +152,7 @@ pub(crate) trait Inbox: Send + Sync {
         &self,
         system: &ActorSystem,
         from: NodeId,
-        payload: &[u8],
+        payload: &Bytes,
         reply: Option<RemoteReply>,
     ) -> Result<(), DeliverError>;
 }
@@ -182,7 +183,7 @@ impl<M: Message> Inbox for TypedInbox<M> {
         &self,
         system: &ActorSystem,
         from: NodeId,
-        payload: &[u8],
+        payload: &Bytes,
         reply: Option<RemoteReply>,
     ) -> Result<(), DeliverError> {
         let Some(wire) = self.wire else {

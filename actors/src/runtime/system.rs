@@ -580,7 +580,7 @@ impl ActorSystem {
         from: NodeId,
         target: ActorId,
         message_type: &str,
-        payload: &[u8],
+        payload: &crate::codec::Bytes,
         reply: Option<RemoteReply>,
     ) -> Result<(), DeliverError> {
         let refuse = |failure: Failure, reply: Option<RemoteReply>| {

@@ -115,7 +115,7 @@ impl Net {
             if self.crashed.contains(&to) || (self.loss > 0.0 && self.rng.chance(self.loss)) {
                 continue;
             }
-            let mut frame = wire::decode_frame(&bytes, wire::MESH_FRAME_BYTES_MAX).unwrap();
+            let mut frame = wire::decode_frame(&bytes.into(), wire::MESH_FRAME_BYTES_MAX).unwrap();
             if let Frame::Control(packet) = &mut frame {
                 let full = matches!(packet.probe, Probe::Sync { .. } | Probe::SyncReply { .. });
                 self.full_syncs += u64::from(full);
@@ -127,13 +127,13 @@ impl Net {
             if let Some((seq, body)) = self.nodes[to].handle_frame(now, from_id, frame) {
                 match &*body {
                     DataBody::Tell { payload, .. } => {
-                        self.delivered.push((to, from_id, payload.clone()))
+                        self.delivered.push((to, from_id, payload.to_vec()))
                     }
                     DataBody::Ask { corr, payload, .. } => self.asks_in.push(AskIn {
                         to,
                         from: from_id,
                         corr: *corr,
-                        payload: payload.clone(),
+                        payload: payload.to_vec(),
                     }),
                     DataBody::Reply { .. } => panic!("the core handed out a reply"),
                     DataBody::Chunk { .. } => panic!("the core handed out a chunk"),
@@ -204,7 +204,7 @@ fn request(peer: NodeId, payload: &[u8]) -> AskRequest {
     AskRequest {
         target: ActorId::new(peer, 1),
         message_type: "q".into(),
-        payload: payload.to_vec(),
+        payload: bytes::Bytes::copy_from_slice(payload),
         trace: None,
     }
 }
@@ -274,7 +274,7 @@ fn data_flows_in_order_between_members() {
         let body = Arc::new(DataBody::Tell {
             target,
             message_type: "t".into(),
-            payload: vec![i],
+            payload: vec![i].into(),
             trace: None,
         });
         net.nodes[0].send(net.now, net.ids[2], body).unwrap();
@@ -300,7 +300,7 @@ fn a_body_over_the_frame_bound_crosses_in_chunks() {
         Arc::new(DataBody::Tell {
             target,
             message_type: "t".into(),
-            payload,
+            payload: payload.into(),
             trace: None,
         })
     };
@@ -450,7 +450,7 @@ fn asks_on_a_dead_peer_are_answered_unreachable() {
     let now = net.now;
     let peer = net.ids[1];
     match net.nodes[0].ask(now, peer, request(peer, b"c"), Duration::from_secs(1)) {
-        Err(AskRefused::PeerDown(r)) => assert_eq!(r.payload, b"c"),
+        Err(AskRefused::PeerDown(r)) => assert_eq!(r.payload, &b"c"[..]),
         other => panic!("{other:?}"),
     }
     net.run(Duration::from_secs(1));
@@ -466,25 +466,25 @@ fn refused_asks_hand_the_request_back() {
     let (me, a, b) = (net.ids[0], net.ids[1], net.ids[2]);
     let node = &mut net.nodes[0];
     match node.ask(Time::ZERO, me, request(me, b"self"), Duration::from_secs(1)) {
-        Err(AskRefused::ToSelf(r)) => assert_eq!(r.payload, b"self"),
+        Err(AskRefused::ToSelf(r)) => assert_eq!(r.payload, &b"self"[..]),
         other => panic!("{other:?}"),
     }
     // A tell fills the window to `a` (its link is not up, so it stays).
     let tell = Arc::new(DataBody::Tell {
         target: ActorId::new(a, 1),
         message_type: "t".into(),
-        payload: vec![],
+        payload: bytes::Bytes::new(),
         trace: None,
     });
     node.send(Time::ZERO, a, tell).unwrap();
     match node.ask(Time::ZERO, a, request(a, b"full"), Duration::from_secs(1)) {
-        Err(e @ AskRefused::WindowFull(_)) => assert_eq!(e.into_request().payload, b"full"),
+        Err(e @ AskRefused::WindowFull(_)) => assert_eq!(e.into_request().payload, &b"full"[..]),
         other => panic!("{other:?}"),
     }
     node.ask(Time::ZERO, b, request(b, b"one"), Duration::from_secs(1))
         .unwrap();
     match node.ask(Time::ZERO, b, request(b, b"two"), Duration::from_secs(1)) {
-        Err(AskRefused::TooMany(r)) => assert_eq!(r.payload, b"two"),
+        Err(AskRefused::TooMany(r)) => assert_eq!(r.payload, &b"two"[..]),
         other => panic!("{other:?}"),
     }
     node.check_invariants().unwrap();
@@ -680,7 +680,7 @@ fn lie(net: &mut Net, from: usize, to: usize, members: Vec<MemberUpdate>, claims
     });
     // Across the real codec, as a liar's bytes would come.
     let bytes = wire::encode_frame(&frame).unwrap();
-    let frame = wire::decode_frame(&bytes, wire::MESH_FRAME_BYTES_MAX).unwrap();
+    let frame = wire::decode_frame(&bytes.into(), wire::MESH_FRAME_BYTES_MAX).unwrap();
     assert!(net.nodes[to].handle_frame(now, from_id, frame).is_none());
 }
 

@@ -25,7 +25,7 @@ use crate::wire::{self, Frame, MESH_FRAME_BYTES_MAX};
 /// The stream protocol actor and membership traffic runs on.
 pub const PROTOCOL_NAME: &str = "/plexus/mesh/1";
 pub(super) const PROTOCOL: StreamProtocol = StreamProtocol::new(PROTOCOL_NAME);
-/// Bytes read from a stream at a time.
+/// Bytes read from a stream at a time (more when the rest of a large frame is due).
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Outbound bytes for one peer, drained by its writer task.
@@ -106,17 +106,18 @@ async fn read_loop(
     inbound: mpsc::Sender<(NodeId, Vec<Frame>)>,
 ) {
     let mut reader = FrameReader::new(MESH_FRAME_BYTES_MAX);
-    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     loop {
-        let n = match stream.read(&mut chunk).await {
+        // Read straight into the reader's buffer: frames and the payloads in them
+        // are slices of it from here to the actor that decodes them.
+        let n = match stream.read(reader.room(READ_CHUNK_BYTES)).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        reader.extend(&chunk[..n]);
+        reader.advance(n);
         let mut batch = Vec::new();
         loop {
             match reader.next_frame() {
-                Ok(Some(bytes)) => match wire::decode_frame(bytes, MESH_FRAME_BYTES_MAX) {
+                Ok(Some(bytes)) => match wire::decode_frame(&bytes, MESH_FRAME_BYTES_MAX) {
                     Ok(frame) => batch.push(frame),
                     Err(e) => {
                         shared.counters.malformed_frames.fetch_add(1, Relaxed);

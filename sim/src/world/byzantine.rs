@@ -251,7 +251,7 @@ impl World {
             let body = Arc::new(plexus_mesh::wire::DataBody::Tell {
                 target: ActorId::new(to, plexus_durable::SERVICE_LOCAL_ID),
                 message_type: plexus_durable::MESSAGE_TYPE.to_string(),
-                payload: bytes,
+                payload: bytes.into(),
                 trace: None,
             });
             if let Some(core) = self.nodes[i].core.as_mut() {

@@ -71,7 +71,7 @@ impl World {
             let request = AskRequest {
                 target: ActorId::new(peer, ACTOR_BASE + actor),
                 message_type: "ask".into(),
-                payload: token.to_le_bytes().to_vec(),
+                payload: token.to_le_bytes().to_vec().into(),
                 trace: None,
             };
             let timeout = self.scenario.workload.ask_timeout;

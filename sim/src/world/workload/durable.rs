@@ -272,7 +272,7 @@ impl World {
                 let body = Arc::new(DataBody::Tell {
                     target: ActorId::new(to, SERVICE_LOCAL_ID),
                     message_type: MESSAGE_TYPE.to_string(),
-                    payload: bytes,
+                    payload: bytes.into(),
                     trace: None,
                 });
                 if let Some(core) = self.nodes[i].core.as_mut() {

@@ -75,7 +75,7 @@ impl World {
             let body = Arc::new(DataBody::Tell {
                 target: ActorId::new(self.nodes[to].id, ACTOR_BASE + actor),
                 message_type: String::new(),
-                payload,
+                payload: payload.into(),
                 trace: None,
             });
             let now = self.local(i, self.now);
