@@ -27,6 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use plexus::Node;
+use plexus::actors::codec::Bytes;
 use plexus::actors::runtime::{Actor, ActorError, Context, Message, Wire};
 use plexus::mesh::allowlist::{Allowlist, NodeEntry, SignedAllowlist};
 use plexus::mesh::cluster::ClusterConfig;
@@ -36,11 +37,12 @@ use plexus::vocab::resources::{Resources, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// Byte payloads are marked `serde_bytes` so the codec copies them as one string
-/// (as ractor_cluster's `BytesConvertable` does) instead of element by element.
+/// The payload is `Bytes` marked `codec::shared_bytes`, the SDK's form for byte
+/// payloads: one string on the wire (as ractor_cluster's `BytesConvertable`),
+/// and on the receiving node a slice of the frame it arrived in, not a copy.
 #[derive(Serialize, Deserialize)]
 enum BenchMsg {
-    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    Data(#[serde(with = "plexus::actors::codec::shared_bytes")] Bytes),
     Count,
 }
 
@@ -150,8 +152,9 @@ async fn client(boot: &str, sizes: Sizes) {
         let payload = vec![7u8; size];
         let start = Instant::now();
         for _ in 0..n {
+            // A fresh buffer per message, as the ractor_cluster peer's `Vec` clone.
             counter
-                .tell(BenchMsg::Data(payload.clone()))
+                .tell(BenchMsg::Data(Bytes::copy_from_slice(&payload)))
                 .await
                 .expect("tell");
         }

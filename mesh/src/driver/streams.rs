@@ -9,6 +9,7 @@
 //!   counted and dropped, a bad length closes the stream) and hands them to the loop
 //!   in batches tagged with the peer the transport authenticated.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
@@ -28,9 +29,13 @@ pub(super) const PROTOCOL: StreamProtocol = StreamProtocol::new(PROTOCOL_NAME);
 /// Bytes read from a stream at a time (more when the rest of a large frame is due).
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
-/// Outbound bytes for one peer, drained by its writer task.
+/// Queued batches up to this size are joined into one write.
+const JOIN_BYTES_MAX: usize = 64 * 1024;
+
+/// Outbound bytes for one peer, drained by its writer task: batches of encoded
+/// frames, queued as the loop made them (a batch is never copied into another).
 pub(super) struct PeerOut {
-    pub(super) buf: Mutex<Vec<u8>>,
+    pub(super) buf: Mutex<VecDeque<Vec<u8>>>,
     pub(super) wake: Notify,
     /// The stream is open: data frames may be written.
     pub(super) ready: AtomicBool,
@@ -41,7 +46,7 @@ pub(super) struct PeerOut {
 impl PeerOut {
     pub(super) fn new() -> Self {
         Self {
-            buf: Mutex::new(Vec::new()),
+            buf: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             ready: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -50,17 +55,24 @@ impl PeerOut {
 
     /// Bytes waiting to be written.
     pub(super) fn buffered(&self) -> usize {
-        self.buf.lock().map(|b| b.len()).unwrap_or(0)
+        self.buf
+            .lock()
+            .map(|b| b.iter().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 
-    /// Appends a batch of encoded frames and wakes the writer.
-    pub(super) fn append(&self, mut bytes: Vec<u8>) {
+    /// Queues a batch of encoded frames and wakes the writer. Small batches are
+    /// joined (one write for many frames); a large one is queued as it is.
+    pub(super) fn append(&self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
         let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        if buf.is_empty() {
-            // The writer has drained what it had: hand over the batch, no copy.
-            std::mem::swap(&mut *buf, &mut bytes);
-        } else {
-            buf.extend_from_slice(&bytes);
+        match buf.back_mut() {
+            Some(last) if last.len() + bytes.len() <= JOIN_BYTES_MAX => {
+                last.extend_from_slice(&bytes)
+            }
+            _ => buf.push_back(bytes),
         }
         drop(buf);
         self.wake.notify_one();
@@ -171,25 +183,26 @@ pub(super) async fn write_loop(
             .map_err(|e| e.to_string())?;
         out.ready.store(true, SeqCst);
         let _ = cmd.send(Command::StreamReady(node));
-        let mut batch = Vec::new();
+        let mut batches = VecDeque::new();
         loop {
             let notified = out.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut buf = out.buf.lock().unwrap_or_else(|p| p.into_inner());
-                std::mem::swap(&mut *buf, &mut batch);
+                std::mem::swap(&mut *buf, &mut batches);
             }
-            if batch.is_empty() {
+            if batches.is_empty() {
                 if out.closed.load(SeqCst) {
                     return Ok(());
                 }
                 notified.await;
                 continue;
             }
-            stream.write_all(&batch).await.map_err(|e| e.to_string())?;
+            for batch in batches.drain(..) {
+                stream.write_all(&batch).await.map_err(|e| e.to_string())?;
+            }
             stream.flush().await.map_err(|e| e.to_string())?;
-            batch.clear();
         }
     }
     .await;
