@@ -26,6 +26,7 @@
 
 use std::cell::RefCell;
 
+use bytes::Buf as _;
 pub use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -238,14 +239,17 @@ pub fn encode_delimited_into<T: Serialize + ?Sized>(
 /// Two ways in: [`extend`](Self::extend) copies bytes the caller already has;
 /// [`room`](Self::room) and [`advance`](Self::advance) let the transport read
 /// straight into the reader's buffer, so a frame is written once, by the read.
-/// Frames come out as [`Bytes`] sharing that buffer (no copy), and
-/// [`decode_shared_with_limit`] shares their byte strings in turn.
+/// Frames of at least [`FRAME_SHARE_MIN_BYTES`] come out as [`Bytes`] sharing
+/// that buffer (no copy), and [`decode_shared_with_limit`] shares their byte
+/// strings in turn; smaller frames are copied out.
 ///
 /// Bound: it buffers at most one frame plus one read, and refuses a length prefix
 /// above its limit at once ([`CodecError::Oversized`]). After an error the stream is
-/// out of sync and must be closed; the reader keeps returning that error. A frame
-/// handed out keeps its buffer alive while any slice of it lives; the reader
-/// starts a new buffer when it needs room the shared one cannot give.
+/// out of sync and must be closed; the reader keeps returning that error. A shared
+/// frame keeps its buffer alive while any slice of it lives: at most the frame
+/// and one read's room, so what a held slice keeps is within a small factor of
+/// itself (a small frame, copied, keeps only itself). The reader starts a new
+/// buffer when it needs room a shared one cannot give.
 #[derive(Debug)]
 pub struct FrameReader {
     /// `[..filled]`: bytes read and not yet returned as frames; the rest is
@@ -333,12 +337,23 @@ impl FrameReader {
         if self.filled < 4 + len {
             return Ok(None);
         }
-        let mut frame = self.buf.split_to(4 + len);
         self.filled -= 4 + len;
-        let _prefix = frame.split_to(4);
+        if len < FRAME_SHARE_MIN_BYTES {
+            // Copied out, so the buffer stays the reader's own, to be reused.
+            let frame = Bytes::copy_from_slice(&self.buf[4..4 + len]);
+            self.buf.advance(4 + len);
+            return Ok(Some(frame));
+        }
+        let mut frame = self.buf.split_to(4 + len);
+        frame.advance(4);
         Ok(Some(frame.freeze()))
     }
 }
+
+/// Frames shorter than this are copied out of [`FrameReader`]'s buffer instead
+/// of shared: the copy is cheap, and a small message held for long (in a
+/// mailbox, say) then holds only itself, not the buffer it arrived in.
+pub const FRAME_SHARE_MIN_BYTES: usize = 16 * 1024;
 
 thread_local! {
     /// The input of the shared decode running on this thread, if any.
@@ -659,6 +674,9 @@ mod tests {
         // arrived in, then one for the whole frame), not into a buffer grown
         // again and again.
         assert!(bases.len() <= 2, "the frame moved {} times", bases.len());
+        // And it is handed out as the buffer it was read into, not a copy.
+        let big_at = frames[1].as_ptr() as usize - 4;
+        assert!(bases.contains(&big_at), "the large frame was copied");
         // Room is never handed out past what was counted as read.
         let mut reader = FrameReader::new(16);
         let room = reader.room(8).len();
