@@ -485,11 +485,16 @@ impl StorageService {
         let Ok(bytes) = wire.encode() else {
             return;
         };
+        self.send_encoded(system, st, to, bytes.into());
+    }
+
+    /// Sends a storage message already encoded.
+    fn send_encoded(&self, system: &ActorSystem, st: &mut StorageState, to: NodeId, bytes: Bytes) {
         let peer = system.resolve::<StorageMsg>(ActorId::new(to, STORAGE_LOCAL_ID));
         if peer
             .try_tell(StorageMsg::Wire {
                 from: system.node_id(),
-                bytes: bytes.into(),
+                bytes,
             })
             .is_err()
         {
@@ -969,6 +974,10 @@ impl StorageService {
                 break;
             }
             let (chunk, replicas, bytes) = (op.chunk, op.replicas, op.bytes.clone());
+            // One request number and one encoding for every node asked now: the
+            // chunk is copied into a message once, however many copies go out.
+            let req = Self::next_req(st);
+            let mut encoded: Option<Bytes> = None;
             for t in targets {
                 if t == me {
                     let after = AfterWrite::Put { put: id };
@@ -978,22 +987,22 @@ impl StorageService {
                         op.plan.handle(me, Answer::from(outcome));
                     }
                 } else {
-                    let req = Self::next_req(st);
                     st.pending.insert(
                         (t, req),
                         (Pending::Store { put: id }, Instant::now() + REQUEST_TIMEOUT),
                     );
-                    self.send(
-                        system,
-                        st,
-                        t,
-                        &StorageWire::Store {
+                    if encoded.is_none() {
+                        let store = StorageWire::Store {
                             req,
                             chunk,
                             replicas,
                             bytes: bytes.clone(),
-                        },
-                    );
+                        };
+                        encoded = store.encode().ok().map(Bytes::from);
+                    }
+                    if let Some(message) = &encoded {
+                        self.send_encoded(system, st, t, message.clone());
+                    }
                 }
             }
         }
