@@ -99,25 +99,26 @@ pub struct AskRequest {
     pub trace: Option<TraceContext>,
 }
 
-/// Why [`Cluster::ask`] did not take an ask. The request comes back inside.
+/// Why [`Cluster::ask`] did not take an ask. The request comes back inside
+/// (boxed: the error stays small on the path that succeeds).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AskRefused {
     /// The user window to the peer is full: back off until frames are acknowledged.
     #[error("the window to the peer is full")]
-    WindowFull(AskRequest),
+    WindowFull(Box<AskRequest>),
     /// `asks.pending_max` asks are pending already.
     #[error("too many asks pending")]
-    TooMany(AskRequest),
+    TooMany(Box<AskRequest>),
     /// Membership has the peer dead or departed.
     #[error("the peer is down")]
-    PeerDown(AskRequest),
+    PeerDown(Box<AskRequest>),
     /// The peer is this node (the caller's mistake: local actors are asked locally).
     #[error("an ask addressed to this node itself")]
-    ToSelf(AskRequest),
+    ToSelf(Box<AskRequest>),
     /// The request is over the mesh's `message_bytes_max` (the caller's mistake).
     #[error("the request is over the mesh's bound on a message")]
-    TooLarge(AskRequest),
+    TooLarge(Box<AskRequest>),
 }
 
 impl AskRefused {
@@ -128,7 +129,7 @@ impl AskRefused {
             | AskRefused::TooMany(r)
             | AskRefused::PeerDown(r)
             | AskRefused::ToSelf(r)
-            | AskRefused::TooLarge(r) => r,
+            | AskRefused::TooLarge(r) => *r,
         }
     }
 }
@@ -372,24 +373,24 @@ impl Cluster {
     ) -> Result<u64, AskRefused> {
         self.clock(now);
         if peer == self.me {
-            return Err(AskRefused::ToSelf(request));
+            return Err(AskRefused::ToSelf(Box::new(request)));
         }
         if self.membership.state_of(&peer).is_some_and(|s| s.is_down()) {
-            return Err(AskRefused::PeerDown(request));
+            return Err(AskRefused::PeerDown(Box::new(request)));
         }
         if self.asks.is_full() {
-            return Err(AskRefused::TooMany(request));
+            return Err(AskRefused::TooMany(Box::new(request)));
         }
         let bytes = crate::wire::request_size_bytes(&request.message_type, &request.payload);
         if !self.delivery.config().fits(bytes) {
-            return Err(AskRefused::TooLarge(request));
+            return Err(AskRefused::TooLarge(Box::new(request)));
         }
         if !self
             .delivery
             .user_window(&peer)
             .admits(bytes, self.delivery.config())
         {
-            return Err(AskRefused::WindowFull(request));
+            return Err(AskRefused::WindowFull(Box::new(request)));
         }
         let corr = self.asks.allocate();
         let AskRequest {

@@ -20,7 +20,7 @@ use data_encoding::BASE64;
 use indicatif::{ProgressBar, ProgressStyle};
 use plexus_storage::access::{self, Identity};
 use plexus_storage::manifest::CHUNK_BYTES_DEFAULT;
-use plexus_storage::seal::{FileKey, Sealer};
+use plexus_storage::seal::{FileKey, Sealer, TAG_BYTES};
 use plexus_storage::{ChunkId, Manifest, Sealing};
 use serde_json::{Value, json};
 
@@ -445,22 +445,30 @@ pub fn store(
     let jobs = (0..count as usize).map(|i| {
         let len = left.min(u64::from(chunk_bytes));
         left -= len;
-        let mut plain = vec![0u8; len as usize];
-        source
-            .read_exact(&mut plain)
+        // Room for the seal's tag too, so the chunk is sealed where it was read;
+        // read without zeroing the buffer first.
+        let mut plain = Vec::with_capacity(len as usize + TAG_BYTES);
+        let read = (&mut source)
+            .take(len)
+            .read_to_end(&mut plain)
             .map_err(|e| CliError::Failed(format!("{}: {e}", file.display())))?;
+        if read as u64 != len {
+            return Err(CliError::Failed(format!(
+                "{}: the file ended early (it changed while being read)",
+                file.display()
+            )));
+        }
         Ok((i, plain))
     });
     pipeline(
         jobs,
         |i, plain: Vec<u8>| {
             let len = plain.len() as u64;
-            let stored = match &sealer {
-                Some(s) => s
-                    .seal(i as u64, &plain)
-                    .map_err(|e| CliError::Failed(e.to_string()))?,
-                None => plain,
-            };
+            let mut stored = plain;
+            if let Some(s) = &sealer {
+                s.seal_in_place(i as u64, &mut stored)
+                    .map_err(|e| CliError::Failed(e.to_string()))?;
+            }
             let expected = ChunkId::of(&stored);
             let answer = api.post_bytes(&format!("/v1/fs/chunks{q}"), &stored)?;
             let id = answer
@@ -698,12 +706,12 @@ fn fetch_all(
                         "chunk {i} ({c}) came back altered; the node's copy is corrupt"
                     )));
                 }
-                match sealer {
-                    Some(s) => s
-                        .open(i as u64, &bytes)
-                        .map_err(|e| CliError::Failed(e.to_string())),
-                    None => Ok(bytes),
+                let mut bytes = bytes;
+                if let Some(s) = sealer {
+                    s.open_in_place(i as u64, &mut bytes)
+                        .map_err(|e| CliError::Failed(e.to_string()))?;
                 }
+                Ok(bytes)
             },
             |i, plain| {
                 ready.insert(i, plain);

@@ -9,7 +9,7 @@
 //! short without the tag failing. A chunk is named by the hash of the sealed
 //! bytes, so storing nodes see and address only ciphertext.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 /// The authentication tag each sealed chunk carries.
@@ -86,29 +86,36 @@ impl Sealer {
 
     /// Chunk `index`'s plaintext, sealed: `plain.len() + TAG_BYTES` bytes.
     pub fn seal(&self, index: u64, plain: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut sealed = Vec::with_capacity(plain.len() + TAG_BYTES);
+        sealed.extend_from_slice(plain);
+        self.seal_in_place(index, &mut sealed)?;
+        Ok(sealed)
+    }
+
+    /// Seals chunk `index`'s plaintext where it is: `buf` becomes the sealed
+    /// chunk, [`TAG_BYTES`] longer (give it that much spare capacity to spare
+    /// a reallocation). On an error `buf` is left as it was.
+    pub fn seal_in_place(&self, index: u64, buf: &mut Vec<u8>) -> Result<(), SealError> {
         let nonce = Sealer::nonce(&self.prefix, index);
         self.cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plain,
-                    aad: &self.aad(index),
-                },
-            )
+            .encrypt_in_place(XNonce::from_slice(&nonce), &self.aad(index), buf)
             .map_err(|_| SealError::Seal { index })
     }
 
     /// Chunk `index`'s plaintext, if `sealed` opens under this file's key there.
     pub fn open(&self, index: u64, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut plain = sealed.to_vec();
+        self.open_in_place(index, &mut plain)?;
+        Ok(plain)
+    }
+
+    /// Opens sealed chunk `index` where it is: `buf` becomes its plaintext if it
+    /// opens under this file's key there (the tag is checked before anything is
+    /// decrypted); otherwise an error, and `buf` is left as it was.
+    pub fn open_in_place(&self, index: u64, buf: &mut Vec<u8>) -> Result<(), SealError> {
         let nonce = Sealer::nonce(&self.prefix, index);
         self.cipher
-            .decrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &self.aad(index),
-                },
-            )
+            .decrypt_in_place(XNonce::from_slice(&nonce), &self.aad(index), buf)
             .map_err(|_| SealError::Open { index })
     }
 }
@@ -138,6 +145,15 @@ mod tests {
         let sealed = s.seal(1, &plain).unwrap();
         assert_eq!(sealed.len(), plain.len() + TAG_BYTES);
         assert_eq!(s.open(1, &sealed).unwrap(), plain);
+        // In place, the same; a refusal leaves the buffer as it was.
+        let mut buf = sealed.clone();
+        assert_eq!(
+            s.open_in_place(2, &mut buf),
+            Err(SealError::Open { index: 2 })
+        );
+        assert_eq!(buf, sealed);
+        s.open_in_place(1, &mut buf).unwrap();
+        assert_eq!(buf, plain);
         // The ciphertext holds no run of the plaintext.
         assert!(
             !sealed
