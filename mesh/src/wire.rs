@@ -228,17 +228,22 @@ mod tests {
         ]
     }
 
+    /// A data frame of one link carrying `body`.
+    fn data(body: DataBody) -> Frame {
+        Frame::Data(DataFrame {
+            session: 1,
+            epoch: 1,
+            seq: 1,
+            body: Arc::new(body),
+        })
+    }
+
     #[test]
     fn a_chunk_is_a_byte_string_on_the_wire() {
         let frame = |n: usize| {
-            Frame::Data(DataFrame {
-                session: 1,
-                epoch: 1,
-                seq: 1,
-                body: Arc::new(DataBody::Chunk {
-                    bytes: Bytes::from(vec![0xFF; n]),
-                    last: false,
-                }),
+            data(DataBody::Chunk {
+                bytes: Bytes::from(vec![0xFF; n]),
+                last: false,
             })
         };
         let small = encode_frame(&frame(0)).unwrap().len();
@@ -262,16 +267,11 @@ mod tests {
     #[test]
     fn payloads_are_slices_of_the_frame_and_small_ones_copies() {
         let tell = |n: usize| {
-            Frame::Data(DataFrame {
-                session: 1,
-                epoch: 1,
-                seq: 1,
-                body: Arc::new(DataBody::Tell {
-                    target: ActorId::new(plexus_actors::NodeId::synthetic(1), 2),
-                    message_type: "m".into(),
-                    payload: Bytes::from(vec![0x5A; n]),
-                    trace: None,
-                }),
+            data(DataBody::Tell {
+                target: ActorId::new(plexus_actors::NodeId::synthetic(1), 2),
+                message_type: "m".into(),
+                payload: Bytes::from(vec![0x5A; n]),
+                trace: None,
             })
         };
         for (n, shared) in [(10 << 10, true), (codec::SHARE_MIN_BYTES - 1, false)] {

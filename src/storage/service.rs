@@ -873,8 +873,7 @@ impl StorageService {
                         chunk: want,
                         replicas,
                     } if want == chunk => match good {
-                        Some(b) => {
-                            let bytes = b;
+                        Some(bytes) => {
                             let after = AfterWrite::Repair { from };
                             if let Some(outcome) = self.store(st, chunk, replicas, bytes, after) {
                                 self.after_write(
