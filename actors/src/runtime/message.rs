@@ -80,7 +80,8 @@ where
 pub trait ProtocolBytes: Message<Reply = ()> {
     /// The wire type name (a frame naming another type is refused).
     const TYPE_NAME: &'static str;
-    /// The largest body accepted; a longer one is refused before it is copied.
+    /// The largest body accepted; a longer one is refused before the message is
+    /// built.
     const BYTES_MAX: usize;
     /// The bytes to send (shared, not copied), or `None` for a local-only variant.
     fn protocol_bytes(&self) -> Option<Bytes>;

@@ -33,7 +33,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 const JOIN_BYTES_MAX: usize = 64 * 1024;
 
 /// Outbound bytes for one peer, drained by its writer task: batches of encoded
-/// frames, queued as the loop made them (a batch is never copied into another).
+/// frames, queued as the loop made them (only small ones are joined; a large
+/// batch is never copied into another).
 pub(super) struct PeerOut {
     pub(super) buf: Mutex<VecDeque<Vec<u8>>>,
     pub(super) wake: Notify,
