@@ -684,6 +684,35 @@ mod tests {
         assert_eq!(reader.buffered(), room);
     }
 
+    #[test]
+    fn small_frames_are_copied_out_and_the_buffer_is_reused() {
+        let mut stream = Vec::new();
+        for i in 0..3u32 {
+            write_delimited(&encode(&i).unwrap(), 1 << 20, &mut stream).unwrap();
+        }
+        let mut reader = FrameReader::new(1 << 20);
+        let room = reader.room(4096);
+        let base = room.as_ptr() as usize;
+        room[..stream.len()].copy_from_slice(&stream);
+        reader.advance(stream.len());
+        let mut frames = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            frames.push(frame);
+        }
+        assert_eq!(frames.len(), 3);
+        for (i, frame) in frames.iter().enumerate() {
+            assert_eq!(decode::<u32>(frame).unwrap(), i as u32);
+            let at = frame.as_ptr() as usize;
+            assert!(
+                !(base..base + 4096).contains(&at),
+                "a small frame shares the read buffer"
+            );
+        }
+        // No frame holds the buffer, so the reader has it back: the next room is
+        // the same memory.
+        assert_eq!(reader.room(4096).as_ptr() as usize, base);
+    }
+
     #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
     struct Shared {
         #[serde(with = "shared_bytes")]
