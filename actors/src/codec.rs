@@ -367,16 +367,7 @@ pub const SHARE_MIN_BYTES: usize = 512;
 
 /// Runs `decode` with `source` as the input that [`shared_bytes`] fields slice.
 fn with_shared_source<R>(source: &Bytes, decode: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Bytes>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            SHARED_SOURCE.with(|slot| *slot.borrow_mut() = previous);
-        }
-    }
-    let previous = SHARED_SOURCE.with(|slot| slot.borrow_mut().replace(source.clone()));
-    let _restore = Restore(previous);
-    decode()
+    crate::scoped::with_slot(&SHARED_SOURCE, source.clone(), decode)
 }
 
 /// [`decode_body`] from shared bytes: fields declared with [`shared_bytes`] come

@@ -22,6 +22,7 @@ pub mod id;
 pub mod migratable;
 pub mod pipeline;
 pub mod rng;
+mod scoped;
 pub mod time;
 
 #[cfg(feature = "runtime")]

@@ -240,22 +240,13 @@ impl<M: Message> Inbox for TypedInbox<M> {
 
 thread_local! {
     static DECODE_SYSTEM: RefCell<Option<WeakSystem>> = const { RefCell::new(None) };
-    static DECODE_SENDER: std::cell::Cell<Option<NodeId>> = const { std::cell::Cell::new(None) };
+    static DECODE_SENDER: RefCell<Option<NodeId>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` (a decode) knowing that the message came from node `from`, as the
 /// transport authenticated it; a decoder reads it with [`decode_sender`].
 pub fn with_decode_sender<R>(from: NodeId, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<NodeId>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            DECODE_SENDER.with(|slot| slot.set(previous));
-        }
-    }
-    let previous = DECODE_SENDER.with(|slot| slot.replace(Some(from)));
-    let _restore = Restore(previous);
-    f()
+    crate::scoped::with_slot(&DECODE_SENDER, from, f)
 }
 
 /// Inside a decoder of a message from another node: the node it came from, as the
@@ -263,7 +254,7 @@ pub fn with_decode_sender<R>(from: NodeId, f: impl FnOnce() -> R) -> R {
 /// [`ActorSystem::try_deliver_remote`]. Decoders of protocol messages pass it on,
 /// so the protocol's core can check the sender may say what it says.
 pub fn decode_sender() -> Option<NodeId> {
-    DECODE_SENDER.with(std::cell::Cell::get)
+    DECODE_SENDER.with(|slot| *slot.borrow())
 }
 
 /// The node a message came from, for a message that needs to know who asks (the
@@ -306,16 +297,7 @@ impl<'de> Deserialize<'de> for Origin {
 
 /// Runs `f` (a decode) with `system` as the place refs inside bind to.
 pub fn with_decode_context<R>(system: &ActorSystem, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<WeakSystem>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            DECODE_SYSTEM.with(|slot| *slot.borrow_mut() = previous);
-        }
-    }
-    let previous = DECODE_SYSTEM.with(|slot| slot.borrow_mut().replace(system.downgrade()));
-    let _restore = Restore(previous);
-    f()
+    crate::scoped::with_slot(&DECODE_SYSTEM, system.downgrade(), f)
 }
 
 fn decode_system() -> Option<ActorSystem> {
