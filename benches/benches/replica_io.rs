@@ -42,7 +42,7 @@ fn main() -> Result<(), String> {
         ballot,
         version: 1,
         set: set.clone(),
-        body: body.clone(),
+        body: body.clone().into(),
     };
     for key in [&whole_key, &patch_key] {
         let op = ReplicaOp::Write {
@@ -64,7 +64,7 @@ fn main() -> Result<(), String> {
                 ballot,
                 version,
                 set: set.clone(),
-                body: body.clone(),
+                body: body.clone().into(),
             };
             // The whole record, as every commit was sent before patches.
             let start = Instant::now();

@@ -1345,7 +1345,7 @@ impl Activation {
             ballot: self.ballot,
             version: self.version,
             set: set.clone(),
-            body,
+            body: body.into(),
         };
         // Pacing counts the whole body either way: every replica still stores it.
         self.last_bytes = record.body.len();

@@ -294,7 +294,7 @@ impl RecordPatch {
             ballot: self.ballot,
             version: self.version,
             set: self.set.clone(),
-            body: self.rebuild(&base.body, max)?,
+            body: self.rebuild(&base.body, max)?.into(),
         })
     }
 
@@ -331,11 +331,11 @@ mod tests {
             ballot,
             version: 1,
             set: set.clone(),
-            body: b"the old body".to_vec(),
+            body: b"the old body".to_vec().into(),
         };
         let next = Record {
             version: 2,
-            body: b"the new body, longer".to_vec(),
+            body: b"the new body, longer".to_vec().into(),
             ..base.clone()
         };
         let patch = RecordPatch {

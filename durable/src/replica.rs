@@ -377,7 +377,7 @@ mod tests {
             ballot,
             version,
             set: crate::types::ReplicaSet::single(NodeId::synthetic(1)),
-            body: version.to_le_bytes().to_vec(),
+            body: version.to_le_bytes().to_vec().into(),
         }
     }
 
@@ -463,7 +463,7 @@ mod tests {
             },
         );
         let next = Record {
-            body: b"a new body, longer than the old".to_vec(),
+            body: b"a new body, longer than the old".to_vec().into(),
             ..rec(b(1, 1), 2)
         };
         let patch = |base_order, digest_of: &[u8]| ReplicaOp::Patch {

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use plexus_actors::NodeId;
+use plexus_actors::codec::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest durable key, in bytes.
@@ -213,9 +214,12 @@ pub struct Record {
     /// from another set follows it there, so state a reconfiguration moved is
     /// always found (see [`crate::activation`]).
     pub set: ReplicaSet,
-    /// The encoded [`crate::activation::DurableState`].
-    #[serde(with = "serde_bytes")]
-    pub body: Vec<u8>,
+    /// The encoded [`crate::activation::DurableState`]. Shared, not copied: a
+    /// store's cache, a fence reply and an activation's base hold one buffer, and a
+    /// record decoded through [`plexus_actors::codec::decode_body_shared`] is a
+    /// slice of its message. On the wire, the byte string `serde_bytes` writes.
+    #[serde(with = "plexus_actors::codec::shared_bytes")]
+    pub body: Bytes,
 }
 
 impl Record {

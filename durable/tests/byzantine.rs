@@ -476,7 +476,7 @@ fn a_forged_handoff_cannot_replace_the_state() {
         ballot: b(holder.round + 1, liar()),
         version: 1,
         set: set(&[1, 2, 3]),
-        body: codec::encode_body(&fake).unwrap(),
+        body: codec::encode_body(&fake).unwrap().into(),
     };
     let handoff = |from: NodeId, record: Record| {
         DurableMsg::Handoff(Handoff {
@@ -853,7 +853,7 @@ fn a_release_runs_only_once_the_schedulers_replicas_show_its_sender_holds_the_sc
         ballot: b(1, n(3)),
         version: 1,
         set: set(&[3, 6, 7]),
-        body: vec![1, 2, 3],
+        body: vec![1, 2, 3].into(),
     };
     let mut store = MemStore::default();
     plexus_durable::SlotStore::put(

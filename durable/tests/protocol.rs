@@ -641,7 +641,10 @@ fn commits_travel_as_patches_and_a_replica_that_cannot_use_one_gets_the_record_w
     net.crash(n(2));
     let disk = net.disks.get_mut(&n(2)).unwrap();
     let mut slot = disk.slots()[&a].clone();
-    slot.record.as_mut().unwrap().body[0] ^= 0xff;
+    let record = slot.record.as_mut().unwrap();
+    let mut body = record.body.to_vec();
+    body[0] ^= 0xff;
+    record.body = body.into();
     plexus_durable::SlotStore::put(disk, &a, slot).unwrap();
     net.boot(n(2));
     client(&mut net, 20);

@@ -1,13 +1,16 @@
 //! A durable protocol message from a peer: decoding never panics, whatever
-//! decodes round-trips, and a patch in it applies to a base or fails cleanly,
+//! decodes round-trips (shared or copied, the same message), and a patch in it applies to a base or fails cleanly,
 //! never building more than the bound.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plexus_durable::wire::{DurableMsg, ReplicaOp, decode, encode};
+use plexus_durable::wire::{DurableMsg, ReplicaOp, decode, decode_shared, encode};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(msg) = decode(data) {
+    // The service decodes from the frame's shared bytes: the same answer.
+    let shared = decode_shared(&data.to_vec().into());
+    assert_eq!(shared.is_ok(), decode(data).is_ok());
+    if let Ok(msg) = shared {
         let _ = msg.key();
         let bytes = encode(&msg).expect("a decoded message re-encodes");
         let again = decode(&bytes).expect("a re-encoded message decodes");

@@ -189,7 +189,8 @@ fn record() -> Record {
         ballot: ballot(),
         version: 5,
         set: set(),
-        body: codec::encode_body(&DurableState::empty()).expect("a state encodes"),
+        body: codec::encode_body(&DurableState::empty()).expect("a state encodes")
+            .into(),
     }
 }
 

@@ -581,8 +581,14 @@ impl<S: SlotStore> DurableHost<S> {
 
     /// A durable message from another node's service; `from` is the sender the
     /// transport authenticated (never a field of the message).
-    pub fn handle_wire(&mut self, now: Time, from: NodeId, bytes: &[u8]) -> Result<(), WireError> {
-        let msg = wire::decode(bytes).map_err(WireError::Undecodable)?;
+    /// A record's body in it stays a slice of `bytes`.
+    pub fn handle_wire(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        bytes: &plexus_actors::codec::Bytes,
+    ) -> Result<(), WireError> {
+        let msg = wire::decode_shared(bytes).map_err(WireError::Undecodable)?;
         self.core.handle(now, from, msg).map_err(WireError::Refused)
     }
 

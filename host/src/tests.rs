@@ -247,7 +247,9 @@ impl Net {
                                 continue;
                             }
                             if !self.dead.contains(&j) {
-                                self.hosts[j].handle_wire(self.now, me, &bytes).unwrap();
+                                self.hosts[j]
+                                    .handle_wire(self.now, me, &bytes.clone().into())
+                                    .unwrap();
                             }
                         }
                         Effect::Register { name, rank, actor } => {
@@ -675,7 +677,11 @@ fn what_goes_on_the_wire_is_the_durable_codec() {
     let host = net.host_of(&key)[0];
     assert_eq!(sent, usize::from(host != 2));
     let from = net.hosts[1].id();
-    assert!(net.hosts[0].handle_wire(net.now, from, b"garbage").is_err());
+    assert!(
+        net.hosts[0]
+            .handle_wire(net.now, from, &b"garbage"[..].into())
+            .is_err()
+    );
 }
 
 /// The bytes every host's store holds (the in-memory `SlotStore`, encoded as a

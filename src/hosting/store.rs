@@ -572,7 +572,7 @@ mod tests {
                 ballot,
                 version,
                 set: ReplicaSet::single(NodeId::synthetic(1)),
-                body: vec![7; 100],
+                body: vec![7; 100].into(),
             }),
             digest: None,
         }
@@ -669,7 +669,7 @@ mod tests {
     /// A slot with a 1,000-byte body.
     fn base() -> Slot {
         let mut s = slot(1);
-        s.record.as_mut().unwrap().body = vec![7; 1_000];
+        s.record.as_mut().unwrap().body = vec![7; 1_000].into();
         s
     }
 
@@ -681,7 +681,9 @@ mod tests {
             let mut next = prev.clone();
             let record = next.record.as_mut().unwrap();
             record.version += 1;
-            record.body[i] = 100;
+            let mut body = record.body.to_vec();
+            body[i] = 100;
+            record.body = body.into();
             let old = prev.record.as_ref().unwrap();
             let patch = RecordPatch {
                 ballot: record.ballot,
@@ -795,7 +797,7 @@ mod tests {
         );
         // One entry over the bound stays: the newest is always kept.
         let mut big = slot(4);
-        big.record.as_mut().unwrap().body = vec![0; 1_000];
+        big.record.as_mut().unwrap().body = vec![0; 1_000].into();
         cache.insert(&keys[1], big, 0, 0);
         assert_eq!(cache.slots.len(), 1);
         assert!(cache.slots.contains_key(&keys[1]));

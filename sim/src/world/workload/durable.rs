@@ -172,7 +172,12 @@ impl World {
     /// A durable message arrived at node `to` over the mesh from node `from`,
     /// the sender the simulated transport authenticated (the node the frame
     /// really came from).
-    pub(in crate::world) fn on_durable(&mut self, to: usize, from: NodeId, payload: &[u8]) {
+    pub(in crate::world) fn on_durable(
+        &mut self,
+        to: usize,
+        from: NodeId,
+        payload: &plexus_actors::codec::Bytes,
+    ) {
         self.byzantine_heard_durable(to, payload);
         let now = self.local(to, self.now);
         let Some(host) = self.nodes[to].host.as_mut() else {
@@ -738,7 +743,7 @@ mod lie_tests {
                 ballot: holder,
                 version: 2,
                 set: ReplicaSet::single(honest),
-                body: vec![7; 16],
+                body: vec![7; 16].into(),
             }),
             digest: None,
         };
