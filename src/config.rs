@@ -147,6 +147,11 @@ pub struct DurableFile {
     /// every commit whole, the migration bench's peer).
     #[serde(default = "yes")]
     pub patches: bool,
+    /// Before a live migration's pause, the target restores the actor from its
+    /// own replica (a warm standby; default `true`; `false` restores during the
+    /// pause, the migration bench's peer).
+    #[serde(default = "yes")]
+    pub warm_handoffs: bool,
 }
 
 fn yes() -> bool {
@@ -158,6 +163,7 @@ impl Default for DurableFile {
         Self {
             durability: Default::default(),
             patches: yes(),
+            warm_handoffs: yes(),
         }
     }
 }
@@ -344,6 +350,8 @@ pub struct NodeSettings {
     pub durability: crate::hosting::store::Durability,
     /// Whether commits go as patches (`[durable] patches`).
     pub commit_patches: bool,
+    /// Whether migration targets prepare warm standbys (`[durable] warm_handoffs`).
+    pub warm_handoffs: bool,
 }
 
 impl NodeSettings {
@@ -352,6 +360,7 @@ impl NodeSettings {
         let mut config =
             plexus_host::HostConfig::default().fit_lease(self.membership.detection_min());
         config.node.activation.patches = self.commit_patches;
+        config.node.activation.warm_handoffs = self.warm_handoffs;
         config
     }
 }
@@ -736,6 +745,7 @@ impl NodeFile {
             storage,
             durability: self.durable.durability,
             commit_patches: self.durable.patches,
+            warm_handoffs: self.durable.warm_handoffs,
         })
     }
 }
@@ -799,6 +809,18 @@ mod tests {
         assert!(each.host_config().node.activation.patches);
         let whole = settle("[durable]\npatches = false\n").unwrap();
         assert!(!whole.host_config().node.activation.patches);
+        // So are warm standbys.
+        assert!(
+            settle("")
+                .unwrap()
+                .host_config()
+                .node
+                .activation
+                .warm_handoffs
+        );
+        let cold = settle("[durable]\nwarm_handoffs = false\n").unwrap();
+        assert!(!cold.host_config().node.activation.warm_handoffs);
+        assert!(cold.host_config().node.activation.patches);
         let e = settle("[durable]\ndurability = \"sometimes\"\n")
             .unwrap_err()
             .to_string();

@@ -15,7 +15,9 @@
 //! leaves the node logs, whose `migrated` lines give each pause's drain part and
 //! whether the handoff named the record by reference; `--whole` sends every
 //! commit whole instead of as a patch of the previous record, the peer;
-//! `--compare` runs patches, whole, patches, whole and prints both). Under `cargo test` it
+//! `--compare` runs patches, whole, patches, whole and prints both; `--cold`
+//! turns warm standbys off, so the target restores during the pause, the peer
+//! of `--compare-warm`, which runs warm, cold, warm, cold). Under `cargo test` it
 //! runs as a smoke test: 3 moves at 200 msg/s of an actor with 10 MiB of state,
 //! whose records cross the mesh in chunks (its frame bound is 8 MiB). No peer runs
 //! here: Orleans and Akka publish no migration-pause figures, and no Rust actor
@@ -49,6 +51,29 @@ struct Params {
     whole: bool,
     /// Runs both ways, alternately, twice each.
     compare: bool,
+    /// No warm standbys (`[durable] warm_handoffs = false`), the previous
+    /// behaviour.
+    cold: bool,
+    /// Runs warm and cold, alternately, twice each.
+    compare_warm: bool,
+}
+
+/// How a run's nodes commit and hand off.
+#[derive(Clone, Copy)]
+struct Mode {
+    whole: bool,
+    cold: bool,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match (self.whole, self.cold) {
+            (false, false) => "patches, warm",
+            (true, false) => "whole, warm",
+            (false, true) => "patches, cold",
+            (true, true) => "whole, cold",
+        }
+    }
 }
 
 fn params(args: &[String]) -> Result<Params, String> {
@@ -69,6 +94,8 @@ fn params(args: &[String]) -> Result<Params, String> {
         keep: args.iter().any(|a| a == "--keep"),
         whole: args.iter().any(|a| a == "--whole"),
         compare: args.iter().any(|a| a == "--compare"),
+        cold: args.iter().any(|a| a == "--cold"),
+        compare_warm: args.iter().any(|a| a == "--compare-warm"),
     })
 }
 
@@ -84,26 +111,32 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let modes = if p.compare {
-        vec![false, true, false, true]
+    let (whole, cold) = (p.whole, p.cold);
+    let modes: Vec<Mode> = if p.compare {
+        [false, true, false, true]
+            .map(|whole| Mode { whole, cold })
+            .to_vec()
+    } else if p.compare_warm {
+        [false, true, false, true]
+            .map(|cold| Mode { whole, cold })
+            .to_vec()
     } else {
-        vec![p.whole]
+        vec![Mode { whole, cold }]
     };
     let mut runs = Vec::new();
-    for (i, whole) in modes.into_iter().enumerate() {
-        match in_scratch_dir(&format!("bench{i}"), p.keep, |dir| bench(dir, &p, whole)) {
-            Ok(pauses) => runs.push((whole, pauses)),
+    for (i, mode) in modes.into_iter().enumerate() {
+        match in_scratch_dir(&format!("bench{i}"), p.keep, |dir| bench(dir, &p, mode)) {
+            Ok(pauses) => runs.push((mode, pauses)),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
         }
     }
-    if p.compare {
+    if p.compare || p.compare_warm {
         println!("== p50/p99 hand-off pause, ms, in the order run");
-        for (whole, (p50, p99)) in runs {
-            let mode = if whole { "whole  " } else { "patches" };
-            println!("{mode} {p50:.2} / {p99:.2}");
+        for (mode, (p50, p99)) in runs {
+            println!("{:<14} {p50:.2} / {p99:.2}", mode.name());
         }
     }
     ExitCode::SUCCESS
@@ -111,9 +144,14 @@ fn main() -> ExitCode {
 
 /// The migration hand-off pauses recorded on `node`, µs.
 fn pauses_on(cluster: &LocalCluster, node: usize) -> Vec<u64> {
+    list_on(cluster, node, "migration_pauses_us")
+}
+
+/// A list of µs figures from `node`'s durable status.
+fn list_on(cluster: &LocalCluster, node: usize, field: &str) -> Vec<u64> {
     cluster.nodes[node]
         .durable()
-        .and_then(|s| s["migration_pauses_us"].as_array().cloned())
+        .and_then(|s| s[field].as_array().cloned())
         .unwrap_or_default()
         .iter()
         .filter_map(Value::as_u64)
@@ -134,11 +172,14 @@ fn hosts_of(cluster: &LocalCluster) -> Vec<usize> {
 }
 
 /// One run; its p50 and p99 pause, ms.
-fn bench(dir: &Path, p: &Params, whole: bool) -> Result<(f64, f64), CliError> {
+fn bench(dir: &Path, p: &Params, mode: Mode) -> Result<(f64, f64), CliError> {
     let (state_bytes, rate, moves) = (p.state_bytes, p.rate, p.moves);
     let exe = std::env::current_exe().map_err(|e| CliError::Failed(e.to_string()))?;
     let options = LocalOptions {
-        extra_config: format!("[durable]\npatches = {}\n", !whole),
+        extra_config: format!(
+            "[durable]\npatches = {}\nwarm_handoffs = {}\n",
+            !mode.whole, !mode.cold
+        ),
         ..LocalOptions::default()
     };
     let mut cluster =
@@ -168,8 +209,13 @@ kind = "tally"
             .then_some(())
     })?;
     println!(
-        "== migration bench: {state_bytes} B of state, {rate} msg/s, {moves} moves, 3 nodes on loopback, commits {}",
-        if whole { "whole" } else { "as patches" }
+        "== migration bench: {state_bytes} B of state, {rate} msg/s, {moves} moves, 3 nodes on loopback, commits {}, {}",
+        if mode.whole { "whole" } else { "as patches" },
+        if mode.cold {
+            "targets restore in the pause"
+        } else {
+            "warm standbys"
+        }
     );
     // Traffic from a thread at `rate`, in batches every 20 ms, through node 1.
     let stop = Arc::new(AtomicBool::new(false));
@@ -222,6 +268,8 @@ kind = "tally"
         None
     };
     let mut pauses = Vec::new();
+    // Per move: the wait for the target's standby, while the actor served.
+    let mut prepares = Vec::new();
     loop {
         // Where it serves, as its host and the scheduler both see it (right after
         // a move the scheduler may not have heard the report yet).
@@ -274,10 +322,19 @@ kind = "tally"
             (now.len() > before).then(|| now[now.len() - 1])
         })?;
         pauses.push(pause);
+        prepares.extend(list_on(&cluster, from, "migration_prepares_us").last());
         // Pacing: traffic flows between moves.
         std::thread::sleep(Duration::from_millis(300));
     }
     let sent_during_moves = sent.load(Ordering::Relaxed);
+    // Migrations whose target had a standby, and all of them (the scheduler may
+    // have made one more than the bench asked for), before any node is killed.
+    let count = |field: &str| -> u64 {
+        (0..cluster.nodes.len())
+            .filter_map(|i| cluster.nodes[i].durable()?[field].as_u64())
+            .sum()
+    };
+    let (warm, migrations) = (count("migrations_warm"), count("migrations"));
     // Failover: kill the host, time until the actor serves on another node.
     // The victim is the actor's one host: wait until no other node (a source still
     // finishing a hand-off) lists it too, or the kill could miss the actor and
@@ -308,7 +365,9 @@ kind = "tally"
         ..
     } = cluster.settle("bench/sink/0", sent.load(Ordering::Relaxed))?;
     pauses.sort_unstable();
-    let pct = |q: f64| pauses[((pauses.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0;
+    prepares.sort_unstable();
+    let at = |v: &[u64], q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0;
+    let pct = |q: f64| at(&pauses, q);
     println!(
         "hand-off pause: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} moves",
         pct(0.5),
@@ -316,6 +375,13 @@ kind = "tally"
         pct(1.0),
         pauses.len()
     );
+    if !prepares.is_empty() {
+        println!(
+            "before it, the wait for the target's standby (the actor served on): p50 {:.2} ms, p99 {:.2} ms; {warm} of {migrations} migrations had one",
+            at(&prepares, 0.5),
+            at(&prepares, 0.99),
+        );
+    }
     println!(
         "failover after SIGKILL of the host: {:.2} s to serving again (includes failure detection; the host {} the scheduler)",
         failover.as_secs_f64(),

@@ -57,8 +57,8 @@ use crate::patch::{self, RecordPatch};
 use crate::stream::{OutStream, StreamConfig, StreamEvent, Streams};
 use crate::types::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
 use crate::wire::{
-    Ack, Command, DurableMsg, Envelope, HandedRecord, Handoff, Nack, Redirect, Refusal, ReplicaOp,
-    ReplicaReply, Reply, ballot_step_ok,
+    Ack, Command, DurableMsg, Envelope, HandedRecord, Handoff, Nack, Prepare, Redirect, Refusal,
+    ReplicaOp, ReplicaReply, Reply, ballot_step_ok,
 };
 
 /// What a sender's entry in the dedup table holds.
@@ -167,6 +167,11 @@ pub struct ActivationConfig {
     /// of it ([`crate::patch`]) when the patch carries at most half the body.
     /// Off: every commit sends the whole record (the migration bench's peer).
     pub patches: bool,
+    /// Before a live migration quiesces, have the target restore the user code
+    /// from its own replica's copy of the last committed record (a warm standby,
+    /// [`DurableMsg::Prepare`]), so the pause holds no decode and no restore.
+    /// Off: the target restores during the pause (the migration bench's peer).
+    pub warm_handoffs: bool,
 }
 
 impl Default for ActivationConfig {
@@ -189,6 +194,7 @@ impl Default for ActivationConfig {
             restart_period: Duration::from_secs(10),
             fence_attempts_max: 5,
             patches: true,
+            warm_handoffs: true,
         }
     }
 }
@@ -284,8 +290,12 @@ pub enum Deactivation {
 pub enum ActivationEvent {
     /// Build (or rebuild) the user code from this state; later `Apply`s follow it.
     Restore {
-        /// The state.
+        /// The state (empty when `warm` is set).
         user: Snapshot,
+        /// Set when the owner built the user code from this record ahead of time
+        /// (a migration's warm standby, [`crate::NodeEvent::Prepare`]): use that
+        /// code instead of building it again.
+        warm: Option<(Ballot, u64)>,
     },
     /// Apply these inputs in order, then call [`Activation::applied`] with `token`,
     /// including a snapshot if `snapshot` is set.
@@ -338,6 +348,12 @@ pub enum ActivationEvent {
         drain: Duration,
         /// Whether the handoff named the record by reference.
         by_reference: bool,
+        /// Whether the target had restored that record ahead of the pause (a
+        /// warm standby).
+        warm: bool,
+        /// From the move's start to the quiesce: the wait for the standby, while
+        /// the actor served on (zero without one).
+        prepare: Duration,
     },
     /// A live migration failed after the handoff left: the target refused it, or
     /// did not answer within the handoff timeout. The actor resumes here (report
@@ -358,6 +374,44 @@ struct Migration {
     id: u64,
     to: NodeId,
     since: Time,
+    /// The target holds a warm standby of the record the handoff names.
+    warm: bool,
+    /// When the move started (before `since` by the wait for the standby).
+    asked: Time,
+}
+
+/// A migration waiting for its target's warm standby; the actor serves
+/// meanwhile (`Phase::Active`).
+#[derive(Clone, Debug)]
+struct Preparing {
+    id: u64,
+    to: NodeId,
+    /// The record the standby is asked for.
+    order: (Ballot, u64),
+    /// Prepares sent, counting this one.
+    attempts: u32,
+    /// When the move started.
+    asked: Time,
+    /// Quiesce without a standby if no answer comes by then.
+    deadline: Time,
+}
+
+/// Prepares sent for one migration before it quiesces anyway: a commit that
+/// completes while the target prepares makes the standby one record behind,
+/// and the next prepare names the new record.
+const PREPARE_ATTEMPTS_MAX: u32 = 3;
+
+/// A migration target's warm standby (see [`DurableMsg::Prepare`]): the record
+/// it restored the user code from, read from this node's own replica.
+#[derive(Clone, Debug)]
+pub struct Warm {
+    /// The record.
+    pub record: Record,
+    /// blake3 of its body.
+    pub digest: [u8; 32],
+    /// Its decoded state, the user's snapshot taken out (the owner built the
+    /// user code from it).
+    pub state: DurableState,
 }
 
 #[derive(Debug)]
@@ -574,6 +628,11 @@ pub struct Activation {
     /// replica sets, so as bounded as the cluster.
     asked: BTreeSet<NodeId>,
     events: VecDeque<ActivationEvent>,
+    /// A migration waiting for its target's warm standby.
+    preparing: Option<Preparing>,
+    /// While fencing as a migration target: the warm standby of the record the
+    /// handoff named, used if the fence restores exactly that record.
+    warm: Option<Box<Warm>>,
     /// Counters, for metrics.
     pub stats: ActivationStats,
 }
@@ -627,6 +686,9 @@ pub struct Start {
     /// Where this activation's request numbers start (the node keeps them unique
     /// across its activations).
     pub req_base: u64,
+    /// For a migration target handed a record by reference: the warm standby
+    /// built from that record, if this node prepared one.
+    pub warm: Option<Box<Warm>>,
 }
 
 impl Activation {
@@ -640,6 +702,7 @@ impl Activation {
         let mut handoff = None;
         let mut held = VecDeque::new();
         let mut expect = None;
+        let mut warm = None;
         if let Some(arrival) = start.handoff {
             match arrival.record {
                 HandedRecord::Whole(record) => {
@@ -649,6 +712,12 @@ impl Activation {
                 HandedRecord::Held { order } => {
                     seen = seen.max(order.0);
                     expect = Some(order);
+                    // The standby's record is this node's own replica's copy of
+                    // the named one: the fence starts from it, so this node's
+                    // replica is asked only whether it still holds it (no body
+                    // read), and the others whether they hold anything newer.
+                    warm = start.warm.filter(|w| w.record.order() >= order);
+                    best = warm.as_ref().map(|w| w.record.clone());
                 }
             }
             held.extend(arrival.queued);
@@ -697,6 +766,8 @@ impl Activation {
             transmit: VecDeque::new(),
             asked: BTreeSet::new(),
             events: VecDeque::new(),
+            preparing: None,
+            warm,
             stats: ActivationStats::default(),
         };
         a.begin_fence(now, start.sets, best, handoff, 0, expect);
@@ -782,7 +853,13 @@ impl Activation {
             .flat_map(|s| s.nodes().iter().copied())
             .collect();
         let unconfirmed = match (&handoff, &best) {
-            (Some(_), Some(r)) => Some((r.order(), *blake3::hash(&r.body).as_bytes())),
+            (Some(_), Some(r)) => {
+                let digest = match &self.warm {
+                    Some(w) if w.record.order() == r.order() => w.digest,
+                    _ => *blake3::hash(&r.body).as_bytes(),
+                };
+                Some((r.order(), digest))
+            }
             _ => None,
         };
         let local = (expect.is_some() && members.contains(&self.me)).then_some(self.me);
@@ -947,8 +1024,17 @@ impl Activation {
             return;
         }
         let restored = f.best.as_ref().map(Record::order);
-        let state = match &f.best {
-            Some(r) => match DurableState::decode(&r.body) {
+        // The fence restores exactly the standby's record (it started from it and
+        // found nothing newer): its state was decoded, and the user code built,
+        // before the pause.
+        let warm = self
+            .warm
+            .take()
+            .filter(|w| restored == Some(w.record.order()));
+        let warm_order = warm.as_ref().map(|w| w.record.order());
+        let state = match (&f.best, warm) {
+            (Some(_), Some(w)) => w.state,
+            (Some(r), None) => match DurableState::decode(&r.body) {
                 Ok(s) => s,
                 Err(e) => {
                     self.refuse_handoff(f.handoff, format!("state does not decode: {e}"));
@@ -958,7 +1044,7 @@ impl Activation {
                     return;
                 }
             },
-            None => DurableState::empty(),
+            (None, _) => DurableState::empty(),
         };
         // Commit where the restored state lives; if the command names another set,
         // the first commit is a joint one that moves it there (so a fencer of the
@@ -970,7 +1056,7 @@ impl Activation {
         }
         self.next_set = target.filter(|t| *t != self.set);
         let rolled = self.rolled_back(&state);
-        self.install(state);
+        self.install(state, warm_order);
         // Nothing restored is released until it is committed under this ballot.
         self.base = f.best.clone();
         self.committed = None;
@@ -1020,8 +1106,9 @@ impl Activation {
         self.pump(now);
     }
 
-    /// Loads a state into memory and tells the owner to rebuild the user code.
-    fn install(&mut self, state: DurableState) {
+    /// Loads a state into memory and tells the owner to rebuild the user code
+    /// (or, `warm`, to take the code it built from that record ahead of time).
+    fn install(&mut self, state: DurableState, warm: Option<(Ballot, u64)>) {
         let me = SenderId::Actor(self.key.clone());
         self.accepted = state
             .inbound
@@ -1037,8 +1124,10 @@ impl Activation {
         self.pending.clear();
         self.applying = None;
         self.unsnap = Unsnapshotted::default();
-        self.events
-            .push_back(ActivationEvent::Restore { user: state.user });
+        self.events.push_back(ActivationEvent::Restore {
+            user: state.user,
+            warm,
+        });
     }
 
     // ----- inputs -----
@@ -1269,7 +1358,7 @@ impl Activation {
         let rolled = self.rolled_back(&state);
         let committed_last = std::mem::take(&mut self.committed_last);
         let released = self.first_commit_done;
-        self.install(state);
+        self.install(state, None);
         self.committed_last = committed_last;
         if released && let Some(c) = &self.committed {
             // What the committed record holds stays released.
@@ -1318,8 +1407,13 @@ impl Activation {
         by_size.max(self.config.commit_interval_min)
     }
 
+    /// No commit starts while a migration waits for its target's standby: the
+    /// standby must hold the newest record the replicas may have (see
+    /// [`Activation::on_prepared`]), and the wait is short (one prepare).
     fn commit_due(&self, now: Time) -> bool {
-        self.in_flight.is_none() && now >= self.last_commit_start + self.commit_interval()
+        self.in_flight.is_none()
+            && self.preparing.is_none()
+            && now >= self.last_commit_start + self.commit_interval()
     }
 
     fn begin_commit(&mut self, now: Time, user: Snapshot) {
@@ -1597,21 +1691,122 @@ impl Activation {
 
     /// Starts a live migration to `to`. Returns false if the actor is not in a state
     /// to move (restoring, moving already, or gone).
+    ///
+    /// With [`ActivationConfig::warm_handoffs`], a target that holds the last
+    /// committed record as a replica is first asked to prepare a warm standby
+    /// from it ([`DurableMsg::Prepare`]), and the actor quiesces only once the
+    /// target answers (or does not within the handoff timeout): see
+    /// [`Activation::on_prepared`].
     pub fn migrate(&mut self, now: Time, to: NodeId) -> bool {
         if self.why_not_migrate(to).is_some() {
             return false;
         }
         let id = self.next_migration;
         self.next_migration += 1;
-        self.phase = Phase::Draining(Migration { id, to, since: now });
-        self.pump(now);
+        if self.config.warm_handoffs
+            && let Some(order) = self.handed_by_reference(&to)
+        {
+            self.prepare(Preparing {
+                id,
+                to,
+                order,
+                attempts: 1,
+                deadline: now + self.config.handoff_timeout,
+                asked: now,
+            });
+            return true;
+        }
+        self.quiesce(now, id, to, false, now);
         true
+    }
+
+    fn prepare(&mut self, p: Preparing) {
+        self.transmit.push_back((
+            p.to,
+            DurableMsg::Prepare(Prepare {
+                key: self.key.clone(),
+                migration: p.id,
+                from: self.me,
+                order: p.order,
+                spec: self.spec.clone(),
+            }),
+        ));
+        self.preparing = Some(p);
+    }
+
+    /// Stops taking input and hands off once nothing is being applied.
+    fn quiesce(&mut self, now: Time, id: u64, to: NodeId, warm: bool, asked: Time) {
+        self.preparing = None;
+        self.phase = Phase::Draining(Migration {
+            id,
+            to,
+            since: now,
+            warm,
+            asked,
+        });
+        self.pump(now);
+    }
+
+    /// The migration target's answer to a [`DurableMsg::Prepare`], from node
+    /// `from` (authenticated; only the target may answer). A standby of the
+    /// newest record a replica may hold (the commit in flight, else the last
+    /// committed one): quiesce now, and the handoff names the committed record.
+    /// One behind (the target's replica had not written that commit yet): ask
+    /// again (no commit starts meanwhile), at most
+    /// [`PREPARE_ATTEMPTS_MAX`] times in all. A refusal, or too many tries:
+    /// quiesce anyway (the target restores during the pause, as without
+    /// standbys).
+    pub fn on_prepared(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        migration: u64,
+        result: Result<(Ballot, u64), String>,
+    ) -> Result<(), Refusal> {
+        let Some(p) = self.preparing.clone() else {
+            return Ok(());
+        };
+        if p.id != migration {
+            return Ok(());
+        }
+        if from != p.to {
+            return Err(Refusal::NotHolder { sender: from });
+        }
+        if !matches!(self.phase, Phase::Active) {
+            self.preparing = None;
+            return Ok(());
+        }
+        let now_by_reference = self.handed_by_reference(&p.to);
+        // The newest record a replica may hold: the commit in flight (rolled
+        // back by the handoff here, but a replica that wrote it gives it to the
+        // target's fence), else the committed one.
+        let newest = match &self.in_flight {
+            Some(c) => Some(c.record.order()),
+            None => now_by_reference,
+        };
+        match result {
+            Ok(order) if now_by_reference.is_some() && newest.is_some_and(|n| order >= n) => {
+                self.quiesce(now, p.id, p.to, true, p.asked)
+            }
+            Ok(_) if p.attempts < PREPARE_ATTEMPTS_MAX && now_by_reference.is_some() => {
+                if let Some(order) = now_by_reference {
+                    self.prepare(Preparing {
+                        order,
+                        attempts: p.attempts + 1,
+                        ..p
+                    });
+                }
+            }
+            Ok(_) | Err(_) => self.quiesce(now, p.id, p.to, false, p.asked),
+        }
+        Ok(())
     }
 
     /// Where the actor is moving to, while a move is under way.
     pub fn moving_to(&self) -> Option<NodeId> {
         match &self.phase {
             Phase::Draining(mig) | Phase::HandingOff { mig, .. } => Some(mig.to),
+            Phase::Active => self.preparing.as_ref().map(|p| p.to),
             _ => None,
         }
     }
@@ -1622,6 +1817,9 @@ impl Activation {
             return Some("the actor is on the target already");
         }
         match self.phase {
+            Phase::Active if self.preparing.is_some() => {
+                Some("the actor is moving elsewhere already")
+            }
             Phase::Active => None,
             Phase::Fencing(_) => Some("the actor is still restoring here"),
             Phase::Draining(_) | Phase::HandingOff { .. } => {
@@ -1790,6 +1988,8 @@ impl Activation {
                     pause: now.saturating_since(mig.since),
                     drain: sent.saturating_since(mig.since),
                     by_reference,
+                    warm: mig.warm && by_reference,
+                    prepare: mig.since.saturating_since(mig.asked),
                 });
                 self.end(Deactivation::Migrated { to: mig.to, ballot });
             }
@@ -1965,7 +2165,7 @@ impl Activation {
                         snapshot: true,
                     });
                     self.commit_timer = None;
-                } else if self.in_flight.is_none() {
+                } else if self.in_flight.is_none() && self.preparing.is_none() {
                     self.commit_timer = Some(self.last_commit_start + self.commit_interval());
                 }
             }
@@ -2008,6 +2208,17 @@ impl Activation {
     /// Timers: retries, deadlines, the commit pacing timer.
     pub fn handle_timeout(&mut self, now: Time) {
         self.streams.handle_timeout(now);
+        if let Some(p) = &self.preparing
+            && now >= p.deadline
+        {
+            // No standby in time: move without one.
+            let (id, to, asked) = (p.id, p.to, p.asked);
+            if matches!(self.phase, Phase::Active) {
+                self.quiesce(now, id, to, false, asked);
+            } else {
+                self.preparing = None;
+            }
+        }
         match &mut self.phase {
             Phase::Fencing(f) => {
                 if now.saturating_since(f.started) >= self.config.activate_timeout {
@@ -2137,12 +2348,14 @@ impl Activation {
             }
             Phase::Gone => None,
         };
+        let preparing = self.preparing.as_ref().map(|p| p.deadline);
         let commit = self
             .in_flight
             .as_ref()
             .map(|c| c.next_retry.min(c.started + self.config.stall_timeout));
         [
             phase,
+            preparing,
             commit,
             self.commit_timer,
             self.batch_timer,

@@ -89,15 +89,18 @@ use std::time::Duration;
 use plexus_actors::envelope::TraceContext;
 use plexus_actors::{NodeId, Time};
 
+use plexus_actors::migratable::Snapshot;
+
 use crate::activation::{
-    Activation, ActivationConfig, ActivationEvent, Applied, Arrival, Deactivation, Start,
+    Activation, ActivationConfig, ActivationEvent, Applied, Arrival, Deactivation, DurableState,
+    Start, Warm,
 };
-use crate::replica::{Replica, SlotStore};
+use crate::replica::{Replica, Slot, SlotStore};
 use crate::stream::{StreamEvent, Streams};
-use crate::types::{Ballot, DurableKey, ReplicaSet, SenderId};
+use crate::types::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
 use crate::wire::{
-    Command, DurableMsg, Envelope, HOPS_MAX, Handoff, Redirect, Refusal, ReplicaReply,
-    ballot_step_ok,
+    Command, DurableMsg, Envelope, HOPS_MAX, HandedRecord, Handoff, Prepare, Redirect, Refusal,
+    ReplicaReply, ballot_step_ok,
 };
 
 /// Settings of a node's durable service.
@@ -120,6 +123,12 @@ pub struct NodeConfig {
     /// once, before every node's registry shows it, and its orders run here once
     /// the registry names it within this time; older ones are dropped.
     pub held_command_ttl: Duration,
+    /// Most warm standbys held for migrations to this node (each a decoded
+    /// state and built user code); past it a `Prepare` is refused and that
+    /// migration restores during its pause.
+    pub standbys_max: usize,
+    /// How long a warm standby waits for its handoff before it is dropped.
+    pub standby_ttl: Duration,
 }
 
 impl Default for NodeConfig {
@@ -132,6 +141,8 @@ impl Default for NodeConfig {
             sessions_max: 10_000,
             held_commands_max: 256,
             held_command_ttl: Duration::from_secs(2),
+            standbys_max: 16,
+            standby_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -159,6 +170,26 @@ pub enum NodeEvent {
         key: DurableKey,
         /// Why.
         why: String,
+    },
+    /// A live migration to this node asks for a warm standby: build `key`'s
+    /// user code from `user` now and keep it aside, then answer with
+    /// [`DurableNode::prepared`]. The activation the handoff starts later says
+    /// whether to use it ([`ActivationEvent::Restore`]'s `warm`).
+    Prepare {
+        /// The actor.
+        key: DurableKey,
+        /// The record `user` comes from.
+        order: (Ballot, u64),
+        /// What the actor runs (from the source; the handoff must name the same).
+        spec: Vec<u8>,
+        /// The user code's state in that record.
+        user: Snapshot,
+    },
+    /// Drop the standby built for `key`: it expired, or the handoff did not
+    /// match it.
+    Unprepared {
+        /// The actor.
+        key: DurableKey,
     },
     /// A scheduler's `Migrate` could not start here (report it to the scheduler,
     /// so it need not wait to find out).
@@ -256,6 +287,19 @@ fn origin(claimed: NodeId, sender: NodeId) -> Result<(), Refusal> {
     }
 }
 
+/// A warm standby held for a migration to this node (see
+/// [`DurableMsg::Prepare`]).
+#[derive(Debug)]
+struct Standby {
+    warm: Warm,
+    spec: Vec<u8>,
+    source: NodeId,
+    migration: u64,
+    /// The owner built the user code ([`DurableNode::prepared`]).
+    ready: bool,
+    until: Time,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Forward {
     node: NodeId,
@@ -293,6 +337,8 @@ pub struct DurableNode<S: SlotStore> {
     /// activations' numbers start above); at most `held_commands_max`.
     releases: BTreeMap<u64, PendingRelease>,
     next_check_req: u64,
+    /// Warm standbys for migrations to this node, at most `standbys_max`.
+    standbys: BTreeMap<DurableKey, Standby>,
     /// Counters.
     pub stats: NodeStats,
 }
@@ -328,6 +374,7 @@ impl<S: SlotStore> DurableNode<S> {
             held_commands: VecDeque::new(),
             authority: None,
             releases: BTreeMap::new(),
+            standbys: BTreeMap::new(),
             next_check_req: 1,
             stats: NodeStats::default(),
         }
@@ -667,6 +714,37 @@ impl<S: SlotStore> DurableNode<S> {
                     self.touched.insert(key);
                 }
             }
+            DurableMsg::Prepare(p) => {
+                origin(p.from, from)?;
+                // As with a handoff: the source names a record it wrote under its
+                // own ballot, and only this node's replica's copy is used.
+                if p.order.0.node != from {
+                    return Err(Refusal::ForeignBallot {
+                        ballot: p.order.0,
+                        sender: from,
+                    });
+                }
+                let known = self.replica.promised(&p.key);
+                if !ballot_step_ok(p.order.0, known) {
+                    return Err(Refusal::BallotStep {
+                        ballot: p.order.0,
+                        known,
+                    });
+                }
+                self.prepare(now, p);
+            }
+            DurableMsg::Prepared {
+                key,
+                migration,
+                from: claimed,
+                result,
+            } => {
+                origin(claimed, from)?;
+                if let Some(a) = self.actors.get_mut(&key) {
+                    a.on_prepared(now, from, migration, result)?;
+                    self.touched.insert(key);
+                }
+            }
             DurableMsg::Command(c) => {
                 if from != self.me && Some(from) != self.commander {
                     // Kept only while the registry names no scheduler (its host
@@ -693,29 +771,47 @@ impl<S: SlotStore> DurableNode<S> {
 
     fn handoff(&mut self, now: Time, h: Handoff) {
         let key = h.key.clone();
-        if self.actors.contains_key(&key) {
+        let standby = self.standbys.remove(&key);
+        let refused = if self.actors.contains_key(&key) {
+            Some("the actor is already (being) activated here".to_string())
+        } else if self.actors.len() >= self.config.actors_max {
+            Some(format!(
+                "this node hosts {} actors already",
+                self.config.actors_max
+            ))
+        } else {
+            None
+        };
+        // The standby is used only for the handoff it was prepared for, naming
+        // the record it was built from or an older one (the source names its
+        // last committed record; this node's replica may hold the commit that
+        // was in flight, which the fence then restores: see `prepare`).
+        let warm = match standby {
+            Some(s)
+                if refused.is_none()
+                    && s.ready
+                    && s.source == h.from
+                    && s.migration == h.migration
+                    && s.spec == h.spec
+                    && matches!(h.record, HandedRecord::Held { order } if order <= s.warm.record.order()) =>
+            {
+                Some(Box::new(s.warm))
+            }
+            Some(_) => {
+                self.events
+                    .push_back(NodeEvent::Unprepared { key: key.clone() });
+                None
+            }
+            None => None,
+        };
+        if let Some(why) = refused {
             self.transmit.push_back((
                 h.from,
                 DurableMsg::HandoffReply {
                     key,
                     migration: h.migration,
                     from: self.me,
-                    result: Err("the actor is already (being) activated here".into()),
-                },
-            ));
-            return;
-        }
-        if self.actors.len() >= self.config.actors_max {
-            self.transmit.push_back((
-                h.from,
-                DurableMsg::HandoffReply {
-                    key,
-                    migration: h.migration,
-                    from: self.me,
-                    result: Err(format!(
-                        "this node hosts {} actors already",
-                        self.config.actors_max
-                    )),
+                    result: Err(why),
                 },
             ));
             return;
@@ -733,8 +829,140 @@ impl<S: SlotStore> DurableNode<S> {
                 migration: h.migration,
             }),
             req_base: 0,
+            warm,
         };
         self.start_activation(now, start);
+    }
+
+    /// A migration's source asks for a warm standby of `p.order` (checked in
+    /// `admit`): from this node's own replica only, bounded by `standbys_max`;
+    /// the owner builds the user code and answers through
+    /// [`DurableNode::prepared`]. The replica may hold a newer record than the
+    /// one named (the source's commit in flight, written here already): the
+    /// standby is built from what the replica holds, since a handoff's fence
+    /// restores the newest record it finds, and the answer names it.
+    fn prepare(&mut self, now: Time, p: Prepare) {
+        let (warm, user) = match self.warm_from_replica(&p) {
+            Ok(w) => w,
+            Err(why) => {
+                self.unprepare(&p.key);
+                self.transmit.push_back((
+                    p.from,
+                    DurableMsg::Prepared {
+                        key: p.key,
+                        migration: p.migration,
+                        from: self.me,
+                        result: Err(why),
+                    },
+                ));
+                return;
+            }
+        };
+        let order = warm.record.order();
+        self.standbys.insert(
+            p.key.clone(),
+            Standby {
+                warm,
+                spec: p.spec.clone(),
+                source: p.from,
+                migration: p.migration,
+                ready: false,
+                until: now + self.config.standby_ttl,
+            },
+        );
+        self.events.push_back(NodeEvent::Prepare {
+            key: p.key,
+            order,
+            spec: p.spec,
+            user,
+        });
+    }
+
+    /// The standby `p` asks for, decoded from this node's replica, with the user
+    /// state taken out of it (the owner builds the user code from that); or why
+    /// there is none.
+    fn warm_from_replica(&self, p: &Prepare) -> Result<(Warm, Snapshot), String> {
+        if self.actors.contains_key(&p.key) {
+            return Err("the actor is already (being) activated here".into());
+        }
+        if !self.standbys.contains_key(&p.key) && self.standbys.len() >= self.config.standbys_max {
+            return Err(format!(
+                "this node holds {} standbys already",
+                self.config.standbys_max
+            ));
+        }
+        let slot = match self.replica.store().get(&p.key) {
+            Ok(slot) => slot,
+            Err(e) => return Err(format!("this node's replica cannot be read: {e}")),
+        };
+        let digest = slot.as_ref().and_then(Slot::body_digest);
+        let record = slot.and_then(|s| s.record);
+        let held = record.as_ref().map(Record::order);
+        let (Some(record), Some(digest), true) = (record, digest, held >= Some(p.order)) else {
+            return Err(format!(
+                "this node's replica holds {held:?}, older than {:?}",
+                p.order
+            ));
+        };
+        let mut state = DurableState::decode(&record.body)
+            .map_err(|e| format!("the record does not decode: {e}"))?;
+        let user = std::mem::replace(
+            &mut state.user,
+            Snapshot {
+                schema_version: 0,
+                bytes: Vec::new(),
+            },
+        );
+        let warm = Warm {
+            record,
+            digest,
+            state,
+        };
+        Ok((warm, user))
+    }
+
+    /// The owner built (or failed to build) the user code of `key`'s standby of
+    /// record `order` ([`NodeEvent::Prepare`]): answer the source.
+    pub fn prepared(&mut self, key: &DurableKey, order: (Ballot, u64), built: Result<(), String>) {
+        let Some(s) = self.standbys.get_mut(key) else {
+            return;
+        };
+        if s.ready || s.warm.record.order() != order {
+            return;
+        }
+        let (source, migration) = (s.source, s.migration);
+        let result = match built {
+            Ok(()) => {
+                s.ready = true;
+                Ok(order)
+            }
+            Err(why) => {
+                self.standbys.remove(key);
+                Err(format!("the user code does not build: {why}"))
+            }
+        };
+        self.transmit.push_back((
+            source,
+            DurableMsg::Prepared {
+                key: key.clone(),
+                migration,
+                from: self.me,
+                result,
+            },
+        ));
+    }
+
+    /// Drops `key`'s standby, if any, and tells the owner.
+    fn unprepare(&mut self, key: &DurableKey) {
+        if self.standbys.remove(key).is_some() {
+            self.events
+                .push_back(NodeEvent::Unprepared { key: key.clone() });
+        }
+    }
+
+    /// Warm standbys held now.
+    pub fn standbys(&self) -> usize {
+        self.standbys.len()
     }
 
     fn route_envelope(&mut self, now: Time, mut env: Envelope) {
@@ -859,7 +1087,9 @@ impl<S: SlotStore> DurableNode<S> {
             seen,
             handoff: None,
             req_base: 0,
+            warm: None,
         };
+        self.unprepare(&start.key);
         self.start_activation(now, start);
     }
 
@@ -894,6 +1124,7 @@ impl<S: SlotStore> DurableNode<S> {
 
     /// Stops `key` for good: drops its replicas, and this node's slot for it.
     pub fn release(&mut self, key: &DurableKey) {
+        self.unprepare(key);
         if let Some(a) = self.actors.get_mut(key) {
             a.release();
             self.touched.insert(key.clone());
@@ -1036,6 +1267,15 @@ impl<S: SlotStore> DurableNode<S> {
         for s in self.sessions.values_mut() {
             s.handle_timeout(now);
         }
+        let expired: Vec<DurableKey> = self
+            .standbys
+            .iter()
+            .filter(|(_, s)| s.until <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            self.unprepare(&key);
+        }
         if self.forwards.len() > self.config.forwards_max {
             let mut by_age: Vec<(Time, DurableKey)> = self
                 .forwards
@@ -1143,7 +1383,8 @@ impl<S: SlotStore> DurableNode<S> {
             .min();
         let forwards = self.forwards.values().map(|f| f.until).min();
         let releases = self.releases.values().map(|p| p.until).min();
-        [actors, sessions, forwards, releases]
+        let standbys = self.standbys.values().map(|s| s.until).min();
+        [actors, sessions, forwards, releases, standbys]
             .into_iter()
             .flatten()
             .min()
@@ -1153,6 +1394,16 @@ impl<S: SlotStore> DurableNode<S> {
     pub fn check_invariants(&self) -> Result<(), String> {
         for a in self.actors.values() {
             a.check_invariants()?;
+        }
+        if self.standbys.len() > self.config.standbys_max {
+            return Err(format!(
+                "{} standbys held, over the bound of {}",
+                self.standbys.len(),
+                self.config.standbys_max
+            ));
+        }
+        if let Some(k) = self.standbys.keys().find(|k| self.actors.contains_key(*k)) {
+            return Err(format!("{k} is both active here and held as a standby"));
         }
         Ok(())
     }

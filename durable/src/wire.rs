@@ -143,6 +143,40 @@ pub enum DurableMsg {
     },
     /// An order from the scheduler to a node.
     Command(Command),
+    /// Live migration, before the handoff: the source asks the target, a
+    /// replica holding the last committed record, to restore the user code from
+    /// its own copy and keep it aside (a warm standby) while the actor goes on
+    /// serving at the source. The handoff that follows then names that record and
+    /// the pause holds no decode and no restore (see [`crate::activation`]).
+    Prepare(Prepare),
+    /// The target's answer to a [`DurableMsg::Prepare`].
+    Prepared {
+        /// The actor.
+        key: DurableKey,
+        /// The migration's number.
+        migration: u64,
+        /// The target.
+        from: NodeId,
+        /// The record its standby holds, or why it holds none.
+        result: Result<(Ballot, u64), String>,
+    },
+}
+
+/// The source's request for a warm standby ([`DurableMsg::Prepare`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prepare {
+    /// The actor.
+    pub key: DurableKey,
+    /// The migration's number (echoed in the answer and the handoff).
+    pub migration: u64,
+    /// The source.
+    pub from: NodeId,
+    /// The record to restore from: the source's last committed one, written
+    /// under its own ballot.
+    pub order: (Ballot, u64),
+    /// What the actor runs (opaque to the core).
+    #[serde(with = "serde_bytes")]
+    pub spec: Vec<u8>,
 }
 
 /// Operations on a replica's slot for one key.
@@ -427,6 +461,8 @@ impl DurableMsg {
             DurableMsg::Redirect(r) => &r.key,
             DurableMsg::Handoff(h) => &h.key,
             DurableMsg::Command(c) => c.key(),
+            DurableMsg::Prepare(p) => &p.key,
+            DurableMsg::Prepared { key, .. } => key,
         }
     }
 }
@@ -540,6 +576,25 @@ mod tests {
                 sets: vec![set],
                 spec: vec![1],
             }),
+            DurableMsg::Prepare(Prepare {
+                key: key("a"),
+                migration: 4,
+                from: node,
+                order: (ballot, 6),
+                spec: vec![1, 2],
+            }),
+            DurableMsg::Prepared {
+                key: key("a"),
+                migration: 4,
+                from: node,
+                result: Ok((ballot, 6)),
+            },
+            DurableMsg::Prepared {
+                key: key("a"),
+                migration: 4,
+                from: node,
+                result: Err("no".into()),
+            },
         ]
     }
 

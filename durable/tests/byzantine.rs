@@ -15,7 +15,7 @@ use plexus_actors::{NodeId, Time};
 use plexus_durable::node::{DurableNode, NodeConfig, NodeEvent};
 use plexus_durable::stream::StreamEvent;
 use plexus_durable::wire::{
-    Ack, HandedRecord, Handoff, Redirect, Refusal, ReplicaOp, ReplicaReply,
+    Ack, HandedRecord, Handoff, Prepare, Redirect, Refusal, ReplicaOp, ReplicaReply,
 };
 use plexus_durable::{
     ActivationEvent, Applied, Ballot, Command, Deactivation, DurableKey, DurableMsg, DurableState,
@@ -29,6 +29,15 @@ struct App {
     last: BTreeMap<String, u64>,
     count: u64,
     violations: Vec<String>,
+}
+
+/// The app a snapshot holds (a fresh one for an empty snapshot).
+fn restore(user: &Snapshot) -> App {
+    if user.bytes.is_empty() {
+        App::default()
+    } else {
+        codec::decode_body(&user.bytes, 1 << 20).unwrap()
+    }
 }
 
 fn key(s: &str) -> DurableKey {
@@ -48,6 +57,10 @@ struct Net {
     nodes: BTreeMap<NodeId, DurableNode<MemStore>>,
     disks: BTreeMap<NodeId, MemStore>,
     apps: BTreeMap<(NodeId, DurableKey), App>,
+    /// Apps built ahead of a handoff (warm standbys), with their record's order.
+    standbys: BTreeMap<(NodeId, DurableKey), ((Ballot, u64), App)>,
+    /// Restores that took a warm standby.
+    warm_restores: usize,
     queue: VecDeque<(NodeId, NodeId, DurableMsg)>,
     registry: BTreeMap<DurableKey, (NodeId, Ballot)>,
     /// key -> next key in the pipeline.
@@ -70,6 +83,8 @@ impl Net {
             nodes: BTreeMap::new(),
             disks: BTreeMap::new(),
             apps: BTreeMap::new(),
+            standbys: BTreeMap::new(),
+            warm_restores: 0,
             queue: VecDeque::new(),
             registry: BTreeMap::new(),
             pipeline: BTreeMap::new(),
@@ -97,6 +112,7 @@ impl Net {
             self.disks.insert(id, node.into_store());
         }
         self.apps.retain(|(node, _), _| *node != id);
+        self.standbys.retain(|(node, _), _| *node != id);
         self.registry.retain(|_, (node, _)| *node != id);
     }
 
@@ -133,11 +149,15 @@ impl Net {
     fn on_event(&mut self, id: NodeId, e: NodeEvent) {
         match e {
             NodeEvent::Actor { key, event } => match event {
-                ActivationEvent::Restore { user } => {
-                    let app = if user.bytes.is_empty() {
-                        App::default()
-                    } else {
-                        codec::decode_body(&user.bytes, 1 << 20).unwrap()
+                ActivationEvent::Restore { user, warm } => {
+                    let standby = self.standbys.remove(&(id, key.clone()));
+                    let app = match (warm, standby) {
+                        (Some(order), Some((built, app))) if built == order => {
+                            self.warm_restores += 1;
+                            app
+                        }
+                        (Some(_), _) => panic!("{key}: a warm restore without its standby"),
+                        (None, _) => restore(&user),
                     };
                     self.apps.insert((id, key), app);
                 }
@@ -195,6 +215,7 @@ impl Net {
                 }
                 ActivationEvent::Deactivated(why) => {
                     self.apps.remove(&(id, key.clone()));
+                    self.standbys.remove(&(id, key.clone()));
                     if self.registry.get(&key).is_some_and(|(node, _)| *node == id) {
                         self.registry.remove(&key);
                     }
@@ -206,6 +227,17 @@ impl Net {
                 let StreamEvent::Acked { up_to, .. } = event;
                 let e = self.acked.entry(0).or_insert(0);
                 *e = (*e).max(up_to);
+            }
+            NodeEvent::Prepare {
+                key, order, user, ..
+            } => {
+                self.standbys
+                    .insert((id, key.clone()), (order, restore(&user)));
+                self.node(id).prepared(&key, order, Ok(()));
+                self.flush(id);
+            }
+            NodeEvent::Unprepared { key } => {
+                self.standbys.remove(&(id, key));
             }
             NodeEvent::Refused { .. } | NodeEvent::MoveRefused { .. } => {}
         }
@@ -560,6 +592,74 @@ fn a_handoff_by_reference_to_a_record_nobody_holds_restores_nothing() {
     restored_nothing_made_up(&mut net, &a, holder);
 }
 
+/// A liar's prepares build nothing: not in the holder's name, not under the
+/// holder's ballot, not for a record of its own that no replica holds; and its
+/// answer to a real migration's prepare does not count (only the target's
+/// does), so the move still takes the target's standby.
+#[test]
+fn forged_prepares_build_no_standby() {
+    let (mut net, a, holder) = settled();
+    let prepare = |from: NodeId, order: (Ballot, u64)| {
+        DurableMsg::Prepare(Prepare {
+            key: a.clone(),
+            migration: 1,
+            from,
+            order,
+            spec: vec![],
+        })
+    };
+    let order = net.nodes[&n(1)]
+        .actor(&a)
+        .unwrap()
+        .committed()
+        .unwrap()
+        .order();
+    net.inject(n(3), prepare(n(1), order));
+    net.inject(n(3), prepare(liar(), order));
+    net.inject(n(3), prepare(liar(), (b(holder.round + 1, liar()), 1)));
+    net.run(500);
+    assert!(
+        net.refusals
+            .iter()
+            .any(|r| matches!(r, Refusal::ForgedOrigin { .. }))
+    );
+    assert!(
+        net.refusals
+            .iter()
+            .any(|r| matches!(r, Refusal::ForeignBallot { .. }))
+    );
+    assert_eq!(net.nodes[&n(3)].standbys(), 0);
+    assert!(net.standbys.is_empty(), "no user code was built");
+    // A real move, and the liar answering its prepare first.
+    net.refusals.clear();
+    let now = net.now;
+    assert!(net.node(n(1)).migrate(now, &a, n(2)));
+    net.flush(n(1));
+    net.inject(
+        n(1),
+        DurableMsg::Prepared {
+            key: a.clone(),
+            migration: 1,
+            from: liar(),
+            result: Ok((b(u64::MAX, liar()), u64::MAX)),
+        },
+    );
+    net.run(5_000);
+    assert!(
+        net.refusals
+            .iter()
+            .any(|r| matches!(r, Refusal::NotHolder { .. }))
+    );
+    assert_eq!(net.hosts(&a), vec![n(2)]);
+    assert_eq!(net.warm_restores, 1);
+    net.send(n(2), &a, 5);
+    net.run(5_000);
+    assert_eq!(net.acked.get(&0), Some(&25));
+    let (_, app) = net.app_of(&a).unwrap();
+    assert_eq!(app.count, 25);
+    assert!(app.violations.is_empty(), "{:?}", app.violations);
+}
+
 #[test]
 fn forged_acks_and_redirects_lose_no_message() {
     let (mut net, a, holder) = settled();
@@ -756,6 +856,7 @@ fn max_ballots(msg: &mut DurableMsg) {
             HandedRecord::Whole(r) => max(&mut r.ballot),
             HandedRecord::Held { order } => max(&mut order.0),
         },
+        DurableMsg::Prepare(p) => max(&mut p.order.0),
         _ => {}
     }
 }
@@ -766,6 +867,8 @@ fn own_name(msg: &mut DurableMsg) {
         | DurableMsg::ReplicaReply { from, .. }
         | DurableMsg::HandoffReply { from, .. } => *from = liar(),
         DurableMsg::Handoff(h) => h.from = liar(),
+        DurableMsg::Prepare(p) => p.from = liar(),
+        DurableMsg::Prepared { from, .. } => *from = liar(),
         DurableMsg::Envelope(e) => e.reply_to = liar(),
         _ => {}
     }

@@ -26,6 +26,15 @@ struct App {
     violations: Vec<String>,
 }
 
+/// The app a snapshot holds (a fresh one for an empty snapshot).
+fn restore(user: &Snapshot) -> App {
+    if user.bytes.is_empty() {
+        App::default()
+    } else {
+        codec::decode_body(&user.bytes, 1 << 20).unwrap()
+    }
+}
+
 fn key(s: &str) -> DurableKey {
     DurableKey::new(s).unwrap()
 }
@@ -43,6 +52,10 @@ struct Net {
     nodes: BTreeMap<NodeId, DurableNode<MemStore>>,
     disks: BTreeMap<NodeId, MemStore>,
     apps: BTreeMap<(NodeId, DurableKey), App>,
+    /// Apps built ahead of a handoff (warm standbys), with their record's order.
+    standbys: BTreeMap<(NodeId, DurableKey), ((Ballot, u64), App)>,
+    /// Restores that took a warm standby, per node.
+    warm_restores: Vec<NodeId>,
     queue: VecDeque<(NodeId, NodeId, DurableMsg)>,
     registry: BTreeMap<DurableKey, (NodeId, Ballot)>,
     /// key -> next key in the pipeline.
@@ -74,6 +87,8 @@ impl Net {
             nodes: BTreeMap::new(),
             disks: BTreeMap::new(),
             apps: BTreeMap::new(),
+            standbys: BTreeMap::new(),
+            warm_restores: Vec::new(),
             queue: VecDeque::new(),
             registry: BTreeMap::new(),
             pipeline: BTreeMap::new(),
@@ -109,6 +124,7 @@ impl Net {
             self.disks.insert(id, node.into_store());
         }
         self.apps.retain(|(node, _), _| *node != id);
+        self.standbys.retain(|(node, _), _| *node != id);
         self.registry.retain(|_, (node, _)| *node != id);
     }
 
@@ -150,11 +166,16 @@ impl Net {
     fn on_event(&mut self, id: NodeId, e: NodeEvent) {
         match e {
             NodeEvent::Actor { key, event } => match event {
-                ActivationEvent::Restore { user } => {
-                    let app = if user.bytes.is_empty() {
-                        App::default()
-                    } else {
-                        codec::decode_body(&user.bytes, 1 << 20).unwrap()
+                ActivationEvent::Restore { user, warm } => {
+                    let standby = self.standbys.remove(&(id, key.clone()));
+                    let app = match warm {
+                        Some(order) => {
+                            let (built, app) = standby.expect("a warm restore has its standby");
+                            assert_eq!(built, order, "the standby of the record restored");
+                            self.warm_restores.push(id);
+                            app
+                        }
+                        None => restore(&user),
                     };
                     self.apps.insert((id, key), app);
                 }
@@ -225,6 +246,7 @@ impl Net {
                 }
                 ActivationEvent::Deactivated(why) => {
                     self.apps.remove(&(id, key.clone()));
+                    self.standbys.remove(&(id, key.clone()));
                     if self.registry.get(&key).is_some_and(|(node, _)| *node == id) {
                         self.registry.remove(&key);
                     }
@@ -239,6 +261,17 @@ impl Net {
             }
             NodeEvent::MoveRefused { key, to, why } => {
                 self.move_failures.push((id, key, to, false, why));
+            }
+            NodeEvent::Prepare {
+                key, order, user, ..
+            } => {
+                self.standbys
+                    .insert((id, key.clone()), (order, restore(&user)));
+                self.node(id).prepared(&key, order, Ok(()));
+                self.flush(id);
+            }
+            NodeEvent::Unprepared { key } => {
+                self.standbys.remove(&(id, key));
             }
             NodeEvent::Refused { .. } => {}
         }
@@ -465,7 +498,18 @@ fn a_move_that_cannot_start_or_is_refused_says_so_at_once_and_loses_nothing() {
 /// applied twice.
 #[test]
 fn a_replica_target_takes_the_actor_by_reference_without_a_final_commit() {
-    let mut net = Net::new(3);
+    // Without warm standbys the move quiesces at once, so no commit of the
+    // source's may complete after it began. (With them, the actor serves, and
+    // commits, until the standby is ready: the next test.)
+    let cold = || {
+        let mut config = NodeConfig::default();
+        config.activation.warm_handoffs = false;
+        config
+    };
+    let mut net = Net::new(0);
+    for i in 1..=3 {
+        net.boot_with(n(i), MemStore::default(), cold());
+    }
     let a = key("a");
     net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
     net.run(100);
@@ -503,6 +547,154 @@ fn a_replica_target_takes_the_actor_by_reference_without_a_final_commit() {
     );
     assert!(app.violations.is_empty(), "{:?}", app.violations);
     net.check_commits_linear(&a);
+}
+
+/// With warm standbys (the default), the target restores the actor from its own
+/// replica's copy of the last committed record while the source serves on, and
+/// the handoff that follows names that record: the activation takes the
+/// standby, restores nothing during the pause, and nothing is lost or applied
+/// twice.
+#[test]
+fn a_warm_standby_is_built_before_the_pause_and_taken_by_the_handoff() {
+    let mut net = Net::new(3);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(100);
+    net.send(n(3), &a, 150);
+    for _ in 0..10_000 {
+        net.run(1);
+        if net.acked.get(&0).is_some_and(|x| *x > 0) {
+            break;
+        }
+    }
+    net.migrate(&a, n(1), n(2));
+    // The source asked for the standby and serves on until it is ready.
+    assert!(
+        net.queue.iter().any(
+            |(from, to, m)| (*from, *to) == (n(1), n(2)) && matches!(m, DurableMsg::Prepare(_))
+        ),
+        "the source asks its target for a standby first"
+    );
+    assert!(net.nodes[&n(1)].actor(&a).unwrap().is_active());
+    assert_eq!(net.nodes[&n(1)].actor(&a).unwrap().moving_to(), Some(n(2)));
+    net.send(n(3), &a, 150);
+    net.run(30_000);
+    assert_eq!(net.handoffs, vec![(n(2), true)]);
+    assert_eq!(net.warm_restores, vec![n(2)], "the target took its standby");
+    assert_eq!(net.nodes[&n(2)].standbys(), 0, "and holds none after");
+    assert!(net.standbys.is_empty());
+    assert_eq!(net.acked.get(&0), Some(&300));
+    assert_eq!(net.hosts(&a), vec![n(2)]);
+    let (_, app) = net.app_of(&a).unwrap();
+    assert_eq!(app.count, 300, "each message applied once");
+    assert!(app.violations.is_empty(), "{:?}", app.violations);
+    net.check_commits_linear(&a);
+    for node in net.nodes.values() {
+        node.check_invariants().unwrap();
+    }
+}
+
+/// A target that cannot build a standby (here: its replica lost its copy of
+/// the record before the prepare came) answers so, and the move goes on
+/// without one: the target restores during the pause, from the other replicas.
+#[test]
+fn a_stale_or_refused_standby_falls_back_to_a_restore_in_the_pause() {
+    let mut net = Net::new(3);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(100);
+    net.send(n(3), &a, 150);
+    for _ in 0..10_000 {
+        net.run(1);
+        if net.acked.get(&0).is_some_and(|x| *x > 0) {
+            break;
+        }
+    }
+    // The target's replica loses its copy before the prepare reaches it.
+    net.migrate(&a, n(1), n(2));
+    net.crash(n(2));
+    net.disks.insert(n(2), MemStore::default());
+    net.boot(n(2));
+    net.send(n(3), &a, 150);
+    net.run(30_000);
+    assert!(net.warm_restores.is_empty(), "no standby was built");
+    // The move went on without one: the target fenced and restored the record
+    // from the other replicas.
+    assert_eq!(net.handoffs, vec![(n(2), true)]);
+    assert_eq!(net.hosts(&a), vec![n(2)]);
+    assert_eq!(net.acked.get(&0), Some(&300));
+    let (_, app) = net.app_of(&a).unwrap();
+    assert_eq!(app.count, 300);
+    assert!(app.violations.is_empty(), "{:?}", app.violations);
+    net.check_commits_linear(&a);
+}
+
+/// Standbys are bounded: a target holding `standbys_max` of them refuses the
+/// next prepare, and that move restores in its pause instead. A standby whose
+/// handoff never comes is dropped after `standby_ttl`, and its owner told.
+#[test]
+fn standbys_are_bounded_and_expire() {
+    let mut net = Net::new(0);
+    for i in 1..=3 {
+        let mut config = NodeConfig::default();
+        config.standbys_max = 1;
+        net.boot_with(n(i), MemStore::default(), config);
+    }
+    let (a, c) = (key("a"), key("c"));
+    for k in [&a, &c] {
+        net.activate(n(1), k, vec![set(&[1, 2, 3])]);
+    }
+    net.run(100);
+    for k in [&a, &c] {
+        net.send(n(3), k, 20);
+    }
+    net.run(5_000);
+    // Both move to node 2 at once: one standby fits.
+    net.migrate(&a, n(1), n(2));
+    net.migrate(&c, n(1), n(2));
+    net.run(10_000);
+    assert_eq!(net.hosts(&a), vec![n(2)]);
+    assert_eq!(net.hosts(&c), vec![n(2)]);
+    assert_eq!(net.warm_restores, vec![n(2)], "one move had a standby");
+    assert_eq!(net.handoffs.len(), 2);
+    for k in [&a, &c] {
+        let (_, app) = net.app_of(k).unwrap();
+        assert_eq!(app.count, 20);
+        assert!(app.violations.is_empty(), "{:?}", app.violations);
+    }
+    // A prepare whose handoff never comes (sent as node 2, which holds `a`, to
+    // node 3; node 2 is not moving it, so it ignores the answer).
+    let order = net.nodes[&n(2)]
+        .actor(&a)
+        .unwrap()
+        .committed()
+        .unwrap()
+        .order();
+    net.queue.push_back((
+        n(2),
+        n(3),
+        DurableMsg::Prepare(plexus_durable::wire::Prepare {
+            key: a.clone(),
+            migration: 77,
+            from: n(2),
+            order,
+            spec: vec![],
+        }),
+    ));
+    net.run(50);
+    assert_eq!(net.nodes[&n(3)].standbys(), 1);
+    assert!(net.standbys.contains_key(&(n(3), a.clone())));
+    net.run(3_000);
+    assert!(
+        net.now.saturating_since(Time::ZERO) > NodeConfig::default().standby_ttl,
+        "ran past the standby's lifetime"
+    );
+    assert_eq!(net.nodes[&n(3)].standbys(), 0, "expired");
+    assert!(
+        !net.standbys.contains_key(&(n(3), a.clone())),
+        "and its owner told"
+    );
+    assert_eq!(net.hosts(&a), vec![n(2)]);
 }
 
 /// The commits keep their pace across a handoff: the target counts the record it

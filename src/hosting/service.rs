@@ -643,10 +643,13 @@ fn log(note: &Note) {
             pause,
             drain,
             by_reference,
+            warm,
+            prepare,
         } => {
             let pause_us = u64::try_from(pause.as_micros()).unwrap_or(u64::MAX);
             let drain_us = u64::try_from(drain.as_micros()).unwrap_or(u64::MAX);
-            tracing::info!(%key, to = %to.short(), pause_us, drain_us, by_reference, "migrated");
+            let prepare_us = u64::try_from(prepare.as_micros()).unwrap_or(u64::MAX);
+            tracing::info!(%key, to = %to.short(), pause_us, drain_us, prepare_us, by_reference, warm, "migrated");
         }
         Note::FailedOver { key, from, after } => {
             let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
