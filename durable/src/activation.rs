@@ -172,6 +172,10 @@ pub struct ActivationConfig {
     /// [`DurableMsg::Prepare`]), so the pause holds no decode and no restore.
     /// Off: the target restores during the pause (the migration bench's peer).
     pub warm_handoffs: bool,
+    /// How long a move waits for the target's standby before it quiesces without
+    /// one. No commit starts while it waits (acknowledgements wait too), so this
+    /// is short: a standby costs a decode and a restore, tens of ms at 16 MiB.
+    pub prepare_timeout: Duration,
 }
 
 impl Default for ActivationConfig {
@@ -195,6 +199,7 @@ impl Default for ActivationConfig {
             fence_attempts_max: 5,
             patches: true,
             warm_handoffs: true,
+            prepare_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -1711,7 +1716,7 @@ impl Activation {
                 to,
                 order,
                 attempts: 1,
-                deadline: now + self.config.handoff_timeout,
+                deadline: now + self.config.prepare_timeout,
                 asked: now,
             });
             return true;

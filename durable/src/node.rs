@@ -898,9 +898,12 @@ impl<S: SlotStore> DurableNode<S> {
         let digest = slot.as_ref().and_then(Slot::body_digest);
         let record = slot.and_then(|s| s.record);
         let held = record.as_ref().map(Record::order);
-        let (Some(record), Some(digest), true) = (record, digest, held >= Some(p.order)) else {
+        // A record of the asking activation (its ballot), at least as new as the
+        // one named: the asker's own state, never another holder's.
+        let own = held.is_some_and(|(ballot, version)| ballot == p.order.0 && version >= p.order.1);
+        let (Some(record), Some(digest), true) = (record, digest, own) else {
             return Err(format!(
-                "this node's replica holds {held:?}, older than {:?}",
+                "this node's replica holds {held:?}, not {:?} or a later version of it",
                 p.order
             ));
         };

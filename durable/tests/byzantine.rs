@@ -593,7 +593,8 @@ fn a_handoff_by_reference_to_a_record_nobody_holds_restores_nothing() {
 }
 
 /// A liar's prepares build nothing: not in the holder's name, not under the
-/// holder's ballot, not for a record of its own that no replica holds; and its
+/// holder's ballot, not for a record of its own that no replica holds, not
+/// from another activation's record older or newer than the one named; and its
 /// answer to a real migration's prepare does not count (only the target's
 /// does), so the move still takes the target's standby.
 #[test]
@@ -617,6 +618,9 @@ fn forged_prepares_build_no_standby() {
     net.inject(n(3), prepare(n(1), order));
     net.inject(n(3), prepare(liar(), order));
     net.inject(n(3), prepare(liar(), (b(holder.round + 1, liar()), 1)));
+    // Of its own ballot, older than the holder's record: that record is not the
+    // liar's, whatever its order.
+    net.inject(n(3), prepare(liar(), (b(0, liar()), 0)));
     net.run(500);
     assert!(
         net.refusals

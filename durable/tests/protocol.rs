@@ -56,6 +56,10 @@ struct Net {
     standbys: BTreeMap<(NodeId, DurableKey), ((Ballot, u64), App)>,
     /// Restores that took a warm standby, per node.
     warm_restores: Vec<NodeId>,
+    /// While set, prepares are lost on the way.
+    lose_prepares: bool,
+    /// When each handoff was delivered.
+    handoffs_at: Vec<Time>,
     queue: VecDeque<(NodeId, NodeId, DurableMsg)>,
     registry: BTreeMap<DurableKey, (NodeId, Ballot)>,
     /// key -> next key in the pipeline.
@@ -89,6 +93,8 @@ impl Net {
             apps: BTreeMap::new(),
             standbys: BTreeMap::new(),
             warm_restores: Vec::new(),
+            lose_prepares: false,
+            handoffs_at: Vec::new(),
             queue: VecDeque::new(),
             registry: BTreeMap::new(),
             pipeline: BTreeMap::new(),
@@ -286,9 +292,13 @@ impl Net {
                     continue;
                 }
                 let now = self.now;
+                if self.lose_prepares && matches!(msg, DurableMsg::Prepare(_)) {
+                    continue;
+                }
                 if let DurableMsg::Handoff(h) = &msg {
                     let by_reference = matches!(h.record, HandedRecord::Held { .. });
                     self.handoffs.push((to, by_reference));
+                    self.handoffs_at.push(now);
                 }
                 if let Some(node) = self.nodes.get_mut(&to) {
                     node.handle(now, from, msg).unwrap();
@@ -625,6 +635,38 @@ fn a_stale_or_refused_standby_falls_back_to_a_restore_in_the_pause() {
     assert_eq!(net.acked.get(&0), Some(&300));
     let (_, app) = net.app_of(&a).unwrap();
     assert_eq!(app.count, 300);
+    assert!(app.violations.is_empty(), "{:?}", app.violations);
+    net.check_commits_linear(&a);
+}
+
+/// A target that never answers the prepare (it was lost) holds the move up for
+/// `prepare_timeout` only: then the source quiesces and hands off as without
+/// standbys, and the target restores in the pause.
+#[test]
+fn a_lost_prepare_delays_the_move_by_the_prepare_timeout_only() {
+    let mut net = Net::new(3);
+    let a = key("a");
+    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
+    net.run(100);
+    net.send(n(3), &a, 50);
+    net.run(5_000);
+    net.lose_prepares = true;
+    let asked = net.now;
+    net.migrate(&a, n(1), n(2));
+    net.send(n(3), &a, 50);
+    net.run(10_000);
+    assert_eq!(net.handoffs, vec![(n(2), true)]);
+    let waited = net.handoffs_at[0].saturating_since(asked);
+    let timeout = ActivationConfig::default().prepare_timeout;
+    assert!(
+        waited >= timeout && waited < timeout + Duration::from_millis(100),
+        "the handoff left {waited:?} after the move began"
+    );
+    assert!(net.warm_restores.is_empty());
+    assert_eq!(net.hosts(&a), vec![n(2)]);
+    assert_eq!(net.acked.get(&0), Some(&100));
+    let (_, app) = net.app_of(&a).unwrap();
+    assert_eq!(app.count, 100);
     assert!(app.violations.is_empty(), "{:?}", app.violations);
     net.check_commits_linear(&a);
 }

@@ -295,6 +295,15 @@ fn is_reply(body: &DataBody) -> bool {
     matches!(body, DataBody::Reply { .. })
 }
 
+/// When `link` resends what is unacked: `retransmit_after` past its last progress,
+/// or sooner for a gap report held back; `None` with nothing in flight.
+fn resend_time(link: &OutLink, after: Duration) -> Option<Time> {
+    (link.up && link.cursor > 0).then(|| {
+        let timeout = link.last_progress + after;
+        link.gap_at.map_or(timeout, |g| g.min(timeout))
+    })
+}
+
 struct OutLink {
     epoch: u32,
     next_seq: u64,
@@ -311,6 +320,11 @@ struct OutLink {
     resend_at: Option<Time>,
     /// No fast retransmission before this.
     fast_after: Time,
+    /// A gap report came while fast retransmission was held back (before
+    /// `fast_after`): resend then, rather than wait out `retransmit_after` (a
+    /// report is all a receiver sends about a gap, and a lost resend followed by
+    /// nothing new left the link stalled for the whole timeout).
+    gap_at: Option<Time>,
     /// The receiver's session, from its first ack on this link.
     peer_session: Option<u64>,
     /// Since when nothing is queued or unacknowledged (its key in
@@ -416,6 +430,7 @@ impl Delivery {
                 last_progress: now,
                 resend_at: None,
                 fast_after: now,
+                gap_at: None,
                 peer_session: None,
                 idle_since: None,
             }
@@ -445,7 +460,7 @@ impl Delivery {
         let Some(link) = self.out.get_mut(&peer) else {
             return;
         };
-        let want = (link.up && link.cursor > 0).then(|| link.last_progress + after);
+        let want = resend_time(link, after);
         if want != link.resend_at {
             if let Some(old) = link.resend_at {
                 self.resends.remove(&(old, peer));
@@ -559,6 +574,7 @@ impl Delivery {
     pub fn link_up(&mut self, now: Time, peer: NodeId) {
         if let Some(link) = self.out.get_mut(&peer) {
             link.up = true;
+            link.gap_at = None;
             if link.cursor > 0 {
                 self.stats.retransmitted += link.cursor as u64;
             }
@@ -779,22 +795,26 @@ impl Delivery {
         }
         if !progressed {
             // An ack that moves nothing while frames are in flight: the receiver
-            // reports a gap at the first unacked frame. Go back to it now.
-            let gap = link.cursor > 0
-                && link.queue.front().is_some_and(|f| f.seq == ack.up_to + 1)
-                && now >= link.fast_after;
-            if gap {
+            // reports a gap at the first unacked frame. Go back to it now, or as
+            // soon as fast retransmission is allowed again.
+            let gap = link.cursor > 0 && link.queue.front().is_some_and(|f| f.seq == ack.up_to + 1);
+            if gap && now >= link.fast_after {
                 self.stats.retransmitted += link.cursor as u64;
                 link.cursor = 0;
                 link.fast_after = now + self.config.fast_retransmit_gap;
+                link.gap_at = None;
                 link.last_progress = now;
                 self.ready.push_back(from);
+                self.reindex(from);
+            } else if gap {
+                link.gap_at = Some(link.fast_after);
                 self.reindex(from);
             }
             return;
         }
         {
             link.last_progress = now;
+            link.gap_at = None;
             let epoch = link.epoch;
             if link.queue.is_empty() {
                 link.idle_since = Some(now);
@@ -833,6 +853,9 @@ impl Delivery {
             self.stats.retransmitted += link.cursor as u64;
             link.cursor = 0;
             link.last_progress = now;
+            if link.gap_at.take().is_some() {
+                link.fast_after = now + self.config.fast_retransmit_gap;
+            }
             self.ready.push_back(peer);
             self.reindex(peer);
         }
@@ -938,8 +961,7 @@ impl Delivery {
                 }
                 _ => {}
             }
-            let want = (link.up && link.cursor > 0)
-                .then(|| link.last_progress + self.config.retransmit_after);
+            let want = resend_time(link, self.config.retransmit_after);
             if want != link.resend_at || want.is_some_and(|t| !self.resends.contains(&(t, *peer))) {
                 return Err(format!("retransmit index out of date for {peer:?}"));
             }
@@ -1394,6 +1416,80 @@ mod tests {
         a.send(Time::ZERO, bn, tell(4)).unwrap();
         let got = pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false);
         assert_eq!(got, vec![4]);
+    }
+
+    /// Regression (found by the durable-actor simulation, seed 100): a frame lost,
+    /// its fast retransmission lost too, and the receiver's second gap report
+    /// arriving inside `fast_retransmit_gap`. The report was dropped, and with
+    /// nothing new sent the link stalled for the whole `retransmit_after` (2 s),
+    /// longer than a durable activation's lease. Now the sender resends once fast
+    /// retransmission is allowed again.
+    #[test]
+    fn a_gap_report_held_back_is_acted_on_once_allowed() {
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let config = DeliveryConfig::default();
+        let mut a = Delivery::new(10, config.clone());
+        let mut b = Delivery::new(20, config.clone());
+        let t0 = Time::ZERO;
+        for i in 1..=3 {
+            a.send(t0, bn, tell(i)).unwrap();
+        }
+        let frames = |a: &mut Delivery, now: Time| {
+            let mut out = Vec::new();
+            while let Some((_, frame)) = a.poll_transmit(now) {
+                if let Frame::Data(f) = frame {
+                    out.push(f);
+                }
+            }
+            out
+        };
+        // Frame 1 is lost; frame 2 arrives and waits, and the receiver reports
+        // the gap.
+        let gap_report = |b: &mut Delivery, f: DataFrame, now: Time| {
+            assert_eq!(b.handle_data(now, an, f), Inbound::Dropped);
+            let mut acks = Vec::new();
+            while let Some((_, frame)) = b.poll_transmit(now + Duration::from_secs(1)) {
+                if let Frame::Ack(ack) = frame {
+                    acks.push(ack);
+                }
+            }
+            acks.pop().expect("the receiver acks what it has")
+        };
+        let mut sent = frames(&mut a, t0);
+        assert_eq!(sent.len(), 3);
+        let ack = gap_report(&mut b, sent.remove(1), t0);
+        assert_eq!(ack.up_to, 0);
+        let t1 = t0 + Duration::from_millis(10);
+        a.handle_ack(t1, bn, ack);
+        let mut again = frames(&mut a, t1);
+        assert_eq!(again[0].seq, 1, "fast retransmission from the gap");
+        // The resend of frame 1 is lost too; frame 2's reports the gap again, within
+        // `fast_retransmit_gap` of the first resend.
+        let ack = gap_report(&mut b, again.remove(1), t1);
+        let t2 = t1 + config.fast_retransmit_gap / 2;
+        a.handle_ack(t2, bn, ack);
+        assert!(frames(&mut a, t2).is_empty(), "not before the gap time");
+        let due = a.poll_timeout().unwrap();
+        assert_eq!(
+            due,
+            t1 + config.fast_retransmit_gap,
+            "the held-back report is kept"
+        );
+        assert!(due < t1 + config.retransmit_after);
+        a.handle_timeout(due);
+        let resent = frames(&mut a, due);
+        assert_eq!(resent.first().map(|f| f.seq), Some(1));
+        a.check_invariants().unwrap();
+        // This time they arrive: delivered in order, once.
+        let mut got = Vec::new();
+        for f in resent {
+            if let Inbound::Deliver { seq, .. } = b.handle_data(due, an, f) {
+                b.complete(due, an, seq, Ok(()));
+                got.push(seq);
+            }
+        }
+        assert_eq!(got, vec![1, 2, 3]);
+        b.check_invariants().unwrap();
     }
 
     /// Regression (found by the durable-actor simulation): when frame 2 of a new link

@@ -614,7 +614,7 @@ pub(crate) fn durable_lies(
     overheard: &[Vec<u8>],
     commander: bool,
 ) -> Vec<(NodeId, Vec<u8>)> {
-    use plexus_durable::wire::{self, Ack, Command, DurableMsg, Redirect, ReplicaOp};
+    use plexus_durable::wire::{self, Ack, Command, DurableMsg, Prepare, Redirect, ReplicaOp};
     if honest.is_empty() || keys.is_empty() {
         return Vec::new();
     }
@@ -622,7 +622,7 @@ pub(crate) fn durable_lies(
     let to = honest[rng.index(honest.len())];
     let key = keys[rng.index(keys.len())].clone();
     let round = rng.below(8);
-    let msg = match rng.below(7) {
+    let msg = match rng.below(8) {
         // Another node's name on a replica request.
         0 => DurableMsg::Replica {
             from: victim,
@@ -678,6 +678,22 @@ pub(crate) fn durable_lies(
         }),
         // An order only the scheduler's host may give.
         5 if !commander => DurableMsg::Command(Command::Release { key }),
+        // A warm standby asked for in another's name, of another's record, or
+        // of a record of the liar's own that no replica holds.
+        6 => {
+            let (from, node) = match rng.below(3) {
+                0 => (victim, victim),
+                1 => (liar, victim),
+                _ => (liar, liar),
+            };
+            DurableMsg::Prepare(Prepare {
+                key,
+                migration: rng.next_u64(),
+                from,
+                order: (Ballot { round, node }, rng.below(16)),
+                spec: Vec::new(),
+            })
+        }
         // A replay, as heard or with its ballots pushed to the end.
         _ => {
             let Some(bytes) = overheard.get(rng.index(overheard.len().max(1))) else {
@@ -715,6 +731,7 @@ fn max_ballots(msg: &mut plexus_durable::wire::DurableMsg) {
             plexus_durable::wire::HandedRecord::Whole(r) => max(&mut r.ballot),
             plexus_durable::wire::HandedRecord::Held { order } => max(&mut order.0),
         },
+        DurableMsg::Prepare(p) => max(&mut p.order.0),
         _ => {}
     }
 }
@@ -788,6 +805,8 @@ mod lie_tests {
         assert!(node.stats.refused.forged_origin > 0);
         assert!(node.stats.refused.ballot_step > 0);
         assert!(node.stats.refused.not_commander > 0);
+        assert!(node.stats.refused.foreign_ballot > 0);
+        assert_eq!(node.standbys(), 0, "a lie had a standby built");
         assert_eq!(
             node.replica().store().slots().get(&key),
             Some(&slot),
