@@ -678,8 +678,10 @@ fn a_lost_prepare_delays_the_move_by_the_prepare_timeout_only() {
 fn standbys_are_bounded_and_expire() {
     let mut net = Net::new(0);
     for i in 1..=3 {
-        let mut config = NodeConfig::default();
-        config.standbys_max = 1;
+        let config = NodeConfig {
+            standbys_max: 1,
+            ..NodeConfig::default()
+        };
         net.boot_with(n(i), MemStore::default(), config);
     }
     let (a, c) = (key("a"), key("c"));

@@ -410,6 +410,10 @@ pub trait ApplyTracer: Send {
     ) -> Result<Applied, CodeError>;
 }
 
+/// User code built ahead of a migration (a warm standby), with the order of the
+/// record it was built from.
+type Standby = ((Ballot, u64), Box<dyn DurableCode>);
+
 /// One node's durable host.
 pub struct DurableHost<S: SlotStore> {
     me: NodeId,
@@ -420,7 +424,7 @@ pub struct DurableHost<S: SlotStore> {
     /// User code built ahead of a migration to this node (a warm standby), with
     /// the record it was built from; at most the core's `standbys_max`, since
     /// each follows a standby the core holds or has handed to an activation.
-    standbys: BTreeMap<DurableKey, ((Ballot, u64), Box<dyn DurableCode>)>,
+    standbys: BTreeMap<DurableKey, Standby>,
     tracer: Option<Box<dyn ApplyTracer>>,
     /// Signs this node's reports to the scheduler.
     signer: NodeKey,
