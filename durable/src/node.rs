@@ -683,23 +683,10 @@ impl<S: SlotStore> DurableNode<S> {
                 }
             }
             DurableMsg::Handoff(h) => {
-                origin(h.from, from)?;
                 // The holder hands off the record it committed under its own
                 // ballot; the target then checks with the replicas that they hold
                 // exactly that record (see `activation`).
-                if h.record.ballot().node != from {
-                    return Err(Refusal::ForeignBallot {
-                        ballot: h.record.ballot(),
-                        sender: from,
-                    });
-                }
-                let known = self.replica.promised(&h.key);
-                if !ballot_step_ok(h.record.ballot(), known) {
-                    return Err(Refusal::BallotStep {
-                        ballot: h.record.ballot(),
-                        known,
-                    });
-                }
+                self.holders_record(from, h.from, &h.key, h.record.ballot())?;
                 self.handoff(now, h);
             }
             DurableMsg::HandoffReply {
@@ -715,22 +702,8 @@ impl<S: SlotStore> DurableNode<S> {
                 }
             }
             DurableMsg::Prepare(p) => {
-                origin(p.from, from)?;
-                // As with a handoff: the source names a record it wrote under its
-                // own ballot, and only this node's replica's copy is used.
-                if p.order.0.node != from {
-                    return Err(Refusal::ForeignBallot {
-                        ballot: p.order.0,
-                        sender: from,
-                    });
-                }
-                let known = self.replica.promised(&p.key);
-                if !ballot_step_ok(p.order.0, known) {
-                    return Err(Refusal::BallotStep {
-                        ballot: p.order.0,
-                        known,
-                    });
-                }
+                // As with a handoff; and only this node's replica's copy is used.
+                self.holders_record(from, p.from, &p.key, p.order.0)?;
                 self.prepare(now, p);
             }
             DurableMsg::Prepared {
@@ -765,6 +738,27 @@ impl<S: SlotStore> DurableNode<S> {
                     c => self.command(now, c),
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A migration's source (`claimed`, which must be the sender) names a record
+    /// of `key` written under `ballot`: its own, within the ballot step of the
+    /// promise this node's replica holds.
+    fn holders_record(
+        &self,
+        sender: NodeId,
+        claimed: NodeId,
+        key: &DurableKey,
+        ballot: Ballot,
+    ) -> Result<(), Refusal> {
+        origin(claimed, sender)?;
+        if ballot.node != sender {
+            return Err(Refusal::ForeignBallot { ballot, sender });
+        }
+        let known = self.replica.promised(key);
+        if !ballot_step_ok(ballot, known) {
+            return Err(Refusal::BallotStep { ballot, known });
         }
         Ok(())
     }

@@ -278,6 +278,11 @@ impl Net {
         }
     }
 
+    /// Whether some refusal of the liar's messages was `why`.
+    fn refused(&self, why: impl Fn(&Refusal) -> bool) -> bool {
+        self.refusals.iter().any(why)
+    }
+
     /// The liar sends `msg` to `to`; the transport authenticates it as the liar
     /// whatever the message says.
     fn inject(&mut self, to: NodeId, msg: DurableMsg) {
@@ -435,21 +440,9 @@ fn forged_drops_and_releases_delete_nothing() {
         );
     }
     net.run(2_000);
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::ForgedOrigin { .. }))
-    );
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::ForeignBallot { .. }))
-    );
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::NotCommander { .. }))
-    );
+    assert!(net.refused(|r| matches!(r, Refusal::ForgedOrigin { .. })));
+    assert!(net.refused(|r| matches!(r, Refusal::ForeignBallot { .. })));
+    assert!(net.refused(|r| matches!(r, Refusal::NotCommander { .. })));
     assert_eq!(net.nodes[&n(1)].stats.refused.not_commander, 1);
     assert_eq!(
         net.holding(&[1, 2, 3], &a, 20),
@@ -479,11 +472,7 @@ fn a_max_ballot_cannot_wedge_a_key() {
         }
     }
     net.run(2_000);
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::BallotStep { .. }))
-    );
+    assert!(net.refused(|r| matches!(r, Refusal::BallotStep { .. })));
     for i in [1, 2, 3] {
         let promised = net.nodes[&n(i)].replica().store().slots()[&a].promised;
         assert!(
@@ -531,16 +520,8 @@ fn a_forged_handoff_cannot_replace_the_state() {
     // that record, and restores nothing.
     net.inject(n(3), handoff(liar(), record));
     net.run(3_000);
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::ForgedOrigin { .. }))
-    );
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::ForeignBallot { .. }))
-    );
+    assert!(net.refused(|r| matches!(r, Refusal::ForgedOrigin { .. })));
+    assert!(net.refused(|r| matches!(r, Refusal::ForeignBallot { .. })));
     restored_nothing_made_up(&mut net, &a, holder);
 }
 
@@ -622,16 +603,8 @@ fn forged_prepares_build_no_standby() {
     // liar's, whatever its order.
     net.inject(n(3), prepare(liar(), (b(0, liar()), 0)));
     net.run(500);
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::ForgedOrigin { .. }))
-    );
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::ForeignBallot { .. }))
-    );
+    assert!(net.refused(|r| matches!(r, Refusal::ForgedOrigin { .. })));
+    assert!(net.refused(|r| matches!(r, Refusal::ForeignBallot { .. })));
     assert_eq!(net.nodes[&n(3)].standbys(), 0);
     assert!(net.standbys.is_empty(), "no user code was built");
     // A real move, and the liar answering its prepare first.
@@ -649,11 +622,7 @@ fn forged_prepares_build_no_standby() {
         },
     );
     net.run(5_000);
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::NotHolder { .. }))
-    );
+    assert!(net.refused(|r| matches!(r, Refusal::NotHolder { .. })));
     assert_eq!(net.hosts(&a), vec![n(2)]);
     assert_eq!(net.warm_restores, 1);
     net.send(n(2), &a, 5);
@@ -701,16 +670,8 @@ fn forged_acks_and_redirects_lose_no_message() {
         }),
     );
     net.run(50);
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::NotStreamPeer { .. }))
-    );
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::ForeignBallot { .. }))
-    );
+    assert!(net.refused(|r| matches!(r, Refusal::NotStreamPeer { .. })));
+    assert!(net.refused(|r| matches!(r, Refusal::ForeignBallot { .. })));
     assert_eq!(net.acked.get(&0), Some(&20), "forged acks counted");
     assert_eq!(net.nodes[&n(2)].session_unacked(0), Some(30));
     net.cut.clear();
@@ -747,16 +708,8 @@ fn forged_replica_replies_make_no_quorum() {
         );
     }
     net.run(20);
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::ForgedOrigin { .. }))
-    );
-    assert!(
-        net.refusals
-            .iter()
-            .any(|r| matches!(r, Refusal::NotReplica { .. }))
-    );
+    assert!(net.refused(|r| matches!(r, Refusal::ForgedOrigin { .. })));
+    assert!(net.refused(|r| matches!(r, Refusal::NotReplica { .. })));
     assert!(net.hosts(&a).is_empty(), "activated without a majority");
 }
 

@@ -351,6 +351,31 @@ impl Net {
             .collect()
     }
 
+    /// `k` active at node 1 on replicas {1, 2, 3}, with `count` messages from node
+    /// 3 under way and the first of them acknowledged (so a commit is done).
+    fn mid_stream(&mut self, k: &DurableKey, count: u64) {
+        self.activate(n(1), k, vec![set(&[1, 2, 3])]);
+        self.run(100);
+        self.send(n(3), k, count);
+        for _ in 0..10_000 {
+            self.run(1);
+            if self.acked.get(&0).is_some_and(|x| *x > 0) {
+                break;
+            }
+        }
+    }
+
+    /// `k` serves at `at` alone, with all `count` messages acknowledged and each
+    /// applied once, in order; its commits are linear.
+    fn served_once(&self, k: &DurableKey, at: NodeId, count: u64) {
+        assert_eq!(self.hosts(k), vec![at]);
+        assert_eq!(self.acked.get(&0), Some(&count));
+        let (_, app) = self.app_of(k).unwrap();
+        assert_eq!(app.count, count, "each message applied once");
+        assert!(app.violations.is_empty(), "{:?}", app.violations);
+        self.check_commits_linear(k);
+    }
+
     /// Commits of one key complete in (ballot, version) order.
     fn check_commits_linear(&self, k: &DurableKey) {
         let mine: Vec<(Ballot, u64)> = self
@@ -521,16 +546,8 @@ fn a_replica_target_takes_the_actor_by_reference_without_a_final_commit() {
         net.boot_with(n(i), MemStore::default(), cold());
     }
     let a = key("a");
-    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
-    net.run(100);
-    net.send(n(3), &a, 150);
     // Mid-stream: a commit done, and more inputs applied since.
-    for _ in 0..10_000 {
-        net.run(1);
-        if net.acked.get(&0).is_some_and(|x| *x > 0) {
-            break;
-        }
-    }
+    net.mid_stream(&a, 150);
     let acked = net.acked.get(&0).copied().unwrap_or(0);
     assert!((1..150).contains(&acked), "{acked}");
     let source_ballot = net.nodes[&n(1)].actor(&a).unwrap().ballot();
@@ -568,15 +585,7 @@ fn a_replica_target_takes_the_actor_by_reference_without_a_final_commit() {
 fn a_warm_standby_is_built_before_the_pause_and_taken_by_the_handoff() {
     let mut net = Net::new(3);
     let a = key("a");
-    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
-    net.run(100);
-    net.send(n(3), &a, 150);
-    for _ in 0..10_000 {
-        net.run(1);
-        if net.acked.get(&0).is_some_and(|x| *x > 0) {
-            break;
-        }
-    }
+    net.mid_stream(&a, 150);
     net.migrate(&a, n(1), n(2));
     // The source asked for the standby and serves on until it is ready.
     assert!(
@@ -593,12 +602,7 @@ fn a_warm_standby_is_built_before_the_pause_and_taken_by_the_handoff() {
     assert_eq!(net.warm_restores, vec![n(2)], "the target took its standby");
     assert_eq!(net.nodes[&n(2)].standbys(), 0, "and holds none after");
     assert!(net.standbys.is_empty());
-    assert_eq!(net.acked.get(&0), Some(&300));
-    assert_eq!(net.hosts(&a), vec![n(2)]);
-    let (_, app) = net.app_of(&a).unwrap();
-    assert_eq!(app.count, 300, "each message applied once");
-    assert!(app.violations.is_empty(), "{:?}", app.violations);
-    net.check_commits_linear(&a);
+    net.served_once(&a, n(2), 300);
     for node in net.nodes.values() {
         node.check_invariants().unwrap();
     }
@@ -608,18 +612,10 @@ fn a_warm_standby_is_built_before_the_pause_and_taken_by_the_handoff() {
 /// the record before the prepare came) answers so, and the move goes on
 /// without one: the target restores during the pause, from the other replicas.
 #[test]
-fn a_stale_or_refused_standby_falls_back_to_a_restore_in_the_pause() {
+fn a_refused_standby_falls_back_to_a_restore_in_the_pause() {
     let mut net = Net::new(3);
     let a = key("a");
-    net.activate(n(1), &a, vec![set(&[1, 2, 3])]);
-    net.run(100);
-    net.send(n(3), &a, 150);
-    for _ in 0..10_000 {
-        net.run(1);
-        if net.acked.get(&0).is_some_and(|x| *x > 0) {
-            break;
-        }
-    }
+    net.mid_stream(&a, 150);
     // The target's replica loses its copy before the prepare reaches it.
     net.migrate(&a, n(1), n(2));
     net.crash(n(2));
@@ -631,12 +627,7 @@ fn a_stale_or_refused_standby_falls_back_to_a_restore_in_the_pause() {
     // The move went on without one: the target fenced and restored the record
     // from the other replicas.
     assert_eq!(net.handoffs, vec![(n(2), true)]);
-    assert_eq!(net.hosts(&a), vec![n(2)]);
-    assert_eq!(net.acked.get(&0), Some(&300));
-    let (_, app) = net.app_of(&a).unwrap();
-    assert_eq!(app.count, 300);
-    assert!(app.violations.is_empty(), "{:?}", app.violations);
-    net.check_commits_linear(&a);
+    net.served_once(&a, n(2), 300);
 }
 
 /// A target that never answers the prepare (it was lost) holds the move up for
@@ -663,12 +654,7 @@ fn a_lost_prepare_delays_the_move_by_the_prepare_timeout_only() {
         "the handoff left {waited:?} after the move began"
     );
     assert!(net.warm_restores.is_empty());
-    assert_eq!(net.hosts(&a), vec![n(2)]);
-    assert_eq!(net.acked.get(&0), Some(&100));
-    let (_, app) = net.app_of(&a).unwrap();
-    assert_eq!(app.count, 100);
-    assert!(app.violations.is_empty(), "{:?}", app.violations);
-    net.check_commits_linear(&a);
+    net.served_once(&a, n(2), 100);
 }
 
 /// Standbys are bounded: a target holding `standbys_max` of them refuses the
