@@ -1700,7 +1700,7 @@ impl Activation {
     /// With [`ActivationConfig::warm_handoffs`], a target that holds the last
     /// committed record as a replica is first asked to prepare a warm standby
     /// from it ([`DurableMsg::Prepare`]), and the actor quiesces only once the
-    /// target answers (or does not within the handoff timeout): see
+    /// target answers (or does not within `prepare_timeout`): see
     /// [`Activation::on_prepared`].
     pub fn migrate(&mut self, now: Time, to: NodeId) -> bool {
         if self.why_not_migrate(to).is_some() {

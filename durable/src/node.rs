@@ -42,6 +42,12 @@
 //!   replica confirms it holds exactly the handed-off record (order and blake3
 //!   digest): a node cannot hand over a state the replicas do not hold. A handoff
 //!   reply counts only from the migration's target.
+//! * **Standbys.** A prepare is the same claim as a handoff (origin, the
+//!   sender's own ballot, a bounded step); the standby is built only from this
+//!   node's own replica, only from a record of the asker's own activation, at
+//!   most `standbys_max` at once for at most `standby_ttl` each, and used only by
+//!   the handoff it was prepared for. Its answer counts only from the
+//!   migration's target.
 //! * **Streams.** An ack, nack or redirect for a stream counts only from the node
 //!   the stream sends to (or last sent to), and an ack or nack cannot reach past
 //!   the last number the stream gave.
@@ -87,9 +93,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use plexus_actors::envelope::TraceContext;
-use plexus_actors::{NodeId, Time};
-
 use plexus_actors::migratable::Snapshot;
+use plexus_actors::{NodeId, Time};
 
 use crate::activation::{
     Activation, ActivationConfig, ActivationEvent, Applied, Arrival, Deactivation, DurableState,
@@ -960,6 +965,11 @@ impl<S: SlotStore> DurableNode<S> {
     /// Warm standbys held now.
     pub fn standbys(&self) -> usize {
         self.standbys.len()
+    }
+
+    /// Whether a warm standby of `key` is held.
+    pub fn holds_standby(&self, key: &DurableKey) -> bool {
+        self.standbys.contains_key(key)
     }
 
     fn route_envelope(&mut self, now: Time, mut env: Envelope) {

@@ -422,8 +422,9 @@ pub struct DurableHost<S: SlotStore> {
     kinds: Kinds,
     code: BTreeMap<DurableKey, Box<dyn DurableCode>>,
     /// User code built ahead of a migration to this node (a warm standby), with
-    /// the record it was built from; at most the core's `standbys_max`, since
-    /// each follows a standby the core holds or has handed to an activation.
+    /// the record it was built from. Each follows a standby the core holds (at
+    /// most `standbys_max`) or one it handed to an activation here that is still
+    /// restoring; it goes when that activation restores or ends.
     standbys: BTreeMap<DurableKey, Standby>,
     tracer: Option<Box<dyn ApplyTracer>>,
     /// Signs this node's reports to the scheduler.
@@ -580,11 +581,13 @@ impl<S: SlotStore> DurableHost<S> {
             }
             code.check_invariants().map_err(|e| format!("{key}: {e}"))?;
         }
-        if self.standbys.len() > self.config.node.standbys_max {
+        if let Some(key) = self
+            .standbys
+            .keys()
+            .find(|k| !self.core.holds_standby(k) && self.core.actor(k).is_none())
+        {
             return Err(format!(
-                "{} standbys built, over the bound of {}",
-                self.standbys.len(),
-                self.config.node.standbys_max
+                "{key}: a standby built for nothing the core holds or hosts"
             ));
         }
         if self.waiting.len() > self.config.waiters_max {
