@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
 
-/// Encoded actor state, as stored on disk and sent between nodes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Encoded actor state, as stored on disk and sent between nodes. The default is
+/// the empty state of an actor that never ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The [`Migratable::SCHEMA_VERSION`] of the state that wrote it.
     pub schema_version: u32,

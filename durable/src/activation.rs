@@ -91,10 +91,7 @@ impl DurableState {
     /// The state of an actor that never ran.
     pub fn empty() -> Self {
         Self {
-            user: Snapshot {
-                schema_version: 0,
-                bytes: Vec::new(),
-            },
+            user: Snapshot::default(),
             inbound: BTreeMap::new(),
             streams: BTreeMap::new(),
             applied: 0,

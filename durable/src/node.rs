@@ -845,15 +845,7 @@ impl<S: SlotStore> DurableNode<S> {
             Ok(w) => w,
             Err(why) => {
                 self.unprepare(&p.key);
-                self.transmit.push_back((
-                    p.from,
-                    DurableMsg::Prepared {
-                        key: p.key,
-                        migration: p.migration,
-                        from: self.me,
-                        result: Err(why),
-                    },
-                ));
+                self.answer_prepare(p.from, p.key, p.migration, Err(why));
                 return;
             }
         };
@@ -908,13 +900,7 @@ impl<S: SlotStore> DurableNode<S> {
         };
         let mut state = DurableState::decode(&record.body)
             .map_err(|e| format!("the record does not decode: {e}"))?;
-        let user = std::mem::replace(
-            &mut state.user,
-            Snapshot {
-                schema_version: 0,
-                bytes: Vec::new(),
-            },
-        );
+        let user = std::mem::take(&mut state.user);
         let warm = Warm {
             record,
             digest,
@@ -943,10 +929,21 @@ impl<S: SlotStore> DurableNode<S> {
                 Err(format!("the user code does not build: {why}"))
             }
         };
+        self.answer_prepare(source, key.clone(), migration, result);
+    }
+
+    /// Tells a migration's source what this node's standby holds, or why none.
+    fn answer_prepare(
+        &mut self,
+        source: NodeId,
+        key: DurableKey,
+        migration: u64,
+        result: Result<(Ballot, u64), String>,
+    ) {
         self.transmit.push_back((
             source,
             DurableMsg::Prepared {
-                key: key.clone(),
+                key,
                 migration,
                 from: self.me,
                 result,

@@ -21,46 +21,17 @@ use plexus_durable::{
     ActivationEvent, Applied, Ballot, Command, Deactivation, DurableKey, DurableMsg, DurableState,
     MemStore, Output, Record, ReplicaSet, SenderId,
 };
-use serde::{Deserialize, Serialize};
 
-/// The toy actor: counts inputs, checks per-sender order, forwards to `next`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-struct App {
-    last: BTreeMap<String, u64>,
-    count: u64,
-    violations: Vec<String>,
-}
-
-/// The app a snapshot holds (a fresh one for an empty snapshot).
-fn restore(user: &Snapshot) -> App {
-    if user.bytes.is_empty() {
-        App::default()
-    } else {
-        codec::decode_body(&user.bytes, 1 << 20).unwrap()
-    }
-}
-
-fn key(s: &str) -> DurableKey {
-    DurableKey::new(s).unwrap()
-}
-
-fn n(i: u64) -> NodeId {
-    NodeId::synthetic(i)
-}
-
-fn set(ids: &[u64]) -> ReplicaSet {
-    ReplicaSet::new(ids.iter().map(|i| n(*i)).collect()).unwrap()
-}
+mod support;
+use support::{App, Standbys, key, n, set};
 
 struct Net {
     now: Time,
     nodes: BTreeMap<NodeId, DurableNode<MemStore>>,
     disks: BTreeMap<NodeId, MemStore>,
     apps: BTreeMap<(NodeId, DurableKey), App>,
-    /// Apps built ahead of a handoff (warm standbys), with their record's order.
-    standbys: BTreeMap<(NodeId, DurableKey), ((Ballot, u64), App)>,
-    /// Restores that took a warm standby.
-    warm_restores: usize,
+    /// Apps built ahead of a handoff (warm standbys).
+    standbys: Standbys,
     queue: VecDeque<(NodeId, NodeId, DurableMsg)>,
     registry: BTreeMap<DurableKey, (NodeId, Ballot)>,
     /// key -> next key in the pipeline.
@@ -83,8 +54,7 @@ impl Net {
             nodes: BTreeMap::new(),
             disks: BTreeMap::new(),
             apps: BTreeMap::new(),
-            standbys: BTreeMap::new(),
-            warm_restores: 0,
+            standbys: Standbys::default(),
             queue: VecDeque::new(),
             registry: BTreeMap::new(),
             pipeline: BTreeMap::new(),
@@ -112,7 +82,7 @@ impl Net {
             self.disks.insert(id, node.into_store());
         }
         self.apps.retain(|(node, _), _| *node != id);
-        self.standbys.retain(|(node, _), _| *node != id);
+        self.standbys.drop_node(id);
         self.registry.retain(|_, (node, _)| *node != id);
     }
 
@@ -150,15 +120,7 @@ impl Net {
         match e {
             NodeEvent::Actor { key, event } => match event {
                 ActivationEvent::Restore { user, warm } => {
-                    let standby = self.standbys.remove(&(id, key.clone()));
-                    let app = match (warm, standby) {
-                        (Some(order), Some((built, app))) if built == order => {
-                            self.warm_restores += 1;
-                            app
-                        }
-                        (Some(_), _) => panic!("{key}: a warm restore without its standby"),
-                        (None, _) => restore(&user),
-                    };
+                    let app = self.standbys.restore(id, &key, &user, warm);
                     self.apps.insert((id, key), app);
                 }
                 ActivationEvent::Apply {
@@ -215,7 +177,7 @@ impl Net {
                 }
                 ActivationEvent::Deactivated(why) => {
                     self.apps.remove(&(id, key.clone()));
-                    self.standbys.remove(&(id, key.clone()));
+                    self.standbys.drop_key(id, &key);
                     if self.registry.get(&key).is_some_and(|(node, _)| *node == id) {
                         self.registry.remove(&key);
                     }
@@ -231,14 +193,11 @@ impl Net {
             NodeEvent::Prepare {
                 key, order, user, ..
             } => {
-                self.standbys
-                    .insert((id, key.clone()), (order, restore(&user)));
+                self.standbys.build(id, &key, order, &user);
                 self.node(id).prepared(&key, order, Ok(()));
                 self.flush(id);
             }
-            NodeEvent::Unprepared { key } => {
-                self.standbys.remove(&(id, key));
-            }
+            NodeEvent::Unprepared { key } => self.standbys.drop_key(id, &key),
             NodeEvent::Refused { .. } | NodeEvent::MoveRefused { .. } => {}
         }
     }
@@ -624,7 +583,7 @@ fn forged_prepares_build_no_standby() {
     net.run(5_000);
     assert!(net.refused(|r| matches!(r, Refusal::NotHolder { .. })));
     assert_eq!(net.hosts(&a), vec![n(2)]);
-    assert_eq!(net.warm_restores, 1);
+    assert_eq!(net.standbys.warm_restores, vec![n(2)]);
     net.send(n(2), &a, 5);
     net.run(5_000);
     assert_eq!(net.acked.get(&0), Some(&25));

@@ -16,46 +16,17 @@ use plexus_durable::{
     ActivationConfig, ActivationEvent, Applied, Ballot, Deactivation, DurableKey, DurableMsg,
     MemStore, Output, ReplicaSet,
 };
-use serde::{Deserialize, Serialize};
 
-/// The toy actor: counts inputs, checks per-sender order, forwards to `next`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-struct App {
-    last: BTreeMap<String, u64>,
-    count: u64,
-    violations: Vec<String>,
-}
-
-/// The app a snapshot holds (a fresh one for an empty snapshot).
-fn restore(user: &Snapshot) -> App {
-    if user.bytes.is_empty() {
-        App::default()
-    } else {
-        codec::decode_body(&user.bytes, 1 << 20).unwrap()
-    }
-}
-
-fn key(s: &str) -> DurableKey {
-    DurableKey::new(s).unwrap()
-}
-
-fn n(i: u64) -> NodeId {
-    NodeId::synthetic(i)
-}
-
-fn set(ids: &[u64]) -> ReplicaSet {
-    ReplicaSet::new(ids.iter().map(|i| n(*i)).collect()).unwrap()
-}
+mod support;
+use support::{App, Standbys, key, n, set};
 
 struct Net {
     now: Time,
     nodes: BTreeMap<NodeId, DurableNode<MemStore>>,
     disks: BTreeMap<NodeId, MemStore>,
     apps: BTreeMap<(NodeId, DurableKey), App>,
-    /// Apps built ahead of a handoff (warm standbys), with their record's order.
-    standbys: BTreeMap<(NodeId, DurableKey), ((Ballot, u64), App)>,
-    /// Restores that took a warm standby, per node.
-    warm_restores: Vec<NodeId>,
+    /// Apps built ahead of a handoff (warm standbys).
+    standbys: Standbys,
     /// While set, prepares are lost on the way.
     lose_prepares: bool,
     /// When each handoff was delivered.
@@ -91,8 +62,7 @@ impl Net {
             nodes: BTreeMap::new(),
             disks: BTreeMap::new(),
             apps: BTreeMap::new(),
-            standbys: BTreeMap::new(),
-            warm_restores: Vec::new(),
+            standbys: Standbys::default(),
             lose_prepares: false,
             handoffs_at: Vec::new(),
             queue: VecDeque::new(),
@@ -130,7 +100,7 @@ impl Net {
             self.disks.insert(id, node.into_store());
         }
         self.apps.retain(|(node, _), _| *node != id);
-        self.standbys.retain(|(node, _), _| *node != id);
+        self.standbys.drop_node(id);
         self.registry.retain(|_, (node, _)| *node != id);
     }
 
@@ -173,16 +143,7 @@ impl Net {
         match e {
             NodeEvent::Actor { key, event } => match event {
                 ActivationEvent::Restore { user, warm } => {
-                    let standby = self.standbys.remove(&(id, key.clone()));
-                    let app = match warm {
-                        Some(order) => {
-                            let (built, app) = standby.expect("a warm restore has its standby");
-                            assert_eq!(built, order, "the standby of the record restored");
-                            self.warm_restores.push(id);
-                            app
-                        }
-                        None => restore(&user),
-                    };
+                    let app = self.standbys.restore(id, &key, &user, warm);
                     self.apps.insert((id, key), app);
                 }
                 ActivationEvent::Apply {
@@ -252,7 +213,7 @@ impl Net {
                 }
                 ActivationEvent::Deactivated(why) => {
                     self.apps.remove(&(id, key.clone()));
-                    self.standbys.remove(&(id, key.clone()));
+                    self.standbys.drop_key(id, &key);
                     if self.registry.get(&key).is_some_and(|(node, _)| *node == id) {
                         self.registry.remove(&key);
                     }
@@ -271,14 +232,11 @@ impl Net {
             NodeEvent::Prepare {
                 key, order, user, ..
             } => {
-                self.standbys
-                    .insert((id, key.clone()), (order, restore(&user)));
+                self.standbys.build(id, &key, order, &user);
                 self.node(id).prepared(&key, order, Ok(()));
                 self.flush(id);
             }
-            NodeEvent::Unprepared { key } => {
-                self.standbys.remove(&(id, key));
-            }
+            NodeEvent::Unprepared { key } => self.standbys.drop_key(id, &key),
             NodeEvent::Refused { .. } => {}
         }
     }
@@ -599,7 +557,11 @@ fn a_warm_standby_is_built_before_the_pause_and_taken_by_the_handoff() {
     net.send(n(3), &a, 150);
     net.run(30_000);
     assert_eq!(net.handoffs, vec![(n(2), true)]);
-    assert_eq!(net.warm_restores, vec![n(2)], "the target took its standby");
+    assert_eq!(
+        net.standbys.warm_restores,
+        vec![n(2)],
+        "the target took its standby"
+    );
     assert_eq!(net.nodes[&n(2)].standbys(), 0, "and holds none after");
     assert!(net.standbys.is_empty());
     net.served_once(&a, n(2), 300);
@@ -623,7 +585,10 @@ fn a_refused_standby_falls_back_to_a_restore_in_the_pause() {
     net.boot(n(2));
     net.send(n(3), &a, 150);
     net.run(30_000);
-    assert!(net.warm_restores.is_empty(), "no standby was built");
+    assert!(
+        net.standbys.warm_restores.is_empty(),
+        "no standby was built"
+    );
     // The move went on without one: the target fenced and restored the record
     // from the other replicas.
     assert_eq!(net.handoffs, vec![(n(2), true)]);
@@ -653,7 +618,7 @@ fn a_lost_prepare_delays_the_move_by_the_prepare_timeout_only() {
         waited >= timeout && waited < timeout + Duration::from_millis(100),
         "the handoff left {waited:?} after the move began"
     );
-    assert!(net.warm_restores.is_empty());
+    assert!(net.standbys.warm_restores.is_empty());
     net.served_once(&a, n(2), 100);
 }
 
@@ -685,7 +650,11 @@ fn standbys_are_bounded_and_expire() {
     net.run(10_000);
     assert_eq!(net.hosts(&a), vec![n(2)]);
     assert_eq!(net.hosts(&c), vec![n(2)]);
-    assert_eq!(net.warm_restores, vec![n(2)], "one move had a standby");
+    assert_eq!(
+        net.standbys.warm_restores,
+        vec![n(2)],
+        "one move had a standby"
+    );
     assert_eq!(net.handoffs.len(), 2);
     for k in [&a, &c] {
         let (_, app) = net.app_of(k).unwrap();
@@ -713,17 +682,14 @@ fn standbys_are_bounded_and_expire() {
     ));
     net.run(50);
     assert_eq!(net.nodes[&n(3)].standbys(), 1);
-    assert!(net.standbys.contains_key(&(n(3), a.clone())));
+    assert!(net.standbys.holds(n(3), &a));
     net.run(3_000);
     assert!(
         net.now.saturating_since(Time::ZERO) > NodeConfig::default().standby_ttl,
         "ran past the standby's lifetime"
     );
     assert_eq!(net.nodes[&n(3)].standbys(), 0, "expired");
-    assert!(
-        !net.standbys.contains_key(&(n(3), a.clone())),
-        "and its owner told"
-    );
+    assert!(!net.standbys.holds(n(3), &a), "and its owner told");
     assert_eq!(net.hosts(&a), vec![n(2)]);
 }
 

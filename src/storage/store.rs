@@ -270,9 +270,8 @@ impl ChunkStore {
     /// blob bytes (and at least 64 MiB), or merges blob files when there are
     /// more than 4,096 of under half the full size on average: compacts the
     /// chunk family once with blob garbage collection on, which rewrites the
-    /// live chunks of every blob file and
-    /// drops the old files. Heavy (it reads and writes every live chunk); run
-    /// it off the async workers, one at a time.
+    /// live chunks of every blob file and drops the old files. Heavy (it reads
+    /// and writes every live chunk); run it off the async workers, one at a time.
     pub fn maintain(&self) -> Result<Maintenance, ChunkStoreError> {
         self.maintain_past(GARBAGE_BYTES_MIN, BLOB_FILES_MAX)
     }
