@@ -34,6 +34,7 @@ use plexus_actors::rng::DetRng;
 use plexus_actors::{ActorId, NodeId, Time};
 use serde::{Deserialize, Serialize};
 
+use crate::admitted::Admitted;
 use crate::allowlist::Republish;
 use crate::asks::{Answer, AskConfig, Asks};
 use crate::delivery::{Delivery, DeliveryConfig, DeliveryEvent, Inbound};
@@ -245,11 +246,7 @@ impl Cluster {
     /// Restricts the mesh to the nodes `admitted` (the allowlist's; `None`: anyone
     /// the transport lets in). Statements about, claims of and messages from others
     /// are ignored; members no longer admitted are dropped with their names.
-    pub fn set_admitted(
-        &mut self,
-        now: Time,
-        admitted: Option<std::collections::BTreeSet<NodeId>>,
-    ) {
+    pub fn set_admitted(&mut self, now: Time, admitted: Option<Admitted>) {
         self.clock(now);
         self.membership.set_admitted(now, admitted);
         self.pump();

@@ -344,18 +344,35 @@ struct InLink {
     acked: u64,
     refused: Vec<(u64, Failure)>,
     ack_due: Option<Time>,
-    /// The chunked body being joined.
-    joining: Vec<u8>,
-    /// Why the body being joined will be refused (it outgrew the bound); its
-    /// remaining chunks are discarded as they come.
-    joining_refused: Option<Failure>,
+    /// The chunked body being joined, if any: boxed, since almost no link is
+    /// joining one and every node keeps a record for every peer it has heard.
+    joining: Option<Box<Joining>>,
 }
+
+/// A chunked body being joined.
+#[derive(Clone, Default)]
+struct Joining {
+    /// Its chunks so far.
+    body: Vec<u8>,
+    /// Why it will be refused (it outgrew the bound); its remaining chunks are
+    /// discarded as they come.
+    refused: Option<Failure>,
+}
+
+/// The outbound links, found on every frame sent and every ack: hashed, not ordered.
+/// Only the invariant check walks the map, and whether it finds a fault does not
+/// depend on the order; every order the protocol acts in is kept by the time-ordered
+/// indexes in [`Delivery`]. The seed is fixed (see [`crate::admitted`]) so runs
+/// replay. Idle links are dropped, so the map stays small; the inbound records and
+/// epoch counters, one per peer ever heard or told, stay ordered maps, which hold
+/// a thousand entries in half the memory of a hashed table.
+type PeerMap<V> = std::collections::HashMap<NodeId, V, foldhash::fast::FixedState>;
 
 /// One node's links.
 pub struct Delivery {
     session: u64,
     config: DeliveryConfig,
-    out: BTreeMap<NodeId, OutLink>,
+    out: PeerMap<OutLink>,
     /// Epoch counters survive a link's removal, so a rebuilt link starts a new epoch.
     epochs: BTreeMap<NodeId, u32>,
     inbound: BTreeMap<NodeId, InLink>,
@@ -377,7 +394,7 @@ impl Delivery {
         Self {
             session,
             config,
-            out: BTreeMap::new(),
+            out: PeerMap::default(),
             epochs: BTreeMap::new(),
             inbound: BTreeMap::new(),
             ready: VecDeque::new(),
@@ -640,8 +657,7 @@ impl Delivery {
             acked: 0,
             refused: Vec::new(),
             ack_due: None,
-            joining: Vec::new(),
-            joining_refused: None,
+            joining: None,
         };
         let link = self.inbound.entry(from).or_insert_with(|| fresh.clone());
         if (frame.session, frame.epoch) > (link.session, link.epoch) {
@@ -679,22 +695,24 @@ impl Delivery {
         };
         // A chunk: take it in, and on the last one hand out the joined body.
         let max = self.config.message_bytes_max;
-        if link.joining_refused.is_none() {
-            if link.joining.len().saturating_add(bytes.len()) > max {
-                link.joining = Vec::new();
-                link.joining_refused = Some(Failure::Rejected(format!(
+        let joining = link.joining.get_or_insert_with(Box::default);
+        if joining.refused.is_none() {
+            if joining.body.len().saturating_add(bytes.len()) > max {
+                joining.body = Vec::new();
+                joining.refused = Some(Failure::Rejected(format!(
                     "a chunked message over the receiver's bound of {max} bytes"
                 )));
             } else {
-                link.joining.extend_from_slice(bytes);
+                joining.body.extend_from_slice(bytes);
             }
         }
         if !*last {
             self.complete(now, from, frame.seq, Ok(()));
             return Inbound::Absorbed;
         }
-        let joined = bytes::Bytes::from(std::mem::take(&mut link.joining));
-        let outcome = match link.joining_refused.take() {
+        let Joining { body, refused } = *link.joining.take().unwrap_or_default();
+        let joined = bytes::Bytes::from(body);
+        let outcome = match refused {
             Some(failure) => Err(failure),
             None => match codec::decode_body_shared::<DataBody>(&joined, max) {
                 Ok(DataBody::Chunk { .. }) => Err(Failure::Malformed(
@@ -1006,7 +1024,11 @@ impl Delivery {
             }
         }
         for (peer, link) in &self.inbound {
-            if link.joining.len() > self.config.message_bytes_max {
+            if link
+                .joining
+                .as_ref()
+                .is_some_and(|j| j.body.len() > self.config.message_bytes_max)
+            {
                 return Err(format!("a chunked body over the bound from {peer:?}"));
             }
             if link

@@ -3,6 +3,8 @@
 //! Nodes are run by identified operators and talk peer to peer; there is no broker.
 //!
 //! Cores (always compiled, sans-IO):
+//! * [`admitted`]: the allowlist's nodes as the cores check senders against them
+//!   (shared and hashed);
 //! * [`allowlist`]: the governance-signed allowlist, the rules for updating it and
 //!   when to gossip it;
 //! * [`broadcast`]: the piggyback queue for epidemic dissemination;
@@ -18,6 +20,7 @@
 //!
 //! The driver (feature `runtime`) adapts them to libp2p and tokio.
 
+pub mod admitted;
 pub mod allowlist;
 pub mod asks;
 pub mod broadcast;

@@ -99,6 +99,7 @@ use plexus_actors::rng::DetRng;
 use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 
+use crate::admitted::Admitted;
 use crate::broadcast::{BroadcastQueue, ceil_log2};
 use crate::sig::SigBytes;
 use plexus_vocab::identity::{NodeKey, SigCheck};
@@ -636,7 +637,7 @@ pub struct Membership {
     /// This node's current signed statement about itself.
     self_statement: MemberUpdate,
     /// With an allowlist: the nodes admitted (others are ignored everywhere).
-    admitted: Option<std::collections::BTreeSet<NodeId>>,
+    admitted: Option<Admitted>,
     /// Members to probe before the round-robin goes on (hearsay hints).
     hinted: std::collections::BTreeSet<NodeId>,
     /// When this node's transport last had a connection to a member refused (no
@@ -825,11 +826,7 @@ impl Membership {
 
     /// Restricts membership to `admitted` (the allowlist's nodes; `None`: anyone the
     /// transport lets in). Members no longer admitted are dropped, as if they left.
-    pub fn set_admitted(
-        &mut self,
-        now: Time,
-        admitted: Option<std::collections::BTreeSet<NodeId>>,
-    ) {
+    pub fn set_admitted(&mut self, now: Time, admitted: Option<Admitted>) {
         self.admitted = admitted;
         let gone: Vec<NodeId> = self
             .members

@@ -792,7 +792,7 @@ fn a_liar_cannot_kill_poison_or_invent_members() {
         sig: Default::default(),
     }
     .sign(&phantom_key);
-    let admitted: BTreeSet<NodeId> = net.ids.iter().copied().collect();
+    let admitted: crate::admitted::Admitted = net.ids.iter().copied().collect();
     for c in &mut net.nodes {
         c.set_admitted(Time::ZERO, Some(admitted.clone()));
     }

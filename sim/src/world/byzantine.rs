@@ -183,7 +183,7 @@ impl World {
     /// The start of node `i`'s core: every node knows the allowlist (the run's
     /// nodes); a meta liar advertises its lies.
     pub(in crate::world) fn byzantine_start(&mut self, i: usize, now: Time) {
-        let admitted: BTreeSet<NodeId> = self.index.keys().copied().collect();
+        let admitted = self.admitted.clone();
         let meta_lies = self.byz.has(i, Behaviour::MetaLies);
         if let Some(core) = self.nodes[i].core.as_mut() {
             core.set_admitted(now, Some(admitted));

@@ -157,7 +157,7 @@ struct SimNode {
     timer_at: u64,
     rng: DetRng,
     /// Next tell sequence number per destination node, for this incarnation.
-    next_seq: BTreeMap<usize, u64>,
+    next_seq: FastMap<usize, u64>,
     supervisor: Supervisor,
     children: Vec<Child>,
     crashed_at: Option<u64>,
@@ -166,8 +166,20 @@ struct SimNode {
     disk: MemStore,
 }
 
-/// Per (sender, sender session, receiver, receiver incarnation): the last tell seq seen.
-type LinkKey = (usize, u64, usize, u64);
+/// A map looked up on every event and never walked in an order that matters: hashed,
+/// with a fixed seed so runs replay.
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+
+/// Per (sender, sender session, receiver, receiver incarnation), packed into 16
+/// bytes (a thousand-node hour holds a million of them; indices and incarnations
+/// fit 32 bits, and one that did not would saturate, so two links could share a key
+/// and report a false violation, never hide a real one): the last tell seq seen.
+type LinkKey = u128;
+
+fn link_key(from: usize, session: u64, to: usize, incarnation: u64) -> LinkKey {
+    let word = |v: u64| u128::from(u32::try_from(v).unwrap_or(u32::MAX));
+    word(from as u64) << 96 | word(session) << 64 | word(to as u64) << 32 | word(incarnation)
+}
 
 /// The simulator.
 pub struct World {
@@ -189,7 +201,7 @@ pub struct World {
     /// [`plexus_vocab::identity::SigMemo`]; answers are unchanged).
     sig_memo: plexus_vocab::identity::SigMemo,
     trace: blake3::Hasher,
-    last_seen: BTreeMap<LinkKey, u64>,
+    last_seen: FastMap<LinkKey, u64>,
     report: Report,
     /// End of the last fault (virtual µs): the cluster must converge after this.
     quiet_at: u64,
@@ -209,7 +221,7 @@ pub struct World {
     durable: DurableWorld,
     asks: AskWorld,
     /// Per link: when its last frame arrives (links are FIFO; see `arrival`).
-    link_clock: BTreeMap<(usize, usize), u64>,
+    link_clock: FastMap<(usize, usize), u64>,
     link_prune_at: usize,
     /// The pair of nodes whose views disagreed at the last convergence check.
     gap_hint: Option<(usize, usize)>,
@@ -218,6 +230,9 @@ pub struct World {
     verified_views: Vec<Option<[[u8; 32]; 3]>>,
     /// Node ids to node indices.
     index: BTreeMap<NodeId, usize>,
+    /// The allowlist every node's core checks senders against: the run's nodes, one
+    /// set shared by all of them.
+    admitted: plexus_mesh::admitted::Admitted,
     /// The Byzantine nodes.
     byz: byzantine::Liars,
 }
@@ -316,7 +331,7 @@ impl World {
                     timer_gen: 0,
                     timer_at: u64::MAX,
                     rng: DetRng::split(seed, 1_000 + i as u64),
-                    next_seq: BTreeMap::new(),
+                    next_seq: FastMap::default(),
                     supervisor,
                     children,
                     crashed_at: None,
@@ -359,7 +374,7 @@ impl World {
             cluster_config,
             sig_memo: plexus_vocab::identity::SigMemo::new(),
             trace: blake3::Hasher::new(),
-            last_seen: BTreeMap::new(),
+            last_seen: FastMap::default(),
             report: Report::new(scenario, seed),
             quiet_at: 0,
             converged_at: None,
@@ -384,11 +399,12 @@ impl World {
                 .collect(),
             durable: DurableWorld::default(),
             asks: AskWorld::default(),
-            link_clock: BTreeMap::new(),
+            link_clock: FastMap::default(),
             link_prune_at: 4096,
             gap_hint: None,
             verified_views: Vec::new(),
             index,
+            admitted: ids.iter().copied().collect(),
             byz: byzantine::Liars::new(&scenario.byzantine, seed),
         };
         if let Some(d) = &scenario.durable {

@@ -24,7 +24,7 @@ impl World {
             u64::from_le_bytes(seq_bytes),
             u64::from_le_bytes(session_bytes),
         );
-        let key = (from, session, to, self.nodes[to].incarnation);
+        let key = link_key(from, session, to, self.nodes[to].incarnation);
         let times = if self.options.bug == Some(Bug::RedeliverTells) {
             self.redeliver_counter += 1;
             if self.redeliver_counter.is_multiple_of(50) {
