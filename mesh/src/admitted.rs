@@ -1,6 +1,5 @@
 //! [`Admitted`]: the allowlist's nodes, as the cores check every sender against them.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use plexus_actors::NodeId;
@@ -11,6 +10,15 @@ use plexus_actors::NodeId;
 /// allows, so a known seed gives a liar nothing to flood.
 const SEED: u64 = 0x706c_6578_7573_2d61;
 
+/// A hashed set whose seed is fixed: unlike std's default, it iterates in the same
+/// order in every process and every run with the same history (what the cores'
+/// ban on hashed collections protects), and this one is never iterated at all.
+#[allow(
+    clippy::disallowed_types,
+    reason = "a fixed seed, not a per-process one: the same order in every process"
+)]
+type FixedSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
+
 /// The nodes admitted to the mesh: a shared, hashed set. Membership checks it for
 /// every statement, accusation and frame it handles (twice per gossiped statement),
 /// so a lookup must not walk a tree of a thousand ids; and every core of a process
@@ -18,7 +26,7 @@ const SEED: u64 = 0x706c_6578_7573_2d61;
 /// used to keep its own ordered copy: at 10,000 nodes, 10,000 copies of 10,000 ids.
 /// Only ever asked whether it holds an id: nothing depends on its order.
 #[derive(Clone, Debug)]
-pub struct Admitted(Arc<HashSet<NodeId, foldhash::fast::FixedState>>);
+pub struct Admitted(Arc<FixedSet<NodeId>>);
 
 impl Admitted {
     /// Whether `id` is admitted.
@@ -39,7 +47,7 @@ impl Admitted {
 
 impl FromIterator<NodeId> for Admitted {
     fn from_iter<I: IntoIterator<Item = NodeId>>(ids: I) -> Self {
-        let mut set = HashSet::with_hasher(foldhash::fast::FixedState::with_seed(SEED));
+        let mut set = FixedSet::with_hasher(foldhash::fast::FixedState::with_seed(SEED));
         set.extend(ids);
         Admitted(Arc::new(set))
     }

@@ -168,12 +168,16 @@ struct SimNode {
 
 /// A map looked up on every event and never walked in an order that matters: hashed,
 /// with a fixed seed so runs replay.
+#[allow(
+    clippy::disallowed_types,
+    reason = "a fixed seed, not a per-process one: the same order in every process"
+)]
 type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// Per (sender, sender session, receiver, receiver incarnation), packed into 16
-/// bytes (a thousand-node hour holds a million of them; indices and incarnations
-/// fit 32 bits, and one that did not would saturate, so two links could share a key
-/// and report a false violation, never hide a real one): the last tell seq seen.
+/// bytes, since a thousand-node hour holds a million of them: the last tell seq
+/// seen. Each part fits 32 bits by far (a node index; a session or incarnation
+/// counts the node's starts), and saturates rather than panic if it did not.
 type LinkKey = u128;
 
 fn link_key(from: usize, session: u64, to: usize, incarnation: u64) -> LinkKey {
