@@ -4,15 +4,13 @@ use std::sync::Arc;
 
 use plexus_actors::NodeId;
 
-/// Fixed, so the set behaves the same in every process and every simulated run. Its
-/// contents come from the governance-signed allowlist, not from peers, and a lookup
-/// of any id (a peer's included) probes at most as far as the table's own load
-/// allows, so a known seed gives a liar nothing to flood.
-const SEED: u64 = 0x706c_6578_7573_2d61;
-
-/// A hashed set whose seed is fixed: unlike std's default, it iterates in the same
-/// order in every process and every run with the same history (what the cores'
-/// ban on hashed collections protects), and this one is never iterated at all.
+/// A hashed set whose seed is fixed (foldhash's default): unlike std's, it iterates
+/// in the same order in every process and every run with the same history (what the
+/// cores' ban on hashed collections protects), and this one is never iterated at
+/// all. The seed is public, but the contents come from the governance-signed
+/// allowlist, not from peers, and a lookup of any id (a peer's included) probes
+/// at most as far as the table's own load allows: a known seed gives a liar
+/// nothing to flood.
 #[allow(
     clippy::disallowed_types,
     reason = "a fixed seed, not a per-process one: the same order in every process"
@@ -47,7 +45,7 @@ impl Admitted {
 
 impl FromIterator<NodeId> for Admitted {
     fn from_iter<I: IntoIterator<Item = NodeId>>(ids: I) -> Self {
-        let mut set = FixedSet::with_hasher(foldhash::fast::FixedState::with_seed(SEED));
+        let mut set = FixedSet::default();
         set.extend(ids);
         Admitted(Arc::new(set))
     }
