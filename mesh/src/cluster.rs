@@ -686,18 +686,27 @@ impl Cluster {
         self.registry.check_invariants()?;
         self.delivery.check_invariants()?;
         self.asks.check_invariants()?;
+        // The down members first, in one walk of the view (usually none): a lookup
+        // per pending ask and per name instead took a twentieth of a simulated
+        // 1,000-node hour.
+        let mut down: Vec<NodeId> = self
+            .membership
+            .members()
+            .filter(|m| m.state.is_down())
+            .map(|m| m.id)
+            .collect();
+        if down.is_empty() {
+            return Ok(());
+        }
+        down.sort_unstable();
+        let is_down = |node: &NodeId| *node != self.me && down.binary_search(node).is_ok();
         for peer in self.asks.peers() {
-            if self.membership.state_of(&peer).is_some_and(|s| s.is_down()) {
+            if is_down(&peer) {
                 return Err(format!("an ask is pending on down node {peer:?}"));
             }
         }
         for (name, location) in self.registry.locations() {
-            if location.node != self.me
-                && self
-                    .membership
-                    .state_of(&location.node)
-                    .is_some_and(|s| s.is_down())
-            {
+            if is_down(&location.node) {
                 return Err(format!(
                     "`{name}` resolves to down node {:?}",
                     location.node
