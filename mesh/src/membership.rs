@@ -102,6 +102,7 @@ use serde::{Deserialize, Serialize};
 use crate::admitted::Admitted;
 use crate::broadcast::{BroadcastQueue, ceil_log2};
 use crate::sig::SigBytes;
+use members::{MEMBERS_MAX, Members};
 use plexus_vocab::identity::{NodeKey, SigCheck};
 use plexus_vocab::resources::NodeMeta;
 
@@ -648,7 +649,7 @@ pub struct Membership {
     meta: Arc<NodeMeta>,
     config: MembershipConfig,
     rng: DetRng,
-    members: BTreeMap<NodeId, Member>,
+    members: Members,
     probe_order: Vec<NodeId>,
     probe_next: usize,
     next_probe_at: Time,
@@ -715,7 +716,7 @@ impl Membership {
             incarnation,
             meta: Arc::new(meta),
             rng: DetRng::new(seed),
-            members: BTreeMap::new(),
+            members: Members::default(),
             probe_order: Vec::new(),
             probe_next: 0,
             next_probe_at: now + config.probe_interval,
@@ -830,9 +831,9 @@ impl Membership {
         self.admitted = admitted;
         let gone: Vec<NodeId> = self
             .members
-            .keys()
+            .values()
+            .map(|m| m.id)
             .filter(|id| !self.is_admitted(id))
-            .copied()
             .collect();
         for id in gone {
             self.view_digest = None;
@@ -1090,6 +1091,13 @@ impl Membership {
     /// `(id, incarnation, state)` as [`Probe::Sync`] states it, and this node's own,
     /// in id order. Two nodes with equal digests would learn nothing from a sync.
     pub fn view_digest(&self) -> [u8; 32] {
+        self.walk_view(|_| {})
+    }
+
+    /// [`Membership::view_digest`], computed in one walk over the members that
+    /// also shows each to `visit` (the invariant check does its counts in the same
+    /// pass: each walk of a thousand members costs a cache miss per B-tree node).
+    fn walk_view(&self, mut visit: impl FnMut(&Member)) -> [u8; 32] {
         const ENTRY: usize = 41;
         // One buffer hashed at once: BLAKE3 hashes its chunks in parallel lanes,
         // many times faster than a thousand small updates.
@@ -1106,6 +1114,7 @@ impl Membership {
         };
         let mut me_done = false;
         for m in self.members.values() {
+            visit(m);
             if !me_done && m.id > self.me {
                 me_done = true;
                 let s = &self.self_statement;
@@ -1362,25 +1371,26 @@ impl Membership {
             if update.state.is_down() {
                 return false;
             }
-            if self.members.len() >= self.config.members_max {
+            if self.members.len() >= self.config.members_max.min(MEMBERS_MAX) {
                 self.stats.over_capacity += 1;
                 return false;
             }
             let Some(meta) = update.meta.clone() else {
                 return false;
             };
+            let member = Member {
+                id: update.id,
+                incarnation: update.incarnation,
+                state: update.state,
+                meta,
+                since: now,
+                statement: update.clone(),
+            };
+            if self.members.insert_new(member).is_err() {
+                self.stats.over_capacity += 1;
+                return false;
+            }
             self.live += 1;
-            self.members.insert(
-                update.id,
-                Member {
-                    id: update.id,
-                    incarnation: update.incarnation,
-                    state: update.state,
-                    meta,
-                    since: now,
-                    statement: update.clone(),
-                },
-            );
             self.events.push_back(MembershipEvent::Joined(update.id));
             self.add_to_probe_order(update.id);
             if rebroadcast {
@@ -1800,11 +1810,30 @@ impl Membership {
         if self.members.contains_key(&self.me) {
             return Err("a node lists itself as a member".into());
         }
+        self.members.check_invariants()?;
         if self.members.len() > self.config.members_max {
             return Err(format!("{} members exceed members_max", self.members.len()));
         }
-        if self.view_digest.is_some_and(|d| d != self.view_digest()) {
+        // One walk over the members for the digest and the counts below.
+        let (mut live, mut untimed_suspect) = (0, None);
+        let mut visit = |m: &Member| {
+            live += usize::from(!m.state.is_down());
+            if m.state == MemberState::Suspect && !self.suspicion_deadlines.contains_key(&m.id) {
+                untimed_suspect.get_or_insert(m.id);
+            }
+        };
+        let stale = match self.view_digest {
+            Some(cached) => cached != self.walk_view(&mut visit),
+            None => {
+                self.members.values().for_each(&mut visit);
+                false
+            }
+        };
+        if stale {
             return Err("the cached view digest is out of date".into());
+        }
+        if let Some(id) = untimed_suspect {
+            return Err(format!("suspect {id:?} has no suspicion timer"));
         }
         for (id, deadline) in &self.suspicion_deadlines {
             match self.members.get(id) {
@@ -1838,21 +1867,16 @@ impl Membership {
                 }
             }
         }
-        let live = self.members.values().filter(|m| !m.state.is_down()).count();
         if live != self.live {
             return Err(format!(
                 "live count {} but {live} members are up",
                 self.live
             ));
         }
-        for m in self.members.values() {
-            if m.state == MemberState::Suspect && !self.suspicion_deadlines.contains_key(&m.id) {
-                return Err(format!("suspect {:?} has no suspicion timer", m.id));
-            }
-        }
         Ok(())
     }
 }
 
+mod members;
 #[cfg(test)]
 mod tests;
