@@ -504,10 +504,13 @@ impl Cluster {
                 let full_state =
                     matches!(packet.probe, Probe::Sync { .. } | Probe::SyncReply { .. });
                 for claim in packet.claims {
+                    // Most claims of a sync are known already: that costs one
+                    // lookup, and the claimant's state is looked up only for news.
+                    if !self.registry.is_news(&claim) {
+                        continue;
+                    }
                     if !self.membership.is_admitted(&claim.node) {
-                        if self.registry.is_news(&claim) {
-                            self.registry.count_refused(ClaimRefused::NotAdmitted);
-                        }
+                        self.registry.count_refused(ClaimRefused::NotAdmitted);
                         continue;
                     }
                     let down = self

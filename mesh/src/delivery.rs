@@ -492,9 +492,15 @@ impl Delivery {
         &self.config
     }
 
-    fn link(&mut self, peer: NodeId, now: Time) -> &mut OutLink {
-        let inbound = &mut self.inbound;
-        self.out.entry(peer).or_insert_with(|| {
+    /// The outbound link to `peer`, opened (in a new epoch) if there is none. It
+    /// borrows only the maps it needs.
+    fn link<'a>(
+        out: &'a mut PeerMap<OutLink>,
+        inbound: &mut PeerMap<InLink>,
+        peer: NodeId,
+        now: Time,
+    ) -> &'a mut OutLink {
+        out.entry(peer).or_insert_with(|| {
             let record = inbound.entry(peer).or_insert_with(InLink::unheard);
             // 2^32 links opened to one peer in one session, at most one per idle
             // period, do not happen; saturating keeps the counter total.
@@ -577,10 +583,10 @@ impl Delivery {
         let reply = is_reply(&body);
         // In use again. (An idle link's windows are empty, so the send below is
         // admitted: an oversized frame fits an empty window.)
-        if let Some(since) = self.out.get_mut(&peer).and_then(|l| l.idle_since.take()) {
+        let link = Self::link(&mut self.out, &mut self.inbound, peer, now);
+        if let Some(since) = link.idle_since.take() {
             self.idle.remove(&(since, peer));
         }
-        let link = self.link(peer, now);
         let window = if reply {
             &mut link.replies
         } else {
