@@ -1386,7 +1386,7 @@ impl Membership {
                 since: now,
                 statement: update.clone(),
             };
-            if self.members.insert_new(member).is_err() {
+            if !self.members.insert_new(member) {
                 self.stats.over_capacity += 1;
                 return false;
             }

@@ -79,14 +79,15 @@ impl Members {
             .binary_search_by(|&s| slots.get(s as usize).map_or(NodeId::ZERO, |m| m.id).cmp(id))
     }
 
-    /// Adds a member whose id is not held yet. Gives it back if its id is held,
-    /// or if [`MEMBERS_MAX`] are.
-    pub(super) fn insert_new(&mut self, member: Member) -> Result<(), Member> {
+    /// Adds a member whose id is not held yet. Returns whether it was added: not if
+    /// its id is held, or if [`MEMBERS_MAX`] are.
+    #[must_use]
+    pub(super) fn insert_new(&mut self, member: Member) -> bool {
         let Ok(slot) = u32::try_from(self.slots.len()) else {
-            return Err(member);
+            return false;
         };
         let Err(at) = self.rank(&member.id) else {
-            return Err(member);
+            return false;
         };
         let h = hash(&member.id);
         self.slots.push(member);
@@ -95,7 +96,7 @@ impl Members {
             slots.get(s as usize).map_or(0, |m| hash(&m.id))
         });
         self.order.insert(at, slot);
-        Ok(())
+        true
     }
 
     /// Removes the member with this id.
@@ -233,7 +234,7 @@ mod tests {
                     Op::Insert(i) => {
                         let id = NodeId::synthetic(i);
                         let held = model.contains_key(&id);
-                        prop_assert_eq!(members.insert_new(member(i, step)).is_err(), held);
+                        prop_assert_eq!(members.insert_new(member(i, step)), !held);
                         model.entry(id).or_insert(step);
                     }
                     Op::Remove(i) => {
@@ -274,7 +275,7 @@ mod tests {
     fn the_check_finds_a_wrong_order() {
         let mut members = Members::default();
         for i in 0..5 {
-            members.insert_new(member(i, 0)).unwrap();
+            assert!(members.insert_new(member(i, 0)));
         }
         members.check_invariants().unwrap();
         members.order.swap(0, 1);
@@ -286,7 +287,7 @@ mod tests {
     fn the_index_check_finds_a_wrong_slot() {
         let mut members = Members::default();
         for i in 0..5 {
-            members.insert_new(member(i, 0)).unwrap();
+            assert!(members.insert_new(member(i, 0)));
         }
         members.check_index().unwrap();
         // Two members trade slots; the order is renumbered to match, the index not.
