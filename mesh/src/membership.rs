@@ -1096,7 +1096,7 @@ impl Membership {
 
     /// [`Membership::view_digest`], computed in one walk over the members that
     /// also shows each to `visit` (the invariant check does its counts in the same
-    /// pass: each walk of a thousand members costs a cache miss per B-tree node).
+    /// pass: a walk over a thousand members that are not in the cache is costly).
     fn walk_view(&self, mut visit: impl FnMut(&Member)) -> [u8; 32] {
         const ENTRY: usize = 41;
         // One buffer hashed at once: BLAKE3 hashes its chunks in parallel lanes,

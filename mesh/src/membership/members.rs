@@ -270,13 +270,18 @@ mod tests {
         }
     }
 
-    /// The check finds an index that no longer matches (what it is for).
-    #[test]
-    fn the_check_finds_a_wrong_order() {
+    fn five() -> Members {
         let mut members = Members::default();
         for i in 0..5 {
             assert!(members.insert_new(member(i, 0)));
         }
+        members
+    }
+
+    /// The check finds an order that no longer matches (what it is for).
+    #[test]
+    fn the_check_finds_a_wrong_order() {
+        let mut members = five();
         members.check_invariants().unwrap();
         members.order.swap(0, 1);
         assert!(members.check_invariants().is_err());
@@ -285,10 +290,7 @@ mod tests {
     /// The index check finds a member indexed at another's slot.
     #[test]
     fn the_index_check_finds_a_wrong_slot() {
-        let mut members = Members::default();
-        for i in 0..5 {
-            assert!(members.insert_new(member(i, 0)));
-        }
+        let mut members = five();
         members.check_index().unwrap();
         // Two members trade slots; the order is renumbered to match, the index not.
         members.slots.swap(0, 1);
