@@ -385,8 +385,13 @@ pub struct MemberUpdate {
 
 impl MemberUpdate {
     fn signed_bytes(&self) -> Vec<u8> {
-        plexus_actors::codec::encode_body(&(self.id, self.incarnation, self.state, &self.meta))
-            .unwrap_or_default()
+        // Sized for a statement with its meta at once, not grown byte by byte.
+        let mut out = Vec::with_capacity(256);
+        let fields = (self.id, self.incarnation, self.state, &self.meta);
+        match plexus_actors::codec::encode_body_into(&fields, &mut out) {
+            Ok(()) => out,
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Signs the statement with `key` (which must be the key of `id`).

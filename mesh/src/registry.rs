@@ -167,7 +167,9 @@ pub struct Claim {
 
 impl Claim {
     fn signed_bytes(&self) -> Vec<u8> {
-        plexus_actors::codec::encode_body(&(
+        // Sized for a claim at once, not grown byte by byte.
+        let mut out = Vec::with_capacity(128);
+        let fields = (
             &*self.name,
             self.node,
             self.actor,
@@ -175,8 +177,11 @@ impl Claim {
             self.rank,
             self.version,
             self.removed,
-        ))
-        .unwrap_or_default()
+        );
+        match plexus_actors::codec::encode_body_into(&fields, &mut out) {
+            Ok(()) => out,
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Signs the claim with `key` (the claimant's).
