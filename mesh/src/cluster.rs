@@ -503,10 +503,20 @@ impl Cluster {
                 // claims are news to spread (see `Membership`'s sync handling).
                 let full_state =
                     matches!(packet.probe, Probe::Sync { .. } | Probe::SyncReply { .. });
-                for claim in packet.claims {
-                    // Most claims of a sync are known already: that costs one
-                    // lookup, and the claimant's state is looked up only for news.
-                    if !self.registry.is_news(&claim) {
+                // Most claims of a sync are known already: that costs one lookup (or,
+                // for a sync in snapshot order, one step of a walk), and the
+                // claimant's state is looked up only for news.
+                let news = if full_state {
+                    self.registry.news_in_snapshot(&packet.claims)
+                } else {
+                    None
+                };
+                for (i, claim) in packet.claims.into_iter().enumerate() {
+                    let is_news = match news.as_ref().and_then(|n| n.get(i)) {
+                        Some(known) => *known,
+                        None => self.registry.is_news(&claim),
+                    };
+                    if !is_news {
                         continue;
                     }
                     if !self.membership.is_admitted(&claim.node) {

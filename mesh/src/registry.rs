@@ -648,14 +648,46 @@ impl Registry {
     /// Whether `claim` would change this replica (a version newer than the one held
     /// from its claimant), before any check of who sent it.
     pub fn is_news(&self, claim: &Claim) -> bool {
-        match self
+        let held = self
             .claims
             .get(&claim.name)
-            .and_then(|c| c.get(&claim.node))
-        {
+            .and_then(|c| c.get(&claim.node));
+        self.news_given(held, claim)
+    }
+
+    fn news_given(&self, held: Option<&ClaimState>, claim: &Claim) -> bool {
+        match held {
             Some(held) => claim.version > held.version,
             None => claim.node != self.me || !claim.removed,
         }
+    }
+
+    /// [`Registry::is_news`] of each claim of a full-state sync, found in one walk
+    /// alongside this replica's claims rather than one lookup per claim (merging the
+    /// syncs of 1,000 nodes joining at once spent a seventh of its time looking up
+    /// names). `None` unless the claims are in [`Registry::snapshot`]'s order,
+    /// strictly ascending by name and node; a peer may send any order, and then
+    /// each claim is looked up.
+    pub fn news_in_snapshot(&self, claims: &[Claim]) -> Option<Vec<bool>> {
+        let ascending = claims
+            .windows(2)
+            .all(|w| (&*w[0].name, w[0].node) < (&*w[1].name, w[1].node));
+        if !ascending {
+            return None;
+        }
+        let mut ours = self.claims.iter().peekable();
+        let news = claims
+            .iter()
+            .map(|claim| {
+                while ours.next_if(|(name, _)| ***name < *claim.name).is_some() {}
+                let held = ours
+                    .peek()
+                    .filter(|(name, _)| ***name == *claim.name)
+                    .and_then(|(_, by_node)| by_node.get(&claim.node));
+                self.news_given(held, claim)
+            })
+            .collect();
+        Some(news)
     }
 
     /// Merges a claim heard from another replica. `claimant_down` tells whether
@@ -1204,6 +1236,29 @@ mod tests {
             prop_assert_eq!(a.entries(), b.entries());
             a.check_invariants().map_err(TestCaseError::fail)?;
             b.check_invariants().map_err(TestCaseError::fail)?;
+        }
+    }
+
+    proptest! {
+        /// The walk that finds a sync's news answers as a lookup per claim would,
+        /// for any two replicas, and declines claims out of snapshot order.
+        #[test]
+        fn news_found_in_one_walk_match_lookups(
+            mine in proptest::collection::vec(arb_claim(), 0..30),
+            theirs in proptest::collection::vec(arb_claim(), 0..30),
+        ) {
+            let mut a = Registry::new(node(1), RegistryConfig::default());
+            let mut b = Registry::new(node(2), RegistryConfig::default());
+            for c in mine { a.merge(Time::ZERO, c, false); }
+            for c in theirs { b.merge(Time::ZERO, c, false); }
+            let snapshot = b.snapshot();
+            let looked_up: Vec<bool> = snapshot.iter().map(|c| a.is_news(c)).collect();
+            prop_assert_eq!(a.news_in_snapshot(&snapshot), Some(looked_up));
+            if snapshot.len() > 1 {
+                let mut reversed = snapshot;
+                reversed.reverse();
+                prop_assert_eq!(a.news_in_snapshot(&reversed), None);
+            }
         }
     }
 
