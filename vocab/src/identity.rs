@@ -104,8 +104,8 @@ pub const SIG_MEMO_MAX: usize = 1 << 20;
 ///
 /// Bound: [`SIG_MEMO_MAX`] entries (32 bytes each); the next insert clears it, which
 /// costs only re-checks. The keys are hashed, not ordered: the memo is only asked
-/// whether it holds one, never walked, and a B-tree of a million 32-byte keys cost a
-/// dozen cache misses per check.
+/// whether it holds one, never walked, and in a B-tree of up to a million 32-byte
+/// keys each check descended through nodes that were not in the cache.
 #[derive(Clone, Debug, Default)]
 pub struct SigMemo {
     valid: Arc<Mutex<MemoSet>>,
