@@ -18,6 +18,7 @@
 pub mod codec;
 pub mod datum;
 pub mod envelope;
+pub mod fixed;
 pub mod id;
 pub mod migratable;
 pub mod pipeline;

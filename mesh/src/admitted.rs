@@ -3,26 +3,18 @@
 use std::sync::Arc;
 
 use plexus_actors::NodeId;
-
-/// A hashed set whose seed is fixed (foldhash's default): unlike std's, it iterates
-/// in the same order in every process and every run with the same history (what the
-/// cores' ban on hashed collections protects), and this one is never iterated at
-/// all. The seed is public, but the contents come from the governance-signed
-/// allowlist, not from peers, and a lookup of any id (a peer's included) probes
-/// at most as far as the table's own load allows: a known seed gives a liar
-/// nothing to flood.
-#[allow(
-    clippy::disallowed_types,
-    reason = "a fixed seed, not a per-process one: the same order in every process"
-)]
-type FixedSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
+use plexus_actors::fixed::FixedSet;
 
 /// The nodes admitted to the mesh: a shared, hashed set. Membership checks it for
 /// every statement, accusation and frame it handles (twice per gossiped statement),
 /// so a lookup must not walk a tree of a thousand ids; and every core of a process
 /// holds the same set (all simulated nodes of a world, in one `Arc`), where each
 /// used to keep its own ordered copy: at 10,000 nodes, 10,000 copies of 10,000 ids.
-/// Only ever asked whether it holds an id: nothing depends on its order.
+/// Only ever asked whether it holds an id: nothing depends on its order. Its seed is
+/// fixed and public ([`plexus_actors::fixed`]), but the contents come from the
+/// governance-signed allowlist, not from peers, and a lookup of any id (a peer's
+/// included) probes at most as far as the table's own load allows: a known seed
+/// gives a liar nothing to flood.
 #[derive(Clone, Debug)]
 pub struct Admitted(Arc<FixedSet<NodeId>>);
 

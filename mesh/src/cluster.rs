@@ -712,7 +712,8 @@ impl Cluster {
             return Ok(());
         }
         down.sort_unstable();
-        let is_down = |node: &NodeId| *node != self.me && down.binary_search(node).is_ok();
+        // (This node is never among its members: the membership check says so.)
+        let is_down = |node: &NodeId| down.binary_search(node).is_ok();
         for peer in self.asks.peers() {
             if is_down(&peer) {
                 return Err(format!("an ask is pending on down node {peer:?}"));

@@ -413,8 +413,8 @@ struct Joining {
 /// The per-peer maps, found on every frame sent, received and acknowledged: hashed,
 /// not ordered. Only the invariant check walks them, and whether it finds a fault
 /// does not depend on the order; every order the protocol acts in is kept by the
-/// time-ordered indexes in [`Delivery`]. The seed is fixed (see [`crate::admitted`])
-/// so runs replay. Idle outbound links are dropped, so that map stays small; the
+/// time-ordered indexes in [`Delivery`]. The seed is fixed ([`plexus_actors::fixed`])
+/// so runs replay; only admitted peers have records. Idle outbound links are dropped, so that map stays small; the
 /// inbound records, one per peer ever heard or told, carry the outbound epoch
 /// counter too, so one entry serves both directions, and hold what few links need
 /// (refusals to report, a body being joined) behind one pointer, so a record is 64
@@ -422,11 +422,7 @@ struct Joining {
 /// Inline records ran a simulated 1,000-node hour 6% faster than boxed ones, in 10%
 /// more memory (tables grow by doubling and leave the smaller ones behind); see
 /// docs/benchmarks.md.
-#[allow(
-    clippy::disallowed_types,
-    reason = "a fixed seed, not a per-process one: the same order in every process"
-)]
-type PeerMap<V> = std::collections::HashMap<NodeId, V, foldhash::fast::FixedState>;
+type PeerMap<V> = plexus_actors::fixed::FixedMap<NodeId, V>;
 
 /// One node's links.
 pub struct Delivery {

@@ -111,12 +111,9 @@ pub struct SigMemo {
     valid: Arc<Mutex<MemoSet>>,
 }
 
-/// The memo's keys, hashed with a fixed seed (nothing depends on their order).
-#[allow(
-    clippy::disallowed_types,
-    reason = "a fixed seed, and the set is never iterated: only asked for one key"
-)]
-type MemoSet = std::collections::HashSet<[u8; 32], foldhash::fast::FixedState>;
+/// The memo's keys, hashed with a fixed seed (never iterated: only asked for a key,
+/// and the keys are BLAKE3 hashes, which no one chooses).
+type MemoSet = plexus_actors::fixed::FixedSet<[u8; 32]>;
 
 impl SigMemo {
     /// An empty memo.

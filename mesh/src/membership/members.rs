@@ -13,13 +13,12 @@
 //! removing a member moves 4-byte numbers, at most one per member: joins and
 //! removals are rare next to lookups.
 //!
-//! The hasher's seed is fixed (see [`crate::admitted`]); nothing depends on the
+//! The hasher's seed is fixed ([`plexus_actors::fixed`]); nothing depends on the
 //! table's order in any case, only on the sorted vector's.
-
-use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 use plexus_actors::NodeId;
+use plexus_actors::fixed::fixed_hash;
 
 use super::Member;
 
@@ -38,7 +37,7 @@ pub(super) struct Members {
 pub(super) const MEMBERS_MAX: usize = u32::MAX as usize;
 
 fn hash(id: &NodeId) -> u64 {
-    foldhash::fast::FixedState::default().hash_one(id)
+    fixed_hash(id)
 }
 
 impl Members {

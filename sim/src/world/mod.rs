@@ -170,11 +170,7 @@ struct SimNode {
 
 /// A map looked up on every event and never walked in an order that matters: hashed,
 /// with a fixed seed so runs replay.
-#[allow(
-    clippy::disallowed_types,
-    reason = "a fixed seed, not a per-process one: the same order in every process"
-)]
-type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+type FastMap<K, V> = plexus_actors::fixed::FixedMap<K, V>;
 
 /// Per (sender, sender session, receiver, receiver incarnation), packed into 16
 /// bytes, since a thousand-node hour holds a million of them: the last tell seq
