@@ -9,8 +9,19 @@
 //! Bound: at most `capacity` queued keys; when full, the most-transmitted update is
 //! dropped to make room (it has already spread furthest). Anti-entropy sync repairs
 //! anything dropped.
+//!
+//! Every outgoing message takes from the queue, and after a thousand nodes join at
+//! once every node holds a thousand updates for minutes, so the updates are found by
+//! hash and the pick order is a B-tree of `(transmissions, age)` pairs, not of whole
+//! keys. Keys are a member's id or a claim's name and claimant, from statements
+//! their signer must be admitted to make: see [`plexus_actors::fixed`] on the
+//! fixed seed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+use std::hash::Hash;
+
+use plexus_actors::fixed::FixedMap;
 
 struct Item<V> {
     value: V,
@@ -19,22 +30,23 @@ struct Item<V> {
 }
 
 /// Queued updates, keyed so a newer one replaces an older one.
-pub struct BroadcastQueue<K: Ord + Clone, V: Clone> {
-    items: BTreeMap<K, Item<V>>,
-    /// (transmits, newest-first order, key): the pick order.
-    index: BTreeSet<(u32, std::cmp::Reverse<u64>, K)>,
+pub struct BroadcastQueue<K: Hash + Eq + Clone, V: Clone> {
+    items: FixedMap<K, Item<V>>,
+    /// `(transmits, newest first)` to the key: the pick order. Orders are unique,
+    /// so each pair names one item.
+    index: BTreeMap<(u32, Reverse<u64>), K>,
     next_order: u64,
     retransmit_mult: u32,
     capacity: usize,
     dropped: u64,
 }
 
-impl<K: Ord + Clone, V: Clone> BroadcastQueue<K, V> {
+impl<K: Hash + Eq + Clone, V: Clone> BroadcastQueue<K, V> {
     /// An empty queue.
     pub fn new(retransmit_mult: u32, capacity: usize) -> Self {
         Self {
-            items: BTreeMap::new(),
-            index: BTreeSet::new(),
+            items: FixedMap::default(),
+            index: BTreeMap::new(),
             next_order: 0,
             retransmit_mult: retransmit_mult.max(1),
             capacity: capacity.max(1),
@@ -45,19 +57,16 @@ impl<K: Ord + Clone, V: Clone> BroadcastQueue<K, V> {
     /// Queues `value` under `key`, replacing what was queued for it.
     pub fn push(&mut self, key: K, value: V) {
         if let Some(old) = self.items.remove(&key) {
-            self.index
-                .remove(&(old.transmits, std::cmp::Reverse(old.order), key.clone()));
+            self.index.remove(&(old.transmits, Reverse(old.order)));
         } else if self.items.len() >= self.capacity
-            && let Some(evict) = self.index.last().cloned()
+            && let Some((_, evict)) = self.index.pop_last()
         {
-            self.index.remove(&evict);
-            self.items.remove(&evict.2);
+            self.items.remove(&evict);
             self.dropped += 1;
         }
         let order = self.next_order;
         self.next_order += 1;
-        self.index
-            .insert((0, std::cmp::Reverse(order), key.clone()));
+        self.index.insert((0, Reverse(order)), key.clone());
         self.items.insert(
             key,
             Item {
@@ -72,8 +81,7 @@ impl<K: Ord + Clone, V: Clone> BroadcastQueue<K, V> {
     pub fn remove(&mut self, key: &K) -> bool {
         match self.items.remove(key) {
             Some(old) => {
-                self.index
-                    .remove(&(old.transmits, std::cmp::Reverse(old.order), key.clone()));
+                self.index.remove(&(old.transmits, Reverse(old.order)));
                 true
             }
             None => false,
@@ -86,13 +94,17 @@ impl<K: Ord + Clone, V: Clone> BroadcastQueue<K, V> {
         if self.index.is_empty() {
             return Vec::new();
         }
-        let limit = self.retransmit_mult * ceil_log2(cluster_size as u64 + 1).max(1);
-        let picked: Vec<(u32, std::cmp::Reverse<u64>, K)> =
-            self.index.iter().take(max).cloned().collect();
-        let mut out = Vec::with_capacity(picked.len());
-        for entry in picked {
-            self.index.remove(&entry);
-            let (transmits, order, key) = entry;
+        let limit = self
+            .retransmit_mult
+            .saturating_mul(ceil_log2(cluster_size as u64 + 1).max(1));
+        let picks = max.min(self.index.len());
+        let mut out = Vec::with_capacity(picks);
+        // Those sent again go back after the picking, so none is picked twice.
+        let mut again = Vec::with_capacity(picks);
+        for _ in 0..picks {
+            let Some(((transmits, order), key)) = self.index.pop_first() else {
+                break;
+            };
             let Some(item) = self.items.get_mut(&key) else {
                 continue;
             };
@@ -101,9 +113,10 @@ impl<K: Ord + Clone, V: Clone> BroadcastQueue<K, V> {
             if item.transmits >= limit {
                 self.items.remove(&key);
             } else {
-                self.index.insert((item.transmits, order, key));
+                again.push(((item.transmits, order), key));
             }
         }
+        self.index.extend(again);
         out
     }
 

@@ -14,6 +14,8 @@
 //!   window that is their flow control;
 //! * [`asks`]: ask correlation (every ask gets exactly one answer);
 //! * [`sig`]: signature bytes, shared between a view, its gossip and its frames;
+//! * `table`: entries found by key with one hash probe and walked in key order
+//!   (membership's members, the registry's names);
 //! * [`wire`]: the frames on a mesh stream and their (fuzzed) decoder;
 //! * [`cluster`]: one node's mesh state machine composing the above, the single
 //!   object both the libp2p driver and the simulator drive.
@@ -29,6 +31,7 @@ pub mod delivery;
 pub mod membership;
 pub mod registry;
 pub mod sig;
+mod table;
 pub mod wire;
 
 #[cfg(feature = "runtime")]

@@ -102,7 +102,10 @@ use serde::{Deserialize, Serialize};
 use crate::admitted::Admitted;
 use crate::broadcast::{BroadcastQueue, ceil_log2};
 use crate::sig::SigBytes;
-use members::{MEMBERS_MAX, Members};
+use crate::table::{Keyed, TABLE_MAX, Table};
+
+/// The members a node knows, by id.
+type Members = Table<Member>;
 use plexus_vocab::identity::{NodeKey, SigCheck};
 use plexus_vocab::resources::NodeMeta;
 
@@ -544,6 +547,13 @@ pub struct Member {
     pub since: Time,
     /// Its own latest statement, signed (what this node relays about it).
     pub statement: MemberUpdate,
+}
+
+impl Keyed for Member {
+    type Key = NodeId;
+    fn key(&self) -> &NodeId {
+        &self.id
+    }
 }
 
 /// What changed, for the driver (and the registry) to act on.
@@ -1376,7 +1386,7 @@ impl Membership {
             if update.state.is_down() {
                 return false;
             }
-            if self.members.len() >= self.config.members_max.min(MEMBERS_MAX) {
+            if self.members.len() >= self.config.members_max.min(TABLE_MAX) {
                 self.stats.over_capacity += 1;
                 return false;
             }
@@ -1882,6 +1892,5 @@ impl Membership {
     }
 }
 
-mod members;
 #[cfg(test)]
 mod tests;

@@ -61,7 +61,7 @@
 //! At most `names_max` claims are kept (further claims are refused with a counter);
 //! tombstones are forgotten after `tombstone_retention`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +70,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::broadcast::BroadcastQueue;
 use crate::sig::SigBytes;
+use crate::table::{Keyed, Table};
 use plexus_vocab::identity::{NodeKey, SigCheck};
 
 /// Longest name accepted, in bytes.
@@ -339,6 +340,20 @@ impl Claimants {
     }
 }
 
+/// A name and its claims: an entry of the registry's [`Table`].
+#[derive(Debug)]
+struct Named {
+    name: Arc<str>,
+    claimants: Claimants,
+}
+
+impl Keyed for Named {
+    type Key = str;
+    fn key(&self) -> &str {
+        &self.name
+    }
+}
+
 #[derive(Clone, Debug)]
 struct ClaimState {
     actor: ActorId,
@@ -362,7 +377,9 @@ pub struct Registry {
     refused: ClaimRefusals,
     config: RegistryConfig,
     clock: u64,
-    claims: BTreeMap<Arc<str>, Claimants>,
+    /// The claims by name: found by hash (every gossiped claim is looked up),
+    /// walked in name order (snapshots, digests).
+    claims: Table<Named>,
     /// Tombstones held, so the collector only runs when there is something to collect.
     tombstones: usize,
     count: usize,
@@ -384,7 +401,7 @@ impl Registry {
             refused: ClaimRefusals::default(),
             config,
             clock: 0,
-            claims: BTreeMap::new(),
+            claims: Table::default(),
             tombstones: 0,
             count: 0,
             gossip,
@@ -419,22 +436,22 @@ impl Registry {
 
     /// Where `name` resolves, if anywhere.
     pub fn lookup(&self, name: &str) -> Option<Location> {
-        winner(self.claims.get(name)?)
+        winner(&self.claims.get(name)?.claimants)
     }
 
     /// Every bound name and its location, in name order.
     pub fn entries(&self) -> Vec<(String, Location)> {
         self.claims
-            .iter()
-            .filter_map(|(name, c)| winner(c).map(|l| (name.to_string(), l)))
+            .values()
+            .filter_map(|n| winner(&n.claimants).map(|l| (n.name.to_string(), l)))
             .collect()
     }
 
     /// Every bound name and its location, borrowed (no allocation).
     pub fn locations(&self) -> impl Iterator<Item = (&str, Location)> {
         self.claims
-            .iter()
-            .filter_map(|(name, c)| winner(c).map(|l| (&**name, l)))
+            .values()
+            .filter_map(|n| winner(&n.claimants).map(|l| (&*n.name, l)))
     }
 
     /// Names bound to actors on `node`.
@@ -472,8 +489,8 @@ impl Registry {
     /// Every claim, for a full-state sync.
     pub fn snapshot(&self) -> Vec<Claim> {
         let mut out = Vec::with_capacity(self.count);
-        for (name, by_node) in &self.claims {
-            for (node, s) in by_node.iter() {
+        for Named { name, claimants } in self.claims.values() {
+            for (node, s) in claimants.iter() {
                 out.push(Claim {
                     name: name.clone(),
                     node: *node,
@@ -514,9 +531,9 @@ impl Registry {
     fn walk_claims(&self, mut visit: impl FnMut(&Claimants)) -> [u8; 32] {
         // One buffer hashed at once (see `Membership::view_digest`).
         let mut buf = Vec::with_capacity(self.count * 64);
-        for (name, by_node) in &self.claims {
-            visit(by_node);
-            for (node, s) in by_node.iter() {
+        for Named { name, claimants } in self.claims.values() {
+            visit(claimants);
+            for (node, s) in claimants.iter() {
                 buf.extend_from_slice(&(name.len() as u64).to_le_bytes());
                 buf.extend_from_slice(name.as_bytes());
                 buf.extend_from_slice(&node.to_bytes());
@@ -571,7 +588,11 @@ impl Registry {
         actor: ActorId,
         rank: u64,
     ) -> Result<Claim, RegistryError> {
-        let existing = self.claims.get(name).and_then(|c| c.get(&self.me)).cloned();
+        let existing = self
+            .claims
+            .get(name)
+            .and_then(|n| n.claimants.get(&self.me))
+            .cloned();
         if let Some(e) = &existing
             && !e.removed
             && e.actor == actor
@@ -615,7 +636,12 @@ impl Registry {
 
     /// Withdraws this node's claim on `name`. Returns whether there was one.
     pub fn unregister(&mut self, now: Time, name: &str) -> bool {
-        let Some(e) = self.claims.get(name).and_then(|c| c.get(&self.me)).cloned() else {
+        let Some(e) = self
+            .claims
+            .get(name)
+            .and_then(|n| n.claimants.get(&self.me))
+            .cloned()
+        else {
             return false;
         };
         if e.removed {
@@ -651,7 +677,7 @@ impl Registry {
         let held = self
             .claims
             .get(&claim.name)
-            .and_then(|c| c.get(&claim.node));
+            .and_then(|n| n.claimants.get(&claim.node));
         self.news_given(held, claim)
     }
 
@@ -675,15 +701,15 @@ impl Registry {
         if !ascending {
             return None;
         }
-        let mut ours = self.claims.iter().peekable();
+        let mut ours = self.claims.values().peekable();
         let news = claims
             .iter()
             .map(|claim| {
-                while ours.next_if(|(name, _)| ***name < *claim.name).is_some() {}
+                while ours.next_if(|n| *n.name < *claim.name).is_some() {}
                 let held = ours
                     .peek()
-                    .filter(|(name, _)| ***name == *claim.name)
-                    .and_then(|(_, by_node)| by_node.get(&claim.node));
+                    .filter(|n| *n.name == *claim.name)
+                    .and_then(|n| n.claimants.get(&claim.node));
                 self.news_given(held, claim)
             })
             .collect();
@@ -728,13 +754,12 @@ impl Registry {
         if claim.name.is_empty() || claim.name.len() > NAME_BYTES_MAX {
             return Err(ClaimRefused::InvalidName);
         }
-        if !self.is_news(&claim) {
+        // One lookup of the name serves the news check and both bounds.
+        let named = self.claims.get(&claim.name).map(|n| &n.claimants);
+        let held = named.and_then(|c| c.get(&claim.node));
+        if !self.news_given(held, &claim) {
             return Ok(false);
         }
-        let held = self
-            .claims
-            .get(&claim.name)
-            .and_then(|c| c.get(&claim.node));
         let jump = match held {
             Some(h) => claim.version - h.version > VERSION_STEP_MAX,
             None => claim.version > VERSION_MAX,
@@ -742,11 +767,10 @@ impl Registry {
         if jump {
             return Err(ClaimRefused::VersionJump);
         }
-        let top_rank = self
-            .claims
-            .get(&claim.name)
+        let top_rank = named
             .and_then(|c| c.iter().map(|(_, s)| s.rank).max())
             .unwrap_or(0);
+        let was_held = held.is_some();
         if claim.rank.saturating_sub(top_rank) > RANK_STEP_MAX {
             return Err(ClaimRefused::RankJump);
         }
@@ -784,7 +808,7 @@ impl Registry {
         if claimant_down {
             return Ok(false);
         }
-        if held.is_none() && self.count >= self.config.names_max {
+        if !was_held && self.count >= self.config.names_max {
             self.refused_full += 1;
             return Ok(false);
         }
@@ -796,19 +820,19 @@ impl Registry {
     pub fn remove_node(&mut self, node: &NodeId) {
         let names: Vec<Arc<str>> = self
             .claims
-            .iter()
-            .filter(|(_, c)| c.contains_key(node))
-            .map(|(n, _)| n.clone())
+            .values()
+            .filter(|n| n.claimants.contains_key(node))
+            .map(|n| n.name.clone())
             .collect();
         for name in names {
             let before = self.lookup(&name);
             self.digest = None;
-            if let Some(by_node) = self.claims.get_mut(&name) {
-                if by_node.remove(node).is_some_and(|old| old.removed) {
+            if let Some(named) = self.claims.get_mut(&name) {
+                if named.claimants.remove(node).is_some_and(|old| old.removed) {
                     self.tombstones -= 1;
                 }
                 self.count -= 1;
-                if by_node.is_empty() {
+                if named.claimants.is_empty() {
                     self.claims.remove(&name);
                 }
             }
@@ -824,12 +848,14 @@ impl Registry {
             return;
         }
         self.digest = None;
-        for (name, by_node) in self.claims.iter_mut() {
+        // The order of this walk decides nothing: counts, and names to drop.
+        for named in self.claims.values_mut_unordered() {
+            let by_node = &mut named.claimants;
             let before = by_node.len();
             by_node.retain(|_, s| !(s.removed && now.saturating_since(s.changed_at) >= retention));
             self.count -= before - by_node.len();
             if by_node.is_empty() {
-                emptied.push(name.clone());
+                emptied.push(named.name.clone());
             }
         }
         for name in emptied {
@@ -838,7 +864,7 @@ impl Registry {
         self.tombstones = self
             .claims
             .values()
-            .flat_map(Claimants::iter)
+            .flat_map(|n| n.claimants.iter())
             .filter(|(_, s)| s.removed)
             .count();
     }
@@ -867,7 +893,7 @@ impl Registry {
     }
 
     fn claim_of(&self, name: &str, node: NodeId) -> Option<Claim> {
-        let s = self.claims.get(name)?.get(&node)?;
+        let s = self.claims.get(name)?.claimants.get(&node)?;
         Some(Claim {
             name: Arc::from(name),
             node,
@@ -883,7 +909,15 @@ impl Registry {
     fn store(&mut self, now: Time, claim: Claim, rebroadcast: bool) {
         self.digest = None;
         let before = self.lookup(&claim.name);
-        let by_node = self.claims.entry(claim.name.clone()).or_default();
+        let Some(named) = self.claims.get_or_insert_with(&claim.name, || Named {
+            name: claim.name.clone(),
+            claimants: Claimants::default(),
+        }) else {
+            // Only past `TABLE_MAX` names, far above any `names_max`.
+            self.refused_full += 1;
+            return;
+        };
+        let by_node = &mut named.claimants;
         let state = ClaimState {
             actor: claim.actor,
             lamport: claim.lamport,
@@ -921,7 +955,10 @@ impl Registry {
                     location,
                 });
                 if location.node != self.me
-                    && let Some(mine) = self.claims.get(name).and_then(|c| c.get(&self.me))
+                    && let Some(mine) = self
+                        .claims
+                        .get(name)
+                        .and_then(|n| n.claimants.get(&self.me))
                     && !mine.removed
                 {
                     self.events.push_back(RegistryEvent::ConflictLost {
@@ -939,6 +976,7 @@ impl Registry {
 
     /// Checks internal consistency.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.claims.check_invariants()?;
         // One walk over the claims (a node holds thousands) for the counts and the
         // digest.
         let (mut counted, mut tombstones, mut empty) = (0, 0, 0);
@@ -950,7 +988,7 @@ impl Registry {
         let stale = match self.digest {
             Some(cached) => cached != self.walk_claims(&mut visit),
             None => {
-                self.claims.values().for_each(&mut visit);
+                self.claims.values().for_each(|n| visit(&n.claimants));
                 false
             }
         };
@@ -1007,6 +1045,8 @@ fn unreachable_claim(name: &str, node: NodeId) -> Claim {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use proptest::prelude::*;
 
