@@ -67,6 +67,7 @@ use std::time::Duration;
 
 use plexus_actors::{ActorId, NodeId, Time};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::broadcast::BroadcastQueue;
 use crate::sig::SigBytes;
@@ -288,10 +289,12 @@ impl Default for RegistryConfig {
     }
 }
 
-/// The claims on one name, sorted by node. Almost always one or two, so a vector:
-/// a B-tree node per name cost ten times the memory.
+/// The claims on one name, sorted by node. Almost always one, so it is held inline
+/// (in the registry's dense table, a walk or lookup reaches it without another
+/// pointer) and a second spills to the heap: a B-tree node per name cost ten times
+/// the memory.
 #[derive(Clone, Debug, Default)]
-struct Claimants(Vec<(NodeId, ClaimState)>);
+struct Claimants(SmallVec<[(NodeId, ClaimState); 1]>);
 
 impl Claimants {
     fn position(&self, node: &NodeId) -> Result<usize, usize> {
