@@ -13,15 +13,14 @@
 //! Every outgoing message takes from the queue, and after a thousand nodes join at
 //! once every node holds a thousand updates for minutes, so the updates are found by
 //! hash and the pick order is a B-tree of `(transmissions, age)` pairs, not of whole
-//! keys. Keys are a member's id or a claim's name and claimant, from statements
-//! their signer must be admitted to make: see [`plexus_actors::fixed`] on the
-//! fixed seed.
+//! keys. A queue of keys that peers choose (claims' names) takes a seed of its own,
+//! secret to its node ([`BroadcastQueue::with_seed`]; see `table` on why).
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::hash::Hash;
 
-use plexus_actors::fixed::FixedMap;
+use plexus_actors::fixed::{FixedMap, FixedState};
 
 struct Item<V> {
     value: V,
@@ -44,8 +43,14 @@ pub struct BroadcastQueue<K: Hash + Eq + Clone, V: Clone> {
 impl<K: Hash + Eq + Clone, V: Clone> BroadcastQueue<K, V> {
     /// An empty queue.
     pub fn new(retransmit_mult: u32, capacity: usize) -> Self {
+        Self::with_seed(retransmit_mult, capacity, 0)
+    }
+
+    /// An empty queue whose keys are hashed with `seed` (0: the fixed seed). Nothing
+    /// depends on the hashed order: the pick order is the index's.
+    pub fn with_seed(retransmit_mult: u32, capacity: usize, seed: u64) -> Self {
         Self {
-            items: FixedMap::default(),
+            items: FixedMap::with_hasher(FixedState::with_seed(seed)),
             index: BTreeMap::new(),
             next_order: 0,
             retransmit_mult: retransmit_mult.max(1),

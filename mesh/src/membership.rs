@@ -103,11 +103,11 @@ use crate::admitted::Admitted;
 use crate::broadcast::{BroadcastQueue, ceil_log2};
 use crate::sig::SigBytes;
 use crate::table::{Keyed, TABLE_MAX, Table};
+use plexus_vocab::identity::{NodeKey, SigCheck};
+use plexus_vocab::resources::NodeMeta;
 
 /// The members a node knows, by id.
 type Members = Table<Member>;
-use plexus_vocab::identity::{NodeKey, SigCheck};
-use plexus_vocab::resources::NodeMeta;
 
 /// Domain of a member's signature over its own statement.
 pub const MEMBER_DOMAIN: &[u8] = b"plexus/mesh/member/v1";

@@ -80,6 +80,9 @@ pub const NAME_BYTES_MAX: usize = 256;
 /// Domain of a claimant's signature over its claim.
 pub const CLAIM_DOMAIN: &[u8] = b"plexus/mesh/claim/v1";
 
+/// Domain of the signature a replica seeds its hashed tables with (never sent).
+const TABLE_SEED_DOMAIN: &[u8] = b"plexus/mesh/table-seed/v1";
+
 /// Largest rise of a claim's version over the version held, in one message.
 pub const VERSION_STEP_MAX: u64 = 1 << 32;
 
@@ -418,6 +421,17 @@ impl Registry {
     /// suits single-process tests only).
     pub fn with_key(key: NodeKey, config: RegistryConfig) -> Self {
         let mut this = Self::new(key.node_id(), config);
+        // Names are chosen by the claimants, so the tables that hash them take a
+        // seed no other node knows (see `table`): the node's own signature over a
+        // fixed message, the same in every replay.
+        let [a, b, c, d, e, f, g, h, ..] = key.sign(TABLE_SEED_DOMAIN, b"registry");
+        let seed = u64::from_le_bytes([a, b, c, d, e, f, g, h]);
+        this.claims = Table::with_seed(seed);
+        this.gossip = BroadcastQueue::with_seed(
+            this.config.retransmit_mult,
+            this.config.names_max.clamp(16, 65_536),
+            seed,
+        );
         this.key = Some(key);
         this
     }

@@ -15,16 +15,18 @@
 //! removing an entry moves 4-byte numbers, at most one per entry: inserts and
 //! removals are rare next to lookups.
 //!
-//! The hasher's seed is fixed ([`plexus_actors::fixed`]); nothing depends on the
-//! table's order in any case, only on the sorted vector's. Keys come from signed
-//! statements whose signer must be admitted (a member's id, a claim's name): a peer
-//! choosing colliding keys slows only lookups of its own entries' neighbours, and
-//! every entry costs it a signed statement the bounds on members and names count.
+//! Nothing depends on the hash table's order, only on the sorted vector's, so the
+//! hasher's seed may be anything that is the same in every replay
+//! ([`plexus_actors::fixed`]). A table keyed by what peers choose takes a seed of
+//! its own ([`Table::with_seed`], secret to its node): with the public fixed seed,
+//! an admitted operator could compute names that collide and make every lookup near
+//! them walk a long probe sequence. Membership's keys are admitted node ids, which no
+//! peer mints at will, so its table keeps the fixed seed.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
-use plexus_actors::fixed::fixed_hash;
+use plexus_actors::fixed::FixedState;
 
 /// An entry of a [`Table`]: it carries its key, which must not change while it is
 /// held.
@@ -43,14 +45,24 @@ pub(crate) struct Table<V> {
     index: HashTable<u32>,
     /// Slot numbers, in the order of their entries' keys.
     order: Vec<u32>,
+    /// Hashes the keys for `index`.
+    hasher: FixedState,
 }
 
 impl<V> Default for Table<V> {
     fn default() -> Self {
+        Self::with_seed(0)
+    }
+}
+
+impl<V> Table<V> {
+    /// An empty table whose hashes are seeded with `seed` (0: the fixed seed).
+    pub(crate) fn with_seed(seed: u64) -> Self {
         Self {
             slots: Vec::new(),
             index: HashTable::new(),
             order: Vec::new(),
+            hasher: FixedState::with_seed(seed),
         }
     }
 }
@@ -64,10 +76,14 @@ impl<V: Keyed> Table<V> {
         self.slots.len()
     }
 
+    fn hash(&self, key: &V::Key) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     fn slot(&self, key: &V::Key) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(fixed_hash(key), |&s| {
+            .find(self.hash(key), |&s| {
                 slots.get(s as usize).is_some_and(|v| v.key() == key)
             })
             .copied()
@@ -110,11 +126,13 @@ impl<V: Keyed> Table<V> {
         let Err(at) = self.rank(entry.key()) else {
             return false;
         };
-        let h = fixed_hash(entry.key());
+        let h = self.hash(entry.key());
         self.slots.push(entry);
-        let slots = &self.slots;
+        let (slots, hasher) = (&self.slots, &self.hasher);
         self.index.insert_unique(h, slot, |&s| {
-            slots.get(s as usize).map_or(0, |v| fixed_hash(v.key()))
+            slots
+                .get(s as usize)
+                .map_or(0, |v| hasher.hash_one(v.key()))
         });
         self.order.insert(at, slot);
         true
@@ -143,10 +161,11 @@ impl<V: Keyed> Table<V> {
 
     /// Removes the entry with this key.
     pub(crate) fn remove(&mut self, key: &V::Key) -> Option<V> {
+        let h = self.hash(key);
         let slots = &self.slots;
         let entry = self
             .index
-            .find_entry(fixed_hash(key), |&s| {
+            .find_entry(h, |&s| {
                 slots.get(s as usize).is_some_and(|v| v.key() == key)
             })
             .ok()?;
@@ -162,10 +181,8 @@ impl<V: Keyed> Table<V> {
         {
             let moved_key = moved.key();
             let at = self.rank(moved_key);
-            if let Some(s) = self
-                .index
-                .find_mut(fixed_hash(moved_key), |&s| s as usize == last)
-            {
+            let h = self.hasher.hash_one(moved_key);
+            if let Some(s) = self.index.find_mut(h, |&s| s as usize == last) {
                 *s = slot;
             }
             if let Ok(at) = at {
@@ -283,8 +300,11 @@ mod tests {
         /// Any sequence of inserts, removals and changes leaves the same entries,
         /// found by key and walked in key order, as an ordered map given the same.
         #[test]
-        fn behaves_as_an_ordered_map(ops in proptest::collection::vec(op(), 0..300)) {
-            let mut table: Table<Entry> = Table::default();
+        fn behaves_as_an_ordered_map(
+            seed in prop_oneof![Just(0u64), any::<u64>()],
+            ops in proptest::collection::vec(op(), 0..300),
+        ) {
+            let mut table: Table<Entry> = Table::with_seed(seed);
             let mut model: BTreeMap<String, u64> = BTreeMap::new();
             for (step, op) in ops.into_iter().enumerate() {
                 let step = step as u64;
@@ -332,6 +352,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A seed changes where keys hash, not what the table holds or its order.
+    #[test]
+    fn a_seed_moves_the_hashes_not_the_order() {
+        let mut fixed: Table<Entry> = Table::default();
+        let mut seeded: Table<Entry> = Table::with_seed(0x5eed);
+        for i in [3, 1, 4, 15, 9, 2, 6] {
+            assert!(fixed.insert_new(entry(i, i)));
+            assert!(seeded.insert_new(entry(i, i)));
+        }
+        assert_ne!(fixed.hash("n1"), seeded.hash("n1"));
+        let walk = |t: &Table<Entry>| t.values().map(|e| e.value).collect::<Vec<_>>();
+        assert_eq!(walk(&fixed), walk(&seeded));
+        seeded.check_index().unwrap();
     }
 
     /// An upsert whose maker gives an entry of another key adds nothing.
