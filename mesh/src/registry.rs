@@ -1067,6 +1067,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A replica with a key hashes names with a seed of its own, the same for the
+    /// same key (a replay) and unlike another node's or the fixed one.
+    #[test]
+    fn names_are_hashed_with_a_seed_of_the_nodes_own() {
+        let keyed = |seed: u8| {
+            Registry::with_key(NodeKey::from_seed([seed; 32]), RegistryConfig::default())
+        };
+        let (a, again, b) = (keyed(1), keyed(1), keyed(2));
+        let fixed = Registry::new(node(1), RegistryConfig::default());
+        assert_eq!(a.claims.hash("svc"), again.claims.hash("svc"));
+        assert_ne!(a.claims.hash("svc"), b.claims.hash("svc"));
+        assert_ne!(a.claims.hash("svc"), fixed.claims.hash("svc"));
+    }
+
     fn node(i: u64) -> NodeId {
         NodeId::synthetic(i)
     }

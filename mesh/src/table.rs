@@ -76,7 +76,8 @@ impl<V: Keyed> Table<V> {
         self.slots.len()
     }
 
-    fn hash(&self, key: &V::Key) -> u64 {
+    /// Where `key` hashes in this table (its seed decides).
+    pub(crate) fn hash(&self, key: &V::Key) -> u64 {
         self.hasher.hash_one(key)
     }
 
