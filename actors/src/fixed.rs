@@ -7,11 +7,11 @@
 //! where a core only finds entries by key and order does not matter; a walk over one
 //! must not decide anything whose order is observable.
 //!
-//! The seed is public. A table keyed by what peers send could be flooded with
-//! colliding keys, so each use says why its keys are not chosen by a peer, or why a
-//! probe costs a peer nothing (see `plexus_mesh::admitted`).
-
-use std::hash::{BuildHasher, Hash};
+//! The default seed is public. A table keyed by what peers send could be flooded
+//! with colliding keys, so each use says why its keys are not chosen by a peer, or
+//! why a probe costs a peer nothing (see `plexus_mesh::admitted`); or it takes a
+//! seed secret to its node that replays alike, [`FixedState::with_seed`] (see
+//! `plexus_mesh::registry`).
 
 pub use foldhash::fast::FixedState;
 
@@ -29,28 +29,21 @@ pub type FixedMap<K, V> = std::collections::HashMap<K, V, FixedState>;
 )]
 pub type FixedSet<T> = std::collections::HashSet<T, FixedState>;
 
-/// `value`'s hash under the fixed seed, for tables that hash by hand.
-pub fn fixed_hash<T: Hash + ?Sized>(value: &T) -> u64 {
-    FixedState::default().hash_one(value)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::hash::BuildHasher;
+
     use super::*;
 
     #[test]
     fn the_seed_is_the_same_for_every_table() {
         // Two tables built apart iterate alike after the same inserts (two std
-        // tables, each seeded on its own, would not), and hash by hand alike.
+        // tables, each seeded on its own, would not), and a map hashes as a set.
         let a: FixedSet<u64> = (0..100).collect();
         let b: FixedSet<u64> = (0..100).collect();
         assert!(a.iter().eq(b.iter()));
         let mut c = FixedMap::default();
         c.insert(1u64, ());
-        assert_eq!(
-            c.hasher().hash_one(1u64),
-            fixed_hash(&1u64),
-            "a table's hasher is the one `fixed_hash` uses"
-        );
+        assert_eq!(c.hasher().hash_one(1u64), a.hasher().hash_one(1u64));
     }
 }

@@ -414,7 +414,8 @@ struct Joining {
 /// not ordered. Only the invariant check walks them, and whether it finds a fault
 /// does not depend on the order; every order the protocol acts in is kept by the
 /// time-ordered indexes in [`Delivery`]. The seed is fixed ([`plexus_actors::fixed`])
-/// so runs replay; only admitted peers have records. Idle outbound links are dropped, so that map stays small; the
+/// so runs replay; only admitted peers have records. Idle outbound links are
+/// dropped, so that map stays small; the
 /// inbound records, one per peer ever heard or told, carry the outbound epoch
 /// counter too, so one entry serves both directions, and hold what few links need
 /// (refusals to report, a body being joined) behind one pointer, so a record is 64
