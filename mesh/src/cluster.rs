@@ -151,6 +151,8 @@ pub struct Cluster {
     asks: Asks,
     republish: Republish,
     events: VecDeque<ClusterEvent>,
+    /// The sharded registry's routing (idle for a full replica).
+    shards: Shards,
     next_registry_gc: Time,
     /// The latest time handed in, for decisions taken on inputs without one.
     now: Time,
@@ -167,6 +169,7 @@ impl Cluster {
         now: Time,
     ) -> Self {
         let me = key.node_id();
+        let shards = Shards::new(config.registry.owners, now);
         Self {
             me,
             membership: Membership::new(
@@ -182,6 +185,7 @@ impl Cluster {
             asks: Asks::new(config.asks, DetRng::split(seed, ASK_RNG_STREAM).next_u64()),
             republish: Republish::default(),
             events: VecDeque::new(),
+            shards,
             next_registry_gc: now + REGISTRY_GC_INTERVAL,
             now,
         }
@@ -252,9 +256,28 @@ impl Cluster {
         self.pump();
     }
 
-    /// Where a name resolves.
+    /// Where a name resolves. With a sharded registry, a name this node does not
+    /// hold is not known yet: the lookup misses, and the node asks the name's
+    /// owners (at its next input) and keeps asking while the name is looked up.
     pub fn lookup(&self, name: &str) -> Option<Location> {
-        self.registry.lookup(name)
+        if !self.shards.enabled() {
+            return self.registry.lookup(name);
+        }
+        if self.registry.holds(name) {
+            return self.registry.lookup_used(name);
+        }
+        self.shards.want(name, self.registry.config().watch_max);
+        None
+    }
+
+    /// Asks the owners about `name` now, as a lookup that misses does (a driver
+    /// whose lookups do not reach the core calls this). Nothing for a full replica.
+    pub fn want_name(&mut self, now: Time, name: &str) {
+        self.clock(now);
+        if self.shards.enabled() && !self.registry.holds(name) {
+            self.shards.want(name, self.registry.config().watch_max);
+            self.pump();
+        }
     }
 
     /// Registers `name` for a local actor.
@@ -472,6 +495,7 @@ impl Cluster {
             self.registry.handle_timeout(now);
             self.next_registry_gc = now + REGISTRY_GC_INTERVAL;
         }
+        self.shards_tick(now);
         self.pump();
     }
 
@@ -531,9 +555,15 @@ impl Cluster {
                     self.registry.merge_with(now, claim, down, rebroadcast);
                 }
                 if let Probe::SyncOffer { names, .. } = &packet.probe
+                    && !self.shards.enabled()
                     && *names != self.registry.sync_digest()
                 {
                     self.membership.send_sync(now, from);
+                }
+                match &packet.probe {
+                    Probe::Resolve { names } => self.shards_resolve(now, from, names.clone()),
+                    Probe::Names { resolved } => self.shards_resolved(now, from, resolved),
+                    _ => {}
                 }
                 self.membership.handle_message(now, from, packet.probe);
                 None
@@ -572,16 +602,35 @@ impl Cluster {
     pub fn poll_transmit(&mut self, now: Time) -> Option<(NodeId, Frame)> {
         self.clock(now);
         if let Some((to, mut probe)) = self.membership.poll_transmit() {
+            let sharded = self.shards.enabled();
             if let Probe::SyncOffer { names, .. } = &mut probe {
-                *names = self.registry.sync_digest();
+                // A sharded registry is not synced whole: its claims travel to
+                // their owners (`shards`).
+                *names = if sharded {
+                    [0; 32]
+                } else {
+                    self.registry.sync_digest()
+                };
             }
             let members = self.membership.take_gossip(usize::MAX);
             let claims = match probe {
+                Probe::Sync { .. } | Probe::SyncReply { .. } if sharded => Vec::new(),
                 Probe::Sync { .. } | Probe::SyncReply { .. } => self.registry.snapshot(),
                 _ => self
                     .registry
                     .take_gossip(CLAIMS_PER_MESSAGE, self.membership.live_count()),
             };
+            return Some((
+                to,
+                Frame::Control(ControlPacket {
+                    probe,
+                    members,
+                    claims,
+                }),
+            ));
+        }
+        if let Some((to, probe, claims)) = self.shards.pop_outbox() {
+            let members = self.membership.take_gossip(usize::MAX);
             return Some((
                 to,
                 Frame::Control(ControlPacket {
@@ -606,6 +655,7 @@ impl Cluster {
             self.delivery.poll_timeout(),
             self.asks.poll_timeout(),
             self.republish.poll_timeout(),
+            self.shards.next_tick(),
         ]
         .into_iter()
         .flatten()
@@ -643,6 +693,7 @@ impl Cluster {
                     }
                     _ => {}
                 }
+                self.shards_on_member(&event);
                 self.events.push_back(ClusterEvent::Member(event));
             }
             while let Some(event) = self.registry.poll_event() {
@@ -684,6 +735,7 @@ impl Cluster {
                 moved = true;
                 self.events.push_back(ClusterEvent::Answer(answer));
             }
+            moved |= self.shards_pump();
             if !moved {
                 break;
             }
@@ -699,6 +751,7 @@ impl Cluster {
         self.registry.check_invariants()?;
         self.delivery.check_invariants()?;
         self.asks.check_invariants()?;
+        self.check_shards()?;
         // The down members first, in one walk of the view (usually none): a lookup
         // per pending ask and per name instead took a twentieth of a simulated
         // 1,000-node hour.
@@ -730,6 +783,10 @@ impl Cluster {
         Ok(())
     }
 }
+
+mod shards;
+use shards::Shards;
+pub use shards::{NAMES_PER_RESOLVE, OUTBOX_MAX, ShardStats};
 
 #[cfg(test)]
 mod tests;

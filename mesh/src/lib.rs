@@ -9,7 +9,10 @@
 //!   when to gossip it;
 //! * [`broadcast`]: the piggyback queue for epidemic dissemination;
 //! * [`membership`]: SWIM membership and failure detection with incarnations;
-//! * [`registry`]: the cluster name registry, a convergent CRDT;
+//! * [`registry`]: the cluster name registry, a convergent CRDT, a full replica on
+//!   every node or sharded over owners;
+//! * [`owners`]: which nodes own a name when the registry is sharded (rendezvous
+//!   hashing over the live view);
 //! * [`delivery`]: reliable, ordered, acknowledged links for actor traffic, and the
 //!   window that is their flow control;
 //! * [`asks`]: ask correlation (every ask gets exactly one answer);
@@ -29,6 +32,7 @@ pub mod broadcast;
 pub mod cluster;
 pub mod delivery;
 pub mod membership;
+pub mod owners;
 pub mod registry;
 pub mod sig;
 mod table;

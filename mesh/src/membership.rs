@@ -530,6 +530,21 @@ pub enum Probe {
         /// The requester's seq.
         seq: u32,
     },
+    /// A sharded registry's claims (in the packet's `claims`): pushed by an owner to
+    /// the claimants and askers of a name, by a claimant to the owners, by an owner
+    /// to the owners taking over, or answering a [`Probe::Resolve`]. `resolved`
+    /// lists the names this answers a resolve for, claims held on them or not.
+    /// Membership treats it as gossip. (After `Nack`, for the same reason.)
+    Names {
+        /// The names answered.
+        resolved: Vec<Arc<str>>,
+    },
+    /// A sharded registry's question to an owner: the claims on these names, and
+    /// pushes when they change (for `RegistryConfig::watch_refresh` twice over).
+    Resolve {
+        /// The names asked about.
+        names: Vec<Arc<str>>,
+    },
 }
 
 /// A member as seen locally.
@@ -1080,7 +1095,7 @@ impl Membership {
                     self.apply_with(now, from, update, news);
                 }
             }
-            Probe::Gossip => {}
+            Probe::Gossip | Probe::Names { .. } | Probe::Resolve { .. } => {}
             Probe::Nack { seq } => {
                 if let Some(probe) = &mut self.probe
                     && probe.seq == seq

@@ -56,6 +56,16 @@
 //!
 //! [`Cluster`]: crate::cluster::Cluster
 //!
+//! # Full replicas or shards
+//!
+//! With [`RegistryConfig::owners`] 0 (the default) every node is a full replica:
+//! claims spread by piggybacked gossip and full syncs. With `owners = r`, the
+//! registry is sharded: a name's claims are held by its `r` owners
+//! ([`crate::owners`]), by their claimants, and by the nodes that look the name
+//! up; the [`Cluster`] routes claims to them instead of gossiping them. The merge
+//! rules above are the same in both modes: a replica here is whatever this node
+//! holds, and [`Registry::take_changed`] tells the cluster what to route.
+//!
 //! # Bounds
 //!
 //! At most `names_max` claims are kept (further claims are refused with a counter);
@@ -233,6 +243,12 @@ pub enum RegistryEvent {
         /// The name.
         name: String,
     },
+    /// A sharded registry stopped holding `name`: this node neither owns, claims
+    /// nor looks it up any more. It is not unbound; this node just no longer knows.
+    Forgotten {
+        /// The name.
+        name: String,
+    },
     /// This node's claim on `name` lost to an earlier claim elsewhere.
     ConflictLost {
         /// The name.
@@ -277,6 +293,49 @@ pub struct RegistryConfig {
     pub tombstone_retention: Duration,
     /// Piggyback transmissions per claim, times `ceil(log2(n+1))`.
     pub retransmit_mult: u32,
+    /// Owners per name: 0 keeps a full replica on every node; `r` (at most
+    /// [`crate::owners::OWNERS_MAX`]) shards the registry over `r` owners per
+    /// name ([`crate::owners`]).
+    #[serde(default)]
+    pub owners: u32,
+    /// Sharded: most names a node keeps asking owners about for its lookups
+    /// (further lookups of unknown names miss, and are counted).
+    #[serde(default = "watch_max_default")]
+    pub watch_max: usize,
+    /// Sharded: most `(name, asker)` watches an owner keeps (further asks are
+    /// answered but not followed by pushes, and are counted).
+    #[serde(default = "watchers_max_default")]
+    pub watchers_max: usize,
+    /// Sharded: how often a node asks the owners again about the names it looks
+    /// up, and re-sends its own claims to the owners of their names.
+    #[serde(default = "watch_refresh_default")]
+    pub watch_refresh: Duration,
+    /// Sharded: a name not looked up for this long is no longer asked about.
+    #[serde(default = "watch_idle_default")]
+    pub watch_idle: Duration,
+}
+
+fn watch_max_default() -> usize {
+    4096
+}
+
+fn watchers_max_default() -> usize {
+    65_536
+}
+
+fn watch_refresh_default() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn watch_idle_default() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl RegistryConfig {
+    /// Whether the registry is sharded (`owners > 0`).
+    pub fn sharded(&self) -> bool {
+        self.owners > 0
+    }
 }
 
 impl Default for RegistryConfig {
@@ -288,6 +347,11 @@ impl Default for RegistryConfig {
             // 2·ceil(log2(n+1)) times (20 at a thousand nodes), and anti-entropy
             // syncs repair any node the epidemic misses.
             retransmit_mult: 2,
+            owners: 0,
+            watch_max: watch_max_default(),
+            watchers_max: watchers_max_default(),
+            watch_refresh: watch_refresh_default(),
+            watch_idle: watch_idle_default(),
         }
     }
 }
@@ -351,6 +415,9 @@ impl Claimants {
 struct Named {
     name: Arc<str>,
     claimants: Claimants,
+    /// Looked up through [`Registry::lookup_used`] since [`Registry::take_used`]
+    /// last read it (a sharded node keeps asking about the names it uses).
+    used: std::sync::atomic::AtomicBool,
 }
 
 impl Keyed for Named {
@@ -369,6 +436,21 @@ struct ClaimState {
     removed: bool,
     changed_at: Time,
     sig: SigBytes,
+}
+
+impl ClaimState {
+    fn to_claim(&self, name: Arc<str>, node: NodeId) -> Claim {
+        Claim {
+            name,
+            node,
+            actor: self.actor,
+            lamport: self.lamport,
+            rank: self.rank,
+            version: self.version,
+            removed: self.removed,
+            sig: self.sig.clone(),
+        }
+    }
 }
 
 /// One replica of the registry.
@@ -390,6 +472,9 @@ pub struct Registry {
     tombstones: usize,
     count: usize,
     gossip: BroadcastQueue<(Arc<str>, NodeId), Claim>,
+    /// Sharded: the claims stored since [`Registry::take_changed`], by name and
+    /// claimant, for the cluster to route (a full replica gossips them instead).
+    changed: Vec<(Arc<str>, NodeId)>,
     events: VecDeque<RegistryEvent>,
     refused_full: u64,
 }
@@ -411,6 +496,7 @@ impl Registry {
             tombstones: 0,
             count: 0,
             gossip,
+            changed: Vec::new(),
             events: VecDeque::new(),
             refused_full: 0,
         }
@@ -441,6 +527,11 @@ impl Registry {
         self.sig_check = check;
     }
 
+    /// The settings.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
     /// Claims from other replicas refused, by reason.
     pub fn refused(&self) -> ClaimRefusals {
         self.refused
@@ -454,6 +545,82 @@ impl Registry {
     /// Where `name` resolves, if anywhere.
     pub fn lookup(&self, name: &str) -> Option<Location> {
         winner(&self.claims.get(name)?.claimants)
+    }
+
+    /// [`Registry::lookup`], marking the name used (see [`Registry::take_used`]).
+    pub fn lookup_used(&self, name: &str) -> Option<Location> {
+        let named = self.claims.get(name)?;
+        named.used.store(true, std::sync::atomic::Ordering::Relaxed);
+        winner(&named.claimants)
+    }
+
+    /// Whether `name` was looked up through [`Registry::lookup_used`] since the
+    /// last call; clears the mark.
+    pub fn take_used(&mut self, name: &str) -> bool {
+        self.claims
+            .get_mut(name)
+            .is_some_and(|n| std::mem::take(n.used.get_mut()))
+    }
+
+    /// Whether any claim on `name` is held (a tombstone counts).
+    pub fn holds(&self, name: &str) -> bool {
+        self.claims.contains_key(name)
+    }
+
+    /// Whether this node has a claim on `name` (a tombstone counts).
+    pub fn claims_own(&self, name: &str) -> bool {
+        self.claims
+            .get(name)
+            .is_some_and(|n| n.claimants.contains_key(&self.me))
+    }
+
+    /// The names held, in order.
+    pub fn names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.claims.values().map(|n| &n.name)
+    }
+
+    /// Every claim held on `name`, tombstones included, by claimant.
+    pub fn claims_on(&self, name: &str) -> Vec<Claim> {
+        let Some(named) = self.claims.get(name) else {
+            return Vec::new();
+        };
+        named
+            .claimants
+            .iter()
+            .map(|(node, s)| s.to_claim(named.name.clone(), *node))
+            .collect()
+    }
+
+    /// This node's claim on `name`, tombstone or not.
+    pub fn own_claim(&self, name: &str) -> Option<Claim> {
+        self.claim_of(name, self.me)
+    }
+
+    /// Sharded: the `(name, claimant)` of each claim stored since the last call, in
+    /// the order stored (repeats removed), for the cluster to route.
+    pub fn take_changed(&mut self) -> Vec<(Arc<str>, NodeId)> {
+        let mut changed = std::mem::take(&mut self.changed);
+        let mut seen = std::collections::BTreeSet::new();
+        changed.retain(|(name, node)| seen.insert((name.clone(), *node)));
+        changed
+    }
+
+    /// Sharded: drops every claim on `name` without a trace (no tombstone): this
+    /// node no longer owns, claims or looks up the name. A [`RegistryEvent::Forgotten`]
+    /// follows if it resolved. Returns whether anything was held.
+    pub fn forget(&mut self, name: &str) -> bool {
+        let Some(named) = self.claims.remove(name) else {
+            return false;
+        };
+        self.digest = None;
+        self.count -= named.claimants.len();
+        self.tombstones -= named.claimants.iter().filter(|(_, s)| s.removed).count();
+        if winner(&named.claimants).is_some() {
+            self.events.push_back(RegistryEvent::Forgotten {
+                name: name.to_string(),
+            });
+        }
+        true
     }
 
     /// Every bound name and its location, in name order.
@@ -506,18 +673,12 @@ impl Registry {
     /// Every claim, for a full-state sync.
     pub fn snapshot(&self) -> Vec<Claim> {
         let mut out = Vec::with_capacity(self.count);
-        for Named { name, claimants } in self.claims.values() {
+        for Named {
+            name, claimants, ..
+        } in self.claims.values()
+        {
             for (node, s) in claimants.iter() {
-                out.push(Claim {
-                    name: name.clone(),
-                    node: *node,
-                    actor: s.actor,
-                    lamport: s.lamport,
-                    rank: s.rank,
-                    version: s.version,
-                    removed: s.removed,
-                    sig: s.sig.clone(),
-                });
+                out.push(s.to_claim(name.clone(), *node));
             }
         }
         out
@@ -548,7 +709,10 @@ impl Registry {
     fn walk_claims(&self, mut visit: impl FnMut(&Claimants)) -> [u8; 32] {
         // One buffer hashed at once (see `Membership::view_digest`).
         let mut buf = Vec::with_capacity(self.count * 64);
-        for Named { name, claimants } in self.claims.values() {
+        for Named {
+            name, claimants, ..
+        } in self.claims.values()
+        {
             visit(claimants);
             for (node, s) in claimants.iter() {
                 buf.extend_from_slice(&(name.len() as u64).to_le_bytes());
@@ -891,7 +1055,11 @@ impl Registry {
     /// others may have dropped them).
     pub fn announce_mine(&mut self) {
         for claim in self.my_claims() {
-            self.gossip.push((claim.name.clone(), claim.node), claim);
+            if self.config.sharded() {
+                self.changed.push((claim.name.clone(), claim.node));
+            } else {
+                self.gossip.push((claim.name.clone(), claim.node), claim);
+            }
         }
     }
 
@@ -911,17 +1079,9 @@ impl Registry {
     }
 
     fn claim_of(&self, name: &str, node: NodeId) -> Option<Claim> {
-        let s = self.claims.get(name)?.claimants.get(&node)?;
-        Some(Claim {
-            name: Arc::from(name),
-            node,
-            actor: s.actor,
-            lamport: s.lamport,
-            rank: s.rank,
-            version: s.version,
-            removed: s.removed,
-            sig: s.sig.clone(),
-        })
+        let named = self.claims.get(name)?;
+        let s = named.claimants.get(&node)?;
+        Some(s.to_claim(named.name.clone(), node))
     }
 
     fn store(&mut self, now: Time, claim: Claim, rebroadcast: bool) {
@@ -930,6 +1090,7 @@ impl Registry {
         let Some(named) = self.claims.get_or_insert_with(&claim.name, || Named {
             name: claim.name.clone(),
             claimants: Claimants::default(),
+            used: std::sync::atomic::AtomicBool::new(false),
         }) else {
             // Only past `TABLE_MAX` names, far above any `names_max`.
             self.refused_full += 1;
@@ -955,7 +1116,10 @@ impl Registry {
             self.tombstones += 1;
         }
         let name = claim.name.clone();
-        if rebroadcast {
+        if self.config.sharded() {
+            // The cluster routes it (to owners, claimants and watchers).
+            self.changed.push((name.clone(), claim.node));
+        } else if rebroadcast {
             self.gossip.push((claim.name.clone(), claim.node), claim);
         }
         self.note_change(&name, before);
@@ -1024,6 +1188,9 @@ impl Registry {
                 "{} tombstones counted, {tombstones} held",
                 self.tombstones
             ));
+        }
+        if self.config.sharded() && !self.gossip.is_empty() {
+            return Err("a sharded registry queued claims for gossip".into());
         }
         if self.count > self.config.names_max {
             return Err(format!(
@@ -1254,6 +1421,7 @@ mod tests {
             names_max: 2,
             tombstone_retention: Duration::from_secs(10),
             retransmit_mult: 1,
+            ..RegistryConfig::default()
         };
         let mut r = Registry::new(node(1), config);
         r.register(Time::ZERO, "a", actor(1, 1)).unwrap();

@@ -826,3 +826,333 @@ fn a_liar_cannot_kill_poison_or_invent_members() {
     assert!(r.forged >= 50 && r.not_admitted >= 50, "{r:?}");
     assert!(m.stats().hints > 0, "hearsay prompts probes");
 }
+
+// ----- the sharded registry -----
+
+fn sharded_config() -> ClusterConfig {
+    let mut c = config();
+    c.registry.owners = 3;
+    c.registry.watch_refresh = Duration::from_secs(2);
+    c.registry.watch_idle = Duration::from_secs(6);
+    c
+}
+
+fn sharded(n: usize) -> Net {
+    let mut net = Net::with(n, sharded_config(), |_| NodeMeta::default());
+    net.converge();
+    net
+}
+
+impl Net {
+    /// The indices of `name`'s owners, as node `at` computes them.
+    fn owners(&self, at: usize, name: &str) -> Vec<usize> {
+        self.nodes[at]
+            .name_owners(name)
+            .into_iter()
+            .map(|id| self.index(id))
+            .collect()
+    }
+
+    /// A live node that is neither an owner of `name` nor in `not`.
+    fn outsider(&self, name: &str, not: &[usize]) -> usize {
+        let owners = self.owners(0, name);
+        (0..self.nodes.len())
+            .find(|i| !owners.contains(i) && !not.contains(i) && !self.crashed.contains(i))
+            .expect("an outsider")
+    }
+
+    /// Looks `name` up at `at` until it resolves to `want` (each lookup that misses
+    /// is what makes the node ask).
+    fn resolve(&mut self, at: usize, name: &str, want: Option<ActorId>, limit: Duration) {
+        let start = self.now;
+        while self.nodes[at].lookup(name).map(|l| l.actor) != want {
+            assert!(
+                self.now.saturating_since(start) < limit,
+                "node {at} resolves `{name}` to {:?}, not {want:?}, after {limit:?}; owners {:?}; held by owners: {:?}",
+                self.nodes[at].lookup(name),
+                self.owners(at, name),
+                self.owners(at, name)
+                    .iter()
+                    .map(|&o| self.nodes[o].registry().claims_on(name))
+                    .collect::<Vec<_>>(),
+            );
+            self.step();
+        }
+    }
+}
+
+/// A claim lives at its claimant and the name's owners only; a node that looks it
+/// up asks the owners, and then holds it while it keeps looking.
+#[test]
+fn a_sharded_name_is_held_by_its_owners_and_found_by_asking_them() {
+    let mut net = sharded(8);
+    let actor = ActorId::new(net.ids[5], 42);
+    net.nodes[5].register(net.now, "svc", actor).unwrap();
+    let owners = net.owners(0, "svc");
+    assert_eq!(owners.len(), 3);
+    for i in 0..8 {
+        assert_eq!(
+            net.owners(i, "svc"),
+            owners,
+            "every node computes the same owners"
+        );
+    }
+    net.until(Duration::from_secs(2), |n| {
+        owners
+            .iter()
+            .all(|&o| n.nodes[o].registry().lookup("svc").map(|l| l.actor) == Some(actor))
+    });
+    net.run(Duration::from_secs(1));
+    for i in (0..8).filter(|i| !owners.contains(i) && *i != 5) {
+        assert!(
+            !net.nodes[i].registry().holds("svc"),
+            "node {i} holds a name it has no reason to"
+        );
+    }
+    let asker = net.outsider("svc", &[5]);
+    assert_eq!(
+        net.nodes[asker].lookup("svc"),
+        None,
+        "the first lookup misses"
+    );
+    net.resolve(asker, "svc", Some(actor), Duration::from_secs(1));
+    assert!(net.nodes[asker].watches("svc"));
+    assert!(
+        net.nodes[asker].shard_stats().resolves_sent >= 3,
+        "it asked every owner"
+    );
+}
+
+/// An owner pushes a change to the nodes watching the name, well before they
+/// would ask again; and a watch nobody uses lapses, and the name is forgotten.
+#[test]
+fn a_change_reaches_the_watchers_at_once_and_an_unused_watch_lapses() {
+    let mut net = sharded(8);
+    let (a, b) = (ActorId::new(net.ids[5], 1), ActorId::new(net.ids[5], 2));
+    net.nodes[5].register(net.now, "svc", a).unwrap();
+    let asker = net.outsider("svc", &[5]);
+    net.resolve(asker, "svc", Some(a), Duration::from_secs(2));
+    net.run(Duration::from_millis(200));
+    let now = net.now;
+    assert!(net.nodes[5].unregister(now, "svc"));
+    net.nodes[5].register(now, "svc", b).unwrap();
+    // Within a fraction of `watch_refresh` (2 s), reading the replica only (a
+    // lookup through the cluster would count as use and ask).
+    net.until(Duration::from_millis(500), |n| {
+        n.nodes[asker].registry().lookup("svc").map(|l| l.actor) == Some(b)
+    });
+    let forgotten = |n: &Net| {
+        n.events.iter().any(|(i, e)| {
+            *i == asker && matches!(e, ClusterEvent::Registry(RegistryEvent::Forgotten { .. }))
+        })
+    };
+    assert!(!forgotten(&net));
+    net.until(Duration::from_secs(9), |n| {
+        !n.nodes[asker].registry().holds("svc")
+    });
+    assert!(!net.nodes[asker].watches("svc"));
+    assert!(
+        forgotten(&net),
+        "the driver is told the name is no longer held"
+    );
+}
+
+/// When an owner dies, the next node by weight takes the name over from the
+/// survivors and the claimant, and lookups keep working; when the claimant dies,
+/// every node that held the name drops it.
+#[test]
+fn owners_hand_over_when_one_dies_and_names_go_with_their_claimant() {
+    let mut net = sharded(9);
+    let actor = ActorId::new(net.ids[4], 7);
+    net.nodes[4].register(net.now, "svc", actor).unwrap();
+    let owners = net.owners(0, "svc");
+    let gone = *owners
+        .iter()
+        .find(|&&o| o != 4 && o != 0)
+        .expect("an owner to kill");
+    let asker = net.outsider("svc", &[4, 0]);
+    net.resolve(asker, "svc", Some(actor), Duration::from_secs(2));
+    net.crashed.insert(gone);
+    let bound = config().membership.detection_bound(9);
+    net.until(bound + Duration::from_secs(1), |n| {
+        (0..9)
+            .filter(|i| !n.crashed.contains(i))
+            .all(|i| n.nodes[i].membership().state_of(&n.ids[gone]) == Some(MemberState::Dead))
+    });
+    let after = net.owners(0, "svc");
+    assert!(!after.contains(&gone));
+    assert_eq!(after.len(), 3);
+    let fresh: Vec<usize> = after
+        .iter()
+        .copied()
+        .filter(|o| !owners.contains(o))
+        .collect();
+    assert_eq!(fresh.len(), 1, "one new owner: {owners:?} -> {after:?}");
+    net.until(Duration::from_secs(1), |n| {
+        after
+            .iter()
+            .all(|&o| n.nodes[o].registry().lookup("svc").map(|l| l.actor) == Some(actor))
+    });
+    let late = (0..9)
+        .find(|i| !after.contains(i) && ![4, gone, asker].contains(i))
+        .expect("another outsider");
+    net.resolve(late, "svc", Some(actor), Duration::from_secs(2));
+    // The claimant dies: no node resolves the name any more.
+    net.crashed.insert(4);
+    net.until(bound + Duration::from_secs(1), |n| {
+        (0..9).filter(|i| !n.crashed.contains(i)).all(|i| {
+            n.nodes[i].membership().state_of(&n.ids[4]) == Some(MemberState::Dead)
+                && n.nodes[i].registry().lookup("svc").is_none()
+        })
+    });
+}
+
+/// Two nodes claim one name at once: the owners pick one winner, the loser hears
+/// of it from them and withdraws, and a node asking later finds the winner.
+#[test]
+fn the_owners_settle_a_concurrent_claim() {
+    let mut net = sharded(8);
+    let owners = net.owners(0, "leader");
+    let mut claimants = (0..8).filter(|i| !owners.contains(i));
+    let (x, y) = (claimants.next().unwrap(), claimants.next().unwrap());
+    let (w, l) = if net.ids[x] < net.ids[y] {
+        (x, y)
+    } else {
+        (y, x)
+    };
+    let (aw, al) = (ActorId::new(net.ids[w], 5), ActorId::new(net.ids[l], 5));
+    let now = net.now;
+    net.nodes[w].register(now, "leader", aw).unwrap();
+    net.nodes[l].register(now, "leader", al).unwrap();
+    net.until(Duration::from_secs(2), |n| {
+        n.events.iter().any(|(i, e)| {
+            *i == l
+                && matches!(
+                    e,
+                    ClusterEvent::Registry(RegistryEvent::ConflictLost { .. })
+                )
+        })
+    });
+    net.until(Duration::from_secs(1), |n| {
+        owners
+            .iter()
+            .all(|&o| n.nodes[o].registry().lookup("leader").map(|l| l.actor) == Some(aw))
+            && n.nodes[l].registry().lookup("leader").map(|l| l.actor) == Some(aw)
+    });
+    let asker = net.outsider("leader", &[w, l]);
+    net.resolve(asker, "leader", Some(aw), Duration::from_secs(2));
+}
+
+/// Each node holds its own names, about `r / n` of the others and what it looks
+/// up: not every name, as a full replica does.
+#[test]
+fn a_sharded_node_holds_a_share_of_the_names() {
+    let n = 12;
+    let mut net = sharded(n);
+    for i in 0..n {
+        let now = net.now;
+        for k in 0..4 {
+            let actor = ActorId::new(net.ids[i], k);
+            net.nodes[i]
+                .register(now, &format!("n{i}-{k}"), actor)
+                .unwrap();
+        }
+    }
+    net.run(Duration::from_secs(3));
+    let total = 4 * n;
+    for i in 0..n {
+        let held = net.nodes[i].registry().names().count();
+        let owned = (0..n)
+            .flat_map(|j| (0..4).map(move |k| format!("n{j}-{k}")))
+            .filter(|name| net.owners(i, name).contains(&i))
+            .count();
+        let own = 4;
+        assert!(held <= own + owned, "node {i} holds {held}, owns {owned}");
+        assert!(held < total / 2, "node {i} holds {held} of {total}");
+    }
+    // Every name still resolves from anywhere.
+    for name in ["n0-0", "n7-3", "n11-2"] {
+        let asker = net.outsider(name, &[]);
+        let want = net.nodes[net.owners(0, name)[0]]
+            .registry()
+            .lookup(name)
+            .map(|l| l.actor);
+        assert!(want.is_some());
+        net.resolve(asker, name, want, Duration::from_secs(2));
+    }
+}
+
+/// The sharded registry answers what a full replica does, for any history of
+/// claims, withdrawals and crashes with frames lost: once the network settles,
+/// every live node's lookup of every name is what a full replica holding every
+/// live node's own claims resolves (the full registry's merge is the oracle), and
+/// the losers of concurrent claims have withdrawn.
+fn sharded_resolves_what_a_full_replica_does(seed: u64) {
+    let n = 7;
+    let mut net = sharded(n);
+    let mut rng = DetRng::new(seed);
+    net.loss = 0.05;
+    net.rng = DetRng::new(seed ^ 1);
+    let names = ["a", "b", "c", "d"];
+    for _ in 0..12 {
+        let i = rng.index(n);
+        let name = names[rng.index(names.len())];
+        let actor = ActorId::new(net.ids[i], rng.below(3));
+        let crash = rng.chance(0.08) && net.crashed.len() < 2 && i != 0;
+        let withdraw = rng.chance(0.3);
+        if !net.crashed.contains(&i) {
+            let now = net.now;
+            if crash {
+                net.crashed.insert(i);
+            } else if withdraw {
+                net.nodes[i].unregister(now, name);
+            } else {
+                let _ = net.nodes[i].register(now, name, actor);
+            }
+        }
+        net.run(Duration::from_millis(rng.below(400)));
+    }
+    net.loss = 0.0;
+    net.run(config().membership.detection_bound(n) + Duration::from_secs(5));
+    let live: Vec<usize> = (0..n).filter(|i| !net.crashed.contains(i)).collect();
+    for name in names {
+        let mut oracle = Registry::new(NodeId::synthetic(999), RegistryConfig::default());
+        for &c in &live {
+            if let Some(claim) = net.nodes[c].registry().own_claim(name) {
+                oracle.merge(net.now, claim, false);
+            }
+        }
+        let want = oracle.lookup(name);
+        let holders = live
+            .iter()
+            .filter(|&&c| {
+                net.nodes[c]
+                    .registry()
+                    .own_claim(name)
+                    .is_some_and(|c| !c.removed)
+            })
+            .count();
+        assert!(holders <= 1, "`{name}`: {holders} live claims, seed {seed}");
+        for &i in &live {
+            net.resolve(i, name, want.map(|l| l.actor), Duration::from_secs(3));
+            assert_eq!(
+                net.nodes[i].lookup(name),
+                want,
+                "node {i}, `{name}`, seed {seed}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sharded_resolves_what_a_full_replica_does_seed_zero() {
+    sharded_resolves_what_a_full_replica_does(0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #[test]
+    fn sharded_resolves_what_a_full_replica_does_any_seed(seed in any::<u64>()) {
+        sharded_resolves_what_a_full_replica_does(seed);
+    }
+}

@@ -361,6 +361,7 @@ impl Mesh {
             me,
             peer,
             names: RwLock::new(BTreeMap::new()),
+            wanted: Mutex::new(std::collections::BTreeSet::new()),
             members: RwLock::new(BTreeMap::new()),
             listen: RwLock::new(Vec::new()),
             admission: RwLock::new(admission),
@@ -451,14 +452,26 @@ impl Mesh {
             .clone()
     }
 
-    /// Where a name resolves.
+    /// Where a name resolves. With a sharded registry (`registry.owners` > 0), a
+    /// name this node does not hold misses the first time: the node then asks the
+    /// name's owners, and a later lookup finds it.
     pub fn lookup(&self, name: &str) -> Option<Location> {
-        self.shared
+        let found = self
+            .shared
             .names
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
-            .copied()
+            .copied();
+        let registry = &self.shared.config.registry;
+        if found.is_none() && registry.sharded() {
+            let mut wanted = self.shared.wanted.lock().unwrap_or_else(|p| p.into_inner());
+            if wanted.len() < registry.watch_max && wanted.insert(name.to_string()) {
+                drop(wanted);
+                let _ = self.command(Command::WantName(name.to_string()));
+            }
+        }
+        found
     }
 
     /// Test-only (feature `evil`): sends `frame` to `to` exactly as given, past

@@ -142,6 +142,8 @@ enum Command {
         name: String,
         reply: oneshot::Sender<bool>,
     },
+    /// A lookup of a name the sharded registry does not hold: ask its owners.
+    WantName(String),
     SetFree(Resources),
     PublishAllowlist {
         signed: SignedAllowlist,
@@ -162,6 +164,9 @@ struct Shared {
     me: NodeId,
     peer: PeerId,
     names: RwLock<BTreeMap<String, Location>>,
+    /// Sharded registry: names looked up and not known, with a
+    /// [`Command::WantName`] on its way (so a lookup in a loop sends one).
+    wanted: Mutex<std::collections::BTreeSet<String>>,
     members: RwLock<BTreeMap<NodeId, handle::MemberView>>,
     listen: RwLock<Vec<Multiaddr>>,
     admission: RwLock<Admission>,

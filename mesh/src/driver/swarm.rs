@@ -287,6 +287,14 @@ impl Driver {
             Command::Unregister { name, reply } => {
                 let _ = reply.send(self.cluster.unregister(now, &name));
             }
+            Command::WantName(name) => {
+                self.shared
+                    .wanted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name);
+                self.cluster.want_name(now, &name);
+            }
             Command::SetFree(free) => {
                 let mut meta = self.cluster.membership().meta().clone();
                 meta.free = free;
@@ -686,6 +694,11 @@ impl Driver {
                 names.remove(&name);
                 drop(names);
                 self.shared.emit(MeshEvent::NameUnbound { name });
+            }
+            RegistryEvent::Forgotten { name } => {
+                // Not unbound: a sharded registry stopped holding it here, and a
+                // lookup asks its owners again.
+                names.remove(&name);
             }
             RegistryEvent::ConflictLost {
                 name,
