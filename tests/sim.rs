@@ -60,6 +60,34 @@ fn a_sweep_of_100_faulty_seeds_has_no_violations() {
 }
 
 #[test]
+fn a_sweep_of_100_faulty_seeds_with_a_sharded_registry_has_no_violations() {
+    // The same faults with each name held by its 3 owners instead of every node:
+    // owners must hold every live node's names after each crash, restart and
+    // partition, and no node may resolve a dead node's name.
+    let out = plexus()
+        .args([
+            "sim",
+            "sweep",
+            "sim/scenarios/faulty-sharded.toml",
+            "--seeds",
+            "1..101",
+        ])
+        .current_dir(manifest_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("100 seeds, 100 passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_sweep_of_100_durable_seeds_has_no_violations() {
     // Durable actors deployed by the scheduler, client traffic and live
     // migrations while nodes crash, restart, pause and partition: no acked
@@ -167,6 +195,11 @@ fn malformed_scenarios_name_the_field_and_line() {
             "liar.toml",
             "nodes = 3\nduration = \"1m\"\n[epochs]\nmembers = 4\n[[epochs.byzantine]]\nmember = 4\nbehaviour = \"garbage\"\n",
             "epochs.byzantine.member",
+        ),
+        (
+            "shards.toml",
+            "nodes = 3\nduration = \"1m\"\n[registry]\nowners = 9\n",
+            "registry.owners",
         ),
         (
             "lie.toml",

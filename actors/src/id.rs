@@ -78,6 +78,12 @@ impl NodeId {
         out
     }
 
+    /// The key as four words (the first eight bytes big-endian in the first word,
+    /// and so on): what the id's order compares, for hashing without a copy.
+    pub fn words(&self) -> [u64; 4] {
+        self.0
+    }
+
     /// The index of a [`NodeId::synthetic`] id.
     pub fn synthetic_index(&self) -> u64 {
         self.0[0]

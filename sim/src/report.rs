@@ -37,6 +37,10 @@ pub struct Report {
     /// Outbound links dropped after a spell with nothing in flight, by the nodes
     /// running at the end (a crash forgets its node's count).
     pub links_dropped_idle: u64,
+    /// Names held in the registries of the nodes running at the end, summed: a full
+    /// replica holds every name, a sharded node its own, its share and what it
+    /// looks up.
+    pub names_held: u64,
     /// Remote tells accepted by the delivery core.
     pub tells_sent: u64,
     /// Tells refused because a window was full.

@@ -27,6 +27,9 @@ pub struct Scenario {
     /// Membership tuning.
     #[serde(default)]
     pub membership: MembershipSection,
+    /// The name registry: a full replica per node, or sharded.
+    #[serde(default)]
+    pub registry: RegistrySection,
     /// The network model.
     #[serde(default)]
     pub network: NetworkSection,
@@ -217,6 +220,21 @@ pub struct MembershipSection {
     /// Push-pull sync period.
     #[serde(default, deserialize_with = "opt_duration")]
     pub sync_interval: Option<Duration>,
+}
+
+/// `[registry]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// Owners per name: 0 or absent keeps a full replica on every node; `r` shards
+    /// the registry (`plexus_mesh::registry::RegistryConfig::owners`).
+    pub owners: Option<u32>,
+    /// How often a node asks the owners again about the names it looks up.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub watch_refresh: Option<Duration>,
+    /// A name not looked up for this long is no longer asked about.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub watch_idle: Option<Duration>,
 }
 
 /// Latency distribution.
@@ -526,6 +544,25 @@ impl Scenario {
                     "byzantine.rate",
                     "rate",
                     "must be a non-negative number".into(),
+                ));
+            }
+        }
+        if let Some(r) = self.registry.owners {
+            let max = plexus_mesh::owners::OWNERS_MAX as u32;
+            if r > max {
+                return Err(invalid(
+                    "registry.owners",
+                    "owners",
+                    format!("at most {max} owners per name"),
+                ));
+            }
+            if r > 0 && self.durable.is_some() {
+                return Err(invalid(
+                    "registry.owners",
+                    "owners",
+                    "a sharded registry cannot run with [durable] yet: the scheduler reads \
+                     every durable actor's name from its node's registry"
+                        .into(),
                 ));
             }
         }

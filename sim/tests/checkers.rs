@@ -69,6 +69,32 @@ fn a_driver_that_loses_sync_claims_is_caught_by_the_convergence_check() {
     assert!(run(&s, 1, RunOptions::default()).passed());
 }
 
+/// With the registry sharded, a name's owners must hold it: a driver that loses
+/// the claims pushed to owners (handoffs when owners change, claimants' re-sends)
+/// leaves owners without names after crashes and restarts, and the convergence
+/// check, which asks the owners, says so. The same seed is clean without the bug.
+#[test]
+fn a_sharded_registry_that_loses_handoffs_is_caught_by_the_convergence_check() {
+    let s = scenario("faulty-sharded.toml");
+    let report = run(
+        &s,
+        1,
+        RunOptions {
+            bug: Some(Bug::DropHandoffs),
+        },
+    );
+    assert!(
+        report.violations.iter().any(|v| v.check == "convergence"),
+        "{:?}",
+        report.violations
+    );
+    let clean = run(&s, 1, RunOptions::default());
+    assert!(clean.passed(), "{:?}", clean.violations);
+    // Each node holds its own names, its share and nothing else: far fewer than
+    // the 20 x 40 a full replica holds.
+    assert!(clean.names_held < 20 * 40 / 2, "{}", clean.names_held);
+}
+
 #[test]
 fn every_step_checking_passes_on_a_small_faulty_run() {
     let mut s = scenario("faulty.toml");

@@ -66,6 +66,10 @@ fn print_report(path: &Path, report: &Report) {
         report.links_dropped_idle
     );
     println!(
+        "names:           {} held over the nodes up at the end",
+        report.names_held
+    );
+    println!(
         "faults:          {} crashes, {} restarts, {} partitions, {} pauses",
         report.crashes, report.restarts, report.partitions, report.pauses
     );

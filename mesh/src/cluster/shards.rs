@@ -52,6 +52,8 @@ const CLAIMS_PER_PUSH: usize = 32;
 pub const NAMES_PER_RESOLVE: usize = 64;
 /// Most packets queued for sending.
 pub const OUTBOX_MAX: usize = 4096;
+/// Names whose owners an invariant check recomputes.
+const OWNERS_CHECKED: usize = 2;
 
 /// What the sharded registry did, for operators and the simulator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,8 +105,14 @@ pub(super) struct Shards {
     /// Names looked up and not held, noted by `Cluster::lookup` (which borrows the
     /// cluster shared).
     wanted: Mutex<BTreeSet<Arc<str>>>,
+    /// Whether `wanted` may hold names (so the pump after every input takes no lock
+    /// when none were looked up).
+    has_wanted: std::sync::atomic::AtomicBool,
     outbox: VecDeque<(NodeId, Probe, Vec<Claim>)>,
+    /// The periodic work's next turn: every [`SHARD_TICK`] while this node watches
+    /// names or is watched, else at the next re-send of its claims.
     next_tick: Time,
+    last_tick: Time,
     next_republish: Time,
     stats: ShardStats,
 }
@@ -114,6 +122,7 @@ impl Shards {
         Self {
             r: (r as usize).min(crate::owners::OWNERS_MAX),
             next_tick: now + SHARD_TICK,
+            last_tick: now,
             next_republish: now + SHARD_TICK,
             ..Self::default()
         }
@@ -136,6 +145,8 @@ impl Shards {
         let mut wanted = self.wanted();
         if !wanted.contains(name) && wanted.len() < max {
             wanted.insert(Arc::from(name));
+            self.has_wanted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -273,7 +284,11 @@ impl Cluster {
         if !self.shards.enabled() {
             return false;
         }
-        let wanted = std::mem::take(&mut *self.shards.wanted());
+        let wanted = if std::mem::take(self.shards.has_wanted.get_mut()) {
+            std::mem::take(&mut *self.shards.wanted())
+        } else {
+            BTreeSet::new()
+        };
         let changed = self.registry.take_changed();
         if wanted.is_empty() && changed.is_empty() {
             return false;
@@ -313,6 +328,7 @@ impl Cluster {
                 asked_at: Some(now),
             });
             self.shards.watching += 1;
+            self.shards.next_tick = self.shards.next_tick.min(now + SHARD_TICK);
             for owner in interest.owners.nodes() {
                 asks.entry(owner).or_default().push(name.clone());
             }
@@ -477,6 +493,7 @@ impl Cluster {
                 } else if self.shards.watcher_count < self.registry.config().watchers_max {
                     ws.push((from, until));
                     self.shards.watcher_count += 1;
+                    self.shards.next_tick = self.shards.next_tick.min(now + SHARD_TICK);
                 } else {
                     self.shards.stats.watchers_refused += 1;
                     if ws.is_empty() {
@@ -529,11 +546,12 @@ impl Cluster {
         if !self.shards.enabled() || now < self.shards.next_tick {
             return;
         }
-        let elapsed = SHARD_TICK.max(now.saturating_since(self.shards.next_tick) + SHARD_TICK);
-        self.shards.next_tick = now + SHARD_TICK;
+        let elapsed = now.saturating_since(self.shards.last_tick);
+        self.shards.last_tick = now;
         let config = self.registry.config().clone();
         let mut asks: BTreeMap<NodeId, Vec<Arc<str>>> = BTreeMap::new();
         let mut idle = 0;
+        let mut lapsed = Vec::new();
         for (name, interest) in &mut self.shards.interest {
             let Some(w) = interest.watch.as_mut() else {
                 continue;
@@ -546,6 +564,7 @@ impl Cluster {
             if w.idle >= config.watch_idle {
                 interest.watch = None;
                 idle += 1;
+                lapsed.push(name.clone());
                 continue;
             }
             let due = match (w.asked_at, w.resolved_at) {
@@ -561,6 +580,9 @@ impl Cluster {
             }
         }
         self.shards.watching -= idle;
+        for name in lapsed {
+            self.settle(&name);
+        }
         // Owners' watches lapse unless asked again.
         let mut emptied = Vec::new();
         for (name, ws) in &mut self.shards.watchers {
@@ -573,16 +595,17 @@ impl Cluster {
         }
         for name in emptied {
             self.shards.watchers.remove(&name);
-        }
-        // Whatever lost its last reason to be known (a watch lapsed, a tombstone
-        // collected) is forgotten.
-        let names: Vec<Arc<str>> = self.shards.interest.keys().cloned().collect();
-        for name in names {
             self.settle(&name);
         }
         let mut pushes: BTreeMap<NodeId, Vec<Claim>> = BTreeMap::new();
         if now >= self.shards.next_republish {
             self.shards.next_republish = now + config.watch_refresh;
+            // Whatever lost its last reason to be known since (a watch lapsed, a
+            // tombstone collected) is forgotten.
+            let names: Vec<Arc<str>> = self.shards.interest.keys().cloned().collect();
+            for name in names {
+                self.settle(&name);
+            }
             let mine: Vec<Arc<str>> = self
                 .registry
                 .names()
@@ -607,6 +630,11 @@ impl Cluster {
         }
         self.push_claims(pushes);
         self.ask_owners(asks);
+        self.shards.next_tick = if self.shards.watching > 0 || self.shards.watcher_count > 0 {
+            now + SHARD_TICK
+        } else {
+            self.shards.next_republish
+        };
     }
 
     /// The sharded registry's own invariants (see [`Cluster::check_invariants`]).
@@ -619,9 +647,30 @@ impl Cluster {
                 return Err(format!("`{name}` is held with no reason to"));
             }
         }
-        let mut watching = 0;
+        let watching = self
+            .shards
+            .interest
+            .values()
+            .filter(|i| i.watch.is_some())
+            .count();
         for (name, interest) in &self.shards.interest {
-            watching += usize::from(interest.watch.is_some());
+            let owners: Vec<NodeId> = interest.owners.nodes().collect();
+            let live_count = self.membership.live_count();
+            if owners.len() != self.shards.r.min(live_count) {
+                return Err(format!(
+                    "`{name}` has {} owners of {live_count} live",
+                    owners.len()
+                ));
+            }
+            if let Some(down) = owners
+                .iter()
+                .find(|o| **o != self.me && self.membership.state_of(o).is_none_or(|s| s.is_down()))
+            {
+                return Err(format!("`{name}` is owned by {down:?}, not live"));
+            }
+        }
+        // Recomputing owners walks the view per name: a few names per check.
+        for (name, interest) in self.shards.interest.iter().take(OWNERS_CHECKED) {
             let fresh = OwnerSet::compute(
                 &interest.point,
                 live(&self.membership, self.me),

@@ -494,7 +494,8 @@ impl World {
                     continue;
                 }
                 for (name, actor) in names {
-                    match core.lookup(name) {
+                    // The replica as it is (a sharded cluster's lookup would ask).
+                    match core.registry().lookup(name) {
                         Some(l) if l.actor == *actor => {}
                         // Not yet heard of it: convergence is checked elsewhere.
                         None => {}

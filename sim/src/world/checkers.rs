@@ -4,6 +4,8 @@
 use plexus_durable::types::{DurableKey, SenderId};
 use plexus_durable::{DurableState, Record};
 
+use plexus_mesh::owners::{NamePoint, OwnerSet};
+
 use super::*;
 
 impl World {
@@ -99,6 +101,11 @@ impl World {
         let up: Vec<bool> = (0..n).map(|i| self.up(i)).collect();
         let truth = self.truth_digest(&up);
         self.verified_views.resize(n, None);
+        if self.cluster_config.registry.sharded()
+            && self.name_owners.as_ref().is_none_or(|(t, _)| *t != truth)
+        {
+            self.name_owners = Some((truth, self.truth_owners(&up)));
+        }
         let up_count = up.iter().filter(|u| **u).count();
         // A cheap necessary condition first: every live node counts the live nodes right.
         for i in (0..n).filter(|&i| up[i]) {
@@ -159,7 +166,33 @@ impl World {
         h.finalize().into()
     }
 
-    /// Whether live node `i` sees node `j` as it is (state, and names if up).
+    /// A sharded registry's owners of every name of an up node, over the up nodes.
+    fn truth_owners(&self, up: &[bool]) -> std::collections::BTreeMap<String, Vec<usize>> {
+        let r = self.cluster_config.registry.owners as usize;
+        let live: Vec<NodeId> = (0..up.len())
+            .filter(|&k| up[k])
+            .map(|k| self.nodes[k].id)
+            .collect();
+        let mut owners = std::collections::BTreeMap::new();
+        for (j, names) in self.names.iter().enumerate() {
+            if !up[j] {
+                continue;
+            }
+            for (name, _) in names {
+                let set = OwnerSet::compute(&NamePoint::of(name), live.iter().copied(), r);
+                let at: Vec<usize> = set
+                    .nodes()
+                    .filter_map(|id| self.index.get(&id).copied())
+                    .collect();
+                owners.insert(name.clone(), at);
+            }
+        }
+        owners
+    }
+
+    /// Whether live node `i` sees node `j` as it is (state, and names if up). With a
+    /// sharded registry, `i` must resolve the names it owns (by the truth) and any it
+    /// holds; the others it finds by asking, which the cluster tests check.
     pub(in crate::world) fn pair_gap(&self, i: usize, j: usize, up: &[bool]) -> Option<String> {
         let core = self.nodes[i].core.as_ref()?;
         let state = core.membership().state_of(&self.nodes[j].id);
@@ -172,12 +205,19 @@ impl World {
             return Some(format!("node {i} sees node {j} as {state:?}"));
         }
         if up[j] {
+            let owners = self.name_owners.as_ref().map(|(_, o)| o);
             for (name, want) in &self.names[j] {
-                if core.lookup(name).map(|l| l.actor) != Some(*want) {
-                    return Some(format!(
-                        "node {i} resolves `{name}` to {:?}",
-                        core.lookup(name)
-                    ));
+                // The replica read as it is (a cluster lookup would make a sharded
+                // node ask).
+                let resolved = core.registry().lookup(name);
+                if let Some(owners) = owners {
+                    let owner = owners.get(name).is_some_and(|o| o.contains(&i));
+                    if !owner && !core.registry().holds(name) {
+                        continue;
+                    }
+                }
+                if resolved.map(|l| l.actor) != Some(*want) {
+                    return Some(format!("node {i} resolves `{name}` to {resolved:?}"));
                 }
             }
         }

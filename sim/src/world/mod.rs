@@ -65,6 +65,11 @@ pub enum Bug {
     /// Drop the registry claims in every full-state sync a node receives, as a driver
     /// that mishandled sync packets would: names never reach late joiners.
     DropSyncClaims,
+    /// With a sharded registry, drop every claim pushed between nodes (a
+    /// claimant's to the owners, an owner's to the owners taking a name over, and
+    /// the periodic re-sends that would repair either), as a driver that mishandled
+    /// those packets would; answers to resolves still arrive.
+    DropHandoffs,
     /// Hand every 20th batch of durable inputs to the user code twice, as a host
     /// that retried a batch would. Injected into the shared host core
     /// (`plexus_host::Fault::DoubleApply`), which the daemon runs too.
@@ -227,6 +232,9 @@ pub struct World {
     link_prune_at: usize,
     /// The pair of nodes whose views disagreed at the last convergence check.
     gap_hint: Option<(usize, usize)>,
+    /// A sharded registry: which nodes own each name, for the truth digest it was
+    /// computed from (the convergence checker asks owners, not every node).
+    name_owners: Option<([u8; 32], std::collections::BTreeMap<String, Vec<usize>>)>,
     /// Per node: the digests of its views (membership, names) and of the truth
     /// when its views were last found right; see `convergence_gap`.
     verified_views: Vec<Option<[[u8; 32]; 3]>>,
@@ -282,10 +290,20 @@ impl World {
         membership.members_max = membership.members_max.max(scenario.nodes);
         let detection = membership.detection_bound(scenario.nodes);
         let sync = membership.sync_period(scenario.nodes);
-        let cluster_config = ClusterConfig {
+        let mut cluster_config = ClusterConfig {
             membership,
             ..ClusterConfig::default()
         };
+        let reg = &scenario.registry;
+        if let Some(r) = reg.owners {
+            cluster_config.registry.owners = r;
+        }
+        if let Some(v) = reg.watch_refresh {
+            cluster_config.registry.watch_refresh = v;
+        }
+        if let Some(v) = reg.watch_idle {
+            cluster_config.registry.watch_idle = v;
+        }
         let chaos = &scenario.chaos;
         let mut clock_rng = DetRng::split(seed, 1);
         let nodes = (0..scenario.nodes)
@@ -404,6 +422,7 @@ impl World {
             link_clock: FastMap::default(),
             link_prune_at: 4096,
             gap_hint: None,
+            name_owners: None,
             verified_views: Vec::new(),
             index,
             admitted: ids.iter().copied().collect(),
@@ -943,6 +962,12 @@ impl World {
             .iter()
             .filter_map(|n| n.core.as_ref())
             .map(|core| core.delivery().stats().links_dropped_idle)
+            .sum();
+        self.report.names_held = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.core.as_ref())
+            .map(|core| core.registry().names().count() as u64)
             .sum();
         self.report.trace_hash = self.trace.finalize().to_hex().to_string();
         self.report

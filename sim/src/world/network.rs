@@ -113,6 +113,15 @@ impl World {
         {
             packet.claims.clear();
         }
+        if self.options.bug == Some(Bug::DropHandoffs)
+            && let Frame::Control(packet) = &mut frame
+            && let plexus_mesh::membership::Probe::Names { resolved } = &packet.probe
+            && resolved.is_empty()
+        {
+            // Pushes between nodes (handoffs and re-sends); answers to resolves
+            // still arrive.
+            packet.claims.clear();
+        }
         if let Some((seq, body)) = core.handle_frame(now, from_id, frame) {
             if let DataBody::Tell {
                 target, payload, ..
