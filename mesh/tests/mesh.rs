@@ -80,11 +80,20 @@ async fn node(
     allowlist: &SignedAllowlist,
     bootstrap: Vec<libp2p::Multiaddr>,
 ) -> (ActorSystem, Mesh) {
+    node_with(key, allowlist, bootstrap, cluster_config()).await
+}
+
+async fn node_with(
+    key: &NodeKey,
+    allowlist: &SignedAllowlist,
+    bootstrap: Vec<libp2p::Multiaddr>,
+    cluster: ClusterConfig,
+) -> (ActorSystem, Mesh) {
     logs();
     let system = ActorSystem::new(SystemConfig::new(key.node_id()));
     let mut config = MeshConfig::new(key.clone(), allowlist.clone());
     config.bootstrap = bootstrap;
-    config.cluster = cluster_config();
+    config.cluster = cluster;
     let mesh = Mesh::start(config, system.clone()).await.unwrap();
     (system, mesh)
 }
@@ -182,6 +191,54 @@ async fn three_nodes_form_a_cluster_ask_across_and_resolve_names() {
     }
     m1.shutdown().await;
     m2.shutdown().await;
+}
+
+/// With the registry sharded over 2 owners of 5 nodes, a name lives at its claimant
+/// and its owners; every other node finds it through the production driver's
+/// lookup (a miss asks the owners), resolves and asks the actor by name, and loses
+/// the name when its node crashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_registry_resolves_names_by_asking_their_owners() {
+    let gov = NodeKey::from_seed([100; 32]);
+    let keys: Vec<NodeKey> = (1..=5).map(|i| NodeKey::from_seed([i + 20; 32])).collect();
+    let allowlist = network(&keys, &gov);
+    let mut config = cluster_config();
+    config.registry.owners = 2;
+    let (s1, m1) = node_with(&keys[0], &allowlist, vec![], config.clone()).await;
+    let boot = first_addr(&m1).await;
+    let mut nodes = vec![(s1, m1)];
+    for k in &keys[1..] {
+        nodes.push(node_with(k, &allowlist, vec![boot.clone()], config.clone()).await);
+    }
+    for (_, m) in &nodes {
+        wait_for(m, Duration::from_secs(10), |m| alive(m) == 4).await;
+    }
+    let (s5, m5) = &nodes[4];
+    let echo = s5.spawn(Echoer, ()).await.unwrap();
+    m5.register("echo", echo.id()).await.unwrap().unwrap();
+    for (s, m) in &nodes[..4] {
+        wait_for(m, Duration::from_secs(10), |m| m.lookup("echo").is_some()).await;
+        let r = s.resolve_name::<Echo>("echo").unwrap();
+        assert_eq!(
+            r.ask(Echo("x".into())).await.unwrap().0,
+            s5.node_id().to_string()
+        );
+    }
+    let bound = nodes[0].1.detection_bound();
+    nodes[4].1.shutdown_abruptly().await;
+    for (_, m) in &nodes[..4] {
+        wait_for(m, bound + Duration::from_secs(2), |m| {
+            m.members()
+                .iter()
+                .any(|v| v.id == s5.node_id() && v.state == MemberState::Dead)
+                && m.lookup("echo").is_none()
+        })
+        .await;
+        assert_eq!(m.stats().malformed_frames, 0);
+    }
+    for (_, m) in &nodes[..4] {
+        m.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

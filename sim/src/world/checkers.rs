@@ -167,7 +167,7 @@ impl World {
     }
 
     /// A sharded registry's owners of every name of an up node, over the up nodes.
-    fn truth_owners(&self, up: &[bool]) -> std::collections::BTreeMap<String, Vec<usize>> {
+    fn truth_owners(&self, up: &[bool]) -> NameOwners {
         let r = self.cluster_config.registry.owners as usize;
         let live: Vec<NodeId> = (0..up.len())
             .filter(|&k| up[k])

@@ -52,6 +52,9 @@ use workload::durable::DurableWorld;
 const CLOCK_BASE_US: i128 = 3_600_000_000;
 /// Stop recording after this many violations.
 const VIOLATIONS_MAX: usize = 20;
+/// Each name's owners (node indices), for a sharded registry's checks.
+type NameOwners = std::collections::BTreeMap<String, Vec<usize>>;
+
 /// Local numbers of the workload actors on each node.
 const ACTOR_BASE: u64 = 16;
 
@@ -234,7 +237,7 @@ pub struct World {
     gap_hint: Option<(usize, usize)>,
     /// A sharded registry: which nodes own each name, for the truth digest it was
     /// computed from (the convergence checker asks owners, not every node).
-    name_owners: Option<([u8; 32], std::collections::BTreeMap<String, Vec<usize>>)>,
+    name_owners: Option<([u8; 32], NameOwners)>,
     /// Per node: the digests of its views (membership, names) and of the truth
     /// when its views were last found right; see `convergence_gap`.
     verified_views: Vec<Option<[[u8; 32]; 3]>>,
