@@ -264,7 +264,8 @@ impl Cluster {
             return self.registry.lookup(name);
         }
         if self.registry.holds(name) {
-            return self.registry.lookup_used(name);
+            self.shards.used(name);
+            return self.registry.lookup(name);
         }
         self.shards.want(name, self.registry.config().watch_max);
         None

@@ -415,9 +415,6 @@ impl Claimants {
 struct Named {
     name: Arc<str>,
     claimants: Claimants,
-    /// Looked up through [`Registry::lookup_used`] since [`Registry::take_used`]
-    /// last read it (a sharded node keeps asking about the names it uses).
-    used: std::sync::atomic::AtomicBool,
 }
 
 impl Keyed for Named {
@@ -545,21 +542,6 @@ impl Registry {
     /// Where `name` resolves, if anywhere.
     pub fn lookup(&self, name: &str) -> Option<Location> {
         winner(&self.claims.get(name)?.claimants)
-    }
-
-    /// [`Registry::lookup`], marking the name used (see [`Registry::take_used`]).
-    pub fn lookup_used(&self, name: &str) -> Option<Location> {
-        let named = self.claims.get(name)?;
-        named.used.store(true, std::sync::atomic::Ordering::Relaxed);
-        winner(&named.claimants)
-    }
-
-    /// Whether `name` was looked up through [`Registry::lookup_used`] since the
-    /// last call; clears the mark.
-    pub fn take_used(&mut self, name: &str) -> bool {
-        self.claims
-            .get_mut(name)
-            .is_some_and(|n| std::mem::take(n.used.get_mut()))
     }
 
     /// Whether any claim on `name` is held (a tombstone counts).
@@ -1090,7 +1072,6 @@ impl Registry {
         let Some(named) = self.claims.get_or_insert_with(&claim.name, || Named {
             name: claim.name.clone(),
             claimants: Claimants::default(),
-            used: std::sync::atomic::AtomicBool::new(false),
         }) else {
             // Only past `TABLE_MAX` names, far above any `names_max`.
             self.refused_full += 1;

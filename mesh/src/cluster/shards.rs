@@ -32,6 +32,7 @@
 //! and counted; the resends repair them).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -83,6 +84,9 @@ pub(super) struct Interest {
 /// A name this node looks up.
 #[derive(Debug)]
 struct Watch {
+    /// Looked up since the last tick (set through a shared borrow by
+    /// [`Cluster::lookup`]).
+    used: AtomicBool,
     /// How long since it was last looked up.
     idle: Duration,
     /// When an owner last answered a resolve of it.
@@ -107,7 +111,7 @@ pub(super) struct Shards {
     wanted: Mutex<BTreeSet<Arc<str>>>,
     /// Whether `wanted` may hold names (so the pump after every input takes no lock
     /// when none were looked up).
-    has_wanted: std::sync::atomic::AtomicBool,
+    has_wanted: AtomicBool,
     outbox: VecDeque<(NodeId, Probe, Vec<Claim>)>,
     /// The periodic work's next turn: every [`SHARD_TICK`] while this node watches
     /// names or is watched, else at the next re-send of its claims.
@@ -145,8 +149,14 @@ impl Shards {
         let mut wanted = self.wanted();
         if !wanted.contains(name) && wanted.len() < max {
             wanted.insert(Arc::from(name));
-            self.has_wanted
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.has_wanted.store(true, Relaxed);
+        }
+    }
+
+    /// Notes a lookup of a held name: a watched one stays watched.
+    pub(super) fn used(&self, name: &str) {
+        if let Some(w) = self.interest.get(name).and_then(|i| i.watch.as_ref()) {
+            w.used.store(true, Relaxed);
         }
     }
 
@@ -189,6 +199,19 @@ impl Cluster {
             )
             .nodes()
             .collect(),
+        }
+    }
+
+    /// Notes that `name` was looked up (a driver whose lookups read a copy of the
+    /// names, not the core, reports them here): a watched name stays watched.
+    pub fn touch_name(&mut self, name: &str) {
+        if let Some(w) = self
+            .shards
+            .interest
+            .get_mut(name)
+            .and_then(|i| i.watch.as_mut())
+        {
+            w.idle = Duration::ZERO;
         }
     }
 
@@ -323,6 +346,7 @@ impl Cluster {
                 continue;
             };
             interest.watch = Some(Watch {
+                used: AtomicBool::new(false),
                 idle: Duration::ZERO,
                 resolved_at: None,
                 asked_at: Some(now),
@@ -556,7 +580,7 @@ impl Cluster {
             let Some(w) = interest.watch.as_mut() else {
                 continue;
             };
-            if self.registry.take_used(name) {
+            if std::mem::take(w.used.get_mut()) {
                 w.idle = Duration::ZERO;
             } else {
                 w.idle = w.idle.saturating_add(elapsed);

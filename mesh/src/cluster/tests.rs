@@ -924,7 +924,8 @@ fn a_sharded_name_is_held_by_its_owners_and_found_by_asking_them() {
 }
 
 /// An owner pushes a change to the nodes watching the name, well before they
-/// would ask again; and a watch nobody uses lapses, and the name is forgotten.
+/// would ask again; a watch stays while the name is looked up, and one nobody
+/// uses lapses, and the name is forgotten.
 #[test]
 fn a_change_reaches_the_watchers_at_once_and_an_unused_watch_lapses() {
     let mut net = sharded(8);
@@ -946,6 +947,20 @@ fn a_change_reaches_the_watchers_at_once_and_an_unused_watch_lapses() {
             *i == asker && matches!(e, ClusterEvent::Registry(RegistryEvent::Forgotten { .. }))
         })
     };
+    assert!(!forgotten(&net));
+    // Looked up (through the core, or reported by a driver) past `watch_idle`
+    // (6 s), the watch stays.
+    let end = net.now + Duration::from_secs(8);
+    while net.now < end {
+        assert_eq!(net.nodes[asker].lookup("svc").map(|l| l.actor), Some(b));
+        net.run(Duration::from_millis(500));
+    }
+    let end = net.now + Duration::from_secs(8);
+    while net.now < end {
+        net.nodes[asker].touch_name("svc");
+        net.run(Duration::from_millis(500));
+    }
+    assert!(net.nodes[asker].watches("svc"));
     assert!(!forgotten(&net));
     net.until(Duration::from_secs(9), |n| {
         !n.nodes[asker].registry().holds("svc")

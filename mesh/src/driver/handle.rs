@@ -443,35 +443,22 @@ impl Mesh {
             .clone()
     }
 
-    /// Every bound name.
+    /// Every bound name (with a sharded registry: every name this node holds).
     pub fn names(&self) -> BTreeMap<String, Location> {
         self.shared
             .names
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .iter()
+            .map(|(name, n)| (name.clone(), n.location))
+            .collect()
     }
 
     /// Where a name resolves. With a sharded registry (`registry.owners` > 0), a
     /// name this node does not hold misses the first time: the node then asks the
     /// name's owners, and a later lookup finds it.
     pub fn lookup(&self, name: &str) -> Option<Location> {
-        let found = self
-            .shared
-            .names
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .copied();
-        let registry = &self.shared.config.registry;
-        if found.is_none() && registry.sharded() {
-            let mut wanted = self.shared.wanted.lock().unwrap_or_else(|p| p.into_inner());
-            if wanted.len() < registry.watch_max && wanted.insert(name.to_string()) {
-                drop(wanted);
-                let _ = self.command(Command::WantName(name.to_string()));
-            }
-        }
-        found
+        self.shared.lookup_name(name)
     }
 
     /// Test-only (feature `evil`): sends `frame` to `to` exactly as given, past

@@ -108,12 +108,7 @@ impl RemoteLink for Link {
     }
 
     fn lookup_name(&self, name: &str) -> Option<(NodeId, ActorId)> {
-        self.shared
-            .names
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .map(|l| (l.node, l.actor))
+        self.shared.lookup_name(name).map(|l| (l.node, l.actor))
     }
 
     fn try_send(&self, node: NodeId, out: Outgoing) -> Result<(), LinkError> {

@@ -163,7 +163,7 @@ enum Command {
 struct Shared {
     me: NodeId,
     peer: PeerId,
-    names: RwLock<BTreeMap<String, Location>>,
+    names: RwLock<BTreeMap<String, MirroredName>>,
     /// Sharded registry: names looked up and not known, with a
     /// [`Command::WantName`] on its way (so a lookup in a loop sends one).
     wanted: Mutex<std::collections::BTreeSet<String>>,
@@ -182,7 +182,38 @@ struct Shared {
     allowlist_store: Option<std::path::PathBuf>,
 }
 
+/// A name as the loop publishes it to lookups.
+struct MirroredName {
+    location: Location,
+    /// Looked up since the loop last reported it to a sharded registry (which keeps
+    /// asking the owners about the names in use).
+    used: AtomicBool,
+}
+
 impl Shared {
+    /// Where `name` resolves, for the handle and the link. With a sharded
+    /// registry, a hit is noted as use, and a miss sends the loop one
+    /// [`Command::WantName`] (one in flight per name) so it asks the owners.
+    fn lookup_name(&self, name: &str) -> Option<Location> {
+        let registry = &self.config.registry;
+        let names = self.names.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = names.get(name) {
+            if registry.sharded() {
+                found.used.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            return Some(found.location);
+        }
+        drop(names);
+        if registry.sharded() {
+            let mut wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+            if wanted.len() < registry.watch_max && wanted.insert(name.to_string()) {
+                drop(wanted);
+                let _ = self.cmd.send(Command::WantName(name.to_string()));
+            }
+        }
+        None
+    }
+
     /// The copy of `node`'s user window.
     fn window(&self, node: NodeId) -> Arc<PeerWindow> {
         self.windows

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -22,7 +22,7 @@ use super::handle::{MemberView, MeshConfig, MeshError, MeshEvent, node_id_of, pe
 use super::streams::{PeerOut, write_loop};
 use super::{
     COMMANDS_PER_TURN, CONTROL_BUFFER_BYTES_MAX, Command, DIAL_RETRY, HELD_FRAMES_MAX,
-    INBOUND_BATCHES_MAX, Shared,
+    INBOUND_BATCHES_MAX, MirroredName, Shared,
 };
 use crate::allowlist::{AllowlistError, SignedAllowlist};
 use crate::cluster::{AskRefused, AskRequest, Cluster, ClusterEvent};
@@ -237,7 +237,10 @@ impl Driver {
                     let now = self.now();
                     self.cluster.handle_timeout(now);
                 }
-                Wake::Redial => self.redial(),
+                Wake::Redial => {
+                    self.redial();
+                    self.touch_names();
+                }
             }
             self.flush();
             timer.as_mut().reset(self.deadline());
@@ -679,11 +682,38 @@ impl Driver {
             .unwrap_or_else(|p| p.into_inner()) = view;
     }
 
+    /// Reports the names looked up since the last second to a sharded registry,
+    /// which keeps asking the owners about them (lookups read the published copy,
+    /// not the core).
+    fn touch_names(&mut self) {
+        if !self.shared.config.registry.sharded() {
+            return;
+        }
+        let used: Vec<String> = self
+            .shared
+            .names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, n)| n.used.swap(false, Relaxed))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in used {
+            self.cluster.touch_name(&name);
+        }
+    }
+
     fn registry_event(&mut self, event: RegistryEvent) {
         let mut names = self.shared.names.write().unwrap_or_else(|p| p.into_inner());
         match event {
             RegistryEvent::Bound { name, location } => {
-                names.insert(name.clone(), location);
+                names.insert(
+                    name.clone(),
+                    MirroredName {
+                        location,
+                        used: AtomicBool::new(false),
+                    },
+                );
                 drop(names);
                 self.shared.emit(MeshEvent::NameBound {
                     name,
