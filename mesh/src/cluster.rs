@@ -542,6 +542,7 @@ impl Cluster {
                         None => self.registry.is_news(&claim),
                     };
                     if !is_news {
+                        self.shards_stale_claim(from, &claim);
                         continue;
                     }
                     if !self.membership.is_admitted(&claim.node) {

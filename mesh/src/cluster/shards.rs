@@ -551,6 +551,29 @@ impl Cluster {
         }
     }
 
+    /// A claim `from` sent in its own name that is not news here: if this node
+    /// holds a newer one of `from`'s (its last life's, when it restarted before
+    /// its death was noticed), `from` gets it back at once, to restate or bury.
+    pub(super) fn shards_stale_claim(&mut self, from: NodeId, claim: &Claim) {
+        if !self.shards.enabled() || claim.node != from {
+            return;
+        }
+        if let Some(held) = self
+            .registry
+            .claims_on(&claim.name)
+            .into_iter()
+            .find(|c| c.node == from && c.version > claim.version)
+        {
+            self.queue(
+                from,
+                Probe::Names {
+                    resolved: Vec::new(),
+                },
+                vec![held],
+            );
+        }
+    }
+
     /// A [`Probe::Names`] from `from` answered resolves of `resolved` (its claims are
     /// merged already).
     pub(super) fn shards_resolved(&mut self, now: Time, from: NodeId, resolved: &[Arc<str>]) {
@@ -636,6 +659,24 @@ impl Cluster {
                 .filter(|n| self.registry.claims_own(n))
                 .cloned()
                 .collect();
+            // And each owner shows every claimant what it holds in the claimant's
+            // name: a node restarted before its death was noticed (its versions
+            // count from 1 again) restates what it holds now above its last life's
+            // claims, or buries them (`Registry::try_merge`).
+            let owned: Vec<Arc<str>> = self
+                .shards
+                .interest
+                .iter()
+                .filter(|(_, i)| i.owners.contains(&self.me))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in owned {
+                for claim in self.registry.claims_on(&name) {
+                    if claim.node != self.me {
+                        pushes.entry(claim.node).or_default().push(claim);
+                    }
+                }
+            }
             for name in mine {
                 self.ensure_interest(&name);
                 let Some(claim) = self.registry.own_claim(&name) else {

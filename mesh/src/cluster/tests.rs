@@ -1022,6 +1022,65 @@ fn owners_hand_over_when_one_dies_and_names_go_with_their_claimant() {
     });
 }
 
+/// A claimant restarted before its death was noticed counts its versions from 1
+/// again: the owners show it what its last life left, and it restates its name
+/// above that (a new actor under the same name) or buries a name it no longer
+/// claims.
+#[test]
+fn a_claimant_restarted_in_a_hurry_restates_or_buries_its_last_lifes_names() {
+    let mut net = sharded(8);
+    let c = 5;
+    let now = net.now;
+    for k in 1..=4 {
+        let _ = net.nodes[c].unregister(now, "svc");
+        net.nodes[c]
+            .register(now, "svc", ActorId::new(net.ids[c], k))
+            .unwrap();
+    }
+    net.nodes[c]
+        .register(now, "gone", ActorId::new(net.ids[c], 7))
+        .unwrap();
+    let (svc, gone) = (net.owners(0, "svc"), net.owners(0, "gone"));
+    let last = ActorId::new(net.ids[c], 4);
+    net.until(Duration::from_secs(2), |n| {
+        svc.iter()
+            .all(|&o| n.nodes[o].registry().lookup("svc").map(|l| l.actor) == Some(last))
+            && gone
+                .iter()
+                .all(|&o| n.nodes[o].registry().lookup("gone").is_some())
+    });
+    // The restart: the same key, the next incarnation, nothing held; faster than
+    // any detector.
+    let now = net.now;
+    net.nodes[c] = Cluster::new(
+        key(c as u64),
+        2,
+        NodeMeta::default(),
+        sharded_config(),
+        99,
+        now,
+    );
+    net.nodes[c].handle_discovered(now, net.ids[0]);
+    let fresh = ActorId::new(net.ids[c], 9);
+    net.nodes[c].register(now, "svc", fresh).unwrap();
+    let refresh = sharded_config().registry.watch_refresh;
+    net.until(refresh * 2 + Duration::from_secs(1), |n| {
+        svc.iter()
+            .all(|&o| n.nodes[o].registry().lookup("svc").map(|l| l.actor) == Some(fresh))
+            && gone
+                .iter()
+                .all(|&o| n.nodes[o].registry().lookup("gone").is_none())
+    });
+    assert!(
+        (0..8).all(|i| i == c || n_state(&net, i, c) == Some(MemberState::Alive)),
+        "no one noticed a death"
+    );
+}
+
+fn n_state(net: &Net, at: usize, of: usize) -> Option<MemberState> {
+    net.nodes[at].membership().state_of(&net.ids[of])
+}
+
 /// Two nodes claim one name at once: the owners pick one winner, the loser hears
 /// of it from them and withdraws, and a node asking later finds the winner.
 #[test]
