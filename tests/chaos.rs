@@ -106,7 +106,48 @@ impl Net {
         format!("10.99.0.{}", 10 + i)
     }
 
+    /// Removes what a killed run left behind (its `Drop` never ran): the bridge,
+    /// veth ends and namespaces of every run whose process is gone. Its bridge
+    /// holds this run's subnet too, so the new nodes could not reach one another.
+    fn sweep_stale(id: u32) {
+        let stale = |run: &str| {
+            !run.is_empty()
+                && run.bytes().all(|b| b.is_ascii_digit())
+                && run != id.to_string()
+                && !std::path::Path::new(&format!("/proc/{run}")).exists()
+        };
+        let listed = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        // `84: pxv2707h0@if83: <...>`, `12: pxbr2707: <...>`
+        for line in listed(&["-o", "link", "show"]).lines() {
+            let Some(name) = line.split(": ").nth(1) else {
+                continue;
+            };
+            let name = name.split('@').next().unwrap_or(name);
+            let run = name
+                .strip_prefix("pxbr")
+                .or_else(|| name.strip_prefix("pxv").and_then(|r| r.split('h').next()));
+            if run.is_some_and(stale) {
+                let _ = sh(&["ip", "link", "del", name]);
+            }
+        }
+        // `pxns2707n4 (id: 4)`
+        for line in listed(&["netns", "list"]).lines() {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            let run = name.strip_prefix("pxns").and_then(|r| r.split('n').next());
+            if run.is_some_and(stale) {
+                let _ = sh(&["ip", "netns", "del", name]);
+            }
+        }
+    }
+
     fn create(id: u32) -> Result<Net, String> {
+        Net::sweep_stale(id);
         let net = Net { id, mounted: None };
         let br = net.bridge();
         sh(&["ip", "link", "add", &br, "type", "bridge"])?;

@@ -34,16 +34,10 @@ fn two_processes_with_the_same_seed_print_the_same_trace_hash() {
     assert_ne!(run("43"), first);
 }
 
-#[test]
-fn a_sweep_of_100_faulty_seeds_has_no_violations() {
+/// Sweeps seeds 1 to 100 of `scenario` through the binary; every one must pass.
+fn sweep_of_100_is_clean(scenario: &str) {
     let out = plexus()
-        .args([
-            "sim",
-            "sweep",
-            "sim/scenarios/faulty.toml",
-            "--seeds",
-            "1..101",
-        ])
+        .args(["sim", "sweep", scenario, "--seeds", "1..101"])
         .current_dir(manifest_dir())
         .output()
         .unwrap();
@@ -57,6 +51,11 @@ fn a_sweep_of_100_faulty_seeds_has_no_violations() {
         stdout.contains("100 seeds, 100 passed, 0 failed"),
         "{stdout}"
     );
+}
+
+#[test]
+fn a_sweep_of_100_faulty_seeds_has_no_violations() {
+    sweep_of_100_is_clean("sim/scenarios/faulty.toml");
 }
 
 #[test]
@@ -64,27 +63,7 @@ fn a_sweep_of_100_faulty_seeds_with_a_sharded_registry_has_no_violations() {
     // The same faults with each name held by its 3 owners instead of every node:
     // owners must hold every live node's names after each crash, restart and
     // partition, and no node may resolve a dead node's name.
-    let out = plexus()
-        .args([
-            "sim",
-            "sweep",
-            "sim/scenarios/faulty-sharded.toml",
-            "--seeds",
-            "1..101",
-        ])
-        .current_dir(manifest_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("100 seeds, 100 passed, 0 failed"),
-        "{stdout}"
-    );
+    sweep_of_100_is_clean("sim/scenarios/faulty-sharded.toml");
 }
 
 #[test]
@@ -92,27 +71,7 @@ fn a_sweep_of_100_durable_seeds_has_no_violations() {
     // Durable actors deployed by the scheduler, client traffic and live
     // migrations while nodes crash, restart, pause and partition: no acked
     // message lost, none applied twice, one active copy of each actor after.
-    let out = plexus()
-        .args([
-            "sim",
-            "sweep",
-            "sim/scenarios/durable.toml",
-            "--seeds",
-            "1..101",
-        ])
-        .current_dir(manifest_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("100 seeds, 100 passed, 0 failed"),
-        "{stdout}"
-    );
+    sweep_of_100_is_clean("sim/scenarios/durable.toml");
 }
 
 #[test]

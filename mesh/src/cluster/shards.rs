@@ -255,6 +255,24 @@ impl Cluster {
         }
     }
 
+    /// Keeps the owner-side watches `keep` accepts; a name nobody watches any more
+    /// is forgotten unless something else keeps it.
+    fn prune_watchers(&mut self, mut keep: impl FnMut(&NodeId, Time) -> bool) {
+        let mut emptied = Vec::new();
+        for (name, ws) in &mut self.shards.watchers {
+            let before = ws.len();
+            ws.retain(|(w, until)| keep(w, *until));
+            self.shards.watcher_count -= before - ws.len();
+            if ws.is_empty() {
+                emptied.push(name.clone());
+            }
+        }
+        for name in emptied {
+            self.shards.watchers.remove(&name);
+            self.settle(&name);
+        }
+    }
+
     fn queue(&mut self, to: NodeId, probe: Probe, claims: Vec<Claim>) {
         if to == self.me {
             return;
@@ -438,19 +456,7 @@ impl Cluster {
                     }
                 }
                 // An owner no longer pushes to a dead watcher.
-                let mut emptied = Vec::new();
-                for (name, ws) in &mut self.shards.watchers {
-                    let before = ws.len();
-                    ws.retain(|(w, _)| w != node);
-                    self.shards.watcher_count -= before - ws.len();
-                    if ws.is_empty() {
-                        emptied.push(name.clone());
-                    }
-                }
-                for name in emptied {
-                    self.shards.watchers.remove(&name);
-                    self.settle(&name);
-                }
+                self.prune_watchers(|w, _| w != node);
             }
             _ => {}
         }
@@ -631,19 +637,7 @@ impl Cluster {
             self.settle(&name);
         }
         // Owners' watches lapse unless asked again.
-        let mut emptied = Vec::new();
-        for (name, ws) in &mut self.shards.watchers {
-            let before = ws.len();
-            ws.retain(|(_, until)| *until > now);
-            self.shards.watcher_count -= before - ws.len();
-            if ws.is_empty() {
-                emptied.push(name.clone());
-            }
-        }
-        for name in emptied {
-            self.shards.watchers.remove(&name);
-            self.settle(&name);
-        }
+        self.prune_watchers(|_, until| until > now);
         let mut pushes: BTreeMap<NodeId, Vec<Claim>> = BTreeMap::new();
         if now >= self.shards.next_republish {
             self.shards.next_republish = now + config.watch_refresh;
