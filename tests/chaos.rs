@@ -111,9 +111,8 @@ impl Net {
     /// holds this run's subnet too, so the new nodes could not reach one another.
     fn sweep_stale(id: u32) {
         let stale = |run: &str| {
-            !run.is_empty()
-                && run.bytes().all(|b| b.is_ascii_digit())
-                && run != id.to_string()
+            run.bytes().all(|b| b.is_ascii_digit())
+                && run.parse::<u32>().is_ok_and(|r| r != id)
                 && !std::path::Path::new(&format!("/proc/{run}")).exists()
         };
         let listed = |args: &[&str]| {
