@@ -239,6 +239,16 @@ impl Cluster {
         );
     }
 
+    /// The owners of `name`, which becomes a name of interest.
+    fn owners_of(&mut self, name: &Arc<str>) -> Vec<NodeId> {
+        self.ensure_interest(name);
+        self.shards
+            .interest
+            .get(name)
+            .map(|i| i.owners.nodes().collect())
+            .unwrap_or_default()
+    }
+
     /// Keeps `name` only while this node claims, owns, watches it or is watched on
     /// it; forgets it otherwise.
     fn settle(&mut self, name: &str) {
@@ -378,13 +388,7 @@ impl Cluster {
         self.ask_owners(asks);
         let mut pushes: BTreeMap<NodeId, Vec<Claim>> = BTreeMap::new();
         for (name, claimant) in changed {
-            self.ensure_interest(&name);
-            let owners: Vec<NodeId> = self
-                .shards
-                .interest
-                .get(&name)
-                .map(|i| i.owners.nodes().collect())
-                .unwrap_or_default();
+            let owners = self.owners_of(&name);
             let claim = self
                 .registry
                 .claims_on(&name)
@@ -672,16 +676,10 @@ impl Cluster {
                 }
             }
             for name in mine {
-                self.ensure_interest(&name);
+                let owners = self.owners_of(&name);
                 let Some(claim) = self.registry.own_claim(&name) else {
                     continue;
                 };
-                let owners: Vec<NodeId> = self
-                    .shards
-                    .interest
-                    .get(&name)
-                    .map(|i| i.owners.nodes().collect())
-                    .unwrap_or_default();
                 for o in owners {
                     pushes.entry(o).or_default().push(claim.clone());
                 }
