@@ -263,12 +263,16 @@ impl Cluster {
         if !self.shards.enabled() {
             return self.registry.lookup(name);
         }
-        if self.registry.holds(name) {
-            self.shards.used(name);
-            return self.registry.lookup(name);
+        match self.registry.lookup_held(name) {
+            Some(found) => {
+                self.shards.used(name);
+                found
+            }
+            None => {
+                self.shards.want(name, self.registry.config().watch_max);
+                None
+            }
         }
-        self.shards.want(name, self.registry.config().watch_max);
-        None
     }
 
     /// Asks the owners about `name` now, as a lookup that misses does (a driver

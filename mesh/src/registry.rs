@@ -544,6 +544,13 @@ impl Registry {
         winner(&self.claims.get(name)?.claimants)
     }
 
+    /// Where `name` resolves if any claim on it is held (`Some(None)`: held, only
+    /// tombstones); `None` if none is held. One probe where [`Registry::holds`]
+    /// and [`Registry::lookup`] would take two.
+    pub fn lookup_held(&self, name: &str) -> Option<Option<Location>> {
+        self.claims.get(name).map(|n| winner(&n.claimants))
+    }
+
     /// Whether any claim on `name` is held (a tombstone counts).
     pub fn holds(&self, name: &str) -> bool {
         self.claims.contains_key(name)
@@ -1060,7 +1067,8 @@ impl Registry {
         crate::broadcast::pop_shrinking(&mut self.events)
     }
 
-    fn claim_of(&self, name: &str, node: NodeId) -> Option<Claim> {
+    /// `node`'s claim on `name`, tombstone or not.
+    pub fn claim_of(&self, name: &str, node: NodeId) -> Option<Claim> {
         let named = self.claims.get(name)?;
         let s = named.claimants.get(&node)?;
         Some(s.to_claim(named.name.clone(), node))

@@ -113,6 +113,17 @@ async fn wait_for(mesh: &Mesh, limit: Duration, mut check: impl FnMut(&Mesh) -> 
     }
 }
 
+/// Waits until `mesh` has `dead` declared dead and resolves `name` no more.
+async fn dead_and_unnamed(mesh: &Mesh, dead: NodeId, name: &str, limit: Duration) {
+    wait_for(mesh, limit, |m| {
+        m.members()
+            .iter()
+            .any(|v| v.id == dead && v.state == MemberState::Dead)
+            && m.lookup(name).is_none()
+    })
+    .await;
+}
+
 async fn first_addr(mesh: &Mesh) -> libp2p::Multiaddr {
     wait_for(mesh, Duration::from_secs(5), |m| {
         !m.listen_addrs().is_empty()
@@ -177,13 +188,7 @@ async fn three_nodes_form_a_cluster_ask_across_and_resolve_names() {
     let bound = m1.detection_bound();
     m3.shutdown_abruptly().await;
     for m in [&m1, &m2] {
-        wait_for(m, bound + Duration::from_secs(2), |m| {
-            m.members()
-                .iter()
-                .any(|v| v.id == s3.node_id() && v.state == MemberState::Dead)
-                && m.lookup("echo").is_none()
-        })
-        .await;
+        dead_and_unnamed(m, s3.node_id(), "echo", bound + Duration::from_secs(2)).await;
     }
     match remote.ask(Echo("gone".into())).await {
         Err(AskError::Unreachable) | Err(AskError::NotSent(_)) | Err(AskError::Timeout) => {}
@@ -227,13 +232,7 @@ async fn a_sharded_registry_resolves_names_by_asking_their_owners() {
     let bound = nodes[0].1.detection_bound();
     nodes[4].1.shutdown_abruptly().await;
     for (_, m) in &nodes[..4] {
-        wait_for(m, bound + Duration::from_secs(2), |m| {
-            m.members()
-                .iter()
-                .any(|v| v.id == s5.node_id() && v.state == MemberState::Dead)
-                && m.lookup("echo").is_none()
-        })
-        .await;
+        dead_and_unnamed(m, s5.node_id(), "echo", bound + Duration::from_secs(2)).await;
         assert_eq!(m.stats().malformed_frames, 0);
     }
     for (_, m) in &nodes[..4] {

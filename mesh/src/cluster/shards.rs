@@ -389,12 +389,8 @@ impl Cluster {
         let mut pushes: BTreeMap<NodeId, Vec<Claim>> = BTreeMap::new();
         for (name, claimant) in changed {
             let owners = self.owners_of(&name);
-            let claim = self
-                .registry
-                .claims_on(&name)
-                .into_iter()
-                .find(|c| c.node == claimant);
-            if let Some(claim) = claim {
+            let held = self.registry.claims_on(&name);
+            if let Some(claim) = held.iter().find(|c| c.node == claimant) {
                 if claimant == self.me {
                     for &o in &owners {
                         pushes.entry(o).or_default().push(claim.clone());
@@ -402,7 +398,7 @@ impl Cluster {
                 }
                 if owners.contains(&self.me) {
                     let mut to: BTreeSet<NodeId> = owners.iter().copied().collect();
-                    to.extend(self.registry.claims_on(&name).iter().map(|c| c.node));
+                    to.extend(held.iter().map(|c| c.node));
                     if let Some(ws) = self.shards.watchers.get(&name) {
                         to.extend(ws.iter().filter(|(_, until)| *until > now).map(|(w, _)| *w));
                     }
@@ -414,11 +410,7 @@ impl Cluster {
                     // And the claimant hears the others' claims on the name: a claim
                     // that lost to one made earlier learns so here.
                     if claimant != self.me {
-                        let others = self
-                            .registry
-                            .claims_on(&name)
-                            .into_iter()
-                            .filter(|c| c.node != claimant);
+                        let others = held.iter().filter(|c| c.node != claimant).cloned();
                         pushes.entry(claimant).or_default().extend(others);
                     }
                 }
@@ -570,9 +562,8 @@ impl Cluster {
         }
         if let Some(held) = self
             .registry
-            .claims_on(&claim.name)
-            .into_iter()
-            .find(|c| c.node == from && c.version > claim.version)
+            .claim_of(&claim.name, from)
+            .filter(|held| held.version > claim.version)
         {
             self.queue(
                 from,

@@ -861,6 +861,14 @@ impl Net {
             .expect("an outsider")
     }
 
+    /// Whether each of `nodes` holds `name` resolving to `want`, reading their
+    /// replicas as they are (a lookup through the cluster would make a node ask).
+    fn replicas_resolve(&self, nodes: &[usize], name: &str, want: Option<ActorId>) -> bool {
+        nodes
+            .iter()
+            .all(|&o| self.nodes[o].registry().lookup(name).map(|l| l.actor) == want)
+    }
+
     /// Looks `name` up at `at` until it resolves to `want` (each lookup that misses
     /// is what makes the node ask).
     fn resolve(&mut self, at: usize, name: &str, want: Option<ActorId>, limit: Duration) {
@@ -898,9 +906,7 @@ fn a_sharded_name_is_held_by_its_owners_and_found_by_asking_them() {
         );
     }
     net.until(Duration::from_secs(2), |n| {
-        owners
-            .iter()
-            .all(|&o| n.nodes[o].registry().lookup("svc").map(|l| l.actor) == Some(actor))
+        n.replicas_resolve(&owners, "svc", Some(actor))
     });
     net.run(Duration::from_secs(1));
     for i in (0..8).filter(|i| !owners.contains(i) && *i != 5) {
@@ -1004,9 +1010,7 @@ fn owners_hand_over_when_one_dies_and_names_go_with_their_claimant() {
         .collect();
     assert_eq!(fresh.len(), 1, "one new owner: {owners:?} -> {after:?}");
     net.until(Duration::from_secs(1), |n| {
-        after
-            .iter()
-            .all(|&o| n.nodes[o].registry().lookup("svc").map(|l| l.actor) == Some(actor))
+        n.replicas_resolve(&after, "svc", Some(actor))
     });
     let late = (0..9)
         .find(|i| !after.contains(i) && ![4, gone, asker].contains(i))
@@ -1043,8 +1047,7 @@ fn a_claimant_restarted_in_a_hurry_restates_or_buries_its_last_lifes_names() {
     let (svc, gone) = (net.owners(0, "svc"), net.owners(0, "gone"));
     let last = ActorId::new(net.ids[c], 4);
     net.until(Duration::from_secs(2), |n| {
-        svc.iter()
-            .all(|&o| n.nodes[o].registry().lookup("svc").map(|l| l.actor) == Some(last))
+        n.replicas_resolve(&svc, "svc", Some(last))
             && gone
                 .iter()
                 .all(|&o| n.nodes[o].registry().lookup("gone").is_some())
@@ -1065,11 +1068,7 @@ fn a_claimant_restarted_in_a_hurry_restates_or_buries_its_last_lifes_names() {
     net.nodes[c].register(now, "svc", fresh).unwrap();
     let refresh = sharded_config().registry.watch_refresh;
     net.until(refresh * 2 + Duration::from_secs(1), |n| {
-        svc.iter()
-            .all(|&o| n.nodes[o].registry().lookup("svc").map(|l| l.actor) == Some(fresh))
-            && gone
-                .iter()
-                .all(|&o| n.nodes[o].registry().lookup("gone").is_none())
+        n.replicas_resolve(&svc, "svc", Some(fresh)) && n.replicas_resolve(&gone, "gone", None)
     });
     assert!(
         (0..8).all(|i| i == c || n_state(&net, i, c) == Some(MemberState::Alive)),
@@ -1108,10 +1107,8 @@ fn the_owners_settle_a_concurrent_claim() {
         })
     });
     net.until(Duration::from_secs(1), |n| {
-        owners
-            .iter()
-            .all(|&o| n.nodes[o].registry().lookup("leader").map(|l| l.actor) == Some(aw))
-            && n.nodes[l].registry().lookup("leader").map(|l| l.actor) == Some(aw)
+        n.replicas_resolve(&owners, "leader", Some(aw))
+            && n.replicas_resolve(&[l], "leader", Some(aw))
     });
     let asker = net.outsider("leader", &[w, l]);
     net.resolve(asker, "leader", Some(aw), Duration::from_secs(2));
