@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Network, NodeProc};
@@ -383,7 +384,7 @@ async fn an_admitted_node_cannot_declare_a_live_node_dead() {
     // For three detection bounds, tell n1 and n2 that n3 is dead, has left, or
     // is suspect, at every incarnation up to u64::MAX, unsigned and with a
     // garbage signature, in gossip and in syncs.
-    let lies = |i: u64| -> Vec<MemberUpdate> {
+    let lies = |i: u64| -> Vec<Arc<MemberUpdate>> {
         [MemberState::Dead, MemberState::Left, MemberState::Suspect]
             .into_iter()
             .flat_map(|state| {
@@ -401,6 +402,7 @@ async fn an_admitted_node_cannot_declare_a_live_node_dead() {
                         },
                     })
             })
+            .map(Arc::new)
             .collect()
     };
     let until = tokio::time::Instant::now() + bound * 3;

@@ -115,13 +115,13 @@ fn frames() -> Vec<Frame> {
                 seq: 3,
                 target: node(4),
             },
-            members: vec![MemberUpdate {
+            members: vec![Arc::new(MemberUpdate {
                 id: node(2),
                 incarnation: 9,
                 state: MemberState::Suspect,
                 meta: None,
                 sig: vec![3; 64].into(),
-            }],
+            })],
             claims: vec![Claim {
                 name: "n".into(),
                 node: node(2),

@@ -768,7 +768,7 @@ impl Cluster {
             .membership
             .members()
             .filter(|m| m.state.is_down())
-            .map(|m| m.id)
+            .map(|m| m.id())
             .collect();
         if down.is_empty() {
             return Ok(());

@@ -364,6 +364,11 @@ impl std::fmt::Display for MemberState {
     }
 }
 
+/// A member statement as a view, the gossip queue, syncs and frames hold it: one
+/// allocation shared by all of them (and, in a process that runs many nodes, by
+/// every node that received it). On the wire it is the statement itself.
+pub type Statement = Arc<MemberUpdate>;
+
 /// A statement about a member, as gossiped and synced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberUpdate {
@@ -502,12 +507,12 @@ pub enum Probe {
     /// My full view; answer with yours.
     Sync {
         /// Every member I know, and me.
-        members: Vec<MemberUpdate>,
+        members: Vec<Statement>,
     },
     /// My full view, in answer to a sync.
     SyncReply {
         /// Every member I know, and me.
-        members: Vec<MemberUpdate>,
+        members: Vec<Statement>,
     },
     /// Nothing but piggybacked gossip.
     Gossip,
@@ -550,24 +555,32 @@ pub enum Probe {
 /// A member as seen locally.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
-    /// Its id.
-    pub id: NodeId,
-    /// Latest incarnation seen.
-    pub incarnation: u64,
-    /// Current state.
-    pub state: MemberState,
+    /// Its own latest statement, signed (what this node relays about it), which
+    /// also holds its id. Shared: the gossip queue, syncs and, in a process that
+    /// runs many nodes (the simulator), every node that holds this member point to
+    /// one allocation, so an entry costs 40 bytes, not the statement's 150.
+    pub statement: Statement,
     /// What it advertises.
     pub meta: Arc<NodeMeta>,
+    /// Latest incarnation seen.
+    pub incarnation: u64,
     /// When it entered `state`.
     pub since: Time,
-    /// Its own latest statement, signed (what this node relays about it).
-    pub statement: MemberUpdate,
+    /// Current state.
+    pub state: MemberState,
+}
+
+impl Member {
+    /// Its id.
+    pub fn id(&self) -> NodeId {
+        self.statement.id
+    }
 }
 
 impl Keyed for Member {
     type Key = NodeId;
     fn key(&self) -> &NodeId {
-        &self.id
+        &self.statement.id
     }
 }
 
@@ -666,7 +679,7 @@ pub struct Membership {
     /// unchanged; every write to either clears it.
     view_digest: Option<[u8; 32]>,
     /// This node's current signed statement about itself.
-    self_statement: MemberUpdate,
+    self_statement: Statement,
     /// With an allowlist: the nodes admitted (others are ignored everywhere).
     admitted: Option<Admitted>,
     /// Members to probe before the round-robin goes on (hearsay hints).
@@ -680,7 +693,10 @@ pub struct Membership {
     config: MembershipConfig,
     rng: DetRng,
     members: Members,
-    probe_order: Vec<NodeId>,
+    /// This round's probe order: the members' statements, for their ids (8 bytes
+    /// an entry instead of 32; a statement replaced since is held until the round
+    /// ends, at most one a member).
+    probe_order: Vec<Statement>,
     probe_next: usize,
     next_probe_at: Time,
     probe: Option<ProbeState>,
@@ -701,7 +717,7 @@ pub struct Membership {
     sync_sent: BTreeMap<NodeId, Time>,
     seq: u32,
     /// Keyed by [`MemberUpdate::gossip_key`].
-    gossip: BroadcastQueue<(NodeId, Option<NodeId>), MemberUpdate>,
+    gossip: BroadcastQueue<(NodeId, Option<NodeId>), Statement>,
     out: VecDeque<(NodeId, Probe)>,
     events: VecDeque<MembershipEvent>,
     stats: MembershipStats,
@@ -730,13 +746,13 @@ impl Membership {
         let me = key.node_id();
         let mut this = Self {
             me,
-            self_statement: MemberUpdate {
+            self_statement: Arc::new(MemberUpdate {
                 id: me,
                 incarnation,
                 state: MemberState::Alive,
                 meta: None,
                 sig: SigBytes::default(),
-            },
+            }),
             key,
             sig_check: SigCheck::Direct,
             view_digest: None,
@@ -862,7 +878,7 @@ impl Membership {
         let gone: Vec<NodeId> = self
             .members
             .values()
-            .map(|m| m.id)
+            .map(|m| m.id())
             .filter(|id| !self.is_admitted(id))
             .collect();
         for id in gone {
@@ -914,8 +930,8 @@ impl Membership {
             let mut helpers: Vec<NodeId> = self
                 .members
                 .values()
-                .filter(|m| m.state == MemberState::Alive && m.id != target)
-                .map(|m| m.id)
+                .filter(|m| m.state == MemberState::Alive && m.id() != target)
+                .map(|m| m.id())
                 .collect();
             self.rng.shuffle(&mut helpers);
             helpers.truncate(self.config.indirect_probes);
@@ -1005,7 +1021,7 @@ impl Membership {
             .members
             .values()
             .filter(|m| m.state.is_down() && now.saturating_since(m.since) >= retention)
-            .map(|m| m.id)
+            .map(|m| m.id())
             .collect();
         for id in forget {
             self.view_digest = None;
@@ -1155,15 +1171,20 @@ impl Membership {
         let mut me_done = false;
         for m in self.members.values() {
             visit(m);
-            if !me_done && m.id > self.me {
+            if !me_done && m.id() > self.me {
                 me_done = true;
                 let s = &self.self_statement;
                 entry(&mut buf, &s.id, s.incarnation, s.state);
             }
             if m.state == MemberState::Dead {
-                entry(&mut buf, &m.id, m.incarnation, m.state);
+                entry(&mut buf, &m.id(), m.incarnation, m.state);
             } else {
-                entry(&mut buf, &m.id, m.statement.incarnation, m.statement.state);
+                entry(
+                    &mut buf,
+                    &m.id(),
+                    m.statement.incarnation,
+                    m.statement.state,
+                );
             }
         }
         if !me_done {
@@ -1185,8 +1206,8 @@ impl Membership {
 
     /// Applies a statement gossiped by `from` (the transport-authenticated sender).
     /// Returns whether it changed anything (changes are re-gossiped).
-    pub fn apply(&mut self, now: Time, from: NodeId, update: MemberUpdate) -> bool {
-        self.apply_with(now, from, update, true)
+    pub fn apply(&mut self, now: Time, from: NodeId, update: impl Into<Statement>) -> bool {
+        self.apply_with(now, from, update.into(), true)
     }
 
     /// Like [`Membership::apply`], saying why a statement was refused. `Ok(false)`:
@@ -1195,9 +1216,9 @@ impl Membership {
         &mut self,
         now: Time,
         from: NodeId,
-        update: MemberUpdate,
+        update: impl Into<Statement>,
     ) -> Result<bool, GossipRefused> {
-        let result = self.try_apply_with(now, from, update, true);
+        let result = self.try_apply_with(now, from, update.into(), true);
         if let Err(why) = result {
             self.stats.refused.count(why);
         }
@@ -1216,7 +1237,7 @@ impl Membership {
         &mut self,
         now: Time,
         from: NodeId,
-        update: MemberUpdate,
+        update: Statement,
         rebroadcast: bool,
     ) -> bool {
         match self.try_apply_with(now, from, update, rebroadcast) {
@@ -1232,7 +1253,7 @@ impl Membership {
         &mut self,
         now: Time,
         from: NodeId,
-        update: MemberUpdate,
+        update: Statement,
         rebroadcast: bool,
     ) -> Result<bool, GossipRefused> {
         if !self.is_admitted(&update.id) || !self.is_admitted(&from) {
@@ -1329,12 +1350,7 @@ impl Membership {
     /// node never relays those). Either way each member is counted once, so a
     /// liar adds one confirmation at most, and confirmations only shorten a
     /// suspicion this node's own probes raised: they never raise one.
-    fn hint(
-        &mut self,
-        now: Time,
-        from: NodeId,
-        update: MemberUpdate,
-    ) -> Result<bool, GossipRefused> {
+    fn hint(&mut self, now: Time, from: NodeId, update: Statement) -> Result<bool, GossipRefused> {
         let Some(m) = self.members.get(&update.id) else {
             return Ok(false);
         };
@@ -1405,7 +1421,7 @@ impl Membership {
     }
 
     /// Applies an authentic statement, or this node's own detector's verdict.
-    fn accept(&mut self, now: Time, update: MemberUpdate, rebroadcast: bool) -> bool {
+    fn accept(&mut self, now: Time, update: Statement, rebroadcast: bool) -> bool {
         self.view_digest = None;
         let Some(member) = self.members.get_mut(&update.id) else {
             if update.state.is_down() {
@@ -1419,7 +1435,6 @@ impl Membership {
                 return false;
             };
             let member = Member {
-                id: update.id,
                 incarnation: update.incarnation,
                 state: update.state,
                 meta,
@@ -1432,7 +1447,7 @@ impl Membership {
             }
             self.live += 1;
             self.events.push_back(MembershipEvent::Joined(update.id));
-            self.add_to_probe_order(update.id);
+            self.add_to_probe_order(update.clone());
             if rebroadcast {
                 self.gossip.push(update.gossip_key(), update);
             }
@@ -1485,7 +1500,7 @@ impl Membership {
                 self.suspicion_deadlines.remove(&id);
                 if b.is_down() {
                     self.events.push_back(MembershipEvent::Joined(id));
-                    self.add_to_probe_order(id);
+                    self.add_to_probe_order(update.clone());
                 } else {
                     self.events.push_back(MembershipEvent::Recovered(id));
                 }
@@ -1522,10 +1537,10 @@ impl Membership {
             return;
         }
         let update = MemberUpdate::accusation(id, m.incarnation, state, &self.key);
-        self.accept(now, update, true);
+        self.accept(now, Arc::new(update), true);
     }
 
-    fn apply_about_me(&mut self, update: MemberUpdate) -> Result<bool, GossipRefused> {
+    fn apply_about_me(&mut self, update: Statement) -> Result<bool, GossipRefused> {
         if self.left {
             return Ok(false);
         }
@@ -1583,14 +1598,16 @@ impl Membership {
     /// Announces a graceful departure; keep driving for a few periods so it spreads.
     pub fn leave(&mut self) {
         self.incarnation = self.incarnation.saturating_add(1);
-        let update = MemberUpdate {
-            id: self.me,
-            incarnation: self.incarnation,
-            state: MemberState::Left,
-            meta: None,
-            sig: SigBytes::default(),
-        }
-        .sign(&self.key);
+        let update = Arc::new(
+            MemberUpdate {
+                id: self.me,
+                incarnation: self.incarnation,
+                state: MemberState::Left,
+                meta: None,
+                sig: SigBytes::default(),
+            }
+            .sign(&self.key),
+        );
         self.self_statement = update.clone();
         self.view_digest = None;
         self.gossip.push((self.me, None), update);
@@ -1598,7 +1615,7 @@ impl Membership {
             .members
             .values()
             .filter(|m| !m.state.is_down())
-            .map(|m| m.id)
+            .map(|m| m.id())
             .collect();
         for t in targets {
             self.out.push_back((t, Probe::Gossip));
@@ -1614,7 +1631,7 @@ impl Membership {
     }
 
     /// Gossip to piggyback on an outgoing message.
-    pub fn take_gossip(&mut self, max: usize) -> Vec<MemberUpdate> {
+    pub fn take_gossip(&mut self, max: usize) -> Vec<Statement> {
         let n = self.live_count();
         self.gossip.take(max.min(self.config.gossip_per_message), n)
     }
@@ -1650,39 +1667,41 @@ impl Membership {
     }
 
     fn announce_self(&mut self) {
-        let update = MemberUpdate {
-            id: self.me,
-            incarnation: self.incarnation,
-            state: MemberState::Alive,
-            meta: Some(self.meta.clone()),
-            sig: SigBytes::default(),
-        }
-        .sign(&self.key);
+        let update = Arc::new(
+            MemberUpdate {
+                id: self.me,
+                incarnation: self.incarnation,
+                state: MemberState::Alive,
+                meta: Some(self.meta.clone()),
+                sig: SigBytes::default(),
+            }
+            .sign(&self.key),
+        );
         self.self_statement = update.clone();
         self.view_digest = None;
         self.gossip.push((self.me, None), update);
     }
 
     /// This node's current signed statement about itself.
-    pub fn self_statement(&self) -> &MemberUpdate {
+    pub fn self_statement(&self) -> &Statement {
         &self.self_statement
     }
 
     /// Every member's own latest signed statement (and this node's); a dead member
     /// as hearsay, which the receiver only takes as a prompt to probe.
-    fn full_view(&self) -> Vec<MemberUpdate> {
-        let mut view: Vec<MemberUpdate> = self
+    fn full_view(&self) -> Vec<Statement> {
+        let mut view: Vec<Statement> = self
             .members
             .values()
             .map(|m| {
                 if m.state == MemberState::Dead {
-                    MemberUpdate {
-                        id: m.id,
+                    Arc::new(MemberUpdate {
+                        id: m.id(),
                         incarnation: m.incarnation,
                         state: m.state,
                         meta: None,
                         sig: SigBytes::default(),
-                    }
+                    })
                 } else {
                     m.statement.clone()
                 }
@@ -1715,13 +1734,13 @@ impl Membership {
             .members
             .values()
             .filter(|m| !m.state.is_down())
-            .map(|m| m.id)
+            .map(|m| m.id())
             .collect();
         let down: Vec<NodeId> = self
             .members
             .values()
             .filter(|m| m.state.is_down())
-            .map(|m| m.id)
+            .map(|m| m.id())
             .collect();
         let pick_down = !down.is_empty() && (alive.is_empty() || self.rng.chance(0.5));
         let pool = if pick_down { &down } else { &alive };
@@ -1764,7 +1783,7 @@ impl Membership {
                 break;
             }
             while self.probe_next < self.probe_order.len() {
-                let id = self.probe_order[self.probe_next];
+                let id = self.probe_order[self.probe_next].id;
                 self.probe_next += 1;
                 if self.members.get(&id).is_some_and(|m| !m.state.is_down()) {
                     target = Some(id);
@@ -1774,12 +1793,15 @@ impl Membership {
             if target.is_some() {
                 break;
             }
-            self.probe_order = self
-                .members
-                .values()
-                .filter(|m| !m.state.is_down())
-                .map(|m| m.id)
-                .collect();
+            // Sized to the members up, not grown by doubling (one such vector per
+            // node).
+            self.probe_order = Vec::with_capacity(self.live);
+            self.probe_order.extend(
+                self.members
+                    .values()
+                    .filter(|m| !m.state.is_down())
+                    .map(|m| m.statement.clone()),
+            );
             self.rng.shuffle(&mut self.probe_order);
             self.probe_next = 0;
         }
@@ -1803,8 +1825,8 @@ impl Membership {
     /// every node of a cluster that started together would probe the members in
     /// the same order: each member probed by all at once, then by none for a
     /// whole round, and a crash in that gap unnoticed for minutes.
-    fn add_to_probe_order(&mut self, id: NodeId) {
-        self.probe_order.push(id);
+    fn add_to_probe_order(&mut self, statement: Statement) {
+        self.probe_order.push(statement);
         let last = self.probe_order.len() - 1;
         let from = self.probe_next.min(last);
         let j = from + self.rng.index(last - from + 1);
@@ -1858,8 +1880,8 @@ impl Membership {
         let (mut live, mut untimed_suspect) = (0, None);
         let mut visit = |m: &Member| {
             live += usize::from(!m.state.is_down());
-            if m.state == MemberState::Suspect && !self.suspicion_deadlines.contains_key(&m.id) {
-                untimed_suspect.get_or_insert(m.id);
+            if m.state == MemberState::Suspect && !self.suspicion_deadlines.contains_key(&m.id()) {
+                untimed_suspect.get_or_insert(m.id());
             }
         };
         let stale = match self.view_digest {

@@ -9,7 +9,7 @@ use plexus_actors::codec::{self, Bytes, CodecError};
 pub use plexus_actors::envelope::{Failure, TraceContext};
 use serde::{Deserialize, Serialize};
 
-use crate::membership::{MemberUpdate, Probe};
+use crate::membership::{Probe, Statement};
 use crate::registry::Claim;
 
 /// Largest frame a node sends or accepts on a mesh stream (8 MiB). A bigger body
@@ -34,7 +34,7 @@ pub struct ControlPacket {
     /// The protocol message.
     pub probe: Probe,
     /// Member updates riding along.
-    pub members: Vec<MemberUpdate>,
+    pub members: Vec<Statement>,
     /// Registry claims riding along (the full registry with a sync).
     pub claims: Vec<Claim>,
 }
@@ -163,7 +163,7 @@ pub fn decode_frame(bytes: &Bytes, max: usize) -> Result<Frame, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::membership::MemberState;
+    use crate::membership::{MemberState, MemberUpdate};
     use plexus_actors::NodeId;
     use proptest::prelude::*;
 
@@ -175,13 +175,13 @@ mod tests {
                     seq: 3,
                     target: NodeId::synthetic(4),
                 },
-                members: vec![MemberUpdate {
+                members: vec![Arc::new(MemberUpdate {
                     id: NodeId::synthetic(2),
                     incarnation: 9,
                     state: MemberState::Suspect,
                     meta: None,
                     sig: Default::default(),
-                }],
+                })],
                 claims: vec![Claim {
                     name: "n".into(),
                     node: NodeId::synthetic(2),

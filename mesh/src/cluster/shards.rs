@@ -170,7 +170,7 @@ fn live(membership: &Membership, me: NodeId) -> impl Iterator<Item = NodeId> + '
     membership
         .members()
         .filter(|m| !m.state.is_down())
-        .map(|m| m.id)
+        .map(|m| m.id())
         .chain(std::iter::once(me))
 }
 

@@ -675,7 +675,7 @@ fn lie(net: &mut Net, from: usize, to: usize, members: Vec<MemberUpdate>, claims
     let from_id = net.ids[from];
     let frame = Frame::Control(ControlPacket {
         probe: Probe::Gossip,
-        members,
+        members: members.into_iter().map(Arc::new).collect(),
         claims,
     });
     // Across the real codec, as a liar's bytes would come.

@@ -661,9 +661,9 @@ impl Driver {
             .members()
             .map(|m| {
                 (
-                    m.id,
+                    m.id(),
                     MemberView {
-                        id: m.id,
+                        id: m.id(),
                         state: m.state,
                         incarnation: m.incarnation,
                         addrs: m.meta.addrs.clone(),

@@ -295,7 +295,7 @@ impl World {
         let packet = |members: Vec<MemberUpdate>, claims: Vec<Claim>| {
             Frame::Control(ControlPacket {
                 probe: Probe::Gossip,
-                members,
+                members: members.into_iter().map(std::sync::Arc::new).collect(),
                 claims,
             })
         };
@@ -463,10 +463,10 @@ impl World {
             };
             let m = core.membership();
             for member in m.members() {
-                let Some(&s) = self.index.get(&member.id) else {
+                let Some(&s) = self.index.get(&member.id()) else {
                     found.push((
                         "phantom-member",
-                        format!("node {o} lists {} , not in the run", member.id),
+                        format!("node {o} lists {} , not in the run", member.id()),
                     ));
                     continue;
                 };

@@ -932,7 +932,7 @@ impl World {
                         .membership()
                         .members()
                         .map(|m| {
-                            format!("{}:{:?}@{}", self.index_of(&m.id), m.state, m.incarnation)
+                            format!("{}:{:?}@{}", self.index_of(&m.id()), m.state, m.incarnation)
                         })
                         .collect();
                     format!(

@@ -110,9 +110,9 @@ impl Directory for SimDirectory<'_> {
                 .core
                 .membership()
                 .members()
-                .filter(|m| m.id != me)
+                .filter(|m| m.id() != me)
                 .map(|m| MemberFacts {
-                    id: m.id,
+                    id: m.id(),
                     state: m.state,
                     capacity: CAPACITY,
                     tags: Default::default(),
