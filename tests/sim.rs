@@ -67,6 +67,14 @@ fn a_sweep_of_100_faulty_seeds_with_a_sharded_registry_has_no_violations() {
 }
 
 #[test]
+fn a_sweep_of_100_faulty_seeds_with_links_closing_has_no_violations() {
+    // The same faults with quiet links: every link closes within a second of its
+    // last ack and reopens on its next tell, and receivers forget closed links'
+    // records two seconds later. Tells must still arrive in order and at most once.
+    sweep_of_100_is_clean("sim/scenarios/faulty-links.toml");
+}
+
+#[test]
 fn a_sweep_of_100_durable_seeds_has_no_violations() {
     // Durable actors deployed by the scheduler, client traffic and live
     // migrations while nodes crash, restart, pause and partition: no acked

@@ -18,7 +18,9 @@ use plexus_durable::{Ballot, DurableKey, Record, ReplicaSet, SenderId};
 use plexus_mesh::allowlist::{Allowlist, SignedAllowlist, SubmitterEntry};
 use plexus_mesh::membership::{MemberState, MemberUpdate, Probe};
 use plexus_mesh::registry::Claim;
-use plexus_mesh::wire::{AckFrame, ControlPacket, DataBody, DataFrame, Frame, encode_frame};
+use plexus_mesh::wire::{
+    AckFrame, CloseFrame, ControlPacket, DataBody, DataFrame, Frame, encode_frame,
+};
 use plexus_scheduler::app::{SchedulerApp, decode_response};
 use plexus_scheduler::placement::NodeInfo;
 use plexus_scheduler::protocol::{Input, Request, Response};
@@ -169,6 +171,11 @@ fn frames() -> Vec<Frame> {
             up_to: 77,
             refused: vec![(70, Failure::MailboxFull)],
             receiver: 9,
+        }),
+        Frame::Close(CloseFrame {
+            session: 5,
+            epoch: 2,
+            up_to: 77,
         }),
     ]
 }

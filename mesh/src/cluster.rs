@@ -599,6 +599,10 @@ impl Cluster {
                 self.delivery.handle_ack(now, from, ack);
                 None
             }
+            Frame::Close(close) => {
+                self.delivery.handle_close(now, from, close);
+                None
+            }
         };
         self.pump();
         out

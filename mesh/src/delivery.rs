@@ -23,10 +23,28 @@
 //! from seq 1. Its acks carry its session, so the sender notices the change, fails
 //! the link's unacknowledged frames as for a dead peer and opens a new epoch.
 //!
-//! Inbound state survives a peer being declared dead (see [`Delivery::peer_failed`]);
-//! it is one small record per peer that has ever sent in a session (or been sent to:
-//! the record holds the outbound epoch counter too), and only admitted
-//! peers can send.
+//! Epochs come from one counter per node, not per peer: every link a node opens
+//! has a higher epoch than any it opened before, to whichever peer, so a new link
+//! is newer than whatever record its receiver still holds without the sender
+//! keeping anything per peer.
+//!
+//! **Closing and forgetting.** Inbound state survives a peer being declared dead
+//! (see [`Delivery::peer_failed`]): one small record per peer that sent in a
+//! session, so by default at most one per admitted node. A cluster that sets
+//! `forget_after` keeps fewer: a sender drops an outbound link after
+//! `idle_link_after` with everything acknowledged, and then tells the receiver so
+//! with a [`CloseFrame`] (unreliable, like an ack): nothing after `up_to` will come
+//! in that `(session, epoch)`, and its next frame to this peer opens a newer epoch.
+//! The receiver keeps its record for `forget_after` more (as TCP's TIME-WAIT does,
+//! so a late copy of a frame of the closed link is still known for a duplicate) and
+//! then forgets it, if it is still that link's, complete and acknowledged. So a node
+//! keeps records for the peers that talked to it lately, not for every peer that
+//! ever did. A lost close only leaves its record in place until that peer's next
+//! link closes. Only admitted peers can send, and a close only makes its receiver
+//! forget the sender's own link. It is off by default because it costs a frame per
+//! link closed and saves little in a real node (a record is under 100 bytes, so
+//! 10,000 peers cost 1 MB); a simulator that runs 10,000 nodes in one process, each
+//! telling random peers, saves gigabytes with it (docs/benchmarks.md).
 //!
 //! **Large bodies.** A body over `chunk_bytes` (4 MiB by default, well under the
 //! 8 MiB frame bound) is encoded once and sent as consecutive [`DataBody::Chunk`]
@@ -65,7 +83,16 @@ use plexus_actors::codec;
 use plexus_actors::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{AckFrame, DataBody, DataFrame, Failure, Frame, MESH_FRAME_BYTES_MAX};
+use crate::wire::{
+    AckFrame, CloseFrame, DataBody, DataFrame, Failure, Frame, MESH_FRAME_BYTES_MAX,
+};
+
+/// The most closes waiting to be sent; past it a link closes unannounced, and its
+/// receiver keeps the record until a later link from this node closes.
+const CLOSES_MAX: usize = 4096;
+
+/// The most closes waiting out `forget_after` (64 bytes each).
+pub const CLOSED_MAX: usize = 65_536;
 
 /// The smallest `chunk_bytes` in force (a smaller setting is raised to it).
 pub const CHUNK_BYTES_MIN: usize = 1024;
@@ -96,6 +123,12 @@ pub struct DeliveryConfig {
     /// random peers, that was most of the simulator's memory growth).
     #[serde(default = "idle_link_after_default")]
     pub idle_link_after: Duration,
+    /// With a value, idle links are closed with a [`CloseFrame`] and a receiver
+    /// forgets a closed link's record this long after the close (see the module
+    /// docs); without (the default), neither. Set it cluster-wide: a node without
+    /// it ignores closes, one with it sends them.
+    #[serde(default)]
+    pub forget_after: Option<Duration>,
     /// A body larger than this crosses as chunks of this size (see the module docs;
     /// held between [`CHUNK_BYTES_MIN`] and [`CHUNK_BYTES_MAX`]).
     #[serde(default = "chunk_bytes_default")]
@@ -141,6 +174,7 @@ impl Default for DeliveryConfig {
             retransmit_after: Duration::from_secs(2),
             fast_retransmit_gap: Duration::from_millis(20),
             idle_link_after: idle_link_after_default(),
+            forget_after: None,
             chunk_bytes: chunk_bytes_default(),
             message_bytes_max: message_bytes_max_default(),
         }
@@ -190,7 +224,7 @@ pub enum DeliveryEvent {
         /// The receiver.
         peer: NodeId,
         /// The link epoch.
-        epoch: u32,
+        epoch: u64,
         /// The highest acknowledged seq.
         up_to: u64,
     },
@@ -264,6 +298,10 @@ pub struct DeliveryStats {
     pub window_full: u64,
     /// Outbound links dropped after `idle_link_after` with nothing in flight.
     pub links_dropped_idle: u64,
+    /// Inbound records forgotten `forget_after` past their sender's close.
+    pub records_forgotten: u64,
+    /// Closes ignored because [`CLOSED_MAX`] were waiting.
+    pub closes_ignored: u64,
     /// Bodies sent in chunks.
     pub chunked_sent: u64,
     /// Chunked bodies joined and handed out.
@@ -306,7 +344,7 @@ fn resend_time(link: &OutLink, after: Duration) -> Option<Time> {
 }
 
 struct OutLink {
-    epoch: u32,
+    epoch: u64,
     next_seq: u64,
     queue: VecDeque<Pending>,
     /// Index in `queue` of the first frame not yet transmitted.
@@ -333,16 +371,11 @@ struct OutLink {
     idle_since: Option<Time>,
 }
 
-/// What a node keeps per peer it has heard from or told, in one entry: the inbound
-/// link's record and the outbound epoch counter. Found on every frame received and
-/// every link opened.
+/// What a node keeps per peer it has heard from: the inbound link's record. Found
+/// on every frame received.
 struct InLink {
     session: u64,
-    epoch: u32,
-    /// The epoch of the last outbound link opened to this peer (0: none yet). It
-    /// survives the link's removal, so a rebuilt link starts a new epoch. Kept here,
-    /// beside the inbound record, so opening a link finds it in the same entry.
-    out_epoch: u32,
+    epoch: u64,
     /// Last seq handed out for delivery.
     delivered: u64,
     /// Last seq with an outcome.
@@ -362,7 +395,6 @@ impl InLink {
         Self {
             session: 0,
             epoch: 0,
-            out_epoch: 0,
             delivered: 0,
             completed: 0,
             acked: 0,
@@ -374,6 +406,15 @@ impl InLink {
     /// The chunked body being joined, if any.
     fn joining(&self) -> Option<&Joining> {
         self.rare.as_ref()?.joining.as_ref()
+    }
+
+    /// Whether everything handed out has an outcome that was acknowledged, and
+    /// nothing is owed or held: what forgetting the record would lose.
+    fn settled(&self) -> bool {
+        self.delivered == self.completed
+            && self.completed == self.acked
+            && self.ack_due.is_none()
+            && self.rare.is_none()
     }
 
     /// Drops the rare part once it holds nothing.
@@ -415,11 +456,9 @@ struct Joining {
 /// does not depend on the order; every order the protocol acts in is kept by the
 /// time-ordered indexes in [`Delivery`]. The seed is fixed ([`plexus_actors::fixed`])
 /// so runs replay; only admitted peers have records. Idle outbound links are
-/// dropped, so that map stays small; the
-/// inbound records, one per peer ever heard or told, carry the outbound epoch
-/// counter too, so one entry serves both directions, and hold what few links need
-/// (refusals to report, a body being joined) behind one pointer, so a record is 64
-/// bytes inline. A hash probe per frame replaced a B-tree walk of 32-byte keys.
+/// dropped, and inbound records forgotten after their links close, so both maps hold
+/// the peers of late. An inbound record holds what few links need (refusals to
+/// report, a body being joined) behind one pointer, so it is 64 bytes inline. A hash probe per frame replaced a B-tree walk of 32-byte keys.
 /// Inline records ran a simulated 1,000-node hour 6% faster than boxed ones, in 10%
 /// more memory (tables grow by doubling and leave the smaller ones behind); see
 /// docs/benchmarks.md.
@@ -430,37 +469,103 @@ pub struct Delivery {
     session: u64,
     config: DeliveryConfig,
     out: PeerMap<OutLink>,
-    /// Per peer heard from or told: the inbound record and the outbound epoch
-    /// (see [`PeerMap`]). An entry made for the epoch alone holds session
-    /// and epoch 0, which every frame is newer than (epochs count from 1), so it
-    /// acts as no inbound record at all.
+    /// Per peer heard from: the inbound record (see [`PeerMap`]).
     inbound: PeerMap<InLink>,
+    /// The epoch of the next outbound link, to whichever peer (from 1).
+    next_epoch: u64,
+    /// Links whose senders closed them, in the order they closed: when the record
+    /// goes (`forget_after` after the close, if it is still that link's and
+    /// settled), and the close. One wait for all, so a queue is in
+    /// time order and its front is the next due (a B-tree's first entry, looked up
+    /// at every `poll_timeout`, cost a simulated 1,000-node hour 3%).
+    closed: VecDeque<(Time, NodeId, CloseFrame)>,
+    /// A quarter of `idle_link_after` in microseconds (at least 1): idle links are
+    /// dropped on multiples of it. Worked out once, not at every `poll_timeout`.
+    idle_tick_us: u64,
+    /// Closes to send for links dropped idle, with their peers.
+    closes: VecDeque<(NodeId, CloseFrame)>,
     ready: VecDeque<NodeId>,
     events: VecDeque<DeliveryEvent>,
     stats: DeliveryStats,
     /// Due acknowledgements, ordered by due time: `poll_transmit` and `poll_timeout`
     /// never scan the links.
-    acks_due: BTreeSet<(Time, NodeId)>,
+    acks_due: Deadlines,
     /// Retransmission deadlines of links with unacked frames.
-    resends: BTreeSet<(Time, NodeId)>,
+    resends: Deadlines,
     /// Outbound links with nothing in flight, by when they became so.
-    idle: BTreeSet<(Time, NodeId)>,
+    idle: Deadlines,
+}
+
+/// `(time, peer)` entries in time order, with the earliest time kept inline:
+/// `poll_timeout` runs after every input and reads three of these, and a
+/// B-tree's first entry is a walk into memory that is cold when a process runs a
+/// thousand nodes (3% of a simulated 1,000-node hour).
+#[derive(Default)]
+struct Deadlines {
+    set: BTreeSet<(Time, NodeId)>,
+    /// The first entry's time: `set.first()`'s, kept current by every change.
+    first: Option<Time>,
+}
+
+impl Deadlines {
+    fn insert(&mut self, at: Time, peer: NodeId) {
+        if self.set.insert((at, peer)) {
+            self.first = Some(self.first.map_or(at, |f| f.min(at)));
+        }
+    }
+
+    fn remove(&mut self, at: Time, peer: NodeId) {
+        if self.set.remove(&(at, peer)) && self.first == Some(at) {
+            self.first = self.set.first().map(|e| e.0);
+        }
+    }
+
+    /// The earliest time, if any.
+    fn first(&self) -> Option<Time> {
+        self.first
+    }
+
+    /// Takes the earliest entry if its time is at or before `until`.
+    fn pop_until(&mut self, until: Time) -> Option<(Time, NodeId)> {
+        if self.first? > until {
+            return None;
+        }
+        let entry = self.set.pop_first();
+        self.first = self.set.first().map(|e| e.0);
+        entry
+    }
+
+    fn contains(&self, at: Time, peer: NodeId) -> bool {
+        self.set.contains(&(at, peer))
+    }
+
+    /// Whether the inline time is the set's first (for the invariant check).
+    fn consistent(&self) -> bool {
+        self.first == self.set.first().map(|e| e.0)
+    }
 }
 
 impl Delivery {
     /// Links for a node whose session (incarnation) is `session`.
     pub fn new(session: u64, config: DeliveryConfig) -> Self {
+        let idle_tick_us = u64::try_from((config.idle_link_after / 4).as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         Self {
             session,
             config,
             out: PeerMap::default(),
             inbound: PeerMap::default(),
+            next_epoch: 1,
+            idle_tick_us,
+            closed: VecDeque::new(),
+            closes: VecDeque::new(),
             ready: VecDeque::new(),
             events: VecDeque::new(),
             stats: DeliveryStats::default(),
-            acks_due: BTreeSet::new(),
-            resends: BTreeSet::new(),
-            idle: BTreeSet::new(),
+            acks_due: Deadlines::default(),
+            resends: Deadlines::default(),
+            idle: Deadlines::default(),
         }
     }
 
@@ -490,20 +595,20 @@ impl Delivery {
     }
 
     /// The outbound link to `peer`, opened (in a new epoch) if there is none. It
-    /// borrows only the maps it needs.
+    /// borrows only what it needs.
     fn link<'a>(
         out: &'a mut PeerMap<OutLink>,
-        inbound: &mut PeerMap<InLink>,
+        next_epoch: &mut u64,
         peer: NodeId,
         now: Time,
     ) -> &'a mut OutLink {
         out.entry(peer).or_insert_with(|| {
-            let record = inbound.entry(peer).or_insert_with(InLink::unheard);
-            // 2^32 links opened to one peer in one session, at most one per idle
-            // period, do not happen; saturating keeps the counter total.
-            record.out_epoch = record.out_epoch.saturating_add(1);
+            let epoch = *next_epoch;
+            // 2^64 links opened in one session do not happen; saturating keeps the
+            // counter total.
+            *next_epoch = next_epoch.saturating_add(1);
             OutLink {
-                epoch: record.out_epoch,
+                epoch,
                 next_seq: 1,
                 queue: VecDeque::new(),
                 cursor: 0,
@@ -529,10 +634,10 @@ impl Delivery {
             Some(due) if due <= at => {}
             old => {
                 if let Some(due) = old {
-                    self.acks_due.remove(&(due, peer));
+                    self.acks_due.remove(due, peer);
                 }
                 link.ack_due = Some(at);
-                self.acks_due.insert((at, peer));
+                self.acks_due.insert(at, peer);
             }
         }
     }
@@ -546,10 +651,10 @@ impl Delivery {
         let want = resend_time(link, after);
         if want != link.resend_at {
             if let Some(old) = link.resend_at {
-                self.resends.remove(&(old, peer));
+                self.resends.remove(old, peer);
             }
             if let Some(at) = want {
-                self.resends.insert((at, peer));
+                self.resends.insert(at, peer);
             }
             link.resend_at = want;
         }
@@ -580,9 +685,9 @@ impl Delivery {
         let reply = is_reply(&body);
         // In use again. (An idle link's windows are empty, so the send below is
         // admitted: an oversized frame fits an empty window.)
-        let link = Self::link(&mut self.out, &mut self.inbound, peer, now);
+        let link = Self::link(&mut self.out, &mut self.next_epoch, peer, now);
         if let Some(since) = link.idle_since.take() {
-            self.idle.remove(&(since, peer));
+            self.idle.remove(since, peer);
         }
         let window = if reply {
             &mut link.replies
@@ -688,7 +793,7 @@ impl Delivery {
     /// redelivered frames after every false suspicion.)
     pub fn peer_failed(&mut self, peer: NodeId) {
         if let Some(at) = self.out.get(&peer).and_then(|l| l.resend_at) {
-            self.resends.remove(&(at, peer));
+            self.resends.remove(at, peer);
         }
         if let Some(link) = self.out.remove(&peer)
             && !link.queue.is_empty()
@@ -721,7 +826,6 @@ impl Delivery {
             *link = InLink {
                 session: frame.session,
                 epoch: frame.epoch,
-                out_epoch: link.out_epoch,
                 ..InLink::unheard()
             };
         } else if (frame.session, frame.epoch) < (link.session, link.epoch) {
@@ -909,7 +1013,7 @@ impl Delivery {
             let epoch = link.epoch;
             if link.queue.is_empty() {
                 link.idle_since = Some(now);
-                self.idle.insert((now, from));
+                self.idle.insert(now, from);
             }
             self.reindex(from);
             self.events.push_back(DeliveryEvent::Acked {
@@ -929,11 +1033,7 @@ impl Delivery {
 
     /// Handles retransmission timers.
     pub fn handle_timeout(&mut self, now: Time) {
-        while let Some(&(at, peer)) = self.resends.first() {
-            if at > now {
-                break;
-            }
-            self.resends.pop_first();
+        while let Some((at, peer)) = self.resends.pop_until(now) {
             let Some(link) = self.out.get_mut(&peer) else {
                 continue;
             };
@@ -951,31 +1051,75 @@ impl Delivery {
             self.reindex(peer);
         }
         let idle_for = self.config.idle_link_after;
-        while let Some(&(since, peer)) = self.idle.first() {
-            if since + idle_for > now {
-                break;
-            }
-            self.idle.pop_first();
+        // Links idle since this or earlier are due (none before `idle_for` has
+        // passed since the origin).
+        let cutoff = (now.saturating_since(Time::ZERO) >= idle_for).then(|| now - idle_for);
+        while let Some((since, peer)) = cutoff.and_then(|c| self.idle.pop_until(c)) {
             // Entries go stale when the link is used again or removed; only a link
-            // idle since exactly then goes. Its epoch counter stays in `inbound`.
+            // idle since exactly then goes, and its receiver hears that it closed.
             if self
                 .out
                 .get(&peer)
                 .is_some_and(|l| l.idle_since == Some(since) && l.queue.is_empty())
+                && let Some(link) = self.out.remove(&peer)
             {
-                self.out.remove(&peer);
                 self.stats.links_dropped_idle += 1;
+                if self.config.forget_after.is_some() && self.closes.len() < CLOSES_MAX {
+                    self.closes.push_back((
+                        peer,
+                        CloseFrame {
+                            session: self.session,
+                            epoch: link.epoch,
+                            up_to: link.next_seq.saturating_sub(1),
+                        },
+                    ));
+                }
+            }
+        }
+        while let Some(&(at, peer, close)) = self.closed.front() {
+            if at > now {
+                break;
+            }
+            self.closed.pop_front();
+            // Only the record of the closed link goes: the close names its
+            // `(session, epoch)` and every frame done on it, all acknowledged. A
+            // close of any other link, or one that claims less or more than was
+            // done, changes nothing.
+            if let std::collections::hash_map::Entry::Occupied(record) = self.inbound.entry(peer)
+                && (record.get().session, record.get().epoch) == (close.session, close.epoch)
+                && record.get().completed == close.up_to
+                && record.get().settled()
+            {
+                record.remove();
+                self.stats.records_forgotten += 1;
             }
         }
     }
 
+    /// `from` closed its link to this node: nothing after `close.up_to` comes in
+    /// that `(session, epoch)`. Its record is forgotten `forget_after` from now if
+    /// it is then still that link's, with every frame up to `up_to` done and
+    /// acknowledged (checked then, not now: one lookup per close instead of two).
+    /// At most [`CLOSED_MAX`] closes wait; past it a close is ignored and its
+    /// record kept, so a peer flooding closes costs a bounded queue and at worst
+    /// keeps records as before closes existed.
+    pub fn handle_close(&mut self, now: Time, from: NodeId, close: CloseFrame) {
+        let Some(forget_after) = self.config.forget_after else {
+            return;
+        };
+        if self.closed.len() >= CLOSED_MAX {
+            self.stats.closes_ignored += 1;
+            return;
+        }
+        // Clocks only go forward, so the queue is in time order (the `max` keeps
+        // it so whatever a driver passes).
+        let at = (now + forget_after).max(self.closed.back().map_or(now, |c| c.0));
+        self.closed.push_back((at, from, close));
+    }
+
     /// The next frame to send: due acks first, then data, round-robin over peers.
     pub fn poll_transmit(&mut self, now: Time) -> Option<(NodeId, Frame)> {
-        while let Some(&(due, peer)) = self.acks_due.first() {
-            if due > now {
-                break;
-            }
-            self.acks_due.pop_first();
+        while let Some((due, peer)) = self.acks_due.pop_until(now) {
             let Some(link) = self.inbound.get_mut(&peer) else {
                 continue;
             };
@@ -998,6 +1142,9 @@ impl Delivery {
                 receiver: self.session,
             };
             return Some((peer, Frame::Ack(ack)));
+        }
+        if let Some((peer, close)) = self.closes.pop_front() {
+            return Some((peer, Frame::Close(close)));
         }
         while let Some(peer) = self.ready.pop_front() {
             let Some(link) = self.out.get_mut(&peer) else {
@@ -1036,30 +1183,33 @@ impl Delivery {
     /// When `handle_timeout` or `poll_transmit` next has work (possibly a little
     /// early: index entries are removed lazily).
     pub fn poll_timeout(&self) -> Option<Time> {
-        let acks = self.acks_due.first().map(|(t, _)| *t);
-        let resend = self.resends.first().map(|(t, _)| *t);
+        let acks = self.acks_due.first();
+        let resend = self.resends.first();
         // Rounded up to a quarter of the idle time, so the links that went idle
         // within one quarter are dropped together, by one wake-up.
-        let idle = self.idle.first().map(|(t, _)| {
-            let due = *t + self.config.idle_link_after;
-            let tick = (self.config.idle_link_after / 4).as_micros().max(1);
-            let tick = u64::try_from(tick).unwrap_or(u64::MAX);
+        let idle = self.idle.first().map(|t| {
+            let due = t + self.config.idle_link_after;
+            let tick = self.idle_tick_us;
             Time::from_micros(due.as_micros().div_ceil(tick).saturating_mul(tick))
         });
-        [acks, resend, idle].into_iter().flatten().min()
+        let forget = self.closed.front().map(|(t, ..)| *t);
+        [acks, resend, idle, forget].into_iter().flatten().min()
     }
 
     /// Checks internal consistency.
     pub fn check_invariants(&self) -> Result<(), String> {
+        if !(self.acks_due.consistent() && self.resends.consistent() && self.idle.consistent()) {
+            return Err("a deadline index's first time is out of date".into());
+        }
         for (peer, link) in &self.out {
             match link.idle_since {
-                Some(since) if !link.queue.is_empty() || !self.idle.contains(&(since, *peer)) => {
+                Some(since) if !link.queue.is_empty() || !self.idle.contains(since, *peer) => {
                     return Err(format!("idle index out of date for {peer:?}"));
                 }
                 _ => {}
             }
             let want = resend_time(link, self.config.retransmit_after);
-            if want != link.resend_at || want.is_some_and(|t| !self.resends.contains(&(t, *peer))) {
+            if want != link.resend_at || want.is_some_and(|t| !self.resends.contains(t, *peer)) {
                 return Err(format!("retransmit index out of date for {peer:?}"));
             }
             if link.cursor > link.queue.len() {
@@ -1118,7 +1268,7 @@ impl Delivery {
             }
             if link
                 .ack_due
-                .is_some_and(|t| !self.acks_due.contains(&(t, *peer)))
+                .is_some_and(|t| !self.acks_due.contains(t, *peer))
             {
                 return Err(format!("ack index missing {peer:?}"));
             }
@@ -1185,14 +1335,18 @@ mod tests {
             while let Some((to, frame)) = a.poll_transmit(now) {
                 assert_eq!(to, bn);
                 moved = true;
-                if let Frame::Data(f) = frame {
-                    if lose(f.seq) {
-                        continue;
+                match frame {
+                    Frame::Data(f) => {
+                        if lose(f.seq) {
+                            continue;
+                        }
+                        if let Inbound::Deliver { seq, body } = b.handle_data(now, an, f) {
+                            got.push((seq, body));
+                            b.complete(now, an, seq, Ok(()));
+                        }
                     }
-                    if let Inbound::Deliver { seq, body } = b.handle_data(now, an, f) {
-                        got.push((seq, body));
-                        b.complete(now, an, seq, Ok(()));
-                    }
+                    Frame::Close(c) => b.handle_close(now, an, c),
+                    _ => {}
                 }
             }
             while let Some((to, frame)) = b.poll_transmit(now + Duration::from_secs(1)) {
@@ -1715,11 +1869,15 @@ mod tests {
     }
 
     /// Sender `a` and receiver `b` with default settings, and the idle time.
+    /// Two nodes that close idle links and forget closed links' records.
     fn idle_pair() -> (NodeId, NodeId, Duration, Delivery, Delivery) {
-        let config = DeliveryConfig::default();
+        let config = DeliveryConfig {
+            forget_after: Some(Duration::from_secs(120)),
+            ..DeliveryConfig::default()
+        };
         let idle = config.idle_link_after;
-        let a = Delivery::new(10, config);
-        let b = Delivery::new(20, DeliveryConfig::default());
+        let a = Delivery::new(10, config.clone());
+        let b = Delivery::new(20, config);
         (NodeId::synthetic(1), NodeId::synthetic(2), idle, a, b)
     }
 
@@ -1743,6 +1901,19 @@ mod tests {
         a.check_invariants().unwrap();
         assert_eq!(a.stats().links_dropped_idle, 1);
         assert_eq!(a.poll_timeout(), None, "nothing left to time");
+        // The receiver hears that the link closed after its third frame.
+        let Some((to, Frame::Close(close))) = a.poll_transmit(due) else {
+            panic!("a close is due");
+        };
+        assert_eq!(to, bn);
+        assert_eq!(
+            close,
+            CloseFrame {
+                session: 10,
+                epoch: 1,
+                up_to: 3
+            }
+        );
         // The next send numbers from 1 in a new epoch, which the receiver, still
         // holding the old epoch's record, takes as a rebuilt link.
         a.send(due, bn, tell(7)).unwrap();
@@ -1756,9 +1927,9 @@ mod tests {
         ));
     }
 
-    /// One record per peer serves both directions: the record made when `a` first
-    /// told `b` must not pass for an inbound link, even to a sender whose session is
-    /// 0, and hearing from `b` must not reset the epoch of `a`'s links to it.
+    /// Telling a peer leaves no inbound record that could pass for one, even to a
+    /// sender whose session is 0, and hearing from `b` does not reset the epoch of
+    /// `a`'s links to it.
     #[test]
     fn a_peer_told_first_is_still_heard_from_its_first_frame() {
         let config = DeliveryConfig::default();
@@ -1789,6 +1960,172 @@ mod tests {
             panic!("a data frame is due");
         };
         assert_eq!((frame.epoch, frame.seq), (2, 1));
+    }
+
+    /// Sends `n` to `peer` and hands back the data frame that carries it (the first
+    /// due; closes before it are dropped).
+    fn send_one(a: &mut Delivery, now: Time, peer: NodeId, n: u8) -> DataFrame {
+        a.send(now, peer, tell(n)).unwrap();
+        loop {
+            match a.poll_transmit(now) {
+                Some((_, Frame::Data(frame))) => return frame,
+                Some(_) => {}
+                None => panic!("a data frame is due"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_closed_link_is_forgotten_after_its_wait_and_late_copies_stay_duplicates() {
+        let (an, bn, idle, mut a, mut b) = idle_pair();
+        let forget = b.config().forget_after.unwrap();
+        let first = send_one(&mut a, Time::ZERO, bn, 0);
+        assert!(matches!(
+            b.handle_data(Time::ZERO, an, first.clone()),
+            Inbound::Deliver { seq: 1, .. }
+        ));
+        b.complete(Time::ZERO, an, 1, Ok(()));
+        a.send(Time::ZERO, bn, tell(1)).unwrap();
+        assert_eq!(
+            pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false),
+            vec![1]
+        );
+        // Idle: the link closes and b hears it.
+        let closed_at = Time::ZERO + idle * 2;
+        a.handle_timeout(closed_at);
+        assert_eq!(
+            pump(closed_at, &mut a, an, &mut b, bn, &mut |_| false),
+            Vec::<u8>::new()
+        );
+        assert_eq!(b.poll_timeout(), Some(closed_at + forget));
+        // A late copy of the first frame within the wait is still a duplicate.
+        let late = closed_at + forget / 2;
+        b.handle_timeout(late);
+        assert!(matches!(
+            b.handle_data(late, an, first.clone()),
+            Inbound::Duplicate
+        ));
+        assert_eq!(b.stats().records_forgotten, 0);
+        // The duplicate was acknowledged again; the record still goes on time.
+        while b.poll_transmit(late + forget).is_some() {}
+        b.handle_timeout(closed_at + forget);
+        b.check_invariants().unwrap();
+        assert_eq!(b.stats().records_forgotten, 1);
+        assert!(b.inbound.is_empty(), "the record is forgotten");
+        // The next link is newer whatever b remembers, and is heard from seq 1.
+        let later = closed_at + forget * 2;
+        let frame = send_one(&mut a, later, bn, 2);
+        assert_eq!((frame.epoch, frame.seq), (2, 1));
+        assert!(matches!(
+            b.handle_data(later, an, frame),
+            Inbound::Deliver { seq: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn a_close_that_does_not_match_the_record_forgets_nothing() {
+        let (an, bn, idle, mut a, mut b) = idle_pair();
+        let forget = b.config().forget_after.unwrap();
+        let first = send_one(&mut a, Time::ZERO, bn, 0);
+        assert!(matches!(
+            b.handle_data(Time::ZERO, an, first.clone()),
+            Inbound::Deliver { seq: 1, .. }
+        ));
+        b.complete(Time::ZERO, an, 1, Ok(()));
+        a.send(Time::ZERO, bn, tell(1)).unwrap();
+        assert_eq!(
+            pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false),
+            vec![1]
+        );
+        let close = |session, epoch, up_to| CloseFrame {
+            session,
+            epoch,
+            up_to,
+        };
+        // Another session, another epoch, fewer or more frames than were done, or
+        // another peer's word: none is this link's close.
+        for (from, c) in [
+            (an, close(11, 1, 2)),
+            (an, close(10, 2, 2)),
+            (an, close(10, 1, 1)),
+            (an, close(10, 1, 3)),
+            (NodeId::synthetic(9), close(10, 1, 2)),
+        ] {
+            b.handle_close(Time::ZERO, from, c);
+        }
+        b.handle_timeout(Time::ZERO + forget * 2);
+        assert_eq!(b.stats().records_forgotten, 0);
+        assert!(
+            matches!(
+                b.handle_data(Time::ZERO + forget * 2, an, first),
+                Inbound::Duplicate
+            ),
+            "the record is kept: a copy of the first frame is still a duplicate"
+        );
+        while b.poll_transmit(Time::ZERO + forget * 3).is_some() {}
+        // The right close, then a new link before the wait is over: the record is
+        // the new link's now, and stays.
+        let closed_at = Time::ZERO + idle * 2;
+        a.handle_timeout(closed_at);
+        while a.poll_transmit(closed_at).is_some() {}
+        b.handle_close(closed_at, an, close(10, 1, 2));
+        let reopened = closed_at + forget / 2;
+        let frame = send_one(&mut a, reopened, bn, 2);
+        assert!(matches!(
+            b.handle_data(reopened, an, frame),
+            Inbound::Deliver { seq: 1, .. }
+        ));
+        b.complete(reopened, an, 1, Ok(()));
+        // Acknowledged: the new link's record is settled, and still not the one
+        // that closed.
+        while b.poll_transmit(reopened + forget).is_some() {}
+        b.handle_timeout(closed_at + forget * 2);
+        b.check_invariants().unwrap();
+        assert_eq!(b.stats().records_forgotten, 0);
+        assert_eq!(b.inbound.len(), 1);
+    }
+
+    #[test]
+    fn by_default_links_close_unannounced_and_records_stay() {
+        let mut a = Delivery::new(10, DeliveryConfig::default());
+        let mut b = Delivery::new(20, DeliveryConfig::default());
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let idle = a.config().idle_link_after;
+        a.send(Time::ZERO, bn, tell(0)).unwrap();
+        assert_eq!(
+            pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false),
+            vec![0]
+        );
+        a.handle_timeout(Time::ZERO + idle * 2);
+        assert_eq!(a.stats().links_dropped_idle, 1);
+        assert!(a.poll_transmit(Time::ZERO + idle * 2).is_none(), "no close");
+        // A close from a node that has the setting changes nothing here.
+        b.handle_close(
+            Time::ZERO,
+            an,
+            CloseFrame {
+                session: 10,
+                epoch: 1,
+                up_to: 1,
+            },
+        );
+        assert_eq!(b.poll_timeout(), None);
+        b.handle_timeout(Time::ZERO + idle * 100);
+        assert_eq!(b.stats().records_forgotten, 0);
+        assert_eq!(b.inbound.len(), 1);
+    }
+
+    #[test]
+    fn epochs_count_up_across_peers() {
+        let (_, bn, idle, mut a, _) = idle_pair();
+        let cn = NodeId::synthetic(3);
+        assert_eq!(send_one(&mut a, Time::ZERO, bn, 0).epoch, 1);
+        assert_eq!(send_one(&mut a, Time::ZERO, cn, 0).epoch, 2);
+        // Neither is acknowledged: the links stay, and so do their epochs.
+        assert_eq!(send_one(&mut a, Time::ZERO, bn, 1).epoch, 1);
+        // A link rebuilt after its peer was declared dead is newer than both.
+        a.peer_failed(cn);
+        assert_eq!(send_one(&mut a, Time::ZERO + idle, cn, 2).epoch, 3);
     }
 
     #[test]

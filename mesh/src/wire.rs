@@ -26,6 +26,8 @@ pub enum Frame {
     Data(DataFrame),
     /// Acknowledgement of data frames.
     Ack(AckFrame),
+    /// The sender closed a link (it went idle with everything acknowledged).
+    Close(CloseFrame),
 }
 
 /// A membership message with piggybacked gossip.
@@ -44,9 +46,10 @@ pub struct ControlPacket {
 pub struct DataFrame {
     /// The sender's session (its incarnation): a new session restarts the sequence.
     pub session: u64,
-    /// The link epoch within the session: bumped when the sender rebuilt its link
-    /// (after declaring the receiver dead); restarts the sequence too.
-    pub epoch: u32,
+    /// The link epoch within the session: each link the sender opens, to whichever
+    /// peer, has a higher one than the last (a rebuilt link, after the receiver was
+    /// declared dead or the link went idle); restarts the sequence too.
+    pub epoch: u64,
     /// Position on the link, from 1.
     pub seq: u64,
     /// What to deliver.
@@ -139,7 +142,7 @@ pub struct AckFrame {
     /// The data sender's session being acknowledged.
     pub session: u64,
     /// Its link epoch.
-    pub epoch: u32,
+    pub epoch: u64,
     /// Every frame up to and including this seq has an outcome.
     pub up_to: u64,
     /// Frames among those that were refused, and why.
@@ -147,6 +150,18 @@ pub struct AckFrame {
     /// The acknowledging node's session: a change tells the sender the receiver
     /// restarted and forgot the link.
     pub receiver: u64,
+}
+
+/// A sender's word that its link is closed: nothing after `up_to` comes in this
+/// `(session, epoch)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseFrame {
+    /// The sender's session.
+    pub session: u64,
+    /// The closed link's epoch.
+    pub epoch: u64,
+    /// Its last seq, acknowledged.
+    pub up_to: u64,
 }
 
 /// Encodes a frame.
@@ -166,6 +181,39 @@ mod tests {
     use crate::membership::{MemberState, MemberUpdate};
     use plexus_actors::NodeId;
     use proptest::prelude::*;
+
+    /// Epochs were 32 bits: the codec's variable-length integers give a 64-bit one
+    /// the same bytes for every value a 32-bit one could hold.
+    #[test]
+    fn epochs_widened_to_64_bits_keep_their_wire_form() {
+        #[derive(Serialize)]
+        struct Before {
+            session: u64,
+            epoch: u32,
+            seq: u64,
+        }
+        #[derive(Serialize)]
+        struct After {
+            session: u64,
+            epoch: u64,
+            seq: u64,
+        }
+        for epoch in [0u32, 1, 250, 251, 65_535, 65_536, u32::MAX] {
+            let before = codec::encode_body(&Before {
+                session: 3,
+                epoch,
+                seq: 9,
+            })
+            .unwrap();
+            let after = codec::encode_body(&After {
+                session: 3,
+                epoch: epoch.into(),
+                seq: 9,
+            })
+            .unwrap();
+            assert_eq!(before, after, "epoch {epoch}");
+        }
+    }
 
     fn samples() -> Vec<Frame> {
         let a = ActorId::new(NodeId::synthetic(1), 2);
@@ -215,6 +263,11 @@ mod tests {
                 up_to: 77,
                 refused: vec![(70, Failure::MailboxFull)],
                 receiver: 9,
+            }),
+            Frame::Close(CloseFrame {
+                session: 5,
+                epoch: 1 << 40,
+                up_to: 77,
             }),
             Frame::Data(DataFrame {
                 session: 5,

@@ -37,6 +37,9 @@ pub struct Report {
     /// Outbound links dropped after a spell with nothing in flight, by the nodes
     /// running at the end (a crash forgets its node's count).
     pub links_dropped_idle: u64,
+    /// Inbound delivery records forgotten after their senders closed the links, by
+    /// the nodes running at the end.
+    pub records_forgotten: u64,
     /// Names held in the registries of the nodes running at the end, summed: a full
     /// replica holds every name, a sharded node its own, its share and what it
     /// looks up.

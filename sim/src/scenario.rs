@@ -30,6 +30,9 @@ pub struct Scenario {
     /// The name registry: a full replica per node, or sharded.
     #[serde(default)]
     pub registry: RegistrySection,
+    /// Delivery tuning.
+    #[serde(default)]
+    pub delivery: DeliverySection,
     /// The network model.
     #[serde(default)]
     pub network: NetworkSection,
@@ -235,6 +238,19 @@ pub struct RegistrySection {
     /// A name not looked up for this long is no longer asked about.
     #[serde(default, deserialize_with = "opt_duration")]
     pub watch_idle: Option<Duration>,
+}
+
+/// `[delivery]`: overrides of the production defaults.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySection {
+    /// An outbound link with nothing in flight this long is closed.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub idle_link_after: Option<Duration>,
+    /// Idle links are closed and a receiver forgets a closed link's record this
+    /// long after the close (absent: the production default, neither).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub forget_after: Option<Duration>,
 }
 
 /// Latency distribution.

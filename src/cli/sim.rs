@@ -62,8 +62,8 @@ fn print_report(path: &Path, report: &Report) {
         report.tells_sent, report.tells_delivered, report.tells_refused, report.tells_unreachable
     );
     println!(
-        "links:           {} dropped after idling (nodes up at the end)",
-        report.links_dropped_idle
+        "links:           {} dropped after idling, {} inbound records forgotten after their close (nodes up at the end)",
+        report.links_dropped_idle, report.records_forgotten
     );
     println!(
         "names:           {} held over the nodes up at the end",

@@ -307,6 +307,12 @@ impl World {
         if let Some(v) = reg.watch_idle {
             cluster_config.registry.watch_idle = v;
         }
+        if let Some(v) = scenario.delivery.idle_link_after {
+            cluster_config.delivery.idle_link_after = v;
+        }
+        if let Some(v) = scenario.delivery.forget_after {
+            cluster_config.delivery.forget_after = Some(v);
+        }
         let chaos = &scenario.chaos;
         let mut clock_rng = DetRng::split(seed, 1);
         let nodes = (0..scenario.nodes)
@@ -965,6 +971,12 @@ impl World {
             .iter()
             .filter_map(|n| n.core.as_ref())
             .map(|core| core.delivery().stats().links_dropped_idle)
+            .sum();
+        self.report.records_forgotten = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.core.as_ref())
+            .map(|core| core.delivery().stats().records_forgotten)
             .sum();
         self.report.names_held = self
             .nodes

@@ -95,6 +95,7 @@ impl World {
             Frame::Control(_) => 10,
             Frame::Data(d) => 11 + (d.seq << 8),
             Frame::Ack(a) => 12 + (a.up_to << 8),
+            Frame::Close(c) => 13 + (c.up_to << 8),
         };
         self.record(to, 4, from as u64, tag);
         let now = self.local(to, self.now);
