@@ -456,9 +456,10 @@ struct Joining {
 /// does not depend on the order; every order the protocol acts in is kept by the
 /// time-ordered indexes in [`Delivery`]. The seed is fixed ([`plexus_actors::fixed`])
 /// so runs replay; only admitted peers have records. Idle outbound links are
-/// dropped, and inbound records forgotten after their links close, so both maps hold
-/// the peers of late. An inbound record holds what few links need (refusals to
-/// report, a body being joined) behind one pointer, so it is 64 bytes inline. A hash probe per frame replaced a B-tree walk of 32-byte keys.
+/// dropped, and with `forget_after` inbound records are forgotten after their links
+/// close, so both maps hold the peers of late. An inbound record holds what few
+/// links need (refusals to report, a body being joined) behind one pointer, so it is
+/// 64 bytes inline. A hash probe per frame replaced a B-tree walk of 32-byte keys.
 /// Inline records ran a simulated 1,000-node hour 6% faster than boxed ones, in 10%
 /// more memory (tables grow by doubling and leave the smaller ones behind); see
 /// docs/benchmarks.md.
@@ -475,9 +476,9 @@ pub struct Delivery {
     next_epoch: u64,
     /// Links whose senders closed them, in the order they closed: when the record
     /// goes (`forget_after` after the close, if it is still that link's and
-    /// settled), and the close. One wait for all, so a queue is in
-    /// time order and its front is the next due (a B-tree's first entry, looked up
-    /// at every `poll_timeout`, cost a simulated 1,000-node hour 3%).
+    /// settled), and the close. One wait for all, so a queue is in time order and
+    /// its front is the next due (a B-tree's first entry, looked up at every
+    /// `poll_timeout`, cost a simulated 1,000-node run 3%).
     closed: VecDeque<(Time, NodeId, CloseFrame)>,
     /// A quarter of `idle_link_after` in microseconds (at least 1): idle links are
     /// dropped on multiples of it. Worked out once, not at every `poll_timeout`.
