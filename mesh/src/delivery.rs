@@ -1976,21 +1976,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_closed_link_is_forgotten_after_its_wait_and_late_copies_stay_duplicates() {
-        let (an, bn, idle, mut a, mut b) = idle_pair();
-        let forget = b.config().forget_after.unwrap();
-        let first = send_one(&mut a, Time::ZERO, bn, 0);
+    /// `a` sends `b` two frames, both delivered and acknowledged; returns the
+    /// first, for a late copy.
+    fn two_frames_across(a: &mut Delivery, an: NodeId, b: &mut Delivery, bn: NodeId) -> DataFrame {
+        let first = send_one(a, Time::ZERO, bn, 0);
         assert!(matches!(
             b.handle_data(Time::ZERO, an, first.clone()),
             Inbound::Deliver { seq: 1, .. }
         ));
         b.complete(Time::ZERO, an, 1, Ok(()));
         a.send(Time::ZERO, bn, tell(1)).unwrap();
-        assert_eq!(
-            pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false),
-            vec![1]
-        );
+        assert_eq!(pump(Time::ZERO, a, an, b, bn, &mut |_| false), vec![1]);
+        first
+    }
+
+    #[test]
+    fn a_closed_link_is_forgotten_after_its_wait_and_late_copies_stay_duplicates() {
+        let (an, bn, idle, mut a, mut b) = idle_pair();
+        let forget = b.config().forget_after.unwrap();
+        let first = two_frames_across(&mut a, an, &mut b, bn);
         // Idle: the link closes and b hears it.
         let closed_at = Time::ZERO + idle * 2;
         a.handle_timeout(closed_at);
@@ -2027,17 +2031,7 @@ mod tests {
     fn a_close_that_does_not_match_the_record_forgets_nothing() {
         let (an, bn, idle, mut a, mut b) = idle_pair();
         let forget = b.config().forget_after.unwrap();
-        let first = send_one(&mut a, Time::ZERO, bn, 0);
-        assert!(matches!(
-            b.handle_data(Time::ZERO, an, first.clone()),
-            Inbound::Deliver { seq: 1, .. }
-        ));
-        b.complete(Time::ZERO, an, 1, Ok(()));
-        a.send(Time::ZERO, bn, tell(1)).unwrap();
-        assert_eq!(
-            pump(Time::ZERO, &mut a, an, &mut b, bn, &mut |_| false),
-            vec![1]
-        );
+        let first = two_frames_across(&mut a, an, &mut b, bn);
         let close = |session, epoch, up_to| CloseFrame {
             session,
             epoch,
