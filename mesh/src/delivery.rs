@@ -1058,12 +1058,11 @@ impl Delivery {
         while let Some((since, peer)) = cutoff.and_then(|c| self.idle.pop_until(c)) {
             // Entries go stale when the link is used again or removed; only a link
             // idle since exactly then goes, and its receiver hears that it closed.
-            if self
-                .out
-                .get(&peer)
-                .is_some_and(|l| l.idle_since == Some(since) && l.queue.is_empty())
-                && let Some(link) = self.out.remove(&peer)
+            if let std::collections::hash_map::Entry::Occupied(entry) = self.out.entry(peer)
+                && entry.get().idle_since == Some(since)
+                && entry.get().queue.is_empty()
             {
+                let link = entry.remove();
                 self.stats.links_dropped_idle += 1;
                 if self.config.forget_after.is_some() && self.closes.len() < CLOSES_MAX {
                     self.closes.push_back((

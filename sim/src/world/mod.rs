@@ -966,18 +966,11 @@ impl World {
             );
         }
         self.report.sim_ms = end / 1_000;
-        self.report.links_dropped_idle = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.core.as_ref())
-            .map(|core| core.delivery().stats().links_dropped_idle)
-            .sum();
-        self.report.records_forgotten = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.core.as_ref())
-            .map(|core| core.delivery().stats().records_forgotten)
-            .sum();
+        for core in self.nodes.iter().filter_map(|n| n.core.as_ref()) {
+            let stats = core.delivery().stats();
+            self.report.links_dropped_idle += stats.links_dropped_idle;
+            self.report.records_forgotten += stats.records_forgotten;
+        }
         self.report.names_held = self
             .nodes
             .iter()
