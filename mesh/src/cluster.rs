@@ -622,7 +622,7 @@ impl Cluster {
                     self.registry.sync_digest()
                 };
             }
-            let members = self.membership.take_gossip(usize::MAX);
+            let members = self.membership.take_gossip(self.now, usize::MAX);
             let claims = match probe {
                 Probe::Sync { .. } | Probe::SyncReply { .. } if sharded => Vec::new(),
                 Probe::Sync { .. } | Probe::SyncReply { .. } => self.registry.snapshot(),

@@ -34,7 +34,11 @@
 //! it believes dead, so two sides of a healed partition rediscover each other. A
 //! sync to a live member starts with digests ([`Probe::SyncOffer`]): the lists are
 //! exchanged only if the two views (or registries) differ.
-//! A message from a member believed dead, or from a stranger, also triggers a sync.
+//! A message from a member believed dead also triggers a full sync; one from a
+//! stranger, a pull (a sync carrying only this node's own statement, which the
+//! stranger answers with its view). A node that is alone asks one peer for its
+//! view at a time. An update is piggybacked for at most
+//! [`MembershipConfig::gossip_max_age`]; past that, syncs carry it.
 //!
 //! **Who may say what (trust).** Admitted operators do not trust each other, so a
 //! statement is only applied if its origin may make it:
@@ -303,6 +307,19 @@ impl MembershipConfig {
     /// fitted to it).
     pub fn detection_min(&self) -> Duration {
         self.probe_interval + self.suspicion_shortest()
+    }
+
+    /// How long an update is piggybacked at most, in a cluster of `n` members:
+    /// `retransmit_mult * ceil(log2(n + 1))` probe periods, the rounds in which
+    /// gossip spreads it when queues keep up. A queue that keeps up has sent each
+    /// update its full count well before (a node sends several messages a period);
+    /// one that fell behind, as every node's does when thousands join at once,
+    /// leaves what it could not send to the syncs, which carry every statement.
+    pub fn gossip_max_age(&self, n: usize) -> Duration {
+        let periods = self
+            .retransmit_mult
+            .saturating_mul(ceil_log2(n as u64 + 1).max(1));
+        self.probe_interval.saturating_mul(periods)
     }
 
     /// An upper bound on the time from a member's crash until every other member
@@ -657,6 +674,9 @@ pub struct MembershipStats {
     /// Offers received whose view digest differed from this node's (each answered
     /// with a full sync).
     pub sync_offers_differ: u64,
+    /// Views asked of strangers that talked to this node (a sync carrying only
+    /// this node's own statement).
+    pub pulls: u64,
     /// Other members' suspicions counted toward shortening this node's own
     /// (Lifeguard's dogpile; at most `suspicion_confirmations` per member and
     /// incarnation).
@@ -728,6 +748,10 @@ pub struct Membership {
     /// Peers the transport introduced (bootstrap peers): while this node knows no
     /// live member it keeps syncing with one of them, so a lost first contact is retried.
     seeds: std::collections::BTreeSet<NodeId>,
+    /// Peers the transport introduced while this node was alone with a sync out:
+    /// at the next probe tick, those the answer did not bring as live members are
+    /// synced too (at most `SEEDS_MAX`; past that, each is synced at once).
+    deferred: std::collections::BTreeSet<NodeId>,
 }
 
 impl Membership {
@@ -782,6 +806,7 @@ impl Membership {
             live: 0,
             next_gc_at: now + GC_INTERVAL,
             seeds: std::collections::BTreeSet::new(),
+            deferred: std::collections::BTreeSet::new(),
             config,
         };
         this.announce_self();
@@ -910,8 +935,24 @@ impl Membership {
         }
         match self.members.get(&peer) {
             Some(m) if !m.state.is_down() => {}
+            // Alone, with a sync already out to another peer (a joiner is handed
+            // all its seeds at once): that one answer usually brings the whole
+            // view, so the others wait for the next probe tick and are synced
+            // then only if the answer did not bring them (the first peer may be
+            // as alone as this node, or the answer lost).
+            _ if self.live == 0 && self.sync_pending(now) && self.deferred.len() < SEEDS_MAX => {
+                self.deferred.insert(peer);
+            }
             _ => self.send_sync(now, peer),
         }
+    }
+
+    /// Whether a sync went out within the last probe interval (and may still be
+    /// answered).
+    fn sync_pending(&self, now: Time) -> bool {
+        self.sync_sent
+            .values()
+            .any(|at| now.saturating_since(*at) < self.config.probe_interval)
     }
 
     /// Advances timers: probes, ping-reqs, suspicion timeouts, syncs, expiries.
@@ -967,6 +1008,13 @@ impl Membership {
                     .config
                     .probe_interval
                     .saturating_mul(self.health_mult());
+            if !self.deferred.is_empty() && (self.live > 0 || !self.sync_pending(now)) {
+                for peer in std::mem::take(&mut self.deferred) {
+                    if self.members.get(&peer).is_none_or(|m| m.state.is_down()) {
+                        self.send_sync(now, peer);
+                    }
+                }
+            }
             if self.live == 0 && !self.seeds.is_empty() && !self.left {
                 // Alone: the first contact may have been lost. Try a seed again (at
                 // most one sync per seed per probe interval).
@@ -1056,7 +1104,13 @@ impl Membership {
         ) {
             match self.members.get(&from) {
                 Some(m) if !m.state.is_down() => {}
-                _ => self.send_sync(now, from),
+                Some(_) => self.send_sync(now, from),
+                // A stranger knows of this node, so its view is likely the fuller
+                // (it joined later, from a seed's view): ask for it, without
+                // pushing this node's own (it holds most of it already). In a join
+                // of thousands, every node hears from strangers for a while, and
+                // full views both ways cost each of those talks twice the members.
+                None => self.send_pull(now, from),
             }
         }
         match msg {
@@ -1289,7 +1343,20 @@ impl Membership {
         let authentic = if update.sig.is_empty() {
             from == update.id
         } else {
-            update.verify_with(&self.sig_check)
+            // Held: in a process of many nodes, the first to check a statement
+            // answers for the others that hold the same one (`SigMemo`).
+            !update.sig.is_empty()
+                && self
+                    .sig_check
+                    .verify_held(&update, |check| {
+                        check.verify(
+                            &update.id,
+                            MEMBER_DOMAIN,
+                            &update.signed_bytes(),
+                            &update.sig,
+                        )
+                    })
+                    .is_ok()
         };
         if !authentic {
             return Err(GossipRefused::Forged);
@@ -1391,7 +1458,7 @@ impl Membership {
         list.push((accuser, now));
         self.stats.accusations += 1;
         if signed {
-            self.gossip.push((id, Some(accuser)), update);
+            self.gossip.push_at(now, (id, Some(accuser)), update);
         }
         // A suspicion running here gets shorter.
         if let Some(m) = self.members.get(&id)
@@ -1449,7 +1516,7 @@ impl Membership {
             self.events.push_back(MembershipEvent::Joined(update.id));
             self.add_to_probe_order(update.clone());
             if rebroadcast {
-                self.gossip.push(update.gossip_key(), update);
+                self.gossip.push_at(now, update.gossip_key(), update);
             }
             return true;
         };
@@ -1521,7 +1588,7 @@ impl Membership {
             _ => {}
         }
         if rebroadcast {
-            self.gossip.push(update.gossip_key(), update);
+            self.gossip.push_at(now, update.gossip_key(), update);
         }
         true
     }
@@ -1630,10 +1697,19 @@ impl Membership {
         crate::broadcast::pop_shrinking(&mut self.out)
     }
 
-    /// Gossip to piggyback on an outgoing message.
-    pub fn take_gossip(&mut self, max: usize) -> Vec<Statement> {
+    /// Gossip to piggyback on a message sent at `now`. An update is piggybacked
+    /// for at most [`MembershipConfig::gossip_max_age`] after it was queued: past
+    /// that, the syncs have spread it (see [`BroadcastQueue`]'s "Age").
+    pub fn take_gossip(&mut self, now: Time, max: usize) -> Vec<Statement> {
         let n = self.live_count();
-        self.gossip.take(max.min(self.config.gossip_per_message), n)
+        let max_age = self.config.gossip_max_age(n);
+        self.gossip
+            .take_at(now, max.min(self.config.gossip_per_message), n, max_age)
+    }
+
+    /// Gossip updates dropped unsent because they were queued too long ago.
+    pub fn gossip_expired(&self) -> u64 {
+        self.gossip.expired()
     }
 
     /// The next event.
@@ -1726,6 +1802,25 @@ impl Membership {
         }
         self.sync_sent.insert(peer, now);
         let members = self.full_view();
+
+        self.out.push_back((peer, Probe::Sync { members }));
+    }
+
+    /// Asks `peer` for its full view: a sync carrying only this node's own
+    /// statement (the peer answers any sync with its whole view). Limited as
+    /// [`Membership::send_sync`] is.
+    fn send_pull(&mut self, now: Time, peer: NodeId) {
+        if !self.is_admitted(&peer) {
+            return;
+        }
+        if let Some(last) = self.sync_sent.get(&peer)
+            && now.saturating_since(*last) < self.config.probe_interval
+        {
+            return;
+        }
+        self.sync_sent.insert(peer, now);
+        self.stats.pulls += 1;
+        let members = vec![self.self_statement.clone()];
         self.out.push_back((peer, Probe::Sync { members }));
     }
 
@@ -1875,6 +1970,12 @@ impl Membership {
         self.members.check_invariants()?;
         if self.members.len() > self.config.members_max {
             return Err(format!("{} members exceed members_max", self.members.len()));
+        }
+        if self.deferred.len() > SEEDS_MAX {
+            return Err(format!(
+                "{} deferred peers exceed {SEEDS_MAX}",
+                self.deferred.len()
+            ));
         }
         // One walk over the members for the digest and the counts below.
         let (mut live, mut untimed_suspect) = (0, None);

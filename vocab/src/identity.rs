@@ -106,14 +106,39 @@ pub const SIG_MEMO_MAX: usize = 1 << 20;
 /// costs only re-checks. The keys are hashed, not ordered: the memo is only asked
 /// whether it holds one, never walked, and in a B-tree of up to a million 32-byte
 /// keys each check descended through nodes that were not in the cache.
+///
+/// Signed values the nodes share as one allocation (a gossiped statement in the
+/// simulator is one `Arc` however many nodes hold it) are also remembered by
+/// address ([`SigCheck::verify_held`]), so the ten-thousandth node to check one
+/// does not encode and hash its message again. The memo keeps each such value
+/// alive, so its address names it and nothing else while remembered, and a value
+/// in an `Arc` that the memo shares cannot be changed in place. Bound: the same
+/// [`SIG_MEMO_MAX`], cleared the same way.
 #[derive(Clone, Debug, Default)]
 pub struct SigMemo {
-    valid: Arc<Mutex<MemoSet>>,
+    valid: Arc<Mutex<Memo>>,
 }
 
-/// The memo's keys, hashed with a fixed seed (never iterated: only asked for a key,
-/// and the keys are BLAKE3 hashes, which no one chooses).
-type MemoSet = plexus_actors::fixed::FixedSet<[u8; 32]>;
+#[derive(Default)]
+struct Memo {
+    /// BLAKE3 hashes of (signer, domain, message, signature) found valid, hashed
+    /// with a fixed seed (never iterated: only asked for a key, and the keys are
+    /// BLAKE3 hashes, which no one chooses).
+    keys: plexus_actors::fixed::FixedSet<[u8; 32]>,
+    /// Addresses of the shared values found validly signed...
+    held: plexus_actors::fixed::FixedSet<usize>,
+    /// ...and the values, kept alive while their addresses are remembered.
+    kept: Vec<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memo")
+            .field("keys", &self.keys.len())
+            .field("held", &self.held.len())
+            .finish()
+    }
+}
 
 impl SigMemo {
     /// An empty memo.
@@ -126,6 +151,7 @@ impl SigMemo {
         self.valid
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .keys
             .len()
     }
 
@@ -168,14 +194,50 @@ impl SigCheck {
         h.update(signature);
         let key: [u8; 32] = h.finalize().into();
         let mut valid = memo.valid.lock().unwrap_or_else(PoisonError::into_inner);
-        if valid.contains(&key) {
+        if valid.keys.contains(&key) {
             return Ok(());
         }
         verify(signer, domain, message, signature)?;
-        if valid.len() >= SIG_MEMO_MAX {
-            valid.clear();
+        if valid.keys.len() >= SIG_MEMO_MAX {
+            valid.keys.clear();
         }
-        valid.insert(key);
+        valid.keys.insert(key);
+        Ok(())
+    }
+
+    /// Checks a signed value held in an `Arc`: `check` runs the check (through this
+    /// `SigCheck`). Direct, it always runs; through a memo, a value this memo has
+    /// already seen validly signed (the same allocation) is answered without
+    /// running it, and one that `check` accepts is remembered (see [`SigMemo`]).
+    /// A value is remembered as validly signed whichever check accepted it: use
+    /// this for values that have one check (one signer and domain).
+    pub fn verify_held<T: Send + Sync + 'static>(
+        &self,
+        value: &Arc<T>,
+        check: impl FnOnce(&SigCheck) -> Result<(), SignatureError>,
+    ) -> Result<(), SignatureError> {
+        let SigCheck::Shared(memo) = self else {
+            return check(self);
+        };
+        let address = Arc::as_ptr(value) as *const () as usize;
+        if memo
+            .valid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .held
+            .contains(&address)
+        {
+            return Ok(());
+        }
+        check(self)?;
+        let mut valid = memo.valid.lock().unwrap_or_else(PoisonError::into_inner);
+        if valid.kept.len() >= SIG_MEMO_MAX {
+            valid.held.clear();
+            valid.kept.clear();
+        }
+        if valid.held.insert(address) {
+            valid.kept.push(value.clone());
+        }
         Ok(())
     }
 }
@@ -183,6 +245,42 @@ impl SigCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_value_is_checked_once_through_a_memo_and_always_directly() {
+        let key = NodeKey::from_seed([1; 32]);
+        let sig = key.sign(b"d", b"hello");
+        let value = Arc::new((b"hello".to_vec(), sig));
+        let runs = std::cell::Cell::new(0);
+        let check = |c: &SigCheck, v: &Arc<(Vec<u8>, [u8; 64])>| {
+            c.verify_held(v, |c| {
+                runs.set(runs.get() + 1);
+                c.verify(&key.node_id(), b"d", &v.0, &v.1)
+            })
+        };
+        let memo = SigCheck::Shared(SigMemo::new());
+        check(&memo, &value).unwrap();
+        check(&memo, &value).unwrap();
+        assert_eq!(
+            runs.get(),
+            1,
+            "the same allocation is answered from the memo"
+        );
+        // Another allocation with the same contents is checked (its bytes are
+        // then found in the memo's keys).
+        check(&memo, &Arc::new((*value).clone())).unwrap();
+        assert_eq!(runs.get(), 2);
+        // A bad signature is checked, and refused, every time.
+        let bad = Arc::new((b"hellO".to_vec(), sig));
+        for _ in 0..2 {
+            assert!(check(&memo, &bad).is_err());
+        }
+        assert_eq!(runs.get(), 4, "a refused value is not remembered");
+        // Direct: every time.
+        check(&SigCheck::Direct, &value).unwrap();
+        check(&SigCheck::Direct, &value).unwrap();
+        assert_eq!(runs.get(), 6);
+    }
 
     #[test]
     fn a_shared_memo_answers_as_a_direct_check_and_remembers_only_valid_signatures() {

@@ -125,7 +125,7 @@ impl Net {
                     let gossip = if self.no_gossip {
                         Vec::new()
                     } else {
-                        self.nodes[i].take_gossip(8)
+                        self.nodes[i].take_gossip(now, 8)
                     };
                     let to = self.index(to);
                     self.in_flight
@@ -967,11 +967,11 @@ fn signed_accusations_are_relayed_and_count_for_their_signer_once() {
         assert_eq!(m.try_apply(Time::ZERO, c, bad), Err(GossipRefused::Forged));
     }
     assert_eq!(m.stats().accusations, 0, "nothing forged is counted");
-    while !m.take_gossip(8).is_empty() {}
+    while !m.take_gossip(Time::ZERO, 8).is_empty() {}
     // Relayed by C, it counts for B (not C), and this node relays it on.
     assert_eq!(m.try_apply(Time::ZERO, c, signed.clone()), Ok(false));
     assert_eq!(m.stats().accusations, 1);
-    let relayed: Vec<Statement> = m.take_gossip(8);
+    let relayed: Vec<Statement> = m.take_gossip(Time::ZERO, 8);
     assert!(relayed.iter().any(|u| **u == signed), "{relayed:?}");
     // Relayed again by D, or sent by B itself: still one.
     assert_eq!(m.try_apply(Time::ZERO, d, signed.clone()), Ok(false));
@@ -996,7 +996,7 @@ fn signed_accusations_are_relayed_and_count_for_their_signer_once() {
     let took = suspicion_with(&mut m, victim, |_, _| {});
     assert!(took <= c_conf.suspicion_timeout_confirmed(n, 2), "{took:?}");
     let out: Vec<Statement> = std::iter::from_fn(|| {
-        let g = m.take_gossip(8);
+        let g = m.take_gossip(Time::ZERO, 8);
         (!g.is_empty()).then_some(g)
     })
     .flatten()
@@ -1224,5 +1224,118 @@ fn refuting_a_suspicion_of_itself_costs_this_node_health() {
         hearsay(me, 1, MemberState::Suspect)
     ));
     assert_eq!(m.local_health(), 1);
+    m.check_invariants().unwrap();
+}
+
+/// The syncs `m` has queued: to whom, and how many statements each carries.
+fn syncs_out(m: &mut Membership) -> Vec<(NodeId, usize)> {
+    std::iter::from_fn(|| m.poll_transmit())
+        .filter_map(|(to, p)| match p {
+            Probe::Sync { members } => Some((to, members.len())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_joiner_handed_its_seeds_at_once_asks_one_then_those_its_answer_lacked() {
+    let seeds: Vec<NodeKey> = (1..4).map(key).collect();
+    let ids: Vec<NodeId> = seeds.iter().map(NodeKey::node_id).collect();
+    let fresh = || Membership::new(key(0), 1, NodeMeta::default(), config(), 1, Time::ZERO);
+    let mut m = fresh();
+    for id in &ids {
+        m.handle_discovered(Time::ZERO, *id);
+    }
+    let first = syncs_out(&mut m);
+    assert_eq!(first.len(), 1, "one view asked for, not three: {first:?}");
+    let asked = first[0].0;
+    // The answer brings one other seed; the next tick syncs only the third.
+    let brought = ids.iter().copied().find(|id| *id != asked).unwrap();
+    let lacking = ids
+        .iter()
+        .copied()
+        .find(|id| *id != asked && *id != brought)
+        .unwrap();
+    let statement = |id: NodeId| {
+        Arc::new(alive_of(
+            &seeds[ids.iter().position(|x| *x == id).unwrap()],
+            1,
+        ))
+    };
+    m.handle_message(
+        Time::ZERO,
+        asked,
+        Probe::SyncReply {
+            members: vec![statement(asked), statement(brought)],
+        },
+    );
+    let t = m.poll_timeout();
+    m.handle_timeout(t);
+    assert_eq!(syncs_out(&mut m), vec![(lacking, 3)]);
+    m.check_invariants().unwrap();
+
+    // Unanswered: at the next tick the other seeds are asked, and while the node
+    // stays alone, a seed again each period.
+    let mut m = fresh();
+    for id in &ids {
+        m.handle_discovered(Time::ZERO, *id);
+    }
+    let mut asked = BTreeSet::new();
+    let mut now = Time::ZERO;
+    while now < Time::ZERO + config().probe_interval * 5 {
+        for (to, _) in syncs_out(&mut m) {
+            asked.insert(to);
+        }
+        now = m.poll_timeout();
+        m.handle_timeout(now);
+    }
+    assert_eq!(asked.len(), 3, "every seed tried: {asked:?}");
+    // Not alone, a newly connected peer that is not a member gets the full view.
+    let k = &seeds[0];
+    assert!(m.apply(now, k.node_id(), alive_of(k, 1)));
+    while m.poll_transmit().is_some() {}
+    let newcomer = key(7).node_id();
+    m.handle_discovered(now, newcomer);
+    assert_eq!(syncs_out(&mut m), vec![(newcomer, 2)]);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn a_stranger_is_asked_for_its_view_and_a_member_back_from_the_dead_gets_ours() {
+    let (mut m, kv, _) = with_victim();
+    let stranger = key(7);
+    // A ping from a stranger: its view is asked for with this node's statement
+    // alone, once per probe interval.
+    m.handle_message(Time::ZERO, stranger.node_id(), Probe::Ping { seq: 1 });
+    m.handle_message(Time::ZERO, stranger.node_id(), Probe::Ping { seq: 2 });
+    assert_eq!(syncs_out(&mut m), vec![(stranger.node_id(), 1)]);
+    assert_eq!(m.stats().pulls, 1);
+    // Its answer brings it and what it knows.
+    let other = key(8);
+    m.handle_message(
+        Time::ZERO,
+        stranger.node_id(),
+        Probe::SyncReply {
+            members: vec![
+                Arc::new(alive_of(&stranger, 1)),
+                Arc::new(alive_of(&other, 1)),
+            ],
+        },
+    );
+    assert_eq!(m.state_of(&stranger.node_id()), Some(MemberState::Alive));
+    assert_eq!(m.state_of(&other.node_id()), Some(MemberState::Alive));
+    // A member this node holds dead that talks again gets the full view (the
+    // two may be the sides of a healed partition).
+    let victim = kv.node_id();
+    suspicion_with(&mut m, victim, |_, _| {});
+    assert_eq!(m.state_of(&victim), Some(MemberState::Dead));
+    while m.poll_transmit().is_some() {}
+    let t = m.poll_timeout();
+    m.handle_message(t, victim, Probe::Ping { seq: 3 });
+    let out = syncs_out(&mut m);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, victim);
+    assert!(out[0].1 >= 4, "the full view: {out:?}");
+    assert_eq!(m.stats().pulls, 1);
     m.check_invariants().unwrap();
 }

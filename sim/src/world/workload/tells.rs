@@ -24,7 +24,7 @@ impl World {
             u64::from_le_bytes(seq_bytes),
             u64::from_le_bytes(session_bytes),
         );
-        let key = link_key(from, session, to, self.nodes[to].incarnation);
+        let incarnation = self.nodes[to].incarnation;
         let times = if self.options.bug == Some(Bug::RedeliverTells) {
             self.redeliver_counter += 1;
             if self.redeliver_counter.is_multiple_of(50) {
@@ -39,7 +39,7 @@ impl World {
             self.report.tells_delivered += 1;
             // One probe of the (large) map: the entry is read and, if the tell is
             // in order, written.
-            let last = self.last_seen.entry(key).or_insert(0);
+            let last = self.last_seen.entry(from, session, to, incarnation);
             if tell_seq > *last {
                 *last = tell_seq;
             } else {
@@ -66,14 +66,8 @@ impl World {
             let actor = self.nodes[i]
                 .rng
                 .below(self.scenario.workload.actors_per_node as u64);
-            let seq = {
-                let seqs = &mut self.nodes[i].next_seq;
-                if seqs.len() < n {
-                    seqs.resize(n, 0);
-                }
-                seqs[to] += 1;
-                seqs[to]
-            };
+            self.nodes[i].next_seq += 1;
+            let seq = self.nodes[i].next_seq;
             let session = self.nodes[i].incarnation;
             let mut payload = seq.to_le_bytes().to_vec();
             payload.extend_from_slice(&session.to_le_bytes());
