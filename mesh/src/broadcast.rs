@@ -28,7 +28,6 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::hash::Hash;
-
 use std::time::Duration;
 
 use plexus_actors::fixed::{FixedMap, FixedState};

@@ -677,6 +677,9 @@ pub struct MembershipStats {
     /// Views asked of strangers that talked to this node (a sync carrying only
     /// this node's own statement).
     pub pulls: u64,
+    /// Gossip updates dropped unsent because they were queued longer than
+    /// [`MembershipConfig::gossip_max_age`] ago (a queue that fell behind).
+    pub gossip_expired: u64,
     /// Other members' suspicions counted toward shortening this node's own
     /// (Lifeguard's dogpile; at most `suspicion_confirmations` per member and
     /// incarnation).
@@ -861,7 +864,10 @@ impl Membership {
 
     /// Counters.
     pub fn stats(&self) -> MembershipStats {
-        self.stats
+        MembershipStats {
+            gossip_expired: self.gossip.expired(),
+            ..self.stats
+        }
     }
 
     /// Lifeguard's local health score (0 is healthy): this node probes
@@ -1345,18 +1351,16 @@ impl Membership {
         } else {
             // Held: in a process of many nodes, the first to check a statement
             // answers for the others that hold the same one (`SigMemo`).
-            !update.sig.is_empty()
-                && self
-                    .sig_check
-                    .verify_held(&update, |check| {
-                        check.verify(
-                            &update.id,
-                            MEMBER_DOMAIN,
-                            &update.signed_bytes(),
-                            &update.sig,
-                        )
-                    })
-                    .is_ok()
+            self.sig_check
+                .verify_held(&update, |check| {
+                    check.verify(
+                        &update.id,
+                        MEMBER_DOMAIN,
+                        &update.signed_bytes(),
+                        &update.sig,
+                    )
+                })
+                .is_ok()
         };
         if !authentic {
             return Err(GossipRefused::Forged);
@@ -1707,11 +1711,6 @@ impl Membership {
             .take_at(now, max.min(self.config.gossip_per_message), n, max_age)
     }
 
-    /// Gossip updates dropped unsent because they were queued too long ago.
-    pub fn gossip_expired(&self) -> u64 {
-        self.gossip.expired()
-    }
-
     /// The next event.
     pub fn poll_event(&mut self) -> Option<MembershipEvent> {
         crate::broadcast::pop_shrinking(&mut self.events)
@@ -1791,37 +1790,36 @@ impl Membership {
     /// per probe interval); the cluster calls it for an offer whose names digest
     /// differs.
     pub(crate) fn send_sync(&mut self, now: Time, peer: NodeId) {
-        if !self.is_admitted(&peer) {
-            return;
+        if self.may_sync(now, peer) {
+            let members = self.full_view();
+            self.out.push_back((peer, Probe::Sync { members }));
         }
-        // At most one unsolicited sync per peer per probe interval.
-        if let Some(last) = self.sync_sent.get(&peer)
-            && now.saturating_since(*last) < self.config.probe_interval
-        {
-            return;
-        }
-        self.sync_sent.insert(peer, now);
-        let members = self.full_view();
-
-        self.out.push_back((peer, Probe::Sync { members }));
     }
 
     /// Asks `peer` for its full view: a sync carrying only this node's own
     /// statement (the peer answers any sync with its whole view). Limited as
     /// [`Membership::send_sync`] is.
     fn send_pull(&mut self, now: Time, peer: NodeId) {
+        if self.may_sync(now, peer) {
+            self.stats.pulls += 1;
+            let members = vec![self.self_statement.clone()];
+            self.out.push_back((peer, Probe::Sync { members }));
+        }
+    }
+
+    /// Whether a sync may go to `peer` now (admitted, and at most one unsolicited
+    /// sync per peer per probe interval); if so, it is counted as sent.
+    fn may_sync(&mut self, now: Time, peer: NodeId) -> bool {
         if !self.is_admitted(&peer) {
-            return;
+            return false;
         }
         if let Some(last) = self.sync_sent.get(&peer)
             && now.saturating_since(*last) < self.config.probe_interval
         {
-            return;
+            return false;
         }
         self.sync_sent.insert(peer, now);
-        self.stats.pulls += 1;
-        let members = vec![self.self_statement.clone()];
-        self.out.push_back((peer, Probe::Sync { members }));
+        true
     }
 
     fn periodic_sync(&mut self, now: Time) {
@@ -1921,6 +1919,9 @@ impl Membership {
     /// the same order: each member probed by all at once, then by none for a
     /// whole round, and a crash in that gap unnoticed for minutes.
     fn add_to_probe_order(&mut self, statement: Statement) {
+        // Grown by a quarter, as the tables are: by doubling, a join of
+        // thousands left each node's round at up to twice its members.
+        crate::table::grow(&mut self.probe_order);
         self.probe_order.push(statement);
         let last = self.probe_order.len() - 1;
         let from = self.probe_next.min(last);

@@ -72,7 +72,7 @@ impl<V> Table<V> {
 /// doubling its vectors sat at 16,384 entries, 60% over what they held. A quarter
 /// keeps that under 25% and still amortizes the copies (inserts are rare next to
 /// lookups).
-fn grow<T>(v: &mut Vec<T>) {
+pub(crate) fn grow<T>(v: &mut Vec<T>) {
     if v.len() == v.capacity() {
         v.reserve_exact((v.len() / 4).max(4));
     }

@@ -1339,3 +1339,31 @@ fn a_stranger_is_asked_for_its_view_and_a_member_back_from_the_dead_gets_ours() 
     assert_eq!(m.stats().pulls, 1);
     m.check_invariants().unwrap();
 }
+
+#[test]
+fn gossip_older_than_its_age_limit_is_dropped_unsent_and_counted() {
+    let (mut m, kv, kl) = with_victim();
+    let n = m.live_count();
+    let limit = config().gossip_max_age(n);
+    assert_eq!(
+        limit,
+        config().probe_interval * 4 * 2,
+        "4 x ceil(log2(3)) periods"
+    );
+    // The two statements were queued at 0; this node's own announcement was
+    // queued without a time and ages from its first sending.
+    let late = Time::ZERO + limit + Duration::from_millis(1);
+    let sent = m.take_gossip(late, 8);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].id, m.me());
+    assert_eq!(m.stats().gossip_expired, 2);
+    // Within the limit, statements are sent.
+    let (mut fresh, _, _) = with_victim();
+    let sent = fresh.take_gossip(Time::ZERO + limit, 8);
+    let ids: BTreeSet<NodeId> = sent.iter().map(|s| s.id).collect();
+    assert!(
+        ids.contains(&kv.node_id()) && ids.contains(&kl.node_id()),
+        "{sent:?}"
+    );
+    assert_eq!(fresh.stats().gossip_expired, 0);
+}
