@@ -107,7 +107,7 @@ use crate::admitted::Admitted;
 use crate::broadcast::{BroadcastQueue, ceil_log2};
 use crate::sig::SigBytes;
 use crate::table::{Keyed, TABLE_MAX, Table};
-use plexus_vocab::identity::{NodeKey, SigCheck};
+use plexus_vocab::identity::{NodeKey, SigCheck, SignatureError};
 use plexus_vocab::resources::NodeMeta;
 
 /// The members a node knows, by id.
@@ -494,10 +494,12 @@ impl MemberUpdate {
 
     /// [`MemberUpdate::verify`], through `check`.
     pub fn verify_with(&self, check: &SigCheck) -> bool {
-        !self.sig.is_empty()
-            && check
-                .verify(&self.id, MEMBER_DOMAIN, &self.signed_bytes(), &self.sig)
-                .is_ok()
+        !self.sig.is_empty() && self.check_sig(check).is_ok()
+    }
+
+    /// Checks the signature (of the node it is about, for [`MEMBER_DOMAIN`]).
+    fn check_sig(&self, check: &SigCheck) -> Result<(), SignatureError> {
+        check.verify(&self.id, MEMBER_DOMAIN, &self.signed_bytes(), &self.sig)
     }
 }
 
@@ -1352,14 +1354,7 @@ impl Membership {
             // Held: in a process of many nodes, the first to check a statement
             // answers for the others that hold the same one (`SigMemo`).
             self.sig_check
-                .verify_held(&update, |check| {
-                    check.verify(
-                        &update.id,
-                        MEMBER_DOMAIN,
-                        &update.signed_bytes(),
-                        &update.sig,
-                    )
-                })
+                .verify_held(&update, |check| update.check_sig(check))
                 .is_ok()
         };
         if !authentic {
