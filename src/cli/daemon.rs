@@ -3,7 +3,8 @@
 //! It prints one JSON object per line on stdout: first `{"event":"ready",...}` with
 //! the node id, listen addresses and API address, then mesh events as they happen
 //! (`member_joined`, `member_died`, `name_bound`, `connection_refused`...). Logs go
-//! to stderr.
+//! to stderr. Every live member gets one `member_joined`, those that joined before
+//! the printer started included (see [`Joins`]).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use plexus_mesh::cluster::ClusterConfig;
-use plexus_mesh::driver::{MeshConfig, load_or_create_node_key};
+use plexus_mesh::driver::{MemberView, MeshConfig, MeshEvent, load_or_create_node_key};
 use plexus_mesh::membership::MemberState;
 
 use super::CliError;
@@ -96,6 +97,43 @@ fn settle(args: NodeArgs) -> Result<NodeSettings, CliError> {
 
 /// Where a node keeps the newest allowlist it accepted, in its data dir.
 pub const ACCEPTED_ALLOWLIST_FILE: &str = "allowlist.accepted.bin";
+
+/// Makes the printed `member_joined` events say each live member once.
+///
+/// The mesh starts, and members may join, before the printer subscribes; their
+/// `MemberJoined` events are gone. So the printer subscribes, then reads the
+/// members' snapshot, and prints a join for each live member in it. A member that
+/// joined in between is in the snapshot and has its event still queued: the
+/// second is skipped. A member that dies or leaves is forgotten, so its return is
+/// printed. Holds at most one id per admitted member.
+#[derive(Debug, Default)]
+struct Joins {
+    announced: std::collections::BTreeSet<plexus_actors::NodeId>,
+}
+
+impl Joins {
+    /// The joins to print for the members known at start (alive or suspect).
+    fn start(&mut self, members: &[MemberView]) -> Vec<MeshEvent> {
+        members
+            .iter()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .filter(|m| self.announced.insert(m.id))
+            .map(|m| MeshEvent::MemberJoined { node: m.id })
+            .collect()
+    }
+
+    /// Whether to print `event`: all but a join already printed.
+    fn pass(&mut self, event: &MeshEvent) -> bool {
+        match event {
+            MeshEvent::MemberJoined { node } => self.announced.insert(*node),
+            MeshEvent::MemberDied { node } | MeshEvent::MemberLeft { node } => {
+                self.announced.remove(node);
+                true
+            }
+            _ => true,
+        }
+    }
+}
 
 fn emit(value: serde_json::Value) {
     let mut out = std::io::stdout().lock();
@@ -451,10 +489,22 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
             tracing::error!(error = %e, "the API server stopped");
         }
     });
+    let known = mesh.clone();
     let printer = tokio::spawn(async move {
+        // Subscribed above, before this snapshot: a member is in it, or its join is
+        // still to come on `events`, or both (then `joins` prints it once).
+        let mut joins = Joins::default();
+        for event in joins.start(&known.members()) {
+            emit(serde_json::to_value(&event).unwrap_or_default());
+        }
+        drop(known);
         loop {
             match events.recv().await {
-                Ok(event) => emit(serde_json::to_value(&event).unwrap_or_default()),
+                Ok(event) => {
+                    if joins.pass(&event) {
+                        emit(serde_json::to_value(&event).unwrap_or_default());
+                    }
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     emit(serde_json::json!({ "event": "events_dropped", "count": n }));
                 }
@@ -576,5 +626,54 @@ async fn drain(
             return left;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_vocab::identity::NodeKey;
+
+    fn member(seed: u8, state: MemberState) -> MemberView {
+        MemberView {
+            id: NodeKey::from_seed([seed; 32]).node_id(),
+            state,
+            incarnation: 1,
+            addrs: Vec::new(),
+            total: Default::default(),
+            free: Default::default(),
+            tags: Default::default(),
+            software: String::new(),
+        }
+    }
+
+    #[test]
+    fn each_live_member_is_announced_once_whether_it_joined_before_or_after_the_printer() {
+        let (a, b, gone) = (
+            member(1, MemberState::Alive),
+            member(2, MemberState::Suspect),
+            member(3, MemberState::Dead),
+        );
+        let mut joins = Joins::default();
+        let first = joins.start(&[a.clone(), b.clone(), gone.clone()]);
+        assert_eq!(
+            first,
+            vec![
+                MeshEvent::MemberJoined { node: a.id },
+                MeshEvent::MemberJoined { node: b.id }
+            ],
+            "the dead member is not announced"
+        );
+        // `a` joined between subscribing and the snapshot: its queued event is
+        // skipped. The dead one's return is printed.
+        assert!(!joins.pass(&MeshEvent::MemberJoined { node: a.id }));
+        assert!(joins.pass(&MeshEvent::MemberJoined { node: gone.id }));
+        assert!(!joins.pass(&MeshEvent::MemberJoined { node: gone.id }));
+        // A member that dies and comes back is announced again.
+        assert!(joins.pass(&MeshEvent::MemberDied { node: b.id }));
+        assert!(joins.pass(&MeshEvent::MemberJoined { node: b.id }));
+        assert!(joins.pass(&MeshEvent::MemberLeft { node: a.id }));
+        assert!(joins.pass(&MeshEvent::MemberJoined { node: a.id }));
+        assert!(joins.pass(&MeshEvent::MemberSuspected { node: a.id }));
     }
 }
