@@ -38,7 +38,12 @@
 //! stranger, a pull (a sync carrying only this node's own statement, which the
 //! stranger answers with its view). A node that is alone asks one peer for its
 //! view at a time. An update is piggybacked for at most
-//! [`MembershipConfig::gossip_max_age`]; past that, syncs carry it.
+//! [`MembershipConfig::gossip_max_age`]; past that, syncs carry it. So a node
+//! that has just exchanged full views (they differed) syncs again within
+//! `sync_interval`, not the period stretched for the cluster's size
+//! ([`MembershipConfig::sync_period`]): while views disagree, as after a mass
+//! join, anti-entropy runs at its base rate; once a node's offer finds its
+//! partner's view equal, it is back to the stretched period.
 //!
 //! **Who may say what (trust).** Admitted operators do not trust each other, so a
 //! statement is only applied if its origin may make it:
@@ -288,7 +293,8 @@ impl MembershipConfig {
 
     /// The push-pull period for a cluster of `n`: `sync_interval`, stretched by
     /// `ceil(log2 n) - 4` above 32 members (as memberlist does), because each sync costs
-    /// O(n) on both ends and n nodes run them.
+    /// O(n) on both ends and n nodes run them. A node whose last sync exchanged full
+    /// views (they differed) syncs again after `sync_interval` instead.
     pub fn sync_period(&self, n: usize) -> Duration {
         let factor = if n <= 32 {
             1
@@ -581,8 +587,6 @@ pub struct Member {
     pub statement: Statement,
     /// What it advertises.
     pub meta: Arc<NodeMeta>,
-    /// Latest incarnation seen.
-    pub incarnation: u64,
     /// When it entered `state`.
     pub since: Time,
     /// Current state.
@@ -593,6 +597,14 @@ impl Member {
     /// Its id.
     pub fn id(&self) -> NodeId {
         self.statement.id
+    }
+
+    /// Latest incarnation seen: its statement's. Only the member's own statements
+    /// (alive, left) move it; this node's detector judges a member at the
+    /// incarnation it knows, so its verdicts never do. Kept once, in the statement:
+    /// in a 10,000-node simulation each entry's 8 bytes are 0.8 GB.
+    pub fn incarnation(&self) -> u64 {
+        self.statement.incarnation
     }
 }
 
@@ -1173,6 +1185,7 @@ impl Membership {
                     let news = update.id == from;
                     self.apply_with(now, from, update, news);
                 }
+                self.sync_again_soon(now);
                 let view = self.full_view();
                 self.out
                     .push_back((from, Probe::SyncReply { members: view }));
@@ -1182,6 +1195,7 @@ impl Membership {
                     let news = update.id == from;
                     self.apply_with(now, from, update, news);
                 }
+                self.sync_again_soon(now);
             }
             Probe::Gossip | Probe::Names { .. } | Probe::Resolve { .. } => {}
             Probe::Nack { seq } => {
@@ -1239,7 +1253,7 @@ impl Membership {
                 entry(&mut buf, &s.id, s.incarnation, s.state);
             }
             if m.state == MemberState::Dead {
-                entry(&mut buf, &m.id(), m.incarnation, m.state);
+                entry(&mut buf, &m.id(), m.incarnation(), m.state);
             } else {
                 entry(
                     &mut buf,
@@ -1333,8 +1347,9 @@ impl Membership {
         let newer = match known {
             None => update.state == MemberState::Alive,
             Some(m) => {
-                update.incarnation > m.incarnation
-                    || (update.incarnation == m.incarnation && update.state.rank() > m.state.rank())
+                update.incarnation > m.incarnation()
+                    || (update.incarnation == m.incarnation()
+                        && update.state.rank() > m.state.rank())
             }
         };
         if !newer {
@@ -1342,7 +1357,7 @@ impl Membership {
         }
         let jump = match known {
             None => update.incarnation > INCARNATION_MAX,
-            Some(m) => update.incarnation - m.incarnation > INCARNATION_STEP_MAX,
+            Some(m) => update.incarnation - m.incarnation() > INCARNATION_STEP_MAX,
         };
         if jump {
             return Err(GossipRefused::IncarnationJump);
@@ -1420,7 +1435,7 @@ impl Membership {
         let Some(m) = self.members.get(&update.id) else {
             return Ok(false);
         };
-        if m.state.is_down() || update.incarnation < m.incarnation {
+        if m.state.is_down() || update.incarnation < m.incarnation() {
             return Ok(false);
         }
         if self.hinted.insert(update.id) {
@@ -1501,7 +1516,6 @@ impl Membership {
                 return false;
             };
             let member = Member {
-                incarnation: update.incarnation,
                 state: update.state,
                 meta,
                 since: now,
@@ -1520,7 +1534,7 @@ impl Membership {
             return true;
         };
         let before = member.state;
-        let newer_life = update.incarnation > member.incarnation;
+        let newer_life = update.incarnation > member.incarnation();
         if newer_life || update.state.is_down() {
             // Suspicions of an earlier life (or of a member now down) count no
             // more, and those of an earlier life (this node's own included) are
@@ -1532,7 +1546,6 @@ impl Membership {
                 }
             }
         }
-        member.incarnation = update.incarnation;
         let meta_changed = match &update.meta {
             Some(meta) if !Arc::ptr_eq(meta, &member.meta) && **meta != *member.meta => {
                 member.meta = meta.clone();
@@ -1602,7 +1615,7 @@ impl Membership {
         if state.rank() <= m.state.rank() {
             return;
         }
-        let update = MemberUpdate::accusation(id, m.incarnation, state, &self.key);
+        let update = MemberUpdate::accusation(id, m.incarnation(), state, &self.key);
         self.accept(now, Arc::new(update), true);
     }
 
@@ -1767,7 +1780,7 @@ impl Membership {
                 if m.state == MemberState::Dead {
                     Arc::new(MemberUpdate {
                         id: m.id(),
-                        incarnation: m.incarnation,
+                        incarnation: m.incarnation(),
                         state: m.state,
                         meta: None,
                         sig: SigBytes::default(),
@@ -1815,6 +1828,16 @@ impl Membership {
         }
         self.sync_sent.insert(peer, now);
         true
+    }
+
+    /// Views were just exchanged in full, so two of them differed: the next
+    /// periodic sync is due within `sync_interval`. What gossip failed to spread
+    /// (an update past its age limit, a member that joined in a storm) then reaches
+    /// the nodes that lack it in a few base periods, not in minutes of stretched
+    /// ones (at 10,000 members the stretched period is 300 s). When views agree,
+    /// offers exchange digests only and the stretched period returns.
+    fn sync_again_soon(&mut self, now: Time) {
+        self.next_sync_at = self.next_sync_at.min(now + self.config.sync_interval);
     }
 
     fn periodic_sync(&mut self, now: Time) {

@@ -763,7 +763,7 @@ fn a_liar_cannot_kill_poison_or_invent_members() {
         .membership()
         .member(&victim)
         .unwrap()
-        .incarnation;
+        .incarnation();
     let dead = |state| MemberUpdate {
         id: victim,
         incarnation: inc,

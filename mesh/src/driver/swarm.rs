@@ -665,7 +665,7 @@ impl Driver {
                     MemberView {
                         id: m.id(),
                         state: m.state,
-                        incarnation: m.incarnation,
+                        incarnation: m.incarnation(),
                         addrs: m.meta.addrs.clone(),
                         total: m.meta.total,
                         free: m.meta.free,

@@ -214,7 +214,7 @@ fn a_converged_cluster_syncs_by_digest_and_a_differing_view_still_gets_the_full_
         (0..5).all(|i| {
             net.nodes[i]
                 .member(&id5)
-                .is_some_and(|m| m.incarnation == 2)
+                .is_some_and(|m| m.incarnation() == 2)
         })
     });
     assert!(net.full_syncs > 0);
@@ -396,7 +396,7 @@ fn stale_and_older_updates_do_not_regress_state() {
         m.apply(Time::ZERO, liar, alive_of(&ko, 6)),
         "a newer one is"
     );
-    assert_eq!(m.member(&other).unwrap().incarnation, 6);
+    assert_eq!(m.member(&other).unwrap().incarnation(), 6);
     // Dead news about myself at my incarnation makes me refute, whoever says it.
     assert!(m.apply(Time::ZERO, liar, hearsay(me, 1, MemberState::Dead)));
     assert_eq!(m.incarnation(), 2);
@@ -454,7 +454,7 @@ fn a_liar_cannot_speak_for_another_node() {
         Err(GossipRefused::Forged)
     );
     let v = m.member(&victim).unwrap();
-    assert_eq!((v.state, v.incarnation), (MemberState::Alive, 5));
+    assert_eq!((v.state, v.incarnation()), (MemberState::Alive, 5));
     assert!(v.meta.addrs.is_empty());
     assert_eq!(m.stats().refused.forged, 5);
     // The victim itself may say it unsigned (straight from it).
@@ -549,7 +549,7 @@ fn huge_incarnations_are_refused_and_never_overflow() {
         m.try_apply(Time::ZERO, liar, alive_of(&kv, u64::MAX)),
         Err(GossipRefused::IncarnationJump)
     );
-    assert_eq!(m.member(&victim).unwrap().incarnation, 5);
+    assert_eq!(m.member(&victim).unwrap().incarnation(), 5);
     // Within the bound it is fine.
     assert_eq!(
         m.try_apply(Time::ZERO, victim, alive_of(&kv, 5 + INCARNATION_STEP_MAX)),
@@ -1366,4 +1366,66 @@ fn gossip_older_than_its_age_limit_is_dropped_unsent_and_counted() {
         "{sent:?}"
     );
     assert_eq!(fresh.stats().gossip_expired, 0);
+}
+
+/// Runs `m` alone from `from` to `to`, every probe answered by its target at once;
+/// returns when it offered periodic syncs.
+fn offers_between(m: &mut Membership, from: Time, to: Time) -> Vec<Time> {
+    let mut offers = Vec::new();
+    let mut now = from;
+    while now < to {
+        m.handle_timeout(now);
+        while let Some((peer, probe)) = m.poll_transmit() {
+            match probe {
+                Probe::Ping { seq } => m.handle_message(now, peer, Probe::Ack { seq }),
+                Probe::SyncOffer { .. } => offers.push(now),
+                _ => {}
+            }
+        }
+        now = now + TICK;
+    }
+    offers
+}
+
+#[test]
+fn after_views_were_exchanged_the_next_sync_comes_at_the_base_interval() {
+    // 40 members: the period stretched for the cluster's size is twice the base.
+    let keys: Vec<NodeKey> = (1..=40).map(key).collect();
+    let mut m = Membership::new(key(0), 1, NodeMeta::default(), config(), 1, Time::ZERO);
+    for k in &keys {
+        assert!(m.apply(Time::ZERO, k.node_id(), alive_of(k, 1)));
+    }
+    let base = config().sync_interval;
+    assert_eq!(m.config().sync_period(m.live_count()), base * 2);
+    let at = |secs: u64| Time::ZERO + Duration::from_secs(secs);
+
+    // Views agree (no answer but the digests'): offers come every stretched period.
+    let offers = offers_between(&mut m, Time::ZERO, at(11));
+    assert_eq!(offers, vec![at(2), at(6), at(10)], "{offers:?}");
+
+    // A full exchange at 11 s (a partner's view differed): the next offer is due
+    // within the base interval, at 13 s rather than 14 s; with no exchange after
+    // it, the one after comes a stretched period later.
+    let partner = keys[0].node_id();
+    m.handle_message(
+        at(11),
+        partner,
+        Probe::SyncReply {
+            members: vec![Arc::new(alive_of(&keys[0], 1))],
+        },
+    );
+    let offers = offers_between(&mut m, at(11), at(18));
+    assert_eq!(offers, vec![at(13), at(17)], "{offers:?}");
+
+    // A full sync pushed by a peer counts the same: due at 20 s, not 21 s.
+    m.handle_message(
+        at(18),
+        partner,
+        Probe::Sync {
+            members: vec![Arc::new(alive_of(&keys[0], 1))],
+        },
+    );
+    let offers = offers_between(&mut m, at(18), at(22));
+    assert_eq!(offers, vec![at(20)], "{offers:?}");
+    m.check_invariants().unwrap();
 }

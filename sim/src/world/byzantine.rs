@@ -282,7 +282,7 @@ impl World {
         let victim_inc = core
             .membership()
             .member(&victim_id)
-            .map_or(1, |m| m.incarnation);
+            .map_or(1, |m| m.incarnation());
         let my_key = self.nodes[i].key.clone();
         let my_actor = ActorId::new(self.nodes[i].id, 999);
         let victim_claim = core

@@ -956,7 +956,12 @@ impl World {
                         .membership()
                         .members()
                         .map(|m| {
-                            format!("{}:{:?}@{}", self.index_of(&m.id()), m.state, m.incarnation)
+                            format!(
+                                "{}:{:?}@{}",
+                                self.index_of(&m.id()),
+                                m.state,
+                                m.incarnation()
+                            )
                         })
                         .collect();
                     format!(
