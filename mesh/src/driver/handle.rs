@@ -520,7 +520,11 @@ impl Mesh {
         }
     }
 
-    /// Subscribes to mesh events.
+    /// Subscribes to mesh events from now on. The mesh runs from [`Mesh::start`], so
+    /// members may have joined already: to know every member, subscribe first, then
+    /// read [`Mesh::members`] (a member that joins in between is in both; the
+    /// daemon's printer dedups such joins). A receiver that falls more than 1,024
+    /// events behind is told how many it lost (`RecvError::Lagged`).
     pub fn subscribe(&self) -> broadcast::Receiver<MeshEvent> {
         self.shared.events.subscribe()
     }
