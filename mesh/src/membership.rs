@@ -1181,22 +1181,12 @@ impl Membership {
                 }
             }
             Probe::Sync { members } => {
-                for update in members {
-                    let news = update.id == from;
-                    self.apply_with(now, from, update, news);
-                }
-                self.sync_again_soon(now);
+                self.take_view(now, from, members);
                 let view = self.full_view();
                 self.out
                     .push_back((from, Probe::SyncReply { members: view }));
             }
-            Probe::SyncReply { members } => {
-                for update in members {
-                    let news = update.id == from;
-                    self.apply_with(now, from, update, news);
-                }
-                self.sync_again_soon(now);
-            }
+            Probe::SyncReply { members } => self.take_view(now, from, members),
             Probe::Gossip | Probe::Names { .. } | Probe::Resolve { .. } => {}
             Probe::Nack { seq } => {
                 if let Some(probe) = &mut self.probe
@@ -1830,13 +1820,23 @@ impl Membership {
         true
     }
 
-    /// Views were just exchanged in full, so two of them differed: the next
+    /// Applies a view `from` sent in a sync or a sync's answer. Only what it says
+    /// about `from` itself is news to re-gossip (see [`Membership::apply_with`]).
+    ///
+    /// Then views were exchanged in full, so two of them differed (or a stranger
+    /// pulled, which also says its view and this node's do not match): the next
     /// periodic sync is due within `sync_interval`. What gossip failed to spread
     /// (an update past its age limit, a member that joined in a storm) then reaches
     /// the nodes that lack it in a few base periods, not in minutes of stretched
     /// ones (at 10,000 members the stretched period is 300 s). When views agree,
-    /// offers exchange digests only and the stretched period returns.
-    fn sync_again_soon(&mut self, now: Time) {
+    /// offers exchange digests only and the stretched period returns. A peer that
+    /// sends syncs on purpose only makes this node offer digests every
+    /// `sync_interval`; each sync it sends already costs it the full answer.
+    fn take_view(&mut self, now: Time, from: NodeId, members: Vec<Statement>) {
+        for update in members {
+            let news = update.id == from;
+            self.apply_with(now, from, update, news);
+        }
         self.next_sync_at = self.next_sync_at.min(now + self.config.sync_interval);
     }
 
