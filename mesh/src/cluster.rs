@@ -699,7 +699,7 @@ impl Cluster {
                         let theirs = self
                             .membership
                             .member(node)
-                            .map_or(0, |m| m.meta.allowlist_version);
+                            .map_or(0, |m| m.meta().allowlist_version);
                         if theirs < self.membership.meta().allowlist_version {
                             self.republish.request();
                         }

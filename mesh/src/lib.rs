@@ -34,6 +34,7 @@ pub mod delivery;
 pub mod membership;
 pub mod owners;
 pub mod registry;
+mod shuffle;
 pub mod sig;
 mod table;
 pub mod wire;

@@ -110,10 +110,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::admitted::Admitted;
 use crate::broadcast::{BroadcastQueue, ceil_log2};
+use crate::shuffle::Shuffle;
 use crate::sig::SigBytes;
 use crate::table::{Keyed, TABLE_MAX, Table};
 use plexus_vocab::identity::{NodeKey, SigCheck, SignatureError};
-use plexus_vocab::resources::NodeMeta;
+use plexus_vocab::resources::{NodeMeta, Resources};
 
 /// The members a node knows, by id.
 type Members = Table<Member>;
@@ -151,6 +152,10 @@ pub enum GossipRefused {
     /// The incarnation jumps more than the bound.
     #[error("the incarnation jumps past the bound")]
     IncarnationJump,
+    /// `Alive`/`Left` about another node without the meta it advertises (every
+    /// such statement carries it; a member's meta is read from its latest one).
+    #[error("an alive or left statement without its meta")]
+    NoMeta,
 }
 
 /// Refused statements, by reason.
@@ -162,6 +167,8 @@ pub struct RefusedCounts {
     pub forged: u64,
     /// [`GossipRefused::IncarnationJump`].
     pub incarnation_jump: u64,
+    /// [`GossipRefused::NoMeta`].
+    pub no_meta: u64,
 }
 
 impl RefusedCounts {
@@ -170,12 +177,13 @@ impl RefusedCounts {
             GossipRefused::NotAdmitted => self.not_admitted += 1,
             GossipRefused::Forged => self.forged += 1,
             GossipRefused::IncarnationJump => self.incarnation_jump += 1,
+            GossipRefused::NoMeta => self.no_meta += 1,
         }
     }
 
     /// All refusals.
     pub fn total(&self) -> u64 {
-        self.not_admitted + self.forged + self.incarnation_jump
+        self.not_admitted + self.forged + self.incarnation_jump + self.no_meta
     }
 }
 
@@ -577,23 +585,57 @@ pub enum Probe {
     },
 }
 
-/// A member as seen locally.
+/// A member as seen locally: 16 bytes beside the statement it shares. In a
+/// simulated world of 10,000 full views there are 100 million of these, so each
+/// 8 bytes is 0.8 GB.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     /// Its own latest statement, signed (what this node relays about it), which
-    /// also holds its id. Shared: the gossip queue, syncs and, in a process that
-    /// runs many nodes (the simulator), every node that holds this member point to
-    /// one allocation, so an entry costs 40 bytes, not the statement's 150.
+    /// also holds its id, incarnation and meta. Shared: the gossip queue, syncs
+    /// and, in a process that runs many nodes (the simulator), every node that
+    /// holds this member point to one allocation. Always `Alive` or `Left` and
+    /// always with its meta: statements without are refused
+    /// ([`GossipRefused::NoMeta`]), and the detector's verdicts keep the last one.
     pub statement: Statement,
-    /// What it advertises.
-    pub meta: Arc<NodeMeta>,
-    /// When it entered `state`.
-    pub since: Time,
+    /// When it entered `state`, in whole seconds since the driver's origin (136
+    /// years fit). A suspicion's exact start is kept with its timer.
+    since_secs: u32,
     /// Current state.
     pub state: MemberState,
 }
 
+/// What [`Member::meta`] shows for a statement without meta (none is accepted).
+static NO_META: NodeMeta = NodeMeta {
+    addrs: Vec::new(),
+    total: Resources {
+        cpu_millis: 0,
+        memory_bytes: 0,
+        gpus: 0,
+    },
+    free: Resources {
+        cpu_millis: 0,
+        memory_bytes: 0,
+        gpus: 0,
+    },
+    tags: BTreeMap::new(),
+    allowlist_version: 0,
+    software: String::new(),
+};
+
+/// `t` in whole seconds, saturating at `u32::MAX`.
+fn whole_secs(t: Time) -> u32 {
+    u32::try_from(t.as_micros() / 1_000_000).unwrap_or(u32::MAX)
+}
+
 impl Member {
+    fn new(statement: Statement, state: MemberState, now: Time) -> Self {
+        Self {
+            statement,
+            since_secs: whole_secs(now),
+            state,
+        }
+    }
+
     /// Its id.
     pub fn id(&self) -> NodeId {
         self.statement.id
@@ -601,10 +643,19 @@ impl Member {
 
     /// Latest incarnation seen: its statement's. Only the member's own statements
     /// (alive, left) move it; this node's detector judges a member at the
-    /// incarnation it knows, so its verdicts never do. Kept once, in the statement:
-    /// in a 10,000-node simulation each entry's 8 bytes are 0.8 GB.
+    /// incarnation it knows, so its verdicts never do.
     pub fn incarnation(&self) -> u64 {
         self.statement.incarnation
+    }
+
+    /// What it advertises: its latest statement's meta.
+    pub fn meta(&self) -> &NodeMeta {
+        self.statement.meta.as_deref().unwrap_or(&NO_META)
+    }
+
+    /// When it entered its state, to the second (rounded down).
+    pub fn since(&self) -> Time {
+        Time::from_micros(u64::from(self.since_secs) * 1_000_000)
     }
 }
 
@@ -648,6 +699,14 @@ struct ProbeState {
     indirect_at: Time,
     indirect_sent: bool,
     acked: bool,
+}
+
+/// A suspicion this node's detector raised: when it began, when it ends (the
+/// member is then declared dead), shortened by others' accusations.
+#[derive(Clone, Copy, Debug)]
+struct Suspicion {
+    began: Time,
+    ends: Time,
 }
 
 struct Relay {
@@ -730,15 +789,21 @@ pub struct Membership {
     config: MembershipConfig,
     rng: DetRng,
     members: Members,
-    /// This round's probe order: the members' statements, for their ids (8 bytes
-    /// an entry instead of 32; a statement replaced since is held until the round
-    /// ends, at most one a member).
-    probe_order: Vec<Statement>,
-    probe_next: usize,
+    /// This round's probe order: a random order of the member table's slots,
+    /// computed place by place (no memory per member) over the power of four
+    /// above the table's size when the round began. Places past the table's end
+    /// are skipped, so a member added mid-round is probed in it if the walk has
+    /// not passed its slot yet (in the next round otherwise); a table that grows
+    /// past the range starts a new round. A member moved to a slot already passed
+    /// (when another is removed) waits for the next round too: each member is
+    /// probed at least once in every two rounds.
+    probe_round: Shuffle,
+    probe_next: u64,
     next_probe_at: Time,
     probe: Option<ProbeState>,
     relays: BTreeMap<u32, Relay>,
-    suspicion_deadlines: BTreeMap<NodeId, Time>,
+    /// Running suspicions of members, by member.
+    suspicions: BTreeMap<NodeId, Suspicion>,
     /// Lifeguard's local health score, `0..health_max`: raised by failed probes
     /// no helper nacked and by refuting suspicions of this node,
     /// lowered by each acked probe. The probe period and ack wait are stretched
@@ -804,12 +869,12 @@ impl Membership {
             meta: Arc::new(meta),
             rng: DetRng::new(seed),
             members: Members::default(),
-            probe_order: Vec::new(),
+            probe_round: Shuffle::default(),
             probe_next: 0,
             next_probe_at: now + config.probe_interval,
             probe: None,
             relays: BTreeMap::new(),
-            suspicion_deadlines: BTreeMap::new(),
+            suspicions: BTreeMap::new(),
             health: 0,
             accusers: BTreeMap::new(),
             next_sync_at: now + config.sync_interval,
@@ -934,7 +999,7 @@ impl Membership {
                 self.live -= 1;
                 self.events.push_back(MembershipEvent::Left(id));
             }
-            self.suspicion_deadlines.remove(&id);
+            self.suspicions.remove(&id);
             self.accusers.remove(&id);
             self.hinted.remove(&id);
             self.sync_sent.remove(&id);
@@ -1044,13 +1109,13 @@ impl Membership {
             }
         }
         let expired: Vec<NodeId> = self
-            .suspicion_deadlines
+            .suspicions
             .iter()
-            .filter(|(_, t)| **t <= now)
+            .filter(|(_, s)| s.ends <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            self.suspicion_deadlines.remove(&id);
+            self.suspicions.remove(&id);
             if let Some(m) = self.members.get(&id)
                 && m.state == MemberState::Suspect
             {
@@ -1088,7 +1153,7 @@ impl Membership {
         let forget: Vec<NodeId> = self
             .members
             .values()
-            .filter(|m| m.state.is_down() && now.saturating_since(m.since) >= retention)
+            .filter(|m| m.state.is_down() && now.saturating_since(m.since()) >= retention)
             .map(|m| m.id())
             .collect();
         for id in forget {
@@ -1365,6 +1430,9 @@ impl Membership {
         if !authentic {
             return Err(GossipRefused::Forged);
         }
+        if update.meta.is_none() {
+            return Err(GossipRefused::NoMeta);
+        }
         Ok(self.accept(now, update, rebroadcast))
     }
 
@@ -1401,10 +1469,10 @@ impl Membership {
         self.refused.insert(id, now);
         if state == MemberState::Suspect {
             let short = now + self.config.probe_interval;
-            if let Some(deadline) = self.suspicion_deadlines.get_mut(&id)
-                && short < *deadline
+            if let Some(s) = self.suspicions.get_mut(&id)
+                && short < s.ends
             {
-                *deadline = short;
+                s.ends = short;
             }
         } else {
             self.link_lost(now, id);
@@ -1465,14 +1533,12 @@ impl Membership {
             self.gossip.push_at(now, (id, Some(accuser)), update);
         }
         // A suspicion running here gets shorter.
-        if let Some(m) = self.members.get(&id)
-            && m.state == MemberState::Suspect
-        {
-            let confirmed = self.suspicion_end(now, id, m.since);
-            if let Some(deadline) = self.suspicion_deadlines.get_mut(&id)
-                && confirmed < *deadline
+        if let Some(began) = self.suspicions.get(&id).map(|s| s.began) {
+            let confirmed = self.suspicion_end(now, id, began);
+            if let Some(s) = self.suspicions.get_mut(&id)
+                && confirmed < s.ends
             {
-                *deadline = confirmed;
+                s.ends = confirmed;
             }
         }
         Ok(false)
@@ -1502,22 +1568,16 @@ impl Membership {
                 self.stats.over_capacity += 1;
                 return false;
             }
-            let Some(meta) = update.meta.clone() else {
+            if update.meta.is_none() {
                 return false;
-            };
-            let member = Member {
-                state: update.state,
-                meta,
-                since: now,
-                statement: update.clone(),
-            };
+            }
+            let member = Member::new(update.clone(), update.state, now);
             if !self.members.insert_new(member) {
                 self.stats.over_capacity += 1;
                 return false;
             }
             self.live += 1;
             self.events.push_back(MembershipEvent::Joined(update.id));
-            self.add_to_probe_order(update.clone());
             if rebroadcast {
                 self.gossip.push_at(now, update.gossip_key(), update);
             }
@@ -1536,15 +1596,14 @@ impl Membership {
                 }
             }
         }
-        let meta_changed = match &update.meta {
-            Some(meta) if !Arc::ptr_eq(meta, &member.meta) && **meta != *member.meta => {
-                member.meta = meta.clone();
-                true
-            }
-            _ => false,
-        };
+        let mut meta_changed = false;
         if matches!(update.state, MemberState::Alive | MemberState::Left) {
-            // The member's own word (the detector's verdicts keep the last one).
+            // The member's own word (the detector's verdicts keep the last one),
+            // with its meta (one without was refused).
+            meta_changed = match (&update.meta, &member.statement.meta) {
+                (Some(new), Some(old)) => !Arc::ptr_eq(new, old) && **new != **old,
+                (new, old) => new.is_some() != old.is_some(),
+            };
             member.statement = update.clone();
         }
         match (before.is_down(), update.state.is_down()) {
@@ -1554,7 +1613,7 @@ impl Membership {
         }
         if member.state != update.state {
             member.state = update.state;
-            member.since = now;
+            member.since_secs = whole_secs(now);
         }
         let id = update.id;
         if update.state.is_down() {
@@ -1566,10 +1625,9 @@ impl Membership {
             }
             (MemberState::Alive, MemberState::Alive) => {}
             (b, MemberState::Alive) => {
-                self.suspicion_deadlines.remove(&id);
+                self.suspicions.remove(&id);
                 if b.is_down() {
                     self.events.push_back(MembershipEvent::Joined(id));
-                    self.add_to_probe_order(update.clone());
                 } else {
                     self.events.push_back(MembershipEvent::Recovered(id));
                 }
@@ -1580,11 +1638,11 @@ impl Membership {
             }
             (_, MemberState::Suspect) => {}
             (b, MemberState::Dead) if !b.is_down() => {
-                self.suspicion_deadlines.remove(&id);
+                self.suspicions.remove(&id);
                 self.events.push_back(MembershipEvent::Died(id));
             }
             (b, MemberState::Left) if !b.is_down() => {
-                self.suspicion_deadlines.remove(&id);
+                self.suspicions.remove(&id);
                 self.events.push_back(MembershipEvent::Left(id));
             }
             _ => {}
@@ -1672,7 +1730,9 @@ impl Membership {
                 id: self.me,
                 incarnation: self.incarnation,
                 state: MemberState::Left,
-                meta: None,
+                // Kept, as every member's own statement keeps it: a member's meta is
+                // read from its latest statement.
+                meta: Some(self.meta.clone()),
                 sig: SigBytes::default(),
             }
             .sign(&self.key),
@@ -1723,8 +1783,8 @@ impl Membership {
         {
             t = t.min(p.indirect_at);
         }
-        if let Some(s) = self.suspicion_deadlines.values().min() {
-            t = t.min(*s);
+        if let Some(s) = self.suspicions.values().map(|s| s.ends).min() {
+            t = t.min(s);
         }
         if let Some(n) = self.relays.values().filter_map(|r| r.nack_at).min() {
             t = t.min(n);
@@ -1893,27 +1953,28 @@ impl Membership {
             if target.is_some() {
                 break;
             }
-            while self.probe_next < self.probe_order.len() {
-                let id = self.probe_order[self.probe_next].id;
-                self.probe_next += 1;
-                if self.members.get(&id).is_some_and(|m| !m.state.is_down()) {
-                    target = Some(id);
-                    break;
+            // A table that outgrew this round's range starts a new round: the
+            // members past it would otherwise wait a whole round (a node that
+            // began its round knowing a few hundred members of a joining thousand
+            // would leave the rest to others).
+            let len = self.members.len();
+            if len as u64 <= self.probe_round.domain() {
+                while let Some(slot) = self.probe_round.at(self.probe_next) {
+                    self.probe_next += 1;
+                    if let Some(m) = self.members.in_slot(slot)
+                        && !m.state.is_down()
+                    {
+                        target = Some(m.id());
+                        break;
+                    }
                 }
             }
             if target.is_some() {
                 break;
             }
-            // Sized to the members up, not grown by doubling (one such vector per
-            // node).
-            self.probe_order = Vec::with_capacity(self.live);
-            self.probe_order.extend(
-                self.members
-                    .values()
-                    .filter(|m| !m.state.is_down())
-                    .map(|m| m.statement.clone()),
-            );
-            self.rng.shuffle(&mut self.probe_order);
+            // The table holds at most `TABLE_MAX` (`u32::MAX`) entries.
+            let len = u32::try_from(len).unwrap_or(u32::MAX);
+            self.probe_round = Shuffle::new(len, &mut self.rng);
             self.probe_next = 0;
         }
         let Some(target) = target else { return };
@@ -1929,22 +1990,6 @@ impl Membership {
             acked: false,
         });
         self.out.push_back((target, Probe::Ping { seq }));
-    }
-
-    /// Puts a member that joined (or came back) at a random place among those
-    /// this round of probes has yet to reach. Appended in join order instead,
-    /// every node of a cluster that started together would probe the members in
-    /// the same order: each member probed by all at once, then by none for a
-    /// whole round, and a crash in that gap unnoticed for minutes.
-    fn add_to_probe_order(&mut self, statement: Statement) {
-        // Grown by a quarter, as the tables are: by doubling, a join of
-        // thousands left each node's round at up to twice its members.
-        crate::table::grow(&mut self.probe_order);
-        self.probe_order.push(statement);
-        let last = self.probe_order.len() - 1;
-        let from = self.probe_next.min(last);
-        let j = from + self.rng.index(last - from + 1);
-        self.probe_order.swap(j, last);
     }
 
     fn suspect(&mut self, now: Time, id: NodeId) {
@@ -1978,7 +2023,10 @@ impl Membership {
         {
             end = end.min(now + self.config.probe_interval);
         }
-        self.suspicion_deadlines.entry(id).or_insert(end);
+        self.suspicions.entry(id).or_insert(Suspicion {
+            began: now,
+            ends: end,
+        });
     }
 
     /// Checks internal consistency; tests and the simulator call it after every step.
@@ -2000,7 +2048,7 @@ impl Membership {
         let (mut live, mut untimed_suspect) = (0, None);
         let mut visit = |m: &Member| {
             live += usize::from(!m.state.is_down());
-            if m.state == MemberState::Suspect && !self.suspicion_deadlines.contains_key(&m.id()) {
+            if m.state == MemberState::Suspect && !self.suspicions.contains_key(&m.id()) {
                 untimed_suspect.get_or_insert(m.id());
             }
         };
@@ -2017,7 +2065,7 @@ impl Membership {
         if let Some(id) = untimed_suspect {
             return Err(format!("suspect {id:?} has no suspicion timer"));
         }
-        for (id, deadline) in &self.suspicion_deadlines {
+        for (id, s) in &self.suspicions {
             match self.members.get(id) {
                 Some(m) if m.state == MemberState::Suspect => {}
                 other => {
@@ -2027,7 +2075,9 @@ impl Membership {
                     ));
                 }
             }
-            let _ = deadline;
+            if s.ends < s.began {
+                return Err(format!("suspicion of {id:?} ends before it began"));
+            }
         }
         if self.health >= self.config.health_max.max(1) {
             return Err(format!(

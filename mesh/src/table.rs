@@ -101,6 +101,13 @@ impl<V: Keyed> Table<V> {
             .copied()
     }
 
+    /// The entry in slot `slot` (slots are `0..len`, in no order; an entry keeps
+    /// its slot until an entry is removed, when the last one moves into the freed
+    /// slot).
+    pub(crate) fn in_slot(&self, slot: u32) -> Option<&V> {
+        self.slots.get(slot as usize)
+    }
+
     /// The entry with this key.
     pub(crate) fn get(&self, key: &V::Key) -> Option<&V> {
         self.slots.get(self.slot(key)? as usize)

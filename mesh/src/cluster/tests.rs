@@ -816,7 +816,7 @@ fn a_liar_cannot_kill_poison_or_invent_members() {
     assert!(
         m.member(&victim)
             .unwrap()
-            .meta
+            .meta()
             .addrs
             .iter()
             .all(|a| a != "evil:1")

@@ -495,7 +495,13 @@ impl Driver {
                     .cluster
                     .membership()
                     .member(&node)
-                    .map(|m| m.meta.addrs.iter().filter_map(|a| a.parse().ok()).collect())
+                    .map(|m| {
+                        m.meta()
+                            .addrs
+                            .iter()
+                            .filter_map(|a| a.parse().ok())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if !addrs.is_empty() {
                     let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
@@ -624,7 +630,7 @@ impl Driver {
                 if let (Ok(peer), Some(member)) =
                     (peer_id_of(&node), self.cluster.membership().member(&node))
                 {
-                    for addr in &member.meta.addrs {
+                    for addr in &member.meta().addrs {
                         if let Ok(addr) = addr.parse::<Multiaddr>() {
                             self.swarm.add_peer_address(peer, addr);
                         }
@@ -666,11 +672,11 @@ impl Driver {
                         id: m.id(),
                         state: m.state,
                         incarnation: m.incarnation(),
-                        addrs: m.meta.addrs.clone(),
-                        total: m.meta.total,
-                        free: m.meta.free,
-                        tags: m.meta.tags.clone(),
-                        software: shown(&m.meta.software),
+                        addrs: m.meta().addrs.clone(),
+                        total: m.meta().total,
+                        free: m.meta().free,
+                        tags: m.meta().tags.clone(),
+                        software: shown(&m.meta().software),
                     },
                 )
             })

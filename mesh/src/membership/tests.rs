@@ -177,7 +177,7 @@ fn nodes_join_through_one_bootstrap_peer() {
             net.nodes[i]
                 .member(&net.ids[(i + 1) % 8])
                 .unwrap()
-                .meta
+                .meta()
                 .addrs,
             vec![format!("node-{}", (i + 1) % 8)]
         );
@@ -323,7 +323,7 @@ fn meta_changes_spread_with_a_higher_incarnation() {
         [0, 2, 3].iter().all(|&o| {
             n.nodes[o]
                 .member(&n.ids[1])
-                .is_some_and(|m| m.meta.free.cpu_millis == 1234)
+                .is_some_and(|m| m.meta().free.cpu_millis == 1234)
         })
     });
     assert!(
@@ -455,7 +455,7 @@ fn a_liar_cannot_speak_for_another_node() {
     );
     let v = m.member(&victim).unwrap();
     assert_eq!((v.state, v.incarnation()), (MemberState::Alive, 5));
-    assert!(v.meta.addrs.is_empty());
+    assert!(v.meta().addrs.is_empty());
     assert_eq!(m.stats().refused.forged, 5);
     // The victim itself may say it unsigned (straight from it).
     let mut own = alive_of(&kv, 6);
@@ -1428,4 +1428,112 @@ fn after_views_were_exchanged_the_next_sync_comes_at_the_base_interval() {
     let offers = offers_between(&mut m, at(18), at(22));
     assert_eq!(offers, vec![at(20)], "{offers:?}");
     m.check_invariants().unwrap();
+}
+
+#[test]
+fn members_that_join_mid_round_are_probed_within_two_rounds() {
+    let probe = |m: &mut Membership| {
+        let (to, seq, t) = next_ping(m);
+        m.handle_message(t, to, Probe::Ack { seq });
+        to
+    };
+    let join = |m: &mut Membership, keys: &[NodeKey]| {
+        let now = m.poll_timeout();
+        for k in keys {
+            assert!(m.apply(now, k.node_id(), alive_of(k, 1)));
+        }
+    };
+    for seed in 1..=20 {
+        // 40 members (a round of 64 places), ten more join halfway through it.
+        let (keys, late): (Vec<NodeKey>, Vec<NodeKey>) =
+            ((1..=40).map(key).collect(), (41..=50).map(key).collect());
+        let old: BTreeSet<NodeId> = keys.iter().map(NodeKey::node_id).collect();
+        let mut m = Membership::new(key(0), 1, NodeMeta::default(), config(), seed, Time::ZERO);
+        join(&mut m, &keys);
+        let mut seen: Vec<NodeId> = (0..20).map(|_| probe(&mut m)).collect();
+        join(&mut m, &late);
+        // Until every old member was probed, none twice: the round goes on.
+        while !old.iter().all(|id| seen.contains(id)) {
+            let to = probe(&mut m);
+            assert!(!(old.contains(&to) && seen.contains(&to)), "seed {seed}");
+            seen.push(to);
+        }
+        // The late ones by the end of the next round: at most the first round's
+        // 64 places, then 50 probes.
+        while !late.iter().all(|k| seen.contains(&k.node_id())) {
+            seen.push(probe(&mut m));
+            assert!(seen.len() <= 64 + 50, "seed {seed}: late members unprobed");
+        }
+        m.check_invariants().unwrap();
+    }
+    // A table that outgrows its round's range starts a new round at once.
+    let mut m = Membership::new(key(0), 1, NodeMeta::default(), config(), 1, Time::ZERO);
+    let (few, many): (Vec<NodeKey>, Vec<NodeKey>) =
+        ((1..=3).map(key).collect(), (4..=30).map(key).collect());
+    join(&mut m, &few);
+    let _ = probe(&mut m);
+    join(&mut m, &many);
+    let next: BTreeSet<NodeId> = (0..30).map(|_| probe(&mut m)).collect();
+    assert_eq!(next.len(), 30, "a new round: every member once");
+}
+
+#[test]
+fn statements_without_meta_are_refused_and_a_leaver_keeps_its_meta() {
+    let mut m = Membership::new(key(0), 1, NodeMeta::default(), config(), 1, Time::ZERO);
+    let k = key(1);
+    let meta = NodeMeta {
+        addrs: vec!["/ip4/10.0.0.1/tcp/7000".into()],
+        ..NodeMeta::default()
+    };
+    let with_meta = |state, inc, meta: Option<NodeMeta>| {
+        MemberUpdate {
+            id: k.node_id(),
+            incarnation: inc,
+            state,
+            meta: meta.map(Arc::new),
+            sig: Default::default(),
+        }
+        .sign(&k)
+    };
+    // Signed by the member itself, but without its meta: new or known, refused.
+    assert_eq!(
+        m.try_apply(
+            Time::ZERO,
+            k.node_id(),
+            with_meta(MemberState::Alive, 1, None)
+        ),
+        Err(GossipRefused::NoMeta)
+    );
+    assert!(m.member(&k.node_id()).is_none());
+    let alive = with_meta(MemberState::Alive, 1, Some(meta.clone()));
+    assert_eq!(m.try_apply(Time::ZERO, k.node_id(), alive), Ok(true));
+    for state in [MemberState::Alive, MemberState::Left] {
+        assert_eq!(
+            m.try_apply(Time::ZERO, k.node_id(), with_meta(state, 2, None)),
+            Err(GossipRefused::NoMeta)
+        );
+    }
+    assert_eq!(m.stats().refused.no_meta, 3);
+    let known = m.member(&k.node_id()).unwrap();
+    assert_eq!((known.incarnation(), known.meta()), (1, &meta));
+    // A member that leaves says so with its meta, which stays readable.
+    let mut leaver = Membership::new(k.clone(), 1, meta.clone(), config(), 2, Time::ZERO);
+    leaver.leave();
+    let left = leaver.self_statement().clone();
+    assert_eq!(left.state, MemberState::Left);
+    assert_eq!(
+        m.try_apply(Time::from_millis(2_500), k.node_id(), left),
+        Ok(true)
+    );
+    let gone = m.member(&k.node_id()).unwrap();
+    assert_eq!((gone.state, gone.meta()), (MemberState::Left, &meta));
+    assert_eq!(gone.since(), Time::from_millis(2_000), "to the second");
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn a_member_entry_is_a_statement_and_8_bytes() {
+    // 100 million of these in a simulated world of 10,000 full views: a field
+    // added here costs 0.8 GB there (docs/benchmarks.md).
+    assert_eq!(std::mem::size_of::<Member>(), 16);
 }

@@ -482,10 +482,10 @@ impl World {
                         ),
                     ));
                 }
-                if !member.meta.addrs.is_empty() || !member.meta.tags.is_empty() {
+                if !member.meta().addrs.is_empty() || !member.meta().tags.is_empty() {
                     found.push((
                         "poisoned-member",
-                        format!("node {o} holds meta {:?} for node {s}", member.meta),
+                        format!("node {o} holds meta {:?} for node {s}", member.meta()),
                     ));
                 }
             }
