@@ -1568,9 +1568,7 @@ impl Membership {
                 self.stats.over_capacity += 1;
                 return false;
             }
-            if update.meta.is_none() {
-                return false;
-            }
+            // Its meta is there: `try_apply_with` refused statements without.
             let member = Member::new(update.clone(), update.state, now);
             if !self.members.insert_new(member) {
                 self.stats.over_capacity += 1;
@@ -1600,10 +1598,8 @@ impl Membership {
         if matches!(update.state, MemberState::Alive | MemberState::Left) {
             // The member's own word (the detector's verdicts keep the last one),
             // with its meta (one without was refused).
-            meta_changed = match (&update.meta, &member.statement.meta) {
-                (Some(new), Some(old)) => !Arc::ptr_eq(new, old) && **new != **old,
-                (new, old) => new.is_some() != old.is_some(),
-            };
+            // (`Arc`'s equality checks the pointer first: `NodeMeta` is `Eq`.)
+            meta_changed = update.meta != member.statement.meta;
             member.statement = update.clone();
         }
         match (before.is_down(), update.state.is_down()) {
