@@ -9,6 +9,8 @@
 use plexus_sim::{RunOptions, Scenario, World};
 
 fn main() {
+    // Like `plexus sim`: a large run's heap on huge pages (returns only if it cannot).
+    let _ = plexus_sim::heap::reexec_with_huge_pages();
     let args: Vec<String> = std::env::args().collect();
     let (Some(path), Some(seed)) = (args.get(1), args.get(2).and_then(|s| s.parse::<u64>().ok()))
     else {

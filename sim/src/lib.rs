@@ -11,6 +11,7 @@
 //! libp2p, no clock (`tests/layering.rs` checks it). See `docs/simulator.md`.
 
 pub mod epochs;
+pub mod heap;
 pub mod poai;
 pub mod report;
 pub mod scenario;

@@ -197,15 +197,16 @@ impl Report {
 
     /// The CSV header matching [`Report::csv_row`].
     pub fn csv_header() -> &'static str {
-        "seed,nodes,sim_ms,wall_ms,speedup,events,msgs_per_node_per_sec,frames_lost,tells_sent,tells_delivered,tells_unreachable,suspicions,false_suspicions,crashes,restarts,partitions,pauses,detect_ms_mean,detect_ms_max,converge_ms,child_restarts,escalations,violations,trace_hash"
+        "seed,nodes,sim_ms,wall_ms,speedup,events,msgs_per_node_per_sec,frames_lost,tells_sent,tells_delivered,tells_unreachable,suspicions,false_suspicions,crashes,restarts,partitions,pauses,detect_ms_mean,detect_ms_max,first_detect_ms_mean,first_detect_ms_max,running_declared_dead,converge_ms,child_restarts,escalations,violations,trace_hash"
     }
 
     /// One CSV row.
     pub fn csv_row(&self) -> String {
         let (mean, max) = self.detection();
+        let (first_mean, first_max) = self.first_detection();
         let opt = |x: Option<String>| x.unwrap_or_default();
         format!(
-            "{},{},{},{},{:.1},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{:.1},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             self.seed,
             self.nodes,
             self.sim_ms,
@@ -225,11 +226,44 @@ impl Report {
             self.pauses,
             opt(mean.map(|m| format!("{m:.0}"))),
             opt(max.map(|m| m.to_string())),
+            opt(first_mean.map(|m| format!("{m:.0}"))),
+            opt(first_max.map(|m| m.to_string())),
+            self.running_declared_dead,
             opt(self.converge_ms.map(|m| m.to_string())),
             self.child_restarts,
             self.escalations,
             self.violations.len(),
             self.trace_hash
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_match_their_header_and_carry_the_detection_figures() {
+        let report = Report {
+            seed: 3,
+            detections_ms: vec![7_000, 9_000],
+            first_detections_ms: vec![1_000, 4_000],
+            running_declared_dead: 2,
+            ..Report::default()
+        };
+        let header: Vec<&str> = Report::csv_header().split(',').collect();
+        let row = report.csv_row();
+        let row: Vec<&str> = row.split(',').collect();
+        assert_eq!(header.len(), row.len());
+        let col = |name: &str| {
+            let i = header.iter().position(|h| *h == name);
+            i.map(|i| row[i])
+        };
+        assert_eq!(col("seed"), Some("3"));
+        assert_eq!(col("detect_ms_mean"), Some("8000"));
+        assert_eq!(col("detect_ms_max"), Some("9000"));
+        assert_eq!(col("first_detect_ms_mean"), Some("2500"));
+        assert_eq!(col("first_detect_ms_max"), Some("4000"));
+        assert_eq!(col("running_declared_dead"), Some("2"));
     }
 }

@@ -422,6 +422,16 @@ impl CliError {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Sim(_) = cli.command {
+        // A large run's heap on transparent huge pages: the process executes itself
+        // once more with glibc's tunable set, before any thread starts. When it
+        // cannot, the run goes on with ordinary pages (`plexus_sim::heap`).
+        if let err @ plexus_sim::heap::HugePages::Exec(_) =
+            plexus_sim::heap::reexec_with_huge_pages()
+        {
+            eprintln!("note: {err}; running with ordinary pages");
+        }
+    }
     // One-shot commands die quietly of SIGPIPE when their reader goes away
     // (`plexus status | head -1`), as Unix tools do; Rust ignores SIGPIPE, so a
     // `println!` into a closed pipe would panic instead. Commands that own sockets
