@@ -34,6 +34,43 @@ fn two_processes_with_the_same_seed_print_the_same_trace_hash() {
     assert_ne!(run("43"), first);
 }
 
+/// `plexus sim` runs its heap on huge pages (it executes itself once with glibc's
+/// tunable), and a run computes the same with ordinary pages: the same trace hash.
+#[test]
+fn huge_pages_are_asked_for_and_change_nothing_a_run_computes() {
+    let run = |opt_out: bool| {
+        let mut command = plexus();
+        command
+            .args(["sim", "run", "sim/scenarios/faulty.toml", "--seed", "7"])
+            .current_dir(manifest_dir())
+            .env_remove("GLIBC_TUNABLES");
+        if opt_out {
+            command.env("PLEXUS_SIM_HUGE_PAGES", "0");
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let heap = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("heap:"))
+            .expect("a heap line")
+            .trim()
+            .to_string();
+        (heap, trace_hash(&stdout))
+    };
+    let (huge, with) = run(false);
+    let (ordinary, without) = run(true);
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        assert_eq!(huge, "transparent huge pages (glibc.malloc.hugetlb=1)");
+    }
+    assert_eq!(ordinary, "ordinary pages");
+    assert_eq!(with, without, "the pages never reach the simulation");
+}
+
 /// Sweeps seeds 1 to 100 of `scenario` through the binary; every one must pass.
 fn sweep_of_100_is_clean(scenario: &str) {
     let out = plexus()

@@ -54,11 +54,7 @@ pub enum HugePages {
 /// stands, and an earlier start's is never added twice).
 pub fn tunables_with_huge_pages(current: Option<&OsStr>) -> Option<OsString> {
     let current = current.unwrap_or_default();
-    let already = current
-        .to_string_lossy()
-        .split(':')
-        .any(|pair| pair.split('=').next() == Some(TUNABLE));
-    if already {
+    if tunable_value(current).is_some() {
         return None;
     }
     let mut out = OsString::from(current);
@@ -68,6 +64,25 @@ pub fn tunables_with_huge_pages(current: Option<&OsStr>) -> Option<OsString> {
     out.push(TUNABLE);
     out.push("=1");
     Some(out)
+}
+
+/// The value `GLIBC_TUNABLES` gives glibc's huge-page tunable (empty when it names
+/// the tunable without a value), or `None` when it does not set it.
+fn tunable_value(tunables: &OsStr) -> Option<String> {
+    tunables.to_string_lossy().split(':').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (name == TUNABLE).then(|| value.to_string())
+    })
+}
+
+/// How this process's heap gets its pages, as glibc was told at start: for
+/// reports, so that a run's speed can be read with it.
+pub fn pages() -> String {
+    match std::env::var_os("GLIBC_TUNABLES").and_then(|t| tunable_value(&t)) {
+        Some(v) if v == "1" => format!("transparent huge pages ({TUNABLE}=1)"),
+        Some(v) => format!("as {TUNABLE}={v} has it"),
+        None => "ordinary pages".to_string(),
+    }
 }
 
 /// Executes this program again with glibc's huge-page tunable set, the same
@@ -140,6 +155,11 @@ mod tests {
                 "{set}"
             );
         }
+        // Named without a value: glibc's to judge, so left alone.
+        assert_eq!(
+            tunables_with_huge_pages(Some(OsStr::new("glibc.malloc.hugetlb"))),
+            None
+        );
         // A tunable whose name merely contains it is another tunable.
         assert_eq!(
             tunables_with_huge_pages(Some(OsStr::new("glibc.malloc.hugetlbx=1"))).as_deref(),

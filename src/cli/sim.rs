@@ -52,6 +52,7 @@ fn print_report(path: &Path, report: &Report) {
         report.speedup(),
         report.events
     );
+    println!("heap:            {}", plexus_sim::heap::pages());
     println!(
         "messages:        {:.2} per node per second, {} lost",
         report.msgs_per_node_per_sec(),
