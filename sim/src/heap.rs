@@ -6,7 +6,8 @@
 //! every one. Backed by 2 MiB pages, the same heap needs 512 times fewer TLB entries.
 //! Measured on the project's 2-core VM (docs/benchmarks.md, "Huge pages for the
 //! simulator's heap"): 3,000- and 5,000-node runs took 14–21% less wall time and the
-//! 10,000-node hour 16% less (22.6 min against 26.9), with the same resident memory.
+//! 10,000-node hour 16–24% less on two seeds (22.6 min against 26.9, 17.4 against
+//! 22.8), with the same resident memory.
 //!
 //! Kernels commonly hand out transparent huge pages only to memory marked with
 //! `madvise(MADV_HUGEPAGE)` (`/sys/kernel/mm/transparent_hugepage/enabled` set to
@@ -52,7 +53,7 @@ pub enum HugePages {
 /// `GLIBC_TUNABLES` with huge pages turned on, from its current value; `None` when
 /// the current value already sets the tunable (to any value: the user's choice
 /// stands, and an earlier start's is never added twice).
-pub fn tunables_with_huge_pages(current: Option<&OsStr>) -> Option<OsString> {
+fn tunables_with_huge_pages(current: Option<&OsStr>) -> Option<OsString> {
     let current = current.unwrap_or_default();
     if tunable_value(current).is_some() {
         return None;
