@@ -14,6 +14,8 @@
 //! in its default mode (plaintext TCP, a shared cookie) and in its TLS mode (TLS 1.3
 //! over rustls, a self-signed certificate), and prints Plexus's ratio to each (Plexus
 //! always encrypts). Under `cargo test` it runs only a small Plexus smoke pass.
+//! Built with `--features quic`, it also runs Plexus over QUIC (TLS 1.3 with
+//! AES-GCM over UDP) and prints that run's ratios too.
 //!
 //! The ractor_cluster peer lives in `benches/peers/ractor-cluster`, a separate
 //! workspace: enabling ractor's `cluster` feature anywhere in the Plexus workspace
@@ -105,8 +107,20 @@ fn allowlist() -> SignedAllowlist {
     SignedAllowlist::sign(list, &gov).expect("sign")
 }
 
+/// The transport a Plexus process listens on: `PLEXUS_BENCH_TRANSPORT=quic` for
+/// QUIC (built with `--features quic`), TCP + Noise + Yamux otherwise. A node dials
+/// its bootstrap address over the transport that address names.
+fn listen_addrs() -> Vec<libp2p::Multiaddr> {
+    let addr = match std::env::var("PLEXUS_BENCH_TRANSPORT").as_deref() {
+        Ok("quic") => "/ip4/127.0.0.1/udp/0/quic-v1",
+        _ => "/ip4/127.0.0.1/tcp/0",
+    };
+    vec![addr.parse().expect("multiaddr")]
+}
+
 async fn start(key: NodeKey, bootstrap: Vec<libp2p::Multiaddr>) -> Node {
     let mut config = MeshConfig::new(key, allowlist());
+    config.listen = listen_addrs();
     config.bootstrap = bootstrap;
     config.cluster = ClusterConfig::default();
     Node::builder()
@@ -276,19 +290,32 @@ fn main() {
     drop(rt);
     let exe = std::env::current_exe().expect("own path");
     let client_role = if full { "client-full" } else { "client" };
-    let (plexus, plexus_rss) = run_pair(
-        Command::new(&exe).env("PLEXUS_BENCH_ROLE", "server"),
-        |addr| {
-            let mut c = Command::new(&exe);
-            c.env("PLEXUS_BENCH_ROLE", client_role)
-                .env("PLEXUS_BENCH_BOOT", addr);
-            c
-        },
-    );
-    println!(
-        "plexus         {plexus}  (server peak RSS {} MiB)",
-        plexus_rss / 1024
-    );
+    // Plexus over TCP + Noise + Yamux, and, in a build with QUIC, over QUIC too.
+    let transports: &[(&str, &str)] = if cfg!(feature = "quic") {
+        &[("plexus", "tcp"), ("plexus/QUIC", "quic")]
+    } else {
+        &[("plexus", "tcp")]
+    };
+    let mut ours = Vec::new();
+    for &(label, transport) in transports {
+        let (plexus, plexus_rss) = run_pair(
+            Command::new(&exe)
+                .env("PLEXUS_BENCH_ROLE", "server")
+                .env("PLEXUS_BENCH_TRANSPORT", transport),
+            |addr| {
+                let mut c = Command::new(&exe);
+                c.env("PLEXUS_BENCH_ROLE", client_role)
+                    .env("PLEXUS_BENCH_TRANSPORT", transport)
+                    .env("PLEXUS_BENCH_BOOT", addr);
+                c
+            },
+        );
+        println!(
+            "{label:<18} {plexus}  (server peak RSS {} MiB)",
+            plexus_rss / 1024
+        );
+        ours.push((label, plexus));
+    }
     if !full {
         println!(
             "smoke run only; `cargo bench -p plexus-benches --bench remote` measures against ractor_cluster"
@@ -343,10 +370,12 @@ fn main() {
         peers.push((label, ractor));
     }
     let _ = std::fs::remove_file(&cert);
-    for (label, ractor) in &peers {
+    for ((ours, plexus), (label, ractor)) in
+        ours.iter().flat_map(|o| peers.iter().map(move |p| (o, p)))
+    {
         let ratio =
             |k: &str| plexus[k].as_f64().unwrap_or(0.0) / ractor[k].as_f64().unwrap_or(f64::NAN);
-        println!("plexus / {label}:");
+        println!("{ours} / {label}:");
         println!(
             "  tell 100 B   throughput: {:.2}x (target >= 2x)",
             ratio("tell_100b_msgs_per_sec")

@@ -403,6 +403,7 @@ impl Actor for DurableService {
         st: &mut ServiceState,
     ) -> Result<(), ActorError> {
         let now = st.now();
+        let kind = msg.kind();
         match msg {
             ServiceMsg::Wire { from, bytes } => {
                 match st.host.handle_wire(now, from, &bytes) {
@@ -463,7 +464,31 @@ impl Actor for DurableService {
             }
         }
         self.pump(ctx, st).await;
+        // A turn holds up every durable actor on this node (and a migration's
+        // pause, where this node is in one): say which were long.
+        let took = st.now().saturating_since(now);
+        if took >= SLOW_TURN {
+            let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+            tracing::info!(kind, took_ms, "a slow durable service turn");
+        }
         Ok(())
+    }
+}
+
+/// A service turn at least this long is logged (a migration's pause target is
+/// 10 ms at 1 MiB of state and 20 ms at 16 MiB).
+const SLOW_TURN: Duration = Duration::from_millis(20);
+
+impl ServiceMsg {
+    /// What kind of input this is, for logs.
+    fn kind(&self) -> &'static str {
+        match self {
+            ServiceMsg::Wire { .. } => "wire",
+            ServiceMsg::Tick => "tick",
+            ServiceMsg::MemberDown => "member-down",
+            ServiceMsg::Local(_) => "local",
+            ServiceMsg::Synced { .. } => "synced",
+        }
     }
 }
 
@@ -626,10 +651,17 @@ impl DurableService {
 
 /// Syncs the store's log on tokio's blocking pool.
 async fn sync_off_workers(syncer: Syncer) -> Result<(), String> {
-    match tokio::task::spawn_blocking(move || syncer.sync()).await {
+    let began = std::time::Instant::now();
+    let result = match tokio::task::spawn_blocking(move || syncer.sync()).await {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(e) => Err(format!("the sync task failed: {e}")),
+    };
+    let took = began.elapsed();
+    if took >= SLOW_TURN {
+        let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(took_ms, "a slow sync of the replica store");
     }
+    result
 }
 
 fn log(note: &Note) {
