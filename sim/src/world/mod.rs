@@ -275,14 +275,19 @@ fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        const LINE: usize = 64;
         let start = (value as *const T).cast::<i8>();
+        // Every cache line `value` touches, from the one its first byte is in (a
+        // 152-byte value may straddle four lines).
+        let misalign = start as usize % LINE;
+        let first = start.wrapping_sub(misalign);
         let mut offset = 0;
-        while offset < std::mem::size_of::<T>() {
+        while offset < misalign + std::mem::size_of::<T>() {
             // SAFETY: SSE is part of the x86-64 baseline, and a prefetch reads
             // nothing into the program and cannot fault, whatever the address
-            // (`wrapping_add` stays within `value`'s bytes anyway).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
-            offset += 64;
+            // (these stay within `value`'s first and last lines anyway).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(offset)) };
+            offset += LINE;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
