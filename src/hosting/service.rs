@@ -466,15 +466,11 @@ impl Actor for DurableService {
         self.pump(ctx, st).await;
         // A turn holds up every durable actor on this node (and a migration's
         // pause, where this node is in one): say which were long.
-        let took = st.now().saturating_since(now);
-        if took >= SLOW_TURN {
-            let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
-            if took >= VERY_SLOW {
-                tracing::info!(kind, took_ms, "a slow durable service turn");
-            } else {
-                tracing::debug!(kind, took_ms, "a slow durable service turn");
-            }
-        }
+        log_if_slow(
+            st.now().saturating_since(now),
+            "a slow durable service turn",
+            kind,
+        );
         Ok(())
     }
 }
@@ -485,6 +481,20 @@ impl Actor for DurableService {
 const SLOW_TURN: Duration = Duration::from_millis(20);
 /// From this long, at info level: every durable actor on the node waited.
 const VERY_SLOW: Duration = Duration::from_millis(100);
+
+/// Logs `what` (of `kind`) if it took [`SLOW_TURN`] or more: at debug level, at
+/// info from [`VERY_SLOW`].
+fn log_if_slow(took: Duration, what: &str, kind: &str) {
+    if took < SLOW_TURN {
+        return;
+    }
+    let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+    if took >= VERY_SLOW {
+        tracing::info!(kind, took_ms, "{what}");
+    } else {
+        tracing::debug!(kind, took_ms, "{what}");
+    }
+}
 
 impl ServiceMsg {
     /// What kind of input this is, for logs.
@@ -663,15 +673,8 @@ async fn sync_off_workers(syncer: Syncer) -> Result<(), String> {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(e) => Err(format!("the sync task failed: {e}")),
     };
-    let took = began.elapsed();
-    if took >= SLOW_TURN {
-        let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
-        if took >= VERY_SLOW {
-            tracing::info!(took_ms, "a slow sync of the replica store");
-        } else {
-            tracing::debug!(took_ms, "a slow sync of the replica store");
-        }
-    }
+    // The wait for a blocking thread counts too: output waits on both.
+    log_if_slow(began.elapsed(), "a slow sync of the replica store", "sync");
     result
 }
 
