@@ -149,6 +149,47 @@ pub fn encode_body<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecErr
     Ok(out)
 }
 
+/// Encoded values up to this size are written into a per-thread scratch buffer
+/// and copied out at their exact size by [`encode_body_bytes`]; larger ones keep
+/// the buffer they were written in (the scratch starts over).
+const SCRATCH_KEEP_MAX: usize = 64 * 1024;
+
+thread_local! {
+    /// [`encode_body_bytes`]'s scratch buffer.
+    static ENCODE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`encode_body`] into [`Bytes`], with one allocation of the exact size for a
+/// small value. Writing into a fresh `Vec` grows it from nothing (a 100-byte
+/// message reallocates five times on the way); this writes into a buffer the
+/// thread keeps and copies the result out once.
+pub fn encode_body_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, CodecError> {
+    ENCODE_SCRATCH.with(|cell| {
+        // A `Serialize` impl that itself encodes through here finds the scratch
+        // taken, and gets a buffer of its own.
+        let Ok(mut scratch) = cell.try_borrow_mut() else {
+            return encode_body(value).map(Bytes::from);
+        };
+        scratch.clear();
+        let written = encode_body_into(value, &mut scratch);
+        if let Err(e) = written {
+            if scratch.capacity() > SCRATCH_KEEP_MAX {
+                *scratch = Vec::new();
+            }
+            return Err(e);
+        }
+        if scratch.len() > SCRATCH_KEEP_MAX {
+            return Ok(Bytes::from(std::mem::take(&mut *scratch)));
+        }
+        let bytes = Bytes::copy_from_slice(&scratch);
+        if scratch.capacity() > SCRATCH_KEEP_MAX {
+            // The buffer's growth overshot the bound; do not keep that much.
+            *scratch = Vec::new();
+        }
+        Ok(bytes)
+    })
+}
+
 /// Decodes a body (no version byte) that must span all of `bytes`.
 pub fn decode_body<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, CodecError> {
     if bytes.len() > max {
@@ -360,10 +401,15 @@ thread_local! {
     static SHARED_SOURCE: RefCell<Option<Bytes>> = const { RefCell::new(None) };
 }
 
-/// Byte strings shorter than this are copied even in a shared decode: a copy
-/// costs no more than sharing then, and a small value kept for long should not
-/// hold a large input alive.
+/// Byte strings shorter than this are copied even in a shared decode, unless the
+/// whole input is at most [`SHARE_INPUT_MAX_BYTES`]: a small value kept for long
+/// should not hold a large input alive.
 pub const SHARE_MIN_BYTES: usize = 512;
+
+/// An input this small is shared by all of its byte strings, however short:
+/// holding it costs no more than a copy of any of them, and a slice saves an
+/// allocation and a copy (a small message's payload, then its fields).
+pub const SHARE_INPUT_MAX_BYTES: usize = 1024;
 
 /// Runs `decode` with `source` as the input that [`shared_bytes`] fields slice.
 fn with_shared_source<R>(source: &Bytes, decode: impl FnOnce() -> R) -> R {
@@ -371,7 +417,8 @@ fn with_shared_source<R>(source: &Bytes, decode: impl FnOnce() -> R) -> R {
 }
 
 /// [`decode_body`] from shared bytes: fields declared with [`shared_bytes`] come
-/// out as slices of `bytes` (no copy) when at least [`SHARE_MIN_BYTES`] long.
+/// out as slices of `bytes` (no copy) when at least [`SHARE_MIN_BYTES`] long, or
+/// whatever their length when `bytes` is at most [`SHARE_INPUT_MAX_BYTES`].
 pub fn decode_body_shared<T: DeserializeOwned>(bytes: &Bytes, max: usize) -> Result<T, CodecError> {
     with_shared_source(bytes, || decode_body(bytes, max))
 }
@@ -398,7 +445,7 @@ pub mod shared_bytes {
     use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
 
-    use super::{SHARE_MIN_BYTES, SHARED_SOURCE};
+    use super::{SHARE_INPUT_MAX_BYTES, SHARE_MIN_BYTES, SHARED_SOURCE};
 
     /// Writes the bytes as a byte string.
     pub fn serialize<S: Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
@@ -438,28 +485,26 @@ pub mod shared_bytes {
     }
 
     /// A slice of the shared decode's input, if `v` lies inside it and is worth
-    /// sharing; else a copy.
+    /// sharing (long enough, or the input small); else a copy.
     fn share(v: &[u8]) -> Bytes {
-        if v.len() < SHARE_MIN_BYTES {
-            return Bytes::copy_from_slice(v);
-        }
         SHARED_SOURCE.with(|slot| {
             let slot = slot.borrow();
-            match slot.as_ref() {
-                Some(source) => {
-                    let start = source.as_ptr() as usize;
-                    let at = v.as_ptr() as usize;
-                    let inside = at >= start
-                        && at
-                            .checked_add(v.len())
-                            .is_some_and(|end| end <= start + source.len());
-                    if inside {
-                        source.slice_ref(v)
-                    } else {
-                        Bytes::copy_from_slice(v)
-                    }
-                }
-                None => Bytes::copy_from_slice(v),
+            let Some(source) = slot.as_ref() else {
+                return Bytes::copy_from_slice(v);
+            };
+            if v.len() < SHARE_MIN_BYTES && source.len() > SHARE_INPUT_MAX_BYTES {
+                return Bytes::copy_from_slice(v);
+            }
+            let start = source.as_ptr() as usize;
+            let at = v.as_ptr() as usize;
+            let inside = at >= start
+                && at
+                    .checked_add(v.len())
+                    .is_some_and(|end| end <= start + source.len());
+            if inside {
+                source.slice_ref(v)
+            } else {
+                Bytes::copy_from_slice(v)
             }
         })
     }
@@ -704,7 +749,7 @@ mod tests {
         assert_eq!(reader.room(4096).as_ptr() as usize, base);
     }
 
-    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
     struct Shared {
         #[serde(with = "shared_bytes")]
         big: Bytes,
@@ -767,6 +812,44 @@ mod tests {
         // Truncations of a shared decode fail like any other.
         for cut in 1..frame.len() {
             assert!(decode_shared_with_limit::<Shared>(&frame.slice(..cut), 1 << 20).is_err());
+        }
+    }
+
+    #[test]
+    fn a_small_input_is_shared_by_all_its_values_and_encodes_alike() {
+        let value = Shared {
+            big: Bytes::from(vec![1u8; 300]),
+            small: Bytes::from(vec![2u8; 10]),
+            maybe: Some(Bytes::new()),
+        };
+        let encoded = encode(&value).unwrap();
+        assert!(encoded.len() <= SHARE_INPUT_MAX_BYTES);
+        let frame = Bytes::from(encoded);
+        let inside = |b: &Bytes| frame.as_ptr_range().contains(&b.as_ptr());
+        let shared: Shared = decode_shared_with_limit(&frame, 1 << 20).unwrap();
+        assert_eq!(shared, value);
+        assert!(inside(&shared.big) && inside(&shared.small));
+        // One byte over the bound, the short value is copied again.
+        let value = Shared {
+            big: Bytes::from(vec![1u8; SHARE_INPUT_MAX_BYTES]),
+            ..value
+        };
+        let frame = Bytes::from(encode(&value).unwrap());
+        let inside = |b: &Bytes| frame.as_ptr_range().contains(&b.as_ptr());
+        let shared: Shared = decode_shared_with_limit(&frame, 1 << 20).unwrap();
+        assert_eq!(shared, value);
+        assert!(inside(&shared.big) && !inside(&shared.small));
+        // The scratch-buffer encoder writes what the plain one writes, small or
+        // past the scratch bound, and stays usable after either.
+        for size in [0, 100, SCRATCH_KEEP_MAX + 1, 7] {
+            let value = Shared {
+                big: Bytes::from(vec![5u8; size]),
+                ..value.clone()
+            };
+            assert_eq!(
+                encode_body_bytes(&value).unwrap(),
+                encode_body(&value).unwrap()
+            );
         }
     }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use plexus::Node;
 use plexus::actors::codec::Bytes;
-use plexus::actors::runtime::{Actor, ActorError, Context, Message, Wire};
+use plexus::actors::runtime::{Actor, ActorError, Context, Message, SpawnOptions, Wire};
 use plexus::mesh::allowlist::{Allowlist, NodeEntry, SignedAllowlist};
 use plexus::mesh::cluster::ClusterConfig;
 use plexus::mesh::driver::MeshConfig;
@@ -132,7 +132,18 @@ async fn start(key: NodeKey, bootstrap: Vec<libp2p::Multiaddr>) -> Node {
 async fn server() {
     let (_, a, _) = keys();
     let node = start(a, vec![]).await;
-    let counter = node.spawn(Counter, ()).await.expect("spawn");
+    // `PLEXUS_BENCH_CAPACITY=N`: the counter's mailbox capacity (for experiments;
+    // the default is the runtime's).
+    let counter = match std::env::var("PLEXUS_BENCH_CAPACITY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(cap) => node
+            .spawn_with(Counter, (), SpawnOptions::default().capacity(cap))
+            .await
+            .expect("spawn"),
+        None => node.spawn(Counter, ()).await.expect("spawn"),
+    };
     node.register("bench-counter", counter.id())
         .await
         .expect("register");
@@ -273,6 +284,15 @@ fn main() {
             n10k: 200,
             asks: 200,
         }
+    };
+    // `PLEXUS_BENCH_N100=N` overrides the count of 100 B tells (a longer phase to
+    // profile); the ratios printed always come from the sizes above.
+    let sizes = Sizes {
+        n100: std::env::var("PLEXUS_BENCH_N100")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(sizes.n100),
+        ..sizes
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -53,7 +53,14 @@ pub struct DataFrame {
     /// Position on the link, from 1.
     pub seq: u64,
     /// What to deliver.
+    #[serde(deserialize_with = "arc_new")]
     pub body: Arc<DataBody>,
+}
+
+/// Reads a body straight into its `Arc` (serde's own impl reads a `Box` and
+/// moves it into a second allocation).
+fn arc_new<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Arc<DataBody>, D::Error> {
+    DataBody::deserialize(deserializer).map(Arc::new)
 }
 
 /// Actor traffic.
@@ -318,19 +325,27 @@ mod tests {
     }
 
     #[test]
-    fn payloads_are_slices_of_the_frame_and_small_ones_copies() {
-        let tell = |n: usize| {
+    fn payloads_are_slices_of_the_frame_and_small_ones_in_large_frames_copies() {
+        let tell = |n: usize, type_len: usize| {
             data(DataBody::Tell {
                 target: ActorId::new(plexus_actors::NodeId::synthetic(1), 2),
-                message_type: "m".into(),
+                message_type: "m".repeat(type_len),
                 payload: Bytes::from(vec![0x5A; n]),
                 trace: None,
             })
         };
-        for (n, shared) in [(10 << 10, true), (codec::SHARE_MIN_BYTES - 1, false)] {
-            let encoded = Bytes::from(encode_frame(&tell(n)).unwrap());
+        let short = codec::SHARE_MIN_BYTES - 1;
+        for (n, type_len, shared) in [
+            (10 << 10, 1, true),
+            // A small frame is shared by its payload, however short.
+            (short, 1, true),
+            (10, 1, true),
+            // A short payload in a frame over the bound is copied.
+            (short, codec::SHARE_INPUT_MAX_BYTES, false),
+        ] {
+            let encoded = Bytes::from(encode_frame(&tell(n, type_len)).unwrap());
             let decoded = decode_frame(&encoded, MESH_FRAME_BYTES_MAX).unwrap();
-            assert_eq!(decoded, tell(n));
+            assert_eq!(decoded, tell(n, type_len));
             let Frame::Data(DataFrame { body, .. }) = decoded else {
                 panic!("a data frame")
             };
@@ -338,7 +353,12 @@ mod tests {
                 panic!("a tell")
             };
             let within = encoded.as_ptr_range();
-            assert_eq!(within.contains(&payload.as_ptr()), shared, "{n} bytes");
+            assert_eq!(
+                within.contains(&payload.as_ptr()),
+                shared,
+                "{n} bytes in a frame of {}",
+                encoded.len()
+            );
         }
     }
 

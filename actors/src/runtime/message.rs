@@ -42,7 +42,7 @@ impl<M: Message> Clone for Wire<M> {
 impl<M: Message> Copy for Wire<M> {}
 
 fn encode_shared<T: Serialize>(value: &T) -> Result<Bytes, CodecError> {
-    codec::encode_body(value).map(Bytes::from)
+    codec::encode_body_bytes(value)
 }
 
 fn decode_limited<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, CodecError> {

@@ -133,6 +133,16 @@ impl RemoteLink for Link {
         Box::pin(async move {
             let bytes = size_of(&out);
             self.within_bound(bytes)?;
+            self.admit(node)?;
+            // Most sends find room: take it without registering for a wake-up
+            // (registering locks the window's waiter list, twice).
+            if self
+                .shared
+                .window(node)
+                .try_take(bytes, &self.shared.config.delivery)
+            {
+                return self.push(node, out, bytes);
+            }
             loop {
                 self.admit(node)?;
                 let window = self.shared.window(node);

@@ -56,13 +56,14 @@
 //!   queued sends are bounded by the windows; replies by the asks delivered.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 use plexus_actors::envelope::Failure;
+use plexus_actors::fixed::FixedMap;
 use plexus_actors::runtime::Outgoing;
 use plexus_actors::{ActorId, NodeId};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -171,7 +172,7 @@ struct Shared {
     listen: RwLock<Vec<Multiaddr>>,
     admission: RwLock<Admission>,
     /// The concurrent copies of the core's user windows, per peer.
-    windows: Mutex<HashMap<NodeId, Arc<PeerWindow>>>,
+    windows: Mutex<FixedMap<NodeId, Arc<PeerWindow>>>,
     counters: Counters,
     events: broadcast::Sender<handle::MeshEvent>,
     cmd: mpsc::UnboundedSender<Command>,

@@ -3,7 +3,7 @@
 //! and carries out what it returns. Nothing here decides: every choice it acts on
 //! comes out of the core's `poll_*` methods.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, Swarm, allow_block_list, gossipsub, identify, noise, ping, tcp, yamux};
 use plexus_actors::codec;
 use plexus_actors::envelope::Failure;
+use plexus_actors::fixed::FixedMap;
 use plexus_actors::runtime::{ActorSystem, DeliverError, Outgoing, RemoteReply};
 use plexus_actors::{NodeId, Time};
 use tokio::sync::{mpsc, oneshot};
@@ -105,15 +106,19 @@ pub(super) struct Driver {
     start: Instant,
     cmd_rx: mpsc::UnboundedReceiver<Command>,
     inbound_rx: mpsc::Receiver<(NodeId, Vec<Frame>)>,
-    outs: HashMap<NodeId, Arc<PeerOut>>,
-    retry_at: HashMap<NodeId, Instant>,
+    outs: FixedMap<NodeId, Arc<PeerOut>>,
+    retry_at: FixedMap<NodeId, Instant>,
     writers: JoinSet<NodeId>,
     slow: JoinSet<(NodeId, u64, Result<(), Failure>)>,
     /// Peers with a delivery waiting on a full mailbox, and the frames held behind it.
-    held: HashMap<NodeId, VecDeque<Frame>>,
+    held: FixedMap<NodeId, VecDeque<Frame>>,
+    /// The emptied queue of the last peer whose held frames were handed on, kept
+    /// for the next peer to hold frames (a mailbox that fills under a stream of
+    /// tells fills again and again; its queue need not grow from nothing each time).
+    spare_held: VecDeque<Frame>,
     /// Where each pending ask's answer goes, by the number the core gave it. The
     /// core answers each exactly once, so this holds what the core holds pending.
-    waiters: HashMap<u64, oneshot::Sender<Result<Vec<u8>, Failure>>>,
+    waiters: FixedMap<u64, oneshot::Sender<Result<Vec<u8>, Failure>>>,
     topic: gossipsub::IdentTopic,
     remote_enqueue_wait: Duration,
     _tasks: JoinSet<()>,
@@ -166,12 +171,13 @@ impl Driver {
             start: Instant::now(),
             cmd_rx,
             inbound_rx,
-            outs: HashMap::new(),
-            retry_at: HashMap::new(),
+            outs: FixedMap::default(),
+            retry_at: FixedMap::default(),
             writers: JoinSet::new(),
             slow: JoinSet::new(),
-            held: HashMap::new(),
-            waiters: HashMap::new(),
+            held: FixedMap::default(),
+            spare_held: VecDeque::new(),
+            waiters: FixedMap::default(),
             topic,
             remote_enqueue_wait: config.remote_enqueue_wait,
             _tasks: tasks,
@@ -376,9 +382,11 @@ impl Driver {
         }
     }
 
-    fn handle_inbound(&mut self, peer: NodeId, frames: Vec<Frame>) {
+    fn handle_inbound(&mut self, peer: NodeId, frames: impl IntoIterator<Item = Frame>) {
         for frame in frames {
-            if let Some(held) = self.held.get_mut(&peer)
+            // Most of the time no peer is held: no lookup then.
+            if !self.held.is_empty()
+                && let Some(held) = self.held.get_mut(&peer)
                 && matches!(frame, Frame::Data(_))
             {
                 if held.len() < HELD_FRAMES_MAX {
@@ -445,7 +453,8 @@ impl Driver {
             }
             Err(DeliverError::Full(pending)) => {
                 let wait = self.remote_enqueue_wait;
-                self.held.insert(peer, VecDeque::new());
+                let queue = std::mem::take(&mut self.spare_held);
+                self.held.insert(peer, queue);
                 self.slow
                     .spawn(async move { (peer, seq, pending.wait(wait).await) });
             }
@@ -468,8 +477,11 @@ impl Driver {
             Err(_) => self.shared.counters.refused.fetch_add(1, Relaxed),
         };
         self.cluster.complete(now, peer, seq, outcome);
-        let held = self.held.remove(&peer).unwrap_or_default();
-        self.handle_inbound(peer, held.into_iter().collect());
+        let mut held = self.held.remove(&peer).unwrap_or_default();
+        self.handle_inbound(peer, held.drain(..));
+        if held.capacity() > self.spare_held.capacity() {
+            self.spare_held = held;
+        }
     }
 
     /// The outbound buffer for `node`, starting its writer if connected, or dialing it
@@ -536,28 +548,42 @@ impl Driver {
     /// Sends everything the core wants sent and handles its events.
     fn flush(&mut self) {
         let now = self.now();
-        let mut batches: HashMap<NodeId, Vec<u8>> = HashMap::new();
+        // One batch per peer. A turn's frames mostly go to one peer after another
+        // (the core drains a link at a time), so the last batch is tried first and
+        // the map only when the peer changes.
+        let mut batches: Vec<(NodeId, Arc<PeerOut>, Vec<u8>)> = Vec::new();
+        let mut index: FixedMap<NodeId, usize> = FixedMap::default();
         let mut sent = 0u64;
         while let Some((to, frame)) = self.cluster.poll_transmit(now) {
             let is_data = matches!(frame, Frame::Data(_));
-            let Some(out) = self.out_for(to) else {
-                if is_data {
-                    self.cluster.link_down(to);
-                }
-                continue;
+            let at = match batches.last() {
+                Some((last, ..)) if *last == to => batches.len() - 1,
+                _ => match index.get(&to) {
+                    Some(&at) => at,
+                    None => {
+                        let Some(out) = self.out_for(to) else {
+                            if is_data {
+                                self.cluster.link_down(to);
+                            }
+                            continue;
+                        };
+                        index.insert(to, batches.len());
+                        batches.push((to, out, Vec::new()));
+                        batches.len() - 1
+                    }
+                },
             };
+            let (_, out, batch) = &mut batches[at];
             if !out.ready.load(SeqCst) {
                 if is_data {
                     // Held by the core until the stream is up (then resent).
                     self.cluster.link_down(to);
                     continue;
                 }
-                let buffered = out.buffered() + batches.get(&to).map_or(0, Vec::len);
-                if buffered > CONTROL_BUFFER_BYTES_MAX {
+                if out.buffered() + batch.len() > CONTROL_BUFFER_BYTES_MAX {
                     continue;
                 }
             }
-            let batch = batches.entry(to).or_default();
             match codec::encode_delimited_into(&frame, MESH_FRAME_BYTES_MAX, batch) {
                 Ok(()) => sent += 1,
                 // Data bodies are chunked well under the bound, so only a control
@@ -567,8 +593,8 @@ impl Driver {
                 }
             }
         }
-        for (to, bytes) in batches {
-            if let Some(out) = self.outs.get(&to) {
+        for (_, out, bytes) in batches {
+            if !bytes.is_empty() {
                 out.append(bytes);
             }
         }
