@@ -365,3 +365,93 @@ async fn the_core_window_bounds_remote_tells_and_wakes_waiters() {
     m1.shutdown().await;
     m2.shutdown().await;
 }
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Seq {
+    Push(u64),
+    Seen,
+}
+impl Message for Seq {
+    type Reply = Vec<u64>;
+    const WIRE: Option<Wire<Self>> = Some(Wire::serde());
+}
+
+/// Keeps what it is told, in order; its first message waits on a gate.
+struct Gated;
+impl Actor for Gated {
+    type Msg = Seq;
+    type State = (std::sync::Arc<tokio::sync::Semaphore>, Vec<u64>);
+    type Args = std::sync::Arc<tokio::sync::Semaphore>;
+    async fn started(&self, _: &Context<Seq>, gate: Self::Args) -> Result<Self::State, ActorError> {
+        Ok((gate, Vec::new()))
+    }
+    async fn handle(
+        &self,
+        _: &Context<Seq>,
+        msg: Seq,
+        (gate, seen): &mut Self::State,
+    ) -> Result<Vec<u64>, ActorError> {
+        if let Seq::Push(i) = msg {
+            if seen.is_empty() {
+                let _ = gate.acquire().await;
+            }
+            seen.push(i);
+        }
+        Ok(seen.clone())
+    }
+}
+
+/// A peer's tells into a full mailbox: the driver holds the later ones behind the
+/// one that waits for the mailbox to drain, then hands them all on, in order, none
+/// lost (the mailbox fills and drains several times over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mailbox_holds_a_peers_later_tells_and_hands_all_on_in_order() {
+    use plexus_actors::runtime::SpawnOptions;
+    let gov = NodeKey::from_seed([100; 32]);
+    let keys: Vec<NodeKey> = (1..=2).map(|i| NodeKey::from_seed([i; 32])).collect();
+    let allowlist = network(&keys, &gov);
+    let (s1, m1) = node(&keys[0], &allowlist, vec![]).await;
+    let boot = first_addr(&m1).await;
+    let (s2, m2) = node(&keys[1], &allowlist, vec![boot]).await;
+    wait_for(&m2, Duration::from_secs(10), |m| alive(m) == 1).await;
+
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let capacity = 8;
+    let local = s1
+        .spawn_with(
+            Gated,
+            gate.clone(),
+            SpawnOptions::default().capacity(capacity),
+        )
+        .await
+        .unwrap();
+    let target = s2.resolve_at::<Seq>(local.id(), keys[0].node_id());
+    let n = 200u64;
+    for i in 0..n {
+        target.tell(Seq::Push(i)).await.unwrap();
+    }
+    // The first tell waits at the gate and the mailbox behind it is full, so the
+    // rest are held by node 1's driver or still on their way.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let depth = s1
+            .actors()
+            .into_iter()
+            .find(|a| a.id == local.id())
+            .map(|a| a.mailbox_depth);
+        if depth == Some(capacity) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the mailbox never filled: {depth:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(1);
+    let seen = target.ask(Seq::Seen).await.unwrap();
+    assert_eq!(seen, (0..n).collect::<Vec<_>>());
+    assert_eq!(m1.stats().refused, 0);
+    m1.shutdown().await;
+    m2.shutdown().await;
+}

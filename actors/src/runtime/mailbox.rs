@@ -14,6 +14,12 @@
 //!
 //! Waiting senders register on a `Notify`; the actor wakes one per message it takes
 //! out, and only when someone waits, so the uncontended path is two atomic updates.
+//!
+//! A node's mesh driver delivers a peer's frames in order and, when the mailbox is
+//! full, holds that peer's later frames behind the one that waits. It waits for the
+//! mailbox to drain to half its capacity ([`MailboxShared::drained`]), not for one
+//! slot: the actor still has half a mailbox to work through, and the driver then
+//! hands on hundreds of held frames in one turn instead of a few per wake-up.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
@@ -43,6 +49,9 @@ pub(crate) struct MailboxShared {
     capacity: usize,
     waiters: AtomicUsize,
     space: Notify,
+    /// Waiters for the mailbox to drain to [`Self::low_water`], and their wake-up.
+    drain_waiters: AtomicUsize,
+    drained_space: Notify,
     closed: AtomicBool,
     pub(crate) handled: AtomicU64,
     pub(crate) failure: Mutex<Option<String>>,
@@ -61,6 +70,8 @@ impl MailboxShared {
             capacity: capacity.max(1),
             waiters: AtomicUsize::new(0),
             space: Notify::new(),
+            drain_waiters: AtomicUsize::new(0),
+            drained_space: Notify::new(),
             closed: AtomicBool::new(false),
             handled: AtomicU64::new(0),
             failure: Mutex::new(None),
@@ -102,9 +113,33 @@ impl MailboxShared {
 
     #[inline]
     fn release_slot(&self) {
-        self.depth.fetch_sub(1, SeqCst);
+        let before = self.depth.fetch_sub(1, SeqCst);
         if self.waiters.load(SeqCst) > 0 {
             self.space.notify_one();
+        }
+        if before == self.low_water() + 1 && self.drain_waiters.load(SeqCst) > 0 {
+            self.drained_space.notify_waiters();
+        }
+    }
+
+    /// The depth [`drained`](Self::drained) waits for: half the capacity.
+    #[inline]
+    fn low_water(&self) -> usize {
+        self.capacity / 2
+    }
+
+    /// Waits until at most half the capacity is queued, or the actor is gone.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let notified = self.drained_space.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a drain in between is not missed.
+            notified.as_mut().enable();
+            let _counted = Counted::new(&self.drain_waiters);
+            if self.depth() <= self.low_water() || self.is_closed() {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -120,6 +155,7 @@ impl MailboxShared {
     pub(crate) fn close(&self) {
         self.closed.store(true, SeqCst);
         self.space.notify_waiters();
+        self.drained_space.notify_waiters();
         let exit = if self.stopped_normally.load(SeqCst) {
             Exit::Normal
         } else {
@@ -262,4 +298,43 @@ fn unreachable_send<T>() -> T {
     // ractor's `ActorRef::send_message` returns `SendErr` with the message for a
     // closed mailbox; the other variants cannot occur on a typed `ActorRef`.
     panic!("ractor returned a send error without the message")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    fn poll(f: std::pin::Pin<&mut impl Future<Output = ()>>) -> Poll<()> {
+        let waker = futures::task::noop_waker();
+        f.poll(&mut Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn drained_waits_for_half_the_capacity_or_the_end() {
+        let shared = MailboxShared::new(4);
+        for _ in 0..4 {
+            assert!(shared.try_reserve());
+        }
+        let mut drained = pin!(shared.drained());
+        assert!(poll(drained.as_mut()).is_pending());
+        shared.dequeued();
+        assert!(poll(drained.as_mut()).is_pending(), "three of four queued");
+        shared.dequeued();
+        assert!(poll(drained.as_mut()).is_ready(), "two of four queued");
+        // Already drained: ready at once.
+        assert!(poll(pin!(shared.drained())).is_ready());
+
+        let full = MailboxShared::new(4);
+        for _ in 0..4 {
+            assert!(full.try_reserve());
+        }
+        let mut drained = pin!(full.drained());
+        assert!(poll(drained.as_mut()).is_pending());
+        full.close();
+        assert!(poll(drained.as_mut()).is_ready(), "the actor is gone");
+    }
 }

@@ -224,7 +224,13 @@ impl<M: Message> Inbox for TypedInbox<M> {
                 Err(DeliverError::Full(PendingDelivery {
                     wait: Box::new(move |limit| {
                         Box::pin(async move {
-                            match tokio::time::timeout(limit, mailbox.send(env)).await {
+                            // Hand on a batch, not a message, when room comes (see
+                            // `mailbox`): wait for half the mailbox to drain first.
+                            let send = async {
+                                mailbox.shared.drained().await;
+                                mailbox.send(env).await
+                            };
+                            match tokio::time::timeout(limit, send).await {
                                 Ok(Ok(())) => Ok(()),
                                 Ok(Err(_)) => Err(Failure::NoSuchActor),
                                 Err(_) => Err(Failure::MailboxFull),

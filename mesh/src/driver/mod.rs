@@ -46,9 +46,10 @@
 //! * Inbound batches queue in a channel of `INBOUND_BATCHES_MAX`; a full channel stops
 //!   the readers, and backpressure reaches the sender through the transport.
 //! * An inbound message whose target mailbox is full waits up to
-//!   `remote_enqueue_wait`, holding back later frames from the same peer (at most
-//!   `HELD_FRAMES_MAX`; more are dropped and will be retransmitted), then is refused
-//!   with `MailboxFull`.
+//!   `remote_enqueue_wait` for the mailbox to drain to half its capacity and take
+//!   it, holding back later frames from the same peer (at most `HELD_FRAMES_MAX`;
+//!   more are dropped and will be retransmitted), then is refused with
+//!   `MailboxFull`.
 //! * Control frames for a peer whose stream is not open yet are buffered up to
 //!   `CONTROL_BUFFER_BYTES_MAX`, then dropped (membership tolerates loss).
 //! * Commands: at most `COMMANDS_PER_TURN` handled per loop turn. The channel is
