@@ -285,8 +285,9 @@ fn main() {
             asks: 200,
         }
     };
-    // `PLEXUS_BENCH_N100=N` overrides the count of 100 B tells (a longer phase to
-    // profile); the ratios printed always come from the sizes above.
+    // `PLEXUS_BENCH_N100=N` overrides the count of 100 B tells, for a phase long
+    // enough to profile (the processes a run starts inherit it; recorded figures
+    // come from runs without it).
     let sizes = Sizes {
         n100: std::env::var("PLEXUS_BENCH_N100")
             .ok()
