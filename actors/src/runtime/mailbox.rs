@@ -313,12 +313,18 @@ mod tests {
         f.poll(&mut Context::from_waker(&waker))
     }
 
-    #[test]
-    fn drained_waits_for_half_the_capacity_or_the_end() {
-        let shared = MailboxShared::new(4);
-        for _ in 0..4 {
+    fn full(capacity: usize) -> MailboxShared {
+        let shared = MailboxShared::new(capacity);
+        for _ in 0..capacity {
             assert!(shared.try_reserve());
         }
+        assert!(!shared.try_reserve());
+        shared
+    }
+
+    #[test]
+    fn drained_waits_for_half_the_capacity_or_the_end() {
+        let shared = full(4);
         let mut drained = pin!(shared.drained());
         assert!(poll(drained.as_mut()).is_pending());
         shared.dequeued();
@@ -328,13 +334,10 @@ mod tests {
         // Already drained: ready at once.
         assert!(poll(pin!(shared.drained())).is_ready());
 
-        let full = MailboxShared::new(4);
-        for _ in 0..4 {
-            assert!(full.try_reserve());
-        }
-        let mut drained = pin!(full.drained());
+        let ending = full(4);
+        let mut drained = pin!(ending.drained());
         assert!(poll(drained.as_mut()).is_pending());
-        full.close();
+        ending.close();
         assert!(poll(drained.as_mut()).is_ready(), "the actor is gone");
     }
 }
