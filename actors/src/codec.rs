@@ -171,22 +171,19 @@ pub fn encode_body_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, Code
             return encode_body(value).map(Bytes::from);
         };
         scratch.clear();
-        let written = encode_body_into(value, &mut scratch);
-        if let Err(e) = written {
-            if scratch.capacity() > SCRATCH_KEEP_MAX {
-                *scratch = Vec::new();
+        let encoded = encode_body_into(value, &mut scratch).map(|()| {
+            if scratch.len() > SCRATCH_KEEP_MAX {
+                Bytes::from(std::mem::take(&mut *scratch))
+            } else {
+                Bytes::copy_from_slice(&scratch)
             }
-            return Err(e);
-        }
-        if scratch.len() > SCRATCH_KEEP_MAX {
-            return Ok(Bytes::from(std::mem::take(&mut *scratch)));
-        }
-        let bytes = Bytes::copy_from_slice(&scratch);
+        });
+        // A large value that failed, or growth past the bound, leaves more room
+        // than the scratch keeps.
         if scratch.capacity() > SCRATCH_KEEP_MAX {
-            // The buffer's growth overshot the bound; do not keep that much.
             *scratch = Vec::new();
         }
-        Ok(bytes)
+        encoded
     })
 }
 

@@ -107,6 +107,11 @@ fn allowlist() -> SignedAllowlist {
     SignedAllowlist::sign(list, &gov).expect("sign")
 }
 
+/// A number from the environment variable `name`, if it is set and is one.
+fn env_number(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
 /// The transport a Plexus process listens on: `PLEXUS_BENCH_TRANSPORT=quic` for
 /// QUIC (built with `--features quic`), TCP + Noise + Yamux otherwise. A node dials
 /// its bootstrap address over the transport that address names.
@@ -134,10 +139,7 @@ async fn server() {
     let node = start(a, vec![]).await;
     // `PLEXUS_BENCH_CAPACITY=N`: the counter's mailbox capacity (for experiments;
     // the default is the runtime's).
-    let counter = match std::env::var("PLEXUS_BENCH_CAPACITY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    let counter = match env_number("PLEXUS_BENCH_CAPACITY") {
         Some(cap) => node
             .spawn_with(Counter, (), SpawnOptions::default().capacity(cap))
             .await
@@ -289,10 +291,7 @@ fn main() {
     // enough to profile (the processes a run starts inherit it; recorded figures
     // come from runs without it).
     let sizes = Sizes {
-        n100: std::env::var("PLEXUS_BENCH_N100")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(sizes.n100),
+        n100: env_number("PLEXUS_BENCH_N100").unwrap_or(sizes.n100),
         ..sizes
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

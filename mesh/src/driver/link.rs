@@ -85,6 +85,16 @@ impl Link {
         Ok(())
     }
 
+    /// Takes `bytes` of room in `node`'s window if there is that much now (no wake-up
+    /// registered: most sends find room).
+    fn take_room(&self, node: NodeId, bytes: usize) -> Result<bool, LinkError> {
+        self.admit(node)?;
+        Ok(self
+            .shared
+            .window(node)
+            .try_take(bytes, &self.shared.config.delivery))
+    }
+
     /// Queues a send holding `bytes` of `node`'s window; gives them back if the loop
     /// is gone.
     fn push(&self, node: NodeId, out: Outgoing, bytes: usize) -> Result<(), LinkError> {
@@ -112,14 +122,9 @@ impl RemoteLink for Link {
     }
 
     fn try_send(&self, node: NodeId, out: Outgoing) -> Result<(), LinkError> {
-        self.admit(node)?;
         let bytes = size_of(&out);
         self.within_bound(bytes)?;
-        if !self
-            .shared
-            .window(node)
-            .try_take(bytes, &self.shared.config.delivery)
-        {
+        if !self.take_room(node, bytes)? {
             return Err(LinkError::WindowFull);
         }
         self.push(node, out, bytes)
@@ -133,14 +138,9 @@ impl RemoteLink for Link {
         Box::pin(async move {
             let bytes = size_of(&out);
             self.within_bound(bytes)?;
-            self.admit(node)?;
-            // Most sends find room: take it without registering for a wake-up
-            // (registering locks the window's waiter list, twice).
-            if self
-                .shared
-                .window(node)
-                .try_take(bytes, &self.shared.config.delivery)
-            {
+            // Registering for a wake-up locks the window's waiter list twice: only
+            // a send that found no room does it.
+            if self.take_room(node, bytes)? {
                 return self.push(node, out, bytes);
             }
             loop {
