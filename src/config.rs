@@ -33,6 +33,13 @@
 //! health_max = 8                         # a sick node probes up to 8× slower (1: off)
 //! sync_interval = "30s"
 //!
+//! [registry]                             # the cluster's name registry
+//! owners = 3                             # each name held by its 3 owners, found by
+//!                                        #   asking them (default 0: every node
+//!                                        #   holds every name); the same on every node
+//! watch_refresh = "30s"                  # how often a node asks the owners again
+//!                                        #   about names it uses, and re-sends its own
+//!
 //! [work]                                 # model executors and the audit of their work
 //! sample_rate = 0.05                     # share of receipts re-executed (network-wide)
 //! verifiers = 2                          # re-executions per sampled receipt (network-wide)
@@ -65,6 +72,7 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use plexus_mesh::membership::MembershipConfig;
+use plexus_mesh::registry::RegistryConfig;
 use plexus_vocab::resources::Resources;
 use serde::Deserialize;
 
@@ -120,6 +128,9 @@ pub struct NodeFile {
     /// Membership tuning.
     #[serde(default)]
     pub membership: MembershipFile,
+    /// The name registry.
+    #[serde(default)]
+    pub registry: RegistryFile,
     /// Tracing export.
     #[serde(default)]
     pub telemetry: TelemetryFile,
@@ -315,6 +326,16 @@ pub struct MembershipFile {
     pub sync_interval: Option<String>,
 }
 
+/// `[registry]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryFile {
+    /// Owners per name (0: a full replica on every node).
+    pub owners: Option<u32>,
+    /// e.g. `"30s"`.
+    pub watch_refresh: Option<String>,
+}
+
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct NodeSettings {
@@ -338,6 +359,8 @@ pub struct NodeSettings {
     pub tags: BTreeMap<String, String>,
     /// Membership tuning.
     pub membership: MembershipConfig,
+    /// The name registry: full, or sharded over `owners` per name.
+    pub registry: RegistryConfig,
     /// The OTLP/HTTP traces URL, if one is configured (checked, completed).
     pub otlp_endpoint: Option<String>,
     /// Epochs, if enabled.
@@ -592,6 +615,37 @@ impl NodeFile {
                 "must be shorter than membership.probe_interval",
             ));
         }
+        let registry_defaults = RegistryConfig::default();
+        let registry = RegistryConfig {
+            owners: match self.registry.owners {
+                Some(r) if r as usize > plexus_mesh::owners::OWNERS_MAX => {
+                    return Err(field(
+                        "registry.owners",
+                        format!(
+                            "at most {} owners per name",
+                            plexus_mesh::owners::OWNERS_MAX
+                        ),
+                    ));
+                }
+                Some(r) => r,
+                None => registry_defaults.owners,
+            },
+            watch_refresh: duration(
+                "registry.watch_refresh",
+                &self.registry.watch_refresh,
+                registry_defaults.watch_refresh,
+            )?,
+            ..registry_defaults
+        };
+        if registry.watch_refresh >= registry.watch_idle {
+            return Err(field(
+                "registry.watch_refresh",
+                format!(
+                    "must be shorter than the {:?} after which an unused name is no longer asked about",
+                    registry.watch_idle
+                ),
+            ));
+        }
         let otlp_endpoint = match &self.telemetry.otlp_endpoint {
             Some(e) => Some(
                 crate::telemetry::traces_url(e)
@@ -739,6 +793,7 @@ impl NodeFile {
             resources,
             tags: self.tags,
             membership,
+            registry,
             otlp_endpoint,
             epochs,
             work,
@@ -796,6 +851,32 @@ mod tests {
             let e = settle(text).unwrap_err().to_string();
             assert!(e.contains(field), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_registry_is_a_full_replica_unless_sharded_and_bad_settings_name_their_field() {
+        let d = settle("").unwrap();
+        assert_eq!(d.registry.owners, 0);
+        assert!(!d.registry.sharded());
+        let s = settle("[registry]\nowners = 3\nwatch_refresh = \"10s\"\n").unwrap();
+        assert_eq!(s.registry.owners, 3);
+        assert_eq!(s.registry.watch_refresh, Duration::from_secs(10));
+        for (text, field) in [
+            ("[registry]\nowners = 8\n", "registry.owners"),
+            (
+                "[registry]\nwatch_refresh = \"never\"\n",
+                "registry.watch_refresh",
+            ),
+            (
+                "[registry]\nwatch_refresh = \"1h\"\n",
+                "registry.watch_refresh",
+            ),
+        ] {
+            let e = settle(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        let e = settle("[registry]\nowner = 3\n").unwrap_err().to_string();
+        assert!(e.contains("owner"), "{e}");
     }
 
     #[test]

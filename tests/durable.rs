@@ -389,3 +389,53 @@ fn a_node_that_joins_takes_over_actors_by_live_migration() {
     assert!(ok, "{err}");
     applied_exactly(nodes.iter(), "rb", 4);
 }
+
+/// With the registry sharded (`[registry] owners`), each durable actor's name is
+/// held by its owners, not by every node: the scheduler places a job from its
+/// hosts' reports, senders find the actors by asking the owners, and a SIGKILLed
+/// host's actors are restored elsewhere, every message applied exactly once.
+#[test]
+fn a_sharded_registry_runs_a_job_and_restores_a_killed_hosts_actors() {
+    let net = Network::new("sharded");
+    let homes = admitted(&net, 4, &[]);
+    let key = net.submitter("client");
+    let config = net.fast_config("fast");
+    common::append_config(&config, "[registry]\nowners = 2\nwatch_refresh = \"2s\"\n");
+    let mut nodes = net.start_all(&homes, &config);
+    nodes[0].wait_members(3, Duration::from_secs(30));
+    let api = nodes[0].api.clone();
+    let job = net.dir.0.join("wc.toml");
+    std::fs::write(&job, JOB).unwrap();
+    let (ok, _, out, err) = client(&["deploy", job.to_str().unwrap()], &api, &key);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("3/3 actors active"), "{out}");
+    let (ok, _, _, err) = client(&["send", "wc/ingest/0", "a b", "c d"], &api, &key);
+    assert!(ok, "{err}");
+    applied_exactly(nodes.iter(), "wc", 2);
+
+    // Kill a host of the job's actors (not the API node), hard.
+    let victim = (1..4)
+        .max_by_key(|&i| durable_actors(&nodes[i]).len())
+        .unwrap();
+    assert!(
+        !durable_actors(&nodes[victim]).is_empty(),
+        "the job runs on three of four nodes"
+    );
+    nodes[victim].kill();
+    let gone = nodes[victim].id.clone();
+    poll(Duration::from_secs(60), || {
+        let rows = active_rows(&api, &key, "wc/", 3)?;
+        match rows.iter().find(|l| l.contains(&gone)) {
+            Some(l) => Err(format!("still on the killed node: {l}")),
+            None => Ok(()),
+        }
+    });
+    let (ok, _, _, err) = client(&["send", "wc/ingest/0", "e f", "g h"], &api, &key);
+    assert!(ok, "{err}");
+    let survivors = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| n);
+    applied_exactly(survivors, "wc", 4);
+}

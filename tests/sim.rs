@@ -120,6 +120,13 @@ fn a_sweep_of_100_durable_seeds_has_no_violations() {
 }
 
 #[test]
+fn a_sweep_of_100_durable_seeds_with_a_sharded_registry_has_no_violations() {
+    // The same with each name held by its 3 owners: the scheduler's node holds few
+    // of the actors' names and places them from its hosts' repeated reports.
+    sweep_of_100_is_clean("sim/scenarios/durable-sharded.toml");
+}
+
+#[test]
 fn a_failing_seed_is_reported_with_the_command_that_reproduces_it() {
     let dir = TempDir::new("sim-fail");
     let path = dir.0.join("impossible.toml");

@@ -1237,6 +1237,15 @@ impl<S: SlotStore> DurableNode<S> {
             .unwrap_or_default()
     }
 
+    /// The number of the last message a session sent to each receiver (see
+    /// [`Streams::marks`]).
+    pub fn session_marks(&self, id: u64) -> BTreeMap<DurableKey, u64> {
+        self.sessions
+            .get(&id)
+            .map(Streams::marks)
+            .unwrap_or_default()
+    }
+
     /// Closes a session (its unacknowledged messages are abandoned).
     pub fn session_close(&mut self, id: u64) {
         self.sessions.remove(&id);

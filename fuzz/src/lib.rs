@@ -283,6 +283,7 @@ pub fn sample_view() -> View {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+        partial: false,
     }
 }
 

@@ -95,8 +95,12 @@ pub struct ClusterFacts {
     pub allowlisted: BTreeMap<NodeId, Grant>,
     /// The keys the allowlist lets submit jobs.
     pub submitters: Vec<NodeId>,
-    /// The registry's names and the node each resolves to.
+    /// The registry's names this node holds and the node each resolves to.
     pub names: Vec<(String, NodeId)>,
+    /// The registry is sharded: `names` holds only this node's share (the names
+    /// it owns and those it looks up), not every name. The scheduler then takes
+    /// where actors run from their hosts' reports too, and hosts repeat them.
+    pub names_partial: bool,
 }
 
 /// Whether a member in `state` counts as alive for placement and for the
@@ -183,6 +187,7 @@ impl ClusterFacts {
             members: self.allowlisted.keys().copied().collect(),
             kinds: kinds.collect(),
             network: self.network.clone(),
+            partial: self.names_partial,
         }
     }
 }

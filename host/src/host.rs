@@ -59,6 +59,7 @@ use plexus_scheduler::SCHEDULER_KEY;
 use plexus_scheduler::app::{
     WATCHDOG_GRACE_TICKS, Watchdog, decode_response, encode_request, encode_tick, scheduler_set,
 };
+use plexus_scheduler::protocol::REPORT_EVERY_TICKS;
 use plexus_scheduler::protocol::{Rejection, Report, Request, Response, Rights, Signed, admit};
 use plexus_vocab::identity::NodeKey;
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,9 @@ use crate::facts::{ClusterFacts, Directory};
 /// Client session numbers with this bit are one-shot sessions: one request each,
 /// closed once it is acknowledged.
 pub const ONE_SHOT: u64 = 1 << 63;
+/// With a sharded registry: most actors one round of repeated reports covers
+/// (see `DurableHost::report_actives`).
+pub const REPORTS_PER_ROUND_MAX: usize = 1_024;
 /// Migration pauses kept for the status.
 pub const PAUSES_KEPT: usize = 1_000;
 
@@ -435,6 +439,14 @@ pub struct DurableHost<S: SlotStore> {
     scheduler: DurableKey,
     watchdog: Watchdog,
     next_scheduler_tick: Time,
+    /// Scheduler ticks run here (they pace the repeated reports).
+    ticks: u64,
+    /// The registry is sharded (as of the last scheduler tick): hosts repeat
+    /// their reports.
+    partial: bool,
+    /// With a sharded registry: the last actor reported in the current round of
+    /// repeated reports (the next round starts after it).
+    reported_last: Option<DurableKey>,
     /// This node's client session (reports and client messages).
     session: u64,
     next_one_shot: u64,
@@ -482,6 +494,9 @@ impl<S: SlotStore> DurableHost<S> {
             scheduler: scheduler_key(),
             watchdog: Watchdog::default(),
             next_scheduler_tick: Time::ZERO,
+            ticks: 0,
+            partial: false,
+            reported_last: None,
             session,
             next_one_shot,
             waiting: BTreeMap::new(),
@@ -618,6 +633,16 @@ impl<S: SlotStore> DurableHost<S> {
         bytes: &plexus_actors::codec::Bytes,
     ) -> Result<(), WireError> {
         let msg = wire::decode_shared(bytes).map_err(WireError::Undecodable)?;
+        // With a sharded registry, an order to activate an actor already active
+        // here is how the scheduler asks after one it has not heard of lately:
+        // the activation is a no-op, and the answer is a report.
+        if self.partial
+            && let DurableMsg::Command(wire::Command::Activate { key, .. }) = &msg
+            && let Some(a) = self.core.actor(key).filter(|a| a.is_active())
+        {
+            let (key, set, ballot) = (key.clone(), a.set().clone(), a.ballot());
+            self.report_active(&key, set, ballot);
+        }
         self.core.handle(now, from, msg).map_err(WireError::Refused)
     }
 
@@ -1130,6 +1155,42 @@ impl<S: SlotStore> DurableHost<S> {
             if let Ok(tick) = encode_tick(&view) {
                 self.core.local_input(now, &sched, tick);
             }
+        }
+        self.ticks = self.ticks.wrapping_add(1);
+        self.partial = facts.names_partial;
+        if facts.names_partial && self.ticks.is_multiple_of(REPORT_EVERY_TICKS) {
+            self.report_actives();
+        }
+    }
+
+    /// With a sharded registry the scheduler's node holds only some names, so
+    /// hosts repeat what they host: every [`REPORT_EVERY_TICKS`] ticks, each
+    /// actor active here (the scheduler aside) is reported again, at most
+    /// [`REPORTS_PER_ROUND_MAX`] per round; past the bound, the next round goes
+    /// on after the last one reported. A host with more actors reports each less
+    /// often; the scheduler then orders an activation of one it has not heard
+    /// of lately, which the host answers with a report (see [`Self::handle_wire`]).
+    fn report_actives(&mut self) {
+        let mut actives: Vec<(DurableKey, ReplicaSet, Ballot)> = self
+            .core
+            .actors()
+            .filter(|(k, a)| a.is_active() && **k != self.scheduler)
+            .map(|(k, a)| (k.clone(), a.set().clone(), a.ballot()))
+            .collect();
+        // In key order (the core's map): this round starts after the last one.
+        if let Some(last) = &self.reported_last {
+            let start = actives.partition_point(|(k, _, _)| k <= last);
+            actives.rotate_left(start);
+        }
+        let all = actives.len() <= REPORTS_PER_ROUND_MAX;
+        actives.truncate(REPORTS_PER_ROUND_MAX);
+        self.reported_last = if all {
+            None
+        } else {
+            actives.last().map(|(k, _, _)| k.clone())
+        };
+        for (key, set, ballot) in actives {
+            self.report_active(&key, set, ballot);
         }
     }
 

@@ -98,6 +98,8 @@ struct Net {
     dead: std::collections::BTreeSet<usize>,
     /// While set, every handoff is lost on the way.
     lose_handoffs: bool,
+    /// The registry is sharded: each node's facts list only the names it claims.
+    partial: bool,
 }
 
 struct Dir {
@@ -106,6 +108,7 @@ struct Dir {
     ids: Vec<NodeId>,
     names: BTreeMap<String, BTreeMap<NodeId, u64>>,
     operator: NodeId,
+    partial: bool,
 }
 
 fn winner(claims: &BTreeMap<NodeId, u64>) -> Option<NodeId> {
@@ -156,7 +159,9 @@ impl Directory for Dir {
                 .names
                 .iter()
                 .filter_map(|(n, c)| winner(c).map(|w| (n.clone(), w)))
+                .filter(|(_, w)| !self.partial || *w == self.me)
                 .collect(),
+            names_partial: self.partial,
             ..ClusterFacts::default()
         }
     }
@@ -191,6 +196,7 @@ impl Net {
             unregistered: Vec::new(),
             dead: Default::default(),
             lose_handoffs: false,
+            partial: false,
         }
     }
 
@@ -214,6 +220,7 @@ impl Net {
             ids: self.hosts.iter().map(DurableHost::id).collect(),
             names: self.names.clone(),
             operator: self.operator.node_id(),
+            partial: self.partial,
         }
     }
 
@@ -336,7 +343,10 @@ kind = "counter"
 "#;
 
 fn deployed(n: u64) -> (Net, DurableKey) {
-    let mut net = Net::new(n, HostConfig::default());
+    deployed_with(Net::new(n, HostConfig::default()))
+}
+
+fn deployed_with(mut net: Net) -> (Net, DurableKey) {
     // The watchdog's grace, then the scheduler's first view.
     net.run(Duration::from_millis(500), 14);
     let sched = net.hosts[0].scheduler().clone();
@@ -766,4 +776,51 @@ fn refused_requests_leave_the_store_unchanged_and_replays_are_refused() {
         "{:?}",
         net.answer(again)
     );
+}
+
+/// With a sharded registry a node's facts list only its own share of the names,
+/// so the scheduler's node does not see where the actor runs: its host repeats
+/// its report every two ticks (and without sharding sends none past the first),
+/// and the scheduler keeps the actor active from the reports.
+#[test]
+fn with_a_sharded_registry_hosts_repeat_their_reports_and_the_scheduler_keeps_track() {
+    for partial in [false, true] {
+        let mut net = Net::new(3, HostConfig::default());
+        net.partial = partial;
+        let (mut net, key) = deployed_with(net);
+        let host = net.host_of(&key)[0];
+        let sched = net.hosts[0].scheduler().clone();
+        let sent = |net: &Net| {
+            let h = &net.hosts[host];
+            h.core()
+                .session_marks(h.session())
+                .get(&sched)
+                .copied()
+                .unwrap_or(0)
+        };
+        let before = sent(&net);
+        net.run(Duration::from_millis(500), 20);
+        let reports = sent(&net) - before;
+        if partial {
+            assert_eq!(reports, 10, "one report every other tick");
+        } else {
+            assert_eq!(reports, 0, "a full registry says where actors run");
+        }
+        let asker = (host + 1) % 3;
+        let signed = net.sign(Request::Status);
+        let dir = net.dir(asker);
+        let req = net.hosts[asker].submit(&signed, WALL_MS, &dir).unwrap();
+        net.run(Duration::from_millis(10), 10);
+        let Some(Ok(Response::Status(status))) = net.answer(req) else {
+            panic!("{:?}", net.answer(req));
+        };
+        let actor = status
+            .actors
+            .iter()
+            .find(|a| a.key == key.as_str())
+            .expect("the actor");
+        assert!(actor.active, "partial: {partial}: {actor:?}");
+        assert_eq!(actor.node, net.hosts[host].id());
+        assert_eq!(net.host_of(&key), vec![host], "never activated twice");
+    }
 }

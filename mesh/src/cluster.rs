@@ -266,6 +266,10 @@ impl Cluster {
         match self.registry.lookup_held(name) {
             Some(found) => {
                 self.shards.used(name);
+                // Held for this node's own claim only: the owners know the rest.
+                if !self.knows_name(name) {
+                    self.shards.want(name, self.registry.config().watch_max);
+                }
                 found
             }
             None => {
@@ -279,7 +283,7 @@ impl Cluster {
     /// whose lookups do not reach the core calls this). Nothing for a full replica.
     pub fn want_name(&mut self, now: Time, name: &str) {
         self.clock(now);
-        if self.shards.enabled() && !self.registry.holds(name) {
+        if self.shards.enabled() && !self.knows_name(name) {
             self.shards.want(name, self.registry.config().watch_max);
             self.pump();
         }

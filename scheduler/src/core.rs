@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize};
 use crate::job::{JobSpec, Strategy, actor_key};
 use crate::placement::{Demand, Ledger, NodeInfo, pick, place_all, replica_set};
 use crate::protocol::{
-    ActorSpec, ActorStatus, JobStatus, Rejection, Report, Request, Response, Rights, SCHEDULER_KEY,
-    Signed, Status, View, WHY_BYTES_MAX, admit,
+    ActorSpec, ActorStatus, JobStatus, REPORT_EVERY_TICKS, Rejection, Report, Request, Response,
+    Rights, SCHEDULER_KEY, Signed, Status, View, WHY_BYTES_MAX, admit,
 };
 use crate::tags::Expr;
 
@@ -46,6 +46,12 @@ pub const RETRY_TICKS: u64 = 6;
 /// Ticks after which a migration that has not happened is forgotten (and may be
 /// retried).
 pub const MIGRATION_TICKS: u64 = 40;
+/// With a sharded registry ([`View::partial`]): ticks a host's report that an
+/// actor is active on it stays evidence of where the actor runs. Hosts repeat
+/// their reports every [`REPORT_EVERY_TICKS`] ticks, so this outlasts three lost
+/// reports in a row. It is also how long a scheduler just restored waits for
+/// reports before it takes an actor it has heard nothing of as inactive.
+pub const REPORT_FRESH_TICKS: u64 = 4 * REPORT_EVERY_TICKS;
 /// Most signers whose sequence numbers the scheduler keeps. Only signers with a
 /// right in the allowlist get an entry (the allowlist, at most 4 MiB, bounds them
 /// first), and each tick forgets signers the allowlist no longer names; past this
@@ -130,13 +136,27 @@ pub struct State {
 }
 
 impl Migratable for State {
+    // 4: `View::partial` (a sharded registry); version 3 is upgraded (a full
+    // registry: nothing partial, and the next tick's view replaces it anyway).
     // 3: `State::seqs`, `View::network` (signed requests name their network and
     // sequence); version 2 is upgraded (no sequences yet, and the network comes
     // with the first tick). Version 1 is not read: no cluster ran it.
-    const SCHEMA_VERSION: u32 = 3;
+    const SCHEMA_VERSION: u32 = 4;
 
     fn upgrade(snapshot: &Snapshot) -> Result<Self, RestoreError> {
         match snapshot.schema_version {
+            3 => {
+                let old: StateV3 =
+                    plexus_actors::codec::decode_body(&snapshot.bytes, FRAME_BYTES_MAX)?;
+                Ok(State {
+                    jobs: old.jobs,
+                    actors: old.actors,
+                    draining: old.draining,
+                    tick: old.tick,
+                    view: old.view.upgrade(),
+                    seqs: old.seqs,
+                })
+            }
             2 => {
                 let old: StateV2 =
                     plexus_actors::codec::decode_body(&snapshot.bytes, FRAME_BYTES_MAX)?;
@@ -145,7 +165,7 @@ impl Migratable for State {
                     actors: old.actors,
                     draining: old.draining,
                     tick: old.tick,
-                    view: View {
+                    view: ViewV3 {
                         me: old.view.me,
                         nodes: old.view.nodes,
                         locations: old.view.locations,
@@ -153,7 +173,8 @@ impl Migratable for State {
                         members: old.view.members,
                         kinds: old.view.kinds,
                         network: String::new(),
-                    },
+                    }
+                    .upgrade(),
                     seqs: BTreeMap::new(),
                 })
             }
@@ -161,6 +182,44 @@ impl Migratable for State {
                 found,
                 supported: Self::SCHEMA_VERSION,
             }),
+        }
+    }
+}
+
+/// [`State`] as schema version 3 wrote it.
+#[derive(Serialize, Deserialize)]
+struct StateV3 {
+    jobs: BTreeMap<String, JobRecord>,
+    actors: BTreeMap<String, Placement>,
+    draining: BTreeMap<NodeId, u64>,
+    tick: u64,
+    view: ViewV3,
+    seqs: BTreeMap<NodeId, u64>,
+}
+
+/// [`View`] as schema version 3 wrote it (no `partial`).
+#[derive(Serialize, Deserialize)]
+struct ViewV3 {
+    me: Option<NodeId>,
+    nodes: Vec<NodeInfo>,
+    locations: BTreeMap<String, NodeId>,
+    submitters: BTreeSet<NodeId>,
+    members: BTreeSet<NodeId>,
+    kinds: BTreeSet<String>,
+    network: String,
+}
+
+impl ViewV3 {
+    fn upgrade(self) -> View {
+        View {
+            me: self.me,
+            nodes: self.nodes,
+            locations: self.locations,
+            submitters: self.submitters,
+            members: self.members,
+            kinds: self.kinds,
+            network: self.network,
+            partial: false,
         }
     }
 }
@@ -211,6 +270,12 @@ pub struct Scheduler {
     /// Moves whose source could not start them: ordered again at the next tick
     /// rather than after [`RETRY_TICKS`] (not durable).
     retry_now: BTreeSet<String>,
+    /// Per placed actor, the live node that last reported it active and the
+    /// tick the report came in (not durable; one entry per placed actor at most).
+    /// Read only with a partial view (a sharded registry).
+    heard: BTreeMap<String, (NodeId, u64)>,
+    /// The first tick this scheduler ran since it was restored (not durable).
+    since: Option<u64>,
 }
 
 fn reject(why: Rejection) -> Outcome {
@@ -259,6 +324,8 @@ impl Scheduler {
             released: BTreeMap::new(),
             move_failed: BTreeMap::new(),
             retry_now: BTreeSet::new(),
+            heard: BTreeMap::new(),
+            since: None,
         }
     }
 
@@ -484,7 +551,7 @@ impl Scheduler {
                 let changed = self.report(report);
                 Outcome {
                     response: Some(Response::Noted),
-                    commands: Vec::new(),
+                    commands: self.orphan_reported(report).into_iter().collect(),
                     changed,
                 }
             }
@@ -789,6 +856,7 @@ impl Scheduler {
                 // A node the view shows down sent it before it died: the actor is
                 // not there any more, and the next tick places it.
                 if live {
+                    self.heard.insert(key.clone(), (*node, self.state.tick));
                     if p.node != *node {
                         self.move_failed.remove(key);
                     }
@@ -851,12 +919,53 @@ impl Scheduler {
         }
     }
 
+    /// With a sharded registry the scheduler's node does not hold every actor's
+    /// name, so orphans (active actors no job owns) are found from their hosts'
+    /// reports: a report of an actor no job owns releases it on the reporter
+    /// (once per [`RETRY_TICKS`], as the tick's releases). A full registry finds
+    /// them at the tick.
+    fn orphan_reported(&mut self, report: &Report) -> Option<(NodeId, Command)> {
+        let Report::Active { key, node, .. } = report else {
+            return None;
+        };
+        if !self.view.partial
+            || key == SCHEDULER_KEY
+            || self.state.actors.contains_key(key)
+            || self.released.contains_key(key)
+        {
+            return None;
+        }
+        let dkey = key_of(key)?;
+        self.released.insert(key.clone(), self.state.tick);
+        Some((*node, Command::Release { key: dkey }))
+    }
+
+    /// Where `key` runs by its host's word: the node that reported it active
+    /// within [`REPORT_FRESH_TICKS`], if that node still counts as alive.
+    fn reported_at(&self, key: &str, tick: u64, live: &[NodeId]) -> Option<NodeId> {
+        self.heard
+            .get(key)
+            .filter(|(n, at)| tick.saturating_sub(*at) <= REPORT_FRESH_TICKS && live.contains(n))
+            .map(|(n, _)| *n)
+    }
+
     /// One reconciliation pass over `view`.
+    ///
+    /// Where each actor runs comes from the registry (`view.locations`). With a
+    /// partial view (a sharded registry, which holds only some names on the
+    /// scheduler's node), a host's fresh report stands in for a name not held;
+    /// and an actor on a live host that neither shows is *unknown*, not inactive,
+    /// for the first [`REPORT_FRESH_TICKS`] ticks after the scheduler starts (its
+    /// hosts' reports have not come in yet): it is left as it was for the tick.
+    /// After that, silence means inactive, as a missing name does with a full
+    /// registry (hosts report every [`REPORT_EVERY_TICKS`] ticks).
     pub fn tick(&mut self, view: View) -> Outcome {
         self.state.view = view.clone();
         self.view = view;
         self.state.tick += 1;
         let tick = self.state.tick;
+        let since = *self.since.get_or_insert(tick);
+        let partial = self.view.partial;
         let mut out = Outcome {
             changed: false,
             ..Outcome::default()
@@ -891,7 +1000,30 @@ impl Scheduler {
         let draining = self.state.draining.clone();
         for (_, key) in order {
             let Some(dkey) = key_of(&key) else { continue };
-            let loc = self.view.locations.get(&key).copied();
+            let mut loc = self.view.locations.get(&key).copied();
+            if partial && loc.is_none() {
+                loc = self.reported_at(&key, tick, &live);
+                let young = tick.saturating_sub(since) < REPORT_FRESH_TICKS;
+                let host_up = self
+                    .state
+                    .actors
+                    .get(&key)
+                    .is_some_and(|p| live.contains(&p.node));
+                if loc.is_none() && young && host_up {
+                    // Left as it is, but a move past its deadline is still
+                    // forgotten (and its target's room freed).
+                    if let Some(p) = self.state.actors.get_mut(&key)
+                        && p.migrating
+                            .is_some_and(|(_, since)| tick.saturating_sub(since) > MIGRATION_TICKS)
+                    {
+                        discharge(&mut ledger, p);
+                        p.migrating = None;
+                        charge(&mut ledger, p);
+                        out.changed = true;
+                    }
+                    continue;
+                }
+            }
             let Some(p) = self.state.actors.get_mut(&key) else {
                 continue;
             };
@@ -1063,6 +1195,7 @@ impl Scheduler {
         let actors = &self.state.actors;
         self.move_failed.retain(|k, _| actors.contains_key(k));
         self.retry_now.retain(|k| actors.contains_key(k));
+        self.heard.retain(|k, _| actors.contains_key(k));
         // Orphans: active actors no job owns.
         self.released
             .retain(|_, t| tick.saturating_sub(*t) < RETRY_TICKS);

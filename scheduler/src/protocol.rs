@@ -305,7 +305,8 @@ pub struct View {
     pub me: Option<NodeId>,
     /// Every node membership knows, alive or not, with tags and capacity.
     pub nodes: Vec<NodeInfo>,
-    /// Where each durable actor is active (the cluster registry).
+    /// Where each durable actor is active (the cluster registry, as far as the
+    /// host's node holds it: see `partial`).
     pub locations: BTreeMap<String, NodeId>,
     /// Keys allowed to submit.
     pub submitters: BTreeSet<NodeId>,
@@ -315,7 +316,16 @@ pub struct View {
     pub kinds: BTreeSet<String>,
     /// The network's name (the allowlist's): requests must be signed for it.
     pub network: String,
+    /// The registry is sharded: the host's node holds only some names, so an
+    /// actor missing from `locations` is not known to be inactive. The scheduler
+    /// then takes where actors run from their hosts' reports as well, which hosts
+    /// repeat every [`REPORT_EVERY_TICKS`] ticks (see `Scheduler::tick`).
+    pub partial: bool,
 }
+
+/// With a sharded registry ([`View::partial`]), how often (in scheduler ticks)
+/// each host reports again every actor active on it.
+pub const REPORT_EVERY_TICKS: u64 = 2;
 
 /// The scheduler's inputs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -572,15 +572,6 @@ impl Scenario {
                     format!("at most {max} owners per name"),
                 ));
             }
-            if r > 0 && self.durable.is_some() {
-                return Err(invalid(
-                    "registry.owners",
-                    "owners",
-                    "a sharded registry cannot run with [durable] yet: the scheduler reads \
-                     every durable actor's name from its node's registry"
-                        .into(),
-                ));
-            }
         }
         if self.workload.actors_per_node == 0 {
             return Err(invalid(

@@ -227,6 +227,7 @@ pub(crate) async fn run(args: NodeArgs, log: &str) -> Result<(), CliError> {
     mesh_config.allowlist_store = Some(settings.data_dir.join(ACCEPTED_ALLOWLIST_FILE));
     mesh_config.cluster = ClusterConfig {
         membership: settings.membership.clone(),
+        registry: settings.registry.clone(),
         ..ClusterConfig::default()
     };
     let mut builder = crate::Node::builder();

@@ -768,6 +768,7 @@ impl Directory for MeshDirectory<'_> {
                 .into_iter()
                 .map(|(name, loc)| (name, loc.node))
                 .collect(),
+            names_partial: self.mesh.registry_sharded(),
         }
     }
 }

@@ -215,6 +215,17 @@ impl Cluster {
         }
     }
 
+    /// Whether what this node holds of `name` is all there is to know: it owns
+    /// the name, or watches it (the owners push every change). A name held only
+    /// for this node's own claim (a tombstone, say, after its actor moved away)
+    /// is not: another node's claim would be missing.
+    pub(super) fn knows_name(&self, name: &str) -> bool {
+        self.shards
+            .interest
+            .get(name)
+            .is_some_and(|i| i.watch.is_some() || i.owners.contains(&self.me))
+    }
+
     /// Whether this node asks the owners about `name` for its lookups.
     pub fn watches(&self, name: &str) -> bool {
         self.shards

@@ -978,6 +978,40 @@ fn a_change_reaches_the_watchers_at_once_and_an_unused_watch_lapses() {
     );
 }
 
+/// A node that holds a name only for its own claim (its tombstone, once its
+/// actor moved away) does not take that for all there is: a lookup asks the
+/// owners, and finds where the actor went. Before, the lookup answered "unbound"
+/// from the tombstone for as long as it was kept, and a durable actor's sender on
+/// the node it had left could not reach it.
+#[test]
+fn a_node_holding_only_its_own_withdrawn_claim_still_finds_the_name_elsewhere() {
+    let mut net = sharded(8);
+    let name = "moved";
+    let owners = net.owners(0, name);
+    let first = net.outsider(name, &[]);
+    let second = net.outsider(name, &[first]);
+    let (a, b) = (
+        ActorId::new(net.ids[first], 1),
+        ActorId::new(net.ids[second], 2),
+    );
+    net.nodes[first].register(net.now, name, a).unwrap();
+    net.until(Duration::from_secs(2), |n| {
+        n.replicas_resolve(&owners, name, Some(a))
+    });
+    // The actor moves: its old node withdraws its claim (and keeps the
+    // tombstone), the new one claims the name.
+    let now = net.now;
+    assert!(net.nodes[first].unregister(now, name));
+    net.nodes[second].register(now, name, b).unwrap();
+    net.until(Duration::from_secs(2), |n| {
+        n.replicas_resolve(&owners, name, Some(b))
+    });
+    assert!(net.nodes[first].registry().holds(name), "its tombstone");
+    assert!(!net.nodes[first].watches(name));
+    net.resolve(first, name, Some(b), Duration::from_secs(1));
+    assert!(net.nodes[first].watches(name));
+}
+
 /// When an owner dies, the next node by weight takes the name over from the
 /// survivors and the claimant, and lookups keep working; when the claimant dies,
 /// every node that held the name drops it.

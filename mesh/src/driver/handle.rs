@@ -454,6 +454,12 @@ impl Mesh {
             .collect()
     }
 
+    /// Whether the registry is sharded (`registry.owners` > 0): [`Self::names`]
+    /// then lists this node's share of the names, not all of them.
+    pub fn registry_sharded(&self) -> bool {
+        self.shared.config.registry.sharded()
+    }
+
     /// Where a name resolves. With a sharded registry (`registry.owners` > 0), a
     /// name this node does not hold misses the first time: the node then asks the
     /// name's owners, and a later lookup finds it.

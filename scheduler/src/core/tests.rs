@@ -88,6 +88,7 @@ fn view(nodes: Vec<NodeInfo>) -> View {
             .map(|s| s.to_string())
             .collect(),
         network: NET.into(),
+        partial: false,
     }
 }
 
@@ -1337,4 +1338,198 @@ fn actor_status(s: &Checked, key: &str) -> ActorStatus {
 fn migrate_order(key: &str, from: NodeId, to: NodeId) -> (NodeId, Command) {
     let key = DurableKey::new(key).unwrap();
     (from, Command::Migrate { key, to })
+}
+
+/// A schema 3 state (before `View::partial`) is read: a full registry's view.
+#[test]
+fn a_schema_3_state_is_upgraded() {
+    let good = healthy();
+    let st = good.state();
+    let old = StateV3 {
+        jobs: st.jobs.clone(),
+        actors: st.actors.clone(),
+        draining: st.draining.clone(),
+        tick: st.tick,
+        view: ViewV3 {
+            me: st.view.me,
+            nodes: st.view.nodes.clone(),
+            locations: st.view.locations.clone(),
+            submitters: st.view.submitters.clone(),
+            members: st.view.members.clone(),
+            kinds: st.view.kinds.clone(),
+            network: st.view.network.clone(),
+        },
+        seqs: st.seqs.clone(),
+    };
+    let snapshot = Snapshot {
+        schema_version: 3,
+        bytes: plexus_actors::codec::encode_body(&old).unwrap(),
+    };
+    assert!(!st.view.partial);
+    assert_eq!(&State::restore(&snapshot).unwrap(), st);
+}
+
+/// An `Active` report for `key` from `at`, under the actor's current set.
+fn active(s: &Checked, key: &str, at: NodeId) -> Report {
+    let p = &s.state().actors[key];
+    Report::Active {
+        key: key.to_string(),
+        node: at,
+        set: p.sets.last().unwrap().clone(),
+        ballot: p.ballot,
+    }
+}
+
+/// The commands of `out` to activate an actor.
+fn activations(out: &Outcome) -> Vec<(NodeId, String)> {
+    out.commands
+        .iter()
+        .filter_map(|(n, c)| match c {
+            Command::Activate { key, .. } => Some((*n, key.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// With a sharded registry the scheduler's node holds few names: a host's fresh
+/// report says where an actor runs, silence past the reports' freshness means
+/// inactive (and the activation is ordered again), and the actors a scheduler
+/// just restored has heard nothing of yet are left as they were.
+#[test]
+fn with_a_partial_view_reports_stand_in_for_names_not_held() {
+    let nodes: Vec<NodeInfo> = (1..=4).map(|i| info(i, &[], true)).collect();
+    let mut partial = view(nodes.clone());
+    partial.partial = true;
+    let mut s = Checked::default();
+    s.tick(partial.clone());
+    let actors = deployed(&mut s);
+    // Every host reports its actor; the registry here holds none of the names.
+    for (key, at) in &actors {
+        let r = active(&s, key, *at);
+        s.report(&r);
+    }
+    let out = s.tick(partial.clone());
+    assert!(activations(&out).is_empty(), "{out:?}");
+    assert!(s.state().actors.values().all(|p| p.active));
+    // The same silence with a full view is inactivity.
+    let mut full = s.clone();
+    full.tick(view(nodes.clone()));
+    assert!(full.state().actors.values().all(|p| !p.active));
+    // Reports kept coming for two actors, not for the third: once its last
+    // report is stale it is inactive, and its activation is ordered again.
+    let (quiet, quiet_at) = actors[0].clone();
+    let mut reordered = None;
+    for _ in 0..(REPORT_FRESH_TICKS + RETRY_TICKS + 1) {
+        for (key, at) in &actors[1..] {
+            let r = active(&s, key, *at);
+            s.report(&r);
+        }
+        let out = s.tick(partial.clone());
+        if let Some(a) = activations(&out).into_iter().next() {
+            reordered = Some(a);
+            break;
+        }
+        assert_eq!(
+            s.state().actors[&quiet].active,
+            s.0.heard[&quiet].1 + REPORT_FRESH_TICKS >= s.state().tick,
+        );
+    }
+    assert_eq!(reordered, Some((quiet_at, quiet.clone())));
+    assert!(actors[1..].iter().all(|(k, _)| s.state().actors[k].active));
+
+    // A scheduler restored from this state has heard nothing: for its first
+    // ticks it leaves every actor as it was (no activation ordered), unless the
+    // actor's host is down, which it acts on at once.
+    // One of them was moving, and its move's deadline passes at the first tick:
+    // the move is forgotten all the same (the checked invariants say so).
+    let mut state = s.state().clone();
+    let (moving, moving_at) = actors[2].clone();
+    let idle = (1..=4)
+        .map(node)
+        .find(|n| state.actors.values().all(|p| p.node != *n))
+        .expect("four nodes, three actors");
+    let since = state.tick;
+    state.tick += MIGRATION_TICKS;
+    state.actors.get_mut(&moving).unwrap().migrating = Some((idle, since));
+    let mut restored = Checked(Scheduler::new(state));
+    let before = restored.state().actors.clone();
+    let out = restored.tick(partial.clone());
+    assert!(activations(&out).is_empty(), "{out:?}");
+    assert_eq!(
+        restored
+            .state()
+            .actors
+            .values()
+            .map(|p| p.active)
+            .collect::<Vec<_>>(),
+        before.values().map(|p| p.active).collect::<Vec<_>>(),
+    );
+    assert_eq!(restored.state().actors[&moving].migrating, None);
+    assert_eq!(restored.state().actors[&moving].node, moving_at);
+    let (victim, victim_at) = actors[1].clone();
+    let mut down = partial.clone();
+    for n in &mut down.nodes {
+        if n.id == victim_at {
+            n.alive = false;
+        }
+    }
+    let out = restored.tick(down.clone());
+    let placed = activations(&out);
+    assert_eq!(placed.len(), 1, "{out:?}");
+    assert_eq!(placed[0].1, victim);
+    assert_ne!(placed[0].0, victim_at);
+    // Past its first ticks, the silence is inactivity here too.
+    let mut ordered = false;
+    for _ in 0..(REPORT_FRESH_TICKS + RETRY_TICKS) {
+        ordered |= !activations(&restored.tick(down.clone())).is_empty();
+    }
+    assert!(
+        ordered,
+        "silent actors are activated again once the grace is over"
+    );
+}
+
+/// With a sharded registry, an actor no job owns is found from its host's
+/// report and released there (at most once per retry period); with a full
+/// registry the tick finds it, and a report alone releases nothing.
+#[test]
+fn with_a_partial_view_a_reported_orphan_is_released_on_its_reporter() {
+    let nodes: Vec<NodeInfo> = (1..=4).map(|i| info(i, &[], true)).collect();
+    let mut partial = view(nodes.clone());
+    partial.partial = true;
+    let mut s = Checked::default();
+    s.tick(partial.clone());
+    let actors = deployed(&mut s);
+    let (key, at) = actors[0].clone();
+    let orphan = Report::Active {
+        key: "gone/relay/0".into(),
+        node: node(3),
+        set: s.state().actors[&key].sets[0].clone(),
+        ballot: Ballot::ZERO,
+    };
+    let released = |c: &Option<(NodeId, Command)>| match c {
+        Some((n, Command::Release { key })) => Some((*n, key.to_string())),
+        _ => None,
+    };
+    assert_eq!(
+        released(&s.0.orphan_reported(&orphan)),
+        Some((node(3), "gone/relay/0".to_string()))
+    );
+    assert_eq!(s.0.orphan_reported(&orphan), None, "not again at once");
+    // A placed actor's report is no orphan, nor is the scheduler's own.
+    assert_eq!(s.0.orphan_reported(&active(&s, &key, at)), None);
+    let mut own = orphan.clone();
+    if let Report::Active { key, .. } = &mut own {
+        *key = SCHEDULER_KEY.into();
+    }
+    assert_eq!(s.0.orphan_reported(&own), None);
+    // After the retry period it is released again.
+    for _ in 0..RETRY_TICKS {
+        s.tick(partial.clone());
+    }
+    assert!(released(&s.0.orphan_reported(&orphan)).is_some());
+    // A full registry: the report releases nothing.
+    let mut full = Checked::default();
+    full.tick(view(nodes));
+    assert_eq!(full.0.orphan_reported(&orphan), None);
 }

@@ -128,6 +128,8 @@ enum Ev {
     DurableSend,
     DurableMigrate,
     DurableSettle,
+    /// Notes what each client session has sent, for the settle check.
+    DurableMark,
     /// Byzantine node `.0` tells its next lies.
     Lie(usize),
 }
@@ -619,7 +621,12 @@ impl World {
             if d.migrate_rate > 0.0 {
                 self.push(after, Ev::DurableMigrate);
             }
-            self.push(self.durable.traffic_until + us(d.settle), Ev::DurableSettle);
+            let settle = self.durable.traffic_until + us(d.settle);
+            self.push(
+                settle.saturating_sub(workload::durable::SETTLE_SLACK),
+                Ev::DurableMark,
+            );
+            self.push(settle, Ev::DurableSettle);
         }
         self.converge_deadline = quiet.saturating_add(converge_within);
         self.report.quiet_at_ms = quiet / 1_000;
@@ -797,6 +804,7 @@ impl World {
             Ev::DurableSend => self.durable_traffic(),
             Ev::DurableMigrate => self.durable_migrate(),
             Ev::DurableSettle => self.durable_settle(),
+            Ev::DurableMark => self.durable_mark(),
         }
     }
 

@@ -30,6 +30,9 @@ use plexus_durable::SERVICE_LOCAL_ID;
 /// What every simulated node offers the scheduler.
 /// The simulated network's name (the allowlist's).
 const NETWORK: &str = "sim";
+/// How long before the settle check the client sessions' sends are noted: every
+/// message sent by then must be acknowledged at the check.
+pub(in crate::world) const SETTLE_SLACK: u64 = 10_000_000;
 
 const CAPACITY: Resources = Resources {
     cpu_millis: 64_000,
@@ -56,6 +59,9 @@ pub(in crate::world) struct DurableWorld {
     pub(in crate::world) restores: BTreeMap<(DurableKey, Ballot), Option<(Ballot, u64)>>,
     /// Client traffic and migrations stop here (the last fault's end).
     pub(in crate::world) traffic_until: u64,
+    /// Per node, [`SETTLE_SLACK`] before the settle check: its client session
+    /// and the last message it had sent to each receiver.
+    marks: BTreeMap<usize, (u64, BTreeMap<DurableKey, u64>)>,
     relays: Vec<DurableKey>,
     sinks: Vec<DurableKey>,
     scheduler: Option<DurableKey>,
@@ -131,6 +137,7 @@ impl Directory for SimDirectory<'_> {
                 .locations()
                 .map(|(name, loc)| (name.to_string(), loc.node))
                 .collect(),
+            names_partial: self.core.registry().config().sharded(),
         }
     }
 }
@@ -485,9 +492,24 @@ impl World {
             .collect()
     }
 
-    /// After the faults and a settling period: every client message acknowledged,
-    /// every actor active on exactly one node, every relay's output delivered
-    /// exactly once.
+    /// [`SETTLE_SLACK`] before the settle check: notes what each node's client
+    /// session has sent so far, which must all be acknowledged by the check.
+    pub(in crate::world) fn durable_mark(&mut self) {
+        self.durable.marks = (0..self.nodes.len())
+            .filter(|&i| self.up(i))
+            .filter_map(|i| {
+                let host = self.nodes[i].host.as_ref()?;
+                let session = host.session();
+                Some((i, (session, host.core().session_marks(session))))
+            })
+            .collect();
+    }
+
+    /// After the faults and a settling period: every client message acknowledged
+    /// (those sent up to [`SETTLE_SLACK`] before: with a sharded registry, hosts
+    /// keep reporting their actors to the scheduler, so some are always in
+    /// flight), every actor active on exactly one node, every relay's output
+    /// delivered exactly once.
     pub(in crate::world) fn durable_settle(&mut self) {
         if !self.durable.deployed {
             self.violate("durable-deploy", "the job was never deployed".into());
@@ -499,10 +521,24 @@ impl World {
                 continue;
             };
             let session = host.session();
-            if let Some(n) = host.core().session_unacked(session)
-                && n > 0
-            {
-                let pending = host.core().session_pending(session);
+            let marked = self
+                .durable
+                .marks
+                .get(&i)
+                .filter(|(s, _)| *s == session)
+                .map(|(_, m)| m);
+            // A message sent by the mark is unacknowledged if its stream's first
+            // unacknowledged message is at or below the mark.
+            let pending: Vec<_> = host
+                .core()
+                .session_pending(session)
+                .into_iter()
+                .filter(|(key, first, _, _)| {
+                    marked.is_none_or(|m| m.get(key).is_some_and(|last| first <= last))
+                })
+                .collect();
+            if !pending.is_empty() {
+                let n: usize = pending.iter().map(|p| p.2).sum();
                 self.violate(
                     "durable-liveness",
                     format!("node {i}'s client still waits for {n} acks: {pending:?}"),
