@@ -763,6 +763,9 @@ pub struct MembershipStats {
     pub nacks_received: u64,
     /// Failed probes that cost this node local health (no helper nacked).
     pub health_raised: u64,
+    /// Syncs sent to bootstrap peers this node never knew as members (one per
+    /// sync period while there are any).
+    pub seeds_resynced: u64,
 }
 
 /// One node's membership state machine.
@@ -1897,6 +1900,24 @@ impl Membership {
     }
 
     fn periodic_sync(&mut self, now: Time) {
+        // A bootstrap peer this node has never known as a member is on the other
+        // side of something: nodes that joined each other while cut off from
+        // their seeds (a partition at start) form a view of their own, and
+        // neither side has a down member to reach the other through. One such
+        // seed is synced every period, besides the usual sync, until it is known.
+        if !self.left {
+            let unknown: Vec<NodeId> = self
+                .seeds
+                .iter()
+                .filter(|s| self.members.get(s).is_none())
+                .copied()
+                .collect();
+            if !unknown.is_empty() {
+                let seed = unknown[self.rng.index(unknown.len())];
+                self.stats.seeds_resynced += 1;
+                self.send_sync(now, seed);
+            }
+        }
         let alive: Vec<NodeId> = self
             .members
             .values()

@@ -1014,7 +1014,7 @@ impl Scheduler {
                     // forgotten (and its target's room freed).
                     if let Some(p) = self.state.actors.get_mut(&key)
                         && p.migrating
-                            .is_some_and(|(_, since)| tick.saturating_sub(since) > MIGRATION_TICKS)
+                            .is_some_and(|(_, at)| tick.saturating_sub(at) > MIGRATION_TICKS)
                     {
                         discharge(&mut ledger, p);
                         p.migrating = None;
