@@ -635,15 +635,23 @@ impl<S: SlotStore> DurableHost<S> {
         let msg = wire::decode_shared(bytes).map_err(WireError::Undecodable)?;
         // With a sharded registry, an order to activate an actor already active
         // here is how the scheduler asks after one it has not heard of lately:
-        // the activation is a no-op, and the answer is a report.
-        if self.partial
-            && let DurableMsg::Command(wire::Command::Activate { key, .. }) = &msg
-            && let Some(a) = self.core.actor(key).filter(|a| a.is_active())
-        {
-            let (key, set, ballot) = (key.clone(), a.set().clone(), a.ballot());
+        // the activation is a no-op, and the answer is a report (once the core
+        // has taken the order as the scheduler's).
+        let asked = match &msg {
+            DurableMsg::Command(wire::Command::Activate { key, .. }) if self.partial => self
+                .core
+                .actor(key)
+                .filter(|a| a.is_active())
+                .map(|a| (key.clone(), a.set().clone(), a.ballot())),
+            _ => None,
+        };
+        self.core
+            .handle(now, from, msg)
+            .map_err(WireError::Refused)?;
+        if let Some((key, set, ballot)) = asked {
             self.report_active(&key, set, ballot);
         }
-        self.core.handle(now, from, msg).map_err(WireError::Refused)
+        Ok(())
     }
 
     /// Lets the core take commands from the node the registry resolves the
@@ -1170,7 +1178,19 @@ impl<S: SlotStore> DurableHost<S> {
     /// on after the last one reported. A host with more actors reports each less
     /// often; the scheduler then orders an activation of one it has not heard
     /// of lately, which the host answers with a report (see [`Self::handle_wire`]).
+    /// A round is skipped while reports of an earlier one wait to be
+    /// acknowledged (the scheduler cannot be reached), so at most one is queued.
     fn report_actives(&mut self) {
+        // At most one round queued: while the scheduler cannot be reached, the
+        // session would otherwise fill with reports, stale by the time they land.
+        if self
+            .core
+            .session_pending(self.session)
+            .iter()
+            .any(|(k, ..)| *k == self.scheduler)
+        {
+            return;
+        }
         let mut actives: Vec<(DurableKey, ReplicaSet, Ballot)> = self
             .core
             .actors()

@@ -266,8 +266,10 @@ impl Cluster {
         match self.registry.lookup_held(name) {
             Some(found) => {
                 self.shards.used(name);
-                // Held for this node's own claim only: the owners know the rest.
-                if !self.knows_name(name) {
+                // Held for this node's own withdrawn claim only: the owners know
+                // the rest. (A live claim of its own resolves here, as the
+                // driver's copy of the names does.)
+                if found.is_none() && !self.knows_name(name) {
                     self.shards.want(name, self.registry.config().watch_max);
                 }
                 found

@@ -52,6 +52,9 @@ pub const MIGRATION_TICKS: u64 = 40;
 /// reports in a row. It is also how long a scheduler just restored waits for
 /// reports before it takes an actor it has heard nothing of as inactive.
 pub const REPORT_FRESH_TICKS: u64 = 4 * REPORT_EVERY_TICKS;
+/// Most orphans released within one [`RETRY_TICKS`] period from reports (with a
+/// sharded registry); more wait for the next period.
+pub const RELEASED_MAX: usize = 4_096;
 /// Most signers whose sequence numbers the scheduler keeps. Only signers with a
 /// right in the allowlist get an entry (the allowlist, at most 4 MiB, bounds them
 /// first), and each tick forgets signers the allowlist no longer names; past this
@@ -852,6 +855,14 @@ impl Scheduler {
                 if *ballot < p.ballot {
                     return false;
                 }
+                // With a partial view the reports say where actors run, and an
+                // actor that moves (a migration, or a new activation placed by a
+                // tick) reports a higher ballot from its new host: a report of the
+                // same ballot from elsewhere is from before the move (one delayed,
+                // or repeated by a host falsely declared dead).
+                if self.view.partial && *ballot == p.ballot && p.node != *node {
+                    return false;
+                }
                 let before = (p.node, p.sets.clone(), p.ballot, p.migrating, p.stranded);
                 // A node the view shows down sent it before it died: the actor is
                 // not there any more, and the next tick places it.
@@ -932,6 +943,7 @@ impl Scheduler {
             || key == SCHEDULER_KEY
             || self.state.actors.contains_key(key)
             || self.released.contains_key(key)
+            || self.released.len() >= RELEASED_MAX
         {
             return None;
         }
@@ -1151,6 +1163,8 @@ impl Scheduler {
                             p.node = to;
                             p.migrating = None;
                             p.last_command = tick;
+                            // The old host's reports no longer say where it runs.
+                            self.heard.remove(&key);
                             out.commands.push((
                                 to,
                                 Command::Activate {

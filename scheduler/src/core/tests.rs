@@ -1533,3 +1533,56 @@ fn with_a_partial_view_a_reported_orphan_is_released_on_its_reporter() {
     full.tick(view(nodes));
     assert_eq!(full.0.orphan_reported(&orphan), None);
 }
+
+/// With a partial view a report is where an actor runs, so one from before a
+/// move must not undo it: a report of the actor's current ballot from a node
+/// other than its planned host is ignored (a move reports a higher ballot), and
+/// a higher ballot from anywhere is taken.
+#[test]
+fn with_a_partial_view_a_report_from_before_a_move_is_ignored() {
+    let nodes: Vec<NodeInfo> = (1..=4).map(|i| info(i, &[], true)).collect();
+    let mut partial = view(nodes.clone());
+    partial.partial = true;
+    let mut s = Checked::default();
+    s.tick(partial.clone());
+    let actors = deployed(&mut s);
+    let (key, at) = actors[0].clone();
+    let first = Ballot { round: 3, node: at };
+    let mut r = active(&s, &key, at);
+    if let Report::Active { ballot, .. } = &mut r {
+        *ballot = first;
+    }
+    s.report(&r);
+    let elsewhere = (1..=4).map(node).find(|n| *n != at).unwrap();
+    let mut stale = r.clone();
+    if let Report::Active { node, .. } = &mut stale {
+        *node = elsewhere;
+    }
+    assert!(
+        !s.report(&stale),
+        "the same ballot from elsewhere moves nothing"
+    );
+    assert_eq!(s.state().actors[&key].node, at);
+    s.tick(partial.clone());
+    assert_eq!(
+        s.0.reported_at(&key, s.state().tick, &s.0.live_nodes()),
+        Some(at)
+    );
+    // With a full view the registry decides at the tick, and the report is taken
+    // as before.
+    let mut full = s.clone();
+    full.0.view.partial = false;
+    full.0.state.view.partial = false;
+    assert!(full.report(&stale));
+    assert_eq!(full.state().actors[&key].node, elsewhere);
+    // A move: the new host reports a higher ballot.
+    let mut moved = stale.clone();
+    if let Report::Active { ballot, .. } = &mut moved {
+        *ballot = Ballot {
+            round: 4,
+            node: elsewhere,
+        };
+    }
+    assert!(s.report(&moved));
+    assert_eq!(s.state().actors[&key].node, elsewhere);
+}
