@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use plexus_actors::NodeId;
-use plexus_actors::codec::FRAME_BYTES_MAX;
+use plexus_actors::codec::{self, FRAME_BYTES_MAX};
 use plexus_actors::migratable::{Migratable, RestoreError, Snapshot};
 use plexus_durable::types::{Ballot, DurableKey, ReplicaSet};
 use plexus_durable::wire::Command;
@@ -147,40 +147,12 @@ impl Migratable for State {
     const SCHEMA_VERSION: u32 = 4;
 
     fn upgrade(snapshot: &Snapshot) -> Result<Self, RestoreError> {
+        let bytes = &snapshot.bytes;
         match snapshot.schema_version {
-            3 => {
-                let old: StateV3 =
-                    plexus_actors::codec::decode_body(&snapshot.bytes, FRAME_BYTES_MAX)?;
-                Ok(State {
-                    jobs: old.jobs,
-                    actors: old.actors,
-                    draining: old.draining,
-                    tick: old.tick,
-                    view: old.view.upgrade(),
-                    seqs: old.seqs,
-                })
-            }
-            2 => {
-                let old: StateV2 =
-                    plexus_actors::codec::decode_body(&snapshot.bytes, FRAME_BYTES_MAX)?;
-                Ok(State {
-                    jobs: old.jobs,
-                    actors: old.actors,
-                    draining: old.draining,
-                    tick: old.tick,
-                    view: ViewV3 {
-                        me: old.view.me,
-                        nodes: old.view.nodes,
-                        locations: old.view.locations,
-                        submitters: old.view.submitters,
-                        members: old.view.members,
-                        kinds: old.view.kinds,
-                        network: String::new(),
-                    }
-                    .upgrade(),
-                    seqs: BTreeMap::new(),
-                })
-            }
+            3 => Ok(codec::decode_body::<StateV3>(bytes, FRAME_BYTES_MAX)?.upgrade()),
+            2 => Ok(codec::decode_body::<StateV2>(bytes, FRAME_BYTES_MAX)?
+                .upgrade()
+                .upgrade()),
             found => Err(RestoreError::NoUpgrade {
                 found,
                 supported: Self::SCHEMA_VERSION,
@@ -210,6 +182,19 @@ struct ViewV3 {
     members: BTreeSet<NodeId>,
     kinds: BTreeSet<String>,
     network: String,
+}
+
+impl StateV3 {
+    fn upgrade(self) -> State {
+        State {
+            jobs: self.jobs,
+            actors: self.actors,
+            draining: self.draining,
+            tick: self.tick,
+            view: self.view.upgrade(),
+            seqs: self.seqs,
+        }
+    }
 }
 
 impl ViewV3 {
@@ -246,6 +231,28 @@ struct ViewV2 {
     submitters: BTreeSet<NodeId>,
     members: BTreeSet<NodeId>,
     kinds: BTreeSet<String>,
+}
+
+impl StateV2 {
+    /// No sequences yet, and the network comes with the first tick.
+    fn upgrade(self) -> StateV3 {
+        StateV3 {
+            jobs: self.jobs,
+            actors: self.actors,
+            draining: self.draining,
+            tick: self.tick,
+            view: ViewV3 {
+                me: self.view.me,
+                nodes: self.view.nodes,
+                locations: self.view.locations,
+                submitters: self.view.submitters,
+                members: self.view.members,
+                kinds: self.view.kinds,
+                network: String::new(),
+            },
+            seqs: BTreeMap::new(),
+        }
+    }
 }
 
 /// What handling one input produced.
