@@ -1390,7 +1390,11 @@ impl Membership {
         update: Statement,
         rebroadcast: bool,
     ) -> Result<bool, GossipRefused> {
-        if !self.is_admitted(&update.id) || !self.is_admitted(&from) {
+        // Every member held is admitted (`set_admitted` drops the others), so only
+        // a statement about a node not held costs a lookup in the allowlist: a
+        // sync's view is mostly members held.
+        let held = update.id != self.me && self.members.get(&update.id).is_some();
+        if !self.is_admitted(&from) || (!held && !self.is_admitted(&update.id)) {
             return Err(GossipRefused::NotAdmitted);
         }
         if update.id == self.me {
@@ -2062,11 +2066,14 @@ impl Membership {
             ));
         }
         // One walk over the members for the digest and the counts below.
-        let (mut live, mut untimed_suspect) = (0, None);
+        let (mut live, mut untimed_suspect, mut not_admitted) = (0, None, None);
         let mut visit = |m: &Member| {
             live += usize::from(!m.state.is_down());
             if m.state == MemberState::Suspect && !self.suspicions.contains_key(&m.id()) {
                 untimed_suspect.get_or_insert(m.id());
+            }
+            if !self.is_admitted(&m.id()) {
+                not_admitted.get_or_insert(m.id());
             }
         };
         let stale = match self.view_digest {
@@ -2081,6 +2088,10 @@ impl Membership {
         }
         if let Some(id) = untimed_suspect {
             return Err(format!("suspect {id:?} has no suspicion timer"));
+        }
+        // `try_apply_with` skips the allowlist for members held.
+        if let Some(id) = not_admitted {
+            return Err(format!("member {id:?} is not admitted"));
         }
         for (id, s) in &self.suspicions {
             match self.members.get(id) {

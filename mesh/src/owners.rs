@@ -100,6 +100,11 @@ impl OwnerSet {
     pub fn admit(&mut self, w: u64, node: NodeId, r: usize) -> bool {
         let r = r.clamp(1, OWNERS_MAX);
         let entry = (w, node);
+        // A full set turns most candidates away on its lightest owner alone (a walk
+        // over a view of thousands is mostly that).
+        if self.0.len() >= r && self.0.last().is_some_and(|lightest| entry <= *lightest) {
+            return false;
+        }
         if self.0.iter().any(|(_, n)| *n == node) {
             return false;
         }

@@ -258,6 +258,9 @@ impl World {
                 let _ = core.send(now, to, body);
             }
         }
+        // Out now, as a daemon's driver sends after every input (left queued, the
+        // lies went out at the liar's next event, whatever it was).
+        self.pump(i);
     }
 
     /// Liar `i` tells one lie of each of its behaviours to a random honest node.

@@ -135,11 +135,9 @@ impl World {
             if self.verified_views[i] == Some(now) {
                 continue;
             }
-            for j in (0..n).filter(|&j| j != i) {
-                if let Some(gap) = self.pair_gap(i, j, &up) {
-                    self.gap_hint = Some((i, j));
-                    return Some(gap);
-                }
+            if let Some((j, gap)) = self.row_gap(i, &up, up_count) {
+                self.gap_hint = Some((i, j));
+                return Some(gap);
             }
             self.verified_views[i] = Some(now);
         }
@@ -173,21 +171,25 @@ impl World {
             .filter(|&k| up[k])
             .map(|k| self.nodes[k].id)
             .collect();
-        let mut owners = std::collections::BTreeMap::new();
+        let mut truth = NameOwners {
+            owned: vec![Vec::new(); up.len()],
+            ..NameOwners::default()
+        };
         for (j, names) in self.names.iter().enumerate() {
             if !up[j] {
                 continue;
             }
-            for (name, _) in names {
+            for (k, (name, _)) in names.iter().enumerate() {
+                truth.by_name.insert(name.clone(), (j, k));
                 let set = OwnerSet::compute(&NamePoint::of(name), live.iter().copied(), r);
-                let at: Vec<usize> = set
-                    .nodes()
-                    .filter_map(|id| self.index.get(&id).copied())
-                    .collect();
-                owners.insert(name.clone(), at);
+                for id in set.nodes() {
+                    if let Some(&at) = self.index.get(&id) {
+                        truth.owned[at].push((j, k));
+                    }
+                }
             }
         }
-        owners
+        truth
     }
 
     /// Whether live node `i` sees node `j` as it is (state, and names if up). With a
@@ -205,16 +207,16 @@ impl World {
             return Some(format!("node {i} sees node {j} as {state:?}"));
         }
         if up[j] {
-            let owners = self.name_owners.as_ref().map(|(_, o)| o);
-            for (name, want) in &self.names[j] {
+            let owned = self.name_owners.as_ref().map(|(_, o)| &o.owned[i]);
+            for (k, (name, want)) in self.names[j].iter().enumerate() {
                 // The replica read as it is (a cluster lookup would make a sharded
                 // node ask).
                 let resolved = core.registry().lookup(name);
-                if let Some(owners) = owners {
-                    let owner = owners.get(name).is_some_and(|o| o.contains(&i));
-                    if !owner && !core.registry().holds(name) {
-                        continue;
-                    }
+                if let Some(owned) = owned
+                    && !owned.contains(&(j, k))
+                    && !core.registry().holds(name)
+                {
+                    continue;
                 }
                 if resolved.map(|l| l.actor) != Some(*want) {
                     return Some(format!("node {i} resolves `{name}` to {resolved:?}"));
@@ -222,6 +224,60 @@ impl World {
             }
         }
         None
+    }
+
+    /// The first pair `(i, j)` for which [`World::pair_gap`] finds a gap, over every
+    /// `j`, found in one walk over `i`'s view in its order instead of a lookup per
+    /// node (which misses the cache at every step in a large world), and with a
+    /// sharded registry by the names `i` owns or holds instead of every name.
+    fn row_gap(&self, i: usize, up: &[bool], up_count: usize) -> Option<(usize, String)> {
+        let core = self.nodes[i].core.as_ref()?;
+        let mut alive = 0;
+        for m in core.membership().members() {
+            let j = self.index_of(&m.id());
+            let Some(&is_up) = up.get(j) else {
+                continue;
+            };
+            let ok = if is_up {
+                m.state == MemberState::Alive
+            } else {
+                m.state.is_down()
+            };
+            if !ok {
+                return Some((j, format!("node {i} sees node {j} as {:?}", Some(m.state))));
+            }
+            alive += usize::from(is_up);
+        }
+        // Every up node but `i` is held alive, or one is missing: find it.
+        if alive + usize::from(up[i]) < up_count
+            && let Some(gap) = (0..up.len())
+                .filter(|&j| j != i && up[j])
+                .find_map(|j| self.pair_gap(i, j, up).map(|gap| (j, gap)))
+        {
+            return Some(gap);
+        }
+        let registry = core.registry();
+        let wrong = |j: usize, k: usize| {
+            let (name, want) = &self.names[j][k];
+            let resolved = registry.lookup(name);
+            (resolved.map(|l| l.actor) != Some(*want))
+                .then(|| (j, format!("node {i} resolves `{name}` to {resolved:?}")))
+        };
+        let Some(truth) = self.name_owners.as_ref().map(|(_, o)| o) else {
+            // A full replica resolves every up node's names.
+            return (0..up.len())
+                .filter(|&j| j != i && up[j])
+                .flat_map(|j| (0..self.names[j].len()).map(move |k| (j, k)))
+                .find_map(|(j, k)| wrong(j, k));
+        };
+        let held = registry
+            .names()
+            .filter_map(|name| truth.by_name.get(&**name));
+        truth.owned[i]
+            .iter()
+            .chain(held)
+            .filter(|&&(j, _)| j != i && up[j])
+            .find_map(|&(j, k)| wrong(j, k))
     }
 
     pub(in crate::world) fn check_dead_names(&mut self, dead: usize, incarnation: u64) {

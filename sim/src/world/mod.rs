@@ -17,8 +17,7 @@
 //! from the run's seed; node clocks are functions of virtual time; nothing reads the
 //! wall clock except the final wall-time figure, which is not hashed.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,8 +42,10 @@ pub mod byzantine;
 mod checkers;
 mod faults;
 mod network;
+mod queue;
 mod workload;
 
+use queue::{EventQueue, Key};
 use workload::asks::AskWorld;
 use workload::durable::DurableWorld;
 
@@ -52,8 +53,15 @@ use workload::durable::DurableWorld;
 const CLOCK_BASE_US: i128 = 3_600_000_000;
 /// Stop recording after this many violations.
 const VIOLATIONS_MAX: usize = 20;
-/// Each name's owners (node indices), for a sharded registry's checks.
-type NameOwners = std::collections::BTreeMap<String, Vec<usize>>;
+/// What a sharded registry's nodes must resolve, by the truth: each up node's
+/// names by name, and the names each node owns.
+#[derive(Default)]
+struct NameOwners {
+    /// Each up node's names: the node's index and the name's place in its list.
+    by_name: FastMap<String, (usize, usize)>,
+    /// The names each node owns, as `(node, place)` in `World::names`.
+    owned: Vec<Vec<(usize, usize)>>,
+}
 
 /// Local numbers of the workload actors on each node.
 const ACTOR_BASE: u64 = 16;
@@ -140,15 +148,6 @@ struct Queued {
     ev: Ev,
 }
 
-/// What the heap orders: the payload waits in `World::slab`, so sifting moves 24 bytes
-/// instead of whole frames.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Key {
-    at: u64,
-    seq: u64,
-    slot: u32,
-}
-
 struct Child {
     running: Option<u64>,
 }
@@ -218,7 +217,7 @@ pub struct World {
     options: RunOptions,
     now: u64,
     seq: u64,
-    queue: BinaryHeap<Reverse<Key>>,
+    queue: EventQueue,
     slab: Vec<Option<Queued>>,
     free: Vec<u32>,
     nodes: Vec<SimNode>,
@@ -439,7 +438,7 @@ impl World {
             options,
             now: 0,
             seq: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             slab: Vec::new(),
             free: Vec::new(),
             nodes,
@@ -518,21 +517,21 @@ impl World {
                 (self.slab.len() - 1) as u32
             }
         };
-        self.queue.push(Reverse(Key {
+        self.queue.push(Key {
             at: key.0,
             seq: key.1,
             slot,
-        }));
+        });
     }
 
     fn dequeue(&mut self) -> Option<Queued> {
-        let Reverse(key) = self.queue.pop()?;
+        let key = self.queue.pop()?;
         let q = self.slab[key.slot as usize].take();
         self.free.push(key.slot);
         // The next event's payload was written when it was queued, often a
         // simulated second ago, and is cold by now: ask for it while this one
         // runs (a hint; an event queued meanwhile may come first).
-        if let Some(Reverse(next)) = self.queue.peek() {
+        if let Some(next) = self.queue.peek() {
             prefetch(&self.slab[next.slot as usize]);
         }
         q
@@ -726,6 +725,16 @@ impl World {
                 self.nodes[i].timer_at = u64::MAX;
                 self.record(i, 1, 0, 0);
                 let now = self.local(i, self.now);
+                // A deadline that moved later (a probe's ack clears its timeout)
+                // leaves this event early: the node is only queued again, as a
+                // daemon's driver would sleep on. Running its timers now would
+                // find nothing due (the traces are the same either way).
+                if let Some(next) = self.next_deadline(i)
+                    && next > now
+                {
+                    self.arm_timer(i, next);
+                    return;
+                }
                 if let Some(core) = self.nodes[i].core.as_mut() {
                     core.handle_timeout(now);
                 }
@@ -929,6 +938,12 @@ impl World {
             self.pump(i);
             return;
         }
+        self.arm_timer(i, next);
+    }
+
+    /// Queues node `i`'s timer for its local deadline `next`, unless one is queued
+    /// for no later.
+    fn arm_timer(&mut self, i: usize, next: Time) {
         let at = self.virtual_of(i, next).max(self.now + 1);
         if at < self.nodes[i].timer_at {
             self.nodes[i].timer_gen += 1;
@@ -936,6 +951,16 @@ impl World {
             let generation = self.nodes[i].timer_gen;
             self.push(at, Ev::Timer(i, generation));
         }
+    }
+
+    /// Node `i`'s next local deadline (its core's and its durable host's), if it
+    /// runs.
+    fn next_deadline(&self, i: usize) -> Option<Time> {
+        let core = self.nodes[i].core.as_ref()?.poll_timeout();
+        Some(match &self.nodes[i].host {
+            Some(host) => core.min(host.poll_timeout()),
+            None => core,
+        })
     }
 
     fn on_event(&mut self, i: usize, ev: ClusterEvent) {
