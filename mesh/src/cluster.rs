@@ -291,6 +291,19 @@ impl Cluster {
         }
     }
 
+    /// Sends the asks for names that [`Cluster::lookup`] found missing since the
+    /// last input (`lookup` borrows the cluster shared, so it can only note
+    /// them; the next input sends them otherwise). A driver that looks names up
+    /// through `lookup` on behalf of something else, as the simulator's durable
+    /// hosts do, calls this after; the daemon's driver uses
+    /// [`Cluster::want_name`], which sends at once.
+    pub fn send_wanted(&mut self, now: Time) {
+        self.clock(now);
+        if self.shards.has_wanted() {
+            self.pump();
+        }
+    }
+
     /// Registers `name` for a local actor.
     pub fn register(
         &mut self,

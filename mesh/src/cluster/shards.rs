@@ -153,6 +153,11 @@ impl Shards {
         }
     }
 
+    /// Whether lookups noted names to ask about.
+    pub(super) fn has_wanted(&self) -> bool {
+        self.has_wanted.load(Relaxed)
+    }
+
     /// Notes a lookup of a held name: a watched one stays watched.
     pub(super) fn used(&self, name: &str) {
         if let Some(w) = self.interest.get(name).and_then(|i| i.watch.as_ref()) {

@@ -1012,6 +1012,36 @@ fn a_node_holding_only_its_own_withdrawn_claim_still_finds_the_name_elsewhere() 
     assert!(net.nodes[first].watches(name));
 }
 
+/// A lookup borrows the cluster shared, so it only notes a name it does not hold;
+/// `send_wanted` asks the name's owners at once instead of at the next input.
+#[test]
+fn send_wanted_asks_the_owners_of_a_name_looked_up() {
+    let mut net = sharded(8);
+    let name = "wanted";
+    let owners = net.owners(0, name);
+    let holder = net.outsider(name, &[]);
+    let asker = net.outsider(name, &[holder]);
+    let actor = ActorId::new(net.ids[holder], 1);
+    net.nodes[holder].register(net.now, name, actor).unwrap();
+    net.until(Duration::from_secs(2), |n| {
+        n.replicas_resolve(&owners, name, Some(actor))
+    });
+    let before = net.nodes[asker].shard_stats().resolves_sent;
+    assert_eq!(net.nodes[asker].lookup(name), None);
+    assert_eq!(
+        net.nodes[asker].shard_stats().resolves_sent,
+        before,
+        "a lookup only notes the name"
+    );
+    let now = net.now;
+    net.nodes[asker].send_wanted(now);
+    assert_eq!(
+        net.nodes[asker].shard_stats().resolves_sent,
+        before + owners.len() as u64
+    );
+    net.resolve(asker, name, Some(actor), Duration::from_secs(1));
+}
+
 /// When an owner dies, the next node by weight takes the name over from the
 /// survivors and the claimant, and lookups keep working; when the claimant dies,
 /// every node that held the name drops it.

@@ -728,7 +728,7 @@ impl World {
                 // A deadline that moved later (a probe's ack clears its timeout)
                 // leaves this event early: the node is only queued again, as a
                 // daemon's driver would sleep on. Running its timers now would
-                // find nothing due (the traces are the same either way).
+                // find nothing due.
                 if let Some(next) = self.next_deadline(i)
                     && next > now
                 {
@@ -896,6 +896,13 @@ impl World {
     fn pump(&mut self, i: usize) {
         self.pump_durable(i);
         let now = self.local(i, self.now);
+        if self.nodes[i].host.is_some()
+            && let Some(core) = self.nodes[i].core.as_mut()
+        {
+            // The host looked names up through the directory: ask the owners now,
+            // as the daemon's driver does (`Cluster::want_name`).
+            core.send_wanted(now);
+        }
         let durable_next = self.nodes[i].host.as_ref().map(DurableHost::poll_timeout);
         let mut out = Vec::new();
         let mut events = Vec::new();

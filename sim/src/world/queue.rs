@@ -121,16 +121,17 @@ impl EventQueue {
             self.ring[self.head] = spare;
             self.near = bucket.into_iter().map(Reverse).collect();
             self.head = (self.head + 1) % BUCKETS;
-            self.near_end += BUCKET_US;
+            self.near_end = self.near_end.saturating_add(BUCKET_US);
             self.admit_far();
         }
     }
 
     /// Moves the far keys the calendar now reaches into their buckets.
     fn admit_far(&mut self) {
-        let reach = self.near_end + BUCKETS as u64 * BUCKET_US;
         while let Some(Reverse(first)) = self.far.peek() {
-            if first.at >= reach {
+            // A difference, not `near_end` plus the reach, which overflows for
+            // keys near `u64::MAX`.
+            if first.at.saturating_sub(self.near_end) >= BUCKETS as u64 * BUCKET_US {
                 break;
             }
             let Some(Reverse(key)) = self.far.pop() else {
@@ -181,6 +182,21 @@ mod tests {
             }
             prop_assert_eq!(queue.pop(), None);
         }
+    }
+
+    #[test]
+    fn keys_at_the_end_of_time_come_out() {
+        let mut queue = EventQueue::default();
+        for (seq, at) in [
+            (1, u64::MAX),
+            (2, u64::MAX - 1),
+            (3, u64::MAX - 4_096_000),
+            (4, 5),
+        ] {
+            queue.push(Key { at, seq, slot: 0 });
+        }
+        let got: Vec<u64> = std::iter::from_fn(|| queue.pop()).map(|k| k.seq).collect();
+        assert_eq!(got, vec![4, 3, 2, 1]);
     }
 
     #[test]
