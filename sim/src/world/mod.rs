@@ -903,10 +903,8 @@ impl World {
             // as the daemon's driver does (`Cluster::want_name`).
             core.send_wanted(now);
         }
-        let durable_next = self.nodes[i].host.as_ref().map(DurableHost::poll_timeout);
         let mut out = Vec::new();
         let mut events = Vec::new();
-        let next;
         {
             let Some(core) = self.nodes[i].core.as_mut() else {
                 return;
@@ -917,11 +915,10 @@ impl World {
             while let Some(ev) = core.poll_event() {
                 events.push(ev);
             }
-            next = match durable_next {
-                Some(t) => core.poll_timeout().min(t),
-                None => core.poll_timeout(),
-            };
         }
+        let Some(next) = self.next_deadline(i) else {
+            return;
+        };
         for (to, frame) in out {
             let to = self.index_of(&to);
             if to < self.nodes.len() {
