@@ -265,6 +265,8 @@ fn a_live_cluster_passes_promtool_and_a_real_prometheus_scrapes_it() {
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             assert!(!line.contains("_ms "), "base units only: {line}");
         }
+        // Nothing is held back now: the asks all went straight in.
+        assert_eq!(sample(&text, "plexus_mesh_peers_held"), Some(0.0), "{text}");
         // No per-actor label: an actor id never appears in a label value.
         assert!(!text.contains("actor=\""), "{text}");
         texts.push(text);

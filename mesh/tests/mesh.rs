@@ -89,11 +89,21 @@ async fn node_with(
     bootstrap: Vec<libp2p::Multiaddr>,
     cluster: ClusterConfig,
 ) -> (ActorSystem, Mesh) {
+    node_tuned(key, allowlist, bootstrap, |config| config.cluster = cluster).await
+}
+
+async fn node_tuned(
+    key: &NodeKey,
+    allowlist: &SignedAllowlist,
+    bootstrap: Vec<libp2p::Multiaddr>,
+    tune: impl FnOnce(&mut MeshConfig),
+) -> (ActorSystem, Mesh) {
     logs();
     let system = ActorSystem::new(SystemConfig::new(key.node_id()));
     let mut config = MeshConfig::new(key.clone(), allowlist.clone());
     config.bootstrap = bootstrap;
-    config.cluster = cluster;
+    config.cluster = cluster_config();
+    tune(&mut config);
     let mesh = Mesh::start(config, system.clone()).await.unwrap();
     (system, mesh)
 }
@@ -410,7 +420,12 @@ async fn a_full_mailbox_holds_a_peers_later_tells_and_hands_all_on_in_order() {
     let gov = NodeKey::from_seed([100; 32]);
     let keys: Vec<NodeKey> = (1..=2).map(|i| NodeKey::from_seed([i; 32])).collect();
     let allowlist = network(&keys, &gov);
-    let (s1, m1) = node(&keys[0], &allowlist, vec![]).await;
+    // The refusal after `remote_enqueue_wait` is a bound this test does not
+    // exercise: a long wait keeps a loaded machine's scheduling from reaching it.
+    let (s1, m1) = node_tuned(&keys[0], &allowlist, vec![], |config| {
+        config.remote_enqueue_wait = Duration::from_secs(60)
+    })
+    .await;
     let boot = first_addr(&m1).await;
     let (s2, m2) = node(&keys[1], &allowlist, vec![boot]).await;
     wait_for(&m2, Duration::from_secs(10), |m| alive(m) == 1).await;
@@ -430,28 +445,114 @@ async fn a_full_mailbox_holds_a_peers_later_tells_and_hands_all_on_in_order() {
     for i in 0..n {
         target.tell(Seq::Push(i)).await.unwrap();
     }
-    // The first tell waits at the gate and the mailbox behind it is full, so the
-    // rest are held by node 1's driver or still on their way.
+    // The first tell waits at the gate, the mailbox behind it fills, and node 1's
+    // driver holds the next delivery and the frames behind it. (Whether the actor
+    // takes the first message out before the mailbox fills is a race, so the
+    // mailbox's depth then is `capacity` or one less: the hold is what to wait for.)
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    while m1.stats().peers_held != 1 {
         let depth = s1
             .actors()
             .into_iter()
             .find(|a| a.id == local.id())
             .map(|a| a.mailbox_depth);
-        if depth == Some(capacity) {
-            break;
-        }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the mailbox never filled: {depth:?}"
+            "node 1 never held a delivery: the mailbox is at {depth:?}"
         );
         tokio::task::yield_now().await;
     }
     gate.add_permits(1);
     let seen = target.ask(Seq::Seen).await.unwrap();
-    assert_eq!(seen, (0..n).collect::<Vec<_>>());
-    assert_eq!(m1.stats().refused, 0);
+    let stats = m1.stats();
+    assert_eq!(
+        seen,
+        (0..n).collect::<Vec<_>>(),
+        "{} refused",
+        stats.refused
+    );
+    assert_eq!(stats.refused, 0);
+    assert_eq!(stats.peers_held, 0, "every held frame was handed on");
+    m1.shutdown().await;
+    m2.shutdown().await;
+}
+
+/// The bound on that hold: a delivery whose mailbox does not drain within
+/// `remote_enqueue_wait` is refused and counted, and the frames held behind it go
+/// on (to wait in turn), so a stuck actor costs its peer one wait per frame, not
+/// the link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_outwaits_the_bound_is_refused_and_the_rest_go_on() {
+    use plexus_actors::runtime::SpawnOptions;
+    let gov = NodeKey::from_seed([100; 32]);
+    let keys: Vec<NodeKey> = (1..=2).map(|i| NodeKey::from_seed([i; 32])).collect();
+    let allowlist = network(&keys, &gov);
+    let (s1, m1) = node_tuned(&keys[0], &allowlist, vec![], |config| {
+        config.remote_enqueue_wait = Duration::from_millis(100)
+    })
+    .await;
+    let boot = first_addr(&m1).await;
+    let (s2, m2) = node(&keys[1], &allowlist, vec![boot]).await;
+    wait_for(&m2, Duration::from_secs(10), |m| alive(m) == 1).await;
+
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let capacity = 8u64;
+    let local = s1
+        .spawn_with(
+            Gated,
+            gate.clone(),
+            SpawnOptions::default().capacity(capacity as usize),
+        )
+        .await
+        .unwrap();
+    let target = s2.resolve_at::<Seq>(local.id(), keys[0].node_id());
+    let n = capacity + 4;
+    for i in 0..n {
+        target.tell(Seq::Push(i)).await.unwrap();
+    }
+    // The gate stays shut until two deliveries have outwaited the bound.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while m1.stats().refused < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no delivery was refused: {:?}",
+            m1.stats()
+        );
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(1);
+    // Every tell delivered or refused, and the mailbox empty: the ask then goes
+    // straight in, whatever the machine's load.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = m1.stats();
+        let depth = s1
+            .actors()
+            .into_iter()
+            .find(|a| a.id == local.id())
+            .map(|a| a.mailbox_depth);
+        if stats.delivered + stats.refused == n && depth == Some(0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tells were not all handled: {stats:?}, the mailbox at {depth:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+    let seen = target.ask(Seq::Seen).await.unwrap();
+    let stats = m1.stats();
+    // What was refused is gone; what was taken arrived in order, the first
+    // mailbox-full among it.
+    assert_eq!(seen.len() as u64 + stats.refused, n, "{seen:?} {stats:?}");
+    assert_eq!(
+        stats.delivered,
+        seen.len() as u64 + 1,
+        "the tells and the ask"
+    );
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(seen[..capacity as usize], (0..capacity).collect::<Vec<_>>());
+    assert_eq!(stats.peers_held, 0);
     m1.shutdown().await;
     m2.shutdown().await;
 }

@@ -528,6 +528,11 @@ async fn metrics(State(api): State<Arc<Api>>, headers: axum::http::HeaderMap) ->
             "Local health score (0: healthy; this node probes score + 1 times slower, having missed acks no helper explained)",
             i64::try_from(m.local_health).unwrap_or(i64::MAX),
         );
+        s.gauge(
+            "mesh_peers_held",
+            "Peers whose delivery waits for a full local mailbox to drain, their later frames held",
+            i64::try_from(m.peers_held).unwrap_or(i64::MAX),
+        );
         s.gauge_by(
             "mesh_members",
             "Other nodes in this node's membership view, by state",

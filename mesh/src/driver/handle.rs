@@ -245,6 +245,9 @@ pub struct MeshStats {
     /// Lifeguard's local health score now (0: healthy; this node probes
     /// `score + 1` times slower than configured).
     pub local_health: u64,
+    /// Peers whose delivery waits for a full local mailbox to drain, their later
+    /// data frames held behind it (backpressure on those peers now).
+    pub peers_held: u64,
 }
 
 /// A running mesh: the handle to a node's driver task.
@@ -523,6 +526,7 @@ impl Mesh {
             suspicions: c.suspicions.load(Relaxed),
             deaths: c.deaths.load(Relaxed),
             local_health: c.local_health.load(Relaxed),
+            peers_held: c.peers_held.load(Relaxed),
         }
     }
 

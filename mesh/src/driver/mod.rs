@@ -119,6 +119,7 @@ struct Counters {
     suspicions: AtomicU64,
     deaths: AtomicU64,
     local_health: AtomicU64,
+    peers_held: AtomicU64,
 }
 
 /// What the handle, the link and the streams ask of the loop.

@@ -455,6 +455,10 @@ impl Driver {
                 let wait = self.remote_enqueue_wait;
                 let queue = std::mem::take(&mut self.spare_held);
                 self.held.insert(peer, queue);
+                self.shared
+                    .counters
+                    .peers_held
+                    .store(self.held.len() as u64, Relaxed);
                 self.slow
                     .spawn(async move { (peer, seq, pending.wait(wait).await) });
             }
@@ -478,6 +482,10 @@ impl Driver {
         };
         self.cluster.complete(now, peer, seq, outcome);
         let mut held = self.held.remove(&peer).unwrap_or_default();
+        self.shared
+            .counters
+            .peers_held
+            .store(self.held.len() as u64, Relaxed);
         self.handle_inbound(peer, held.drain(..));
         if held.capacity() > self.spare_held.capacity() {
             self.spare_held = held;
