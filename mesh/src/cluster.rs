@@ -135,8 +135,13 @@ impl AskRefused {
     }
 }
 
-/// How often tombstones are collected.
+/// How often tombstones are collected (each collection runs up to
+/// `REGISTRY_GC_SLACK` late, and the next is due this long after it).
 const REGISTRY_GC_INTERVAL: Duration = Duration::from_secs(10);
+/// How late a collection may run: it waits for the node's next wake-up (a probe
+/// tick, a second away at most by default) instead of waking the node itself, up
+/// to this much past its due time.
+const REGISTRY_GC_SLACK: Duration = Duration::from_secs(1);
 /// Most registry claims piggybacked on one message.
 const CLAIMS_PER_MESSAGE: usize = 8;
 /// The RNG stream ask numbers are drawn from (apart from membership's).
@@ -682,7 +687,10 @@ impl Cluster {
 
     /// When `handle_timeout` must next run.
     pub fn poll_timeout(&self) -> Time {
-        let mut t = self.membership.poll_timeout().min(self.next_registry_gc);
+        let mut t = self
+            .membership
+            .poll_timeout()
+            .min(self.next_registry_gc + REGISTRY_GC_SLACK);
         for d in [
             self.delivery.poll_timeout(),
             self.asks.poll_timeout(),

@@ -36,10 +36,12 @@
 //! with a [`CloseFrame`] (unreliable, like an ack): nothing after `up_to` will come
 //! in that `(session, epoch)`, and its next frame to this peer opens a newer epoch.
 //! The receiver keeps its record for `forget_after` more (as TCP's TIME-WAIT does,
-//! so a late copy of a frame of the closed link is still known for a duplicate) and
-//! then forgets it, if it is still that link's, complete and acknowledged. So a node
-//! keeps records for the peers that talked to it lately, not for every peer that
-//! ever did. A lost close only leaves its record in place until that peer's next
+//! so a late copy of a frame of the closed link is still known for a duplicate;
+//! rounded up to a tick, a quarter of `idle_link_after` or of `forget_after`,
+//! whichever is shorter, so one wake-up forgets the records of every close heard
+//! within a tick) and then forgets it, if it is still that link's, complete and
+//! acknowledged. So a node keeps records for the peers that talked to it lately,
+//! not for every peer that ever did. A lost close only leaves its record in place until that peer's next
 //! link closes. Only admitted peers can send, and a close only makes its receiver
 //! forget the sender's own link. It is off by default because it costs a frame per
 //! link closed and saves little in a real node (a record is under 100 bytes, so
@@ -124,9 +126,10 @@ pub struct DeliveryConfig {
     #[serde(default = "idle_link_after_default")]
     pub idle_link_after: Duration,
     /// With a value, idle links are closed with a [`CloseFrame`] and a receiver
-    /// forgets a closed link's record this long after the close (see the module
-    /// docs); without (the default), neither. Set it cluster-wide: a node without
-    /// it ignores closes, one with it sends them.
+    /// forgets a closed link's record this long after the close, rounded up to a
+    /// quarter of `idle_link_after` or of this, whichever is shorter (see the
+    /// module docs); without (the default), neither. Set it cluster-wide: a node
+    /// without it ignores closes, one with it sends them.
     #[serde(default)]
     pub forget_after: Option<Duration>,
     /// A body larger than this crosses as chunks of this size (see the module docs;
@@ -475,14 +478,19 @@ pub struct Delivery {
     /// The epoch of the next outbound link, to whichever peer (from 1).
     next_epoch: u64,
     /// Links whose senders closed them, in the order they closed: when the record
-    /// goes (`forget_after` after the close, if it is still that link's and
-    /// settled), and the close. One wait for all, so a queue is in time order and
-    /// its front is the next due (a B-tree's first entry, looked up at every
-    /// `poll_timeout`, cost a simulated 1,000-node run 3%).
+    /// goes (`forget_after` after the close, rounded up to the forget tick, if it
+    /// is still that link's and settled), and the close. One wait for all, so a
+    /// queue is in time order and its front is the next due (a B-tree's first
+    /// entry, looked up at every `poll_timeout`, cost a simulated 1,000-node run
+    /// 3%).
     closed: VecDeque<(Time, NodeId, CloseFrame)>,
     /// A quarter of `idle_link_after` in microseconds (at least 1): idle links are
     /// dropped on multiples of it. Worked out once, not at every `poll_timeout`.
     idle_tick_us: u64,
+    /// The tick closed links' records are forgotten on: the idle tick, or a quarter
+    /// of `forget_after` if that is shorter (so a record is kept at most a quarter
+    /// longer than asked).
+    forget_tick_us: u64,
     /// Closes to send for links dropped idle, with their peers.
     closes: VecDeque<(NodeId, CloseFrame)>,
     ready: VecDeque<NodeId>,
@@ -549,9 +557,15 @@ impl Deadlines {
 impl Delivery {
     /// Links for a node whose session (incarnation) is `session`.
     pub fn new(session: u64, config: DeliveryConfig) -> Self {
-        let idle_tick_us = u64::try_from((config.idle_link_after / 4).as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let quarter = |d: Duration| {
+            u64::try_from((d / 4).as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1)
+        };
+        let idle_tick_us = quarter(config.idle_link_after);
+        let forget_tick_us = config
+            .forget_after
+            .map_or(idle_tick_us, |f| idle_tick_us.min(quarter(f)));
         Self {
             session,
             config,
@@ -559,6 +573,7 @@ impl Delivery {
             inbound: PeerMap::default(),
             next_epoch: 1,
             idle_tick_us,
+            forget_tick_us,
             closed: VecDeque::new(),
             closes: VecDeque::new(),
             ready: VecDeque::new(),
@@ -1097,9 +1112,11 @@ impl Delivery {
     }
 
     /// `from` closed its link to this node: nothing after `close.up_to` comes in
-    /// that `(session, epoch)`. Its record is forgotten `forget_after` from now if
-    /// it is then still that link's, with every frame up to `up_to` done and
-    /// acknowledged (checked then, not now: one lookup per close instead of two).
+    /// that `(session, epoch)`. Its record is forgotten `forget_after` from now
+    /// (rounded up to the forget tick: a quarter of `idle_link_after`, or of
+    /// `forget_after` if shorter) if it is then still that link's, with every
+    /// frame up to `up_to` done and acknowledged (checked then, not now: one
+    /// lookup per close instead of two).
     /// At most [`CLOSED_MAX`] closes wait; past it a close is ignored and its
     /// record kept, so a peer flooding closes costs a bounded queue and at worst
     /// keeps records as before closes existed.
@@ -1111,10 +1128,21 @@ impl Delivery {
             self.stats.closes_ignored += 1;
             return;
         }
-        // Clocks only go forward, so the queue is in time order (the `max` keeps
-        // it so whatever a driver passes).
-        let at = (now + forget_after).max(self.closed.back().map_or(now, |c| c.0));
+        // On a tick, as idle drops are (the same one by default): the closes heard
+        // within one tick are forgotten by one wake-up, not one each (a node
+        // telling random peers hears about one close a second). Clocks only go
+        // forward, so the queue is in time order (the `max` keeps it so whatever a
+        // driver passes).
+        let at = self
+            .on_tick(now + forget_after, self.forget_tick_us)
+            .max(self.closed.back().map_or(now, |c| c.0));
         self.closed.push_back((at, from, close));
+    }
+
+    /// `t` rounded up to a multiple of `tick_us`: housekeeping due within one tick
+    /// is done by one wake-up.
+    fn on_tick(&self, t: Time, tick_us: u64) -> Time {
+        Time::from_micros(t.as_micros().div_ceil(tick_us).saturating_mul(tick_us))
     }
 
     /// The next frame to send: due acks first, then data, round-robin over peers.
@@ -1187,11 +1215,10 @@ impl Delivery {
         let resend = self.resends.first();
         // Rounded up to a quarter of the idle time, so the links that went idle
         // within one quarter are dropped together, by one wake-up.
-        let idle = self.idle.first().map(|t| {
-            let due = t + self.config.idle_link_after;
-            let tick = self.idle_tick_us;
-            Time::from_micros(due.as_micros().div_ceil(tick).saturating_mul(tick))
-        });
+        let idle = self
+            .idle
+            .first()
+            .map(|t| self.on_tick(t + self.config.idle_link_after, self.idle_tick_us));
         let forget = self.closed.front().map(|(t, ..)| *t);
         [acks, resend, idle, forget].into_iter().flatten().min()
     }
@@ -2024,6 +2051,66 @@ mod tests {
             b.handle_data(later, an, frame),
             Inbound::Deliver { seq: 1, .. }
         ));
+    }
+
+    #[test]
+    fn closes_heard_within_one_tick_are_forgotten_by_one_wake_up() {
+        let (an, bn, idle, mut a, mut b) = idle_pair();
+        let cn = NodeId::synthetic(3);
+        let mut c = Delivery::new(30, b.config().clone());
+        let forget = b.config().forget_after.unwrap();
+        let tick = u64::try_from((idle / 4).as_micros()).unwrap();
+        two_frames_across(&mut a, an, &mut b, bn);
+        two_frames_across(&mut c, cn, &mut b, bn);
+        // Two links close half a tick apart, neither on the tick.
+        let first = Time::ZERO + idle * 2 + Duration::from_millis(1);
+        let second = first + idle / 8;
+        let close = |session| CloseFrame {
+            session,
+            epoch: 1,
+            up_to: 2,
+        };
+        b.handle_close(first, an, close(10));
+        b.handle_close(second, cn, close(30));
+        // Both are due at the first tick after the later one's wait.
+        let due = b.poll_timeout().unwrap();
+        assert!(
+            due >= second + forget,
+            "{due:?}: kept at least `forget_after`"
+        );
+        assert!(due < first + forget + idle / 4, "{due:?}: within a tick");
+        assert_eq!(due.as_micros() % tick, 0, "{due:?} is on the tick");
+        b.handle_timeout(Time::from_micros(due.as_micros() - 1));
+        assert_eq!(b.stats().records_forgotten, 0, "not before the tick");
+        b.handle_timeout(due);
+        b.check_invariants().unwrap();
+        assert_eq!(b.stats().records_forgotten, 2, "one wake-up forgets both");
+        assert!(b.inbound.is_empty());
+    }
+
+    #[test]
+    fn a_short_forget_after_rounds_to_a_quarter_of_itself() {
+        let config = DeliveryConfig {
+            forget_after: Some(Duration::from_secs(2)),
+            ..DeliveryConfig::default()
+        };
+        let (an, bn) = (NodeId::synthetic(1), NodeId::synthetic(2));
+        let mut a = Delivery::new(10, config.clone());
+        let mut b = Delivery::new(20, config);
+        two_frames_across(&mut a, an, &mut b, bn);
+        let at = Time::ZERO + Duration::from_millis(60_001);
+        let close = CloseFrame {
+            session: 10,
+            epoch: 1,
+            up_to: 2,
+        };
+        b.handle_close(at, an, close);
+        // Not the idle tick's 15 s: within half a second of the 2 s asked.
+        let due = b.poll_timeout().unwrap();
+        assert!(due >= at + Duration::from_secs(2), "{due:?}");
+        assert!(due <= at + Duration::from_millis(2_500), "{due:?}");
+        b.handle_timeout(due);
+        assert_eq!(b.stats().records_forgotten, 1);
     }
 
     #[test]

@@ -98,15 +98,30 @@ impl OwnerSet {
     /// Takes `node` of weight `w` if it is heavier than the lightest owner (or there
     /// are fewer than `r`). Returns whether the set changed.
     pub fn admit(&mut self, w: u64, node: NodeId, r: usize) -> bool {
+        let Some(at) = self.place(w, node, r) else {
+            return false;
+        };
+        self.0.insert(at, (w, node));
+        self.0.truncate(r.clamp(1, OWNERS_MAX));
+        true
+    }
+
+    /// Whether [`admit`](Self::admit) would change the set, without changing it.
+    pub fn admits(&self, w: u64, node: NodeId, r: usize) -> bool {
+        self.place(w, node, r).is_some()
+    }
+
+    /// Where `node` of weight `w` goes among the owners, if it goes in.
+    fn place(&self, w: u64, node: NodeId, r: usize) -> Option<usize> {
         let r = r.clamp(1, OWNERS_MAX);
         let entry = (w, node);
         // A full set turns most candidates away on its lightest owner alone (a walk
         // over a view of thousands is mostly that).
         if self.0.len() >= r && self.0.last().is_some_and(|lightest| entry <= *lightest) {
-            return false;
+            return None;
         }
         if self.0.iter().any(|(_, n)| *n == node) {
-            return false;
+            return None;
         }
         // Heaviest first; ties (never in practice) by node id.
         let at = self
@@ -114,12 +129,7 @@ impl OwnerSet {
             .iter()
             .position(|e| (e.0, e.1) < entry)
             .unwrap_or(self.0.len());
-        if at >= r {
-            return false;
-        }
-        self.0.insert(at, entry);
-        self.0.truncate(r);
-        true
+        (at < r).then_some(at)
     }
 
     /// Whether `node` is an owner.
@@ -172,7 +182,9 @@ mod tests {
             prop_assert_eq!(a.nodes().collect::<Vec<_>>(), want);
             let newcomer = node(1000 + n);
             let mut grown = a.clone();
+            let would = grown.admits(point.weight(&newcomer), newcomer, r);
             let changed = grown.admit(point.weight(&newcomer), newcomer, r);
+            prop_assert_eq!(would, changed, "`admits` says what `admit` does");
             let full = OwnerSet::compute(&point, nodes.iter().copied().chain([newcomer]), r);
             prop_assert_eq!(&grown, &full);
             prop_assert_eq!(changed, full.contains(&newcomer));

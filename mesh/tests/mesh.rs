@@ -472,7 +472,16 @@ async fn a_full_mailbox_holds_a_peers_later_tells_and_hands_all_on_in_order() {
         stats.refused
     );
     assert_eq!(stats.refused, 0);
-    assert_eq!(stats.peers_held, 0, "every held frame was handed on");
+    // The ask may itself have waited for the mailbox, and its reply can leave
+    // before the driver notes the wait's end: the hold ends soon after.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while m1.stats().peers_held != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 1 still holds a peer"
+        );
+        tokio::task::yield_now().await;
+    }
     m1.shutdown().await;
     m2.shutdown().await;
 }

@@ -448,9 +448,11 @@ impl Cluster {
         match event {
             MembershipEvent::Joined(node) => {
                 for (name, interest) in &mut self.shards.interest {
-                    let old = interest.owners.clone();
                     let w = interest.point.weight(node);
-                    if interest.owners.admit(w, *node, r) {
+                    // Most joiners own none of these names: no copy for them.
+                    if interest.owners.admits(w, *node, r) {
+                        let old = interest.owners.clone();
+                        interest.owners.admit(w, *node, r);
                         moved.push((name.clone(), old));
                     }
                 }

@@ -1291,3 +1291,39 @@ proptest! {
         sharded_resolves_what_a_full_replica_does(seed);
     }
 }
+
+/// Tombstone collection rides the node's next wake-up (a probe tick) when one
+/// comes within `REGISTRY_GC_SLACK` of its due time, as every tick does here, and
+/// still runs.
+#[test]
+fn registry_collection_rides_the_probe_ticks() {
+    let mut config = ClusterConfig::default();
+    config.registry.tombstone_retention = Duration::from_secs(5);
+    // Ticks that never fall on a whole ten seconds, when collections are due.
+    config.membership.probe_interval = Duration::from_millis(700);
+    let mut node = Cluster::new(key(0), 1, NodeMeta::default(), config, 0, Time::ZERO);
+    let me = node.me();
+    node.register(Time::ZERO, "gone", ActorId::new(me, 1))
+        .unwrap();
+    assert!(node.unregister(Time::ZERO, "gone"));
+    assert!(node.registry().holds("gone"), "a tombstone");
+    let mut now = Time::ZERO;
+    let mut wakes = 0;
+    while now < Time::ZERO + Duration::from_secs(60) {
+        let next = node.poll_timeout();
+        assert!(next > now, "the deadline moves on");
+        assert_eq!(
+            next,
+            node.membership().poll_timeout(),
+            "woken at {next:?} for anything but membership"
+        );
+        now = next;
+        node.handle_timeout(now);
+        wakes += 1;
+    }
+    assert!(wakes >= 80, "a probe tick every 0.7 s: {wakes}");
+    assert!(
+        !node.registry().holds("gone"),
+        "the tombstone was collected"
+    );
+}

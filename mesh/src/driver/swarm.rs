@@ -110,6 +110,8 @@ pub(super) struct Driver {
     retry_at: FixedMap<NodeId, Instant>,
     writers: JoinSet<NodeId>,
     slow: JoinSet<(NodeId, u64, Result<(), Failure>)>,
+    /// The peer and sequence number of each task in `slow`, for one that panics.
+    slow_tasks: FixedMap<tokio::task::Id, (NodeId, u64)>,
     /// Peers with a delivery waiting on a full mailbox, and the frames held behind it.
     held: FixedMap<NodeId, VecDeque<Frame>>,
     /// The emptied queue of the last peer whose held frames were handed on, kept
@@ -138,10 +140,14 @@ const REDIAL_WAIT_MIN: Duration = Duration::from_secs(1);
 /// The longest wait between bootstrap redials.
 const REDIAL_WAIT_MAX: Duration = Duration::from_secs(60);
 
+/// A delivery that waited on a full mailbox, ended: its task, peer, sequence
+/// number and outcome.
+type SlowDone = (tokio::task::Id, (NodeId, u64, Result<(), Failure>));
+
 enum Wake {
     Command(Option<Command>),
     Inbound(Option<(NodeId, Vec<Frame>)>),
-    Slow((NodeId, u64, Result<(), Failure>)),
+    Slow(Result<SlowDone, tokio::task::JoinError>),
     WriterDone(NodeId),
     Swarm(Box<SwarmEvent<BehaviourEvent>>),
     Timer,
@@ -175,6 +181,7 @@ impl Driver {
             retry_at: FixedMap::default(),
             writers: JoinSet::new(),
             slow: JoinSet::new(),
+            slow_tasks: FixedMap::default(),
             held: FixedMap::default(),
             spare_held: VecDeque::new(),
             waiters: FixedMap::default(),
@@ -210,7 +217,7 @@ impl Driver {
                 biased;
                 c = self.cmd_rx.recv() => Wake::Command(c),
                 b = self.inbound_rx.recv() => Wake::Inbound(b),
-                Some(Ok(done)) = self.slow.join_next(), if !self.slow.is_empty() => Wake::Slow(done),
+                Some(done) = self.slow.join_next_with_id(), if !self.slow.is_empty() => Wake::Slow(done),
                 Some(Ok(node)) = self.writers.join_next(), if !self.writers.is_empty() => Wake::WriterDone(node),
                 ev = self.swarm.select_next_some() => Wake::Swarm(Box::new(ev)),
                 _ = &mut timer => Wake::Timer,
@@ -236,7 +243,20 @@ impl Driver {
                         }
                     }
                 }
-                Wake::Slow((peer, seq, outcome)) => self.slow_done(peer, seq, outcome),
+                Wake::Slow(Ok((task, (peer, seq, outcome)))) => {
+                    self.slow_tasks.remove(&task);
+                    self.slow_done(peer, seq, outcome)
+                }
+                Wake::Slow(Err(e)) => {
+                    // The wait panicked (it never should): its delivery fails, and
+                    // the frames held behind it go on, so the peer is not held
+                    // for good.
+                    if let Some((peer, seq)) = self.slow_tasks.remove(&e.id()) {
+                        tracing::error!(%peer, seq, error = %e, "a delivery's wait for a full mailbox failed");
+                        let failure = Failure::Failed("the delivery's wait failed".into());
+                        self.slow_done(peer, seq, Err(failure));
+                    }
+                }
                 Wake::WriterDone(node) => self.writer_done(node),
                 Wake::Swarm(event) => self.handle_swarm(*event),
                 Wake::Timer => {
@@ -459,8 +479,10 @@ impl Driver {
                     .counters
                     .peers_held
                     .store(self.held.len() as u64, Relaxed);
-                self.slow
+                let task = self
+                    .slow
                     .spawn(async move { (peer, seq, pending.wait(wait).await) });
+                self.slow_tasks.insert(task.id(), (peer, seq));
             }
             Err(_) => {
                 self.shared.counters.refused.fetch_add(1, Relaxed);
