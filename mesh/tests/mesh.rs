@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use plexus_actors::envelope::Failure;
 use plexus_actors::runtime::{
-    Actor, ActorError, ActorSystem, AskError, Context, Message, SystemConfig, Wire,
+    Actor, ActorError, ActorRef, ActorSystem, AskError, Context, Message, SystemConfig, Wire,
 };
 use plexus_actors::{ActorId, NodeId};
 use plexus_mesh::allowlist::{Allowlist, NodeEntry, SignedAllowlist};
@@ -411,60 +411,105 @@ impl Actor for Gated {
     }
 }
 
+/// Polls `check` every 2 ms (sleeping, so a loaded 2-core machine keeps its
+/// cores for the drivers) until it holds, or panics with `what()` after `limit`.
+async fn poll_until(limit: Duration, mut check: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "{}", what());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Node 2 telling a [`Gated`] actor on node 1 whose mailbox holds `capacity`, with
+/// node 1's `remote_enqueue_wait` at `wait`.
+struct GatedPair {
+    s1: ActorSystem,
+    m1: Mesh,
+    m2: Mesh,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+    local: ActorRef<Seq>,
+    target: ActorRef<Seq>,
+}
+
+impl GatedPair {
+    async fn start(wait: Duration, capacity: usize) -> Self {
+        use plexus_actors::runtime::SpawnOptions;
+        let gov = NodeKey::from_seed([100; 32]);
+        let keys: Vec<NodeKey> = (1..=2).map(|i| NodeKey::from_seed([i; 32])).collect();
+        let allowlist = network(&keys, &gov);
+        let (s1, m1) = node_tuned(&keys[0], &allowlist, vec![], |config| {
+            config.remote_enqueue_wait = wait
+        })
+        .await;
+        let boot = first_addr(&m1).await;
+        let (s2, m2) = node(&keys[1], &allowlist, vec![boot]).await;
+        wait_for(&m2, Duration::from_secs(10), |m| alive(m) == 1).await;
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let local = s1
+            .spawn_with(
+                Gated,
+                gate.clone(),
+                SpawnOptions::default().capacity(capacity),
+            )
+            .await
+            .unwrap();
+        let target = s2.resolve_at::<Seq>(local.id(), keys[0].node_id());
+        Self {
+            s1,
+            m1,
+            m2,
+            gate,
+            local,
+            target,
+        }
+    }
+
+    /// The gated actor's mailbox depth, if it is running.
+    fn depth(&self) -> Option<usize> {
+        self.s1
+            .actors()
+            .into_iter()
+            .find(|a| a.id == self.local.id())
+            .map(|a| a.mailbox_depth)
+    }
+
+    async fn shutdown(self) {
+        self.m1.shutdown().await;
+        self.m2.shutdown().await;
+    }
+}
+
 /// A peer's tells into a full mailbox: the driver holds the later ones behind the
 /// one that waits for the mailbox to drain, then hands them all on, in order, none
 /// lost (the mailbox fills and drains several times over).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_mailbox_holds_a_peers_later_tells_and_hands_all_on_in_order() {
-    use plexus_actors::runtime::SpawnOptions;
-    let gov = NodeKey::from_seed([100; 32]);
-    let keys: Vec<NodeKey> = (1..=2).map(|i| NodeKey::from_seed([i; 32])).collect();
-    let allowlist = network(&keys, &gov);
     // The refusal after `remote_enqueue_wait` is a bound this test does not
     // exercise: a long wait keeps a loaded machine's scheduling from reaching it.
-    let (s1, m1) = node_tuned(&keys[0], &allowlist, vec![], |config| {
-        config.remote_enqueue_wait = Duration::from_secs(60)
-    })
-    .await;
-    let boot = first_addr(&m1).await;
-    let (s2, m2) = node(&keys[1], &allowlist, vec![boot]).await;
-    wait_for(&m2, Duration::from_secs(10), |m| alive(m) == 1).await;
-
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let capacity = 8;
-    let local = s1
-        .spawn_with(
-            Gated,
-            gate.clone(),
-            SpawnOptions::default().capacity(capacity),
-        )
-        .await
-        .unwrap();
-    let target = s2.resolve_at::<Seq>(local.id(), keys[0].node_id());
+    let pair = GatedPair::start(Duration::from_secs(60), 8).await;
     let n = 200u64;
     for i in 0..n {
-        target.tell(Seq::Push(i)).await.unwrap();
+        pair.target.tell(Seq::Push(i)).await.unwrap();
     }
     // The first tell waits at the gate, the mailbox behind it fills, and node 1's
     // driver holds the next delivery and the frames behind it. (Whether the actor
     // takes the first message out before the mailbox fills is a race, so the
     // mailbox's depth then is `capacity` or one less: the hold is what to wait for.)
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while m1.stats().peers_held != 1 {
-        let depth = s1
-            .actors()
-            .into_iter()
-            .find(|a| a.id == local.id())
-            .map(|a| a.mailbox_depth);
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node 1 never held a delivery: the mailbox is at {depth:?}"
-        );
-        tokio::task::yield_now().await;
-    }
-    gate.add_permits(1);
-    let seen = target.ask(Seq::Seen).await.unwrap();
-    let stats = m1.stats();
+    poll_until(
+        Duration::from_secs(10),
+        || pair.m1.stats().peers_held == 1,
+        || {
+            format!(
+                "node 1 never held a delivery: the mailbox is at {:?}",
+                pair.depth()
+            )
+        },
+    )
+    .await;
+    pair.gate.add_permits(1);
+    let seen = pair.target.ask(Seq::Seen).await.unwrap();
+    let stats = pair.m1.stats();
     assert_eq!(
         seen,
         (0..n).collect::<Vec<_>>(),
@@ -474,16 +519,13 @@ async fn a_full_mailbox_holds_a_peers_later_tells_and_hands_all_on_in_order() {
     assert_eq!(stats.refused, 0);
     // The ask may itself have waited for the mailbox, and its reply can leave
     // before the driver notes the wait's end: the hold ends soon after.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while m1.stats().peers_held != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node 1 still holds a peer"
-        );
-        tokio::task::yield_now().await;
-    }
-    m1.shutdown().await;
-    m2.shutdown().await;
+    poll_until(
+        Duration::from_secs(10),
+        || pair.m1.stats().peers_held == 0,
+        || "node 1 still holds a peer".into(),
+    )
+    .await;
+    pair.shutdown().await;
 }
 
 /// The bound on that hold: a delivery whose mailbox does not drain within
@@ -492,65 +534,39 @@ async fn a_full_mailbox_holds_a_peers_later_tells_and_hands_all_on_in_order() {
 /// the link.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_that_outwaits_the_bound_is_refused_and_the_rest_go_on() {
-    use plexus_actors::runtime::SpawnOptions;
-    let gov = NodeKey::from_seed([100; 32]);
-    let keys: Vec<NodeKey> = (1..=2).map(|i| NodeKey::from_seed([i; 32])).collect();
-    let allowlist = network(&keys, &gov);
-    let (s1, m1) = node_tuned(&keys[0], &allowlist, vec![], |config| {
-        config.remote_enqueue_wait = Duration::from_millis(100)
-    })
-    .await;
-    let boot = first_addr(&m1).await;
-    let (s2, m2) = node(&keys[1], &allowlist, vec![boot]).await;
-    wait_for(&m2, Duration::from_secs(10), |m| alive(m) == 1).await;
-
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let capacity = 8u64;
-    let local = s1
-        .spawn_with(
-            Gated,
-            gate.clone(),
-            SpawnOptions::default().capacity(capacity as usize),
-        )
-        .await
-        .unwrap();
-    let target = s2.resolve_at::<Seq>(local.id(), keys[0].node_id());
+    let pair = GatedPair::start(Duration::from_millis(100), capacity as usize).await;
     let n = capacity + 4;
     for i in 0..n {
-        target.tell(Seq::Push(i)).await.unwrap();
+        pair.target.tell(Seq::Push(i)).await.unwrap();
     }
     // The gate stays shut until two deliveries have outwaited the bound.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while m1.stats().refused < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no delivery was refused: {:?}",
-            m1.stats()
-        );
-        tokio::task::yield_now().await;
-    }
-    gate.add_permits(1);
+    poll_until(
+        Duration::from_secs(20),
+        || pair.m1.stats().refused >= 2,
+        || format!("no delivery was refused: {:?}", pair.m1.stats()),
+    )
+    .await;
+    pair.gate.add_permits(1);
     // Every tell delivered or refused, and the mailbox empty: the ask then goes
     // straight in, whatever the machine's load.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let stats = m1.stats();
-        let depth = s1
-            .actors()
-            .into_iter()
-            .find(|a| a.id == local.id())
-            .map(|a| a.mailbox_depth);
-        if stats.delivered + stats.refused == n && depth == Some(0) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the tells were not all handled: {stats:?}, the mailbox at {depth:?}"
-        );
-        tokio::task::yield_now().await;
-    }
-    let seen = target.ask(Seq::Seen).await.unwrap();
-    let stats = m1.stats();
+    poll_until(
+        Duration::from_secs(20),
+        || {
+            let stats = pair.m1.stats();
+            stats.delivered + stats.refused == n && pair.depth() == Some(0)
+        },
+        || {
+            format!(
+                "the tells were not all handled: {:?}, the mailbox at {:?}",
+                pair.m1.stats(),
+                pair.depth()
+            )
+        },
+    )
+    .await;
+    let seen = pair.target.ask(Seq::Seen).await.unwrap();
+    let stats = pair.m1.stats();
     // What was refused is gone; what was taken arrived in order, the first
     // mailbox-full among it.
     assert_eq!(seen.len() as u64 + stats.refused, n, "{seen:?} {stats:?}");
@@ -562,6 +578,5 @@ async fn a_delivery_that_outwaits_the_bound_is_refused_and_the_rest_go_on() {
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
     assert_eq!(seen[..capacity as usize], (0..capacity).collect::<Vec<_>>());
     assert_eq!(stats.peers_held, 0);
-    m1.shutdown().await;
-    m2.shutdown().await;
+    pair.shutdown().await;
 }

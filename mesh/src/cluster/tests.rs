@@ -1327,3 +1327,35 @@ fn registry_collection_rides_the_probe_ticks() {
         "the tombstone was collected"
     );
 }
+
+/// With no wake-up within `REGISTRY_GC_SLACK` of a collection's due time (probe
+/// ticks 30 s apart), the collection wakes the node itself, at that slack past
+/// its due time, and collects.
+#[test]
+fn registry_collection_wakes_the_node_when_no_tick_comes() {
+    let mut config = ClusterConfig::default();
+    config.registry.tombstone_retention = Duration::from_secs(5);
+    config.membership.probe_interval = Duration::from_secs(30);
+    let mut node = Cluster::new(key(0), 1, NodeMeta::default(), config, 0, Time::ZERO);
+    let me = node.me();
+    node.register(Time::ZERO, "gone", ActorId::new(me, 1))
+        .unwrap();
+    assert!(node.unregister(Time::ZERO, "gone"));
+    let mut now = Time::ZERO;
+    let mut own_wakes = 0;
+    while now < Time::ZERO + Duration::from_secs(60) {
+        let due = node.next_registry_gc;
+        let next = node.poll_timeout();
+        assert!(next > now, "the deadline moves on");
+        if next < node.membership().poll_timeout() {
+            assert_eq!(next, due + REGISTRY_GC_SLACK, "woken for a collection");
+            own_wakes += 1;
+        }
+        now = next;
+        node.handle_timeout(now);
+        if own_wakes == 1 {
+            assert!(!node.registry().holds("gone"), "collected at {now:?}");
+        }
+    }
+    assert!(own_wakes >= 2, "{own_wakes} wake-ups of its own");
+}

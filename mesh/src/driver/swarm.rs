@@ -111,6 +111,8 @@ pub(super) struct Driver {
     writers: JoinSet<NodeId>,
     slow: JoinSet<(NodeId, u64, Result<(), Failure>)>,
     /// The peer and sequence number of each task in `slow`, for one that panics.
+    /// Its keys are tokio's task ids, not a peer's choice, and there is at most one
+    /// a held peer.
     slow_tasks: FixedMap<tokio::task::Id, (NodeId, u64)>,
     /// Peers with a delivery waiting on a full mailbox, and the frames held behind it.
     held: FixedMap<NodeId, VecDeque<Frame>>,
@@ -248,11 +250,14 @@ impl Driver {
                     self.slow_done(peer, seq, outcome)
                 }
                 Wake::Slow(Err(e)) => {
+                    let held = self.slow_tasks.remove(&e.id());
+                    debug_assert!(held.is_some(), "every waiting delivery is tracked");
                     // The wait panicked (it never should): its delivery fails, and
-                    // the frames held behind it go on, so the peer is not held
-                    // for good.
-                    if let Some((peer, seq)) = self.slow_tasks.remove(&e.id()) {
-                        tracing::error!(%peer, seq, error = %e, "a delivery's wait for a full mailbox failed");
+                    // the frames held behind it go on, so the peer is not held for
+                    // good. (A cancelled wait is only one the driver dropped on its
+                    // way out.)
+                    if let (true, Some((peer, seq))) = (e.is_panic(), held) {
+                        tracing::error!(%peer, seq, error = %e, "a delivery's wait for a full mailbox panicked");
                         let failure = Failure::Failed("the delivery's wait failed".into());
                         self.slow_done(peer, seq, Err(failure));
                     }
