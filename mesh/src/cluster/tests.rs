@@ -1292,21 +1292,28 @@ proptest! {
     }
 }
 
-/// Tombstone collection rides the node's next wake-up (a probe tick) when one
-/// comes within `REGISTRY_GC_SLACK` of its due time, as every tick does here, and
-/// still runs.
-#[test]
-fn registry_collection_rides_the_probe_ticks() {
+/// A lone node probing every `probe_interval` that holds a tombstone for "gone",
+/// kept 5 s.
+fn with_a_tombstone(probe_interval: Duration) -> Cluster {
     let mut config = ClusterConfig::default();
     config.registry.tombstone_retention = Duration::from_secs(5);
-    // Ticks that never fall on a whole ten seconds, when collections are due.
-    config.membership.probe_interval = Duration::from_millis(700);
+    config.membership.probe_interval = probe_interval;
     let mut node = Cluster::new(key(0), 1, NodeMeta::default(), config, 0, Time::ZERO);
     let me = node.me();
     node.register(Time::ZERO, "gone", ActorId::new(me, 1))
         .unwrap();
     assert!(node.unregister(Time::ZERO, "gone"));
     assert!(node.registry().holds("gone"), "a tombstone");
+    node
+}
+
+/// Tombstone collection rides the node's next wake-up (a probe tick) when one
+/// comes within `REGISTRY_GC_SLACK` of its due time, as every tick does here, and
+/// still runs.
+#[test]
+fn registry_collection_rides_the_probe_ticks() {
+    // Ticks that never fall on a whole ten seconds, when collections are due.
+    let mut node = with_a_tombstone(Duration::from_millis(700));
     let mut now = Time::ZERO;
     let mut wakes = 0;
     while now < Time::ZERO + Duration::from_secs(60) {
@@ -1333,14 +1340,7 @@ fn registry_collection_rides_the_probe_ticks() {
 /// its due time, and collects.
 #[test]
 fn registry_collection_wakes_the_node_when_no_tick_comes() {
-    let mut config = ClusterConfig::default();
-    config.registry.tombstone_retention = Duration::from_secs(5);
-    config.membership.probe_interval = Duration::from_secs(30);
-    let mut node = Cluster::new(key(0), 1, NodeMeta::default(), config, 0, Time::ZERO);
-    let me = node.me();
-    node.register(Time::ZERO, "gone", ActorId::new(me, 1))
-        .unwrap();
-    assert!(node.unregister(Time::ZERO, "gone"));
+    let mut node = with_a_tombstone(Duration::from_secs(30));
     let mut now = Time::ZERO;
     let mut own_wakes = 0;
     while now < Time::ZERO + Duration::from_secs(60) {
