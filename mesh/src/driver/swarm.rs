@@ -4,11 +4,12 @@
 //! comes out of the core's `poll_*` methods.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, Swarm, allow_block_list, gossipsub, identify, noise, ping, tcp, yamux};
 use plexus_actors::codec;
@@ -110,10 +111,6 @@ pub(super) struct Driver {
     retry_at: FixedMap<NodeId, Instant>,
     writers: JoinSet<NodeId>,
     slow: JoinSet<(NodeId, u64, Result<(), Failure>)>,
-    /// The peer and sequence number of each task in `slow`, for one that panics.
-    /// Its keys are tokio's task ids, not a peer's choice, and there is at most one
-    /// a held peer.
-    slow_tasks: FixedMap<tokio::task::Id, (NodeId, u64)>,
     /// Peers with a delivery waiting on a full mailbox, and the frames held behind it.
     held: FixedMap<NodeId, VecDeque<Frame>>,
     /// The emptied queue of the last peer whose held frames were handed on, kept
@@ -142,14 +139,10 @@ const REDIAL_WAIT_MIN: Duration = Duration::from_secs(1);
 /// The longest wait between bootstrap redials.
 const REDIAL_WAIT_MAX: Duration = Duration::from_secs(60);
 
-/// A delivery that waited on a full mailbox, ended: its task, peer, sequence
-/// number and outcome.
-type SlowDone = (tokio::task::Id, (NodeId, u64, Result<(), Failure>));
-
 enum Wake {
     Command(Option<Command>),
     Inbound(Option<(NodeId, Vec<Frame>)>),
-    Slow(Result<SlowDone, tokio::task::JoinError>),
+    Slow((NodeId, u64, Result<(), Failure>)),
     WriterDone(NodeId),
     Swarm(Box<SwarmEvent<BehaviourEvent>>),
     Timer,
@@ -183,7 +176,6 @@ impl Driver {
             retry_at: FixedMap::default(),
             writers: JoinSet::new(),
             slow: JoinSet::new(),
-            slow_tasks: FixedMap::default(),
             held: FixedMap::default(),
             spare_held: VecDeque::new(),
             waiters: FixedMap::default(),
@@ -219,7 +211,7 @@ impl Driver {
                 biased;
                 c = self.cmd_rx.recv() => Wake::Command(c),
                 b = self.inbound_rx.recv() => Wake::Inbound(b),
-                Some(done) = self.slow.join_next_with_id(), if !self.slow.is_empty() => Wake::Slow(done),
+                Some(Ok(done)) = self.slow.join_next(), if !self.slow.is_empty() => Wake::Slow(done),
                 Some(Ok(node)) = self.writers.join_next(), if !self.writers.is_empty() => Wake::WriterDone(node),
                 ev = self.swarm.select_next_some() => Wake::Swarm(Box::new(ev)),
                 _ = &mut timer => Wake::Timer,
@@ -245,23 +237,7 @@ impl Driver {
                         }
                     }
                 }
-                Wake::Slow(Ok((task, (peer, seq, outcome)))) => {
-                    self.slow_tasks.remove(&task);
-                    self.slow_done(peer, seq, outcome)
-                }
-                Wake::Slow(Err(e)) => {
-                    let held = self.slow_tasks.remove(&e.id());
-                    debug_assert!(held.is_some(), "every waiting delivery is tracked");
-                    // The wait panicked (it never should): its delivery fails, and
-                    // the frames held behind it go on, so the peer is not held for
-                    // good. (A cancelled wait is only one the driver dropped on its
-                    // way out.)
-                    if let (true, Some((peer, seq))) = (e.is_panic(), held) {
-                        tracing::error!(%peer, seq, error = %e, "a delivery's wait for a full mailbox panicked");
-                        let failure = Failure::Failed("the delivery's wait failed".into());
-                        self.slow_done(peer, seq, Err(failure));
-                    }
-                }
+                Wake::Slow((peer, seq, outcome)) => self.slow_done(peer, seq, outcome),
                 Wake::WriterDone(node) => self.writer_done(node),
                 Wake::Swarm(event) => self.handle_swarm(*event),
                 Wake::Timer => {
@@ -480,14 +456,20 @@ impl Driver {
                 let wait = self.remote_enqueue_wait;
                 let queue = std::mem::take(&mut self.spare_held);
                 self.held.insert(peer, queue);
-                self.shared
-                    .counters
-                    .peers_held
-                    .store(self.held.len() as u64, Relaxed);
-                let task = self
-                    .slow
-                    .spawn(async move { (peer, seq, pending.wait(wait).await) });
-                self.slow_tasks.insert(task.id(), (peer, seq));
+                self.count_held();
+                self.slow.spawn(async move {
+                    // A wait that panicked (it never should) fails its delivery, so
+                    // the frames held behind it go on and the peer is not held for
+                    // good.
+                    let outcome = AssertUnwindSafe(pending.wait(wait))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            tracing::error!(%peer, seq, "a delivery's wait for a full mailbox panicked");
+                            Err(Failure::Failed("the delivery's wait failed".into()))
+                        });
+                    (peer, seq, outcome)
+                });
             }
             Err(_) => {
                 self.shared.counters.refused.fetch_add(1, Relaxed);
@@ -501,6 +483,12 @@ impl Driver {
         }
     }
 
+    /// Publishes how many peers are held now (`MeshStats::peers_held`).
+    fn count_held(&self) {
+        let held = u64::try_from(self.held.len()).unwrap_or(u64::MAX);
+        self.shared.counters.peers_held.store(held, Relaxed);
+    }
+
     fn slow_done(&mut self, peer: NodeId, seq: u64, outcome: Result<(), Failure>) {
         let now = self.now();
         match &outcome {
@@ -509,10 +497,7 @@ impl Driver {
         };
         self.cluster.complete(now, peer, seq, outcome);
         let mut held = self.held.remove(&peer).unwrap_or_default();
-        self.shared
-            .counters
-            .peers_held
-            .store(self.held.len() as u64, Relaxed);
+        self.count_held();
         self.handle_inbound(peer, held.drain(..));
         if held.capacity() > self.spare_held.capacity() {
             self.spare_held = held;
