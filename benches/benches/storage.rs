@@ -4,16 +4,22 @@
 //! values made durable (what a storage shard does, with nothing else): each
 //! write synced with rocksdb's defaults, each synced with blob files, and with
 //! blob files written without the log and flushed every 8 MiB as the shard's
-//! chunk writer does (the fastest of the three is the put's peer), a plain file
-//! copy (`std::fs::copy`, then fsync), and a
-//! plain file read from the disk (its pages dropped from the cache first: the
-//! get's peer) and from the page cache. Then three real `plexus node` processes
-//! on 127.0.0.1 (`plexus::cli::local`): `--bytes` put with r = 3 through one node
-//! and got back through another (three times; the median is reported), sealed
-//! (XChaCha20-Poly1305 on the client) and public; every get is checked against
-//! the original. Then a fourth node: a holder is killed with SIGKILL and the time
-//! until every chunk is back to three copies is the repair time, over the bytes
-//! of copies lost.
+//! chunk writer does (the fastest of the three is the put's peer, measured again
+//! just before each put); a plain file
+//! copy (`std::fs::copy`, then fsync); a plain file read from the disk (its pages
+//! dropped from the cache first: the peer of a get into memory) and from the page
+//! cache; and the file read from the disk and written to another through a
+//! buffer, without a sync (the peer of a get into a file). Then three real
+//! `plexus node` processes on 127.0.0.1 (`plexus::cli::local`): `--bytes` put
+//! with r = 3 through one node and got back through another, sealed
+//! (XChaCha20-Poly1305 on the client) and public. Each file is got `--gets`
+//! times (3 by default; the median is reported) into memory, hashed as it
+//! arrives and compared with the original's hash, and as often into a file,
+//! compared byte for byte (`--get-into memory|file|both`). Before every get the
+//! nodes' files are dropped from the page cache, so each get reads its chunks
+//! from the disk as the read peer does. Then a fourth node: a holder is killed
+//! with SIGKILL and the time until every chunk is back to three copies is the
+//! repair time, over the bytes of copies lost.
 //!
 //! This binary is the nodes' program too (`PLEXUS_BENCH_ROLE=node`), so they run
 //! the build being measured.
@@ -39,7 +45,7 @@ use plexus::cli::local::{LocalCluster, LocalOptions, in_scratch_dir, wait_until}
 use plexus_benches::flag;
 
 const MIB: f64 = 1024.0 * 1024.0;
-/// Gets per file (the median is reported).
+/// Gets per file (the median is reported), unless `--gets N` says otherwise.
 const GETS: usize = 3;
 
 fn main() -> ExitCode {
@@ -63,11 +69,35 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let gets = match flag(&args, "--gets", GETS) {
+        Ok(0) => {
+            eprintln!("error: --gets: at least one");
+            return ExitCode::from(2);
+        }
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let into = match flag(&args, "--get-into", "both".to_string()).as_deref() {
+        Ok("both") => Into::Both,
+        Ok("memory") => Into::Memory,
+        Ok("file") => Into::File,
+        Ok(other) => {
+            eprintln!("error: --get-into: `{other}` is not memory, file or both");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let run = |dir: &Path| {
         if scale {
             scale_run(dir, bytes, replicas)
         } else {
-            bench(dir, bytes)
+            bench(dir, bytes, gets, into)
         }
     };
     match in_scratch_dir("bench-storage", false, run) {
@@ -77,6 +107,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Where the bench's gets write (`--get-into`; both by default, alternating).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Into {
+    Memory,
+    File,
+    Both,
 }
 
 fn failed(e: impl std::fmt::Display) -> CliError {
@@ -163,21 +201,112 @@ fn raw_rocksdb(dir: &Path, file: &Path, mode: Raw) -> Result<Duration, CliError>
     Ok(start.elapsed())
 }
 
-/// Reads `file` with its pages dropped from the page cache first, so the bytes
-/// come from the disk.
-fn cold_read(file: &Path) -> Result<Duration, CliError> {
+/// Drops `file`'s pages from the page cache, so the next read comes from the
+/// disk.
+fn drop_cached(file: &std::fs::File) -> Result<(), CliError> {
     use std::os::fd::AsRawFd as _;
-    let mut src = std::fs::File::open(file).map_err(failed)?;
-    src.sync_all().map_err(failed)?;
+    file.sync_all().map_err(failed)?;
     // SAFETY: a valid open descriptor; the call only advises the kernel.
-    let rc = unsafe { libc::posix_fadvise(src.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     if rc != 0 {
         return Err(failed(format!("posix_fadvise: error {rc}")));
     }
+    Ok(())
+}
+
+/// Drops the pages of every file under `dir` (the nodes' stores) from the page
+/// cache, so a get reads its chunks from the disk as the read peer does.
+fn drop_cached_under(dir: &Path) -> Result<(), CliError> {
+    for entry in std::fs::read_dir(dir).map_err(failed)? {
+        let entry = entry.map_err(failed)?;
+        let kind = entry.file_type().map_err(failed)?;
+        if kind.is_dir() {
+            drop_cached_under(&entry.path())?;
+        } else if kind.is_file()
+            && let Ok(f) = std::fs::File::open(entry.path())
+        {
+            drop_cached(&f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads `file` with its pages dropped from the page cache first, so the bytes
+/// come from the disk.
+fn cold_read(file: &Path) -> Result<Duration, CliError> {
+    let mut src = std::fs::File::open(file).map_err(failed)?;
+    drop_cached(&src)?;
     let mut sink = vec![0u8; 1 << 20];
     let start = Instant::now();
     while read_full(&mut src, &mut sink)? > 0 {}
     Ok(start.elapsed())
+}
+
+/// Reads `file` from the disk (its pages dropped first) and writes it to `to`
+/// through a 1 MiB buffer, without a sync: what a get into a file does with
+/// the bytes once it has them.
+fn cold_copy(file: &Path, to: &Path) -> Result<Duration, CliError> {
+    let mut src = std::fs::File::open(file).map_err(failed)?;
+    drop_cached(&src)?;
+    let mut dst = std::fs::File::create(to).map_err(failed)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let start = Instant::now();
+    loop {
+        let n = read_full(&mut src, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        dst.write_all(&buf[..n]).map_err(failed)?;
+    }
+    drop(dst);
+    let took = start.elapsed();
+    let _ = std::fs::remove_file(to);
+    Ok(took)
+}
+
+/// The BLAKE3 hash of `file`.
+fn hash_file(file: &Path) -> Result<blake3::Hash, CliError> {
+    let mut src = std::fs::File::open(file).map_err(failed)?;
+    let mut h = blake3::Hasher::new();
+    std::io::copy(&mut src, &mut h).map_err(failed)?;
+    Ok(h.finalize())
+}
+
+/// Gets, each with its peer measured just before it.
+#[derive(Default)]
+struct Rounds(Vec<(Duration, Duration)>);
+
+impl Rounds {
+    fn push(&mut self, peer: Duration, get: Duration) {
+        self.0.push((peer, get));
+    }
+
+    /// The median get and the median of the per-round ratios (get rate over
+    /// the peer's), with every round's figures in order.
+    fn summary(&self, bytes: u64) -> String {
+        if self.0.is_empty() {
+            return "not run".into();
+        }
+        let mut gets: Vec<Duration> = self.0.iter().map(|r| r.1).collect();
+        gets.sort();
+        let mut ratios: Vec<f64> = self
+            .0
+            .iter()
+            .map(|(peer, get)| peer.as_secs_f64() / get.as_secs_f64().max(1e-9))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let rounds = self
+            .0
+            .iter()
+            .map(|(peer, get)| format!("{:.0}/{:.0}", rate(bytes, *get), rate(bytes, *peer)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{:.1} MiB/s median, {:.2}× median ratio (rounds, get/peer MiB/s: {rounds})",
+            rate(bytes, gets[gets.len() / 2]),
+            ratios[ratios.len() / 2]
+        )
+    }
 }
 
 fn read_full(src: &mut std::fs::File, buf: &mut [u8]) -> Result<usize, CliError> {
@@ -304,7 +433,7 @@ fn copies(cluster: &LocalCluster, via: usize, id: &str) -> Option<(u64, u64)> {
     Some((s["copies_min"].as_u64()?, s["copies_max"].as_u64()?))
 }
 
-fn bench(dir: &Path, bytes: u64) -> Result<(), CliError> {
+fn bench(dir: &Path, bytes: u64, gets_per_file: usize, into: Into) -> Result<(), CliError> {
     println!(
         "== storage bench: {:.0} MiB, r = 3, 3 nodes on 127.0.0.1, one disk",
         bytes as f64 / MIB
@@ -316,8 +445,6 @@ fn bench(dir: &Path, bytes: u64) -> Result<(), CliError> {
     let raw_default = raw_rocksdb(dir, &file, Raw::Default)?;
     let raw_blobs = raw_rocksdb(dir, &file, Raw::Blobs)?;
     let raw_flushed = raw_rocksdb(dir, &file, Raw::Flushed)?;
-    // The fastest is the peer.
-    let raw = raw_default.min(raw_blobs).min(raw_flushed);
     let copy_start = Instant::now();
     std::fs::copy(&file, dir.join("copy.bin")).map_err(failed)?;
     std::fs::File::open(dir.join("copy.bin"))
@@ -331,15 +458,18 @@ fn bench(dir: &Path, bytes: u64) -> Result<(), CliError> {
     while read_full(&mut src, &mut sink)? > 0 {}
     let read = read_start.elapsed();
     let cold = cold_read(&file)?;
+    let copied_cold = cold_copy(&file, &dir.join("copy.bin"))?;
+    let want = hash_file(&file)?;
     let _ = std::fs::remove_dir_all(dir.join("raw-rocksdb"));
     println!(
-        "peer: raw rocksdb synced 1 MiB puts {:.1} MiB/s (blob files: {:.1}; no log, a flush per 8 MiB: {:.1}), file copy + fsync {:.1} MiB/s, file read {:.1} MiB/s from the disk, {:.1} MiB/s from the page cache",
+        "peer: raw rocksdb synced 1 MiB puts {:.1} MiB/s (blob files: {:.1}; no log, a flush per 8 MiB: {:.1}), file copy + fsync {:.1} MiB/s, file read {:.1} MiB/s from the disk, {:.1} MiB/s from the page cache, read from the disk and written to a file (no fsync) {:.1} MiB/s",
         rate(bytes, raw_default),
         rate(bytes, raw_blobs),
         rate(bytes, raw_flushed),
         rate(bytes, copy),
         rate(bytes, cold),
-        rate(bytes, read)
+        rate(bytes, read),
+        rate(bytes, copied_cold)
     );
 
     let mut c = cluster(&dir.join("three"), 3)?;
@@ -350,35 +480,60 @@ fn bench(dir: &Path, bytes: u64) -> Result<(), CliError> {
         } else {
             vec![]
         };
+        // The put's peer again, just before it (the disk's speed moves within
+        // minutes on this VM): the fastest raw form of this round.
+        let raw = raw_rocksdb(dir, &file, Raw::Default)?
+            .min(raw_rocksdb(dir, &file, Raw::Blobs)?)
+            .min(raw_rocksdb(dir, &file, Raw::Flushed)?);
+        let _ = std::fs::remove_dir_all(dir.join("raw-rocksdb"));
         let start = Instant::now();
         let stored = fs::store(&c.nodes[0].api, &file, &readers, !sealed, Some(3), None)?;
         let put = start.elapsed();
         let back = dir.join("back.bin");
         let reader = || fs::identity_or_new(&dir.join("reader.age"));
-        // Gets vary run to run on this shared machine: the median of three,
-        // each checked whole.
-        let mut gets = Vec::new();
-        for _ in 0..GETS {
+        // Gets vary run to run on this shared machine: the median of each kind,
+        // each get checked whole. Into memory (the bytes hashed as they arrive,
+        // the hash compared with the original's) is the file read's like; into
+        // a file (`plexus fs get -o`, compared byte for byte) is the copy's.
+        // Before each, the nodes' files leave the page cache, as the peer's file
+        // does: every get reads its chunks from the disk.
+        println!("stored; getting it {gets_per_file} times each way");
+        // This VM's disk reads move by 3× within minutes, so each get is paired
+        // with its peer measured just before it, and the ratio is taken per pair.
+        let (mut to_memory, mut to_file) = (Rounds::default(), Rounds::default());
+        for _ in 0..gets_per_file {
+            if into != Into::File {
+                let peer = cold_read(&file)?;
+                drop_cached_under(&dir.join("three"))?;
+                let mut got = blake3::Hasher::new();
+                let start = Instant::now();
+                fs::fetch_into(&c.nodes[1].api, &stored.id, &reader, &mut got)?;
+                to_memory.push(peer, start.elapsed());
+                if got.finalize() != want {
+                    return Err(failed("a file came back different"));
+                }
+            }
+            if into == Into::Memory {
+                continue;
+            }
+            let peer = cold_copy(&file, &dir.join("copy.bin"))?;
+            drop_cached_under(&dir.join("three"))?;
             let start = Instant::now();
             fs::fetch(&c.nodes[1].api, &stored.id, &reader, Some(&back))?;
-            gets.push(start.elapsed());
+            to_file.push(peer, start.elapsed());
             if !same_file(&file, &back)? {
                 return Err(failed("a file came back different"));
             }
             let _ = std::fs::remove_file(&back);
         }
-        gets.sort();
-        let get = gets[GETS / 2];
         println!(
-            "plexus {}: put {:.1} MiB/s ({:.2}× raw rocksdb), get {:.1} MiB/s (median of {GETS}, {:.1}..{:.1}; {:.2}× file read from the disk, {:.3}× from the page cache)",
+            "plexus {}: put {:.1} MiB/s ({:.2}× raw rocksdb, {:.1} MiB/s just before it); get into memory {} against a file read from the disk; get into a file {} against a file read from the disk and written",
             if sealed { "sealed" } else { "public" },
             rate(bytes, put),
             raw.as_secs_f64() / put.as_secs_f64(),
-            rate(bytes, get),
-            rate(bytes, gets[GETS - 1]),
-            rate(bytes, gets[0]),
-            cold.as_secs_f64() / get.as_secs_f64(),
-            read.as_secs_f64() / get.as_secs_f64(),
+            rate(bytes, raw),
+            to_memory.summary(bytes),
+            to_file.summary(bytes),
         );
     }
     c.stop();

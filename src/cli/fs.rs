@@ -675,6 +675,9 @@ fn fetch_all(
     // short is resumed from the first chunk not yet written.
     let count = manifest.chunks.len();
     let mut ready: std::collections::BTreeMap<usize, Vec<u8>> = std::collections::BTreeMap::new();
+    // Buffers written out come back to be read into again: a fresh megabyte
+    // each chunk cost a page fault per page (and zeroing) on every get.
+    let spare: std::cell::RefCell<Vec<Vec<u8>>> = std::cell::RefCell::new(Vec::new());
     let mut next = 0usize;
     let mut resumes = 0usize;
     while next < count {
@@ -689,7 +692,8 @@ fn fetch_all(
                 if cut.is_some() {
                     return None;
                 }
-                let mut bytes = vec![0u8; manifest.stored_len(i)];
+                let mut bytes = spare.borrow_mut().pop().unwrap_or_default();
+                bytes.resize(manifest.stored_len(i), 0);
                 match body.read_exact(&mut bytes) {
                     Ok(()) => Some(Ok((i, (*c, bytes)))),
                     Err(e) => {
@@ -720,6 +724,7 @@ fn fetch_all(
                         .map_err(|e| CliError::Failed(format!("writing the output: {e}")))?;
                     pb.inc(p.len() as u64);
                     next += 1;
+                    spare.borrow_mut().push(p);
                 }
                 Ok(())
             },

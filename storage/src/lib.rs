@@ -9,9 +9,11 @@
 //! drives the same cores.
 //!
 //! Never here: a clock, OS randomness, a socket, a file. Keys, nonces and `now`
-//! come in as arguments. The one exception is behind the `client` feature
-//! ([`access`], off by default): wrapping a file key to readers with the age
-//! format, whose library draws its own ephemeral keys.
+//! come in as arguments. The exceptions are behind the `client` feature (off by
+//! default): wrapping a file key to readers with the age format ([`access`]),
+//! whose library draws its own ephemeral keys, and sealing chunks
+//! ([`seal::Sealer`]) with ring, whose tree carries `getrandom` for ring's own
+//! generator (the sealer draws nothing: keys and nonces come in).
 //!
 //! `docs/design/storage.md` states the guarantees, the formats and the threat model.
 

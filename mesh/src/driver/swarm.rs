@@ -604,6 +604,11 @@ impl Driver {
                     continue;
                 }
             }
+            if let Frame::Data(data) = &frame {
+                // Room for a large body up front, so the batch is not grown (and
+                // copied) while the body is written into it.
+                batch.reserve(data.body.size_bytes());
+            }
             match codec::encode_delimited_into(&frame, MESH_FRAME_BYTES_MAX, batch) {
                 Ok(()) => sent += 1,
                 // Data bodies are chunked well under the bound, so only a control
