@@ -205,18 +205,7 @@ pub fn decode_body<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, C
 
 /// Encodes `value` as a versioned frame: `[WIRE_VERSION][body]`.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    encode_with_capacity(value, 0)
-}
-
-/// [`encode`] into a buffer made with room for `capacity` bytes: for a value
-/// whose size the caller knows roughly (one carrying a large byte string), so
-/// the buffer is not grown, and copied, on the way.
-pub fn encode_with_capacity<T: Serialize + ?Sized>(
-    value: &T,
-    capacity: usize,
-) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(capacity.max(1));
-    out.push(WIRE_VERSION);
+    let mut out = vec![WIRE_VERSION];
     encode_body_into(value, &mut out)?;
     Ok(out)
 }
@@ -602,17 +591,6 @@ mod tests {
         let frame = encode(&sample()).unwrap();
         assert_eq!(frame[0], WIRE_VERSION);
         assert_eq!(decode::<Sample>(&frame).unwrap(), sample());
-    }
-
-    #[test]
-    fn a_frame_encoded_with_room_is_the_same_frame_and_keeps_the_room() {
-        let value = (7u64, serde_bytes::ByteBuf::from(vec![5u8; 10_000]));
-        let plain = encode(&value).unwrap();
-        for room in [0, 1, 100, 20_000] {
-            let roomy = encode_with_capacity(&value, room).unwrap();
-            assert_eq!(roomy, plain, "room {room}");
-            assert!(roomy.capacity() >= room);
-        }
     }
 
     #[test]

@@ -81,9 +81,9 @@ fn main() -> ExitCode {
         }
     };
     let into = match flag(&args, "--get-into", "both".to_string()).as_deref() {
-        Ok("both") => Into::Both,
-        Ok("memory") => Into::Memory,
-        Ok("file") => Into::File,
+        Ok("both") => GetInto::Both,
+        Ok("memory") => GetInto::Memory,
+        Ok("file") => GetInto::File,
         Ok(other) => {
             eprintln!("error: --get-into: `{other}` is not memory, file or both");
             return ExitCode::from(2);
@@ -111,7 +111,7 @@ fn main() -> ExitCode {
 
 /// Where the bench's gets write (`--get-into`; both by default, alternating).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Into {
+enum GetInto {
     Memory,
     File,
     Both,
@@ -287,6 +287,7 @@ impl Rounds {
         if self.0.is_empty() {
             return "not run".into();
         }
+
         let mut gets: Vec<Duration> = self.0.iter().map(|r| r.1).collect();
         gets.sort();
         let mut ratios: Vec<f64> = self
@@ -348,6 +349,69 @@ fn cluster(dir: &Path, nodes: usize) -> Result<LocalCluster, CliError> {
             ..LocalOptions::default()
         },
     )
+}
+
+/// Seals and opens 256 chunks of 1 MiB with the chunk sealer (HChaCha20, then
+/// ring's ChaCha20-Poly1305) and with RustCrypto's `XChaCha20Poly1305`, in
+/// alternating rounds, checking that both give the same bytes; prints each
+/// one's median rate.
+fn sealing_rates() -> Result<(), CliError> {
+    use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+    use plexus_storage::seal::{FileKey, Sealer};
+    const CHUNKS: u64 = 256;
+    let (key, prefix) = ([7u8; 32], [9u8; 16]);
+    let ours = Sealer::new(&FileKey::from_bytes(key), prefix, CHUNKS);
+    let theirs = XChaCha20Poly1305::new(&key.into());
+    let aad = |i: u64| {
+        let mut a = b"plexus/fs/chunk/v1".to_vec();
+        a.extend_from_slice(&i.to_be_bytes());
+        a.extend_from_slice(&CHUNKS.to_be_bytes());
+        a
+    };
+    let plain = vec![0x5au8; 1 << 20];
+    let (mut ring_times, mut rust_times) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let start = Instant::now();
+        for i in 0..CHUNKS {
+            let mut buf = plain.clone();
+            ours.seal_in_place(i, &mut buf).map_err(failed)?;
+            ours.open_in_place(i, &mut buf).map_err(failed)?;
+        }
+        ring_times.push(start.elapsed());
+        let start = Instant::now();
+        for i in 0..CHUNKS {
+            let mut buf = plain.clone();
+            let nonce = Sealer::nonce(&prefix, i);
+            theirs
+                .encrypt_in_place(XNonce::from_slice(&nonce), &aad(i), &mut buf)
+                .map_err(|_| failed("RustCrypto refused to seal"))?;
+            theirs
+                .decrypt_in_place(XNonce::from_slice(&nonce), &aad(i), &mut buf)
+                .map_err(|_| failed("RustCrypto refused to open"))?;
+        }
+        rust_times.push(start.elapsed());
+    }
+    let mut check = plain.clone();
+    ours.seal_in_place(1, &mut check).map_err(failed)?;
+    let mut reference = plain.clone();
+    let nonce = Sealer::nonce(&prefix, 1);
+    theirs
+        .encrypt_in_place(XNonce::from_slice(&nonce), &aad(1), &mut reference)
+        .map_err(|_| failed("RustCrypto refused to seal"))?;
+    if check != reference {
+        return Err(failed("the sealer and RustCrypto disagree"));
+    }
+    ring_times.sort();
+    rust_times.sort();
+    // Each chunk is sealed and opened: twice its bytes.
+    let moved = 2 * CHUNKS * (1 << 20);
+    println!(
+        "sealing 1 MiB chunks (seal + open, median of 5): the sealer (ring) {:.0} MiB/s, RustCrypto's XChaCha20-Poly1305 {:.0} MiB/s",
+        rate(moved, ring_times[2]),
+        rate(moved, rust_times[2])
+    );
+    Ok(())
 }
 
 /// A process's peak resident memory (`VmHWM`), in bytes.
@@ -433,7 +497,7 @@ fn copies(cluster: &LocalCluster, via: usize, id: &str) -> Option<(u64, u64)> {
     Some((s["copies_min"].as_u64()?, s["copies_max"].as_u64()?))
 }
 
-fn bench(dir: &Path, bytes: u64, gets_per_file: usize, into: Into) -> Result<(), CliError> {
+fn bench(dir: &Path, bytes: u64, gets_per_file: usize, into: GetInto) -> Result<(), CliError> {
     println!(
         "== storage bench: {:.0} MiB, r = 3, 3 nodes on 127.0.0.1, one disk",
         bytes as f64 / MIB
@@ -472,6 +536,7 @@ fn bench(dir: &Path, bytes: u64, gets_per_file: usize, into: Into) -> Result<(),
         rate(bytes, copied_cold)
     );
 
+    sealing_rates()?;
     let mut c = cluster(&dir.join("three"), 3)?;
     let identity = fs::identity_or_new(&dir.join("reader.age"))?;
     for sealed in [true, false] {
@@ -502,7 +567,7 @@ fn bench(dir: &Path, bytes: u64, gets_per_file: usize, into: Into) -> Result<(),
         // with its peer measured just before it, and the ratio is taken per pair.
         let (mut to_memory, mut to_file) = (Rounds::default(), Rounds::default());
         for _ in 0..gets_per_file {
-            if into != Into::File {
+            if into != GetInto::File {
                 let peer = cold_read(&file)?;
                 drop_cached_under(&dir.join("three"))?;
                 let mut got = blake3::Hasher::new();
@@ -513,7 +578,7 @@ fn bench(dir: &Path, bytes: u64, gets_per_file: usize, into: Into) -> Result<(),
                     return Err(failed("a file came back different"));
                 }
             }
-            if into == Into::Memory {
+            if into == GetInto::Memory {
                 continue;
             }
             let peer = cold_copy(&file, &dir.join("copy.bin"))?;
@@ -526,15 +591,26 @@ fn bench(dir: &Path, bytes: u64, gets_per_file: usize, into: Into) -> Result<(),
             }
             let _ = std::fs::remove_file(&back);
         }
-        println!(
-            "plexus {}: put {:.1} MiB/s ({:.2}× raw rocksdb, {:.1} MiB/s just before it); get into memory {} against a file read from the disk; get into a file {} against a file read from the disk and written",
+        let mut line = format!(
+            "plexus {}: put {:.1} MiB/s ({:.2}× raw rocksdb, {:.1} MiB/s just before it)",
             if sealed { "sealed" } else { "public" },
             rate(bytes, put),
             raw.as_secs_f64() / put.as_secs_f64(),
             rate(bytes, raw),
-            to_memory.summary(bytes),
-            to_file.summary(bytes),
         );
+        if into != GetInto::File {
+            line += &format!(
+                "; get into memory {} against a file read from the disk",
+                to_memory.summary(bytes)
+            );
+        }
+        if into != GetInto::Memory {
+            line += &format!(
+                "; get into a file {} against a file read from the disk and written",
+                to_file.summary(bytes)
+            );
+        }
+        println!("{line}");
     }
     c.stop();
     drop(c);

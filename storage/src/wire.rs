@@ -129,16 +129,7 @@ pub enum WireError {
 impl StorageWire {
     /// The message's frame.
     pub fn encode(&self) -> Result<Vec<u8>, codec::CodecError> {
-        // Room for a chunk up front: grown as it is written, the buffer of a
-        // 1 MiB chunk's message would be copied about once more on the way.
-        let room = match self {
-            StorageWire::Store { bytes, .. }
-            | StorageWire::Chunk {
-                bytes: Some(bytes), ..
-            } => bytes.len() + 256,
-            _ => 0,
-        };
-        codec::encode_with_capacity(self, room)
+        codec::encode(self)
     }
 
     /// The message in `bytes`, checked against its bounds; never panics. A
