@@ -5,19 +5,21 @@
 //! write synced with rocksdb's defaults, each synced with blob files, and with
 //! blob files written without the log and flushed every 8 MiB as the shard's
 //! chunk writer does (the fastest of the three is the put's peer, measured again
-//! just before each put); a plain file
-//! copy (`std::fs::copy`, then fsync); a plain file read from the disk (its pages
-//! dropped from the cache first: the peer of a get into memory) and from the page
-//! cache; and the file read from the disk and written to another through a
-//! buffer, without a sync (the peer of a get into a file). Then three real
+//! just before each put); a plain file copy (`std::fs::copy`, then fsync); a
+//! plain file read from the disk (its pages dropped from the cache first: the
+//! peer of a get into memory) and from the page cache; the file read from the
+//! disk and written to another through a buffer, without a sync (the peer of a
+//! get into a file); and the chunk sealer's rate beside RustCrypto's
+//! XChaCha20-Poly1305 on 1 MiB chunks. Then three real
 //! `plexus node` processes on 127.0.0.1 (`plexus::cli::local`): `--bytes` put
 //! with r = 3 through one node and got back through another, sealed
 //! (XChaCha20-Poly1305 on the client) and public. Each file is got `--gets`
 //! times (3 by default; the median is reported) into memory, hashed as it
 //! arrives and compared with the original's hash, and as often into a file,
-//! compared byte for byte (`--get-into memory|file|both`). Before every get the
-//! nodes' files are dropped from the page cache, so each get reads its chunks
-//! from the disk as the read peer does. Then a fourth node: a holder is killed
+//! compared byte for byte (`--get-into memory|file|both`). Each get is paired
+//! with its peer measured just before it (the ratio reported is the median of
+//! the pairs'), and before every get the nodes' files are dropped from the page
+//! cache, so each get reads its chunks from the disk as the read peer does. Then a fourth node: a holder is killed
 //! with SIGKILL and the time until every chunk is back to three copies is the
 //! repair time, over the bytes of copies lost.
 //!
